@@ -1,0 +1,551 @@
+//! [`Hopper`]: the handle an application dispatches and manages jobs with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::clock::{Clock, SystemClock};
+use crate::dispatch::{DispatchError, DispatchOptions};
+use crate::job::{Job, JobId};
+use crate::maintenance::Retention;
+use crate::registry::{JobDefaults, Registry, RegistryError};
+use crate::state::State;
+use crate::store::{JobFilter, JobRecord, NewJob, StateCount, Store, StoreError};
+use crate::worker::{WorkerConfig, WorkerError, WorkerPool};
+
+/// The database URL used when `DATABASE_URL` is not set: a SQLite file
+/// under the working directory, created with its folder when missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://storage/hopper.db";
+
+/// Payloads larger than this are refused at dispatch unless configured otherwise.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// `DATABASE_URL` from the environment, or [`DEFAULT_DATABASE_URL`].
+///
+/// ```
+/// let url = hopper::database_url();
+/// assert!(!url.is_empty());
+/// ```
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// The handle to a job queue: dispatch jobs, look at them, cancel, retry,
+/// prune, and start workers. Cheap to clone; clones share everything.
+///
+/// ```
+/// use hopper::{Hopper, Job, JobContext, JobResult};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Mail { to: String }
+/// struct MailJob;
+/// impl Job for MailJob {
+///     const TYPE: &'static str = "mail";
+///     type Payload = Mail;
+///     async fn handle(&self, _: Mail, _: JobContext) -> JobResult { Ok(()) }
+/// }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let hopper = Hopper::builder().register(MailJob).unwrap().connect("sqlite::memory:").await.unwrap();
+/// let id = hopper.dispatch::<MailJob>(Mail { to: "ada@example.com".into() }).await.unwrap();
+/// assert_eq!(hopper.job(id).await.unwrap().unwrap().state, hopper::JobState::Pending);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct Hopper {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    state: Arc<State>,
+    wakers: Wakers,
+    max_payload_bytes: usize,
+}
+
+/// Builds a [`Hopper`]: its job types, shared state, clock and database.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let hopper = hopper::Hopper::builder()
+///     .state(String::from("shared"))
+///     .max_payload_bytes(64 * 1024)
+///     .connect("sqlite::memory:")
+///     .await
+///     .unwrap();
+/// # let _ = hopper;
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Builder {
+    registry: Registry,
+    state: State,
+    clock: Arc<dyn Clock>,
+    max_payload_bytes: usize,
+}
+
+impl Builder {
+    /// Registers a job type (see [`Registry::register`]).
+    ///
+    /// ```
+    /// # use hopper::{Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = ();
+    /// #     async fn handle(&self, _: (), _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// assert!(hopper::Hopper::builder().register(Ping).unwrap().register(Ping).is_err());
+    /// ```
+    pub fn register<J: Job>(mut self, job: J) -> Result<Self, RegistryError> {
+        self.registry.register(job)?;
+        Ok(self)
+    }
+
+    /// Uses `registry` as the set of job types, replacing any registered so far.
+    ///
+    /// ```
+    /// let builder = hopper::Hopper::builder().registry(hopper::Registry::new());
+    /// # let _ = builder;
+    /// ```
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Shares `value` with every handler through [`JobContext::state`](crate::JobContext::state).
+    ///
+    /// ```
+    /// let builder = hopper::Hopper::builder().state(42u64);
+    /// # let _ = builder;
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state = std::mem::take(&mut self.state).with(value);
+        self
+    }
+
+    /// Reads "now" from `clock` (tests use a [`ManualClock`](crate::clock::ManualClock)).
+    ///
+    /// ```
+    /// let builder = hopper::Hopper::builder().clock(hopper::clock::ManualClock::new());
+    /// # let _ = builder;
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Refuses payloads larger than `bytes` at dispatch (default 1 MiB).
+    ///
+    /// ```
+    /// let builder = hopper::Hopper::builder().max_payload_bytes(1024);
+    /// # let _ = builder;
+    /// ```
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Opens the database at `url` (creating and migrating it) and builds the handle.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// assert!(hopper::Hopper::builder().connect("nosuchdb://x").await.is_err());
+    /// # });
+    /// ```
+    pub async fn connect(self, url: &str) -> Result<Hopper, StoreError> {
+        let store = crate::store::open(url).await?;
+        Ok(self.build(store))
+    }
+
+    /// Builds the handle over an already open, migrated store.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::open("sqlite::memory:").await.unwrap();
+    /// let hopper = hopper::Hopper::builder().build(store);
+    /// # let _ = hopper;
+    /// # });
+    /// ```
+    pub fn build(self, store: Arc<dyn Store>) -> Hopper {
+        Hopper {
+            inner: Arc::new(Inner {
+                store,
+                registry: Arc::new(self.registry),
+                clock: self.clock,
+                state: Arc::new(self.state),
+                wakers: Wakers::default(),
+                max_payload_bytes: self.max_payload_bytes,
+            }),
+        }
+    }
+}
+
+impl Hopper {
+    /// Starts building a handle.
+    ///
+    /// ```
+    /// let builder = hopper::Hopper::builder();
+    /// # let _ = builder;
+    /// ```
+    pub fn builder() -> Builder {
+        Builder {
+            registry: Registry::new(),
+            state: State::new(),
+            clock: Arc::new(SystemClock),
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+
+    /// Dispatches a job of type `J` to run as soon as a worker is free.
+    /// The compiler checks the payload's type. Returns the job's id.
+    ///
+    /// ```
+    /// # use hopper::{Hopper, Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = u32;
+    /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let id = hopper.dispatch::<Ping>(7).await.unwrap();
+    /// assert!(id > 0);
+    /// # });
+    /// ```
+    pub async fn dispatch<J: Job>(&self, payload: J::Payload) -> Result<JobId, DispatchError> {
+        self.dispatch_with::<J>(payload, DispatchOptions::default())
+            .await
+    }
+
+    /// Dispatches a job of type `J` with `options` (delay, queue, priority…).
+    ///
+    /// ```
+    /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = u32;
+    /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let id = hopper
+    ///     .dispatch_with::<Ping>(7, DispatchOptions::new().queue("slow").priority(5))
+    ///     .await
+    ///     .unwrap();
+    /// let job = hopper.job(id).await.unwrap().unwrap();
+    /// assert_eq!((job.queue.as_str(), job.priority), ("slow", 5));
+    /// # });
+    /// ```
+    pub async fn dispatch_with<J: Job>(
+        &self,
+        payload: J::Payload,
+        options: DispatchOptions,
+    ) -> Result<JobId, DispatchError> {
+        let job = self.typed_job::<J>(&payload, &options, self.now())?;
+        self.insert(vec![job]).await.map(|ids| ids[0])
+    }
+
+    /// Dispatches many jobs of type `J` in one transaction: all are stored or
+    /// none. Returns their ids in order.
+    ///
+    /// ```
+    /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = u32;
+    /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let ids = hopper.dispatch_many::<Ping>(0..100, DispatchOptions::new()).await.unwrap();
+    /// assert_eq!(ids.len(), 100);
+    /// # });
+    /// ```
+    pub async fn dispatch_many<J: Job>(
+        &self,
+        payloads: impl IntoIterator<Item = J::Payload>,
+        options: DispatchOptions,
+    ) -> Result<Vec<JobId>, DispatchError> {
+        let now = self.now();
+        let jobs = payloads
+            .into_iter()
+            .map(|payload| self.typed_job::<J>(&payload, &options, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.insert(jobs).await
+    }
+
+    /// Dispatches a job by type name with a JSON payload, checked against
+    /// the registered payload type first: an unknown type or a payload that
+    /// does not fit is refused, and nothing is stored.
+    ///
+    /// ```
+    /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Mail { to: String }
+    /// struct MailJob;
+    /// impl Job for MailJob {
+    ///     const TYPE: &'static str = "mail";
+    ///     type Payload = Mail;
+    ///     async fn handle(&self, _: Mail, _: JobContext) -> JobResult { Ok(()) }
+    /// }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = Hopper::builder().register(MailJob).unwrap().connect("sqlite::memory:").await.unwrap();
+    /// let ok = hopper.dispatch_json("mail", &serde_json::json!({"to": "a@b.c"}), DispatchOptions::new()).await;
+    /// assert!(ok.is_ok());
+    /// let err = hopper.dispatch_json("mail", &serde_json::json!({"to": 5}), DispatchOptions::new()).await;
+    /// assert!(err.unwrap_err().to_string().contains("invalid type"));
+    /// # });
+    /// ```
+    pub async fn dispatch_json(
+        &self,
+        job_type: &str,
+        payload: &serde_json::Value,
+        options: DispatchOptions,
+    ) -> Result<JobId, DispatchError> {
+        let text = payload.to_string();
+        self.check_size(job_type, &text)?;
+        let defaults = self.inner.registry.validate(job_type, &text)?;
+        let job = options.new_job(job_type, defaults, text, self.now());
+        self.insert(vec![job]).await.map(|ids| ids[0])
+    }
+
+    fn typed_job<J: Job>(
+        &self,
+        payload: &J::Payload,
+        options: &DispatchOptions,
+        now: DateTime<Utc>,
+    ) -> Result<NewJob, DispatchError> {
+        let text = serde_json::to_string(payload).map_err(|source| DispatchError::Encode {
+            job_type: J::TYPE.to_owned(),
+            source,
+        })?;
+        self.check_size(J::TYPE, &text)?;
+        let defaults = JobDefaults {
+            queue: J::QUEUE,
+            max_attempts: J::MAX_ATTEMPTS,
+        };
+        Ok(options.new_job(J::TYPE, defaults, text, now))
+    }
+
+    fn check_size(&self, job_type: &str, payload: &str) -> Result<(), DispatchError> {
+        let limit = self.inner.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(DispatchError::TooLarge {
+                job_type: job_type.to_owned(),
+                size: payload.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
+        let ids = self.inner.store.insert(&jobs).await?;
+        let now = self.now();
+        let mut woken: Vec<&str> = Vec::new();
+        for job in &jobs {
+            if job.available_at <= now && !woken.contains(&job.queue.as_str()) {
+                woken.push(&job.queue);
+                self.inner.wakers.wake(&job.queue);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Everything stored about job `id`, or `None` if there is no such job.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.job(404).await.unwrap().is_none());
+    /// # });
+    /// ```
+    pub async fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.store.get(id).await
+    }
+
+    /// Jobs matching `filter`, newest first.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.jobs(&Default::default()).await.unwrap().is_empty());
+    /// # });
+    /// ```
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.store.list(filter).await
+    }
+
+    /// Job counts per queue and state.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.counts().await.unwrap().is_empty());
+    /// # });
+    /// ```
+    pub async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
+        self.inner.store.counts().await
+    }
+
+    /// Cancels job `id` if it is still pending; returns whether it was.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(!hopper.cancel(1).await.unwrap());
+    /// # });
+    /// ```
+    pub async fn cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        self.inner.store.cancel(id, self.now()).await
+    }
+
+    /// Puts a failed or cancelled job back to pending, due now, with as many
+    /// new attempts as its type allows; returns whether it was failed or
+    /// cancelled.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(!hopper.retry(1).await.unwrap());
+    /// # });
+    /// ```
+    pub async fn retry(&self, id: JobId) -> Result<bool, StoreError> {
+        let Some(job) = self.inner.store.get(id).await? else {
+            return Ok(false);
+        };
+        let attempts = self
+            .inner
+            .registry
+            .get(&job.job_type)
+            .map(|registered| registered.defaults().max_attempts)
+            .unwrap_or(1);
+        let retried = self.inner.store.retry(id, self.now(), attempts).await?;
+        if retried {
+            self.inner.wakers.wake(&job.queue);
+        }
+        Ok(retried)
+    }
+
+    /// Deletes ended jobs older than `retention` allows; returns how many.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert_eq!(hopper.prune(hopper::Retention::default()).await.unwrap(), 0);
+    /// # });
+    /// ```
+    pub async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        crate::maintenance::prune(self.inner.store.as_ref(), self.now(), retention).await
+    }
+
+    /// Starts a worker pool running the queues `config` names.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(4)).unwrap();
+    /// pool.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub fn start(&self, config: WorkerConfig) -> Result<WorkerPool, WorkerError> {
+        WorkerPool::start(self.clone(), config)
+    }
+
+    /// Wakes idle workers of `queue` in this process to look for due jobs now
+    /// (after moving a manual clock, say).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// hopper.wake("default");
+    /// # });
+    /// ```
+    pub fn wake(&self, queue: &str) {
+        self.inner.wakers.wake(queue);
+    }
+
+    /// The current time on this handle's clock.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.now() <= chrono::Utc::now());
+    /// # });
+    /// ```
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The registered job types.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert_eq!(hopper.registry().types().count(), 0);
+    /// # });
+    /// ```
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The store behind this handle.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.store().get(1).await.unwrap().is_none());
+    /// # });
+    /// ```
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub(crate) fn shared_state(&self) -> &Arc<State> {
+        &self.inner.state
+    }
+
+    pub(crate) fn waker(&self, queue: &str) -> Arc<Notify> {
+        self.inner.wakers.get(queue)
+    }
+}
+
+/// In-process wake-ups, one per queue: a dispatch wakes that queue's idle
+/// fetcher at once instead of waiting for its next poll.
+#[derive(Debug, Default)]
+struct Wakers {
+    queues: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Wakers {
+    fn get(&self, queue: &str) -> Arc<Notify> {
+        let mut queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        queues.entry(queue.to_owned()).or_default().clone()
+    }
+
+    fn wake(&self, queue: &str) {
+        let queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(notify) = queues.get(queue) {
+            notify.notify_one();
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Dispatch options and errors: how a job is put on a queue.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::registry::{JobDefaults, RegistryError};
+use crate::store::{NewJob, StoreError};
+
+/// What can go wrong dispatching a job. Nothing is stored when it does.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Unknown job type, or a payload that does not fit its type.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The payload could not be turned into JSON.
+    #[error("cannot encode the payload of job type {job_type} as JSON: {source}")]
+    Encode {
+        /// The job type.
+        job_type: String,
+        /// The encoder's error.
+        source: serde_json::Error,
+    },
+    /// The payload is larger than the configured limit.
+    #[error("payload of job type {job_type} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The job type.
+        job_type: String,
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The database refused or could not be reached.
+    #[error("could not store the job: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Where, when and how urgently a dispatched job runs; anything left unset
+/// comes from the job type.
+///
+/// ```
+/// use std::time::Duration;
+/// use hopper::DispatchOptions;
+/// let options = DispatchOptions::new().queue("mail").priority(10).delay(Duration::from_secs(60));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DispatchOptions {
+    queue: Option<String>,
+    priority: Option<i32>,
+    run_at: Option<DateTime<Utc>>,
+    delay: Option<Duration>,
+    max_attempts: Option<u32>,
+}
+
+impl DispatchOptions {
+    /// No options: run as soon as possible, on the job type's queue.
+    ///
+    /// ```
+    /// assert_eq!(hopper::DispatchOptions::new(), hopper::DispatchOptions::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts the job on `queue` instead of its type's queue.
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().queue("reports");
+    /// # let _ = o;
+    /// ```
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Higher priorities run first among due jobs of a queue (default 0).
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().priority(-5);
+    /// # let _ = o;
+    /// ```
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Runs the job no earlier than `delay` from now.
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().delay(std::time::Duration::from_secs(3600));
+    /// # let _ = o;
+    /// ```
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self.run_at = None;
+        self
+    }
+
+    /// Runs the job no earlier than `at`.
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().run_at(chrono::Utc::now());
+    /// # let _ = o;
+    /// ```
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self.delay = None;
+        self
+    }
+
+    /// Overrides the job type's number of attempts (at least 1).
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().max_attempts(10);
+    /// # let _ = o;
+    /// ```
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// The row to insert for a job of `job_type` with `payload` (JSON), dispatched at `now`.
+    pub(crate) fn new_job(
+        &self,
+        job_type: &str,
+        defaults: JobDefaults,
+        payload: String,
+        now: DateTime<Utc>,
+    ) -> NewJob {
+        let available_at = match (self.run_at, self.delay) {
+            (Some(at), _) => at,
+            (None, Some(delay)) => crate::clock::add(now, delay),
+            (None, None) => now,
+        };
+        NewJob {
+            job_type: job_type.to_owned(),
+            queue: self
+                .queue
+                .clone()
+                .unwrap_or_else(|| defaults.queue.to_owned()),
+            payload,
+            priority: self.priority.unwrap_or(0),
+            max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts).max(1),
+            available_at,
+            created_at: now,
+        }
+    }
+}

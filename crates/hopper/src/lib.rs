@@ -1,0 +1,54 @@
+//! # Hopper
+//!
+//! A database-backed background-job queue for Rust applications: typed jobs,
+//! a worker pool with leases and crash recovery, retries with exponential
+//! backoff, permanent errors and tracked job states, on an embedded SQLite
+//! file by default.
+//!
+//! ```
+//! use hopper::{Hopper, Job, JobContext, JobResult, WorkerConfig};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Welcome { to: String }
+//!
+//! struct WelcomeJob;
+//!
+//! impl Job for WelcomeJob {
+//!     const TYPE: &'static str = "welcome";
+//!     type Payload = Welcome;
+//!     async fn handle(&self, payload: Welcome, _ctx: JobContext) -> JobResult {
+//!         println!("welcome, {}", payload.to);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let hopper = Hopper::builder().register(WelcomeJob).unwrap().connect("sqlite::memory:").await.unwrap();
+//! let workers = hopper.start(WorkerConfig::new(4)).unwrap();
+//! let id = hopper.dispatch::<WelcomeJob>(Welcome { to: "ada@example.com".into() }).await.unwrap();
+//! # let _ = id;
+//! workers.stop().await.unwrap();
+//! # });
+//! ```
+
+pub mod client;
+pub mod clock;
+pub mod dispatch;
+pub mod job;
+pub mod maintenance;
+pub mod registry;
+pub mod retry;
+pub mod state;
+pub mod store;
+pub mod testing;
+pub mod worker;
+
+pub use client::{database_url, Builder, Hopper, DEFAULT_DATABASE_URL};
+pub use dispatch::{DispatchError, DispatchOptions};
+pub use job::{Job, JobContext, JobError, JobId, JobResult, JobState, DEFAULT_QUEUE};
+pub use maintenance::Retention;
+pub use registry::{JobDefaults, Registry, RegistryError};
+pub use state::State;
+pub use store::{JobFilter, JobRecord, StoreError};
+pub use worker::{WorkerConfig, WorkerError, WorkerPool};

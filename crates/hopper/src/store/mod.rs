@@ -1,0 +1,373 @@
+//! The storage contract: everything Hopper asks of a database.
+//!
+//! Workers, dispatch and maintenance speak only to [`Store`]; each database
+//! is one module implementing it. A store knows nothing of handlers,
+//! workers or schedules.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobId, JobState};
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no database this build supports.
+    #[error("unsupported database URL {0:?}: expected sqlite://… (enabled databases: {enabled})", enabled = ENABLED)]
+    UnsupportedUrl(String),
+    /// The database could not be opened or created.
+    #[error("cannot open database {url}: {source}")]
+    Open {
+        /// The URL that was opened.
+        url: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Applying the schema migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed (the database went away, the disk is full, …).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row held a value Hopper cannot read.
+    #[error("corrupt job row {id}: {reason}")]
+    Corrupt {
+        /// The row's id.
+        id: JobId,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+const ENABLED: &str = if cfg!(feature = "sqlite") {
+    "sqlite"
+} else {
+    "none"
+};
+
+/// Opens the store a database URL names, creating and migrating it as needed.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+/// let store = hopper::store::open(&url).await.unwrap();
+/// assert!(store.get(1).await.unwrap().is_none());
+/// assert!(hopper::store::open("oracle://x").await.is_err());
+/// # });
+/// ```
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::open(url).await?;
+        store.migrate().await?;
+        return Ok(Arc::new(store));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
+}
+
+/// A job to insert.
+///
+/// ```
+/// let job = hopper::store::NewJob {
+///     job_type: "send_email".into(),
+///     queue: "default".into(),
+///     payload: r#"{"to":"a@b.c"}"#.into(),
+///     priority: 0,
+///     max_attempts: 3,
+///     available_at: chrono::Utc::now(),
+///     created_at: chrono::Utc::now(),
+/// };
+/// assert_eq!(job.queue, "default");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewJob {
+    /// The job type's name.
+    pub job_type: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Its payload, as JSON text.
+    pub payload: String,
+    /// Higher runs first among jobs that are due.
+    pub priority: i32,
+    /// Attempts before it fails for good.
+    pub max_attempts: u32,
+    /// Not run before this time.
+    pub available_at: DateTime<Utc>,
+    /// When it was dispatched.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A request to claim due jobs from one queue.
+///
+/// ```
+/// let now = chrono::Utc::now();
+/// let claim = hopper::store::ClaimRequest { queue: "default", worker: "w1", limit: 10, now, lease_until: now };
+/// assert_eq!(claim.limit, 10);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimRequest<'a> {
+    /// The queue to claim from.
+    pub queue: &'a str,
+    /// The claiming worker's id, written to `locked_by`.
+    pub worker: &'a str,
+    /// The most jobs to claim.
+    pub limit: u32,
+    /// Jobs with `available_at <= now` are due.
+    pub now: DateTime<Utc>,
+    /// The lease on every claimed job lasts until this time.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// A job a worker has claimed: it is `started`, leased to that worker.
+///
+/// ```
+/// let job = hopper::store::ClaimedJob {
+///     id: 1, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+///     priority: 0, attempt: 1, max_attempts: 3,
+/// };
+/// assert_eq!(job.attempt, 1);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedJob {
+    /// The job's id.
+    pub id: JobId,
+    /// Its type name.
+    pub job_type: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its payload, as JSON text.
+    pub payload: String,
+    /// Its priority.
+    pub priority: i32,
+    /// This run's attempt number (1-based), counted at claim.
+    pub attempt: u32,
+    /// Its attempts in all.
+    pub max_attempts: u32,
+}
+
+/// One recorded failure of a job.
+///
+/// ```
+/// let e = hopper::store::AttemptError { attempt: 1, at: chrono::Utc::now(), error: "boom".into() };
+/// assert_eq!(serde_json::to_value(&e).unwrap()["error"], "boom");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The attempt that failed.
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why.
+    pub error: String,
+}
+
+/// How a claimed run ended.
+///
+/// ```
+/// let o = hopper::store::Outcome::Finished;
+/// assert_eq!(o, hopper::store::Outcome::Finished);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The job is done.
+    Finished,
+    /// The job goes back to `pending`, due at `at`.
+    Retry {
+        /// When it is due again.
+        at: DateTime<Utc>,
+        /// Why this attempt failed.
+        error: String,
+    },
+    /// The job is failed for good.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The end of one claimed run, guarded by the claim it came from: it applies
+/// only while the job is still `started`, leased to the same worker, on the
+/// same attempt.
+///
+/// ```
+/// let c = hopper::store::Completion { id: 4, attempt: 1, outcome: hopper::store::Outcome::Finished };
+/// assert_eq!(c.id, 4);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// The job's id.
+    pub id: JobId,
+    /// The attempt that ran.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Everything stored about one job.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let url = format!("sqlite://{}", dir.path().join("j.db").display());
+/// let store = hopper::store::open(&url).await.unwrap();
+/// let now = chrono::Utc::now();
+/// let ids = store.insert(&[hopper::store::NewJob {
+///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now,
+/// }]).await.unwrap();
+/// let record = store.get(ids[0]).await.unwrap().unwrap();
+/// assert_eq!(record.state, hopper::JobState::Pending);
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: JobId,
+    /// Its type name.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its payload, as JSON text.
+    pub payload: String,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Runs started so far.
+    pub attempts: u32,
+    /// Runs allowed in all.
+    pub max_attempts: u32,
+    /// Not run before this time.
+    pub available_at: DateTime<Utc>,
+    /// When it was dispatched.
+    pub created_at: DateTime<Utc>,
+    /// When its latest run started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached `finished`, `failed` or `cancelled`.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker holding its lease while `started`.
+    pub locked_by: Option<String>,
+    /// When that lease runs out.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// The latest failure's message.
+    pub last_error: Option<String>,
+    /// Every failure, oldest first.
+    pub errors: Vec<AttemptError>,
+}
+
+/// How many jobs of one queue are in one state.
+///
+/// ```
+/// let c = hopper::store::StateCount { queue: "default".into(), state: hopper::JobState::Pending, count: 2 };
+/// assert_eq!(c.count, 2);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateCount {
+    /// The queue.
+    pub queue: String,
+    /// The state.
+    pub state: JobState,
+    /// How many jobs.
+    pub count: u64,
+}
+
+/// Which jobs a listing returns, newest first.
+///
+/// ```
+/// let filter = hopper::store::JobFilter { state: Some(hopper::JobState::Failed), ..Default::default() };
+/// assert_eq!(filter.limit, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs in this queue.
+    pub queue: Option<String>,
+    /// Only jobs of this type.
+    pub job_type: Option<String>,
+    /// Only jobs with an id below this (for paging).
+    pub before_id: Option<JobId>,
+    /// The most rows to return; 0 means 100.
+    pub limit: u32,
+}
+
+/// The database side of Hopper. Every method is one short transaction.
+///
+/// Implementations must make [`Store::claim`] safe against concurrent
+/// claimers (no job claimed twice) and apply every [`Completion`] only under
+/// its guard.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates or upgrades the schema.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Inserts jobs in one transaction: all or none. Returns their ids in order.
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError>;
+
+    /// Claims up to `limit` due pending jobs of one queue, highest priority
+    /// first, then oldest due first: each becomes `started`, leased to the
+    /// worker, with its attempt counted.
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Applies completions of runs by `worker`; returns how many still held
+    /// their claim (the others were rescued meanwhile and are left alone).
+    async fn complete(
+        &self,
+        worker: &str,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Extends the lease of every job `worker` holds to `until`.
+    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Hands every job `worker` still holds back to `pending`, not counting
+    /// the attempt (a graceful stop).
+    async fn release(&self, worker: &str) -> Result<u64, StoreError>;
+
+    /// Returns jobs whose lease ran out before `now` (their worker died) to
+    /// `pending`, or to `failed` when that was their last attempt, recording
+    /// the lost attempt as an error. Returns the ids rescued.
+    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError>;
+
+    /// Everything about one job.
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Jobs matching `filter`, newest first.
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// How many pending jobs of `queue` are due at `now`.
+    async fn due(&self, queue: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Job counts per queue and state (zero counts left out).
+    async fn counts(&self) -> Result<Vec<StateCount>, StoreError>;
+
+    /// Cancels a `pending` job; false if it was not pending.
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Puts a `failed` or `cancelled` job back to `pending`, due now, with
+    /// `extra_attempts` more attempts; false if it was in another state.
+    async fn retry(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        extra_attempts: u32,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes up to `limit` jobs in `state` that ended before `before`;
+    /// returns how many.
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+}

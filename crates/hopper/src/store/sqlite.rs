@@ -1,0 +1,499 @@
+//! The SQLite store: the embedded default, one file and no server.
+//!
+//! Every pooled connection is opened with WAL, `synchronous = NORMAL` and a
+//! busy timeout. Writes go through a single connection, so writers in one
+//! process queue in Rust instead of in SQLite's sleeping busy handler; other
+//! processes on the same file wait for the busy timeout.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+
+use super::{
+    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, NewJob, Outcome,
+    StateCount, Store, StoreError,
+};
+use crate::job::{JobId, JobState};
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Jobs per statement in a bulk insert.
+const INSERT_CHUNK: usize = 5_000;
+
+/// A Hopper store in one SQLite file (or in memory).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::{Store, sqlite::SqliteStore};
+/// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+/// store.migrate().await.unwrap();
+/// assert!(store.counts().await.unwrap().is_empty());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if missing) the database at `url`,
+    /// e.g. `sqlite://storage/hopper.db` or `sqlite::memory:`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("sqlite://{}/nested/jobs.db", dir.path().display());
+    /// hopper::store::sqlite::SqliteStore::open(&url).await.unwrap();
+    /// assert!(dir.path().join("nested/jobs.db").exists());
+    /// # });
+    /// ```
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| open_error(e.into()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            if let Some(folder) = options.get_filename().parent() {
+                if !folder.as_os_str().is_empty() && !folder.exists() {
+                    std::fs::create_dir_all(folder).map_err(|e| open_error(e.into()))?;
+                }
+            }
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_error(e.into()))?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(|e| open_error(e.into()))?
+        };
+        Ok(Self { writer, reader })
+    }
+
+    /// The pool that reads (for checks and ad-hoc queries).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(store.reader()).await.unwrap();
+    /// assert_eq!(one, 1);
+    /// # });
+    /// ```
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The pool that writes (one connection).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// assert_eq!(store.writer().options().get_max_connections(), 1);
+    /// # });
+    /// ```
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The file behind this store, unless it is in memory.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// # let _ = store.path();
+    /// # });
+    /// ```
+    pub fn path(&self) -> PathBuf {
+        self.writer.connect_options().get_filename().to_path_buf()
+    }
+}
+
+/// Microseconds since the epoch, the stored form of every timestamp.
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(id: JobId, value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
+        id,
+        reason: format!("timestamp {value} out of range"),
+    })
+}
+
+fn optional_time(id: JobId, value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    value.map(|v| from_micros(id, v)).transpose()
+}
+
+fn to_u32(id: JobId, what: &str, value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt {
+        id,
+        reason: format!("{what} {value} out of range"),
+    })
+}
+
+/// One entry of the `errors` JSON array, as text.
+fn error_entry(attempt: u32, at: DateTime<Utc>, error: &str) -> String {
+    serde_json::json!({ "attempt": attempt, "at": at, "error": error }).to_string()
+}
+
+const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
+    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors";
+
+fn record(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    let id: JobId = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let errors: String = row.try_get("errors")?;
+    Ok(JobRecord {
+        id,
+        job_type: row.try_get("type")?,
+        queue: row.try_get("queue")?,
+        payload: row.try_get("payload")?,
+        state: state
+            .parse()
+            .map_err(|e: crate::job::UnknownState| StoreError::Corrupt {
+                id,
+                reason: e.to_string(),
+            })?,
+        priority: row.try_get("priority")?,
+        attempts: to_u32(id, "attempts", row.try_get("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        available_at: from_micros(id, row.try_get("available_at")?)?,
+        created_at: from_micros(id, row.try_get("created_at")?)?,
+        started_at: optional_time(id, row.try_get("started_at")?)?,
+        finished_at: optional_time(id, row.try_get("finished_at")?)?,
+        locked_by: row.try_get("locked_by")?,
+        locked_until: optional_time(id, row.try_get("locked_until")?)?,
+        last_error: row.try_get("last_error")?,
+        errors: serde_json::from_str::<Vec<AttemptError>>(&errors).map_err(|e| {
+            StoreError::Corrupt {
+                id,
+                reason: format!("error history: {e}"),
+            }
+        })?,
+    })
+}
+
+fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
+    let id: JobId = row.try_get("id")?;
+    Ok(ClaimedJob {
+        id,
+        job_type: row.try_get("type")?,
+        queue: row.try_get("queue")?,
+        payload: row.try_get("payload")?,
+        priority: row.try_get("priority")?,
+        attempt: to_u32(id, "attempts", row.try_get("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+        const SINGLE: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
+            VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id";
+        if let [job] = jobs {
+            let id = sqlx::query_scalar(SINGLE)
+                .bind(&job.job_type)
+                .bind(&job.queue)
+                .bind(&job.payload)
+                .bind(job.priority)
+                .bind(job.max_attempts)
+                .bind(micros(job.available_at))
+                .bind(micros(job.created_at))
+                .fetch_one(&self.writer)
+                .await?;
+            return Ok(vec![id]);
+        }
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut tx = self.writer.begin().await?;
+        for chunk in jobs.chunks(INSERT_CHUNK) {
+            let mut query = QueryBuilder::new(
+                "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) ",
+            );
+            query.push_values(chunk, |mut row, job| {
+                row.push_bind(&job.job_type)
+                    .push_bind(&job.queue)
+                    .push_bind(&job.payload)
+                    .push_bind(job.priority)
+                    .push_bind(job.max_attempts)
+                    .push_bind(micros(job.available_at))
+                    .push_bind(micros(job.created_at));
+            });
+            query.push(" RETURNING id");
+            let mut chunk_ids: Vec<JobId> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            // Rows are inserted in order with increasing ids; RETURNING's order is unspecified.
+            chunk_ids.sort_unstable();
+            ids.extend(chunk_ids);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
+        const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+                started_at = ?1, locked_by = ?2, locked_until = ?3 \
+            WHERE id IN (SELECT id FROM jobs \
+                WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
+                ORDER BY priority DESC, available_at, id LIMIT ?5) \
+            RETURNING id, type, queue, payload, priority, attempts, max_attempts";
+        let rows = sqlx::query(CLAIM)
+            .bind(micros(request.now))
+            .bind(request.worker)
+            .bind(micros(request.lease_until))
+            .bind(request.queue)
+            .bind(request.limit)
+            .fetch_all(&self.writer)
+            .await?;
+        let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
+        Ok(jobs)
+    }
+
+    async fn complete(
+        &self,
+        worker: &str,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        const FINISH: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+                locked_by = NULL, locked_until = NULL \
+            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS cattempt FROM json_each(?2)) AS c \
+            WHERE jobs.id = c.cid AND jobs.attempts = c.cattempt \
+                AND jobs.state = 'started' AND jobs.locked_by = ?3";
+        const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
+                locked_by = NULL, locked_until = NULL, last_error = ?2, \
+                errors = json_insert(errors, '$[#]', json(?3)) \
+            WHERE id = ?4 AND attempts = ?5 AND state = 'started' AND locked_by = ?6";
+        const FAIL: &str = "UPDATE jobs SET state = 'failed', finished_at = ?1, \
+                locked_by = NULL, locked_until = NULL, last_error = ?2, \
+                errors = json_insert(errors, '$[#]', json(?3)) \
+            WHERE id = ?4 AND attempts = ?5 AND state = 'started' AND locked_by = ?6";
+
+        let finished: Vec<(JobId, u32)> = completions
+            .iter()
+            .filter(|c| c.outcome == Outcome::Finished)
+            .map(|c| (c.id, c.attempt))
+            .collect();
+        let mut applied = 0;
+        let mut tx = self.writer.begin().await?;
+        if !finished.is_empty() {
+            let ids = serde_json::to_string(&finished).unwrap_or_else(|_| "[]".into());
+            applied += sqlx::query(FINISH)
+                .bind(micros(now))
+                .bind(ids)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        for completion in completions {
+            let (sql, at, error) = match &completion.outcome {
+                Outcome::Finished => continue,
+                Outcome::Retry { at, error } => (RETRY, *at, error),
+                Outcome::Failed { error } => (FAIL, now, error),
+            };
+            applied += sqlx::query(sql)
+                .bind(micros(at))
+                .bind(error)
+                .bind(error_entry(completion.attempt, now, error))
+                .bind(completion.id)
+                .bind(completion.attempt)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET locked_until = ?1 WHERE state = 'started' AND locked_by = ?2",
+        )
+        .bind(micros(until))
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release(&self, worker: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+                locked_by = NULL, locked_until = NULL \
+             WHERE state = 'started' AND locked_by = ?1",
+        )
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError> {
+        const RESCUE: &str = "UPDATE jobs SET \
+                state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
+                finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
+                available_at = ?1, \
+                last_error = 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts, \
+                errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'at', ?2, \
+                    'error', 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts)), \
+                locked_by = NULL, locked_until = NULL \
+            WHERE state = 'started' AND locked_until < ?1 \
+            RETURNING id";
+        let at = serde_json::to_value(now)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let ids = sqlx::query_scalar(RESCUE)
+            .bind(micros(now))
+            .bind(at)
+            .fetch_all(&self.writer)
+            .await?;
+        Ok(ids)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1"));
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(queue) = &filter.queue {
+            query.push(" AND queue = ").push_bind(queue);
+        }
+        if let Some(job_type) = &filter.job_type {
+            query.push(" AND type = ").push_bind(job_type);
+        }
+        if let Some(before) = filter.before_id {
+            query.push(" AND id < ").push_bind(before);
+        }
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        let rows = query.build().fetch_all(&self.reader).await?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn due(&self, queue: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'pending' AND queue = ?1 AND available_at <= ?2",
+        )
+        .bind(queue)
+        .bind(micros(now))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                let count: i64 = row.try_get("n")?;
+                Ok(StateCount {
+                    queue: row.try_get("queue")?,
+                    state: state.parse().map_err(|e: crate::job::UnknownState| {
+                        StoreError::Corrupt {
+                            id: 0,
+                            reason: e.to_string(),
+                        }
+                    })?,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'pending'",
+        )
+        .bind(micros(now))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retry(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        extra_attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
+                max_attempts = attempts + ?2 \
+             WHERE id = ?3 AND state IN ('failed', 'cancelled')",
+        )
+        .bind(micros(now))
+        .bind(extra_attempts.max(1))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                WHERE state = ?1 AND finished_at < ?2 LIMIT ?3)",
+        )
+        .bind(state.as_str())
+        .bind(micros(before))
+        .bind(limit)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,215 @@
+//! Settings, read from the environment (and an optional `.env` file that
+//! `main` loads first).
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `sqlite://storage/hopper.db` | the job database |
+//! | `APP_HOST` | `127.0.0.1` | address the HTTP server listens on |
+//! | `APP_PORT` | `8080` | port the HTTP server listens on |
+//! | `HOPPER_WORKERS` | `10` | jobs run at the same time |
+//! | `HOPPER_SHUTDOWN_TIMEOUT` | `30` | seconds running jobs get to finish at shutdown |
+//! | `MAIL_LOG` | `storage/mail.log` | file the [`Mailer`](crate::mailer::Mailer) appends sent emails to |
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default for `APP_HOST`.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default for `APP_PORT`.
+pub const DEFAULT_PORT: u16 = 8080;
+/// Default for `HOPPER_WORKERS`.
+pub const DEFAULT_WORKERS: usize = 10;
+/// Default for `HOPPER_SHUTDOWN_TIMEOUT`, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Default for `MAIL_LOG`.
+pub const DEFAULT_MAIL_LOG: &str = "storage/mail.log";
+
+/// A setting that is present but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// The value it had.
+    pub value: String,
+    /// What was expected.
+    pub reason: String,
+}
+
+/// Everything the application needs to start.
+///
+/// ```
+/// let config = app::config::Config::from_lookup(|_| None).unwrap();
+/// assert_eq!(config.port, 8080);
+/// assert_eq!(config.database_url, "sqlite://storage/hopper.db");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Where jobs are stored (`DATABASE_URL`).
+    pub database_url: String,
+    /// The HTTP server's address (`APP_HOST`).
+    pub host: String,
+    /// The HTTP server's port (`APP_PORT`; 0 picks a free one).
+    pub port: u16,
+    /// How many jobs run at the same time (`HOPPER_WORKERS`).
+    pub workers: usize,
+    /// How long running jobs get to finish at shutdown (`HOPPER_SHUTDOWN_TIMEOUT`, seconds).
+    pub shutdown_timeout: Duration,
+    /// The file sent emails are appended to (`MAIL_LOG`).
+    pub mail_log: PathBuf,
+}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (variable name → value). Unset
+    /// and blank variables take their defaults; values that do not parse
+    /// are errors, never silently replaced.
+    ///
+    /// ```
+    /// use app::config::Config;
+    /// let config = Config::from_lookup(|name| match name {
+    ///     "APP_PORT" => Some("9000".into()),
+    ///     "HOPPER_WORKERS" => Some("2".into()),
+    ///     _ => None,
+    /// })
+    /// .unwrap();
+    /// assert_eq!((config.port, config.workers), (9000, 2));
+    ///
+    /// let err = Config::from_lookup(|name| (name == "APP_PORT").then(|| "http".into())).unwrap_err();
+    /// assert!(err.to_string().contains("APP_PORT"));
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let workers: usize = parse(&get, "HOPPER_WORKERS", DEFAULT_WORKERS)?;
+        if workers == 0 {
+            return Err(ConfigError {
+                name: "HOPPER_WORKERS",
+                value: "0".into(),
+                reason: "at least one worker is needed".into(),
+            });
+        }
+        Ok(Self {
+            database_url: get("DATABASE_URL")
+                .unwrap_or_else(|| hopper::DEFAULT_DATABASE_URL.to_owned()),
+            host: get("APP_HOST").unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+            port: parse(&get, "APP_PORT", DEFAULT_PORT)?,
+            workers,
+            shutdown_timeout: Duration::from_secs(parse(
+                &get,
+                "HOPPER_SHUTDOWN_TIMEOUT",
+                DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            )?),
+            mail_log: get("MAIL_LOG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_MAIL_LOG)),
+        })
+    }
+
+    /// The `host:port` the HTTP server binds.
+    ///
+    /// ```
+    /// let config = app::config::Config::from_lookup(|_| None).unwrap();
+    /// assert_eq!(config.address(), "127.0.0.1:8080");
+    /// ```
+    pub fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            // A bare IPv6 address needs brackets before the port.
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn parse<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value.parse().map_err(|err: T::Err| ConfigError {
+            name,
+            reason: err.to_string(),
+            value,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.database_url, "sqlite://storage/hopper.db");
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.workers, 10);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.mail_log, PathBuf::from("storage/mail.log"));
+    }
+
+    #[test]
+    fn blank_values_take_defaults() {
+        let config = config(&[("DATABASE_URL", "  "), ("APP_PORT", "")]).unwrap();
+        assert_eq!(config.database_url, "sqlite://storage/hopper.db");
+        assert_eq!(config.port, 8080);
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let config = config(&[
+            ("DATABASE_URL", "sqlite:///tmp/x.db"),
+            ("APP_HOST", "0.0.0.0"),
+            ("APP_PORT", "3000"),
+            ("HOPPER_WORKERS", "4"),
+            ("HOPPER_SHUTDOWN_TIMEOUT", "5"),
+            ("MAIL_LOG", "/tmp/mail.log"),
+        ])
+        .unwrap();
+        assert_eq!(config.database_url, "sqlite:///tmp/x.db");
+        assert_eq!(config.address(), "0.0.0.0:3000");
+        assert_eq!(config.workers, 4);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(config.mail_log, PathBuf::from("/tmp/mail.log"));
+    }
+
+    #[test]
+    fn bad_values_are_errors_that_name_the_variable() {
+        let err = config(&[("HOPPER_WORKERS", "many")]).unwrap_err();
+        assert_eq!(err.name, "HOPPER_WORKERS");
+        assert!(err.to_string().contains("\"many\""), "{err}");
+        assert!(config(&[("HOPPER_WORKERS", "0")]).is_err());
+        assert!(config(&[("APP_PORT", "70000")]).is_err());
+        assert!(config(&[("HOPPER_SHUTDOWN_TIMEOUT", "-1")]).is_err());
+    }
+
+    #[test]
+    fn ipv6_hosts_get_brackets() {
+        let config = config(&[("APP_HOST", "::1")]).unwrap();
+        assert_eq!(config.address(), "[::1]:8080");
+    }
+}

@@ -1,0 +1,232 @@
+//! The Hopper starter application: an axum HTTP server that dispatches
+//! background jobs, and the worker pool that runs them, on SQLite by default.
+//!
+//! `app serve` runs both; `app work` runs only the workers. Both stop
+//! gracefully on SIGINT or SIGTERM.
+
+pub mod config;
+pub mod controllers;
+pub mod jobs;
+pub mod mailer;
+pub mod routes;
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hopper::{Hopper, WorkerConfig, WorkerPool};
+
+use crate::config::Config;
+use crate::mailer::Mailer;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "app", version, about = "The Hopper starter application")]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands `app` understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and the worker pool.
+    Serve,
+    /// Run only the worker pool.
+    Work,
+}
+
+/// What every HTTP handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The job queue handlers dispatch to.
+    pub hopper: Hopper,
+}
+
+/// A Hopper builder with every job of the application registered and
+/// `mailer` shared with them.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let builder = app::hopper_builder(app::mailer::Mailer::new(dir.path().join("mail.log"))).unwrap();
+/// let hopper = builder.connect("sqlite::memory:").await.unwrap();
+/// assert!(hopper.registry().contains("send_email"));
+/// # });
+/// ```
+pub fn hopper_builder(mailer: Mailer) -> Result<hopper::Builder, hopper::RegistryError> {
+    Ok(Hopper::builder().registry(jobs::registry()?).state(mailer))
+}
+
+/// Opens the job database `config` names (creating it if missing) with
+/// every job registered.
+pub async fn connect(config: &Config) -> anyhow::Result<Hopper> {
+    let builder = hopper_builder(Mailer::new(&config.mail_log))?;
+    builder
+        .connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the job database {}", config.database_url))
+}
+
+/// The worker configuration `config` asks for.
+pub fn worker_config(config: &Config) -> WorkerConfig {
+    WorkerConfig::new(config.workers).shutdown_timeout(config.shutdown_timeout)
+}
+
+/// Runs `command` until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    command: Command,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config, shutdown).await,
+        Command::Work => work(config, shutdown).await,
+    }
+}
+
+/// Runs the HTTP server and the worker pool until `shutdown` completes;
+/// then stops the server (letting open requests finish, for at most the
+/// shutdown timeout) and then the workers.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hopper = connect(&config).await?;
+    let address = config.address();
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let pool = start_workers(&hopper, &config)?;
+    tracing::info!(database = %config.database_url, "listening on http://{local}");
+
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let router = routes::router(AppState { hopper });
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new HTTP requests accepted");
+        let _ = stopping_tx.send(true);
+    });
+    let drain_limit = config.shutdown_timeout;
+    let served = tokio::select! {
+        result = server => result.context("the HTTP server failed"),
+        () = async {
+            // Resolves only once shutdown started and requests overran the limit.
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(drain_limit).await;
+        } => {
+            tracing::warn!(limit = ?drain_limit, "open HTTP requests did not finish in time; closing them");
+            Ok(())
+        }
+    };
+    let stopped = stop_workers(pool).await;
+    served?;
+    stopped?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Runs only the worker pool until `shutdown` completes, then stops it.
+pub async fn work(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hopper = connect(&config).await?;
+    let pool = start_workers(&hopper, &config)?;
+    tracing::info!(database = %config.database_url, "working; no HTTP server in this mode");
+    shutdown.await;
+    stop_workers(pool).await?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn start_workers(hopper: &Hopper, config: &Config) -> anyhow::Result<WorkerPool> {
+    hopper
+        .start(worker_config(config))
+        .context("cannot start the workers")
+}
+
+async fn stop_workers(pool: WorkerPool) -> anyhow::Result<()> {
+    pool.stop()
+        .await
+        .context("the workers did not stop cleanly")?;
+    Ok(())
+}
+
+/// The signals that stop the application: SIGINT (Ctrl-C) and SIGTERM.
+///
+/// Install it first thing, so a signal that arrives while the
+/// application starts is not lost.
+#[derive(Debug)]
+pub struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts listening for the stop signals.
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// Waits for the next stop signal and returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+
+    /// A future that completes at the first stop signal. A second signal
+    /// while the graceful stop runs ends the process at once (exit code 130).
+    pub async fn shutdown(mut self) {
+        let signal = self.recv().await;
+        tracing::info!(
+            signal,
+            "stop signal received: stopping gracefully (send it again to exit at once)"
+        );
+        tokio::spawn(async move {
+            let signal = self.recv().await;
+            tracing::warn!(signal, "second stop signal: exiting without waiting");
+            std::process::exit(130);
+        });
+    }
+}
+
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A subscriber already installed (by a test harness, say) is kept.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

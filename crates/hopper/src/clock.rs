@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 
 /// A source of the current time.
 ///
@@ -33,7 +33,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        to_micros(Utc::now())
     }
 }
 
@@ -74,7 +74,7 @@ impl ManualClock {
     /// ```
     pub fn starting_at(start: DateTime<Utc>) -> Self {
         Self {
-            now: Arc::new(Mutex::new(start)),
+            now: Arc::new(Mutex::new(to_micros(start))),
         }
     }
 
@@ -94,6 +94,7 @@ impl ManualClock {
         *now = now
             .checked_add_signed(by)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        *now = to_micros(*now);
     }
 
     /// Sets the clock to `to` (which may be in the past).
@@ -106,7 +107,7 @@ impl ManualClock {
     /// assert_eq!(clock.now(), t);
     /// ```
     pub fn set(&self, to: DateTime<Utc>) {
-        *self.lock() = to;
+        *self.lock() = to_micros(to);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DateTime<Utc>> {
@@ -127,6 +128,12 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.lock()
     }
+}
+
+/// `at` rounded down to whole microseconds, the precision every store keeps.
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(chrono::Duration::microseconds(1))
+        .unwrap_or(at)
 }
 
 /// `at + by`, saturating at the end of representable time.

@@ -224,11 +224,13 @@ impl TestQueue {
         let mut activity = self.pool.activity();
         loop {
             activity.borrow_and_update();
-            let in_flight = self.pool.in_flight();
+            // Due jobs first: a job claimed after this count is already
+            // counted in flight when `in_flight` is read below.
             let mut due = 0;
             for queue in &self.queues {
                 due += self.hopper.store().due(queue, self.hopper.now()).await?;
             }
+            let in_flight = self.pool.in_flight();
             if in_flight == 0 && due == 0 {
                 return Ok(());
             }

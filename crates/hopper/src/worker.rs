@@ -472,7 +472,14 @@ async fn fetch(
             now,
             lease_until: shared.lease_until(),
         };
-        let claimed = match shared.hopper.store().claim(request).await {
+        // Counted as outstanding before the claim, so a claimed job is never
+        // invisible to `in_flight` between the database and this task.
+        shared.outstanding.fetch_add(free, Ordering::SeqCst);
+        let result = shared.hopper.store().claim(request).await;
+        let taken = result.as_ref().map_or(0, Vec::len);
+        shared.outstanding.fetch_sub(free - taken, Ordering::SeqCst);
+        shared.bump();
+        let claimed = match result {
             Ok(claimed) => {
                 failures = 0;
                 claimed
@@ -497,10 +504,6 @@ async fn fetch(
             }
             continue;
         }
-        shared
-            .outstanding
-            .fetch_add(claimed.len(), Ordering::SeqCst);
-        shared.bump();
         let mut first = Some(first);
         for job in claimed {
             let permit = match first.take() {

@@ -1,0 +1,141 @@
+//! Job types shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hopper::{Job, JobContext, JobError, JobResult};
+use serde::{Deserialize, Serialize};
+
+/// Does nothing.
+pub struct Noop;
+
+impl Job for Noop {
+    const TYPE: &'static str = "noop";
+    type Payload = ();
+    async fn handle(&self, _: (), _: JobContext) -> JobResult {
+        Ok(())
+    }
+}
+
+/// Fails its first `fail_times` attempts, then succeeds; retries after 10 s.
+pub struct Flaky;
+
+#[derive(Serialize, Deserialize)]
+pub struct FlakyPayload {
+    pub fail_times: u32,
+}
+
+pub const FLAKY_DELAY: Duration = Duration::from_secs(10);
+
+impl Job for Flaky {
+    const TYPE: &'static str = "flaky";
+    type Payload = FlakyPayload;
+    async fn handle(&self, payload: FlakyPayload, ctx: JobContext) -> JobResult {
+        if ctx.attempt() <= payload.fail_times {
+            return Err(std::io::Error::other(format!("flaky failure {}", ctx.attempt())).into());
+        }
+        Ok(())
+    }
+    fn retry_delay(&self, _attempt: u32) -> Duration {
+        FLAKY_DELAY
+    }
+}
+
+/// Always fails permanently.
+pub struct Doomed;
+
+impl Job for Doomed {
+    const TYPE: &'static str = "doomed";
+    type Payload = String;
+    async fn handle(&self, reason: String, _: JobContext) -> JobResult {
+        Err(JobError::permanent(reason))
+    }
+}
+
+/// Panics with its payload as the message.
+pub struct Panicker;
+
+impl Job for Panicker {
+    const TYPE: &'static str = "panicker";
+    const MAX_ATTEMPTS: u32 = 1;
+    type Payload = String;
+    async fn handle(&self, message: String, _: JobContext) -> JobResult {
+        panic!("{message}");
+    }
+}
+
+/// Sleeps for its payload in milliseconds; times out after 100 ms.
+pub struct Sleeper;
+
+impl Job for Sleeper {
+    const TYPE: &'static str = "sleeper";
+    const MAX_ATTEMPTS: u32 = 1;
+    type Payload = u64;
+    async fn handle(&self, millis: u64, _: JobContext) -> JobResult {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(())
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(100)
+    }
+}
+
+/// Sleeps for its payload in milliseconds, with the default timeout.
+pub struct Slow;
+
+impl Job for Slow {
+    const TYPE: &'static str = "slow";
+    type Payload = u64;
+    async fn handle(&self, millis: u64, _: JobContext) -> JobResult {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(())
+    }
+}
+
+/// The order jobs ran in, shared through the queue's state.
+#[derive(Default, Clone)]
+pub struct Journal(pub Arc<Mutex<Vec<String>>>);
+
+impl Journal {
+    pub fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Appends its payload to the shared [`Journal`].
+pub struct Record;
+
+impl Job for Record {
+    const TYPE: &'static str = "record";
+    type Payload = String;
+    async fn handle(&self, entry: String, ctx: JobContext) -> JobResult {
+        ctx.state::<Journal>()?.0.lock().unwrap().push(entry);
+        Ok(())
+    }
+}
+
+/// Asks to be retried after its payload in seconds.
+pub struct Snooze;
+
+impl Job for Snooze {
+    const TYPE: &'static str = "snooze";
+    type Payload = u64;
+    async fn handle(&self, secs: u64, _: JobContext) -> JobResult {
+        Err(JobError::retry_after(Duration::from_secs(secs), "not yet"))
+    }
+}
+
+/// A builder with every test job registered.
+pub fn builder() -> hopper::Builder {
+    hopper::Hopper::builder()
+        .register(Noop)
+        .and_then(|b| b.register(Flaky))
+        .and_then(|b| b.register(Doomed))
+        .and_then(|b| b.register(Panicker))
+        .and_then(|b| b.register(Sleeper))
+        .and_then(|b| b.register(Slow))
+        .and_then(|b| b.register(Record))
+        .and_then(|b| b.register(Snooze))
+        .expect("test jobs have distinct names")
+}

@@ -1,0 +1,720 @@
+//! The queue's behaviour end to end, on real SQLite files.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hopper::store::{ClaimRequest, Completion, NewJob, Outcome};
+use hopper::testing::TestQueue;
+use hopper::{
+    DispatchError, DispatchOptions, Hopper, JobState, RegistryError, Retention, WorkerConfig,
+};
+
+async fn state_of(queue: &TestQueue, id: i64) -> hopper::JobRecord {
+    queue.hopper().job(id).await.unwrap().expect("job exists")
+}
+
+#[tokio::test]
+async fn every_pooled_connection_uses_wal_and_a_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("wal.db").display());
+    let store = hopper::store::sqlite::SqliteStore::open(&url)
+        .await
+        .unwrap();
+    for pool in [store.writer(), store.reader()] {
+        let mut conn = pool.acquire().await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert!(busy >= 1000, "busy_timeout {busy}");
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 1, "synchronous = NORMAL");
+    }
+}
+
+#[tokio::test]
+async fn the_default_database_file_is_created_with_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/storage/hopper.db", dir.path().display());
+    Hopper::builder().connect(&url).await.unwrap();
+    assert!(dir.path().join("storage/hopper.db").is_file());
+    assert_eq!(hopper::DEFAULT_DATABASE_URL, "sqlite://storage/hopper.db");
+}
+
+#[tokio::test]
+async fn a_dispatched_job_is_processed_and_finished() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue.hopper().dispatch::<Noop>(()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!(job.state, JobState::Finished);
+    assert_eq!(job.attempts, 1);
+    assert!(job.finished_at.is_some() && job.started_at.is_some());
+    assert!(job.locked_by.is_none() && job.locked_until.is_none());
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_after_its_delay_then_succeeds() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue
+        .hopper()
+        .dispatch::<Flaky>(FlakyPayload { fail_times: 2 })
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Pending, 1));
+    assert_eq!(job.available_at, queue.hopper().now() + FLAKY_DELAY);
+    assert_eq!(job.last_error.as_deref(), Some("flaky failure 1"));
+
+    queue.advance(FLAKY_DELAY - Duration::from_secs(1));
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.attempts, 1, "not run early");
+
+    queue.advance(Duration::from_secs(1));
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.attempts, 2);
+
+    queue.advance(FLAKY_DELAY);
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Finished, 3));
+    assert_eq!(job.errors.len(), 2);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_job_that_uses_up_its_attempts_fails_with_every_error_kept() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue
+        .hopper()
+        .dispatch::<Flaky>(FlakyPayload { fail_times: 99 })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        queue.wait_idle().await.unwrap();
+        queue.advance(FLAKY_DELAY);
+    }
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!(
+        (job.state, job.attempts, job.max_attempts),
+        (JobState::Failed, 3, 3)
+    );
+    let attempts: Vec<u32> = job.errors.iter().map(|e| e.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    let messages: Vec<&str> = job.errors.iter().map(|e| e.error.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["flaky failure 1", "flaky failure 2", "flaky failure 3"]
+    );
+    assert_eq!(job.last_error.as_deref(), Some("flaky failure 3"));
+    assert!(job.finished_at.is_some());
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_the_job_after_one_attempt() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue
+        .hopper()
+        .dispatch::<Doomed>("card declined".into())
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    assert_eq!(job.last_error.as_deref(), Some("card declined"));
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panicking_job_fails_alone_and_the_workers_go_on() {
+    let queue = TestQueue::start_with(builder(), WorkerConfig::new(1))
+        .await
+        .unwrap();
+    let boom = queue
+        .hopper()
+        .dispatch::<Panicker>("kaboom".into())
+        .await
+        .unwrap();
+    let fine = queue.hopper().dispatch::<Noop>(()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, boom).await;
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.last_error.as_deref(), Some("panicked: kaboom"));
+    assert_eq!(state_of(&queue, fine).await.state, JobState::Finished);
+    // The same single worker keeps taking jobs.
+    let after = queue.hopper().dispatch::<Noop>(()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, after).await.state, JobState::Finished);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_is_cancelled_and_counted_as_a_failed_attempt() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue.hopper().dispatch::<Sleeper>(60_000).await.unwrap();
+    let quick = queue.hopper().dispatch::<Sleeper>(1).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    assert_eq!(job.last_error.as_deref(), Some("timed out after 100ms"));
+    assert_eq!(state_of(&queue, quick).await.state, JobState::Finished);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delayed_job_does_not_run_before_its_time() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue
+        .hopper()
+        .dispatch_with::<Noop>((), DispatchOptions::new().delay(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.state, JobState::Pending);
+    queue.advance(Duration::from_secs(59));
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.state, JobState::Pending);
+    queue.advance(Duration::from_secs(1));
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.state, JobState::Finished);
+
+    let at = queue.hopper().now() + chrono::Duration::hours(2);
+    let later = queue
+        .hopper()
+        .dispatch_with::<Noop>((), DispatchOptions::new().run_at(at))
+        .await
+        .unwrap();
+    assert_eq!(state_of(&queue, later).await.available_at, at);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn higher_priority_jobs_run_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let journal = Journal::default();
+    let hopper = builder()
+        .state(journal.clone())
+        .connect(&url)
+        .await
+        .unwrap();
+    for (name, priority) in [
+        ("low", -1),
+        ("normal-1", 0),
+        ("urgent", 10),
+        ("normal-2", 0),
+        ("high", 5),
+    ] {
+        hopper
+            .dispatch_with::<Record>(name.into(), DispatchOptions::new().priority(priority))
+            .await
+            .unwrap();
+    }
+    let pool = hopper.start(WorkerConfig::new(1)).unwrap();
+    let mut activity = pool.activity();
+    while journal.entries().len() < 5 {
+        tokio::time::timeout(Duration::from_secs(10), activity.changed())
+            .await
+            .expect("jobs keep running")
+            .unwrap();
+    }
+    assert_eq!(
+        journal.entries(),
+        ["urgent", "high", "normal-1", "normal-2", "low"]
+    );
+    pool.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn named_queues_run_only_where_a_pool_works_them() {
+    let queue = TestQueue::start_with(builder(), WorkerConfig::new(1).queue("mail", 2))
+        .await
+        .unwrap();
+    let mail = queue
+        .hopper()
+        .dispatch_with::<Noop>((), DispatchOptions::new().queue("mail"))
+        .await
+        .unwrap();
+    let other = queue
+        .hopper()
+        .dispatch_with::<Noop>((), DispatchOptions::new().queue("reports"))
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, mail).await.state, JobState::Finished);
+    let other = state_of(&queue, other).await;
+    assert_eq!(
+        (other.state, other.queue.as_str()),
+        (JobState::Pending, "reports")
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_graceful_stop_lets_a_running_job_finish() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue.hopper().dispatch::<Slow>(300).await.unwrap();
+    let mut activity = queue.pool().activity();
+    while state_of(&queue, id).await.state != JobState::Started {
+        activity.changed().await.unwrap();
+    }
+    let hopper = queue.hopper().clone();
+    queue.stop().await.unwrap();
+    let job = hopper.job(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Finished, 1));
+}
+
+#[tokio::test]
+async fn a_stop_past_its_deadline_hands_the_job_back_without_counting_the_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stop.db").display());
+    let hopper = builder().connect(&url).await.unwrap();
+    let pool = hopper
+        .start(WorkerConfig::new(2).shutdown_timeout(Duration::from_millis(200)))
+        .unwrap();
+    let id = hopper.dispatch::<Slow>(60_000).await.unwrap();
+    let mut activity = pool.activity();
+    while hopper.job(id).await.unwrap().unwrap().state != JobState::Started {
+        activity.changed().await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(pool.stop().await.unwrap(), 1, "one job handed back");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let job = hopper.job(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Pending, 0));
+    assert!(job.locked_by.is_none());
+
+    // A new pool picks it up again.
+    let pool = hopper.start(WorkerConfig::new(1)).unwrap();
+    let mut activity = pool.activity();
+    while hopper.job(id).await.unwrap().unwrap().state != JobState::Started {
+        activity.changed().await.unwrap();
+    }
+    assert_eq!(hopper.job(id).await.unwrap().unwrap().attempts, 1);
+    drop(pool);
+}
+
+#[tokio::test]
+async fn a_duplicate_type_name_is_refused() {
+    let err = Hopper::builder()
+        .register(Noop)
+        .unwrap()
+        .register(Noop)
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Duplicate(ref name) if name == "noop"));
+    assert_eq!(
+        err.to_string(),
+        "job type \"noop\" is registered twice; every job type needs a unique name"
+    );
+}
+
+#[tokio::test]
+async fn an_unregistered_type_fails_only_its_own_job() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let now = queue.hopper().now();
+    let ghost = queue
+        .hopper()
+        .store()
+        .insert(&[NewJob {
+            job_type: "ghost".into(),
+            queue: "default".into(),
+            payload: "{}".into(),
+            priority: 0,
+            max_attempts: 3,
+            available_at: now,
+            created_at: now,
+        }])
+        .await
+        .unwrap()[0];
+    queue.hopper().wake("default");
+    let fine = queue.hopper().dispatch::<Noop>(()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, ghost).await;
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("no job registered for type ghost")
+    );
+    assert_eq!(state_of(&queue, fine).await.state, JobState::Finished);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stored_payload_that_no_longer_fits_fails_permanently() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let now = queue.hopper().now();
+    let id = queue
+        .hopper()
+        .store()
+        .insert(&[NewJob {
+            job_type: "flaky".into(),
+            queue: "default".into(),
+            payload: r#"{"fail_times":"many"}"#.into(),
+            priority: 0,
+            max_attempts: 3,
+            available_at: now,
+            created_at: now,
+        }])
+        .await
+        .unwrap()[0];
+    queue.hopper().wake("default");
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    assert!(job
+        .last_error
+        .unwrap()
+        .starts_with("payload does not fit job type flaky"));
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dynamic_dispatch_is_checked_against_the_payload_type() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    let bad = hopper
+        .dispatch_json(
+            "flaky",
+            &serde_json::json!({"fail_times": "two"}),
+            DispatchOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        bad,
+        DispatchError::Registry(RegistryError::InvalidPayload { .. })
+    ));
+    assert!(
+        bad.to_string()
+            .contains("invalid type: string \"two\", expected u32"),
+        "{bad}"
+    );
+    let missing = hopper
+        .dispatch_json("flaky", &serde_json::json!({}), DispatchOptions::new())
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("missing field `fail_times`"),
+        "{missing}"
+    );
+    let unknown = hopper
+        .dispatch_json("ghost", &serde_json::json!({}), DispatchOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.to_string(), "no job registered for type ghost");
+    assert!(hopper.counts().await.unwrap().is_empty(), "nothing stored");
+
+    let id = hopper
+        .dispatch_json(
+            "flaky",
+            &serde_json::json!({"fail_times": 0}),
+            DispatchOptions::new(),
+        )
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.state, JobState::Finished);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_payload_over_the_size_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("big.db").display());
+    let hopper = builder()
+        .max_payload_bytes(100)
+        .connect(&url)
+        .await
+        .unwrap();
+    let err = hopper
+        .dispatch::<Doomed>("x".repeat(200))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DispatchError::TooLarge {
+                size: 202,
+                limit: 100,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = hopper
+        .dispatch_many::<Doomed>(["ok".to_string(), "x".repeat(200)], DispatchOptions::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DispatchError::TooLarge { .. }));
+    assert!(
+        hopper.counts().await.unwrap().is_empty(),
+        "bulk is all or nothing"
+    );
+}
+
+#[tokio::test]
+async fn bulk_dispatch_stores_every_job_in_order() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let ids = queue
+        .hopper()
+        .dispatch_many::<Slow>(0..1200, DispatchOptions::new().queue("bulk"))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1200);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    for (i, id) in ids.iter().enumerate().step_by(199) {
+        let job = state_of(&queue, *id).await;
+        assert_eq!(job.payload, i.to_string());
+        assert_eq!(job.queue, "bulk");
+    }
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_can_ask_for_its_own_retry_delay() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue.hopper().dispatch::<Snooze>(45).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Pending, 1));
+    assert_eq!(
+        job.available_at,
+        queue.hopper().now() + chrono::Duration::seconds(45)
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pending_jobs_cancel_and_failed_jobs_retry() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    let later = hopper
+        .dispatch_with::<Noop>((), DispatchOptions::new().delay(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    assert!(hopper.cancel(later).await.unwrap());
+    assert!(!hopper.cancel(later).await.unwrap(), "already cancelled");
+    assert_eq!(state_of(&queue, later).await.state, JobState::Cancelled);
+
+    let doomed = hopper.dispatch::<Doomed>("no".into()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    assert!(
+        !hopper.cancel(doomed).await.unwrap(),
+        "a failed job is not pending"
+    );
+    assert!(hopper.retry(doomed).await.unwrap());
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, doomed).await;
+    assert_eq!(
+        (job.state, job.attempts, job.errors.len()),
+        (JobState::Failed, 2, 2)
+    );
+
+    assert!(
+        hopper.retry(later).await.unwrap(),
+        "a cancelled job can be retried"
+    );
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, later).await.state, JobState::Finished);
+    assert!(
+        !hopper.retry(later).await.unwrap(),
+        "a finished job is not retried"
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pruning_deletes_ended_jobs_by_age_and_state() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    let finished = hopper.dispatch::<Noop>(()).await.unwrap();
+    let failed = hopper.dispatch::<Doomed>("no".into()).await.unwrap();
+    let waiting = hopper
+        .dispatch_with::<Noop>(
+            (),
+            DispatchOptions::new().delay(Duration::from_secs(90 * 86_400)),
+        )
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+
+    queue.clock().advance(Duration::from_secs(6 * 86_400));
+    assert_eq!(hopper.prune(Retention::default()).await.unwrap(), 0);
+    queue.clock().advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(hopper.prune(Retention::default()).await.unwrap(), 1);
+    assert!(hopper.job(finished).await.unwrap().is_none());
+    assert!(hopper.job(failed).await.unwrap().is_some());
+    queue.clock().advance(Duration::from_secs(23 * 86_400));
+    assert_eq!(hopper.prune(Retention::default()).await.unwrap(), 1);
+    assert!(hopper.job(failed).await.unwrap().is_none());
+    assert!(
+        hopper.job(waiting).await.unwrap().is_some(),
+        "pending jobs are never pruned"
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("guard.db").display());
+    let clock = hopper::clock::ManualClock::new();
+    let hopper = builder().clock(clock.clone()).connect(&url).await.unwrap();
+    let store = hopper.store();
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
+    let claim = |worker: &'static str| {
+        let now = hopper.now();
+        let store = store.clone();
+        async move {
+            store
+                .claim(ClaimRequest {
+                    queue: "default",
+                    worker,
+                    limit: 10,
+                    now,
+                    lease_until: now + chrono::Duration::seconds(30),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let first = claim("old").await;
+    assert_eq!(first.len(), 1);
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(store.rescue(hopper.now()).await.unwrap(), [id]);
+    let rescued = hopper.job(id).await.unwrap().unwrap();
+    assert_eq!((rescued.state, rescued.attempts), (JobState::Pending, 1));
+    assert!(rescued
+        .last_error
+        .unwrap()
+        .contains("lease expired: worker old"));
+    let second = claim("new").await;
+    assert_eq!(second[0].attempt, 2);
+
+    let old_result = Completion {
+        id,
+        attempt: 1,
+        outcome: Outcome::Failed {
+            error: "late".into(),
+        },
+    };
+    assert_eq!(
+        store
+            .complete("old", &[old_result], hopper.now())
+            .await
+            .unwrap(),
+        0
+    );
+    let still = hopper.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (still.state, still.locked_by.as_deref()),
+        (JobState::Started, Some("new"))
+    );
+
+    let new_result = Completion {
+        id,
+        attempt: 2,
+        outcome: Outcome::Finished,
+    };
+    assert_eq!(
+        store
+            .complete("new", &[new_result], hopper.now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        hopper.job(id).await.unwrap().unwrap().state,
+        JobState::Finished
+    );
+}
+
+#[tokio::test]
+async fn a_rescued_job_on_its_last_attempt_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("last.db").display());
+    let clock = hopper::clock::ManualClock::new();
+    let hopper = builder().clock(clock.clone()).connect(&url).await.unwrap();
+    let id = hopper
+        .dispatch_with::<Noop>((), DispatchOptions::new().max_attempts(1))
+        .await
+        .unwrap();
+    let now = hopper.now();
+    let claimed = hopper
+        .store()
+        .claim(ClaimRequest {
+            queue: "default",
+            worker: "gone",
+            limit: 1,
+            now,
+            lease_until: now + chrono::Duration::seconds(5),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    clock.advance(Duration::from_secs(4));
+    assert!(
+        hopper
+            .store()
+            .rescue(hopper.now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "lease still live"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(hopper.store().rescue(hopper.now()).await.unwrap(), [id]);
+    let job = hopper.job(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    assert_eq!(job.errors.len(), 1);
+}
+
+#[tokio::test]
+async fn handlers_reach_shared_state_and_missing_state_is_a_permanent_error() {
+    let journal = Journal::default();
+    let queue = TestQueue::start(builder().state(journal.clone()))
+        .await
+        .unwrap();
+    queue
+        .hopper()
+        .dispatch::<Record>("hello".into())
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(journal.entries(), ["hello"]);
+    queue.stop().await.unwrap();
+
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let id = queue
+        .hopper()
+        .dispatch::<Record>("lost".into())
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    assert!(job.last_error.unwrap().contains("no shared state of type"));
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_worker_configuration_is_refused() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let err = queue.hopper().start(WorkerConfig::new(0)).unwrap_err();
+    assert!(err.to_string().contains("has 0 workers"));
+    queue.stop().await.unwrap();
+}

@@ -1,0 +1,137 @@
+//! A worker process killed with SIGKILL in the middle of a job loses nothing:
+//! once its lease expires, another worker finishes the job.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hopper::{Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
+
+/// Set in the worker process this test starts; names its database.
+const CHILD_DB: &str = "HOPPER_CRASH_TEST_CHILD_DB";
+const DOOMED: &str = "doomed-worker";
+
+/// Hangs forever in the process that is going to be killed; finishes elsewhere.
+struct Hang;
+
+impl Job for Hang {
+    const TYPE: &'static str = "hang";
+    type Payload = u32;
+    async fn handle(&self, _: u32, _: JobContext) -> JobResult {
+        if std::env::var_os(CHILD_DB).is_some() {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+/// The worker process of `a_killed_worker_loses_no_job`; run only by it.
+#[tokio::test]
+#[ignore = "started as a child process by a_killed_worker_loses_no_job"]
+async fn crash_child_worker() {
+    let url = std::env::var(CHILD_DB).expect("run by the crash test");
+    let hopper = Hopper::builder()
+        .register(Hang)
+        .unwrap()
+        .connect(&url)
+        .await
+        .unwrap();
+    let _pool = hopper
+        .start(
+            WorkerConfig::new(2)
+                .lease(Duration::from_secs(1))
+                .worker_id(DOOMED),
+        )
+        .unwrap();
+    std::future::pending::<()>().await;
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_worker_loses_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let hopper = Hopper::builder()
+        .register(Hang)
+        .unwrap()
+        .connect(&url)
+        .await
+        .unwrap();
+    let ids = hopper
+        .dispatch_many::<Hang>(0..5, Default::default())
+        .await
+        .unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child_worker", "--ignored", "--nocapture"])
+        .env(CHILD_DB, &url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let held_by_child = |hopper: Hopper, ids: Vec<i64>| async move {
+        let mut held = Vec::new();
+        for id in ids {
+            let job = hopper.job(id).await.unwrap().unwrap();
+            if job.state == JobState::Started && job.locked_by.as_deref() == Some(DOOMED) {
+                held.push(id);
+            }
+        }
+        held
+    };
+    wait_for("the child to start two jobs", async || {
+        held_by_child(hopper.clone(), ids.clone()).await.len() == 2
+    })
+    .await;
+    let killed_holding = held_by_child(hopper.clone(), ids.clone()).await;
+
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child was killed, not stopped");
+    let killed_at = Instant::now();
+
+    let pool = hopper
+        .start(WorkerConfig::new(4).rescue_interval(Duration::from_millis(100)))
+        .unwrap();
+    wait_for("every job to finish", async || {
+        let mut finished = 0;
+        for id in &ids {
+            if hopper.job(*id).await.unwrap().unwrap().state == JobState::Finished {
+                finished += 1;
+            }
+        }
+        finished == ids.len()
+    })
+    .await;
+    let recovery = killed_at.elapsed();
+    pool.stop().await.unwrap();
+
+    for id in &ids {
+        let job = hopper.job(*id).await.unwrap().unwrap();
+        if killed_holding.contains(id) {
+            assert_eq!(job.attempts, 2, "the killed attempt counts");
+            assert_eq!(job.errors.len(), 1);
+            assert!(
+                job.errors[0]
+                    .error
+                    .contains("lease expired: worker doomed-worker"),
+                "{:?}",
+                job.errors
+            );
+        } else {
+            assert_eq!(job.attempts, 1);
+            assert!(job.errors.is_empty());
+        }
+    }
+    assert!(
+        recovery < Duration::from_secs(30),
+        "recovered in {recovery:?}"
+    );
+}

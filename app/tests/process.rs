@@ -1,0 +1,248 @@
+//! The real `app` binary: start it, use it over HTTP, stop it with a signal.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use hopper::{Hopper, JobFilter, JobRecord, JobState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// The longest any single wait in these tests may take.
+const LIMIT: Duration = Duration::from_secs(60);
+/// The pause between two looks at a condition that has no event to wait on.
+const POLL: Duration = Duration::from_millis(25);
+
+/// A running `app` process in its own temporary folder.
+struct App {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl App {
+    fn database_url(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join("jobs.db").display())
+    }
+
+    fn spawn(command: &str, dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> App {
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("app.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_app"));
+        cmd.arg(command)
+            // A folder with no `.env`, so only the settings below apply.
+            .current_dir(dir.path())
+            .env("DATABASE_URL", Self::database_url(dir.path()))
+            .env("APP_HOST", "127.0.0.1")
+            .env("APP_PORT", port.to_string())
+            .env("HOPPER_WORKERS", "2")
+            .env("HOPPER_SHUTDOWN_TIMEOUT", "10")
+            .env("MAIL_LOG", dir.path().join("mail.log"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true);
+        for (name, value) in extra_env {
+            cmd.env(name, value);
+        }
+        let child = cmd.spawn().expect("the app binary starts");
+        App { child, dir, port }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
+    }
+
+    fn mail_log(&self) -> PathBuf {
+        self.dir.path().join("mail.log")
+    }
+
+    /// Fails the test with the app's output.
+    fn fail(&self, why: impl std::fmt::Display) -> ! {
+        panic!("{why}\n--- app output ---\n{}", self.log());
+    }
+
+    /// Waits until `/health` answers 200, failing early if the process exits.
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.fail(format!("the app exited before it was healthy: {status}"));
+            }
+            if let Ok((200, _)) = http(self.port, "GET", "/health", None).await {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail("the app did not answer /health in time");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id().expect("the app is running");
+        let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+        // SAFETY: kill(2) with a pid this test spawned and still owns; no memory is involved.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+    }
+
+    async fn wait_exit(&mut self) -> ExitStatus {
+        match tokio::time::timeout(LIMIT, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => self.fail("the app did not exit in time after the signal"),
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns status and body.
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    form: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let body = form.unwrap_or("");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if form.is_some() {
+        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("no answer within 10 s"))??;
+    let bad = || std::io::Error::other(format!("not an HTTP response: {response:?}"));
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(bad)?;
+    let (_, body) = response.split_once("\r\n\r\n").ok_or_else(bad)?;
+    Ok((status, body.to_owned()))
+}
+
+/// Waits until the only `send_email` job in the database is in a final state.
+async fn wait_for_email_job(app: &App, hopper: &Hopper) -> JobRecord {
+    let filter = JobFilter {
+        job_type: Some("send_email".into()),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let jobs = hopper.jobs(&filter).await.unwrap();
+        if let [job] = jobs.as_slice() {
+            if job.state.is_final() {
+                return job.clone();
+            }
+        }
+        if Instant::now() > deadline {
+            app.fail(format!("the email job did not end in time: {jobs:?}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn open(app: &App) -> Hopper {
+    Hopper::builder()
+        .connect(&App::database_url(app.dir.path()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_queues_and_sends_a_welcome_email_then_stops_on_sigterm() {
+    let mut app = App::spawn("serve", tempfile::tempdir().unwrap(), &[]);
+    app.wait_healthy().await;
+
+    let (status, body) = http(
+        app.port,
+        "POST",
+        "/users/welcome-email",
+        Some("email=ada%40example.com"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        r#"{"success":true,"message":"Welcome email queued successfully"}"#
+    );
+
+    let hopper = open(&app).await;
+    let job = wait_for_email_job(&app, &hopper).await;
+    assert_eq!(job.state, JobState::Finished, "{job:?}");
+    let mail = std::fs::read_to_string(app.mail_log()).unwrap();
+    assert!(mail.contains(r#""to":"ada@example.com""#), "{mail}");
+
+    app.signal(libc::SIGTERM);
+    let status = app.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{status}\n{}", app.log());
+    let log = app.log();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("shutdown complete"), "{log}");
+}
+
+#[tokio::test]
+async fn work_runs_jobs_dispatched_by_another_process_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    // Dispatch before the workers start, as another service would.
+    let url = App::database_url(dir.path());
+    let hopper = app::hopper_builder(app::mailer::Mailer::new(dir.path().join("unused.log")))
+        .unwrap()
+        .connect(&url)
+        .await
+        .unwrap();
+    hopper
+        .dispatch::<app::jobs::EmailJob>(app::jobs::email_job::EmailPayload {
+            to: "grace@example.com".into(),
+            subject: "Hi".into(),
+            body: "Queued elsewhere.".into(),
+        })
+        .await
+        .unwrap();
+
+    let mut app = App::spawn("work", dir, &[]);
+    let job = wait_for_email_job(&app, &hopper).await;
+    assert_eq!(job.state, JobState::Finished, "{job:?}");
+    assert!(
+        http(app.port, "GET", "/health", None).await.is_err(),
+        "`work` serves no HTTP"
+    );
+
+    app.signal(libc::SIGINT);
+    let status = app.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{status}\n{}", app.log());
+    assert!(app.log().contains("shutdown complete"), "{}", app.log());
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_app_with_a_clear_error() {
+    let mut app = App::spawn(
+        "serve",
+        tempfile::tempdir().unwrap(),
+        &[("HOPPER_WORKERS", "lots")],
+    );
+    let status = app.wait_exit().await;
+    assert!(!status.success(), "{status}");
+    let log = app.log();
+    assert!(log.contains("invalid HOPPER_WORKERS=\"lots\""), "{log}");
+}

@@ -2,6 +2,7 @@
 //! every run ended, keeps leases alive, rescues jobs of dead workers, prunes
 //! old jobs, and stops gracefully.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -444,7 +445,40 @@ fn error_backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5))
 }
 
-/// Claims jobs of one queue whenever a worker slot is free and runs each in its own task.
+/// The most claimed jobs a queue keeps waiting locally for a free slot.
+const MAX_PREFETCH: usize = 1_000;
+/// How much work, in time at the recent rate, the local buffer aims to hold.
+const PREFETCH_HORIZON: Duration = Duration::from_millis(25);
+
+/// Sizes the local buffer of claimed jobs from the recent rate of starts:
+/// about [`PREFETCH_HORIZON`] of work, so fast jobs are claimed hundreds per
+/// statement while slow jobs are claimed only as slots free up (and never
+/// wait long in one process while another sits idle).
+#[derive(Debug)]
+struct Prefetch {
+    since: Instant,
+    started: usize,
+}
+
+impl Prefetch {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            started: 0,
+        }
+    }
+
+    /// How many jobs beyond the free slots the next claim should ask for.
+    fn next_extra(&mut self) -> usize {
+        let elapsed = self.since.elapsed().as_secs_f64().max(1e-6);
+        let rate = self.started as f64 / elapsed;
+        self.since = Instant::now();
+        self.started = 0;
+        ((rate * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
+    }
+}
+
+/// Claims jobs of one queue and runs each in its own task as slots free up.
 async fn fetch(
     shared: Arc<Shared>,
     queue: String,
@@ -453,84 +487,85 @@ async fn fetch(
 ) {
     let slots = Arc::new(Semaphore::new(workers));
     let wake = shared.hopper.waker(&queue);
+    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut prefetch = Prefetch::new();
     let mut failures = 0u32;
     loop {
-        let first = tokio::select! {
+        let permit = tokio::select! {
             biased;
-            _ = shared.stop_claiming.cancelled() => return,
+            _ = shared.stop_claiming.cancelled() => break,
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
-                Err(_) => return,
+                Err(_) => break,
             },
         };
-        let free = 1 + slots.available_permits();
-        let now = shared.hopper.now();
-        let request = ClaimRequest {
-            queue: &queue,
-            worker: &shared.worker_id,
-            limit: u32::try_from(free).unwrap_or(u32::MAX),
-            now,
-            lease_until: shared.lease_until(),
-        };
-        // Counted as outstanding before the claim, so a claimed job is never
-        // invisible to `in_flight` between the database and this task.
-        shared.outstanding.fetch_add(free, Ordering::SeqCst);
-        let result = shared.hopper.store().claim(request).await;
-        let taken = result.as_ref().map_or(0, Vec::len);
-        shared.outstanding.fetch_sub(free - taken, Ordering::SeqCst);
-        shared.bump();
-        let claimed = match result {
-            Ok(claimed) => {
-                failures = 0;
-                claimed
-            }
-            Err(error) => {
-                failures += 1;
-                let wait = error_backoff(failures);
-                tracing::warn!(%queue, %error, retry_in = ?wait, "claiming jobs failed");
-                drop(first);
-                if !pause(&shared.stop_claiming, wait).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        if claimed.is_empty() {
-            drop(first);
-            tokio::select! {
-                _ = shared.stop_claiming.cancelled() => return,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(shared.config.poll_interval) => {}
-            }
-            continue;
-        }
-        let mut first = Some(first);
-        for job in claimed {
-            let permit = match first.take() {
-                Some(permit) => permit,
-                // Free: `free` slots were counted and only this loop takes them.
-                None => match slots.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
+        if buffer.is_empty() {
+            let limit = 1 + slots.available_permits() + prefetch.next_extra();
+            let request = ClaimRequest {
+                queue: &queue,
+                worker: &shared.worker_id,
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                now: shared.hopper.now(),
+                lease_until: shared.lease_until(),
             };
-            let shared_for_job = shared.clone();
-            let completions = completions.clone();
-            shared.jobs.spawn(async move {
-                let outcome = run(&shared_for_job, job).await;
-                drop(permit);
-                match outcome {
-                    Some(completion) => {
-                        // The completer outlives every job task, so this only fails if it panicked.
-                        let _ = completions.send(completion).await;
+            // Counted as outstanding before the claim, so a claimed job is never
+            // invisible to `in_flight` between the database and this task.
+            shared.outstanding.fetch_add(limit, Ordering::SeqCst);
+            let result = shared.hopper.store().claim(request).await;
+            let taken = result.as_ref().map_or(0, Vec::len);
+            shared
+                .outstanding
+                .fetch_sub(limit - taken, Ordering::SeqCst);
+            shared.bump();
+            match result {
+                Ok(claimed) if claimed.is_empty() => {
+                    failures = 0;
+                    drop(permit);
+                    tokio::select! {
+                        _ = shared.stop_claiming.cancelled() => break,
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(shared.config.poll_interval) => {}
                     }
-                    None => {
-                        shared_for_job.outstanding.fetch_sub(1, Ordering::SeqCst);
-                    }
+                    continue;
                 }
-            });
+                Ok(claimed) => {
+                    failures = 0;
+                    buffer.extend(claimed);
+                }
+                Err(error) => {
+                    failures += 1;
+                    let wait = error_backoff(failures);
+                    tracing::warn!(%queue, %error, retry_in = ?wait, "claiming jobs failed");
+                    drop(permit);
+                    if !pause(&shared.stop_claiming, wait).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
         }
+        let Some(job) = buffer.pop_front() else {
+            continue;
+        };
+        prefetch.started += 1;
+        let shared_for_job = shared.clone();
+        let completions = completions.clone();
+        shared.jobs.spawn(async move {
+            let outcome = run(&shared_for_job, job).await;
+            drop(permit);
+            match outcome {
+                Some(completion) => {
+                    // The completer outlives every job task, so this only fails if it panicked.
+                    let _ = completions.send(completion).await;
+                }
+                None => {
+                    shared_for_job.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        });
     }
+    // Jobs claimed but never started stay leased to this worker; `stop` hands them back.
+    shared.outstanding.fetch_sub(buffer.len(), Ordering::SeqCst);
 }
 
 /// Runs one claimed job; `None` if it was cut off by a hard stop (it is handed back).

@@ -44,9 +44,9 @@ pub mod store;
 pub mod testing;
 pub mod worker;
 
-pub use client::{database_url, Builder, Hopper, DEFAULT_DATABASE_URL};
+pub use client::{Builder, DEFAULT_DATABASE_URL, Hopper, database_url};
 pub use dispatch::{DispatchError, DispatchOptions};
-pub use job::{Job, JobContext, JobError, JobId, JobResult, JobState, DEFAULT_QUEUE};
+pub use job::{DEFAULT_QUEUE, Job, JobContext, JobError, JobId, JobResult, JobState};
 pub use maintenance::Retention;
 pub use registry::{JobDefaults, Registry, RegistryError};
 pub use state::State;

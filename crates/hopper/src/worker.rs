@@ -4,19 +4,19 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{field, Instrument};
+use tracing::{Instrument, field};
 
 use crate::client::Hopper;
-use crate::job::{JobContext, JobError, DEFAULT_QUEUE};
+use crate::job::{DEFAULT_QUEUE, JobContext, JobError};
 use crate::maintenance::Retention;
 use crate::store::{ClaimRequest, ClaimedJob, Completion, Outcome, StoreError};
 

@@ -375,10 +375,11 @@ async fn a_stored_payload_that_no_longer_fits_fails_permanently() {
     queue.wait_idle().await.unwrap();
     let job = state_of(&queue, id).await;
     assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
-    assert!(job
-        .last_error
-        .unwrap()
-        .starts_with("payload does not fit job type flaky"));
+    assert!(
+        job.last_error
+            .unwrap()
+            .starts_with("payload does not fit job type flaky")
+    );
     queue.stop().await.unwrap();
 }
 
@@ -598,10 +599,12 @@ async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner() {
     assert_eq!(store.rescue(hopper.now()).await.unwrap(), [id]);
     let rescued = hopper.job(id).await.unwrap().unwrap();
     assert_eq!((rescued.state, rescued.attempts), (JobState::Pending, 1));
-    assert!(rescued
-        .last_error
-        .unwrap()
-        .contains("lease expired: worker old"));
+    assert!(
+        rescued
+            .last_error
+            .unwrap()
+            .contains("lease expired: worker old")
+    );
     let second = claim("new").await;
     assert_eq!(second[0].attempt, 2);
 

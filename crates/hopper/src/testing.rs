@@ -171,7 +171,8 @@ impl TestQueue {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// # let queue = hopper::testing::TestQueue::start(hopper::Hopper::builder()).await.unwrap();
-    /// assert_eq!(queue.pool().in_flight(), 0);
+    /// queue.wait_idle().await.unwrap();
+    /// assert!(queue.pool().worker_id().contains(':'));
     /// # queue.stop().await.unwrap();
     /// # });
     /// ```

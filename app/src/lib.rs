@@ -11,6 +11,7 @@ pub mod mailer;
 pub mod routes;
 
 use std::future::Future;
+use std::io::IsTerminal;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -227,6 +228,7 @@ pub fn init_tracing() {
     // A subscriber already installed (by a test harness, say) is kept.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -98,14 +98,23 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     step("W1 enqueue, one per transaction");
     let hopper_one = workloads::enqueue_one(&dbs.fresh("w1-one")?, n).await?;
     let raw_one = raw::insert_one(&dbs.fresh("raw-one")?, n).await?;
+    eprintln!("  hopper {hopper_one:.0} jobs/s, raw {raw_one:.0} jobs/s");
 
     step("W1 enqueue, bulk");
     let hopper_bulk = workloads::enqueue_bulk(&dbs.fresh("w1-bulk")?, n).await?;
     let raw_bulk = raw::insert_bulk(&dbs.fresh("raw-bulk")?, n).await?;
+    eprintln!(
+        "  hopper {:.0} jobs/s, raw {raw_bulk:.0} jobs/s",
+        hopper_bulk.jobs_per_s
+    );
 
     step("W2 drain");
     let drain = workloads::drain(&dbs.fresh("w2-drain")?, n, args.workers as usize).await?;
     let raw_drain = raw::drain(&dbs.fresh("raw-drain")?, n).await?;
+    eprintln!(
+        "  hopper {:.0} jobs/s, raw {raw_drain:.0} jobs/s",
+        drain.jobs_per_s
+    );
 
     step("W3 latency");
     let latency = workloads::latency(
@@ -115,6 +124,10 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         args.latency_workers as usize,
     )
     .await?;
+    eprintln!(
+        "  p50 {:.2} ms, p99 {:.2} ms",
+        latency.p50_ms, latency.p99_ms
+    );
 
     Ok(Pass {
         enqueue_one: (hopper_one, raw_one),

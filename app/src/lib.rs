@@ -4,6 +4,8 @@
 //! `app serve` runs both; `app work` runs only the workers. Both stop
 //! gracefully on SIGINT or SIGTERM.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod controllers;
 pub mod jobs;
@@ -22,7 +24,13 @@ use crate::mailer::Mailer;
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(name = "app", version, about = "The Hopper starter application")]
+#[command(
+    name = "app",
+    version,
+    about = "The Hopper starter application",
+    after_help = "Settings come from the environment or a .env file: DATABASE_URL, APP_HOST, \
+                  APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, RUST_LOG."
+)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]

@@ -139,3 +139,45 @@ pub async fn close(store: &SqliteStore) {
     store.writer().close().await;
     store.reader().close().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_made_beside_the_named_one() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}/sub/jobs.db?mode=rwc", dir.path().display());
+        let dbs = Databases::new(Some(&url))?;
+        let db = dbs.fresh("w2")?;
+        let expected = format!("sqlite://{}/sub/jobs.w2.db?mode=rwc", dir.path().display());
+        assert_eq!(db.url(), expected);
+        assert!(dir.path().join("sub").is_dir());
+        Ok(())
+    }
+
+    #[test]
+    fn only_sqlite_files_are_accepted() {
+        for url in [
+            "postgres://localhost/db",
+            "sqlite::memory:",
+            "sqlite://",
+            "sqlite://x.db?mode=memory",
+        ] {
+            assert!(Databases::new(Some(url)).is_err(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_file_is_removed_when_dropped() -> Result<()> {
+        let dbs = Databases::new(None)?;
+        let db = dbs.fresh("t")?;
+        let store = db.open().await?;
+        close(&store).await;
+        let path = db.path.clone();
+        assert!(path.exists());
+        drop(db);
+        assert!(!path.exists());
+        Ok(())
+    }
+}

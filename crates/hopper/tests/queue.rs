@@ -472,12 +472,12 @@ async fn bulk_dispatch_stores_every_job_in_order() {
     let queue = TestQueue::start(builder()).await.unwrap();
     let ids = queue
         .hopper()
-        .dispatch_many::<Slow>(0..1200, DispatchOptions::new().queue("bulk"))
+        .dispatch_many::<Slow>(0..9_000, DispatchOptions::new().queue("bulk"))
         .await
         .unwrap();
-    assert_eq!(ids.len(), 1200);
+    assert_eq!(ids.len(), 9_000);
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
-    for (i, id) in ids.iter().enumerate().step_by(199) {
+    for (i, id) in ids.iter().enumerate().step_by(997) {
         let job = state_of(&queue, *id).await;
         assert_eq!(job.payload, i.to_string());
         assert_eq!(job.queue, "bulk");

@@ -20,12 +20,14 @@ CREATE TABLE jobs (
     errors       TEXT    NOT NULL DEFAULT '[]'
 );
 
+-- Every index below is either partial on a state or over columns that never
+-- change, so a job moving between states touches as few of them as possible.
+
 -- Serves the claim: due pending jobs of a queue, highest priority first, oldest due first.
 CREATE INDEX jobs_claim ON jobs (queue, priority DESC, available_at, id) WHERE state = 'pending';
--- Serves the rescuer (expired leases) and lease renewal / release by worker.
-CREATE INDEX jobs_lease ON jobs (locked_until) WHERE state = 'started';
-CREATE INDEX jobs_holder ON jobs (locked_by) WHERE state = 'started';
+-- Serves lease renewal and release by worker, and the rescuer (it scans only started jobs).
+CREATE INDEX jobs_started ON jobs (locked_by) WHERE state = 'started';
 -- Serves pruning of ended jobs by age.
 CREATE INDEX jobs_ended ON jobs (state, finished_at) WHERE state IN ('finished', 'failed', 'cancelled');
 -- Serves listings by type.
-CREATE INDEX jobs_type ON jobs (type, state);
+CREATE INDEX jobs_type ON jobs (type);

@@ -25,8 +25,9 @@ use crate::job::{JobId, JobState};
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Jobs per statement in a bulk insert.
-const INSERT_CHUNK: usize = 5_000;
+/// Jobs per statement in a bulk insert: 7 bound values each, under SQLite's
+/// limit of 32,766 variables per statement.
+const INSERT_CHUNK: usize = 4_000;
 
 /// A Hopper store in one SQLite file (or in memory).
 ///
@@ -76,7 +77,10 @@ impl SqliteStore {
                 }
             }
         }
+        // A local file's connection does not go stale: skip the ping sqlx
+        // otherwise makes before every acquire (a round trip per statement).
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -88,6 +92,7 @@ impl SqliteStore {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(4)
                 .connect_with(options.read_only(true))
                 .await
@@ -288,11 +293,13 @@ impl Store for SqliteStore {
         completions: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        // The unary `+` keeps the planner on primary-key lookups per completion
+        // instead of walking every job the worker holds.
         const FINISH: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
                 locked_by = NULL, locked_until = NULL \
             FROM (SELECT value ->> 0 AS cid, value ->> 1 AS cattempt FROM json_each(?2)) AS c \
-            WHERE jobs.id = c.cid AND jobs.attempts = c.cattempt \
-                AND jobs.state = 'started' AND jobs.locked_by = ?3";
+            WHERE jobs.id = c.cid AND +jobs.attempts = c.cattempt \
+                AND +jobs.state = 'started' AND +jobs.locked_by = ?3";
         const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
                 locked_by = NULL, locked_until = NULL, last_error = ?2, \
                 errors = json_insert(errors, '$[#]', json(?3)) \

@@ -12,7 +12,9 @@ use crate::job::{Job, JobId};
 use crate::maintenance::Retention;
 use crate::registry::{JobDefaults, Registry, RegistryError};
 use crate::state::State;
-use crate::store::{JobFilter, JobRecord, NewJob, StateCount, Store, StoreError};
+use crate::store::{
+    JobFilter, JobRecord, MinuteCount, NewJob, QueueStats, StateCount, Store, StoreError,
+};
 use crate::worker::{WorkerConfig, WorkerError, WorkerPool};
 
 /// The database URL used when `DATABASE_URL` is not set: a SQLite file
@@ -438,6 +440,81 @@ impl Hopper {
             self.inner.wakers.wake(&job.queue);
         }
         Ok(retried)
+    }
+
+    /// Deletes job `id` unless it is running; returns whether it was deleted.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(!hopper.delete(1).await.unwrap());
+    /// # });
+    /// ```
+    pub async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        self.inner.store.delete(id).await
+    }
+
+    /// Tells every worker, in every process, to claim nothing more from
+    /// `queue` until it is resumed. Jobs already running finish.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// hopper.pause("mail").await.unwrap();
+    /// assert!(hopper.queue_stats().await.unwrap()[0].paused);
+    /// # });
+    /// ```
+    pub async fn pause(&self, queue: &str) -> Result<(), StoreError> {
+        self.inner.store.set_paused(queue, true, self.now()).await
+    }
+
+    /// Lets workers claim from `queue` again.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// hopper.pause("mail").await.unwrap();
+    /// hopper.resume("mail").await.unwrap();
+    /// assert!(!hopper.queue_stats().await.unwrap()[0].paused);
+    /// # });
+    /// ```
+    pub async fn resume(&self, queue: &str) -> Result<(), StoreError> {
+        self.inner
+            .store
+            .set_paused(queue, false, self.now())
+            .await?;
+        self.inner.wakers.wake(queue);
+        Ok(())
+    }
+
+    /// Due work per queue: how many jobs wait, since when, and whether the
+    /// queue is paused.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.queue_stats().await.unwrap().is_empty());
+    /// # });
+    /// ```
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        self.inner.store.queue_stats(self.now()).await
+    }
+
+    /// Jobs finished and failed per minute over the last `window`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let hour = std::time::Duration::from_secs(3600);
+    /// assert!(hopper.throughput(hour).await.unwrap().is_empty());
+    /// # });
+    /// ```
+    pub async fn throughput(
+        &self,
+        window: std::time::Duration,
+    ) -> Result<Vec<MinuteCount>, StoreError> {
+        let since = crate::clock::sub(self.now(), window);
+        self.inner.store.throughput(since).await
     }
 
     /// Deletes ended jobs older than `retention` allows; returns how many.

@@ -52,6 +52,7 @@ pub struct DispatchOptions {
     run_at: Option<DateTime<Utc>>,
     delay: Option<Duration>,
     max_attempts: Option<u32>,
+    unique_key: Option<String>,
 }
 
 impl DispatchOptions {
@@ -121,6 +122,19 @@ impl DispatchOptions {
         self
     }
 
+    /// Makes the job unique by `key`: while a job with this key is pending
+    /// or started, dispatching it again stores nothing and returns the
+    /// existing job's id.
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().unique_key("invoice:42");
+    /// # let _ = o;
+    /// ```
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
     /// The row to insert for a job of `job_type` with `payload` (JSON), dispatched at `now`.
     pub(crate) fn new_job(
         &self,
@@ -145,6 +159,7 @@ impl DispatchOptions {
             max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts).max(1),
             available_at,
             created_at: now,
+            unique_key: self.unique_key.clone(),
         }
     }
 }

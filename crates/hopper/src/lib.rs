@@ -50,5 +50,5 @@ pub use job::{DEFAULT_QUEUE, Job, JobContext, JobError, JobId, JobResult, JobSta
 pub use maintenance::Retention;
 pub use registry::{JobDefaults, Registry, RegistryError};
 pub use state::State;
-pub use store::{JobFilter, JobRecord, StoreError};
-pub use worker::{WorkerConfig, WorkerError, WorkerPool};
+pub use store::{JobFilter, JobRecord, QueueStats, StoreError};
+pub use worker::{MAINTENANCE_LEASE, WorkerConfig, WorkerError, WorkerPool};

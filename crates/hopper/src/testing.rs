@@ -227,10 +227,15 @@ impl TestQueue {
             activity.borrow_and_update();
             // Due jobs first: a job claimed after this count is already
             // counted in flight when `in_flight` is read below.
-            let mut due = 0;
-            for queue in &self.queues {
-                due += self.hopper.store().due(queue, self.hopper.now()).await?;
-            }
+            let due: u64 = self
+                .hopper
+                .store()
+                .queue_stats(self.hopper.now())
+                .await?
+                .iter()
+                .filter(|stats| self.queues.contains(&stats.queue) && !stats.paused)
+                .map(|stats| stats.due)
+                .sum();
             let in_flight = self.pool.in_flight();
             if in_flight == 0 && due == 0 {
                 return Ok(());

@@ -161,7 +161,9 @@ impl WorkerConfig {
         self
     }
 
-    /// How often expired leases are looked for (default 15 s).
+    /// How often expired leases are looked for (default 15 s). Only one pool
+    /// among all sharing the database rescues and prunes at a time; another
+    /// takes over within three intervals of its stopping.
     ///
     /// ```
     /// let c = hopper::WorkerConfig::new(1).rescue_interval(std::time::Duration::from_secs(1));
@@ -723,28 +725,66 @@ async fn heartbeat(shared: Arc<Shared>) {
     }
 }
 
-/// Returns jobs whose worker died (lease expired) to pending or failed.
-async fn rescue(shared: Arc<Shared>) {
-    loop {
-        match shared.hopper.store().rescue(shared.hopper.now()).await {
-            Ok(ids) if !ids.is_empty() => {
-                tracing::warn!(jobs = ?ids, "rescued jobs whose worker stopped heartbeating");
-                for (queue, _) in &shared.config.queues {
-                    shared.hopper.wake(queue);
-                }
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "rescuing expired jobs failed"),
-        }
-        if !pause(&shared.stop_background, shared.config.rescue_interval).await {
-            return;
+/// The lease that decides which pool, among all sharing the database, runs
+/// maintenance (rescuing and pruning).
+pub const MAINTENANCE_LEASE: &str = "maintenance";
+
+/// Whether this pool leads maintenance: takes or renews [`MAINTENANCE_LEASE`]
+/// for three rescue intervals, so another pool takes over soon after this
+/// one dies.
+async fn lead(shared: &Shared) -> bool {
+    let now = shared.hopper.now();
+    let until = crate::clock::add(now, shared.config.rescue_interval * 3);
+    match shared
+        .hopper
+        .store()
+        .try_lease(MAINTENANCE_LEASE, &shared.worker_id, now, until)
+        .await
+    {
+        Ok(leading) => leading,
+        Err(error) => {
+            tracing::warn!(%error, "checking the maintenance lease failed");
+            false
         }
     }
 }
 
-/// Deletes ended jobs past their retention, every `interval`.
+/// On the leading pool, returns jobs whose worker died (lease expired) to
+/// pending or failed.
+async fn rescue(shared: Arc<Shared>) {
+    loop {
+        if lead(&shared).await {
+            match shared.hopper.store().rescue(shared.hopper.now()).await {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::warn!(jobs = ?ids, "rescued jobs whose worker stopped heartbeating");
+                    for (queue, _) in &shared.config.queues {
+                        shared.hopper.wake(queue);
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "rescuing expired jobs failed"),
+            }
+        }
+        if !pause(&shared.stop_background, shared.config.rescue_interval).await {
+            break;
+        }
+    }
+    if let Err(error) = shared
+        .hopper
+        .store()
+        .drop_lease(MAINTENANCE_LEASE, &shared.worker_id)
+        .await
+    {
+        tracing::warn!(%error, "giving up the maintenance lease failed");
+    }
+}
+
+/// On the leading pool, deletes ended jobs past their retention, every `interval`.
 async fn prune(shared: Arc<Shared>, interval: Duration) {
     while pause(&shared.stop_background, interval).await {
+        if !lead(&shared).await {
+            continue;
+        }
         match crate::maintenance::prune(
             shared.hopper.store().as_ref(),
             shared.hopper.now(),

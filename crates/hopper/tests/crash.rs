@@ -39,6 +39,7 @@ async fn crash_child_worker() {
         .start(
             WorkerConfig::new(2)
                 .lease(Duration::from_secs(1))
+                .rescue_interval(Duration::from_millis(100))
                 .worker_id(DOOMED),
         )
         .unwrap();

@@ -337,6 +337,7 @@ async fn an_unregistered_type_fails_only_its_own_job() {
             max_attempts: 3,
             available_at: now,
             created_at: now,
+            unique_key: None,
         }])
         .await
         .unwrap()[0];
@@ -368,6 +369,7 @@ async fn a_stored_payload_that_no_longer_fits_fails_permanently() {
             max_attempts: 3,
             available_at: now,
             created_at: now,
+            unique_key: None,
         }])
         .await
         .unwrap()[0];
@@ -720,4 +722,154 @@ async fn a_bad_worker_configuration_is_refused() {
     let err = queue.hopper().start(WorkerConfig::new(0)).unwrap_err();
     assert!(err.to_string().contains("has 0 workers"));
     queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_unique_key_stores_one_live_job() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    let later = DispatchOptions::new()
+        .unique_key("report:7")
+        .delay(Duration::from_secs(60));
+    let first = hopper
+        .dispatch_with::<Noop>((), later.clone())
+        .await
+        .unwrap();
+    let again = hopper
+        .dispatch_with::<Noop>((), later.clone())
+        .await
+        .unwrap();
+    assert_eq!(first, again, "the pending job's id comes back");
+    let bulk = hopper
+        .dispatch_many::<Noop>([(), ()], later.clone())
+        .await
+        .unwrap();
+    assert_eq!(bulk, [first, first]);
+    let total: u64 = hopper.counts().await.unwrap().iter().map(|c| c.count).sum();
+    assert_eq!(total, 1);
+
+    queue.advance(Duration::from_secs(60));
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, first).await.state, JobState::Finished);
+    let next = hopper.dispatch_with::<Noop>((), later).await.unwrap();
+    assert_ne!(next, first, "a finished job no longer holds its key");
+    assert_eq!(
+        state_of(&queue, next).await.unique_key.as_deref(),
+        Some("report:7")
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_queue_is_not_claimed_from_until_resumed() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    hopper.pause("default").await.unwrap();
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.state, JobState::Pending);
+    let stats = hopper.queue_stats().await.unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!((stats[0].due, stats[0].paused), (1, true));
+    assert_eq!(stats[0].oldest_due_at, Some(hopper.now()));
+
+    hopper.resume("default").await.unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(state_of(&queue, id).await.state, JobState::Finished);
+    let stats = hopper.queue_stats().await.unwrap();
+    assert_eq!((stats[0].due, stats[0].paused), (0, false));
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn throughput_counts_finished_and_failed_jobs_per_minute() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    hopper
+        .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new())
+        .await
+        .unwrap();
+    hopper.dispatch::<Doomed>("no".into()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let minutes = hopper.throughput(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(minutes.len(), 1);
+    assert_eq!((minutes[0].finished, minutes[0].failed), (3, 1));
+    queue.clock().advance(Duration::from_secs(2 * 3600));
+    assert!(
+        hopper
+            .throughput(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_job_can_be_deleted_unless_it_is_running() {
+    let queue = TestQueue::start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    let done = hopper.dispatch::<Noop>(()).await.unwrap();
+    let running = hopper.dispatch::<Slow>(60_000).await.unwrap();
+    let mut activity = queue.pool().activity();
+    while state_of(&queue, running).await.state != JobState::Started
+        || state_of(&queue, done).await.state != JobState::Finished
+    {
+        activity.changed().await.unwrap();
+    }
+    assert!(hopper.delete(done).await.unwrap());
+    assert!(hopper.job(done).await.unwrap().is_none());
+    assert!(!hopper.delete(running).await.unwrap());
+    assert!(!hopper.delete(done).await.unwrap());
+    drop(queue);
+}
+
+#[tokio::test]
+async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("lease.db").display());
+    let store = hopper::store::open(&url).await.unwrap();
+    let t0 = chrono::Utc::now();
+    let secs = chrono::Duration::seconds;
+    assert!(store.try_lease("m", "a", t0, t0 + secs(10)).await.unwrap());
+    assert!(
+        !store
+            .try_lease("m", "b", t0 + secs(1), t0 + secs(11))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("m", "a", t0 + secs(5), t0 + secs(15))
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(
+        !store
+            .try_lease("m", "b", t0 + secs(12), t0 + secs(22))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("m", "b", t0 + secs(16), t0 + secs(26))
+            .await
+            .unwrap(),
+        "expired"
+    );
+    store.drop_lease("m", "a").await.unwrap();
+    assert!(
+        !store
+            .try_lease("m", "a", t0 + secs(17), t0 + secs(27))
+            .await
+            .unwrap()
+    );
+    store.drop_lease("m", "b").await.unwrap();
+    assert!(
+        store
+            .try_lease("m", "a", t0 + secs(17), t0 + secs(27))
+            .await
+            .unwrap()
+    );
 }

@@ -83,6 +83,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 ///     max_attempts: 3,
 ///     available_at: chrono::Utc::now(),
 ///     created_at: chrono::Utc::now(),
+///     unique_key: None,
 /// };
 /// assert_eq!(job.queue, "default");
 /// ```
@@ -102,6 +103,9 @@ pub struct NewJob {
     pub available_at: DateTime<Utc>,
     /// When it was dispatched.
     pub created_at: DateTime<Utc>,
+    /// While a job with this key is pending or started, dispatching another
+    /// with the same key stores nothing and returns the existing job's id.
+    pub unique_key: Option<String>,
 }
 
 /// A request to claim due jobs from one queue.
@@ -220,7 +224,7 @@ pub struct Completion {
 /// let now = chrono::Utc::now();
 /// let ids = store.insert(&[hopper::store::NewJob {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, max_attempts: 3, available_at: now, created_at: now,
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
 /// }]).await.unwrap();
 /// let record = store.get(ids[0]).await.unwrap().unwrap();
 /// assert_eq!(record.state, hopper::JobState::Pending);
@@ -261,6 +265,62 @@ pub struct JobRecord {
     pub last_error: Option<String>,
     /// Every failure, oldest first.
     pub errors: Vec<AttemptError>,
+    /// Its unique key, if it was dispatched with one.
+    pub unique_key: Option<String>,
+}
+
+impl JobRecord {
+    /// The payload decoded as `T`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let store = hopper::store::open("sqlite::memory:").await.unwrap();
+    /// # let now = chrono::Utc::now();
+    /// # let ids = store.insert(&[hopper::store::NewJob {
+    /// #     job_type: "n".into(), queue: "default".into(), payload: "[1,2]".into(),
+    /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+    /// # }]).await.unwrap();
+    /// let record = store.get(ids[0]).await.unwrap().unwrap();
+    /// assert_eq!(record.payload_as::<Vec<u8>>().unwrap(), [1, 2]);
+    /// # });
+    /// ```
+    pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.payload)
+    }
+}
+
+/// The waiting work of one queue.
+///
+/// ```
+/// let s = hopper::store::QueueStats { queue: "default".into(), due: 3, oldest_due_at: None, paused: false };
+/// assert_eq!(s.due, 3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// Pending jobs that are due now.
+    pub due: u64,
+    /// When the longest-waiting due job came due.
+    pub oldest_due_at: Option<DateTime<Utc>>,
+    /// Whether workers are told to claim nothing from it.
+    pub paused: bool,
+}
+
+/// Jobs that ended in one minute.
+///
+/// ```
+/// let m = hopper::store::MinuteCount { minute: chrono::Utc::now(), finished: 10, failed: 1 };
+/// assert_eq!(m.finished + m.failed, 11);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// Jobs that finished in it.
+    pub finished: u64,
+    /// Jobs that failed for good in it.
+    pub failed: u64,
 }
 
 /// How many jobs of one queue are in one state.
@@ -309,12 +369,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Inserts jobs in one transaction: all or none. Returns their ids in order.
+    /// Inserts jobs in one transaction: all or none. Returns their ids in
+    /// order; a job whose unique key is held by a pending or started job is
+    /// not inserted and gets that job's id.
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError>;
 
     /// Claims up to `limit` due pending jobs of one queue, highest priority
     /// first, then oldest due first: each becomes `started`, leased to the
-    /// worker, with its attempt counted.
+    /// worker, with its attempt counted. Claims nothing from a paused queue.
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError>;
 
     /// Applies completions of runs by `worker`; returns how many still held
@@ -344,8 +406,37 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Jobs matching `filter`, newest first.
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
 
-    /// How many pending jobs of `queue` are due at `now`.
-    async fn due(&self, queue: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Due work per queue at `now`: every queue with due jobs or a pause row.
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError>;
+
+    /// Jobs finished and failed per minute since `since`, oldest first
+    /// (minutes with neither left out).
+    async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError>;
+
+    /// Pauses (`true`) or resumes (`false`) claiming from `queue`.
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a job that is not started; false if there was none or it is running.
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` until `until`, if it is
+    /// free, expired at `now`, or already `holder`'s. Returns whether
+    /// `holder` holds it now.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up the lease `name` if `holder` holds it.
+    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Job counts per queue and state (zero counts left out).
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError>;

@@ -12,20 +12,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row};
 
 use super::{
-    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, NewJob, Outcome,
-    StateCount, Store, StoreError,
+    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
+    Outcome, QueueStats, StateCount, Store, StoreError,
 };
 use crate::job::{JobId, JobState};
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Jobs per statement in a bulk insert: 7 bound values each, under SQLite's
+/// Jobs per statement in a bulk insert without unique keys: 7 bound values each, under SQLite's
 /// limit of 32,766 variables per statement.
 const INSERT_CHUNK: usize = 4_000;
 
@@ -168,7 +168,8 @@ fn error_entry(attempt: u32, at: DateTime<Utc>, error: &str) -> String {
 }
 
 const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
-    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors";
+    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
+    unique_key";
 
 fn record(row: &SqliteRow) -> Result<JobRecord, StoreError> {
     let id: JobId = row.try_get("id")?;
@@ -201,6 +202,7 @@ fn record(row: &SqliteRow) -> Result<JobRecord, StoreError> {
                 reason: format!("error history: {e}"),
             }
         })?,
+        unique_key: row.try_get("unique_key")?,
     })
 }
 
@@ -217,6 +219,88 @@ fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
     })
 }
 
+/// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
+/// application's own transaction and the jobs exist if and only if it commits.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
+/// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+/// store.migrate().await.unwrap();
+/// let now = chrono::Utc::now();
+/// let job = NewJob {
+///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+/// };
+/// let mut tx = store.writer().begin().await.unwrap();
+/// let ids = insert_in(&mut tx, &[job]).await.unwrap();
+/// tx.rollback().await.unwrap();
+/// assert!(store.get(ids[0]).await.unwrap().is_none());
+/// # });
+/// ```
+pub async fn insert_in(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<JobId>, StoreError> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
+        for job in jobs {
+            ids.push(insert_one(conn, job).await?);
+        }
+        return Ok(ids);
+    }
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        let mut query = QueryBuilder::new(
+            "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) ",
+        );
+        query.push_values(chunk, |mut row, job| {
+            row.push_bind(&job.job_type)
+                .push_bind(&job.queue)
+                .push_bind(&job.payload)
+                .push_bind(job.priority)
+                .push_bind(job.max_attempts)
+                .push_bind(micros(job.available_at))
+                .push_bind(micros(job.created_at));
+        });
+        query.push(" RETURNING id");
+        let mut chunk_ids: Vec<JobId> = query.build_query_scalar().fetch_all(&mut *conn).await?;
+        // Rows are inserted in order with increasing ids; RETURNING's order is unspecified.
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+    }
+    Ok(ids)
+}
+
+/// Inserts one job; with a unique key held by a live job, returns that job's id instead.
+async fn insert_one(conn: &mut SqliteConnection, job: &NewJob) -> Result<JobId, StoreError> {
+    const INSERT: &str = "INSERT INTO jobs \
+            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
+        DO NOTHING RETURNING id";
+    const EXISTING: &str = "SELECT id FROM jobs \
+        WHERE unique_key = ? AND state IN ('pending', 'started')";
+    let inserted = sqlx::query_scalar(INSERT)
+        .bind(&job.job_type)
+        .bind(&job.queue)
+        .bind(&job.payload)
+        .bind(job.priority)
+        .bind(job.max_attempts)
+        .bind(micros(job.available_at))
+        .bind(micros(job.created_at))
+        .bind(&job.unique_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        // SQLite has one writer, so the conflicting row cannot change in between.
+        None => Ok(sqlx::query_scalar(EXISTING)
+            .bind(&job.unique_key)
+            .fetch_one(&mut *conn)
+            .await?),
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -227,42 +311,14 @@ impl Store for SqliteStore {
     }
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
-        const SINGLE: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
-            VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id";
         if let [job] = jobs {
-            let id = sqlx::query_scalar(SINGLE)
-                .bind(&job.job_type)
-                .bind(&job.queue)
-                .bind(&job.payload)
-                .bind(job.priority)
-                .bind(job.max_attempts)
-                .bind(micros(job.available_at))
-                .bind(micros(job.created_at))
-                .fetch_one(&self.writer)
-                .await?;
-            return Ok(vec![id]);
+            if job.unique_key.is_none() {
+                let mut conn = self.writer.acquire().await?;
+                return Ok(vec![insert_one(&mut conn, job).await?]);
+            }
         }
-        let mut ids = Vec::with_capacity(jobs.len());
         let mut tx = self.writer.begin().await?;
-        for chunk in jobs.chunks(INSERT_CHUNK) {
-            let mut query = QueryBuilder::new(
-                "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) ",
-            );
-            query.push_values(chunk, |mut row, job| {
-                row.push_bind(&job.job_type)
-                    .push_bind(&job.queue)
-                    .push_bind(&job.payload)
-                    .push_bind(job.priority)
-                    .push_bind(job.max_attempts)
-                    .push_bind(micros(job.available_at))
-                    .push_bind(micros(job.created_at));
-            });
-            query.push(" RETURNING id");
-            let mut chunk_ids: Vec<JobId> = query.build_query_scalar().fetch_all(&mut *tx).await?;
-            // Rows are inserted in order with increasing ids; RETURNING's order is unspecified.
-            chunk_ids.sort_unstable();
-            ids.extend(chunk_ids);
-        }
+        let ids = insert_in(&mut tx, jobs).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -272,6 +328,7 @@ impl Store for SqliteStore {
                 started_at = ?1, locked_by = ?2, locked_until = ?3 \
             WHERE id IN (SELECT id FROM jobs \
                 WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
+                    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
                 ORDER BY priority DESC, available_at, id LIMIT ?5) \
             RETURNING id, type, queue, payload, priority, attempts, max_attempts";
         let rows = sqlx::query(CLAIM)
@@ -421,15 +478,113 @@ impl Store for SqliteStore {
         rows.iter().map(record).collect()
     }
 
-    async fn due(&self, queue: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'pending' AND queue = ?1 AND available_at <= ?2",
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT q.queue AS queue, COALESCE(d.n, 0) AS n, d.oldest AS oldest, \
+                    COALESCE(p.paused, 0) AS paused \
+             FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ?1 \
+                   UNION SELECT name FROM queues) AS q \
+             LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
+                        WHERE state = 'pending' AND available_at <= ?1 GROUP BY queue) AS d \
+                    ON d.queue = q.queue \
+             LEFT JOIN queues AS p ON p.name = q.queue \
+             ORDER BY q.queue",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get("n")?;
+                Ok(QueueStats {
+                    queue: row.try_get("queue")?,
+                    due: u64::try_from(n).unwrap_or(0),
+                    oldest_due_at: optional_time(0, row.try_get("oldest")?)?,
+                    paused: row.try_get::<i64, _>("paused")? == 1,
+                })
+            })
+            .collect()
+    }
+
+    async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT finished_at / 60000000 AS minute, \
+                    SUM(state = 'finished') AS finished, SUM(state = 'failed') AS failed \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
+             GROUP BY minute ORDER BY minute",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let minute: i64 = row.try_get("minute")?;
+                let finished: i64 = row.try_get("finished")?;
+                let failed: i64 = row.try_get("failed")?;
+                Ok(MinuteCount {
+                    minute: from_micros(0, minute.saturating_mul(60_000_000))?,
+                    finished: u64::try_from(finished).unwrap_or(0),
+                    failed: u64::try_from(failed).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
         )
         .bind(queue)
+        .bind(paused)
         .bind(micros(now))
-        .fetch_one(&self.reader)
+        .execute(&self.writer)
         .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Ok(())
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state <> 'started'")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                WHERE leases.holder = excluded.holder OR leases.until < ?4 \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(micros(until))
+        .bind(micros(now))
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE name = ?1 AND holder = ?2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {

@@ -84,7 +84,7 @@ pub struct TestQueue {
     pool: WorkerPool,
     queues: Vec<String>,
     url: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestQueue {
@@ -112,8 +112,30 @@ impl TestQueue {
     pub async fn start_with(builder: Builder, config: WorkerConfig) -> Result<Self, TestingError> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}", dir.path().join("hopper.db").display());
+        let mut queue = Self::start_on(&url, builder, config).await?;
+        queue._dir = Some(dir);
+        Ok(queue)
+    }
+
+    /// Starts a queue on the database at `url` (which should be empty and
+    /// reserved for this test).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    /// let config = hopper::WorkerConfig::new(2);
+    /// let queue = hopper::testing::TestQueue::start_on(&url, hopper::Hopper::builder(), config).await.unwrap();
+    /// queue.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn start_on(
+        url: &str,
+        builder: Builder,
+        config: WorkerConfig,
+    ) -> Result<Self, TestingError> {
         let clock = ManualClock::new();
-        let hopper = builder.clock(clock.clone()).connect(&url).await?;
+        let hopper = builder.clock(clock.clone()).connect(url).await?;
         let queues = config.queues().iter().map(|(q, _)| q.clone()).collect();
         let pool = hopper.start(config)?;
         Ok(Self {
@@ -121,8 +143,8 @@ impl TestQueue {
             clock,
             pool,
             queues,
-            url,
-            _dir: dir,
+            url: url.to_owned(),
+            _dir: None,
         })
     }
 
@@ -153,7 +175,7 @@ impl TestQueue {
         &self.clock
     }
 
-    /// The database URL of the temporary file.
+    /// The database URL.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

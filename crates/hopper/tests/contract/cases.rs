@@ -1,59 +1,21 @@
-//! The queue's behaviour end to end, on real SQLite files.
+//! The behaviour every store must show, written once: each case takes a
+//! fresh, empty database of some kind.
 
-mod common;
+use crate::backends::TestDb;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hopper::store::{ClaimRequest, Completion, NewJob, Outcome};
 use hopper::testing::TestQueue;
-use hopper::{
-    DispatchError, DispatchOptions, Hopper, JobState, RegistryError, Retention, WorkerConfig,
-};
+use hopper::{DispatchError, DispatchOptions, JobState, RegistryError, Retention, WorkerConfig};
 
 async fn state_of(queue: &TestQueue, id: i64) -> hopper::JobRecord {
     queue.hopper().job(id).await.unwrap().expect("job exists")
 }
 
-#[tokio::test]
-async fn every_pooled_connection_uses_wal_and_a_busy_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("wal.db").display());
-    let store = hopper::store::sqlite::SqliteStore::open(&url)
-        .await
-        .unwrap();
-    for pool in [store.writer(), store.reader()] {
-        let mut conn = pool.acquire().await.unwrap();
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal");
-        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert!(busy >= 1000, "busy_timeout {busy}");
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(synchronous, 1, "synchronous = NORMAL");
-    }
-}
-
-#[tokio::test]
-async fn the_default_database_file_is_created_with_its_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/storage/hopper.db", dir.path().display());
-    Hopper::builder().connect(&url).await.unwrap();
-    assert!(dir.path().join("storage/hopper.db").is_file());
-    assert_eq!(hopper::DEFAULT_DATABASE_URL, "sqlite://storage/hopper.db");
-}
-
-#[tokio::test]
-async fn a_dispatched_job_is_processed_and_finished() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_dispatched_job_is_processed_and_finished(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue.hopper().dispatch::<Noop>(()).await.unwrap();
     queue.wait_idle().await.unwrap();
     let job = state_of(&queue, id).await;
@@ -64,9 +26,8 @@ async fn a_dispatched_job_is_processed_and_finished() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_failing_job_is_retried_after_its_delay_then_succeeds() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_failing_job_is_retried_after_its_delay_then_succeeds(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue
         .hopper()
         .dispatch::<Flaky>(FlakyPayload { fail_times: 2 })
@@ -94,9 +55,8 @@ async fn a_failing_job_is_retried_after_its_delay_then_succeeds() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_job_that_uses_up_its_attempts_fails_with_every_error_kept() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_job_that_uses_up_its_attempts_fails_with_every_error_kept(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue
         .hopper()
         .dispatch::<Flaky>(FlakyPayload { fail_times: 99 })
@@ -124,9 +84,8 @@ async fn a_job_that_uses_up_its_attempts_fails_with_every_error_kept() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_permanent_error_fails_the_job_after_one_attempt() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_permanent_error_fails_the_job_after_one_attempt(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue
         .hopper()
         .dispatch::<Doomed>("card declined".into())
@@ -139,9 +98,9 @@ async fn a_permanent_error_fails_the_job_after_one_attempt() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_panicking_job_fails_alone_and_the_workers_go_on() {
-    let queue = TestQueue::start_with(builder(), WorkerConfig::new(1))
+pub async fn a_panicking_job_fails_alone_and_the_workers_go_on(db: &TestDb) {
+    let queue = db
+        .start_with(builder(), WorkerConfig::new(1))
         .await
         .unwrap();
     let boom = queue
@@ -162,9 +121,8 @@ async fn a_panicking_job_fails_alone_and_the_workers_go_on() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_job_past_its_timeout_is_cancelled_and_counted_as_a_failed_attempt() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_job_past_its_timeout_is_cancelled_and_counted_as_a_failed_attempt(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue.hopper().dispatch::<Sleeper>(60_000).await.unwrap();
     let quick = queue.hopper().dispatch::<Sleeper>(1).await.unwrap();
     queue.wait_idle().await.unwrap();
@@ -175,9 +133,8 @@ async fn a_job_past_its_timeout_is_cancelled_and_counted_as_a_failed_attempt() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_delayed_job_does_not_run_before_its_time() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_delayed_job_does_not_run_before_its_time(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue
         .hopper()
         .dispatch_with::<Noop>((), DispatchOptions::new().delay(Duration::from_secs(60)))
@@ -202,10 +159,8 @@ async fn a_delayed_job_does_not_run_before_its_time() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn higher_priority_jobs_run_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+pub async fn higher_priority_jobs_run_first(db: &TestDb) {
+    let url = db.url().to_owned();
     let journal = Journal::default();
     let hopper = builder()
         .state(journal.clone())
@@ -239,9 +194,9 @@ async fn higher_priority_jobs_run_first() {
     pool.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn named_queues_run_only_where_a_pool_works_them() {
-    let queue = TestQueue::start_with(builder(), WorkerConfig::new(1).queue("mail", 2))
+pub async fn named_queues_run_only_where_a_pool_works_them(db: &TestDb) {
+    let queue = db
+        .start_with(builder(), WorkerConfig::new(1).queue("mail", 2))
         .await
         .unwrap();
     let mail = queue
@@ -264,9 +219,8 @@ async fn named_queues_run_only_where_a_pool_works_them() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_graceful_stop_lets_a_running_job_finish() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_graceful_stop_lets_a_running_job_finish(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue.hopper().dispatch::<Slow>(300).await.unwrap();
     let mut activity = queue.pool().activity();
     while state_of(&queue, id).await.state != JobState::Started {
@@ -278,10 +232,8 @@ async fn a_graceful_stop_lets_a_running_job_finish() {
     assert_eq!((job.state, job.attempts), (JobState::Finished, 1));
 }
 
-#[tokio::test]
-async fn a_stop_past_its_deadline_hands_the_job_back_without_counting_the_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("stop.db").display());
+pub async fn a_stop_past_its_deadline_hands_the_job_back_without_counting_the_attempt(db: &TestDb) {
+    let url = db.url().to_owned();
     let hopper = builder().connect(&url).await.unwrap();
     let pool = hopper
         .start(WorkerConfig::new(2).shutdown_timeout(Duration::from_millis(200)))
@@ -308,23 +260,8 @@ async fn a_stop_past_its_deadline_hands_the_job_back_without_counting_the_attemp
     drop(pool);
 }
 
-#[tokio::test]
-async fn a_duplicate_type_name_is_refused() {
-    let err = Hopper::builder()
-        .register(Noop)
-        .unwrap()
-        .register(Noop)
-        .unwrap_err();
-    assert!(matches!(err, RegistryError::Duplicate(ref name) if name == "noop"));
-    assert_eq!(
-        err.to_string(),
-        "job type \"noop\" is registered twice; every job type needs a unique name"
-    );
-}
-
-#[tokio::test]
-async fn an_unregistered_type_fails_only_its_own_job() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn an_unregistered_type_fails_only_its_own_job(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let now = queue.hopper().now();
     let ghost = queue
         .hopper()
@@ -354,9 +291,8 @@ async fn an_unregistered_type_fails_only_its_own_job() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_stored_payload_that_no_longer_fits_fails_permanently() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_stored_payload_that_no_longer_fits_fails_permanently(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let now = queue.hopper().now();
     let id = queue
         .hopper()
@@ -385,9 +321,8 @@ async fn a_stored_payload_that_no_longer_fits_fails_permanently() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_dynamic_dispatch_is_checked_against_the_payload_type() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_dynamic_dispatch_is_checked_against_the_payload_type(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let hopper = queue.hopper();
     let bad = hopper
         .dispatch_json(
@@ -434,10 +369,8 @@ async fn a_dynamic_dispatch_is_checked_against_the_payload_type() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_payload_over_the_size_limit_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("big.db").display());
+pub async fn a_payload_over_the_size_limit_is_refused(db: &TestDb) {
+    let url = db.url().to_owned();
     let hopper = builder()
         .max_payload_bytes(100)
         .connect(&url)
@@ -469,9 +402,8 @@ async fn a_payload_over_the_size_limit_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn bulk_dispatch_stores_every_job_in_order() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn bulk_dispatch_stores_every_job_in_order(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let ids = queue
         .hopper()
         .dispatch_many::<Slow>(0..9_000, DispatchOptions::new().queue("bulk"))
@@ -487,9 +419,8 @@ async fn bulk_dispatch_stores_every_job_in_order() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_handler_can_ask_for_its_own_retry_delay() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_handler_can_ask_for_its_own_retry_delay(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let id = queue.hopper().dispatch::<Snooze>(45).await.unwrap();
     queue.wait_idle().await.unwrap();
     let job = state_of(&queue, id).await;
@@ -501,9 +432,8 @@ async fn a_handler_can_ask_for_its_own_retry_delay() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn pending_jobs_cancel_and_failed_jobs_retry() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn pending_jobs_cancel_and_failed_jobs_retry(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let hopper = queue.hopper();
     let later = hopper
         .dispatch_with::<Noop>((), DispatchOptions::new().delay(Duration::from_secs(600)))
@@ -540,9 +470,8 @@ async fn pending_jobs_cancel_and_failed_jobs_retry() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn pruning_deletes_ended_jobs_by_age_and_state() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn pruning_deletes_ended_jobs_by_age_and_state(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let hopper = queue.hopper();
     let finished = hopper.dispatch::<Noop>(()).await.unwrap();
     let failed = hopper.dispatch::<Doomed>("no".into()).await.unwrap();
@@ -571,10 +500,8 @@ async fn pruning_deletes_ended_jobs_by_age_and_state() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("guard.db").display());
+pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: &TestDb) {
+    let url = db.url().to_owned();
     let clock = hopper::clock::ManualClock::new();
     let hopper = builder().clock(clock.clone()).connect(&url).await.unwrap();
     let store = hopper.store();
@@ -648,10 +575,8 @@ async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner() {
     );
 }
 
-#[tokio::test]
-async fn a_rescued_job_on_its_last_attempt_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("last.db").display());
+pub async fn a_rescued_job_on_its_last_attempt_fails(db: &TestDb) {
+    let url = db.url().to_owned();
     let clock = hopper::clock::ManualClock::new();
     let hopper = builder().clock(clock.clone()).connect(&url).await.unwrap();
     let id = hopper
@@ -688,12 +613,9 @@ async fn a_rescued_job_on_its_last_attempt_fails() {
     assert_eq!(job.errors.len(), 1);
 }
 
-#[tokio::test]
-async fn handlers_reach_shared_state_and_missing_state_is_a_permanent_error() {
+pub async fn handlers_reach_shared_state_and_missing_state_is_a_permanent_error(db: &TestDb) {
     let journal = Journal::default();
-    let queue = TestQueue::start(builder().state(journal.clone()))
-        .await
-        .unwrap();
+    let queue = db.start(builder().state(journal.clone())).await.unwrap();
     queue
         .hopper()
         .dispatch::<Record>("hello".into())
@@ -703,7 +625,7 @@ async fn handlers_reach_shared_state_and_missing_state_is_a_permanent_error() {
     assert_eq!(journal.entries(), ["hello"]);
     queue.stop().await.unwrap();
 
-    let queue = TestQueue::start(builder()).await.unwrap();
+    let queue = db.start(builder()).await.unwrap();
     let id = queue
         .hopper()
         .dispatch::<Record>("lost".into())
@@ -716,17 +638,8 @@ async fn handlers_reach_shared_state_and_missing_state_is_a_permanent_error() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_bad_worker_configuration_is_refused() {
-    let queue = TestQueue::start(builder()).await.unwrap();
-    let err = queue.hopper().start(WorkerConfig::new(0)).unwrap_err();
-    assert!(err.to_string().contains("has 0 workers"));
-    queue.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_unique_key_stores_one_live_job() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_unique_key_stores_one_live_job(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let hopper = queue.hopper();
     let later = DispatchOptions::new()
         .unique_key("report:7")
@@ -760,9 +673,8 @@ async fn a_unique_key_stores_one_live_job() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_paused_queue_is_not_claimed_from_until_resumed() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_paused_queue_is_not_claimed_from_until_resumed(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let hopper = queue.hopper();
     hopper.pause("default").await.unwrap();
     let id = hopper.dispatch::<Noop>(()).await.unwrap();
@@ -781,9 +693,8 @@ async fn a_paused_queue_is_not_claimed_from_until_resumed() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn throughput_counts_finished_and_failed_jobs_per_minute() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn throughput_counts_finished_and_failed_jobs_per_minute(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let hopper = queue.hopper();
     hopper
         .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new())
@@ -805,9 +716,8 @@ async fn throughput_counts_finished_and_failed_jobs_per_minute() {
     queue.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_job_can_be_deleted_unless_it_is_running() {
-    let queue = TestQueue::start(builder()).await.unwrap();
+pub async fn a_job_can_be_deleted_unless_it_is_running(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
     let hopper = queue.hopper();
     let done = hopper.dispatch::<Noop>(()).await.unwrap();
     let running = hopper.dispatch::<Slow>(60_000).await.unwrap();
@@ -824,10 +734,8 @@ async fn a_job_can_be_deleted_unless_it_is_running() {
     drop(queue);
 }
 
-#[tokio::test]
-async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("lease.db").display());
+pub async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped(db: &TestDb) {
+    let url = db.url().to_owned();
     let store = hopper::store::open(&url).await.unwrap();
     let t0 = chrono::Utc::now();
     let secs = chrono::Duration::seconds;

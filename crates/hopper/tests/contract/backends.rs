@@ -1,0 +1,42 @@
+//! The databases the contract runs on. Each test gets a fresh, empty
+//! database; a server that cannot be reached fails the test and says which.
+
+use hopper::testing::{TestQueue, TestingError};
+use hopper::{Builder, WorkerConfig};
+
+/// A fresh database reserved for one test.
+pub struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// Its URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A test queue with 4 workers on the `default` queue of this database.
+    pub async fn start(&self, builder: Builder) -> Result<TestQueue, TestingError> {
+        self.start_with(builder, WorkerConfig::new(4)).await
+    }
+
+    /// A test queue with `config` on this database.
+    pub async fn start_with(
+        &self,
+        builder: Builder,
+        config: WorkerConfig,
+    ) -> Result<TestQueue, TestingError> {
+        TestQueue::start_on(&self.url, builder, config).await
+    }
+}
+
+/// A new SQLite file in a temporary folder.
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    TestDb {
+        url,
+        _dir: Some(dir),
+    }
+}

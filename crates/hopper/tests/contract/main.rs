@@ -1,0 +1,62 @@
+//! The storage contract: one behavioural suite, run against every database.
+//!
+//! Every case in `cases.rs` runs once per backend listed at the bottom, each
+//! on a fresh database. Adding a database means adding one line there.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod backends;
+mod cases;
+
+/// Declares, for one backend, a test per case.
+macro_rules! contract {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = crate::backends::$backend().await;
+                    crate::cases::$case(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Declares the whole contract for each backend named.
+macro_rules! contract_for {
+    ($($backend:ident),* $(,)?) => {
+        $(contract!($backend:
+            a_dispatched_job_is_processed_and_finished,
+            a_failing_job_is_retried_after_its_delay_then_succeeds,
+            a_job_that_uses_up_its_attempts_fails_with_every_error_kept,
+            a_permanent_error_fails_the_job_after_one_attempt,
+            a_panicking_job_fails_alone_and_the_workers_go_on,
+            a_job_past_its_timeout_is_cancelled_and_counted_as_a_failed_attempt,
+            a_delayed_job_does_not_run_before_its_time,
+            higher_priority_jobs_run_first,
+            named_queues_run_only_where_a_pool_works_them,
+            a_graceful_stop_lets_a_running_job_finish,
+            a_stop_past_its_deadline_hands_the_job_back_without_counting_the_attempt,
+            an_unregistered_type_fails_only_its_own_job,
+            a_stored_payload_that_no_longer_fits_fails_permanently,
+            a_dynamic_dispatch_is_checked_against_the_payload_type,
+            a_payload_over_the_size_limit_is_refused,
+            bulk_dispatch_stores_every_job_in_order,
+            a_handler_can_ask_for_its_own_retry_delay,
+            pending_jobs_cancel_and_failed_jobs_retry,
+            pruning_deletes_ended_jobs_by_age_and_state,
+            an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner,
+            a_rescued_job_on_its_last_attempt_fails,
+            handlers_reach_shared_state_and_missing_state_is_a_permanent_error,
+            a_unique_key_stores_one_live_job,
+            a_paused_queue_is_not_claimed_from_until_resumed,
+            throughput_counts_finished_and_failed_jobs_per_minute,
+            a_job_can_be_deleted_unless_it_is_running,
+            one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped,
+        );)*
+    };
+}
+
+contract_for!(sqlite);

@@ -317,11 +317,63 @@ impl Hopper {
         payload: &serde_json::Value,
         options: DispatchOptions,
     ) -> Result<JobId, DispatchError> {
+        let job = self.prepare_json(job_type, payload, options)?;
+        self.insert(vec![job]).await.map(|ids| ids[0])
+    }
+
+    /// Builds the row a dispatch of `J` would insert, checked and ready, without
+    /// storing it: hand it to a store's `insert_in` with the application's own
+    /// transaction, and the job exists if and only if that transaction commits.
+    ///
+    /// ```
+    /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = u32;
+    /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::sqlite::{insert_in, SqliteStore};
+    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// let hopper = Hopper::builder().build(std::sync::Arc::new(store.clone()));
+    /// hopper.store().migrate().await.unwrap();
+    /// let job = hopper.prepare::<Ping>(1, DispatchOptions::new()).unwrap();
+    /// let mut tx = store.writer().begin().await.unwrap();
+    /// let ids = insert_in(&mut tx, &[job]).await.unwrap();
+    /// tx.commit().await.unwrap();
+    /// hopper.wake("default");
+    /// assert!(hopper.job(ids[0]).await.unwrap().is_some());
+    /// # });
+    /// ```
+    pub fn prepare<J: Job>(
+        &self,
+        payload: J::Payload,
+        options: DispatchOptions,
+    ) -> Result<NewJob, DispatchError> {
+        self.typed_job::<J>(&payload, &options, self.now())
+    }
+
+    /// Like [`Hopper::prepare`], for a type name and JSON payload checked
+    /// against the registered payload type.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let err = hopper.prepare_json("ghost", &serde_json::json!({}), Default::default()).unwrap_err();
+    /// assert_eq!(err.to_string(), "no job registered for type ghost");
+    /// # });
+    /// ```
+    pub fn prepare_json(
+        &self,
+        job_type: &str,
+        payload: &serde_json::Value,
+        options: DispatchOptions,
+    ) -> Result<NewJob, DispatchError> {
         let text = payload.to_string();
         self.check_size(job_type, &text)?;
         let defaults = self.inner.registry.validate(job_type, &text)?;
-        let job = options.new_job(job_type, defaults, text, self.now());
-        self.insert(vec![job]).await.map(|ids| ids[0])
+        Ok(options.new_job(job_type, defaults, text, self.now()))
     }
 
     fn typed_job<J: Job>(

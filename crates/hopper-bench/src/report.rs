@@ -12,8 +12,6 @@ pub struct Pass {
     pub enqueue_one: (f64, f64),
     /// W1, bulk dispatch: (hopper, raw) jobs/s.
     pub enqueue_bulk: (f64, f64),
-    /// `dispatch_many` calls W1 bulk took (1 unless one call was refused).
-    pub enqueue_bulk_calls: u32,
     /// W2 drain through Hopper.
     pub drain: Drain,
     /// The raw claim/complete loop, jobs/s.
@@ -69,9 +67,6 @@ pub struct Report {
     pub enqueue_one: Versus,
     /// W1, one `dispatch_many` call vs multi-row INSERTs in one transaction.
     pub enqueue_bulk: Versus,
-    /// `dispatch_many` calls W1 bulk took, most over the passes: 1 unless
-    /// the library refused all jobs in one call.
-    pub enqueue_bulk_calls: u32,
     /// W2 vs a claim-100/finish-100 loop.
     pub drain: Versus,
     /// W2's check.
@@ -110,11 +105,6 @@ impl Report {
             databases: setup.databases,
             enqueue_one: Versus::new(med(|p| p.enqueue_one.0), med(|p| p.enqueue_one.1)),
             enqueue_bulk: Versus::new(med(|p| p.enqueue_bulk.0), med(|p| p.enqueue_bulk.1)),
-            enqueue_bulk_calls: passes
-                .iter()
-                .map(|p| p.enqueue_bulk_calls)
-                .max()
-                .unwrap_or(0),
             drain: Versus::new(med(|p| p.drain.jobs_per_s), med(|p| p.raw_drain)),
             drain_check: DrainCheck {
                 finished: passes.iter().map(|p| p.drain.finished).min().unwrap_or(0),
@@ -144,13 +134,9 @@ impl Report {
             "{:<36} {:>16} {:>16} {:>11}\n",
             "workload", "hopper", "raw SQL", "hopper/raw"
         );
-        let bulk = match self.enqueue_bulk_calls {
-            1 => "W1 enqueue, one bulk call".to_owned(),
-            calls => format!("W1 enqueue, bulk in {calls} calls (*)"),
-        };
         let rows = [
             ("W1 enqueue, one per transaction", self.enqueue_one),
-            (&*bulk, self.enqueue_bulk),
+            ("W1 enqueue, one bulk call", self.enqueue_bulk),
             (&*format!("W2 drain, {} workers", self.workers), self.drain),
         ];
         for (name, v) in rows {
@@ -172,10 +158,6 @@ impl Report {
                 "-",
                 "-"
             );
-        }
-        if self.enqueue_bulk_calls > 1 {
-            out += "\n(*) dispatch_many refused every job in one call (too many SQL variables); \
-                    timed again in the fewest calls it accepts\n";
         }
         let check = self.drain_check;
         out += &format!(

@@ -95,63 +95,19 @@ pub async fn enqueue_one(db: &FreshDb, jobs: u32) -> Result<f64> {
     Ok(rate(jobs, elapsed))
 }
 
-/// Most jobs one `dispatch_many` call can hold today: the SQLite store binds
-/// 7 values per row in INSERTs of up to 5,000 rows, which is over SQLite's
-/// 32,766-variable limit, so a larger call fails with "too many SQL variables".
-const MAX_JOBS_PER_CALL: u32 = 32_766 / 7;
-
-/// What W1 bulk measured.
-#[derive(Clone, Copy, Debug)]
-pub struct Bulk {
-    /// Jobs per second.
-    pub jobs_per_s: f64,
-    /// `dispatch_many` calls it took: 1 unless one call was refused.
-    pub calls: u32,
-}
-
-/// W1, bulk: the same `jobs` in one `Hopper::dispatch_many` call. If the
-/// library refuses that many in one call, they are dispatched (and timed
-/// again) in as few calls as it accepts, and `calls` says how many.
-pub async fn enqueue_bulk(db: &FreshDb, jobs: u32) -> Result<Bulk> {
+/// W1, bulk: the same `jobs` in one `Hopper::dispatch_many` call. Returns jobs/s.
+pub async fn enqueue_bulk(db: &FreshDb, jobs: u32) -> Result<f64> {
     let (hopper, store) = hopper_on(db, NoopJob::new(0)).await?;
     let start = Instant::now();
-    let mut result = hopper
+    let ids = hopper
         .dispatch_many::<NoopJob>(0..jobs, DispatchOptions::new())
-        .await
-        .map(|ids| (ids.len(), 1));
-    let mut elapsed = start.elapsed();
-    if let Err(error) = &result {
-        eprintln!("  dispatch_many of {jobs} jobs in one call failed ({error}); retrying in calls of {MAX_JOBS_PER_CALL}");
-        let start = Instant::now();
-        result = dispatch_in_calls(&hopper, jobs).await;
-        elapsed = start.elapsed();
-    }
+        .await?;
+    let elapsed = start.elapsed();
     close(&store).await;
-    let (stored, calls) = result?;
-    if stored != jobs as usize {
-        bail!("dispatch_many stored {stored} of {jobs} jobs");
+    if ids.len() != jobs as usize {
+        bail!("dispatch_many stored {} of {jobs} jobs", ids.len());
     }
-    Ok(Bulk {
-        jobs_per_s: rate(jobs, elapsed),
-        calls,
-    })
-}
-
-/// Dispatches no-op jobs `0..jobs` in calls the library accepts; returns
-/// how many were stored and in how many calls.
-async fn dispatch_in_calls(
-    hopper: &Hopper,
-    jobs: u32,
-) -> Result<(usize, u32), hopper::DispatchError> {
-    let (mut stored, mut calls) = (0, 0);
-    for first in (0..jobs).step_by(MAX_JOBS_PER_CALL as usize) {
-        let last = first.saturating_add(MAX_JOBS_PER_CALL).min(jobs);
-        let ids = hopper
-            .dispatch_many::<NoopJob>(first..last, DispatchOptions::new())
-            .await?;
-        (stored, calls) = (stored + ids.len(), calls + 1);
-    }
-    Ok((stored, calls))
+    Ok(rate(jobs, elapsed))
 }
 
 /// What W2 measured and checked.
@@ -171,7 +127,9 @@ pub struct Drain {
 pub async fn drain(db: &FreshDb, jobs: u32, workers: usize) -> Result<Drain> {
     let job = NoopJob::new(jobs);
     let (hopper, store) = hopper_on(db, job.clone()).await?;
-    dispatch_in_calls(&hopper, jobs).await?;
+    hopper
+        .dispatch_many::<NoopJob>(0..jobs, DispatchOptions::new())
+        .await?;
 
     let start = Instant::now();
     let pool = hopper.start(WorkerConfig::new(workers))?;

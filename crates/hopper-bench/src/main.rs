@@ -41,6 +41,10 @@ struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..1_000))]
     repeat: u64,
 
+    /// Jobs claimed (and then finished) per statement in the raw drain loop.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    raw_claim_batch: u32,
+
     /// Jobs dispatched to the idle pool in W3.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     latency_jobs: u32,
@@ -70,6 +74,7 @@ async fn main() -> Result<()> {
         Setup {
             jobs: args.jobs,
             workers: args.workers as usize,
+            raw_claim_batch: args.raw_claim_batch,
             latency_samples: args.latency_jobs,
             databases: databases.describe(),
         },
@@ -107,7 +112,7 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
 
     step("W2 drain");
     let drain = workloads::drain(&dbs.fresh("w2-drain")?, n, args.workers as usize).await?;
-    let raw_drain = raw::drain(&dbs.fresh("raw-drain")?, n).await?;
+    let raw_drain = raw::drain(&dbs.fresh("raw-drain")?, n, args.raw_claim_batch).await?;
     eprintln!(
         "  hopper {:.0} jobs/s, raw {raw_drain:.0} jobs/s",
         drain.jobs_per_s

@@ -18,9 +18,6 @@ const INSERT: &str =
 /// limit of 32,766 variables per statement.
 const ROWS_PER_INSERT: usize = 32_766 / 7;
 
-/// Jobs claimed per round in the raw drain.
-pub const CLAIM_BATCH: u32 = 100;
-
 /// Hopper's claim, word for word: due pending jobs of a queue, highest
 /// priority first, leased to one worker.
 const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
@@ -94,10 +91,10 @@ pub async fn insert_bulk(db: &FreshDb, jobs: u32) -> Result<f64> {
     Ok(rate(jobs, elapsed))
 }
 
-/// (c) `jobs` queued rows drained by one loop: claim up to [`CLAIM_BATCH`]
-/// with Hopper's claim statement, finish them with one UPDATE, until none
-/// are left. Returns jobs/s.
-pub async fn drain(db: &FreshDb, jobs: u32) -> Result<f64> {
+/// (c) `jobs` queued rows drained by one loop: claim up to `batch` with
+/// Hopper's claim statement, finish them with one UPDATE, until none are
+/// left. Returns jobs/s.
+pub async fn drain(db: &FreshDb, jobs: u32, batch: u32) -> Result<f64> {
     let store = db.open().await?;
     let writer = store.writer();
     insert_all(writer, jobs).await?;
@@ -111,7 +108,7 @@ pub async fn drain(db: &FreshDb, jobs: u32) -> Result<f64> {
             .bind("raw")
             .bind(lease_until)
             .bind(hopper::DEFAULT_QUEUE)
-            .bind(CLAIM_BATCH)
+            .bind(batch)
             .fetch_all(writer)
             .await?;
         if claimed.is_empty() {

@@ -59,6 +59,8 @@ pub struct Report {
     pub jobs: u32,
     /// Workers in the W2 pool.
     pub workers: usize,
+    /// Jobs per claim in the raw drain loop.
+    pub raw_claim_batch: u32,
     /// Passes the medians are taken over.
     pub repeat: usize,
     /// Where the database files went.
@@ -67,7 +69,7 @@ pub struct Report {
     pub enqueue_one: Versus,
     /// W1, one `dispatch_many` call vs multi-row INSERTs in one transaction.
     pub enqueue_bulk: Versus,
-    /// W2 vs a claim-100/finish-100 loop.
+    /// W2 vs one loop claiming and finishing `raw_claim_batch` jobs a round.
     pub drain: Versus,
     /// W2's check.
     pub drain_check: DrainCheck,
@@ -88,6 +90,8 @@ pub struct Setup {
     pub jobs: u32,
     /// Workers in the W2 pool.
     pub workers: usize,
+    /// Jobs per claim in the raw drain loop.
+    pub raw_claim_batch: u32,
     /// W3 jobs dispatched.
     pub latency_samples: u32,
     /// Where the database files go.
@@ -101,6 +105,7 @@ impl Report {
         Self {
             jobs: setup.jobs,
             workers: setup.workers,
+            raw_claim_batch: setup.raw_claim_batch,
             repeat: passes.len(),
             databases: setup.databases,
             enqueue_one: Versus::new(med(|p| p.enqueue_one.0), med(|p| p.enqueue_one.1)),
@@ -137,7 +142,13 @@ impl Report {
         let rows = [
             ("W1 enqueue, one per transaction", self.enqueue_one),
             ("W1 enqueue, one bulk call", self.enqueue_bulk),
-            (&*format!("W2 drain, {} workers", self.workers), self.drain),
+            (
+                &*format!(
+                    "W2 drain, {} workers (raw: {}/claim)",
+                    self.workers, self.raw_claim_batch
+                ),
+                self.drain,
+            ),
         ];
         for (name, v) in rows {
             out += &format!(

@@ -34,6 +34,7 @@ fn a_small_run_reports_every_figure_and_runs_each_job_once() {
     assert_eq!(report["jobs"], 200);
     assert_eq!(report["workers"], 4);
     assert_eq!(report["repeat"], 1);
+    assert_eq!(report["raw_claim_batch"], 100);
     for pair in ["enqueue_one", "enqueue_bulk", "drain"] {
         for figure in ["hopper_jobs_per_s", "raw_jobs_per_s", "ratio"] {
             let value = report[pair][figure].as_f64();

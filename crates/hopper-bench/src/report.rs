@@ -136,7 +136,7 @@ impl Report {
             self.jobs, self.workers, self.repeat, self.databases
         );
         out += &format!(
-            "{:<36} {:>16} {:>16} {:>11}\n",
+            "{:<40} {:>16} {:>16} {:>11}\n",
             "workload", "hopper", "raw SQL", "hopper/raw"
         );
         let rows = [
@@ -152,7 +152,7 @@ impl Report {
         ];
         for (name, v) in rows {
             out += &format!(
-                "{name:<36} {:>16} {:>16} {:>11.2}\n",
+                "{name:<40} {:>16} {:>16} {:>11.2}\n",
                 per_s(v.hopper_jobs_per_s),
                 per_s(v.raw_jobs_per_s),
                 v.ratio
@@ -164,7 +164,7 @@ impl Report {
         ] {
             let name = format!("{name} ({} jobs)", self.latency_samples);
             out += &format!(
-                "{name:<36} {:>16} {:>16} {:>11}\n",
+                "{name:<40} {:>16} {:>16} {:>11}\n",
                 format!("{ms:.2} ms"),
                 "-",
                 "-"

@@ -39,6 +39,7 @@ pub mod job;
 pub mod maintenance;
 pub mod registry;
 pub mod retry;
+pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod testing;

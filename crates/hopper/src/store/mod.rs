@@ -35,6 +35,9 @@ pub enum StoreError {
     /// A query failed (the database went away, the disk is full, …).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// This store does not implement a part of the contract.
+    #[error("this database's store does not support {0} yet")]
+    Unsupported(&'static str),
     /// A row held a value Hopper cannot read.
     #[error("corrupt job row {id}: {reason}")]
     Corrupt {
@@ -339,6 +342,39 @@ pub struct StateCount {
     pub count: u64,
 }
 
+/// What became of one schedule tick offered to the store.
+///
+/// ```
+/// let t = hopper::store::Tick::Dispatched(7);
+/// assert_ne!(t, hopper::store::Tick::Lost);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Tick {
+    /// Another instance had already taken this tick (or a later one).
+    Lost,
+    /// The tick was taken and passed over without dispatching.
+    Passed,
+    /// The tick was taken and this job was dispatched for it (or, for a
+    /// unique key held by a live job, that job's id).
+    Dispatched(JobId),
+}
+
+/// The latest tick a schedule has taken.
+///
+/// ```
+/// let s = hopper::store::ScheduleState { name: "ping".into(), last_fire_at: chrono::Utc::now(), last_job_id: None };
+/// assert_eq!(s.name, "ping");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScheduleState {
+    /// The schedule's name.
+    pub name: String,
+    /// The latest tick taken.
+    pub last_fire_at: DateTime<Utc>,
+    /// The job dispatched for the latest dispatched tick.
+    pub last_job_id: Option<JobId>,
+}
+
 /// Which jobs a listing returns, newest first.
 ///
 /// ```
@@ -438,6 +474,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Gives up the lease `name` if `holder` holds it.
     async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
+    /// Takes the tick at `fire_at` of schedule `name` if no instance has taken
+    /// it or a later one, and in the same transaction dispatches `job` (when
+    /// given). Exactly one caller per tick gets anything but [`Tick::Lost`].
+    async fn take_tick(
+        &self,
+        name: &str,
+        fire_at: DateTime<Utc>,
+        job: Option<&NewJob>,
+    ) -> Result<Tick, StoreError> {
+        let _ = (name, fire_at, job);
+        Err(StoreError::Unsupported("schedules"))
+    }
+
+    /// The latest tick of every schedule that has taken one.
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        Err(StoreError::Unsupported("schedules"))
+    }
+
     /// Job counts per queue and state (zero counts left out).
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError>;
 
@@ -461,4 +515,43 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+}
+
+/// One schema migration this build carries, and when the database applied it.
+///
+/// ```
+/// let m = hopper::store::MigrationStatus { version: 1, description: "jobs".into(), applied_at: None };
+/// assert!(m.applied_at.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MigrationStatus {
+    /// The migration's version (its file name's number).
+    pub version: i64,
+    /// What it does (from its file name).
+    pub description: String,
+    /// When the database applied it; `None` while it is pending.
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+/// The schema migrations this build carries for the database at `url`,
+/// oldest first, each with when that database applied it. Applies nothing.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+/// let pending = hopper::store::migration_status(&url).await.unwrap();
+/// assert!(pending.iter().all(|m| m.applied_at.is_none()));
+/// hopper::store::open(&url).await.unwrap();
+/// let applied = hopper::store::migration_status(&url).await.unwrap();
+/// assert!(applied.iter().all(|m| m.applied_at.is_some()));
+/// # });
+/// ```
+pub async fn migration_status(url: &str) -> Result<Vec<MigrationStatus>, StoreError> {
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::open(url).await?;
+        return store.migration_status().await;
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
 }

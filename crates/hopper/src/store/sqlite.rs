@@ -19,7 +19,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::{
     AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
-    Outcome, QueueStats, StateCount, Store, StoreError,
+    Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick,
 };
 use crate::job::{JobId, JobState};
 
@@ -587,6 +587,56 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn take_tick(
+        &self,
+        name: &str,
+        fire_at: DateTime<Utc>,
+        job: Option<&NewJob>,
+    ) -> Result<Tick, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let taken = sqlx::query(
+            "INSERT INTO schedules (name, last_fire_at) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
+                WHERE schedules.last_fire_at < excluded.last_fire_at",
+        )
+        .bind(name)
+        .bind(micros(fire_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            return Ok(Tick::Lost);
+        }
+        let Some(job) = job else {
+            tx.commit().await?;
+            return Ok(Tick::Passed);
+        };
+        let id = insert_one(&mut tx, job).await?;
+        sqlx::query("UPDATE schedules SET last_job_id = ?1 WHERE name = ?2")
+            .bind(id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Tick::Dispatched(id))
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ScheduleState {
+                    name: row.try_get("name")?,
+                    last_fire_at: from_micros(0, row.try_get("last_fire_at")?)?,
+                    last_job_id: row.try_get("last_job_id")?,
+                })
+            })
+            .collect()
+    }
+
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
         let rows = sqlx::query(
             "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state",
@@ -657,5 +707,51 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+impl SqliteStore {
+    /// The migrations this build carries, oldest first, each with when this
+    /// database applied it (`None`: pending). Applies nothing.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::{Store, sqlite::SqliteStore};
+    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// assert!(store.migration_status().await.unwrap()[0].applied_at.is_none());
+    /// store.migrate().await.unwrap();
+    /// assert!(store.migration_status().await.unwrap()[0].applied_at.is_some());
+    /// # });
+    /// ```
+    pub async fn migration_status(&self) -> Result<Vec<super::MigrationStatus>, StoreError> {
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let has_table: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let applied: Vec<(i64, String)> = if has_table > 0 {
+            sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.reader)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| super::MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied_at: applied
+                    .iter()
+                    .find(|(version, _)| *version == m.version)
+                    .and_then(|(_, at)| {
+                        chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S")
+                            .ok()
+                            .map(|at| at.and_utc())
+                    }),
+            })
+            .collect())
     }
 }

@@ -408,6 +408,7 @@ impl Hopper {
 
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
         let ids = self.inner.store.insert(&jobs).await?;
+        crate::metrics::dispatched(&jobs);
         let now = self.now();
         let mut woken: Vec<&str> = Vec::new();
         for job in &jobs {

@@ -37,6 +37,7 @@ pub mod clock;
 pub mod dispatch;
 pub mod job;
 pub mod maintenance;
+pub mod metrics;
 pub mod registry;
 pub mod retry;
 pub mod schedule;

@@ -583,6 +583,7 @@ async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> {
         outcome = field::Empty,
     );
     let started = Instant::now();
+    let _busy = crate::metrics::busy();
     let registered = shared.hopper.registry().get(&job.job_type).cloned();
     let result = match &registered {
         Err(unknown) => Err(JobError::permanent(unknown)),
@@ -628,6 +629,7 @@ async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> {
             }
         }
     };
+    crate::metrics::ran(&job, &outcome, elapsed);
     let duration_ms = elapsed.as_secs_f64() * 1e3;
     span.record("duration_ms", duration_ms);
     let _entered = span.enter();

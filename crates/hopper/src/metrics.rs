@@ -1,0 +1,88 @@
+//! Metrics: what the library counts, through the [`metrics`](::metrics)
+//! facade. Nothing is kept unless the application installs a recorder (an
+//! exporter such as Prometheus); without one every call is a no-op.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `hopper_jobs_dispatched_total` | counter | `type`, `queue` |
+//! | `hopper_jobs_finished_total` | counter | `type`, `queue` |
+//! | `hopper_jobs_failed_total` | counter | `type`, `queue` |
+//! | `hopper_jobs_retried_total` | counter | `type`, `queue` |
+//! | `hopper_job_duration_seconds` | histogram | `type`, `queue` |
+//! | `hopper_workers_busy` | gauge | |
+
+use std::time::Duration;
+
+use crate::store::{ClaimedJob, NewJob, Outcome};
+
+/// Jobs stored by a dispatch.
+///
+/// ```
+/// assert_eq!(hopper::metrics::DISPATCHED, "hopper_jobs_dispatched_total");
+/// ```
+pub const DISPATCHED: &str = "hopper_jobs_dispatched_total";
+/// Runs that finished their job.
+///
+/// ```
+/// assert!(hopper::metrics::FINISHED.starts_with("hopper_"));
+/// ```
+pub const FINISHED: &str = "hopper_jobs_finished_total";
+/// Runs that failed their job for good.
+///
+/// ```
+/// assert!(hopper::metrics::FAILED.starts_with("hopper_"));
+/// ```
+pub const FAILED: &str = "hopper_jobs_failed_total";
+/// Runs that failed and put their job back for another attempt.
+///
+/// ```
+/// assert!(hopper::metrics::RETRIED.starts_with("hopper_"));
+/// ```
+pub const RETRIED: &str = "hopper_jobs_retried_total";
+/// How long each run took, in seconds.
+///
+/// ```
+/// assert!(hopper::metrics::DURATION.ends_with("_seconds"));
+/// ```
+pub const DURATION: &str = "hopper_job_duration_seconds";
+/// Jobs running right now in this process.
+///
+/// ```
+/// assert!(hopper::metrics::BUSY.starts_with("hopper_"));
+/// ```
+pub const BUSY: &str = "hopper_workers_busy";
+
+/// Counts the jobs a dispatch stored.
+pub(crate) fn dispatched(jobs: &[NewJob]) {
+    for job in jobs {
+        ::metrics::counter!(DISPATCHED, "type" => job.job_type.clone(), "queue" => job.queue.clone())
+            .increment(1);
+    }
+}
+
+/// Marks one worker busy until the returned guard is dropped.
+pub(crate) fn busy() -> Busy {
+    ::metrics::gauge!(BUSY).increment(1.0);
+    Busy
+}
+
+/// A worker counted busy; dropping it counts the worker free again.
+pub(crate) struct Busy;
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        ::metrics::gauge!(BUSY).decrement(1.0);
+    }
+}
+
+/// Records how one run ended and how long it took.
+pub(crate) fn ran(job: &ClaimedJob, outcome: &Outcome, elapsed: Duration) {
+    let labels = [("type", job.job_type.clone()), ("queue", job.queue.clone())];
+    let name = match outcome {
+        Outcome::Finished => FINISHED,
+        Outcome::Retry { .. } => RETRIED,
+        Outcome::Failed { .. } => FAILED,
+    };
+    ::metrics::counter!(name, &labels).increment(1);
+    ::metrics::histogram!(DURATION, &labels).record(elapsed.as_secs_f64());
+}

@@ -1,0 +1,423 @@
+//! The JSON API under `/api`, described by the OpenAPI document at
+//! `/api/openapi.json`.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | POST | `/api/jobs` | dispatch `{"type", "payload", "queue"?, "priority"?, "delay_seconds"?}`: 201, unknown type 404, payload that does not fit 422 |
+//! | GET | `/api/jobs?state=&queue=&type=&before=&limit=` | list, newest first; `next_before` pages on |
+//! | GET | `/api/jobs/{id}` | one job |
+//! | POST | `/api/jobs/{id}/retry` | a failed or cancelled job back to pending |
+//! | POST | `/api/jobs/{id}/cancel` | cancel a pending job |
+//! | GET | `/api/stats` | counts per queue and state, queue depth, throughput |
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hopper::{DispatchError, DispatchOptions, JobRecord, RegistryError, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Refused};
+use crate::{API_PATH, Web};
+
+/// The most jobs one list call returns.
+const MAX_LIMIT: u32 = 500;
+
+/// What can go wrong answering an API call; each maps to a status and a
+/// JSON body `{"error": …}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token (401) or a cookie request without its CSRF token (403).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// No such job, or no such job type (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A payload that does not fit its job type (422).
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong.
+        message: String,
+        /// The decoder's message, naming the field at fault.
+        field_error: String,
+    },
+    /// A body that is not the JSON expected, or a bad query (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The job is in a state the action does not apply to (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request body (or the payload) is over the limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The database failed (500).
+    #[error("the job database failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Refused(_) => {
+                return match self {
+                    ApiError::Refused(Refused::Unauthorized { .. }) => {
+                        Refused::Unauthorized { dashboard: false }.into_response()
+                    }
+                    ApiError::Refused(refused) => refused.into_response(),
+                    _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                };
+            }
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Invalid { field_error, .. } => {
+                let body = json!({ "error": self.to_string(), "field_error": field_error });
+                return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+            }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Store(error) => {
+                tracing::error!(%error, "API request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(error: DispatchError) -> Self {
+        match error {
+            DispatchError::Registry(RegistryError::UnknownType(job_type)) => {
+                ApiError::NotFound(format!("no job registered for type {job_type}"))
+            }
+            DispatchError::Registry(RegistryError::InvalidPayload { job_type, reason }) => {
+                ApiError::Invalid {
+                    message: format!("payload does not fit job type {job_type}"),
+                    field_error: reason,
+                }
+            }
+            DispatchError::Registry(other) => ApiError::BadRequest(other.to_string()),
+            DispatchError::Encode { .. } => ApiError::BadRequest(error.to_string()),
+            DispatchError::TooLarge { .. } => ApiError::TooLarge(error.to_string()),
+            DispatchError::Store(store) => ApiError::Store(store),
+        }
+    }
+}
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// The API's routes, at [`API_PATH`].
+pub(crate) fn router() -> Router<Web> {
+    let p = |tail: &str| format!("{API_PATH}{tail}");
+    Router::new()
+        .route(&p("/jobs"), get(list).post(create))
+        .route(&p("/jobs/{id}"), get(show))
+        .route(&p("/jobs/{id}/retry"), post(retry))
+        .route(&p("/jobs/{id}/cancel"), post(cancel))
+        .route(&p("/stats"), get(stats))
+        .route(&p("/openapi.json"), get(openapi))
+}
+
+/// A dispatch request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewJobRequest {
+    #[serde(rename = "type")]
+    job_type: String,
+    #[serde(default)]
+    payload: Value,
+    queue: Option<String>,
+    priority: Option<i32>,
+    delay_seconds: Option<u64>,
+    max_attempts: Option<u32>,
+    unique_key: Option<String>,
+}
+
+/// Reads a JSON body, turning an oversize body into a clear 413.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<T> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("the request body is over the {limit}-byte limit"))
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::BadRequest(format!("the body is not the JSON expected: {error}"))
+    })
+}
+
+async fn create(
+    State(web): State<Web>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    caller.check_csrf_header(&headers)?;
+    let request: NewJobRequest = json_body(body, web.inner.body_limit)?;
+    let mut options = DispatchOptions::new();
+    if let Some(queue) = request.queue {
+        options = options.queue(queue);
+    }
+    if let Some(priority) = request.priority {
+        options = options.priority(priority);
+    }
+    if let Some(delay) = request.delay_seconds {
+        options = options.delay(Duration::from_secs(delay));
+    }
+    if let Some(attempts) = request.max_attempts {
+        options = options.max_attempts(attempts);
+    }
+    if let Some(key) = request.unique_key {
+        options = options.unique_key(key);
+    }
+    let id = web
+        .hopper()
+        .dispatch_json(&request.job_type, &request.payload, options)
+        .await?;
+    let job = web.hopper().job(id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "job": job.map(JobView::from) })),
+    )
+        .into_response())
+}
+
+/// A job as the API shows it: the stored record, its payload as JSON
+/// rather than JSON text.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub(crate) struct JobView(Value);
+
+impl From<JobRecord> for JobView {
+    fn from(record: JobRecord) -> Self {
+        let payload = serde_json::from_str(&record.payload)
+            .unwrap_or_else(|_| Value::String(record.payload.clone()));
+        let mut view = serde_json::to_value(&record).unwrap_or(Value::Null);
+        if let Some(fields) = view.as_object_mut() {
+            fields.insert("payload".into(), payload);
+        }
+        Self(view)
+    }
+}
+
+/// The list's query.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    queue: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(web): State<Web>,
+    _caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>> {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let filter = crate::dashboard::filter(
+        empty(query.state),
+        empty(query.queue),
+        empty(query.job_type),
+        query.before,
+        limit,
+    )
+    .map_err(ApiError::BadRequest)?;
+    let jobs = web.hopper().jobs(&filter).await?;
+    let next_before = (jobs.len() == limit as usize)
+        .then(|| jobs.last().map(|job| job.id))
+        .flatten();
+    let jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
+    Ok(Json(json!({ "jobs": jobs, "next_before": next_before })))
+}
+
+async fn show(
+    State(web): State<Web>,
+    _caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<JobView>> {
+    match web.hopper().job(id).await? {
+        Some(job) => Ok(Json(job.into())),
+        None => Err(ApiError::NotFound(format!("no job with id {id}"))),
+    }
+}
+
+async fn retry(
+    State(web): State<Web>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<JobView>> {
+    caller.check_csrf_header(&headers)?;
+    act(
+        &web,
+        id,
+        "retried",
+        "failed or cancelled",
+        web.hopper().retry(id).await?,
+    )
+    .await
+}
+
+async fn cancel(
+    State(web): State<Web>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<JobView>> {
+    caller.check_csrf_header(&headers)?;
+    act(
+        &web,
+        id,
+        "cancelled",
+        "pending",
+        web.hopper().cancel(id).await?,
+    )
+    .await
+}
+
+/// The job after an action: 200 if it applied, 404 if there is no such
+/// job, 409 if its state did not allow it.
+async fn act(
+    web: &Web,
+    id: i64,
+    done: &str,
+    allowed: &str,
+    applied: bool,
+) -> Result<Json<JobView>> {
+    let Some(job) = web.hopper().job(id).await? else {
+        return Err(ApiError::NotFound(format!("no job with id {id}")));
+    };
+    if !applied {
+        return Err(ApiError::Conflict(format!(
+            "job {id} is {}; only {allowed} jobs can be {done}",
+            job.state.as_str()
+        )));
+    }
+    Ok(Json(job.into()))
+}
+
+async fn stats(State(web): State<Web>, _caller: Caller) -> Result<Json<Value>> {
+    let hopper = web.hopper();
+    let counts = hopper.counts().await?;
+    let queues = hopper.queue_stats().await?;
+    let throughput = hopper.throughput(Duration::from_secs(3600)).await?;
+    Ok(Json(json!({
+        "counts": counts,
+        "queues": queues,
+        "throughput": throughput,
+        "now": hopper.now(),
+    })))
+}
+
+async fn openapi(_caller: Caller) -> Json<Value> {
+    Json(openapi_document())
+}
+
+/// The OpenAPI 3.1 document describing this API.
+///
+/// ```
+/// let doc = hopper_web::api::openapi_document();
+/// assert_eq!(doc["openapi"], "3.1.0");
+/// assert!(doc["paths"]["/api/jobs"]["post"].is_object());
+/// ```
+pub fn openapi_document() -> Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let job = json!({ "$ref": "#/components/schemas/Job" });
+    let resp = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let id_param =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
+    let query = |name: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "schema": schema });
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Hopper jobs API", "version": env!("CARGO_PKG_VERSION") },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/api/jobs": {
+                "post": {
+                    "summary": "Dispatch a job by type name with a JSON payload",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/NewJob" } } } },
+                    "responses": {
+                        "201": resp("Dispatched", &json!({ "type": "object", "properties": { "id": { "type": "integer" }, "job": job } })),
+                        "400": resp("Body is not the JSON expected", &error),
+                        "401": resp("No or wrong admin token", &error),
+                        "404": resp("Unknown job type", &error),
+                        "413": resp("Body or payload over the limit", &error),
+                        "422": resp("Payload does not fit the job type", &json!({ "$ref": "#/components/schemas/FieldError" })),
+                    }
+                },
+                "get": {
+                    "summary": "List jobs, newest first",
+                    "parameters": [
+                        query("state", json!({ "type": "string", "enum": ["pending", "started", "finished", "failed", "cancelled"] })),
+                        query("queue", json!({ "type": "string" })),
+                        query("type", json!({ "type": "string" })),
+                        query("before", json!({ "type": "integer", "description": "only ids below this (the previous page's next_before)" })),
+                        query("limit", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT })),
+                    ],
+                    "responses": {
+                        "200": resp("A page of jobs", &json!({ "type": "object", "properties": {
+                            "jobs": { "type": "array", "items": job },
+                            "next_before": { "type": ["integer", "null"] } } })),
+                        "400": resp("Bad filter", &error),
+                        "401": resp("No or wrong admin token", &error),
+                    }
+                }
+            },
+            "/api/jobs/{id}": { "get": {
+                "summary": "One job with its payload, attempts and errors",
+                "parameters": [id_param],
+                "responses": { "200": resp("The job", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error) }
+            } },
+            "/api/jobs/{id}/retry": { "post": {
+                "summary": "Put a failed or cancelled job back to pending",
+                "parameters": [id_param],
+                "responses": { "200": resp("The job, pending again", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Not failed or cancelled", &error) }
+            } },
+            "/api/jobs/{id}/cancel": { "post": {
+                "summary": "Cancel a pending job",
+                "parameters": [id_param],
+                "responses": { "200": resp("The job, cancelled", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Not pending", &error) }
+            } },
+            "/api/stats": { "get": {
+                "summary": "Counts per queue and state, queue depth and the last hour's throughput",
+                "responses": { "200": resp("Statistics", &json!({ "type": "object" })), "401": resp("No or wrong admin token", &error) }
+            } },
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "the ADMIN_TOKEN" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "FieldError": { "type": "object", "required": ["error", "field_error"], "properties": {
+                    "error": { "type": "string" }, "field_error": { "type": "string", "description": "the decoder's message naming the field" } } },
+                "NewJob": { "type": "object", "required": ["type"], "additionalProperties": false, "properties": {
+                    "type": { "type": "string" }, "payload": {}, "queue": { "type": "string" },
+                    "priority": { "type": "integer" }, "delay_seconds": { "type": "integer", "minimum": 0 },
+                    "max_attempts": { "type": "integer", "minimum": 1 }, "unique_key": { "type": "string" } } },
+                "Job": { "type": "object", "properties": {
+                    "id": { "type": "integer" }, "type": { "type": "string" }, "queue": { "type": "string" }, "payload": {},
+                    "state": { "type": "string", "enum": ["pending", "started", "finished", "failed", "cancelled"] },
+                    "priority": { "type": "integer" }, "attempts": { "type": "integer" }, "max_attempts": { "type": "integer" },
+                    "available_at": { "type": "string", "format": "date-time" }, "created_at": { "type": "string", "format": "date-time" },
+                    "started_at": { "type": ["string", "null"], "format": "date-time" }, "finished_at": { "type": ["string", "null"], "format": "date-time" },
+                    "locked_by": { "type": ["string", "null"] }, "locked_until": { "type": ["string", "null"], "format": "date-time" },
+                    "last_error": { "type": ["string", "null"] }, "unique_key": { "type": ["string", "null"] },
+                    "errors": { "type": "array", "items": { "type": "object", "properties": {
+                        "attempt": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "error": { "type": "string" } } } } } }
+            }
+        }
+    })
+}

@@ -1,0 +1,678 @@
+//! The admin dashboard under `/admin/queue`: an overview (counts per state
+//! and queue, finished and failed per minute over the last hour, oldest
+//! pending age), the job list (filtered, paged by id so it stays fast on
+//! millions of rows), a page per job with its actions, queues with
+//! pause/resume, and schedules. Every page refreshes its content every
+//! two seconds with a few lines of plain JavaScript.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chrono::{DurationRound, TimeDelta};
+use hopper::{JobFilter, JobState, StoreError};
+use serde::Deserialize;
+
+use crate::auth::{self, Caller, Refused};
+use crate::html::{age, button, escape, page, state, time};
+use crate::{DASHBOARD_PATH, Web};
+
+/// Jobs per page of the job list.
+const PAGE_SIZE: u32 = 50;
+
+/// What can go wrong rendering a page or running an action.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    /// The database failed.
+    #[error("the job database failed: {0}")]
+    Store(#[from] StoreError),
+    /// Listing schedules failed.
+    #[error("cannot list schedules: {0}")]
+    Schedule(#[from] hopper::schedule::ScheduleError),
+    /// Not logged in, or a form without its CSRF token.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// No such job.
+    #[error("no job with id {0}")]
+    NotFound(i64),
+    /// A value in the request that makes no sense.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for DashboardError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            DashboardError::Refused(refused) => {
+                return match refused {
+                    Refused::Unauthorized { .. } => Refused::Unauthorized { dashboard: true },
+                    Refused::Csrf => Refused::Csrf,
+                }
+                .into_response();
+            }
+            DashboardError::NotFound(_) => StatusCode::NOT_FOUND,
+            DashboardError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DashboardError::Store(_) | DashboardError::Schedule(_) => {
+                tracing::error!(error = %self, "dashboard request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let body = format!(r#"<p class="error">{}</p>"#, escape(&self.to_string()));
+        (status, page("Error", "", &body)).into_response()
+    }
+}
+
+type Result<T, E = DashboardError> = std::result::Result<T, E>;
+
+/// The dashboard's routes, at [`DASHBOARD_PATH`].
+pub(crate) fn router() -> Router<Web> {
+    let p = |tail: &str| format!("{DASHBOARD_PATH}{tail}");
+    Router::new()
+        .route(DASHBOARD_PATH, get(overview))
+        .route(&p("/login"), get(auth::login_page).post(auth::login))
+        .route(&p("/logout"), post(auth::logout))
+        .route(&p("/jobs"), get(jobs))
+        .route(&p("/jobs/retry-failed"), post(retry_failed))
+        .route(&p("/jobs/{id}"), get(job))
+        .route(&p("/jobs/{id}/{action}"), post(job_action))
+        .route(&p("/queues"), get(queues))
+        .route(&p("/queues/{action}"), post(queue_action))
+        .route(&p("/schedules"), get(schedules))
+}
+
+async fn overview(State(web): State<Web>, caller: Caller) -> Result<Html<String>> {
+    let hopper = web.hopper();
+    let counts = hopper.counts().await?;
+    let stats = hopper.queue_stats().await?;
+    let minutes = hopper.throughput(Duration::from_secs(3600)).await?;
+    let now = hopper.now();
+
+    let mut per_queue: BTreeMap<&str, [u64; 5]> = BTreeMap::new();
+    let mut totals = [0u64; 5];
+    for count in &counts {
+        let column = state_index(count.state);
+        per_queue.entry(&count.queue).or_default()[column] += count.count;
+        totals[column] += count.count;
+    }
+    let oldest = stats
+        .iter()
+        .filter_map(|s| s.oldest_due_at)
+        .min()
+        .map(|at| age((now - at).num_seconds()))
+        .unwrap_or_else(|| "none waiting".into());
+    let finished_hour: u64 = minutes.iter().map(|m| m.finished).sum();
+    let failed_hour: u64 = minutes.iter().map(|m| m.failed).sum();
+
+    let mut body = String::from(r#"<div class="cards">"#);
+    for (i, s) in JobState::ALL.iter().enumerate() {
+        body.push_str(&format!(
+            r#"<a class="card" href="{DASHBOARD_PATH}/jobs?state={name}"><b id="count-{name}">{}</b>{name}</a>"#,
+            totals[i],
+            name = s.as_str()
+        ));
+    }
+    body.push_str(&format!(
+        r#"<div class="card"><b id="oldest-pending">{}</b>oldest pending</div>
+<div class="card"><b>{finished_hour}</b>finished, last hour</div>
+<div class="card"><b>{failed_hour}</b>failed, last hour</div></div>"#,
+        escape(&oldest)
+    ));
+
+    body.push_str("<h2>Finished and failed per minute, last hour</h2>");
+    body.push_str(&chart(now, &minutes));
+
+    body.push_str("<h2>Queues</h2><table><tr><th>queue</th>");
+    for s in JobState::ALL {
+        body.push_str(&format!("<th>{}</th>", s.as_str()));
+    }
+    body.push_str("</tr>");
+    for (queue, row) in &per_queue {
+        body.push_str(&format!(
+            r#"<tr><td><a href="{DASHBOARD_PATH}/jobs?queue={q}">{q}</a></td>"#,
+            q = escape(queue)
+        ));
+        for n in row {
+            body.push_str(&format!("<td>{n}</td>"));
+        }
+        body.push_str("</tr>");
+    }
+    if per_queue.is_empty() {
+        body.push_str(r#"<tr><td colspan="6" class="muted">No jobs yet.</td></tr>"#);
+    }
+    body.push_str("</table>");
+    Ok(page("Overview", caller.csrf_token(), &body))
+}
+
+fn state_index(state: JobState) -> usize {
+    JobState::ALL.iter().position(|s| *s == state).unwrap_or(0)
+}
+
+/// An SVG bar chart of the last 60 minutes: finished (green) and failed (red) stacked.
+fn chart(now: chrono::DateTime<chrono::Utc>, minutes: &[hopper::store::MinuteCount]) -> String {
+    let this_minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
+    let mut slots = [(0u64, 0u64); 60];
+    for m in minutes {
+        let back = (this_minute - m.minute).num_minutes();
+        if (0..60).contains(&back) {
+            let slot = &mut slots[59 - back as usize];
+            slot.0 += m.finished;
+            slot.1 += m.failed;
+        }
+    }
+    let peak = slots.iter().map(|(f, x)| f + x).max().unwrap_or(0).max(1);
+    let (width, height, bar) = (720.0, 120.0, 12.0);
+    let mut svg = format!(
+        r#"<svg id="throughput" width="{width}" height="{}" viewBox="0 0 {width} {}" role="img" aria-label="finished and failed jobs per minute">"#,
+        height + 16.0,
+        height + 16.0
+    );
+    for (i, (finished, failed)) in slots.iter().enumerate() {
+        let x = i as f64 * bar;
+        let hf = *finished as f64 / peak as f64 * height;
+        let hx = *failed as f64 / peak as f64 * height;
+        let minute = this_minute - TimeDelta::minutes(59 - i as i64);
+        let label = format!(
+            "{}: {finished} finished, {failed} failed",
+            minute.format("%H:%M")
+        );
+        svg.push_str(&format!(
+            r##"<g><title>{}</title><rect x="{x}" y="{}" width="{}" height="{hf}" fill="#3aa55d"/><rect x="{x}" y="{}" width="{}" height="{hx}" fill="#d64545"/></g>"##,
+            escape(&label),
+            height - hf,
+            bar - 2.0,
+            height - hf - hx,
+            bar - 2.0,
+        ));
+    }
+    svg.push_str(&format!(
+        r##"<text x="0" y="{}" font-size="11" fill="#6b7587">−60 min</text><text x="{}" y="{}" font-size="11" fill="#6b7587" text-anchor="end">now · peak {peak}/min</text></svg>"##,
+        height + 13.0,
+        width,
+        height + 13.0
+    ));
+    svg
+}
+
+/// The job list's query: filters and the page boundary.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    queue: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    before: Option<String>,
+    note: Option<String>,
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// Builds a [`JobFilter`] from query values, refusing unknown states.
+pub(crate) fn filter(
+    state: Option<String>,
+    queue: Option<String>,
+    job_type: Option<String>,
+    before: Option<i64>,
+    limit: u32,
+) -> std::result::Result<JobFilter, String> {
+    let state = match state {
+        Some(name) => Some(
+            name.parse::<JobState>()
+                .map_err(|_| format!("unknown state {name:?}"))?,
+        ),
+        None => None,
+    };
+    Ok(JobFilter {
+        state,
+        queue,
+        job_type,
+        before_id: before,
+        limit,
+    })
+}
+
+async fn jobs(
+    State(web): State<Web>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Html<String>> {
+    let hopper = web.hopper();
+    let before = match non_empty(&query.before) {
+        Some(b) => Some(
+            b.parse::<i64>()
+                .map_err(|_| DashboardError::BadRequest(format!("bad page boundary {b:?}")))?,
+        ),
+        None => None,
+    };
+    let (state_q, queue_q, type_q) = (
+        non_empty(&query.state),
+        non_empty(&query.queue),
+        non_empty(&query.job_type),
+    );
+    let filter = filter(
+        state_q.clone(),
+        queue_q.clone(),
+        type_q.clone(),
+        before,
+        PAGE_SIZE + 1,
+    )
+    .map_err(DashboardError::BadRequest)?;
+    let mut rows = hopper.jobs(&filter).await?;
+    let more = rows.len() > PAGE_SIZE as usize;
+    rows.truncate(PAGE_SIZE as usize);
+    let now = hopper.now();
+    let csrf = caller.csrf_token();
+
+    let mut body = String::new();
+    if let Some(note) = non_empty(&query.note) {
+        body.push_str(&format!(r#"<p class="note">{}</p>"#, escape(&note)));
+    }
+    body.push_str(&format!(
+        r#"<form method="get" action="{DASHBOARD_PATH}/jobs"><label>state <select name="state"><option value="">any</option>"#
+    ));
+    for s in JobState::ALL {
+        let selected = if state_q.as_deref() == Some(s.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        body.push_str(&format!(r#"<option{selected}>{}</option>"#, s.as_str()));
+    }
+    let types: Vec<&str> = hopper.registry().types().collect();
+    body.push_str(&format!(
+        r#"</select></label> <label>queue <input name="queue" value="{}" list="queues"></label>
+<label>type <input name="type" value="{}" list="types"></label> <button type="submit">Filter</button>
+<datalist id="queues">{}</datalist><datalist id="types">{}</datalist></form>"#,
+        escape(queue_q.as_deref().unwrap_or("")),
+        escape(type_q.as_deref().unwrap_or("")),
+        queue_names(&web)
+            .await?
+            .iter()
+            .map(|q| format!("<option>{}</option>", escape(q)))
+            .collect::<String>(),
+        types
+            .iter()
+            .map(|t| format!("<option>{}</option>", escape(t)))
+            .collect::<String>(),
+    ));
+    if state_q.as_deref() == Some("failed") {
+        if let Some(job_type) = &type_q {
+            body.push_str(&format!(
+                "<p>{}</p>",
+                button(
+                    &format!("{DASHBOARD_PATH}/jobs/retry-failed"),
+                    csrf,
+                    &format!("Retry all failed {job_type} jobs"),
+                    &[("type", job_type)],
+                )
+            ));
+        }
+    }
+    body.push_str(
+        "<table id=\"jobs\"><tr><th>id</th><th>type</th><th>queue</th><th>state</th><th>attempts</th><th>created</th><th>last error</th><th></th></tr>",
+    );
+    for job in &rows {
+        let actions = actions(job.id, job.state, csrf);
+        body.push_str(&format!(
+            r#"<tr data-id="{id}"><td><a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td title="{}">{} ago</td><td>{}</td><td>{actions}</td></tr>"#,
+            escape(&job.job_type),
+            escape(&job.queue),
+            state(job.state),
+            job.attempts,
+            job.max_attempts,
+            time(job.created_at),
+            age((now - job.created_at).num_seconds()),
+            escape(&truncate(job.last_error.as_deref().unwrap_or(""), 120)),
+            id = job.id,
+        ));
+    }
+    if rows.is_empty() {
+        body.push_str(r#"<tr><td colspan="8" class="muted">No jobs match.</td></tr>"#);
+    }
+    body.push_str("</table>");
+    if let (true, Some(last)) = (more, rows.last()) {
+        let mut next = format!("{DASHBOARD_PATH}/jobs?before={}", last.id);
+        for (name, value) in [("state", &state_q), ("queue", &queue_q), ("type", &type_q)] {
+            if let Some(value) = value {
+                next.push_str(&format!("&{name}={}", url_encode(value)));
+            }
+        }
+        body.push_str(&format!(
+            r#"<p><a id="next-page" href="{}">Older jobs →</a></p>"#,
+            escape(&next)
+        ));
+    }
+    Ok(page("Jobs", csrf, &body))
+}
+
+/// The default queue and every queue with waiting jobs or paused.
+async fn queue_names(web: &Web) -> Result<Vec<String>, StoreError> {
+    let mut names: Vec<String> = web
+        .hopper()
+        .queue_stats()
+        .await?
+        .into_iter()
+        .map(|s| s.queue)
+        .collect();
+    if !names.iter().any(|q| q == hopper::DEFAULT_QUEUE) {
+        names.insert(0, hopper::DEFAULT_QUEUE.to_owned());
+    }
+    Ok(names)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The buttons a job in `state` offers.
+fn actions(id: i64, job_state: JobState, csrf: &str) -> String {
+    let base = format!("{DASHBOARD_PATH}/jobs/{id}");
+    let mut out = String::new();
+    if matches!(job_state, JobState::Failed | JobState::Cancelled) {
+        out.push_str(&button(&format!("{base}/retry"), csrf, "Retry", &[]));
+    }
+    if job_state == JobState::Pending {
+        out.push_str(&button(&format!("{base}/cancel"), csrf, "Cancel", &[]));
+    }
+    if job_state != JobState::Started {
+        out.push_str(&button(&format!("{base}/delete"), csrf, "Delete", &[]));
+    }
+    out
+}
+
+/// The job page's query: a note left by the action that led here.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NoteQuery {
+    note: Option<String>,
+}
+
+async fn job(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Query(query): Query<NoteQuery>,
+) -> Result<Html<String>> {
+    let hopper = web.hopper();
+    let job = hopper.job(id).await?.ok_or(DashboardError::NotFound(id))?;
+    let csrf = caller.csrf_token();
+    let payload = serde_json::from_str::<serde_json::Value>(&job.payload)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| job.payload.clone());
+    let when =
+        |at: Option<chrono::DateTime<chrono::Utc>>| at.map(time).unwrap_or_else(|| "—".into());
+
+    let mut body = String::new();
+    if let Some(note) = non_empty(&query.note) {
+        body.push_str(&format!(r#"<p class="note">{}</p>"#, escape(&note)));
+    }
+    body.push_str(&format!(
+        r#"<p>{}</p><table>
+<tr><th>state</th><td id="job-state" data-state="{st}">{}</td></tr>
+<tr><th>type</th><td>{}</td></tr><tr><th>queue</th><td>{}</td></tr>
+<tr><th>priority</th><td>{}</td></tr><tr><th>attempts</th><td>{} of {}</td></tr>
+<tr><th>created</th><td>{}</td></tr><tr><th>due</th><td>{}</td></tr>
+<tr><th>started</th><td>{}</td></tr><tr><th>ended</th><td>{}</td></tr>
+<tr><th>lease</th><td>{} {}</td></tr><tr><th>unique key</th><td>{}</td></tr>
+</table><h2>Payload</h2><pre id="payload">{}</pre><h2>Errors</h2>"#,
+        actions(job.id, job.state, csrf),
+        state(job.state),
+        escape(&job.job_type),
+        escape(&job.queue),
+        job.priority,
+        job.attempts,
+        job.max_attempts,
+        time(job.created_at),
+        time(job.available_at),
+        when(job.started_at),
+        when(job.finished_at),
+        escape(job.locked_by.as_deref().unwrap_or("—")),
+        job.locked_until
+            .map(|t| format!("until {}", time(t)))
+            .unwrap_or_default(),
+        escape(job.unique_key.as_deref().unwrap_or("—")),
+        escape(&payload),
+        st = job.state.as_str(),
+    ));
+    if job.errors.is_empty() {
+        body.push_str(r#"<p class="muted">No errors.</p>"#);
+    } else {
+        body.push_str("<table id=\"errors\"><tr><th>attempt</th><th>at</th><th>error</th></tr>");
+        for error in &job.errors {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                error.attempt,
+                time(error.at),
+                escape(&error.error)
+            ));
+        }
+        body.push_str("</table>");
+    }
+    Ok(page(&format!("Job {}", job.id), csrf, &body))
+}
+
+/// A form that carries only its CSRF token.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: Option<String>,
+}
+
+async fn job_action(
+    State(web): State<Web>,
+    caller: Caller,
+    Path((id, action)): Path<(i64, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Redirect> {
+    caller.check_csrf(form.csrf.as_deref())?;
+    let hopper = web.hopper();
+    let back = format!("{DASHBOARD_PATH}/jobs/{id}");
+    let (done, note) = match action.as_str() {
+        "retry" => (hopper.retry(id).await?, "retried"),
+        "cancel" => (hopper.cancel(id).await?, "cancelled"),
+        "delete" => {
+            if hopper.delete(id).await? {
+                let note = url_encode(&format!("job {id} deleted"));
+                return Ok(Redirect::to(&format!("{DASHBOARD_PATH}/jobs?note={note}")));
+            }
+            (false, "deleted")
+        }
+        other => {
+            return Err(DashboardError::BadRequest(format!(
+                "unknown action {other:?}"
+            )));
+        }
+    };
+    let note = if done {
+        format!("Job {note}.")
+    } else {
+        format!("The job could not be {note} in its current state.")
+    };
+    Ok(Redirect::to(&format!("{back}?note={}", url_encode(&note))))
+}
+
+/// The "retry all failed of a type" form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RetryFailedForm {
+    csrf: Option<String>,
+    #[serde(rename = "type")]
+    job_type: String,
+}
+
+async fn retry_failed(
+    State(web): State<Web>,
+    caller: Caller,
+    Form(form): Form<RetryFailedForm>,
+) -> Result<Redirect> {
+    caller.check_csrf(form.csrf.as_deref())?;
+    let retried = retry_all_failed(&web, &form.job_type).await?;
+    let note = url_encode(&format!("{retried} failed {} jobs retried.", form.job_type));
+    let job_type = url_encode(&form.job_type);
+    Ok(Redirect::to(&format!(
+        "{DASHBOARD_PATH}/jobs?type={job_type}&note={note}"
+    )))
+}
+
+/// Retries every failed job of `job_type`, a page at a time; returns how many.
+pub(crate) async fn retry_all_failed(web: &Web, job_type: &str) -> Result<u64, StoreError> {
+    let hopper = web.hopper();
+    let mut retried = 0;
+    let mut before = None;
+    loop {
+        let page = hopper
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                job_type: Some(job_type.to_owned()),
+                before_id: before,
+                limit: 500,
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        for job in &page {
+            if hopper.retry(job.id).await? {
+                retried += 1;
+            }
+        }
+    }
+    Ok(retried)
+}
+
+async fn queues(
+    State(web): State<Web>,
+    caller: Caller,
+    Query(query): Query<NoteQuery>,
+) -> Result<Html<String>> {
+    let hopper = web.hopper();
+    let stats = hopper.queue_stats().await?;
+    let now = hopper.now();
+    let csrf = caller.csrf_token();
+    let mut body = String::new();
+    if let Some(note) = non_empty(&query.note) {
+        body.push_str(&format!(r#"<p class="note">{}</p>"#, escape(&note)));
+    }
+    body.push_str(
+        "<table id=\"queues\"><tr><th>queue</th><th>due now</th><th>oldest due</th><th>status</th><th></th></tr>",
+    );
+    for s in &stats {
+        let (status, action, label) = if s.paused {
+            ("paused", "resume", "Resume")
+        } else {
+            ("running", "pause", "Pause")
+        };
+        body.push_str(&format!(
+            r#"<tr data-queue="{q}"><td><a href="{DASHBOARD_PATH}/jobs?queue={qu}">{q}</a></td><td>{}</td><td>{}</td><td>{status}</td><td>{}</td></tr>"#,
+            s.due,
+            s.oldest_due_at
+                .map(|at| format!("{} ago", age((now - at).num_seconds())))
+                .unwrap_or_else(|| "—".into()),
+            button(
+                &format!("{DASHBOARD_PATH}/queues/{action}"),
+                csrf,
+                label,
+                &[("queue", &s.queue)]
+            ),
+            q = escape(&s.queue),
+            qu = escape(&url_encode(&s.queue)),
+        ));
+    }
+    if stats.is_empty() {
+        body.push_str(r#"<tr><td colspan="5" class="muted">No queues yet.</td></tr>"#);
+    }
+    body.push_str("</table>");
+    Ok(page("Queues", csrf, &body))
+}
+
+/// The pause/resume form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct QueueForm {
+    csrf: Option<String>,
+    queue: String,
+}
+
+async fn queue_action(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(action): Path<String>,
+    Form(form): Form<QueueForm>,
+) -> Result<Redirect> {
+    caller.check_csrf(form.csrf.as_deref())?;
+    let hopper = web.hopper();
+    let note = match action.as_str() {
+        "pause" => {
+            hopper.pause(&form.queue).await?;
+            format!("Queue {} paused.", form.queue)
+        }
+        "resume" => {
+            hopper.resume(&form.queue).await?;
+            format!("Queue {} resumed.", form.queue)
+        }
+        other => {
+            return Err(DashboardError::BadRequest(format!(
+                "unknown action {other:?}"
+            )));
+        }
+    };
+    Ok(Redirect::to(&format!(
+        "{DASHBOARD_PATH}/queues?note={}",
+        url_encode(&note)
+    )))
+}
+
+async fn schedules(State(web): State<Web>, caller: Caller) -> Result<Html<String>> {
+    let mut body = String::new();
+    match &web.inner.schedules {
+        None => body.push_str(r#"<p class="muted">No schedules are configured.</p>"#),
+        Some(schedules) => {
+            let list = schedules.list(web.hopper()).await?;
+            body.push_str("<table id=\"schedules\"><tr><th>name</th><th>expression</th><th>zone</th><th>job type</th><th>next</th><th>last tick</th><th>last job</th></tr>");
+            for s in &list {
+                let last_job = match s.last_job {
+                    Some((id, job_state)) => format!(
+                        r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a> {}"#,
+                        state(job_state)
+                    ),
+                    None => "—".into(),
+                };
+                body.push_str(&format!(
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{last_job}</td></tr>",
+                    escape(&s.name),
+                    escape(&s.expression),
+                    escape(&s.zone),
+                    escape(&s.job_type),
+                    s.next.iter().map(|t| time(*t)).collect::<Vec<_>>().join("<br>"),
+                    s.last_fire_at.map(time).unwrap_or_else(|| "—".into()),
+                ));
+            }
+            if list.is_empty() {
+                body.push_str(r#"<tr><td colspan="7" class="muted">No schedules.</td></tr>"#);
+            }
+            body.push_str("</table>");
+        }
+    }
+    Ok(page("Schedules", caller.csrf_token(), &body))
+}

@@ -1,0 +1,189 @@
+//! # hopper-web
+//!
+//! See and steer a [Hopper](hopper) queue over HTTP: an admin dashboard
+//! (server-rendered HTML that refreshes itself), a JSON API with an OpenAPI
+//! document, and Prometheus metrics — one axum [`Router`] any application
+//! can merge into its own.
+//!
+//! | path | what |
+//! |---|---|
+//! | `/admin/queue` | the dashboard ([`dashboard`]) |
+//! | `/api` | the JSON API ([`api`]), described at `/api/openapi.json` |
+//! | `/metrics` | Prometheus text format ([`metrics`]) |
+//!
+//! Everything but the login form needs the admin token, sent as
+//! `Authorization: Bearer <token>` or through the session cookie the login
+//! form sets ([`auth`]).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+//! let token = hopper_web::AdminToken::new("s3cret").unwrap();
+//! let app: axum::Router = axum::Router::new().merge(hopper_web::Web::new(hopper, token).router());
+//! # let _ = app;
+//! # });
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod dashboard;
+pub mod html;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use hopper::Hopper;
+use hopper::schedule::Schedules;
+
+pub use auth::{AdminToken, TokenError};
+
+/// Where the dashboard is mounted.
+///
+/// ```
+/// assert_eq!(hopper_web::DASHBOARD_PATH, "/admin/queue");
+/// ```
+pub const DASHBOARD_PATH: &str = "/admin/queue";
+
+/// Where the JSON API is mounted.
+///
+/// ```
+/// assert_eq!(hopper_web::API_PATH, "/api");
+/// ```
+pub const API_PATH: &str = "/api";
+
+/// Where the metrics are served.
+///
+/// ```
+/// assert_eq!(hopper_web::METRICS_PATH, "/metrics");
+/// ```
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Request bodies larger than this are refused with 413, unless configured otherwise.
+///
+/// ```
+/// assert_eq!(hopper_web::DEFAULT_BODY_LIMIT, 256 * 1024);
+/// ```
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+
+/// The queue, the admin token and the options the web routes share.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+/// let web = hopper_web::Web::new(hopper, hopper_web::AdminToken::generate().unwrap())
+///     .schedules(hopper::schedule::Schedules::new())
+///     .body_limit(64 * 1024);
+/// let router = web.router();
+/// # let _ = router;
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct Web {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) hopper: Hopper,
+    pub(crate) token: AdminToken,
+    pub(crate) sessions: auth::Sessions,
+    pub(crate) schedules: Option<Schedules>,
+    pub(crate) body_limit: usize,
+    /// Queues `/metrics` has reported, so an emptied queue reads zero.
+    pub(crate) metric_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Web {
+    /// Web routes over `hopper`, guarded by `token`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let web = hopper_web::Web::new(hopper, hopper_web::AdminToken::new("t0ken").unwrap());
+    /// # let _ = web;
+    /// # });
+    /// ```
+    pub fn new(hopper: Hopper, token: AdminToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                hopper,
+                token,
+                sessions: auth::Sessions::default(),
+                schedules: None,
+                body_limit: DEFAULT_BODY_LIMIT,
+                metric_queues: Default::default(),
+            }),
+        }
+    }
+
+    /// Shows `schedules` (next fire times, last outcomes) on the dashboard.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let web = hopper_web::Web::new(hopper, hopper_web::AdminToken::new("t0ken").unwrap())
+    ///     .schedules(hopper::schedule::Schedules::new());
+    /// # let _ = web;
+    /// # });
+    /// ```
+    pub fn schedules(self, schedules: Schedules) -> Self {
+        self.rebuild(|inner| inner.schedules = Some(schedules))
+    }
+
+    /// Refuses request bodies over `bytes` with 413 (default [`DEFAULT_BODY_LIMIT`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let web = hopper_web::Web::new(hopper, hopper_web::AdminToken::new("t0ken").unwrap())
+    ///     .body_limit(1024);
+    /// # let _ = web;
+    /// # });
+    /// ```
+    pub fn body_limit(self, bytes: usize) -> Self {
+        self.rebuild(|inner| inner.body_limit = bytes)
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                hopper: shared.hopper.clone(),
+                token: shared.token.clone(),
+                sessions: auth::Sessions::default(),
+                schedules: shared.schedules.clone(),
+                body_limit: shared.body_limit,
+                metric_queues: Default::default(),
+            },
+        };
+        change(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The dashboard, the API and the metrics at their usual paths
+    /// ([`DASHBOARD_PATH`], [`API_PATH`], [`METRICS_PATH`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let router = hopper_web::Web::new(hopper, hopper_web::AdminToken::new("t0ken").unwrap()).router();
+    /// # let _ = router;
+    /// # });
+    /// ```
+    pub fn router(&self) -> Router {
+        Router::new()
+            .merge(dashboard::router())
+            .merge(api::router())
+            .merge(metrics::router())
+            .layer(DefaultBodyLimit::max(self.inner.body_limit))
+            .with_state(self.clone())
+    }
+
+    pub(crate) fn hopper(&self) -> &Hopper {
+        &self.inner.hopper
+    }
+}

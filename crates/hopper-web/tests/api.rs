@@ -1,0 +1,367 @@
+//! The JSON API, the metrics and the login against a real SQLite database.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn without_the_token_every_route_is_401_and_shows_nothing() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    queue
+        .hopper()
+        .dispatch::<MailJob>(Mail {
+            to: "secret@example.com".into(),
+        })
+        .await
+        .unwrap();
+    let router = router(queue.hopper());
+    for uri in [
+        "/api/jobs",
+        "/api/jobs/1",
+        "/api/stats",
+        "/api/openapi.json",
+        "/metrics",
+        "/admin/queue",
+        "/admin/queue/jobs",
+        "/admin/queue/jobs/1",
+    ] {
+        for auth in [None, Some("Bearer wrong-token"), Some("Basic dGVzdA==")] {
+            let mut request = Request::get(uri);
+            if let Some(auth) = auth {
+                request = request.header(header::AUTHORIZATION, auth);
+            }
+            let reply = send(&router, request.body(Body::empty()).unwrap()).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{uri} {auth:?}");
+            assert!(
+                !reply.body.contains("secret@example.com"),
+                "{uri} leaked data"
+            );
+        }
+    }
+    let stranger = Request::get("/admin/queue/jobs/1")
+        .header(header::COOKIE, "hopper_session=forged")
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&router, stranger).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        reply.body.contains("name=\"token\""),
+        "the dashboard offers the login form"
+    );
+    let post = Request::post("/api/jobs/1/cancel")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&router, post).await.status, StatusCode::UNAUTHORIZED);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn dispatch_show_and_refuse_what_does_not_fit() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+
+    let created = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "mail", "payload": {"to": "ada@example.com"}, "queue": "default", "priority": 3}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.json()["id"].as_i64().unwrap();
+    let shown = get(&router, &format!("/api/jobs/{id}")).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    let job = shown.json();
+    assert_eq!(job["type"], "mail");
+    assert_eq!(job["payload"]["to"], "ada@example.com");
+    assert_eq!(job["priority"], 3);
+
+    let unknown = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "ghost", "payload": {}}),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.json()["error"].as_str().unwrap().contains("ghost"));
+
+    let invalid = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "mail", "payload": {"to": 5}}),
+    )
+    .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let field_error = invalid.json()["field_error"].as_str().unwrap().to_owned();
+    assert!(field_error.contains("invalid type"), "{field_error}");
+    let missing = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "mail", "payload": {}}),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        missing.json()["field_error"]
+            .as_str()
+            .unwrap()
+            .contains("`to`")
+    );
+
+    let not_json = send(
+        &router,
+        Request::post("/api/jobs")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::from("{nope"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+
+    let huge = json!({"type": "mail", "payload": {"to": "x".repeat(300 * 1024)}});
+    let too_large = post_json(&router, "/api/jobs", &huge).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        too_large.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit")
+    );
+
+    assert_eq!(
+        get(&router, "/api/jobs/999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+    queue.wait_idle().await.unwrap();
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    queue.hopper().pause("default").await.unwrap();
+    queue.hopper().pause("bulk").await.unwrap();
+    let router = router(queue.hopper());
+    for i in 0..5 {
+        let body =
+            json!({"type": "mail", "payload": {"to": format!("{i}@example.com")}, "queue": "bulk"});
+        assert_eq!(
+            post_json(&router, "/api/jobs", &body).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let flaky_id = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "flaky", "payload": null}),
+    )
+    .await
+    .json()["id"]
+        .as_i64()
+        .unwrap();
+
+    let all = get(&router, "/api/jobs").await.json();
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 6);
+    let bulk = get(&router, "/api/jobs?queue=bulk&type=mail&state=pending")
+        .await
+        .json();
+    assert_eq!(bulk["jobs"].as_array().unwrap().len(), 5);
+    let flaky_only = get(&router, "/api/jobs?type=flaky").await.json();
+    assert_eq!(flaky_only["jobs"][0]["id"], flaky_id);
+    assert_eq!(
+        get(&router, "/api/jobs?state=lost").await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let first = get(&router, "/api/jobs?queue=bulk&limit=2").await.json();
+    let mut seen: Vec<i64> = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    let mut next = first["next_before"].as_i64();
+    while let Some(before) = next {
+        let page = get(
+            &router,
+            &format!("/api/jobs?queue=bulk&limit=2&before={before}"),
+        )
+        .await
+        .json();
+        seen.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_i64().unwrap()),
+        );
+        next = page["next_before"].as_i64();
+    }
+    assert_eq!(seen.len(), 5);
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
+
+    let stats = get(&router, "/api/stats").await.json();
+    let bulk_stats = stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "bulk")
+        .unwrap();
+    assert_eq!(bulk_stats["due"], 5);
+    assert_eq!(bulk_stats["paused"], true);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_and_retry() {
+    let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+
+    let failing = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "flaky", "payload": {}}),
+    )
+    .await
+    .json()["id"]
+        .as_i64()
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    let failed = get(&router, &format!("/api/jobs/{failing}")).await.json();
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["errors"][0]["error"], "the upstream said no");
+
+    let not_pending = post_json(&router, &format!("/api/jobs/{failing}/cancel"), &json!({})).await;
+    assert_eq!(not_pending.status, StatusCode::CONFLICT);
+    flaky.failing.store(false, Ordering::SeqCst);
+    let retried = post_json(&router, &format!("/api/jobs/{failing}/retry"), &json!({})).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    queue.wait_idle().await.unwrap();
+    assert_eq!(
+        get(&router, &format!("/api/jobs/{failing}")).await.json()["state"],
+        "finished"
+    );
+
+    let later = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "mail", "payload": {"to": "a@b.c"}, "delay_seconds": 3600}),
+    )
+    .await
+    .json()["id"]
+        .as_i64()
+        .unwrap();
+    let cancelled = post_json(&router, &format!("/api/jobs/{later}/cancel"), &json!({})).await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(cancelled.json()["state"], "cancelled");
+    let again = post_json(&router, &format!("/api/jobs/{later}/retry"), &json!({})).await;
+    assert_eq!(again.json()["state"], "pending");
+    assert_eq!(
+        post_json(&router, "/api/jobs/424242/retry", &json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let doc = get(&router, "/api/openapi.json").await.json();
+    for path in [
+        "/api/jobs",
+        "/api/jobs/{id}",
+        "/api/jobs/{id}/retry",
+        "/api/jobs/{id}/cancel",
+        "/api/stats",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_count_jobs_by_type_and_queue() {
+    hopper_web::metrics::install().unwrap();
+    let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "mail", "payload": {"to": "m@example.com"}}),
+    )
+    .await;
+    post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "flaky", "payload": 1}),
+    )
+    .await;
+    queue.wait_idle().await.unwrap();
+    queue.hopper().pause("metrics_paused").await.unwrap();
+    let paused_job =
+        json!({"type": "mail", "payload": {"to": "p@example.com"}, "queue": "metrics_paused"});
+    post_json(&router, "/api/jobs", &paused_job).await;
+    assert!(
+        get(&router, "/metrics")
+            .await
+            .body
+            .contains("hopper_queue_depth{queue=\"metrics_paused\"} 1")
+    );
+    let waiting = queue
+        .hopper()
+        .jobs(&hopper::JobFilter {
+            queue: Some("metrics_paused".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    queue.hopper().cancel(waiting[0].id).await.unwrap();
+
+    let reply = get(&router, "/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = reply.body;
+    for needle in [
+        "hopper_jobs_dispatched_total{",
+        "hopper_jobs_finished_total{",
+        "hopper_jobs_failed_total{",
+        "hopper_job_duration_seconds_bucket{",
+        "hopper_workers_busy",
+        "hopper_queue_depth{queue=\"default\"}",
+        "hopper_queue_oldest_pending_seconds{queue=\"default\"}",
+        "hopper_queue_depth{queue=\"metrics_paused\"} 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hopper_jobs_failed_total{")
+                && l.contains("type=\"flaky\"")
+                && l.contains("queue=\"default\"")),
+        "{text}"
+    );
+    queue.stop().await.unwrap();
+}

@@ -1,0 +1,277 @@
+//! The dashboard: login, sessions, CSRF, escaping and actions, against a
+//! real SQLite database.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use serde_json::json;
+
+/// Logs in through the form and returns the session cookie.
+async fn log_in(router: &Router) -> String {
+    let request = Request::post("/admin/queue/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={TOKEN}")))
+        .unwrap();
+    let reply = send(router, request).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn page(router: &Router, cookie: &str, uri: &str) -> Reply {
+    let request = Request::get(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    send(router, request).await
+}
+
+async fn submit(router: &Router, cookie: &str, uri: &str, form: &str) -> Reply {
+    let request = Request::post(uri)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    send(router, request).await
+}
+
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF token")
+        + 19;
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn login_with_a_wrong_token_is_refused() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let request = Request::post("/admin/queue/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("token=guess"))
+        .unwrap();
+    let reply = send(&router, request).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.headers.get(header::SET_COOKIE).is_none());
+    let link = send(
+        &router,
+        Request::get(format!("/admin/queue/login?token={TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(link.status, StatusCode::SEE_OTHER);
+    assert!(link.headers.get(header::SET_COOKIE).is_some());
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pages_render_with_the_session_and_escape_every_value() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    queue.hopper().pause("default").await.unwrap();
+    let router = router(queue.hopper());
+    let id = post_json(
+        &router,
+        "/api/jobs",
+        &json!({"type": "flaky", "payload": {"html": "<script>alert(1)</script>"}}),
+    )
+    .await
+    .json()["id"]
+        .as_i64()
+        .unwrap();
+    let cookie = log_in(&router).await;
+
+    let overview = page(&router, &cookie, "/admin/queue").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview.body.contains(r#"id="count-pending">1<"#),
+        "{}",
+        overview.body
+    );
+    assert!(overview.body.contains("<svg id=\"throughput\""));
+
+    let job = page(&router, &cookie, &format!("/admin/queue/jobs/{id}")).await;
+    assert_eq!(job.status, StatusCode::OK);
+    assert!(
+        job.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        job.body
+    );
+    assert!(!job.body.contains("<script>alert(1)"));
+
+    let list = page(
+        &router,
+        &cookie,
+        "/admin/queue/jobs?state=pending&type=flaky&queue=",
+    )
+    .await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains(&format!(r#"data-id="{id}""#)));
+    let empty = page(&router, &cookie, "/admin/queue/jobs?type=mail").await;
+    assert!(empty.body.contains("No jobs match."));
+
+    let queues = page(&router, &cookie, "/admin/queue/queues").await;
+    assert!(queues.body.contains("paused"));
+    let schedules = page(&router, &cookie, "/admin/queue/schedules").await;
+    assert_eq!(schedules.status, StatusCode::OK);
+    assert_eq!(
+        page(&router, &cookie, "/admin/queue/jobs/999999")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn actions_need_the_csrf_token() {
+    let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let reply = post_json(
+            &router,
+            "/api/jobs",
+            &json!({"type": "flaky", "payload": {}}),
+        )
+        .await;
+        ids.push(reply.json()["id"].as_i64().unwrap());
+    }
+    queue.wait_idle().await.unwrap();
+    let cookie = log_in(&router).await;
+    let html = page(&router, &cookie, &format!("/admin/queue/jobs/{}", ids[0]))
+        .await
+        .body;
+    let csrf = csrf_of(&html);
+    assert!(html.contains("the upstream said no"));
+
+    let forged = submit(
+        &router,
+        &cookie,
+        &format!("/admin/queue/jobs/{}/retry", ids[0]),
+        "",
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let wrong = submit(
+        &router,
+        &cookie,
+        &format!("/admin/queue/jobs/{}/retry", ids[0]),
+        "csrf=nope",
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let api_forged = send(
+        &router,
+        Request::post(format!("/api/jobs/{}/retry", ids[0]))
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(api_forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        queue.hopper().job(ids[0]).await.unwrap().unwrap().state,
+        hopper::JobState::Failed
+    );
+
+    flaky.failing.store(false, Ordering::SeqCst);
+    let retried = submit(
+        &router,
+        &cookie,
+        &format!("/admin/queue/jobs/{}/retry", ids[0]),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(retried.status, StatusCode::SEE_OTHER);
+    let deleted = submit(
+        &router,
+        &cookie,
+        &format!("/admin/queue/jobs/{}/delete", ids[1]),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert!(queue.hopper().job(ids[1]).await.unwrap().is_none());
+    queue.wait_idle().await.unwrap();
+    assert_eq!(
+        queue.hopper().job(ids[0]).await.unwrap().unwrap().state,
+        hopper::JobState::Finished
+    );
+
+    let all = submit(
+        &router,
+        &cookie,
+        "/admin/queue/jobs/retry-failed",
+        &format!("csrf={csrf}&type=flaky"),
+    )
+    .await;
+    assert_eq!(all.status, StatusCode::SEE_OTHER);
+    queue.wait_idle().await.unwrap();
+    assert_eq!(
+        queue.hopper().job(ids[2]).await.unwrap().unwrap().state,
+        hopper::JobState::Finished
+    );
+
+    let paused = submit(
+        &router,
+        &cookie,
+        "/admin/queue/queues/pause",
+        &format!("csrf={csrf}&queue=default"),
+    )
+    .await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER);
+    assert!(
+        queue
+            .hopper()
+            .queue_stats()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.queue == "default" && s.paused)
+    );
+    submit(
+        &router,
+        &cookie,
+        "/admin/queue/queues/resume",
+        &format!("csrf={csrf}&queue=default"),
+    )
+    .await;
+    assert!(
+        !queue
+            .hopper()
+            .queue_stats()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.paused)
+    );
+
+    let out = submit(
+        &router,
+        &cookie,
+        "/admin/queue/logout",
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page(&router, &cookie, "/admin/queue").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    queue.stop().await.unwrap();
+}

@@ -9,6 +9,7 @@
 //! | `HOPPER_WORKERS` | `10` | jobs run at the same time |
 //! | `HOPPER_SHUTDOWN_TIMEOUT` | `30` | seconds running jobs get to finish at shutdown |
 //! | `MAIL_LOG` | `storage/mail.log` | file the [`Mailer`](crate::mailer::Mailer) appends sent emails to |
+//! | `ADMIN_TOKEN` | generated at start | the token that opens `/admin/queue`, `/api` and `/metrics` |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -58,6 +59,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The file sent emails are appended to (`MAIL_LOG`).
     pub mail_log: PathBuf,
+    /// The token that opens the dashboard, the jobs API and the metrics
+    /// (`ADMIN_TOKEN`); when unset, `serve` makes one up and prints it.
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -111,6 +115,7 @@ impl Config {
             mail_log: get("MAIL_LOG")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_MAIL_LOG)),
+            admin_token: get("ADMIN_TOKEN"),
         })
     }
 
@@ -170,6 +175,7 @@ mod tests {
         assert_eq!(config.workers, 10);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(config.mail_log, PathBuf::from("storage/mail.log"));
+        assert_eq!(config.admin_token, None);
     }
 
     #[test]
@@ -188,6 +194,7 @@ mod tests {
             ("HOPPER_WORKERS", "4"),
             ("HOPPER_SHUTDOWN_TIMEOUT", "5"),
             ("MAIL_LOG", "/tmp/mail.log"),
+            ("ADMIN_TOKEN", "open-sesame"),
         ])
         .unwrap();
         assert_eq!(config.database_url, "sqlite:///tmp/x.db");
@@ -195,6 +202,7 @@ mod tests {
         assert_eq!(config.workers, 4);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.mail_log, PathBuf::from("/tmp/mail.log"));
+        assert_eq!(config.admin_token.as_deref(), Some("open-sesame"));
     }
 
     #[test]

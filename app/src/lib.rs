@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
 pub mod controllers;
 pub mod jobs;
@@ -29,7 +30,7 @@ use crate::mailer::Mailer;
     version,
     about = "The Hopper starter application",
     after_help = "Settings come from the environment or a .env file: DATABASE_URL, APP_HOST, \
-                  APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, RUST_LOG."
+                  APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, ADMIN_TOKEN, RUST_LOG."
 )]
 pub struct Cli {
     /// What to run.
@@ -111,10 +112,12 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the bound address")?;
     let pool = start_workers(&hopper, &config)?;
+    let admin = admin::Admin::new(&hopper, &config)?;
     tracing::info!(database = %config.database_url, "listening on http://{local}");
+    admin.announce(local);
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let router = routes::router(AppState { hopper });
+    let router = routes::router(AppState { hopper }).merge(admin.router());
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new HTTP requests accepted");

@@ -246,3 +246,60 @@ async fn a_bad_setting_stops_the_app_with_a_clear_error() {
     let log = app.log();
     assert!(log.contains("invalid HOPPER_WORKERS=\"lots\""), "{log}");
 }
+
+#[tokio::test]
+async fn serve_without_admin_token_prints_a_login_link_and_lets_no_one_in_without_it() {
+    let mut app = App::spawn("serve", tempfile::tempdir().unwrap(), &[]);
+    app.wait_healthy().await;
+    for path in ["/admin/queue", "/api/stats", "/api/jobs", "/metrics"] {
+        let (status, body) = http(app.port, "GET", path, None).await.unwrap();
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+    let log = app.log();
+    let link = log
+        .split_whitespace()
+        .find(|word| word.contains("/admin/queue/login?token="))
+        .unwrap_or_else(|| app.fail("no dashboard link printed"));
+    let path = &link[link.find("/admin").unwrap()..];
+    let (status, _) = http(app.port, "GET", path, None).await.unwrap();
+    assert_eq!(status, 303, "the printed link logs in");
+    let (status, _) = http(
+        app.port,
+        "GET",
+        "/admin/queue/login?token=wrong-token",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    app.signal(libc::SIGTERM);
+    assert_eq!(app.wait_exit().await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn serve_with_admin_token_prints_no_token() {
+    let secret = "a-configured-admin-token";
+    let mut app = App::spawn(
+        "serve",
+        tempfile::tempdir().unwrap(),
+        &[("ADMIN_TOKEN", secret)],
+    );
+    app.wait_healthy().await;
+    let (status, _) = http(
+        app.port,
+        "GET",
+        &format!("/admin/queue/login?token={secret}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 303);
+    let log = app.log();
+    assert!(log.contains("queue dashboard at"), "{log}");
+    assert!(
+        !log.contains(secret),
+        "the configured token is never printed"
+    );
+    app.signal(libc::SIGTERM);
+    assert_eq!(app.wait_exit().await.code(), Some(0));
+}

@@ -67,7 +67,8 @@ th{background:#eef1f5;font-weight:600}
 .state-failed{background:#ffd2d2}.state-cancelled{background:#e3e6eb}
 pre{background:#fff;border:1px solid #e3e6eb;padding:.6rem;overflow:auto;max-height:24rem}
 form.inline{display:inline}button{cursor:pointer}
-.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#fff;border:1px solid #e3e6eb;padding:.6rem 1rem;min-width:9rem}
+.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#fff;border:1px solid #e3e6eb;padding:.6rem 1rem;min-width:9rem;color:inherit;text-decoration:none}
+a.card:hover{border-color:#8a96a8}.note{background:#eef6ff;border:1px solid #cfe3ff;padding:.4rem .8rem}
 .card b{display:block;font-size:22px}.muted{color:#6b7587}.error{color:#b00020}
 svg{background:#fff;border:1px solid #e3e6eb}
 "#;

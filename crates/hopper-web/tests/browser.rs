@@ -1,0 +1,126 @@
+//! End to end in headless Chromium: log in, see a failed job, retry it and
+//! see it finish, then save a screenshot of the overview.
+//!
+//! Needs Debian's `chromium` and the `playwright-core` package installed in
+//! `tests/browser` (`npm install` there; `.ci/run` does both). Without them
+//! the test fails, naming what is missing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use hopper::{DispatchOptions, JobState};
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+fn screenshot_path() -> PathBuf {
+    match std::env::var("HOPPER_SCREENSHOT") {
+        Ok(path) if !path.is_empty() => PathBuf::from(path),
+        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"),
+    }
+}
+
+#[tokio::test]
+async fn log_in_retry_a_failed_job_and_see_it_finish() {
+    let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        chromium().exists(),
+        "Chromium is not installed at {}: apt-get install -y chromium",
+        chromium().display()
+    );
+    assert!(
+        script_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm install` in {}",
+        script_dir.display()
+    );
+
+    let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    // An hour of history, so the chart has something to show.
+    for round in 0..20u32 {
+        for i in 0..(3 + (round * 7) % 11) {
+            hopper
+                .dispatch::<MailJob>(Mail {
+                    to: format!("user{round}-{i}@example.com"),
+                })
+                .await
+                .unwrap();
+        }
+        if round % 6 == 5 {
+            hopper
+                .dispatch::<FlakyJob>(serde_json::json!({"round": round}))
+                .await
+                .unwrap();
+        }
+        queue.wait_idle().await.unwrap();
+        queue.advance(Duration::from_secs(150));
+    }
+    let failing = hopper
+        .dispatch::<FlakyJob>(serde_json::json!({"report": "<script>alert('monthly')</script>"}))
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(
+        hopper.job(failing).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    hopper.pause("reports").await.unwrap();
+    for month in ["2024-01", "2024-02", "2024-03"] {
+        let options = DispatchOptions::new().queue("reports");
+        hopper
+            .dispatch_with::<MailJob>(
+                Mail {
+                    to: format!("{month}@example.com"),
+                },
+                options,
+            )
+            .await
+            .unwrap();
+    }
+    queue.advance(Duration::from_secs(95));
+    flaky.failing.store(false, Ordering::SeqCst);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, router(hopper)).into_future());
+
+    let screenshot = screenshot_path();
+    let _ = std::fs::remove_file(&screenshot);
+    let run = tokio::process::Command::new("node")
+        .arg("dashboard.mjs")
+        .current_dir(&script_dir)
+        .env("BASE_URL", format!("http://{address}"))
+        .env("ADMIN_TOKEN", TOKEN)
+        .env("JOB_ID", failing.to_string())
+        .env("SCREENSHOT", &screenshot)
+        .env("CHROMIUM", chromium())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser run did not end within 120 s")
+        .expect("node could not be started");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("ok"),
+        "the browser run failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+
+    assert_eq!(
+        hopper.job(failing).await.unwrap().unwrap().state,
+        JobState::Finished
+    );
+    let png = std::fs::read(&screenshot).expect("a screenshot was saved");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    server.abort();
+    queue.stop().await.unwrap();
+}

@@ -1,0 +1,70 @@
+// Drives the dashboard in headless Chromium: log in, find the failed job,
+// retry it, see it finish, and save a screenshot of the overview.
+//
+// Settings come from the environment: BASE_URL, ADMIN_TOKEN, JOB_ID,
+// SCREENSHOT (a PNG path) and CHROMIUM (default /usr/bin/chromium).
+// Any failure exits non-zero with the reason.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const need = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = need('BASE_URL');
+const token = need('ADMIN_TOKEN');
+const jobId = need('JOB_ID');
+const screenshot = need('SCREENSHOT');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const step = (what) => console.log(`step: ${what}`);
+
+const profile = mkdtempSync(join(tmpdir(), 'hopper-chromium-'));
+let context;
+try {
+  step(`launch ${executablePath}`);
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    timeout: 30000,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(20000);
+
+  step('the dashboard asks for the token');
+  const first = await page.goto(`${base}/admin/queue`);
+  if (first.status() !== 401) throw new Error(`expected 401 before login, got ${first.status()}`);
+  await page.fill('#token', token);
+  await Promise.all([page.waitForURL(`${base}/admin/queue`), page.click('button[type=submit]')]);
+  await page.waitForSelector('h1:has-text("Overview")');
+
+  step('the failed job is listed');
+  await page.goto(`${base}/admin/queue/jobs?state=failed`);
+  const row = page.locator(`tr[data-id="${jobId}"]`);
+  await row.locator('.state-failed').waitFor();
+  await row.locator(`a[href$="/jobs/${jobId}"]`).click();
+
+  step('the job page shows the failure and offers retry');
+  await page.waitForSelector('#job-state[data-state="failed"]');
+  await page.waitForSelector('#errors');
+  await page.click('button:has-text("Retry")');
+
+  step('the job finishes');
+  await page.waitForSelector('#job-state[data-state="finished"]');
+
+  step(`screenshot to ${screenshot}`);
+  await page.goto(`${base}/admin/queue`);
+  await page.waitForSelector('#throughput');
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log('ok');
+} finally {
+  if (context) await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{JobId, JobState};
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -19,7 +21,7 @@ pub mod sqlite;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL names no database this build supports.
-    #[error("unsupported database URL {0:?}: expected sqlite://… (enabled databases: {enabled})", enabled = ENABLED)]
+    #[error("unsupported database URL {0:?}: expected sqlite://… or mysql://… (enabled databases: {enabled})", enabled = ENABLED.join(", "))]
     UnsupportedUrl(String),
     /// The database could not be opened or created.
     #[error("cannot open database {url}: {source}")]
@@ -48,11 +50,13 @@ pub enum StoreError {
     },
 }
 
-const ENABLED: &str = if cfg!(feature = "sqlite") {
-    "sqlite"
-} else {
-    "none"
-};
+/// The databases this build can open, one per enabled feature.
+const ENABLED: &[&str] = &[
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+    #[cfg(feature = "mysql")]
+    "mysql",
+];
 
 /// Opens the store a database URL names, creating and migrating it as needed.
 ///
@@ -69,6 +73,12 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url).await?;
+        store.migrate().await?;
+        return Ok(Arc::new(store));
+    }
+    #[cfg(feature = "mysql")]
+    if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let store = mysql::MysqlStore::open(url).await?;
         store.migrate().await?;
         return Ok(Arc::new(store));
     }

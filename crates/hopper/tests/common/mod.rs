@@ -1,6 +1,9 @@
 //! Job types shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -8,6 +8,8 @@ use hopper::{Builder, WorkerConfig};
 pub struct TestDb {
     url: String,
     _dir: Option<tempfile::TempDir>,
+    /// Removes a server database when the test ends.
+    _guard: Option<Box<dyn Send + Sync>>,
 }
 
 impl TestDb {
@@ -38,5 +40,19 @@ pub async fn sqlite() -> TestDb {
     TestDb {
         url,
         _dir: Some(dir),
+        _guard: None,
+    }
+}
+
+/// A new, uniquely named database on the MariaDB/MySQL server at
+/// 127.0.0.1:3306 (user root, no password). Databases left by earlier runs
+/// are dropped first, once per test binary.
+#[cfg(feature = "mysql")]
+pub async fn mysql() -> TestDb {
+    let database = crate::common::mysql::database().await;
+    TestDb {
+        url: database.url.clone(),
+        _dir: None,
+        _guard: Some(Box::new(database)),
     }
 }

@@ -60,3 +60,5 @@ macro_rules! contract_for {
 }
 
 contract_for!(sqlite);
+#[cfg(feature = "mysql")]
+contract_for!(mysql);

@@ -1,0 +1,800 @@
+//! The MySQL 8 / MariaDB 10.6+ store: one database shared by workers on
+//! many hosts.
+//!
+//! Every pooled connection reads committed data (`READ COMMITTED`), so the
+//! claim's locking read takes no gap locks that would hold up dispatchers.
+//! A claim is one short transaction: `SELECT … FOR UPDATE SKIP LOCKED`, then
+//! `UPDATE`; concurrent claimers skip each other's rows instead of waiting.
+//! Unique keys are held by a generated column that is the key while the job
+//! is pending or started and NULL otherwise, under a unique index.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{Executor, QueryBuilder, Row};
+
+use super::{
+    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
+    Outcome, QueueStats, StateCount, Store, StoreError,
+};
+use crate::job::{JobId, JobState};
+
+/// Jobs per statement in a bulk insert: 7 bound values each, well under the
+/// 65,535 placeholders a prepared statement may hold.
+const INSERT_CHUNK: usize = 2_000;
+/// How long an instance waits for another one's migrations to finish.
+const MIGRATION_LOCK_WAIT_SECS: i64 = 300;
+/// How often a transaction the store owns is run again after the server
+/// picked it as a deadlock victim.
+const DEADLOCK_RETRIES: usize = 5;
+
+/// A Hopper store in a MySQL or MariaDB database.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # use sqlx::Connection;
+/// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
+/// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+/// use hopper::store::{Store, mysql::MysqlStore};
+/// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+/// store.migrate().await.unwrap();
+/// assert!(store.get(0).await.unwrap().is_none());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct MysqlStore {
+    pool: MySqlPool,
+}
+
+impl MysqlStore {
+    /// Connects to the database at `url` (`mysql://user:password@host:3306/db`;
+    /// `mariadb://` is accepted as the same). The database must exist.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use sqlx::Connection;
+    /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
+    /// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+    /// let store = hopper::store::mysql::MysqlStore::open("mariadb://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+    /// # let _ = store;
+    /// # });
+    /// ```
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let mysql_url = match url.strip_prefix("mariadb:") {
+            Some(rest) => format!("mysql:{rest}"),
+            None => url.to_owned(),
+        };
+        let options = MySqlConnectOptions::from_str(&mysql_url)
+            .map_err(|e| open_error(e.into()))?
+            .charset("utf8mb4");
+        let pool = MySqlPoolOptions::new()
+            .max_connections(10)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(e.into()))?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool: begin the application's own transactions on it
+    /// (see [`insert_in`]) or run ad-hoc queries.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use sqlx::Connection;
+    /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
+    /// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+    /// let store = hopper::store::mysql::MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+    /// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(store.pool()).await.unwrap();
+    /// assert_eq!(one, 1);
+    /// # });
+    /// ```
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+}
+
+/// Microseconds since the epoch, the stored form of every timestamp.
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(id: JobId, value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
+        id,
+        reason: format!("timestamp {value} out of range"),
+    })
+}
+
+fn optional_time(id: JobId, value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    value.map(|v| from_micros(id, v)).transpose()
+}
+
+fn to_u32(id: JobId, what: &str, value: i32) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt {
+        id,
+        reason: format!("{what} {value} out of range"),
+    })
+}
+
+/// A time as the JSON text an [`AttemptError`] holds.
+fn json_time(at: DateTime<Utc>) -> String {
+    serde_json::to_value(at)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Whether the server rolled the transaction back to break a deadlock.
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e)
+        if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .is_some_and(|e| e.number() == 1213))
+}
+
+/// A text column as a string. Columns compare byte for byte (`utf8mb4_bin`),
+/// which the driver reports as binary, so text is read as bytes.
+fn text(row: &MySqlRow, column: &str) -> Result<String, sqlx::Error> {
+    let bytes: Vec<u8> = row.try_get(column)?;
+    String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+/// A nullable text column as a string (see [`text`]).
+fn optional_text(row: &MySqlRow, column: &str) -> Result<Option<String>, sqlx::Error> {
+    let bytes: Option<Vec<u8>> = row.try_get(column)?;
+    bytes
+        .map(|bytes| {
+            String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+                index: column.to_owned(),
+                source: Box::new(e),
+            })
+        })
+        .transpose()
+}
+
+const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
+    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
+    unique_key";
+
+fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
+    let id: JobId = row.try_get("id")?;
+    let state: String = text(row, "state")?;
+    let errors: String = text(row, "errors")?;
+    Ok(JobRecord {
+        id,
+        job_type: text(row, "type")?,
+        queue: text(row, "queue")?,
+        payload: text(row, "payload")?,
+        state: state
+            .parse()
+            .map_err(|e: crate::job::UnknownState| StoreError::Corrupt {
+                id,
+                reason: e.to_string(),
+            })?,
+        priority: row.try_get("priority")?,
+        attempts: to_u32(id, "attempts", row.try_get("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        available_at: from_micros(id, row.try_get("available_at")?)?,
+        created_at: from_micros(id, row.try_get("created_at")?)?,
+        started_at: optional_time(id, row.try_get("started_at")?)?,
+        finished_at: optional_time(id, row.try_get("finished_at")?)?,
+        locked_by: optional_text(row, "locked_by")?,
+        locked_until: optional_time(id, row.try_get("locked_until")?)?,
+        last_error: optional_text(row, "last_error")?,
+        errors: serde_json::from_str::<Vec<AttemptError>>(&errors).map_err(|e| {
+            StoreError::Corrupt {
+                id,
+                reason: format!("error history: {e}"),
+            }
+        })?,
+        unique_key: optional_text(row, "unique_key")?,
+    })
+}
+
+/// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
+/// application's own transaction and the jobs exist if and only if it commits.
+/// Returns their ids in order; a job whose unique key is held by a pending or
+/// started job is not inserted and gets that job's id.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # use sqlx::Connection;
+/// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
+/// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+/// use hopper::store::{mysql::{insert_in, MysqlStore}, NewJob, Store};
+/// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+/// store.migrate().await.unwrap();
+/// let now = chrono::Utc::now();
+/// let job = NewJob {
+///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+/// };
+/// let mut tx = store.pool().begin().await.unwrap();
+/// let ids = insert_in(&mut tx, &[job]).await.unwrap();
+/// tx.rollback().await.unwrap();
+/// assert!(store.get(ids[0]).await.unwrap().is_none());
+/// # });
+/// ```
+pub async fn insert_in(
+    conn: &mut MySqlConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<JobId>, StoreError> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
+        for job in jobs {
+            ids.push(insert_one(conn, job).await?);
+        }
+        return Ok(ids);
+    }
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        let mut query = QueryBuilder::new(
+            "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) ",
+        );
+        query.push_values(chunk, |mut row, job| {
+            row.push_bind(&job.job_type)
+                .push_bind(&job.queue)
+                .push_bind(&job.payload)
+                .push_bind(job.priority)
+                .push_bind(job.max_attempts)
+                .push_bind(micros(job.available_at))
+                .push_bind(micros(job.created_at));
+        });
+        let done = query.build().execute(&mut *conn).await?;
+        // A multi-row INSERT … VALUES is a "simple insert": InnoDB hands it a
+        // consecutive run of ids in every lock mode, and reports the first.
+        let step: i64 = sqlx::query_scalar("SELECT CAST(@@auto_increment_increment AS SIGNED)")
+            .fetch_one(&mut *conn)
+            .await?;
+        let first = JobId::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt {
+            id: 0,
+            reason: format!("inserted id {} out of range", done.last_insert_id()),
+        })?;
+        ids.extend((0..chunk.len() as i64).map(|i| first + i * step));
+    }
+    Ok(ids)
+}
+
+/// Inserts one job; with a unique key held by a live job, returns that job's id instead.
+async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, StoreError> {
+    // On a clash of the live key the row is left as it is and `LAST_INSERT_ID`
+    // names it, all under the row lock the clash took: no read-then-write race.
+    const INSERT: &str = "INSERT INTO jobs \
+            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+        ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)";
+    let done = sqlx::query(INSERT)
+        .bind(&job.job_type)
+        .bind(&job.queue)
+        .bind(&job.payload)
+        .bind(job.priority)
+        .bind(job.max_attempts)
+        .bind(micros(job.available_at))
+        .bind(micros(job.created_at))
+        .bind(&job.unique_key)
+        .execute(&mut *conn)
+        .await?;
+    JobId::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt {
+        id: 0,
+        reason: format!("inserted id {} out of range", done.last_insert_id()),
+    })
+}
+
+/// Appends `(id, attempt)` pairs as `(?, ?), …` to `query`.
+fn push_pairs<'a>(query: &mut QueryBuilder<'a, sqlx::MySql>, pairs: &'a [(JobId, u32)]) {
+    let mut list = query.separated(", ");
+    for (id, attempt) in pairs {
+        list.push("(")
+            .push_bind_unseparated(id)
+            .push_unseparated(", ")
+            .push_bind_unseparated(attempt)
+            .push_unseparated(")");
+    }
+}
+
+impl MysqlStore {
+    async fn try_claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        const PICK: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
+            FROM jobs \
+            WHERE state = 'pending' AND queue = ? AND available_at <= ? \
+                AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? AND paused) \
+            ORDER BY priority DESC, available_at, id LIMIT ? \
+            FOR UPDATE SKIP LOCKED";
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(PICK)
+            .bind(request.queue)
+            .bind(micros(request.now))
+            .bind(request.queue)
+            .bind(request.limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let attempts: i32 = row.try_get("attempts")?;
+            let max_attempts: i32 = row.try_get("max_attempts")?;
+            jobs.push(ClaimedJob {
+                id: row.try_get("id")?,
+                job_type: text(row, "type")?,
+                queue: text(row, "queue")?,
+                payload: text(row, "payload")?,
+                priority: row.try_get("priority")?,
+                // The rows are locked: the attempt counted below is this one.
+                attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
+                max_attempts: u32::try_from(max_attempts).unwrap_or(0),
+            });
+        }
+        let mut update = QueryBuilder::new("UPDATE jobs SET state = 'started', started_at = ");
+        update
+            .push_bind(micros(request.now))
+            .push(", attempts = attempts + 1, locked_by = ")
+            .push_bind(request.worker)
+            .push(", locked_until = ")
+            .push_bind(micros(request.lease_until))
+            .push(" WHERE id IN (");
+        let mut ids = update.separated(", ");
+        for job in &jobs {
+            ids.push_bind(job.id);
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    async fn try_complete(
+        &self,
+        worker: &str,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        let finished: Vec<(JobId, u32)> = completions
+            .iter()
+            .filter(|c| c.outcome == Outcome::Finished)
+            .map(|c| (c.id, c.attempt))
+            .collect();
+        let mut applied = 0;
+        let mut tx = self.pool.begin().await?;
+        if !finished.is_empty() {
+            // `id IN (…)` keeps the plan on primary-key lookups; the pairs are the guard.
+            let mut query = QueryBuilder::new("UPDATE jobs SET state = 'finished', finished_at = ");
+            query
+                .push_bind(micros(now))
+                .push(", locked_by = NULL, locked_until = NULL WHERE state = 'started' AND locked_by = ")
+                .push_bind(worker)
+                .push(" AND id IN (");
+            let mut ids = query.separated(", ");
+            for (id, _) in &finished {
+                ids.push_bind(*id);
+            }
+            query.push(") AND (id, attempts) IN (");
+            push_pairs(&mut query, &finished);
+            query.push(")");
+            applied += query.build().execute(&mut *tx).await?.rows_affected();
+        }
+        // No assignment reads a column another one sets (see `try_rescue`).
+        const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?, \
+                last_error = ?, errors = JSON_ARRAY_APPEND(errors, '$', \
+                    JSON_OBJECT('attempt', attempts, 'at', ?, 'error', ?)), \
+                locked_by = NULL, locked_until = NULL \
+            WHERE id = ? AND attempts = ? AND state = 'started' AND locked_by = ?";
+        const FAIL: &str = "UPDATE jobs SET state = 'failed', finished_at = ?, \
+                last_error = ?, errors = JSON_ARRAY_APPEND(errors, '$', \
+                    JSON_OBJECT('attempt', attempts, 'at', ?, 'error', ?)), \
+                locked_by = NULL, locked_until = NULL \
+            WHERE id = ? AND attempts = ? AND state = 'started' AND locked_by = ?";
+        for completion in completions {
+            let (sql, at, error) = match &completion.outcome {
+                Outcome::Finished => continue,
+                Outcome::Retry { at, error } => (RETRY, *at, error),
+                Outcome::Failed { error } => (FAIL, now, error),
+            };
+            applied += sqlx::query(sql)
+                .bind(micros(at))
+                .bind(error)
+                .bind(json_time(now))
+                .bind(error)
+                .bind(completion.id)
+                .bind(completion.attempt)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn try_rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<JobId> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'started' AND locked_until < ? \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(micros(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(ids);
+        }
+        // No assignment reads a column another one sets, so the statement means
+        // the same whether the server assigns left to right (the default) or
+        // all at once (MariaDB's SIMULTANEOUS_ASSIGNMENT).
+        const LOST: &str = "CONCAT('lease expired: worker ', locked_by, \
+            ' stopped without finishing attempt ', attempts)";
+        let mut query = QueryBuilder::new(format!(
+            "UPDATE jobs SET last_error = {LOST}, \
+                errors = JSON_ARRAY_APPEND(errors, '$', \
+                    JSON_OBJECT('attempt', attempts, 'at', "
+        ));
+        query
+            .push_bind(json_time(now))
+            .push(format!(", 'error', {LOST})), finished_at = IF(attempts >= max_attempts, "))
+            .push_bind(micros(now))
+            .push(", NULL), state = IF(attempts >= max_attempts, 'failed', 'pending'), available_at = ")
+            .push_bind(micros(now))
+            .push(", locked_by = NULL, locked_until = NULL WHERE state = 'started' AND id IN (");
+        let mut list = query.separated(", ");
+        for id in &ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        query.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+}
+
+#[async_trait]
+impl Store for MysqlStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx's own migration lock asks for `GET_LOCK(name, -1)`, which MariaDB
+        // refuses at once (NULL) instead of waiting: take a named lock that
+        // waits, on the connection the migrations run on, and hold it throughout.
+        let mut conn = self.pool.acquire().await?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(CONCAT('hopper_migrate:', DATABASE()), ?)")
+                .bind(MIGRATION_LOCK_WAIT_SECS)
+                .fetch_one(&mut *conn)
+                .await?;
+        if locked != Some(1) {
+            return Err(
+                sqlx::migrate::MigrateError::Execute(sqlx::Error::Protocol(format!(
+                    "another instance held the migration lock for over {MIGRATION_LOCK_WAIT_SECS} s"
+                )))
+                .into(),
+            );
+        }
+        let mut migrator = sqlx::migrate!("./migrations/mysql");
+        migrator.set_locking(false);
+        // `run_direct` is `run` on one connection, without the pool.
+        let migrated = migrator.run_direct(&mut *conn).await;
+        let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT('hopper_migrate:', DATABASE()))")
+            .execute(&mut *conn)
+            .await;
+        migrated?;
+        released?;
+        Ok(())
+    }
+
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+        if let [job] = jobs {
+            let mut conn = self.pool.acquire().await?;
+            return insert_one(&mut conn, job).await.map(|id| vec![id]);
+        }
+        let mut tries = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            match insert_in(&mut tx, jobs).await {
+                Ok(ids) => {
+                    tx.commit().await?;
+                    return Ok(ids);
+                }
+                Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.try_claim(&request).await {
+                Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => tries += 1,
+                done => return Ok(done?),
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        worker: &str,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.try_complete(worker, completions, now).await {
+                Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => tries += 1,
+                done => return Ok(done?),
+            }
+        }
+    }
+
+    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET locked_until = ? WHERE state = 'started' AND locked_by = ?",
+        )
+        .bind(micros(until))
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release(&self, worker: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+                locked_by = NULL, locked_until = NULL \
+             WHERE state = 'started' AND locked_by = ?",
+        )
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.try_rescue(now).await {
+                Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => tries += 1,
+                done => return Ok(done?),
+            }
+        }
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1"));
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(queue) = &filter.queue {
+            query.push(" AND queue = ").push_bind(queue);
+        }
+        if let Some(job_type) = &filter.job_type {
+            query.push(" AND type = ").push_bind(job_type);
+        }
+        if let Some(before) = filter.before_id {
+            query.push(" AND id < ").push_bind(before);
+        }
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT q.queue AS queue, CAST(COALESCE(d.n, 0) AS SIGNED) AS n, d.oldest AS oldest, \
+                    CAST(COALESCE(p.paused, 0) AS SIGNED) AS paused \
+             FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ? \
+                   UNION SELECT name FROM queues) AS q \
+             LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
+                        WHERE state = 'pending' AND available_at <= ? GROUP BY queue) AS d \
+                    ON d.queue = q.queue \
+             LEFT JOIN queues AS p ON p.name = q.queue \
+             ORDER BY q.queue",
+        )
+        .bind(micros(now))
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get("n")?;
+                Ok(QueueStats {
+                    queue: text(row, "queue")?,
+                    due: u64::try_from(n).unwrap_or(0),
+                    oldest_due_at: optional_time(0, row.try_get("oldest")?)?,
+                    paused: row.try_get::<i64, _>("paused")? == 1,
+                })
+            })
+            .collect()
+    }
+
+    async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT finished_at DIV 60000000 AS minute, \
+                    CAST(SUM(state = 'finished') AS SIGNED) AS finished, \
+                    CAST(SUM(state = 'failed') AS SIGNED) AS failed \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ? \
+             GROUP BY minute ORDER BY minute",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let minute: i64 = row.try_get("minute")?;
+                let finished: i64 = row.try_get("finished")?;
+                let failed: i64 = row.try_get("failed")?;
+                Ok(MinuteCount {
+                    minute: from_micros(0, minute.saturating_mul(60_000_000))?,
+                    finished: u64::try_from(finished).unwrap_or(0),
+                    failed: u64::try_from(failed).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE paused = VALUES(paused), updated_at = VALUES(updated_at)",
+        )
+        .bind(queue)
+        .bind(paused)
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND state <> 'started'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // The connection counts matched rows, not changed ones: a renewal to
+        // the same time still counts as held.
+        let taken = sqlx::query(
+            "UPDATE leases SET holder = ?, held_until = ? \
+             WHERE name = ? AND (holder = ? OR held_until < ?)",
+        )
+        .bind(holder)
+        .bind(micros(until))
+        .bind(name)
+        .bind(holder)
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let inserted =
+            sqlx::query("INSERT INTO leases (name, holder, held_until) VALUES (?, ?, ?)")
+                .bind(name)
+                .bind(holder)
+                .bind(micros(until))
+                .execute(&self.pool)
+                .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            // Someone else holds it (or took it a moment ago).
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = text(row, "state")?;
+                let count: i64 = row.try_get("n")?;
+                Ok(StateCount {
+                    queue: text(row, "queue")?,
+                    state: state.parse().map_err(|e: crate::job::UnknownState| {
+                        StoreError::Corrupt {
+                            id: 0,
+                            reason: e.to_string(),
+                        }
+                    })?,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'pending'",
+        )
+        .bind(micros(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retry(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        extra_attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', available_at = ?, finished_at = NULL, \
+                max_attempts = attempts + ? \
+             WHERE id = ? AND state IN ('failed', 'cancelled')",
+        )
+        .bind(micros(now))
+        .bind(extra_attempts.max(1))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE state = ? AND finished_at < ? LIMIT ?")
+            .bind(state.as_str())
+            .bind(micros(before))
+            .bind(limit)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,340 @@
+//! MySQL/MariaDB specifics: many instances sharing one database, races the
+//! database must settle, dispatch inside the application's transaction, and
+//! workers outliving their connections. Each test gets a fresh database on
+//! the server at 127.0.0.1:3306.
+#![cfg(feature = "mysql")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::mysql::{admin, database};
+use common::*;
+use hopper::store::mysql::{MysqlStore, insert_in};
+use hopper::store::{NewJob, Store};
+use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
+use sqlx::Executor;
+use tokio::sync::{Barrier, watch};
+
+/// How long any wait in these tests may take before the test fails.
+const BOUND: Duration = Duration::from_secs(60);
+
+fn job(unique_key: Option<&str>) -> NewJob {
+    let now = chrono::Utc::now();
+    NewJob {
+        job_type: "noop".into(),
+        queue: "default".into(),
+        payload: "null".into(),
+        priority: 0,
+        max_attempts: 3,
+        available_at: now,
+        created_at: now,
+        unique_key: unique_key.map(str::to_owned),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let db = database().await;
+    let opened = futures::future::join_all((0..4).map(|_| hopper::store::open(&db.url))).await;
+    for store in &opened {
+        assert!(store.is_ok(), "{:?}", store.as_ref().err());
+    }
+    let store = MysqlStore::open(&db.url).await.unwrap();
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/mysql"))
+        .unwrap()
+        .count();
+    assert_eq!(applied.len(), files, "each migration applied once");
+    let ids = opened[0]
+        .as_ref()
+        .unwrap()
+        .insert(&[job(None)])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_dispatches_of_one_unique_key_store_one_job() {
+    let db = database().await;
+    let store = Arc::new(MysqlStore::open(&db.url).await.unwrap());
+    store.migrate().await.unwrap();
+    for round in 0..3 {
+        let key = format!("race:{round}");
+        let barrier = Arc::new(Barrier::new(8));
+        let tasks = (0..8).map(|_| {
+            let (store, barrier, key) = (store.clone(), barrier.clone(), key.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.insert(&[job(Some(&key))]).await.unwrap()[0]
+            })
+        });
+        let ids: Vec<i64> = futures::future::try_join_all(tasks).await.unwrap();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE unique_key = ?")
+            .bind(&key)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_inserts_running_together_get_their_own_ids_in_order() {
+    let db = database().await;
+    let store = Arc::new(MysqlStore::open(&db.url).await.unwrap());
+    store.migrate().await.unwrap();
+    let tasks = (0..4).map(|task| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let jobs: Vec<NewJob> = (0..3_000)
+                .map(|i| NewJob {
+                    payload: format!("[{task},{i}]"),
+                    ..job(None)
+                })
+                .collect();
+            (task, store.insert(&jobs).await.unwrap())
+        })
+    });
+    for (task, ids) in futures::future::try_join_all(tasks).await.unwrap() {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        for (i, id) in ids.iter().enumerate().step_by(499) {
+            let record = store.get(*id).await.unwrap().unwrap();
+            assert_eq!(record.payload, format!("[{task},{i}]"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_dispatched_in_the_application_transaction_exists_only_if_it_commits() {
+    let db = database().await;
+    let store = MysqlStore::open(&db.url).await.unwrap();
+    let hopper = builder().build(Arc::new(store.clone()));
+    hopper.store().migrate().await.unwrap();
+    store
+        .pool()
+        .execute("CREATE TABLE orders (id BIGINT PRIMARY KEY) ENGINE = InnoDB")
+        .await
+        .unwrap();
+
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id) VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let job = hopper.prepare::<Noop>((), DispatchOptions::new()).unwrap();
+    let kept = insert_in(&mut tx, &[job]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        hopper.job(kept[0]).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id) VALUES (2)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let jobs: Vec<NewJob> = (0..3)
+        .map(|_| hopper.prepare::<Noop>((), DispatchOptions::new()).unwrap())
+        .collect();
+    let dropped = insert_in(&mut tx, &jobs).await.unwrap();
+    assert_eq!(dropped.len(), 3);
+    tx.rollback().await.unwrap();
+    for id in dropped {
+        assert!(hopper.job(id).await.unwrap().is_none());
+    }
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(orders, 1);
+    let total: u64 = hopper.counts().await.unwrap().iter().map(|c| c.count).sum();
+    assert_eq!(total, 1);
+}
+
+/// Counts the runs of every job, and how many distinct jobs have run.
+#[derive(Clone)]
+struct Runs {
+    seen: Arc<Mutex<HashMap<i64, u32>>>,
+    distinct: Arc<watch::Sender<usize>>,
+}
+
+impl Runs {
+    fn new() -> Self {
+        Self {
+            seen: Arc::default(),
+            distinct: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    fn snapshot(&self) -> HashMap<i64, u32> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` distinct jobs have run, failing the test after [`BOUND`].
+    async fn wait_for(&self, count: usize) {
+        let mut distinct = self.distinct.subscribe();
+        if tokio::time::timeout(BOUND, distinct.wait_for(|n| *n >= count))
+            .await
+            .is_err()
+        {
+            panic!(
+                "{} of {count} jobs ran within {BOUND:?}",
+                self.seen.lock().unwrap().len()
+            );
+        }
+    }
+}
+
+/// Records its run in the shared [`Runs`].
+struct Counted;
+
+impl Job for Counted {
+    const TYPE: &'static str = "counted";
+    type Payload = ();
+    async fn handle(&self, _: (), ctx: JobContext) -> JobResult {
+        let runs = ctx.state::<Runs>()?;
+        let distinct = {
+            let mut seen = runs.seen.lock().unwrap();
+            *seen.entry(ctx.id()).or_default() += 1;
+            seen.len()
+        };
+        runs.distinct.send_replace(distinct);
+        Ok(())
+    }
+}
+
+async fn finished(hopper: &Hopper) -> u64 {
+    hopper
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.state == JobState::Finished)
+        .map(|c| c.count)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_pools_share_one_database_and_run_every_job_once() {
+    const JOBS: usize = 2_000;
+    let db = database().await;
+    let runs = Runs::new();
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        let hopper = Hopper::builder()
+            .register(Counted)
+            .unwrap()
+            .state(runs.clone())
+            .connect(&db.url)
+            .await
+            .unwrap();
+        let pool = hopper
+            .start(WorkerConfig::new(5).poll_interval(Duration::from_millis(50)))
+            .unwrap();
+        instances.push((hopper, pool));
+    }
+    let ids = instances[0]
+        .0
+        .dispatch_many::<Counted>(vec![(); JOBS], DispatchOptions::new())
+        .await
+        .unwrap();
+    runs.wait_for(JOBS).await;
+    for (_, pool) in instances.drain(1..) {
+        pool.stop().await.unwrap();
+    }
+    let (hopper, pool) = instances.pop().unwrap();
+    pool.stop().await.unwrap();
+
+    let seen = runs.snapshot();
+    assert_eq!(seen.len(), JOBS);
+    assert!(
+        ids.iter().all(|id| seen.get(id) == Some(&1)),
+        "each job ran once"
+    );
+    assert_eq!(finished(&hopper).await, JOBS as u64);
+}
+
+/// Kills every connection to `database` but the caller's own; returns how many.
+async fn kill_connections(database: &str) -> usize {
+    let mut admin = admin().await;
+    let ids: Vec<u64> = sqlx::query_scalar(
+        "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST \
+         WHERE DB = ? AND ID <> CONNECTION_ID()",
+    )
+    .bind(database)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    for id in &ids {
+        // It may have gone by itself meanwhile.
+        let _ = admin.execute(format!("KILL {id}").as_str()).await;
+    }
+    ids.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_outlive_their_connections_being_killed() {
+    const JOBS: usize = 600;
+    let db = database().await;
+    let runs = Runs::new();
+    let hopper = Hopper::builder()
+        .register(Counted)
+        .unwrap()
+        .state(runs.clone())
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let pool = hopper
+        .start(
+            WorkerConfig::new(5)
+                .poll_interval(Duration::from_millis(50))
+                .lease(Duration::from_secs(1))
+                .rescue_interval(Duration::from_millis(200)),
+        )
+        .unwrap();
+    hopper
+        .dispatch_many::<Counted>(vec![(); JOBS], DispatchOptions::new())
+        .await
+        .unwrap();
+    // Every 100 jobs run, every connection the pool has is killed.
+    let mut killed = 0;
+    for progress in (100..JOBS).step_by(100) {
+        runs.wait_for(progress).await;
+        killed += kill_connections(&db.name).await;
+    }
+    assert!(killed > 0, "the pool had connections to kill");
+    runs.wait_for(JOBS).await;
+
+    // Every outcome reaches the database: none lost, none left started.
+    let mut activity = pool.activity();
+    let settled = async {
+        loop {
+            if finished(&hopper).await == JOBS as u64 {
+                return;
+            }
+            tokio::select! {
+                _ = activity.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    };
+    if tokio::time::timeout(BOUND, settled).await.is_err() {
+        panic!("not every job finished: {:?}", hopper.counts().await);
+    }
+    pool.stop().await.unwrap();
+    assert_eq!(runs.snapshot().len(), JOBS);
+    let counts = hopper.counts().await.unwrap();
+    assert!(
+        counts.iter().all(|c| c.state == JobState::Finished),
+        "{counts:?}"
+    );
+}

@@ -254,6 +254,8 @@ async fn cancel_and_retry() {
         "finished"
     );
 
+    // Paused, so the retried job is still pending when it is read back.
+    queue.hopper().pause("default").await.unwrap();
     let later = post_json(
         &router,
         "/api/jobs",

@@ -18,7 +18,7 @@ use tracing::{Instrument, field};
 use crate::client::Hopper;
 use crate::job::{DEFAULT_QUEUE, JobContext, JobError};
 use crate::maintenance::Retention;
-use crate::store::{ClaimRequest, ClaimedJob, Completion, Outcome, StoreError};
+use crate::store::{ClaimRequest, ClaimedJob, Completion, Outcome, StoreError, Wakeup};
 
 /// What can go wrong starting or stopping workers.
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +324,9 @@ impl WorkerPool {
         if let Some(interval) = shared.config.prune_interval {
             maintenance.push(tokio::spawn(prune(shared.clone(), interval)));
         }
+        if let Some(wakeups) = shared.hopper.store().listen() {
+            maintenance.push(tokio::spawn(forward_wakeups(shared.clone(), wakeups)));
+        }
         tracing::info!(worker = %shared.worker_id, queues = ?shared.config.queues, "workers started");
         Ok(Self {
             shared,
@@ -432,6 +435,26 @@ impl WorkerPool {
         }
         tracing::info!(worker = %shared.worker_id, "workers stopped");
         Ok(released)
+    }
+}
+
+/// Wakes this pool's idle fetchers when the database says jobs became due,
+/// whichever process dispatched them.
+async fn forward_wakeups(shared: Arc<Shared>, mut wakeups: mpsc::Receiver<Wakeup>) {
+    loop {
+        let wakeup = tokio::select! {
+            _ = shared.stop_background.cancelled() => break,
+            wakeup = wakeups.recv() => wakeup,
+        };
+        match wakeup {
+            Some(Wakeup::Queue(queue)) => shared.hopper.wake(&queue),
+            Some(Wakeup::All) => {
+                for (queue, _) in &shared.config.queues {
+                    shared.hopper.wake(queue);
+                }
+            }
+            None => break,
+        }
     }
 }
 

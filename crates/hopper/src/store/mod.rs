@@ -14,6 +14,8 @@ use crate::job::{JobId, JobState};
 
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -21,7 +23,7 @@ pub mod sqlite;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL names no database this build supports.
-    #[error("unsupported database URL {0:?}: expected sqlite://… or mysql://… (enabled databases: {enabled})", enabled = ENABLED.join(", "))]
+    #[error("unsupported database URL {0:?}: expected sqlite://…, postgres://… or mysql://… (enabled databases: {enabled})", enabled = ENABLED.join(", "))]
     UnsupportedUrl(String),
     /// The database could not be opened or created.
     #[error("cannot open database {url}: {source}")]
@@ -40,6 +42,11 @@ pub enum StoreError {
     /// This store does not implement a part of the contract.
     #[error("this database's store does not support {0} yet")]
     Unsupported(&'static str),
+    /// A unique key's holder kept changing under every attempt to insert or find it.
+    #[error(
+        "unique key {0:?} stayed contended: every insert met a live job holding it, every look-up found none"
+    )]
+    Contended(String),
     /// A row held a value Hopper cannot read.
     #[error("corrupt job row {id}: {reason}")]
     Corrupt {
@@ -54,6 +61,8 @@ pub enum StoreError {
 const ENABLED: &[&str] = &[
     #[cfg(feature = "sqlite")]
     "sqlite",
+    #[cfg(feature = "postgres")]
+    "postgres",
     #[cfg(feature = "mysql")]
     "mysql",
 ];
@@ -73,6 +82,12 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url).await?;
+        store.migrate().await?;
+        return Ok(Arc::new(store));
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = postgres::PostgresStore::open(url).await?;
         store.migrate().await?;
         return Ok(Arc::new(store));
     }
@@ -405,6 +420,21 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
+/// A wake-up from the database: jobs may have become due, perhaps through
+/// another process's dispatch.
+///
+/// ```
+/// let w = hopper::store::Wakeup::Queue("mail".into());
+/// assert_ne!(w, hopper::store::Wakeup::All);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wakeup {
+    /// Jobs became due in this queue.
+    Queue(String),
+    /// Wake-ups may have been missed (the listener reconnected): look in every queue.
+    All,
+}
+
 /// The database side of Hopper. Every method is one short transaction.
 ///
 /// Implementations must make [`Store::claim`] safe against concurrent
@@ -525,6 +555,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Wake-ups the database sends when jobs become due in any process, for
+    /// as long as the receiver is kept; `None` where the database has no
+    /// such signal (workers then rely on in-process wake-ups and polling).
+    fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
+        None
+    }
 }
 
 /// One schema migration this build carries, and when the database applied it.
@@ -561,6 +598,11 @@ pub async fn migration_status(url: &str) -> Result<Vec<MigrationStatus>, StoreEr
     #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url).await?;
+        return store.migration_status().await;
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = postgres::PostgresStore::open(url).await?;
         return store.migration_status().await;
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))

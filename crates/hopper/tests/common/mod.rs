@@ -3,6 +3,8 @@
 
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

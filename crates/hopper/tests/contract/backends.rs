@@ -44,6 +44,19 @@ pub async fn sqlite() -> TestDb {
     }
 }
 
+/// A new, uniquely named database on the PostgreSQL server at
+/// 127.0.0.1:5432 (user postgres, created through the `test` database),
+/// dropped when the test ends.
+#[cfg(feature = "postgres")]
+pub async fn postgres() -> TestDb {
+    let database = crate::common::postgres::database().await;
+    TestDb {
+        url: database.url.clone(),
+        _dir: None,
+        _guard: Some(Box::new(database)),
+    }
+}
+
 /// A new, uniquely named database on the MariaDB/MySQL server at
 /// 127.0.0.1:3306 (user root, no password). Databases left by earlier runs
 /// are dropped first, once per test binary.

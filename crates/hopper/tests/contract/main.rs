@@ -60,5 +60,7 @@ macro_rules! contract_for {
 }
 
 contract_for!(sqlite);
+#[cfg(feature = "postgres")]
+contract_for!(postgres);
 #[cfg(feature = "mysql")]
 contract_for!(mysql);

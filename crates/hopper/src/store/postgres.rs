@@ -1,0 +1,865 @@
+//! The PostgreSQL store: many workers on many hosts sharing one database.
+//!
+//! Claims take due jobs with `FOR UPDATE SKIP LOCKED`, so concurrent
+//! claimers never wait on each other nor take the same job. Every statement
+//! that makes jobs due also sends `NOTIFY hopper_jobs` with the queue's name,
+//! delivered when its transaction commits; [`Store::listen`] turns those into
+//! wake-ups for idle workers in every process.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow, Postgres,
+};
+use sqlx::{QueryBuilder, Row};
+use tokio::sync::mpsc;
+
+use super::{
+    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
+    Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick, Wakeup,
+};
+use crate::job::{JobId, JobState};
+
+/// The channel every wake-up is sent on; the payload is the queue's name.
+pub const CHANNEL: &str = "hopper_jobs";
+
+/// The `application_name` of the store's connections, unless the URL sets one.
+const APPLICATION_NAME: &str = "hopper";
+/// The `application_name` of the connection that listens for wake-ups.
+pub const LISTENER_NAME: &str = "hopper-listener";
+
+/// Connections in the pool.
+const MAX_CONNECTIONS: u32 = 10;
+/// Jobs per bulk insert statement (each column is one array parameter).
+const INSERT_CHUNK: usize = 5_000;
+/// Tries at inserting a job with a unique key whose holder keeps changing.
+const UNIQUE_TRIES: usize = 100;
+/// Wake-ups buffered for a slow receiver; past that they are dropped (the
+/// receiver is behind and will find the jobs anyway).
+const WAKEUP_BUFFER: usize = 256;
+
+/// The schema migrations this build carries. A database a newer build has
+/// already migrated further (a rolling deploy) is no error: migrations only add.
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// A Hopper store in a PostgreSQL database.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::{Store, postgres::PostgresStore};
+/// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+/// store.migrate().await.unwrap();
+/// assert!(store.get(-1).await.unwrap().is_none());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`, e.g. `postgres://user@host:5432/app`.
+    /// The database must exist; [`Store::migrate`] creates the tables.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::postgres::PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await;
+    /// assert!(store.is_ok());
+    /// assert!(hopper::store::postgres::PostgresStore::open("postgres://postgres@127.0.0.1:1/x").await.is_err());
+    /// # });
+    /// ```
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| open_error(e.into()))?;
+        if options.get_application_name().is_none() {
+            options = options.application_name(APPLICATION_NAME);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_error(e.into()))?;
+        Ok(Self { pool, options })
+    }
+
+    /// The connection pool, for the application's own queries and
+    /// transactions (see [`insert_in`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::postgres::PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+    /// let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(store.pool()).await.unwrap();
+    /// assert_eq!(one, 1);
+    /// # });
+    /// ```
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl PostgresStore {
+    /// The migrations this build carries, oldest first, each with when this
+    /// database applied it (`None`: pending). Applies nothing.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::{Store, postgres::PostgresStore};
+    /// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+    /// store.migrate().await.unwrap();
+    /// assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied_at.is_some()));
+    /// # });
+    /// ```
+    pub async fn migration_status(&self) -> Result<Vec<super::MigrationStatus>, StoreError> {
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied: Vec<(i64, DateTime<Utc>)> = if has_table {
+            sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator()
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| super::MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied_at: applied
+                    .iter()
+                    .find(|(version, _)| *version == m.version)
+                    .map(|(_, at)| *at),
+            })
+            .collect())
+    }
+}
+
+fn to_u32(id: JobId, what: &str, value: i32) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt {
+        id,
+        reason: format!("{what} {value} out of range"),
+    })
+}
+
+/// A count as stored: counts past `i32::MAX` are held at it.
+fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// A time as the `at` of an error entry: the same text serde gives it.
+fn entry_time(at: DateTime<Utc>) -> String {
+    serde_json::to_value(at)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
+    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, \
+    errors::text AS errors, unique_key";
+
+fn state_of(id: JobId, text: &str) -> Result<JobState, StoreError> {
+    text.parse()
+        .map_err(|e: crate::job::UnknownState| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
+}
+
+fn record(row: &PgRow) -> Result<JobRecord, StoreError> {
+    let id: JobId = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let errors: String = row.try_get("errors")?;
+    Ok(JobRecord {
+        id,
+        job_type: row.try_get("type")?,
+        queue: row.try_get("queue")?,
+        payload: row.try_get("payload")?,
+        state: state_of(id, &state)?,
+        priority: row.try_get("priority")?,
+        attempts: to_u32(id, "attempts", row.try_get("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        available_at: row.try_get("available_at")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        locked_by: row.try_get("locked_by")?,
+        locked_until: row.try_get("locked_until")?,
+        last_error: row.try_get("last_error")?,
+        errors: serde_json::from_str::<Vec<AttemptError>>(&errors).map_err(|e| {
+            StoreError::Corrupt {
+                id,
+                reason: format!("error history: {e}"),
+            }
+        })?,
+        unique_key: row.try_get("unique_key")?,
+    })
+}
+
+fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
+    let id: JobId = row.try_get("id")?;
+    Ok(ClaimedJob {
+        id,
+        job_type: row.try_get("type")?,
+        queue: row.try_get("queue")?,
+        payload: row.try_get("payload")?,
+        priority: row.try_get("priority")?,
+        attempt: to_u32(id, "attempts", row.try_get("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+    })
+}
+
+/// Wraps a statement `RETURNING …, queue, <due> AS due` so that it also
+/// notifies each queue with due rows (once per queue: PostgreSQL folds equal
+/// notifications of one transaction), delivered on commit.
+fn notifying(statement: &str, columns: &str) -> String {
+    format!(
+        "WITH changed AS ({statement}) \
+         SELECT {columns}, (CASE WHEN due THEN pg_notify('{CHANNEL}', queue) END) IS NULL AS quiet \
+         FROM changed"
+    )
+}
+
+/// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
+/// application's own transaction and the jobs exist, and workers everywhere
+/// are woken, if and only if it commits.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::{postgres::{insert_in, PostgresStore}, NewJob, Store};
+/// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+/// store.migrate().await.unwrap();
+/// let now = chrono::Utc::now();
+/// let job = NewJob {
+///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+/// };
+/// let mut tx = store.pool().begin().await.unwrap();
+/// let ids = insert_in(&mut tx, &[job]).await.unwrap();
+/// tx.rollback().await.unwrap();
+/// assert!(store.get(ids[0]).await.unwrap().is_none());
+/// # });
+/// ```
+pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
+        for job in jobs {
+            ids.push(insert_one(conn, job).await?);
+        }
+        return Ok(ids);
+    }
+    let insert = notifying(
+        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
+             $6::timestamptz[], $7::timestamptz[]) \
+         RETURNING id, queue, available_at <= created_at AS due",
+        "id",
+    );
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        let column = |f: fn(&NewJob) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
+        let rows = sqlx::query(&insert)
+            .bind(column(|job| &job.job_type))
+            .bind(column(|job| &job.queue))
+            .bind(column(|job| &job.payload))
+            .bind(chunk.iter().map(|job| job.priority).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|job| to_i32(job.max_attempts))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|job| job.available_at).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|job| job.created_at).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut chunk_ids = rows
+            .iter()
+            .map(|row| row.try_get::<JobId, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Ids are drawn in row order; RETURNING's order is unspecified.
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+    }
+    Ok(ids)
+}
+
+/// Inserts one job; with a unique key held by a live job, returns that job's id instead.
+async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, StoreError> {
+    const EXISTING: &str = "SELECT id FROM jobs \
+        WHERE unique_key = $1 AND state IN ('pending', 'started')";
+    let insert = notifying(
+        "INSERT INTO jobs \
+            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
+         DO NOTHING \
+         RETURNING id, queue, available_at <= created_at AS due",
+        "id",
+    );
+    for _ in 0..UNIQUE_TRIES {
+        let inserted: Option<PgRow> = sqlx::query(&insert)
+            .bind(&job.job_type)
+            .bind(&job.queue)
+            .bind(&job.payload)
+            .bind(job.priority)
+            .bind(to_i32(job.max_attempts))
+            .bind(job.available_at)
+            .bind(job.created_at)
+            .bind(&job.unique_key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = inserted {
+            return Ok(row.try_get("id")?);
+        }
+        // The key is held by a committed live job, which this statement's
+        // fresh snapshot sees, unless that job ended in between: then try again.
+        let existing: Option<JobId> = sqlx::query_scalar(EXISTING)
+            .bind(&job.unique_key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+    }
+    Err(StoreError::Contended(
+        job.unique_key.clone().unwrap_or_default(),
+    ))
+}
+
+/// Listens on [`CHANNEL`] and forwards each notification to `wakeups`, until
+/// the receiver is dropped. A lost connection is logged and made again,
+/// backing off while the server is unreachable; after each (re)connection
+/// every queue is woken, for notifications sent while no one listened.
+async fn listen_loop(options: PgConnectOptions, wakeups: mpsc::Sender<Wakeup>) {
+    let mut failures = 0u32;
+    loop {
+        if failures > 0 {
+            let wait = Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5));
+            tokio::select! {
+                _ = wakeups.closed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let subscribed = tokio::select! {
+            _ = wakeups.closed() => return,
+            subscribed = subscribe(&options) => subscribed,
+        };
+        let mut listener = match subscribed {
+            Ok(listener) => listener,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(%error, failures, "listening for job wake-ups failed; trying again");
+                continue;
+            }
+        };
+        if failures > 0 {
+            tracing::info!("listening for job wake-ups again");
+        }
+        failures = 0;
+        if wakeups.send(Wakeup::All).await.is_err() {
+            return;
+        }
+        loop {
+            let next = tokio::select! {
+                _ = wakeups.closed() => return,
+                next = listener.try_recv() => next,
+            };
+            let wakeup = match next {
+                Ok(Some(notification)) => Wakeup::Queue(notification.payload().to_owned()),
+                Ok(None) => {
+                    tracing::warn!("the job wake-up connection was lost; reconnecting");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the job wake-up connection failed; reconnecting");
+                    failures = 1;
+                    break;
+                }
+            };
+            match wakeups.try_send(wakeup) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+}
+
+/// A listener on its own one-connection pool, subscribed to [`CHANNEL`].
+async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options.clone())
+        .await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
+    // Reconnect here, not inside the listener: the loop above logs and backs off.
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // The migrator holds a session advisory lock while it runs, so
+        // instances starting together apply each migration once. Its own
+        // connection, closed after, cannot leave that lock held in the pool.
+        let single = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.options.clone())
+            .await?;
+        let result = migrator().run(&single).await;
+        single.close().await;
+        Ok(result?)
+    }
+
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+        if let [job] = jobs {
+            if job.unique_key.is_none() {
+                let mut conn = self.pool.acquire().await?;
+                return Ok(vec![insert_one(&mut conn, job).await?]);
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let ids = insert_in(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
+        const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
+                started_at = $1, locked_by = $2, locked_until = $3 \
+            FROM (SELECT id FROM jobs \
+                WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
+                    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND paused) \
+                ORDER BY priority DESC, available_at, id LIMIT $5 \
+                FOR UPDATE SKIP LOCKED) AS due \
+            WHERE jobs.id = due.id \
+            RETURNING jobs.id, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
+                jobs.attempts, jobs.max_attempts";
+        let rows = sqlx::query(CLAIM)
+            .bind(request.now)
+            .bind(request.worker)
+            .bind(request.lease_until)
+            .bind(request.queue)
+            .bind(i64::from(request.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
+        Ok(jobs)
+    }
+
+    async fn complete(
+        &self,
+        worker: &str,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        // One statement for the whole batch; each row applies only under its
+        // claim. The guard names no state: `locked_by` is set exactly while a job
+        // is started (a table constraint), and a `state = 'started'` here would
+        // let the planner walk the partial index of started jobs once per
+        // completion when its statistics think the worker holds few.
+        let update = notifying(
+            "UPDATE jobs SET state = c.state, \
+                finished_at = CASE WHEN c.state = 'pending' THEN jobs.finished_at ELSE $1 END, \
+                available_at = COALESCE(c.retry_at, jobs.available_at), \
+                locked_by = NULL, locked_until = NULL, \
+                last_error = COALESCE(c.error, jobs.last_error), \
+                errors = CASE WHEN c.error IS NULL THEN jobs.errors ELSE jobs.errors || \
+                    jsonb_build_array(jsonb_build_object('attempt', c.attempt, 'at', $2::text, 'error', c.error)) END \
+             FROM UNNEST($3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[]) \
+                AS c(id, attempt, state, retry_at, error) \
+             WHERE jobs.id = c.id AND jobs.attempts = c.attempt AND jobs.locked_by = $8 \
+             RETURNING jobs.queue, jobs.state = 'pending' AND jobs.available_at <= $1 AS due",
+            "queue",
+        );
+        // Rows are locked in id order, the same order in every batch.
+        let mut sorted: Vec<&Completion> = completions.iter().collect();
+        sorted.sort_by_key(|c| c.id);
+        let mut ids = Vec::with_capacity(sorted.len());
+        let mut attempts = Vec::with_capacity(sorted.len());
+        let mut states = Vec::with_capacity(sorted.len());
+        let mut retry_at = Vec::with_capacity(sorted.len());
+        let mut errors = Vec::with_capacity(sorted.len());
+        for completion in sorted {
+            ids.push(completion.id);
+            attempts.push(to_i32(completion.attempt));
+            let (state, at, error) = match &completion.outcome {
+                Outcome::Finished => ("finished", None, None),
+                Outcome::Retry { at, error } => ("pending", Some(*at), Some(error.as_str())),
+                Outcome::Failed { error } => ("failed", None, Some(error.as_str())),
+            };
+            states.push(state);
+            retry_at.push(at);
+            errors.push(error);
+        }
+        let rows = sqlx::query(&update)
+            .bind(now)
+            .bind(entry_time(now))
+            .bind(ids)
+            .bind(attempts)
+            .bind(states)
+            .bind(retry_at)
+            .bind(errors)
+            .bind(worker)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET locked_until = $1 WHERE state = 'started' AND locked_by = $2",
+        )
+        .bind(until)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release(&self, worker: &str) -> Result<u64, StoreError> {
+        let release = notifying(
+            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+                locked_by = NULL, locked_until = NULL \
+             WHERE state = 'started' AND locked_by = $1 \
+             RETURNING queue, TRUE AS due",
+            "queue",
+        );
+        let rows = sqlx::query(&release)
+            .bind(worker)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError> {
+        let rescue = notifying(
+            "UPDATE jobs SET \
+                state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
+                finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END, \
+                available_at = $1, \
+                last_error = 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts, \
+                errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempts, 'at', $2::text, \
+                    'error', 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts)), \
+                locked_by = NULL, locked_until = NULL \
+             WHERE state = 'started' AND locked_until < $1 \
+             RETURNING id, queue, state = 'pending' AS due",
+            "id",
+        );
+        let rows = sqlx::query(&rescue)
+            .bind(now)
+            .bind(entry_time(now))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut ids = rows
+            .iter()
+            .map(|row| row.try_get::<JobId, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let mut query: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE TRUE"));
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(queue) = &filter.queue {
+            query.push(" AND queue = ").push_bind(queue);
+        }
+        if let Some(job_type) = &filter.job_type {
+            query.push(" AND type = ").push_bind(job_type);
+        }
+        if let Some(before) = filter.before_id {
+            query.push(" AND id < ").push_bind(before);
+        }
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(d.queue, p.name) AS queue, COALESCE(d.n, 0) AS n, d.oldest, \
+                    COALESCE(p.paused, FALSE) AS paused \
+             FROM (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
+                   WHERE state = 'pending' AND available_at <= $1 GROUP BY queue) AS d \
+             FULL JOIN queues AS p ON p.name = d.queue \
+             ORDER BY COALESCE(d.queue, p.name) COLLATE \"C\"",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get("n")?;
+                Ok(QueueStats {
+                    queue: row.try_get("queue")?,
+                    due: u64::try_from(n).unwrap_or(0),
+                    oldest_due_at: row.try_get("oldest")?,
+                    paused: row.try_get("paused")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT floor(extract(epoch FROM finished_at) / 60)::bigint AS minute, \
+                    COUNT(*) FILTER (WHERE state = 'finished') AS finished, \
+                    COUNT(*) FILTER (WHERE state = 'failed') AS failed \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= $1 \
+             GROUP BY minute ORDER BY minute",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let minute: i64 = row.try_get("minute")?;
+                let finished: i64 = row.try_get("finished")?;
+                let failed: i64 = row.try_get("failed")?;
+                let start =
+                    DateTime::from_timestamp(minute.saturating_mul(60), 0).ok_or_else(|| {
+                        StoreError::Corrupt {
+                            id: 0,
+                            reason: format!("minute {minute} out of range"),
+                        }
+                    })?;
+                Ok(MinuteCount {
+                    minute: start,
+                    finished: u64::try_from(finished).unwrap_or(0),
+                    failed: u64::try_from(failed).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // Resuming wakes the queue's workers everywhere.
+        let upsert = notifying(
+            "INSERT INTO queues (name, paused, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at \
+             RETURNING name AS queue, NOT paused AS due",
+            "queue",
+        );
+        sqlx::query(&upsert)
+            .bind(queue)
+            .bind(paused)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state <> 'started'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                WHERE leases.holder = excluded.holder OR leases.until < $4 \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_tick(
+        &self,
+        name: &str,
+        fire_at: DateTime<Utc>,
+        job: Option<&NewJob>,
+    ) -> Result<Tick, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A concurrent taker of the same tick waits on the row, then sees it moved.
+        let taken = sqlx::query(
+            "INSERT INTO schedules (name, last_fire_at) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
+                WHERE schedules.last_fire_at < excluded.last_fire_at",
+        )
+        .bind(name)
+        .bind(fire_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            return Ok(Tick::Lost);
+        }
+        let Some(job) = job else {
+            tx.commit().await?;
+            return Ok(Tick::Passed);
+        };
+        let id = insert_one(&mut tx, job).await?;
+        sqlx::query("UPDATE schedules SET last_job_id = $1 WHERE name = $2")
+            .bind(id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Tick::Dispatched(id))
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ScheduleState {
+                    name: row.try_get("name")?,
+                    last_fire_at: row.try_get("last_fire_at")?,
+                    last_job_id: row.try_get("last_job_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state \
+             ORDER BY queue COLLATE \"C\", state COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                let count: i64 = row.try_get("n")?;
+                Ok(StateCount {
+                    queue: row.try_get("queue")?,
+                    state: state_of(0, &state)?,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retry(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        extra_attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let retry = notifying(
+            "UPDATE jobs SET state = 'pending', available_at = $1, finished_at = NULL, \
+                max_attempts = attempts + $2 \
+             WHERE id = $3 AND state IN ('failed', 'cancelled') \
+             RETURNING queue, TRUE AS due",
+            "queue",
+        );
+        let rows = sqlx::query(&retry)
+            .bind(now)
+            .bind(to_i32(extra_attempts.max(1)))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.len() == 1)
+    }
+
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                WHERE state = $1 AND finished_at < $2 LIMIT $3)",
+        )
+        .bind(state.as_str())
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    fn listen(&self) -> Option<mpsc::Receiver<Wakeup>> {
+        let (sender, receiver) = mpsc::channel(WAKEUP_BUFFER);
+        let name = match self.options.get_application_name() {
+            Some(name) if name != APPLICATION_NAME => name.to_owned(),
+            _ => LISTENER_NAME.to_owned(),
+        };
+        let options = self.options.clone().application_name(&name);
+        tokio::spawn(listen_loop(options, sender));
+        Some(receiver)
+    }
+}

@@ -1,0 +1,461 @@
+//! PostgreSQL specifics: concurrent starts, unique keys under racing
+//! dispatchers, dispatch inside the application's transaction, many pools
+//! claiming from one table, wake-ups across processes, and workers whose
+//! connections are killed under them.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::postgres::{Database, database};
+use common::*;
+use hopper::store::postgres::{LISTENER_NAME, PostgresStore, insert_in};
+use hopper::store::{ClaimRequest, Completion, Outcome, Store};
+use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
+use sqlx::postgres::PgListener;
+use tokio::sync::{Barrier, Notify};
+
+/// How many times each job ran, by its payload; wakes waiters on every run.
+#[derive(Clone, Default)]
+struct Tally {
+    runs: Arc<Mutex<HashMap<u32, u32>>>,
+    changed: Arc<Notify>,
+}
+
+impl Tally {
+    fn total(&self) -> u32 {
+        self.runs.lock().unwrap().values().sum()
+    }
+
+    /// Waits until `n` runs in all were counted, at most `limit`.
+    async fn wait_for(&self, n: u32, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.changed.notified();
+            if self.total() >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("only {} of {n} runs after {limit:?}", self.total());
+            }
+        }
+    }
+}
+
+/// Counts its run in the shared [`Tally`].
+struct Count;
+
+impl Job for Count {
+    const TYPE: &'static str = "count";
+    type Payload = u32;
+    async fn handle(&self, n: u32, ctx: JobContext) -> JobResult {
+        let tally = ctx.state::<Tally>()?;
+        *tally.runs.lock().unwrap().entry(n).or_default() += 1;
+        tally.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+fn counting(tally: &Tally) -> hopper::Builder {
+    builder().register(Count).unwrap().state(tally.clone())
+}
+
+async fn job_count(url: &str, state: &str) -> i64 {
+    let store = PostgresStore::open(url).await.unwrap();
+    sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = $1")
+        .bind(state)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let db = database().await;
+    let pending = hopper::store::migration_status(&db.url).await.unwrap();
+    assert!(!pending.is_empty() && pending.iter().all(|m| m.applied_at.is_none()));
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { hopper::store::open(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    let store = PostgresStore::open(&db.url).await.unwrap();
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(!applied.is_empty());
+    assert!(applied.iter().all(|(_, success)| *success));
+    let mut versions: Vec<i64> = applied.iter().map(|(v, _)| *v).collect();
+    versions.dedup();
+    assert_eq!(versions.len(), applied.len(), "each migration once");
+    let status = hopper::store::migration_status(&db.url).await.unwrap();
+    assert_eq!(status.len(), applied.len());
+    assert!(status.iter().all(|m| m.applied_at.is_some()));
+
+    // A newer build migrated further: this build still starts.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99991231000000, 'from a newer build', TRUE, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    hopper::store::open(&db.url).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_dispatchers_of_one_unique_key_store_one_job() {
+    let db = database().await;
+    let hopper = builder().connect(&db.url).await.unwrap();
+    for round in 0..10 {
+        let key = format!("report:{round}");
+        let barrier = Arc::new(Barrier::new(8));
+        let dispatches: Vec<_> = (0..8)
+            .map(|_| {
+                let hopper = hopper.clone();
+                let barrier = barrier.clone();
+                let options = DispatchOptions::new().unique_key(key.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    hopper.dispatch_with::<Noop>((), options).await.unwrap()
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for dispatch in dispatches {
+            ids.push(dispatch.await.unwrap());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "round {round}: every dispatcher got one id");
+    }
+    assert_eq!(job_count(&db.url, "pending").await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_key_whose_holder_keeps_finishing_never_fails_a_dispatch() {
+    let db = database().await;
+    let hopper = builder().connect(&db.url).await.unwrap();
+    let store = hopper.store().clone();
+    let options = DispatchOptions::new().unique_key("hot");
+    // One task claims and finishes whatever holds the key, over and over,
+    // while others dispatch it: a look-up may find the holder gone.
+    let finisher = {
+        let store = store.clone();
+        let hopper = hopper.clone();
+        tokio::spawn(async move {
+            let mut finished = 0;
+            while finished < 100 {
+                let now = hopper.now();
+                let claimed = store
+                    .claim(ClaimRequest {
+                        queue: "default",
+                        worker: "finisher",
+                        limit: 10,
+                        now,
+                        lease_until: now + chrono::Duration::seconds(30),
+                    })
+                    .await
+                    .unwrap();
+                let done: Vec<Completion> = claimed
+                    .iter()
+                    .map(|job| Completion {
+                        id: job.id,
+                        attempt: job.attempt,
+                        outcome: Outcome::Finished,
+                    })
+                    .collect();
+                finished += store.complete("finisher", &done, now).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let dispatchers: Vec<_> = (0..4)
+        .map(|_| {
+            let hopper = hopper.clone();
+            let options = options.clone();
+            tokio::spawn(async move {
+                for _ in 0..150 {
+                    hopper
+                        .dispatch_with::<Noop>((), options.clone())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for dispatcher in dispatchers {
+        dispatcher.await.unwrap();
+    }
+    finisher.abort();
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE unique_key = 'hot' AND state IN ('pending', 'started')",
+    )
+    .fetch_one(PostgresStore::open(&db.url).await.unwrap().pool())
+    .await
+    .unwrap();
+    assert!(live <= 1, "{live} live jobs hold one key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_inside_the_applications_transaction_exists_only_if_it_commits() {
+    let db = database().await;
+    let store = PostgresStore::open(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let hopper = builder().build(Arc::new(store.clone()));
+    let mut wakeups = PgListener::connect(&db.url).await.unwrap();
+    wakeups.listen("hopper_jobs").await.unwrap();
+
+    sqlx::query("CREATE TABLE users (name TEXT)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let rolled_back = {
+        let job = hopper
+            .prepare::<Noop>((), DispatchOptions::new().queue("rolled-back"))
+            .unwrap();
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query("INSERT INTO users VALUES ('ada')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let ids = insert_in(&mut tx, &[job]).await.unwrap();
+        tx.rollback().await.unwrap();
+        ids[0]
+    };
+    assert!(hopper.job(rolled_back).await.unwrap().is_none());
+
+    let jobs = vec![
+        hopper
+            .prepare::<Noop>((), DispatchOptions::new().queue("committed"))
+            .unwrap();
+        2
+    ];
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO users VALUES ('grace')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let ids = insert_in(&mut tx, &jobs).await.unwrap();
+    tx.commit().await.unwrap();
+    for id in &ids {
+        assert_eq!(
+            hopper.job(*id).await.unwrap().unwrap().state,
+            JobState::Pending
+        );
+    }
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+    // The rolled-back dispatch sent no wake-up; the committed one did, on commit.
+    let first = tokio::time::timeout(Duration::from_secs(5), wakeups.recv())
+        .await
+        .expect("a wake-up")
+        .unwrap();
+    assert_eq!(first.payload(), "committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_pools_run_every_job_exactly_once() {
+    const JOBS: u32 = 2000;
+    let db = database().await;
+    let tally = Tally::default();
+    let mut pools = Vec::new();
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let hopper = counting(&tally).connect(&db.url).await.unwrap();
+        handles.push(hopper.clone());
+        pools.push(hopper.start(WorkerConfig::new(5)).unwrap());
+    }
+    handles[0]
+        .dispatch_many::<Count>(0..JOBS, DispatchOptions::new())
+        .await
+        .unwrap();
+    tally.wait_for(JOBS, Duration::from_secs(60)).await;
+    for pool in pools {
+        pool.stop().await.unwrap();
+    }
+    let runs = tally.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), JOBS as usize);
+    assert!(runs.values().all(|&n| n == 1), "a job ran twice");
+    assert_eq!(job_count(&db.url, "finished").await, i64::from(JOBS));
+}
+
+/// Waits until `job` has started, at most `limit`.
+async fn started_within(hopper: &Hopper, id: i64, limit: Duration, tally: &Tally) -> Duration {
+    let started = Instant::now();
+    tally.wait_for(1, limit).await;
+    let job = hopper.job(id).await.unwrap().unwrap();
+    assert!(job.started_at.is_some());
+    started.elapsed()
+}
+
+/// The listener's server process, once it is listening.
+async fn listener_pid(db: &Database, not: Option<i32>) -> i32 {
+    let mut admin = common::postgres::admin().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 \
+                AND query ILIKE 'LISTEN%' AND pid IS DISTINCT FROM $3",
+        )
+        .bind(&db.name)
+        .bind(LISTENER_NAME)
+        .bind(not)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no listener connection appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_from_another_process_wakes_idle_workers_even_after_the_listener_is_killed() {
+    let db = database().await;
+    let tally = Tally::default();
+    let worker_side = counting(&tally).connect(&db.url).await.unwrap();
+    let pool = worker_side
+        .start(WorkerConfig::new(2).poll_interval(Duration::from_secs(30)))
+        .unwrap();
+    // Another handle with its own store: no in-process wake-up reaches the pool.
+    let dispatcher = counting(&Tally::default()).connect(&db.url).await.unwrap();
+    let pid = listener_pid(&db, None).await;
+    // Let the pool's first claim and the one the listener's start asks for
+    // pass (both find nothing), so it waits on its 30 s poll.
+    let mut activity = pool.activity();
+    activity.wait_for(|&n| n >= 2).await.unwrap();
+
+    let id = dispatcher.dispatch::<Count>(1).await.unwrap();
+    let took = started_within(&dispatcher, id, Duration::from_secs(5), &tally).await;
+    assert!(took < Duration::from_secs(1), "woken after {took:?}");
+
+    let mut admin = common::postgres::admin().await;
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    let before = *activity.borrow_and_update();
+    listener_pid(&db, Some(pid)).await;
+    activity.wait_for(|&n| n > before).await.unwrap();
+    tally.runs.lock().unwrap().clear();
+    let id = dispatcher.dispatch::<Count>(2).await.unwrap();
+    let took = started_within(&dispatcher, id, Duration::from_secs(5), &tally).await;
+    assert!(took < Duration::from_secs(1), "woken after {took:?}");
+    pool.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_whose_connections_are_killed_lose_no_job() {
+    const JOBS: u32 = 1500;
+    let db = database().await;
+    let tally = Tally::default();
+    let hopper = counting(&tally).connect(&db.url).await.unwrap();
+    // Short leases: a claim whose answer died with its connection is rescued soon.
+    let config = WorkerConfig::new(5)
+        .lease(Duration::from_millis(600))
+        .rescue_interval(Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(200));
+    let other = counting(&tally).connect(&db.url).await.unwrap();
+    let pools = [
+        hopper.start(config.clone()).unwrap(),
+        other.start(config).unwrap(),
+    ];
+    hopper
+        .dispatch_many::<Count>(0..JOBS, DispatchOptions::new())
+        .await
+        .unwrap();
+    let mut admin = common::postgres::admin().await;
+    let mut kills = 0;
+    for share in [5, 4, 3, 2] {
+        tally.wait_for(JOBS / share, Duration::from_secs(30)).await;
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&db.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        kills += killed;
+    }
+    assert!(kills > 0);
+    // Every job finishes: none lost, none left started.
+    let check = PostgresStore::open(&db.url).await.unwrap();
+    let mut activity = pools[0].activity();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        activity.borrow_and_update();
+        let finished: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'finished'")
+                .fetch_one(check.pool())
+                .await
+                .unwrap();
+        if finished == i64::from(JOBS) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{finished} of {JOBS} finished after the kills"
+        );
+        // The other pool's progress and rescues show up as this pool's claims.
+        let _ = tokio::time::timeout(Duration::from_millis(250), activity.changed()).await;
+    }
+    for pool in pools {
+        pool.stop().await.unwrap();
+    }
+    let runs = tally.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), JOBS as usize, "every job ran");
+    assert_eq!(job_count(&db.url, "started").await, 0);
+    assert_eq!(job_count(&db.url, "finished").await, i64::from(JOBS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_racing_for_each_schedule_tick_dispatch_it_once() {
+    let db = database().await;
+    let clock = hopper::clock::ManualClock::new();
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        instances.push(
+            builder()
+                .clock(clock.clone())
+                .connect(&db.url)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut schedules = hopper::schedule::Schedules::new();
+    schedules
+        .add(hopper::schedule::Schedule::new::<Noop>("a", "@every 1m", ()).unwrap())
+        .unwrap();
+    schedules
+        .add(hopper::schedule::Schedule::new::<Noop>("b", "* * * * * *", ()).unwrap())
+        .unwrap();
+    let mut total = 0;
+    for _ in 0..20 {
+        clock.advance(Duration::from_secs(60));
+        let runs = futures::future::join_all(instances.iter().map(|i| schedules.run_due(i))).await;
+        total += runs.into_iter().map(|r| r.unwrap().len()).sum::<usize>();
+    }
+    assert_eq!(total, 40, "each tick of both schedules exactly once");
+    assert_eq!(job_count(&db.url, "pending").await, 40);
+    let states = instances[0].store().schedule_states().await.unwrap();
+    let names: Vec<&str> = states.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(states.iter().all(|s| s.last_job_id.is_some()));
+}

@@ -1,5 +1,6 @@
 // Drives the dashboard in headless Chromium: log in, find the failed job,
-// retry it, see it finish, and save a screenshot of the overview.
+// retry it, see it finish, see the overview update itself, and save a
+// screenshot of it.
 //
 // Settings come from the environment: BASE_URL, ADMIN_TOKEN, JOB_ID,
 // SCREENSHOT (a PNG path) and CHROMIUM (default /usr/bin/chromium).
@@ -59,9 +60,24 @@ try {
   step('the job finishes');
   await page.waitForSelector('#job-state[data-state="finished"]');
 
-  step(`screenshot to ${screenshot}`);
+  step('the overview updates itself, without a reload');
   await page.goto(`${base}/admin/queue`);
   await page.waitForSelector('#throughput');
+  await page.evaluate(() => { window.sameDocument = true; });
+  const before = Number(await page.textContent('#count-finished'));
+  const dispatched = await fetch(`${base}/api/jobs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 'mail', payload: { to: 'live@example.com' } }),
+  });
+  if (dispatched.status !== 201) throw new Error(`dispatch over the API: ${dispatched.status}`);
+  await page.waitForFunction(
+    (n) => Number(document.getElementById('count-finished').textContent) > n, before);
+  if (!(await page.evaluate(() => window.sameDocument === true))) {
+    throw new Error('the page was reloaded');
+  }
+
+  step(`screenshot to ${screenshot}`);
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log('ok');
 } finally {

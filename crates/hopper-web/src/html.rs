@@ -73,21 +73,28 @@ a.card:hover{border-color:#8a96a8}.note{background:#eef6ff;border:1px solid #cfe
 svg{background:#fff;border:1px solid #e3e6eb}
 "#;
 
-/// Replaces `#live` with the same element of a fresh copy of the page every
-/// two seconds, so the page updates without a reload.
+/// Replaces `#live` with the same element of a fresh copy of the page
+/// every two seconds (or three times as long as the page took to build,
+/// when that is longer), so the page updates without a reload.
 const LIVE: &str = r#"
 (function(){
+  let wait = 2000;
   async function refresh(){
-    if(document.hidden) return;
+    const started = performance.now();
     try{
-      const r = await fetch(location.href,{headers:{'x-hopper-live':'1'},credentials:'same-origin'});
-      if(!r.ok) return;
-      const doc = new DOMParser().parseFromString(await r.text(),'text/html');
-      const fresh = doc.getElementById('live'), old = document.getElementById('live');
-      if(fresh && old) old.replaceWith(fresh);
+      if(!document.hidden){
+        const r = await fetch(location.href,{headers:{'x-hopper-live':'1'},credentials:'same-origin'});
+        if(r.ok){
+          const doc = new DOMParser().parseFromString(await r.text(),'text/html');
+          const fresh = doc.getElementById('live'), old = document.getElementById('live');
+          if(fresh && old) old.replaceWith(fresh);
+        }
+      }
     }catch(e){}
+    wait = Math.max(2000, 3 * (performance.now() - started));
+    setTimeout(refresh, wait);
   }
-  setInterval(refresh, 2000);
+  setTimeout(refresh, wait);
 })();
 "#;
 

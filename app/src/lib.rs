@@ -2,16 +2,20 @@
 //! background jobs, and the worker pool that runs them, on SQLite by default.
 //!
 //! `app serve` runs both; `app work` runs only the workers. Both stop
-//! gracefully on SIGINT or SIGTERM.
+//! gracefully on SIGINT or SIGTERM. `app console <command>` runs the
+//! console: generators (`make:job`, …), `db:*` and `queue:*` commands
+//! (`app console list` shows them all).
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod config;
 pub mod controllers;
+pub mod cron;
 pub mod jobs;
 pub mod mailer;
 pub mod routes;
+pub mod seeders;
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -39,12 +43,23 @@ pub struct Cli {
 }
 
 /// The commands `app` understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the HTTP server and the worker pool.
     Serve,
     /// Run only the worker pool.
     Work,
+    /// Run a console command: `app console list` shows them all.
+    #[command(disable_help_flag = true)]
+    Console {
+        /// The console command and its arguments.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
+        args: Vec<String>,
+    },
 }
 
 /// What every HTTP handler shares.
@@ -66,7 +81,44 @@ pub struct AppState {
 /// # });
 /// ```
 pub fn hopper_builder(mailer: Mailer) -> Result<hopper::Builder, hopper::RegistryError> {
-    Ok(Hopper::builder().registry(jobs::registry()?).state(mailer))
+    Ok(Hopper::builder().registry(registry()?).state(mailer))
+}
+
+/// A registry holding every job and scheduled task of the application.
+///
+/// ```
+/// let registry = app::registry().unwrap();
+/// assert!(registry.contains("send_email"));
+/// assert!(registry.contains("heartbeat_task"));
+/// ```
+pub fn registry() -> Result<hopper::Registry, hopper::RegistryError> {
+    let mut registry = jobs::registry()?;
+    cron::register(&mut registry)?;
+    Ok(registry)
+}
+
+/// The console `app console` runs: every job registered, the seeders, the
+/// schedules, and this crate's `src` folder for the generators (override
+/// with `--source` or `HOPPER_SOURCE_DIR`).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let config = app::config::Config::from_lookup(|_| None).unwrap();
+/// let mut out = hopper_cli::output::Output::buffer();
+/// app::console(&config).execute(["list", "make"], &mut out).await.unwrap();
+/// assert!(out.text().contains("make:job"));
+/// # });
+/// ```
+pub fn console(config: &Config) -> hopper_cli::Console {
+    let mail_log = config.mail_log.clone();
+    hopper_cli::Console::new("app console", move || {
+        Ok(hopper_builder(Mailer::new(&mail_log))?)
+    })
+    .database_url(config.database_url.clone())
+    .worker_config(worker_config(config))
+    .source_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
+    .seeders(seeders::all())
+    .schedules(cron::schedules())
 }
 
 /// Opens the job database `config` names (creating it if missing) with
@@ -93,6 +145,10 @@ pub async fn run(
     match command {
         Command::Serve => serve(config, shutdown).await,
         Command::Work => work(config, shutdown).await,
+        Command::Console { args } => match console(&config).run(args).await {
+            code if code == std::process::ExitCode::SUCCESS => Ok(()),
+            code => Err(ConsoleFailed(code).into()),
+        },
     }
 }
 
@@ -156,10 +212,20 @@ pub async fn work(
     Ok(())
 }
 
+/// A console command failed; it has already said why.
+#[derive(Debug, thiserror::Error)]
+#[error("the console command failed")]
+pub struct ConsoleFailed(pub std::process::ExitCode);
+
 fn start_workers(hopper: &Hopper, config: &Config) -> anyhow::Result<WorkerPool> {
-    hopper
-        .start(worker_config(config))
-        .context("cannot start the workers")
+    let mut workers = worker_config(config);
+    // Jobs that name another queue run too, with as many workers each.
+    for queue in hopper.registry().queues() {
+        if !workers.queues().iter().any(|(name, _)| name == queue) {
+            workers = workers.queue(queue, config.workers);
+        }
+    }
+    hopper.start(workers).context("cannot start the workers")
 }
 
 async fn stop_workers(pool: WorkerPool) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! `app serve` / `app work`: see the crate documentation of `app`.
+//! `app serve` / `app work` / `app console`: see the crate documentation of `app`.
 
 use std::process::ExitCode;
 
@@ -18,6 +18,10 @@ async fn main() -> ExitCode {
 
     match start(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The console has reported its failure already.
+        Err(err) if err.is::<app::ConsoleFailed>() => err
+            .downcast::<app::ConsoleFailed>()
+            .map_or(ExitCode::FAILURE, |failed| failed.0),
         Err(err) => {
             tracing::error!("{err:#}");
             eprintln!("error: {err:#}");

@@ -106,6 +106,29 @@ impl Registry {
         self.jobs.keys().copied()
     }
 
+    /// The queues the registered job types name, sorted, each once.
+    ///
+    /// ```
+    /// # use hopper::{Job, JobContext, JobResult, Registry};
+    /// # struct Mail;
+    /// # impl Job for Mail {
+    /// #     const TYPE: &'static str = "mail";
+    /// #     const QUEUE: &'static str = "mail";
+    /// #     type Payload = ();
+    /// #     async fn handle(&self, _: (), _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// let mut registry = Registry::new();
+    /// registry.register(Mail).unwrap();
+    /// assert_eq!(registry.queues(), ["mail"]);
+    /// ```
+    pub fn queues(&self) -> Vec<&'static str> {
+        let mut queues: Vec<&'static str> =
+            self.jobs.values().map(|job| job.defaults().queue).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        queues
+    }
+
     /// Checks that `payload` (JSON) fits the payload type registered as
     /// `job_type`, and returns the queue and max attempts that type asks for.
     ///

@@ -1,0 +1,227 @@
+//! `app console …` as a person runs it: the real binary, a real database, and
+//! generated code that must build, pass clippy and pass its tests as written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `app console <args>` in `dir` with the database and mail log there.
+fn console(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_app"))
+        .arg("console")
+        .args(args)
+        .current_dir(dir)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("jobs.db").display()),
+        )
+        .env("MAIL_LOG", dir.join("mail.log"))
+        .env("RUST_LOG", "warn")
+        .env_remove("HOPPER_SOURCE_DIR")
+        .output()
+        .expect("the app binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn list_unknown_commands_and_failures_exit_as_they_should() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = console(dir.path(), &["list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(text.starts_with("Usage: app console <command>"), "{text}");
+    assert!(text.contains("make:job") && text.contains("queue:work") && text.contains("db:seed"));
+    assert!(
+        !text.contains('\x1b'),
+        "no colour codes when not on a terminal"
+    );
+
+    let typo = console(dir.path(), &["make:jbo", "EmailJob"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        stderr(&typo).contains("similar subcommand"),
+        "{}",
+        stderr(&typo)
+    );
+    assert!(stderr(&typo).contains("'make:job'"), "{}", stderr(&typo));
+
+    let missing = console(dir.path(), &["queue:show", "99"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing).trim(), "error: no job 99");
+
+    let help = console(dir.path(), &["queue:work", "--help"]);
+    assert!(help.status.success());
+    assert!(
+        stdout(&help).contains("--stop-when-empty"),
+        "{}",
+        stdout(&help)
+    );
+}
+
+#[test]
+fn seed_then_work_sends_the_example_emails() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = console(dir.path(), &["db:seed", "example_jobs"]);
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    assert!(stdout(&seeded).contains("Seeded example_jobs"));
+
+    let worked = console(
+        dir.path(),
+        &["queue:work", "--stop-when-empty", "--workers", "2"],
+    );
+    assert!(worked.status.success(), "{}", stderr(&worked));
+
+    let status = console(dir.path(), &["queue:status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["queues"][0]["finished"], 5, "{status}");
+    assert_eq!(status["finished_last_minute"], 5, "{status}");
+    let mail = std::fs::read_to_string(dir.path().join("mail.log")).unwrap();
+    assert_eq!(mail.lines().count(), 3, "{mail}");
+
+    let dispatched = console(
+        dir.path(),
+        &["queue:dispatch", "heartbeat_task", "null", "--json"],
+    );
+    assert!(dispatched.status.success(), "{}", stderr(&dispatched));
+}
+
+/// The workspace root: the folder above this crate.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A copy of the starter app in its own workspace, depending on the real
+/// library crates by absolute path.
+fn copy_of_app(into: &Path) -> PathBuf {
+    let root = workspace();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut copied = String::new();
+    for line in manifest.lines() {
+        if line.trim_start().starts_with("members") {
+            copied.push_str("members = [\"app\"]\n");
+        } else {
+            let crates = format!("path = \"{}/crates/", root.display());
+            copied.push_str(&line.replace("path = \"crates/", &crates));
+            copied.push('\n');
+        }
+    }
+    std::fs::write(into.join("Cargo.toml"), copied).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), into.join("Cargo.lock")).unwrap();
+    let app = into.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    copy_dir(&root.join("app/src"), &app.join("src"));
+    // Another package and binary name (the library keeps its own), so the
+    // copy's build products never take the real app's in the shared target folder.
+    let app_manifest = std::fs::read_to_string(root.join("app/Cargo.toml"))
+        .unwrap()
+        .replacen("name = \"app\"\n", "name = \"app-generated\"\n", 1)
+        .replace(
+            "[[bin]]\nname = \"app\"",
+            "[lib]\nname = \"app\"\npath = \"src/lib.rs\"\n\n[[bin]]\nname = \"app-generated\"",
+        );
+    assert!(
+        app_manifest.contains("[[bin]]\nname = \"app-generated\""),
+        "the [[bin]] section moved:\n{app_manifest}"
+    );
+    std::fs::write(app.join("Cargo.toml"), app_manifest).unwrap();
+    app
+}
+
+/// Runs cargo in `dir` with the workspace's target folder, so only the copy
+/// itself is compiled.
+fn cargo(dir: &Path, args: &[&str]) -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(output.status.success(), "cargo {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = copy_of_app(dir.path());
+    let src = app.join("src");
+    let src_arg = src.to_str().unwrap();
+    for args in [
+        &["make:job", "ProcessPaymentJob", "--source", src_arg][..],
+        &[
+            "make:job",
+            "AJob",
+            "--attempts",
+            "1",
+            "--retry-delay",
+            "1500ms",
+            "--queue",
+            "payments",
+            "--source",
+            src_arg,
+        ],
+        &[
+            "make:cron",
+            "PingTask",
+            "--schedule",
+            "*/5 * * * *",
+            "--source",
+            src_arg,
+        ],
+        &["make:seeder", "UserSeeder", "--source", src_arg],
+    ] {
+        let made = console(dir.path(), args);
+        assert!(made.status.success(), "{args:?}: {}", stderr(&made));
+    }
+    assert!(src.join("jobs/process_payment_job.rs").exists());
+
+    cargo(dir.path(), &["fmt", "-p", "app-generated", "--", "--check"]);
+    cargo(
+        dir.path(),
+        &[
+            "clippy",
+            "--offline",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+    let tests = cargo(dir.path(), &["test", "--offline", "--lib"]);
+    for test in [
+        "jobs::process_payment_job::tests::handle_succeeds ... ok",
+        "jobs::process_payment_job::tests::settings ... ok",
+        "jobs::a_job::tests::settings ... ok",
+        "cron::ping_task::tests::handle_succeeds ... ok",
+        "seeders::user_seeder::tests::runs_on_an_empty_database ... ok",
+    ] {
+        assert!(tests.contains(test), "{test} missing from:\n{tests}");
+    }
+}

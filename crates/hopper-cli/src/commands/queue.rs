@@ -1,0 +1,755 @@
+//! `queue:*`: run workers, look at jobs, retry, cancel, prune, dispatch,
+//! pause and resume.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Args;
+use hopper::{
+    DispatchOptions, Hopper, JobFilter, JobId, JobRecord, JobState, Retention, WorkerConfig,
+};
+use serde::Serialize;
+
+use super::{age, args, clip, state_style, time, usage};
+use crate::console::{Command, ConsoleError, Context};
+use crate::output::{Cell, Style, Table};
+
+/// Rows fetched per page when walking many jobs.
+const PAGE: u32 = 500;
+
+#[derive(Args, Debug)]
+struct WorkArgs {
+    /// Queues to run (repeat or separate with commas; default: the
+    /// configured queues and every queue a registered job names).
+    #[arg(long, value_delimiter = ',')]
+    queue: Vec<String>,
+    /// Jobs run at the same time, per queue.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    workers: Option<u32>,
+    /// Stop once no job these queues can run is left (for scripts and tests).
+    #[arg(long)]
+    stop_when_empty: bool,
+}
+
+pub(crate) struct Work;
+
+#[async_trait]
+impl Command for Work {
+    fn definition(&self) -> clap::Command {
+        WorkArgs::augment_args(
+            clap::Command::new("queue:work")
+                .about("Run workers (no HTTP server) until Ctrl-C or SIGTERM"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: WorkArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let config = work_config(ctx.console().base_worker_config(), &hopper, &args);
+        let queues: Vec<String> = config
+            .queues()
+            .iter()
+            .map(|(queue, n)| format!("{queue} ({n} workers)"))
+            .collect();
+        let pool = hopper.start(config.clone())?;
+        let out = ctx.out();
+        out.line(format!(
+            "Working on {}. Ctrl-C stops gracefully.",
+            queues.join(", ")
+        ))?;
+        if args.stop_when_empty {
+            let names: Vec<String> = config.queues().iter().map(|(q, _)| q.clone()).collect();
+            tokio::select! {
+                result = wait_empty(&hopper, &pool, &names) => result?,
+                () = ctx.console().wait_for_shutdown() => {}
+            }
+        } else {
+            ctx.console().wait_for_shutdown().await;
+        }
+        let handed_back = pool.stop().await?;
+        let out = ctx.out();
+        if handed_back > 0 {
+            out.line(format!(
+                "Stopped; {handed_back} unfinished jobs handed back to the queue."
+            ))?;
+        } else {
+            out.line("Stopped.")?;
+        }
+        Ok(())
+    }
+}
+
+/// The worker configuration `queue:work` runs with.
+fn work_config(base: &WorkerConfig, hopper: &Hopper, args: &WorkArgs) -> WorkerConfig {
+    let default_workers = base.queues().first().map_or(10, |(_, n)| *n);
+    let workers = args.workers.map_or(default_workers, |n| n as usize);
+    let mut queues: Vec<String> = if args.queue.is_empty() {
+        let mut names: Vec<String> = base.queues().iter().map(|(q, _)| q.clone()).collect();
+        for queue in hopper.registry().queues() {
+            if !names.iter().any(|name| name == queue) {
+                names.push(queue.to_owned());
+            }
+        }
+        names
+    } else {
+        args.queue.clone()
+    };
+    queues.dedup();
+    let mut config = base.clone().only();
+    for queue in queues {
+        let count = match (
+            args.workers,
+            base.queues().iter().find(|(q, _)| *q == queue),
+        ) {
+            (None, Some((_, n))) => *n,
+            _ => workers,
+        };
+        config = config.queue(queue, count);
+    }
+    config
+}
+
+/// Waits until `queues` hold no due job that is not paused and `pool` runs none.
+async fn wait_empty(
+    hopper: &Hopper,
+    pool: &hopper::WorkerPool,
+    queues: &[String],
+) -> Result<(), ConsoleError> {
+    let mut activity = pool.activity();
+    loop {
+        activity.borrow_and_update();
+        let due: u64 = hopper
+            .queue_stats()
+            .await?
+            .iter()
+            .filter(|stats| queues.contains(&stats.queue) && !stats.paused)
+            .map(|stats| stats.due)
+            .sum();
+        if due == 0 && pool.in_flight() == 0 {
+            return Ok(());
+        }
+        // Due jobs another process dispatched wake no one here: look again
+        // at least every second.
+        let _ = tokio::time::timeout(Duration::from_secs(1), activity.changed()).await;
+    }
+}
+
+#[derive(Args, Debug)]
+struct JsonArgs {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct QueueRow {
+    queue: String,
+    pending: u64,
+    started: u64,
+    finished: u64,
+    failed: u64,
+    cancelled: u64,
+    due: u64,
+    oldest_due_at: Option<chrono::DateTime<chrono::Utc>>,
+    oldest_due_seconds: Option<u64>,
+    paused: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusReport {
+    queues: Vec<QueueRow>,
+    finished_last_minute: u64,
+    failed_last_minute: u64,
+}
+
+/// The row of `queue`, added if missing.
+fn entry<'a>(rows: &'a mut BTreeMap<String, QueueRow>, queue: &str) -> &'a mut QueueRow {
+    rows.entry(queue.to_owned()).or_insert_with(|| QueueRow {
+        queue: queue.to_owned(),
+        ..QueueRow::default()
+    })
+}
+
+pub(crate) struct Status;
+
+#[async_trait]
+impl Command for Status {
+    fn definition(&self) -> clap::Command {
+        JsonArgs::augment_args(clap::Command::new("queue:status").about(
+            "Jobs per queue and state, the oldest waiting job, and jobs finished in the last minute",
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: JsonArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let now = hopper.now();
+        let mut rows: BTreeMap<String, QueueRow> = BTreeMap::new();
+        for count in hopper.counts().await? {
+            let entry = entry(&mut rows, &count.queue);
+            match count.state {
+                JobState::Pending => entry.pending = count.count,
+                JobState::Started => entry.started = count.count,
+                JobState::Finished => entry.finished = count.count,
+                JobState::Failed => entry.failed = count.count,
+                JobState::Cancelled => entry.cancelled = count.count,
+            }
+        }
+        for stats in hopper.queue_stats().await? {
+            let entry = entry(&mut rows, &stats.queue);
+            entry.due = stats.due;
+            entry.paused = stats.paused;
+            entry.oldest_due_at = stats.oldest_due_at;
+            entry.oldest_due_seconds = stats
+                .oldest_due_at
+                .map(|at| (now - at).to_std().unwrap_or_default().as_secs());
+        }
+        let minute = hopper.throughput(Duration::from_secs(60)).await?;
+        let report = StatusReport {
+            queues: rows.into_values().collect(),
+            finished_last_minute: minute.iter().map(|m| m.finished).sum(),
+            failed_last_minute: minute.iter().map(|m| m.failed).sum(),
+        };
+        let out = ctx.out();
+        if args.json {
+            out.json(&report)?;
+            return Ok(());
+        }
+        if report.queues.is_empty() {
+            out.line("No jobs and no paused queues.")?;
+        } else {
+            let mut table = Table::new([
+                "QUEUE",
+                "PENDING",
+                "STARTED",
+                "FINISHED",
+                "FAILED",
+                "CANCELLED",
+                "OLDEST DUE",
+                "PAUSED",
+            ]);
+            for q in &report.queues {
+                let count = |n: u64, style: Style| {
+                    if n == 0 {
+                        Cell::from("0")
+                    } else {
+                        Cell::styled(n.to_string(), style)
+                    }
+                };
+                table.row([
+                    Cell::styled(q.queue.clone(), Style::Bold),
+                    count(q.pending, Style::Yellow),
+                    count(q.started, Style::Cyan),
+                    count(q.finished, Style::Green),
+                    count(q.failed, Style::Red),
+                    count(q.cancelled, Style::Dim),
+                    q.oldest_due_at
+                        .map_or_else(|| "-".to_owned(), |at| age(now, at))
+                        .into(),
+                    if q.paused {
+                        Cell::styled("paused", Style::Red)
+                    } else {
+                        Cell::from("no")
+                    },
+                ]);
+            }
+            out.table(&table)?;
+        }
+        out.line(format!(
+            "Last minute: {} finished, {} failed.",
+            report.finished_last_minute, report.failed_last_minute
+        ))?;
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct FailedArgs {
+    /// Only jobs of this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only jobs of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    job_type: Option<String>,
+    /// The most jobs to show, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) struct Failed;
+
+#[async_trait]
+impl Command for Failed {
+    fn definition(&self) -> clap::Command {
+        FailedArgs::augment_args(
+            clap::Command::new("queue:failed").about("List failed jobs with their last error"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: FailedArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let filter = JobFilter {
+            state: Some(JobState::Failed),
+            queue: args.queue,
+            job_type: args.job_type,
+            limit: args.limit.max(1),
+            ..JobFilter::default()
+        };
+        let jobs = hopper.jobs(&filter).await?;
+        let out = ctx.out();
+        if args.json {
+            out.json(&jobs)?;
+            return Ok(());
+        }
+        if jobs.is_empty() {
+            out.line("No failed jobs.")?;
+            return Ok(());
+        }
+        let mut table = Table::new(["ID", "TYPE", "QUEUE", "ATTEMPTS", "FAILED AT", "LAST ERROR"]);
+        for job in &jobs {
+            table.row([
+                Cell::styled(job.id.to_string(), Style::Cyan),
+                job.job_type.clone().into(),
+                job.queue.clone().into(),
+                format!("{}/{}", job.attempts, job.max_attempts).into(),
+                job.finished_at.map_or_else(String::new, time).into(),
+                Cell::styled(
+                    clip(job.last_error.as_deref().unwrap_or(""), 70),
+                    Style::Red,
+                ),
+            ]);
+        }
+        out.table(&table)?;
+        out.line(format!(
+            "{} failed jobs shown. `queue:show <id>` for one, `queue:retry <id>` or `queue:retry --all` to run them again.",
+            jobs.len()
+        ))?;
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct ShowArgs {
+    /// The job's id.
+    id: JobId,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) struct Show;
+
+#[async_trait]
+impl Command for Show {
+    fn definition(&self) -> clap::Command {
+        ShowArgs::augment_args(
+            clap::Command::new("queue:show")
+                .about("Show one job: payload, attempts, error history and timestamps"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: ShowArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let job = find(&hopper, args.id).await?;
+        let out = ctx.out();
+        if args.json {
+            let mut value = serde_json::to_value(&job).map_err(crate::output::OutputError::from)?;
+            // Show the payload as JSON, not as a string holding JSON.
+            if let Ok(payload) = serde_json::from_str::<serde_json::Value>(&job.payload) {
+                value["payload"] = payload;
+            }
+            out.json(&value)?;
+            return Ok(());
+        }
+        let optional =
+            |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| "-".to_owned(), time);
+        let mut table = Table::default();
+        let mut field = |name: &str, value: Cell| {
+            table.row([Cell::styled(name, Style::Bold), value]);
+        };
+        field("id", job.id.to_string().into());
+        field("type", job.job_type.clone().into());
+        field("queue", job.queue.clone().into());
+        field(
+            "state",
+            Cell::styled(job.state.as_str(), state_style(job.state)),
+        );
+        field(
+            "attempts",
+            format!("{} of {}", job.attempts, job.max_attempts).into(),
+        );
+        field("priority", job.priority.to_string().into());
+        field("created", time(job.created_at).into());
+        field("available", time(job.available_at).into());
+        field("started", optional(job.started_at).into());
+        field("ended", optional(job.finished_at).into());
+        if let Some(worker) = &job.locked_by {
+            field(
+                "worker",
+                format!("{worker} (lease until {})", optional(job.locked_until)).into(),
+            );
+        }
+        if let Some(key) = &job.unique_key {
+            field("unique key", key.clone().into());
+        }
+        out.table(&table)?;
+        out.line("")?;
+        out.line(out.paint(Style::Bold, "payload"))?;
+        let payload = serde_json::from_str::<serde_json::Value>(&job.payload)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| job.payload.clone());
+        out.line(payload)?;
+        out.line("")?;
+        if job.errors.is_empty() {
+            out.line(format!("{}: none", out.paint(Style::Bold, "errors")))?;
+        } else {
+            let mut errors = Table::new(["ATTEMPT", "AT", "ERROR"]);
+            for error in &job.errors {
+                errors.row([
+                    error.attempt.to_string().into(),
+                    time(error.at).into(),
+                    Cell::styled(error.error.clone(), Style::Red),
+                ]);
+            }
+            out.table(&errors)?;
+        }
+        Ok(())
+    }
+}
+
+/// Job `id`, or a failure saying there is none.
+async fn find(hopper: &Hopper, id: JobId) -> Result<JobRecord, ConsoleError> {
+    hopper
+        .job(id)
+        .await?
+        .ok_or_else(|| ConsoleError::Failed(format!("no job {id}")))
+}
+
+#[derive(Args, Debug)]
+struct RetryArgs {
+    /// The failed or cancelled job to run again.
+    id: Option<JobId>,
+    /// Retry every failed job (of --type, if given).
+    #[arg(long, conflicts_with = "id")]
+    all: bool,
+    /// With --all: only jobs of this type.
+    #[arg(long = "type", value_name = "TYPE", requires = "all")]
+    job_type: Option<String>,
+}
+
+pub(crate) struct Retry;
+
+#[async_trait]
+impl Command for Retry {
+    fn definition(&self) -> clap::Command {
+        RetryArgs::augment_args(
+            clap::Command::new("queue:retry")
+                .about("Run a failed or cancelled job again, or every failed job with --all"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: RetryArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        if let Some(id) = args.id {
+            let job = find(&hopper, id).await?;
+            if !hopper.retry(id).await? {
+                return Err(ConsoleError::Failed(format!(
+                    "job {id} is {}: only failed or cancelled jobs can be retried",
+                    job.state.as_str()
+                )));
+            }
+            ctx.out()
+                .line(format!("Job {id} ({}) is pending again.", job.job_type))?;
+            return Ok(());
+        }
+        if !args.all {
+            return Err(usage(
+                ctx.console(),
+                self.definition(),
+                "give the id of a job to retry, or --all for every failed job",
+            ));
+        }
+        let ids = failed_ids(&hopper, args.job_type.clone()).await?;
+        let progress = ctx.out().progress(Some(ids.len() as u64), "retrying");
+        let mut retried = 0u64;
+        for id in &ids {
+            if hopper.retry(*id).await? {
+                retried += 1;
+            }
+            progress.inc(1);
+        }
+        progress.finish();
+        let what = args
+            .job_type
+            .map_or_else(String::new, |t| format!(" of type {t}"));
+        ctx.out()
+            .line(format!("Retried {retried} failed jobs{what}."))?;
+        Ok(())
+    }
+}
+
+/// The ids of every failed job (of `job_type`), newest first, page by page.
+async fn failed_ids(hopper: &Hopper, job_type: Option<String>) -> Result<Vec<JobId>, ConsoleError> {
+    let mut ids = Vec::new();
+    let mut filter = JobFilter {
+        state: Some(JobState::Failed),
+        job_type,
+        limit: PAGE,
+        ..JobFilter::default()
+    };
+    loop {
+        let page = hopper.jobs(&filter).await?;
+        ids.extend(page.iter().map(|job| job.id));
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => filter.before_id = Some(last.id),
+            _ => return Ok(ids),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct IdArgs {
+    /// The job's id.
+    id: JobId,
+}
+
+pub(crate) struct Cancel;
+
+#[async_trait]
+impl Command for Cancel {
+    fn definition(&self) -> clap::Command {
+        IdArgs::augment_args(
+            clap::Command::new("queue:cancel").about("Cancel a pending job so it never runs"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: IdArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let job = find(&hopper, args.id).await?;
+        if !hopper.cancel(args.id).await? {
+            return Err(ConsoleError::Failed(format!(
+                "job {} is {}: only pending jobs can be cancelled",
+                args.id,
+                job.state.as_str()
+            )));
+        }
+        ctx.out()
+            .line(format!("Job {} ({}) cancelled.", args.id, job.job_type))?;
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct PruneArgs {
+    /// Delete finished, failed and cancelled jobs that ended longer ago than
+    /// this (default: finished after 7 days, failed and cancelled after 30).
+    #[arg(long, value_parser = crate::duration::clap_parse)]
+    older_than: Option<Duration>,
+}
+
+pub(crate) struct Prune;
+
+#[async_trait]
+impl Command for Prune {
+    fn definition(&self) -> clap::Command {
+        PruneArgs::augment_args(
+            clap::Command::new("queue:prune")
+                .about("Delete old finished, failed and cancelled jobs"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: PruneArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let retention = args
+            .older_than
+            .map_or_else(Retention::default, Retention::all);
+        let progress = ctx.out().progress(None, "pruning");
+        let deleted = hopper.prune(retention).await;
+        progress.finish();
+        let deleted = deleted?;
+        let rule = match args.older_than {
+            Some(age) => format!("ended more than {} ago", crate::duration::human(age)),
+            None => "past the default retention (finished 7d, failed and cancelled 30d)".to_owned(),
+        };
+        ctx.out().line(format!("Deleted {deleted} jobs {rule}."))?;
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct DispatchArgs {
+    /// The job type, e.g. send_email.
+    #[arg(value_name = "TYPE")]
+    job_type: String,
+    /// The payload as JSON, checked against the job's payload type.
+    #[arg(default_value = "null")]
+    payload: String,
+    /// The queue (default: the job type's).
+    #[arg(long)]
+    queue: Option<String>,
+    /// Run it no sooner than this from now (30s, 5m, …).
+    #[arg(long, value_parser = crate::duration::clap_parse)]
+    delay: Option<Duration>,
+    /// Higher runs first among due jobs.
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Store nothing while a job with this key is pending or running.
+    #[arg(long)]
+    unique_key: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) struct Dispatch;
+
+#[async_trait]
+impl Command for Dispatch {
+    fn definition(&self) -> clap::Command {
+        DispatchArgs::augment_args(
+            clap::Command::new("queue:dispatch")
+                .about("Dispatch a job by type with a JSON payload, checked before it is stored"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: DispatchArgs = args(matches)?;
+        let payload: serde_json::Value = serde_json::from_str(&args.payload).map_err(|e| {
+            ConsoleError::Failed(format!("the payload is not JSON ({e}): {}", args.payload))
+        })?;
+        let hopper = ctx.hopper().await?;
+        if !hopper.registry().contains(&args.job_type) {
+            let types: Vec<&str> = hopper.registry().types().collect();
+            let hint = match crate::console::nearest(&args.job_type, types.iter().copied()) {
+                Some(close) => format!("; did you mean {close}?"),
+                None => format!("; registered types: {}", types.join(", ")),
+            };
+            return Err(ConsoleError::Failed(format!(
+                "no job registered for type {}{hint}",
+                args.job_type
+            )));
+        }
+        let mut options = DispatchOptions::new();
+        if let Some(queue) = args.queue {
+            options = options.queue(queue);
+        }
+        if let Some(delay) = args.delay {
+            options = options.delay(delay);
+        }
+        if let Some(priority) = args.priority {
+            options = options.priority(priority);
+        }
+        if let Some(key) = args.unique_key {
+            options = options.unique_key(key);
+        }
+        let id = hopper
+            .dispatch_json(&args.job_type, &payload, options)
+            .await?;
+        let out = ctx.out();
+        if args.json {
+            out.json(&serde_json::json!({ "id": id, "type": args.job_type }))?;
+        } else {
+            out.line(format!("Dispatched {} as job {id}.", args.job_type))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct QueueArgs {
+    /// The queue's name.
+    queue: String,
+}
+
+pub(crate) struct Pause;
+
+#[async_trait]
+impl Command for Pause {
+    fn definition(&self) -> clap::Command {
+        QueueArgs::augment_args(
+            clap::Command::new("queue:pause")
+                .about("Stop every worker, in every process, from starting jobs of a queue"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: QueueArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        hopper.pause(&args.queue).await?;
+        ctx.out().line(format!(
+            "Queue {} paused: running jobs finish, no new ones start until queue:resume.",
+            args.queue
+        ))?;
+        Ok(())
+    }
+}
+
+pub(crate) struct Resume;
+
+#[async_trait]
+impl Command for Resume {
+    fn definition(&self) -> clap::Command {
+        QueueArgs::augment_args(
+            clap::Command::new("queue:resume")
+                .about("Let workers start jobs of a paused queue again"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: QueueArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        hopper.resume(&args.queue).await?;
+        ctx.out().line(format!("Queue {} resumed.", args.queue))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,685 @@
+//! Every console command against a real SQLite file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hopper::clock::ManualClock;
+use hopper::{Hopper, Job, JobContext, JobError, JobResult};
+use hopper_cli::output::Output;
+use hopper_cli::seeder::{SeedContext, SeedError, Seeder};
+use hopper_cli::{Console, ConsoleError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Serialize, Deserialize)]
+struct Mail {
+    to: String,
+}
+
+/// Finishes, unless the address is `fail@…`, which fails for good.
+struct MailJob;
+
+impl Job for MailJob {
+    const TYPE: &'static str = "mail";
+    type Payload = Mail;
+    async fn handle(&self, mail: Mail, _: JobContext) -> JobResult {
+        if mail.to.starts_with("fail@") {
+            return Err(JobError::permanent(format!("mailbox {} is gone", mail.to)));
+        }
+        Ok(())
+    }
+}
+
+/// Always finishes; runs on the `reports` queue.
+struct ReportJob;
+
+impl Job for ReportJob {
+    const TYPE: &'static str = "report";
+    const QUEUE: &'static str = "reports";
+    type Payload = ();
+    async fn handle(&self, (): (), _: JobContext) -> JobResult {
+        Ok(())
+    }
+}
+
+struct MailSeeder;
+
+#[hopper_cli::async_trait]
+impl Seeder for MailSeeder {
+    fn name(&self) -> &'static str {
+        "mails"
+    }
+    async fn run(&self, ctx: &SeedContext) -> Result<(), SeedError> {
+        ctx.progress().set_length(3);
+        for to in ["a@x.org", "b@x.org", "fail@x.org"] {
+            ctx.hopper()
+                .dispatch::<MailJob>(Mail { to: to.into() })
+                .await?;
+            ctx.progress().inc(1);
+        }
+        Ok(())
+    }
+}
+
+struct BrokenSeeder;
+
+#[hopper_cli::async_trait]
+impl Seeder for BrokenSeeder {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    async fn run(&self, _: &SeedContext) -> Result<(), SeedError> {
+        Err("the fixtures file is missing".into())
+    }
+}
+
+/// A console over a fresh database file, with a clock the test moves.
+struct Fixture {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    console: Console,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new();
+        let builder_clock = clock.clone();
+        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        let console = Console::new("app console", move || {
+            Ok(Hopper::builder()
+                .register(MailJob)?
+                .register(ReportJob)?
+                .clock(builder_clock.clone())
+                .max_payload_bytes(1024))
+        })
+        .database_url(url)
+        .worker_config(hopper::WorkerConfig::new(2).prune_interval(None))
+        .source_dir(dir.path().join("src"))
+        .seeders([
+            Box::new(MailSeeder) as Box<dyn Seeder>,
+            Box::new(BrokenSeeder),
+        ])
+        .schedules([("nightly_report", "0 0 3 * * *"), ("bad", "99 * * * *")]);
+        Self {
+            dir,
+            clock,
+            console,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<String, ConsoleError> {
+        let mut out = Output::buffer();
+        self.console.execute(args.iter().copied(), &mut out).await?;
+        Ok(out.text())
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        match self.run(args).await {
+            Ok(text) => text,
+            Err(err) => panic!("{args:?} failed: {err}"),
+        }
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let text = self.ok(args).await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    async fn err(&self, args: &[&str]) -> ConsoleError {
+        match self.run(args).await {
+            Ok(text) => panic!("{args:?} succeeded: {text}"),
+            Err(err) => err,
+        }
+    }
+
+    fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+}
+
+fn state_count(status: &Value, queue: &str, state: &str) -> u64 {
+    status["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == queue)
+        .map_or(0, |q| q[state].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn list_shows_every_command_grouped() {
+    let fx = Fixture::new();
+    let text = fx.ok(&["list"]).await;
+    for group in ["make", "db", "queue", "schedule"] {
+        assert!(text.contains(&format!("\n{group}\n")), "{text}");
+    }
+    let make_job = text.lines().find(|l| l.contains("make:job")).unwrap();
+    assert!(make_job.contains("Create a background job"), "{make_job}");
+    // No command: the list.
+    assert_eq!(fx.ok(&[]).await, text);
+
+    let json = fx.json(&["list", "queue", "--json"]).await;
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"queue:retry") && names.iter().all(|n| n.starts_with("queue:")));
+    assert!(
+        fx.err(&["list", "nothing"])
+            .await
+            .to_string()
+            .contains("no command group")
+    );
+}
+
+#[tokio::test]
+async fn unknown_commands_and_wrong_arguments_are_usage_errors() {
+    let fx = Fixture::new();
+    let err = fx.err(&["queue:retyr", "4"]).await;
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("queue:retry"), "{err}");
+
+    let err = fx.err(&["queue:show"]).await;
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("<ID>"), "{err}");
+
+    let err = fx.err(&["queue:show", "four"]).await;
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("four"), "{err}");
+
+    let err = fx.err(&["queue:prune", "--older-than", "soon"]).await;
+    assert!(err.to_string().contains("like 500ms, 30s"), "{err}");
+
+    let err = fx.err(&["queue:retry"]).await;
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("--all"), "{err}");
+    assert!(err.to_string().contains("app console queue:retry"), "{err}");
+
+    // --help is output, not an error.
+    let help = fx.ok(&["make:job", "--help"]).await;
+    assert!(help.contains("--retry-delay"), "{help}");
+}
+
+#[tokio::test]
+async fn db_status_migrate_and_status_again() {
+    let fx = Fixture::new();
+    let before = fx.json(&["db:status", "--json"]).await;
+    let before = before.as_array().unwrap();
+    assert!(!before.is_empty());
+    assert!(before.iter().all(|m| m["applied_at"].is_null()));
+    assert!(
+        fx.ok(&["db:status"])
+            .await
+            .contains("pending: run db:migrate")
+    );
+
+    let migrated = fx.ok(&["db:migrate"]).await;
+    assert!(
+        migrated.contains(&format!("{} migrations applied", before.len())),
+        "{migrated}"
+    );
+    let after = fx.json(&["db:status", "--json"]).await;
+    assert!(
+        after
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["applied_at"].is_string())
+    );
+    assert!(fx.ok(&["db:migrate"]).await.contains("Nothing to migrate"));
+}
+
+#[tokio::test]
+async fn seeders_run_by_name_and_failures_exit_non_zero() {
+    let fx = Fixture::new();
+    let text = fx.ok(&["db:seed", "mails"]).await;
+    assert!(text.contains("Seeded mails"), "{text}");
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "default", "pending"), 3);
+
+    let err = fx.err(&["db:seed", "mail"]).await;
+    assert_eq!(err.exit_code(), 1);
+    assert!(err.to_string().contains("did you mean mails?"), "{err}");
+
+    // All seeders, in order: mails runs again, then broken fails.
+    let err = fx.err(&["db:seed"]).await;
+    assert!(
+        err.to_string()
+            .contains("seeder broken failed: the fixtures file is missing"),
+        "{err}"
+    );
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "default", "pending"), 6);
+}
+
+#[tokio::test]
+async fn dispatch_checks_the_payload_and_work_runs_every_queue() {
+    let fx = Fixture::new();
+    let out = fx
+        .json(&["queue:dispatch", "mail", r#"{"to":"a@x.org"}"#, "--json"])
+        .await;
+    assert!(out["id"].as_i64().unwrap() > 0);
+    fx.ok(&["queue:dispatch", "report"]).await;
+
+    let err = fx.err(&["queue:dispatch", "mail", r#"{"to": 5}"#]).await;
+    assert_eq!(err.exit_code(), 1);
+    assert!(
+        err.to_string().contains("invalid type: integer `5`"),
+        "{err}"
+    );
+    let err = fx.err(&["queue:dispatch", "mail", "{not json"]).await;
+    assert!(err.to_string().contains("not JSON"), "{err}");
+    let err = fx.err(&["queue:dispatch", "mial", "{}"]).await;
+    assert!(err.to_string().contains("did you mean mail?"), "{err}");
+    let big = format!(r#"{{"to":"{}"}}"#, "x".repeat(2000));
+    assert!(
+        fx.err(&["queue:dispatch", "mail", &big])
+            .await
+            .to_string()
+            .contains("1024")
+    );
+
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "default", "pending"), 1);
+    assert_eq!(state_count(&status, "reports", "pending"), 1);
+    assert_eq!(status["finished_last_minute"], 0);
+
+    // Without --queue, the worker runs the default queue and every queue a job names.
+    let text = fx
+        .ok(&["queue:work", "--stop-when-empty", "--workers", "3"])
+        .await;
+    assert!(
+        text.contains("default (3 workers), reports (3 workers)"),
+        "{text}"
+    );
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "default", "finished"), 1);
+    assert_eq!(state_count(&status, "reports", "finished"), 1);
+    assert_eq!(status["finished_last_minute"], 2);
+    let table = fx.ok(&["queue:status"]).await;
+    assert!(
+        table.contains("QUEUE") && table.contains("reports"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Last minute: 2 finished, 0 failed."),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn only_the_named_queue_is_worked() {
+    let fx = Fixture::new();
+    fx.ok(&["queue:dispatch", "mail", r#"{"to":"a@x.org"}"#])
+        .await;
+    fx.ok(&["queue:dispatch", "report"]).await;
+    fx.ok(&["queue:work", "--queue", "reports", "--stop-when-empty"])
+        .await;
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "reports", "finished"), 1);
+    assert_eq!(state_count(&status, "default", "pending"), 1);
+}
+
+#[tokio::test]
+async fn failed_jobs_are_listed_shown_and_retried() {
+    let fx = Fixture::new();
+    fx.ok(&["db:seed", "mails"]).await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+
+    let failed = fx.json(&["queue:failed", "--json"]).await;
+    let failed = failed.as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["last_error"], "mailbox fail@x.org is gone");
+    let id = failed[0]["id"].as_i64().unwrap().to_string();
+    let table = fx.ok(&["queue:failed"]).await;
+    assert!(
+        table.contains("LAST ERROR") && table.contains("mailbox fail@x.org is gone"),
+        "{table}"
+    );
+
+    let shown = fx.json(&["queue:show", &id, "--json"]).await;
+    assert_eq!(shown["payload"]["to"], "fail@x.org");
+    assert_eq!(shown["state"], "failed");
+    assert_eq!(shown["errors"][0]["attempt"], 1);
+    assert!(shown["created_at"].is_string() && shown["finished_at"].is_string());
+    let text = fx.ok(&["queue:show", &id]).await;
+    assert!(
+        text.contains("\"to\": \"fail@x.org\"") && text.contains("ATTEMPT"),
+        "{text}"
+    );
+    assert!(
+        fx.err(&["queue:show", "999"])
+            .await
+            .to_string()
+            .contains("no job 999")
+    );
+
+    fx.ok(&["queue:retry", &id]).await;
+    let shown = fx.json(&["queue:show", &id, "--json"]).await;
+    assert_eq!(shown["state"], "pending");
+    let err = fx.err(&["queue:retry", &id]).await;
+    assert!(
+        err.to_string()
+            .contains("is pending: only failed or cancelled"),
+        "{err}"
+    );
+
+    // It fails again; bulk retry by type brings it back.
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    assert!(
+        fx.ok(&["queue:retry", "--all", "--type", "report"])
+            .await
+            .contains("Retried 0")
+    );
+    let text = fx.ok(&["queue:retry", "--all", "--type", "mail"]).await;
+    assert!(
+        text.contains("Retried 1 failed jobs of type mail."),
+        "{text}"
+    );
+    let err = fx.err(&["queue:retry", "--type", "mail"]).await;
+    assert_eq!(err.exit_code(), 2);
+}
+
+#[tokio::test]
+async fn bulk_retry_walks_every_page() {
+    let fx = Fixture::new();
+    let hopper = Hopper::builder()
+        .register(MailJob)
+        .unwrap()
+        .clock(fx.clock.clone())
+        .connect(&format!(
+            "sqlite://{}",
+            fx.dir.path().join("jobs.db").display()
+        ))
+        .await
+        .unwrap();
+    let mails = (0..1_200).map(|i| Mail {
+        to: format!("fail@{i}.org"),
+    });
+    hopper
+        .dispatch_many::<MailJob>(mails, Default::default())
+        .await
+        .unwrap();
+    fx.ok(&["queue:work", "--stop-when-empty", "--workers", "10"])
+        .await;
+    let text = fx.ok(&["queue:retry", "--all"]).await;
+    assert!(text.contains("Retried 1200 failed jobs."), "{text}");
+}
+
+#[tokio::test]
+async fn cancel_only_pending_jobs() {
+    let fx = Fixture::new();
+    let id = fx.json(&["queue:dispatch", "report", "--json"]).await["id"].to_string();
+    let text = fx.ok(&["queue:cancel", &id]).await;
+    assert!(text.contains("cancelled"), "{text}");
+    let err = fx.err(&["queue:cancel", &id]).await;
+    assert!(
+        err.to_string().contains("is cancelled: only pending jobs"),
+        "{err}"
+    );
+    assert!(
+        fx.err(&["queue:cancel", "404"])
+            .await
+            .to_string()
+            .contains("no job 404")
+    );
+    // A cancelled job can be retried.
+    fx.ok(&["queue:retry", &id]).await;
+}
+
+#[tokio::test]
+async fn prune_deletes_jobs_older_than_asked() {
+    let fx = Fixture::new();
+    fx.ok(&["queue:dispatch", "report"]).await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    assert!(
+        fx.ok(&["queue:prune", "--older-than", "1h"])
+            .await
+            .contains("Deleted 0 jobs")
+    );
+    fx.clock.advance(Duration::from_secs(2 * 3600));
+    let text = fx.ok(&["queue:prune", "--older-than", "1h"]).await;
+    assert!(
+        text.contains("Deleted 1 jobs ended more than 1h ago."),
+        "{text}"
+    );
+    assert!(
+        fx.ok(&["queue:prune"])
+            .await
+            .contains("Deleted 0 jobs past the default retention")
+    );
+}
+
+#[tokio::test]
+async fn a_paused_queue_is_left_alone_by_workers() {
+    let fx = Fixture::new();
+    fx.ok(&["queue:pause", "default"]).await;
+    fx.ok(&["queue:dispatch", "mail", r#"{"to":"a@x.org"}"#])
+        .await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "default", "pending"), 1);
+    assert_eq!(status["queues"][0]["paused"], true);
+    assert!(fx.ok(&["queue:status"]).await.contains("paused"));
+
+    fx.ok(&["queue:resume", "default"]).await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "default", "finished"), 1);
+}
+
+#[tokio::test]
+async fn schedules_are_listed_with_their_next_run() {
+    let fx = Fixture::new();
+    let list = fx.json(&["schedule:list", "--json"]).await;
+    assert_eq!(list[0]["name"], "nightly_report");
+    assert!(list[0]["next_run"].as_str().unwrap().contains("03:00:00"));
+    assert!(list[1]["error"].is_string());
+    let text = fx.ok(&["schedule:list"]).await;
+    assert!(
+        text.contains("nightly_report") && text.contains("invalid"),
+        "{text}"
+    );
+}
+
+fn write_modules(src: &Path) {
+    for (folder, text) in [
+        ("jobs", hopper_cli::generate::EMPTY_JOBS_MODULE),
+        ("cron", hopper_cli::generate::EMPTY_CRON_MODULE),
+        ("seeders", hopper_cli::generate::EMPTY_SEEDERS_MODULE),
+    ] {
+        std::fs::create_dir_all(src.join(folder)).unwrap();
+        std::fs::write(src.join(folder).join("mod.rs"), text).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn make_job_writes_and_registers_in_order() {
+    let fx = Fixture::new();
+    write_modules(&fx.src());
+    let text = fx
+        .ok(&[
+            "make:job",
+            "ProcessPaymentJob",
+            "--attempts",
+            "5",
+            "--retry-delay",
+            "2m",
+            "--queue",
+            "payments",
+        ])
+        .await;
+    assert!(
+        text.contains("process_payment_job.rs (job type process_payment_job)"),
+        "{text}"
+    );
+    fx.ok(&["make:job", "EmailJob"]).await;
+    let job = std::fs::read_to_string(fx.src().join("jobs/process_payment_job.rs")).unwrap();
+    for part in [
+        "pub struct ProcessPaymentJob;",
+        "pub struct ProcessPaymentPayload {",
+        "const TYPE: &'static str = \"process_payment_job\";",
+        "const QUEUE: &'static str = \"payments\";",
+        "const MAX_ATTEMPTS: u32 = 5;",
+        "Duration::from_secs(120)",
+        "async fn handle_succeeds()",
+    ] {
+        assert!(job.contains(part), "missing {part} in\n{job}");
+    }
+    let module = std::fs::read_to_string(fx.src().join("jobs/mod.rs")).unwrap();
+    let order = |needle: &str| module.find(needle).unwrap();
+    assert!(order("pub mod email_job;") < order("pub mod process_payment_job;"));
+    assert!(
+        order("pub use email_job::EmailJob;")
+            < order("pub use process_payment_job::ProcessPaymentJob;")
+    );
+    assert!(
+        order("registry.register(EmailJob)?;") < order("registry.register(ProcessPaymentJob)?;")
+    );
+
+    // An existing file is refused and left alone, unless --force.
+    std::fs::write(fx.src().join("jobs/email_job.rs"), "// edited\n").unwrap();
+    let err = fx.err(&["make:job", "EmailJob"]).await;
+    assert_eq!(err.exit_code(), 1);
+    assert!(
+        err.to_string().contains("already exists; pass --force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx.src().join("jobs/email_job.rs")).unwrap(),
+        "// edited\n"
+    );
+    fx.ok(&["make:job", "EmailJob", "--force"]).await;
+    let module_again = std::fs::read_to_string(fx.src().join("jobs/mod.rs")).unwrap();
+    assert_eq!(module_again, module, "registered once only");
+}
+
+#[tokio::test]
+async fn make_job_refuses_bad_input_and_writes_nothing() {
+    let fx = Fixture::new();
+    write_modules(&fx.src());
+    for (args, message) in [
+        (vec!["make:job", "Process-Payment"], "'-' is not allowed"),
+        (vec!["make:job", "process_payment"], "uppercase letter"),
+        (vec!["make:job", "processPayment"], "uppercase letter"),
+        (vec!["make:job", "Type"], "reserved in Rust"),
+        (
+            vec!["make:job", "PingJob", "--queue", "a b"],
+            "invalid queue name",
+        ),
+    ] {
+        let err = fx.err(&args).await;
+        assert_eq!(err.exit_code(), 1, "{args:?}");
+        assert!(err.to_string().contains(message), "{args:?}: {err}");
+    }
+    let err = fx.err(&["make:job", "PingJob", "--attempts", "0"]).await;
+    assert_eq!(err.exit_code(), 2);
+    let err = fx.err(&["make:job"]).await;
+    assert!(err.to_string().contains("needs the job's NAME"), "{err}");
+
+    // A job type another job already has.
+    std::fs::write(
+        fx.src().join("jobs/other.rs"),
+        "const TYPE: &'static str = \"ping_job\";",
+    )
+    .unwrap();
+    let err = fx.err(&["make:job", "PingJob"]).await;
+    assert!(
+        err.to_string()
+            .contains("job type \"ping_job\" is already used"),
+        "{err}"
+    );
+
+    // A module without its blocks: nothing is written.
+    std::fs::write(fx.src().join("jobs/mod.rs"), "// no blocks here\n").unwrap();
+    let err = fx.err(&["make:job", "LonelyJob"]).await;
+    assert!(
+        err.to_string().contains("hopper:job-modules:begin"),
+        "{err}"
+    );
+    assert!(!fx.src().join("jobs/lonely_job.rs").exists());
+
+    // No module at all: the message says where it looked.
+    let err = fx
+        .err(&["make:job", "LonelyJob", "--source", "/nonexistent/src"])
+        .await;
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/src/jobs/mod.rs not found"),
+        "{err}"
+    );
+
+    let files: Vec<_> = std::fs::read_dir(fx.src().join("jobs")).unwrap().collect();
+    assert_eq!(files.len(), 2, "only mod.rs and other.rs: {files:?}");
+}
+
+#[tokio::test]
+async fn make_cron_and_make_seeder() {
+    let fx = Fixture::new();
+    write_modules(&fx.src());
+    fx.ok(&["make:cron", "PingTask", "--schedule", "*/5 * * * *"])
+        .await;
+    let task = std::fs::read_to_string(fx.src().join("cron/ping_task.rs")).unwrap();
+    assert!(
+        task.contains("pub const SCHEDULE: &str = \"*/5 * * * *\";"),
+        "{task}"
+    );
+    assert!(
+        task.contains("const TYPE: &'static str = \"ping_task\";"),
+        "{task}"
+    );
+    let module = std::fs::read_to_string(fx.src().join("cron/mod.rs")).unwrap();
+    assert!(
+        module.contains("(PingTask::TYPE, ping_task::SCHEDULE),"),
+        "{module}"
+    );
+    assert!(module.contains("registry.register(PingTask)?;"), "{module}");
+
+    let err = fx
+        .err(&["make:cron", "BadTask", "--schedule", "61 * * * *"])
+        .await;
+    assert!(
+        err.to_string().contains("invalid schedule \"61 * * * *\""),
+        "{err}"
+    );
+    assert!(!fx.src().join("cron/bad_task.rs").exists());
+
+    fx.ok(&["make:seeder", "UserSeeder"]).await;
+    let seeder = std::fs::read_to_string(fx.src().join("seeders/user_seeder.rs")).unwrap();
+    assert!(seeder.contains("\"user_seeder\""), "{seeder}");
+    let module = std::fs::read_to_string(fx.src().join("seeders/mod.rs")).unwrap();
+    assert!(module.contains("Box::new(UserSeeder),"), "{module}");
+}
+
+#[tokio::test]
+async fn app_commands_are_listed_and_run() {
+    struct Hello;
+
+    #[hopper_cli::async_trait]
+    impl hopper_cli::Command for Hello {
+        fn definition(&self) -> clap::Command {
+            clap::Command::new("app:hello").about("Greets")
+        }
+        async fn run(
+            &self,
+            ctx: &mut hopper_cli::Context<'_>,
+            _: &clap::ArgMatches,
+        ) -> Result<(), ConsoleError> {
+            let jobs = ctx.hopper().await?.jobs(&Default::default()).await?;
+            ctx.out().line(format!("hello, {} jobs", jobs.len()))?;
+            Ok(())
+        }
+    }
+
+    let fx = Fixture::new();
+    let console = fx.console.clone().command(Hello);
+    let mut out = Output::buffer();
+    console.execute(["app:hello"], &mut out).await.unwrap();
+    assert_eq!(out.text(), "hello, 0 jobs\n");
+    let mut out = Output::buffer();
+    console.execute(["list", "app"], &mut out).await.unwrap();
+    assert!(out.text().contains("app:hello") && out.text().contains("Greets"));
+}

@@ -51,6 +51,23 @@ impl Admin {
         })
     }
 
+    /// Shows `schedules` (next fire times, last outcomes) on the dashboard.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let config = app::config::Config::from_lookup(|_| None).unwrap();
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let admin = app::admin::Admin::new(&hopper, &config)
+    ///     .unwrap()
+    ///     .schedules(hopper::schedule::Schedules::new());
+    /// # let _ = admin;
+    /// # });
+    /// ```
+    pub fn schedules(mut self, schedules: hopper::schedule::Schedules) -> Self {
+        self.web = self.web.schedules(schedules);
+        self
+    }
+
     /// The token that opens the admin routes.
     pub fn token(&self) -> &AdminToken {
         &self.token

@@ -275,3 +275,45 @@ async fn actions_need_the_csrf_token() {
     );
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn schedules_show_their_next_fire_times_and_last_outcome() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let mut schedules = hopper::schedule::Schedules::new();
+    let nightly = Mail {
+        to: "ops@example.com".into(),
+    };
+    let schedule =
+        hopper::schedule::Schedule::new::<MailJob>("nightly <report>", "0 0 3 * * *", nightly)
+            .unwrap()
+            .missed(hopper::schedule::Missed::RunLatest);
+    schedules.add(schedule).unwrap();
+    // The first look only takes the latest tick; a day later the next one runs.
+    schedules.run_due(queue.hopper()).await.unwrap();
+    queue.advance(std::time::Duration::from_secs(24 * 3600));
+    let fired = schedules.run_due(queue.hopper()).await.unwrap();
+    let hopper::store::Tick::Dispatched(fired) = fired[0].tick else {
+        panic!("the tick was not dispatched: {fired:?}")
+    };
+    queue.wait_idle().await.unwrap();
+    let token = hopper_web::AdminToken::new(TOKEN).unwrap();
+    let router = hopper_web::Web::new(queue.hopper().clone(), token)
+        .schedules(schedules)
+        .router();
+    let reply = get(&router, "/admin/queue/schedules").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body.contains("nightly &lt;report&gt;"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("0 0 3 * * *"));
+    let ticks = reply.body.matches("03:00:00 UTC").count();
+    assert_eq!(ticks, 4, "the next three ticks and the last one");
+    assert!(
+        reply.body.contains(&format!("/admin/queue/jobs/{fired}")),
+        "the last job is linked"
+    );
+    queue.stop().await.unwrap();
+}

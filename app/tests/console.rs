@@ -225,3 +225,79 @@ fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
         assert!(tests.contains(test), "{test} missing from:\n{tests}");
     }
 }
+
+/// Runs `app console <args>` at a terminal (a pseudo-terminal from
+/// util-linux's `script`), typing `input`.
+fn console_at_terminal(dir: &Path, args: &str, input: &str) -> Output {
+    use std::io::Write as _;
+    let command = format!("{} console {args}", env!("CARGO_BIN_EXE_app"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("jobs.db").display()),
+        )
+        .env("RUST_LOG", "warn")
+        .env_remove("HOPPER_SOURCE_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs (it provides the terminal for this test)");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn make_job_asks_at_a_terminal_only_without_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("jobs")).unwrap();
+    std::fs::write(
+        src.join("jobs/mod.rs"),
+        hopper_cli::generate::EMPTY_JOBS_MODULE,
+    )
+    .unwrap();
+    let source = format!("--source {}", src.display());
+
+    let asked = console_at_terminal(
+        dir.path(),
+        &format!("make:job {source}"),
+        "PingJob\n5\n1m\nmail\n",
+    );
+    let screen = stdout(&asked);
+    assert!(asked.status.success(), "{screen}");
+    for prompt in [
+        "Job name",
+        "Max attempts [3]",
+        "Retry delay [30s]",
+        "Queue [default]",
+    ] {
+        assert!(screen.contains(prompt), "{prompt} not asked:\n{screen}");
+    }
+    let job = std::fs::read_to_string(src.join("jobs/ping_job.rs")).unwrap();
+    assert!(job.contains("const MAX_ATTEMPTS: u32 = 5;"), "{job}");
+    assert!(job.contains("Duration::from_secs(60)"), "{job}");
+    assert!(
+        job.contains("const QUEUE: &'static str = \"mail\";"),
+        "{job}"
+    );
+
+    // With a flag, nothing is asked: the defaults fill the rest.
+    let told = console_at_terminal(
+        dir.path(),
+        &format!("make:job PongJob --attempts 2 {source}"),
+        "",
+    );
+    assert!(told.status.success(), "{}", stdout(&told));
+    assert!(
+        !stdout(&told).contains("Retry delay ["),
+        "{}",
+        stdout(&told)
+    );
+    let job = std::fs::read_to_string(src.join("jobs/pong_job.rs")).unwrap();
+    assert!(job.contains("const MAX_ATTEMPTS: u32 = 2;") && job.contains("from_secs(30)"));
+}

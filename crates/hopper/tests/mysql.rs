@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::mysql::{admin, database};
 use common::*;
 use hopper::store::mysql::{MysqlStore, insert_in};
-use hopper::store::{NewJob, Store};
+use hopper::store::{NewJob, Store, Tick};
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
 use sqlx::Executor;
 use tokio::sync::{Barrier, watch};
@@ -51,6 +51,9 @@ async fn instances_starting_together_migrate_once() {
         .unwrap()
         .count();
     assert_eq!(applied.len(), files, "each migration applied once");
+    let status = hopper::store::migration_status(&db.url).await.unwrap();
+    assert_eq!(status.len(), files);
+    assert!(status.iter().all(|m| m.applied_at.is_some()));
     let ids = opened[0]
         .as_ref()
         .unwrap()
@@ -337,4 +340,61 @@ async fn workers_outlive_their_connections_being_killed() {
         counts.iter().all(|c| c.state == JobState::Finished),
         "{counts:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_among_many_takes_each_schedule_tick() {
+    let db = database().await;
+    let store = Arc::new(MysqlStore::open(&db.url).await.unwrap());
+    store.migrate().await.unwrap();
+    // Ticks fall on whole seconds.
+    let start = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+    for minute in 0..3 {
+        let fire_at = start + chrono::Duration::minutes(minute);
+        let barrier = Arc::new(Barrier::new(8));
+        let tasks = (0..8).map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .take_tick("report", fire_at, Some(&job(None)))
+                    .await
+                    .unwrap()
+            })
+        });
+        let ticks = futures::future::try_join_all(tasks).await.unwrap();
+        let dispatched: Vec<i64> = ticks
+            .iter()
+            .filter_map(|t| match t {
+                Tick::Dispatched(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dispatched.len(), 1, "{ticks:?}");
+        assert_eq!(
+            ticks.iter().filter(|t| **t == Tick::Lost).count(),
+            7,
+            "{ticks:?}"
+        );
+        let states = store.schedule_states().await.unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].name, "report");
+        assert_eq!(states[0].last_fire_at, fire_at);
+        assert_eq!(states[0].last_job_id, Some(dispatched[0]));
+    }
+    assert_eq!(
+        store.take_tick("report", start, None).await.unwrap(),
+        Tick::Lost,
+        "an earlier tick is never taken again"
+    );
+    let later = start + chrono::Duration::minutes(9);
+    assert_eq!(
+        store.take_tick("report", later, None).await.unwrap(),
+        Tick::Passed
+    );
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(total, 3);
 }

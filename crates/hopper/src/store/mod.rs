@@ -605,5 +605,10 @@ pub async fn migration_status(url: &str) -> Result<Vec<MigrationStatus>, StoreEr
         let store = postgres::PostgresStore::open(url).await?;
         return store.migration_status().await;
     }
+    #[cfg(feature = "mysql")]
+    if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let store = mysql::MysqlStore::open(url).await?;
+        return store.migration_status().await;
+    }
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }

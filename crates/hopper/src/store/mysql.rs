@@ -16,8 +16,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOpti
 use sqlx::{Executor, QueryBuilder, Row};
 
 use super::{
-    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
-    Outcome, QueueStats, StateCount, Store, StoreError,
+    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MigrationStatus,
+    MinuteCount, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick,
 };
 use crate::job::{JobId, JobState};
 
@@ -103,6 +103,49 @@ impl MysqlStore {
     /// ```
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
+    }
+
+    /// The migrations this build carries, each with when this database
+    /// applied it (see [`super::migration_status`]). Applies nothing.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use sqlx::Connection;
+    /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
+    /// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+    /// use hopper::store::{mysql::MysqlStore, Store};
+    /// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+    /// store.migrate().await.unwrap();
+    /// assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied_at.is_some()));
+    /// # });
+    /// ```
+    pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
+        let migrator = sqlx::migrate!("./migrations/mysql");
+        let has_table: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let applied: Vec<(i64, DateTime<Utc>)> = if has_table > 0 {
+            sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied_at: applied
+                    .iter()
+                    .find(|(version, _)| *version == m.version)
+                    .map(|(_, at)| *at),
+            })
+            .collect())
     }
 }
 
@@ -422,6 +465,80 @@ impl MysqlStore {
         Ok(applied)
     }
 
+    async fn try_take_tick(
+        &self,
+        name: &str,
+        fire_at: DateTime<Utc>,
+        job: Option<&NewJob>,
+    ) -> Result<Tick, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Move the schedule's tick forward, or create it. When another
+        // instance creates the row between the two statements, the insert
+        // adds nothing or clashes, and the update runs again against that
+        // row (waiting on its lock): it decides.
+        let mut taken = false;
+        for _ in 0..2 {
+            let moved = sqlx::query(
+                "UPDATE schedules SET last_fire_at = ? WHERE name = ? AND last_fire_at < ?",
+            )
+            .bind(micros(fire_at))
+            .bind(name)
+            .bind(micros(fire_at))
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 1 {
+                taken = true;
+                break;
+            }
+            let created = sqlx::query(
+                "INSERT INTO schedules (name, last_fire_at) SELECT ?, ? FROM DUAL \
+                 WHERE NOT EXISTS (SELECT 1 FROM schedules WHERE name = ?)",
+            )
+            .bind(name)
+            .bind(micros(fire_at))
+            .bind(name)
+            .execute(&mut *tx)
+            .await;
+            match created {
+                Ok(done) if done.rows_affected() == 1 => {
+                    taken = true;
+                    break;
+                }
+                // The row exists now: the update decides, once more.
+                Ok(_) => continue,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !taken {
+            tx.rollback().await?;
+            return Ok(Tick::Lost);
+        }
+        let Some(job) = job else {
+            tx.commit().await?;
+            return Ok(Tick::Passed);
+        };
+        let id = insert_one(&mut tx, job).await?;
+        sqlx::query("UPDATE schedules SET last_job_id = ? WHERE name = ?")
+            .bind(id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Tick::Dispatched(id))
+    }
+
+    async fn try_insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+        if let [job] = jobs {
+            let mut conn = self.pool.acquire().await?;
+            return insert_one(&mut conn, job).await.map(|id| vec![id]);
+        }
+        let mut tx = self.pool.begin().await?;
+        let ids = insert_in(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     async fn try_rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<JobId> = sqlx::query_scalar(
@@ -496,22 +613,16 @@ impl Store for MysqlStore {
     }
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
-        if let [job] = jobs {
-            let mut conn = self.pool.acquire().await?;
-            return insert_one(&mut conn, job).await.map(|id| vec![id]);
-        }
+        // Dispatches of one unique key at once can deadlock on its index
+        // entry; the loser's statement or transaction is rolled back whole
+        // and simply runs again.
         let mut tries = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
-            match insert_in(&mut tx, jobs).await {
-                Ok(ids) => {
-                    tx.commit().await?;
-                    return Ok(ids);
-                }
+            match self.try_insert(jobs).await {
                 Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
                     tries += 1;
                 }
-                Err(e) => return Err(e),
+                done => return done,
             }
         }
     }
@@ -727,6 +838,41 @@ impl Store for MysqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn take_tick(
+        &self,
+        name: &str,
+        fire_at: DateTime<Utc>,
+        job: Option<&NewJob>,
+    ) -> Result<Tick, StoreError> {
+        // Instances creating a schedule's row at once can deadlock on it;
+        // the loser's transaction is rolled back whole and simply runs again.
+        let mut tries = 0;
+        loop {
+            match self.try_take_tick(name, fire_at, job).await {
+                Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ScheduleState {
+                    name: text(row, "name")?,
+                    last_fire_at: from_micros(0, row.try_get("last_fire_at")?)?,
+                    last_job_id: row.try_get("last_job_id")?,
+                })
+            })
+            .collect()
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {

@@ -105,20 +105,20 @@ pub fn registry() -> Result<hopper::Registry, hopper::RegistryError> {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let config = app::config::Config::from_lookup(|_| None).unwrap();
 /// let mut out = hopper_cli::output::Output::buffer();
-/// app::console(&config).execute(["list", "make"], &mut out).await.unwrap();
+/// app::console(&config).unwrap().execute(["list", "make"], &mut out).await.unwrap();
 /// assert!(out.text().contains("make:job"));
 /// # });
 /// ```
-pub fn console(config: &Config) -> hopper_cli::Console {
+pub fn console(config: &Config) -> anyhow::Result<hopper_cli::Console> {
     let mail_log = config.mail_log.clone();
-    hopper_cli::Console::new("app console", move || {
+    Ok(hopper_cli::Console::new("app console", move || {
         Ok(hopper_builder(Mailer::new(&mail_log))?)
     })
     .database_url(config.database_url.clone())
     .worker_config(worker_config(config))
     .source_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
     .seeders(seeders::all())
-    .schedules(cron::schedules())
+    .schedules(cron::schedules()?))
 }
 
 /// Opens the job database `config` names (creating it if missing) with
@@ -145,7 +145,7 @@ pub async fn run(
     match command {
         Command::Serve => serve(config, shutdown).await,
         Command::Work => work(config, shutdown).await,
-        Command::Console { args } => match console(&config).run(args).await {
+        Command::Console { args } => match console(&config)?.run(args).await {
             code if code == std::process::ExitCode::SUCCESS => Ok(()),
             code => Err(ConsoleFailed(code).into()),
         },
@@ -167,8 +167,10 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let schedules = cron::schedules()?;
     let pool = start_workers(&hopper, &config)?;
-    let admin = admin::Admin::new(&hopper, &config)?;
+    let scheduler = schedules.clone().start(&hopper);
+    let admin = admin::Admin::new(&hopper, &config)?.schedules(schedules);
     tracing::info!(database = %config.database_url, "listening on http://{local}");
     admin.announce(local);
 
@@ -191,6 +193,7 @@ pub async fn serve(
             Ok(())
         }
     };
+    scheduler.stop().await;
     let stopped = stop_workers(pool).await;
     served?;
     stopped?;
@@ -204,9 +207,12 @@ pub async fn work(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let hopper = connect(&config).await?;
+    let schedules = cron::schedules()?;
     let pool = start_workers(&hopper, &config)?;
+    let scheduler = schedules.start(&hopper);
     tracing::info!(database = %config.database_url, "working; no HTTP server in this mode");
     shutdown.await;
+    scheduler.stop().await;
     stop_workers(pool).await?;
     tracing::info!("shutdown complete");
     Ok(())

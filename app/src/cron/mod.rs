@@ -1,7 +1,8 @@
 //! The application's scheduled tasks, one file per task.
 //!
-//! A task is a job type with a cron expression, [`schedules`] lists them for
-//! a scheduler, and [`register`] registers them like any other job, so they
+//! A task is a job type with a cron expression: [`schedules`] gives the
+//! scheduler `serve` and `work` run (each tick dispatched once across every
+//! instance), and [`register`] registers them like any other job, so they
 //! can also be dispatched by hand. `app console make:cron <Name> --schedule
 //! '<cron>'` adds one: it writes the file and adds a line to each block below
 //! (delimited by `hopper:…:begin` / `hopper:…:end` comments), keeping them
@@ -15,19 +16,28 @@ pub mod heartbeat_task;
 pub use heartbeat_task::HeartbeatTask;
 // hopper:cron-exports:end
 
+use hopper::schedule::{Schedule, ScheduleError, Schedules};
 use hopper::{Job, Registry, RegistryError};
 
-/// Every scheduled task: its job type and cron expression.
+/// Every scheduled task's schedule, named by its job type. An invalid
+/// expression is an error naming the task and the parser's message.
 ///
 /// ```
-/// assert!(app::cron::schedules().contains(&("heartbeat_task", "0 * * * *")));
+/// let schedules = app::cron::schedules().unwrap();
+/// let heartbeat = schedules.get("heartbeat_task").unwrap();
+/// assert_eq!(heartbeat.expression(), "0 * * * *");
 /// ```
-pub fn schedules() -> Vec<(&'static str, &'static str)> {
-    vec![
+pub fn schedules() -> Result<Schedules, ScheduleError> {
+    let list: Vec<Result<Schedule, ScheduleError>> = vec![
         // hopper:cron-schedules:begin
-        (HeartbeatTask::TYPE, heartbeat_task::SCHEDULE),
+        Schedule::new::<HeartbeatTask>(HeartbeatTask::TYPE, heartbeat_task::SCHEDULE, ()),
         // hopper:cron-schedules:end
-    ]
+    ];
+    let mut schedules = Schedules::new();
+    for schedule in list {
+        schedules.add(schedule?)?;
+    }
+    Ok(schedules)
 }
 
 /// Registers every scheduled task in `registry`.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use hopper::schedule::Schedules;
 use hopper::{Builder, DispatchError, Hopper, StoreError, WorkerConfig, WorkerError};
 
 use crate::generate::GenerateError;
@@ -41,6 +42,9 @@ pub enum ConsoleError {
     /// A dispatch was refused.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    /// A schedule could not be listed or run.
+    #[error(transparent)]
+    Schedule(#[from] hopper::schedule::ScheduleError),
     /// The workers could not start or stop.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -136,7 +140,7 @@ pub struct Console {
     worker_config: WorkerConfig,
     source_dir: Option<PathBuf>,
     seeders: Vec<Arc<dyn Seeder>>,
-    schedules: Vec<(String, String)>,
+    schedules: Schedules,
     commands: Vec<Arc<dyn Command>>,
     shutdown: Option<Arc<ShutdownFn>>,
 }
@@ -172,7 +176,7 @@ impl Console {
             worker_config: WorkerConfig::default(),
             source_dir: None,
             seeders: Vec::new(),
-            schedules: Vec::new(),
+            schedules: Schedules::new(),
             commands: crate::commands::built_in(),
             shutdown: None,
         }
@@ -227,23 +231,24 @@ impl Console {
         self
     }
 
-    /// Adds the application's schedules (name, cron expression) for `schedule:list`.
+    /// Uses the application's schedules for `schedule:list` and `schedule:run`.
     ///
     /// ```
-    /// let console = hopper_cli::Console::new("c", || Ok(hopper::Hopper::builder()))
-    ///     .schedules([("heartbeat_task", "0 * * * * *")]);
+    /// use hopper::schedule::{Schedule, Schedules};
+    /// # use hopper::{Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping_task";
+    /// #     type Payload = ();
+    /// #     async fn handle(&self, _: (), _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// let mut schedules = Schedules::new();
+    /// schedules.add(Schedule::new::<Ping>("ping_task", "0 * * * *", ()).unwrap()).unwrap();
+    /// let console = hopper_cli::Console::new("c", || Ok(hopper::Hopper::builder())).schedules(schedules);
     /// # let _ = console;
     /// ```
-    pub fn schedules<N, E>(mut self, schedules: impl IntoIterator<Item = (N, E)>) -> Self
-    where
-        N: Into<String>,
-        E: Into<String>,
-    {
-        self.schedules.extend(
-            schedules
-                .into_iter()
-                .map(|(name, expression)| (name.into(), expression.into())),
-        );
+    pub fn schedules(mut self, schedules: Schedules) -> Self {
+        self.schedules = schedules;
         self
     }
 
@@ -385,7 +390,7 @@ impl Console {
         &self.seeders
     }
 
-    pub(crate) fn schedule_list(&self) -> &[(String, String)] {
+    pub(crate) fn schedule_list(&self) -> &Schedules {
         &self.schedules
     }
 

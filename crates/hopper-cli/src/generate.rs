@@ -440,7 +440,11 @@ impl SourceTree {
             ),
             (
                 "cron-schedules",
-                format!("({}::TYPE, {}::SCHEDULE),", name.name(), name.snake()),
+                format!(
+                    "Schedule::new::<{0}>({0}::TYPE, {1}::SCHEDULE, ()),",
+                    name.name(),
+                    name.snake()
+                ),
             ),
             (
                 "cron-registrations",

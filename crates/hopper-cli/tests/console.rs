@@ -100,7 +100,7 @@ impl Fixture {
             Box::new(MailSeeder) as Box<dyn Seeder>,
             Box::new(BrokenSeeder),
         ])
-        .schedules([("nightly_report", "0 0 3 * * *"), ("bad", "99 * * * *")]);
+        .schedules(schedules());
         Self {
             dir,
             clock,
@@ -471,17 +471,36 @@ async fn a_paused_queue_is_left_alone_by_workers() {
     assert_eq!(state_count(&status, "default", "finished"), 1);
 }
 
+fn schedules() -> hopper::schedule::Schedules {
+    let mut schedules = hopper::schedule::Schedules::new();
+    let nightly = hopper::schedule::Schedule::new::<ReportJob>("nightly_report", "0 0 3 * * *", ())
+        .unwrap()
+        .time_zone("Europe/Berlin")
+        .unwrap();
+    schedules.add(nightly).unwrap();
+    schedules
+}
+
 #[tokio::test]
-async fn schedules_are_listed_with_their_next_run() {
+async fn schedules_are_listed_with_their_next_runs_and_run_on_demand() {
     let fx = Fixture::new();
     let list = fx.json(&["schedule:list", "--json"]).await;
     assert_eq!(list[0]["name"], "nightly_report");
-    assert!(list[0]["next_run"].as_str().unwrap().contains("03:00:00"));
-    assert!(list[1]["error"].is_string());
+    assert_eq!(list[0]["zone"], "Europe/Berlin");
+    assert_eq!(list[0]["next"].as_array().unwrap().len(), 3);
+    assert!(list[0]["last_job"].is_null());
     let text = fx.ok(&["schedule:list"]).await;
     assert!(
-        text.contains("nightly_report") && text.contains("invalid"),
+        text.contains("nightly_report") && text.contains("never"),
         "{text}"
+    );
+
+    let ran = fx.ok(&["schedule:run", "nightly_report"]).await;
+    assert!(ran.contains("Dispatched job"), "{ran}");
+    let failed = fx.err(&["schedule:run", "weekly"]).await;
+    assert!(
+        failed.to_string().contains("no schedule named \"weekly\""),
+        "{failed}"
     );
 }
 
@@ -633,7 +652,7 @@ async fn make_cron_and_make_seeder() {
     );
     let module = std::fs::read_to_string(fx.src().join("cron/mod.rs")).unwrap();
     assert!(
-        module.contains("(PingTask::TYPE, ping_task::SCHEDULE),"),
+        module.contains("Schedule::new::<PingTask>(PingTask::TYPE, ping_task::SCHEDULE, ()),"),
         "{module}"
     );
     assert!(module.contains("registry.register(PingTask)?;"), "{module}");

@@ -1,10 +1,8 @@
-//! `schedule:list`: the application's schedules and when each fires next.
-
-use std::str::FromStr;
+//! `schedule:list` and `schedule:run`: the application's schedules, when each
+//! fires next and how its latest run went; one run on demand.
 
 use async_trait::async_trait;
 use clap::Args;
-use serde::Serialize;
 
 use super::{args, time};
 use crate::console::{Command, ConsoleError, Context};
@@ -17,23 +15,14 @@ struct ListArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct Entry {
-    name: String,
-    schedule: String,
-    next_run: Option<chrono::DateTime<chrono::Utc>>,
-    error: Option<String>,
-}
-
 pub(crate) struct List;
 
 #[async_trait]
 impl Command for List {
     fn definition(&self) -> clap::Command {
-        ListArgs::augment_args(
-            clap::Command::new("schedule:list")
-                .about("List the scheduled tasks, their cron expressions and next run (UTC)"),
-        )
+        ListArgs::augment_args(clap::Command::new("schedule:list").about(
+            "List the schedules: expression, time zone, next three runs, last run and outcome",
+        ))
     }
 
     async fn run(
@@ -42,52 +31,89 @@ impl Command for List {
         matches: &clap::ArgMatches,
     ) -> Result<(), ConsoleError> {
         let args: ListArgs = args(matches)?;
-        let now = chrono::Utc::now();
-        let entries: Vec<Entry> = ctx
-            .console()
-            .schedule_list()
-            .iter()
-            .map(|(name, schedule)| {
-                let next = croner::Cron::from_str(schedule)
-                    .map_err(|e| e.to_string())
-                    .and_then(|cron| {
-                        cron.find_next_occurrence(&now, false)
-                            .map_err(|e| e.to_string())
-                    });
-                let (next_run, error) = match next {
-                    Ok(at) => (Some(at), None),
-                    Err(e) => (None, Some(e)),
-                };
-                Entry {
-                    name: name.clone(),
-                    schedule: schedule.clone(),
-                    next_run,
-                    error,
-                }
-            })
-            .collect();
+        let hopper = ctx.hopper().await?;
+        let infos = ctx.console().schedule_list().list(&hopper).await?;
         let out = ctx.out();
         if args.json {
-            out.json(&entries)?;
+            out.json(&infos)?;
             return Ok(());
         }
-        if entries.is_empty() {
-            out.line("No scheduled tasks: create one with make:cron.")?;
+        if infos.is_empty() {
+            out.line("No schedules: create one with make:cron.")?;
             return Ok(());
         }
-        let mut table = Table::new(["TASK", "SCHEDULE", "NEXT RUN (UTC)"]);
-        for entry in &entries {
+        let mut table = Table::new([
+            "SCHEDULE",
+            "EXPRESSION",
+            "ZONE",
+            "NEXT RUNS (UTC)",
+            "LAST RUN (UTC)",
+            "OUTCOME",
+        ]);
+        for info in &infos {
+            let next = info
+                .next
+                .iter()
+                .map(|at| time(*at))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let outcome = match info.last_job {
+                Some((id, state)) => {
+                    let style = match state {
+                        hopper::JobState::Finished => Style::Green,
+                        hopper::JobState::Failed => Style::Red,
+                        _ => Style::Plain,
+                    };
+                    Cell::styled(format!("{state} (job {id})"), style)
+                }
+                None => "-".into(),
+            };
             table.row([
-                Cell::styled(entry.name.clone(), Style::Bold),
-                entry.schedule.clone().into(),
-                match (&entry.next_run, &entry.error) {
-                    (Some(at), _) => time(*at).into(),
-                    (None, Some(e)) => Cell::styled(format!("invalid: {e}"), Style::Red),
-                    (None, None) => "-".into(),
-                },
+                Cell::styled(info.name.clone(), Style::Bold),
+                info.expression.clone().into(),
+                info.zone.clone().into(),
+                next.into(),
+                info.last_fire_at
+                    .map_or_else(|| "never".to_owned(), time)
+                    .into(),
+                outcome,
             ]);
         }
         out.table(&table)?;
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The schedule to run once now.
+    name: String,
+}
+
+pub(crate) struct Run;
+
+#[async_trait]
+impl Command for Run {
+    fn definition(&self) -> clap::Command {
+        RunArgs::augment_args(
+            clap::Command::new("schedule:run").about("Dispatch one run of a schedule now"),
+        )
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: RunArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let id = ctx
+            .console()
+            .schedule_list()
+            .run_now(&hopper, &args.name)
+            .await?;
+        ctx.out()
+            .line(&format!("Dispatched job {id} for schedule {}.", args.name))?;
         Ok(())
     }
 }

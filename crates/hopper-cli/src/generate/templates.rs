@@ -205,14 +205,20 @@ pub(super) const EMPTY_CRON_MODULE: &str =
 // hopper:cron-exports:begin
 // hopper:cron-exports:end
 
+use hopper::schedule::{Schedule, ScheduleError, Schedules};
 use hopper::{Job, Registry, RegistryError};
 
-/// Every scheduled task: its job type and cron expression.
-pub fn schedules() -> Vec<(&'static str, &'static str)> {
-    vec![
+/// Every scheduled task's schedule, named by its job type.
+pub fn schedules() -> Result<Schedules, ScheduleError> {
+    let list: Vec<Result<Schedule, ScheduleError>> = vec![
         // hopper:cron-schedules:begin
         // hopper:cron-schedules:end
-    ]
+    ];
+    let mut schedules = Schedules::new();
+    for schedule in list {
+        schedules.add(schedule?)?;
+    }
+    Ok(schedules)
 }
 
 /// Registers every scheduled task in `registry`.

@@ -113,7 +113,7 @@ impl Command for Run {
             .run_now(&hopper, &args.name)
             .await?;
         ctx.out()
-            .line(&format!("Dispatched job {id} for schedule {}.", args.name))?;
+            .line(format!("Dispatched job {id} for schedule {}.", args.name))?;
         Ok(())
     }
 }

@@ -330,9 +330,9 @@ async fn schedule_run_dispatches_one_run_now() {
 
 const CHILD_DB: &str = "HOPPER_SCHEDULE_TEST_CHILD_DB";
 
-/// One of the scheduler processes of `two_processes_on_one_sqlite_file_run_each_tick_once`.
+/// One of the scheduler processes of the multi-process tests below.
 #[tokio::test]
-#[ignore = "started as a child process by two_processes_on_one_sqlite_file_run_each_tick_once"]
+#[ignore = "started as a child process by the multi-process tests"]
 async fn schedule_child_process() {
     let url = std::env::var(CHILD_DB).expect("run by the multi-process test");
     let hopper = builder().connect(&url).await.unwrap();
@@ -346,16 +346,15 @@ async fn schedule_child_process() {
     pool.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn two_processes_on_one_sqlite_file_run_each_tick_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("procs.db").display());
-    let hopper = builder().connect(&url).await.unwrap();
-    let children: Vec<_> = (0..2)
+/// Runs `processes` scheduler processes (with workers) on the database at
+/// `url` for four seconds, then checks every tick became exactly one job.
+async fn each_tick_runs_once_across(url: &str, processes: usize) {
+    let hopper = builder().connect(url).await.unwrap();
+    let children: Vec<_> = (0..processes)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "schedule_child_process", "--ignored"])
-                .env(CHILD_DB, &url)
+                .env(CHILD_DB, url)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -376,4 +375,18 @@ async fn two_processes_on_one_sqlite_file_run_each_tick_once() {
     ticks.dedup();
     assert_eq!(ticks.len(), jobs.len(), "no tick dispatched twice");
     assert!(jobs.iter().all(|j| j.state == JobState::Finished));
+}
+
+#[tokio::test]
+async fn two_processes_on_one_sqlite_file_run_each_tick_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("procs.db").display());
+    each_tick_runs_once_across(&url, 2).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn three_processes_on_postgres_run_each_tick_once() {
+    let db = common::postgres::database().await;
+    each_tick_runs_once_across(&db.url, 3).await;
 }

@@ -75,6 +75,8 @@ impl MysqlStore {
             .charset("utf8mb4");
         let pool = MySqlPoolOptions::new()
             .max_connections(10)
+            // While the server is down, a dispatch fails after this long.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")

@@ -34,6 +34,9 @@ pub const LISTENER_NAME: &str = "hopper-listener";
 
 /// Connections in the pool.
 const MAX_CONNECTIONS: u32 = 10;
+/// How long a statement waits for a connection before failing: while the
+/// server is down, a dispatch returns an error after this long.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Jobs per bulk insert statement (each column is one array parameter).
 const INSERT_CHUNK: usize = 5_000;
 /// Tries at inserting a job with a unique key whose holder keeps changing.
@@ -88,6 +91,7 @@ impl PostgresStore {
         }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
             .map_err(|e| open_error(e.into()))?;

@@ -16,6 +16,7 @@ use crate::job::{JobId, JobState};
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

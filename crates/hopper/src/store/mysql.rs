@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, QueryBuilder, Row};
 
+use super::rows::{from_micros, micros, optional_time, push_filter, to_u32};
 use super::{
     AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MigrationStatus,
     MinuteCount, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick,
@@ -151,29 +152,6 @@ impl MysqlStore {
     }
 }
 
-/// Microseconds since the epoch, the stored form of every timestamp.
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-fn from_micros(id: JobId, value: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
-        id,
-        reason: format!("timestamp {value} out of range"),
-    })
-}
-
-fn optional_time(id: JobId, value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    value.map(|v| from_micros(id, v)).transpose()
-}
-
-fn to_u32(id: JobId, what: &str, value: i32) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| StoreError::Corrupt {
-        id,
-        reason: format!("{what} {value} out of range"),
-    })
-}
-
 /// A time as the JSON text an [`AttemptError`] holds.
 fn json_time(at: DateTime<Utc>) -> String {
     serde_json::to_value(at)
@@ -232,8 +210,8 @@ fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
                 reason: e.to_string(),
             })?,
         priority: row.try_get("priority")?,
-        attempts: to_u32(id, "attempts", row.try_get("attempts")?)?,
-        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        attempts: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
         available_at: from_micros(id, row.try_get("available_at")?)?,
         created_at: from_micros(id, row.try_get("created_at")?)?,
         started_at: optional_time(id, row.try_get("started_at")?)?,
@@ -696,21 +674,8 @@ impl Store for MysqlStore {
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1"));
-        if let Some(state) = filter.state {
-            query.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(queue) = &filter.queue {
-            query.push(" AND queue = ").push_bind(queue);
-        }
-        if let Some(job_type) = &filter.job_type {
-            query.push(" AND type = ").push_bind(job_type);
-        }
-        if let Some(before) = filter.before_id {
-            query.push(" AND id < ").push_bind(before);
-        }
-        let limit = if filter.limit == 0 { 100 } else { filter.limit };
-        query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs"));
+        push_filter(&mut query, filter);
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(record).collect()
     }

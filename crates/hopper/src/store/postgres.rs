@@ -18,6 +18,7 @@ use sqlx::postgres::{
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::mpsc;
 
+use super::rows::{push_filter, to_u32};
 use super::{
     AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
     Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick, Wakeup,
@@ -152,13 +153,6 @@ impl PostgresStore {
     }
 }
 
-fn to_u32(id: JobId, what: &str, value: i32) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| StoreError::Corrupt {
-        id,
-        reason: format!("{what} {value} out of range"),
-    })
-}
-
 /// A count as stored: counts past `i32::MAX` are held at it.
 fn to_i32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
@@ -195,8 +189,8 @@ fn record(row: &PgRow) -> Result<JobRecord, StoreError> {
         payload: row.try_get("payload")?,
         state: state_of(id, &state)?,
         priority: row.try_get("priority")?,
-        attempts: to_u32(id, "attempts", row.try_get("attempts")?)?,
-        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        attempts: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
         available_at: row.try_get("available_at")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
@@ -222,8 +216,8 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
         queue: row.try_get("queue")?,
         payload: row.try_get("payload")?,
         priority: row.try_get("priority")?,
-        attempt: to_u32(id, "attempts", row.try_get("attempts")?)?,
-        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        attempt: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
     })
 }
 
@@ -594,23 +588,8 @@ impl Store for PostgresStore {
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         let mut query: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE TRUE"));
-        if let Some(state) = filter.state {
-            query.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(queue) = &filter.queue {
-            query.push(" AND queue = ").push_bind(queue);
-        }
-        if let Some(job_type) = &filter.job_type {
-            query.push(" AND type = ").push_bind(job_type);
-        }
-        if let Some(before) = filter.before_id {
-            query.push(" AND id < ").push_bind(before);
-        }
-        let limit = if filter.limit == 0 { 100 } else { filter.limit };
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+            QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs"));
+        push_filter(&mut query, filter);
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(record).collect()
     }

@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row};
 
+use super::rows::{from_micros, micros, optional_time, push_filter, to_u32};
 use super::{
     AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
     Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick,
@@ -139,29 +140,6 @@ impl SqliteStore {
     }
 }
 
-/// Microseconds since the epoch, the stored form of every timestamp.
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-fn from_micros(id: JobId, value: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
-        id,
-        reason: format!("timestamp {value} out of range"),
-    })
-}
-
-fn optional_time(id: JobId, value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    value.map(|v| from_micros(id, v)).transpose()
-}
-
-fn to_u32(id: JobId, what: &str, value: i64) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| StoreError::Corrupt {
-        id,
-        reason: format!("{what} {value} out of range"),
-    })
-}
-
 /// One entry of the `errors` JSON array, as text.
 fn error_entry(attempt: u32, at: DateTime<Utc>, error: &str) -> String {
     serde_json::json!({ "attempt": attempt, "at": at, "error": error }).to_string()
@@ -187,8 +165,8 @@ fn record(row: &SqliteRow) -> Result<JobRecord, StoreError> {
                 reason: e.to_string(),
             })?,
         priority: row.try_get("priority")?,
-        attempts: to_u32(id, "attempts", row.try_get("attempts")?)?,
-        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        attempts: to_u32(id, "attempts", row.try_get::<i64, _>("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get::<i64, _>("max_attempts")?)?,
         available_at: from_micros(id, row.try_get("available_at")?)?,
         created_at: from_micros(id, row.try_get("created_at")?)?,
         started_at: optional_time(id, row.try_get("started_at")?)?,
@@ -214,8 +192,8 @@ fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
         queue: row.try_get("queue")?,
         payload: row.try_get("payload")?,
         priority: row.try_get("priority")?,
-        attempt: to_u32(id, "attempts", row.try_get("attempts")?)?,
-        max_attempts: to_u32(id, "max_attempts", row.try_get("max_attempts")?)?,
+        attempt: to_u32(id, "attempts", row.try_get::<i64, _>("attempts")?)?,
+        max_attempts: to_u32(id, "max_attempts", row.try_get::<i64, _>("max_attempts")?)?,
     })
 }
 
@@ -459,21 +437,8 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1"));
-        if let Some(state) = filter.state {
-            query.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(queue) = &filter.queue {
-            query.push(" AND queue = ").push_bind(queue);
-        }
-        if let Some(job_type) = &filter.job_type {
-            query.push(" AND type = ").push_bind(job_type);
-        }
-        if let Some(before) = filter.before_id {
-            query.push(" AND id < ").push_bind(before);
-        }
-        let limit = if filter.limit == 0 { 100 } else { filter.limit };
-        query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs"));
+        push_filter(&mut query, filter);
         let rows = query.build().fetch_all(&self.reader).await?;
         rows.iter().map(record).collect()
     }

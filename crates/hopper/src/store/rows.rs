@@ -1,0 +1,77 @@
+//! What every store shares between Rust values and rows: timestamps as
+//! microseconds, checked integer columns, and the job listing's filter.
+
+use std::fmt::Display;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use super::{JobFilter, StoreError};
+use crate::job::JobId;
+
+/// Rows a listing returns when its filter sets no limit.
+pub(crate) const DEFAULT_LIST_LIMIT: u32 = 100;
+
+/// Microseconds since the epoch, the stored form of timestamps where the
+/// database has no better type.
+pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// The timestamp stored as `value` microseconds in job `id`'s row.
+pub(crate) fn from_micros(id: JobId, value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
+        id,
+        reason: format!("timestamp {value} out of range"),
+    })
+}
+
+/// [`from_micros`] for a column that may be NULL.
+pub(crate) fn optional_time(
+    id: JobId,
+    value: Option<i64>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    value.map(|v| from_micros(id, v)).transpose()
+}
+
+/// Column `what` of job `id`'s row as a `u32`, or a corrupt-row error.
+pub(crate) fn to_u32<T>(id: JobId, what: &str, value: T) -> Result<u32, StoreError>
+where
+    T: TryInto<u32> + Display + Copy,
+{
+    value.try_into().map_err(|_| StoreError::Corrupt {
+        id,
+        reason: format!("{what} {value} out of range"),
+    })
+}
+
+/// Appends `filter` to a `SELECT … FROM jobs` query: its conditions, newest
+/// first, and its limit.
+pub(crate) fn push_filter<'a, DB>(query: &mut QueryBuilder<'a, DB>, filter: &'a JobFilter)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    query.push(" WHERE 1 = 1");
+    if let Some(state) = filter.state {
+        query.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(queue) = &filter.queue {
+        query.push(" AND queue = ").push_bind(queue.as_str());
+    }
+    if let Some(job_type) = &filter.job_type {
+        query.push(" AND type = ").push_bind(job_type.as_str());
+    }
+    if let Some(before) = filter.before_id {
+        query.push(" AND id < ").push_bind(before);
+    }
+    let limit = if filter.limit == 0 {
+        DEFAULT_LIST_LIMIT
+    } else {
+        filter.limit
+    };
+    query
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+}

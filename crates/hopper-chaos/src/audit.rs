@@ -1,0 +1,434 @@
+//! The audit after a run: every job that was meant to be dispatched is
+//! looked up, its recorded executions counted, and every execution beyond
+//! the last explained (or not) by what the controller did.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use hopper::store::JobRecord;
+use hopper::{Job, JobFilter, JobState};
+use serde::Serialize;
+
+use crate::db::{Backend, Run};
+use crate::job::ChaosJob;
+use crate::run::{Events, Outcome, Plan};
+
+/// The prefix of the error the rescuer records for an attempt whose lease ran out.
+const LEASE_EXPIRED: &str = "lease expired: worker ";
+
+/// Why a job ran more than once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// An earlier attempt's process was SIGKILLed; its lease expired and the
+    /// job was handed out again.
+    Killed,
+    /// An earlier attempt's handler returned an error and the job was retried.
+    FailedAttempt,
+    /// An earlier attempt's process lived, but its database connections were
+    /// cut (server restart, connection kills) until its lease expired.
+    CutOff,
+    /// Nothing the controller did explains it.
+    Unexplained,
+}
+
+/// One execution of a job that ran more than once.
+#[derive(Debug, Serialize)]
+pub struct Execution {
+    /// The attempt it ran as.
+    pub attempt: u32,
+    /// The worker process that ran it.
+    pub worker: String,
+    /// Whether the controller SIGKILLed that process.
+    pub killed: bool,
+}
+
+/// A job that ran more than once.
+#[derive(Debug, Serialize)]
+pub struct Duplicate {
+    /// The job.
+    pub job_id: i64,
+    /// Whether a process that ran it was SIGKILLed.
+    pub held_by_killed_process: bool,
+    /// The least explained of its extra executions.
+    pub cause: Cause,
+    /// Its executions, in order.
+    pub executions: Vec<Execution>,
+}
+
+/// The audit's figures.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The database kind.
+    pub backend: Backend,
+    /// Jobs the run meant to dispatch.
+    pub jobs: u64,
+    /// Worker processes alive at a time.
+    pub workers: usize,
+    /// Seconds of damage.
+    pub duration_secs: f64,
+    /// Jobs stored.
+    pub dispatched: u64,
+    /// Jobs that ended `finished`.
+    pub finished: u64,
+    /// Jobs that ended `failed`.
+    pub failed: u64,
+    /// Jobs meant to be dispatched that never finished (never stored, or
+    /// stored and not finished).
+    pub lost: u64,
+    /// Jobs `started` whose lease had run out longer ago than the rescuer
+    /// needs, while live workers were running.
+    pub stuck: u64,
+    /// Sequence numbers stored more than once.
+    pub dispatched_twice: u64,
+    /// Handler executions recorded.
+    pub executions: u64,
+    /// Jobs executed more than once.
+    pub executed_more_than_once: u64,
+    /// Of those, jobs whose extra executions are all explained by a
+    /// SIGKILLed process.
+    pub duplicates_killed: u64,
+    /// Of those, jobs with an extra execution after a failed attempt.
+    pub duplicates_failed_attempt: u64,
+    /// Of those, jobs with an extra execution by a live process cut off from
+    /// the database until its lease ran out.
+    pub duplicates_cut_off: u64,
+    /// Of those, jobs nothing explains.
+    pub duplicates_unexplained: u64,
+    /// Finished jobs with no recorded execution of their finishing attempt.
+    pub finished_without_execution: u64,
+    /// Jobs a SIGKILLed process held (claimed or running) when it died.
+    pub held_by_killed: u64,
+    /// The longest time from a SIGKILL to the completion elsewhere of a job
+    /// the killed process held, in seconds.
+    pub max_kill_to_completion_secs: Option<f64>,
+    /// The most attempts any job used.
+    pub max_attempts_used: u32,
+    /// Worker processes SIGKILLed.
+    pub worker_kills: u64,
+    /// Dispatcher kills with a transaction open.
+    pub writer_kills: u64,
+    /// Of those, batches that were not stored (rolled back as a whole).
+    pub writer_kills_rolled_back: u64,
+    /// Times the stored jobs were not a whole prefix of the sequence (a
+    /// batch stored in part): must be 0.
+    pub torn_batches: u64,
+    /// Server restarts.
+    pub server_restarts: u64,
+    /// Longest server restart, in seconds (down to answering again).
+    pub max_restart_secs: Option<f64>,
+    /// Bursts of connection kills.
+    pub connection_kill_bursts: u64,
+    /// Connections killed in them.
+    pub connections_killed: u64,
+    /// Worker processes that exited without being told to.
+    pub unexpected_exits: u64,
+    /// Dispatcher processes that stopped on a database error (and were restarted).
+    pub dispatcher_errors: u64,
+    /// Worker processes that did not stop when asked.
+    pub stop_failures: u64,
+    /// Seconds from the end of the damage to the last job ending (`None`:
+    /// the drain deadline passed first).
+    pub drain_secs: Option<f64>,
+    /// SQLite's integrity check of the file after the run.
+    pub integrity: Option<String>,
+    /// Whether the run passed: nothing lost, nothing stuck, every duplicate
+    /// explained by a kill, a failed attempt or a cut connection, no batch
+    /// torn, no worker dying on its own.
+    pub passed: bool,
+    /// Every job executed more than once.
+    pub duplicates: Vec<Duplicate>,
+}
+
+fn secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_microseconds().unwrap_or(0) as f64 / 1e6
+}
+
+/// The worker named by a rescue's error message.
+fn rescued_from(error: &str) -> Option<&str> {
+    let rest = error.strip_prefix(LEASE_EXPIRED)?;
+    Some(rest.split(" stopped").next().unwrap_or(rest))
+}
+
+/// Why `run` (not the job's last execution) was followed by another.
+fn cause(
+    job: &JobRecord,
+    run: &Run,
+    next: &Run,
+    killed: &HashMap<&str, DateTime<Utc>>,
+    events: &Events,
+) -> Cause {
+    if next.attempt == run.attempt {
+        return Cause::Unexplained;
+    }
+    let Some(entry) = job.errors.iter().find(|e| e.attempt == run.attempt) else {
+        return Cause::Unexplained;
+    };
+    let Some(holder) = rescued_from(&entry.error) else {
+        return Cause::FailedAttempt;
+    };
+    if killed.contains_key(holder) {
+        return Cause::Killed;
+    }
+    let started = DateTime::<Utc>::from_timestamp_micros(run.at_us).unwrap_or(entry.at);
+    let cut = events
+        .outages
+        .iter()
+        .any(|o| o.start <= entry.at && o.end >= started);
+    if cut {
+        Cause::CutOff
+    } else {
+        Cause::Unexplained
+    }
+}
+
+/// Audits a finished run.
+pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
+    let events = &outcome.events;
+    let jobs = outcome
+        .hopper
+        .jobs(&JobFilter {
+            job_type: Some(<ChaosJob as Job>::TYPE.to_owned()),
+            limit: u32::MAX,
+            ..JobFilter::default()
+        })
+        .await?;
+    let runs = outcome.db.runs().await?;
+    let integrity = outcome.db.integrity().await?;
+
+    let killed: HashMap<&str, DateTime<Utc>> = events
+        .kills
+        .iter()
+        .map(|k| (k.worker.as_str(), k.at))
+        .collect();
+    let mut by_seq: HashMap<u64, Vec<&JobRecord>> = HashMap::new();
+    for job in &jobs {
+        if let Ok(seq) = job.payload.parse::<u64>() {
+            by_seq.entry(seq).or_default().push(job);
+        }
+    }
+    let mut runs_by_job: BTreeMap<i64, Vec<&Run>> = BTreeMap::new();
+    for run in &runs {
+        runs_by_job.entry(run.job_id).or_default().push(run);
+    }
+
+    let count = |state: JobState| jobs.iter().filter(|j| j.state == state).count() as u64;
+    let finished_seqs = (0..plan.jobs)
+        .filter(|seq| {
+            by_seq
+                .get(seq)
+                .is_some_and(|js| js.iter().any(|j| j.state == JobState::Finished))
+        })
+        .count() as u64;
+
+    let mut duplicates = Vec::new();
+    let mut finished_without_execution = 0;
+    let mut held_by_killed = 0;
+    let mut max_recovery: Option<f64> = None;
+    for job in &jobs {
+        let job_runs = runs_by_job.get(&job.id).map_or(&[][..], Vec::as_slice);
+        if job.state == JobState::Finished && !job_runs.iter().any(|r| r.attempt == job.attempts) {
+            finished_without_execution += 1;
+        }
+        let mut was_held = false;
+        for entry in &job.errors {
+            let Some(kill) = rescued_from(&entry.error).and_then(|w| killed.get(w)) else {
+                continue;
+            };
+            was_held = true;
+            if let (JobState::Finished, Some(done)) = (job.state, job.finished_at) {
+                let recovery = secs(*kill, done);
+                max_recovery = Some(max_recovery.map_or(recovery, |m: f64| m.max(recovery)));
+            }
+        }
+        if was_held {
+            held_by_killed += 1;
+        }
+        if job_runs.len() > 1 {
+            let worst = job_runs
+                .windows(2)
+                .map(|pair| cause(job, pair[0], pair[1], &killed, events))
+                .max()
+                .unwrap_or(Cause::Unexplained);
+            let executions: Vec<Execution> = job_runs
+                .iter()
+                .map(|r| Execution {
+                    attempt: r.attempt,
+                    worker: r.worker.clone(),
+                    killed: killed.contains_key(r.worker.as_str()),
+                })
+                .collect();
+            duplicates.push(Duplicate {
+                job_id: job.id,
+                held_by_killed_process: executions.iter().any(|e| e.killed),
+                cause: worst,
+                executions,
+            });
+        }
+    }
+    duplicates.sort_by_key(|d| d.job_id);
+    let with_cause = |cause: Cause| duplicates.iter().filter(|d| d.cause == cause).count() as u64;
+
+    let restarts: Vec<f64> = events
+        .outages
+        .iter()
+        .filter(|o| o.kind == "restart")
+        .map(|o| secs(o.start, o.end))
+        .collect();
+    let bursts = events.outages.iter().filter(|o| o.kind == "connections");
+    let distinct_seqs = by_seq.len() as u64;
+    let mut report = Report {
+        backend: outcome.backend,
+        jobs: plan.jobs,
+        workers: plan.workers,
+        duration_secs: plan.duration.as_secs_f64(),
+        dispatched: jobs.len() as u64,
+        finished: count(JobState::Finished),
+        failed: count(JobState::Failed),
+        lost: plan.jobs - finished_seqs.min(plan.jobs),
+        stuck: events.stuck.len() as u64,
+        dispatched_twice: jobs.len() as u64 - distinct_seqs,
+        executions: runs.len() as u64,
+        executed_more_than_once: duplicates.len() as u64,
+        duplicates_killed: with_cause(Cause::Killed),
+        duplicates_failed_attempt: with_cause(Cause::FailedAttempt),
+        duplicates_cut_off: with_cause(Cause::CutOff),
+        duplicates_unexplained: with_cause(Cause::Unexplained),
+        finished_without_execution,
+        held_by_killed,
+        max_kill_to_completion_secs: max_recovery,
+        max_attempts_used: jobs.iter().map(|j| j.attempts).max().unwrap_or(0),
+        worker_kills: events.kills.len() as u64,
+        writer_kills: events.writer_kills.len() as u64,
+        writer_kills_rolled_back: events.writer_kills.iter().filter(|k| !k.stored).count() as u64,
+        torn_batches: events.torn_batches,
+        server_restarts: restarts.len() as u64,
+        max_restart_secs: restarts.iter().copied().reduce(f64::max),
+        connection_kill_bursts: bursts.clone().count() as u64,
+        connections_killed: bursts.map(|o| o.killed).sum(),
+        unexpected_exits: events.unexpected_exits.len() as u64,
+        dispatcher_errors: events.dispatcher_errors,
+        stop_failures: events.stop_failures,
+        drain_secs: events.drain_secs,
+        integrity,
+        passed: false,
+        duplicates,
+    };
+    report.passed = report.lost == 0
+        && report.stuck == 0
+        && report.duplicates_unexplained == 0
+        && report.finished_without_execution == 0
+        && report.dispatched_twice == 0
+        && report.torn_batches == 0
+        && report.unexpected_exits == 0
+        && report.integrity.as_deref().is_none_or(|i| i == "ok");
+    Ok(report)
+}
+
+impl Report {
+    /// The figures as a readable table.
+    pub fn text(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} s"));
+        let mut lines = vec![
+            format!("backend                         {:?}", self.backend),
+            format!(
+                "jobs / worker processes        {} / {}",
+                self.jobs, self.workers
+            ),
+            format!(
+                "damage for                      {:.0} s",
+                self.duration_secs
+            ),
+            format!("worker processes SIGKILLed      {}", self.worker_kills),
+            format!(
+                "dispatcher killed mid-write     {} ({} batches rolled back, {} torn)",
+                self.writer_kills, self.writer_kills_rolled_back, self.torn_batches
+            ),
+            format!(
+                "server restarts                 {} (longest {})",
+                self.server_restarts,
+                opt(self.max_restart_secs)
+            ),
+            format!(
+                "connection-kill bursts          {} ({} connections)",
+                self.connection_kill_bursts, self.connections_killed
+            ),
+            String::new(),
+            format!("dispatched                      {}", self.dispatched),
+            format!("finished                        {}", self.finished),
+            format!("failed                          {}", self.failed),
+            format!("lost (never finished)           {}", self.lost),
+            format!("stuck (started, lease expired)  {}", self.stuck),
+            format!("executions recorded             {}", self.executions),
+            format!(
+                "executed more than once         {}",
+                self.executed_more_than_once
+            ),
+            format!("  held by a killed process      {}", self.duplicates_killed),
+            format!(
+                "  after a failed attempt        {}",
+                self.duplicates_failed_attempt
+            ),
+            format!(
+                "  cut off from the database     {}",
+                self.duplicates_cut_off
+            ),
+            format!(
+                "  unexplained                   {}",
+                self.duplicates_unexplained
+            ),
+            format!("jobs held by killed processes   {}", self.held_by_killed),
+            format!(
+                "longest kill to completion      {}",
+                opt(self.max_kill_to_completion_secs)
+            ),
+            format!("most attempts used by a job     {}", self.max_attempts_used),
+            format!(
+                "finished without an execution   {}",
+                self.finished_without_execution
+            ),
+            format!("workers that died on their own  {}", self.unexpected_exits),
+            format!("drained in                      {}", opt(self.drain_secs)),
+        ];
+        if let Some(integrity) = &self.integrity {
+            lines.push(format!("SQLite integrity check          {integrity}"));
+        }
+        let odd: Vec<&Duplicate> = self
+            .duplicates
+            .iter()
+            .filter(|d| d.cause != Cause::Killed)
+            .take(20)
+            .collect();
+        if !odd.is_empty() {
+            lines.push(String::new());
+            lines.push("duplicates not explained by a SIGKILL (first 20):".to_owned());
+            for d in odd {
+                let runs: Vec<String> = d
+                    .executions
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "#{} by {}{}",
+                            e.attempt,
+                            e.worker,
+                            if e.killed { " (killed)" } else { "" }
+                        )
+                    })
+                    .collect();
+                lines.push(format!(
+                    "  job {} {:?}: {}",
+                    d.job_id,
+                    d.cause,
+                    runs.join(", ")
+                ));
+            }
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "result                          {}",
+            if self.passed { "PASS" } else { "FAIL" }
+        ));
+        lines.join("\n")
+    }
+}

@@ -1,0 +1,149 @@
+//! What the processes the controller starts do: a worker pool that runs
+//! chaos jobs until its stdin closes, and a dispatcher that writes the
+//! run's jobs in paced batches.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hopper::{DispatchOptions, Hopper, WorkerConfig};
+use tokio::io::AsyncReadExt;
+
+use crate::db;
+use crate::job::{ChaosJob, Recorder};
+
+/// Settings of one worker process.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The run's database.
+    #[arg(long)]
+    pub database_url: String,
+    /// This process's worker id.
+    #[arg(long)]
+    pub id: String,
+    /// Jobs run at the same time.
+    #[arg(long)]
+    pub concurrency: usize,
+    /// The lease on a claimed job, in milliseconds.
+    #[arg(long)]
+    pub lease_ms: u64,
+    /// How often the leading pool looks for expired leases, in milliseconds.
+    #[arg(long)]
+    pub rescue_ms: u64,
+    /// The most milliseconds one run works.
+    #[arg(long)]
+    pub max_work_ms: u64,
+}
+
+/// Logs to stderr at `warn` unless `RUST_LOG` says otherwise.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a worker pool until stdin closes, then stops it gracefully.
+pub async fn worker(args: WorkerArgs) -> Result<()> {
+    init_logs();
+    let (store, db) = db::open(&args.database_url).await?;
+    let hopper = Hopper::builder()
+        .register(ChaosJob)?
+        .state(Recorder {
+            db,
+            worker: args.id.clone(),
+            max_work_ms: args.max_work_ms,
+        })
+        .build(store);
+    let pool = hopper.start(
+        WorkerConfig::new(args.concurrency)
+            .worker_id(&args.id)
+            .lease(Duration::from_millis(args.lease_ms))
+            .rescue_interval(Duration::from_millis(args.rescue_ms))
+            .poll_interval(Duration::from_millis(100))
+            .shutdown_timeout(Duration::from_secs(10))
+            .prune_interval(None),
+    )?;
+    // The controller closes stdin to stop this process (and so does its death).
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 64];
+    while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
+    pool.stop().await?;
+    Ok(())
+}
+
+/// Settings of the dispatcher process.
+#[derive(Debug, clap::Args)]
+pub struct DispatchArgs {
+    /// The run's database.
+    #[arg(long)]
+    pub database_url: String,
+    /// The first sequence number to dispatch.
+    #[arg(long)]
+    pub from: u64,
+    /// One past the last sequence number.
+    #[arg(long)]
+    pub to: u64,
+    /// When the run started, in milliseconds since the Unix epoch.
+    #[arg(long)]
+    pub epoch_ms: i64,
+    /// Microseconds between two jobs' due times: job `n` is dispatched once
+    /// `epoch + n * pace` has passed.
+    #[arg(long)]
+    pub pace_us: u64,
+    /// How long each batch's transaction stays open after its rows are written.
+    #[arg(long)]
+    pub hold_ms: u64,
+}
+
+/// Milliseconds between the dispatcher's batches.
+const TICK: Duration = Duration::from_millis(250);
+/// The most jobs in one batch.
+const MAX_BATCH: u64 = 2_000;
+
+/// Dispatches jobs `from..to` in batches, each in one transaction, paced
+/// over the run. Before a batch's transaction commits it prints
+/// `written <first> <end>`, and after it `committed <end>`: the controller
+/// kills this process between the two. Any database error ends the
+/// process with an error; the controller starts another where the stored
+/// jobs end.
+pub async fn dispatch(args: DispatchArgs) -> Result<()> {
+    init_logs();
+    let (store, db) = db::open(&args.database_url).await?;
+    let hopper = Hopper::builder().register(ChaosJob)?.build(store);
+    let pace = args.pace_us.max(1);
+    let mut next = args.from;
+    let mut stdout = std::io::stdout();
+    while next < args.to {
+        let elapsed_us = u64::try_from(
+            (chrono::Utc::now().timestamp_millis() - args.epoch_ms).saturating_mul(1_000),
+        )
+        .unwrap_or(0);
+        let due = (elapsed_us / pace + 1).min(args.to);
+        if due <= next {
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
+        let end = due.min(next + MAX_BATCH);
+        let jobs = (next..end)
+            .map(|seq| hopper.prepare::<ChaosJob>(seq, DispatchOptions::new()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = next;
+        db.insert_held(&jobs, Duration::from_millis(args.hold_ms), || {
+            let _ = writeln!(stdout, "written {first} {end}");
+            let _ = stdout.flush();
+        })
+        .await
+        .with_context(|| format!("dispatching jobs {first}..{end}"))?;
+        writeln!(stdout, "committed {end}")?;
+        stdout.flush()?;
+        hopper.wake(hopper::DEFAULT_QUEUE);
+        next = end;
+        if next < args.to {
+            tokio::time::sleep(TICK).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! The database a chaos run works on: a fresh one per run (a temporary
+//! SQLite file, or a new PostgreSQL / MySQL database dropped afterwards),
+//! the `chaos_runs` table the jobs record their executions in, and the
+//! raw queries the run needs besides Hopper's own.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hopper::store::mysql::MysqlStore;
+use hopper::store::postgres::PostgresStore;
+use hopper::store::sqlite::SqliteStore;
+use hopper::store::{NewJob, Store};
+use sqlx::{Connection, MySqlConnection, MySqlPool, PgConnection, PgPool, Row, SqlitePool};
+
+/// The application name the controller's PostgreSQL connections carry, so
+/// connection kills spare them.
+pub const CONTROL_APPLICATION: &str = "hopper-chaos-control";
+
+/// Which kind of database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+    /// A MySQL or MariaDB server.
+    Mysql,
+}
+
+impl Backend {
+    /// The backend `url` names.
+    pub fn of(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Ok(Self::Mysql)
+        } else {
+            bail!("unsupported database URL {url:?}: use sqlite:, postgres:// or mysql://")
+        }
+    }
+}
+
+/// The fresh database of one run; removed (file) or dropped (server
+/// database) by [`Fresh::remove`].
+#[derive(Debug)]
+pub struct Fresh {
+    /// Its kind.
+    pub backend: Backend,
+    /// The URL workers connect with.
+    pub url: String,
+    /// The URL given on the command line, for dropping a server database.
+    admin_url: String,
+    /// The server database's name.
+    name: Option<String>,
+    /// Keeps a temporary folder alive for the run.
+    _temp: Option<tempfile::TempDir>,
+    /// The SQLite file, if one was named.
+    file: Option<PathBuf>,
+}
+
+/// Replaces the database name in a server URL (`scheme://auth@host:port/db?query`).
+fn with_database(url: &str, name: &str) -> Result<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base
+        .find("://")
+        .map(|i| i + 3)
+        .with_context(|| format!("database URL {url:?} has no scheme"))?;
+    let host_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{name}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    Ok(out)
+}
+
+/// `url` with one more query parameter.
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={value}")
+}
+
+impl Fresh {
+    /// Makes the run's database from the URL given: `sqlite:` (or
+    /// `sqlite://` with no path) is a new temporary file, `sqlite://file` a
+    /// file that must not exist yet, and a server URL the server whose named
+    /// database is used to create `hopper_chaos_<random>`.
+    pub async fn create(url: &str) -> Result<Self> {
+        let backend = Backend::of(url)?;
+        let name = format!("hopper_chaos_{:016x}", fastrand::u64(..));
+        match backend {
+            Backend::Sqlite => {
+                let path = url
+                    .trim_start_matches("sqlite:")
+                    .trim_start_matches("//")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                if path.is_empty() {
+                    let temp = tempfile::Builder::new()
+                        .prefix("hopper-chaos-")
+                        .tempdir()
+                        .context("cannot create a temporary folder")?;
+                    let file = temp.path().join("chaos.db");
+                    return Ok(Self {
+                        backend,
+                        url: format!("sqlite://{}", file.display()),
+                        admin_url: url.to_owned(),
+                        name: None,
+                        _temp: Some(temp),
+                        file: None,
+                    });
+                }
+                if path.contains(":memory:") {
+                    bail!("a chaos run needs a file several processes can open, not {url:?}");
+                }
+                let file = PathBuf::from(path);
+                if file.exists() {
+                    bail!(
+                        "{} exists: a chaos run needs a fresh file (remove it, or give none for a temporary one)",
+                        file.display()
+                    );
+                }
+                Ok(Self {
+                    backend,
+                    url: url.to_owned(),
+                    admin_url: url.to_owned(),
+                    name: None,
+                    _temp: None,
+                    file: Some(file),
+                })
+            }
+            Backend::Postgres => {
+                let mut admin = PgConnection::connect(url)
+                    .await
+                    .with_context(|| format!("PostgreSQL at {url} is not reachable"))?;
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut admin)
+                    .await
+                    .with_context(|| format!("cannot create database {name}"))?;
+                Ok(Self {
+                    backend,
+                    url: with_database(url, &name)?,
+                    admin_url: url.to_owned(),
+                    name: Some(name),
+                    _temp: None,
+                    file: None,
+                })
+            }
+            Backend::Mysql => {
+                let mut admin = MySqlConnection::connect(url)
+                    .await
+                    .with_context(|| format!("MySQL at {url} is not reachable"))?;
+                sqlx::query(&format!("CREATE DATABASE `{name}`"))
+                    .execute(&mut admin)
+                    .await
+                    .with_context(|| format!("cannot create database {name}"))?;
+                Ok(Self {
+                    backend,
+                    url: with_database(url, &name)?,
+                    admin_url: url.to_owned(),
+                    name: Some(name),
+                    _temp: None,
+                    file: None,
+                })
+            }
+        }
+    }
+
+    /// The server database's name (`None` for SQLite).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Drops the server database, or removes the named SQLite file and its
+    /// WAL files (a temporary folder goes with `self`).
+    pub async fn remove(self) -> Result<()> {
+        match (&self.name, self.backend) {
+            (Some(name), Backend::Postgres) => {
+                let mut admin = PgConnection::connect(&self.admin_url).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await?;
+            }
+            (Some(name), Backend::Mysql) => {
+                let mut admin = MySqlConnection::connect(&self.admin_url).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .execute(&mut admin)
+                    .await?;
+            }
+            _ => {
+                if let Some(file) = &self.file {
+                    for suffix in ["", "-wal", "-shm"] {
+                        let mut path = file.clone().into_os_string();
+                        path.push(suffix);
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pool on the run's database, for the queries Hopper has no API for.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// SQLite: the store's single writer connection.
+    Sqlite(SqlitePool),
+    /// PostgreSQL: the store's pool.
+    Postgres(PgPool),
+    /// MySQL / MariaDB: the store's pool.
+    Mysql(MySqlPool),
+}
+
+/// One recorded execution of a job's handler.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The job.
+    pub job_id: i64,
+    /// The attempt it ran as.
+    pub attempt: u32,
+    /// The worker process that ran it.
+    pub worker: String,
+    /// When the handler started, in microseconds since the Unix epoch.
+    pub at_us: i64,
+}
+
+/// Opens Hopper's store at `url` (without migrating) and a [`Db`] on the same pool.
+pub async fn open(url: &str) -> Result<(Arc<dyn Store>, Db)> {
+    Ok(match Backend::of(url)? {
+        Backend::Sqlite => {
+            let store = SqliteStore::open(url).await?;
+            let db = Db::Sqlite(store.writer().clone());
+            (Arc::new(store), db)
+        }
+        Backend::Postgres => {
+            let store = PostgresStore::open(url).await?;
+            let db = Db::Postgres(store.pool().clone());
+            (Arc::new(store), db)
+        }
+        Backend::Mysql => {
+            let store = MysqlStore::open(url).await?;
+            let db = Db::Mysql(store.pool().clone());
+            (Arc::new(store), db)
+        }
+    })
+}
+
+impl Db {
+    /// Creates the `chaos_runs` table.
+    pub async fn create_runs_table(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(pool) => {
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS chaos_runs (job_id INTEGER NOT NULL, \
+                     attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
+                     at_us INTEGER NOT NULL)",
+                )
+                .execute(pool)
+                .await?;
+            }
+            Db::Postgres(pool) => {
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
+                     attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
+                     at_us BIGINT NOT NULL)",
+                )
+                .execute(pool)
+                .await?;
+            }
+            Db::Mysql(pool) => {
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
+                     attempt INT NOT NULL, worker VARCHAR(64) NOT NULL, pid INT NOT NULL, \
+                     at_us BIGINT NOT NULL) ENGINE = InnoDB",
+                )
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `worker` (process `pid`) started attempt `attempt` of job `job_id`.
+    pub async fn record_run(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        worker: &str,
+        pid: u32,
+        at_us: i64,
+    ) -> Result<(), sqlx::Error> {
+        let attempt = i64::from(attempt);
+        let pid = i64::from(pid);
+        match self {
+            Db::Sqlite(pool) => {
+                sqlx::query("INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)")
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(worker)
+                    .bind(pid)
+                    .bind(at_us)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Postgres(pool) => {
+                sqlx::query("INSERT INTO chaos_runs VALUES ($1, $2::int, $3, $4::int, $5)")
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(worker)
+                    .bind(pid)
+                    .bind(at_us)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Mysql(pool) => {
+                sqlx::query("INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)")
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(worker)
+                    .bind(pid)
+                    .bind(at_us)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every recorded execution, by job and attempt.
+    pub async fn runs(&self) -> Result<Vec<Run>> {
+        const SQL: &str = "SELECT job_id, CAST(attempt AS BIGINT) AS attempt, worker, at_us \
+                           FROM chaos_runs ORDER BY job_id, attempt, at_us";
+        let rows = match self {
+            Db::Sqlite(pool) => {
+                let rows = sqlx::query(SQL).fetch_all(pool).await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                    .collect::<Result<Vec<(i64, i64, String, i64)>, sqlx::Error>>()?
+            }
+            Db::Postgres(pool) => {
+                let rows = sqlx::query(SQL).fetch_all(pool).await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+            Db::Mysql(pool) => {
+                let rows = sqlx::query(
+                    "SELECT job_id, CAST(attempt AS SIGNED) AS attempt, worker, at_us \
+                     FROM chaos_runs ORDER BY job_id, attempt, at_us",
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(job_id, attempt, worker, at_us)| Run {
+                job_id,
+                attempt: u32::try_from(attempt).unwrap_or(0),
+                worker,
+                at_us,
+            })
+            .collect())
+    }
+
+    /// How many chaos jobs are stored, and the highest sequence number among them.
+    pub async fn dispatched_prefix(&self, job_type: &str) -> Result<(i64, Option<i64>)> {
+        let row: Result<(i64, Option<i64>), sqlx::Error> = match self {
+            Db::Sqlite(pool) => {
+                let row = sqlx::query(
+                    "SELECT COUNT(*), MAX(CAST(payload AS INTEGER)) FROM jobs WHERE type = ?",
+                )
+                .bind(job_type)
+                .fetch_one(pool)
+                .await?;
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            }
+            Db::Postgres(pool) => {
+                let row =
+                    sqlx::query("SELECT COUNT(*), MAX(payload::bigint) FROM jobs WHERE type = $1")
+                        .bind(job_type)
+                        .fetch_one(pool)
+                        .await?;
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            }
+            Db::Mysql(pool) => {
+                let row = sqlx::query(
+                    "SELECT COUNT(*), MAX(CAST(payload AS SIGNED)) FROM jobs WHERE type = ?",
+                )
+                .bind(job_type)
+                .fetch_one(pool)
+                .await?;
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            }
+        };
+        Ok(row?)
+    }
+
+    /// Inserts `jobs` in one transaction that stays open for `hold` after
+    /// the rows are written; `written` is called at that moment.
+    pub async fn insert_held(
+        &self,
+        jobs: &[NewJob],
+        hold: Duration,
+        written: impl FnOnce(),
+    ) -> Result<()> {
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                hopper::store::sqlite::insert_in(&mut tx, jobs).await?;
+                written();
+                tokio::time::sleep(hold).await;
+                tx.commit().await?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                hopper::store::postgres::insert_in(&mut tx, jobs).await?;
+                written();
+                tokio::time::sleep(hold).await;
+                tx.commit().await?;
+            }
+            Db::Mysql(pool) => {
+                let mut tx = pool.begin().await?;
+                hopper::store::mysql::insert_in(&mut tx, jobs).await?;
+                written();
+                tokio::time::sleep(hold).await;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every connection of the run's database but the caller's own
+    /// (PostgreSQL: and the controller's); returns how many.
+    pub async fn kill_connections(&self, database: &str) -> Result<u64> {
+        match self {
+            Db::Sqlite(_) => Ok(0),
+            Db::Postgres(pool) => {
+                let killed: Vec<bool> = sqlx::query_scalar(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2",
+                )
+                .bind(database)
+                .bind(CONTROL_APPLICATION)
+                .fetch_all(pool)
+                .await?;
+                Ok(killed.into_iter().filter(|k| *k).count() as u64)
+            }
+            Db::Mysql(pool) => {
+                let mut conn = pool.acquire().await?;
+                let ids: Vec<u64> = sqlx::query_scalar(
+                    "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist \
+                     WHERE db = ? AND id <> CONNECTION_ID()",
+                )
+                .bind(database)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut killed = 0;
+                for id in ids {
+                    if sqlx::query(&format!("KILL CONNECTION {id}"))
+                        .execute(&mut *conn)
+                        .await
+                        .is_ok()
+                    {
+                        killed += 1;
+                    }
+                }
+                Ok(killed)
+            }
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close().await,
+            Db::Mysql(pool) => pool.close().await,
+        }
+    }
+
+    /// SQLite's own check of the file (`ok` when sound); `None` elsewhere.
+    pub async fn integrity(&self) -> Result<Option<String>> {
+        match self {
+            Db::Sqlite(pool) => {
+                let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+                    .fetch_all(pool)
+                    .await?;
+                Ok(Some(rows.join("; ")))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_query_kept() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test?sslmode=disable", "x").unwrap(),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("mysql://root@127.0.0.1:3306", "x").unwrap(),
+            "mysql://root@127.0.0.1:3306/x"
+        );
+        assert!(with_database("nothing", "x").is_err());
+    }
+
+    #[test]
+    fn a_parameter_is_appended() {
+        assert_eq!(with_param("postgres://h/d", "a", "b"), "postgres://h/d?a=b");
+        assert_eq!(
+            with_param("postgres://h/d?x=1", "a", "b"),
+            "postgres://h/d?x=1&a=b"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! `hopper-chaos`: runs a queue of jobs across several worker processes
+//! while killing them, their database connections and (on PostgreSQL) the
+//! server, then audits that every job finished, none is stuck, and every
+//! job that ran twice was held by a process that was killed or cut off.
+//!
+//! ```text
+//! cargo run --release -p hopper-chaos -- --database-url <url> [--jobs 50000]
+//!     [--workers 3] [--duration 120s] [--json]
+//! ```
+//!
+//! Exits 0 only when the audit passes.
+
+mod audit;
+mod child;
+mod db;
+mod job;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::run::Plan;
+
+fn duration(text: &str) -> Result<Duration, String> {
+    hopper_cli::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// Kills workers, connections and the database server under load, then
+/// audits that no job was lost or stuck.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Child>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The database: `sqlite:` (a temporary file), `sqlite://<new file>`, or
+    /// a PostgreSQL / MySQL server URL whose database is used to create (and
+    /// afterwards drop) a fresh `hopper_chaos_<random>` one.
+    #[arg(long, default_value = "sqlite:")]
+    database_url: String,
+
+    /// Jobs dispatched, evenly over the damage.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
+
+    /// Worker processes alive at a time.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..100))]
+    workers: u64,
+
+    /// Jobs each worker process runs at the same time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..1000))]
+    concurrency: u64,
+
+    /// How long the damage goes on (e.g. 120s, 2m).
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    duration: Duration,
+
+    /// The lease on a claimed job.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    lease: Duration,
+
+    /// How often expired leases are looked for.
+    #[arg(long, default_value = "500ms", value_parser = duration)]
+    rescue_interval: Duration,
+
+    /// About how often a worker process is SIGKILLed.
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    kill_every: Duration,
+
+    /// About how often the dispatcher is killed with a transaction open.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    writer_kill_every: Duration,
+
+    /// About how often a burst of connection kills hits a server database.
+    #[arg(long, default_value = "8s", value_parser = duration)]
+    burst_every: Duration,
+
+    /// Do not restart the local PostgreSQL server halfway.
+    #[arg(long)]
+    no_restart: bool,
+
+    /// How long the surviving workers get to drain the queue afterwards.
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    drain_timeout: Duration,
+
+    /// The most milliseconds one job works after recording its execution.
+    #[arg(long, default_value_t = 20)]
+    max_work_ms: u64,
+
+    /// How long each dispatch transaction stays open after writing its rows.
+    #[arg(long, default_value_t = 20)]
+    hold_ms: u64,
+
+    /// Keep each child process's log (RUST_LOG, default warn) in this folder.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+
+    /// Print the audit as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Child {
+    /// A worker process (started by the controller).
+    #[command(hide = true)]
+    Worker(child::WorkerArgs),
+    /// The dispatcher process (started by the controller).
+    #[command(hide = true)]
+    Dispatch(child::DispatchArgs),
+}
+
+#[tokio::main]
+async fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Child::Worker(args)) => child::worker(args).await.map(|()| ExitCode::SUCCESS),
+        Some(Child::Dispatch(args)) => child::dispatch(args).await.map(|()| ExitCode::SUCCESS),
+        None => control(cli.run).await,
+    }
+}
+
+async fn control(args: RunArgs) -> Result<ExitCode> {
+    let plan = Plan {
+        jobs: args.jobs,
+        workers: args.workers as usize,
+        concurrency: args.concurrency as usize,
+        duration: args.duration,
+        lease: args.lease,
+        rescue_interval: args.rescue_interval,
+        kill_every: args.kill_every,
+        writer_kill_every: args.writer_kill_every,
+        burst_every: args.burst_every,
+        restart: !args.no_restart,
+        drain_timeout: args.drain_timeout,
+        max_work_ms: args.max_work_ms,
+        hold_ms: args.hold_ms,
+        log_dir: args.log_dir,
+    };
+    let outcome = run::run(&args.database_url, &plan).await?;
+    let report = audit::audit(&outcome, &plan).await;
+    outcome.db.close().await;
+    if let Err(error) = outcome.fresh.remove().await {
+        eprintln!("could not remove the run's database: {error:#}");
+    }
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.text());
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

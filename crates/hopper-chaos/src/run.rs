@@ -150,6 +150,7 @@ struct Controller<'a> {
     workers: Vec<Proc>,
     generation: u64,
     dispatcher: Option<Dispatcher>,
+    dispatchers: u64,
     restart_dispatcher_at: Instant,
     events: Events,
 }
@@ -231,10 +232,11 @@ impl Controller<'_> {
             .args(["--hold-ms", &self.plan.hold_ms.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(self.stderr(&format!("dispatch-{}", self.events.workers_started))?)
+            .stderr(self.stderr(&format!("dispatch-{}", self.dispatchers))?)
             .kill_on_drop(true)
             .spawn()
             .context("starting the dispatcher")?;
+        self.dispatchers += 1;
         let stdout = child.stdout.take().context("dispatcher stdout")?;
         let (send, lines) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -583,6 +585,7 @@ pub async fn run(url: &str, plan: &Plan) -> Result<Outcome> {
             workers: Vec::new(),
             generation: 0,
             dispatcher: None,
+            dispatchers: 0,
             restart_dispatcher_at: Instant::now(),
             events: Events::default(),
         };

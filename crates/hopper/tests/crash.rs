@@ -1,7 +1,10 @@
 //! A worker process killed with SIGKILL in the middle of a job loses nothing:
-//! once its lease expires, another worker finishes the job.
+//! once its lease expires, another worker finishes the job. And while a
+//! worker lives, its heartbeat keeps the lease of a job that runs far longer
+//! than the lease, so no other worker is handed that job.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hopper::{Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
@@ -135,4 +138,65 @@ async fn a_killed_worker_loses_no_job() {
         recovery < Duration::from_secs(30),
         "recovered in {recovery:?}"
     );
+}
+
+/// Runs of [`Outlast`], counted across the test.
+static OUTLAST_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Sleeps for its payload in milliseconds, counting its runs.
+struct Outlast;
+
+impl Job for Outlast {
+    const TYPE: &'static str = "outlast";
+    type Payload = u64;
+    async fn handle(&self, millis: u64, _: JobContext) -> JobResult {
+        OUTLAST_RUNS.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_running_past_its_lease_keeps_it_while_its_worker_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("lease.db").display());
+    let connect = || async {
+        Hopper::builder()
+            .register(Outlast)
+            .unwrap()
+            .connect(&url)
+            .await
+            .unwrap()
+    };
+    let runner = connect().await;
+    // A second pool on its own handle that works another queue: whichever of
+    // the two leads maintenance looks for expired leases every 100 ms.
+    let watcher = connect().await;
+    let watching = watcher
+        .start(
+            WorkerConfig::new(1)
+                .only()
+                .queue("elsewhere", 1)
+                .rescue_interval(Duration::from_millis(100)),
+        )
+        .unwrap();
+    let running = runner
+        .start(
+            WorkerConfig::new(1)
+                .lease(Duration::from_secs(1))
+                .rescue_interval(Duration::from_millis(100)),
+        )
+        .unwrap();
+    // Four leases long: only the heartbeat keeps the job from being rescued.
+    let id = runner.dispatch::<Outlast>(4_000).await.unwrap();
+    wait_for("the job to finish", async || {
+        runner.job(id).await.unwrap().unwrap().state == JobState::Finished
+    })
+    .await;
+    running.stop().await.unwrap();
+    watching.stop().await.unwrap();
+    let job = runner.job(id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 1, "{:?}", job.errors);
+    assert!(job.errors.is_empty(), "{:?}", job.errors);
+    assert_eq!(OUTLAST_RUNS.load(Ordering::SeqCst), 1, "the job ran once");
 }

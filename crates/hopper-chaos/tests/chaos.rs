@@ -1,0 +1,75 @@
+//! Short chaos runs of the real binary: worker processes SIGKILLed, the
+//! dispatcher killed with its transaction open, and on PostgreSQL
+//! connection kills and one server restart. The audit must find every job
+//! finished, none stuck, and every job that ran twice held by a process
+//! that was killed or cut off.
+//!
+//! The PostgreSQL run restarts the local server. `cargo test` runs test
+//! binaries one after another, so only the SQLite run in this binary shares
+//! the time, and it does not use the server.
+
+use std::process::Command;
+
+/// The PostgreSQL server's `test` database; a run creates its own next to it.
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn chaos(url: &str, jobs: u64) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_hopper-chaos"))
+        .args(["--database-url", url, "--jobs", &jobs.to_string()])
+        .args(["--workers", "3", "--duration", "20s", "--kill-every", "2s"])
+        .args(["--drain-timeout", "60s", "--json"])
+        .output()
+        .expect("the chaos binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON audit ({e}); stderr:\n{stderr}"));
+    assert!(
+        out.status.success(),
+        "the audit failed:\n{report:#}\nstderr:\n{stderr}"
+    );
+    report
+}
+
+fn check(report: &serde_json::Value, jobs: u64) {
+    let figure = |name: &str| {
+        report[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} missing in {report:#}"))
+    };
+    assert_eq!(figure("jobs"), jobs);
+    assert_eq!(figure("dispatched"), jobs, "{report:#}");
+    assert_eq!(figure("finished"), jobs, "{report:#}");
+    assert_eq!(figure("lost"), 0, "{report:#}");
+    assert_eq!(figure("stuck"), 0, "{report:#}");
+    assert_eq!(figure("duplicates_unexplained"), 0, "{report:#}");
+    assert_eq!(figure("torn_batches"), 0, "{report:#}");
+    assert_eq!(figure("finished_without_execution"), 0, "{report:#}");
+    assert_eq!(figure("unexpected_exits"), 0, "{report:#}");
+    assert!(figure("worker_kills") >= 3, "{report:#}");
+    assert!(figure("writer_kills") >= 1, "{report:#}");
+    assert!(figure("executions") >= jobs, "{report:#}");
+    // Every job that ran twice is listed with the reason.
+    let duplicates = report["duplicates"].as_array().expect("a duplicate list");
+    assert_eq!(duplicates.len() as u64, figure("executed_more_than_once"));
+    assert_eq!(report["passed"], true);
+}
+
+#[test]
+fn sqlite_survives_killed_workers_and_a_writer_killed_mid_transaction() {
+    let jobs = 3_000;
+    let report = chaos("sqlite:", jobs);
+    check(&report, jobs);
+    assert_eq!(report["integrity"], "ok", "{report:#}");
+}
+
+#[test]
+fn postgres_survives_killed_workers_connections_and_a_server_restart() {
+    let jobs = 3_000;
+    let report = chaos(POSTGRES_URL, jobs);
+    check(&report, jobs);
+    assert_eq!(report["server_restarts"], 1, "{report:#}");
+    assert!(
+        report["connection_kill_bursts"].as_u64() >= Some(1),
+        "{report:#}"
+    );
+}

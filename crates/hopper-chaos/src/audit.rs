@@ -100,6 +100,10 @@ pub struct Report {
     pub finished_without_execution: u64,
     /// Jobs a SIGKILLed process held (claimed or running) when it died.
     pub held_by_killed: u64,
+    /// Jobs whose lease ran out while the process holding them lived (cut
+    /// off from the database, or a claim whose answer was lost), and were
+    /// handed out again.
+    pub rescued_from_live_workers: u64,
     /// The longest time from a SIGKILL to the completion elsewhere of a job
     /// the killed process held, in seconds.
     pub max_kill_to_completion_secs: Option<f64>,
@@ -225,6 +229,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
     let mut duplicates = Vec::new();
     let mut finished_without_execution = 0;
     let mut held_by_killed = 0;
+    let mut rescued_from_live = 0;
     let mut max_recovery: Option<f64> = None;
     for job in &jobs {
         let job_runs = runs_by_job.get(&job.id).map_or(&[][..], Vec::as_slice);
@@ -232,8 +237,13 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
             finished_without_execution += 1;
         }
         let mut was_held = false;
+        let mut was_rescued_from_live = false;
         for entry in &job.errors {
-            let Some(kill) = rescued_from(&entry.error).and_then(|w| killed.get(w)) else {
+            let Some(holder) = rescued_from(&entry.error) else {
+                continue;
+            };
+            let Some(kill) = killed.get(holder) else {
+                was_rescued_from_live = true;
                 continue;
             };
             was_held = true;
@@ -244,6 +254,9 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         }
         if was_held {
             held_by_killed += 1;
+        }
+        if was_rescued_from_live {
+            rescued_from_live += 1;
         }
         if job_runs.len() > 1 {
             let worst = job_runs
@@ -297,6 +310,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         duplicates_unexplained: with_cause(Cause::Unexplained),
         finished_without_execution,
         held_by_killed,
+        rescued_from_live_workers: rescued_from_live,
         max_kill_to_completion_secs: max_recovery,
         max_attempts_used: jobs.iter().map(|j| j.attempts).max().unwrap_or(0),
         worker_kills: events.kills.len() as u64,
@@ -379,6 +393,10 @@ impl Report {
                 self.duplicates_unexplained
             ),
             format!("jobs held by killed processes   {}", self.held_by_killed),
+            format!(
+                "rescued from live processes     {}",
+                self.rescued_from_live_workers
+            ),
             format!(
                 "longest kill to completion      {}",
                 opt(self.max_kill_to_completion_secs)

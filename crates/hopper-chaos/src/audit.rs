@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::db::{Backend, Run};
 use crate::job::ChaosJob;
-use crate::run::{Events, Outcome, Plan};
+use crate::run::{Events, Outcome, Plan, retry};
 
 /// The prefix of the error the rescuer records for an attempt whose lease ran out.
 const LEASE_EXPIRED: &str = "lease expired: worker ";
@@ -29,6 +29,10 @@ pub enum Cause {
     /// An earlier attempt's process lived, but its database connections were
     /// cut (server restart, connection kills) until its lease expired.
     CutOff,
+    /// An earlier attempt's process lived and its lease expired with no cut
+    /// connection to blame: it was stalled (starved of CPU, say) for longer
+    /// than the lease. The rescuer recorded it like any expired lease.
+    Stalled,
     /// Nothing the controller did explains it.
     Unexplained,
 }
@@ -94,7 +98,11 @@ pub struct Report {
     /// Of those, jobs with an extra execution by a live process cut off from
     /// the database until its lease ran out.
     pub duplicates_cut_off: u64,
-    /// Of those, jobs nothing explains.
+    /// Of those, jobs with an extra execution by a live process that let its
+    /// lease lapse with no cut connection to blame (stalled).
+    pub duplicates_stalled: u64,
+    /// Of those, jobs nothing explains: a second execution with no expired
+    /// lease or failure recorded for the first.
     pub duplicates_unexplained: u64,
     /// Finished jobs with no recorded execution of their finishing attempt.
     pub finished_without_execution: u64,
@@ -138,8 +146,9 @@ pub struct Report {
     /// SQLite's integrity check of the file after the run.
     pub integrity: Option<String>,
     /// Whether the run passed: nothing lost, nothing stuck, every duplicate
-    /// explained by a kill, a failed attempt or a cut connection, no batch
-    /// torn, no worker dying on its own.
+    /// explained by a kill, a failed attempt or a cut connection (a stalled
+    /// worker fails the run too: the lease is meant to outlast any stall),
+    /// no batch torn, no worker dying on its own.
     pub passed: bool,
     /// Every job executed more than once.
     pub duplicates: Vec<Duplicate>,
@@ -180,26 +189,20 @@ fn cause(
         .outages
         .iter()
         .any(|o| o.start <= entry.at && o.end >= started);
-    if cut {
-        Cause::CutOff
-    } else {
-        Cause::Unexplained
-    }
+    if cut { Cause::CutOff } else { Cause::Stalled }
 }
 
 /// Audits a finished run.
 pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
     let events = &outcome.events;
-    let jobs = outcome
-        .hopper
-        .jobs(&JobFilter {
-            job_type: Some(<ChaosJob as Job>::TYPE.to_owned()),
-            limit: u32::MAX,
-            ..JobFilter::default()
-        })
-        .await?;
-    let runs = outcome.db.runs().await?;
-    let integrity = outcome.db.integrity().await?;
+    let filter = JobFilter {
+        job_type: Some(<ChaosJob as Job>::TYPE.to_owned()),
+        limit: u32::MAX,
+        ..JobFilter::default()
+    };
+    let jobs = retry(|| outcome.hopper.jobs(&filter)).await?;
+    let runs = retry(|| outcome.db.runs()).await?;
+    let integrity = retry(|| outcome.db.integrity()).await?;
 
     let killed: HashMap<&str, DateTime<Utc>> = events
         .kills
@@ -307,6 +310,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         duplicates_killed: with_cause(Cause::Killed),
         duplicates_failed_attempt: with_cause(Cause::FailedAttempt),
         duplicates_cut_off: with_cause(Cause::CutOff),
+        duplicates_stalled: with_cause(Cause::Stalled),
         duplicates_unexplained: with_cause(Cause::Unexplained),
         finished_without_execution,
         held_by_killed,
@@ -332,6 +336,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
     report.passed = report.lost == 0
         && report.stuck == 0
         && report.duplicates_unexplained == 0
+        && report.duplicates_stalled == 0
         && report.finished_without_execution == 0
         && report.dispatched_twice == 0
         && report.torn_batches == 0
@@ -387,6 +392,10 @@ impl Report {
             format!(
                 "  cut off from the database     {}",
                 self.duplicates_cut_off
+            ),
+            format!(
+                "  stalled past the lease        {}",
+                self.duplicates_stalled
             ),
             format!(
                 "  unexplained                   {}",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use hopper::{Hopper, Job, JobFilter, JobState};
 use serde::Serialize;
@@ -342,7 +342,16 @@ impl Controller<'_> {
             }
             return Ok(());
         };
-        let next = self.resume_point().await?;
+        let next = match self.resume_point().await {
+            Ok(next) => next,
+            Err(error) => {
+                // The database is away (someone restarted it?): the batch is
+                // checked by the next look at the stored prefix instead.
+                log(&format!("cannot look at the stored jobs: {error:#}"));
+                self.restart_dispatcher_at = Instant::now() + Duration::from_millis(500);
+                return Ok(());
+            }
+        };
         let stored = next >= end;
         log(&format!(
             "killed the dispatcher inside its transaction for jobs {first}..{end}: {}",
@@ -358,7 +367,11 @@ impl Controller<'_> {
             end,
             stored,
         });
-        self.spawn_dispatcher().await
+        if let Err(error) = self.spawn_dispatcher().await {
+            log(&format!("cannot restart the dispatcher yet: {error:#}"));
+            self.restart_dispatcher_at = Instant::now() + Duration::from_millis(500);
+        }
+        Ok(())
     }
 
     async fn wait_for_database(&self) -> DateTime<Utc> {
@@ -399,10 +412,14 @@ impl Controller<'_> {
             .status()
             .await
             .context("running pg_ctlcluster")?;
-        if !status.success() {
-            bail!("pg_ctlcluster {version} main restart failed: {status}");
-        }
         let end = self.wait_for_database().await;
+        if !status.success() {
+            // Counted as no restart: the audit shows it, and the run goes on.
+            log(&format!(
+                "pg_ctlcluster {version} main restart failed: {status}"
+            ));
+            return Ok(());
+        }
         log(&format!(
             "PostgreSQL is back after {:.1} s",
             (end - start).num_milliseconds() as f64 / 1e3
@@ -480,15 +497,13 @@ impl Controller<'_> {
         }
         let grace = self.plan.rescue_interval * 3 + Duration::from_secs(1);
         let horizon = Utc::now() - chrono::TimeDelta::from_std(grace).unwrap_or_default();
-        let started = self
-            .hopper
-            .jobs(&JobFilter {
-                state: Some(JobState::Started),
-                job_type: Some(<ChaosJob as Job>::TYPE.to_owned()),
-                limit: u32::MAX,
-                ..JobFilter::default()
-            })
-            .await?;
+        let filter = JobFilter {
+            state: Some(JobState::Started),
+            job_type: Some(<ChaosJob as Job>::TYPE.to_owned()),
+            limit: u32::MAX,
+            ..JobFilter::default()
+        };
+        let started = retry(|| self.hopper.jobs(&filter)).await?;
         self.events.stuck = started
             .iter()
             .filter(|job| job.locked_until.is_none_or(|until| until < horizon))
@@ -515,6 +530,23 @@ impl Controller<'_> {
         if let Some(mut dispatcher) = self.dispatcher.take() {
             let _ = dispatcher.child.start_kill();
             let _ = dispatcher.child.wait().await;
+        }
+    }
+}
+
+/// Runs `query` until it succeeds, for up to a minute: the database may be
+/// restarting under the run (by this run or anyone else).
+pub async fn retry<T, E, F>(mut query: impl FnMut() -> F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match query().await {
+            Ok(value) => return Ok(value),
+            Err(error) if Instant::now() >= deadline => return Err(error.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
 }

@@ -17,6 +17,9 @@ fn chaos(url: &str, jobs: u64) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_hopper-chaos"))
         .args(["--database-url", url, "--jobs", &jobs.to_string()])
         .args(["--workers", "3", "--duration", "20s", "--kill-every", "2s"])
+        // A lease long enough that a busy CI machine stalling a worker is
+        // not mistaken for a lost worker.
+        .args(["--lease", "5s"])
         .args(["--drain-timeout", "60s", "--json"])
         .output()
         .expect("the chaos binary runs");
@@ -42,6 +45,7 @@ fn check(report: &serde_json::Value, jobs: u64) {
     assert_eq!(figure("lost"), 0, "{report:#}");
     assert_eq!(figure("stuck"), 0, "{report:#}");
     assert_eq!(figure("duplicates_unexplained"), 0, "{report:#}");
+    assert_eq!(figure("duplicates_stalled"), 0, "{report:#}");
     assert_eq!(figure("torn_batches"), 0, "{report:#}");
     assert_eq!(figure("finished_without_execution"), 0, "{report:#}");
     assert_eq!(figure("unexpected_exits"), 0, "{report:#}");

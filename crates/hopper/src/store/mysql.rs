@@ -798,6 +798,22 @@ impl Store for MysqlStore {
         }
     }
 
+    async fn publish_concurrency(
+        &self,
+        worker: &str,
+        rows: &[super::WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        super::concurrency::mysql::publish(&self.pool, worker, rows, now).await
+    }
+
+    async fn worker_concurrency(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
+        super::concurrency::mysql::live(&self.pool, now).await
+    }
+
     async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
             .bind(name)

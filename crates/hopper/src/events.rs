@@ -45,13 +45,7 @@ pub const SPAN: &str = "job";
 /// It is an error-level span so that filtering events by level never drops
 /// the job's fields from the events that are kept.
 pub(crate) fn span(id: JobId, job_type: &str, queue: &str, attempt: u32) -> Span {
-    tracing::error_span!(
-        SPAN,
-        id,
-        r#type = job_type,
-        queue,
-        attempt,
-    )
+    tracing::error_span!(SPAN, id, r#type = job_type, queue, attempt,)
 }
 
 /// Jobs a dispatch stored, with the ids the store gave them.

@@ -1156,6 +1156,8 @@ struct Load {
     bounds: Concurrency,
     /// The current limit.
     limit: usize,
+    /// Jobs running now.
+    used: usize,
     /// Jobs running, claimed and waiting here, and due in the database.
     demand: usize,
 }
@@ -1163,8 +1165,10 @@ struct Load {
 /// Chooses every queue's limit. A queue grows at once to meet its demand
 /// (within its bounds); it shrinks to its demand only once its demand has
 /// stayed below its limit for `scale_down_after` on the clock (`needed_at`
-/// holds, per queue, when it last needed its whole limit). Under `cap` the
-/// free slots are shared out one at a time, in queue order.
+/// holds, per queue, when it last needed its whole limit). Under `cap`, a
+/// queue keeps the slots its running jobs hold (so the cap holds for running
+/// jobs too), and the free slots go one at a time to the queue with the
+/// fewest that wants more.
 fn plan(
     loads: &[Load],
     needed_at: &mut [DateTime<Utc>],
@@ -1193,21 +1197,22 @@ fn plan(
     let mut chosen: Vec<usize> = wishes
         .iter()
         .zip(loads)
-        .map(|(wish, load)| (*wish).min(load.limit))
+        .map(|(wish, load)| (*wish).min(load.used).max(load.bounds.min))
         .collect();
     let mut left = cap.saturating_sub(chosen.iter().sum());
     while left > 0 {
-        let mut gave = false;
-        for (chosen, wish) in chosen.iter_mut().zip(&wishes) {
-            if left > 0 && *chosen < *wish {
-                *chosen += 1;
-                left -= 1;
-                gave = true;
-            }
-        }
-        if !gave {
+        let neediest = chosen
+            .iter()
+            .zip(&wishes)
+            .enumerate()
+            .filter(|(_, (chosen, wish))| chosen < wish)
+            .min_by_key(|(_, (chosen, _))| **chosen)
+            .map(|(index, _)| index);
+        let Some(index) = neediest else {
             break;
-        }
+        };
+        chosen[index] += 1;
+        left -= 1;
     }
     chosen
 }
@@ -1241,6 +1246,7 @@ async fn scale(shared: Arc<Shared>) {
                             Load {
                                 bounds: slots.bounds,
                                 limit: counts.limit,
+                                used: counts.used,
                                 demand: counts
                                     .used
                                     .saturating_add(slots.buffered.load(Ordering::SeqCst))
@@ -1269,7 +1275,9 @@ async fn scale(shared: Arc<Shared>) {
                         }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "reading queue backlogs for autoscaling failed"),
+                Err(error) => {
+                    tracing::warn!(%error, "reading queue backlogs for autoscaling failed")
+                }
             }
         }
         let refresh = crate::clock::sub(now, shared.config.lease / 3);
@@ -1341,17 +1349,35 @@ mod tests {
         Load {
             bounds: Concurrency { min, max },
             limit,
+            used: 0,
             demand,
         }
+    }
+
+    fn busy(mut load: Load, used: usize) -> Load {
+        load.used = used;
+        load
     }
 
     #[test]
     fn a_backlog_grows_a_queue_at_once_up_to_its_maximum() {
         let now = Utc::now();
         let mut needed = [now];
-        let limits = plan(&[load(1, 8, 1, 5)], &mut needed, None, now, Duration::from_secs(30));
+        let limits = plan(
+            &[load(1, 8, 1, 5)],
+            &mut needed,
+            None,
+            now,
+            Duration::from_secs(30),
+        );
         assert_eq!(limits, [5]);
-        let limits = plan(&[load(1, 8, 5, 50)], &mut needed, None, now, Duration::from_secs(30));
+        let limits = plan(
+            &[load(1, 8, 5, 50)],
+            &mut needed,
+            None,
+            now,
+            Duration::from_secs(30),
+        );
         assert_eq!(limits, [8]);
     }
 
@@ -1361,13 +1387,28 @@ mod tests {
         let mut needed = [start];
         let later = |secs| crate::clock::add(start, Duration::from_secs(secs));
         let cool = Duration::from_secs(30);
-        assert_eq!(plan(&[load(2, 8, 8, 0)], &mut needed, None, later(29), cool), [8]);
-        assert_eq!(plan(&[load(2, 8, 8, 0)], &mut needed, None, later(30), cool), [2]);
+        assert_eq!(
+            plan(&[load(2, 8, 8, 0)], &mut needed, None, later(29), cool),
+            [8]
+        );
+        assert_eq!(
+            plan(&[load(2, 8, 8, 0)], &mut needed, None, later(30), cool),
+            [2]
+        );
         // Demand at the limit again restarts the wait.
         let mut needed = [start];
-        assert_eq!(plan(&[load(2, 8, 8, 8)], &mut needed, None, later(20), cool), [8]);
-        assert_eq!(plan(&[load(2, 8, 8, 3)], &mut needed, None, later(40), cool), [8]);
-        assert_eq!(plan(&[load(2, 8, 8, 3)], &mut needed, None, later(50), cool), [3]);
+        assert_eq!(
+            plan(&[load(2, 8, 8, 8)], &mut needed, None, later(20), cool),
+            [8]
+        );
+        assert_eq!(
+            plan(&[load(2, 8, 8, 3)], &mut needed, None, later(40), cool),
+            [8]
+        );
+        assert_eq!(
+            plan(&[load(2, 8, 8, 3)], &mut needed, None, later(50), cool),
+            [3]
+        );
     }
 
     #[test]
@@ -1380,16 +1421,52 @@ mod tests {
         assert!(limits.iter().sum::<usize>() <= 10);
     }
 
+    #[test]
+    fn under_the_cap_running_jobs_keep_their_slots_and_freed_ones_go_to_the_neediest() {
+        let now = Utc::now();
+        let mut needed = [now; 2];
+        let cool = Duration::from_secs(30);
+        let full = [busy(load(1, 4, 4, 10), 4), busy(load(1, 4, 1, 6), 1)];
+        assert_eq!(plan(&full, &mut needed, Some(5), now, cool), [4, 1]);
+        let one_done = [busy(load(1, 4, 4, 10), 3), busy(load(1, 4, 1, 6), 1)];
+        assert_eq!(plan(&one_done, &mut needed, Some(5), now, cool), [3, 2]);
+    }
+
+    #[test]
+    fn bounds_and_caps_that_cannot_work_are_refused() {
+        let bad = |config: WorkerConfig| config.check().unwrap_err().to_string();
+        assert!(bad(WorkerConfig::new(1).queue_scaled("q", 5, 2)).contains("above its maximum"));
+        assert!(
+            bad(WorkerConfig::new(4).queue_scaled("q", 2, 8).max_total(5)).contains("max_total 5")
+        );
+        assert!(
+            WorkerConfig::new(4)
+                .queue_scaled("q", 1, 8)
+                .max_total(5)
+                .check()
+                .is_ok()
+        );
+        let fixed = WorkerConfig::new(1).queue_scaled("q", 1, 8).queue("q", 3);
+        assert_eq!(fixed.concurrency("q"), Some(Concurrency { min: 3, max: 3 }));
+    }
+
     #[tokio::test]
     async fn a_lower_limit_lets_running_jobs_run_and_holds_new_ones_back() {
         let slots = Arc::new(Slots::new("q".into(), Concurrency { min: 1, max: 3 }));
         slots.set_limit(3);
-        let taken = [slots.acquire().await, slots.acquire().await, slots.acquire().await];
+        let taken = [
+            slots.acquire().await,
+            slots.acquire().await,
+            slots.acquire().await,
+        ];
         slots.set_limit(1);
         assert_eq!(slots.counts(), SlotCounts { limit: 1, used: 3 });
         drop(taken);
         let _one = slots.acquire().await;
         let second = tokio::time::timeout(Duration::from_millis(50), slots.acquire()).await;
-        assert!(second.is_err(), "a second slot was taken under a limit of one");
+        assert!(
+            second.is_err(),
+            "a second slot was taken under a limit of one"
+        );
     }
 }

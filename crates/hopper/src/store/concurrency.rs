@@ -95,6 +95,7 @@ pub(crate) mod sqlite {
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql {
     use super::*;
+    use crate::store::mysql::text;
     use crate::store::rows::micros;
 
     pub(crate) async fn publish(
@@ -145,8 +146,8 @@ pub(crate) mod mysql {
         rows.iter()
             .map(|row| {
                 Ok(WorkerConcurrency {
-                    worker: row.try_get("worker")?,
-                    queue: row.try_get("queue")?,
+                    worker: text(row, "worker")?,
+                    queue: text(row, "queue")?,
                     concurrency: count(row.try_get("concurrency")?),
                     min: count(row.try_get("min_workers")?),
                     max: count(row.try_get("max_workers")?),

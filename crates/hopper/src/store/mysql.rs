@@ -169,7 +169,7 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
 
 /// A text column as a string. Columns compare byte for byte (`utf8mb4_bin`),
 /// which the driver reports as binary, so text is read as bytes.
-fn text(row: &MySqlRow, column: &str) -> Result<String, sqlx::Error> {
+pub(super) fn text(row: &MySqlRow, column: &str) -> Result<String, sqlx::Error> {
     let bytes: Vec<u8> = row.try_get(column)?;
     String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
         index: column.to_owned(),

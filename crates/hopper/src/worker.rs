@@ -1283,7 +1283,10 @@ async fn scale(shared: Arc<Shared>) {
         let refresh = crate::clock::sub(now, shared.config.lease / 3);
         if can_publish && (changed || published.is_none_or(|at| at <= refresh)) {
             match publish(&shared, now).await {
-                Ok(()) => published = Some(now),
+                Ok(()) => {
+                    published = Some(now);
+                    changed = true;
+                }
                 Err(StoreError::Unsupported(what)) => {
                     tracing::debug!(what, "this store keeps no worker concurrency");
                     can_publish = false;
@@ -1291,6 +1294,7 @@ async fn scale(shared: Arc<Shared>) {
                 Err(error) => tracing::warn!(%error, "publishing worker concurrency failed"),
             }
         }
+        // Waiters on the pool's activity see new limits and published rows.
         if changed {
             shared.bump();
         }

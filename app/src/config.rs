@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn log_settings_are_read_and_checked() {
-        let config = config(&[
+        let read = config(&[
             ("RUST_LOG", "debug"),
             ("LOG_TERMINAL", "off"),
             ("LOG_FILE", "0"),
@@ -250,7 +250,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            config.log,
+            read.log,
             LogConfig {
                 level: "debug".into(),
                 terminal: false,
@@ -261,7 +261,10 @@ mod tests {
         );
         let both = config(&[("RUST_LOG", "debug"), ("LOG_LEVEL", "warn")]).unwrap();
         assert_eq!(both.log.level, "warn");
-        assert_eq!(config(&[("LOG_FILE", "maybe")]).unwrap_err().name, "LOG_FILE");
+        assert_eq!(
+            config(&[("LOG_FILE", "maybe")]).unwrap_err().name,
+            "LOG_FILE"
+        );
     }
 
     #[test]

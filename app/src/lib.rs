@@ -11,8 +11,8 @@
 pub mod admin;
 pub mod config;
 pub mod controllers;
-pub mod hooks;
 pub mod cron;
+pub mod hooks;
 pub mod jobs;
 pub mod logging;
 pub mod mailer;

@@ -67,7 +67,9 @@ impl Default for LogConfig {
 /// still buffered. Hold it until the process ends.
 #[derive(Debug)]
 #[must_use = "dropping the guard stops writing the log file"]
-pub struct LogGuard(Option<WorkerGuard>);
+pub struct LogGuard {
+    _writer: Option<WorkerGuard>,
+}
 
 /// The subscriber `config` describes, and the guard of its file writer.
 /// `with_file: false` leaves the file out whatever the settings say (the
@@ -119,7 +121,7 @@ pub fn subscriber(
         .with(filter)
         .with(terminal)
         .with(file);
-    Ok((subscriber, LogGuard(guard)))
+    Ok((subscriber, LogGuard { _writer: guard }))
 }
 
 /// Installs [`subscriber`] for the whole process. A subscriber already

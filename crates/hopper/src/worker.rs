@@ -499,7 +499,12 @@ impl WorkerPool {
         if let Some(wakeups) = shared.hopper.store().listen() {
             maintenance.push(tokio::spawn(forward_wakeups(shared.clone(), wakeups)));
         }
-        tracing::info!(worker = %shared.worker_id, queues = ?shared.config.queues, "workers started");
+        tracing::info!(
+            worker = %shared.worker_id,
+            queues = ?shared.config.bounds(),
+            max_total = ?shared.config.max_total,
+            "workers started"
+        );
         Ok(Self {
             shared,
             fetchers,

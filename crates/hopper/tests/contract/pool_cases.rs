@@ -204,9 +204,12 @@ pub async fn autoscaled_queues_share_the_total_cap(db: &TestDb) {
     queue.stop().await.unwrap();
 }
 
-/// Every event a hook saw: kind, job id, attempt, error, retry time.
+/// One event a hook saw: kind, job id, attempt, error.
+type Sighting = (EventKind, i64, u32, Option<String>);
+
+/// Every event a hook saw.
 #[derive(Clone, Debug, Default)]
-struct Seen(Arc<Mutex<Vec<(EventKind, i64, u32, Option<String>)>>>);
+struct Seen(Arc<Mutex<Vec<Sighting>>>);
 
 impl Seen {
     fn push(&self, event: &JobEvent) -> HookResult {

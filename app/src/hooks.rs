@@ -12,13 +12,14 @@ use crate::mailer::Mailer;
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use hopper::hooks::{EventKind, Hooks, JobEvent};
 /// let dir = tempfile::tempdir().unwrap();
-/// let mailer = app::mailer::Mailer::new(dir.path().join("mail.log"));
-/// let hopper = hopper::Hopper::builder().state(mailer.clone()).connect("sqlite::memory:").await.unwrap();
+/// let log = dir.path().join("mail.log");
+/// let mailer = app::mailer::Mailer::new(&log);
+/// let hopper = hopper::Hopper::builder().state(mailer).connect("sqlite::memory:").await.unwrap();
 /// let mut event = JobEvent::new(&hopper, EventKind::Failed, 7, "send_email", "default", 3, 3, "{}");
 /// event.error = Some("mail server refused".into());
 ///
 /// app::hooks::FailureNotice::new("ops@example.com").failed(&event).await.unwrap();
-/// let sent = mailer.read_all().await.unwrap();
+/// let sent = app::mailer::Mailer::new(&log).read_all().await.unwrap();
 /// assert_eq!(sent[0].to, "ops@example.com");
 /// assert_eq!(sent[0].subject, "Job 7 (send_email) failed");
 /// # });

@@ -997,6 +997,9 @@ async fn lead(shared: &Shared) -> bool {
     }
 }
 
+/// The most rescued jobs logged one by one (each is read back for its fields).
+const RESCUES_LOGGED: usize = 100;
+
 /// On the leading pool, returns jobs whose worker died (lease expired) to
 /// pending or failed.
 async fn rescue(shared: Arc<Shared>) {
@@ -1004,7 +1007,13 @@ async fn rescue(shared: Arc<Shared>) {
         if lead(&shared).await {
             match shared.hopper.store().rescue(shared.hopper.now()).await {
                 Ok(ids) if !ids.is_empty() => {
-                    for id in &ids {
+                    if ids.len() > RESCUES_LOGGED {
+                        tracing::warn!(
+                            jobs = ids.len(),
+                            "rescued jobs whose worker stopped heartbeating; logging the first {RESCUES_LOGGED} one by one"
+                        );
+                    }
+                    for id in ids.iter().take(RESCUES_LOGGED) {
                         match shared.hopper.store().get(*id).await {
                             Ok(Some(job)) => crate::events::rescued(&job),
                             Ok(None) => {}

@@ -17,7 +17,7 @@ fn count(value: i64) -> u32 {
 }
 
 /// A count as stored.
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 fn stored(value: u32) -> i64 {
     i64::from(value)
 }

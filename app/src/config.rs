@@ -6,14 +6,23 @@
 //! | `DATABASE_URL` | `sqlite://storage/hopper.db` | the job database |
 //! | `APP_HOST` | `127.0.0.1` | address the HTTP server listens on |
 //! | `APP_PORT` | `8080` | port the HTTP server listens on |
-//! | `HOPPER_WORKERS` | `10` | jobs run at the same time |
+//! | `HOPPER_WORKERS` | `10` | jobs run at the same time (the most, when scaling) |
+//! | `HOPPER_MIN_WORKERS` | `HOPPER_WORKERS` | the fewest jobs run at once when idle; lower than `HOPPER_WORKERS`, the pool scales between them |
+//! | `NOTIFY_EMAIL` | `admin@example.com` | where a notice goes when a job fails for good |
 //! | `HOPPER_SHUTDOWN_TIMEOUT` | `30` | seconds running jobs get to finish at shutdown |
 //! | `MAIL_LOG` | `storage/mail.log` | file the [`Mailer`](crate::mailer::Mailer) appends sent emails to |
 //! | `ADMIN_TOKEN` | generated at start | the token that opens `/admin/queue`, `/api` and `/metrics` |
+//! | `LOG_LEVEL` | `RUST_LOG`, else `info` | which log events are kept, e.g. `warn` or `info,hopper=debug` |
+//! | `LOG_TERMINAL` | `true` | human-readable log lines on stderr |
+//! | `LOG_FILE` | `true` | JSON log lines in a daily file under `LOG_DIR` (`serve` and `work`) |
+//! | `LOG_DIR` | `storage/logs` | the folder of the daily log files |
+//! | `LOG_MAX_FILES` | `14` | daily log files kept; older ones are deleted |
 
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::logging::LogConfig;
 
 /// Default for `APP_HOST`.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -23,6 +32,8 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_WORKERS: usize = 10;
 /// Default for `HOPPER_SHUTDOWN_TIMEOUT`, in seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Default for `NOTIFY_EMAIL`.
+pub const DEFAULT_NOTIFY_EMAIL: &str = "admin@example.com";
 /// Default for `MAIL_LOG`.
 pub const DEFAULT_MAIL_LOG: &str = "storage/mail.log";
 
@@ -53,8 +64,13 @@ pub struct Config {
     pub host: String,
     /// The HTTP server's port (`APP_PORT`; 0 picks a free one).
     pub port: u16,
-    /// How many jobs run at the same time (`HOPPER_WORKERS`).
+    /// How many jobs run at the same time at most (`HOPPER_WORKERS`).
     pub workers: usize,
+    /// How few jobs run at once when the queue is idle (`HOPPER_MIN_WORKERS`,
+    /// default `workers`: a fixed pool).
+    pub min_workers: usize,
+    /// Where a notice goes when a job fails for good (`NOTIFY_EMAIL`).
+    pub notify_email: String,
     /// How long running jobs get to finish at shutdown (`HOPPER_SHUTDOWN_TIMEOUT`, seconds).
     pub shutdown_timeout: Duration,
     /// The file sent emails are appended to (`MAIL_LOG`).
@@ -62,6 +78,8 @@ pub struct Config {
     /// The token that opens the dashboard, the jobs API and the metrics
     /// (`ADMIN_TOKEN`); when unset, `serve` makes one up and prints it.
     pub admin_token: Option<String>,
+    /// Where logs go (`LOG_*`).
+    pub log: LogConfig,
 }
 
 impl Config {
@@ -101,12 +119,22 @@ impl Config {
                 reason: "at least one worker is needed".into(),
             });
         }
+        let min_workers: usize = parse(&get, "HOPPER_MIN_WORKERS", workers)?;
+        if min_workers > workers {
+            return Err(ConfigError {
+                name: "HOPPER_MIN_WORKERS",
+                value: min_workers.to_string(),
+                reason: format!("above HOPPER_WORKERS ({workers})"),
+            });
+        }
         Ok(Self {
             database_url: get("DATABASE_URL")
                 .unwrap_or_else(|| hopper::DEFAULT_DATABASE_URL.to_owned()),
             host: get("APP_HOST").unwrap_or_else(|| DEFAULT_HOST.to_owned()),
             port: parse(&get, "APP_PORT", DEFAULT_PORT)?,
             workers,
+            min_workers,
+            notify_email: get("NOTIFY_EMAIL").unwrap_or_else(|| DEFAULT_NOTIFY_EMAIL.to_owned()),
             shutdown_timeout: Duration::from_secs(parse(
                 &get,
                 "HOPPER_SHUTDOWN_TIMEOUT",
@@ -116,6 +144,17 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_MAIL_LOG)),
             admin_token: get("ADMIN_TOKEN"),
+            log: LogConfig {
+                level: get("LOG_LEVEL")
+                    .or_else(|| get("RUST_LOG"))
+                    .unwrap_or_else(|| crate::logging::DEFAULT_LEVEL.to_owned()),
+                terminal: flag(&get, "LOG_TERMINAL", true)?,
+                file: flag(&get, "LOG_FILE", true)?,
+                dir: get("LOG_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(crate::logging::DEFAULT_DIR)),
+                max_files: parse(&get, "LOG_MAX_FILES", crate::logging::DEFAULT_MAX_FILES)?,
+            },
         })
     }
 
@@ -154,6 +193,26 @@ where
     }
 }
 
+/// A switch: `true`/`false`, `1`/`0`, `on`/`off` or `yes`/`no`.
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|value| value.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(value) => match value.as_str() {
+            "true" | "1" | "on" | "yes" => Ok(true),
+            "false" | "0" | "off" | "no" => Ok(false),
+            _ => Err(ConfigError {
+                name,
+                value,
+                reason: "expected true or false".into(),
+            }),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,10 +231,40 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://storage/hopper.db");
         assert_eq!(config.host, "127.0.0.1");
         assert_eq!(config.port, 8080);
-        assert_eq!(config.workers, 10);
+        assert_eq!((config.workers, config.min_workers), (10, 10));
+        assert_eq!(config.notify_email, "admin@example.com");
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(config.mail_log, PathBuf::from("storage/mail.log"));
         assert_eq!(config.admin_token, None);
+        assert_eq!(config.log, LogConfig::default());
+    }
+
+    #[test]
+    fn log_settings_are_read_and_checked() {
+        let read = config(&[
+            ("RUST_LOG", "debug"),
+            ("LOG_TERMINAL", "off"),
+            ("LOG_FILE", "0"),
+            ("LOG_DIR", "/var/log/app"),
+            ("LOG_MAX_FILES", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            read.log,
+            LogConfig {
+                level: "debug".into(),
+                terminal: false,
+                file: false,
+                dir: PathBuf::from("/var/log/app"),
+                max_files: 3,
+            }
+        );
+        let both = config(&[("RUST_LOG", "debug"), ("LOG_LEVEL", "warn")]).unwrap();
+        assert_eq!(both.log.level, "warn");
+        assert_eq!(
+            config(&[("LOG_FILE", "maybe")]).unwrap_err().name,
+            "LOG_FILE"
+        );
     }
 
     #[test]
@@ -211,6 +300,7 @@ mod tests {
         assert_eq!(err.name, "HOPPER_WORKERS");
         assert!(err.to_string().contains("\"many\""), "{err}");
         assert!(config(&[("HOPPER_WORKERS", "0")]).is_err());
+        assert!(config(&[("HOPPER_WORKERS", "2"), ("HOPPER_MIN_WORKERS", "3")]).is_err());
         assert!(config(&[("APP_PORT", "70000")]).is_err());
         assert!(config(&[("HOPPER_SHUTDOWN_TIMEOUT", "-1")]).is_err());
     }

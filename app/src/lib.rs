@@ -12,13 +12,14 @@ pub mod admin;
 pub mod config;
 pub mod controllers;
 pub mod cron;
+pub mod hooks;
 pub mod jobs;
+pub mod logging;
 pub mod mailer;
 pub mod routes;
 pub mod seeders;
 
 use std::future::Future;
-use std::io::IsTerminal;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -34,7 +35,8 @@ use crate::mailer::Mailer;
     version,
     about = "The Hopper starter application",
     after_help = "Settings come from the environment or a .env file: DATABASE_URL, APP_HOST, \
-                  APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, ADMIN_TOKEN, RUST_LOG."
+                  APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, ADMIN_TOKEN, LOG_LEVEL, \
+                  LOG_TERMINAL, LOG_FILE, LOG_DIR, LOG_MAX_FILES."
 )]
 pub struct Cli {
     /// What to run.
@@ -131,9 +133,25 @@ pub async fn connect(config: &Config) -> anyhow::Result<Hopper> {
         .with_context(|| format!("cannot open the job database {}", config.database_url))
 }
 
-/// The worker configuration `config` asks for.
+/// The worker configuration `config` asks for: the `default` queue with
+/// `HOPPER_WORKERS` concurrent jobs (scaling between `HOPPER_MIN_WORKERS`
+/// and that when the minimum is lower), and the [`hooks::FailureNotice`] hook.
+///
+/// ```
+/// let config = app::config::Config::from_lookup(|name| match name {
+///     "HOPPER_WORKERS" => Some("8".into()),
+///     "HOPPER_MIN_WORKERS" => Some("2".into()),
+///     _ => None,
+/// })
+/// .unwrap();
+/// let workers = app::worker_config(&config);
+/// assert_eq!(workers.concurrency("default"), Some(hopper::Concurrency { min: 2, max: 8 }));
+/// ```
 pub fn worker_config(config: &Config) -> WorkerConfig {
-    WorkerConfig::new(config.workers).shutdown_timeout(config.shutdown_timeout)
+    WorkerConfig::new(config.workers)
+        .queue_scaled(hopper::DEFAULT_QUEUE, config.min_workers, config.workers)
+        .shutdown_timeout(config.shutdown_timeout)
+        .hooks(hooks::FailureNotice::new(&config.notify_email))
 }
 
 /// Runs `command` until `shutdown` completes, then stops gracefully.
@@ -228,7 +246,7 @@ fn start_workers(hopper: &Hopper, config: &Config) -> anyhow::Result<WorkerPool>
     // Jobs that name another queue run too, with as many workers each.
     for queue in hopper.registry().queues() {
         if !workers.queues().iter().any(|(name, _)| name == queue) {
-            workers = workers.queue(queue, config.workers);
+            workers = workers.queue_scaled(queue, config.min_workers, config.workers);
         }
     }
     hopper.start(workers).context("cannot start the workers")
@@ -304,14 +322,10 @@ impl Signals {
     }
 }
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A subscriber already installed (by a test harness, say) is kept.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Starts logging as `config` says: to the terminal, and for `serve` and
+/// `work` also to the daily JSON file (see [`logging`]). Keep the guard
+/// until the process ends.
+pub fn init_logging(config: &Config, command: &Command) -> anyhow::Result<logging::LogGuard> {
+    let with_file = matches!(command, Command::Serve | Command::Work);
+    logging::init(&config.log, with_file)
 }

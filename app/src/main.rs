@@ -14,9 +14,22 @@ async fn main() -> ExitCode {
         }
     }
     let cli = app::Cli::parse();
-    app::init_tracing();
+    let config = match app::config::Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = match app::init_logging(&config, &cli.command) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
 
-    match start(cli).await {
+    match start(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,
         // The console has reported its failure already.
         Err(err) if err.is::<app::ConsoleFailed>() => err
@@ -30,8 +43,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn start(cli: app::Cli) -> anyhow::Result<()> {
+async fn start(cli: app::Cli, config: app::config::Config) -> anyhow::Result<()> {
     let signals = app::Signals::install()?;
-    let config = app::config::Config::from_env()?;
     app::run(cli.command, config, signals.shutdown()).await
 }

@@ -199,6 +199,30 @@ async fn serve_queues_and_sends_a_welcome_email_then_stops_on_sigterm() {
     let log = app.log();
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(log.contains("shutdown complete"), "{log}");
+
+    // The same run, as JSON lines in the daily file under storage/logs.
+    let logs = app.dir.path().join("storage").join("logs");
+    let file = std::fs::read_dir(&logs)
+        .unwrap()
+        .next()
+        .expect("a daily log file")
+        .unwrap()
+        .path();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let finished = lines
+        .iter()
+        .find(|line| line["message"] == "job finished" && line["span"]["id"] == job.id)
+        .unwrap_or_else(|| panic!("no finished event for job {} in {lines:?}", job.id));
+    assert_eq!(finished["span"]["type"], "send_email");
+    assert_eq!(finished["span"]["queue"], "default");
+    assert_eq!(finished["span"]["attempt"], 1);
+    assert!(lines
+        .iter()
+        .any(|line| line["message"] == "shutdown complete"));
 }
 
 #[tokio::test]

@@ -600,7 +600,36 @@ async fn queues(
         body.push_str(r#"<tr><td colspan="5" class="muted">No queues yet.</td></tr>"#);
     }
     body.push_str("</table>");
+    body.push_str(&worker_table(hopper).await?);
     Ok(page("Queues", csrf, &body))
+}
+
+/// Each running worker pool's concurrency per queue, as its autoscaler chose.
+async fn worker_table(hopper: &hopper::Hopper) -> Result<String> {
+    let rows = match hopper.store().worker_concurrency(hopper.now()).await {
+        Ok(rows) => rows,
+        Err(StoreError::Unsupported(_)) => return Ok(String::new()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut table = String::from(
+        "<h2>Workers</h2><table id=\"workers\"><tr><th>queue</th><th>worker</th><th>running</th><th>concurrency</th><th>min–max</th></tr>",
+    );
+    for row in &rows {
+        table.push_str(&format!(
+            r#"<tr data-queue="{q}" data-worker="{w}"><td>{q}</td><td>{w}</td><td>{}</td><td class="concurrency">{}</td><td>{}–{}</td></tr>"#,
+            row.running,
+            row.concurrency,
+            row.min,
+            row.max,
+            q = escape(&row.queue),
+            w = escape(&row.worker),
+        ));
+    }
+    if rows.is_empty() {
+        table.push_str(r#"<tr><td colspan="5" class="muted">No workers running.</td></tr>"#);
+    }
+    table.push_str("</table>");
+    Ok(table)
 }
 
 /// The pause/resume form.

@@ -317,3 +317,44 @@ async fn schedules_show_their_next_fire_times_and_last_outcome() {
     );
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_queues_page_shows_each_pools_concurrency() {
+    let flaky = FlakyJob::default();
+    let config = hopper::WorkerConfig::new(1)
+        .only()
+        .queue_scaled("default", 2, 6)
+        .worker_id("web-7");
+    let queue = hopper::testing::TestQueue::start_with(builder(&flaky), config)
+        .await
+        .unwrap();
+    // Wait for the pool's first published row.
+    let mut activity = queue.pool().activity();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let hopper = queue.hopper();
+    while hopper
+        .store()
+        .worker_concurrency(hopper.now())
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        tokio::time::timeout_at(deadline, activity.changed())
+            .await
+            .expect("the pool publishes its concurrency")
+            .unwrap();
+    }
+    let router = router(hopper);
+    let cookie = log_in(&router).await;
+    let queues = page(&router, &cookie, "/admin/queue/queues").await;
+    assert!(
+        queues.body.contains(
+            r#"<tr data-queue="default" data-worker="web-7"><td>default</td><td>web-7</td><td>0</td><td class="concurrency">2</td><td>2–6</td></tr>"#
+        ),
+        "{}",
+        queues.body
+    );
+    queue.stop().await.unwrap();
+    let after = page(&router, &cookie, "/admin/queue/queues").await;
+    assert!(after.body.contains("No workers running."), "{}", after.body);
+}

@@ -409,6 +409,7 @@ impl Hopper {
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
         let ids = self.inner.store.insert(&jobs).await?;
         crate::metrics::dispatched(&jobs);
+        crate::events::dispatched(&ids, &jobs);
         let now = self.now();
         let mut woken: Vec<&str> = Vec::new();
         for job in &jobs {
@@ -465,7 +466,13 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn cancel(&self, id: JobId) -> Result<bool, StoreError> {
-        self.inner.store.cancel(id, self.now()).await
+        let cancelled = self.inner.store.cancel(id, self.now()).await?;
+        if cancelled {
+            if let Some(job) = self.inner.store.get(id).await? {
+                crate::events::cancelled(&job);
+            }
+        }
+        Ok(cancelled)
     }
 
     /// Puts a failed or cancelled job back to pending, due now, with as many

@@ -35,6 +35,8 @@
 pub mod client;
 pub mod clock;
 pub mod dispatch;
+pub mod events;
+pub mod hooks;
 pub mod job;
 pub mod maintenance;
 pub mod metrics;
@@ -46,11 +48,14 @@ pub mod store;
 pub mod testing;
 pub mod worker;
 
+/// The attribute for implementing [`hooks::Hooks`] (re-exported `async_trait`).
+pub use async_trait::async_trait;
 pub use client::{Builder, DEFAULT_DATABASE_URL, Hopper, database_url};
 pub use dispatch::{DispatchError, DispatchOptions};
+pub use hooks::{HookResult, Hooks, JobEvent};
 pub use job::{DEFAULT_QUEUE, Job, JobContext, JobError, JobId, JobResult, JobState};
 pub use maintenance::Retention;
 pub use registry::{JobDefaults, Registry, RegistryError};
 pub use state::State;
-pub use store::{JobFilter, JobRecord, QueueStats, StoreError};
-pub use worker::{MAINTENANCE_LEASE, WorkerConfig, WorkerError, WorkerPool};
+pub use store::{JobFilter, JobRecord, QueueStats, StoreError, WorkerConcurrency};
+pub use worker::{Concurrency, MAINTENANCE_LEASE, WorkerConfig, WorkerError, WorkerPool};

@@ -10,6 +10,7 @@
 //! | `hopper_jobs_retried_total` | counter | `type`, `queue` |
 //! | `hopper_job_duration_seconds` | histogram | `type`, `queue` |
 //! | `hopper_workers_busy` | gauge | |
+//! | `hopper_worker_concurrency` | gauge | `queue` |
 
 use std::time::Duration;
 
@@ -52,6 +53,14 @@ pub const DURATION: &str = "hopper_job_duration_seconds";
 /// ```
 pub const BUSY: &str = "hopper_workers_busy";
 
+/// How many jobs of each queue the worker pools in this process run at once,
+/// as their autoscalers chose.
+///
+/// ```
+/// assert_eq!(hopper::metrics::CONCURRENCY, "hopper_worker_concurrency");
+/// ```
+pub const CONCURRENCY: &str = "hopper_worker_concurrency";
+
 /// Counts the jobs a dispatch stored.
 pub(crate) fn dispatched(jobs: &[NewJob]) {
     for job in jobs {
@@ -85,4 +94,14 @@ pub(crate) fn ran(job: &ClaimedJob, outcome: &Outcome, elapsed: Duration) {
     };
     ::metrics::counter!(name, &labels).increment(1);
     ::metrics::histogram!(DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Moves a queue's concurrency in this process from `old` to `new`.
+pub(crate) fn concurrency_changed(queue: &str, old: usize, new: usize) {
+    let gauge = ::metrics::gauge!(CONCURRENCY, "queue" => queue.to_owned());
+    if new >= old {
+        gauge.increment((new - old) as f64);
+    } else {
+        gauge.decrement((old - new) as f64);
+    }
 }

@@ -1,24 +1,29 @@
 //! The worker pool: claims due jobs, runs each in its own task, records how
 //! every run ended, keeps leases alive, rescues jobs of dead workers, prunes
-//! old jobs, and stops gracefully.
+//! old jobs, scales each queue's concurrency between its bounds, and stops
+//! gracefully.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, field};
+use tracing::Instrument;
 
 use crate::client::Hopper;
+use crate::hooks::{EventKind, Hooks, JobEvent};
 use crate::job::{DEFAULT_QUEUE, JobContext, JobError};
 use crate::maintenance::Retention;
-use crate::store::{ClaimRequest, ClaimedJob, Completion, Outcome, StoreError, Wakeup};
+use crate::store::{
+    ClaimRequest, ClaimedJob, Completion, Outcome, StoreError, Wakeup, WorkerConcurrency,
+};
 
 /// What can go wrong starting or stopping workers.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +48,25 @@ pub enum WorkerError {
 /// Most completions written in one transaction.
 const COMPLETION_BATCH: usize = 1_000;
 
+/// How many jobs of one queue a pool runs at once: never more than `max`,
+/// and down to `min` when the queue is idle. A fixed queue has `min == max`.
+///
+/// ```
+/// let config = hopper::WorkerConfig::new(2).queue_scaled("mail", 1, 8);
+/// let mail = config.concurrency("mail").unwrap();
+/// assert_eq!((mail.min, mail.max), (1, 8));
+/// assert_eq!(config.concurrency("default"), Some(hopper::Concurrency { min: 2, max: 2 }));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Concurrency {
+    /// The fewest jobs run at once (0 lets an idle queue take no slot at all).
+    pub min: usize,
+    /// The most jobs run at once.
+    pub max: usize,
+}
+
 /// How a worker pool runs: its queues and their concurrency, leases,
-/// polling, shutdown deadline and maintenance.
+/// polling, shutdown deadline, maintenance, autoscaling and hooks.
 ///
 /// ```
 /// use std::time::Duration;
@@ -55,7 +77,14 @@ const COMPLETION_BATCH: usize = 1_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
+    /// Every queue with its most concurrent jobs.
     queues: Vec<(String, usize)>,
+    /// The fewest concurrent jobs of each autoscaled queue.
+    minimums: Vec<(String, usize)>,
+    max_total: Option<usize>,
+    scale_interval: Duration,
+    scale_down_after: Duration,
+    hooks: HookList,
     lease: Duration,
     poll_interval: Duration,
     shutdown_timeout: Duration,
@@ -81,6 +110,11 @@ impl WorkerConfig {
     pub fn new(workers: usize) -> Self {
         Self {
             queues: vec![(DEFAULT_QUEUE.to_owned(), workers)],
+            minimums: Vec::new(),
+            max_total: None,
+            scale_interval: Duration::from_secs(1),
+            scale_down_after: Duration::from_secs(30),
+            hooks: HookList::default(),
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
@@ -99,10 +133,97 @@ impl WorkerConfig {
     /// ```
     pub fn queue(mut self, queue: impl Into<String>, workers: usize) -> Self {
         let queue = queue.into();
-        match self.queues.iter_mut().find(|(name, _)| *name == queue) {
-            Some(entry) => entry.1 = workers,
-            None => self.queues.push((queue, workers)),
-        }
+        self.minimums.retain(|(name, _)| *name != queue);
+        set(&mut self.queues, queue, workers);
+        self
+    }
+
+    /// Also runs `queue` (or changes it) with between `min` and `max`
+    /// concurrent jobs: the pool starts at `min`, grows as far as `max` while
+    /// the queue has a backlog, and shrinks back once it has needed fewer
+    /// slots for [`WorkerConfig::scale_down_after`]. Shrinking never stops a
+    /// running job; the pool just takes no new ones past the new limit.
+    ///
+    /// ```
+    /// let config = hopper::WorkerConfig::new(1).queue_scaled("images", 2, 16);
+    /// assert_eq!(config.queues()[1], ("images".to_string(), 16));
+    /// assert_eq!(config.concurrency("images").unwrap().min, 2);
+    /// ```
+    pub fn queue_scaled(mut self, queue: impl Into<String>, min: usize, max: usize) -> Self {
+        let queue = queue.into();
+        set(&mut self.minimums, queue.clone(), min);
+        set(&mut self.queues, queue, max);
+        self
+    }
+
+    /// The bounds of `queue`'s concurrency, if this pool runs it.
+    ///
+    /// ```
+    /// let config = hopper::WorkerConfig::new(3);
+    /// assert_eq!(config.concurrency("default").unwrap().max, 3);
+    /// assert!(config.concurrency("mail").is_none());
+    /// ```
+    pub fn concurrency(&self, queue: &str) -> Option<Concurrency> {
+        let max = self.queues.iter().find(|(name, _)| name == queue)?.1;
+        let min = self
+            .minimums
+            .iter()
+            .find(|(name, _)| name == queue)
+            .map_or(max, |(_, min)| *min);
+        Some(Concurrency { min, max })
+    }
+
+    /// The most jobs the pool runs at once across all its queues (default:
+    /// no cap beyond each queue's `max`). When autoscaled queues want more,
+    /// the free slots are shared out among them one at a time.
+    ///
+    /// ```
+    /// let config = hopper::WorkerConfig::new(1)
+    ///     .queue_scaled("default", 1, 20)
+    ///     .queue_scaled("mail", 1, 20)
+    ///     .max_total(24);
+    /// # let _ = config;
+    /// ```
+    pub fn max_total(mut self, jobs: usize) -> Self {
+        self.max_total = Some(jobs);
+        self
+    }
+
+    /// How often the autoscaler looks at each queue's backlog (default 1 s).
+    ///
+    /// ```
+    /// let c = hopper::WorkerConfig::new(1).scale_interval(std::time::Duration::from_millis(250));
+    /// # let _ = c;
+    /// ```
+    pub fn scale_interval(mut self, interval: Duration) -> Self {
+        self.scale_interval = interval;
+        self
+    }
+
+    /// How long, on the queue's clock, an autoscaled queue must have needed
+    /// fewer slots than it has before it shrinks (default 30 s).
+    ///
+    /// ```
+    /// let c = hopper::WorkerConfig::new(1).scale_down_after(std::time::Duration::from_secs(120));
+    /// # let _ = c;
+    /// ```
+    pub fn scale_down_after(mut self, idle: Duration) -> Self {
+        self.scale_down_after = idle;
+        self
+    }
+
+    /// Adds application callbacks for finished, retried and failed jobs
+    /// (see [`crate::hooks`]). Hooks run in the order added.
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct Quiet;
+    /// impl hopper::Hooks for Quiet {}
+    /// let config = hopper::WorkerConfig::new(1).hooks(Quiet);
+    /// # let _ = config;
+    /// ```
+    pub fn hooks(mut self, hooks: impl Hooks) -> Self {
+        self.hooks.0.push(Arc::new(hooks));
         self
     }
 
@@ -114,10 +235,12 @@ impl WorkerConfig {
     /// ```
     pub fn only(mut self) -> Self {
         self.queues.clear();
+        self.minimums.clear();
         self
     }
 
-    /// The queues run, with their concurrency.
+    /// The queues run, each with its most concurrent jobs (see
+    /// [`WorkerConfig::concurrency`] for both bounds).
     ///
     /// ```
     /// assert_eq!(hopper::WorkerConfig::default().queues()[0].1, 10);
@@ -215,6 +338,26 @@ impl WorkerConfig {
         if let Some((queue, _)) = self.queues.iter().find(|(_, n)| *n == 0) {
             return bad(format!("queue {queue:?} has 0 workers"));
         }
+        if let Some((queue, min)) = self
+            .minimums
+            .iter()
+            .find(|(queue, min)| self.concurrency(queue).is_some_and(|c| *min > c.max))
+        {
+            return bad(format!(
+                "queue {queue:?} has a minimum of {min} workers, above its maximum"
+            ));
+        }
+        if let Some(cap) = self.max_total {
+            let least: usize = self.bounds().iter().map(|(_, c)| c.min).sum();
+            if cap == 0 || least > cap {
+                return bad(format!(
+                    "max_total {cap} is below the {least} workers the queues need at least"
+                ));
+            }
+        }
+        if self.scale_interval.is_zero() {
+            return bad("the scale interval must be above zero".into());
+        }
         if self.queues.iter().any(|(queue, _)| queue.trim().is_empty()) {
             return bad("a queue name is empty".into());
         }
@@ -225,6 +368,34 @@ impl WorkerConfig {
             return bad("poll and rescue intervals must be above zero".into());
         }
         Ok(())
+    }
+}
+
+impl WorkerConfig {
+    /// Every queue with both bounds.
+    fn bounds(&self) -> Vec<(String, Concurrency)> {
+        self.queues
+            .iter()
+            .filter_map(|(queue, _)| Some((queue.clone(), self.concurrency(queue)?)))
+            .collect()
+    }
+}
+
+/// Sets `name`'s value in a list of named values, adding it if missing.
+fn set(list: &mut Vec<(String, usize)>, name: String, value: usize) {
+    match list.iter_mut().find(|(entry, _)| *entry == name) {
+        Some(entry) => entry.1 = value,
+        None => list.push((name, value)),
+    }
+}
+
+/// The hooks a pool calls (shown by count).
+#[derive(Clone, Default)]
+struct HookList(Vec<Arc<dyn Hooks>>);
+
+impl std::fmt::Debug for HookList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} hooks", self.0.len())
     }
 }
 
@@ -270,6 +441,8 @@ struct Shared {
     /// Fired last: heartbeats and maintenance end.
     stop_background: CancellationToken,
     jobs: TaskTracker,
+    /// Each queue's slots, in configuration order.
+    slots: Vec<Arc<Slots>>,
     /// Jobs claimed whose completion is not yet written.
     outstanding: AtomicUsize,
     /// Bumped on every claim and every written completion batch.
@@ -290,6 +463,11 @@ impl WorkerPool {
     pub(crate) fn start(hopper: Hopper, config: WorkerConfig) -> Result<Self, WorkerError> {
         config.check()?;
         let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
+        let slots = config
+            .bounds()
+            .into_iter()
+            .map(|(queue, bounds)| Arc::new(Slots::new(queue, bounds)))
+            .collect();
         let shared = Arc::new(Shared {
             hopper,
             worker_id,
@@ -298,28 +476,22 @@ impl WorkerPool {
             hard_stop: CancellationToken::new(),
             stop_background: CancellationToken::new(),
             jobs: TaskTracker::new(),
+            slots,
             outstanding: AtomicUsize::new(0),
             activity: watch::channel(0).0,
         });
         let total: usize = shared.config.queues.iter().map(|(_, n)| n).sum();
         let (completions, receiver) = mpsc::channel(total.max(COMPLETION_BATCH));
         let fetchers = shared
-            .config
-            .queues
+            .slots
             .iter()
-            .map(|(queue, workers)| {
-                tokio::spawn(fetch(
-                    shared.clone(),
-                    queue.clone(),
-                    *workers,
-                    completions.clone(),
-                ))
-            })
+            .map(|slots| tokio::spawn(fetch(shared.clone(), slots.clone(), completions.clone())))
             .collect();
         let completer = tokio::spawn(complete(shared.clone(), receiver));
         let mut maintenance = vec![
             tokio::spawn(heartbeat(shared.clone())),
             tokio::spawn(rescue(shared.clone())),
+            tokio::spawn(scale(shared.clone())),
         ];
         if let Some(interval) = shared.config.prune_interval {
             maintenance.push(tokio::spawn(prune(shared.clone(), interval)));
@@ -327,7 +499,12 @@ impl WorkerPool {
         if let Some(wakeups) = shared.hopper.store().listen() {
             maintenance.push(tokio::spawn(forward_wakeups(shared.clone(), wakeups)));
         }
-        tracing::info!(worker = %shared.worker_id, queues = ?shared.config.queues, "workers started");
+        tracing::info!(
+            worker = %shared.worker_id,
+            queues = ?shared.config.bounds(),
+            max_total = ?shared.config.max_total,
+            "workers started"
+        );
         Ok(Self {
             shared,
             fetchers,
@@ -382,6 +559,26 @@ impl WorkerPool {
         self.shared.activity.subscribe()
     }
 
+    /// How many of `queue`'s jobs this pool runs at once now, as its
+    /// autoscaler chose (`None` if the pool does not run the queue).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(1).queue_scaled("mail", 2, 8)).unwrap();
+    /// assert_eq!(pool.concurrency("mail"), Some(2));
+    /// assert_eq!(pool.concurrency("default"), Some(1));
+    /// # pool.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub fn concurrency(&self, queue: &str) -> Option<usize> {
+        self.shared
+            .slots
+            .iter()
+            .find(|slots| slots.queue == queue)
+            .map(|slots| slots.counts().limit)
+    }
+
     /// Stops gracefully: claims nothing more, lets running jobs finish within
     /// the shutdown timeout, then cancels the rest and hands them back to
     /// `pending` without counting the attempt. Returns how many were handed back.
@@ -429,6 +626,7 @@ impl WorkerPool {
         for task in self.maintenance {
             task.await?;
         }
+        withdraw(&shared).await;
         let released = released?;
         if released > 0 {
             tracing::info!(worker = %shared.worker_id, released, "handed unfinished jobs back to pending");
@@ -505,13 +703,8 @@ impl Prefetch {
 }
 
 /// Claims jobs of one queue and runs each in its own task as slots free up.
-async fn fetch(
-    shared: Arc<Shared>,
-    queue: String,
-    workers: usize,
-    completions: mpsc::Sender<Completion>,
-) {
-    let slots = Arc::new(Semaphore::new(workers));
+async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender<Completion>) {
+    let queue = slots.queue.clone();
     let wake = shared.hopper.waker(&queue);
     let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
     let mut prefetch = Prefetch::new();
@@ -520,13 +713,10 @@ async fn fetch(
         let permit = tokio::select! {
             biased;
             _ = shared.stop_claiming.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+            permit = slots.acquire() => permit,
         };
         if buffer.is_empty() {
-            let limit = 1 + slots.available_permits() + prefetch.next_extra();
+            let limit = 1 + slots.free() + prefetch.next_extra();
             let request = ClaimRequest {
                 queue: &queue,
                 worker: &shared.worker_id,
@@ -557,6 +747,7 @@ async fn fetch(
                 Ok(claimed) => {
                     failures = 0;
                     buffer.extend(claimed);
+                    slots.buffered.store(buffer.len(), Ordering::SeqCst);
                 }
                 Err(error) => {
                     failures += 1;
@@ -573,6 +764,7 @@ async fn fetch(
         let Some(job) = buffer.pop_front() else {
             continue;
         };
+        slots.buffered.store(buffer.len(), Ordering::SeqCst);
         prefetch.started += 1;
         let shared_for_job = shared.clone();
         let completions = completions.clone();
@@ -592,19 +784,13 @@ async fn fetch(
     }
     // Jobs claimed but never started stay leased to this worker; `stop` hands them back.
     shared.outstanding.fetch_sub(buffer.len(), Ordering::SeqCst);
+    slots.buffered.store(0, Ordering::SeqCst);
 }
 
 /// Runs one claimed job; `None` if it was cut off by a hard stop (it is handed back).
 async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> {
-    let span = tracing::info_span!(
-        "job",
-        id = job.id,
-        r#type = %job.job_type,
-        queue = %job.queue,
-        attempt = job.attempt,
-        duration_ms = field::Empty,
-        outcome = field::Empty,
-    );
+    let span = crate::events::span(job.id, &job.job_type, &job.queue, job.attempt);
+    span.in_scope(crate::events::started);
     let started = Instant::now();
     let _busy = crate::metrics::busy();
     let registered = shared.hopper.registry().get(&job.job_type).cloned();
@@ -646,6 +832,14 @@ async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> {
                 Ok(registered) => registered.retry_delay(job.attempt),
                 Err(_) => Duration::ZERO,
             });
+            span.in_scope(|| {
+                crate::events::retrying(
+                    elapsed,
+                    error.message(),
+                    delay,
+                    crate::clock::add(now, delay),
+                )
+            });
             Outcome::Retry {
                 at: crate::clock::add(now, delay),
                 error: error.message().to_owned(),
@@ -653,21 +847,21 @@ async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> {
         }
     };
     crate::metrics::ran(&job, &outcome, elapsed);
-    let duration_ms = elapsed.as_secs_f64() * 1e3;
-    span.record("duration_ms", duration_ms);
-    let _entered = span.enter();
     match &outcome {
-        Outcome::Finished => {
-            span.record("outcome", "finished");
-            tracing::debug!(duration_ms, "job finished");
-        }
-        Outcome::Retry { at, error } => {
-            span.record("outcome", "retry");
-            tracing::warn!(duration_ms, %error, retry_at = %at, "job failed; will retry");
-        }
-        Outcome::Failed { error } => {
-            span.record("outcome", "failed");
-            tracing::error!(duration_ms, %error, "job failed for good");
+        Outcome::Finished => span.in_scope(|| crate::events::finished(elapsed)),
+        Outcome::Retry { .. } => {}
+        Outcome::Failed { error } => span.in_scope(|| crate::events::failed(elapsed, error)),
+    }
+    if !shared.config.hooks.0.is_empty() {
+        let event = hook_event(shared, &job, &outcome, elapsed);
+        let hooks = crate::hooks::call(&shared.config.hooks.0, &event).instrument(span.clone());
+        // The outcome is decided: a hard stop abandons the hooks, not the job.
+        tokio::select! {
+            biased;
+            () = hooks => {}
+            _ = shared.hard_stop.cancelled() => {
+                span.in_scope(|| crate::events::hook_failed("all", "abandoned at the shutdown deadline"));
+            }
         }
     }
     Some(Completion {
@@ -677,7 +871,36 @@ async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> {
     })
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// What the hooks are told about a run that ended with `outcome`.
+fn hook_event(shared: &Shared, job: &ClaimedJob, outcome: &Outcome, elapsed: Duration) -> JobEvent {
+    let kind = match outcome {
+        Outcome::Finished => EventKind::Finished,
+        Outcome::Retry { .. } => EventKind::Retrying,
+        Outcome::Failed { .. } => EventKind::Failed,
+    };
+    let mut event = JobEvent::new(
+        &shared.hopper,
+        kind,
+        job.id,
+        &job.job_type,
+        &job.queue,
+        job.attempt,
+        job.max_attempts,
+        &job.payload,
+    );
+    event.duration = elapsed;
+    match outcome {
+        Outcome::Finished => {}
+        Outcome::Retry { at, error } => {
+            event.error = Some(error.clone());
+            event.retry_at = Some(*at);
+        }
+        Outcome::Failed { error } => event.error = Some(error.clone()),
+    }
+    event
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = panic.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = panic.downcast_ref::<String>() {
@@ -774,6 +997,9 @@ async fn lead(shared: &Shared) -> bool {
     }
 }
 
+/// The most rescued jobs logged one by one (each is read back for its fields).
+const RESCUES_LOGGED: usize = 100;
+
 /// On the leading pool, returns jobs whose worker died (lease expired) to
 /// pending or failed.
 async fn rescue(shared: Arc<Shared>) {
@@ -781,7 +1007,21 @@ async fn rescue(shared: Arc<Shared>) {
         if lead(&shared).await {
             match shared.hopper.store().rescue(shared.hopper.now()).await {
                 Ok(ids) if !ids.is_empty() => {
-                    tracing::warn!(jobs = ?ids, "rescued jobs whose worker stopped heartbeating");
+                    if ids.len() > RESCUES_LOGGED {
+                        tracing::warn!(
+                            jobs = ids.len(),
+                            "rescued jobs whose worker stopped heartbeating; logging the first {RESCUES_LOGGED} one by one"
+                        );
+                    }
+                    for id in ids.iter().take(RESCUES_LOGGED) {
+                        match shared.hopper.store().get(*id).await {
+                            Ok(Some(job)) => crate::events::rescued(&job),
+                            Ok(None) => {}
+                            Err(error) => {
+                                tracing::warn!(id, %error, "reading a rescued job failed");
+                            }
+                        }
+                    }
                     for (queue, _) in &shared.config.queues {
                         shared.hopper.wake(queue);
                     }
@@ -821,5 +1061,430 @@ async fn prune(shared: Arc<Shared>, interval: Duration) {
             Ok(deleted) => tracing::info!(deleted, "pruned old jobs"),
             Err(error) => tracing::warn!(%error, "pruning old jobs failed"),
         }
+    }
+}
+
+/// One queue's share of a pool: how many of its jobs may run at once (the
+/// autoscaler moves this limit), how many do, and how many claimed jobs wait
+/// in the fetcher's buffer.
+#[derive(Debug)]
+struct Slots {
+    queue: String,
+    bounds: Concurrency,
+    counts: Mutex<SlotCounts>,
+    /// Signalled when a slot frees up or the limit changes.
+    changed: Notify,
+    /// Jobs claimed and waiting for a slot in this process.
+    buffered: AtomicUsize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SlotCounts {
+    limit: usize,
+    used: usize,
+}
+
+impl Slots {
+    /// Slots for `queue`, starting at its minimum.
+    fn new(queue: String, bounds: Concurrency) -> Self {
+        crate::metrics::concurrency_changed(&queue, 0, bounds.min);
+        Self {
+            queue,
+            bounds,
+            counts: Mutex::new(SlotCounts {
+                limit: bounds.min,
+                used: 0,
+            }),
+            changed: Notify::new(),
+            buffered: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotCounts> {
+        // Two plain counters: a poisoned lock still holds valid ones.
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn counts(&self) -> SlotCounts {
+        *self.lock()
+    }
+
+    /// Slots free right now.
+    fn free(&self) -> usize {
+        let counts = self.lock();
+        counts.limit.saturating_sub(counts.used)
+    }
+
+    /// Waits for a free slot under the current limit and takes it.
+    async fn acquire(self: &Arc<Self>) -> Slot {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut counts = self.lock();
+                if counts.used < counts.limit {
+                    counts.used += 1;
+                    return Slot(self.clone());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Moves the limit; running jobs above a lower limit run on, and no new
+    /// job starts until the count is under it.
+    fn set_limit(&self, limit: usize) {
+        let old = std::mem::replace(&mut self.lock().limit, limit);
+        crate::metrics::concurrency_changed(&self.queue, old, limit);
+        self.changed.notify_one();
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let limit = self.lock().limit;
+        crate::metrics::concurrency_changed(&self.queue, limit, 0);
+    }
+}
+
+/// One taken slot; dropping it frees the slot.
+#[derive(Debug)]
+struct Slot(Arc<Slots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut counts = self.0.lock();
+            counts.used = counts.used.saturating_sub(1);
+        }
+        self.0.changed.notify_one();
+    }
+}
+
+/// What the autoscaler knows of one queue when it decides.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    bounds: Concurrency,
+    /// The current limit.
+    limit: usize,
+    /// Jobs running now.
+    used: usize,
+    /// Jobs running, claimed and waiting here, and due in the database.
+    demand: usize,
+}
+
+/// Chooses every queue's limit. A queue grows at once to meet its demand
+/// (within its bounds); it shrinks to its demand only once its demand has
+/// stayed below its limit for `scale_down_after` on the clock (`needed_at`
+/// holds, per queue, when it last needed its whole limit). Under `cap`, a
+/// queue keeps the slots its running jobs hold (so the cap holds for running
+/// jobs too), and the free slots go one at a time to the queue with the
+/// fewest that wants more.
+fn plan(
+    loads: &[Load],
+    needed_at: &mut [DateTime<Utc>],
+    cap: Option<usize>,
+    now: DateTime<Utc>,
+    scale_down_after: Duration,
+) -> Vec<usize> {
+    let wishes: Vec<usize> = loads
+        .iter()
+        .zip(needed_at.iter_mut())
+        .map(|(load, needed_at)| {
+            let target = load.demand.clamp(load.bounds.min, load.bounds.max);
+            if target >= load.limit {
+                *needed_at = now;
+                target
+            } else if now >= crate::clock::add(*needed_at, scale_down_after) {
+                target
+            } else {
+                load.limit
+            }
+        })
+        .collect();
+    let Some(cap) = cap else {
+        return wishes;
+    };
+    let mut chosen: Vec<usize> = wishes
+        .iter()
+        .zip(loads)
+        .map(|(wish, load)| (*wish).min(load.used).max(load.bounds.min))
+        .collect();
+    let mut left = cap.saturating_sub(chosen.iter().sum());
+    while left > 0 {
+        let neediest = chosen
+            .iter()
+            .zip(&wishes)
+            .enumerate()
+            .filter(|(_, (chosen, wish))| chosen < wish)
+            .min_by_key(|(_, (chosen, _))| **chosen)
+            .map(|(index, _)| index);
+        let Some(index) = neediest else {
+            break;
+        };
+        chosen[index] += 1;
+        left -= 1;
+    }
+    chosen
+}
+
+/// Sizes autoscaled queues every scale interval, and publishes every
+/// queue's concurrency for the dashboard when it changes and every third of
+/// a lease, until the pool stops claiming.
+async fn scale(shared: Arc<Shared>) {
+    let scalable = shared
+        .slots
+        .iter()
+        .any(|slots| slots.bounds.min < slots.bounds.max);
+    let mut needed_at = vec![shared.hopper.now(); shared.slots.len()];
+    let mut published: Option<DateTime<Utc>> = None;
+    let mut can_publish = true;
+    loop {
+        let now = shared.hopper.now();
+        let mut changed = false;
+        if scalable {
+            match shared.hopper.store().queue_stats(now).await {
+                Ok(stats) => {
+                    let loads: Vec<Load> = shared
+                        .slots
+                        .iter()
+                        .map(|slots| {
+                            let due = stats
+                                .iter()
+                                .find(|s| s.queue == slots.queue && !s.paused)
+                                .map_or(0, |s| usize::try_from(s.due).unwrap_or(usize::MAX));
+                            let counts = slots.counts();
+                            Load {
+                                bounds: slots.bounds,
+                                limit: counts.limit,
+                                used: counts.used,
+                                demand: counts
+                                    .used
+                                    .saturating_add(slots.buffered.load(Ordering::SeqCst))
+                                    .saturating_add(due),
+                            }
+                        })
+                        .collect();
+                    let limits = plan(
+                        &loads,
+                        &mut needed_at,
+                        shared.config.max_total,
+                        now,
+                        shared.config.scale_down_after,
+                    );
+                    for ((slots, load), limit) in shared.slots.iter().zip(&loads).zip(limits) {
+                        if limit != load.limit {
+                            tracing::info!(
+                                queue = %slots.queue,
+                                from = load.limit,
+                                to = limit,
+                                demand = load.demand,
+                                "concurrency changed"
+                            );
+                            slots.set_limit(limit);
+                            changed = true;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading queue backlogs for autoscaling failed")
+                }
+            }
+        }
+        let refresh = crate::clock::sub(now, shared.config.lease / 3);
+        if can_publish && (changed || published.is_none_or(|at| at <= refresh)) {
+            match publish(&shared, now).await {
+                Ok(()) => {
+                    published = Some(now);
+                    changed = true;
+                }
+                Err(StoreError::Unsupported(what)) => {
+                    tracing::debug!(what, "this store keeps no worker concurrency");
+                    can_publish = false;
+                }
+                Err(error) => tracing::warn!(%error, "publishing worker concurrency failed"),
+            }
+        }
+        // Waiters on the pool's activity see new limits and published rows.
+        if changed {
+            shared.bump();
+        }
+        if !pause(&shared.stop_claiming, shared.config.scale_interval).await {
+            break;
+        }
+    }
+}
+
+/// Writes this pool's concurrency per queue, live for one lease.
+async fn publish(shared: &Shared, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let expires_at = shared.lease_until();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let rows: Vec<WorkerConcurrency> = shared
+        .slots
+        .iter()
+        .map(|slots| {
+            let counts = slots.counts();
+            WorkerConcurrency {
+                worker: shared.worker_id.clone(),
+                queue: slots.queue.clone(),
+                concurrency: count(counts.limit),
+                min: count(slots.bounds.min),
+                max: count(slots.bounds.max),
+                running: count(counts.used),
+                expires_at,
+            }
+        })
+        .collect();
+    shared
+        .hopper
+        .store()
+        .publish_concurrency(&shared.worker_id, &rows, now)
+        .await
+}
+
+/// Removes this pool's concurrency rows at stop.
+async fn withdraw(shared: &Shared) {
+    let now = shared.hopper.now();
+    match shared
+        .hopper
+        .store()
+        .publish_concurrency(&shared.worker_id, &[], now)
+        .await
+    {
+        Ok(()) | Err(StoreError::Unsupported(_)) => {}
+        Err(error) => tracing::warn!(%error, "removing this pool's concurrency rows failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(min: usize, max: usize, limit: usize, demand: usize) -> Load {
+        Load {
+            bounds: Concurrency { min, max },
+            limit,
+            used: 0,
+            demand,
+        }
+    }
+
+    fn busy(mut load: Load, used: usize) -> Load {
+        load.used = used;
+        load
+    }
+
+    #[test]
+    fn a_backlog_grows_a_queue_at_once_up_to_its_maximum() {
+        let now = Utc::now();
+        let mut needed = [now];
+        let limits = plan(
+            &[load(1, 8, 1, 5)],
+            &mut needed,
+            None,
+            now,
+            Duration::from_secs(30),
+        );
+        assert_eq!(limits, [5]);
+        let limits = plan(
+            &[load(1, 8, 5, 50)],
+            &mut needed,
+            None,
+            now,
+            Duration::from_secs(30),
+        );
+        assert_eq!(limits, [8]);
+    }
+
+    #[test]
+    fn an_idle_queue_shrinks_only_after_the_cool_down_and_not_below_its_minimum() {
+        let start = Utc::now();
+        let mut needed = [start];
+        let later = |secs| crate::clock::add(start, Duration::from_secs(secs));
+        let cool = Duration::from_secs(30);
+        assert_eq!(
+            plan(&[load(2, 8, 8, 0)], &mut needed, None, later(29), cool),
+            [8]
+        );
+        assert_eq!(
+            plan(&[load(2, 8, 8, 0)], &mut needed, None, later(30), cool),
+            [2]
+        );
+        // Demand at the limit again restarts the wait.
+        let mut needed = [start];
+        assert_eq!(
+            plan(&[load(2, 8, 8, 8)], &mut needed, None, later(20), cool),
+            [8]
+        );
+        assert_eq!(
+            plan(&[load(2, 8, 8, 3)], &mut needed, None, later(40), cool),
+            [8]
+        );
+        assert_eq!(
+            plan(&[load(2, 8, 8, 3)], &mut needed, None, later(50), cool),
+            [3]
+        );
+    }
+
+    #[test]
+    fn the_total_cap_shares_free_slots_out_in_turn_and_keeps_fixed_queues() {
+        let now = Utc::now();
+        let mut needed = [now; 3];
+        let loads = [load(3, 3, 3, 0), load(1, 10, 1, 100), load(1, 10, 1, 100)];
+        let limits = plan(&loads, &mut needed, Some(10), now, Duration::from_secs(30));
+        assert_eq!(limits, [3, 4, 3]);
+        assert!(limits.iter().sum::<usize>() <= 10);
+    }
+
+    #[test]
+    fn under_the_cap_running_jobs_keep_their_slots_and_freed_ones_go_to_the_neediest() {
+        let now = Utc::now();
+        let mut needed = [now; 2];
+        let cool = Duration::from_secs(30);
+        let full = [busy(load(1, 4, 4, 10), 4), busy(load(1, 4, 1, 6), 1)];
+        assert_eq!(plan(&full, &mut needed, Some(5), now, cool), [4, 1]);
+        let one_done = [busy(load(1, 4, 4, 10), 3), busy(load(1, 4, 1, 6), 1)];
+        assert_eq!(plan(&one_done, &mut needed, Some(5), now, cool), [3, 2]);
+    }
+
+    #[test]
+    fn bounds_and_caps_that_cannot_work_are_refused() {
+        let bad = |config: WorkerConfig| config.check().unwrap_err().to_string();
+        assert!(bad(WorkerConfig::new(1).queue_scaled("q", 5, 2)).contains("above its maximum"));
+        assert!(
+            bad(WorkerConfig::new(4).queue_scaled("q", 2, 8).max_total(5)).contains("max_total 5")
+        );
+        assert!(
+            WorkerConfig::new(4)
+                .queue_scaled("q", 1, 8)
+                .max_total(5)
+                .check()
+                .is_ok()
+        );
+        let fixed = WorkerConfig::new(1).queue_scaled("q", 1, 8).queue("q", 3);
+        assert_eq!(fixed.concurrency("q"), Some(Concurrency { min: 3, max: 3 }));
+    }
+
+    #[tokio::test]
+    async fn a_lower_limit_lets_running_jobs_run_and_holds_new_ones_back() {
+        let slots = Arc::new(Slots::new("q".into(), Concurrency { min: 1, max: 3 }));
+        slots.set_limit(3);
+        let taken = [
+            slots.acquire().await,
+            slots.acquire().await,
+            slots.acquire().await,
+        ];
+        slots.set_limit(1);
+        assert_eq!(slots.counts(), SlotCounts { limit: 1, used: 3 });
+        drop(taken);
+        let _one = slots.acquire().await;
+        let second = tokio::time::timeout(Duration::from_millis(50), slots.acquire()).await;
+        assert!(
+            second.is_err(),
+            "a second slot was taken under a limit of one"
+        );
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{JobId, JobState};
 
+mod concurrency;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -421,6 +422,34 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
+/// How many jobs one worker pool runs at once on one queue, as it last
+/// published: its autoscaler's choice within its bounds.
+///
+/// ```
+/// let row = hopper::store::WorkerConcurrency {
+///     worker: "web-1".into(), queue: "default".into(),
+///     concurrency: 4, min: 1, max: 8, running: 3, expires_at: chrono::Utc::now(),
+/// };
+/// assert!(row.min <= row.concurrency && row.concurrency <= row.max);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkerConcurrency {
+    /// The pool's worker id.
+    pub worker: String,
+    /// The queue.
+    pub queue: String,
+    /// How many of the queue's jobs the pool runs at once now.
+    pub concurrency: u32,
+    /// The least it scales down to.
+    pub min: u32,
+    /// The most it scales up to.
+    pub max: u32,
+    /// How many of the queue's jobs the pool was running when it published.
+    pub running: u32,
+    /// When the row goes stale unless the pool publishes again.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A wake-up from the database: jobs may have become due, perhaps through
 /// another process's dispatch.
 ///
@@ -526,6 +555,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Tick, StoreError> {
         let _ = (name, fire_at, job);
         Err(StoreError::Unsupported("schedules"))
+    }
+
+    /// Replaces every row `worker` published with `rows` (its concurrency per
+    /// queue; none when it stops), and deletes rows of any pool that expired
+    /// before `now`.
+    async fn publish_concurrency(
+        &self,
+        worker: &str,
+        rows: &[WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (worker, rows, now);
+        Err(StoreError::Unsupported("worker concurrency"))
+    }
+
+    /// The concurrency rows still live at `now`, by queue then worker.
+    async fn worker_concurrency(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkerConcurrency>, StoreError> {
+        let _ = now;
+        Err(StoreError::Unsupported("worker concurrency"))
     }
 
     /// The latest tick of every schedule that has taken one.

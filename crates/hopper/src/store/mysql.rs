@@ -169,7 +169,7 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
 
 /// A text column as a string. Columns compare byte for byte (`utf8mb4_bin`),
 /// which the driver reports as binary, so text is read as bytes.
-fn text(row: &MySqlRow, column: &str) -> Result<String, sqlx::Error> {
+pub(super) fn text(row: &MySqlRow, column: &str) -> Result<String, sqlx::Error> {
     let bytes: Vec<u8> = row.try_get(column)?;
     String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
         index: column.to_owned(),
@@ -796,6 +796,22 @@ impl Store for MysqlStore {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn publish_concurrency(
+        &self,
+        worker: &str,
+        rows: &[super::WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        super::concurrency::mysql::publish(&self.pool, worker, rows, now).await
+    }
+
+    async fn worker_concurrency(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
+        super::concurrency::mysql::live(&self.pool, now).await
     }
 
     async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {

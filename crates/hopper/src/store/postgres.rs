@@ -703,6 +703,22 @@ impl Store for PostgresStore {
         Ok(held.is_some())
     }
 
+    async fn publish_concurrency(
+        &self,
+        worker: &str,
+        rows: &[super::WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        super::concurrency::postgres::publish(&self.pool, worker, rows, now).await
+    }
+
+    async fn worker_concurrency(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
+        super::concurrency::postgres::live(&self.pool, now).await
+    }
+
     async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)

@@ -543,6 +543,22 @@ impl Store for SqliteStore {
         Ok(held.is_some())
     }
 
+    async fn publish_concurrency(
+        &self,
+        worker: &str,
+        rows: &[super::WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        super::concurrency::sqlite::publish(&self.writer, worker, rows, now).await
+    }
+
+    async fn worker_concurrency(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
+        super::concurrency::sqlite::live(&self.reader, now).await
+    }
+
     async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM leases WHERE name = ?1 AND holder = ?2")
             .bind(name)

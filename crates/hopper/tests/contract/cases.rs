@@ -2,6 +2,7 @@
 //! fresh, empty database of some kind.
 
 use crate::backends::TestDb;
+pub use crate::pool_cases::*;
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@ mod common;
 
 mod backends;
 mod cases;
+mod pool_cases;
 
 /// Declares, for one backend, a test per case.
 macro_rules! contract {
@@ -55,6 +56,9 @@ macro_rules! contract_for {
             throughput_counts_finished_and_failed_jobs_per_minute,
             a_job_can_be_deleted_unless_it_is_running,
             one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped,
+            a_scaled_queue_grows_under_a_backlog_and_shrinks_once_idle_on_the_clock,
+            autoscaled_queues_share_the_total_cap,
+            hooks_fire_once_per_event_and_their_failures_change_no_outcome,
         );)*
     };
 }

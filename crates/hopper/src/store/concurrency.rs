@@ -1,0 +1,224 @@
+//! The `worker_concurrency` table: each running pool's chosen concurrency per
+//! queue, written by the pool and read by the dashboard. One function pair per
+//! database; each store's [`Store`](super::Store) methods call them.
+
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+use chrono::{DateTime, Utc};
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+use sqlx::Row;
+
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+use super::{StoreError, WorkerConcurrency};
+
+/// A count column as a `u32` (the table's checks keep them non-negative).
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+fn count(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}
+
+/// A count as stored.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+fn stored(value: u32) -> i64 {
+    i64::from(value)
+}
+
+/// The timestamp stored as `value` microseconds, clamped into range.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+fn from_micros(value: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(value).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite {
+    use super::*;
+    use crate::store::rows::micros;
+
+    pub(crate) async fn publish(
+        pool: &sqlx::SqlitePool,
+        worker: &str,
+        rows: &[WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM worker_concurrency WHERE worker = ?1 OR expires_at < ?2")
+            .bind(worker)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO worker_concurrency \
+                 (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(worker)
+            .bind(&row.queue)
+            .bind(stored(row.concurrency))
+            .bind(stored(row.min))
+            .bind(stored(row.max))
+            .bind(stored(row.running))
+            .bind(micros(row.expires_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn live(
+        pool: &sqlx::SqlitePool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkerConcurrency>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT worker, queue, concurrency, min_workers, max_workers, running, expires_at \
+             FROM worker_concurrency WHERE expires_at >= ?1 ORDER BY queue, worker",
+        )
+        .bind(micros(now))
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WorkerConcurrency {
+                    worker: row.try_get("worker")?,
+                    queue: row.try_get("queue")?,
+                    concurrency: count(row.try_get("concurrency")?),
+                    min: count(row.try_get("min_workers")?),
+                    max: count(row.try_get("max_workers")?),
+                    running: count(row.try_get("running")?),
+                    expires_at: from_micros(row.try_get("expires_at")?),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql {
+    use super::*;
+    use crate::store::mysql::text;
+    use crate::store::rows::micros;
+
+    pub(crate) async fn publish(
+        pool: &sqlx::MySqlPool,
+        worker: &str,
+        rows: &[WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM worker_concurrency WHERE worker = ? OR expires_at < ?")
+            .bind(worker)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO worker_concurrency \
+                 (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(worker)
+            .bind(&row.queue)
+            .bind(stored(row.concurrency))
+            .bind(stored(row.min))
+            .bind(stored(row.max))
+            .bind(stored(row.running))
+            .bind(micros(row.expires_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn live(
+        pool: &sqlx::MySqlPool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkerConcurrency>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT worker, queue, CAST(concurrency AS SIGNED) AS concurrency, \
+                    CAST(min_workers AS SIGNED) AS min_workers, CAST(max_workers AS SIGNED) AS max_workers, \
+                    CAST(running AS SIGNED) AS running, expires_at \
+             FROM worker_concurrency WHERE expires_at >= ? ORDER BY queue, worker",
+        )
+        .bind(micros(now))
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WorkerConcurrency {
+                    worker: text(row, "worker")?,
+                    queue: text(row, "queue")?,
+                    concurrency: count(row.try_get("concurrency")?),
+                    min: count(row.try_get("min_workers")?),
+                    max: count(row.try_get("max_workers")?),
+                    running: count(row.try_get("running")?),
+                    expires_at: from_micros(row.try_get("expires_at")?),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres {
+    use super::*;
+
+    pub(crate) async fn publish(
+        pool: &sqlx::PgPool,
+        worker: &str,
+        rows: &[WorkerConcurrency],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM worker_concurrency WHERE worker = $1 OR expires_at < $2")
+            .bind(worker)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO worker_concurrency \
+                 (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(worker)
+            .bind(&row.queue)
+            .bind(i32::try_from(row.concurrency).unwrap_or(i32::MAX))
+            .bind(i32::try_from(row.min).unwrap_or(i32::MAX))
+            .bind(i32::try_from(row.max).unwrap_or(i32::MAX))
+            .bind(i32::try_from(row.running).unwrap_or(i32::MAX))
+            .bind(row.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn live(
+        pool: &sqlx::PgPool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkerConcurrency>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT worker, queue, concurrency::BIGINT AS concurrency, min_workers::BIGINT AS min_workers, \
+                    max_workers::BIGINT AS max_workers, running::BIGINT AS running, expires_at \
+             FROM worker_concurrency WHERE expires_at >= $1 ORDER BY queue, worker",
+        )
+        .bind(now)
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WorkerConcurrency {
+                    worker: row.try_get("worker")?,
+                    queue: row.try_get("queue")?,
+                    concurrency: count(row.try_get("concurrency")?),
+                    min: count(row.try_get("min_workers")?),
+                    max: count(row.try_get("max_workers")?),
+                    running: count(row.try_get("running")?),
+                    expires_at: row.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+}

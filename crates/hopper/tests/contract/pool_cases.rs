@@ -1,0 +1,303 @@
+//! Autoscaling and lifecycle hooks, on every database.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hopper::hooks::{EventKind, HookResult, Hooks, JobEvent};
+use hopper::testing::TestQueue;
+use hopper::{
+    DispatchOptions, Job, JobContext, JobResult, JobState, WorkerConcurrency, WorkerConfig,
+};
+
+use crate::backends::TestDb;
+use crate::common::*;
+
+/// Holds every job that runs until opened; counts how many run at once.
+#[derive(Clone, Debug, Default)]
+struct Gate(Arc<GateState>);
+
+#[derive(Debug, Default)]
+struct GateState {
+    open: tokio::sync::Notify,
+    opened: std::sync::atomic::AtomicBool,
+    running: AtomicUsize,
+    most: AtomicUsize,
+    started: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.0.opened.store(true, Ordering::SeqCst);
+        self.0.open.notify_waiters();
+    }
+
+    /// Waits (at most 20 s) until `n` jobs wait at the gate.
+    async fn wait_running(&self, n: usize) {
+        let wait = async {
+            loop {
+                let started = self.0.started.notified();
+                tokio::pin!(started);
+                started.as_mut().enable();
+                if self.0.running.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                started.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .is_err()
+        {
+            panic!(
+                "{} jobs running, wanted {n}",
+                self.0.running.load(Ordering::SeqCst)
+            );
+        }
+    }
+
+    fn most(&self) -> usize {
+        self.0.most.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits at the [`Gate`] in the queue's state.
+struct GateJob;
+
+impl Job for GateJob {
+    const TYPE: &'static str = "gate";
+    type Payload = ();
+    async fn handle(&self, _: (), ctx: JobContext) -> JobResult {
+        let gate = ctx.state::<Gate>()?.0.clone();
+        let now = gate.running.fetch_add(1, Ordering::SeqCst) + 1;
+        gate.most.fetch_max(now, Ordering::SeqCst);
+        gate.started.notify_waiters();
+        loop {
+            let opened = gate.open.notified();
+            tokio::pin!(opened);
+            opened.as_mut().enable();
+            if gate.opened.load(Ordering::SeqCst) {
+                break;
+            }
+            opened.await;
+        }
+        gate.running.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The concurrency rows live in the queue's database, by queue.
+async fn published(queue: &TestQueue) -> Vec<WorkerConcurrency> {
+    let now = queue.hopper().now();
+    queue
+        .hopper()
+        .store()
+        .worker_concurrency(now)
+        .await
+        .unwrap()
+}
+
+/// Waits (at most 20 s, woken by the pool's activity) until the published
+/// concurrency of each queue is as given.
+async fn wait_published(queue: &TestQueue, want: &[(&str, u32)]) -> Vec<WorkerConcurrency> {
+    let mut activity = queue.pool().activity();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        activity.borrow_and_update();
+        let rows = published(queue).await;
+        let seen: Vec<(&str, u32)> = rows
+            .iter()
+            .map(|r| (r.queue.as_str(), r.concurrency))
+            .collect();
+        if seen == want {
+            return rows;
+        }
+        if tokio::time::timeout_at(deadline, activity.changed())
+            .await
+            .is_err()
+        {
+            panic!("published concurrency stayed {seen:?}, wanted {want:?}");
+        }
+    }
+}
+
+fn scaled(config: WorkerConfig) -> WorkerConfig {
+    config
+        .scale_interval(Duration::from_millis(20))
+        .scale_down_after(Duration::from_secs(60))
+}
+
+pub async fn a_scaled_queue_grows_under_a_backlog_and_shrinks_once_idle_on_the_clock(db: &TestDb) {
+    let gate = Gate::default();
+    let builder = builder().register(GateJob).unwrap().state(gate.clone());
+    let config = scaled(WorkerConfig::new(1).only().queue_scaled("default", 1, 4));
+    let queue = db.start_with(builder, config).await.unwrap();
+    let rows = wait_published(&queue, &[("default", 1)]).await;
+    assert_eq!((rows[0].min, rows[0].max), (1, 4));
+    assert_eq!(rows[0].worker, queue.pool().worker_id());
+
+    let jobs = vec![(); 10];
+    let ids = queue
+        .hopper()
+        .dispatch_many::<GateJob>(jobs, DispatchOptions::new())
+        .await
+        .unwrap();
+    wait_published(&queue, &[("default", 4)]).await;
+    assert_eq!(queue.pool().concurrency("default"), Some(4));
+    gate.wait_running(4).await;
+
+    gate.open();
+    queue.wait_idle().await.unwrap();
+    for id in ids {
+        assert_eq!(
+            queue.hopper().job(id).await.unwrap().unwrap().state,
+            JobState::Finished
+        );
+    }
+    assert_eq!(gate.most(), 4);
+    // Idle, but the clock has not moved: the pool keeps its size.
+    assert_eq!(queue.pool().concurrency("default"), Some(4));
+
+    queue.advance(Duration::from_secs(61));
+    wait_published(&queue, &[("default", 1)]).await;
+    let worker = queue.pool().worker_id().to_owned();
+    let store = queue.hopper().store().clone();
+    let clock = queue.clock().clone();
+    queue.stop().await.unwrap();
+    use hopper::clock::Clock;
+    let left = store.worker_concurrency(clock.now()).await.unwrap();
+    assert!(
+        left.iter().all(|row| row.worker != worker),
+        "rows removed at stop: {left:?}"
+    );
+}
+
+pub async fn autoscaled_queues_share_the_total_cap(db: &TestDb) {
+    let gate = Gate::default();
+    // Both backlogs are there before the pool starts, so its first decision sees both.
+    let hopper = builder()
+        .register(GateJob)
+        .unwrap()
+        .connect(db.url())
+        .await
+        .unwrap();
+    for name in ["default", "mail"] {
+        hopper
+            .dispatch_many::<GateJob>(vec![(); 6], DispatchOptions::new().queue(name))
+            .await
+            .unwrap();
+    }
+    let builder = builder().register(GateJob).unwrap().state(gate.clone());
+    let config = scaled(
+        WorkerConfig::new(1)
+            .only()
+            .queue_scaled("default", 1, 4)
+            .queue_scaled("mail", 1, 4)
+            .max_total(5),
+    );
+    let queue = db.start_with(builder, config).await.unwrap();
+    wait_published(&queue, &[("default", 3), ("mail", 2)]).await;
+    gate.wait_running(5).await;
+    gate.open();
+    queue.wait_idle().await.unwrap();
+    assert_eq!(gate.most(), 5);
+    queue.stop().await.unwrap();
+}
+
+/// One event a hook saw: kind, job id, attempt, error.
+type Sighting = (EventKind, i64, u32, Option<String>);
+
+/// Every event a hook saw.
+#[derive(Clone, Debug, Default)]
+struct Seen(Arc<Mutex<Vec<Sighting>>>);
+
+impl Seen {
+    fn push(&self, event: &JobEvent) -> HookResult {
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.kind, event.id, event.attempt, event.error.clone()));
+        Ok(())
+    }
+}
+
+#[hopper::async_trait]
+impl Hooks for Seen {
+    async fn finished(&self, event: &JobEvent) -> HookResult {
+        self.push(event)
+    }
+    async fn retrying(&self, event: &JobEvent) -> HookResult {
+        assert!(event.retry_at.is_some());
+        self.push(event)
+    }
+    async fn failed(&self, event: &JobEvent) -> HookResult {
+        self.push(event)
+    }
+}
+
+/// A hook that errs on finished and retried jobs and panics on failed ones.
+#[derive(Debug)]
+struct Broken;
+
+#[hopper::async_trait]
+impl Hooks for Broken {
+    async fn finished(&self, _: &JobEvent) -> HookResult {
+        Err("the notification service is down".into())
+    }
+    async fn retrying(&self, _: &JobEvent) -> HookResult {
+        Err(std::io::Error::other("cannot notify").into())
+    }
+    async fn failed(&self, _: &JobEvent) -> HookResult {
+        panic!("a hook panicked");
+    }
+}
+
+pub async fn hooks_fire_once_per_event_and_their_failures_change_no_outcome(db: &TestDb) {
+    let seen = Seen::default();
+    let config = WorkerConfig::new(4)
+        .hooks(Broken)
+        .hooks(seen.clone())
+        .hooks(Broken);
+    let queue = db.start_with(builder(), config).await.unwrap();
+    let hopper = queue.hopper();
+    let ok = hopper.dispatch::<Noop>(()).await.unwrap();
+    let flaky = hopper
+        .dispatch::<Flaky>(FlakyPayload { fail_times: 1 })
+        .await
+        .unwrap();
+    let doomed = hopper.dispatch::<Doomed>("bad input".into()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let state = |id| async move { hopper.job(id).await.unwrap().unwrap() };
+    assert_eq!(state(ok).await.state, JobState::Finished);
+    assert_eq!(
+        (state(flaky).await.state, state(flaky).await.attempts),
+        (JobState::Pending, 1)
+    );
+    assert_eq!(state(doomed).await.state, JobState::Failed);
+
+    queue.advance(FLAKY_DELAY);
+    queue.wait_idle().await.unwrap();
+    let flaky_job = state(flaky).await;
+    assert_eq!(
+        (flaky_job.state, flaky_job.attempts),
+        (JobState::Finished, 2)
+    );
+
+    let mut events = seen.0.lock().unwrap().clone();
+    events.sort_by_key(|(_, id, attempt, _)| (*id, *attempt));
+    assert_eq!(
+        events,
+        [
+            (EventKind::Finished, ok, 1, None),
+            (
+                EventKind::Retrying,
+                flaky,
+                1,
+                Some("flaky failure 1".to_owned())
+            ),
+            (EventKind::Finished, flaky, 2, None),
+            (EventKind::Failed, doomed, 1, Some("bad input".to_owned())),
+        ]
+    );
+    queue.stop().await.unwrap();
+}

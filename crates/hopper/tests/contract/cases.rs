@@ -3,6 +3,8 @@
 
 use crate::backends::TestDb;
 
+pub use crate::alerts::*;
+
 use std::time::Duration;
 
 use crate::common::*;

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alerts;
 mod backends;
 mod cases;
 
@@ -55,6 +56,10 @@ macro_rules! contract_for {
             throughput_counts_finished_and_failed_jobs_per_minute,
             a_job_can_be_deleted_unless_it_is_running,
             one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped,
+            an_alert_incident_opens_once_and_resolves_once,
+            instances_checking_at_once_record_each_change_once,
+            a_webhook_receives_one_firing_and_one_resolution_per_incident,
+            failure_rate_and_oldest_pending_rules_read_the_database,
         );)*
     };
 }

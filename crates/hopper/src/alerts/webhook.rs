@@ -1,0 +1,266 @@
+//! Delivering alert changes to a webhook: each [`Change`] is POSTed as JSON
+//! from a background task fed by a bounded channel, retried with doubling
+//! delays. Sending never waits: when the channel is full (the endpoint has
+//! been down for a long time) the change is logged and dropped, so alerting
+//! can never hold up the queue.
+
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{AlertError, Change};
+
+/// Why one delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The endpoint could not be reached.
+    #[error("cannot connect to {authority}: {source}")]
+    Connect {
+        /// The host and port.
+        authority: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP exchange failed.
+    #[error("HTTP error: {0}")]
+    Http(#[from] hyper::Error),
+    /// The request could not be built.
+    #[error("cannot build the request: {0}")]
+    Request(#[from] hyper::http::Error),
+    /// The endpoint took too long.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The endpoint answered with a status other than 2xx.
+    #[error("the endpoint answered {0}")]
+    Status(StatusCode),
+}
+
+impl DeliveryError {
+    /// Whether trying again may help: not for a 4xx other than 408 and 429.
+    fn retryable(&self) -> bool {
+        match self {
+            DeliveryError::Status(status) => {
+                !status.is_client_error()
+                    || *status == StatusCode::REQUEST_TIMEOUT
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            DeliveryError::Request(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Where and how alert changes are delivered: an `http://` URL, POSTed a
+/// JSON body per change (see [`Change`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use hopper::alerts::Webhook;
+/// let hook = Webhook::new("http://alerts.internal:9000/hopper").unwrap()
+///     .attempts(3)
+///     .backoff(Duration::from_millis(500));
+/// assert_eq!(hook.url(), "http://alerts.internal:9000/hopper");
+/// assert!(Webhook::new("ftp://x").is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    url: Uri,
+    attempts: u32,
+    backoff: Duration,
+    timeout: Duration,
+    capacity: usize,
+}
+
+impl Webhook {
+    /// A webhook at `url` (`http://host[:port]/path`), with 6 attempts per
+    /// change, 1 s before the first retry, doubling, a 10 s timeout per
+    /// attempt and room for 1,000 undelivered changes.
+    ///
+    /// Plain HTTP only: reach an HTTPS endpoint through a local relay.
+    ///
+    /// ```
+    /// assert!(hopper::alerts::Webhook::new("http://127.0.0.1:8080/alerts").is_ok());
+    /// let err = hopper::alerts::Webhook::new("https://hooks.example.com/x").unwrap_err();
+    /// assert!(err.to_string().contains("http://"));
+    /// ```
+    pub fn new(url: &str) -> Result<Self, AlertError> {
+        let bad = |reason: &str| AlertError::WebhookUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let parsed: Uri = url.trim().parse().map_err(|_| bad("not a URL"))?;
+        if parsed.scheme_str() != Some("http") {
+            return Err(bad("only http:// URLs are supported"));
+        }
+        if parsed.host().is_none_or(str::is_empty) {
+            return Err(bad("the URL names no host"));
+        }
+        Ok(Self {
+            url: parsed,
+            attempts: 6,
+            backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            capacity: 1_000,
+        })
+    }
+
+    /// Tries each change up to `attempts` times (at least once).
+    ///
+    /// ```
+    /// let hook = hopper::alerts::Webhook::new("http://h/").unwrap().attempts(1);
+    /// # let _ = hook;
+    /// ```
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Waits `backoff` before the first retry, doubling for each next one.
+    ///
+    /// ```
+    /// let hook = hopper::alerts::Webhook::new("http://h/").unwrap().backoff(std::time::Duration::from_secs(5));
+    /// # let _ = hook;
+    /// ```
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Gives up an attempt after `timeout`.
+    ///
+    /// ```
+    /// let hook = hopper::alerts::Webhook::new("http://h/").unwrap().timeout(std::time::Duration::from_secs(3));
+    /// # let _ = hook;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The URL changes go to.
+    ///
+    /// ```
+    /// assert_eq!(hopper::alerts::Webhook::new("http://h:1/a").unwrap().url(), "http://h:1/a");
+    /// ```
+    pub fn url(&self) -> String {
+        self.url.to_string()
+    }
+
+    /// Starts the delivery task.
+    pub(crate) fn start(self) -> Delivery {
+        let (sender, receiver) = mpsc::channel(self.capacity);
+        let task = tokio::spawn(deliver(self, receiver));
+        Delivery { sender, task }
+    }
+
+    /// POSTs `body` once.
+    async fn post(&self, body: Bytes) -> Result<(), DeliveryError> {
+        let host = self.url.host().unwrap_or_default();
+        let port = self.url.port_u16().unwrap_or(80);
+        let authority = self
+            .url
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| host.to_owned());
+        let path = self.url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let exchange = async {
+            let stream = TcpStream::connect((host.trim_matches(['[', ']']), port))
+                .await
+                .map_err(|source| DeliveryError::Connect {
+                    authority: authority.clone(),
+                    source,
+                })?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let connection = tokio::spawn(connection);
+            let request = Request::post(path)
+                .header(HOST, &authority)
+                .header(CONTENT_TYPE, "application/json")
+                .header(USER_AGENT, concat!("hopper/", env!("CARGO_PKG_VERSION")))
+                .body(Full::new(body))?;
+            let response = sender.send_request(request).await;
+            connection.abort();
+            let status = response?.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(DeliveryError::Status(status))
+            }
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(DeliveryError::Timeout(self.timeout)))
+    }
+
+    /// Delivers one change, retrying; whether it arrived.
+    async fn send(&self, change: &Change) -> bool {
+        let body = match serde_json::to_vec(change) {
+            Ok(body) => Bytes::from(body),
+            Err(error) => {
+                tracing::error!(%error, "cannot encode an alert for its webhook");
+                return false;
+            }
+        };
+        let mut delay = self.backoff;
+        for attempt in 1..=self.attempts {
+            match self.post(body.clone()).await {
+                Ok(()) => return true,
+                Err(error) if attempt < self.attempts && error.retryable() => {
+                    tracing::warn!(%error, attempt, retry_in = ?delay, rule = %change.alert.rule, "alert webhook failed");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+                Err(error) => {
+                    tracing::error!(%error, attempt, rule = %change.alert.rule, subject = %change.alert.subject, "alert webhook failed; the change is dropped");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// A running delivery task and the channel that feeds it.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    sender: mpsc::Sender<Change>,
+    task: JoinHandle<()>,
+}
+
+impl Delivery {
+    /// Queues `change` for delivery without waiting; drops it (logged) when
+    /// the queue is full.
+    pub(crate) fn send(&self, change: Change) {
+        if let Err(error) = self.sender.try_send(change) {
+            let change = match &error {
+                mpsc::error::TrySendError::Full(change)
+                | mpsc::error::TrySendError::Closed(change) => change,
+            };
+            tracing::error!(rule = %change.alert.rule, subject = %change.alert.subject, "alert webhook backlog is full; the change is dropped");
+        }
+    }
+
+    /// Stops taking changes and waits up to `drain` for the queued ones to
+    /// be delivered.
+    pub(crate) async fn close(self, drain: Duration) {
+        let Delivery { sender, mut task } = self;
+        drop(sender);
+        if tokio::time::timeout(drain, &mut task).await.is_err() {
+            tracing::warn!(?drain, "undelivered alert changes dropped at stop");
+            task.abort();
+        }
+    }
+}
+
+async fn deliver(webhook: Webhook, mut changes: mpsc::Receiver<Change>) {
+    while let Some(change) = changes.recv().await {
+        webhook.send(&change).await;
+    }
+}

@@ -10,6 +10,9 @@
 //! | `HOPPER_SHUTDOWN_TIMEOUT` | `30` | seconds running jobs get to finish at shutdown |
 //! | `MAIL_LOG` | `storage/mail.log` | file the [`Mailer`](crate::mailer::Mailer) appends sent emails to |
 //! | `ADMIN_TOKEN` | generated at start | the token that opens `/admin/queue`, `/api` and `/metrics` |
+//! | `HOPPER_ALERT_RULES` | none | a JSON file of alert rules (see [`hopper::alerts`]); no alerts when unset |
+//! | `HOPPER_ALERT_WEBHOOK` | none | an `http://` URL every alert firing and resolving is POSTed to |
+//! | `HOPPER_ALERT_INTERVAL` | `30` | seconds between checks of the alert rules |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -25,6 +28,8 @@ pub const DEFAULT_WORKERS: usize = 10;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 /// Default for `MAIL_LOG`.
 pub const DEFAULT_MAIL_LOG: &str = "storage/mail.log";
+/// Default for `HOPPER_ALERT_INTERVAL`, in seconds.
+pub const DEFAULT_ALERT_INTERVAL_SECS: u64 = 30;
 
 /// A setting that is present but cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,12 @@ pub struct Config {
     /// The token that opens the dashboard, the jobs API and the metrics
     /// (`ADMIN_TOKEN`); when unset, `serve` makes one up and prints it.
     pub admin_token: Option<String>,
+    /// The JSON file of alert rules (`HOPPER_ALERT_RULES`).
+    pub alert_rules: Option<PathBuf>,
+    /// Where alert changes are POSTed (`HOPPER_ALERT_WEBHOOK`).
+    pub alert_webhook: Option<String>,
+    /// How often the alert rules are checked (`HOPPER_ALERT_INTERVAL`, seconds).
+    pub alert_interval: Duration,
 }
 
 impl Config {
@@ -116,6 +127,13 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_MAIL_LOG)),
             admin_token: get("ADMIN_TOKEN"),
+            alert_rules: get("HOPPER_ALERT_RULES").map(PathBuf::from),
+            alert_webhook: get("HOPPER_ALERT_WEBHOOK"),
+            alert_interval: Duration::from_secs(parse(
+                &get,
+                "HOPPER_ALERT_INTERVAL",
+                DEFAULT_ALERT_INTERVAL_SECS,
+            )?),
         })
     }
 
@@ -176,6 +194,8 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(config.mail_log, PathBuf::from("storage/mail.log"));
         assert_eq!(config.admin_token, None);
+        assert_eq!((config.alert_rules, config.alert_webhook), (None, None));
+        assert_eq!(config.alert_interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -195,6 +215,9 @@ mod tests {
             ("HOPPER_SHUTDOWN_TIMEOUT", "5"),
             ("MAIL_LOG", "/tmp/mail.log"),
             ("ADMIN_TOKEN", "open-sesame"),
+            ("HOPPER_ALERT_RULES", "config/alerts.json"),
+            ("HOPPER_ALERT_WEBHOOK", "http://127.0.0.1:9000/alerts"),
+            ("HOPPER_ALERT_INTERVAL", "10"),
         ])
         .unwrap();
         assert_eq!(config.database_url, "sqlite:///tmp/x.db");
@@ -203,6 +226,15 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.mail_log, PathBuf::from("/tmp/mail.log"));
         assert_eq!(config.admin_token.as_deref(), Some("open-sesame"));
+        assert_eq!(
+            config.alert_rules,
+            Some(PathBuf::from("config/alerts.json"))
+        );
+        assert_eq!(
+            config.alert_webhook.as_deref(),
+            Some("http://127.0.0.1:9000/alerts")
+        );
+        assert_eq!(config.alert_interval, Duration::from_secs(10));
     }
 
     #[test]

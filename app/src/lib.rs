@@ -34,7 +34,8 @@ use crate::mailer::Mailer;
     version,
     about = "The Hopper starter application",
     after_help = "Settings come from the environment or a .env file: DATABASE_URL, APP_HOST, \
-                  APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, ADMIN_TOKEN, RUST_LOG."
+                  APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, ADMIN_TOKEN, \
+                  HOPPER_ALERT_RULES, HOPPER_ALERT_WEBHOOK, HOPPER_ALERT_INTERVAL, RUST_LOG."
 )]
 pub struct Cli {
     /// What to run.
@@ -131,6 +132,54 @@ pub async fn connect(config: &Config) -> anyhow::Result<Hopper> {
         .with_context(|| format!("cannot open the job database {}", config.database_url))
 }
 
+/// The alert rules `config` names (`HOPPER_ALERT_RULES`), delivered to its
+/// webhook (`HOPPER_ALERT_WEBHOOK`) if one is set; `None` without rules. A
+/// webhook without rules is an error: it would never be called.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let rules = dir.path().join("alerts.json");
+/// std::fs::write(&rules, r#"{"backlog": {"kind": "queue_depth", "above": 1000}}"#).unwrap();
+/// let mut config = app::config::Config::from_lookup(|_| None).unwrap();
+/// assert!(app::alerts(&config).unwrap().is_none());
+/// config.alert_rules = Some(rules);
+/// config.alert_webhook = Some("http://127.0.0.1:9000/alerts".into());
+/// assert_eq!(app::alerts(&config).unwrap().unwrap().rules().count(), 1);
+/// ```
+pub fn alerts(config: &Config) -> anyhow::Result<Option<hopper::alerts::Alerts>> {
+    let Some(path) = &config.alert_rules else {
+        anyhow::ensure!(
+            config.alert_webhook.is_none(),
+            "HOPPER_ALERT_WEBHOOK is set but HOPPER_ALERT_RULES is not: name a file of alert rules"
+        );
+        return Ok(None);
+    };
+    let mut alerts = hopper::alerts::Alerts::load(path)?.interval(config.alert_interval);
+    if let Some(url) = &config.alert_webhook {
+        alerts = alerts.webhook(hopper::alerts::Webhook::new(url)?);
+    }
+    Ok(Some(alerts))
+}
+
+/// Starts checking the alert rules `config` names, if it names any.
+fn start_alerts(
+    hopper: &Hopper,
+    config: &Config,
+) -> anyhow::Result<Option<hopper::alerts::AlertMonitor>> {
+    let monitor = alerts(config)?.map(|alerts| {
+        tracing::info!(rules = alerts.rules().count(), "checking alert rules");
+        alerts.start(hopper)
+    });
+    Ok(monitor)
+}
+
+/// Stops the alert monitor, if one runs.
+async fn stop_alerts(monitor: Option<hopper::alerts::AlertMonitor>) {
+    if let Some(monitor) = monitor {
+        monitor.stop().await;
+    }
+}
+
 /// The worker configuration `config` asks for.
 pub fn worker_config(config: &Config) -> WorkerConfig {
     WorkerConfig::new(config.workers).shutdown_timeout(config.shutdown_timeout)
@@ -168,6 +217,7 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the bound address")?;
     let schedules = cron::schedules()?;
+    let monitor = start_alerts(&hopper, &config)?;
     let pool = start_workers(&hopper, &config)?;
     let scheduler = schedules.clone().start(&hopper);
     let admin = admin::Admin::new(&hopper, &config)?.schedules(schedules);
@@ -194,6 +244,7 @@ pub async fn serve(
         }
     };
     scheduler.stop().await;
+    stop_alerts(monitor).await;
     let stopped = stop_workers(pool).await;
     served?;
     stopped?;
@@ -208,11 +259,13 @@ pub async fn work(
 ) -> anyhow::Result<()> {
     let hopper = connect(&config).await?;
     let schedules = cron::schedules()?;
+    let monitor = start_alerts(&hopper, &config)?;
     let pool = start_workers(&hopper, &config)?;
     let scheduler = schedules.start(&hopper);
     tracing::info!(database = %config.database_url, "working; no HTTP server in this mode");
     shutdown.await;
     scheduler.stop().await;
+    stop_alerts(monitor).await;
     stop_workers(pool).await?;
     tracing::info!("shutdown complete");
     Ok(())

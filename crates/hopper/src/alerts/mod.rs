@@ -540,3 +540,39 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_example_rules_load() {
+        let readme = include_str!("../../../../README.md");
+        let section = &readme[readme.find("## Alerts").expect("an Alerts section")..];
+        let start = section.find("```json\n").expect("an example") + "```json\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let alerts = Alerts::from_json(example).unwrap();
+        let kinds: Vec<_> = alerts
+            .rules()
+            .map(|(_, c)| serde_json::to_value(c).unwrap()["kind"].clone())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "queue_depth",
+                "job_failed",
+                "failure_rate",
+                "oldest_pending"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rule_named_twice_in_a_file_is_an_error() {
+        let twice = r#"{"a": {"kind": "queue_depth", "above": 1}, "a": {"kind": "job_failed"}}"#;
+        assert!(matches!(
+            Alerts::from_json(twice),
+            Err(AlertError::Duplicate(name)) if name == "a"
+        ));
+    }
+}

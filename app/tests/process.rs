@@ -367,7 +367,7 @@ async fn alert_rules_from_the_environment_fire_and_resolve_at_the_webhook() {
     assert_eq!(firing["alert"]["rule"], "parked-waiting");
     assert_eq!(
         firing["alert"]["summary"],
-        "queue parked: 1 jobs due (above 0)"
+        "queue parked: 1 job due (above 0)"
     );
     assert!(hopper.delete(ids[0]).await.unwrap());
     let resolved = next().await;

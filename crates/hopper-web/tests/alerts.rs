@@ -48,7 +48,7 @@ async fn the_api_and_the_overview_show_firing_then_resolved_alerts() {
         overview.contains(r#"<tr class="alert-firing">"#),
         "{overview}"
     );
-    assert!(overview.contains("flaky: 1 jobs failed for good in the last 10m"));
+    assert!(overview.contains("flaky: 1 job failed for good in the last 10m"));
     assert!(!overview.contains("No alert is firing."));
 
     queue.advance(Duration::from_secs(601));

@@ -223,9 +223,9 @@ impl Condition {
                 .map(|o| Breach {
                     subject: o.job_type.clone(),
                     summary: format!(
-                        "{}: {} jobs failed for good in the last {}",
+                        "{}: {} failed for good in the last {}",
                         o.job_type,
-                        o.failed,
+                        jobs(o.failed),
                         format_span(*window)
                     ),
                 })
@@ -236,7 +236,7 @@ impl Condition {
                 .filter(|q| matches(queue, &q.queue) && q.due > *above)
                 .map(|q| Breach {
                     subject: q.queue.clone(),
-                    summary: format!("queue {}: {} jobs due (above {above})", q.queue, q.due),
+                    summary: format!("queue {}: {} due (above {above})", q.queue, jobs(q.due)),
                 })
                 .collect(),
             Condition::OldestPending { queue, above } => readings
@@ -257,6 +257,15 @@ impl Condition {
                 })
                 .collect(),
         }
+    }
+}
+
+/// `1 job`, `2 jobs`.
+fn jobs(n: u64) -> String {
+    if n == 1 {
+        "1 job".into()
+    } else {
+        format!("{n} jobs")
     }
 }
 

@@ -237,7 +237,7 @@ pub async fn a_webhook_receives_one_firing_and_one_resolution_per_incident(db: &
     }
     assert_eq!(
         firing["alert"]["summary"],
-        "doomed: 1 jobs failed for good in the last 10m"
+        "doomed: 1 job failed for good in the last 10m"
     );
     assert_eq!(firing["alert"]["resolved_at"], Value::Null);
     assert_eq!(

@@ -302,3 +302,49 @@ pub async fn failure_rate_and_oldest_pending_rules_read_the_database(db: &TestDb
     );
     queue.stop().await.unwrap();
 }
+
+pub async fn only_the_monitor_holding_the_alerts_lease_checks(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
+    let second = builder()
+        .clock(queue.clock().clone())
+        .connect(db.url())
+        .await
+        .unwrap();
+    let rules = Alerts::from_json(r#"{"waiting": {"kind": "queue_depth", "above": 0}}"#)
+        .unwrap()
+        .interval(Duration::from_secs(60));
+    let first_monitor = rules.clone().start(queue.hopper());
+    let second_monitor = rules.start(&second);
+    assert!(first_monitor.check_now().await.unwrap().is_empty());
+
+    queue
+        .hopper()
+        .dispatch_with::<Noop>((), hopper::DispatchOptions::new().queue("parked"))
+        .await
+        .unwrap();
+    assert!(
+        second_monitor.check_now().await.unwrap().is_empty(),
+        "the first monitor holds the lease"
+    );
+    let changes = first_monitor.check_now().await.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+
+    // The holder stops and gives the lease up: the other takes over and
+    // sees the incident already open.
+    first_monitor.stop().await;
+    assert!(second_monitor.check_now().await.unwrap().is_empty());
+    let parked = queue
+        .hopper()
+        .jobs(&hopper::JobFilter {
+            queue: Some("parked".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(queue.hopper().delete(parked[0].id).await.unwrap());
+    let changes = second_monitor.check_now().await.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].status, Status::Resolved);
+    second_monitor.stop().await;
+    queue.stop().await.unwrap();
+}

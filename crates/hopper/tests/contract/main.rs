@@ -60,6 +60,7 @@ macro_rules! contract_for {
             instances_checking_at_once_record_each_change_once,
             a_webhook_receives_one_firing_and_one_resolution_per_incident,
             failure_rate_and_oldest_pending_rules_read_the_database,
+            only_the_monitor_holding_the_alerts_lease_checks,
         );)*
     };
 }

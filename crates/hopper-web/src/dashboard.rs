@@ -1,9 +1,10 @@
 //! The admin dashboard under `/admin/queue`: an overview (counts per state
 //! and queue, alerts firing and lately resolved, finished and failed per
 //! minute over the last hour, oldest pending age), the job list (filtered,
-//! paged by id so it stays fast on millions of rows), a page per job with its actions, queues with
-//! pause/resume, and schedules. Every page refreshes its content every
-//! two seconds with a few lines of plain JavaScript.
+//! paged by id so it stays fast on millions of rows), a page per job with
+//! its actions, queues with pause/resume, and schedules. Every page
+//! refreshes its content every two seconds with a few lines of plain
+//! JavaScript.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -303,7 +303,11 @@ mod span {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(from)?;
-        crate::schedule::parse_interval(text.trim()).map_err(serde::de::Error::custom)
+        crate::schedule::parse_interval(text.trim()).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected a duration such as 30s, 5m, 1h30m or 2d, got {text:?}"
+            ))
+        })
     }
 }
 

@@ -264,3 +264,65 @@ async fn deliver(webhook: Webhook, mut changes: mpsc::Receiver<Change>) {
         webhook.send(&change).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::alerts::Status;
+    use crate::store::AlertRecord;
+
+    /// An endpoint on 127.0.0.1 that always answers `status`; returns its
+    /// URL and the count of requests it got.
+    async fn endpoint(status: StatusCode) -> (String, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move { status }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, hits)
+    }
+
+    fn change() -> Change {
+        Change {
+            status: Status::Firing,
+            alert: AlertRecord {
+                id: 1,
+                rule: "r".into(),
+                subject: "s".into(),
+                summary: "seen".into(),
+                fired_at: chrono::Utc::now(),
+                resolved_at: None,
+            },
+        }
+    }
+
+    async fn deliver_once(status: StatusCode) -> usize {
+        let (url, hits) = endpoint(status).await;
+        let delivery = Webhook::new(&url)
+            .unwrap()
+            .attempts(3)
+            .backoff(Duration::from_millis(10))
+            .start();
+        delivery.send(change());
+        delivery.close(Duration::from_secs(30)).await;
+        hits.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_up_to_the_attempts_and_client_errors_are_not() {
+        assert_eq!(deliver_once(StatusCode::SERVICE_UNAVAILABLE).await, 3);
+        assert_eq!(deliver_once(StatusCode::TOO_MANY_REQUESTS).await, 3);
+        assert_eq!(deliver_once(StatusCode::NOT_FOUND).await, 1);
+        assert_eq!(deliver_once(StatusCode::NO_CONTENT).await, 1);
+    }
+}

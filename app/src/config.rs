@@ -11,7 +11,7 @@
 //! | `MAIL_LOG` | `storage/mail.log` | file the [`Mailer`](crate::mailer::Mailer) appends sent emails to |
 //! | `ADMIN_TOKEN` | generated at start | the token that opens `/admin/queue`, `/api` and `/metrics` |
 //! | `HOPPER_ALERT_RULES` | none | a JSON file of alert rules (see [`hopper::alerts`]); no alerts when unset |
-//! | `HOPPER_ALERT_WEBHOOK` | none | an `http://` URL every alert firing and resolving is POSTed to |
+//! | `HOPPER_ALERT_WEBHOOK` | none | an `http://` or `https://` URL every alert firing and resolving is POSTed to |
 //! | `HOPPER_ALERT_INTERVAL` | `30` | seconds between checks of the alert rules |
 
 use std::path::PathBuf;

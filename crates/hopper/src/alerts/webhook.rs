@@ -3,6 +3,10 @@
 //! delays. Sending never waits: when the channel is full (the endpoint has
 //! been down for a long time) the change is logged and dropped, so alerting
 //! can never hold up the queue.
+//!
+//! `http://` URLs always work; `https://` ones need the `webhook-tls`
+//! feature (rustls, trusting the Mozilla root certificates and any given
+//! with [`Webhook::root_certificate`]).
 
 use std::time::Duration;
 
@@ -34,6 +38,9 @@ pub enum DeliveryError {
     /// The request could not be built.
     #[error("cannot build the request: {0}")]
     Request(#[from] hyper::http::Error),
+    /// The TLS handshake failed (an untrusted certificate, a wrong name, …).
+    #[error("TLS failed: {0}")]
+    Tls(String),
     /// The endpoint took too long.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -76,6 +83,9 @@ pub struct Webhook {
     backoff: Duration,
     timeout: Duration,
     capacity: usize,
+    /// Extra trusted CA certificates (DER), for `https://`.
+    #[cfg(feature = "webhook-tls")]
+    roots: Vec<Vec<u8>>,
 }
 
 impl Webhook {
@@ -83,12 +93,13 @@ impl Webhook {
     /// change, 1 s before the first retry, doubling, a 10 s timeout per
     /// attempt and room for 1,000 undelivered changes.
     ///
-    /// Plain HTTP only: reach an HTTPS endpoint through a local relay.
+    /// `https://` URLs need the `webhook-tls` feature.
     ///
     /// ```
     /// assert!(hopper::alerts::Webhook::new("http://127.0.0.1:8080/alerts").is_ok());
-    /// let err = hopper::alerts::Webhook::new("https://hooks.example.com/x").unwrap_err();
-    /// assert!(err.to_string().contains("http://"));
+    /// let https = hopper::alerts::Webhook::new("https://hooks.example.com/x");
+    /// assert_eq!(https.is_ok(), cfg!(feature = "webhook-tls"));
+    /// assert!(hopper::alerts::Webhook::new("hooks.example.com").is_err());
     /// ```
     pub fn new(url: &str) -> Result<Self, AlertError> {
         let bad = |reason: &str| AlertError::WebhookUrl {
@@ -96,8 +107,15 @@ impl Webhook {
             reason: reason.to_owned(),
         };
         let parsed: Uri = url.trim().parse().map_err(|_| bad("not a URL"))?;
-        if parsed.scheme_str() != Some("http") {
-            return Err(bad("only http:// URLs are supported"));
+        match parsed.scheme_str() {
+            Some("http") => {}
+            Some("https") if cfg!(feature = "webhook-tls") => {}
+            Some("https") => {
+                return Err(bad(
+                    "https:// needs hopper's webhook-tls feature; this build speaks http:// only",
+                ));
+            }
+            _ => return Err(bad("expected an http:// or https:// URL")),
         }
         if parsed.host().is_none_or(str::is_empty) {
             return Err(bad("the URL names no host"));
@@ -108,7 +126,30 @@ impl Webhook {
             backoff: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             capacity: 1_000,
+            #[cfg(feature = "webhook-tls")]
+            roots: Vec::new(),
         })
+    }
+
+    /// Also trusts the CA certificate `der` (DER-encoded) for an `https://`
+    /// endpoint, besides the Mozilla root certificates: for an endpoint
+    /// whose certificate a private CA signed.
+    ///
+    /// ```
+    /// let hook = hopper::alerts::Webhook::new("https://alerts.internal/hopper").unwrap();
+    /// assert!(hook.root_certificate(b"not a certificate").is_err());
+    /// ```
+    #[cfg(feature = "webhook-tls")]
+    pub fn root_certificate(mut self, der: &[u8]) -> Result<Self, AlertError> {
+        let mut check = tokio_rustls::rustls::RootCertStore::empty();
+        check
+            .add(der.to_vec().into())
+            .map_err(|error| AlertError::WebhookUrl {
+                url: self.url(),
+                reason: format!("unusable root certificate: {error}"),
+            })?;
+        self.roots.push(der.to_vec());
+        Ok(self)
     }
 
     /// Tries each change up to `attempts` times (at least once).
@@ -163,7 +204,8 @@ impl Webhook {
     /// POSTs `body` once.
     async fn post(&self, body: Bytes) -> Result<(), DeliveryError> {
         let host = self.url.host().unwrap_or_default();
-        let port = self.url.port_u16().unwrap_or(80);
+        let https = self.url.scheme_str() == Some("https");
+        let port = self.url.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority = self
             .url
             .authority()
@@ -177,17 +219,17 @@ impl Webhook {
                     authority: authority.clone(),
                     source,
                 })?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            let connection = tokio::spawn(connection);
             let request = Request::post(path)
                 .header(HOST, &authority)
                 .header(CONTENT_TYPE, "application/json")
                 .header(USER_AGENT, concat!("hopper/", env!("CARGO_PKG_VERSION")))
                 .body(Full::new(body))?;
-            let response = sender.send_request(request).await;
-            connection.abort();
-            let status = response?.status();
+            let status = if https {
+                let stream = self.tls(host.trim_matches(['[', ']']), stream).await?;
+                exchange(TokioIo::new(stream), request).await?
+            } else {
+                exchange(TokioIo::new(stream), request).await?
+            };
             if status.is_success() {
                 Ok(())
             } else {
@@ -197,6 +239,44 @@ impl Webhook {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .unwrap_or(Err(DeliveryError::Timeout(self.timeout)))
+    }
+
+    /// The TLS session to `host` over `stream`.
+    #[cfg(feature = "webhook-tls")]
+    async fn tls(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DeliveryError> {
+        use std::sync::Arc;
+        use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
+
+        let tls_error = |error: &dyn std::fmt::Display| DeliveryError::Tls(error.to_string());
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for der in &self.roots {
+            roots.add(der.clone().into()).map_err(|e| tls_error(&e))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error(&e))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| tls_error(&e))?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await
+            .map_err(|e| tls_error(&e))
+    }
+
+    /// Without the `webhook-tls` feature, `new` refuses `https://` URLs.
+    #[cfg(not(feature = "webhook-tls"))]
+    async fn tls(&self, _host: &str, stream: TcpStream) -> Result<TcpStream, DeliveryError> {
+        let _ = stream;
+        Err(DeliveryError::Tls(
+            "https:// needs hopper's webhook-tls feature".into(),
+        ))
     }
 
     /// Delivers one change, retrying; whether it arrived.
@@ -225,6 +305,18 @@ impl Webhook {
         }
         false
     }
+}
+
+/// Sends `request` over a fresh HTTP/1.1 connection on `io`; the answer's status.
+async fn exchange<T>(io: T, request: Request<Full<Bytes>>) -> Result<StatusCode, DeliveryError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    let connection = tokio::spawn(connection);
+    let response = sender.send_request(request).await;
+    connection.abort();
+    Ok(response?.status())
 }
 
 /// A running delivery task and the channel that feeds it.
@@ -324,5 +416,70 @@ mod tests {
         assert_eq!(deliver_once(StatusCode::TOO_MANY_REQUESTS).await, 3);
         assert_eq!(deliver_once(StatusCode::NOT_FOUND).await, 1);
         assert_eq!(deliver_once(StatusCode::NO_CONTENT).await, 1);
+    }
+
+    #[cfg(feature = "webhook-tls")]
+    #[tokio::test]
+    async fn https_endpoints_are_reached_only_with_a_trusted_certificate() {
+        use hyper::body::Incoming;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio_rustls::rustls::{ServerConfig, crypto::ring};
+
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert_der = made.cert.der().to_vec();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+        let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(cert_der.clone())], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (acceptor, counter) = (acceptor.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |_: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        async {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::new(),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        let url = format!("https://localhost:{port}/hook");
+
+        let trusted = Webhook::new(&url)
+            .unwrap()
+            .root_certificate(&cert_der)
+            .unwrap()
+            .attempts(1)
+            .start();
+        trusted.send(change());
+        trusted.close(Duration::from_secs(30)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "delivered over TLS");
+
+        let untrusted = Webhook::new(&url).unwrap().attempts(1).start();
+        untrusted.send(change());
+        untrusted.close(Duration::from_secs(30)).await;
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "a self-signed certificate is refused"
+        );
     }
 }

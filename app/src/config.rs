@@ -17,6 +17,9 @@
 //! | `LOG_FILE` | `true` | JSON log lines in a daily file under `LOG_DIR` (`serve` and `work`) |
 //! | `LOG_DIR` | `storage/logs` | the folder of the daily log files |
 //! | `LOG_MAX_FILES` | `14` | daily log files kept; older ones are deleted |
+//! | `HOPPER_ALERT_RULES` | none | a JSON file of alert rules (see [`hopper::alerts`]); no alerts when unset |
+//! | `HOPPER_ALERT_WEBHOOK` | none | an `http://` or `https://` URL every alert firing and resolving is POSTed to |
+//! | `HOPPER_ALERT_INTERVAL` | `30` | seconds between checks of the alert rules |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -36,6 +39,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_NOTIFY_EMAIL: &str = "admin@example.com";
 /// Default for `MAIL_LOG`.
 pub const DEFAULT_MAIL_LOG: &str = "storage/mail.log";
+/// Default for `HOPPER_ALERT_INTERVAL`, in seconds.
+pub const DEFAULT_ALERT_INTERVAL_SECS: u64 = 30;
 
 /// A setting that is present but cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,12 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Where logs go (`LOG_*`).
     pub log: LogConfig,
+    /// The JSON file of alert rules (`HOPPER_ALERT_RULES`).
+    pub alert_rules: Option<PathBuf>,
+    /// Where alert changes are POSTed (`HOPPER_ALERT_WEBHOOK`).
+    pub alert_webhook: Option<String>,
+    /// How often the alert rules are checked (`HOPPER_ALERT_INTERVAL`, seconds).
+    pub alert_interval: Duration,
 }
 
 impl Config {
@@ -155,6 +166,13 @@ impl Config {
                     .unwrap_or_else(|| PathBuf::from(crate::logging::DEFAULT_DIR)),
                 max_files: parse(&get, "LOG_MAX_FILES", crate::logging::DEFAULT_MAX_FILES)?,
             },
+            alert_rules: get("HOPPER_ALERT_RULES").map(PathBuf::from),
+            alert_webhook: get("HOPPER_ALERT_WEBHOOK"),
+            alert_interval: Duration::from_secs(parse(
+                &get,
+                "HOPPER_ALERT_INTERVAL",
+                DEFAULT_ALERT_INTERVAL_SECS,
+            )?),
         })
     }
 
@@ -237,6 +255,8 @@ mod tests {
         assert_eq!(config.mail_log, PathBuf::from("storage/mail.log"));
         assert_eq!(config.admin_token, None);
         assert_eq!(config.log, LogConfig::default());
+        assert_eq!((config.alert_rules, config.alert_webhook), (None, None));
+        assert_eq!(config.alert_interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -284,6 +304,9 @@ mod tests {
             ("HOPPER_SHUTDOWN_TIMEOUT", "5"),
             ("MAIL_LOG", "/tmp/mail.log"),
             ("ADMIN_TOKEN", "open-sesame"),
+            ("HOPPER_ALERT_RULES", "config/alerts.json"),
+            ("HOPPER_ALERT_WEBHOOK", "http://127.0.0.1:9000/alerts"),
+            ("HOPPER_ALERT_INTERVAL", "10"),
         ])
         .unwrap();
         assert_eq!(config.database_url, "sqlite:///tmp/x.db");
@@ -292,6 +315,15 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.mail_log, PathBuf::from("/tmp/mail.log"));
         assert_eq!(config.admin_token.as_deref(), Some("open-sesame"));
+        assert_eq!(
+            config.alert_rules,
+            Some(PathBuf::from("config/alerts.json"))
+        );
+        assert_eq!(
+            config.alert_webhook.as_deref(),
+            Some("http://127.0.0.1:9000/alerts")
+        );
+        assert_eq!(config.alert_interval, Duration::from_secs(10));
     }
 
     #[test]

@@ -36,7 +36,8 @@ use crate::mailer::Mailer;
     about = "The Hopper starter application",
     after_help = "Settings come from the environment or a .env file: DATABASE_URL, APP_HOST, \
                   APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, ADMIN_TOKEN, LOG_LEVEL, \
-                  LOG_TERMINAL, LOG_FILE, LOG_DIR, LOG_MAX_FILES."
+                  LOG_TERMINAL, LOG_FILE, LOG_DIR, LOG_MAX_FILES, HOPPER_ALERT_RULES, \
+                  HOPPER_ALERT_WEBHOOK, HOPPER_ALERT_INTERVAL."
 )]
 pub struct Cli {
     /// What to run.
@@ -147,6 +148,55 @@ pub async fn connect(config: &Config) -> anyhow::Result<Hopper> {
 /// let workers = app::worker_config(&config);
 /// assert_eq!(workers.concurrency("default"), Some(hopper::Concurrency { min: 2, max: 8 }));
 /// ```
+/// The alert rules `config` names (`HOPPER_ALERT_RULES`), delivered to its
+/// webhook (`HOPPER_ALERT_WEBHOOK`) if one is set; `None` without rules. A
+/// webhook without rules is an error: it would never be called.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let rules = dir.path().join("alerts.json");
+/// std::fs::write(&rules, r#"{"backlog": {"kind": "queue_depth", "above": 1000}}"#).unwrap();
+/// let mut config = app::config::Config::from_lookup(|_| None).unwrap();
+/// assert!(app::alerts(&config).unwrap().is_none());
+/// config.alert_rules = Some(rules);
+/// config.alert_webhook = Some("http://127.0.0.1:9000/alerts".into());
+/// assert_eq!(app::alerts(&config).unwrap().unwrap().rules().count(), 1);
+/// ```
+pub fn alerts(config: &Config) -> anyhow::Result<Option<hopper::alerts::Alerts>> {
+    let Some(path) = &config.alert_rules else {
+        anyhow::ensure!(
+            config.alert_webhook.is_none(),
+            "HOPPER_ALERT_WEBHOOK is set but HOPPER_ALERT_RULES is not: name a file of alert rules"
+        );
+        return Ok(None);
+    };
+    let mut alerts = hopper::alerts::Alerts::load(path)?.interval(config.alert_interval);
+    if let Some(url) = &config.alert_webhook {
+        alerts = alerts.webhook(hopper::alerts::Webhook::new(url)?);
+    }
+    Ok(Some(alerts))
+}
+
+/// Starts checking the alert rules `config` names, if it names any.
+fn start_alerts(
+    hopper: &Hopper,
+    config: &Config,
+) -> anyhow::Result<Option<hopper::alerts::AlertMonitor>> {
+    let monitor = alerts(config)?.map(|alerts| {
+        tracing::info!(rules = alerts.rules().count(), "checking alert rules");
+        alerts.start(hopper)
+    });
+    Ok(monitor)
+}
+
+/// Stops the alert monitor, if one runs.
+async fn stop_alerts(monitor: Option<hopper::alerts::AlertMonitor>) {
+    if let Some(monitor) = monitor {
+        monitor.stop().await;
+    }
+}
+
+/// The worker configuration `config` asks for.
 pub fn worker_config(config: &Config) -> WorkerConfig {
     WorkerConfig::new(config.workers)
         .queue_scaled(hopper::DEFAULT_QUEUE, config.min_workers, config.workers)
@@ -186,6 +236,7 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the bound address")?;
     let schedules = cron::schedules()?;
+    let monitor = start_alerts(&hopper, &config)?;
     let pool = start_workers(&hopper, &config)?;
     let scheduler = schedules.clone().start(&hopper);
     let admin = admin::Admin::new(&hopper, &config)?.schedules(schedules);
@@ -212,6 +263,7 @@ pub async fn serve(
         }
     };
     scheduler.stop().await;
+    stop_alerts(monitor).await;
     let stopped = stop_workers(pool).await;
     served?;
     stopped?;
@@ -226,11 +278,13 @@ pub async fn work(
 ) -> anyhow::Result<()> {
     let hopper = connect(&config).await?;
     let schedules = cron::schedules()?;
+    let monitor = start_alerts(&hopper, &config)?;
     let pool = start_workers(&hopper, &config)?;
     let scheduler = schedules.start(&hopper);
     tracing::info!(database = %config.database_url, "working; no HTTP server in this mode");
     shutdown.await;
     scheduler.stop().await;
+    stop_alerts(monitor).await;
     stop_workers(pool).await?;
     tracing::info!("shutdown complete");
     Ok(())

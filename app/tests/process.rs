@@ -327,3 +327,79 @@ async fn serve_with_admin_token_prints_no_token() {
     app.signal(libc::SIGTERM);
     assert_eq!(app.wait_exit().await.code(), Some(0));
 }
+
+#[tokio::test]
+async fn alert_rules_from_the_environment_fire_and_resolve_at_the_webhook() {
+    // A webhook endpoint that hands every body it receives to the test.
+    let (bodies_tx, mut bodies) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let hook = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move |body: String| {
+            let bodies_tx = bodies_tx.clone();
+            async move {
+                let _ = bodies_tx.send(serde_json::from_str(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alerts.json");
+    std::fs::write(
+        &rules,
+        r#"{"parked-waiting": {"kind": "queue_depth", "queue": "parked", "above": 0}}"#,
+    )
+    .unwrap();
+    let webhook = format!("http://{hook_address}/alerts");
+    let mut app = App::spawn(
+        "serve",
+        dir,
+        &[
+            ("HOPPER_ALERT_RULES", rules.to_str().unwrap()),
+            ("HOPPER_ALERT_WEBHOOK", &webhook),
+            ("HOPPER_ALERT_INTERVAL", "1"),
+        ],
+    );
+    app.wait_healthy().await;
+
+    // No worker runs the "parked" queue, so a job there stays due.
+    let hopper = open(&app).await;
+    let now = hopper.now();
+    let ids = hopper
+        .store()
+        .insert(&[hopper::store::NewJob {
+            job_type: "send_email".into(),
+            queue: "parked".into(),
+            payload: "{}".into(),
+            priority: 0,
+            max_attempts: 1,
+            available_at: now,
+            created_at: now,
+            unique_key: None,
+        }])
+        .await
+        .unwrap();
+    let mut next = async || match tokio::time::timeout(LIMIT, bodies.recv()).await {
+        Ok(Some(body)) => body,
+        _ => app.fail("the webhook got nothing in time"),
+    };
+    let firing = next().await;
+    assert_eq!(firing["status"], "firing", "{firing}");
+    assert_eq!(firing["alert"]["rule"], "parked-waiting");
+    assert_eq!(
+        firing["alert"]["summary"],
+        "queue parked: 1 job due (above 0)"
+    );
+    assert!(hopper.delete(ids[0]).await.unwrap());
+    let resolved = next().await;
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert_eq!(resolved["alert"]["id"], firing["alert"]["id"]);
+
+    app.signal(libc::SIGTERM);
+    let status = app.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{status}\n{}", app.log());
+    assert!(bodies.try_recv().is_err(), "one firing and one resolution");
+}

@@ -9,6 +9,7 @@
 //! | POST | `/api/jobs/{id}/retry` | a failed or cancelled job back to pending |
 //! | POST | `/api/jobs/{id}/cancel` | cancel a pending job |
 //! | GET | `/api/stats` | counts per queue and state, queue depth, throughput |
+//! | GET | `/api/alerts?resolved=` | alert incidents firing now and the latest resolved ([`crate::alerts`]) |
 
 use std::time::Duration;
 
@@ -121,6 +122,7 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/jobs/{id}/retry"), post(retry))
         .route(&p("/jobs/{id}/cancel"), post(cancel))
         .route(&p("/stats"), get(stats))
+        .route(&p("/alerts"), get(crate::alerts::api))
         .route(&p("/openapi.json"), get(openapi))
 }
 
@@ -396,11 +398,26 @@ pub fn openapi_document() -> Value {
                 "summary": "Counts per queue and state, queue depth and the last hour's throughput",
                 "responses": { "200": resp("Statistics", &json!({ "type": "object" })), "401": resp("No or wrong admin token", &error) }
             } },
+            "/api/alerts": { "get": {
+                "summary": "Alert incidents firing now, and the latest resolved",
+                "parameters": [query("resolved", json!({ "type": "integer", "minimum": 0, "maximum": 200, "description": "how many resolved incidents (default 20)" }))],
+                "responses": {
+                    "200": resp("Incidents", &json!({ "type": "object", "properties": {
+                        "firing": { "type": "array", "items": { "$ref": "#/components/schemas/Alert" } },
+                        "resolved": { "type": "array", "items": { "$ref": "#/components/schemas/Alert" } } } })),
+                    "400": resp("Bad query", &error),
+                    "401": resp("No or wrong admin token", &error),
+                }
+            } },
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "the ADMIN_TOKEN" } },
             "schemas": {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Alert": { "type": "object", "properties": {
+                    "id": { "type": "integer" }, "rule": { "type": "string" }, "subject": { "type": "string", "description": "the job type or queue" },
+                    "summary": { "type": "string" }, "fired_at": { "type": "string", "format": "date-time" },
+                    "resolved_at": { "type": ["string", "null"], "format": "date-time" } } },
                 "FieldError": { "type": "object", "required": ["error", "field_error"], "properties": {
                     "error": { "type": "string" }, "field_error": { "type": "string", "description": "the decoder's message naming the field" } } },
                 "NewJob": { "type": "object", "required": ["type"], "additionalProperties": false, "properties": {

@@ -1,9 +1,10 @@
 //! The admin dashboard under `/admin/queue`: an overview (counts per state
-//! and queue, finished and failed per minute over the last hour, oldest
-//! pending age), the job list (filtered, paged by id so it stays fast on
-//! millions of rows), a page per job with its actions, queues with
-//! pause/resume, and schedules. Every page refreshes its content every
-//! two seconds with a few lines of plain JavaScript.
+//! and queue, alerts firing and lately resolved, finished and failed per
+//! minute over the last hour, oldest pending age), the job list (filtered,
+//! paged by id so it stays fast on millions of rows), a page per job with
+//! its actions, queues with pause/resume, and schedules. Every page
+//! refreshes its content every two seconds with a few lines of plain
+//! JavaScript.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -121,6 +122,9 @@ async fn overview(State(web): State<Web>, caller: Caller) -> Result<Html<String>
 <div class="card"><b>{failed_hour}</b>failed, last hour</div></div>"#,
         escape(&oldest)
     ));
+
+    let alerts = crate::alerts::list(hopper, crate::alerts::OVERVIEW_RESOLVED).await?;
+    body.push_str(&crate::alerts::section(now, &alerts));
 
     body.push_str("<h2>Finished and failed per minute, last hour</h2>");
     body.push_str(&chart(now, &minutes));

@@ -8,7 +8,7 @@
 //! | path | what |
 //! |---|---|
 //! | `/admin/queue` | the dashboard ([`dashboard`]) |
-//! | `/api` | the JSON API ([`api`]), described at `/api/openapi.json` |
+//! | `/api` | the JSON API ([`api`]), described at `/api/openapi.json`; alert incidents at `/api/alerts` ([`alerts`]) |
 //! | `/metrics` | Prometheus text format ([`metrics`]) |
 //!
 //! Everything but the login form needs the admin token, sent as
@@ -24,6 +24,7 @@
 //! # });
 //! ```
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod dashboard;

@@ -25,6 +25,7 @@ async fn without_the_token_every_route_is_401_and_shows_nothing() {
         "/api/jobs",
         "/api/jobs/1",
         "/api/stats",
+        "/api/alerts",
         "/api/openapi.json",
         "/metrics",
         "/admin/queue",
@@ -291,6 +292,7 @@ async fn openapi_document_lists_every_route() {
         "/api/jobs/{id}/retry",
         "/api/jobs/{id}/cancel",
         "/api/stats",
+        "/api/alerts",
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }

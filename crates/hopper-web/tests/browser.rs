@@ -1,5 +1,6 @@
-//! End to end in headless Chromium: log in, see a failed job, retry it and
-//! see it finish, then save a screenshot of the overview.
+//! End to end in headless Chromium: log in, see the alert a failed job
+//! raised and the failed job, retry it and see it finish, then save a
+//! screenshot of the overview.
 //!
 //! Needs Debian's `chromium` and the `playwright-core` package installed in
 //! `tests/browser` (`npm install` there; `.ci/run` does both). Without them
@@ -86,6 +87,15 @@ async fn log_in_retry_a_failed_job_and_see_it_finish() {
     }
     queue.advance(Duration::from_secs(95));
     flaky.failing.store(false, Ordering::SeqCst);
+    let alerts = hopper::alerts::Alerts::from_json(
+        r#"{"flaky-failed": {"kind": "job_failed", "job_type": "flaky", "window": "10m"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        alerts.check(hopper).await.unwrap().len(),
+        1,
+        "the alert fires"
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

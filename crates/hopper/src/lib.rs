@@ -32,6 +32,7 @@
 //! # });
 //! ```
 
+pub mod alerts;
 pub mod client;
 pub mod clock;
 pub mod dispatch;

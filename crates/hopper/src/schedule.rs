@@ -415,7 +415,7 @@ fn parse(expression: &str) -> Result<Timing, String> {
 }
 
 /// Parses `30s`, `5m`, `1h30m`, `2d` into a duration above zero.
-fn parse_interval(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
     let bad =
         || format!("expected a duration such as 30s, 5m, 1h30m or 2d after @every, got {text:?}");
     let mut total: u64 = 0;

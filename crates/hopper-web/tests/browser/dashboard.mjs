@@ -1,5 +1,5 @@
-// Drives the dashboard in headless Chromium: log in, find the failed job,
-// retry it, see it finish, see the overview update itself, and save a
+// Drives the dashboard in headless Chromium: log in, see the firing alert,
+// find the failed job, retry it, see it finish, see the overview update itself, and save a
 // screenshot of it.
 //
 // Settings come from the environment: BASE_URL, ADMIN_TOKEN, JOB_ID,
@@ -45,6 +45,14 @@ try {
   await page.fill('#token', token);
   await Promise.all([page.waitForURL(`${base}/admin/queue`), page.click('button[type=submit]')]);
   await page.waitForSelector('h1:has-text("Overview")');
+
+  step('the overview shows the firing alert');
+  const alert = page.locator('#alerts tr.alert-firing', { hasText: 'flaky-failed' });
+  await alert.waitFor();
+  const summary = await alert.textContent();
+  if (!summary.includes('flaky: 2 jobs failed for good in the last 10m')) {
+    throw new Error(`unexpected alert row: ${summary}`);
+  }
 
   step('the failed job is listed');
   await page.goto(`${base}/admin/queue/jobs?state=failed`);

@@ -402,6 +402,72 @@ pub struct ScheduleState {
     pub last_job_id: Option<JobId>,
 }
 
+/// Jobs of one type that ended since some time: finished, or failed for good.
+///
+/// ```
+/// let o = hopper::store::TypeOutcomes { job_type: "send_email".into(), finished: 9, failed: 1 };
+/// assert_eq!(o.finished + o.failed, 10);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypeOutcomes {
+    /// The job type.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// Jobs of it that finished.
+    pub finished: u64,
+    /// Jobs of it that failed for good.
+    pub failed: u64,
+}
+
+/// An alert's row id.
+pub type AlertId = i64;
+
+/// An incident to record as firing.
+///
+/// ```
+/// let a = hopper::store::NewAlert {
+///     rule: "backlog".into(), subject: "default".into(),
+///     summary: "queue default: 1200 jobs due".into(), fired_at: chrono::Utc::now(),
+/// };
+/// assert_eq!(a.rule, "backlog");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAlert {
+    /// The rule that fired.
+    pub rule: String,
+    /// What it fired about: a job type or a queue.
+    pub subject: String,
+    /// What was seen, in a sentence.
+    pub summary: String,
+    /// When it fired.
+    pub fired_at: DateTime<Utc>,
+}
+
+/// One incident of an alert rule: firing until `resolved_at` is set.
+///
+/// ```
+/// let a = hopper::store::AlertRecord {
+///     id: 1, rule: "backlog".into(), subject: "default".into(),
+///     summary: "queue default: 1200 jobs due".into(), fired_at: chrono::Utc::now(), resolved_at: None,
+/// };
+/// assert!(a.resolved_at.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertRecord {
+    /// Its id.
+    pub id: AlertId,
+    /// The rule that fired.
+    pub rule: String,
+    /// What it fired about: a job type or a queue.
+    pub subject: String,
+    /// What was seen when it fired.
+    pub summary: String,
+    /// When it fired.
+    pub fired_at: DateTime<Utc>,
+    /// When it resolved; `None` while it fires.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
 /// Which jobs a listing returns, newest first.
 ///
 /// ```
@@ -607,6 +673,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Jobs finished and failed for good per job type since `since` (types
+    /// with neither left out).
+    async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError>;
+
+    /// Records `alert` as firing unless an incident of the same rule and
+    /// subject is firing already; returns the new incident, or `None` when
+    /// another was open (exactly one of concurrent callers gets it).
+    async fn open_alert(&self, alert: &NewAlert) -> Result<Option<AlertRecord>, StoreError>;
+
+    /// Resolves incident `id` at `at` if it is still firing; whether it was
+    /// (exactly one of concurrent callers gets `true`).
+    async fn resolve_alert(&self, id: AlertId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Every firing incident (oldest first), then up to `resolved` of the
+    /// latest resolved ones (latest first).
+    async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError>;
 
     /// Wake-ups the database sends when jobs become due in any process, for
     /// as long as the receiver is kept; `None` where the database has no

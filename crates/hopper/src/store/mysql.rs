@@ -15,10 +15,11 @@ use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, QueryBuilder, Row};
 
-use super::rows::{from_micros, micros, optional_time, push_filter, to_u32};
+use super::rows::{from_micros, micros, open_key, opened, optional_time, push_filter, to_u32};
 use super::{
-    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MigrationStatus,
-    MinuteCount, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick,
+    AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
+    MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount,
+    Store, StoreError, Tick, TypeOutcomes,
 };
 use crate::job::{JobId, JobState};
 
@@ -853,6 +854,94 @@ impl Store for MysqlStore {
                     name: text(row, "name")?,
                     last_fire_at: from_micros(0, row.try_get("last_fire_at")?)?,
                     last_job_id: row.try_get("last_job_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT type, CAST(SUM(state = 'finished') AS SIGNED) AS finished, \
+                    CAST(SUM(state = 'failed') AS SIGNED) AS failed \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ? \
+             GROUP BY type ORDER BY type",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let finished: i64 = row.try_get("finished")?;
+                let failed: i64 = row.try_get("failed")?;
+                Ok(TypeOutcomes {
+                    job_type: text(row, "type")?,
+                    finished: u64::try_from(finished).unwrap_or(0),
+                    failed: u64::try_from(failed).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn open_alert(&self, alert: &NewAlert) -> Result<Option<AlertRecord>, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&alert.rule)
+        .bind(&alert.subject)
+        .bind(&alert.summary)
+        .bind(micros(alert.fired_at))
+        .bind(open_key(alert))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(done) => {
+                let id =
+                    AlertId::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt {
+                        id: 0,
+                        reason: format!("inserted alert id {} out of range", done.last_insert_id()),
+                    })?;
+                Ok(Some(opened(id, alert)))
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn resolve_alert(&self, id: AlertId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alerts SET resolved_at = ?, open_key = NULL WHERE id = ? AND resolved_at IS NULL",
+        )
+        .bind(micros(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
+        const COLUMNS: &str =
+            "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
+        let mut rows = sqlx::query(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.extend(
+            sqlx::query(&format!(
+                "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?"
+            ))
+            .bind(resolved)
+            .fetch_all(&self.pool)
+            .await?,
+        );
+        rows.iter()
+            .map(|row| {
+                let id: AlertId = row.try_get("id")?;
+                Ok(AlertRecord {
+                    id,
+                    rule: text(row, "rule")?,
+                    subject: text(row, "subject")?,
+                    summary: text(row, "summary")?,
+                    fired_at: from_micros(id, row.try_get("fired_at")?)?,
+                    resolved_at: optional_time(id, row.try_get("resolved_at")?)?,
                 })
             })
             .collect()

@@ -18,10 +18,11 @@ use sqlx::postgres::{
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use super::rows::{push_filter, to_u32};
+use super::rows::{open_key, opened, push_filter, to_u32};
 use super::{
-    AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord, MinuteCount, NewJob,
-    Outcome, QueueStats, ScheduleState, StateCount, Store, StoreError, Tick, Wakeup,
+    AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
+    MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store,
+    StoreError, Tick, TypeOutcomes, Wakeup,
 };
 use crate::job::{JobId, JobState};
 
@@ -775,6 +776,84 @@ impl Store for PostgresStore {
                     name: row.try_get("name")?,
                     last_fire_at: row.try_get("last_fire_at")?,
                     last_job_id: row.try_get("last_job_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT type, COUNT(*) FILTER (WHERE state = 'finished') AS finished, \
+                    COUNT(*) FILTER (WHERE state = 'failed') AS failed \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= $1 \
+             GROUP BY type ORDER BY type",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let finished: i64 = row.try_get("finished")?;
+                let failed: i64 = row.try_get("failed")?;
+                Ok(TypeOutcomes {
+                    job_type: row.try_get("type")?,
+                    finished: u64::try_from(finished).unwrap_or(0),
+                    failed: u64::try_from(failed).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn open_alert(&self, alert: &NewAlert) -> Result<Option<AlertRecord>, StoreError> {
+        let id: Option<AlertId> = sqlx::query_scalar(
+            "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (open_key) DO NOTHING RETURNING id",
+        )
+        .bind(&alert.rule)
+        .bind(&alert.subject)
+        .bind(&alert.summary)
+        .bind(alert.fired_at)
+        .bind(open_key(alert))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map(|id| opened(id, alert)))
+    }
+
+    async fn resolve_alert(&self, id: AlertId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alerts SET resolved_at = $1, open_key = NULL \
+             WHERE id = $2 AND resolved_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
+        const COLUMNS: &str =
+            "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
+        let mut rows = sqlx::query(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.extend(
+            sqlx::query(&format!(
+                "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT $1"
+            ))
+            .bind(i64::from(resolved))
+            .fetch_all(&self.pool)
+            .await?,
+        );
+        rows.iter()
+            .map(|row| {
+                Ok(AlertRecord {
+                    id: row.try_get("id")?,
+                    rule: row.try_get("rule")?,
+                    subject: row.try_get("subject")?,
+                    summary: row.try_get("summary")?,
+                    fired_at: row.try_get("fired_at")?,
+                    resolved_at: row.try_get("resolved_at")?,
                 })
             })
             .collect()

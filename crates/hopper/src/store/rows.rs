@@ -75,3 +75,21 @@ where
         .push(" ORDER BY id DESC LIMIT ")
         .push_bind(i64::from(limit));
 }
+
+/// The key an alert holds while it fires: its rule and subject, which the
+/// alerts table's unique index keeps to one open incident.
+pub(crate) fn open_key(alert: &super::NewAlert) -> String {
+    format!("{}\u{1f}{}", alert.rule, alert.subject)
+}
+
+/// The firing incident just stored for `alert` under `id`.
+pub(crate) fn opened(id: super::AlertId, alert: &super::NewAlert) -> super::AlertRecord {
+    super::AlertRecord {
+        id,
+        rule: alert.rule.clone(),
+        subject: alert.subject.clone(),
+        summary: alert.summary.clone(),
+        fired_at: alert.fired_at,
+        resolved_at: None,
+    }
+}

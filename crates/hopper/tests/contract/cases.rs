@@ -4,6 +4,8 @@
 use crate::backends::TestDb;
 pub use crate::pool_cases::*;
 
+pub use crate::alerts::*;
+
 use std::time::Duration;
 
 use crate::common::*;

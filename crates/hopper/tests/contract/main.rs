@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alerts;
 mod backends;
 mod cases;
 mod pool_cases;
@@ -59,6 +60,11 @@ macro_rules! contract_for {
             a_scaled_queue_grows_under_a_backlog_and_shrinks_once_idle_on_the_clock,
             autoscaled_queues_share_the_total_cap,
             hooks_fire_once_per_event_and_their_failures_change_no_outcome,
+            an_alert_incident_opens_once_and_resolves_once,
+            instances_checking_at_once_record_each_change_once,
+            a_webhook_receives_one_firing_and_one_resolution_per_incident,
+            failure_rate_and_oldest_pending_rules_read_the_database,
+            only_the_monitor_holding_the_alerts_lease_checks,
         );)*
     };
 }

@@ -1,0 +1,117 @@
+//! Alert incidents on the dashboard and in the API: the ones firing now and
+//! the latest resolved, as recorded by [`hopper::alerts`] in the database
+//! (whichever instance checks the rules).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/api/alerts?resolved=` | `{"firing": […], "resolved": […]}`, up to `resolved` (default 20, at most 200) of the latest resolved |
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use hopper::store::{AlertRecord, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::Web;
+use crate::api::ApiError;
+use crate::auth::Caller;
+use crate::html::{age, escape, time};
+
+/// Resolved incidents the overview shows.
+pub const OVERVIEW_RESOLVED: u32 = 10;
+
+/// Resolved incidents the API returns unless asked for another number.
+const DEFAULT_RESOLVED: u32 = 20;
+
+/// The most resolved incidents one API call returns.
+const MAX_RESOLVED: u32 = 200;
+
+/// Firing incidents, oldest first, and the latest resolved ones.
+///
+/// ```
+/// let a = hopper_web::alerts::AlertList { firing: vec![], resolved: vec![] };
+/// assert_eq!(serde_json::to_value(&a).unwrap()["firing"], serde_json::json!([]));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertList {
+    /// Incidents firing now.
+    pub firing: Vec<AlertRecord>,
+    /// Incidents resolved, latest first.
+    pub resolved: Vec<AlertRecord>,
+}
+
+/// Reads the firing incidents and up to `resolved` resolved ones.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+/// let list = hopper_web::alerts::list(&hopper, 5).await.unwrap();
+/// assert!(list.firing.is_empty() && list.resolved.is_empty());
+/// # });
+/// ```
+pub async fn list(hopper: &hopper::Hopper, resolved: u32) -> Result<AlertList, StoreError> {
+    let (firing, resolved) = hopper
+        .store()
+        .alerts(resolved)
+        .await?
+        .into_iter()
+        .partition(|alert| alert.resolved_at.is_none());
+    Ok(AlertList { firing, resolved })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertsQuery {
+    resolved: Option<u32>,
+}
+
+/// `GET /api/alerts`.
+pub(crate) async fn api(
+    State(web): State<Web>,
+    _caller: Caller,
+    Query(query): Query<AlertsQuery>,
+) -> Result<Json<AlertList>, ApiError> {
+    let resolved = query.resolved.unwrap_or(DEFAULT_RESOLVED);
+    if resolved > MAX_RESOLVED {
+        return Err(ApiError::BadRequest(format!(
+            "resolved must be at most {MAX_RESOLVED}"
+        )));
+    }
+    Ok(Json(list(web.hopper(), resolved).await?))
+}
+
+/// The overview's alerts section: a table of firing incidents, then the
+/// latest resolved ones.
+///
+/// ```
+/// let list = hopper_web::alerts::AlertList { firing: vec![], resolved: vec![] };
+/// let html = hopper_web::alerts::section(chrono::Utc::now(), &list);
+/// assert!(html.contains("No alert is firing."));
+/// ```
+pub fn section(now: DateTime<Utc>, list: &AlertList) -> String {
+    let mut html = String::from(
+        r#"<h2>Alerts</h2><table id="alerts"><tr><th>state</th><th>rule</th><th>subject</th><th>summary</th><th>fired</th><th>resolved</th></tr>"#,
+    );
+    let row = |alert: &AlertRecord| {
+        let (class, label, resolved) = match alert.resolved_at {
+            None => ("state-failed", "firing", String::new()),
+            Some(at) => ("state-finished", "resolved", time(at)),
+        };
+        format!(
+            r#"<tr class="alert-{label}"><td><span class="state {class}">{label}</span></td><td>{}</td><td>{}</td><td>{}</td><td title="{}">{} ago</td><td>{resolved}</td></tr>"#,
+            escape(&alert.rule),
+            escape(&alert.subject),
+            escape(&alert.summary),
+            time(alert.fired_at),
+            age((now - alert.fired_at).num_seconds()),
+        )
+    };
+    if list.firing.is_empty() {
+        html.push_str(r#"<tr><td colspan="6" class="muted">No alert is firing.</td></tr>"#);
+    }
+    for alert in list.firing.iter().chain(&list.resolved) {
+        html.push_str(&row(alert));
+    }
+    html.push_str("</table>");
+    html
+}

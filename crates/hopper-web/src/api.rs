@@ -267,7 +267,10 @@ async fn retry(
         id,
         "retried",
         "failed or cancelled",
-        web.hopper().retry(id).await?,
+        web.hopper().retry(id).await.map_err(|error| match error {
+            StoreError::UniqueKeyHeld { .. } => ApiError::Conflict(error.to_string()),
+            other => ApiError::Store(other),
+        })?,
     )
     .await
 }

@@ -470,7 +470,8 @@ impl Hopper {
 
     /// Puts a failed or cancelled job back to pending, due now, with as many
     /// new attempts as its type allows; returns whether it was failed or
-    /// cancelled.
+    /// cancelled. A job whose unique key another live job holds meanwhile
+    /// stays as it is: [`StoreError::UniqueKeyHeld`].
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -488,7 +489,17 @@ impl Hopper {
             .get(&job.job_type)
             .map(|registered| registered.defaults().max_attempts)
             .unwrap_or(1);
-        let retried = self.inner.store.retry(id, self.now(), attempts).await?;
+        let retried = match self.inner.store.retry(id, self.now(), attempts).await {
+            Err(StoreError::Database(sqlx::Error::Database(error)))
+                if error.is_unique_violation() =>
+            {
+                return Err(StoreError::UniqueKeyHeld {
+                    id,
+                    key: job.unique_key.unwrap_or_default(),
+                });
+            }
+            retried => retried?,
+        };
         if retried {
             self.inner.wakers.wake(&job.queue);
         }

@@ -330,9 +330,25 @@ impl Machine {
                 let Some(id) = self.pick(pick, |_| true) else {
                     return;
                 };
-                let retried = self.hopper.retry(id).await.unwrap();
-                let model = self.jobs.get_mut(&id).unwrap();
+                let model = &self.jobs[&id];
                 let expected = matches!(model.state, JobState::Failed | JobState::Cancelled);
+                let key_held = model.key.is_some()
+                    && self.jobs.iter().any(|(other, job)| {
+                        *other != id
+                            && job.key == model.key
+                            && matches!(job.state, JobState::Pending | JobState::Started)
+                    });
+                let result = self.hopper.retry(id).await;
+                if expected && key_held {
+                    let err = result.unwrap_err();
+                    assert!(
+                        matches!(err, hopper::StoreError::UniqueKeyHeld { id: held, .. } if held == id),
+                        "{err}"
+                    );
+                    return;
+                }
+                let retried = result.unwrap();
+                let model = self.jobs.get_mut(&id).unwrap();
                 assert_eq!(retried, expected);
                 if retried {
                     model.state = JobState::Pending;
@@ -610,7 +626,7 @@ fn field(min: u32, max: u32) -> impl Strategy<Value = Field> {
             text: v.to_string(),
             values: [v].into()
         }),
-        (1..=(max - min + 1) / 2).prop_map(move |step| Field {
+        (1..=(max - min).div_ceil(2)).prop_map(move |step| Field {
             text: format!("*/{step}"),
             values: (min..=max).step_by(step as usize).collect(),
         }),

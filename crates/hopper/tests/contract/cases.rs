@@ -781,3 +781,32 @@ pub async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped(db:
             .unwrap()
     );
 }
+
+pub async fn a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly(db: &TestDb) {
+    let hopper = builder().connect(db.url()).await.unwrap();
+    let keyed = || DispatchOptions::new().unique_key("report:7");
+    let first = hopper.dispatch_with::<Noop>((), keyed()).await.unwrap();
+    assert!(hopper.cancel(first).await.unwrap());
+    let second = hopper.dispatch_with::<Noop>((), keyed()).await.unwrap();
+    assert_ne!(first, second, "a cancelled job no longer holds its key");
+
+    let err = hopper.retry(first).await.unwrap_err();
+    assert!(
+        matches!(err, hopper::StoreError::UniqueKeyHeld { id, ref key } if id == first && key == "report:7"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("holds its unique key"), "{err}");
+    let job = hopper.job(first).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "left as it was");
+    assert_eq!(
+        hopper.job(second).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+
+    assert!(hopper.cancel(second).await.unwrap());
+    assert!(hopper.retry(first).await.unwrap(), "the key is free again");
+    assert_eq!(
+        hopper.job(first).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+}

@@ -55,6 +55,7 @@ macro_rules! contract_for {
             throughput_counts_finished_and_failed_jobs_per_minute,
             a_job_can_be_deleted_unless_it_is_running,
             one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped,
+            a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly,
         );)*
     };
 }

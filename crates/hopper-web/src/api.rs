@@ -105,6 +105,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::Registry(other) => ApiError::BadRequest(other.to_string()),
             DispatchError::Encode { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::TooLarge { .. } => ApiError::TooLarge(error.to_string()),
+            DispatchError::NulCharacter { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::Store(store) => ApiError::Store(store),
         }
     }

@@ -56,6 +56,10 @@ macro_rules! contract_for {
             a_job_can_be_deleted_unless_it_is_running,
             one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped,
             a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly,
+            nul_characters_are_refused_in_names_and_kept_inside_payloads_and_errors,
+            a_job_type_renamed_while_jobs_wait_fails_clearly_and_retries_once_back,
+            a_stored_payload_that_is_not_json_fails_permanently,
+            instances_migrating_the_same_database_at_once_all_succeed,
         );)*
     };
 }

@@ -106,6 +106,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::Registry(other) => ApiError::BadRequest(other.to_string()),
             DispatchError::Encode { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::TooLarge { .. } => ApiError::TooLarge(error.to_string()),
+            DispatchError::NulCharacter { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::Store(store) => ApiError::Store(store),
         }
     }
@@ -269,7 +270,10 @@ async fn retry(
         id,
         "retried",
         "failed or cancelled",
-        web.hopper().retry(id).await?,
+        web.hopper().retry(id).await.map_err(|error| match error {
+            StoreError::UniqueKeyHeld { .. } => ApiError::Conflict(error.to_string()),
+            other => ApiError::Store(other),
+        })?,
     )
     .await
 }

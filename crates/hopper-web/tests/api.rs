@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
+use hopper::testing::TestQueue;
 use serde_json::json;
 
 #[tokio::test]
@@ -367,5 +368,56 @@ async fn metrics_count_jobs_by_type_and_queue() {
                 && l.contains("queue=\"default\"")),
         "{text}"
     );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_to_the_dispatch_endpoint_gets_a_clear_error_and_stores_nothing() {
+    let flaky = FlakyJob::default();
+    let queue = TestQueue::start(builder(&flaky).max_payload_bytes(64))
+        .await
+        .unwrap();
+    let router = router(queue.hopper());
+
+    // Under the body limit, over the queue's payload limit.
+    let big = json!({"type": "mail", "payload": {"to": "x".repeat(100)}});
+    let reply = post_json(&router, "/api/jobs", &big).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        reply.json()["error"],
+        "payload of job type mail is 109 bytes, over the 64-byte limit"
+    );
+
+    let nul_queue = json!({"type": "mail", "payload": {"to": "a@b.c"}, "queue": "ma\u{0}il"});
+    let reply = post_json(&router, "/api/jobs", &nul_queue).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.json()["error"].as_str().unwrap().contains("NUL"));
+
+    let not_utf8 = Request::post("/api/jobs")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from(
+            b"{\"type\": \"mail\", \"payload\": {\"to\": \"\xff\xfe\"}}".to_vec(),
+        ))
+        .unwrap();
+    let reply = send(&router, not_utf8).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not the JSON expected"),
+        "{}",
+        reply.body
+    );
+
+    let reply = get(&router, "/api/jobs?queue=a%00b").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["jobs"], json!([]));
+    // Invalid UTF-8 in the query is read with U+FFFD in its place.
+    let reply = get(&router, "/api/jobs?queue=%FF").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["jobs"], json!([]));
+
+    assert!(queue.hopper().counts().await.unwrap().is_empty());
     queue.stop().await.unwrap();
 }

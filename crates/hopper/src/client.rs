@@ -372,8 +372,16 @@ impl Hopper {
     ) -> Result<NewJob, DispatchError> {
         let text = payload.to_string();
         self.check_size(job_type, &text)?;
+        if job_type.contains('\0') {
+            return Err(DispatchError::NulCharacter {
+                job_type: job_type.to_owned(),
+                field: "type name",
+            });
+        }
         let defaults = self.inner.registry.validate(job_type, &text)?;
-        Ok(options.new_job(job_type, defaults, text, self.now()))
+        let job = options.new_job(job_type, defaults, text, self.now());
+        crate::dispatch::check_text(&job)?;
+        Ok(job)
     }
 
     fn typed_job<J: Job>(
@@ -391,7 +399,9 @@ impl Hopper {
             queue: J::QUEUE,
             max_attempts: J::MAX_ATTEMPTS,
         };
-        Ok(options.new_job(J::TYPE, defaults, text, now))
+        let job = options.new_job(J::TYPE, defaults, text, now);
+        crate::dispatch::check_text(&job)?;
+        Ok(job)
     }
 
     fn check_size(&self, job_type: &str, payload: &str) -> Result<(), DispatchError> {
@@ -439,9 +449,17 @@ impl Hopper {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
     /// assert!(hopper.jobs(&Default::default()).await.unwrap().is_empty());
+    /// let nul = hopper::JobFilter { queue: Some("a\0b".into()), ..Default::default() };
+    /// assert!(hopper.jobs(&nul).await.unwrap().is_empty());
     /// # });
     /// ```
     pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let names = [filter.queue.as_deref(), filter.job_type.as_deref()];
+        if names.into_iter().flatten().any(|name| name.contains('\0')) {
+            // Dispatch refuses NUL in these names, so no stored job has one
+            // (and PostgreSQL could not even compare with it).
+            return Ok(Vec::new());
+        }
         self.inner.store.list(filter).await
     }
 
@@ -477,7 +495,8 @@ impl Hopper {
 
     /// Puts a failed or cancelled job back to pending, due now, with as many
     /// new attempts as its type allows; returns whether it was failed or
-    /// cancelled.
+    /// cancelled. A job whose unique key another live job holds meanwhile
+    /// stays as it is: [`StoreError::UniqueKeyHeld`].
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -495,7 +514,17 @@ impl Hopper {
             .get(&job.job_type)
             .map(|registered| registered.defaults().max_attempts)
             .unwrap_or(1);
-        let retried = self.inner.store.retry(id, self.now(), attempts).await?;
+        let retried = match self.inner.store.retry(id, self.now(), attempts).await {
+            Err(StoreError::Database(sqlx::Error::Database(error)))
+                if error.is_unique_violation() =>
+            {
+                return Err(StoreError::UniqueKeyHeld {
+                    id,
+                    key: job.unique_key.unwrap_or_default(),
+                });
+            }
+            retried => retried?,
+        };
         if retried {
             self.inner.wakers.wake(&job.queue);
         }

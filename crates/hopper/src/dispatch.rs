@@ -31,6 +31,19 @@ pub enum DispatchError {
         /// The limit.
         limit: usize,
     },
+    /// A type name, queue name or unique key contains a NUL character
+    /// (`\0`), which PostgreSQL cannot store in text and which Hopper
+    /// therefore refuses on every database alike. (A NUL inside the payload
+    /// is fine: JSON writes it as `\u0000`.)
+    #[error(
+        "the {field} of a job of type {job_type:?} contains a NUL character (\\0), which cannot be stored"
+    )]
+    NulCharacter {
+        /// The job type, as given.
+        job_type: String,
+        /// Which value holds the NUL: `type name`, `queue name` or `unique key`.
+        field: &'static str,
+    },
     /// The database refused or could not be reached.
     #[error("could not store the job: {0}")]
     Store(#[from] StoreError),
@@ -161,5 +174,37 @@ impl DispatchOptions {
             created_at: now,
             unique_key: self.unique_key.clone(),
         }
+    }
+}
+
+/// Refuses a job whose type name, queue name or unique key holds a NUL
+/// character, before it reaches any database.
+///
+/// ```
+/// let now = chrono::Utc::now();
+/// let mut job = hopper::store::NewJob {
+///     job_type: "mail".into(), queue: "default".into(), payload: r#""\u0000""#.into(),
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+/// };
+/// assert!(hopper::dispatch::check_text(&job).is_ok());
+/// job.queue = "de\0fault".into();
+/// let err = hopper::dispatch::check_text(&job).unwrap_err();
+/// assert!(err.to_string().contains("queue name"));
+/// ```
+pub fn check_text(job: &NewJob) -> Result<(), DispatchError> {
+    let fields = [
+        ("type name", Some(job.job_type.as_str())),
+        ("queue name", Some(job.queue.as_str())),
+        ("unique key", job.unique_key.as_deref()),
+    ];
+    match fields
+        .into_iter()
+        .find(|(_, value)| value.is_some_and(|value| value.contains('\0')))
+    {
+        Some((field, _)) => Err(DispatchError::NulCharacter {
+            job_type: job.job_type.clone(),
+            field,
+        }),
+        None => Ok(()),
     }
 }

@@ -389,7 +389,7 @@ impl JobError {
     pub fn retryable(message: impl fmt::Display) -> Self {
         Self {
             kind: ErrorKind::Retryable,
-            message: message.to_string(),
+            message: recordable(message.to_string()),
         }
     }
 
@@ -402,7 +402,7 @@ impl JobError {
     pub fn permanent(message: impl fmt::Display) -> Self {
         Self {
             kind: ErrorKind::Permanent,
-            message: message.to_string(),
+            message: recordable(message.to_string()),
         }
     }
 
@@ -417,7 +417,7 @@ impl JobError {
     pub fn retry_after(delay: Duration, message: impl fmt::Display) -> Self {
         Self {
             kind: ErrorKind::RetryAfter(delay),
-            message: message.to_string(),
+            message: recordable(message.to_string()),
         }
     }
 
@@ -451,13 +451,26 @@ impl JobError {
         }
     }
 
-    /// The error's message, as recorded in the job's error history.
+    /// The error's message, as recorded in the job's error history (a NUL
+    /// character, which not every database can store, becomes U+FFFD).
     ///
     /// ```
     /// assert_eq!(hopper::JobError::retryable("boom").message(), "boom");
+    /// assert_eq!(hopper::JobError::permanent("a\0b").message(), "a\u{FFFD}b");
     /// ```
     pub fn message(&self) -> &str {
         &self.message
+    }
+}
+
+/// `message` with every NUL character replaced by U+FFFD: PostgreSQL
+/// cannot store a NUL in text, and a job's error history must always be
+/// recordable, on every database alike.
+fn recordable(message: String) -> String {
+    if message.contains('\0') {
+        message.replace('\0', "\u{FFFD}")
+    } else {
+        message
     }
 }
 

@@ -67,12 +67,21 @@ impl Backoff {
     /// use hopper::retry::Backoff;
     /// let b = Backoff::default();
     /// assert!(b.delay(2) > b.delay(1));
+    /// let unbounded = Backoff::exact(std::time::Duration::from_secs(1), 10.0, std::time::Duration::MAX);
+    /// assert_eq!(unbounded.delay(1_000), std::time::Duration::MAX);
     /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(1024) as i32;
-        let max = self.max.as_secs_f64();
-        let plain = (self.base.as_secs_f64() * self.factor.max(1.0).powi(exponent)).min(max);
-        let jitter = plain * self.jitter.clamp(0.0, 1.0) * fastrand::f64();
-        Duration::from_secs_f64((plain + jitter).min(max))
+        let grown = self.base.as_secs_f64() * self.factor.max(1.0).powi(exponent);
+        // A zero base times an infinite growth is NaN: zero stays zero.
+        let plain = if grown.is_nan() { 0.0 } else { grown };
+        let share = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
+        let total = plain + plain * share * fastrand::f64();
+        // Past what a Duration holds (a cap of Duration::MAX, say), the cap is the delay.
+        Duration::try_from_secs_f64(total).map_or(self.max, |delay| delay.min(self.max))
     }
 }

@@ -49,6 +49,17 @@ pub enum StoreError {
         "unique key {0:?} stayed contended: every insert met a live job holding it, every look-up found none"
     )]
     Contended(String),
+    /// A failed or cancelled job cannot go back to pending while another
+    /// live job holds its unique key.
+    #[error(
+        "job {id} cannot be retried: another pending or started job holds its unique key {key:?}"
+    )]
+    UniqueKeyHeld {
+        /// The job that was to be retried.
+        id: JobId,
+        /// Its unique key.
+        key: String,
+    },
     /// A row held a value Hopper cannot read.
     #[error("corrupt job row {id}: {reason}")]
     Corrupt {

@@ -283,9 +283,13 @@ async fn insert_one(conn: &mut SqliteConnection, job: &NewJob) -> Result<JobId, 
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
+        // SQLite has no advisory lock: hold the write lock for the whole run,
+        // so a second instance migrating at once waits, then finds it done.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&self.writer)
+            .run_direct(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -403,6 +403,28 @@ pub async fn a_payload_over_the_size_limit_is_refused(db: &TestDb) {
         hopper.counts().await.unwrap().is_empty(),
         "bulk is all or nothing"
     );
+    let big = serde_json::json!("x".repeat(200));
+    let err = hopper
+        .dispatch_json("doomed", &big, DispatchOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "payload of job type doomed is 202 bytes, over the 100-byte limit"
+    );
+    let err = hopper
+        .prepare::<Doomed>("x".repeat(200), DispatchOptions::new())
+        .unwrap_err();
+    assert!(matches!(err, DispatchError::TooLarge { size: 202, .. }));
+    let err = hopper
+        .prepare_json("doomed", &big, DispatchOptions::new())
+        .unwrap_err();
+    assert!(matches!(err, DispatchError::TooLarge { size: 202, .. }));
+    assert!(hopper.counts().await.unwrap().is_empty());
+    hopper
+        .dispatch::<Doomed>("x".repeat(98))
+        .await
+        .expect("exactly at the limit");
 }
 
 pub async fn bulk_dispatch_stores_every_job_in_order(db: &TestDb) {
@@ -783,4 +805,186 @@ pub async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped(db:
             .await
             .unwrap()
     );
+}
+
+pub async fn a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly(db: &TestDb) {
+    let hopper = builder().connect(db.url()).await.unwrap();
+    let keyed = || DispatchOptions::new().unique_key("report:7");
+    let first = hopper.dispatch_with::<Noop>((), keyed()).await.unwrap();
+    assert!(hopper.cancel(first).await.unwrap());
+    let second = hopper.dispatch_with::<Noop>((), keyed()).await.unwrap();
+    assert_ne!(first, second, "a cancelled job no longer holds its key");
+
+    let err = hopper.retry(first).await.unwrap_err();
+    assert!(
+        matches!(err, hopper::StoreError::UniqueKeyHeld { id, ref key } if id == first && key == "report:7"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("holds its unique key"), "{err}");
+    let job = hopper.job(first).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "left as it was");
+    assert_eq!(
+        hopper.job(second).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+
+    assert!(hopper.cancel(second).await.unwrap());
+    assert!(hopper.retry(first).await.unwrap(), "the key is free again");
+    assert_eq!(
+        hopper.job(first).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+}
+
+pub async fn nul_characters_are_refused_in_names_and_kept_inside_payloads_and_errors(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    let nul_field = |err: DispatchError| match err {
+        DispatchError::NulCharacter { field, .. } => field,
+        other => panic!("expected a NUL refusal, got {other}"),
+    };
+    let err = hopper
+        .dispatch_with::<Noop>((), DispatchOptions::new().queue("mail\0x"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NUL character"), "{err}");
+    assert_eq!(nul_field(err), "queue name");
+    let err = hopper
+        .dispatch_with::<Noop>((), DispatchOptions::new().unique_key("k\0"))
+        .await
+        .unwrap_err();
+    assert_eq!(nul_field(err), "unique key");
+    let err = hopper
+        .dispatch_json("no\0op", &serde_json::Value::Null, DispatchOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(nul_field(err), "type name");
+    let err = hopper
+        .dispatch_many::<Noop>([(), ()], DispatchOptions::new().queue("\0"))
+        .await
+        .unwrap_err();
+    assert_eq!(nul_field(err), "queue name");
+    assert!(hopper.counts().await.unwrap().is_empty(), "nothing stored");
+    let filter = hopper::JobFilter {
+        queue: Some("mail\0x".into()),
+        ..Default::default()
+    };
+    assert!(hopper.jobs(&filter).await.unwrap().is_empty());
+
+    // Inside a payload a NUL is JSON's \u0000; the handler's error, holding
+    // the same NUL, is recorded with U+FFFD in its place.
+    let id = hopper.dispatch::<Doomed>("bad\0byte".into()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!(job.payload_as::<String>().unwrap(), "bad\0byte");
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    assert_eq!(job.last_error.as_deref(), Some("bad\u{FFFD}byte"));
+    assert_eq!(job.errors[0].error, "bad\u{FFFD}byte");
+    queue.stop().await.unwrap();
+}
+
+pub async fn a_job_type_renamed_while_jobs_wait_fails_clearly_and_retries_once_back(db: &TestDb) {
+    let before = builder().connect(db.url()).await.unwrap();
+    let waiting = before
+        .dispatch_many::<Noop>([(), ()], DispatchOptions::new())
+        .await
+        .unwrap();
+
+    // The next release calls the type something else: `noop` is unknown.
+    let renamed = db
+        .start(hopper::Hopper::builder().register(Flaky).unwrap())
+        .await
+        .unwrap();
+    renamed.wait_idle().await.unwrap();
+    for &id in &waiting {
+        let job = state_of(&renamed, id).await;
+        assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+        assert_eq!(
+            job.last_error.as_deref(),
+            Some("no job registered for type noop")
+        );
+    }
+    renamed.stop().await.unwrap();
+
+    // The type is back: the failed jobs retry and run.
+    let back = db.start(builder()).await.unwrap();
+    for &id in &waiting {
+        assert!(back.hopper().retry(id).await.unwrap());
+    }
+    back.wait_idle().await.unwrap();
+    for &id in &waiting {
+        let job = state_of(&back, id).await;
+        assert_eq!((job.state, job.attempts), (JobState::Finished, 2));
+        assert_eq!(job.errors.len(), 1, "the unknown-type failure is kept");
+    }
+    back.stop().await.unwrap();
+}
+
+pub async fn a_stored_payload_that_is_not_json_fails_permanently(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
+    let now = queue.hopper().now();
+    let id = queue
+        .hopper()
+        .store()
+        .insert(&[NewJob {
+            job_type: "flaky".into(),
+            queue: "default".into(),
+            payload: "{fail_times: 1".into(),
+            priority: 0,
+            max_attempts: 3,
+            available_at: now,
+            created_at: now,
+            unique_key: None,
+        }])
+        .await
+        .unwrap()[0];
+    queue.hopper().wake("default");
+    queue.wait_idle().await.unwrap();
+    let job = state_of(&queue, id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
+    let error = job.last_error.unwrap();
+    assert!(
+        error.starts_with("payload does not fit job type flaky: key must be a string"),
+        "{error}"
+    );
+    assert_eq!(
+        job.payload, "{fail_times: 1",
+        "the payload is kept as it was"
+    );
+    queue.stop().await.unwrap();
+}
+
+pub async fn instances_migrating_the_same_database_at_once_all_succeed(db: &TestDb) {
+    let url = db.url();
+    let (a, b, c) = tokio::join!(
+        hopper::store::open(url),
+        hopper::store::open(url),
+        hopper::store::open(url)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    c.unwrap();
+    // The schema is whole: every table answers, through either instance.
+    let hopper = builder().build(a.clone());
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
+    let now = hopper.now();
+    let claimed = b
+        .claim(ClaimRequest {
+            queue: "default",
+            worker: "w",
+            limit: 1,
+            now,
+            lease_until: now + chrono::Duration::seconds(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, id);
+    assert!(b.try_lease("migrated", "w", now, now).await.unwrap());
+    assert_eq!(
+        a.take_tick("migrated", now, None).await.unwrap(),
+        hopper::store::Tick::Passed
+    );
+    hopper.pause("q").await.unwrap();
+    // And migrating again later changes nothing.
+    hopper::store::open(url).await.unwrap();
+    assert_eq!(b.get(id).await.unwrap().unwrap().state, JobState::Started);
 }

@@ -65,6 +65,11 @@ macro_rules! contract_for {
             a_webhook_receives_one_firing_and_one_resolution_per_incident,
             failure_rate_and_oldest_pending_rules_read_the_database,
             only_the_monitor_holding_the_alerts_lease_checks,
+            a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly,
+            nul_characters_are_refused_in_names_and_kept_inside_payloads_and_errors,
+            a_job_type_renamed_while_jobs_wait_fails_clearly_and_retries_once_back,
+            a_stored_payload_that_is_not_json_fails_permanently,
+            instances_migrating_the_same_database_at_once_all_succeed,
         );)*
     };
 }

@@ -38,9 +38,10 @@ const DEADLOCK_RETRIES: usize = 5;
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// # use sqlx::Connection;
 /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
-/// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+/// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_1").execute(&mut admin).await.unwrap();
+/// # sqlx::query("CREATE DATABASE hopper_doc_1").execute(&mut admin).await.unwrap();
 /// use hopper::store::{Store, mysql::MysqlStore};
-/// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+/// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc_1").await.unwrap();
 /// store.migrate().await.unwrap();
 /// assert!(store.get(0).await.unwrap().is_none());
 /// # });
@@ -58,8 +59,9 @@ impl MysqlStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// # use sqlx::Connection;
     /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
-    /// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
-    /// let store = hopper::store::mysql::MysqlStore::open("mariadb://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+    /// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_2").execute(&mut admin).await.unwrap();
+    /// # sqlx::query("CREATE DATABASE hopper_doc_2").execute(&mut admin).await.unwrap();
+    /// let store = hopper::store::mysql::MysqlStore::open("mariadb://root@127.0.0.1:3306/hopper_doc_2").await.unwrap();
     /// # let _ = store;
     /// # });
     /// ```
@@ -99,8 +101,9 @@ impl MysqlStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// # use sqlx::Connection;
     /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
-    /// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
-    /// let store = hopper::store::mysql::MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+    /// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_3").execute(&mut admin).await.unwrap();
+    /// # sqlx::query("CREATE DATABASE hopper_doc_3").execute(&mut admin).await.unwrap();
+    /// let store = hopper::store::mysql::MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc_3").await.unwrap();
     /// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(store.pool()).await.unwrap();
     /// assert_eq!(one, 1);
     /// # });
@@ -116,9 +119,10 @@ impl MysqlStore {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// # use sqlx::Connection;
     /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
-    /// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+    /// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_4").execute(&mut admin).await.unwrap();
+    /// # sqlx::query("CREATE DATABASE hopper_doc_4").execute(&mut admin).await.unwrap();
     /// use hopper::store::{mysql::MysqlStore, Store};
-    /// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+    /// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc_4").await.unwrap();
     /// store.migrate().await.unwrap();
     /// assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied_at.is_some()));
     /// # });
@@ -239,9 +243,10 @@ fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// # use sqlx::Connection;
 /// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
-/// # sqlx::query("CREATE DATABASE IF NOT EXISTS hopper_doc").execute(&mut admin).await.unwrap();
+/// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_5").execute(&mut admin).await.unwrap();
+/// # sqlx::query("CREATE DATABASE hopper_doc_5").execute(&mut admin).await.unwrap();
 /// use hopper::store::{mysql::{insert_in, MysqlStore}, NewJob, Store};
-/// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc").await.unwrap();
+/// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc_5").await.unwrap();
 /// store.migrate().await.unwrap();
 /// let now = chrono::Utc::now();
 /// let job = NewJob {

@@ -60,7 +60,11 @@ fn migrator() -> Migrator {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use hopper::store::{Store, postgres::PostgresStore};
-/// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+/// # use sqlx::Connection;
+/// # let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+/// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_1 WITH (FORCE)").execute(&mut admin).await.unwrap();
+/// # sqlx::query("CREATE DATABASE hopper_doc_1").execute(&mut admin).await.unwrap();
+/// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/hopper_doc_1").await.unwrap();
 /// store.migrate().await.unwrap();
 /// assert!(store.get(-1).await.unwrap().is_none());
 /// # });
@@ -122,7 +126,11 @@ impl PostgresStore {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use hopper::store::{Store, postgres::PostgresStore};
-    /// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+    /// # use sqlx::Connection;
+    /// # let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+    /// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_2 WITH (FORCE)").execute(&mut admin).await.unwrap();
+    /// # sqlx::query("CREATE DATABASE hopper_doc_2").execute(&mut admin).await.unwrap();
+    /// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/hopper_doc_2").await.unwrap();
     /// store.migrate().await.unwrap();
     /// assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied_at.is_some()));
     /// # });
@@ -240,7 +248,11 @@ fn notifying(statement: &str, columns: &str) -> String {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use hopper::store::{postgres::{insert_in, PostgresStore}, NewJob, Store};
-/// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+/// # use sqlx::Connection;
+/// # let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+/// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_3 WITH (FORCE)").execute(&mut admin).await.unwrap();
+/// # sqlx::query("CREATE DATABASE hopper_doc_3").execute(&mut admin).await.unwrap();
+/// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/hopper_doc_3").await.unwrap();
 /// store.migrate().await.unwrap();
 /// let now = chrono::Utc::now();
 /// let job = NewJob {

@@ -50,6 +50,7 @@ macro_rules! contract_for {
             pruning_deletes_ended_jobs_by_age_and_state,
             an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner,
             a_rescued_job_on_its_last_attempt_fails,
+            extending_leases_renews_only_the_claims_named_by_their_holder,
             handlers_reach_shared_state_and_missing_state_is_a_permanent_error,
             a_unique_key_stores_one_live_job,
             a_paused_queue_is_not_claimed_from_until_resumed,
@@ -59,6 +60,7 @@ macro_rules! contract_for {
             a_scaled_queue_grows_under_a_backlog_and_shrinks_once_idle_on_the_clock,
             autoscaled_queues_share_the_total_cap,
             hooks_fire_once_per_event_and_their_failures_change_no_outcome,
+            a_claim_the_pool_never_received_expires_while_the_pool_is_busy,
         );)*
     };
 }

@@ -59,8 +59,8 @@ macro_rules! contract_for {
             one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped,
             a_scaled_queue_grows_under_a_backlog_and_shrinks_once_idle_on_the_clock,
             autoscaled_queues_share_the_total_cap,
-            hooks_fire_once_per_event_and_their_failures_change_no_outcome,
             a_claim_the_pool_never_received_expires_while_the_pool_is_busy,
+            hooks_fire_once_per_event_and_their_failures_change_no_outcome,
         );)*
     };
 }

@@ -3,7 +3,7 @@
 //! old jobs, scales each queue's concurrency between its bounds, and stops
 //! gracefully.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::client::Hopper;
 use crate::hooks::{EventKind, Hooks, JobEvent};
-use crate::job::{DEFAULT_QUEUE, JobContext, JobError};
+use crate::job::{DEFAULT_QUEUE, JobContext, JobError, JobId};
 use crate::maintenance::Retention;
 use crate::store::{
     ClaimRequest, ClaimedJob, Completion, Outcome, StoreError, Wakeup, WorkerConcurrency,
@@ -45,7 +45,7 @@ pub enum WorkerError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Most completions written in one transaction.
+/// Most completions written, or leases extended, in one transaction.
 const COMPLETION_BATCH: usize = 1_000;
 
 /// How many jobs of one queue a pool runs at once: never more than `max`,
@@ -445,6 +445,10 @@ struct Shared {
     slots: Vec<Arc<Slots>>,
     /// Jobs claimed whose completion is not yet written.
     outstanding: AtomicUsize,
+    /// The claims this pool received (job id, attempt) until their outcome
+    /// is written: the heartbeat renews these and no others, so a claim whose
+    /// answer was lost on the way from the database runs out and is rescued.
+    held: Mutex<BTreeSet<(JobId, u32)>>,
     /// Bumped on every claim and every written completion batch.
     activity: watch::Sender<u64>,
 }
@@ -456,6 +460,13 @@ impl Shared {
 
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
         crate::clock::add(self.hopper.now(), self.config.lease)
+    }
+
+    fn held(&self) -> MutexGuard<'_, BTreeSet<(JobId, u32)>> {
+        // Plain ids and attempts: a poisoned lock still holds valid ones.
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -478,6 +489,7 @@ impl WorkerPool {
             jobs: TaskTracker::new(),
             slots,
             outstanding: AtomicUsize::new(0),
+            held: Mutex::new(BTreeSet::new()),
             activity: watch::channel(0).0,
         });
         let total: usize = shared.config.queues.iter().map(|(_, n)| n).sum();
@@ -746,6 +758,9 @@ async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender
                 }
                 Ok(claimed) => {
                     failures = 0;
+                    shared
+                        .held()
+                        .extend(claimed.iter().map(|job| (job.id, job.attempt)));
                     buffer.extend(claimed);
                     slots.buffered.store(buffer.len(), Ordering::SeqCst);
                 }
@@ -949,26 +964,34 @@ async fn complete(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Completion>)
                 }
             }
         }
+        {
+            let mut held = shared.held();
+            for completion in &batch {
+                held.remove(&(completion.id, completion.attempt));
+            }
+        }
         shared.outstanding.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
         shared.bump();
     }
 }
 
-/// Extends the lease of every job this pool holds, every third of a lease.
+/// Extends the lease of every claim this pool received and has not yet
+/// written the outcome of, every third of a lease.
 async fn heartbeat(shared: Arc<Shared>) {
     let interval = shared.config.lease / 3;
     while pause(&shared.stop_background, interval).await {
-        if shared.outstanding.load(Ordering::SeqCst) == 0 {
-            continue;
-        }
-        if let Err(error) = shared
-            .hopper
-            .store()
-            .extend_leases(&shared.worker_id, shared.lease_until())
-            .await
-        {
-            tracing::warn!(%error, "extending job leases failed");
+        // In id order, the order completion batches lock rows in.
+        let held: Vec<(JobId, u32)> = shared.held().iter().copied().collect();
+        for claims in held.chunks(COMPLETION_BATCH) {
+            if let Err(error) = shared
+                .hopper
+                .store()
+                .extend_leases(&shared.worker_id, claims, shared.lease_until())
+                .await
+            {
+                tracing::warn!(%error, "extending job leases failed");
+            }
         }
     }
 }

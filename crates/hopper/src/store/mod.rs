@@ -571,8 +571,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
-    /// Extends the lease of every job `worker` holds to `until`.
-    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Extends to `until` the leases of the claims listed as (job id,
+    /// attempt) that `worker` still holds; no other job's. Returns how many.
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        claims: &[(JobId, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 
     /// Hands every job `worker` still holds back to `pending`, not counting
     /// the attempt (a graceful stop).

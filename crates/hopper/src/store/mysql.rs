@@ -638,14 +638,30 @@ impl Store for MysqlStore {
         }
     }
 
-    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET locked_until = ? WHERE state = 'started' AND locked_by = ?",
-        )
-        .bind(micros(until))
-        .bind(worker)
-        .execute(&self.pool)
-        .await?;
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        claims: &[(JobId, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        // The same per-claim guard and plan as finishing a batch in `try_complete`.
+        let mut query = QueryBuilder::new("UPDATE jobs SET locked_until = ");
+        query
+            .push_bind(micros(until))
+            .push(" WHERE state = 'started' AND locked_by = ")
+            .push_bind(worker)
+            .push(" AND id IN (");
+        let mut ids = query.separated(", ");
+        for (id, _) in claims {
+            ids.push_bind(*id);
+        }
+        query.push(") AND (id, attempts) IN (");
+        push_pairs(&mut query, claims);
+        query.push(")");
+        let done = query.build().execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 

@@ -538,11 +538,23 @@ impl Store for PostgresStore {
         Ok(rows.len() as u64)
     }
 
-    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        claims: &[(JobId, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // The same per-claim guard as `complete` (and for the same reason, no state).
+        let ids: Vec<JobId> = claims.iter().map(|(id, _)| *id).collect();
+        let attempts: Vec<i32> = claims.iter().map(|(_, a)| to_i32(*a)).collect();
         let done = sqlx::query(
-            "UPDATE jobs SET locked_until = $1 WHERE state = 'started' AND locked_by = $2",
+            "UPDATE jobs SET locked_until = $1 \
+             FROM UNNEST($2::bigint[], $3::int[]) AS c(id, attempt) \
+             WHERE jobs.id = c.id AND jobs.attempts = c.attempt AND jobs.locked_by = $4",
         )
         .bind(until)
+        .bind(ids)
+        .bind(attempts)
         .bind(worker)
         .execute(&self.pool)
         .await?;

@@ -387,11 +387,21 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
-    async fn extend_leases(&self, worker: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        claims: &[(JobId, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // The same per-claim guard and plan as finishing a batch in `complete`.
         let done = sqlx::query(
-            "UPDATE jobs SET locked_until = ?1 WHERE state = 'started' AND locked_by = ?2",
+            "UPDATE jobs SET locked_until = ?1 \
+             FROM (SELECT value ->> 0 AS cid, value ->> 1 AS cattempt FROM json_each(?2)) AS c \
+             WHERE jobs.id = c.cid AND +jobs.attempts = c.cattempt \
+                AND +jobs.state = 'started' AND +jobs.locked_by = ?3",
         )
         .bind(micros(until))
+        .bind(serde_json::to_string(claims).unwrap_or_else(|_| "[]".into()))
         .bind(worker)
         .execute(&self.writer)
         .await?;

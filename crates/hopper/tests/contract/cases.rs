@@ -600,6 +600,43 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
     );
 }
 
+pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &TestDb) {
+    let hopper = builder().connect(db.url()).await.unwrap();
+    let store = hopper.store();
+    hopper
+        .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new())
+        .await
+        .unwrap();
+    let now = hopper.now();
+    let lease = now + chrono::Duration::seconds(10);
+    let claimed = store
+        .claim(ClaimRequest {
+            queue: "default",
+            worker: "w",
+            limit: 3,
+            now,
+            lease_until: lease,
+        })
+        .await
+        .unwrap();
+    let [a, b, c] = [claimed[0].id, claimed[1].id, claimed[2].id];
+    let until = now + chrono::Duration::seconds(60);
+    // `b` is named with another attempt, `c` by another worker.
+    assert_eq!(
+        store
+            .extend_leases("w", &[(a, 1), (b, 2)], until)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.extend_leases("x", &[(c, 1)], until).await.unwrap(), 0);
+    assert_eq!(store.extend_leases("w", &[], until).await.unwrap(), 0);
+    for (id, want) in [(a, until), (b, lease), (c, lease)] {
+        let job = hopper.job(id).await.unwrap().unwrap();
+        assert_eq!(job.locked_until, Some(want), "job {id}");
+    }
+}
+
 pub async fn a_rescued_job_on_its_last_attempt_fails(db: &TestDb) {
     let url = db.url().to_owned();
     let clock = hopper::clock::ManualClock::new();

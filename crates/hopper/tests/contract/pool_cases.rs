@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hopper::clock::ManualClock;
 use hopper::hooks::{EventKind, HookResult, Hooks, JobEvent};
+use hopper::store::ClaimRequest;
 use hopper::testing::TestQueue;
 use hopper::{
     DispatchOptions, Job, JobContext, JobResult, JobState, WorkerConcurrency, WorkerConfig,
@@ -202,6 +204,109 @@ pub async fn autoscaled_queues_share_the_total_cap(db: &TestDb) {
     queue.wait_idle().await.unwrap();
     assert_eq!(gate.most(), 5);
     queue.stop().await.unwrap();
+}
+
+/// Waits (at most 20 s) until `id`'s lease runs at least until `until`.
+async fn wait_leased_until(hopper: &hopper::Hopper, id: i64, until: chrono::DateTime<chrono::Utc>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = hopper.job(id).await.unwrap().unwrap();
+        if job.locked_until.is_some_and(|at| at >= until) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} still leased until {:?}, wanted {until}",
+            job.locked_until
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A claim the database committed under a pool's worker id but whose answer
+/// never reached the pool (the connection died on the way back) is not kept
+/// alive by that pool's heartbeat: its lease runs out and the rescuer hands
+/// it out again while the pool stays busy with a job it knows it holds.
+pub async fn a_claim_the_pool_never_received_expires_while_the_pool_is_busy(db: &TestDb) {
+    let clock = ManualClock::new();
+    let gate = Gate::default();
+    let hopper = builder()
+        .register(GateJob)
+        .unwrap()
+        .state(gate.clone())
+        .clock(clock.clone())
+        .connect(db.url())
+        .await
+        .unwrap();
+    let orphan = hopper.dispatch::<Noop>(()).await.unwrap();
+    let t0 = hopper.now();
+    let claimed = hopper
+        .store()
+        .claim(ClaimRequest {
+            queue: "default",
+            worker: "w",
+            limit: 1,
+            now: t0,
+            lease_until: t0 + chrono::Duration::seconds(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    let lease = Duration::from_secs(3);
+    let config = WorkerConfig::new(2)
+        .worker_id("w")
+        .lease(lease)
+        .rescue_interval(Duration::from_millis(100));
+    let pool = hopper.start(config).unwrap();
+    let busy = hopper.dispatch::<GateJob>(()).await.unwrap();
+    gate.wait_running(1).await;
+
+    // A heartbeat while the orphan's lease is still live...
+    clock.advance(Duration::from_millis(500));
+    wait_leased_until(&hopper, busy, hopper.now() + lease).await;
+    let orphaned = hopper.job(orphan).await.unwrap().unwrap();
+    assert_eq!(
+        orphaned.locked_until,
+        Some(t0 + chrono::Duration::seconds(1)),
+        "the heartbeat renewed a claim the pool does not know it holds"
+    );
+    // ...then past it, well within the busy job's.
+    clock.advance(Duration::from_secs(1));
+    let mut activity = pool.activity();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let rerun = loop {
+        activity.borrow_and_update();
+        let job = hopper.job(orphan).await.unwrap().unwrap();
+        if job.state == JobState::Finished {
+            break job;
+        }
+        if tokio::time::timeout_at(deadline, activity.changed())
+            .await
+            .is_err()
+        {
+            panic!("the orphaned claim was not rescued and run again: {job:?}");
+        }
+    };
+    assert_eq!(rerun.attempts, 2);
+    assert!(
+        rerun
+            .last_error
+            .unwrap()
+            .contains("lease expired: worker w stopped without finishing attempt 1")
+    );
+    let still = hopper.job(busy).await.unwrap().unwrap();
+    assert_eq!(
+        (still.state, still.locked_by.as_deref()),
+        (JobState::Started, Some("w"))
+    );
+
+    gate.open();
+    pool.stop().await.unwrap();
+    assert_eq!(
+        hopper.job(busy).await.unwrap().unwrap().state,
+        JobState::Finished
+    );
 }
 
 /// One event a hook saw: kind, job id, attempt, error.

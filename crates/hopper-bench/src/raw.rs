@@ -302,7 +302,8 @@ async fn drain_mysql(conn: &mut sqlx::MySqlConnection, batch: u32) -> Result<u64
     loop {
         let now = Utc::now();
         let mut tx = conn.begin().await?;
-        let claimed: Vec<(i64, String, String, String, i32, i32, i32)> = sqlx::query_as(PICK)
+        // Text columns are binary-collated: they arrive as bytes.
+        let claimed: Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>, i32, i32, i32)> = sqlx::query_as(PICK)
             .bind(hopper::DEFAULT_QUEUE)
             .bind(micros(now))
             .bind(batch)

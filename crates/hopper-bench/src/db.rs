@@ -242,12 +242,14 @@ impl Server {
     }
 
     async fn postgres(&self) -> Result<PgConnection> {
-        PgConnection::connect(&self.admin_url).await.with_context(|| {
-            format!(
-                "PostgreSQL at {} is not reachable",
-                without_password(&self.admin_url)
-            )
-        })
+        PgConnection::connect(&self.admin_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "PostgreSQL at {} is not reachable",
+                    without_password(&self.admin_url)
+                )
+            })
     }
 
     async fn mysql(&self) -> Result<MySqlConnection> {
@@ -460,10 +462,14 @@ impl Bench {
         match self {
             Self::Sqlite(_) => {}
             Self::Postgres(store) => {
-                sqlx::raw_sql("VACUUM ANALYZE jobs").execute(store.pool()).await?;
+                sqlx::raw_sql("VACUUM ANALYZE jobs")
+                    .execute(store.pool())
+                    .await?;
             }
             Self::Mysql(store) => {
-                sqlx::raw_sql("ANALYZE TABLE jobs").execute(store.pool()).await?;
+                sqlx::raw_sql("ANALYZE TABLE jobs")
+                    .execute(store.pool())
+                    .await?;
             }
         }
         Ok(())

@@ -132,12 +132,9 @@ async fn run(args: &Args, databases: &Databases) -> Result<Report> {
     eprintln!("idle pool of {} workers", args.workers);
     let seconds = args.idle_secs;
     let db = databases.fresh("idle").await?;
-    let cpu_ms = workloads::idle_cpu_ms(
-        &db,
-        args.workers as usize,
-        Duration::from_secs_f64(seconds),
-    )
-    .await?;
+    let cpu_ms =
+        workloads::idle_cpu_ms(&db, args.workers as usize, Duration::from_secs_f64(seconds))
+            .await?;
     db.finish().await?;
     eprintln!("  {cpu_ms:.1} ms CPU in {seconds} s");
     let idle = Idle {
@@ -145,7 +142,11 @@ async fn run(args: &Args, databases: &Databases) -> Result<Report> {
         seconds,
         cpu_ms,
     };
-    let w4 = if args.w4 { Some(w4(args, databases).await?) } else { None };
+    let w4 = if args.w4 {
+        Some(w4(args, databases).await?)
+    } else {
+        None
+    };
     Ok(Report::new(
         Setup {
             database: databases.kind().name(),
@@ -171,7 +172,10 @@ async fn w4(args: &Args, dbs: &Databases) -> Result<W4> {
     db.finish().await?;
     eprintln!("  hopper {:.0} jobs/s", queued.jobs_per_s);
 
-    eprintln!("W4 drain, {} queued behind {} finished", args.jobs, args.w4_jobs);
+    eprintln!(
+        "W4 drain, {} queued behind {} finished",
+        args.jobs, args.w4_jobs
+    );
     let db = dbs.fresh("w4-kept").await?;
     let kept = Queued::BehindFinished { kept: args.w4_jobs };
     let finished_kept = workloads::drain(&db, args.jobs, workers, kept).await?;

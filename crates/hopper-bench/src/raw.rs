@@ -44,7 +44,8 @@ pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
     let start = Instant::now();
     match &bench {
         Bench::Sqlite(store) => {
-            let sql = format!("{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL) RETURNING id");
+            let sql =
+                format!("{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL) RETURNING id");
             for index in 0..jobs {
                 let now = micros(Utc::now());
                 let _id: i64 = sqlx::query_scalar(&sql)
@@ -335,7 +336,9 @@ async fn drain_mysql(conn: &mut sqlx::MySqlConnection, batch: u32) -> Result<u64
             QueryBuilder::<MySql>::new("UPDATE jobs SET state = 'finished', finished_at = ");
         finish
             .push_bind(micros(Utc::now()))
-            .push(", locked_by = NULL, locked_until = NULL WHERE state = 'started' AND locked_by = ")
+            .push(
+                ", locked_by = NULL, locked_until = NULL WHERE state = 'started' AND locked_by = ",
+            )
             .push_bind(HOLDER)
             .push(" AND id IN (");
         let mut ids = finish.separated(", ");

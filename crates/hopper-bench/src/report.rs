@@ -257,9 +257,15 @@ impl Report {
         }
         if let Some(w4) = &self.w4 {
             for (name, g) in [
-                (format!("W4 drain, {} queued", g_count(w4.queued.jobs)), w4.queued),
                 (
-                    format!("W4 drain, {} finished kept", g_count(w4.finished_kept.finished_rows_kept)),
+                    format!("W4 drain, {} queued", g_count(w4.queued.jobs)),
+                    w4.queued,
+                ),
+                (
+                    format!(
+                        "W4 drain, {} finished kept",
+                        g_count(w4.finished_kept.finished_rows_kept)
+                    ),
                     w4.finished_kept,
                 ),
             ] {
@@ -280,7 +286,8 @@ impl Report {
             check.duplicates,
             if self.drain_ok() { "" } else { "  <-- FAILED" }
         );
-        let mb = |mb: Option<f64>| mb.map_or_else(|| "unknown".to_owned(), |mb| format!("{mb:.1} MB"));
+        let mb =
+            |mb: Option<f64>| mb.map_or_else(|| "unknown".to_owned(), |mb| format!("{mb:.1} MB"));
         out += &format!("worker peak RSS (W2): {}\n", mb(self.worker_peak_rss_mb));
         if let Some(w4) = &self.w4 {
             out += &format!(
@@ -299,7 +306,10 @@ impl Report {
 
 /// `12345.6` as `12,346 jobs/s`.
 fn per_s(rate: f64) -> String {
-    format!("{} jobs/s", g_count(rate.max(0.0).round().min(f64::from(u32::MAX)) as u32))
+    format!(
+        "{} jobs/s",
+        g_count(rate.max(0.0).round().min(f64::from(u32::MAX)) as u32)
+    )
 }
 
 /// `1000000` as `1,000,000`.
@@ -341,5 +351,4 @@ mod tests {
         assert_eq!(per_s(1234567.4), "1,234,567 jobs/s");
         assert_eq!(per_s(999.0), "999 jobs/s");
     }
-
 }

@@ -180,7 +180,12 @@ pub async fn drain(db: &FreshDb, jobs: u32, workers: usize, setup: Setup) -> Res
     let exe = std::env::current_exe().context("cannot find the benchmark's own executable")?;
     let output = Command::new(exe)
         .args(["--drain-worker", "--database-url", db.url()])
-        .args(["--jobs", &jobs.to_string(), "--workers", &workers.to_string()])
+        .args([
+            "--jobs",
+            &jobs.to_string(),
+            "--workers",
+            &workers.to_string(),
+        ])
         .output()
         .context("cannot start the draining worker process")?;
     if !output.status.success() {

@@ -64,7 +64,9 @@ fn check(report: &serde_json::Value, database: &str) {
     assert_eq!(report["drain_check"]["lost"], 0);
     assert_eq!(report["drain_check"]["duplicates"], 0);
     assert_eq!(report["idle"]["workers"], 4);
-    assert!(report["idle"]["cpu_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    assert!(report["idle"]["cpu_ms"]
+        .as_f64()
+        .is_some_and(|ms| ms >= 0.0));
 
     for (growth, jobs, kept) in [("queued", 300, 0), ("finished_kept", 200, 300)] {
         let g = &report["w4"][growth];
@@ -111,13 +113,22 @@ fn a_small_postgres_run_reports_every_figure_and_drops_its_databases() {
         ))
         .output()
         .expect("psql runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
 }
 
 #[test]
 fn an_unreachable_server_fails_loudly() {
-    let out = bench(&["--database-url", "postgres://postgres@127.0.0.1:1/x", "--jobs", "1"]);
+    let out = bench(&[
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/x",
+        "--jobs",
+        "1",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not reachable"), "{stderr}");

@@ -405,20 +405,20 @@ impl Drop for FreshDb {
 #[derive(Clone, Debug)]
 pub enum Bench {
     /// SQLite.
-    Sqlite(SqliteStore),
+    Sqlite(Box<SqliteStore>),
     /// PostgreSQL.
-    Postgres(PostgresStore),
+    Postgres(Box<PostgresStore>),
     /// MySQL or MariaDB.
-    Mysql(MysqlStore),
+    Mysql(Box<MysqlStore>),
 }
 
 impl Bench {
     /// Opens `url` with Hopper's store for `kind` and migrates it.
     pub async fn open(kind: Kind, url: &str) -> Result<Self> {
         let bench = match kind {
-            Kind::Sqlite => Self::Sqlite(SqliteStore::open(url).await?),
-            Kind::Postgres => Self::Postgres(PostgresStore::open(url).await?),
-            Kind::Mysql => Self::Mysql(MysqlStore::open(url).await?),
+            Kind::Sqlite => Self::Sqlite(Box::new(SqliteStore::open(url).await?)),
+            Kind::Postgres => Self::Postgres(Box::new(PostgresStore::open(url).await?)),
+            Kind::Mysql => Self::Mysql(Box::new(MysqlStore::open(url).await?)),
         };
         bench.store().migrate().await?;
         Ok(bench)
@@ -427,9 +427,9 @@ impl Bench {
     /// The store, for a Hopper handle.
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
-            Self::Sqlite(store) => Arc::new(store.clone()),
-            Self::Postgres(store) => Arc::new(store.clone()),
-            Self::Mysql(store) => Arc::new(store.clone()),
+            Self::Sqlite(store) => Arc::new(SqliteStore::clone(store)),
+            Self::Postgres(store) => Arc::new(PostgresStore::clone(store)),
+            Self::Mysql(store) => Arc::new(MysqlStore::clone(store)),
         }
     }
 

@@ -23,6 +23,9 @@ const MYSQL_ROWS_PER_INSERT: usize = 65_535 / 9;
 /// Rows per UNNEST insert when filling a table (the bulk limit itself is one statement).
 const FILL_CHUNK: usize = 50_000;
 
+/// A claimed row: id, type, queue, payload, priority, attempts, max_attempts.
+type Claimed<Text> = (i64, Text, Text, Text, i32, i32, i32);
+
 /// Who holds the raw loop's claims.
 const HOLDER: &str = "raw";
 
@@ -234,7 +237,7 @@ async fn drain_sqlite(writer: &sqlx::SqlitePool, batch: u32) -> Result<u64> {
     let mut finished = 0;
     loop {
         let now = Utc::now();
-        let claimed: Vec<(i64, String, String, String, i32, i64, i64)> = sqlx::query_as(CLAIM)
+        let claimed: Vec<Claimed<String>> = sqlx::query_as(CLAIM)
             .bind(micros(now))
             .bind(HOLDER)
             .bind(micros(lease_until(now)))
@@ -272,7 +275,7 @@ async fn drain_postgres(conn: &mut sqlx::PgConnection, batch: u32) -> Result<u64
     let mut finished = 0;
     loop {
         let now = Utc::now();
-        let claimed: Vec<(i64, String, String, String, i32, i32, i32)> = sqlx::query_as(CLAIM)
+        let claimed: Vec<Claimed<String>> = sqlx::query_as(CLAIM)
             .bind(now)
             .bind(HOLDER)
             .bind(lease_until(now))
@@ -304,7 +307,7 @@ async fn drain_mysql(conn: &mut sqlx::MySqlConnection, batch: u32) -> Result<u64
         let now = Utc::now();
         let mut tx = conn.begin().await?;
         // Text columns are binary-collated: they arrive as bytes.
-        let claimed: Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>, i32, i32, i32)> = sqlx::query_as(PICK)
+        let claimed: Vec<Claimed<Vec<u8>>> = sqlx::query_as(PICK)
             .bind(hopper::DEFAULT_QUEUE)
             .bind(micros(now))
             .bind(batch)

@@ -578,7 +578,6 @@ async fn fetch(
         let completions = completions.clone();
         shared.jobs.spawn(async move {
             let outcome = run(&shared_for_job, job).await;
-            drop(permit);
             match outcome {
                 Some(completion) => {
                     // The completer outlives every job task, so this only fails if it panicked.
@@ -588,6 +587,10 @@ async fn fetch(
                     shared_for_job.outstanding.fetch_sub(1, Ordering::SeqCst);
                 }
             }
+            // The slot frees only once the outcome is queued: while outcomes are
+            // written slower than jobs run, new jobs wait, instead of finished
+            // ones piling up in memory.
+            drop(permit);
         });
     }
     // Jobs claimed but never started stay leased to this worker; `stop` hands them back.

@@ -3,13 +3,18 @@
 //! so every Hopper figure is quoted as a ratio to the database's own limit.
 //!
 //! ```text
-//! cargo run --release -p hopper-bench -- [--database-url sqlite://dir/bench.db]
-//!     [--jobs 20000] [--workers 10] [--repeat 1] [--json]
+//! cargo run --release -p hopper-bench -- [--database-url <url>]
+//!     [--jobs 20000] [--workers 10] [--repeat 1] [--w4 [--w4-jobs 1000000]] [--json]
 //! ```
+//!
+//! `<url>` is `sqlite://dir/bench.db`, `postgres://user@host/db` or
+//! `mysql://user@host/db`; on a server the benchmark creates (and drops) a
+//! database of its own for each workload.
 
 mod db;
 mod raw;
 mod report;
+mod usage;
 mod workloads;
 
 use std::time::Duration;
@@ -18,14 +23,18 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 use crate::db::Databases;
-use crate::report::{Pass, Report, Setup};
+use crate::report::{Idle, Pass, Report, Setup, W4};
+use crate::workloads::Setup as Queued;
 
-/// Benchmarks Hopper against raw SQL on the same SQLite schema.
+/// Benchmarks Hopper against raw SQL on the same database and schema.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// Where the databases go: `sqlite://dir/name.db` makes one fresh file per
-    /// workload beside it (`dir/name.<workload>.db`). Default: a temporary folder.
+    /// workload beside it (`dir/name.<workload>.db`); `postgres://…` and
+    /// `mysql://…` name a server (and a database to connect through) on which
+    /// a fresh database is created per workload and dropped after it.
+    /// Default: SQLite files in a temporary folder.
     #[arg(long)]
     database_url: Option<String>,
 
@@ -57,29 +66,48 @@ struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..10_000))]
     latency_workers: u64,
 
+    /// Also run W4: drains with `--w4-jobs` queued, and with `--w4-jobs`
+    /// finished rows kept in the table (run once, after the passes).
+    #[arg(long)]
+    w4: bool,
+
+    /// Jobs queued (and finished rows kept) in W4.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    w4_jobs: u32,
+
+    /// Seconds an idle pool's CPU time is measured over.
+    #[arg(long, default_value_t = 5.0)]
+    idle_secs: f64,
+
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+
+    /// Internal: drain the jobs queued at `--database-url` in this process
+    /// and print the drain's figures as JSON.
+    #[arg(long, hide = true)]
+    drain_worker: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let databases = Databases::new(args.database_url.as_deref())?;
-    let mut passes = Vec::new();
-    for pass in 1..=args.repeat {
-        passes.push(run_pass(&args, &databases, pass).await?);
+    if args.drain_worker {
+        let Some(url) = args.database_url.as_deref() else {
+            bail!("--drain-worker needs --database-url");
+        };
+        let drain = workloads::drain_worker(url, args.jobs, args.workers as usize).await?;
+        println!("{}", serde_json::to_string(&drain)?);
+        return Ok(());
     }
-    let report = Report::new(
-        Setup {
-            jobs: args.jobs,
-            workers: args.workers as usize,
-            raw_claim_batch: args.raw_claim_batch,
-            latency_samples: args.latency_jobs,
-            databases: databases.describe(),
-        },
-        &passes,
-    );
+    if !(args.idle_secs.is_finite() && args.idle_secs > 0.0 && args.idle_secs < 3600.0) {
+        bail!("--idle-secs must be above 0 and below 3600");
+    }
+    let databases = Databases::new(args.database_url.as_deref())?;
+    let result = run(&args, &databases).await;
+    let cleaned = databases.cleanup().await;
+    let report = result?;
+    cleaned?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -87,11 +115,76 @@ async fn main() -> Result<()> {
     }
     if !report.drain_ok() {
         bail!(
-            "W2 did not run every job exactly once: {:?}",
-            report.drain_check
+            "a drain did not run every job exactly once: W2 {:?}, W4 {:?}",
+            report.drain_check,
+            report.w4
         );
     }
     Ok(())
+}
+
+/// Every pass, then the idle pool and W4.
+async fn run(args: &Args, databases: &Databases) -> Result<Report> {
+    let mut passes = Vec::new();
+    for pass in 1..=args.repeat {
+        passes.push(run_pass(args, databases, pass).await?);
+    }
+    eprintln!("idle pool of {} workers", args.workers);
+    let seconds = args.idle_secs;
+    let db = databases.fresh("idle").await?;
+    let cpu_ms =
+        workloads::idle_cpu_ms(&db, args.workers as usize, Duration::from_secs_f64(seconds))
+            .await?;
+    db.finish().await?;
+    eprintln!("  {cpu_ms:.1} ms CPU in {seconds} s");
+    let idle = Idle {
+        workers: args.workers as usize,
+        seconds,
+        cpu_ms,
+    };
+    let w4 = if args.w4 {
+        Some(w4(args, databases).await?)
+    } else {
+        None
+    };
+    Ok(Report::new(
+        Setup {
+            database: databases.kind().name(),
+            jobs: args.jobs,
+            workers: args.workers as usize,
+            raw_claim_batch: args.raw_claim_batch,
+            latency_samples: args.latency_jobs,
+            databases: databases.describe(),
+            w4_jobs: args.w4_jobs,
+        },
+        &passes,
+        idle,
+        w4,
+    ))
+}
+
+/// W4: a drain of `--w4-jobs` queued, and of `--jobs` behind `--w4-jobs` finished rows.
+async fn w4(args: &Args, dbs: &Databases) -> Result<W4> {
+    let workers = args.workers as usize;
+    eprintln!("W4 drain, {} queued", args.w4_jobs);
+    let db = dbs.fresh("w4-queued").await?;
+    let queued = workloads::drain(&db, args.w4_jobs, workers, Queued::Filled).await?;
+    db.finish().await?;
+    eprintln!("  hopper {:.0} jobs/s", queued.jobs_per_s);
+
+    eprintln!(
+        "W4 drain, {} queued behind {} finished",
+        args.jobs, args.w4_jobs
+    );
+    let db = dbs.fresh("w4-kept").await?;
+    let kept = Queued::BehindFinished { kept: args.w4_jobs };
+    let finished_kept = workloads::drain(&db, args.jobs, workers, kept).await?;
+    db.finish().await?;
+    eprintln!("  hopper {:.0} jobs/s", finished_kept.jobs_per_s);
+    Ok(W4 {
+        queued,
+        finished_kept,
+    })
 }
 
 /// One pass over every workload, each on its own fresh database, Hopper and
@@ -101,31 +194,45 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     let step = |what: &str| eprintln!("[pass {pass}/{}] {what}", args.repeat);
 
     step("W1 enqueue, one per transaction");
-    let hopper_one = workloads::enqueue_one(&dbs.fresh("w1-one")?, n).await?;
-    let raw_one = raw::insert_one(&dbs.fresh("raw-one")?, n).await?;
+    let db = dbs.fresh("w1-one").await?;
+    let hopper_one = workloads::enqueue_one(&db, n).await?;
+    db.finish().await?;
+    let db = dbs.fresh("raw-one").await?;
+    let raw_one = raw::insert_one(&db, n).await?;
+    db.finish().await?;
     eprintln!("  hopper {hopper_one:.0} jobs/s, raw {raw_one:.0} jobs/s");
 
     step("W1 enqueue, bulk");
-    let hopper_bulk = workloads::enqueue_bulk(&dbs.fresh("w1-bulk")?, n).await?;
-    let raw_bulk = raw::insert_bulk(&dbs.fresh("raw-bulk")?, n).await?;
+    let db = dbs.fresh("w1-bulk").await?;
+    let hopper_bulk = workloads::enqueue_bulk(&db, n).await?;
+    db.finish().await?;
+    let db = dbs.fresh("raw-bulk").await?;
+    let raw_bulk = raw::insert_bulk(&db, n).await?;
+    db.finish().await?;
     eprintln!("  hopper {hopper_bulk:.0} jobs/s, raw {raw_bulk:.0} jobs/s");
 
     step("W2 drain");
-    let drain = workloads::drain(&dbs.fresh("w2-drain")?, n, args.workers as usize).await?;
-    let raw_drain = raw::drain(&dbs.fresh("raw-drain")?, n, args.raw_claim_batch).await?;
+    let db = dbs.fresh("w2-drain").await?;
+    let drain = workloads::drain(&db, n, args.workers as usize, Queued::Dispatched).await?;
+    db.finish().await?;
+    let db = dbs.fresh("raw-drain").await?;
+    let raw_drain = raw::drain(&db, n, args.raw_claim_batch).await?;
+    db.finish().await?;
     eprintln!(
         "  hopper {:.0} jobs/s, raw {raw_drain:.0} jobs/s",
         drain.jobs_per_s
     );
 
     step("W3 latency");
+    let db = dbs.fresh("w3-latency").await?;
     let latency = workloads::latency(
-        &dbs.fresh("w3-latency")?,
+        &db,
         args.latency_jobs,
         Duration::from_millis(args.latency_interval_ms),
         args.latency_workers as usize,
     )
     .await?;
+    db.finish().await?;
     eprintln!(
         "  p50 {:.2} ms, p99 {:.2} ms",
         latency.p50_ms, latency.p99_ms

@@ -1,136 +1,354 @@
 //! The database's own limits: the same inserts, claims and completions as
-//! Hopper makes, as raw SQL on the same driver, pragmas and schema (opened
-//! through Hopper's `SqliteStore` and its single writer connection), with
-//! nothing around them.
+//! Hopper makes, as raw SQL on the same driver, settings and schema (opened
+//! through Hopper's own store for the database), with nothing around them.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use chrono::{DateTime, Utc};
+use sqlx::{MySql, QueryBuilder, Sqlite};
 
-use crate::db::{close, FreshDb};
+use crate::db::{Bench, FreshDb};
 use crate::workloads::{rate, NoopJob};
 
-const INSERT: &str =
-    "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) ";
+const COLUMNS: &str = "INSERT INTO jobs \
+    (type, queue, payload, priority, max_attempts, available_at, created_at, state, finished_at) ";
 
-/// Rows per multi-row INSERT: 7 bound values each, under SQLite's default
-/// limit of 32,766 variables per statement.
-const ROWS_PER_INSERT: usize = 32_766 / 7;
+/// Rows per multi-row INSERT on SQLite: 9 bound values each, under its
+/// default limit of 32,766 variables per statement.
+const SQLITE_ROWS_PER_INSERT: usize = 32_766 / 9;
+/// Rows per multi-row INSERT on MySQL: under its limit of 65,535 placeholders.
+const MYSQL_ROWS_PER_INSERT: usize = 65_535 / 9;
+/// Rows per UNNEST insert when filling a table (the bulk limit itself is one statement).
+const FILL_CHUNK: usize = 50_000;
 
-/// Hopper's claim, word for word: due pending jobs of a queue, highest
-/// priority first, leased to one worker.
-const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-        started_at = ?1, locked_by = ?2, locked_until = ?3 \
-    WHERE id IN (SELECT id FROM jobs \
-        WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
-        ORDER BY priority DESC, available_at, id LIMIT ?5) \
-    RETURNING id, type, queue, payload, priority, attempts, max_attempts";
+/// A claimed row: id, type, queue, payload, priority, attempts, max_attempts.
+type Claimed<Text> = (i64, Text, Text, Text, i32, i32, i32);
 
-/// Finishes a batch of claimed jobs, guarded by state and holder.
-const FINISH: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
-        locked_by = NULL, locked_until = NULL \
-    WHERE id IN (SELECT value FROM json_each(?2)) AND state = 'started' AND locked_by = ?3";
+/// Who holds the raw loop's claims.
+const HOLDER: &str = "raw";
 
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn job_type() -> &'static str {
+    <NoopJob as hopper::Job>::TYPE
 }
 
 /// (a) `jobs` single-row INSERTs, each committed on its own. Returns jobs/s.
 ///
-/// `RETURNING id` read with `fetch_one` is the fastest single insert sqlx
-/// offers on SQLite (~30% above a plain `execute`, which streams every step
-/// result back from the connection's thread), so that is the limit here.
+/// On SQLite `RETURNING id` read with `fetch_one` is the fastest single
+/// insert sqlx offers (~30% above a plain `execute`, which streams every
+/// step result back from the connection's thread), so that is the limit there.
 pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
-    let store = db.open().await?;
-    let sql = format!("{INSERT} VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id");
+    let bench = db.open().await?;
     let start = Instant::now();
-    for index in 0..jobs {
-        let now = now_micros();
-        let _id: i64 = sqlx::query_scalar(&sql)
-            .bind(<NoopJob as hopper::Job>::TYPE)
-            .bind(hopper::DEFAULT_QUEUE)
-            .bind(index.to_string())
-            .bind(0)
-            .bind(3)
-            .bind(now)
-            .bind(now)
-            .fetch_one(store.writer())
-            .await?;
+    match &bench {
+        Bench::Sqlite(store) => {
+            let sql =
+                format!("{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL) RETURNING id");
+            for index in 0..jobs {
+                let now = micros(Utc::now());
+                let _id: i64 = sqlx::query_scalar(&sql)
+                    .bind(job_type())
+                    .bind(hopper::DEFAULT_QUEUE)
+                    .bind(index.to_string())
+                    .bind(0)
+                    .bind(3)
+                    .bind(now)
+                    .bind(now)
+                    .fetch_one(store.writer())
+                    .await?;
+            }
+        }
+        Bench::Postgres(store) => {
+            let sql = format!(
+                "{COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL) RETURNING id"
+            );
+            for index in 0..jobs {
+                let now = Utc::now();
+                let _id: i64 = sqlx::query_scalar(&sql)
+                    .bind(job_type())
+                    .bind(hopper::DEFAULT_QUEUE)
+                    .bind(index.to_string())
+                    .bind(0)
+                    .bind(3)
+                    .bind(now)
+                    .bind(now)
+                    .fetch_one(store.pool())
+                    .await?;
+            }
+        }
+        Bench::Mysql(store) => {
+            let sql = format!("{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)");
+            for index in 0..jobs {
+                let now = micros(Utc::now());
+                sqlx::query(&sql)
+                    .bind(job_type())
+                    .bind(hopper::DEFAULT_QUEUE)
+                    .bind(index.to_string())
+                    .bind(0)
+                    .bind(3)
+                    .bind(now)
+                    .bind(now)
+                    .execute(store.pool())
+                    .await?;
+            }
+        }
     }
     let elapsed = start.elapsed();
-    close(&store).await;
+    bench.close().await;
     Ok(rate(jobs, elapsed))
 }
 
-/// Inserts `jobs` rows with multi-row INSERTs in one transaction.
-async fn insert_all(writer: &SqlitePool, jobs: u32) -> Result<()> {
-    let now = now_micros();
-    let indexes: Vec<u32> = (0..jobs).collect();
-    let mut tx = writer.begin().await?;
-    for chunk in indexes.chunks(ROWS_PER_INSERT) {
-        let mut query = QueryBuilder::<Sqlite>::new(INSERT);
-        query.push_values(chunk, |mut row, index| {
-            row.push_bind(<NoopJob as hopper::Job>::TYPE)
-                .push_bind(hopper::DEFAULT_QUEUE)
-                .push_bind(index.to_string())
-                .push_bind(0)
-                .push_bind(3)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        query.build().execute(&mut *tx).await?;
+/// Inserts rows with payloads `indexes` (each index as JSON) in `state`
+/// (`pending`, due now, or `finished`), in one transaction per `chunk` rows:
+/// one UNNEST statement per chunk on PostgreSQL, multi-row INSERTs elsewhere.
+pub async fn insert_rows(
+    bench: &Bench,
+    indexes: Range<u32>,
+    state: &str,
+    chunk: usize,
+) -> Result<()> {
+    let now = Utc::now();
+    let finished_at = (state != "pending").then_some(now);
+    let all: Vec<u32> = indexes.collect();
+    for part in all.chunks(chunk.max(1)) {
+        match bench {
+            Bench::Sqlite(store) => {
+                let mut tx = store.writer().begin().await?;
+                for rows in part.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let mut query = QueryBuilder::<Sqlite>::new(COLUMNS);
+                    query.push_values(rows, |mut row, index| {
+                        row.push_bind(job_type())
+                            .push_bind(hopper::DEFAULT_QUEUE)
+                            .push_bind(index.to_string())
+                            .push_bind(0)
+                            .push_bind(3)
+                            .push_bind(micros(now))
+                            .push_bind(micros(now))
+                            .push_bind(state)
+                            .push_bind(finished_at.map(micros));
+                    });
+                    query.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Bench::Postgres(store) => {
+                let sql = format!(
+                    "{COLUMNS} SELECT $1, $2, p, 0, 3, $3, $3, $4, $5 FROM UNNEST($6::text[]) AS p"
+                );
+                let payloads: Vec<String> = part.iter().map(u32::to_string).collect();
+                sqlx::query(&sql)
+                    .bind(job_type())
+                    .bind(hopper::DEFAULT_QUEUE)
+                    .bind(now)
+                    .bind(state)
+                    .bind(finished_at)
+                    .bind(payloads)
+                    .execute(store.pool())
+                    .await?;
+            }
+            Bench::Mysql(store) => {
+                let mut tx = store.pool().begin().await?;
+                for rows in part.chunks(MYSQL_ROWS_PER_INSERT) {
+                    let mut query = QueryBuilder::<MySql>::new(COLUMNS);
+                    query.push_values(rows, |mut row, index| {
+                        row.push_bind(job_type())
+                            .push_bind(hopper::DEFAULT_QUEUE)
+                            .push_bind(index.to_string())
+                            .push_bind(0)
+                            .push_bind(3)
+                            .push_bind(micros(now))
+                            .push_bind(micros(now))
+                            .push_bind(state)
+                            .push_bind(finished_at.map(micros));
+                    });
+                    query.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
     }
-    tx.commit().await?;
     Ok(())
 }
 
-/// (b) `jobs` rows in one transaction of multi-row INSERTs. Returns jobs/s.
+/// Fills a table with `jobs` rows in `state`, in large transactions.
+pub async fn fill(bench: &Bench, indexes: Range<u32>, state: &str) -> Result<()> {
+    insert_rows(bench, indexes, state, FILL_CHUNK).await
+}
+
+/// (b) `jobs` rows in one transaction: one UNNEST INSERT on PostgreSQL,
+/// multi-row INSERTs (as few as the placeholder limit allows) elsewhere.
+/// Returns jobs/s.
 pub async fn insert_bulk(db: &FreshDb, jobs: u32) -> Result<f64> {
-    let store = db.open().await?;
+    let bench = db.open().await?;
     let start = Instant::now();
-    insert_all(store.writer(), jobs).await?;
+    insert_rows(&bench, 0..jobs, "pending", jobs as usize).await?;
     let elapsed = start.elapsed();
-    close(&store).await;
+    bench.close().await;
     Ok(rate(jobs, elapsed))
 }
 
-/// (c) `jobs` queued rows drained by one loop: claim up to `batch` with
-/// Hopper's claim statement, finish them with one UPDATE, until none are
-/// left. Returns jobs/s.
+/// (c) `jobs` queued rows drained by one loop on one connection: claim up to
+/// `batch` with Hopper's claim statement, finish them with one UPDATE,
+/// until none are left. Returns jobs/s.
 pub async fn drain(db: &FreshDb, jobs: u32, batch: u32) -> Result<f64> {
-    let store = db.open().await?;
-    let writer = store.writer();
-    insert_all(writer, jobs).await?;
+    let bench = db.open().await?;
+    insert_rows(&bench, 0..jobs, "pending", jobs as usize).await?;
     let start = Instant::now();
-    let mut finished = 0u64;
+    let finished = match &bench {
+        Bench::Sqlite(store) => drain_sqlite(store.writer(), batch).await?,
+        Bench::Postgres(store) => {
+            let mut conn = store.pool().acquire().await?;
+            drain_postgres(&mut conn, batch).await?
+        }
+        Bench::Mysql(store) => {
+            let mut conn = store.pool().acquire().await?;
+            drain_mysql(&mut conn, batch).await?
+        }
+    };
+    let elapsed = start.elapsed();
+    bench.close().await;
+    if finished != u64::from(jobs) {
+        bail!("raw drain finished {finished} of {jobs} jobs");
+    }
+    Ok(rate(jobs, elapsed))
+}
+
+fn lease_until(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + Duration::from_secs(30)
+}
+
+async fn drain_sqlite(writer: &sqlx::SqlitePool, batch: u32) -> Result<u64> {
+    // Hopper's claim, word for word: due pending jobs of a queue, highest
+    // priority first, leased to one worker.
+    const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+            started_at = ?1, locked_by = ?2, locked_until = ?3 \
+        WHERE id IN (SELECT id FROM jobs \
+            WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
+            ORDER BY priority DESC, available_at, id LIMIT ?5) \
+        RETURNING id, type, queue, payload, priority, attempts, max_attempts";
+    const FINISH: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+            locked_by = NULL, locked_until = NULL \
+        WHERE id IN (SELECT value FROM json_each(?2)) AND state = 'started' AND locked_by = ?3";
+    let mut finished = 0;
     loop {
-        let now = now_micros();
-        let lease_until = now + Duration::from_secs(30).as_micros() as i64;
-        let claimed: Vec<(i64, String, String, String, i32, i64, i64)> = sqlx::query_as(CLAIM)
-            .bind(now)
-            .bind("raw")
-            .bind(lease_until)
+        let now = Utc::now();
+        let claimed: Vec<Claimed<String>> = sqlx::query_as(CLAIM)
+            .bind(micros(now))
+            .bind(HOLDER)
+            .bind(micros(lease_until(now)))
             .bind(hopper::DEFAULT_QUEUE)
             .bind(batch)
             .fetch_all(writer)
             .await?;
         if claimed.is_empty() {
-            break;
+            return Ok(finished);
         }
         let ids: Vec<i64> = claimed.iter().map(|row| row.0).collect();
         finished += sqlx::query(FINISH)
-            .bind(now_micros())
+            .bind(micros(Utc::now()))
             .bind(serde_json::to_string(&ids)?)
-            .bind("raw")
+            .bind(HOLDER)
             .execute(writer)
             .await?
             .rows_affected();
     }
-    let elapsed = start.elapsed();
-    close(&store).await;
-    if finished != u64::from(jobs) {
-        bail!("raw drain finished {finished} of {jobs} jobs");
+}
+
+async fn drain_postgres(conn: &mut sqlx::PgConnection, batch: u32) -> Result<u64> {
+    const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
+            started_at = $1, locked_by = $2, locked_until = $3 \
+        FROM (SELECT id FROM jobs \
+            WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
+            ORDER BY priority DESC, available_at, id LIMIT $5 \
+            FOR UPDATE SKIP LOCKED) AS due \
+        WHERE jobs.id = due.id \
+        RETURNING jobs.id, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
+            jobs.attempts, jobs.max_attempts";
+    const FINISH: &str = "UPDATE jobs SET state = 'finished', finished_at = $1, \
+            locked_by = NULL, locked_until = NULL \
+        WHERE id = ANY($2) AND locked_by = $3";
+    let mut finished = 0;
+    loop {
+        let now = Utc::now();
+        let claimed: Vec<Claimed<String>> = sqlx::query_as(CLAIM)
+            .bind(now)
+            .bind(HOLDER)
+            .bind(lease_until(now))
+            .bind(hopper::DEFAULT_QUEUE)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *conn)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(finished);
+        }
+        let ids: Vec<i64> = claimed.iter().map(|row| row.0).collect();
+        finished += sqlx::query(FINISH)
+            .bind(Utc::now())
+            .bind(ids)
+            .bind(HOLDER)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
     }
-    Ok(rate(jobs, elapsed))
+}
+
+async fn drain_mysql(conn: &mut sqlx::MySqlConnection, batch: u32) -> Result<u64> {
+    use sqlx::Connection;
+    const PICK: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
+        FROM jobs WHERE state = 'pending' AND queue = ? AND available_at <= ? \
+        ORDER BY priority DESC, available_at, id LIMIT ? FOR UPDATE SKIP LOCKED";
+    let mut finished = 0;
+    loop {
+        let now = Utc::now();
+        let mut tx = conn.begin().await?;
+        // Text columns are binary-collated: they arrive as bytes.
+        let claimed: Vec<Claimed<Vec<u8>>> = sqlx::query_as(PICK)
+            .bind(hopper::DEFAULT_QUEUE)
+            .bind(micros(now))
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?;
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(finished);
+        }
+        let mut claim = QueryBuilder::<MySql>::new(
+            "UPDATE jobs SET state = 'started', attempts = attempts + 1, started_at = ",
+        );
+        claim
+            .push_bind(micros(now))
+            .push(", locked_by = ")
+            .push_bind(HOLDER)
+            .push(", locked_until = ")
+            .push_bind(micros(lease_until(now)))
+            .push(" WHERE id IN (");
+        let mut ids = claim.separated(", ");
+        for row in &claimed {
+            ids.push_bind(row.0);
+        }
+        claim.push(")");
+        claim.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+
+        let mut finish =
+            QueryBuilder::<MySql>::new("UPDATE jobs SET state = 'finished', finished_at = ");
+        finish
+            .push_bind(micros(Utc::now()))
+            .push(
+                ", locked_by = NULL, locked_until = NULL WHERE state = 'started' AND locked_by = ",
+            )
+            .push_bind(HOLDER)
+            .push(" AND id IN (");
+        let mut ids = finish.separated(", ");
+        for row in &claimed {
+            ids.push_bind(row.0);
+        }
+        finish.push(")");
+        finished += finish.build().execute(&mut *conn).await?.rows_affected();
+    }
 }

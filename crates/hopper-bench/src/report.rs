@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::usage::peak_rss_mb;
 use crate::workloads::{Drain, Latency};
 
 /// The figures of one pass over every workload.
@@ -52,9 +53,56 @@ pub struct DrainCheck {
     pub duplicates: u64,
 }
 
+/// The CPU time of a started pool with nothing to do.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Idle {
+    /// Workers in the pool.
+    pub workers: usize,
+    /// How long it was watched, s.
+    pub seconds: f64,
+    /// CPU time the whole process used meanwhile, ms.
+    pub cpu_ms: f64,
+}
+
+/// One W4 drain beside W2's rate.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Growth {
+    /// Jobs drained.
+    pub jobs: u32,
+    /// Finished rows kept in the table meanwhile.
+    pub finished_rows_kept: u32,
+    /// The drain's rate and checks.
+    #[serde(flatten)]
+    pub drain: Drain,
+    /// jobs_per_s / W2's jobs_per_s (median).
+    pub ratio_to_w2: f64,
+}
+
+/// W4: the drain with many jobs queued, and behind many finished rows.
+#[derive(Clone, Copy, Debug)]
+pub struct W4 {
+    /// `--w4-jobs` queued, drained.
+    pub queued: Drain,
+    /// `--jobs` queued behind `--w4-jobs` finished rows, drained.
+    pub finished_kept: Drain,
+}
+
+/// W4's figures as reported.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct W4Report {
+    /// Run once, after the repeated passes.
+    pub passes: usize,
+    /// Many queued.
+    pub queued: Growth,
+    /// Many finished rows kept.
+    pub finished_kept: Growth,
+}
+
 /// Everything a run reports; each figure is the median over the passes.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The database: sqlite, postgres or mysql.
+    pub database: &'static str,
     /// Jobs per workload.
     pub jobs: u32,
     /// Workers in the W2 pool.
@@ -63,11 +111,11 @@ pub struct Report {
     pub raw_claim_batch: u32,
     /// Passes the medians are taken over.
     pub repeat: usize,
-    /// Where the database files went.
+    /// Where the databases went.
     pub databases: String,
     /// W1, one dispatch per transaction vs single-row INSERT commits.
     pub enqueue_one: Versus,
-    /// W1, one `dispatch_many` call vs multi-row INSERTs in one transaction.
+    /// W1, one `dispatch_many` call vs one multi-row INSERT transaction.
     pub enqueue_bulk: Versus,
     /// W2 vs one loop claiming and finishing `raw_claim_batch` jobs a round.
     pub drain: Versus,
@@ -79,13 +127,23 @@ pub struct Report {
     pub latency_p50_ms: f64,
     /// W3 99th percentile, ms.
     pub latency_p99_ms: f64,
-    /// The process's peak resident memory (VmHWM), MB; null off Linux.
-    pub peak_rss_mb: Option<f64>,
+    /// The highest peak resident memory (VmHWM) of the W2 worker processes,
+    /// MB; null off Linux.
+    pub worker_peak_rss_mb: Option<f64>,
+    /// An idle pool's CPU use.
+    pub idle: Idle,
+    /// W4, when asked for with `--w4`.
+    pub w4: Option<W4Report>,
+    /// The benchmark process's own peak resident memory (it makes the
+    /// payloads and runs W1 and W3), MB.
+    pub bench_peak_rss_mb: Option<f64>,
 }
 
 /// Inputs of a report other than the passes.
 #[derive(Clone, Debug)]
 pub struct Setup {
+    /// The database.
+    pub database: &'static str,
     /// Jobs per workload.
     pub jobs: u32,
     /// Workers in the W2 pool.
@@ -94,15 +152,25 @@ pub struct Setup {
     pub raw_claim_batch: u32,
     /// W3 jobs dispatched.
     pub latency_samples: u32,
-    /// Where the database files go.
+    /// Where the databases go.
     pub databases: String,
+    /// W4 jobs.
+    pub w4_jobs: u32,
 }
 
 impl Report {
     /// Takes the median of every figure over `passes` (at least one).
-    pub fn new(setup: Setup, passes: &[Pass]) -> Self {
+    pub fn new(setup: Setup, passes: &[Pass], idle: Idle, w4: Option<W4>) -> Self {
         let med = |figure: fn(&Pass) -> f64| median(passes.iter().map(figure).collect());
+        let w2_rate = med(|p| p.drain.jobs_per_s);
+        let growth = |drain: Drain, jobs: u32, kept: u32| Growth {
+            jobs,
+            finished_rows_kept: kept,
+            drain,
+            ratio_to_w2: drain.jobs_per_s / w2_rate,
+        };
         Self {
+            database: setup.database,
             jobs: setup.jobs,
             workers: setup.workers,
             raw_claim_batch: setup.raw_claim_batch,
@@ -119,14 +187,31 @@ impl Report {
             latency_samples: setup.latency_samples,
             latency_p50_ms: med(|p| p.latency.p50_ms),
             latency_p99_ms: med(|p| p.latency.p99_ms),
-            peak_rss_mb: peak_rss_mb(),
+            worker_peak_rss_mb: passes
+                .iter()
+                .filter_map(|p| p.drain.worker_peak_rss_mb)
+                .reduce(f64::max),
+            idle,
+            w4: w4.map(|w4| W4Report {
+                passes: 1,
+                queued: growth(w4.queued, setup.w4_jobs, 0),
+                finished_kept: growth(w4.finished_kept, setup.jobs, setup.w4_jobs),
+            }),
+            bench_peak_rss_mb: peak_rss_mb(),
         }
     }
 
     /// Whether W2 ran every job exactly once and the database agrees.
     pub fn drain_ok(&self) -> bool {
         let check = self.drain_check;
-        check.lost == 0 && check.duplicates == 0 && check.finished == u64::from(self.jobs)
+        let w4_ok = self.w4.is_none_or(|w4| {
+            [w4.queued, w4.finished_kept].iter().all(|g| {
+                g.drain.lost == 0
+                    && g.drain.duplicates == 0
+                    && g.drain.finished == u64::from(g.jobs)
+            })
+        });
+        check.lost == 0 && check.duplicates == 0 && check.finished == u64::from(self.jobs) && w4_ok
     }
 
     /// The human table.
@@ -170,6 +255,28 @@ impl Report {
                 "-"
             );
         }
+        if let Some(w4) = &self.w4 {
+            for (name, g) in [
+                (
+                    format!("W4 drain, {} queued", g_count(w4.queued.jobs)),
+                    w4.queued,
+                ),
+                (
+                    format!(
+                        "W4 drain, {} finished kept",
+                        g_count(w4.finished_kept.finished_rows_kept)
+                    ),
+                    w4.finished_kept,
+                ),
+            ] {
+                out += &format!(
+                    "{name:<40} {:>16} {:>16} {:>11}\n",
+                    per_s(g.drain.jobs_per_s),
+                    "-",
+                    format!("{:.2} of W2", g.ratio_to_w2)
+                );
+            }
+        }
         let check = self.drain_check;
         out += &format!(
             "\nW2 check: {} of {} finished, {} lost, {} run more than once{}\n",
@@ -179,25 +286,43 @@ impl Report {
             check.duplicates,
             if self.drain_ok() { "" } else { "  <-- FAILED" }
         );
-        out += &match self.peak_rss_mb {
-            Some(mb) => format!("peak RSS: {mb:.1} MB\n"),
-            None => "peak RSS: unknown (no /proc/self/status)\n".to_owned(),
-        };
+        let mb =
+            |mb: Option<f64>| mb.map_or_else(|| "unknown".to_owned(), |mb| format!("{mb:.1} MB"));
+        out += &format!("worker peak RSS (W2): {}\n", mb(self.worker_peak_rss_mb));
+        if let Some(w4) = &self.w4 {
+            out += &format!(
+                "worker peak RSS (W4, {} queued): {}\n",
+                g_count(w4.queued.jobs),
+                mb(w4.queued.drain.worker_peak_rss_mb)
+            );
+        }
+        out += &format!(
+            "idle pool of {}: {:.1} ms CPU in {:.0} s\n",
+            self.idle.workers, self.idle.cpu_ms, self.idle.seconds
+        );
         out
     }
 }
 
 /// `12345.6` as `12,346 jobs/s`.
 fn per_s(rate: f64) -> String {
-    let digits = format!("{:.0}", rate.max(0.0));
+    format!(
+        "{} jobs/s",
+        g_count(rate.max(0.0).round().min(f64::from(u32::MAX)) as u32)
+    )
+}
+
+/// `1000000` as `1,000,000`.
+fn g_count(n: u32) -> String {
+    let digits = n.to_string();
     let mut grouped = String::new();
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
     }
-    format!("{grouped} jobs/s")
+    grouped
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
@@ -208,14 +333,6 @@ fn median(mut values: Vec<f64>) -> f64 {
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
-}
-
-/// The process's peak resident set (VmHWM in /proc/self/status), in MB.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 #[cfg(test)]
@@ -233,12 +350,5 @@ mod tests {
     fn rates_are_grouped() {
         assert_eq!(per_s(1234567.4), "1,234,567 jobs/s");
         assert_eq!(per_s(999.0), "999 jobs/s");
-    }
-
-    #[test]
-    fn peak_rss_is_read_on_linux() {
-        if cfg!(target_os = "linux") {
-            assert!(peak_rss_mb().is_some_and(|mb| mb > 0.0));
-        }
     }
 }

@@ -1,16 +1,20 @@
-//! The workloads run through Hopper's public API: W1 enqueue, W2 drain and
-//! W3 latency (DESIGN.md, "Benchmarks").
+//! The workloads run through Hopper's public API: W1 enqueue, W2 drain,
+//! W3 latency and W4 growth (DESIGN.md, "Benchmarks"), and the CPU time of
+//! an idle pool.
 
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-use hopper::store::sqlite::SqliteStore;
+use anyhow::{bail, Context, Result};
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobError, JobResult, WorkerConfig};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::db::{close, FreshDb};
+use crate::db::{Bench, FreshDb, Kind};
+use crate::raw;
+use crate::usage;
 
 /// A job that does nothing but count its runs, per payload index.
 #[derive(Clone, Debug)]
@@ -26,6 +30,16 @@ impl NoopJob {
             runs: Arc::new((0..jobs).map(|_| AtomicU32::new(0)).collect()),
             total: Arc::default(),
         }
+    }
+
+    /// (never run, run more than once) over payloads `0..jobs`.
+    fn lost_and_duplicates(&self) -> (u64, u64) {
+        let runs = self.runs.iter().map(|runs| runs.load(Ordering::Relaxed));
+        runs.fold((0, 0), |(lost, dup), n| match n {
+            0 => (lost + 1, dup),
+            1 => (lost, dup),
+            _ => (lost, dup + 1),
+        })
     }
 }
 
@@ -67,14 +81,9 @@ impl Job for LatencyJob {
     }
 }
 
-/// A Hopper handle over a fresh store, with `job` registered. The store is
-/// returned too, so its pools can be closed and the rows counted.
-async fn hopper_on<J: Job>(db: &FreshDb, job: J) -> Result<(Hopper, SqliteStore)> {
-    let store = db.open().await?;
-    let hopper = Hopper::builder()
-        .register(job)?
-        .build(Arc::new(store.clone()));
-    Ok((hopper, store))
+/// A Hopper handle over `bench`'s store, with `job` registered.
+fn hopper_on<J: Job>(bench: &Bench, job: J) -> Result<Hopper> {
+    Ok(Hopper::builder().register(job)?.build(bench.store()))
 }
 
 /// Jobs per second for `jobs` done in `elapsed`.
@@ -85,82 +94,160 @@ pub fn rate(jobs: u32, elapsed: Duration) -> f64 {
 /// W1, one at a time: `jobs` awaited `Hopper::dispatch` calls, each its own
 /// transaction. Returns jobs/s.
 pub async fn enqueue_one(db: &FreshDb, jobs: u32) -> Result<f64> {
-    let (hopper, store) = hopper_on(db, NoopJob::new(0)).await?;
+    let bench = db.open().await?;
+    let hopper = hopper_on(&bench, NoopJob::new(0))?;
     let start = Instant::now();
     for index in 0..jobs {
         hopper.dispatch::<NoopJob>(index).await?;
     }
     let elapsed = start.elapsed();
-    close(&store).await;
+    bench.close().await;
     Ok(rate(jobs, elapsed))
 }
 
 /// W1, bulk: the same `jobs` in one `Hopper::dispatch_many` call. Returns jobs/s.
 pub async fn enqueue_bulk(db: &FreshDb, jobs: u32) -> Result<f64> {
-    let (hopper, store) = hopper_on(db, NoopJob::new(0)).await?;
+    let bench = db.open().await?;
+    let hopper = hopper_on(&bench, NoopJob::new(0))?;
     let start = Instant::now();
     let ids = hopper
         .dispatch_many::<NoopJob>(0..jobs, DispatchOptions::new())
         .await?;
     let elapsed = start.elapsed();
-    close(&store).await;
+    bench.close().await;
     if ids.len() != jobs as usize {
         bail!("dispatch_many stored {} of {jobs} jobs", ids.len());
     }
     Ok(rate(jobs, elapsed))
 }
 
-/// What W2 measured and checked.
-#[derive(Clone, Copy, Debug)]
+/// What a drain measured and checked.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Drain {
-    /// Jobs per second, from starting the pool until the database shows every job finished.
+    /// Jobs per second, from starting the pool until the database shows
+    /// no job pending or started.
     pub jobs_per_s: f64,
-    /// Rows in state `finished` afterwards.
+    /// Rows that reached `finished` during the drain.
     pub finished: u64,
     /// Jobs whose handler never ran.
     pub lost: u64,
     /// Jobs whose handler ran more than once.
     pub duplicates: u64,
+    /// The draining process's peak resident memory (VmHWM), MB.
+    pub worker_peak_rss_mb: Option<f64>,
 }
 
-/// W2: `jobs` queued no-op jobs drained by a pool of `workers`.
-pub async fn drain(db: &FreshDb, jobs: u32, workers: usize) -> Result<Drain> {
-    let job = NoopJob::new(jobs);
-    let (hopper, store) = hopper_on(db, job.clone()).await?;
-    hopper
+/// How the rows a drain works on are put in the table.
+#[derive(Clone, Copy, Debug)]
+pub enum Setup {
+    /// `jobs` queued through `Hopper::dispatch_many`.
+    Dispatched,
+    /// `jobs` queued with raw multi-row inserts (fast for millions of rows),
+    /// then the planner's statistics brought up to date.
+    Filled,
+    /// `kept` finished rows, statistics updated, then `jobs` queued through
+    /// `Hopper::dispatch_many`.
+    BehindFinished {
+        /// Finished rows kept in the table.
+        kept: u32,
+    },
+}
+
+/// W2 (and W4): `jobs` queued no-op jobs, set up as `setup` says, drained by
+/// a pool of `workers` in a child process of its own, so that process's
+/// peak memory is the worker's alone.
+pub async fn drain(db: &FreshDb, jobs: u32, workers: usize, setup: Setup) -> Result<Drain> {
+    let bench = db.open().await?;
+    let kept = match setup {
+        Setup::Dispatched => {
+            dispatch_all(&bench, jobs).await?;
+            0
+        }
+        Setup::Filled => {
+            raw::fill(&bench, 0..jobs, "pending").await?;
+            bench.analyze().await?;
+            0
+        }
+        Setup::BehindFinished { kept } => {
+            raw::fill(&bench, 0..kept, "finished").await?;
+            bench.analyze().await?;
+            dispatch_all(&bench, jobs).await?;
+            u64::from(kept)
+        }
+    };
+    bench.close().await;
+
+    let exe = std::env::current_exe().context("cannot find the benchmark's own executable")?;
+    let output = Command::new(exe)
+        .args(["--drain-worker", "--database-url", db.url()])
+        .args([
+            "--jobs",
+            &jobs.to_string(),
+            "--workers",
+            &workers.to_string(),
+        ])
+        .output()
+        .context("cannot start the draining worker process")?;
+    if !output.status.success() {
+        bail!(
+            "the draining worker process failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut drain: Drain = serde_json::from_slice(&output.stdout)
+        .context("the draining worker process printed no report")?;
+
+    let bench = db.open().await?;
+    drain.finished = bench.count_finished().await?.saturating_sub(kept);
+    bench.close().await;
+    Ok(drain)
+}
+
+async fn dispatch_all(bench: &Bench, jobs: u32) -> Result<()> {
+    let hopper = hopper_on(bench, NoopJob::new(0))?;
+    let ids = hopper
         .dispatch_many::<NoopJob>(0..jobs, DispatchOptions::new())
         .await?;
+    if ids.len() != jobs as usize {
+        bail!("dispatch_many stored {} of {jobs} jobs", ids.len());
+    }
+    Ok(())
+}
+
+/// The draining side of [`drain`], run in the child process: opens `url`,
+/// starts a pool of `workers` and waits until the `jobs` queued jobs (payloads
+/// `0..jobs`) have all run and none is pending or started.
+pub async fn drain_worker(url: &str, jobs: u32, workers: usize) -> Result<Drain> {
+    let bench = Bench::open(Kind::of(url)?, url).await?;
+    let job = NoopJob::new(jobs);
+    let hopper = hopper_on(&bench, job.clone())?;
 
     let start = Instant::now();
     let pool = hopper.start(WorkerConfig::new(workers))?;
-    let waited = wait_all_finished(&pool, &store, &job, jobs).await;
+    let waited = wait_all_done(&pool, &bench, &job, jobs).await;
     let elapsed = start.elapsed();
     pool.stop().await?;
     waited?;
+    bench.close().await;
 
-    let finished = count_finished(&store).await?;
-    close(&store).await;
-    let runs = job.runs.iter().map(|runs| runs.load(Ordering::Relaxed));
-    let (lost, duplicates) = runs.fold((0, 0), |(lost, dup), n| match n {
-        0 => (lost + 1, dup),
-        1 => (lost, dup),
-        _ => (lost, dup + 1),
-    });
+    let (lost, duplicates) = job.lost_and_duplicates();
     Ok(Drain {
         jobs_per_s: rate(jobs, elapsed),
-        finished,
+        finished: 0,
         lost,
         duplicates,
+        worker_peak_rss_mb: usage::peak_rss_mb(),
     })
 }
 
-/// Waits until every handler has run and the database shows `jobs` rows
-/// finished. Wakes on the pool's activity signal (each claim and each
+/// Waits until every handler has run and the database shows no job pending
+/// or started. Wakes on the pool's activity signal (each claim and each
 /// written completion batch), with a 5 ms poll as a safety net; gives up
 /// after 30 s without progress.
-async fn wait_all_finished(
+async fn wait_all_done(
     pool: &hopper::WorkerPool,
-    store: &SqliteStore,
+    bench: &Bench,
     job: &NoopJob,
     jobs: u32,
 ) -> Result<()> {
@@ -169,27 +256,17 @@ async fn wait_all_finished(
     let (mut seen, mut progress_at) = (0, Instant::now());
     loop {
         let ran = job.total.load(Ordering::Acquire);
-        if ran >= jobs as usize && pool.in_flight() == 0 {
-            let finished = count_finished(store).await?;
-            if finished >= u64::from(jobs) {
-                return Ok(());
-            }
+        if ran >= jobs as usize && pool.in_flight() == 0 && bench.count_live().await? == 0 {
+            return Ok(());
         }
         if ran != seen {
             (seen, progress_at) = (ran, Instant::now());
         } else if progress_at.elapsed() > STALL {
-            let finished = count_finished(store).await?;
-            bail!("drain stalled: {ran} runs, {finished} of {jobs} jobs finished, no progress for {STALL:?}");
+            let live = bench.count_live().await?;
+            bail!("drain stalled: {ran} of {jobs} runs, {live} jobs still live, no progress for {STALL:?}");
         }
         let _ = tokio::time::timeout(Duration::from_millis(5), activity.changed()).await;
     }
-}
-
-async fn count_finished(store: &SqliteStore) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'finished'")
-        .fetch_one(store.reader())
-        .await?;
-    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// W3's measured delays from dispatch to handler start.
@@ -214,7 +291,8 @@ pub async fn latency(
         base,
         delays: sender,
     };
-    let (hopper, store) = hopper_on(db, job).await?;
+    let bench = db.open().await?;
+    let hopper = hopper_on(&bench, job)?;
     let pool = hopper.start(WorkerConfig::new(workers))?;
 
     let mut ticker = tokio::time::interval(interval);
@@ -235,7 +313,7 @@ pub async fn latency(
         }
     }
     pool.stop().await?;
-    close(&store).await;
+    bench.close().await;
     if measured.len() < samples as usize {
         bail!("only {} of {samples} latency jobs ran", measured.len());
     }
@@ -244,6 +322,22 @@ pub async fn latency(
         p50_ms: percentile_ms(&measured, 0.50),
         p99_ms: percentile_ms(&measured, 0.99),
     })
+}
+
+/// The CPU time (user + system, ms) this process spends over `period`
+/// while a started pool of `workers` has nothing to do.
+pub async fn idle_cpu_ms(db: &FreshDb, workers: usize, period: Duration) -> Result<f64> {
+    let bench = db.open().await?;
+    let hopper = hopper_on(&bench, NoopJob::new(0))?;
+    let pool = hopper.start(WorkerConfig::new(workers))?;
+    // Let start-up work (first claims, the listener's connection) settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = usage::cpu_time()?;
+    tokio::time::sleep(period).await;
+    let used = usage::cpu_time()?.saturating_sub(before);
+    pool.stop().await?;
+    bench.close().await;
+    Ok(used.as_secs_f64() * 1e3)
 }
 
 /// The nearest-rank `p` percentile of sorted, non-empty `values`, in ms.
@@ -267,5 +361,13 @@ mod tests {
         assert_eq!(percentile_ms(&values, 0.99), 99.0);
         assert_eq!(percentile_ms(&values[..1], 0.99), 1.0);
         assert_eq!(percentile_ms(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn runs_are_checked_per_payload() {
+        let job = NoopJob::new(3);
+        job.runs[0].fetch_add(1, Ordering::Relaxed);
+        job.runs[1].fetch_add(2, Ordering::Relaxed);
+        assert_eq!(job.lost_and_duplicates(), (1, 1));
     }
 }

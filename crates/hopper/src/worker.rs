@@ -785,7 +785,6 @@ async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender
         let completions = completions.clone();
         shared.jobs.spawn(async move {
             let outcome = run(&shared_for_job, job).await;
-            drop(permit);
             match outcome {
                 Some(completion) => {
                     // The completer outlives every job task, so this only fails if it panicked.
@@ -795,6 +794,10 @@ async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender
                     shared_for_job.outstanding.fetch_sub(1, Ordering::SeqCst);
                 }
             }
+            // The slot frees only once the outcome is queued: while outcomes are
+            // written slower than jobs run, new jobs wait, instead of finished
+            // ones piling up in memory.
+            drop(permit);
         });
     }
     // Jobs claimed but never started stay leased to this worker; `stop` hands them back.

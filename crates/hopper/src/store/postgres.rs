@@ -453,14 +453,23 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
+        // The claim commits without waiting for its WAL to reach the disk
+        // (`synchronous_commit = off` for this transaction only, set by the
+        // one-row `relaxed` join). Safe for at-least-once delivery: a claim lost
+        // to a server crash only puts its jobs back to pending, to run again,
+        // as a dead worker's would; and the WAL is flushed in order, so any
+        // outcome written for a claimed job (a synchronous commit) makes its
+        // claim durable too. It spares every claim an fsync: a worker starts
+        // jobs one disk flush sooner.
         const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
                 started_at = $1, locked_by = $2, locked_until = $3 \
             FROM (SELECT id FROM jobs \
                 WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
                     AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND paused) \
                 ORDER BY priority DESC, available_at, id LIMIT $5 \
-                FOR UPDATE SKIP LOCKED) AS due \
-            WHERE jobs.id = due.id \
+                FOR UPDATE SKIP LOCKED) AS due, \
+                (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
+            WHERE jobs.id = due.id AND relaxed.setting = 'off' \
             RETURNING jobs.id, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
                 jobs.attempts, jobs.max_attempts";
         let rows = sqlx::query(CLAIM)

@@ -554,6 +554,7 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn pause(&self, queue: &str) -> Result<(), StoreError> {
+        crate::store::check_name("queue name", queue)?;
         self.inner.store.set_paused(queue, true, self.now()).await
     }
 
@@ -568,6 +569,7 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn resume(&self, queue: &str) -> Result<(), StoreError> {
+        crate::store::check_name("queue name", queue)?;
         self.inner
             .store
             .set_paused(queue, false, self.now())

@@ -70,6 +70,9 @@ pub enum ScheduleError {
         /// The encoder's error.
         source: serde_json::Error,
     },
+    /// The name holds a NUL character, which no database stores as text.
+    #[error("schedule {0:?}: a schedule name cannot contain a NUL character")]
+    NulCharacter(String),
     /// Two schedules share a name.
     #[error("schedule {0:?} is defined twice; every schedule needs a unique name")]
     Duplicate(String),
@@ -152,6 +155,7 @@ impl Schedule {
     /// assert_eq!(s.expression(), "@every 30s");
     /// let err = Schedule::new::<Ping>("typo", "* * *", ()).unwrap_err();
     /// assert!(err.to_string().starts_with("schedule \"typo\": invalid expression"));
+    /// assert!(Schedule::new::<Ping>("a\0b", "@hourly", ()).is_err());
     /// ```
     pub fn new<J: Job>(
         name: impl Into<String>,
@@ -159,6 +163,9 @@ impl Schedule {
         payload: J::Payload,
     ) -> Result<Self, ScheduleError> {
         let name = name.into();
+        if name.contains('\0') {
+            return Err(ScheduleError::NulCharacter(name));
+        }
         let timing = parse(expression).map_err(|message| ScheduleError::Expression {
             name: name.clone(),
             expression: expression.to_owned(),

@@ -68,6 +68,32 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
+    /// A name holds a NUL character, which no database stores as text.
+    #[error("a {field} cannot contain a NUL character: {name:?}")]
+    NulCharacter {
+        /// Which name it was, e.g. `queue name`.
+        field: &'static str,
+        /// The name given.
+        name: String,
+    },
+}
+
+/// Refuses a name holding a NUL character, before it reaches a database.
+///
+/// ```
+/// use hopper::store::{check_name, StoreError};
+/// assert!(check_name("queue name", "mail").is_ok());
+/// let err = check_name("queue name", "ma\0il").unwrap_err();
+/// assert!(matches!(err, StoreError::NulCharacter { field: "queue name", .. }));
+/// ```
+pub fn check_name(field: &'static str, name: &str) -> Result<(), StoreError> {
+    if name.contains('\0') {
+        return Err(StoreError::NulCharacter {
+            field,
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// The databases this build can open, one per enabled feature.

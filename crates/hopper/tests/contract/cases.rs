@@ -907,6 +907,17 @@ pub async fn nul_characters_are_refused_in_names_and_kept_inside_payloads_and_er
         ..Default::default()
     };
     assert!(hopper.jobs(&filter).await.unwrap().is_empty());
+    for paused in [hopper.pause("ma\0il").await, hopper.resume("ma\0il").await] {
+        let err = paused.unwrap_err();
+        assert!(
+            matches!(err, hopper::store::StoreError::NulCharacter { .. }),
+            "{err}"
+        );
+    }
+    assert!(
+        hopper.queue_stats().await.unwrap().is_empty(),
+        "no queue row written"
+    );
 
     // Inside a payload a NUL is JSON's \u0000; the handler's error, holding
     // the same NUL, is recorded with U+FFFD in its place.

@@ -783,6 +783,7 @@ async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender
         prefetch.started += 1;
         let shared_for_job = shared.clone();
         let completions = completions.clone();
+        let permit = permit.run();
         shared.jobs.spawn(async move {
             let outcome = run(&shared_for_job, job).await;
             match outcome {
@@ -1102,6 +1103,9 @@ struct Slots {
     changed: Notify,
     /// Jobs claimed and waiting for a slot in this process.
     buffered: AtomicUsize,
+    /// Jobs whose task is running; unlike the used slots, this leaves out
+    /// the slot a claim in progress holds.
+    running: AtomicUsize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1123,6 +1127,7 @@ impl Slots {
             }),
             changed: Notify::new(),
             buffered: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
         }
     }
 
@@ -1180,6 +1185,15 @@ impl Drop for Slots {
 #[derive(Debug)]
 struct Slot(Arc<Slots>);
 
+impl Slot {
+    /// Hands the slot to a job's task: the job counts as running until the
+    /// returned slot is dropped.
+    fn run(self) -> RunningSlot {
+        self.0.running.fetch_add(1, Ordering::SeqCst);
+        RunningSlot(self)
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         {
@@ -1187,6 +1201,16 @@ impl Drop for Slot {
             counts.used = counts.used.saturating_sub(1);
         }
         self.0.changed.notify_one();
+    }
+}
+
+/// A slot a running job holds; dropping it ends the job's count and frees the slot.
+#[derive(Debug)]
+struct RunningSlot(Slot);
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        (self.0).0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -1359,7 +1383,7 @@ async fn publish(shared: &Shared, now: DateTime<Utc>) -> Result<(), StoreError> 
                 concurrency: count(counts.limit),
                 min: count(slots.bounds.min),
                 max: count(slots.bounds.max),
-                running: count(counts.used),
+                running: count(slots.running.load(Ordering::SeqCst)),
                 expires_at,
             }
         })

@@ -156,6 +156,8 @@ impl Schedule {
     /// let err = Schedule::new::<Ping>("typo", "* * *", ()).unwrap_err();
     /// assert!(err.to_string().starts_with("schedule \"typo\": invalid expression"));
     /// assert!(Schedule::new::<Ping>("a\0b", "@hourly", ()).is_err());
+    /// let never = Schedule::new::<Ping>("leap", "0 0 30 2 *", ()).unwrap_err();
+    /// assert!(never.to_string().contains("never fire"));
     /// ```
     pub fn new<J: Job>(
         name: impl Into<String>,
@@ -417,8 +419,15 @@ fn parse(expression: &str) -> Result<Timing, String> {
         .year(Year::Disallowed)
         .build()
         .parse(expression)
-        .map(|cron| Timing::Cron(Box::new(cron)))
         .map_err(|e| e.to_string())
+        .and_then(|cron| {
+            // A day that never comes (30 February) parses, but the schedule
+            // would never fire, and each search for its next tick is slow.
+            match cron.find_next_occurrence(&DateTime::<Utc>::UNIX_EPOCH, false) {
+                Ok(_) => Ok(Timing::Cron(Box::new(cron))),
+                Err(_) => Err("it matches no date, so it would never fire".to_owned()),
+            }
+        })
 }
 
 /// Parses `30s`, `5m`, `1h30m`, `2d` into a duration above zero.

@@ -273,6 +273,43 @@ pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<J
         }
         return Ok(ids);
     }
+    // A bulk dispatch usually gives every job the same type, queue, options
+    // and times: then only the payloads travel as an array.
+    let first = &jobs[0];
+    if jobs.iter().all(|job| {
+        job.job_type == first.job_type
+            && job.queue == first.queue
+            && job.priority == first.priority
+            && job.max_attempts == first.max_attempts
+            && job.available_at == first.available_at
+            && job.created_at == first.created_at
+    }) {
+        let insert = notifying(
+            "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
+             SELECT $1, $2, payload, $4, $5, $6, $7 FROM UNNEST($3::text[]) AS payload \
+             RETURNING id, queue, available_at <= created_at AS due",
+            "id",
+        );
+        for chunk in jobs.chunks(INSERT_CHUNK) {
+            let rows = sqlx::query(&insert)
+                .bind(&first.job_type)
+                .bind(&first.queue)
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|job| job.payload.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(first.priority)
+                .bind(to_i32(first.max_attempts))
+                .bind(first.available_at)
+                .bind(first.created_at)
+                .fetch_all(&mut *conn)
+                .await?;
+            ids.extend(sorted_ids(&rows)?);
+        }
+        return Ok(ids);
+    }
     let insert = notifying(
         "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
@@ -297,14 +334,19 @@ pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<J
             .bind(chunk.iter().map(|job| job.created_at).collect::<Vec<_>>())
             .fetch_all(&mut *conn)
             .await?;
-        let mut chunk_ids = rows
-            .iter()
-            .map(|row| row.try_get::<JobId, _>("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Ids are drawn in row order; RETURNING's order is unspecified.
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
+        ids.extend(sorted_ids(&rows)?);
     }
+    Ok(ids)
+}
+
+/// The ids a bulk insert returned, in the order of its input rows: ids are
+/// drawn in row order, while RETURNING's order is unspecified.
+fn sorted_ids(rows: &[PgRow]) -> Result<Vec<JobId>, StoreError> {
+    let mut ids = rows
+        .iter()
+        .map(|row| row.try_get::<JobId, _>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
     Ok(ids)
 }
 

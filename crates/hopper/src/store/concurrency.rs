@@ -16,12 +16,6 @@ fn count(value: i64) -> u32 {
     u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }
 
-/// A count as stored.
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
-fn stored(value: u32) -> i64 {
-    i64::from(value)
-}
-
 /// The timestamp stored as `value` microseconds, clamped into range.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 fn from_micros(value: i64) -> DateTime<Utc> {
@@ -53,10 +47,10 @@ pub(crate) mod sqlite {
             )
             .bind(worker)
             .bind(&row.queue)
-            .bind(stored(row.concurrency))
-            .bind(stored(row.min))
-            .bind(stored(row.max))
-            .bind(stored(row.running))
+            .bind(row.concurrency)
+            .bind(row.min)
+            .bind(row.max)
+            .bind(row.running)
             .bind(micros(row.expires_at))
             .execute(&mut *tx)
             .await?;
@@ -118,10 +112,10 @@ pub(crate) mod mysql {
             )
             .bind(worker)
             .bind(&row.queue)
-            .bind(stored(row.concurrency))
-            .bind(stored(row.min))
-            .bind(stored(row.max))
-            .bind(stored(row.running))
+            .bind(row.concurrency)
+            .bind(row.min)
+            .bind(row.max)
+            .bind(row.running)
             .bind(micros(row.expires_at))
             .execute(&mut *tx)
             .await?;
@@ -183,10 +177,10 @@ pub(crate) mod postgres {
             )
             .bind(worker)
             .bind(&row.queue)
-            .bind(i32::try_from(row.concurrency).unwrap_or(i32::MAX))
-            .bind(i32::try_from(row.min).unwrap_or(i32::MAX))
-            .bind(i32::try_from(row.max).unwrap_or(i32::MAX))
-            .bind(i32::try_from(row.running).unwrap_or(i32::MAX))
+            .bind(crate::store::postgres::to_i32(row.concurrency))
+            .bind(crate::store::postgres::to_i32(row.min))
+            .bind(crate::store::postgres::to_i32(row.max))
+            .bind(crate::store::postgres::to_i32(row.running))
             .bind(row.expires_at)
             .execute(&mut *tx)
             .await?;

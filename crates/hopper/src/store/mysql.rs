@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, QueryBuilder, Row};
 
-use super::rows::{from_micros, micros, open_key, opened, optional_time, push_filter, to_u32};
+use super::rows::{
+    from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
+};
 use super::{
     AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
     MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount,
@@ -723,7 +725,7 @@ impl Store for MysqlStore {
                 let n: i64 = row.try_get("n")?;
                 Ok(QueueStats {
                     queue: text(row, "queue")?,
-                    due: u64::try_from(n).unwrap_or(0),
+                    due: from_count(n),
                     oldest_due_at: optional_time(0, row.try_get("oldest")?)?,
                     paused: row.try_get::<i64, _>("paused")? == 1,
                 })
@@ -749,8 +751,8 @@ impl Store for MysqlStore {
                 let failed: i64 = row.try_get("failed")?;
                 Ok(MinuteCount {
                     minute: from_micros(0, minute.saturating_mul(60_000_000))?,
-                    finished: u64::try_from(finished).unwrap_or(0),
-                    failed: u64::try_from(failed).unwrap_or(0),
+                    finished: from_count(finished),
+                    failed: from_count(failed),
                 })
             })
             .collect()
@@ -896,8 +898,8 @@ impl Store for MysqlStore {
                 let failed: i64 = row.try_get("failed")?;
                 Ok(TypeOutcomes {
                     job_type: text(row, "type")?,
-                    finished: u64::try_from(finished).unwrap_or(0),
-                    failed: u64::try_from(failed).unwrap_or(0),
+                    finished: from_count(finished),
+                    failed: from_count(failed),
                 })
             })
             .collect()
@@ -986,7 +988,7 @@ impl Store for MysqlStore {
                             reason: e.to_string(),
                         }
                     })?,
-                    count: u64::try_from(count).unwrap_or(0),
+                    count: from_count(count),
                 })
             })
             .collect()

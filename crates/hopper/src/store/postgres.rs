@@ -18,7 +18,7 @@ use sqlx::postgres::{
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use super::rows::{open_key, opened, push_filter, to_u32};
+use super::rows::{from_count, open_key, opened, push_filter, to_u32};
 use super::{
     AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
     MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store,
@@ -163,7 +163,7 @@ impl PostgresStore {
 }
 
 /// A count as stored: counts past `i32::MAX` are held at it.
-fn to_i32(value: u32) -> i32 {
+pub(super) fn to_i32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
@@ -687,7 +687,7 @@ impl Store for PostgresStore {
                 let n: i64 = row.try_get("n")?;
                 Ok(QueueStats {
                     queue: row.try_get("queue")?,
-                    due: u64::try_from(n).unwrap_or(0),
+                    due: from_count(n),
                     oldest_due_at: row.try_get("oldest")?,
                     paused: row.try_get("paused")?,
                 })
@@ -720,8 +720,8 @@ impl Store for PostgresStore {
                     })?;
                 Ok(MinuteCount {
                     minute: start,
-                    finished: u64::try_from(finished).unwrap_or(0),
-                    failed: u64::try_from(failed).unwrap_or(0),
+                    finished: from_count(finished),
+                    failed: from_count(failed),
                 })
             })
             .collect()
@@ -872,8 +872,8 @@ impl Store for PostgresStore {
                 let failed: i64 = row.try_get("failed")?;
                 Ok(TypeOutcomes {
                     job_type: row.try_get("type")?,
-                    finished: u64::try_from(finished).unwrap_or(0),
-                    failed: u64::try_from(failed).unwrap_or(0),
+                    finished: from_count(finished),
+                    failed: from_count(failed),
                 })
             })
             .collect()
@@ -948,7 +948,7 @@ impl Store for PostgresStore {
                 Ok(StateCount {
                     queue: row.try_get("queue")?,
                     state: state_of(0, &state)?,
-                    count: u64::try_from(count).unwrap_or(0),
+                    count: from_count(count),
                 })
             })
             .collect()

@@ -34,6 +34,11 @@ pub(crate) fn optional_time(
     value.map(|v| from_micros(id, v)).transpose()
 }
 
+/// A `COUNT(*)` as the database returns it (a signed integer), as a `u64`.
+pub(crate) fn from_count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
 /// Column `what` of job `id`'s row as a `u32`, or a corrupt-row error.
 pub(crate) fn to_u32<T>(id: JobId, what: &str, value: T) -> Result<u32, StoreError>
 where

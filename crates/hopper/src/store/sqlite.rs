@@ -17,7 +17,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row};
 
-use super::rows::{from_micros, micros, open_key, opened, optional_time, push_filter, to_u32};
+use super::rows::{
+    from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
+};
 use super::{
     AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
     MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store,
@@ -478,7 +480,7 @@ impl Store for SqliteStore {
                 let n: i64 = row.try_get("n")?;
                 Ok(QueueStats {
                     queue: row.try_get("queue")?,
-                    due: u64::try_from(n).unwrap_or(0),
+                    due: from_count(n),
                     oldest_due_at: optional_time(0, row.try_get("oldest")?)?,
                     paused: row.try_get::<i64, _>("paused")? == 1,
                 })
@@ -503,8 +505,8 @@ impl Store for SqliteStore {
                 let failed: i64 = row.try_get("failed")?;
                 Ok(MinuteCount {
                     minute: from_micros(0, minute.saturating_mul(60_000_000))?,
-                    finished: u64::try_from(finished).unwrap_or(0),
-                    failed: u64::try_from(failed).unwrap_or(0),
+                    finished: from_count(finished),
+                    failed: from_count(failed),
                 })
             })
             .collect()
@@ -648,8 +650,8 @@ impl Store for SqliteStore {
                 let failed: i64 = row.try_get("failed")?;
                 Ok(TypeOutcomes {
                     job_type: row.try_get("type")?,
-                    finished: u64::try_from(finished).unwrap_or(0),
-                    failed: u64::try_from(failed).unwrap_or(0),
+                    finished: from_count(finished),
+                    failed: from_count(failed),
                 })
             })
             .collect()
@@ -729,7 +731,7 @@ impl Store for SqliteStore {
                             reason: e.to_string(),
                         }
                     })?,
-                    count: u64::try_from(count).unwrap_or(0),
+                    count: from_count(count),
                 })
             })
             .collect()

@@ -257,38 +257,47 @@ pub async fn open(url: &str) -> Result<(Arc<dyn Store>, Db)> {
     })
 }
 
+/// Evaluates `$body` with `$pool` bound to whichever pool `$db` holds. The
+/// body is compiled once per database, so the same code serves all three.
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+            Db::Mysql($pool) => $body,
+        }
+    };
+}
+
 impl Db {
+    /// The statement for this database: `sqlite`, `postgres` or `mysql`.
+    fn sql(
+        &self,
+        sqlite: &'static str,
+        postgres: &'static str,
+        mysql: &'static str,
+    ) -> &'static str {
+        match self {
+            Db::Sqlite(_) => sqlite,
+            Db::Postgres(_) => postgres,
+            Db::Mysql(_) => mysql,
+        }
+    }
+
     /// Creates the `chaos_runs` table.
     pub async fn create_runs_table(&self) -> Result<()> {
-        match self {
-            Db::Sqlite(pool) => {
-                sqlx::query(
-                    "CREATE TABLE IF NOT EXISTS chaos_runs (job_id INTEGER NOT NULL, \
-                     attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
-                     at_us INTEGER NOT NULL)",
-                )
-                .execute(pool)
-                .await?;
-            }
-            Db::Postgres(pool) => {
-                sqlx::query(
-                    "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
-                     attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
-                     at_us BIGINT NOT NULL)",
-                )
-                .execute(pool)
-                .await?;
-            }
-            Db::Mysql(pool) => {
-                sqlx::query(
-                    "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
-                     attempt INT NOT NULL, worker VARCHAR(64) NOT NULL, pid INT NOT NULL, \
-                     at_us BIGINT NOT NULL) ENGINE = InnoDB",
-                )
-                .execute(pool)
-                .await?;
-            }
-        }
+        let sql = self.sql(
+            "CREATE TABLE IF NOT EXISTS chaos_runs (job_id INTEGER NOT NULL, \
+             attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
+             at_us INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
+             attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
+             at_us BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
+             attempt INT NOT NULL, worker VARCHAR(64) NOT NULL, pid INT NOT NULL, \
+             at_us BIGINT NOT NULL) ENGINE = InnoDB",
+        );
+        with_pool!(self, pool => sqlx::query(sql).execute(pool).await.map(drop))?;
         Ok(())
     }
 
@@ -303,70 +312,42 @@ impl Db {
     ) -> Result<(), sqlx::Error> {
         let attempt = i64::from(attempt);
         let pid = i64::from(pid);
-        match self {
-            Db::Sqlite(pool) => {
-                sqlx::query("INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)")
-                    .bind(job_id)
-                    .bind(attempt)
-                    .bind(worker)
-                    .bind(pid)
-                    .bind(at_us)
-                    .execute(pool)
-                    .await?;
-            }
-            Db::Postgres(pool) => {
-                sqlx::query("INSERT INTO chaos_runs VALUES ($1, $2::int, $3, $4::int, $5)")
-                    .bind(job_id)
-                    .bind(attempt)
-                    .bind(worker)
-                    .bind(pid)
-                    .bind(at_us)
-                    .execute(pool)
-                    .await?;
-            }
-            Db::Mysql(pool) => {
-                sqlx::query("INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)")
-                    .bind(job_id)
-                    .bind(attempt)
-                    .bind(worker)
-                    .bind(pid)
-                    .bind(at_us)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        Ok(())
+        let sql = self.sql(
+            "INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO chaos_runs VALUES ($1, $2::int, $3, $4::int, $5)",
+            "INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)",
+        );
+        with_pool!(self, pool => {
+            sqlx::query(sql)
+                .bind(job_id)
+                .bind(attempt)
+                .bind(worker)
+                .bind(pid)
+                .bind(at_us)
+                .execute(pool)
+                .await
+                .map(drop)
+        })
     }
 
     /// Every recorded execution, by job and attempt.
     pub async fn runs(&self) -> Result<Vec<Run>> {
         const SQL: &str = "SELECT job_id, CAST(attempt AS BIGINT) AS attempt, worker, at_us \
                            FROM chaos_runs ORDER BY job_id, attempt, at_us";
-        let rows = match self {
-            Db::Sqlite(pool) => {
-                let rows = sqlx::query(SQL).fetch_all(pool).await?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-                    .collect::<Result<Vec<(i64, i64, String, i64)>, sqlx::Error>>()?
-            }
-            Db::Postgres(pool) => {
-                let rows = sqlx::query(SQL).fetch_all(pool).await?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?
-            }
-            Db::Mysql(pool) => {
-                let rows = sqlx::query(
-                    "SELECT job_id, CAST(attempt AS SIGNED) AS attempt, worker, at_us \
-                     FROM chaos_runs ORDER BY job_id, attempt, at_us",
-                )
+        let sql = self.sql(
+            SQL,
+            SQL,
+            "SELECT job_id, CAST(attempt AS SIGNED) AS attempt, worker, at_us \
+             FROM chaos_runs ORDER BY job_id, attempt, at_us",
+        );
+        let rows: Vec<(i64, i64, String, i64)> = with_pool!(self, pool => {
+            sqlx::query(sql)
                 .fetch_all(pool)
-                .await?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?
-            }
-        };
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
         Ok(rows
             .into_iter()
             .map(|(job_id, attempt, worker, at_us)| Run {
@@ -380,35 +361,16 @@ impl Db {
 
     /// How many chaos jobs are stored, and the highest sequence number among them.
     pub async fn dispatched_prefix(&self, job_type: &str) -> Result<(i64, Option<i64>)> {
-        let row: Result<(i64, Option<i64>), sqlx::Error> = match self {
-            Db::Sqlite(pool) => {
-                let row = sqlx::query(
-                    "SELECT COUNT(*), MAX(CAST(payload AS INTEGER)) FROM jobs WHERE type = ?",
-                )
-                .bind(job_type)
-                .fetch_one(pool)
-                .await?;
-                Ok((row.try_get(0)?, row.try_get(1)?))
-            }
-            Db::Postgres(pool) => {
-                let row =
-                    sqlx::query("SELECT COUNT(*), MAX(payload::bigint) FROM jobs WHERE type = $1")
-                        .bind(job_type)
-                        .fetch_one(pool)
-                        .await?;
-                Ok((row.try_get(0)?, row.try_get(1)?))
-            }
-            Db::Mysql(pool) => {
-                let row = sqlx::query(
-                    "SELECT COUNT(*), MAX(CAST(payload AS SIGNED)) FROM jobs WHERE type = ?",
-                )
-                .bind(job_type)
-                .fetch_one(pool)
-                .await?;
-                Ok((row.try_get(0)?, row.try_get(1)?))
-            }
-        };
-        Ok(row?)
+        let sql = self.sql(
+            "SELECT COUNT(*), MAX(CAST(payload AS INTEGER)) FROM jobs WHERE type = ?",
+            "SELECT COUNT(*), MAX(payload::bigint) FROM jobs WHERE type = $1",
+            "SELECT COUNT(*), MAX(CAST(payload AS SIGNED)) FROM jobs WHERE type = ?",
+        );
+        let row = with_pool!(self, pool => {
+            let row = sqlx::query(sql).bind(job_type).fetch_one(pool).await?;
+            (row.try_get(0)?, row.try_get(1)?)
+        });
+        Ok(row)
     }
 
     /// Inserts `jobs` in one transaction that stays open for `hold` after
@@ -487,11 +449,7 @@ impl Db {
 
     /// Closes the pool.
     pub async fn close(&self) {
-        match self {
-            Db::Sqlite(pool) => pool.close().await,
-            Db::Postgres(pool) => pool.close().await,
-            Db::Mysql(pool) => pool.close().await,
-        }
+        with_pool!(self, pool => pool.close().await)
     }
 
     /// SQLite's own check of the file (`ok` when sound); `None` elsewhere.

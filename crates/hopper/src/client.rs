@@ -485,9 +485,13 @@ impl Hopper {
     /// ```
     pub async fn cancel(&self, id: JobId) -> Result<bool, StoreError> {
         let cancelled = self.inner.store.cancel(id, self.now()).await?;
-        if cancelled {
-            if let Some(job) = self.inner.store.get(id).await? {
-                crate::events::cancelled(&job);
+        // The event carries the job's fields, read back only when it is logged;
+        // the job is cancelled either way, so a failed read is only logged.
+        if cancelled && tracing::enabled!(target: "hopper::events", tracing::Level::INFO) {
+            match self.inner.store.get(id).await {
+                Ok(Some(job)) => crate::events::cancelled(&job),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(id, %error, "reading a cancelled job failed"),
             }
         }
         Ok(cancelled)

@@ -244,14 +244,11 @@ pub(crate) async fn call(hooks: &[Arc<dyn Hooks>], event: &JobEvent) {
             EventKind::Retrying => hook.retrying(event),
             EventKind::Failed => hook.failed(event),
         };
-        let name = format!("{hook:?}");
-        match std::panic::AssertUnwindSafe(called).catch_unwind().await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => crate::events::hook_failed(&name, &error.to_string()),
-            Err(panic) => crate::events::hook_failed(
-                &name,
-                &format!("panicked: {}", crate::worker::panic_message(panic.as_ref())),
-            ),
-        }
+        let failure = match std::panic::AssertUnwindSafe(called).catch_unwind().await {
+            Ok(Ok(())) => continue,
+            Ok(Err(error)) => error.to_string(),
+            Err(panic) => format!("panicked: {}", crate::worker::panic_message(panic.as_ref())),
+        };
+        crate::events::hook_failed(&format!("{hook:?}"), &failure);
     }
 }

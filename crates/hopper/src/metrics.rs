@@ -63,9 +63,20 @@ pub const CONCURRENCY: &str = "hopper_worker_concurrency";
 
 /// Counts the jobs a dispatch stored.
 pub(crate) fn dispatched(jobs: &[NewJob]) {
+    // One increment per (type, queue): a bulk dispatch is mostly one pair.
+    let mut pairs: Vec<(&str, &str, u64)> = Vec::new();
     for job in jobs {
-        ::metrics::counter!(DISPATCHED, "type" => job.job_type.clone(), "queue" => job.queue.clone())
-            .increment(1);
+        match pairs
+            .iter_mut()
+            .find(|(job_type, queue, _)| *job_type == job.job_type && *queue == job.queue)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => pairs.push((&job.job_type, &job.queue, 1)),
+        }
+    }
+    for (job_type, queue, n) in pairs {
+        ::metrics::counter!(DISPATCHED, "type" => job_type.to_owned(), "queue" => queue.to_owned())
+            .increment(n);
     }
 }
 

@@ -65,6 +65,20 @@ pub struct Concurrency {
     pub max: usize,
 }
 
+impl Concurrency {
+    /// Exactly `workers` jobs at once: no autoscaling.
+    ///
+    /// ```
+    /// assert_eq!(hopper::Concurrency::fixed(3), hopper::Concurrency { min: 3, max: 3 });
+    /// ```
+    pub fn fixed(workers: usize) -> Self {
+        Self {
+            min: workers,
+            max: workers,
+        }
+    }
+}
+
 /// How a worker pool runs: its queues and their concurrency, leases,
 /// polling, shutdown deadline, maintenance, autoscaling and hooks.
 ///
@@ -77,10 +91,8 @@ pub struct Concurrency {
 /// ```
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// Every queue with its most concurrent jobs.
-    queues: Vec<(String, usize)>,
-    /// The fewest concurrent jobs of each autoscaled queue.
-    minimums: Vec<(String, usize)>,
+    /// Every queue with the bounds of its concurrency (`min == max` unless autoscaled).
+    queues: Vec<(String, Concurrency)>,
     max_total: Option<usize>,
     scale_interval: Duration,
     scale_down_after: Duration,
@@ -109,8 +121,7 @@ impl WorkerConfig {
     /// ```
     pub fn new(workers: usize) -> Self {
         Self {
-            queues: vec![(DEFAULT_QUEUE.to_owned(), workers)],
-            minimums: Vec::new(),
+            queues: vec![(DEFAULT_QUEUE.to_owned(), Concurrency::fixed(workers))],
             max_total: None,
             scale_interval: Duration::from_secs(1),
             scale_down_after: Duration::from_secs(30),
@@ -132,9 +143,7 @@ impl WorkerConfig {
     /// assert_eq!(config.queues(), &[("default".to_string(), 3)]);
     /// ```
     pub fn queue(mut self, queue: impl Into<String>, workers: usize) -> Self {
-        let queue = queue.into();
-        self.minimums.retain(|(name, _)| *name != queue);
-        set(&mut self.queues, queue, workers);
+        set(&mut self.queues, queue.into(), Concurrency::fixed(workers));
         self
     }
 
@@ -150,9 +159,7 @@ impl WorkerConfig {
     /// assert_eq!(config.concurrency("images").unwrap().min, 2);
     /// ```
     pub fn queue_scaled(mut self, queue: impl Into<String>, min: usize, max: usize) -> Self {
-        let queue = queue.into();
-        set(&mut self.minimums, queue.clone(), min);
-        set(&mut self.queues, queue, max);
+        set(&mut self.queues, queue.into(), Concurrency { min, max });
         self
     }
 
@@ -164,13 +171,10 @@ impl WorkerConfig {
     /// assert!(config.concurrency("mail").is_none());
     /// ```
     pub fn concurrency(&self, queue: &str) -> Option<Concurrency> {
-        let max = self.queues.iter().find(|(name, _)| name == queue)?.1;
-        let min = self
-            .minimums
+        self.queues
             .iter()
             .find(|(name, _)| name == queue)
-            .map_or(max, |(_, min)| *min);
-        Some(Concurrency { min, max })
+            .map(|(_, bounds)| *bounds)
     }
 
     /// The most jobs the pool runs at once across all its queues (default:
@@ -235,7 +239,6 @@ impl WorkerConfig {
     /// ```
     pub fn only(mut self) -> Self {
         self.queues.clear();
-        self.minimums.clear();
         self
     }
 
@@ -245,8 +248,11 @@ impl WorkerConfig {
     /// ```
     /// assert_eq!(hopper::WorkerConfig::default().queues()[0].1, 10);
     /// ```
-    pub fn queues(&self) -> &[(String, usize)] {
-        &self.queues
+    pub fn queues(&self) -> Vec<(String, usize)> {
+        self.queues
+            .iter()
+            .map(|(queue, bounds)| (queue.clone(), bounds.max))
+            .collect()
     }
 
     /// How long a claim holds a job without a heartbeat (default 30 s). A
@@ -335,20 +341,17 @@ impl WorkerConfig {
         if self.queues.is_empty() {
             return bad("no queues to work".into());
         }
-        if let Some((queue, _)) = self.queues.iter().find(|(_, n)| *n == 0) {
+        if let Some((queue, _)) = self.queues.iter().find(|(_, c)| c.max == 0) {
             return bad(format!("queue {queue:?} has 0 workers"));
         }
-        if let Some((queue, min)) = self
-            .minimums
-            .iter()
-            .find(|(queue, min)| self.concurrency(queue).is_some_and(|c| *min > c.max))
-        {
+        if let Some((queue, c)) = self.queues.iter().find(|(_, c)| c.min > c.max) {
             return bad(format!(
-                "queue {queue:?} has a minimum of {min} workers, above its maximum"
+                "queue {queue:?} has a minimum of {} workers, above its maximum",
+                c.min
             ));
         }
         if let Some(cap) = self.max_total {
-            let least: usize = self.bounds().iter().map(|(_, c)| c.min).sum();
+            let least: usize = self.queues.iter().map(|(_, c)| c.min).sum();
             if cap == 0 || least > cap {
                 return bad(format!(
                     "max_total {cap} is below the {least} workers the queues need at least"
@@ -371,18 +374,8 @@ impl WorkerConfig {
     }
 }
 
-impl WorkerConfig {
-    /// Every queue with both bounds.
-    fn bounds(&self) -> Vec<(String, Concurrency)> {
-        self.queues
-            .iter()
-            .filter_map(|(queue, _)| Some((queue.clone(), self.concurrency(queue)?)))
-            .collect()
-    }
-}
-
 /// Sets `name`'s value in a list of named values, adding it if missing.
-fn set(list: &mut Vec<(String, usize)>, name: String, value: usize) {
+fn set<T>(list: &mut Vec<(String, T)>, name: String, value: T) {
     match list.iter_mut().find(|(entry, _)| *entry == name) {
         Some(entry) => entry.1 = value,
         None => list.push((name, value)),
@@ -475,9 +468,9 @@ impl WorkerPool {
         config.check()?;
         let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
         let slots = config
-            .bounds()
-            .into_iter()
-            .map(|(queue, bounds)| Arc::new(Slots::new(queue, bounds)))
+            .queues
+            .iter()
+            .map(|(queue, bounds)| Arc::new(Slots::new(queue.clone(), *bounds)))
             .collect();
         let shared = Arc::new(Shared {
             hopper,
@@ -492,7 +485,7 @@ impl WorkerPool {
             held: Mutex::new(BTreeSet::new()),
             activity: watch::channel(0).0,
         });
-        let total: usize = shared.config.queues.iter().map(|(_, n)| n).sum();
+        let total: usize = shared.config.queues.iter().map(|(_, c)| c.max).sum();
         let (completions, receiver) = mpsc::channel(total.max(COMPLETION_BATCH));
         let fetchers = shared
             .slots
@@ -513,7 +506,7 @@ impl WorkerPool {
         }
         tracing::info!(
             worker = %shared.worker_id,
-            queues = ?shared.config.bounds(),
+            queues = ?shared.config.queues,
             max_total = ?shared.config.max_total,
             "workers started"
         );
@@ -658,11 +651,7 @@ async fn forward_wakeups(shared: Arc<Shared>, mut wakeups: mpsc::Receiver<Wakeup
         };
         match wakeup {
             Some(Wakeup::Queue(queue)) => shared.hopper.wake(&queue),
-            Some(Wakeup::All) => {
-                for (queue, _) in &shared.config.queues {
-                    shared.hopper.wake(queue);
-                }
-            }
+            Some(Wakeup::All) => wake_all(&shared),
             None => break,
         }
     }
@@ -1027,6 +1016,13 @@ async fn lead(shared: &Shared) -> bool {
 /// The most rescued jobs logged one by one (each is read back for its fields).
 const RESCUES_LOGGED: usize = 100;
 
+/// Wakes the fetcher of every queue this pool serves.
+fn wake_all(shared: &Shared) {
+    for (queue, _) in &shared.config.queues {
+        shared.hopper.wake(queue);
+    }
+}
+
 /// On the leading pool, returns jobs whose worker died (lease expired) to
 /// pending or failed.
 async fn rescue(shared: Arc<Shared>) {
@@ -1040,7 +1036,15 @@ async fn rescue(shared: Arc<Shared>) {
                             "rescued jobs whose worker stopped heartbeating; logging the first {RESCUES_LOGGED} one by one"
                         );
                     }
-                    for id in ids.iter().take(RESCUES_LOGGED) {
+                    // Each logged rescue reads its job back; skip the reads
+                    // when nothing would be logged.
+                    let logged = if tracing::enabled!(target: "hopper::events", tracing::Level::WARN)
+                    {
+                        RESCUES_LOGGED
+                    } else {
+                        0
+                    };
+                    for id in ids.iter().take(logged) {
                         match shared.hopper.store().get(*id).await {
                             Ok(Some(job)) => crate::events::rescued(&job),
                             Ok(None) => {}
@@ -1049,9 +1053,7 @@ async fn rescue(shared: Arc<Shared>) {
                             }
                         }
                     }
-                    for (queue, _) in &shared.config.queues {
-                        shared.hopper.wake(queue);
-                    }
+                    wake_all(&shared);
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "rescuing expired jobs failed"),

@@ -175,7 +175,10 @@ async fn list_filters_and_pages() {
         .await
         .json();
     assert_eq!(bulk["jobs"].as_array().unwrap().len(), 5);
+    let no_flaky_in_bulk = get(&router, "/api/jobs?queue=bulk&type=flaky").await.json();
+    assert_eq!(no_flaky_in_bulk["jobs"].as_array().unwrap().len(), 0);
     let flaky_only = get(&router, "/api/jobs?type=flaky").await.json();
+    assert_eq!(flaky_only["jobs"].as_array().unwrap().len(), 1);
     assert_eq!(flaky_only["jobs"][0]["id"], flaky_id);
     assert_eq!(
         get(&router, "/api/jobs?state=lost").await.status,

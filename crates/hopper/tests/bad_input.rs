@@ -4,11 +4,10 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use hopper::store::sqlite::SqliteStore;
-use hopper::{DispatchError, Hopper, JobFilter, JobId, JobState, WorkerConfig, WorkerPool};
+use hopper::{DispatchError, Hopper, JobFilter, JobState, WorkerConfig};
 
 /// Every stored job, oldest first.
 async fn all_jobs(hopper: &Hopper) -> Vec<hopper::JobRecord> {
@@ -19,26 +18,6 @@ async fn all_jobs(hopper: &Hopper) -> Vec<hopper::JobRecord> {
     let mut jobs = hopper.jobs(&filter).await.unwrap();
     jobs.reverse();
     jobs
-}
-
-/// Waits, on the pool's activity, until every job in `ids` has finished.
-async fn wait_finished(hopper: &Hopper, pool: &WorkerPool, ids: &[JobId]) {
-    let mut activity = pool.activity();
-    loop {
-        activity.borrow_and_update();
-        let mut done = true;
-        for &id in ids {
-            let job = hopper.job(id).await.unwrap().expect("job kept");
-            done &= job.state == JobState::Finished;
-        }
-        if done {
-            return;
-        }
-        tokio::time::timeout(Duration::from_secs(30), activity.changed())
-            .await
-            .expect("the workers kept going")
-            .unwrap();
-    }
 }
 
 async fn integrity(url: &str) -> String {

@@ -3,6 +3,8 @@
 //! worker lives, its heartbeat keeps the lease of a job that runs far longer
 //! than the lease, so no other worker is handed that job.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -104,16 +106,7 @@ async fn a_killed_worker_loses_no_job() {
     let pool = hopper
         .start(WorkerConfig::new(4).rescue_interval(Duration::from_millis(100)))
         .unwrap();
-    wait_for("every job to finish", async || {
-        let mut finished = 0;
-        for id in &ids {
-            if hopper.job(*id).await.unwrap().unwrap().state == JobState::Finished {
-                finished += 1;
-            }
-        }
-        finished == ids.len()
-    })
-    .await;
+    common::wait_finished(&hopper, &pool, &ids).await;
     let recovery = killed_at.elapsed();
     pool.stop().await.unwrap();
 
@@ -189,10 +182,7 @@ async fn a_job_running_past_its_lease_keeps_it_while_its_worker_lives() {
         .unwrap();
     // Four leases long: only the heartbeat keeps the job from being rescued.
     let id = runner.dispatch::<Outlast>(4_000).await.unwrap();
-    wait_for("the job to finish", async || {
-        runner.job(id).await.unwrap().unwrap().state == JobState::Finished
-    })
-    .await;
+    common::wait_finished(&runner, &running, &[id]).await;
     running.stop().await.unwrap();
     watching.stop().await.unwrap();
     let job = runner.job(id).await.unwrap().unwrap();

@@ -321,13 +321,11 @@ async fn workers_outlive_their_connections_being_killed() {
     let mut activity = pool.activity();
     let settled = async {
         loop {
+            activity.borrow_and_update();
             if finished(&hopper).await == JOBS as u64 {
                 return;
             }
-            tokio::select! {
-                _ = activity.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
+            let _ = activity.changed().await;
         }
     };
     if tokio::time::timeout(BOUND, settled).await.is_err() {

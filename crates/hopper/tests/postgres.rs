@@ -94,9 +94,7 @@ async fn instances_starting_together_migrate_once() {
             .unwrap();
     assert!(!applied.is_empty());
     assert!(applied.iter().all(|(_, success)| *success));
-    let mut versions: Vec<i64> = applied.iter().map(|(v, _)| *v).collect();
-    versions.dedup();
-    assert_eq!(versions.len(), applied.len(), "each migration once");
+    assert_eq!(applied.len(), pending.len(), "each migration once");
     let status = hopper::store::migration_status(&db.url).await.unwrap();
     assert_eq!(status.len(), applied.len());
     assert!(status.iter().all(|m| m.applied_at.is_some()));

@@ -144,3 +144,27 @@ pub fn builder() -> hopper::Builder {
         .and_then(|b| b.register(Snooze))
         .expect("test jobs have distinct names")
 }
+
+/// Waits, on the pool's activity, until every job in `ids` has finished.
+pub async fn wait_finished(
+    hopper: &hopper::Hopper,
+    pool: &hopper::WorkerPool,
+    ids: &[hopper::JobId],
+) {
+    let mut activity = pool.activity();
+    loop {
+        activity.borrow_and_update();
+        let mut done = true;
+        for &id in ids {
+            let job = hopper.job(id).await.unwrap().expect("job kept");
+            done &= job.state == hopper::JobState::Finished;
+        }
+        if done {
+            return;
+        }
+        tokio::time::timeout(Duration::from_secs(30), activity.changed())
+            .await
+            .expect("the workers kept going")
+            .unwrap();
+    }
+}

@@ -309,8 +309,8 @@ pub async fn a_claim_the_pool_never_received_expires_while_the_pool_is_busy(db: 
     );
 }
 
-/// One event a hook saw: kind, job id, attempt, error.
-type Sighting = (EventKind, i64, u32, Option<String>);
+/// One event a hook saw: kind, job id, attempt, error, whether it had a retry time.
+type Sighting = (EventKind, i64, u32, Option<String>, bool);
 
 /// Every event a hook saw.
 #[derive(Clone, Debug, Default)]
@@ -318,10 +318,13 @@ struct Seen(Arc<Mutex<Vec<Sighting>>>);
 
 impl Seen {
     fn push(&self, event: &JobEvent) -> HookResult {
-        self.0
-            .lock()
-            .unwrap()
-            .push((event.kind, event.id, event.attempt, event.error.clone()));
+        self.0.lock().unwrap().push((
+            event.kind,
+            event.id,
+            event.attempt,
+            event.error.clone(),
+            event.retry_at.is_some(),
+        ));
         Ok(())
     }
 }
@@ -332,7 +335,6 @@ impl Hooks for Seen {
         self.push(event)
     }
     async fn retrying(&self, event: &JobEvent) -> HookResult {
-        assert!(event.retry_at.is_some());
         self.push(event)
     }
     async fn failed(&self, event: &JobEvent) -> HookResult {
@@ -389,19 +391,26 @@ pub async fn hooks_fire_once_per_event_and_their_failures_change_no_outcome(db: 
     );
 
     let mut events = seen.0.lock().unwrap().clone();
-    events.sort_by_key(|(_, id, attempt, _)| (*id, *attempt));
+    events.sort_by_key(|(_, id, attempt, _, _)| (*id, *attempt));
     assert_eq!(
         events,
         [
-            (EventKind::Finished, ok, 1, None),
+            (EventKind::Finished, ok, 1, None, false),
             (
                 EventKind::Retrying,
                 flaky,
                 1,
-                Some("flaky failure 1".to_owned())
+                Some("flaky failure 1".to_owned()),
+                true
             ),
-            (EventKind::Finished, flaky, 2, None),
-            (EventKind::Failed, doomed, 1, Some("bad input".to_owned())),
+            (EventKind::Finished, flaky, 2, None, false),
+            (
+                EventKind::Failed,
+                doomed,
+                1,
+                Some("bad input".to_owned()),
+                false
+            ),
         ]
     );
     queue.stop().await.unwrap();

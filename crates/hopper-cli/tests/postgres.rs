@@ -1,13 +1,14 @@
 //! The console on PostgreSQL (127.0.0.1:5432, user postgres, database
 //! `test` for administration): each test makes its own database and drops it.
 
+#[path = "../../hopper/tests/common/postgres.rs"]
+#[allow(dead_code)]
+mod pg;
+
 use hopper::{Hopper, Job, JobContext, JobResult};
 use hopper_cli::Console;
 use hopper_cli::output::Output;
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
-
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 struct Ping;
 
@@ -20,12 +21,6 @@ impl Job for Ping {
         }
         Ok(())
     }
-}
-
-async fn admin() -> PgConnection {
-    PgConnection::connect(ADMIN_URL)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is not reachable: {e}"))
 }
 
 async fn run(console: &Console, args: &[&str]) -> String {
@@ -43,61 +38,44 @@ async fn json(console: &Console, args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn queue_commands_work_on_postgres() {
-    let name = format!("hopper_cli_t_{:016x}", fastrand::u64(..));
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin().await)
-        .await
-        .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    // Dropped with `db`, after the assertions too.
+    let db = pg::database().await;
+    let url = db.url.clone();
     let console = Console::new("app console", || Ok(Hopper::builder().register(Ping)?))
         .database_url(url)
         .worker_config(hopper::WorkerConfig::new(2).prune_interval(None));
 
-    let result = tokio::spawn({
-        let console = console.clone();
-        async move {
-            let status = json(&console, &["db:status", "--json"]).await;
-            assert!(
-                status
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|m| m["applied_at"].is_null())
-            );
-            assert!(
-                run(&console, &["db:migrate"])
-                    .await
-                    .contains("migrations applied")
-            );
+    let status = json(&console, &["db:status", "--json"]).await;
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["applied_at"].is_null())
+    );
+    assert!(
+        run(&console, &["db:migrate"])
+            .await
+            .contains("migrations applied")
+    );
 
-            run(&console, &["queue:dispatch", "ping", "1"]).await;
-            run(&console, &["queue:dispatch", "ping", "0"]).await;
-            run(&console, &["queue:work", "--stop-when-empty"]).await;
-            let status = json(&console, &["queue:status", "--json"]).await;
-            assert_eq!(status["queues"][0]["finished"], 1, "{status}");
-            assert_eq!(status["queues"][0]["failed"], 1, "{status}");
-            assert_eq!(status["finished_last_minute"], 1, "{status}");
+    run(&console, &["queue:dispatch", "ping", "1"]).await;
+    run(&console, &["queue:dispatch", "ping", "0"]).await;
+    run(&console, &["queue:work", "--stop-when-empty"]).await;
+    let status = json(&console, &["queue:status", "--json"]).await;
+    assert_eq!(status["queues"][0]["finished"], 1, "{status}");
+    assert_eq!(status["queues"][0]["failed"], 1, "{status}");
+    assert_eq!(status["finished_last_minute"], 1, "{status}");
 
-            let failed = json(&console, &["queue:failed", "--json"]).await;
-            assert_eq!(failed[0]["last_error"], "zero is not a ping");
-            let text = run(&console, &["queue:retry", "--all", "--type", "ping"]).await;
-            assert!(text.contains("Retried 1 failed jobs"), "{text}");
+    let failed = json(&console, &["queue:failed", "--json"]).await;
+    assert_eq!(failed[0]["last_error"], "zero is not a ping");
+    let text = run(&console, &["queue:retry", "--all", "--type", "ping"]).await;
+    assert!(text.contains("Retried 1 failed jobs"), "{text}");
 
-            run(&console, &["queue:pause", "default"]).await;
-            run(&console, &["queue:work", "--stop-when-empty"]).await;
-            let status = json(&console, &["queue:status", "--json"]).await;
-            assert_eq!(status["queues"][0]["pending"], 1, "{status}");
-            assert_eq!(status["queues"][0]["paused"], true, "{status}");
-            run(&console, &["queue:resume", "default"]).await;
-        }
-    })
-    .await;
-
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin().await)
-        .await
-        .unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    run(&console, &["queue:pause", "default"]).await;
+    run(&console, &["queue:work", "--stop-when-empty"]).await;
+    let status = json(&console, &["queue:status", "--json"]).await;
+    assert_eq!(status["queues"][0]["pending"], 1, "{status}");
+    assert_eq!(status["queues"][0]["paused"], true, "{status}");
+    run(&console, &["queue:resume", "default"]).await;
 }

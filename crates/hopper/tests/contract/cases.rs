@@ -294,8 +294,9 @@ pub async fn an_unregistered_type_fails_only_its_own_job(db: &TestDb) {
     queue.stop().await.unwrap();
 }
 
-pub async fn a_stored_payload_that_no_longer_fits_fails_permanently(db: &TestDb) {
-    let queue = db.start(builder()).await.unwrap();
+/// Stores a `flaky` job with `payload` as it is, past dispatch's checks,
+/// lets the workers take it, and returns the job as they left it.
+async fn run_stored_flaky(queue: &TestQueue, payload: &str) -> hopper::JobRecord {
     let now = queue.hopper().now();
     let id = queue
         .hopper()
@@ -303,7 +304,7 @@ pub async fn a_stored_payload_that_no_longer_fits_fails_permanently(db: &TestDb)
         .insert(&[NewJob {
             job_type: "flaky".into(),
             queue: "default".into(),
-            payload: r#"{"fail_times":"many"}"#.into(),
+            payload: payload.into(),
             priority: 0,
             max_attempts: 3,
             available_at: now,
@@ -314,7 +315,12 @@ pub async fn a_stored_payload_that_no_longer_fits_fails_permanently(db: &TestDb)
         .unwrap()[0];
     queue.hopper().wake("default");
     queue.wait_idle().await.unwrap();
-    let job = state_of(&queue, id).await;
+    state_of(queue, id).await
+}
+
+pub async fn a_stored_payload_that_no_longer_fits_fails_permanently(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
+    let job = run_stored_flaky(&queue, r#"{"fail_times":"many"}"#).await;
     assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
     assert!(
         job.last_error
@@ -970,25 +976,7 @@ pub async fn a_job_type_renamed_while_jobs_wait_fails_clearly_and_retries_once_b
 
 pub async fn a_stored_payload_that_is_not_json_fails_permanently(db: &TestDb) {
     let queue = db.start(builder()).await.unwrap();
-    let now = queue.hopper().now();
-    let id = queue
-        .hopper()
-        .store()
-        .insert(&[NewJob {
-            job_type: "flaky".into(),
-            queue: "default".into(),
-            payload: "{fail_times: 1".into(),
-            priority: 0,
-            max_attempts: 3,
-            available_at: now,
-            created_at: now,
-            unique_key: None,
-        }])
-        .await
-        .unwrap()[0];
-    queue.hopper().wake("default");
-    queue.wait_idle().await.unwrap();
-    let job = state_of(&queue, id).await;
+    let job = run_stored_flaky(&queue, "{fail_times: 1").await;
     assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
     let error = job.last_error.unwrap();
     assert!(

@@ -29,6 +29,32 @@ use crate::job::{JobId, JobState};
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a pool, trying again for up to [`BUSY_TIMEOUT`] while SQLite answers
+/// "database is locked": a new file's switch to WAL takes a lock the busy
+/// timeout does not wait for, so processes opening one file at once meet it.
+async fn connect(
+    pool: SqlitePoolOptions,
+    options: SqliteConnectOptions,
+) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match pool.clone().connect_with(options.clone()).await {
+            Err(sqlx::Error::Database(e))
+                if is_busy(e.code().as_deref()) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether an SQLite result code is SQLITE_BUSY or one of its extended codes.
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
+}
 /// Jobs per statement in a bulk insert without unique keys: 7 bound values each, under SQLite's
 /// limit of 32,766 variables per statement.
 const INSERT_CHUNK: usize = 4_000;
@@ -83,24 +109,28 @@ impl SqliteStore {
         }
         // A local file's connection does not go stale: skip the ping sqlx
         // otherwise makes before every acquire (a round trip per statement).
-        let writer = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| open_error(e.into()))?;
+        let writer = connect(
+            SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None),
+            options.clone(),
+        )
+        .await
+        .map_err(|e| open_error(e.into()))?;
         let reader = if in_memory {
             writer.clone()
         } else {
-            SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(4)
-                .connect_with(options.read_only(true))
-                .await
-                .map_err(|e| open_error(e.into()))?
+            connect(
+                SqlitePoolOptions::new()
+                    .test_before_acquire(false)
+                    .max_connections(4),
+                options.read_only(true),
+            )
+            .await
+            .map_err(|e| open_error(e.into()))?
         };
         Ok(Self { writer, reader })
     }

@@ -241,6 +241,20 @@ fn notifying(statement: &str, columns: &str) -> String {
     )
 }
 
+/// Wraps a bulk `INSERT … RETURNING id, queue, <due> AS due` so that it
+/// answers with one row: the new ids as one array in row order (ids are drawn
+/// in row order; RETURNING's order is unspecified), after notifying each
+/// queue with due rows once.
+fn inserting_ids(statement: &str) -> String {
+    format!(
+        "WITH changed AS ({statement}) \
+         SELECT COALESCE(array_agg(id ORDER BY id), '{{}}') AS ids, \
+             (SELECT count(pg_notify('{CHANNEL}', queue)) \
+              FROM (SELECT DISTINCT queue FROM changed WHERE due) AS woken) AS woken \
+         FROM changed"
+    )
+}
+
 /// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
 /// application's own transaction and the jobs exist, and workers everywhere
 /// are woken, if and only if it commits.
@@ -284,14 +298,13 @@ pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<J
             && job.available_at == first.available_at
             && job.created_at == first.created_at
     }) {
-        let insert = notifying(
+        let insert = inserting_ids(
             "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
              SELECT $1, $2, payload, $4, $5, $6, $7 FROM UNNEST($3::text[]) AS payload \
              RETURNING id, queue, available_at <= created_at AS due",
-            "id",
         );
         for chunk in jobs.chunks(INSERT_CHUNK) {
-            let rows = sqlx::query(&insert)
+            let chunk_ids: Vec<JobId> = sqlx::query_scalar(&insert)
                 .bind(&first.job_type)
                 .bind(&first.queue)
                 .bind(
@@ -304,22 +317,21 @@ pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<J
                 .bind(to_i32(first.max_attempts))
                 .bind(first.available_at)
                 .bind(first.created_at)
-                .fetch_all(&mut *conn)
+                .fetch_one(&mut *conn)
                 .await?;
-            ids.extend(sorted_ids(&rows)?);
+            ids.extend(chunk_ids);
         }
         return Ok(ids);
     }
-    let insert = notifying(
+    let insert = inserting_ids(
         "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
              $6::timestamptz[], $7::timestamptz[]) \
          RETURNING id, queue, available_at <= created_at AS due",
-        "id",
     );
     for chunk in jobs.chunks(INSERT_CHUNK) {
         let column = |f: fn(&NewJob) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
-        let rows = sqlx::query(&insert)
+        let chunk_ids: Vec<JobId> = sqlx::query_scalar(&insert)
             .bind(column(|job| &job.job_type))
             .bind(column(|job| &job.queue))
             .bind(column(|job| &job.payload))
@@ -332,21 +344,10 @@ pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<J
             )
             .bind(chunk.iter().map(|job| job.available_at).collect::<Vec<_>>())
             .bind(chunk.iter().map(|job| job.created_at).collect::<Vec<_>>())
-            .fetch_all(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
-        ids.extend(sorted_ids(&rows)?);
+        ids.extend(chunk_ids);
     }
-    Ok(ids)
-}
-
-/// The ids a bulk insert returned, in the order of its input rows: ids are
-/// drawn in row order, while RETURNING's order is unspecified.
-fn sorted_ids(rows: &[PgRow]) -> Result<Vec<JobId>, StoreError> {
-    let mut ids = rows
-        .iter()
-        .map(|row| row.try_get::<JobId, _>("id"))
-        .collect::<Result<Vec<_>, _>>()?;
-    ids.sort_unstable();
     Ok(ids)
 }
 

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p hopper-bench -- [--database-url <url>]
-//!     [--jobs 20000] [--workers 10] [--repeat 1] [--w4 [--w4-jobs 1000000]] [--json]
+//!     [--jobs 20000] [--workers 10] [--repeat 1]
+//!     [--raw-claim-batch 100] [--raw-best-batch 1000] [--raw-best-loops 2] [--w4 [--w4-jobs 1000000]] [--json]
 //! ```
 //!
 //! `<url>` is `sqlite://dir/bench.db`, `postgres://user@host/db` or
@@ -53,6 +54,15 @@ struct Args {
     /// Jobs claimed (and then finished) per statement in the raw drain loop.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     raw_claim_batch: u32,
+
+    /// Jobs claimed per statement in the raw best drain, whose loops run at
+    /// once, each on its own connection.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    raw_best_batch: u32,
+
+    /// Loops (connections) in the raw best drain.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..100))]
+    raw_best_loops: u32,
 
     /// Jobs dispatched to the idle pool in W3.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
@@ -153,6 +163,7 @@ async fn run(args: &Args, databases: &Databases) -> Result<Report> {
             jobs: args.jobs,
             workers: args.workers as usize,
             raw_claim_batch: args.raw_claim_batch,
+            raw_best: (args.raw_best_batch, args.raw_best_loops),
             latency_samples: args.latency_jobs,
             databases: databases.describe(),
             w4_jobs: args.w4_jobs,
@@ -216,10 +227,13 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     let drain = workloads::drain(&db, n, args.workers as usize, Queued::Dispatched).await?;
     db.finish().await?;
     let db = dbs.fresh("raw-drain").await?;
-    let raw_drain = raw::drain(&db, n, args.raw_claim_batch).await?;
+    let raw_drain = raw::drain(&db, n, args.raw_claim_batch, 1).await?;
+    db.finish().await?;
+    let db = dbs.fresh("raw-drain-best").await?;
+    let raw_drain_best = raw::drain(&db, n, args.raw_best_batch, args.raw_best_loops).await?;
     db.finish().await?;
     eprintln!(
-        "  hopper {:.0} jobs/s, raw {raw_drain:.0} jobs/s",
+        "  hopper {:.0} jobs/s, raw {raw_drain:.0} jobs/s, raw best {raw_drain_best:.0} jobs/s",
         drain.jobs_per_s
     );
 
@@ -243,6 +257,7 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         enqueue_bulk: (hopper_bulk, raw_bulk),
         drain,
         raw_drain,
+        raw_drain_best,
         latency,
     })
 }

@@ -192,26 +192,32 @@ pub async fn insert_bulk(db: &FreshDb, jobs: u32) -> Result<f64> {
     Ok(rate(jobs, elapsed))
 }
 
-/// (c) `jobs` queued rows drained by one loop on one connection: claim up to
-/// `batch` with Hopper's claim statement, finish them with one UPDATE,
-/// until none are left. Returns jobs/s.
-pub async fn drain(db: &FreshDb, jobs: u32, batch: u32) -> Result<f64> {
+/// (c) `jobs` queued rows drained by `loops` loops at once, each on its own
+/// connection: claim up to `batch` with Hopper's claim statement, finish
+/// them with one UPDATE, until none are left. Returns jobs/s.
+///
+/// SQLite has one writer connection: its loops take turns on it.
+pub async fn drain(db: &FreshDb, jobs: u32, batch: u32, loops: u32) -> Result<f64> {
     let bench = db.open().await?;
     insert_rows(&bench, 0..jobs, "pending", jobs as usize).await?;
     let start = Instant::now();
-    let finished = match &bench {
-        Bench::Sqlite(store) => drain_sqlite(store.writer(), batch).await?,
-        Bench::Postgres(store) => {
-            let mut conn = store.pool().acquire().await?;
-            drain_postgres(&mut conn, batch).await?
+    let finished: Vec<u64> = futures::future::try_join_all((0..loops.max(1)).map(|_| async {
+        match &bench {
+            Bench::Sqlite(store) => drain_sqlite(store.writer(), batch).await,
+            Bench::Postgres(store) => {
+                let mut conn = store.pool().acquire().await?;
+                drain_postgres(&mut conn, batch).await
+            }
+            Bench::Mysql(store) => {
+                let mut conn = store.pool().acquire().await?;
+                drain_mysql(&mut conn, batch).await
+            }
         }
-        Bench::Mysql(store) => {
-            let mut conn = store.pool().acquire().await?;
-            drain_mysql(&mut conn, batch).await?
-        }
-    };
+    }))
+    .await?;
     let elapsed = start.elapsed();
     bench.close().await;
+    let finished: u64 = finished.iter().sum();
     if finished != u64::from(jobs) {
         bail!("raw drain finished {finished} of {jobs} jobs");
     }

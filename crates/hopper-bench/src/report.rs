@@ -17,6 +17,8 @@ pub struct Pass {
     pub drain: Drain,
     /// The raw claim/complete loop, jobs/s.
     pub raw_drain: f64,
+    /// The raw best drain: bigger claims from several connections, jobs/s.
+    pub raw_drain_best: f64,
     /// W3.
     pub latency: Latency,
 }
@@ -119,6 +121,12 @@ pub struct Report {
     pub enqueue_bulk: Versus,
     /// W2 vs one loop claiming and finishing `raw_claim_batch` jobs a round.
     pub drain: Versus,
+    /// Jobs per claim in the raw best drain.
+    pub raw_best_claim_batch: u32,
+    /// Loops, each on its own connection, in the raw best drain.
+    pub raw_best_loops: u32,
+    /// W2 vs the raw best drain.
+    pub drain_best: Versus,
     /// W2's check.
     pub drain_check: DrainCheck,
     /// W3 jobs dispatched.
@@ -150,6 +158,8 @@ pub struct Setup {
     pub workers: usize,
     /// Jobs per claim in the raw drain loop.
     pub raw_claim_batch: u32,
+    /// The raw best drain: jobs per claim and loops.
+    pub raw_best: (u32, u32),
     /// W3 jobs dispatched.
     pub latency_samples: u32,
     /// Where the databases go.
@@ -179,6 +189,9 @@ impl Report {
             enqueue_one: Versus::new(med(|p| p.enqueue_one.0), med(|p| p.enqueue_one.1)),
             enqueue_bulk: Versus::new(med(|p| p.enqueue_bulk.0), med(|p| p.enqueue_bulk.1)),
             drain: Versus::new(med(|p| p.drain.jobs_per_s), med(|p| p.raw_drain)),
+            raw_best_claim_batch: setup.raw_best.0,
+            raw_best_loops: setup.raw_best.1,
+            drain_best: Versus::new(med(|p| p.drain.jobs_per_s), med(|p| p.raw_drain_best)),
             drain_check: DrainCheck {
                 finished: passes.iter().map(|p| p.drain.finished).min().unwrap_or(0),
                 lost: passes.iter().map(|p| p.drain.lost).sum(),
@@ -221,7 +234,7 @@ impl Report {
             self.jobs, self.workers, self.repeat, self.databases
         );
         out += &format!(
-            "{:<40} {:>16} {:>16} {:>11}\n",
+            "{:<44} {:>16} {:>16} {:>11}\n",
             "workload", "hopper", "raw SQL", "hopper/raw"
         );
         let rows = [
@@ -234,10 +247,17 @@ impl Report {
                 ),
                 self.drain,
             ),
+            (
+                &*format!(
+                    "W2 drain vs raw best ({}/claim, {} conns)",
+                    self.raw_best_claim_batch, self.raw_best_loops
+                ),
+                self.drain_best,
+            ),
         ];
         for (name, v) in rows {
             out += &format!(
-                "{name:<40} {:>16} {:>16} {:>11.2}\n",
+                "{name:<44} {:>16} {:>16} {:>11.2}\n",
                 per_s(v.hopper_jobs_per_s),
                 per_s(v.raw_jobs_per_s),
                 v.ratio
@@ -249,7 +269,7 @@ impl Report {
         ] {
             let name = format!("{name} ({} jobs)", self.latency_samples);
             out += &format!(
-                "{name:<40} {:>16} {:>16} {:>11}\n",
+                "{name:<44} {:>16} {:>16} {:>11}\n",
                 format!("{ms:.2} ms"),
                 "-",
                 "-"
@@ -270,7 +290,7 @@ impl Report {
                 ),
             ] {
                 out += &format!(
-                    "{name:<40} {:>16} {:>16} {:>11}\n",
+                    "{name:<44} {:>16} {:>16} {:>11}\n",
                     per_s(g.drain.jobs_per_s),
                     "-",
                     format!("{:.2} of W2", g.ratio_to_w2)

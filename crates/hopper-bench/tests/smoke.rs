@@ -51,7 +51,9 @@ fn check(report: &serde_json::Value, database: &str) {
     assert_eq!(report["workers"], 4);
     assert_eq!(report["repeat"], 1);
     assert_eq!(report["raw_claim_batch"], 100);
-    for pair in ["enqueue_one", "enqueue_bulk", "drain"] {
+    assert_eq!(report["raw_best_claim_batch"], 1000);
+    assert_eq!(report["raw_best_loops"], 2);
+    for pair in ["enqueue_one", "enqueue_bulk", "drain", "drain_best"] {
         for figure in ["hopper_jobs_per_s", "raw_jobs_per_s", "ratio"] {
             positive(report, &format!("/{pair}/{figure}"));
         }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,17 @@ async fn crash_child_worker() {
     std::future::pending::<()>().await;
 }
 
+/// A child process that is killed, if still running, when the test ends,
+/// even by a failed assertion.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check().await {
@@ -74,13 +85,15 @@ async fn a_killed_worker_loses_no_job() {
         .await
         .unwrap();
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_worker", "--ignored", "--nocapture"])
-        .env(CHILD_DB, &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_child_worker", "--ignored", "--nocapture"])
+            .env(CHILD_DB, &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     let held_by_child = |hopper: Hopper, ids: Vec<i64>| async move {
         let mut held = Vec::new();
@@ -98,8 +111,8 @@ async fn a_killed_worker_loses_no_job() {
     .await;
     let killed_holding = held_by_child(hopper.clone(), ids.clone()).await;
 
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL
+    let status = child.0.wait().unwrap();
     assert!(!status.success(), "the child was killed, not stopped");
     let killed_at = Instant::now();
 

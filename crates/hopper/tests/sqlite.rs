@@ -2,18 +2,22 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
+use hopper::store::Store;
+use hopper::store::sqlite::SqliteStore;
 use hopper::testing::TestQueue;
 use hopper::{Hopper, RegistryError, WorkerConfig};
+
 #[tokio::test]
-async fn every_pooled_connection_uses_wal_and_a_busy_timeout() {
+async fn the_writer_and_the_readers_use_wal_and_a_busy_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("wal.db").display());
-    let store = hopper::store::sqlite::SqliteStore::open(&url)
-        .await
-        .unwrap();
-    for pool in [store.writer(), store.reader()] {
-        let mut conn = pool.acquire().await.unwrap();
+    let store = SqliteStore::open(&url).await.unwrap();
+    let mut writer = store.writer().await.unwrap();
+    let mut reader = store.reader().await.unwrap();
+    for conn in [&mut *writer, &mut *reader] {
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *conn)
             .await
@@ -30,6 +34,26 @@ async fn every_pooled_connection_uses_wal_and_a_busy_timeout() {
             .unwrap();
         assert_eq!(synchronous, 1, "synchronous = NORMAL");
     }
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_every_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let clone = store.clone();
+    store.close().await;
+    let hopper = builder().build(Arc::new(clone));
+    let err = hopper.dispatch::<Noop>(()).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "could not store the job: the database store is closed"
+    );
+    assert!(matches!(
+        store.counts().await,
+        Err(hopper::store::StoreError::Closed)
+    ));
 }
 
 #[tokio::test]

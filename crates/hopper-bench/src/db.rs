@@ -437,7 +437,11 @@ impl Bench {
     pub async fn count_finished(&self) -> Result<u64> {
         const SQL: &str = "SELECT COUNT(*) FROM jobs WHERE state = 'finished'";
         let n: i64 = match self {
-            Self::Sqlite(store) => sqlx::query_scalar(SQL).fetch_one(store.reader()).await?,
+            Self::Sqlite(store) => {
+                sqlx::query_scalar(SQL)
+                    .fetch_one(&mut *store.reader().await?)
+                    .await?
+            }
             Self::Postgres(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
             Self::Mysql(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
         };
@@ -450,7 +454,11 @@ impl Bench {
         const SQL: &str = "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'pending') \
             + (SELECT COUNT(*) FROM jobs WHERE state = 'started')";
         let n: i64 = match self {
-            Self::Sqlite(store) => sqlx::query_scalar(SQL).fetch_one(store.reader()).await?,
+            Self::Sqlite(store) => {
+                sqlx::query_scalar(SQL)
+                    .fetch_one(&mut *store.reader().await?)
+                    .await?
+            }
             Self::Postgres(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
             Self::Mysql(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
         };
@@ -477,13 +485,10 @@ impl Bench {
         Ok(())
     }
 
-    /// Closes every pool, so the database can be removed.
+    /// Closes every connection, so the database can be removed.
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(store) => {
-                store.writer().close().await;
-                store.reader().close().await;
-            }
+            Self::Sqlite(store) => store.close().await,
             Self::Postgres(store) => store.pool().close().await,
             Self::Mysql(store) => store.pool().close().await,
         }

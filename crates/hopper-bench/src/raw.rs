@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use sqlx::{MySql, QueryBuilder, Sqlite};
+use sqlx::{Connection, MySql, QueryBuilder, Sqlite};
 
 use crate::db::{Bench, FreshDb};
 use crate::workloads::{rate, NoopJob};
@@ -41,12 +41,15 @@ fn job_type() -> &'static str {
 ///
 /// On SQLite `RETURNING id` read with `fetch_one` is the fastest single
 /// insert sqlx offers (~30% above a plain `execute`, which streams every
-/// step result back from the connection's thread), so that is the limit there.
+/// step result back from the connection's thread), on the store's held
+/// writing connection (a pooled one costs a round trip more per statement),
+/// so that is the limit there.
 pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
     let bench = db.open().await?;
     let start = Instant::now();
     match &bench {
         Bench::Sqlite(store) => {
+            let mut writer = store.writer().await?;
             let sql =
                 format!("{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL) RETURNING id");
             for index in 0..jobs {
@@ -59,7 +62,7 @@ pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
                     .bind(3)
                     .bind(now)
                     .bind(now)
-                    .fetch_one(store.writer())
+                    .fetch_one(&mut *writer)
                     .await?;
             }
         }
@@ -118,7 +121,8 @@ pub async fn insert_rows(
     for part in all.chunks(chunk.max(1)) {
         match bench {
             Bench::Sqlite(store) => {
-                let mut tx = store.writer().begin().await?;
+                let mut writer = store.writer().await?;
+                let mut tx = writer.begin().await?;
                 for rows in part.chunks(SQLITE_ROWS_PER_INSERT) {
                     let mut query = QueryBuilder::<Sqlite>::new(COLUMNS);
                     query.push_values(rows, |mut row, index| {
@@ -196,14 +200,15 @@ pub async fn insert_bulk(db: &FreshDb, jobs: u32) -> Result<f64> {
 /// connection: claim up to `batch` with Hopper's claim statement, finish
 /// them with one UPDATE, until none are left. Returns jobs/s.
 ///
-/// SQLite has one writer connection: its loops take turns on it.
+/// SQLite has one writing connection: the first loop holds it to the end,
+/// and the others find nothing left.
 pub async fn drain(db: &FreshDb, jobs: u32, batch: u32, loops: u32) -> Result<f64> {
     let bench = db.open().await?;
     insert_rows(&bench, 0..jobs, "pending", jobs as usize).await?;
     let start = Instant::now();
     let finished: Vec<u64> = futures::future::try_join_all((0..loops.max(1)).map(|_| async {
         match &bench {
-            Bench::Sqlite(store) => drain_sqlite(store.writer(), batch).await,
+            Bench::Sqlite(store) => drain_sqlite(&mut *store.writer().await?, batch).await,
             Bench::Postgres(store) => {
                 let mut conn = store.pool().acquire().await?;
                 drain_postgres(&mut conn, batch).await
@@ -228,7 +233,7 @@ fn lease_until(now: DateTime<Utc>) -> DateTime<Utc> {
     now + Duration::from_secs(30)
 }
 
-async fn drain_sqlite(writer: &sqlx::SqlitePool, batch: u32) -> Result<u64> {
+async fn drain_sqlite(writer: &mut sqlx::SqliteConnection, batch: u32) -> Result<u64> {
     // Hopper's claim, word for word: due pending jobs of a queue, highest
     // priority first, leased to one worker.
     const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
@@ -249,7 +254,7 @@ async fn drain_sqlite(writer: &sqlx::SqlitePool, batch: u32) -> Result<u64> {
             .bind(micros(lease_until(now)))
             .bind(hopper::DEFAULT_QUEUE)
             .bind(batch)
-            .fetch_all(writer)
+            .fetch_all(&mut *writer)
             .await?;
         if claimed.is_empty() {
             return Ok(finished);
@@ -259,7 +264,7 @@ async fn drain_sqlite(writer: &sqlx::SqlitePool, batch: u32) -> Result<u64> {
             .bind(micros(Utc::now()))
             .bind(serde_json::to_string(&ids)?)
             .bind(HOLDER)
-            .execute(writer)
+            .execute(&mut *writer)
             .await?
             .rows_affected();
     }
@@ -304,7 +309,6 @@ async fn drain_postgres(conn: &mut sqlx::PgConnection, batch: u32) -> Result<u64
 }
 
 async fn drain_mysql(conn: &mut sqlx::MySqlConnection, batch: u32) -> Result<u64> {
-    use sqlx::Connection;
     const PICK: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
         FROM jobs WHERE state = 'pending' AND queue = ? AND available_at <= ? \
         ORDER BY priority DESC, available_at, id LIMIT ? FOR UPDATE SKIP LOCKED";

@@ -12,7 +12,7 @@ use hopper::store::mysql::MysqlStore;
 use hopper::store::postgres::PostgresStore;
 use hopper::store::sqlite::SqliteStore;
 use hopper::store::{NewJob, Store};
-use sqlx::{Connection, MySqlConnection, MySqlPool, PgConnection, PgPool, Row, SqlitePool};
+use sqlx::{Connection, MySqlConnection, MySqlPool, PgConnection, PgPool, Row};
 
 /// The application name the controller's PostgreSQL connections carry, so
 /// connection kills spare them.
@@ -215,8 +215,8 @@ impl Fresh {
 /// A pool on the run's database, for the queries Hopper has no API for.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// SQLite: the store's single writer connection.
-    Sqlite(SqlitePool),
+    /// SQLite: the store, whose one writing connection runs the queries.
+    Sqlite(SqliteStore),
     /// PostgreSQL: the store's pool.
     Postgres(PgPool),
     /// MySQL / MariaDB: the store's pool.
@@ -241,7 +241,7 @@ pub async fn open(url: &str) -> Result<(Arc<dyn Store>, Db)> {
     Ok(match Backend::of(url)? {
         Backend::Sqlite => {
             let store = SqliteStore::open(url).await?;
-            let db = Db::Sqlite(store.writer().clone());
+            let db = Db::Sqlite(store.clone());
             (Arc::new(store), db)
         }
         Backend::Postgres => {
@@ -257,12 +257,17 @@ pub async fn open(url: &str) -> Result<(Arc<dyn Store>, Db)> {
     })
 }
 
-/// Evaluates `$body` with `$pool` bound to whichever pool `$db` holds. The
-/// body is compiled once per database, so the same code serves all three.
+/// Evaluates `$body` with `$pool` bound to whichever pool `$db` holds (on
+/// SQLite, the store's locked writing connection). The body is compiled
+/// once per database, so the same code serves all three.
 macro_rules! with_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            Db::Sqlite($pool) => $body,
+            Db::Sqlite(store) => {
+                let mut writer = store.writer().await?;
+                let $pool = &mut *writer;
+                $body
+            }
             Db::Postgres($pool) => $body,
             Db::Mysql($pool) => $body,
         }
@@ -309,7 +314,7 @@ impl Db {
         worker: &str,
         pid: u32,
         at_us: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         let attempt = i64::from(attempt);
         let pid = i64::from(pid);
         let sql = self.sql(
@@ -325,9 +330,9 @@ impl Db {
                 .bind(pid)
                 .bind(at_us)
                 .execute(pool)
-                .await
-                .map(drop)
-        })
+                .await?;
+        });
+        Ok(())
     }
 
     /// Every recorded execution, by job and attempt.
@@ -382,8 +387,9 @@ impl Db {
         written: impl FnOnce(),
     ) -> Result<()> {
         match self {
-            Db::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+            Db::Sqlite(store) => {
+                let mut writer = store.writer().await?;
+                let mut tx = writer.begin().await?;
                 hopper::store::sqlite::insert_in(&mut tx, jobs).await?;
                 written();
                 tokio::time::sleep(hold).await;
@@ -447,17 +453,21 @@ impl Db {
         }
     }
 
-    /// Closes the pool.
+    /// Closes the pool (SQLite: the store).
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await)
+        match self {
+            Db::Sqlite(store) => store.close().await,
+            Db::Postgres(pool) => pool.close().await,
+            Db::Mysql(pool) => pool.close().await,
+        }
     }
 
     /// SQLite's own check of the file (`ok` when sound); `None` elsewhere.
     pub async fn integrity(&self) -> Result<Option<String>> {
         match self {
-            Db::Sqlite(pool) => {
+            Db::Sqlite(store) => {
                 let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-                    .fetch_all(pool)
+                    .fetch_all(&mut *store.writer().await?)
                     .await?;
                 Ok(Some(rows.join("; ")))
             }

@@ -335,13 +335,16 @@ impl Hopper {
     /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use hopper::store::sqlite::{insert_in, SqliteStore};
+    /// use sqlx::Connection;
     /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     /// let hopper = Hopper::builder().build(std::sync::Arc::new(store.clone()));
     /// hopper.store().migrate().await.unwrap();
     /// let job = hopper.prepare::<Ping>(1, DispatchOptions::new()).unwrap();
-    /// let mut tx = store.writer().begin().await.unwrap();
+    /// let mut conn = store.writer().await.unwrap();
+    /// let mut tx = conn.begin().await.unwrap();
     /// let ids = insert_in(&mut tx, &[job]).await.unwrap();
     /// tx.commit().await.unwrap();
+    /// drop(conn);
     /// hopper.wake("default");
     /// assert!(hopper.job(ids[0]).await.unwrap().is_some());
     /// # });

@@ -23,7 +23,7 @@ async fn all_jobs(hopper: &Hopper) -> Vec<hopper::JobRecord> {
 async fn integrity(url: &str) -> String {
     let store = SqliteStore::open(url).await.unwrap();
     sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(store.writer())
+        .fetch_one(&mut *store.writer().await.unwrap())
         .await
         .unwrap()
 }
@@ -77,11 +77,11 @@ async fn a_full_disk_refuses_the_dispatch_clearly_and_the_queue_recovers() {
     // The disk is full: the database may grow by only a few pages. The
     // limit holds on the store's one writing connection.
     let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(store.writer())
+        .fetch_one(&mut *store.writer().await.unwrap())
         .await
         .unwrap();
     sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 8))
-        .execute(store.writer())
+        .execute(&mut *store.writer().await.unwrap())
         .await
         .unwrap();
     let mut filled = Vec::new();
@@ -114,7 +114,7 @@ async fn a_full_disk_refuses_the_dispatch_clearly_and_the_queue_recovers() {
 
     // Space is freed: everything dispatched before runs, and dispatch works.
     sqlx::query("PRAGMA max_page_count = 1073741823")
-        .execute(store.writer())
+        .execute(&mut *store.writer().await.unwrap())
         .await
         .unwrap();
     let pool = hopper.start(WorkerConfig::new(2)).unwrap();

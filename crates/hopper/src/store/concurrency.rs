@@ -27,13 +27,15 @@ pub(crate) mod sqlite {
     use super::*;
     use crate::store::rows::micros;
 
+    use sqlx::Connection;
+
     pub(crate) async fn publish(
-        pool: &sqlx::SqlitePool,
+        conn: &mut sqlx::SqliteConnection,
         worker: &str,
         rows: &[WorkerConcurrency],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = pool.begin().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM worker_concurrency WHERE worker = ?1 OR expires_at < ?2")
             .bind(worker)
             .bind(micros(now))
@@ -60,7 +62,7 @@ pub(crate) mod sqlite {
     }
 
     pub(crate) async fn live(
-        pool: &sqlx::SqlitePool,
+        conn: &mut sqlx::SqliteConnection,
         now: DateTime<Utc>,
     ) -> Result<Vec<WorkerConcurrency>, StoreError> {
         let rows = sqlx::query(
@@ -68,7 +70,7 @@ pub(crate) mod sqlite {
              FROM worker_concurrency WHERE expires_at >= ?1 ORDER BY queue, worker",
         )
         .bind(micros(now))
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
         rows.iter()
             .map(|row| {

@@ -41,6 +41,9 @@ pub enum StoreError {
     /// A query failed (the database went away, the disk is full, …).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The store was closed; nothing more goes through it.
+    #[error("the database store is closed")]
+    Closed,
     /// This store does not implement a part of the contract.
     #[error("this database's store does not support {0} yet")]
     Unsupported(&'static str),

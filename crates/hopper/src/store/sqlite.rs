@@ -1,21 +1,28 @@
 //! The SQLite store: the embedded default, one file and no server.
 //!
-//! Every pooled connection is opened with WAL, `synchronous = NORMAL` and a
-//! busy timeout. Writes go through a single connection, so writers in one
-//! process queue in Rust instead of in SQLite's sleeping busy handler; other
-//! processes on the same file wait for the busy timeout.
+//! Every connection is opened with WAL, `synchronous = NORMAL` and a busy
+//! timeout. Writes go through one held connection behind an async mutex, so
+//! writers in one process queue in Rust instead of in SQLite's sleeping busy
+//! handler, and a statement costs no pool checkout; other processes on the
+//! same file wait for the busy timeout. Reads use a pool of read-only
+//! connections, except in memory, where the one connection does everything.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use super::rows::{
     from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
@@ -30,16 +37,18 @@ use crate::job::{JobId, JobState};
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a pool, trying again for up to [`BUSY_TIMEOUT`] while SQLite answers
-/// "database is locked": a new file's switch to WAL takes a lock the busy
-/// timeout does not wait for, so processes opening one file at once meet it.
-async fn connect(
-    pool: SqlitePoolOptions,
-    options: SqliteConnectOptions,
-) -> Result<SqlitePool, sqlx::Error> {
+/// Runs `open` (a connection or a pool), trying again for up to
+/// [`BUSY_TIMEOUT`] while SQLite answers "database is locked": a new file's
+/// switch to WAL takes a lock the busy timeout does not wait for, so
+/// processes opening one file at once meet it.
+async fn connect<T, F, Fut>(mut open: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
     let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
     loop {
-        match pool.clone().connect_with(options.clone()).await {
+        match open().await {
             Err(sqlx::Error::Database(e))
                 if is_busy(e.code().as_deref()) && tokio::time::Instant::now() < deadline =>
             {
@@ -61,6 +70,8 @@ const INSERT_CHUNK: usize = 4_000;
 
 /// A Hopper store in one SQLite file (or in memory).
 ///
+/// Clones share one writing connection and one read pool.
+///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use hopper::store::{Store, sqlite::SqliteStore};
@@ -71,8 +82,87 @@ const INSERT_CHUNK: usize = 4_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    /// The one connection that writes (and, in memory, reads); `None` once closed.
+    writer: Arc<Mutex<Option<SqliteConnection>>>,
+    /// Read-only connections on the file; `None` in memory.
+    reader: Option<SqlitePool>,
+    /// The database file.
+    path: Arc<Path>,
+}
+
+/// The store's writing connection, locked: every other write through the
+/// store (and, in memory, every read) waits until it is dropped.
+///
+/// It derefs to [`SqliteConnection`], so it runs statements and begins
+/// transactions. A transaction dropped without a commit is rolled back
+/// before the connection's next statement runs.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use sqlx::Connection;
+/// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
+/// let mut conn = store.writer().await.unwrap();
+/// let mut tx = conn.begin().await.unwrap();
+/// sqlx::query("CREATE TABLE notes (body TEXT)").execute(&mut *tx).await.unwrap();
+/// tx.commit().await.unwrap();
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Writer<'a>(MappedMutexGuard<'a, SqliteConnection>);
+
+impl Deref for Writer<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.0
+    }
+}
+
+impl DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.0
+    }
+}
+
+/// A connection to read with: one of the read-only pool's for a file, the
+/// locked writing connection in memory (where it is the only one).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
+/// let mut conn = store.reader().await.unwrap();
+/// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await.unwrap();
+/// assert_eq!(one, 1);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Reader<'a>(ReadFrom<'a>);
+
+/// Where a [`Reader`]'s connection comes from.
+#[derive(Debug)]
+enum ReadFrom<'a> {
+    Pool(PoolConnection<Sqlite>),
+    Writer(Writer<'a>),
+}
+
+impl Deref for Reader<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        match &self.0 {
+            ReadFrom::Pool(conn) => conn,
+            ReadFrom::Writer(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match &mut self.0 {
+            ReadFrom::Pool(conn) => conn,
+            ReadFrom::Writer(conn) => conn,
+        }
+    }
 }
 
 impl SqliteStore {
@@ -107,69 +197,123 @@ impl SqliteStore {
                 }
             }
         }
-        // A local file's connection does not go stale: skip the ping sqlx
-        // otherwise makes before every acquire (a round trip per statement).
-        let writer = connect(
-            SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None),
-            options.clone(),
-        )
-        .await
-        .map_err(|e| open_error(e.into()))?;
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            connect(
-                SqlitePoolOptions::new()
-                    .test_before_acquire(false)
-                    .max_connections(4),
-                options.read_only(true),
-            )
+        let writer = connect(|| options.connect())
             .await
-            .map_err(|e| open_error(e.into()))?
+            .map_err(|e| open_error(e.into()))?;
+        let reader = if in_memory {
+            None
+        } else {
+            // A local file's connection does not go stale: skip the ping sqlx
+            // otherwise makes before every acquire (a round trip per statement).
+            let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(4);
+            let read_only = options.clone().read_only(true);
+            Some(
+                connect(|| pool.clone().connect_with(read_only.clone()))
+                    .await
+                    .map_err(|e| open_error(e.into()))?,
+            )
         };
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer: Arc::new(Mutex::new(Some(writer))),
+            reader,
+            path: options.get_filename().into(),
+        })
     }
 
-    /// The pool that reads (for checks and ad-hoc queries).
+    /// Locks the writing connection, waiting for the store's writes (and
+    /// other holders) before it. Pass it, or a transaction begun on it, to
+    /// [`insert_in`] to dispatch in the application's own transaction.
+    ///
+    /// Drop it soon: until then every write through the store waits, and in
+    /// memory every read too.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(store.reader()).await.unwrap();
-    /// assert_eq!(one, 1);
+    /// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
+    /// use sqlx::Connection;
+    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// store.migrate().await.unwrap();
+    /// let now = chrono::Utc::now();
+    /// let job = NewJob {
+    ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+    ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+    /// };
+    /// let mut conn = store.writer().await.unwrap();
+    /// let mut tx = conn.begin().await.unwrap();
+    /// sqlx::query("CREATE TABLE signups (email TEXT)").execute(&mut *tx).await.unwrap();
+    /// let ids = insert_in(&mut tx, &[job]).await.unwrap();
+    /// tx.commit().await.unwrap();
+    /// drop(conn);
+    /// assert!(store.get(ids[0]).await.unwrap().is_some());
     /// # });
     /// ```
-    pub fn reader(&self) -> &SqlitePool {
-        &self.reader
+    pub async fn writer(&self) -> Result<Writer<'_>, StoreError> {
+        MutexGuard::try_map(self.writer.lock().await, Option::as_mut)
+            .map(Writer)
+            .map_err(|_| StoreError::Closed)
     }
 
-    /// The pool that writes (one connection).
+    /// A connection to read with (for checks and ad-hoc queries): one of
+    /// the read-only pool's, or in memory the locked writing connection.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// assert_eq!(store.writer().options().get_max_connections(), 1);
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    /// let store = hopper::store::sqlite::SqliteStore::open(&url).await.unwrap();
+    /// let mut conn = store.reader().await.unwrap();
+    /// let writes = sqlx::query("CREATE TABLE notes (body TEXT)").execute(&mut *conn).await;
+    /// assert!(writes.unwrap_err().to_string().contains("readonly"));
     /// # });
     /// ```
-    pub fn writer(&self) -> &SqlitePool {
-        &self.writer
+    pub async fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        Ok(Reader(match &self.reader {
+            Some(pool) => ReadFrom::Pool(pool.acquire().await.map_err(|e| match e {
+                sqlx::Error::PoolClosed => StoreError::Closed,
+                e => StoreError::Database(e),
+            })?),
+            None => ReadFrom::Writer(self.writer().await?),
+        }))
+    }
+
+    /// Closes the writing connection (after the writes queued before it)
+    /// and the read pool; every later use of the store, or of a clone,
+    /// fails with [`StoreError::Closed`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::{Store, StoreError, sqlite::SqliteStore};
+    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// store.close().await;
+    /// assert!(matches!(store.migrate().await, Err(StoreError::Closed)));
+    /// # });
+    /// ```
+    pub async fn close(&self) {
+        if let Some(conn) = self.writer.lock().await.take() {
+            // Closing fails only if the connection is broken, which leaves
+            // nothing to close.
+            let _ = conn.close().await;
+        }
+        if let Some(pool) = &self.reader {
+            pool.close().await;
+        }
     }
 
     /// The file behind this store, unless it is in memory.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// # let _ = store.path();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = dir.path().join("jobs.db");
+    /// let url = format!("sqlite://{}", file.display());
+    /// let store = hopper::store::sqlite::SqliteStore::open(&url).await.unwrap();
+    /// assert_eq!(store.path(), file);
     /// # });
     /// ```
     pub fn path(&self) -> PathBuf {
-        self.writer.connect_options().get_filename().to_path_buf()
+        self.path.to_path_buf()
     }
 }
 
@@ -236,6 +380,7 @@ fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
+/// use sqlx::Connection;
 /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
 /// store.migrate().await.unwrap();
 /// let now = chrono::Utc::now();
@@ -243,9 +388,11 @@ fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
 /// };
-/// let mut tx = store.writer().begin().await.unwrap();
+/// let mut conn = store.writer().await.unwrap();
+/// let mut tx = conn.begin().await.unwrap();
 /// let ids = insert_in(&mut tx, &[job]).await.unwrap();
 /// tx.rollback().await.unwrap();
+/// drop(conn);
 /// assert!(store.get(ids[0]).await.unwrap().is_none());
 /// # });
 /// ```
@@ -317,7 +464,8 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         // SQLite has no advisory lock: hold the write lock for the whole run,
         // so a second instance migrating at once waits, then finds it done.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::migrate!("./migrations/sqlite")
             .run_direct(&mut *tx)
             .await?;
@@ -326,13 +474,13 @@ impl Store for SqliteStore {
     }
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+        let mut conn = self.writer().await?;
         if let [job] = jobs {
             if job.unique_key.is_none() {
-                let mut conn = self.writer.acquire().await?;
                 return Ok(vec![insert_one(&mut conn, job).await?]);
             }
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = conn.begin().await?;
         let ids = insert_in(&mut tx, jobs).await?;
         tx.commit().await?;
         Ok(ids)
@@ -352,7 +500,7 @@ impl Store for SqliteStore {
             .bind(micros(request.lease_until))
             .bind(request.queue)
             .bind(request.limit)
-            .fetch_all(&self.writer)
+            .fetch_all(&mut *self.writer().await?)
             .await?;
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
@@ -387,7 +535,8 @@ impl Store for SqliteStore {
             .map(|c| (c.id, c.attempt))
             .collect();
         let mut applied = 0;
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         if !finished.is_empty() {
             let ids = serde_json::to_string(&finished).unwrap_or_else(|_| "[]".into());
             applied += sqlx::query(FINISH)
@@ -435,7 +584,7 @@ impl Store for SqliteStore {
         .bind(micros(until))
         .bind(serde_json::to_string(claims).unwrap_or_else(|_| "[]".into()))
         .bind(worker)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -447,7 +596,7 @@ impl Store for SqliteStore {
              WHERE state = 'started' AND locked_by = ?1",
         )
         .bind(worker)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -470,7 +619,7 @@ impl Store for SqliteStore {
         let ids = sqlx::query_scalar(RESCUE)
             .bind(micros(now))
             .bind(at)
-            .fetch_all(&self.writer)
+            .fetch_all(&mut *self.writer().await?)
             .await?;
         Ok(ids)
     }
@@ -478,7 +627,7 @@ impl Store for SqliteStore {
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.as_ref().map(record).transpose()
     }
@@ -486,7 +635,7 @@ impl Store for SqliteStore {
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs"));
         push_filter(&mut query, filter);
-        let rows = query.build().fetch_all(&self.reader).await?;
+        let rows = query.build().fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(record).collect()
     }
 
@@ -503,7 +652,7 @@ impl Store for SqliteStore {
              ORDER BY q.queue",
         )
         .bind(micros(now))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -526,7 +675,7 @@ impl Store for SqliteStore {
              GROUP BY minute ORDER BY minute",
         )
         .bind(micros(since))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -555,7 +704,7 @@ impl Store for SqliteStore {
         .bind(queue)
         .bind(paused)
         .bind(micros(now))
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -563,7 +712,7 @@ impl Store for SqliteStore {
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state <> 'started'")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -585,7 +734,7 @@ impl Store for SqliteStore {
         .bind(holder)
         .bind(micros(until))
         .bind(micros(now))
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer().await?)
         .await?;
         Ok(held.is_some())
     }
@@ -596,21 +745,21 @@ impl Store for SqliteStore {
         rows: &[super::WorkerConcurrency],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        super::concurrency::sqlite::publish(&self.writer, worker, rows, now).await
+        super::concurrency::sqlite::publish(&mut *self.writer().await?, worker, rows, now).await
     }
 
     async fn worker_concurrency(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
-        super::concurrency::sqlite::live(&self.reader, now).await
+        super::concurrency::sqlite::live(&mut *self.reader().await?, now).await
     }
 
     async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM leases WHERE name = ?1 AND holder = ?2")
             .bind(name)
             .bind(holder)
-            .execute(&self.writer)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -621,7 +770,8 @@ impl Store for SqliteStore {
         fire_at: DateTime<Utc>,
         job: Option<&NewJob>,
     ) -> Result<Tick, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let taken = sqlx::query(
             "INSERT INTO schedules (name, last_fire_at) VALUES (?1, ?2) \
              ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
@@ -652,7 +802,7 @@ impl Store for SqliteStore {
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
         let rows =
             sqlx::query("SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name")
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
         rows.iter()
             .map(|row| {
@@ -672,7 +822,7 @@ impl Store for SqliteStore {
              GROUP BY type ORDER BY type",
         )
         .bind(micros(since))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -697,7 +847,7 @@ impl Store for SqliteStore {
         .bind(&alert.summary)
         .bind(micros(alert.fired_at))
         .bind(open_key(alert))
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer().await?)
         .await?;
         Ok(id.map(|id| opened(id, alert)))
     }
@@ -709,7 +859,7 @@ impl Store for SqliteStore {
         )
         .bind(micros(at))
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -717,15 +867,16 @@ impl Store for SqliteStore {
     async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
         const COLUMNS: &str =
             "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
+        let mut conn = self.reader().await?;
         let mut rows = sqlx::query(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *conn)
             .await?;
         rows.extend(
             sqlx::query(&format!(
                 "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?1"
             ))
             .bind(resolved)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *conn)
             .await?,
         );
         rows.iter()
@@ -747,7 +898,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -773,7 +924,7 @@ impl Store for SqliteStore {
         )
         .bind(micros(now))
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -792,7 +943,7 @@ impl Store for SqliteStore {
         .bind(micros(now))
         .bind(extra_attempts.max(1))
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -810,7 +961,7 @@ impl Store for SqliteStore {
         .bind(state.as_str())
         .bind(micros(before))
         .bind(limit)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -831,14 +982,15 @@ impl SqliteStore {
     /// ```
     pub async fn migration_status(&self) -> Result<Vec<super::MigrationStatus>, StoreError> {
         let migrator = sqlx::migrate!("./migrations/sqlite");
+        let mut conn = self.reader().await?;
         let has_table: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
         )
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *conn)
         .await?;
         let applied: Vec<(i64, String)> = if has_table > 0 {
             sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *conn)
                 .await?
         } else {
             Vec::new()

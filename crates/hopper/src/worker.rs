@@ -4,16 +4,13 @@
 //! gracefully.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use futures::future::OptionFuture;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -696,47 +693,31 @@ impl Prefetch {
         }
     }
 
-    /// How many jobs beyond the free slots a claim now should ask for.
-    ///
-    /// The rate is taken over at least one horizon, so this never exceeds
-    /// the jobs started since the last claim: it only passes the slot limit
-    /// once jobs finish and free their slots.
-    fn extra(&self) -> usize {
-        let window = self.since.elapsed().max(PREFETCH_HORIZON).as_secs_f64();
-        let rate = self.started as f64 / window;
-        ((rate * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
-    }
-
-    /// Starts measuring the rate afresh, as a claim goes out.
-    fn restart(&mut self) {
+    /// How many jobs beyond the free slots the next claim should ask for.
+    fn next_extra(&mut self) -> usize {
+        let elapsed = self.since.elapsed().as_secs_f64().max(1e-6);
+        let rate = self.started as f64 / elapsed;
         self.since = Instant::now();
         self.started = 0;
-    }
-
-    /// [`Prefetch::extra`] for a claim going out now.
-    fn next_extra(&mut self) -> usize {
-        let extra = self.extra();
-        self.restart();
-        extra
+        ((rate * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
     }
 }
 
-/// A claim on its way to the database, and how many jobs it asked for.
-struct Claiming {
-    limit: usize,
-    answer: Pin<Box<dyn Future<Output = Result<Vec<ClaimedJob>, StoreError>> + Send>>,
-}
-
-impl Claiming {
-    /// Sends a claim for up to `limit` jobs of `queue`. The jobs count as
-    /// outstanding from before the claim, so a claimed job is never invisible
-    /// to `in_flight` between the database and this pool; the ones it did not
-    /// get stop counting when it answers.
-    fn start(shared: &Arc<Shared>, queue: &str, limit: usize) -> Self {
-        shared.outstanding.fetch_add(limit, Ordering::SeqCst);
-        let shared = shared.clone();
-        let queue = queue.to_owned();
-        let answer = Box::pin(async move {
+/// Claims jobs of one queue and runs each in its own task as slots free up.
+async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender<Completion>) {
+    let queue = slots.queue.clone();
+    let wake = shared.hopper.waker(&queue);
+    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut prefetch = Prefetch::new();
+    let mut failures = 0u32;
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shared.stop_claiming.cancelled() => break,
+            permit = slots.acquire() => permit,
+        };
+        if buffer.is_empty() {
+            let limit = 1 + slots.free() + prefetch.next_extra();
             let request = ClaimRequest {
                 queue: &queue,
                 worker: &shared.worker_id,
@@ -744,124 +725,72 @@ impl Claiming {
                 now: shared.hopper.now(),
                 lease_until: shared.lease_until(),
             };
+            // Counted as outstanding before the claim, so a claimed job is never
+            // invisible to `in_flight` between the database and this task.
+            shared.outstanding.fetch_add(limit, Ordering::SeqCst);
             let result = shared.hopper.store().claim(request).await;
             let taken = result.as_ref().map_or(0, Vec::len);
             shared
                 .outstanding
                 .fetch_sub(limit - taken, Ordering::SeqCst);
-            if let Ok(claimed) = &result {
-                shared
-                    .held()
-                    .extend(claimed.iter().map(|job| (job.id, job.attempt)));
-            }
             shared.bump();
-            result
-        });
-        Self { limit, answer }
-    }
-}
-
-/// Claims jobs of one queue and runs each in its own task as slots free up.
-///
-/// While the last claim came back full (a backlog) and jobs are short (more
-/// than a round of slots start per prefetch horizon), the next claim goes
-/// out as soon as the local buffer is down to one round of slots, so jobs
-/// keep starting while it is on its way. Otherwise a claim goes out once the
-/// buffer is empty and a slot is free, and an empty answer waits for a
-/// wake-up or the poll interval.
-async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender<Completion>) {
-    let queue = slots.queue.clone();
-    let wake = shared.hopper.waker(&queue);
-    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
-    let mut prefetch = Prefetch::new();
-    let mut failures = 0u32;
-    let mut claiming: Option<Claiming> = None;
-    let mut backlog = false;
-    loop {
-        let extra = prefetch.extra();
-        let limit = slots.counts().limit;
-        if claiming.is_none()
-            && backlog
-            && extra > limit
-            && !buffer.is_empty()
-            && buffer.len() <= limit
-        {
-            prefetch.restart();
-            claiming = Some(Claiming::start(&shared, &queue, slots.free() + extra));
-        }
-        tokio::select! {
-            biased;
-            _ = shared.stop_claiming.cancelled() => break,
-            Some(result) = OptionFuture::from(claiming.as_mut().map(|c| &mut c.answer)) => {
-                let asked = claiming.take().map_or(0, |c| c.limit);
-                match result {
-                    Ok(claimed) => {
-                        failures = 0;
-                        backlog = claimed.len() >= asked;
-                        if claimed.is_empty() && buffer.is_empty() {
-                            tokio::select! {
-                                _ = shared.stop_claiming.cancelled() => break,
-                                _ = wake.notified() => {}
-                                _ = tokio::time::sleep(shared.config.poll_interval) => {}
-                            }
-                        }
-                        buffer.extend(claimed);
-                        slots.buffered.store(buffer.len(), Ordering::SeqCst);
+            match result {
+                Ok(claimed) if claimed.is_empty() => {
+                    failures = 0;
+                    drop(permit);
+                    tokio::select! {
+                        _ = shared.stop_claiming.cancelled() => break,
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(shared.config.poll_interval) => {}
                     }
-                    Err(error) => {
-                        failures += 1;
-                        backlog = false;
-                        let wait = error_backoff(failures);
-                        tracing::warn!(%queue, %error, retry_in = ?wait, "claiming jobs failed");
-                        if buffer.is_empty() && !pause(&shared.stop_claiming, wait).await {
-                            break;
-                        }
+                    continue;
+                }
+                Ok(claimed) => {
+                    failures = 0;
+                    shared
+                        .held()
+                        .extend(claimed.iter().map(|job| (job.id, job.attempt)));
+                    buffer.extend(claimed);
+                    slots.buffered.store(buffer.len(), Ordering::SeqCst);
+                }
+                Err(error) => {
+                    failures += 1;
+                    let wait = error_backoff(failures);
+                    tracing::warn!(%queue, %error, retry_in = ?wait, "claiming jobs failed");
+                    drop(permit);
+                    if !pause(&shared.stop_claiming, wait).await {
+                        break;
                     }
+                    continue;
                 }
             }
-            // With the buffer empty, a free slot sends the next claim: for it,
-            // every free slot, and the prefetch.
-            permit = slots.acquire(), if buffer.is_empty() && claiming.is_none() => {
-                let limit = 1 + slots.free() + prefetch.next_extra();
-                claiming = Some(Claiming::start(&shared, &queue, limit));
-                drop(permit);
-            }
-            permit = slots.acquire(), if !buffer.is_empty() => {
-                let Some(job) = buffer.pop_front() else {
-                    continue;
-                };
-                slots.buffered.store(buffer.len(), Ordering::SeqCst);
-                prefetch.started += 1;
-                let shared_for_job = shared.clone();
-                let completions = completions.clone();
-                let permit = permit.run();
-                shared.jobs.spawn(async move {
-                    let outcome = run(&shared_for_job, job).await;
-                    match outcome {
-                        Some(completion) => {
-                            // The completer outlives every job task, so this only fails if it panicked.
-                            let _ = completions.send(completion).await;
-                        }
-                        None => {
-                            shared_for_job.outstanding.fetch_sub(1, Ordering::SeqCst);
-                        }
-                    }
-                    // The slot frees only once the outcome is queued: while outcomes are
-                    // written slower than jobs run, new jobs wait, instead of finished
-                    // ones piling up in memory.
-                    drop(permit);
-                });
-            }
         }
+        let Some(job) = buffer.pop_front() else {
+            continue;
+        };
+        slots.buffered.store(buffer.len(), Ordering::SeqCst);
+        prefetch.started += 1;
+        let shared_for_job = shared.clone();
+        let completions = completions.clone();
+        let permit = permit.run();
+        shared.jobs.spawn(async move {
+            let outcome = run(&shared_for_job, job).await;
+            match outcome {
+                Some(completion) => {
+                    // The completer outlives every job task, so this only fails if it panicked.
+                    let _ = completions.send(completion).await;
+                }
+                None => {
+                    shared_for_job.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            // The slot frees only once the outcome is queued: while outcomes are
+            // written slower than jobs run, new jobs wait, instead of finished
+            // ones piling up in memory.
+            drop(permit);
+        });
     }
-    // A claim still on its way is waited for, so that `stop` hands its jobs
-    // back with the rest: jobs claimed but never started stay leased to this
-    // worker until then.
-    if let Some(claim) = claiming {
-        if let Ok(claimed) = claim.answer.await {
-            buffer.extend(claimed);
-        }
-    }
+    // Jobs claimed but never started stay leased to this worker; `stop` hands them back.
     shared.outstanding.fetch_sub(buffer.len(), Ordering::SeqCst);
     slots.buffered.store(0, Ordering::SeqCst);
 }
@@ -1595,23 +1524,6 @@ mod tests {
         );
         let fixed = WorkerConfig::new(1).queue_scaled("q", 1, 8).queue("q", 3);
         assert_eq!(fixed.concurrency("q"), Some(Concurrency { min: 3, max: 3 }));
-    }
-
-    #[test]
-    fn the_prefetch_never_asks_for_more_than_started_since_the_last_claim() {
-        // Two jobs started at once (say, two slots taking hanging jobs) are
-        // no sign of a high rate: the prefetch stays within what started.
-        let mut prefetch = Prefetch::new();
-        prefetch.started = 2;
-        assert!(prefetch.extra() <= 2, "{}", prefetch.extra());
-        // Jobs starting faster than one per horizon's share are prefetched
-        // for at their rate, up to the cap.
-        prefetch.since = Instant::now() - PREFETCH_HORIZON * 4;
-        prefetch.started = 40_000;
-        assert_eq!(prefetch.extra(), 10_000.min(MAX_PREFETCH));
-        assert_eq!(prefetch.next_extra(), MAX_PREFETCH);
-        assert_eq!(prefetch.started, 0);
-        assert_eq!(prefetch.extra(), 0);
     }
 
     #[tokio::test]

@@ -665,6 +665,12 @@ impl Hopper {
         self.inner.clock.now()
     }
 
+    /// Whether this handle's clock moves with the wall clock (see
+    /// [`Clock::moves_by_itself`]).
+    pub(crate) fn clock_moves_by_itself(&self) -> bool {
+        self.inner.clock.moves_by_itself()
+    }
+
     /// The registered job types.
     ///
     /// ```

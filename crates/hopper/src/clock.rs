@@ -20,6 +20,19 @@ use chrono::{DateTime, DurationRound, Utc};
 pub trait Clock: Send + Sync + Debug + 'static {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether this clock moves with the wall clock, so that a worker may
+    /// sleep in real time until a job falls due. A clock that moves only
+    /// when told to answers `false`, and workers then poll instead.
+    ///
+    /// ```
+    /// use hopper::clock::{Clock, ManualClock, SystemClock};
+    /// assert!(SystemClock.moves_by_itself());
+    /// assert!(!ManualClock::new().moves_by_itself());
+    /// ```
+    fn moves_by_itself(&self) -> bool {
+        true
+    }
 }
 
 /// The real wall clock.
@@ -127,6 +140,10 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.lock()
+    }
+
+    fn moves_by_itself(&self) -> bool {
+        false
     }
 }
 

@@ -99,6 +99,7 @@ pub struct WorkerConfig {
     hooks: HookList,
     lease: Duration,
     poll_interval: Duration,
+    notified_poll_interval: Duration,
     shutdown_timeout: Duration,
     rescue_interval: Duration,
     prune_interval: Option<Duration>,
@@ -128,6 +129,7 @@ impl WorkerConfig {
             hooks: HookList::default(),
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            notified_poll_interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             rescue_interval: Duration::from_secs(15),
             prune_interval: Some(Duration::from_secs(3600)),
@@ -279,6 +281,22 @@ impl WorkerConfig {
         self
     }
 
+    /// Where the database tells every process of new and rescheduled jobs
+    /// (PostgreSQL), an idle worker sleeps until its queue's next job is due
+    /// or a notification comes; this is the longest such sleep, a safety net
+    /// for notifications lost with a connection (default 30 s). Elsewhere,
+    /// and with a clock that does not move by itself, idle workers poll every
+    /// [`WorkerConfig::poll_interval`].
+    ///
+    /// ```
+    /// let c = hopper::WorkerConfig::new(1).notified_poll_interval(std::time::Duration::from_secs(60));
+    /// # let _ = c;
+    /// ```
+    pub fn notified_poll_interval(mut self, interval: Duration) -> Self {
+        self.notified_poll_interval = interval;
+        self
+    }
+
     /// How long [`WorkerPool::stop`] lets running jobs finish (default 30 s).
     ///
     /// ```
@@ -367,7 +385,10 @@ impl WorkerConfig {
         if self.lease < Duration::from_millis(100) {
             return bad("the lease must be at least 100 ms".into());
         }
-        if self.poll_interval.is_zero() || self.rescue_interval.is_zero() {
+        if self.poll_interval.is_zero()
+            || self.notified_poll_interval.is_zero()
+            || self.rescue_interval.is_zero()
+        {
             return bad("poll and rescue intervals must be above zero".into());
         }
         Ok(())
@@ -444,6 +465,8 @@ struct Shared {
     held: Mutex<BTreeSet<(JobId, u32)>>,
     /// Bumped on every claim and every written completion batch.
     activity: watch::Sender<u64>,
+    /// Whether the database wakes this pool for jobs any process adds.
+    notified: bool,
 }
 
 impl Shared {
@@ -472,7 +495,9 @@ impl WorkerPool {
             .iter()
             .map(|(queue, bounds)| Arc::new(Slots::new(queue.clone(), *bounds)))
             .collect();
+        let wakeups = hopper.store().listen();
         let shared = Arc::new(Shared {
+            notified: wakeups.is_some(),
             hopper,
             worker_id,
             config,
@@ -501,7 +526,7 @@ impl WorkerPool {
         if let Some(interval) = shared.config.prune_interval {
             maintenance.push(tokio::spawn(prune(shared.clone(), interval)));
         }
-        if let Some(wakeups) = shared.hopper.store().listen() {
+        if let Some(wakeups) = wakeups {
             maintenance.push(tokio::spawn(forward_wakeups(shared.clone(), wakeups)));
         }
         tracing::info!(
@@ -738,10 +763,11 @@ async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender
                 Ok(claimed) if claimed.is_empty() => {
                     failures = 0;
                     drop(permit);
+                    let wait = idle_wait(&shared, &queue).await;
                     tokio::select! {
                         _ = shared.stop_claiming.cancelled() => break,
                         _ = wake.notified() => {}
-                        _ = tokio::time::sleep(shared.config.poll_interval) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                     continue;
                 }
@@ -793,6 +819,31 @@ async fn fetch(shared: Arc<Shared>, slots: Arc<Slots>, completions: mpsc::Sender
     // Jobs claimed but never started stay leased to this worker; `stop` hands them back.
     shared.outstanding.fetch_sub(buffer.len(), Ordering::SeqCst);
     slots.buffered.store(0, Ordering::SeqCst);
+}
+
+/// How long a queue that found nothing due sleeps, unless woken first.
+///
+/// Where the database notifies every process of new and rescheduled jobs,
+/// until the queue's next job is due, within the notified poll interval;
+/// with a job due already but not claimable (a paused queue, or taken by
+/// another worker meanwhile), and everywhere else, the poll interval.
+async fn idle_wait(shared: &Shared, queue: &str) -> Duration {
+    let poll = shared.config.poll_interval;
+    if !shared.notified || !shared.hopper.clock_moves_by_itself() {
+        return poll;
+    }
+    let longest = shared.config.notified_poll_interval;
+    match shared.hopper.store().next_due(queue).await {
+        Ok(None) => longest,
+        Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
+            Ok(until) if !until.is_zero() => until.min(longest),
+            _ => poll,
+        },
+        Err(error) => {
+            tracing::warn!(%queue, %error, "reading when the next job is due failed");
+            poll
+        }
+    }
 }
 
 /// Runs one claimed job; `None` if it was cut off by a hard stop (it is handed back).

@@ -359,6 +359,44 @@ async fn a_dispatch_from_another_process_wakes_idle_workers_even_after_the_liste
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pool_sleeps_until_the_next_job_another_process_schedules() {
+    let db = database().await;
+    let tally = Tally::default();
+    let worker_side = counting(&tally).connect(&db.url).await.unwrap();
+    // Both polls outlast the test: only a notification and the next due time
+    // can start the job on time.
+    let config = WorkerConfig::new(2)
+        .poll_interval(Duration::from_secs(60))
+        .notified_poll_interval(Duration::from_secs(60));
+    let pool = worker_side.start(config).unwrap();
+    let dispatcher = counting(&Tally::default()).connect(&db.url).await.unwrap();
+    let mut activity = pool.activity();
+    activity.wait_for(|&n| n >= 2).await.unwrap();
+
+    // One job for much later, then one for soon: the pool, asleep until the
+    // first, is told of the second and runs it when it falls due.
+    let later = DispatchOptions::new().delay(Duration::from_secs(300));
+    dispatcher.dispatch_with::<Count>(1, later).await.unwrap();
+    let soon = Duration::from_millis(1500);
+    let dispatched = Instant::now();
+    let id = dispatcher
+        .dispatch_with::<Count>(2, DispatchOptions::new().delay(soon))
+        .await
+        .unwrap();
+    tally.wait_for(1, Duration::from_secs(10)).await;
+    let took = dispatched.elapsed();
+    assert!(took >= soon, "ran early, after {took:?}");
+    assert!(
+        took < soon + Duration::from_secs(2),
+        "ran late, after {took:?}"
+    );
+    let job = worker_side.job(id).await.unwrap().unwrap();
+    assert!(job.started_at.is_some(), "{job:?}");
+    assert_eq!(tally.total(), 1, "only the job due soon ran");
+    pool.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_whose_connections_are_killed_lose_no_job() {
     const JOBS: u32 = 1500;
     let db = database().await;

@@ -591,6 +591,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// worker, with its attempt counted. Claims nothing from a paused queue.
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError>;
 
+    /// When the next pending job of `queue` is due: the earliest
+    /// `available_at` among its pending jobs (which may have passed), or
+    /// `None` with nothing pending. An idle worker that the database tells
+    /// of new and rescheduled jobs sleeps until then instead of polling.
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// Applies completions of runs by `worker`; returns how many still held
     /// their claim (the others were rescued meanwhile and are left alone).
     async fn complete(

@@ -625,6 +625,16 @@ impl Store for MysqlStore {
         }
     }
 
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(available_at) FROM jobs WHERE state = 'pending' AND queue = ?",
+        )
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await?;
+        optional_time(0, at)
+    }
+
     async fn complete(
         &self,
         worker: &str,

@@ -2,9 +2,10 @@
 //!
 //! Claims take due jobs with `FOR UPDATE SKIP LOCKED`, so concurrent
 //! claimers never wait on each other nor take the same job. Every statement
-//! that makes jobs due also sends `NOTIFY hopper_jobs` with the queue's name,
-//! delivered when its transaction commits; [`Store::listen`] turns those into
-//! wake-ups for idle workers in every process.
+//! that adds pending jobs, due now or later, also sends `NOTIFY hopper_jobs`
+//! with the queue's name, delivered when its transaction commits;
+//! [`Store::listen`] turns those into wake-ups for idle workers in every
+//! process, which then claim what is due and sleep until the next job is.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -230,8 +231,8 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
     })
 }
 
-/// Wraps a statement `RETURNING …, queue, <due> AS due` so that it also
-/// notifies each queue with due rows (once per queue: PostgreSQL folds equal
+/// Wraps a statement `RETURNING …, queue, <wake> AS due` so that it also
+/// notifies each queue with a row to wake for (once per queue: PostgreSQL folds equal
 /// notifications of one transaction), delivered on commit.
 fn notifying(statement: &str, columns: &str) -> String {
     format!(
@@ -244,7 +245,7 @@ fn notifying(statement: &str, columns: &str) -> String {
 /// Wraps a bulk `INSERT … RETURNING id, queue, <due> AS due` so that it
 /// answers with one row: the new ids as one array in row order (ids are drawn
 /// in row order; RETURNING's order is unspecified), after notifying each
-/// queue with due rows once.
+/// queue with a row to wake for once.
 fn inserting_ids(statement: &str) -> String {
     format!(
         "WITH changed AS ({statement}) \
@@ -301,7 +302,7 @@ pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<J
         let insert = inserting_ids(
             "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
              SELECT $1, $2, payload, $4, $5, $6, $7 FROM UNNEST($3::text[]) AS payload \
-             RETURNING id, queue, available_at <= created_at AS due",
+             RETURNING id, queue, TRUE AS due",
         );
         for chunk in jobs.chunks(INSERT_CHUNK) {
             let chunk_ids: Vec<JobId> = sqlx::query_scalar(&insert)
@@ -327,7 +328,7 @@ pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<J
         "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
              $6::timestamptz[], $7::timestamptz[]) \
-         RETURNING id, queue, available_at <= created_at AS due",
+         RETURNING id, queue, TRUE AS due",
     );
     for chunk in jobs.chunks(INSERT_CHUNK) {
         let column = |f: fn(&NewJob) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
@@ -361,7 +362,7 @@ async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, Stor
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
          DO NOTHING \
-         RETURNING id, queue, available_at <= created_at AS due",
+         RETURNING id, queue, TRUE AS due",
         "id",
     );
     for _ in 0..UNIQUE_TRIES {
@@ -528,6 +529,15 @@ impl Store for PostgresStore {
         Ok(jobs)
     }
 
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(available_at) FROM jobs WHERE state = 'pending' AND queue = $1",
+        )
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn complete(
         &self,
         worker: &str,
@@ -553,7 +563,7 @@ impl Store for PostgresStore {
              FROM UNNEST($3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[]) \
                 AS c(id, attempt, state, retry_at, error) \
              WHERE jobs.id = c.id AND jobs.attempts = c.attempt AND jobs.locked_by = $8 \
-             RETURNING jobs.queue, jobs.state = 'pending' AND jobs.available_at <= $1 AS due",
+             RETURNING jobs.queue, jobs.state = 'pending' AS due",
             "queue",
         );
         // Rows are locked in id order, the same order in every batch.

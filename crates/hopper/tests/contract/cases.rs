@@ -643,6 +643,45 @@ pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &
     }
 }
 
+pub async fn the_next_due_time_is_the_earliest_pending_job_of_the_queue(db: &TestDb) {
+    let clock = hopper::clock::ManualClock::new();
+    let hopper = builder()
+        .clock(clock.clone())
+        .connect(db.url())
+        .await
+        .unwrap();
+    let store = hopper.store();
+    assert_eq!(store.next_due("default").await.unwrap(), None);
+    let now = hopper.now();
+    let at = |secs: i64| now + chrono::Duration::seconds(secs);
+    for (secs, priority, queue) in [(30, 0, "default"), (20, 5, "default"), (10, 0, "mail")] {
+        let options = DispatchOptions::new()
+            .run_at(at(secs))
+            .priority(priority)
+            .queue(queue);
+        hopper.dispatch_with::<Noop>((), options).await.unwrap();
+    }
+    // Across priorities, the earliest; per queue.
+    assert_eq!(store.next_due("default").await.unwrap(), Some(at(20)));
+    assert_eq!(store.next_due("mail").await.unwrap(), Some(at(10)));
+    assert_eq!(store.next_due("reports").await.unwrap(), None);
+    // Only pending jobs count, and a time that has passed is still reported.
+    clock.advance(Duration::from_secs(25));
+    let claimed = store
+        .claim(ClaimRequest {
+            queue: "default",
+            worker: "w",
+            limit: 10,
+            now: hopper.now(),
+            lease_until: at(60),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(store.next_due("default").await.unwrap(), Some(at(30)));
+    assert_eq!(store.next_due("mail").await.unwrap(), Some(at(10)));
+}
+
 pub async fn a_rescued_job_on_its_last_attempt_fails(db: &TestDb) {
     let url = db.url().to_owned();
     let clock = hopper::clock::ManualClock::new();

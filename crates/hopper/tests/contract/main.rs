@@ -52,6 +52,7 @@ macro_rules! contract_for {
             an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner,
             a_rescued_job_on_its_last_attempt_fails,
             extending_leases_renews_only_the_claims_named_by_their_holder,
+            the_next_due_time_is_the_earliest_pending_job_of_the_queue,
             handlers_reach_shared_state_and_missing_state_is_a_permanent_error,
             a_unique_key_stores_one_live_job,
             a_paused_queue_is_not_claimed_from_until_resumed,

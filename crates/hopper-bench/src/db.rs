@@ -435,32 +435,30 @@ impl Bench {
 
     /// Rows in state `finished`.
     pub async fn count_finished(&self) -> Result<u64> {
-        const SQL: &str = "SELECT COUNT(*) FROM jobs WHERE state = 'finished'";
-        let n: i64 = match self {
-            Self::Sqlite(store) => {
-                sqlx::query_scalar(SQL)
-                    .fetch_one(&mut *store.reader().await?)
-                    .await?
-            }
-            Self::Postgres(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
-            Self::Mysql(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
-        };
-        Ok(u64::try_from(n).unwrap_or(0))
+        self.count("SELECT COUNT(*) FROM jobs WHERE state = 'finished'")
+            .await
     }
 
     /// Rows still `pending` or `started`. Counted state by state, so each
     /// count reads only its partial index, however many ended rows the table keeps.
     pub async fn count_live(&self) -> Result<u64> {
-        const SQL: &str = "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'pending') \
-            + (SELECT COUNT(*) FROM jobs WHERE state = 'started')";
+        self.count(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'pending') \
+                + (SELECT COUNT(*) FROM jobs WHERE state = 'started')",
+        )
+        .await
+    }
+
+    /// The one count `sql` selects.
+    async fn count(&self, sql: &str) -> Result<u64> {
         let n: i64 = match self {
             Self::Sqlite(store) => {
-                sqlx::query_scalar(SQL)
+                sqlx::query_scalar(sql)
                     .fetch_one(&mut *store.reader().await?)
                     .await?
             }
-            Self::Postgres(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
-            Self::Mysql(store) => sqlx::query_scalar(SQL).fetch_one(store.pool()).await?,
+            Self::Postgres(store) => sqlx::query_scalar(sql).fetch_one(store.pool()).await?,
+            Self::Mysql(store) => sqlx::query_scalar(sql).fetch_one(store.pool()).await?,
         };
         Ok(u64::try_from(n).unwrap_or(0))
     }

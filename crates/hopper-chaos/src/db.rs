@@ -43,6 +43,33 @@ impl Backend {
             bail!("unsupported database URL {url:?}: use sqlite:, postgres:// or mysql://")
         }
     }
+
+    /// `name` quoted as an identifier on this server.
+    fn quote(self, name: &str) -> String {
+        match self {
+            Self::Mysql => format!("`{name}`"),
+            Self::Sqlite | Self::Postgres => format!("\"{name}\""),
+        }
+    }
+}
+
+/// Runs `sql` on a connection of its own to the server at `url`.
+async fn on_server(backend: Backend, url: &str, sql: &str) -> Result<()> {
+    let unreachable = || format!("{backend:?} at {url} is not reachable");
+    match backend {
+        Backend::Postgres => {
+            let mut admin = PgConnection::connect(url).await.with_context(unreachable)?;
+            sqlx::query(sql).execute(&mut admin).await?;
+        }
+        Backend::Mysql => {
+            let mut admin = MySqlConnection::connect(url)
+                .await
+                .with_context(unreachable)?;
+            sqlx::query(sql).execute(&mut admin).await?;
+        }
+        Backend::Sqlite => bail!("SQLite has no server to run {sql:?} on"),
+    }
+    Ok(())
 }
 
 /// The fresh database of one run; removed (file) or dropped (server
@@ -140,31 +167,14 @@ impl Fresh {
                     file: Some(file),
                 })
             }
-            Backend::Postgres => {
-                let mut admin = PgConnection::connect(url)
-                    .await
-                    .with_context(|| format!("PostgreSQL at {url} is not reachable"))?;
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut admin)
-                    .await
-                    .with_context(|| format!("cannot create database {name}"))?;
-                Ok(Self {
+            Backend::Postgres | Backend::Mysql => {
+                on_server(
                     backend,
-                    url: with_database(url, &name)?,
-                    admin_url: url.to_owned(),
-                    name: Some(name),
-                    _temp: None,
-                    file: None,
-                })
-            }
-            Backend::Mysql => {
-                let mut admin = MySqlConnection::connect(url)
-                    .await
-                    .with_context(|| format!("MySQL at {url} is not reachable"))?;
-                sqlx::query(&format!("CREATE DATABASE `{name}`"))
-                    .execute(&mut admin)
-                    .await
-                    .with_context(|| format!("cannot create database {name}"))?;
+                    url,
+                    &format!("CREATE DATABASE {}", backend.quote(&name)),
+                )
+                .await
+                .with_context(|| format!("cannot create database {name}"))?;
                 Ok(Self {
                     backend,
                     url: with_database(url, &name)?,
@@ -186,17 +196,17 @@ impl Fresh {
     /// WAL files (a temporary folder goes with `self`).
     pub async fn remove(self) -> Result<()> {
         match (&self.name, self.backend) {
-            (Some(name), Backend::Postgres) => {
-                let mut admin = PgConnection::connect(&self.admin_url).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await?;
-            }
-            (Some(name), Backend::Mysql) => {
-                let mut admin = MySqlConnection::connect(&self.admin_url).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .execute(&mut admin)
-                    .await?;
+            (Some(name), Backend::Postgres | Backend::Mysql) => {
+                let force = if self.backend == Backend::Postgres {
+                    " WITH (FORCE)"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "DROP DATABASE IF EXISTS {}{force}",
+                    self.backend.quote(name)
+                );
+                on_server(self.backend, &self.admin_url, &sql).await?;
             }
             _ => {
                 if let Some(file) = &self.file {

@@ -452,11 +452,7 @@ impl Bench {
     /// The one count `sql` selects.
     async fn count(&self, sql: &str) -> Result<u64> {
         let n: i64 = match self {
-            Self::Sqlite(store) => {
-                sqlx::query_scalar(sql)
-                    .fetch_one(&mut *store.reader().await?)
-                    .await?
-            }
+            Self::Sqlite(store) => store.reader().await?.query_row(sql, [], |row| row.get(0))?,
             Self::Postgres(store) => sqlx::query_scalar(sql).fetch_one(store.pool()).await?,
             Self::Mysql(store) => sqlx::query_scalar(sql).fetch_one(store.pool()).await?,
         };

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, MySql, QueryBuilder, Sqlite};
+use rusqlite::params;
+use sqlx::{Connection, MySql, QueryBuilder};
 
 use crate::db::{Bench, FreshDb};
 use crate::workloads::{rate, NoopJob};
@@ -16,7 +17,7 @@ const COLUMNS: &str = "INSERT INTO jobs \
     (type, queue, payload, priority, max_attempts, available_at, created_at, state, finished_at) ";
 
 /// Rows per multi-row INSERT on SQLite: 9 bound values each, under its
-/// default limit of 32,766 variables per statement.
+/// limit of 32,766 variables per statement.
 const SQLITE_ROWS_PER_INSERT: usize = 32_766 / 9;
 /// Rows per multi-row INSERT on MySQL: under its limit of 65,535 placeholders.
 const MYSQL_ROWS_PER_INSERT: usize = 65_535 / 9;
@@ -39,31 +40,28 @@ fn job_type() -> &'static str {
 
 /// (a) `jobs` single-row INSERTs, each committed on its own. Returns jobs/s.
 ///
-/// On SQLite `RETURNING id` read with `fetch_one` is the fastest single
-/// insert sqlx offers (~30% above a plain `execute`, which streams every
-/// step result back from the connection's thread), on the store's held
-/// writing connection (a pooled one costs a round trip more per statement),
-/// so that is the limit there.
+/// On SQLite, one prepared INSERT run again and again on the store's
+/// writing connection, in this process: the least a commit costs there.
 pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
     let bench = db.open().await?;
     let start = Instant::now();
     match &bench {
         Bench::Sqlite(store) => {
-            let mut writer = store.writer().await?;
-            let sql =
-                format!("{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL) RETURNING id");
+            let conn = store.writer().await?;
+            let mut insert = conn.prepare_cached(&format!(
+                "{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)"
+            ))?;
             for index in 0..jobs {
                 let now = micros(Utc::now());
-                let _id: i64 = sqlx::query_scalar(&sql)
-                    .bind(job_type())
-                    .bind(hopper::DEFAULT_QUEUE)
-                    .bind(index.to_string())
-                    .bind(0)
-                    .bind(3)
-                    .bind(now)
-                    .bind(now)
-                    .fetch_one(&mut *writer)
-                    .await?;
+                insert.execute(params![
+                    job_type(),
+                    hopper::DEFAULT_QUEUE,
+                    index.to_string(),
+                    0,
+                    3,
+                    now,
+                    now
+                ])?;
             }
         }
         Bench::Postgres(store) => {
@@ -121,24 +119,38 @@ pub async fn insert_rows(
     for part in all.chunks(chunk.max(1)) {
         match bench {
             Bench::Sqlite(store) => {
-                let mut writer = store.writer().await?;
-                let mut tx = writer.begin().await?;
-                for rows in part.chunks(SQLITE_ROWS_PER_INSERT) {
-                    let mut query = QueryBuilder::<Sqlite>::new(COLUMNS);
-                    query.push_values(rows, |mut row, index| {
-                        row.push_bind(job_type())
-                            .push_bind(hopper::DEFAULT_QUEUE)
-                            .push_bind(index.to_string())
-                            .push_bind(0)
-                            .push_bind(3)
-                            .push_bind(micros(now))
-                            .push_bind(micros(now))
-                            .push_bind(state)
-                            .push_bind(finished_at.map(micros));
-                    });
-                    query.build().execute(&mut *tx).await?;
+                let mut conn = store.writer().await?;
+                let tx = conn.transaction()?;
+                let (payloads, times) = (
+                    part.iter().map(u32::to_string).collect::<Vec<_>>(),
+                    [micros(now), 0, 3],
+                );
+                let (finished_at, job_type) = (finished_at.map(micros), job_type());
+                for rows in payloads.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let mut sql = String::from(COLUMNS);
+                    sql.push_str("VALUES ");
+                    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows.len() * 9);
+                    for (index, payload) in rows.iter().enumerate() {
+                        sql.push_str(if index == 0 {
+                            "(?,?,?,?,?,?,?,?,?)"
+                        } else {
+                            ",(?,?,?,?,?,?,?,?,?)"
+                        });
+                        values.extend([
+                            &job_type as &dyn rusqlite::ToSql,
+                            &hopper::DEFAULT_QUEUE,
+                            payload,
+                            &times[1],
+                            &times[2],
+                            &times[0],
+                            &times[0],
+                            &state,
+                            &finished_at,
+                        ]);
+                    }
+                    tx.execute(&sql, values.as_slice())?;
                 }
-                tx.commit().await?;
+                tx.commit()?;
             }
             Bench::Postgres(store) => {
                 let sql = format!(
@@ -208,7 +220,7 @@ pub async fn drain(db: &FreshDb, jobs: u32, batch: u32, loops: u32) -> Result<f6
     let start = Instant::now();
     let finished: Vec<u64> = futures::future::try_join_all((0..loops.max(1)).map(|_| async {
         match &bench {
-            Bench::Sqlite(store) => drain_sqlite(&mut *store.writer().await?, batch).await,
+            Bench::Sqlite(store) => drain_sqlite(&*store.writer().await?, batch),
             Bench::Postgres(store) => {
                 let mut conn = store.pool().acquire().await?;
                 drain_postgres(&mut conn, batch).await
@@ -233,7 +245,7 @@ fn lease_until(now: DateTime<Utc>) -> DateTime<Utc> {
     now + Duration::from_secs(30)
 }
 
-async fn drain_sqlite(writer: &mut sqlx::SqliteConnection, batch: u32) -> Result<u64> {
+fn drain_sqlite(conn: &rusqlite::Connection, batch: u32) -> Result<u64> {
     // Hopper's claim, word for word: due pending jobs of a queue, highest
     // priority first, leased to one worker.
     const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
@@ -246,27 +258,42 @@ async fn drain_sqlite(writer: &mut sqlx::SqliteConnection, batch: u32) -> Result
             locked_by = NULL, locked_until = NULL \
         WHERE id IN (SELECT value FROM json_each(?2)) AND state = 'started' AND locked_by = ?3";
     let mut finished = 0;
+    let mut claim = conn.prepare_cached(CLAIM)?;
+    let mut finish = conn.prepare_cached(FINISH)?;
     loop {
         let now = Utc::now();
-        let claimed: Vec<Claimed<String>> = sqlx::query_as(CLAIM)
-            .bind(micros(now))
-            .bind(HOLDER)
-            .bind(micros(lease_until(now)))
-            .bind(hopper::DEFAULT_QUEUE)
-            .bind(batch)
-            .fetch_all(&mut *writer)
-            .await?;
-        if claimed.is_empty() {
+        let claimed = claim.query_map(
+            params![
+                micros(now),
+                HOLDER,
+                micros(lease_until(now)),
+                hopper::DEFAULT_QUEUE,
+                batch
+            ],
+            |row| -> rusqlite::Result<Claimed<String>> {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            },
+        )?;
+        let ids = claimed
+            .map(|row| row.map(|row| row.0))
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        if ids.is_empty() {
             return Ok(finished);
         }
-        let ids: Vec<i64> = claimed.iter().map(|row| row.0).collect();
-        finished += sqlx::query(FINISH)
-            .bind(micros(Utc::now()))
-            .bind(serde_json::to_string(&ids)?)
-            .bind(HOLDER)
-            .execute(&mut *writer)
-            .await?
-            .rows_affected();
+        let done = finish.execute(params![
+            micros(Utc::now()),
+            serde_json::to_string(&ids)?,
+            HOLDER
+        ])?;
+        finished += u64::try_from(done)?;
     }
 }
 

@@ -267,19 +267,15 @@ pub async fn open(url: &str) -> Result<(Arc<dyn Store>, Db)> {
     })
 }
 
-/// Evaluates `$body` with `$pool` bound to whichever pool `$db` holds (on
-/// SQLite, the store's locked writing connection). The body is compiled
-/// once per database, so the same code serves all three.
-macro_rules! with_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
+/// Evaluates `$sqlite` with `$store` bound to the SQLite store, or
+/// `$server` with `$pool` bound to whichever server pool `$db` holds. The
+/// server body is compiled once per server, so the same code serves both.
+macro_rules! on_db {
+    ($db:expr, sqlite $store:ident => $sqlite:expr, server $pool:ident => $server:expr) => {
         match $db {
-            Db::Sqlite(store) => {
-                let mut writer = store.writer().await?;
-                let $pool = &mut *writer;
-                $body
-            }
-            Db::Postgres($pool) => $body,
-            Db::Mysql($pool) => $body,
+            Db::Sqlite($store) => $sqlite,
+            Db::Postgres($pool) => $server,
+            Db::Mysql($pool) => $server,
         }
     };
 }
@@ -312,7 +308,10 @@ impl Db {
              attempt INT NOT NULL, worker VARCHAR(64) NOT NULL, pid INT NOT NULL, \
              at_us BIGINT NOT NULL) ENGINE = InnoDB",
         );
-        with_pool!(self, pool => sqlx::query(sql).execute(pool).await.map(drop))?;
+        on_db!(self,
+            sqlite store => store.transaction(|tx| Ok(tx.execute_batch(sql)?)).await?,
+            server pool => sqlx::query(sql).execute(pool).await.map(drop)?
+        );
         Ok(())
     }
 
@@ -332,16 +331,25 @@ impl Db {
             "INSERT INTO chaos_runs VALUES ($1, $2::int, $3, $4::int, $5)",
             "INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)",
         );
-        with_pool!(self, pool => {
-            sqlx::query(sql)
-                .bind(job_id)
-                .bind(attempt)
-                .bind(worker)
-                .bind(pid)
-                .bind(at_us)
-                .execute(pool)
-                .await?;
-        });
+        on_db!(self,
+            sqlite store => {
+                store
+                    .transaction(|tx| {
+                        Ok(tx.execute(sql, rusqlite::params![job_id, attempt, worker, pid, at_us])?)
+                    })
+                    .await?;
+            },
+            server pool => {
+                sqlx::query(sql)
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(worker)
+                    .bind(pid)
+                    .bind(at_us)
+                    .execute(pool)
+                    .await?;
+            }
+        );
         Ok(())
     }
 
@@ -355,14 +363,22 @@ impl Db {
             "SELECT job_id, CAST(attempt AS SIGNED) AS attempt, worker, at_us \
              FROM chaos_runs ORDER BY job_id, attempt, at_us",
         );
-        let rows: Vec<(i64, i64, String, i64)> = with_pool!(self, pool => {
-            sqlx::query(sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?
-        });
+        let rows: Vec<(i64, i64, String, i64)> = on_db!(self,
+            sqlite store => {
+                let conn = store.reader().await?;
+                let mut select = conn.prepare(sql)?;
+                let rows = select.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            },
+            server pool => {
+                sqlx::query(sql)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+        );
         Ok(rows
             .into_iter()
             .map(|(job_id, attempt, worker, at_us)| Run {
@@ -381,10 +397,16 @@ impl Db {
             "SELECT COUNT(*), MAX(payload::bigint) FROM jobs WHERE type = $1",
             "SELECT COUNT(*), MAX(CAST(payload AS SIGNED)) FROM jobs WHERE type = ?",
         );
-        let row = with_pool!(self, pool => {
-            let row = sqlx::query(sql).bind(job_type).fetch_one(pool).await?;
-            (row.try_get(0)?, row.try_get(1)?)
-        });
+        let row = on_db!(self,
+            sqlite store => store
+                .reader()
+                .await?
+                .query_row(sql, [job_type], |row| Ok((row.get(0)?, row.get(1)?)))?,
+            server pool => {
+                let row = sqlx::query(sql).bind(job_type).fetch_one(pool).await?;
+                (row.try_get(0)?, row.try_get(1)?)
+            }
+        );
         Ok(row)
     }
 
@@ -398,12 +420,19 @@ impl Db {
     ) -> Result<()> {
         match self {
             Db::Sqlite(store) => {
-                let mut writer = store.writer().await?;
-                let mut tx = writer.begin().await?;
-                hopper::store::sqlite::insert_in(&mut tx, jobs).await?;
-                written();
-                tokio::time::sleep(hold).await;
-                tx.commit().await?;
+                // SQLite's transactions run on the calling thread: holding
+                // one open is holding the thread, as a slow write would.
+                let mut written = Some(written);
+                store
+                    .transaction(|tx| {
+                        hopper::store::sqlite::insert_in(tx, jobs)?;
+                        if let Some(written) = written.take() {
+                            written();
+                        }
+                        std::thread::sleep(hold);
+                        Ok(())
+                    })
+                    .await?;
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -476,9 +505,11 @@ impl Db {
     pub async fn integrity(&self) -> Result<Option<String>> {
         match self {
             Db::Sqlite(store) => {
-                let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-                    .fetch_all(&mut *store.writer().await?)
-                    .await?;
+                let conn = store.reader().await?;
+                let mut check = conn.prepare("PRAGMA integrity_check")?;
+                let rows = check
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
                 Ok(Some(rows.join("; ")))
             }
             _ => Ok(None),

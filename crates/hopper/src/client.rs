@@ -335,16 +335,14 @@ impl Hopper {
     /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use hopper::store::sqlite::{insert_in, SqliteStore};
-    /// use sqlx::Connection;
     /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     /// let hopper = Hopper::builder().build(std::sync::Arc::new(store.clone()));
     /// hopper.store().migrate().await.unwrap();
     /// let job = hopper.prepare::<Ping>(1, DispatchOptions::new()).unwrap();
-    /// let mut conn = store.writer().await.unwrap();
-    /// let mut tx = conn.begin().await.unwrap();
-    /// let ids = insert_in(&mut tx, &[job]).await.unwrap();
-    /// tx.commit().await.unwrap();
-    /// drop(conn);
+    /// let ids = store
+    ///     .transaction(|tx| insert_in(tx, std::slice::from_ref(&job)))
+    ///     .await
+    ///     .unwrap();
     /// hopper.wake("default");
     /// assert!(hopper.job(ids[0]).await.unwrap().is_some());
     /// # });
@@ -522,9 +520,7 @@ impl Hopper {
             .map(|registered| registered.defaults().max_attempts)
             .unwrap_or(1);
         let retried = match self.inner.store.retry(id, self.now(), attempts).await {
-            Err(StoreError::Database(sqlx::Error::Database(error)))
-                if error.is_unique_violation() =>
-            {
+            Err(error) if error.is_unique_violation() => {
                 return Err(StoreError::UniqueKeyHeld {
                     id,
                     key: job.unique_key.unwrap_or_default(),

@@ -4,7 +4,7 @@
 
 #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
 use chrono::{DateTime, Utc};
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+#[cfg(any(feature = "mysql", feature = "postgres"))]
 use sqlx::Row;
 
 #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
@@ -27,64 +27,58 @@ pub(crate) mod sqlite {
     use super::*;
     use crate::store::rows::micros;
 
-    use sqlx::Connection;
+    use rusqlite::{Connection, params};
 
-    pub(crate) async fn publish(
-        conn: &mut sqlx::SqliteConnection,
+    /// Replaces `worker`'s rows with `rows`, and deletes expired ones; run it
+    /// in a transaction.
+    pub(crate) fn publish(
+        conn: &Connection,
         worker: &str,
         rows: &[WorkerConcurrency],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = conn.begin().await?;
-        sqlx::query("DELETE FROM worker_concurrency WHERE worker = ?1 OR expires_at < ?2")
-            .bind(worker)
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await?;
+        conn.prepare_cached("DELETE FROM worker_concurrency WHERE worker = ?1 OR expires_at < ?2")?
+            .execute(params![worker, micros(now)])?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO worker_concurrency \
+             (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
         for row in rows {
-            sqlx::query(
-                "INSERT INTO worker_concurrency \
-                 (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(worker)
-            .bind(&row.queue)
-            .bind(row.concurrency)
-            .bind(row.min)
-            .bind(row.max)
-            .bind(row.running)
-            .bind(micros(row.expires_at))
-            .execute(&mut *tx)
-            .await?;
+            insert.execute(params![
+                worker,
+                row.queue,
+                row.concurrency,
+                row.min,
+                row.max,
+                row.running,
+                micros(row.expires_at),
+            ])?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
-    pub(crate) async fn live(
-        conn: &mut sqlx::SqliteConnection,
+    /// Every row that has not expired.
+    pub(crate) fn live(
+        conn: &Connection,
         now: DateTime<Utc>,
     ) -> Result<Vec<WorkerConcurrency>, StoreError> {
-        let rows = sqlx::query(
+        let mut live = conn.prepare_cached(
             "SELECT worker, queue, concurrency, min_workers, max_workers, running, expires_at \
              FROM worker_concurrency WHERE expires_at >= ?1 ORDER BY queue, worker",
-        )
-        .bind(micros(now))
-        .fetch_all(conn)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(WorkerConcurrency {
-                    worker: row.try_get("worker")?,
-                    queue: row.try_get("queue")?,
-                    concurrency: count(row.try_get("concurrency")?),
-                    min: count(row.try_get("min_workers")?),
-                    max: count(row.try_get("max_workers")?),
-                    running: count(row.try_get("running")?),
-                    expires_at: from_micros(row.try_get("expires_at")?),
-                })
+        )?;
+        let rows = live.query_map([micros(now)], |row| {
+            Ok(WorkerConcurrency {
+                worker: row.get(0)?,
+                queue: row.get(1)?,
+                concurrency: count(row.get(2)?),
+                min: count(row.get(3)?),
+                max: count(row.get(4)?),
+                running: count(row.get(5)?),
+                expires_at: from_micros(row.get(6)?),
             })
-            .collect()
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

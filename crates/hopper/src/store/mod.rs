@@ -41,6 +41,10 @@ pub enum StoreError {
     /// A query failed (the database went away, the disk is full, …).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// An SQLite statement failed (the file went away, the disk is full, …).
+    #[cfg(feature = "sqlite")]
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The store was closed; nothing more goes through it.
     #[error("the database store is closed")]
     Closed,
@@ -79,6 +83,39 @@ pub enum StoreError {
         /// The name given.
         name: String,
     },
+}
+
+impl StoreError {
+    /// Whether the database refused a write because a unique index already
+    /// holds its key.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// let twice = store
+    ///     .transaction(|tx| {
+    ///         tx.execute_batch("CREATE TABLE t (k TEXT UNIQUE); INSERT INTO t VALUES ('a'), ('a')")?;
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(twice.unwrap_err().is_unique_violation());
+    /// # });
+    /// ```
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(error)) => error.is_unique_violation(),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(error) => sqlite::is_unique_violation(error),
+            _ => false,
+        }
+    }
+
+    /// Whether SQLite refused a statement because another process holds
+    /// the lock it needs.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn is_busy(&self) -> bool {
+        matches!(self, Self::Sqlite(error) if sqlite::is_busy(error))
+    }
 }
 
 /// Refuses a name holding a NUL character, before it reaches a database.

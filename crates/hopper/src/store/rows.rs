@@ -4,6 +4,7 @@
 use std::fmt::Display;
 
 use chrono::{DateTime, Utc};
+#[cfg(any(feature = "mysql", feature = "postgres"))]
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::{JobFilter, StoreError};
@@ -50,35 +51,57 @@ where
     })
 }
 
-/// Appends `filter` to a `SELECT … FROM jobs` query: its conditions, newest
-/// first, and its limit.
-pub(crate) fn push_filter<'a, DB>(query: &mut QueryBuilder<'a, DB>, filter: &'a JobFilter)
-where
-    DB: Database,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    query.push(" WHERE 1 = 1");
+/// A value a job listing's filter compares a column with.
+pub(crate) enum FilterValue<'a> {
+    /// A state, queue or type name.
+    Text(&'a str),
+    /// A job id.
+    Id(i64),
+}
+
+/// A job listing's filter as `(comparison, value)` terms, each a column and
+/// operator waiting for its value (`"queue = "`), and the row limit.
+pub(crate) fn filter_terms(filter: &JobFilter) -> (Vec<(&'static str, FilterValue<'_>)>, i64) {
+    let mut terms = Vec::new();
     if let Some(state) = filter.state {
-        query.push(" AND state = ").push_bind(state.as_str());
+        terms.push(("state = ", FilterValue::Text(state.as_str())));
     }
     if let Some(queue) = &filter.queue {
-        query.push(" AND queue = ").push_bind(queue.as_str());
+        terms.push(("queue = ", FilterValue::Text(queue)));
     }
     if let Some(job_type) = &filter.job_type {
-        query.push(" AND type = ").push_bind(job_type.as_str());
+        terms.push(("type = ", FilterValue::Text(job_type)));
     }
     if let Some(before) = filter.before_id {
-        query.push(" AND id < ").push_bind(before);
+        terms.push(("id < ", FilterValue::Id(before)));
     }
     let limit = if filter.limit == 0 {
         DEFAULT_LIST_LIMIT
     } else {
         filter.limit
     };
-    query
-        .push(" ORDER BY id DESC LIMIT ")
-        .push_bind(i64::from(limit));
+    (terms, i64::from(limit))
+}
+
+/// Appends `filter` to a `SELECT … FROM jobs` query: its conditions, newest
+/// first, and its limit.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) fn push_filter<'a, DB>(query: &mut QueryBuilder<'a, DB>, filter: &'a JobFilter)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let (terms, limit) = filter_terms(filter);
+    query.push(" WHERE 1 = 1");
+    for (comparison, value) in terms {
+        query.push(" AND ").push(comparison);
+        match value {
+            FilterValue::Text(text) => query.push_bind(text),
+            FilterValue::Id(id) => query.push_bind(id),
+        };
+    }
+    query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
 }
 
 /// The key an alert holds while it fires: its rule and subject, which the

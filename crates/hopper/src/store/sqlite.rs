@@ -1,76 +1,153 @@
 //! The SQLite store: the embedded default, one file and no server.
 //!
-//! Every connection is opened with WAL, `synchronous = NORMAL` and a busy
-//! timeout. Writes go through one held connection behind an async mutex, so
-//! writers in one process queue in Rust instead of in SQLite's sleeping busy
-//! handler, and a statement costs no pool checkout; other processes on the
-//! same file wait for the busy timeout. Reads use a pool of read-only
-//! connections, except in memory, where the one connection does everything.
+//! SQLite runs in this process, so a statement costs what SQLite spends on
+//! it and nothing more: statements run on the calling task's thread, each
+//! prepared once per connection, with no hand-off to another thread and
+//! back. Work that may take long (bulk inserts, scans for the dashboard,
+//! rescues and pruning) moves off the async runtime's worker for its length
+//! ([`tokio::task::block_in_place`], on a multi-threaded runtime).
+//!
+//! Every connection uses WAL and `synchronous = NORMAL`. Writes go through
+//! one held connection behind an async mutex, so writers in one process
+//! queue in Rust. While another process holds the file's write lock, a
+//! write waits by sleeping asynchronously and trying again, for up to
+//! [`BUSY_TIMEOUT`], instead of in SQLite's busy handler, which would stall
+//! the thread. Reads use read-only connections, except in memory, where the
+//! one connection does everything.
 
-use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex as SyncMutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+use rusqlite::types::Value;
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+    params, params_from_iter,
 };
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use super::rows::{
-    from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
+    FilterValue, filter_terms, from_count, from_micros, micros, open_key, opened, optional_time,
+    to_u32,
 };
 use super::{
     AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
-    MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store,
-    StoreError, Tick, TypeOutcomes,
+    MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount,
+    Store, StoreError, Tick, TypeOutcomes,
 };
 use crate::job::{JobId, JobState};
 
-/// How long a connection waits for another process's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for another process's write lock before it fails
+/// with SQLite's "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs `open` (a connection or a pool), trying again for up to
-/// [`BUSY_TIMEOUT`] while SQLite answers "database is locked": a new file's
-/// switch to WAL takes a lock the busy timeout does not wait for, so
-/// processes opening one file at once meet it.
-async fn connect<T, F, Fut>(mut open: F) -> Result<T, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
-{
-    let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
-    loop {
-        match open().await {
-            Err(sqlx::Error::Database(e))
-                if is_busy(e.code().as_deref()) && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+/// Read-only connections kept open between reads.
+const IDLE_READERS: usize = 4;
+
+/// Prepared statements each connection keeps.
+const STATEMENT_CACHE: usize = 64;
+
+/// Jobs in one insert above which it runs off the async worker.
+const LONG_INSERT: usize = 64;
+
+/// Runs `work`, which may take a while, where it does not hold up the async
+/// runtime's other tasks: [`tokio::task::block_in_place`] on a
+/// multi-threaded runtime, in place on any other (which has no thread to
+/// spare).
+fn long<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// Where a URL puts the database.
+#[derive(Debug, PartialEq)]
+enum Location {
+    /// In this process's memory, gone when the store closes.
+    Memory,
+    /// In a file, opened with `flags`.
+    File { path: PathBuf, flags: OpenFlags },
+}
+
+impl Location {
+    /// Reads `sqlite::memory:`, `sqlite://<path>` or `sqlite:<path>`, with an
+    /// optional `?mode=rwc` (the default: create if missing), `?mode=rw`
+    /// (the file must exist), `?mode=ro` (read only) or `?mode=memory`.
+    fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or("an SQLite URL starts with sqlite:")?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let read_write = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut flags = read_write | OpenFlags::SQLITE_OPEN_CREATE;
+        let mut memory = path == ":memory:";
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            match pair {
+                "mode=rwc" => flags = read_write | OpenFlags::SQLITE_OPEN_CREATE,
+                "mode=rw" => flags = read_write,
+                "mode=ro" => {
+                    flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                }
+                "mode=memory" => memory = true,
+                other => {
+                    return Err(format!(
+                        "unsupported parameter {other:?} (supported: mode=rwc, mode=rw, mode=ro, mode=memory)"
+                    ));
+                }
             }
-            other => return other,
+        }
+        if memory {
+            return Ok(Self::Memory);
+        }
+        if path.is_empty() {
+            return Err("no file named (sqlite://<path> or sqlite::memory:)".into());
+        }
+        Ok(Self::File {
+            path: PathBuf::from(path),
+            flags,
+        })
+    }
+}
+
+/// Sets what every connection of the store shares.
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Runs `attempt` again, after a pause, while SQLite answers "database is
+/// locked" (another process holds the write lock), until [`BUSY_TIMEOUT`].
+async fn retry_busy<T>(
+    mut attempt: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Err(e) if e.is_busy() && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            done => return done,
         }
     }
 }
 
-/// Whether an SQLite result code is SQLITE_BUSY or one of its extended codes.
-fn is_busy(code: Option<&str>) -> bool {
-    code.and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| code & 0xff == 5)
-}
-/// Jobs per statement in a bulk insert without unique keys: 7 bound values each, under SQLite's
-/// limit of 32,766 variables per statement.
-const INSERT_CHUNK: usize = 4_000;
-
 /// A Hopper store in one SQLite file (or in memory).
 ///
-/// Clones share one writing connection and one read pool.
+/// Clones share one writing connection and one set of read connections.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -83,55 +160,97 @@ const INSERT_CHUNK: usize = 4_000;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     /// The one connection that writes (and, in memory, reads); `None` once closed.
-    writer: Arc<Mutex<Option<SqliteConnection>>>,
+    writer: Arc<Mutex<Option<Connection>>>,
     /// Read-only connections on the file; `None` in memory.
-    reader: Option<SqlitePool>,
-    /// The database file.
+    readers: Option<Arc<Readers>>,
+    /// The database file (empty in memory).
     path: Arc<Path>,
+}
+
+/// The read-only connections of a file's store.
+#[derive(Debug)]
+struct Readers {
+    /// The file they read.
+    path: PathBuf,
+    /// Connections between reads; `None` once the store is closed.
+    idle: SyncMutex<Option<Vec<Connection>>>,
+}
+
+impl Readers {
+    /// An idle connection, or a new one.
+    fn take(&self) -> Result<Connection, StoreError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .ok_or(StoreError::Closed)?
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(&self.path, flags)?;
+                // A reader waits in SQLite's busy handler: in WAL only a
+                // crash's recovery makes it wait at all.
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next read, unless enough are kept or the store closed.
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(idle) = idle.as_mut() {
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 /// The store's writing connection, locked: every other write through the
 /// store (and, in memory, every read) waits until it is dropped.
 ///
-/// It derefs to [`SqliteConnection`], so it runs statements and begins
-/// transactions. A transaction dropped without a commit is rolled back
-/// before the connection's next statement runs.
+/// It derefs to [`rusqlite::Connection`]. The connection has no busy
+/// timeout: while another process holds the file's write lock, a write on it
+/// fails at once with "database is locked". [`SqliteStore::transaction`]
+/// waits for the lock instead, and is how to write through it.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use sqlx::Connection;
 /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
-/// let mut conn = store.writer().await.unwrap();
-/// let mut tx = conn.begin().await.unwrap();
-/// sqlx::query("CREATE TABLE notes (body TEXT)").execute(&mut *tx).await.unwrap();
-/// tx.commit().await.unwrap();
+/// let conn = store.writer().await.unwrap();
+/// conn.execute_batch("CREATE TABLE notes (body TEXT)").unwrap();
 /// # });
 /// ```
 #[derive(Debug)]
-pub struct Writer<'a>(MappedMutexGuard<'a, SqliteConnection>);
+pub struct Writer<'a>(MappedMutexGuard<'a, Connection>);
 
 impl Deref for Writer<'_> {
-    type Target = SqliteConnection;
+    type Target = Connection;
 
-    fn deref(&self) -> &SqliteConnection {
+    fn deref(&self) -> &Connection {
         &self.0
     }
 }
 
 impl DerefMut for Writer<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
         &mut self.0
     }
 }
 
-/// A connection to read with: one of the read-only pool's for a file, the
-/// locked writing connection in memory (where it is the only one).
+/// A connection to read with: a read-only one for a file, the locked
+/// writing connection in memory (where it is the only one).
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
-/// let mut conn = store.reader().await.unwrap();
-/// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await.unwrap();
+/// let conn = store.reader().await.unwrap();
+/// let one: i64 = conn.query_row("SELECT 1", [], |row| row.get(0)).unwrap();
 /// assert_eq!(one, 1);
 /// # });
 /// ```
@@ -141,40 +260,49 @@ pub struct Reader<'a>(ReadFrom<'a>);
 /// Where a [`Reader`]'s connection comes from.
 #[derive(Debug)]
 enum ReadFrom<'a> {
-    Pool(PoolConnection<Sqlite>),
+    /// A read-only connection, given back on drop.
+    File(&'a Readers, Option<Connection>),
+    /// The store's one connection, in memory.
     Writer(Writer<'a>),
 }
 
 impl Deref for Reader<'_> {
-    type Target = SqliteConnection;
+    type Target = Connection;
 
-    fn deref(&self) -> &SqliteConnection {
+    fn deref(&self) -> &Connection {
         match &self.0 {
-            ReadFrom::Pool(conn) => conn,
+            // Present until the reader drops.
+            ReadFrom::File(_, Some(conn)) => conn,
+            ReadFrom::File(_, None) => unreachable!("a reader's connection is kept until drop"),
             ReadFrom::Writer(conn) => conn,
         }
     }
 }
 
-impl DerefMut for Reader<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match &mut self.0 {
-            ReadFrom::Pool(conn) => conn,
-            ReadFrom::Writer(conn) => conn,
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let ReadFrom::File(readers, conn) = &mut self.0 {
+            if let Some(conn) = conn.take() {
+                readers.give_back(conn);
+            }
         }
     }
 }
 
 impl SqliteStore {
-    /// Opens (creating it and its folder if missing) the database at `url`,
-    /// e.g. `sqlite://storage/hopper.db` or `sqlite::memory:`.
+    /// Opens (creating it and its folder if missing) the database at `url`:
+    /// `sqlite://storage/hopper.db` (a relative path), `sqlite:///var/lib/jobs.db`
+    /// (an absolute one) or `sqlite::memory:`. `?mode=rw` refuses to create a
+    /// missing file; `?mode=ro` opens one read-only.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::sqlite::SqliteStore;
     /// let dir = tempfile::tempdir().unwrap();
     /// let url = format!("sqlite://{}/nested/jobs.db", dir.path().display());
-    /// hopper::store::sqlite::SqliteStore::open(&url).await.unwrap();
+    /// SqliteStore::open(&url).await.unwrap();
     /// assert!(dir.path().join("nested/jobs.db").exists());
+    /// assert!(SqliteStore::open("sqlite://x.db?cache=shared").await.is_err());
     /// # });
     /// ```
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -182,71 +310,57 @@ impl SqliteStore {
             url: url.to_owned(),
             source,
         };
-        let options = SqliteConnectOptions::from_str(url)
+        let (writer, readers, path) = match Location::parse(url)
             .map_err(|e| open_error(e.into()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            if let Some(folder) = options.get_filename().parent() {
-                if !folder.as_os_str().is_empty() && !folder.exists() {
-                    std::fs::create_dir_all(folder).map_err(|e| open_error(e.into()))?;
-                }
+        {
+            Location::Memory => {
+                let conn = Connection::open_in_memory().map_err(|e| open_error(e.into()))?;
+                configure(&conn, Duration::ZERO).map_err(|e| open_error(e.into()))?;
+                (conn, None, PathBuf::new())
             }
-        }
-        let writer = connect(|| options.connect())
-            .await
-            .map_err(|e| open_error(e.into()))?;
-        let reader = if in_memory {
-            None
-        } else {
-            // A local file's connection does not go stale: skip the ping sqlx
-            // otherwise makes before every acquire (a round trip per statement).
-            let pool = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(4);
-            let read_only = options.clone().read_only(true);
-            Some(
-                connect(|| pool.clone().connect_with(read_only.clone()))
-                    .await
-                    .map_err(|e| open_error(e.into()))?,
-            )
+            Location::File { path, flags } => {
+                if flags.contains(OpenFlags::SQLITE_OPEN_CREATE) {
+                    if let Some(folder) = path.parent() {
+                        if !folder.as_os_str().is_empty() && !folder.exists() {
+                            std::fs::create_dir_all(folder).map_err(|e| open_error(e.into()))?;
+                        }
+                    }
+                }
+                // A new file's switch to WAL takes a lock no busy timeout
+                // waits for, so processes opening one file at once meet it.
+                let conn = retry_busy(|| {
+                    let conn = Connection::open_with_flags(&path, flags)?;
+                    configure(&conn, Duration::ZERO)?;
+                    Ok(conn)
+                })
+                .await
+                .map_err(|e| open_error(e.into()))?;
+                let readers = Readers {
+                    path: path.clone(),
+                    idle: SyncMutex::new(Some(Vec::new())),
+                };
+                (conn, Some(Arc::new(readers)), path)
+            }
         };
         Ok(Self {
             writer: Arc::new(Mutex::new(Some(writer))),
-            reader,
-            path: options.get_filename().into(),
+            readers,
+            path: path.into(),
         })
     }
 
     /// Locks the writing connection, waiting for the store's writes (and
-    /// other holders) before it. Pass it, or a transaction begun on it, to
-    /// [`insert_in`] to dispatch in the application's own transaction.
+    /// other holders) before it. [`SqliteStore::transaction`] is the way to
+    /// write through it; this is for what a transaction cannot do.
     ///
     /// Drop it soon: until then every write through the store waits, and in
     /// memory every read too.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
-    /// use sqlx::Connection;
-    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// store.migrate().await.unwrap();
-    /// let now = chrono::Utc::now();
-    /// let job = NewJob {
-    ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-    ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
-    /// };
-    /// let mut conn = store.writer().await.unwrap();
-    /// let mut tx = conn.begin().await.unwrap();
-    /// sqlx::query("CREATE TABLE signups (email TEXT)").execute(&mut *tx).await.unwrap();
-    /// let ids = insert_in(&mut tx, &[job]).await.unwrap();
-    /// tx.commit().await.unwrap();
-    /// drop(conn);
-    /// assert!(store.get(ids[0]).await.unwrap().is_some());
+    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// let conn = store.writer().await.unwrap();
+    /// assert!(conn.is_autocommit());
     /// # });
     /// ```
     pub async fn writer(&self) -> Result<Writer<'_>, StoreError> {
@@ -255,32 +369,93 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)
     }
 
-    /// A connection to read with (for checks and ad-hoc queries): one of
-    /// the read-only pool's, or in memory the locked writing connection.
+    /// Runs `work` in a transaction on the writing connection and commits
+    /// it, or rolls it back if `work` fails: pass the transaction to
+    /// [`insert_in`] to dispatch jobs that exist if and only if the
+    /// application's own writes commit.
+    ///
+    /// The transaction begins `IMMEDIATE`, holding the file's write lock. While
+    /// another process holds it, the store sleeps and tries again for up to
+    /// [`BUSY_TIMEOUT`], so `work` may run more than once; it runs on the
+    /// calling thread, so keep it short.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
+    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// store.migrate().await.unwrap();
+    /// let now = chrono::Utc::now();
+    /// let job = NewJob {
+    ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+    ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+    /// };
+    /// let ids = store
+    ///     .transaction(|tx| {
+    ///         tx.execute_batch("CREATE TABLE IF NOT EXISTS signups (email TEXT)")?;
+    ///         tx.execute("INSERT INTO signups VALUES (?1)", ["ada@example.com"])?;
+    ///         insert_in(tx, std::slice::from_ref(&job))
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert!(store.get(ids[0]).await.unwrap().is_some());
+    /// # });
+    /// ```
+    pub async fn transaction<T>(
+        &self,
+        mut work: impl FnMut(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `work` on the writing connection, again after a pause while
+    /// another process holds the write lock (see [`retry_busy`]). `work`
+    /// either fails before it changes anything (one statement) or runs in a
+    /// transaction, so running it again is safe.
+    async fn write<T>(
+        &self,
+        mut work: impl FnMut(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer().await?;
+        retry_busy(|| work(&mut conn)).await
+    }
+
+    /// A connection to read with (for checks and ad-hoc queries): a
+    /// read-only one, or in memory the locked writing connection.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let dir = tempfile::tempdir().unwrap();
     /// let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
     /// let store = hopper::store::sqlite::SqliteStore::open(&url).await.unwrap();
-    /// let mut conn = store.reader().await.unwrap();
-    /// let writes = sqlx::query("CREATE TABLE notes (body TEXT)").execute(&mut *conn).await;
+    /// let conn = store.reader().await.unwrap();
+    /// let writes = conn.execute_batch("CREATE TABLE notes (body TEXT)");
     /// assert!(writes.unwrap_err().to_string().contains("readonly"));
     /// # });
     /// ```
     pub async fn reader(&self) -> Result<Reader<'_>, StoreError> {
-        Ok(Reader(match &self.reader {
-            Some(pool) => ReadFrom::Pool(pool.acquire().await.map_err(|e| match e {
-                sqlx::Error::PoolClosed => StoreError::Closed,
-                e => StoreError::Database(e),
-            })?),
+        Ok(Reader(match &self.readers {
+            Some(readers) => ReadFrom::File(readers, Some(readers.take()?)),
             None => ReadFrom::Writer(self.writer().await?),
         }))
     }
 
+    /// Runs `work` on a connection to read with.
+    async fn read<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        work(&*self.reader().await?)
+    }
+
     /// Closes the writing connection (after the writes queued before it)
-    /// and the read pool; every later use of the store, or of a clone,
-    /// fails with [`StoreError::Closed`].
+    /// and the read connections; every later use of the store, or of a
+    /// clone, fails with [`StoreError::Closed`].
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -291,13 +466,17 @@ impl SqliteStore {
     /// # });
     /// ```
     pub async fn close(&self) {
-        if let Some(conn) = self.writer.lock().await.take() {
-            // Closing fails only if the connection is broken, which leaves
-            // nothing to close.
-            let _ = conn.close().await;
-        }
-        if let Some(pool) = &self.reader {
-            pool.close().await;
+        // Dropping a connection closes it; one that fails to close is
+        // already broken, which leaves nothing to close.
+        drop(self.writer.lock().await.take());
+        if let Some(readers) = &self.readers {
+            drop(
+                readers
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
         }
     }
 
@@ -315,6 +494,137 @@ impl SqliteStore {
     pub fn path(&self) -> PathBuf {
         self.path.to_path_buf()
     }
+
+    /// The migrations this build carries, oldest first, each with when this
+    /// database applied it (`None`: pending). Applies nothing.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::{Store, sqlite::SqliteStore};
+    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    /// assert!(store.migration_status().await.unwrap()[0].applied_at.is_none());
+    /// store.migrate().await.unwrap();
+    /// assert!(store.migration_status().await.unwrap()[0].applied_at.is_some());
+    /// # });
+    /// ```
+    pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
+        let applied = self.read(migrations::applied).await?;
+        Ok(migrations::MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied_at: applied
+                    .iter()
+                    .find(|done| done.version == m.version)
+                    .and_then(|done| {
+                        chrono::NaiveDateTime::parse_from_str(
+                            &done.installed_on,
+                            "%Y-%m-%d %H:%M:%S",
+                        )
+                        .ok()
+                        .map(|at| at.and_utc())
+                    }),
+            })
+            .collect())
+    }
+}
+
+/// The schema's migrations, kept in the `_sqlx_migrations` table in the
+/// same form as PostgreSQL's and MariaDB's, so `migrate:status` reads one
+/// history everywhere.
+mod migrations {
+    use rusqlite::Connection;
+    use sqlx::migrate::{MigrateError, Migrator};
+
+    use super::StoreError;
+
+    /// Every migration this build carries.
+    pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+    /// The table of applied migrations.
+    const TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+        version BIGINT PRIMARY KEY,
+        description TEXT NOT NULL,
+        installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        success BOOLEAN NOT NULL,
+        checksum BLOB NOT NULL,
+        execution_time BIGINT NOT NULL
+    )";
+
+    /// One row of the table.
+    pub(super) struct Applied {
+        pub(super) version: i64,
+        pub(super) installed_on: String,
+        success: bool,
+        checksum: Vec<u8>,
+    }
+
+    /// The migrations this database has applied (none without the table).
+    pub(super) fn applied(conn: &Connection) -> Result<Vec<Applied>, StoreError> {
+        let has_table: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has_table {
+            return Ok(Vec::new());
+        }
+        let mut select = conn.prepare(
+            "SELECT version, installed_on, success, checksum FROM _sqlx_migrations ORDER BY version",
+        )?;
+        let rows = select.query_map([], |row| {
+            Ok(Applied {
+                version: row.get(0)?,
+                installed_on: row.get(1)?,
+                success: row.get(2)?,
+                checksum: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Applies every pending migration on `conn`, which is in a transaction
+    /// holding the write lock, after checking the applied ones are this
+    /// build's, unchanged and complete.
+    pub(super) fn apply(conn: &Connection) -> Result<(), StoreError> {
+        conn.execute_batch(TABLE)?;
+        let applied = applied(conn)?;
+        for done in &applied {
+            if !done.success {
+                return Err(MigrateError::Dirty(done.version).into());
+            }
+            match MIGRATOR.iter().find(|m| m.version == done.version) {
+                None => return Err(MigrateError::VersionMissing(done.version).into()),
+                Some(m) if *m.checksum != *done.checksum => {
+                    return Err(MigrateError::VersionMismatch(done.version).into());
+                }
+                Some(_) => {}
+            }
+        }
+        for migration in MIGRATOR.iter() {
+            if migration.migration_type.is_down_migration()
+                || applied.iter().any(|done| done.version == migration.version)
+            {
+                continue;
+            }
+            let start = std::time::Instant::now();
+            conn.execute_batch(&migration.sql)?;
+            let nanos = i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX);
+            conn.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (?1, ?2, TRUE, ?3, ?4)",
+                rusqlite::params![
+                    migration.version,
+                    &*migration.description,
+                    &*migration.checksum,
+                    nanos
+                ],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// One entry of the `errors` JSON array, as text.
@@ -322,65 +632,93 @@ fn error_entry(attempt: u32, at: DateTime<Utc>, error: &str) -> String {
     serde_json::json!({ "attempt": attempt, "at": at, "error": error }).to_string()
 }
 
+/// The columns [`record`] reads, in its order.
 const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
     available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
     unique_key";
 
-fn record(row: &SqliteRow) -> Result<JobRecord, StoreError> {
-    let id: JobId = row.try_get("id")?;
-    let state: String = row.try_get("state")?;
-    let errors: String = row.try_get("errors")?;
-    Ok(JobRecord {
-        id,
-        job_type: row.try_get("type")?,
-        queue: row.try_get("queue")?,
-        payload: row.try_get("payload")?,
-        state: state
-            .parse()
-            .map_err(|e: crate::job::UnknownState| StoreError::Corrupt {
-                id,
-                reason: e.to_string(),
-            })?,
-        priority: row.try_get("priority")?,
-        attempts: to_u32(id, "attempts", row.try_get::<i64, _>("attempts")?)?,
-        max_attempts: to_u32(id, "max_attempts", row.try_get::<i64, _>("max_attempts")?)?,
-        available_at: from_micros(id, row.try_get("available_at")?)?,
-        created_at: from_micros(id, row.try_get("created_at")?)?,
-        started_at: optional_time(id, row.try_get("started_at")?)?,
-        finished_at: optional_time(id, row.try_get("finished_at")?)?,
-        locked_by: row.try_get("locked_by")?,
-        locked_until: optional_time(id, row.try_get("locked_until")?)?,
-        last_error: row.try_get("last_error")?,
-        errors: serde_json::from_str::<Vec<AttemptError>>(&errors).map_err(|e| {
-            StoreError::Corrupt {
-                id,
-                reason: format!("error history: {e}"),
-            }
-        })?,
-        unique_key: row.try_get("unique_key")?,
-    })
+/// A row of [`RECORD_COLUMNS`] as it is stored.
+struct StoredRecord {
+    id: JobId,
+    job_type: String,
+    queue: String,
+    payload: String,
+    state: String,
+    priority: i32,
+    attempts: i64,
+    max_attempts: i64,
+    available_at: i64,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    locked_by: Option<String>,
+    locked_until: Option<i64>,
+    last_error: Option<String>,
+    errors: String,
+    unique_key: Option<String>,
 }
 
-fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
-    let id: JobId = row.try_get("id")?;
-    Ok(ClaimedJob {
-        id,
-        job_type: row.try_get("type")?,
-        queue: row.try_get("queue")?,
-        payload: row.try_get("payload")?,
-        priority: row.try_get("priority")?,
-        attempt: to_u32(id, "attempts", row.try_get::<i64, _>("attempts")?)?,
-        max_attempts: to_u32(id, "max_attempts", row.try_get::<i64, _>("max_attempts")?)?,
-    })
+impl StoredRecord {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            job_type: row.get(1)?,
+            queue: row.get(2)?,
+            payload: row.get(3)?,
+            state: row.get(4)?,
+            priority: row.get(5)?,
+            attempts: row.get(6)?,
+            max_attempts: row.get(7)?,
+            available_at: row.get(8)?,
+            created_at: row.get(9)?,
+            started_at: row.get(10)?,
+            finished_at: row.get(11)?,
+            locked_by: row.get(12)?,
+            locked_until: row.get(13)?,
+            last_error: row.get(14)?,
+            errors: row.get(15)?,
+            unique_key: row.get(16)?,
+        })
+    }
+
+    /// The job it stores, or why it cannot be read.
+    fn record(self) -> Result<JobRecord, StoreError> {
+        let id = self.id;
+        let corrupt = |reason: String| StoreError::Corrupt { id, reason };
+        Ok(JobRecord {
+            id,
+            state: self
+                .state
+                .parse()
+                .map_err(|e: crate::job::UnknownState| corrupt(e.to_string()))?,
+            job_type: self.job_type,
+            queue: self.queue,
+            payload: self.payload,
+            priority: self.priority,
+            attempts: to_u32(id, "attempts", self.attempts)?,
+            max_attempts: to_u32(id, "max_attempts", self.max_attempts)?,
+            available_at: from_micros(id, self.available_at)?,
+            created_at: from_micros(id, self.created_at)?,
+            started_at: optional_time(id, self.started_at)?,
+            finished_at: optional_time(id, self.finished_at)?,
+            locked_by: self.locked_by,
+            locked_until: optional_time(id, self.locked_until)?,
+            last_error: self.last_error,
+            errors: serde_json::from_str::<Vec<AttemptError>>(&self.errors)
+                .map_err(|e| corrupt(format!("error history: {e}")))?,
+            unique_key: self.unique_key,
+        })
+    }
 }
 
 /// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
-/// application's own transaction and the jobs exist if and only if it commits.
+/// application's own transaction and the jobs exist if and only if it
+/// commits. Returns their ids in order; a job whose unique key a live job
+/// holds is not stored, and that job's id stands in for it.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
-/// use sqlx::Connection;
 /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
 /// store.migrate().await.unwrap();
 /// let now = chrono::Utc::now();
@@ -389,101 +727,138 @@ fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
 /// };
 /// let mut conn = store.writer().await.unwrap();
-/// let mut tx = conn.begin().await.unwrap();
-/// let ids = insert_in(&mut tx, &[job]).await.unwrap();
-/// tx.rollback().await.unwrap();
+/// let tx = conn.transaction().unwrap();
+/// let ids = insert_in(&tx, &[job]).unwrap();
+/// tx.rollback().unwrap();
 /// drop(conn);
 /// assert!(store.get(ids[0]).await.unwrap().is_none());
 /// # });
 /// ```
-pub async fn insert_in(
-    conn: &mut SqliteConnection,
-    jobs: &[NewJob],
-) -> Result<Vec<JobId>, StoreError> {
-    let mut ids = Vec::with_capacity(jobs.len());
-    if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
-        for job in jobs {
-            ids.push(insert_one(conn, job).await?);
-        }
-        return Ok(ids);
+pub fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+    if jobs.len() > 1 && jobs.iter().all(|job| job.unique_key.is_none()) {
+        return insert_rows(conn, jobs);
     }
-    for chunk in jobs.chunks(INSERT_CHUNK) {
-        let mut query = QueryBuilder::new(
-            "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) ",
-        );
-        query.push_values(chunk, |mut row, job| {
-            row.push_bind(&job.job_type)
-                .push_bind(&job.queue)
-                .push_bind(&job.payload)
-                .push_bind(job.priority)
-                .push_bind(job.max_attempts)
-                .push_bind(micros(job.available_at))
-                .push_bind(micros(job.created_at));
-        });
-        query.push(" RETURNING id");
-        let mut chunk_ids: Vec<JobId> = query.build_query_scalar().fetch_all(&mut *conn).await?;
-        // Rows are inserted in order with increasing ids; RETURNING's order is unspecified.
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
-    }
-    Ok(ids)
-}
-
-/// Inserts one job; with a unique key held by a live job, returns that job's id instead.
-async fn insert_one(conn: &mut SqliteConnection, job: &NewJob) -> Result<JobId, StoreError> {
     const INSERT: &str = "INSERT INTO jobs \
             (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
-        DO NOTHING RETURNING id";
+        DO NOTHING";
     const EXISTING: &str = "SELECT id FROM jobs \
         WHERE unique_key = ? AND state IN ('pending', 'started')";
-    let inserted = sqlx::query_scalar(INSERT)
-        .bind(&job.job_type)
-        .bind(&job.queue)
-        .bind(&job.payload)
-        .bind(job.priority)
-        .bind(job.max_attempts)
-        .bind(micros(job.available_at))
-        .bind(micros(job.created_at))
-        .bind(&job.unique_key)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match inserted {
-        Some(id) => Ok(id),
-        // SQLite has one writer, so the conflicting row cannot change in between.
-        None => Ok(sqlx::query_scalar(EXISTING)
-            .bind(&job.unique_key)
-            .fetch_one(&mut *conn)
-            .await?),
+    let mut insert = conn.prepare_cached(INSERT)?;
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let inserted = insert.execute(params![
+            job.job_type,
+            job.queue,
+            job.payload,
+            job.priority,
+            job.max_attempts,
+            micros(job.available_at),
+            micros(job.created_at),
+            job.unique_key,
+        ])?;
+        ids.push(if inserted == 1 {
+            conn.last_insert_rowid()
+        } else {
+            // SQLite has one writer, so the conflicting row cannot change in between.
+            conn.prepare_cached(EXISTING)?
+                .query_row([&job.unique_key], |row| row.get(0))?
+        });
     }
+    Ok(ids)
+}
+
+/// Jobs per statement in a bulk insert: 7 bound values each, well under
+/// SQLite's limit of 32,766 per statement.
+const INSERT_CHUNK: usize = 1_000;
+
+/// The multi-row INSERT of `rows` jobs without unique keys, answering their ids.
+fn insert_rows_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 {
+            "(?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?)"
+        });
+    }
+    sql.push_str(" RETURNING id");
+    sql
+}
+
+/// Inserts jobs without unique keys, [`INSERT_CHUNK`] to a statement: many
+/// rows to a statement cost SQLite far less than a statement per row.
+fn insert_rows(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+    static FULL_CHUNK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let mut ids = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        let times: Vec<[i64; 2]> = chunk
+            .iter()
+            .map(|job| [micros(job.available_at), micros(job.created_at)])
+            .collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 7);
+        for (job, [available_at, created_at]) in chunk.iter().zip(&times) {
+            values.extend([
+                &job.job_type as &dyn rusqlite::ToSql,
+                &job.queue,
+                &job.payload,
+                &job.priority,
+                &job.max_attempts,
+                available_at,
+                created_at,
+            ]);
+        }
+        let start = ids.len();
+        // Full chunks share one prepared statement; the last, shorter one
+        // is prepared for its one use.
+        let (mut cached, mut once);
+        let insert: &mut rusqlite::Statement<'_> = if chunk.len() == INSERT_CHUNK {
+            cached =
+                conn.prepare_cached(FULL_CHUNK.get_or_init(|| insert_rows_sql(INSERT_CHUNK)))?;
+            &mut cached
+        } else {
+            once = conn.prepare(&insert_rows_sql(chunk.len()))?;
+            &mut once
+        };
+        let mut rows = insert.query(values.as_slice())?;
+        while let Some(row) = rows.next()? {
+            ids.push(row.get(0)?);
+        }
+        // Rows are inserted in order with increasing ids; RETURNING's order is unspecified.
+        ids[start..].sort_unstable();
+    }
+    Ok(ids)
+}
+
+/// Rows changed by the last statement, as the contract counts them.
+fn changed(rows: usize) -> u64 {
+    u64::try_from(rows).unwrap_or(u64::MAX)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        // SQLite has no advisory lock: hold the write lock for the whole run,
-        // so a second instance migrating at once waits, then finds it done.
-        let mut conn = self.writer().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run_direct(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        // SQLite has no advisory lock: the transaction holds the write lock
+        // for the whole run, so a second instance migrating at once waits,
+        // then finds it done.
+        self.transaction(|tx| long(|| migrations::apply(tx))).await
     }
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
-        let mut conn = self.writer().await?;
         if let [job] = jobs {
             if job.unique_key.is_none() {
-                return Ok(vec![insert_one(&mut conn, job).await?]);
+                // One statement commits on its own, without BEGIN and COMMIT.
+                return self.write(|conn| insert_in(conn, jobs)).await;
             }
         }
-        let mut tx = conn.begin().await?;
-        let ids = insert_in(&mut tx, jobs).await?;
-        tx.commit().await?;
-        Ok(ids)
+        if jobs.len() > LONG_INSERT {
+            self.transaction(|tx| long(|| insert_in(tx, jobs))).await
+        } else {
+            self.transaction(|tx| insert_in(tx, jobs)).await
+        }
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
@@ -494,26 +869,63 @@ impl Store for SqliteStore {
                     AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
                 ORDER BY priority DESC, available_at, id LIMIT ?5) \
             RETURNING id, type, queue, payload, priority, attempts, max_attempts";
-        let rows = sqlx::query(CLAIM)
-            .bind(micros(request.now))
-            .bind(request.worker)
-            .bind(micros(request.lease_until))
-            .bind(request.queue)
-            .bind(request.limit)
-            .fetch_all(&mut *self.writer().await?)
+        let stored = self
+            .write(|conn| {
+                let mut claim = conn.prepare_cached(CLAIM)?;
+                let rows = claim.query_map(
+                    params![
+                        micros(request.now),
+                        request.worker,
+                        micros(request.lease_until),
+                        request.queue,
+                        request.limit,
+                    ],
+                    |row| {
+                        Ok((
+                            row.get::<_, JobId>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, i32>(4)?,
+                            row.get::<_, i64>(5)?,
+                            row.get::<_, i64>(6)?,
+                        ))
+                    },
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
             .await?;
-        let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = stored
+            .into_iter()
+            .map(
+                |(id, job_type, queue, payload, priority, attempts, max_attempts)| {
+                    Ok(ClaimedJob {
+                        id,
+                        job_type,
+                        queue,
+                        payload,
+                        priority,
+                        attempt: to_u32(id, "attempts", attempts)?,
+                        max_attempts: to_u32(id, "max_attempts", max_attempts)?,
+                    })
+                },
+            )
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING's order is unspecified.
         jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
         Ok(jobs)
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(available_at) FROM jobs WHERE state = 'pending' AND queue = ?",
-        )
-        .bind(queue)
-        .fetch_one(&mut *self.reader().await?)
-        .await?;
+        let at: Option<i64> = self
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT MIN(available_at) FROM jobs WHERE state = 'pending' AND queue = ?",
+                    )?
+                    .query_row([queue], |row| row.get(0))?)
+            })
+            .await?;
         optional_time(0, at)
     }
 
@@ -544,38 +956,43 @@ impl Store for SqliteStore {
             .filter(|c| c.outcome == Outcome::Finished)
             .map(|c| (c.id, c.attempt))
             .collect();
-        let mut applied = 0;
-        let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        if !finished.is_empty() {
-            let ids = serde_json::to_string(&finished).unwrap_or_else(|_| "[]".into());
-            applied += sqlx::query(FINISH)
-                .bind(micros(now))
-                .bind(ids)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let finished = (!finished.is_empty())
+            .then(|| serde_json::to_string(&finished).unwrap_or_else(|_| "[]".into()));
+        let ended: Vec<(&Completion, &str, DateTime<Utc>, &String)> = completions
+            .iter()
+            .filter_map(|completion| match &completion.outcome {
+                Outcome::Finished => None,
+                Outcome::Retry { at, error } => Some((completion, RETRY, *at, error)),
+                Outcome::Failed { error } => Some((completion, FAIL, now, error)),
+            })
+            .collect();
+        let write = |conn: &Connection| -> Result<u64, StoreError> {
+            let mut applied = 0;
+            if let Some(ids) = &finished {
+                applied += changed(conn.prepare_cached(FINISH)?.execute(params![
+                    micros(now),
+                    ids,
+                    worker
+                ])?);
+            }
+            for (completion, sql, at, error) in &ended {
+                applied += changed(conn.prepare_cached(sql)?.execute(params![
+                    micros(*at),
+                    error,
+                    error_entry(completion.attempt, now, error),
+                    completion.id,
+                    completion.attempt,
+                    worker,
+                ])?);
+            }
+            Ok(applied)
+        };
+        if ended.is_empty() {
+            // One statement commits on its own, without BEGIN and COMMIT.
+            self.write(|conn| write(conn)).await
+        } else {
+            self.transaction(|tx| write(tx)).await
         }
-        for completion in completions {
-            let (sql, at, error) = match &completion.outcome {
-                Outcome::Finished => continue,
-                Outcome::Retry { at, error } => (RETRY, *at, error),
-                Outcome::Failed { error } => (FAIL, now, error),
-            };
-            applied += sqlx::query(sql)
-                .bind(micros(at))
-                .bind(error)
-                .bind(error_entry(completion.attempt, now, error))
-                .bind(completion.id)
-                .bind(completion.attempt)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(applied)
     }
 
     async fn extend_leases(
@@ -585,30 +1002,31 @@ impl Store for SqliteStore {
         until: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         // The same per-claim guard and plan as finishing a batch in `complete`.
-        let done = sqlx::query(
-            "UPDATE jobs SET locked_until = ?1 \
+        const EXTEND: &str = "UPDATE jobs SET locked_until = ?1 \
              FROM (SELECT value ->> 0 AS cid, value ->> 1 AS cattempt FROM json_each(?2)) AS c \
              WHERE jobs.id = c.cid AND +jobs.attempts = c.cattempt \
-                AND +jobs.state = 'started' AND +jobs.locked_by = ?3",
-        )
-        .bind(micros(until))
-        .bind(serde_json::to_string(claims).unwrap_or_else(|_| "[]".into()))
-        .bind(worker)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(done.rows_affected())
+                AND +jobs.state = 'started' AND +jobs.locked_by = ?3";
+        let claims = serde_json::to_string(claims).unwrap_or_else(|_| "[]".into());
+        self.write(|conn| {
+            Ok(changed(conn.prepare_cached(EXTEND)?.execute(params![
+                micros(until),
+                claims,
+                worker
+            ])?))
+        })
+        .await
     }
 
     async fn release(&self, worker: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                locked_by = NULL, locked_until = NULL \
-             WHERE state = 'started' AND locked_by = ?1",
-        )
-        .bind(worker)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(done.rows_affected())
+        self.write(|conn| {
+            Ok(changed(conn.execute(
+                "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+                    locked_by = NULL, locked_until = NULL \
+                 WHERE state = 'started' AND locked_by = ?1",
+                [worker],
+            )?))
+        })
+        .await
     }
 
     async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError> {
@@ -626,72 +1044,116 @@ impl Store for SqliteStore {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let ids = sqlx::query_scalar(RESCUE)
-            .bind(micros(now))
-            .bind(at)
-            .fetch_all(&mut *self.writer().await?)
-            .await?;
-        Ok(ids)
+        self.write(|conn| {
+            long(|| {
+                let mut rescue = conn.prepare_cached(RESCUE)?;
+                let ids = rescue.query_map(params![micros(now), at], |row| row.get(0))?;
+                Ok(ids.collect::<Result<Vec<JobId>, _>>()?)
+            })
+        })
+        .await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&mut *self.reader().await?)
+        let stored = self
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"))?
+                    .query_row([id], StoredRecord::read)
+                    .optional()?)
+            })
             .await?;
-        row.as_ref().map(record).transpose()
+        stored.map(StoredRecord::record).transpose()
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs"));
-        push_filter(&mut query, filter);
-        let rows = query.build().fetch_all(&mut *self.reader().await?).await?;
-        rows.iter().map(record).collect()
+        let (terms, limit) = filter_terms(filter);
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1");
+        let mut values = Vec::with_capacity(terms.len() + 1);
+        for (comparison, value) in terms {
+            sql.push_str(" AND ");
+            sql.push_str(comparison);
+            sql.push('?');
+            values.push(match value {
+                FilterValue::Text(text) => Value::Text(text.to_owned()),
+                FilterValue::Id(id) => Value::Integer(id),
+            });
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        values.push(Value::Integer(limit));
+        let stored = self
+            .read(|conn| {
+                long(|| {
+                    let mut list = conn.prepare_cached(&sql)?;
+                    let rows = list.query_map(params_from_iter(values), StoredRecord::read)?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+            })
+            .await?;
+        stored.into_iter().map(StoredRecord::record).collect()
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT q.queue AS queue, COALESCE(d.n, 0) AS n, d.oldest AS oldest, \
-                    COALESCE(p.paused, 0) AS paused \
-             FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ?1 \
-                   UNION SELECT name FROM queues) AS q \
-             LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
-                        WHERE state = 'pending' AND available_at <= ?1 GROUP BY queue) AS d \
-                    ON d.queue = q.queue \
-             LEFT JOIN queues AS p ON p.name = q.queue \
-             ORDER BY q.queue",
-        )
-        .bind(micros(now))
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let n: i64 = row.try_get("n")?;
+        let rows = self
+            .read(|conn| {
+                long(|| {
+                    let mut stats = conn.prepare_cached(
+                        "SELECT q.queue, COALESCE(d.n, 0), d.oldest, COALESCE(p.paused, 0) \
+                         FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ?1 \
+                               UNION SELECT name FROM queues) AS q \
+                         LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
+                                    WHERE state = 'pending' AND available_at <= ?1 GROUP BY queue) AS d \
+                                ON d.queue = q.queue \
+                         LEFT JOIN queues AS p ON p.name = q.queue \
+                         ORDER BY q.queue",
+                    )?;
+                    let rows = stats.query_map([micros(now)], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, Option<i64>>(2)?,
+                            row.get::<_, i64>(3)?,
+                        ))
+                    })?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(queue, due, oldest, paused)| {
                 Ok(QueueStats {
-                    queue: row.try_get("queue")?,
-                    due: from_count(n),
-                    oldest_due_at: optional_time(0, row.try_get("oldest")?)?,
-                    paused: row.try_get::<i64, _>("paused")? == 1,
+                    queue,
+                    due: from_count(due),
+                    oldest_due_at: optional_time(0, oldest)?,
+                    paused: paused == 1,
                 })
             })
             .collect()
     }
 
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT finished_at / 60000000 AS minute, \
-                    SUM(state = 'finished') AS finished, SUM(state = 'failed') AS failed \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
-             GROUP BY minute ORDER BY minute",
-        )
-        .bind(micros(since))
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let minute: i64 = row.try_get("minute")?;
-                let finished: i64 = row.try_get("finished")?;
-                let failed: i64 = row.try_get("failed")?;
+        let rows = self
+            .read(|conn| {
+                long(|| {
+                    let mut minutes = conn.prepare_cached(
+                        "SELECT finished_at / 60000000 AS minute, \
+                                SUM(state = 'finished'), SUM(state = 'failed') \
+                         FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
+                         GROUP BY minute ORDER BY minute",
+                    )?;
+                    let rows = minutes.query_map([micros(since)], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    })?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(minute, finished, failed)| {
                 Ok(MinuteCount {
                     minute: from_micros(0, minute.saturating_mul(60_000_000))?,
                     finished: from_count(finished),
@@ -707,24 +1169,25 @@ impl Store for SqliteStore {
         paused: bool,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
-        )
-        .bind(queue)
-        .bind(paused)
-        .bind(micros(now))
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(())
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+                params![queue, paused, micros(now)],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state <> 'started'")
-            .bind(id)
-            .execute(&mut *self.writer().await?)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.write(|conn| {
+            Ok(conn.execute(
+                "DELETE FROM jobs WHERE id = ?1 AND state <> 'started'",
+                [id],
+            )? == 1)
+        })
+        .await
     }
 
     async fn try_lease(
@@ -734,19 +1197,21 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let held: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                WHERE leases.holder = excluded.holder OR leases.until < ?4 \
-             RETURNING holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(micros(until))
-        .bind(micros(now))
-        .fetch_optional(&mut *self.writer().await?)
-        .await?;
-        Ok(held.is_some())
+        self.write(|conn| {
+            let held: Option<String> = conn
+                .prepare_cached(
+                    "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                        WHERE leases.holder = excluded.holder OR leases.until < ?4 \
+                     RETURNING holder",
+                )?
+                .query_row(params![name, holder, micros(until), micros(now)], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            Ok(held.is_some())
+        })
+        .await
     }
 
     async fn publish_concurrency(
@@ -755,23 +1220,27 @@ impl Store for SqliteStore {
         rows: &[super::WorkerConcurrency],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        super::concurrency::sqlite::publish(&mut *self.writer().await?, worker, rows, now).await
+        self.transaction(|tx| super::concurrency::sqlite::publish(tx, worker, rows, now))
+            .await
     }
 
     async fn worker_concurrency(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
-        super::concurrency::sqlite::live(&mut *self.reader().await?, now).await
+        self.read(|conn| super::concurrency::sqlite::live(conn, now))
+            .await
     }
 
     async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leases WHERE name = ?1 AND holder = ?2")
-            .bind(name)
-            .bind(holder)
-            .execute(&mut *self.writer().await?)
-            .await?;
-        Ok(())
+        self.write(|conn| {
+            conn.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                [name, holder],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn take_tick(
@@ -780,142 +1249,177 @@ impl Store for SqliteStore {
         fire_at: DateTime<Utc>,
         job: Option<&NewJob>,
     ) -> Result<Tick, StoreError> {
-        let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        let taken = sqlx::query(
-            "INSERT INTO schedules (name, last_fire_at) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
-                WHERE schedules.last_fire_at < excluded.last_fire_at",
-        )
-        .bind(name)
-        .bind(micros(fire_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if taken == 0 {
-            return Ok(Tick::Lost);
-        }
-        let Some(job) = job else {
-            tx.commit().await?;
-            return Ok(Tick::Passed);
-        };
-        let id = insert_one(&mut tx, job).await?;
-        sqlx::query("UPDATE schedules SET last_job_id = ?1 WHERE name = ?2")
-            .bind(id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Tick::Dispatched(id))
+        self.transaction(|tx| {
+            let taken = tx.execute(
+                "INSERT INTO schedules (name, last_fire_at) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
+                    WHERE schedules.last_fire_at < excluded.last_fire_at",
+                params![name, micros(fire_at)],
+            )?;
+            if taken == 0 {
+                return Ok(Tick::Lost);
+            }
+            let Some(job) = job else {
+                return Ok(Tick::Passed);
+            };
+            let ids = insert_in(tx, std::slice::from_ref(job))?;
+            let id = ids.first().copied().unwrap_or_default();
+            tx.execute(
+                "UPDATE schedules SET last_job_id = ?1 WHERE name = ?2",
+                params![id, name],
+            )?;
+            Ok(Tick::Dispatched(id))
+        })
+        .await
     }
 
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name")
-                .fetch_all(&mut *self.reader().await?)
-                .await?;
-        rows.iter()
-            .map(|row| {
+        let rows = self
+            .read(|conn| {
+                let mut states = conn.prepare_cached(
+                    "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name",
+                )?;
+                let rows = states.query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<JobId>>(2)?,
+                    ))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(name, last_fire_at, last_job_id)| {
                 Ok(ScheduleState {
-                    name: row.try_get("name")?,
-                    last_fire_at: from_micros(0, row.try_get("last_fire_at")?)?,
-                    last_job_id: row.try_get("last_job_id")?,
+                    name,
+                    last_fire_at: from_micros(0, last_fire_at)?,
+                    last_job_id,
                 })
             })
             .collect()
     }
 
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT type, SUM(state = 'finished') AS finished, SUM(state = 'failed') AS failed \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
-             GROUP BY type ORDER BY type",
-        )
-        .bind(micros(since))
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let finished: i64 = row.try_get("finished")?;
-                let failed: i64 = row.try_get("failed")?;
-                Ok(TypeOutcomes {
-                    job_type: row.try_get("type")?,
-                    finished: from_count(finished),
-                    failed: from_count(failed),
-                })
+        self.read(|conn| {
+            long(|| {
+                let mut outcomes = conn.prepare_cached(
+                    "SELECT type, SUM(state = 'finished'), SUM(state = 'failed') \
+                     FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
+                     GROUP BY type ORDER BY type",
+                )?;
+                let rows = outcomes.query_map([micros(since)], |row| {
+                    Ok(TypeOutcomes {
+                        job_type: row.get(0)?,
+                        finished: from_count(row.get(1)?),
+                        failed: from_count(row.get(2)?),
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
-            .collect()
+        })
+        .await
     }
 
     async fn open_alert(&self, alert: &NewAlert) -> Result<Option<AlertRecord>, StoreError> {
-        let id: Option<AlertId> = sqlx::query_scalar(
-            "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (open_key) DO NOTHING RETURNING id",
-        )
-        .bind(&alert.rule)
-        .bind(&alert.subject)
-        .bind(&alert.summary)
-        .bind(micros(alert.fired_at))
-        .bind(open_key(alert))
-        .fetch_optional(&mut *self.writer().await?)
-        .await?;
+        let key = open_key(alert);
+        let id: Option<AlertId> = self
+            .write(|conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (open_key) DO NOTHING RETURNING id",
+                    )?
+                    .query_row(
+                        params![
+                            alert.rule,
+                            alert.subject,
+                            alert.summary,
+                            micros(alert.fired_at),
+                            key
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()?)
+            })
+            .await?;
         Ok(id.map(|id| opened(id, alert)))
     }
 
     async fn resolve_alert(&self, id: AlertId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE alerts SET resolved_at = ?1, open_key = NULL \
-             WHERE id = ?2 AND resolved_at IS NULL",
-        )
-        .bind(micros(at))
-        .bind(id)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.write(|conn| {
+            Ok(conn.execute(
+                "UPDATE alerts SET resolved_at = ?1, open_key = NULL \
+                 WHERE id = ?2 AND resolved_at IS NULL",
+                params![micros(at), id],
+            )? == 1)
+        })
+        .await
     }
 
     async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
         const COLUMNS: &str =
             "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
-        let mut conn = self.reader().await?;
-        let mut rows = sqlx::query(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))
-            .fetch_all(&mut *conn)
+        let rows = self
+            .read(|conn| {
+                let read = |row: &Row<'_>| {
+                    Ok((
+                        row.get::<_, AlertId>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, Option<i64>>(5)?,
+                    ))
+                };
+                let mut open =
+                    conn.prepare_cached(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))?;
+                let mut rows = open.query_map([], read)?.collect::<Result<Vec<_>, _>>()?;
+                let mut recent = conn.prepare_cached(&format!(
+                    "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?1"
+                ))?;
+                for row in recent.query_map([resolved], read)? {
+                    rows.push(row?);
+                }
+                Ok(rows)
+            })
             .await?;
-        rows.extend(
-            sqlx::query(&format!(
-                "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?1"
-            ))
-            .bind(resolved)
-            .fetch_all(&mut *conn)
-            .await?,
-        );
-        rows.iter()
-            .map(|row| {
-                let id: AlertId = row.try_get("id")?;
+        rows.into_iter()
+            .map(|(id, rule, subject, summary, fired_at, resolved_at)| {
                 Ok(AlertRecord {
                     id,
-                    rule: row.try_get("rule")?,
-                    subject: row.try_get("subject")?,
-                    summary: row.try_get("summary")?,
-                    fired_at: from_micros(id, row.try_get("fired_at")?)?,
-                    resolved_at: optional_time(id, row.try_get("resolved_at")?)?,
+                    rule,
+                    subject,
+                    summary,
+                    fired_at: from_micros(id, fired_at)?,
+                    resolved_at: optional_time(id, resolved_at)?,
                 })
             })
             .collect()
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state",
-        )
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let state: String = row.try_get("state")?;
-                let count: i64 = row.try_get("n")?;
+        let rows = self
+            .read(|conn| {
+                long(|| {
+                    let mut counts = conn.prepare_cached(
+                        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER BY queue, state",
+                    )?;
+                    let rows = counts.query_map([], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    })?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(queue, state, count)| {
                 Ok(StateCount {
-                    queue: row.try_get("queue")?,
+                    queue,
                     state: state.parse().map_err(|e: crate::job::UnknownState| {
                         StoreError::Corrupt {
                             id: 0,
@@ -929,14 +1433,13 @@ impl Store for SqliteStore {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'pending'",
-        )
-        .bind(micros(now))
-        .bind(id)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.write(|conn| {
+            Ok(conn.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'pending'",
+                params![micros(now), id],
+            )? == 1)
+        })
+        .await
     }
 
     async fn retry(
@@ -945,17 +1448,15 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         extra_attempts: u32,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
-                max_attempts = attempts + ?2 \
-             WHERE id = ?3 AND state IN ('failed', 'cancelled')",
-        )
-        .bind(micros(now))
-        .bind(extra_attempts.max(1))
-        .bind(id)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.write(|conn| {
+            Ok(conn.execute(
+                "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
+                    max_attempts = attempts + ?2 \
+                 WHERE id = ?3 AND state IN ('failed', 'cancelled')",
+                params![micros(now), extra_attempts.max(1), id],
+            )? == 1)
+        })
+        .await
     }
 
     async fn prune(
@@ -964,62 +1465,71 @@ impl Store for SqliteStore {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-                WHERE state = ?1 AND finished_at < ?2 LIMIT ?3)",
-        )
-        .bind(state.as_str())
-        .bind(micros(before))
-        .bind(limit)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(done.rows_affected())
+        self.write(|conn| {
+            long(|| {
+                Ok(changed(conn.execute(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                        WHERE state = ?1 AND finished_at < ?2 LIMIT ?3)",
+                    params![state.as_str(), micros(before), limit],
+                )?))
+            })
+        })
+        .await
     }
 }
 
-impl SqliteStore {
-    /// The migrations this build carries, oldest first, each with when this
-    /// database applied it (`None`: pending). Applies nothing.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use hopper::store::{Store, sqlite::SqliteStore};
-    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// assert!(store.migration_status().await.unwrap()[0].applied_at.is_none());
-    /// store.migrate().await.unwrap();
-    /// assert!(store.migration_status().await.unwrap()[0].applied_at.is_some());
-    /// # });
-    /// ```
-    pub async fn migration_status(&self) -> Result<Vec<super::MigrationStatus>, StoreError> {
-        let migrator = sqlx::migrate!("./migrations/sqlite");
-        let mut conn = self.reader().await?;
-        let has_table: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        let applied: Vec<(i64, String)> = if has_table > 0 {
-            sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
-                .fetch_all(&mut *conn)
-                .await?
-        } else {
-            Vec::new()
+/// Whether SQLite refused a statement because another connection holds the
+/// lock it needs ("database is locked").
+pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(ErrorCode::DatabaseBusy))
+}
+
+/// Whether SQLite refused a write because a unique index holds its key.
+pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == SQLITE_CONSTRAINT_UNIQUE)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::OpenFlags;
+
+    use super::Location;
+
+    #[test]
+    fn urls_name_a_file_or_memory() {
+        let read_write = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let file = |path: &str, flags| Location::File {
+            path: path.into(),
+            flags,
         };
-        Ok(migrator
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .map(|m| super::MigrationStatus {
-                version: m.version,
-                description: m.description.to_string(),
-                applied_at: applied
-                    .iter()
-                    .find(|(version, _)| *version == m.version)
-                    .and_then(|(_, at)| {
-                        chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S")
-                            .ok()
-                            .map(|at| at.and_utc())
-                    }),
-            })
-            .collect())
+        let create = read_write | OpenFlags::SQLITE_OPEN_CREATE;
+        assert_eq!(Location::parse("sqlite::memory:"), Ok(Location::Memory));
+        assert_eq!(
+            Location::parse("sqlite://x.db?mode=memory"),
+            Ok(Location::Memory)
+        );
+        assert_eq!(
+            Location::parse("sqlite://storage/hopper.db"),
+            Ok(file("storage/hopper.db", create))
+        );
+        assert_eq!(
+            Location::parse("sqlite:///tmp/x.db?mode=rw"),
+            Ok(file("/tmp/x.db", read_write))
+        );
+        assert_eq!(
+            Location::parse("sqlite:jobs.db"),
+            Ok(file("jobs.db", create))
+        );
+        assert_eq!(
+            Location::parse("sqlite:jobs.db?mode=ro"),
+            Ok(file(
+                "jobs.db",
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            ))
+        );
+        assert!(Location::parse("sqlite://").is_err());
+        assert!(Location::parse("sqlite://x.db?cache=shared").is_err());
+        assert!(Location::parse("postgres://x").is_err());
     }
 }

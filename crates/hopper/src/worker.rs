@@ -281,12 +281,13 @@ impl WorkerConfig {
         self
     }
 
-    /// Where the database tells every process of new and rescheduled jobs
-    /// (PostgreSQL), an idle worker sleeps until its queue's next job is due
-    /// or a notification comes; this is the longest such sleep, a safety net
-    /// for notifications lost with a connection (default 30 s). Elsewhere,
-    /// and with a clock that does not move by itself, idle workers poll every
-    /// [`WorkerConfig::poll_interval`].
+    /// Where every process learns of new and rescheduled jobs (PostgreSQL's
+    /// notifications; on an SQLite file, the operating system's report that
+    /// the file changed), an idle worker sleeps until its queue's next job is
+    /// due or a wake-up comes; this is the longest such sleep, a safety net
+    /// for wake-ups lost with a connection or an overflowing watch (default
+    /// 30 s). Elsewhere (MySQL, SQLite in memory), and with a clock that does
+    /// not move by itself, idle workers poll every [`WorkerConfig::poll_interval`].
     ///
     /// ```
     /// let c = hopper::WorkerConfig::new(1).notified_poll_interval(std::time::Duration::from_secs(60));

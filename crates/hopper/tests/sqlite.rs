@@ -69,6 +69,45 @@ async fn writes_wait_while_another_process_holds_the_write_lock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pool_sleeps_until_the_next_job_another_process_schedules() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let worker_side = builder().connect(&url).await.unwrap();
+    // Both polls outlast the test: only the file's change and the next due
+    // time can start the job on time.
+    let config = WorkerConfig::new(2)
+        .poll_interval(Duration::from_secs(60))
+        .notified_poll_interval(Duration::from_secs(60));
+    let pool = worker_side.start(config).unwrap();
+    let mut activity = pool.activity();
+    activity.wait_for(|&n| n >= 2).await.unwrap();
+    // Another store on the file, as another process opens it: nothing in
+    // this process tells the pool of its dispatches.
+    let dispatcher = builder().connect(&url).await.unwrap();
+
+    // One job for much later, then one for soon: the pool, asleep until the
+    // first, learns of the second and runs it when it falls due.
+    let later = DispatchOptions::new().delay(Duration::from_secs(300));
+    let later = dispatcher.dispatch_with::<Noop>((), later).await.unwrap();
+    let soon = Duration::from_millis(1500);
+    let dispatched = std::time::Instant::now();
+    let id = dispatcher
+        .dispatch_with::<Noop>((), DispatchOptions::new().delay(soon))
+        .await
+        .unwrap();
+    wait_finished(&worker_side, &pool, &[id]).await;
+    let took = dispatched.elapsed();
+    assert!(took >= soon, "ran early, after {took:?}");
+    assert!(
+        took < soon + Duration::from_secs(2),
+        "ran late, after {took:?}"
+    );
+    let later = worker_side.job(later).await.unwrap().unwrap();
+    assert_eq!(later.state, JobState::Pending, "only the job due soon ran");
+    pool.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_left_unfinished_are_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("jobs.db").display());

@@ -40,8 +40,14 @@ use super::{
 };
 use crate::job::{JobId, JobState};
 
+mod wakeups;
+
 /// How long a write waits for another process's write lock before it fails
 /// with SQLite's "database is locked".
+///
+/// ```
+/// assert_eq!(hopper::store::sqlite::BUSY_TIMEOUT.as_secs(), 10);
+/// ```
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Read-only connections kept open between reads.
@@ -1457,6 +1463,12 @@ impl Store for SqliteStore {
             )? == 1)
         })
         .await
+    }
+
+    fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<super::Wakeup>> {
+        // In memory, every writer is in this process, which wakes its own.
+        self.readers.as_ref()?;
+        wakeups::watch(&self.path)
     }
 
     async fn prune(

@@ -804,6 +804,28 @@ pub struct MigrationStatus {
     pub applied_at: Option<DateTime<Utc>>,
 }
 
+impl MigrationStatus {
+    /// Every migration `migrator` carries that moves the schema forward,
+    /// oldest first, each with the time `applied` gives for its version.
+    pub(crate) fn of(
+        migrator: &sqlx::migrate::Migrator,
+        applied: &[(i64, DateTime<Utc>)],
+    ) -> Vec<Self> {
+        migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| Self {
+                version: m.version,
+                description: m.description.to_string(),
+                applied_at: applied
+                    .iter()
+                    .find(|(version, _)| *version == m.version)
+                    .map(|(_, at)| *at),
+            })
+            .collect()
+    }
+}
+
 /// The schema migrations this build carries for the database at `url`,
 /// oldest first, each with when that database applied it. Applies nothing.
 ///

@@ -148,18 +148,7 @@ impl PostgresStore {
         } else {
             Vec::new()
         };
-        Ok(migrator()
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .map(|m| super::MigrationStatus {
-                version: m.version,
-                description: m.description.to_string(),
-                applied_at: applied
-                    .iter()
-                    .find(|(version, _)| *version == m.version)
-                    .map(|(_, at)| *at),
-            })
-            .collect())
+        Ok(super::MigrationStatus::of(&migrator(), &applied))
     }
 }
 

@@ -1,0 +1,94 @@
+//! The schema's migrations, kept in the `_sqlx_migrations` table in the
+//! same form as PostgreSQL's and MariaDB's, so `migrate:status` reads one
+//! history everywhere.
+
+use rusqlite::Connection;
+use sqlx::migrate::{MigrateError, Migrator};
+
+use super::StoreError;
+
+/// Every migration this build carries.
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The table of applied migrations.
+const TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+/// One row of the table.
+pub(super) struct Applied {
+    pub(super) version: i64,
+    pub(super) installed_on: String,
+    pub(super) success: bool,
+    checksum: Vec<u8>,
+}
+
+/// The migrations this database has applied (none without the table).
+pub(super) fn applied(conn: &Connection) -> Result<Vec<Applied>, StoreError> {
+    let has_table: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_table {
+        return Ok(Vec::new());
+    }
+    let mut select = conn.prepare(
+        "SELECT version, installed_on, success, checksum FROM _sqlx_migrations ORDER BY version",
+    )?;
+    let rows = select.query_map([], |row| {
+        Ok(Applied {
+            version: row.get(0)?,
+            installed_on: row.get(1)?,
+            success: row.get(2)?,
+            checksum: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Applies every pending migration on `conn`, which is in a transaction
+/// holding the write lock, after checking the applied ones are this
+/// build's, unchanged and complete.
+pub(super) fn apply(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(TABLE)?;
+    let applied = applied(conn)?;
+    for done in &applied {
+        if !done.success {
+            return Err(MigrateError::Dirty(done.version).into());
+        }
+        match MIGRATOR.iter().find(|m| m.version == done.version) {
+            None => return Err(MigrateError::VersionMissing(done.version).into()),
+            Some(m) if *m.checksum != *done.checksum => {
+                return Err(MigrateError::VersionMismatch(done.version).into());
+            }
+            Some(_) => {}
+        }
+    }
+    for migration in MIGRATOR.iter() {
+        if migration.migration_type.is_down_migration()
+            || applied.iter().any(|done| done.version == migration.version)
+        {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        conn.execute_batch(&migration.sql)?;
+        let nanos = i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        conn.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (?1, ?2, TRUE, ?3, ?4)",
+            rusqlite::params![
+                migration.version,
+                &*migration.description,
+                &*migration.checksum,
+                nanos
+            ],
+        )?;
+    }
+    Ok(())
+}

@@ -323,7 +323,7 @@ impl SqliteStore {
 
     /// Runs `work` in a transaction on the writing connection and commits
     /// it, or rolls it back if `work` fails: pass the transaction to
-    /// [`insert_in`] to dispatch jobs that exist if and only if the
+    /// [`insert_in`](super::insert_in) to dispatch jobs that exist if and only if the
     /// application's own writes commit.
     ///
     /// The transaction begins `IMMEDIATE`, holding the file's write lock. While

@@ -44,9 +44,12 @@ impl Files {
         let mut log = name.clone();
         log.push("-wal");
         let folder = match path.parent() {
-            Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
-            _ => PathBuf::from("."),
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => Path::new("."),
         };
+        // Absolute, so watching again later finds the same folder whatever
+        // the working directory has become.
+        let folder = std::path::absolute(folder).ok()?;
         Some(Self { folder, name, log })
     }
 
@@ -134,25 +137,21 @@ mod tests {
 
     #[test]
     fn a_watch_reacts_to_the_database_and_its_log_only() {
+        let here = std::env::current_dir().unwrap();
         let files = Files::of(Path::new("storage/hopper.db")).unwrap();
-        assert_eq!(files.folder, Path::new("storage"));
-        let event = |file: &str| {
-            Ok(
-                Event::new(EventKind::Modify(notify::event::ModifyKind::Any))
-                    .add_path(PathBuf::from("storage").join(file)),
-            )
+        assert_eq!(files.folder, here.join("storage"));
+        let change = |file: &str| {
+            let modify = EventKind::Modify(notify::event::ModifyKind::Any);
+            Ok(Event::new(modify).add_path(here.join("storage").join(file)))
         };
-        assert!(files.changed_by(&event("hopper.db")));
-        assert!(files.changed_by(&event("hopper.db-wal")));
-        assert!(!files.changed_by(&event("hopper.db-shm")));
-        assert!(!files.changed_by(&event("mail.log")));
-        let read = Event::new(EventKind::Access(notify::event::AccessKind::Any))
-            .add_path(PathBuf::from("storage/hopper.db"));
+        assert!(files.changed_by(&change("hopper.db")));
+        assert!(files.changed_by(&change("hopper.db-wal")));
+        assert!(!files.changed_by(&change("hopper.db-shm")));
+        assert!(!files.changed_by(&change("mail.log")));
+        let read = EventKind::Access(notify::event::AccessKind::Any);
+        let read = Event::new(read).add_path(here.join("storage/hopper.db"));
         assert!(!files.changed_by(&Ok(read)));
         assert!(files.changed_by(&Err(notify::Error::generic("overflow"))));
-        assert_eq!(
-            Files::of(Path::new("jobs.db")).unwrap().folder,
-            Path::new(".")
-        );
+        assert_eq!(Files::of(Path::new("jobs.db")).unwrap().folder, here);
     }
 }

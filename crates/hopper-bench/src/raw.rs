@@ -19,8 +19,10 @@ const COLUMNS: &str = "INSERT INTO jobs \
 /// Rows per multi-row INSERT on SQLite: 9 bound values each, under its
 /// limit of 32,766 variables per statement.
 const SQLITE_ROWS_PER_INSERT: usize = 32_766 / 9;
-/// Rows per multi-row INSERT on MySQL: under its limit of 65,535 placeholders.
-const MYSQL_ROWS_PER_INSERT: usize = 65_535 / 9;
+/// Rows per multi-row INSERT on MySQL: the fastest of the sizes tried on
+/// MariaDB 10.11 (1,000 rows: 118k rows/s; 2,000: 113k; 7,281, the most its
+/// limit of 65,535 placeholders allows: 76k).
+const MYSQL_ROWS_PER_INSERT: usize = 1_000;
 /// Rows per UNNEST insert when filling a table (the bulk limit itself is one statement).
 const FILL_CHUNK: usize = 50_000;
 

@@ -615,13 +615,25 @@ impl Store for MysqlStore {
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(available_at) FROM jobs WHERE state = 'pending' AND queue = ?",
-        )
-        .bind(queue)
-        .fetch_one(&self.pool)
-        .await?;
-        optional_time(0, at)
+        // The claim index's first entry below a priority is the next
+        // priority's earliest job. MariaDB plans that step poorly inside
+        // one recursive statement (it reads the queue's whole index range),
+        // so each priority is its own statement: a few index probes in all.
+        const NEXT: &str = "SELECT priority, available_at FROM jobs \
+            WHERE state = 'pending' AND queue = ? AND priority < ? \
+            ORDER BY priority DESC, available_at LIMIT 1";
+        let mut conn = self.pool.acquire().await?;
+        let (mut below, mut earliest) = (i64::MAX, None::<i64>);
+        while let Some((priority, at)) = sqlx::query_as::<_, (i32, i64)>(NEXT)
+            .bind(queue)
+            .bind(below)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            earliest = Some(earliest.map_or(at, |earliest| earliest.min(at)));
+            below = i64::from(priority);
+        }
+        optional_time(0, earliest)
     }
 
     async fn complete(

@@ -519,12 +519,10 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(available_at) FROM jobs WHERE state = 'pending' AND queue = $1",
-        )
-        .bind(queue)
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar(&super::rows::next_due_sql("$1"))
+            .bind(queue)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn complete(

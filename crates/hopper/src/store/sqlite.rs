@@ -389,9 +389,7 @@ impl Store for SqliteStore {
         let at: Option<i64> = self
             .read(|conn| {
                 Ok(conn
-                    .prepare_cached(
-                        "SELECT MIN(available_at) FROM jobs WHERE state = 'pending' AND queue = ?",
-                    )?
+                    .prepare_cached(&super::rows::next_due_sql("?1"))?
                     .query_row([queue], |row| row.get(0))?)
             })
             .await?;

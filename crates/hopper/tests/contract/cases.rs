@@ -654,15 +654,22 @@ pub async fn the_next_due_time_is_the_earliest_pending_job_of_the_queue(db: &Tes
     assert_eq!(store.next_due("default").await.unwrap(), None);
     let now = hopper.now();
     let at = |secs: i64| now + chrono::Duration::seconds(secs);
-    for (secs, priority, queue) in [(30, 0, "default"), (20, 5, "default"), (10, 0, "mail")] {
+    let jobs = [
+        (30, 0, "default"),
+        (20, 5, "default"),
+        (50, 9, "default"),
+        (18, -1, "default"),
+        (10, 0, "mail"),
+    ];
+    for (secs, priority, queue) in jobs {
         let options = DispatchOptions::new()
             .run_at(at(secs))
             .priority(priority)
             .queue(queue);
         hopper.dispatch_with::<Noop>((), options).await.unwrap();
     }
-    // Across priorities, the earliest; per queue.
-    assert_eq!(store.next_due("default").await.unwrap(), Some(at(20)));
+    // Across priorities (here the lowest holds it), the earliest; per queue.
+    assert_eq!(store.next_due("default").await.unwrap(), Some(at(18)));
     assert_eq!(store.next_due("mail").await.unwrap(), Some(at(10)));
     assert_eq!(store.next_due("reports").await.unwrap(), None);
     // Only pending jobs count, and a time that has passed is still reported.
@@ -677,7 +684,7 @@ pub async fn the_next_due_time_is_the_earliest_pending_job_of_the_queue(db: &Tes
         })
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed.len(), 2);
     assert_eq!(store.next_due("default").await.unwrap(), Some(at(30)));
     assert_eq!(store.next_due("mail").await.unwrap(), Some(at(10)));
 }

@@ -15,6 +15,8 @@ use crate::job::{JobId, JobState};
 mod concurrency;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+mod pool;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::{Executor, QueryBuilder, Row};
 
 use super::rows::{
@@ -79,7 +79,7 @@ impl MysqlStore {
         let options = MySqlConnectOptions::from_str(&mysql_url)
             .map_err(|e| open_error(e.into()))?
             .charset("utf8mb4");
-        let pool = MySqlPoolOptions::new()
+        let pool = super::pool::options::<sqlx::MySql>()
             .max_connections(10)
             // While the server is down, a dispatch fails after this long.
             .acquire_timeout(std::time::Duration::from_secs(5))

@@ -96,7 +96,7 @@ impl PostgresStore {
         if options.get_application_name().is_none() {
             options = options.application_name(APPLICATION_NAME);
         }
-        let pool = PgPoolOptions::new()
+        let pool = super::pool::options::<Postgres>()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())

@@ -63,22 +63,23 @@ pub(crate) mod sqlite {
         conn: &Connection,
         now: DateTime<Utc>,
     ) -> Result<Vec<WorkerConcurrency>, StoreError> {
-        let mut live = conn.prepare_cached(
+        crate::store::sqlite::all(
+            conn,
             "SELECT worker, queue, concurrency, min_workers, max_workers, running, expires_at \
              FROM worker_concurrency WHERE expires_at >= ?1 ORDER BY queue, worker",
-        )?;
-        let rows = live.query_map([micros(now)], |row| {
-            Ok(WorkerConcurrency {
-                worker: row.get(0)?,
-                queue: row.get(1)?,
-                concurrency: count(row.get(2)?),
-                min: count(row.get(3)?),
-                max: count(row.get(4)?),
-                running: count(row.get(5)?),
-                expires_at: from_micros(row.get(6)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            [micros(now)],
+            |row| {
+                Ok(WorkerConcurrency {
+                    worker: row.get(0)?,
+                    queue: row.get(1)?,
+                    concurrency: count(row.get(2)?),
+                    min: count(row.get(3)?),
+                    max: count(row.get(4)?),
+                    running: count(row.get(5)?),
+                    expires_at: from_micros(row.get(6)?),
+                })
+            },
+        )
     }
 }
 

@@ -56,8 +56,8 @@ where
 }
 
 /// The statement reading when a queue's next pending job is due, with
-/// `queue` standing for the queue name's placeholder (bound at each of its
-/// three places).
+/// `queue` a numbered placeholder (`$1`, `?1`) for the queue's name, which
+/// its three places share.
 ///
 /// It reads the claim index, which orders a queue's pending jobs by priority
 /// and then by due time, once per priority: the first entry of each, found by

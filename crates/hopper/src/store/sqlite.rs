@@ -101,83 +101,56 @@ fn error_entry(attempt: u32, at: DateTime<Utc>, error: &str) -> String {
     serde_json::json!({ "attempt": attempt, "at": at, "error": error }).to_string()
 }
 
+/// Runs `sql`, prepared once per connection, with `params`, and reads each
+/// row it answers with `read`.
+pub(super) fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut read: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut all = Vec::new();
+    while let Some(row) = rows.next()? {
+        all.push(read(row)?);
+    }
+    Ok(all)
+}
+
 /// The columns [`record`] reads, in its order.
 const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
     available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
     unique_key";
 
-/// A row of [`RECORD_COLUMNS`] as it is stored.
-struct StoredRecord {
-    id: JobId,
-    job_type: String,
-    queue: String,
-    payload: String,
-    state: String,
-    priority: i32,
-    attempts: i64,
-    max_attempts: i64,
-    available_at: i64,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    locked_by: Option<String>,
-    locked_until: Option<i64>,
-    last_error: Option<String>,
-    errors: String,
-    unique_key: Option<String>,
-}
-
-impl StoredRecord {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(0)?,
-            job_type: row.get(1)?,
-            queue: row.get(2)?,
-            payload: row.get(3)?,
-            state: row.get(4)?,
-            priority: row.get(5)?,
-            attempts: row.get(6)?,
-            max_attempts: row.get(7)?,
-            available_at: row.get(8)?,
-            created_at: row.get(9)?,
-            started_at: row.get(10)?,
-            finished_at: row.get(11)?,
-            locked_by: row.get(12)?,
-            locked_until: row.get(13)?,
-            last_error: row.get(14)?,
-            errors: row.get(15)?,
-            unique_key: row.get(16)?,
-        })
-    }
-
-    /// The job it stores, or why it cannot be read.
-    fn record(self) -> Result<JobRecord, StoreError> {
-        let id = self.id;
-        let corrupt = |reason: String| StoreError::Corrupt { id, reason };
-        Ok(JobRecord {
-            id,
-            state: self
-                .state
-                .parse()
-                .map_err(|e: crate::job::UnknownState| corrupt(e.to_string()))?,
-            job_type: self.job_type,
-            queue: self.queue,
-            payload: self.payload,
-            priority: self.priority,
-            attempts: to_u32(id, "attempts", self.attempts)?,
-            max_attempts: to_u32(id, "max_attempts", self.max_attempts)?,
-            available_at: from_micros(id, self.available_at)?,
-            created_at: from_micros(id, self.created_at)?,
-            started_at: optional_time(id, self.started_at)?,
-            finished_at: optional_time(id, self.finished_at)?,
-            locked_by: self.locked_by,
-            locked_until: optional_time(id, self.locked_until)?,
-            last_error: self.last_error,
-            errors: serde_json::from_str::<Vec<AttemptError>>(&self.errors)
-                .map_err(|e| corrupt(format!("error history: {e}")))?,
-            unique_key: self.unique_key,
-        })
-    }
+/// The job a row of [`RECORD_COLUMNS`] stores, or why it cannot be read.
+fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
+    let id: JobId = row.get(0)?;
+    let corrupt = |reason: String| StoreError::Corrupt { id, reason };
+    let state: String = row.get(4)?;
+    let errors: String = row.get(15)?;
+    Ok(JobRecord {
+        id,
+        job_type: row.get(1)?,
+        queue: row.get(2)?,
+        payload: row.get(3)?,
+        state: state
+            .parse()
+            .map_err(|e: crate::job::UnknownState| corrupt(e.to_string()))?,
+        priority: row.get(5)?,
+        attempts: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
+        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
+        available_at: from_micros(id, row.get(8)?)?,
+        created_at: from_micros(id, row.get(9)?)?,
+        started_at: optional_time(id, row.get(10)?)?,
+        finished_at: optional_time(id, row.get(11)?)?,
+        locked_by: row.get(12)?,
+        locked_until: optional_time(id, row.get(13)?)?,
+        last_error: row.get(14)?,
+        errors: serde_json::from_str::<Vec<AttemptError>>(&errors)
+            .map_err(|e| corrupt(format!("error history: {e}")))?,
+        unique_key: row.get(16)?,
+    })
 }
 
 /// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
@@ -338,48 +311,29 @@ impl Store for SqliteStore {
                     AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
                 ORDER BY priority DESC, available_at, id LIMIT ?5) \
             RETURNING id, type, queue, payload, priority, attempts, max_attempts";
-        let stored = self
+        let mut jobs = self
             .write(|conn| {
-                let mut claim = conn.prepare_cached(CLAIM)?;
-                let rows = claim.query_map(
-                    params![
-                        micros(request.now),
-                        request.worker,
-                        micros(request.lease_until),
-                        request.queue,
-                        request.limit,
-                    ],
-                    |row| {
-                        Ok((
-                            row.get::<_, JobId>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, String>(2)?,
-                            row.get::<_, String>(3)?,
-                            row.get::<_, i32>(4)?,
-                            row.get::<_, i64>(5)?,
-                            row.get::<_, i64>(6)?,
-                        ))
-                    },
-                )?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await?;
-        let mut jobs = stored
-            .into_iter()
-            .map(
-                |(id, job_type, queue, payload, priority, attempts, max_attempts)| {
+                let params = params![
+                    micros(request.now),
+                    request.worker,
+                    micros(request.lease_until),
+                    request.queue,
+                    request.limit,
+                ];
+                all(conn, CLAIM, params, |row| {
+                    let id = row.get(0)?;
                     Ok(ClaimedJob {
                         id,
-                        job_type,
-                        queue,
-                        payload,
-                        priority,
-                        attempt: to_u32(id, "attempts", attempts)?,
-                        max_attempts: to_u32(id, "max_attempts", max_attempts)?,
+                        job_type: row.get(1)?,
+                        queue: row.get(2)?,
+                        payload: row.get(3)?,
+                        priority: row.get(4)?,
+                        attempt: to_u32(id, "attempts", row.get::<_, i64>(5)?)?,
+                        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(6)?)?,
                     })
-                },
-            )
-            .collect::<Result<Vec<_>, StoreError>>()?;
+                })
+            })
+            .await?;
         // RETURNING's order is unspecified.
         jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
         Ok(jobs)
@@ -513,24 +467,21 @@ impl Store for SqliteStore {
             .unwrap_or_default();
         self.write(|conn| {
             long(|| {
-                let mut rescue = conn.prepare_cached(RESCUE)?;
-                let ids = rescue.query_map(params![micros(now), at], |row| row.get(0))?;
-                Ok(ids.collect::<Result<Vec<JobId>, _>>()?)
+                all(
+                    conn,
+                    RESCUE,
+                    params![micros(now), at],
+                    |row| Ok(row.get(0)?),
+                )
             })
         })
         .await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let stored = self
-            .read(|conn| {
-                Ok(conn
-                    .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"))?
-                    .query_row([id], StoredRecord::read)
-                    .optional()?)
-            })
-            .await?;
-        stored.map(StoredRecord::record).transpose()
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?");
+        let found = self.read(|conn| all(conn, &sql, [id], record)).await?;
+        Ok(found.into_iter().next())
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
@@ -548,86 +499,51 @@ impl Store for SqliteStore {
         }
         sql.push_str(" ORDER BY id DESC LIMIT ?");
         values.push(Value::Integer(limit));
-        let stored = self
-            .read(|conn| {
-                long(|| {
-                    let mut list = conn.prepare_cached(&sql)?;
-                    let rows = list.query_map(params_from_iter(values), StoredRecord::read)?;
-                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-                })
-            })
-            .await?;
-        stored.into_iter().map(StoredRecord::record).collect()
+        self.read(|conn| long(|| all(conn, &sql, params_from_iter(values), record)))
+            .await
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
-        let rows = self
-            .read(|conn| {
-                long(|| {
-                    let mut stats = conn.prepare_cached(
-                        "SELECT q.queue, COALESCE(d.n, 0), d.oldest, COALESCE(p.paused, 0) \
-                         FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ?1 \
-                               UNION SELECT name FROM queues) AS q \
-                         LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
-                                    WHERE state = 'pending' AND available_at <= ?1 GROUP BY queue) AS d \
-                                ON d.queue = q.queue \
-                         LEFT JOIN queues AS p ON p.name = q.queue \
-                         ORDER BY q.queue",
-                    )?;
-                    let rows = stats.query_map([micros(now)], |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, Option<i64>>(2)?,
-                            row.get::<_, i64>(3)?,
-                        ))
-                    })?;
-                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        const STATS: &str = "SELECT q.queue, COALESCE(d.n, 0), d.oldest, COALESCE(p.paused, 0) \
+             FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ?1 \
+                   UNION SELECT name FROM queues) AS q \
+             LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
+                        WHERE state = 'pending' AND available_at <= ?1 GROUP BY queue) AS d \
+                    ON d.queue = q.queue \
+             LEFT JOIN queues AS p ON p.name = q.queue \
+             ORDER BY q.queue";
+        self.read(|conn| {
+            long(|| {
+                all(conn, STATS, [micros(now)], |row| {
+                    Ok(QueueStats {
+                        queue: row.get(0)?,
+                        due: from_count(row.get(1)?),
+                        oldest_due_at: optional_time(0, row.get(2)?)?,
+                        paused: row.get::<_, i64>(3)? == 1,
+                    })
                 })
             })
-            .await?;
-        rows.into_iter()
-            .map(|(queue, due, oldest, paused)| {
-                Ok(QueueStats {
-                    queue,
-                    due: from_count(due),
-                    oldest_due_at: optional_time(0, oldest)?,
-                    paused: paused == 1,
-                })
-            })
-            .collect()
+        })
+        .await
     }
 
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
-        let rows = self
-            .read(|conn| {
-                long(|| {
-                    let mut minutes = conn.prepare_cached(
-                        "SELECT finished_at / 60000000 AS minute, \
-                                SUM(state = 'finished'), SUM(state = 'failed') \
-                         FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
-                         GROUP BY minute ORDER BY minute",
-                    )?;
-                    let rows = minutes.query_map([micros(since)], |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, i64>(2)?,
-                        ))
-                    })?;
-                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        const MINUTES: &str = "SELECT finished_at / 60000000 AS minute, \
+                SUM(state = 'finished'), SUM(state = 'failed') \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
+             GROUP BY minute ORDER BY minute";
+        self.read(|conn| {
+            long(|| {
+                all(conn, MINUTES, [micros(since)], |row| {
+                    Ok(MinuteCount {
+                        minute: from_micros(0, row.get::<_, i64>(0)?.saturating_mul(60_000_000))?,
+                        finished: from_count(row.get(1)?),
+                        failed: from_count(row.get(2)?),
+                    })
                 })
             })
-            .await?;
-        rows.into_iter()
-            .map(|(minute, finished, failed)| {
-                Ok(MinuteCount {
-                    minute: from_micros(0, minute.saturating_mul(60_000_000))?,
-                    finished: from_count(finished),
-                    failed: from_count(failed),
-                })
-            })
-            .collect()
+        })
+        .await
     }
 
     async fn set_paused(
@@ -741,48 +657,32 @@ impl Store for SqliteStore {
     }
 
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        let rows = self
-            .read(|conn| {
-                let mut states = conn.prepare_cached(
-                    "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name",
-                )?;
-                let rows = states.query_map([], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, Option<JobId>>(2)?,
-                    ))
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(name, last_fire_at, last_job_id)| {
+        const STATES: &str = "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name";
+        self.read(|conn| {
+            all(conn, STATES, [], |row| {
                 Ok(ScheduleState {
-                    name,
-                    last_fire_at: from_micros(0, last_fire_at)?,
-                    last_job_id,
+                    name: row.get(0)?,
+                    last_fire_at: from_micros(0, row.get(1)?)?,
+                    last_job_id: row.get(2)?,
                 })
             })
-            .collect()
+        })
+        .await
     }
 
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {
+        const OUTCOMES: &str = "SELECT type, SUM(state = 'finished'), SUM(state = 'failed') \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
+             GROUP BY type ORDER BY type";
         self.read(|conn| {
             long(|| {
-                let mut outcomes = conn.prepare_cached(
-                    "SELECT type, SUM(state = 'finished'), SUM(state = 'failed') \
-                     FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
-                     GROUP BY type ORDER BY type",
-                )?;
-                let rows = outcomes.query_map([micros(since)], |row| {
+                all(conn, OUTCOMES, [micros(since)], |row| {
                     Ok(TypeOutcomes {
                         job_type: row.get(0)?,
                         finished: from_count(row.get(1)?),
                         failed: from_count(row.get(2)?),
                     })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
             })
         })
         .await
@@ -827,76 +727,49 @@ impl Store for SqliteStore {
     async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
         const COLUMNS: &str =
             "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
-        let rows = self
-            .read(|conn| {
-                let read = |row: &Row<'_>| {
-                    Ok((
-                        row.get::<_, AlertId>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, i64>(4)?,
-                        row.get::<_, Option<i64>>(5)?,
-                    ))
-                };
-                let mut open =
-                    conn.prepare_cached(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))?;
-                let mut rows = open.query_map([], read)?.collect::<Result<Vec<_>, _>>()?;
-                let mut recent = conn.prepare_cached(&format!(
-                    "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?1"
-                ))?;
-                for row in recent.query_map([resolved], read)? {
-                    rows.push(row?);
-                }
-                Ok(rows)
+        let alert = |row: &Row<'_>| {
+            let id = row.get(0)?;
+            Ok(AlertRecord {
+                id,
+                rule: row.get(1)?,
+                subject: row.get(2)?,
+                summary: row.get(3)?,
+                fired_at: from_micros(id, row.get(4)?)?,
+                resolved_at: optional_time(id, row.get(5)?)?,
             })
-            .await?;
-        rows.into_iter()
-            .map(|(id, rule, subject, summary, fired_at, resolved_at)| {
-                Ok(AlertRecord {
-                    id,
-                    rule,
-                    subject,
-                    summary,
-                    fired_at: from_micros(id, fired_at)?,
-                    resolved_at: optional_time(id, resolved_at)?,
-                })
-            })
-            .collect()
+        };
+        let open = format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id");
+        let recent = format!(
+            "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?1"
+        );
+        self.read(|conn| {
+            let mut alerts = all(conn, &open, [], alert)?;
+            alerts.extend(all(conn, &recent, [resolved], alert)?);
+            Ok(alerts)
+        })
+        .await
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = self
-            .read(|conn| {
-                long(|| {
-                    let mut counts = conn.prepare_cached(
-                        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER BY queue, state",
-                    )?;
-                    let rows = counts.query_map([], |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, i64>(2)?,
-                        ))
-                    })?;
-                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        const COUNTS: &str =
+            "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER BY queue, state";
+        self.read(|conn| {
+            long(|| {
+                all(conn, COUNTS, [], |row| {
+                    Ok(StateCount {
+                        queue: row.get(0)?,
+                        state: row.get::<_, String>(1)?.parse().map_err(
+                            |e: crate::job::UnknownState| StoreError::Corrupt {
+                                id: 0,
+                                reason: e.to_string(),
+                            },
+                        )?,
+                        count: from_count(row.get(2)?),
+                    })
                 })
             })
-            .await?;
-        rows.into_iter()
-            .map(|(queue, state, count)| {
-                Ok(StateCount {
-                    queue,
-                    state: state.parse().map_err(|e: crate::job::UnknownState| {
-                        StoreError::Corrupt {
-                            id: 0,
-                            reason: e.to_string(),
-                        }
-                    })?,
-                    count: from_count(count),
-                })
-            })
-            .collect()
+        })
+        .await
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -38,18 +38,19 @@ pub(super) fn applied(conn: &Connection) -> Result<Vec<Applied>, StoreError> {
     if !has_table {
         return Ok(Vec::new());
     }
-    let mut select = conn.prepare(
+    super::all(
+        conn,
         "SELECT version, installed_on, success, checksum FROM _sqlx_migrations ORDER BY version",
-    )?;
-    let rows = select.query_map([], |row| {
-        Ok(Applied {
-            version: row.get(0)?,
-            installed_on: row.get(1)?,
-            success: row.get(2)?,
-            checksum: row.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        [],
+        |row| {
+            Ok(Applied {
+                version: row.get(0)?,
+                installed_on: row.get(1)?,
+                success: row.get(2)?,
+                checksum: row.get(3)?,
+            })
+        },
+    )
 }
 
 /// Applies every pending migration on `conn`, which is in a transaction

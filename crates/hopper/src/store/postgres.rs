@@ -519,7 +519,9 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(sqlx::query_scalar(&super::rows::next_due_sql("$1"))
+        static NEXT_DUE: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| super::rows::next_due_sql("$1"));
+        Ok(sqlx::query_scalar(&NEXT_DUE)
             .bind(queue)
             .fetch_one(&self.pool)
             .await?)

@@ -340,10 +340,12 @@ impl Store for SqliteStore {
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        static NEXT_DUE: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| super::rows::next_due_sql("?1"));
         let at: Option<i64> = self
             .read(|conn| {
                 Ok(conn
-                    .prepare_cached(&super::rows::next_due_sql("?1"))?
+                    .prepare_cached(&NEXT_DUE)?
                     .query_row([queue], |row| row.get(0))?)
             })
             .await?;

@@ -91,9 +91,11 @@ impl Location {
     }
 }
 
-/// Sets what every connection of the store shares.
-fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
-    conn.busy_timeout(busy_timeout)?;
+/// Sets up the writing connection: WAL, `synchronous = NORMAL`, and no busy
+/// timeout, since the store waits for another process's lock itself
+/// ([`retry_busy`]).
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::ZERO)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -267,7 +269,7 @@ impl SqliteStore {
         {
             Location::Memory => {
                 let conn = Connection::open_in_memory().map_err(|e| open_error(e.into()))?;
-                configure(&conn, Duration::ZERO).map_err(|e| open_error(e.into()))?;
+                configure(&conn).map_err(|e| open_error(e.into()))?;
                 (conn, None, PathBuf::new())
             }
             Location::File { path, flags } => {
@@ -282,7 +284,7 @@ impl SqliteStore {
                 // waits for, so processes opening one file at once meet it.
                 let conn = retry_busy(|| {
                     let conn = Connection::open_with_flags(&path, flags)?;
-                    configure(&conn, Duration::ZERO)?;
+                    configure(&conn)?;
                     Ok(conn)
                 })
                 .await

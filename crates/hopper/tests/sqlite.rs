@@ -164,6 +164,56 @@ async fn transactions_left_unfinished_are_rolled_back() {
 }
 
 #[tokio::test]
+async fn migrating_refuses_an_applied_migration_that_was_changed_failed_or_is_unknown() {
+    use hopper::store::StoreError;
+    use sqlx::migrate::MigrateError;
+    // Each case: a migrated database, its history then altered by `sql`.
+    let altered = |sql: String| async move {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .transaction(|tx| Ok(tx.execute_batch(&sql)?))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap_err()
+    };
+    let first = "(SELECT MIN(version) FROM _sqlx_migrations)";
+    let changed = altered(format!(
+        "UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = {first}"
+    ))
+    .await;
+    assert!(
+        matches!(
+            changed,
+            StoreError::Migrate(MigrateError::VersionMismatch(_))
+        ),
+        "{changed}"
+    );
+    let failed = altered(format!(
+        "UPDATE _sqlx_migrations SET success = FALSE WHERE version = {first}"
+    ))
+    .await;
+    assert!(
+        matches!(failed, StoreError::Migrate(MigrateError::Dirty(_))),
+        "{failed}"
+    );
+    let unknown = altered(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99999999999999, 'from a newer build', TRUE, x'00', 0)"
+            .into(),
+    )
+    .await;
+    assert!(
+        matches!(
+            unknown,
+            StoreError::Migrate(MigrateError::VersionMissing(99999999999999))
+        ),
+        "{unknown}"
+    );
+}
+
+#[tokio::test]
 async fn a_closed_store_refuses_every_use() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("jobs.db").display());

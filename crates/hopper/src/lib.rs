@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod registry;
 pub mod retry;
 pub mod schedule;
+mod service;
 pub mod state;
 pub mod store;
 pub mod testing;

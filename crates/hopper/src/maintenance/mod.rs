@@ -1,11 +1,31 @@
-//! Maintenance: rescuing jobs whose worker died, and pruning old jobs.
+//! Maintenance: rescuing jobs whose worker died, and pruning old jobs, each
+//! a periodic task on one pool at a time, under a named lease of its own.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::job::JobState;
-use crate::store::{Store, StoreError};
+
+pub(crate) mod leader;
+pub(crate) mod pruner;
+pub(crate) mod rescuer;
+
+pub(crate) use pruner::prune;
+
+/// The lease that decides which pool, among all sharing the database,
+/// rescues jobs whose worker died.
+///
+/// ```
+/// assert_eq!(hopper::MAINTENANCE_LEASE, "maintenance");
+/// ```
+pub const MAINTENANCE_LEASE: &str = "maintenance";
+
+/// The lease that decides which pool, among all sharing the database,
+/// prunes old jobs.
+///
+/// ```
+/// assert_eq!(hopper::maintenance::PRUNE_LEASE, "prune");
+/// ```
+pub const PRUNE_LEASE: &str = "prune";
 
 /// Rows deleted per statement when pruning, so pruning never holds the
 /// database for long.
@@ -55,6 +75,7 @@ impl Retention {
         }
     }
 
+    /// Each ended state with how long its jobs are kept.
     fn ages(&self) -> [(JobState, Duration); 3] {
         [
             (JobState::Finished, self.finished),
@@ -62,26 +83,4 @@ impl Retention {
             (JobState::Cancelled, self.cancelled),
         ]
     }
-}
-
-/// Deletes ended jobs older than `retention` allows, in batches of
-/// [`PRUNE_BATCH`]; returns how many were deleted.
-pub(crate) async fn prune(
-    store: &dyn Store,
-    now: DateTime<Utc>,
-    retention: Retention,
-) -> Result<u64, StoreError> {
-    let mut deleted = 0;
-    for (state, age) in retention.ages() {
-        let before = crate::clock::sub(now, age);
-        loop {
-            let n = store.prune(state, before, PRUNE_BATCH).await?;
-            deleted += n;
-            if n < u64::from(PRUNE_BATCH) {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    }
-    Ok(deleted)
 }

@@ -1,0 +1,55 @@
+//! Named leases: which one holder, among all sharing the database, runs a
+//! task that only one may run at a time.
+
+use std::time::Duration;
+
+use crate::client::Hopper;
+use crate::store::StoreError;
+
+/// A named lease as one holder takes it: each take renews it for
+/// `hold_for`, so another holder takes over soon after this one stops
+/// renewing.
+#[derive(Clone, Debug)]
+pub(crate) struct Lease {
+    /// The lease's name, shared by every holder that competes for it.
+    name: &'static str,
+    /// Who is taking it.
+    holder: String,
+    /// How long one take holds it.
+    hold_for: Duration,
+}
+
+impl Lease {
+    /// `holder`'s view of the lease `name`, held for `hold_for` per take.
+    pub(crate) fn new(name: &'static str, holder: impl Into<String>, hold_for: Duration) -> Self {
+        Self {
+            name,
+            holder: holder.into(),
+            hold_for,
+        }
+    }
+
+    /// The lease's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Takes or renews the lease until `hold_for` from now; whether this
+    /// holder holds it.
+    pub(crate) async fn take(&self, hopper: &Hopper) -> Result<bool, StoreError> {
+        let now = hopper.now();
+        let until = crate::clock::add(now, self.hold_for);
+        hopper
+            .store()
+            .try_lease(self.name, &self.holder, now, until)
+            .await
+    }
+
+    /// Gives the lease up if this holder holds it, so another may take it at
+    /// once; a failure is logged (the lease then runs out by itself).
+    pub(crate) async fn give_up(&self, hopper: &Hopper) {
+        if let Err(error) = hopper.store().drop_lease(self.name, &self.holder).await {
+            tracing::warn!(%error, "giving up the {} lease failed", self.name);
+        }
+    }
+}

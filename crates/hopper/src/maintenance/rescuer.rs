@@ -1,0 +1,139 @@
+//! The rescuer: on the pool holding [`MAINTENANCE_LEASE`], returns jobs
+//! whose worker died (their lease expired) to pending or failed.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::MAINTENANCE_LEASE;
+use super::leader::Lease;
+use crate::client::Hopper;
+use crate::job::JobId;
+use crate::service::Periodic;
+use crate::store::{Store, StoreError};
+
+/// The most rescued jobs logged one by one (each is read back for its fields).
+const RESCUES_LOGGED: usize = 100;
+
+/// Rescues expired jobs every `interval` while `holder` holds
+/// [`MAINTENANCE_LEASE`] (renewed for three intervals, so another pool takes
+/// over soon after this one dies), waking `queues` after a rescue, until
+/// `stop` fires; then gives the lease up.
+pub(crate) async fn run(
+    hopper: Hopper,
+    holder: String,
+    interval: Duration,
+    queues: Vec<String>,
+    stop: CancellationToken,
+) {
+    let lease = Lease::new(MAINTENANCE_LEASE, holder, interval * 3);
+    let service = Periodic::new("rescuing expired jobs", interval).leased(lease, hopper.clone());
+    service
+        .run(stop, move || {
+            let hopper = hopper.clone();
+            let queues = queues.clone();
+            async move {
+                let rescued = rescue(hopper.store().as_ref(), hopper.now()).await?;
+                if !rescued.is_empty() {
+                    for queue in &queues {
+                        hopper.wake(queue);
+                    }
+                }
+                Ok::<_, StoreError>(None)
+            }
+        })
+        .await;
+}
+
+/// Returns every job whose lease expired by `now` to pending or failed, and
+/// logs the rescues; the ids rescued.
+pub(crate) async fn rescue(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobId>, StoreError> {
+    let ids = store.rescue(now).await?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    if ids.len() > RESCUES_LOGGED {
+        tracing::warn!(
+            jobs = ids.len(),
+            "rescued jobs whose worker stopped heartbeating; logging the first {RESCUES_LOGGED} one by one"
+        );
+    }
+    // Each logged rescue reads its job back; skip the reads when nothing
+    // would be logged.
+    let logged = if tracing::enabled!(target: "hopper::events", tracing::Level::WARN) {
+        RESCUES_LOGGED
+    } else {
+        0
+    };
+    for id in ids.iter().take(logged) {
+        match store.get(*id).await {
+            Ok(Some(job)) => crate::events::rescued(&job),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(id, %error, "reading a rescued job failed");
+            }
+        }
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobState;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{ClaimRequest, NewJob};
+
+    fn job(queue: &str, at: DateTime<Utc>) -> NewJob {
+        NewJob {
+            job_type: "ping".into(),
+            queue: queue.into(),
+            payload: "null".into(),
+            priority: 0,
+            max_attempts: 3,
+            available_at: at,
+            created_at: at,
+            unique_key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_jobs_whose_lease_expired_are_rescued() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let at = |secs| crate::clock::add(start, Duration::from_secs(secs));
+        let ids = store
+            .insert(&[job("short", start), job("long", start)])
+            .await
+            .unwrap();
+        for (queue, lease) in [("short", 10), ("long", 60)] {
+            let claimed = store
+                .claim(ClaimRequest {
+                    queue,
+                    worker: "dead",
+                    limit: 1,
+                    now: start,
+                    lease_until: at(lease),
+                })
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1);
+        }
+        assert!(rescue(&store, at(5)).await.unwrap().is_empty());
+        assert_eq!(rescue(&store, at(30)).await.unwrap(), [ids[0]]);
+        let state = |id| {
+            let store = &store;
+            async move { store.get(id).await.unwrap().unwrap().state }
+        };
+        assert_eq!(state(ids[0]).await, JobState::Pending);
+        assert_eq!(state(ids[1]).await, JobState::Started);
+        assert!(rescue(&store, at(30)).await.unwrap().is_empty());
+    }
+}

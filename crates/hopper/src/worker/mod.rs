@@ -1,0 +1,340 @@
+//! The worker pool: claims due jobs, runs each in its own task, records how
+//! every run ended, keeps leases alive, scales each queue's concurrency
+//! between its bounds, runs maintenance (rescuing and pruning), and stops
+//! gracefully.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::Hopper;
+use crate::store::{Completion, StoreError, Wakeup};
+
+mod autoscale;
+mod claims;
+mod completer;
+mod config;
+mod executor;
+mod heartbeat;
+mod producer;
+mod slots;
+
+pub use crate::maintenance::MAINTENANCE_LEASE;
+pub use config::{Concurrency, WorkerConfig};
+pub(crate) use executor::panic_message;
+
+use claims::Claims;
+use slots::Slots;
+
+/// What can go wrong starting or stopping workers.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The configuration cannot work.
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+    /// Jobs still held at stop could not be handed back; their leases will
+    /// expire and the rescuer will return them.
+    #[error("could not hand {what} back at stop: {source}")]
+    Release {
+        /// What was being handed back.
+        what: &'static str,
+        /// Why.
+        source: StoreError,
+    },
+    /// A background task of the pool panicked.
+    #[error("worker task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Most completions written, or leases extended, in one transaction.
+const COMPLETION_BATCH: usize = 1_000;
+
+/// Running workers. Stop them with [`WorkerPool::stop`]: dropping the pool
+/// leaves its jobs to the rescuer once their leases expire.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+/// let pool = hopper.start(hopper::WorkerConfig::new(2)).unwrap();
+/// assert!(pool.worker_id().contains(':'));
+/// pool.stop().await.unwrap();
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct WorkerPool {
+    /// What the pool's tasks share.
+    shared: Arc<Shared>,
+    /// One producer per queue.
+    producers: Vec<JoinHandle<()>>,
+    /// The completion writer.
+    completer: JoinHandle<()>,
+    /// Heartbeat, maintenance, autoscaling and wake-up forwarding.
+    background: Vec<JoinHandle<()>>,
+    /// Where job tasks send outcomes; dropped at stop to end the completer.
+    completions: mpsc::Sender<Completion>,
+}
+
+/// The pool's stop signals, fired in order by [`WorkerPool::stop`].
+#[derive(Debug, Default)]
+struct Stops {
+    /// Fired first: claim nothing more.
+    claiming: CancellationToken,
+    /// Fired when the shutdown deadline passes: running jobs are cancelled.
+    hard: CancellationToken,
+    /// Fired last: heartbeats and maintenance end.
+    background: CancellationToken,
+}
+
+/// What the pool's tasks share.
+#[derive(Debug)]
+struct Shared {
+    /// The client the pool works for.
+    hopper: Hopper,
+    /// The id written to `locked_by`.
+    worker_id: String,
+    /// How the pool runs.
+    config: WorkerConfig,
+    /// When to stop what.
+    stops: Stops,
+    /// Every job task.
+    jobs: TaskTracker,
+    /// Each queue's slots, in configuration order.
+    slots: Vec<Arc<Slots>>,
+    /// The claims held and the jobs in flight.
+    claims: Claims,
+    /// Bumped on every claim and every written completion batch.
+    activity: watch::Sender<u64>,
+    /// Whether the database wakes this pool for jobs any process adds.
+    notified: bool,
+}
+
+impl Shared {
+    /// The shared state of a pool for `config` (already checked), with the
+    /// database's wake-ups if it sends any.
+    fn new(hopper: Hopper, config: WorkerConfig) -> (Self, Option<mpsc::Receiver<Wakeup>>) {
+        let worker_id = config
+            .worker_id
+            .clone()
+            .unwrap_or_else(config::default_worker_id);
+        let slots = config
+            .queues
+            .iter()
+            .map(|(queue, bounds)| Arc::new(Slots::new(queue.clone(), *bounds)))
+            .collect();
+        let wakeups = hopper.store().listen();
+        let shared = Self {
+            notified: wakeups.is_some(),
+            hopper,
+            worker_id,
+            config,
+            stops: Stops::default(),
+            jobs: TaskTracker::new(),
+            slots,
+            claims: Claims::new(),
+            activity: watch::channel(0).0,
+        };
+        (shared, wakeups)
+    }
+
+    /// Tells waiters on the pool's activity that something changed.
+    fn bump(&self) {
+        self.activity.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// When a lease taken now ends.
+    fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
+        crate::clock::add(self.hopper.now(), self.config.lease)
+    }
+}
+
+impl WorkerPool {
+    /// Starts the pool's tasks on the current Tokio runtime.
+    pub(crate) fn start(hopper: Hopper, config: WorkerConfig) -> Result<Self, WorkerError> {
+        config.check()?;
+        let (shared, wakeups) = Shared::new(hopper, config);
+        let shared = Arc::new(shared);
+        let total: usize = shared.config.queues.iter().map(|(_, c)| c.max).sum();
+        let (completions, receiver) = mpsc::channel(total.max(COMPLETION_BATCH));
+        let producers = shared
+            .slots
+            .iter()
+            .map(|slots| {
+                tokio::spawn(producer::run(
+                    shared.clone(),
+                    slots.clone(),
+                    completions.clone(),
+                ))
+            })
+            .collect();
+        let completer = tokio::spawn(completer::run(shared.clone(), receiver));
+        let queues: Vec<String> = shared
+            .config
+            .queues
+            .iter()
+            .map(|(queue, _)| queue.clone())
+            .collect();
+        let mut background = vec![
+            tokio::spawn(heartbeat::run(shared.clone())),
+            tokio::spawn(crate::maintenance::rescuer::run(
+                shared.hopper.clone(),
+                shared.worker_id.clone(),
+                shared.config.rescue_interval,
+                queues,
+                shared.stops.background.clone(),
+            )),
+            tokio::spawn(autoscale::scale(shared.clone())),
+        ];
+        if let Some(interval) = shared.config.prune_interval {
+            background.push(tokio::spawn(crate::maintenance::pruner::run(
+                shared.hopper.clone(),
+                shared.worker_id.clone(),
+                interval,
+                shared.config.retention,
+                shared.stops.background.clone(),
+            )));
+        }
+        if let Some(wakeups) = wakeups {
+            background.push(tokio::spawn(producer::forward_wakeups(
+                shared.clone(),
+                wakeups,
+            )));
+        }
+        tracing::info!(
+            worker = %shared.worker_id,
+            queues = ?shared.config.queues,
+            max_total = ?shared.config.max_total,
+            "workers started"
+        );
+        Ok(Self {
+            shared,
+            producers,
+            completer,
+            background,
+            completions,
+        })
+    }
+
+    /// The id this pool writes to `locked_by`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(1).worker_id("w-1")).unwrap();
+    /// assert_eq!(pool.worker_id(), "w-1");
+    /// # pool.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub fn worker_id(&self) -> &str {
+        &self.shared.worker_id
+    }
+
+    /// How many jobs this pool has claimed (or is claiming right now) whose
+    /// outcome is not yet written.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(1)).unwrap();
+    /// println!("{} jobs in flight", pool.in_flight());
+    /// # pool.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.shared.claims.in_flight()
+    }
+
+    /// A receiver that changes whenever this pool claims jobs or writes
+    /// outcomes: wait on it instead of sleeping.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(1)).unwrap();
+    /// let activity = pool.activity();
+    /// # let _ = activity;
+    /// # pool.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub fn activity(&self) -> watch::Receiver<u64> {
+        self.shared.activity.subscribe()
+    }
+
+    /// How many of `queue`'s jobs this pool runs at once now, as its
+    /// autoscaler chose (`None` if the pool does not run the queue).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(1).queue_scaled("mail", 2, 8)).unwrap();
+    /// assert_eq!(pool.concurrency("mail"), Some(2));
+    /// assert_eq!(pool.concurrency("default"), Some(1));
+    /// # pool.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub fn concurrency(&self, queue: &str) -> Option<usize> {
+        self.shared
+            .slots
+            .iter()
+            .find(|slots| slots.queue == queue)
+            .map(|slots| slots.counts().limit)
+    }
+
+    /// Stops gracefully: claims nothing more, lets running jobs finish within
+    /// the shutdown timeout, then cancels the rest and hands them back to
+    /// `pending` without counting the attempt. Returns how many were handed back.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(1)).unwrap();
+    /// assert_eq!(pool.stop().await.unwrap(), 0);
+    /// # });
+    /// ```
+    pub async fn stop(self) -> Result<u64, WorkerError> {
+        let shared = self.shared;
+        tracing::info!(worker = %shared.worker_id, "stopping: no new jobs will be claimed");
+        shared.stops.claiming.cancel();
+        for producer in self.producers {
+            producer.await?;
+        }
+        shared.jobs.close();
+        let deadline = shared.config.shutdown_timeout;
+        if tokio::time::timeout(deadline, shared.jobs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                worker = %shared.worker_id,
+                running = shared.jobs.len(),
+                "shutdown deadline passed: cancelling running jobs"
+            );
+            shared.stops.hard.cancel();
+            shared.jobs.wait().await;
+        }
+        drop(self.completions);
+        self.completer.await?;
+        let released = shared
+            .hopper
+            .store()
+            .release(&shared.worker_id)
+            .await
+            .map_err(|source| WorkerError::Release {
+                what: "unfinished jobs",
+                source,
+            });
+        shared.stops.background.cancel();
+        for task in self.background {
+            task.await?;
+        }
+        autoscale::withdraw(&shared).await;
+        let released = released?;
+        if released > 0 {
+            tracing::info!(worker = %shared.worker_id, released, "handed unfinished jobs back to pending");
+        }
+        tracing::info!(worker = %shared.worker_id, "workers stopped");
+        Ok(released)
+    }
+}

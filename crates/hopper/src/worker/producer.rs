@@ -1,0 +1,246 @@
+//! The producer of one queue: how many jobs to claim, when to wake (the
+//! database's wake-ups, the next job coming due, polling), and handing each
+//! claimed job to its own task as slots free up.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::slots::Slots;
+use super::{Shared, executor};
+use crate::service::{DATABASE_ERRORS, pause};
+use crate::store::{ClaimRequest, ClaimedJob, Completion, Wakeup};
+
+/// The most claimed jobs a queue keeps waiting locally for a free slot.
+const MAX_PREFETCH: usize = 1_000;
+/// How much work, in time at the recent rate, the local buffer aims to hold.
+const PREFETCH_HORIZON: Duration = Duration::from_millis(25);
+
+/// Sizes the local buffer of claimed jobs from the recent rate of starts:
+/// about [`PREFETCH_HORIZON`] of work, so fast jobs are claimed hundreds per
+/// statement while slow jobs are claimed only as slots free up (and never
+/// wait long in one process while another sits idle).
+#[derive(Debug)]
+struct Prefetch {
+    /// When the rate was last read.
+    since: Instant,
+    /// Jobs started since then.
+    started: usize,
+}
+
+impl Prefetch {
+    /// No starts yet, counted from now.
+    fn new() -> Self {
+        Self::at(Instant::now())
+    }
+
+    /// No starts yet, counted from `since`.
+    fn at(since: Instant) -> Self {
+        Self { since, started: 0 }
+    }
+
+    /// How many jobs beyond the free slots the next claim should ask for.
+    fn next_extra(&mut self) -> usize {
+        self.next_extra_at(Instant::now())
+    }
+
+    /// [`Prefetch::next_extra`] as read at `now`; counting starts again from `now`.
+    fn next_extra_at(&mut self, now: Instant) -> usize {
+        let elapsed = now
+            .saturating_duration_since(self.since)
+            .as_secs_f64()
+            .max(1e-6);
+        let rate = self.started as f64 / elapsed;
+        self.since = now;
+        self.started = 0;
+        ((rate * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
+    }
+}
+
+/// The most jobs one claim asks for: one for the slot just taken, one per
+/// other free slot, and the prefetch.
+fn claim_limit(free: usize, extra: usize) -> usize {
+    1usize.saturating_add(free).saturating_add(extra)
+}
+
+/// Claims jobs of one queue and runs each in its own task as slots free up,
+/// until the pool stops claiming.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    slots: Arc<Slots>,
+    completions: mpsc::Sender<Completion>,
+) {
+    let queue = slots.queue.clone();
+    let wake = shared.hopper.waker(&queue);
+    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut prefetch = Prefetch::new();
+    let mut failures = 0u32;
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shared.stops.claiming.cancelled() => break,
+            permit = slots.acquire() => permit,
+        };
+        if buffer.is_empty() {
+            let limit = claim_limit(slots.free(), prefetch.next_extra());
+            let request = ClaimRequest {
+                queue: &queue,
+                worker: &shared.worker_id,
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                now: shared.hopper.now(),
+                lease_until: shared.lease_until(),
+            };
+            shared.claims.reserve(limit);
+            let result = shared.hopper.store().claim(request).await;
+            let taken = result.as_deref().unwrap_or_default();
+            shared
+                .claims
+                .claimed(taken.iter().map(|job| (job.id, job.attempt)), limit);
+            shared.bump();
+            match result {
+                Ok(claimed) if claimed.is_empty() => {
+                    failures = 0;
+                    drop(permit);
+                    let wait = idle_wait(&shared, &queue).await;
+                    tokio::select! {
+                        _ = shared.stops.claiming.cancelled() => break,
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+                Ok(claimed) => {
+                    failures = 0;
+                    buffer.extend(claimed);
+                    slots.buffered.store(buffer.len(), Ordering::SeqCst);
+                }
+                Err(error) => {
+                    failures += 1;
+                    let wait = DATABASE_ERRORS.delay(failures);
+                    tracing::warn!(%queue, %error, retry_in = ?wait, "claiming jobs failed");
+                    drop(permit);
+                    if !pause(&shared.stops.claiming, wait).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(job) = buffer.pop_front() else {
+            continue;
+        };
+        slots.buffered.store(buffer.len(), Ordering::SeqCst);
+        prefetch.started += 1;
+        let shared_for_job = shared.clone();
+        let completions = completions.clone();
+        let permit = permit.run();
+        shared.jobs.spawn(async move {
+            let outcome = executor::run(&shared_for_job, job).await;
+            match outcome {
+                Some(completion) => {
+                    // The completer outlives every job task, so this only fails if it panicked.
+                    let _ = completions.send(completion).await;
+                }
+                None => shared_for_job.claims.abandoned(1),
+            }
+            // The slot frees only once the outcome is queued: while outcomes are
+            // written slower than jobs run, new jobs wait, instead of finished
+            // ones piling up in memory.
+            drop(permit);
+        });
+    }
+    // Jobs claimed but never started stay leased to this worker; `stop` hands them back.
+    shared.claims.abandoned(buffer.len());
+    slots.buffered.store(0, Ordering::SeqCst);
+}
+
+/// How long a queue that found nothing due sleeps, unless woken first.
+///
+/// Where the database notifies every process of new and rescheduled jobs,
+/// until the queue's next job is due, within the notified poll interval;
+/// with a job due already but not claimable (a paused queue, or taken by
+/// another worker meanwhile), and everywhere else, the poll interval.
+async fn idle_wait(shared: &Shared, queue: &str) -> Duration {
+    let poll = shared.config.poll_interval;
+    if !shared.notified || !shared.hopper.clock_moves_by_itself() {
+        return poll;
+    }
+    let longest = shared.config.notified_poll_interval;
+    match shared.hopper.store().next_due(queue).await {
+        Ok(None) => longest,
+        Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
+            Ok(until) if !until.is_zero() => until.min(longest),
+            _ => poll,
+        },
+        Err(error) => {
+            tracing::warn!(%queue, %error, "reading when the next job is due failed");
+            poll
+        }
+    }
+}
+
+/// Wakes this pool's idle producers when the database says jobs became due,
+/// whichever process dispatched them, until background tasks stop.
+pub(super) async fn forward_wakeups(shared: Arc<Shared>, mut wakeups: mpsc::Receiver<Wakeup>) {
+    loop {
+        let wakeup = tokio::select! {
+            _ = shared.stops.background.cancelled() => break,
+            wakeup = wakeups.recv() => wakeup,
+        };
+        match wakeup {
+            Some(Wakeup::Queue(queue)) => shared.hopper.wake(&queue),
+            Some(Wakeup::All) => wake_all(&shared),
+            None => break,
+        }
+    }
+}
+
+/// Wakes the producer of every queue this pool serves.
+fn wake_all(shared: &Shared) {
+    for (queue, _) in &shared.config.queues {
+        shared.hopper.wake(queue);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_asks_for_the_taken_slot_the_free_ones_and_the_prefetch() {
+        assert_eq!(claim_limit(0, 0), 1);
+        assert_eq!(claim_limit(3, 0), 4);
+        assert_eq!(claim_limit(3, 20), 24);
+        assert_eq!(claim_limit(usize::MAX, 1), usize::MAX);
+    }
+
+    #[test]
+    fn the_prefetch_holds_the_horizon_of_work_at_the_recent_rate() {
+        let start = Instant::now();
+        let mut prefetch = Prefetch::at(start);
+        // Nothing started: nothing beyond the free slots.
+        assert_eq!(prefetch.next_extra_at(start + Duration::from_secs(1)), 0);
+        // 4,000 starts a second: 25 ms of work is 100 jobs.
+        prefetch.started = 4_000;
+        assert_eq!(prefetch.next_extra_at(start + Duration::from_secs(2)), 100);
+        // Counting restarted: the same second without starts asks for none.
+        assert_eq!(prefetch.next_extra_at(start + Duration::from_secs(3)), 0);
+        // Slow jobs (10 a second) claim only as slots free up.
+        prefetch.started = 10;
+        assert_eq!(prefetch.next_extra_at(start + Duration::from_secs(4)), 0);
+    }
+
+    #[test]
+    fn the_prefetch_is_capped() {
+        let start = Instant::now();
+        let mut prefetch = Prefetch::at(start);
+        prefetch.started = 10_000_000;
+        assert_eq!(
+            prefetch.next_extra_at(start + Duration::from_secs(1)),
+            MAX_PREFETCH
+        );
+    }
+}

@@ -34,6 +34,8 @@ use crate::client::Hopper;
 use crate::dispatch::{DispatchError, DispatchOptions};
 use crate::job::{Job, JobId, JobState};
 use crate::registry::JobDefaults;
+use crate::retry::Backoff;
+use crate::service::Periodic;
 use crate::store::{StoreError, Tick};
 
 /// A tick later than this after its fire time counts as missed.
@@ -761,34 +763,35 @@ impl Scheduler {
     }
 }
 
+/// The longest the scheduler sleeps between passes.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs a pass now and then at every tick (at least every minute) until
+/// `stop` fires; after failed passes, waits 1 s doubling to 32 s.
 async fn run(hopper: Hopper, schedules: Arc<Schedules>, stop: CancellationToken) {
-    const MAX_WAIT: Duration = Duration::from_secs(60);
-    let mut failures = 0u32;
-    loop {
-        let wait = match schedules.run_due(&hopper).await {
-            Ok(_) => {
-                failures = 0;
+    let service = Periodic::new("scheduler pass", MAX_WAIT).backoff(Backoff::exact(
+        Duration::from_secs(1),
+        2.0,
+        Duration::from_secs(32),
+    ));
+    service
+        .run(stop, move || {
+            let hopper = hopper.clone();
+            let schedules = schedules.clone();
+            async move {
+                schedules.run_due(&hopper).await?;
                 let now = hopper.now();
-                schedules
+                let wait = schedules
                     .iter()
                     .filter_map(|s| s.next_after(now))
                     .min()
                     .and_then(|next| (next - now).to_std().ok())
                     .unwrap_or(MAX_WAIT)
-                    .min(MAX_WAIT)
+                    .min(MAX_WAIT);
+                Ok::<_, ScheduleError>(Some(wait))
             }
-            Err(error) => {
-                failures += 1;
-                let wait = Duration::from_millis(500u64 << failures.min(6)).min(MAX_WAIT);
-                tracing::warn!(%error, retry_in = ?wait, "scheduler pass failed");
-                wait
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+        })
+        .await;
 }
 
 /// The wall-clock reading of `at` in `zone`, for display.

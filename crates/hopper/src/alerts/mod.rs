@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Hopper;
+use crate::service::Periodic;
 use crate::store::{AlertRecord, NewAlert, StoreError};
 
 pub use rule::{Breach, Condition, DEFAULT_FAILED_WINDOW, Readings, format_span};
@@ -529,16 +530,19 @@ impl AlertMonitor {
     }
 }
 
+/// Checks every interval (the first time one interval after starting) until
+/// `stop` fires. The lease is taken inside each pass rather than by the
+/// service, since [`AlertMonitor::check_now`] takes it the same way; the
+/// monitor gives it up at stop.
 async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(shared.alerts.interval) => {}
-        }
-        if let Err(error) = shared.pass().await {
-            tracing::warn!(%error, "alert check failed");
-        }
-    }
+    let interval = shared.alerts.interval;
+    let service = Periodic::new("alert check", interval).wait_first();
+    service
+        .run(stop, move || {
+            let shared = shared.clone();
+            async move { shared.pass().await.map(|_| None) }
+        })
+        .await;
 }
 
 #[cfg(test)]

@@ -61,3 +61,83 @@ pub(crate) async fn prune(
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maintenance::MAINTENANCE_LEASE;
+    use crate::store::{ClaimRequest, Completion, NewJob, Outcome};
+
+    #[tokio::test]
+    async fn pruning_needs_only_its_own_lease_and_gives_it_up_at_stop() {
+        let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+        let store = hopper.store();
+        let hold = Duration::from_secs(60);
+        // A rescuing leader elsewhere does not keep this pool from pruning.
+        assert!(
+            Lease::new(MAINTENANCE_LEASE, "other", hold)
+                .take(&hopper)
+                .await
+                .unwrap()
+        );
+        let long_ago = crate::clock::sub(hopper.now(), Duration::from_secs(3600));
+        let ids = store
+            .insert(&[NewJob {
+                job_type: "ping".into(),
+                queue: "default".into(),
+                payload: "null".into(),
+                priority: 0,
+                max_attempts: 1,
+                available_at: long_ago,
+                created_at: long_ago,
+                unique_key: None,
+            }])
+            .await
+            .unwrap();
+        let claimed = store
+            .claim(ClaimRequest {
+                queue: "default",
+                worker: "w",
+                limit: 1,
+                now: long_ago,
+                lease_until: crate::clock::add(long_ago, hold),
+            })
+            .await
+            .unwrap();
+        let ended = Completion {
+            id: ids[0],
+            attempt: claimed[0].attempt,
+            outcome: Outcome::Finished,
+        };
+        assert_eq!(store.complete("w", &[ended], long_ago).await.unwrap(), 1);
+        let stop = CancellationToken::new();
+        let pruner = tokio::spawn(run(
+            hopper.clone(),
+            "me".into(),
+            Duration::from_millis(5),
+            Retention::all(Duration::from_secs(60)),
+            stop.clone(),
+        ));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while store.get(ids[0]).await.unwrap().is_some() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            !Lease::new(PRUNE_LEASE, "other", hold)
+                .take(&hopper)
+                .await
+                .unwrap()
+        );
+        stop.cancel();
+        pruner.await.unwrap();
+        assert!(
+            Lease::new(PRUNE_LEASE, "other", hold)
+                .take(&hopper)
+                .await
+                .unwrap()
+        );
+    }
+}

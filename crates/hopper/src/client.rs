@@ -661,6 +661,12 @@ impl Hopper {
         self.inner.clock.now()
     }
 
+    /// The database's now as statements about leases should take it:
+    /// `None` for the server's own clock, or a test clock's time.
+    pub(crate) fn database_now(&self) -> Option<DateTime<Utc>> {
+        self.inner.clock.database_now()
+    }
+
     /// Whether this handle's clock moves with the wall clock (see
     /// [`Clock::moves_by_itself`]).
     pub(crate) fn clock_moves_by_itself(&self) -> bool {

@@ -33,6 +33,21 @@ pub trait Clock: Send + Sync + Debug + 'static {
     fn moves_by_itself(&self) -> bool {
         true
     }
+
+    /// The time statements take as the database's now for leases, their
+    /// renewal and rescue: `None` (the default) leaves it to the database
+    /// server's clock, since hosts' clocks differ; a clock tests move
+    /// returns its own time, so that moving it moves leases too.
+    ///
+    /// ```
+    /// use hopper::clock::{Clock, ManualClock, SystemClock};
+    /// assert!(SystemClock.database_now().is_none());
+    /// let manual = ManualClock::new();
+    /// assert_eq!(manual.database_now(), Some(manual.now()));
+    /// ```
+    fn database_now(&self) -> Option<DateTime<Utc>> {
+        None
+    }
 }
 
 /// The real wall clock.
@@ -144,6 +159,10 @@ impl Clock for ManualClock {
 
     fn moves_by_itself(&self) -> bool {
         false
+    }
+
+    fn database_now(&self) -> Option<DateTime<Utc>> {
+        Some(self.now())
     }
 }
 

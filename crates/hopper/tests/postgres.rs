@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::postgres::{Database, database};
 use common::*;
 use hopper::store::postgres::{LISTENER_NAME, PostgresStore, insert_in};
-use hopper::store::{ClaimRequest, Completion, Outcome, Store};
+use hopper::store::{ClaimRequest, Completion, Outcome, Store, new_claim_token};
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
 use sqlx::postgres::PgListener;
 use tokio::sync::{Barrier, Notify};
@@ -158,20 +158,22 @@ async fn a_unique_key_whose_holder_keeps_finishing_never_fails_a_dispatch() {
                         queue: "default",
                         worker: "finisher",
                         limit: 10,
-                        now,
-                        lease_until: now + chrono::Duration::seconds(30),
+                        token: new_claim_token(),
+                        due_by: now,
+                        lease: Duration::from_secs(30),
+                        now: None,
                     })
                     .await
                     .unwrap();
                 let done: Vec<Completion> = claimed
                     .iter()
                     .map(|job| Completion {
-                        id: job.id,
+                        claim: job.claim(),
                         attempt: job.attempt,
                         outcome: Outcome::Finished,
                     })
                     .collect();
-                finished += store.complete("finisher", &done, now).await.unwrap();
+                finished += store.complete(&done, now).await.unwrap();
                 tokio::task::yield_now().await;
             }
         })
@@ -494,4 +496,58 @@ async fn instances_racing_for_each_schedule_tick_dispatch_it_once() {
     let names: Vec<&str> = states.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     assert!(states.iter().all(|s| s.last_job_id.is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_never_deletes_a_job_retried_while_the_prune_waited_on_it() {
+    let db = database().await;
+    let hopper = builder().connect(&db.url).await.unwrap();
+    let id = hopper
+        .dispatch::<Noop>(())
+        .await
+        .unwrap();
+    let store = PostgresStore::open(&db.url).await.unwrap();
+    sqlx::query("UPDATE jobs SET state = 'failed', finished_at = now() - interval '1 day' WHERE id = $1")
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    // A retry of the failed job, held open in its own transaction.
+    let mut retry = store.pool().begin().await.unwrap();
+    sqlx::query("UPDATE jobs SET state = 'pending', finished_at = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *retry)
+        .await
+        .unwrap();
+    // The prune picks the row as failed and waits on the retry's lock...
+    let prune = {
+        let hopper = hopper.clone();
+        tokio::spawn(async move {
+            hopper
+                .store()
+                .prune(JobState::Failed, chrono::Utc::now(), 100)
+                .await
+        })
+    };
+    let mut waiting = false;
+    for _ in 0..100 {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if blocked > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waiting, "the prune never waited on the retried row");
+    // ...and finds it pending once the retry commits.
+    retry.commit().await.unwrap();
+    assert_eq!(prune.await.unwrap().unwrap(), 0);
+    let job = hopper.job(id).await.unwrap().expect("the retried job is kept");
+    assert_eq!(job.state, JobState::Pending);
 }

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use hopper::clock::ManualClock;
 use hopper::retry::Backoff;
 use hopper::schedule::Schedule;
-use hopper::store::{ClaimRequest, Completion, Outcome};
+use hopper::store::{Claim, ClaimRequest, ClaimToken, Completion, Outcome, new_claim_token};
 use hopper::{
     DispatchOptions, Hopper, Job, JobContext, JobFilter, JobId, JobResult, JobState, Retention,
 };
@@ -69,6 +69,10 @@ enum Op {
     Delete {
         pick: usize,
     },
+    /// Records that a started job's handler began running.
+    Start {
+        pick: usize,
+    },
     Rescue,
     Prune,
     Advance {
@@ -87,6 +91,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Delete { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Start { pick }),
         1 => Just(Op::Rescue),
         1 => Just(Op::Prune),
         2 => (1..50u64).prop_map(|secs| Op::Advance { secs }),
@@ -104,6 +109,10 @@ struct Model {
     locked_by: Option<String>,
     locked_until: Option<DateTime<Utc>>,
     key: Option<String>,
+    /// The token of the claim holding it while started.
+    token: Option<ClaimToken>,
+    /// Whether the started run's handler began.
+    run_started: bool,
 }
 
 /// The edges a job may move along between two observations.
@@ -212,6 +221,8 @@ impl Machine {
                         locked_by: None,
                         locked_until: None,
                         key,
+                        token: None,
+                        run_started: false,
                     },
                 );
             }
@@ -223,8 +234,10 @@ impl Machine {
                         queue: "default",
                         worker,
                         limit,
-                        now,
-                        lease_until,
+                        token: new_claim_token(),
+                        due_by: now,
+                        lease: LEASE,
+                        now: Some(now),
                     })
                     .await
                     .unwrap();
@@ -247,6 +260,8 @@ impl Machine {
                     model.state = JobState::Started;
                     model.locked_by = Some(worker.to_owned());
                     model.locked_until = Some(lease_until);
+                    model.token = Some(job.token);
+                    model.run_started = false;
                 }
             }
             Op::Finish { pick, stale } => {
@@ -254,18 +269,16 @@ impl Machine {
                     return;
                 };
                 let model = self.jobs[&id].clone();
-                let worker = model.locked_by.clone().unwrap();
-                let attempt = if stale {
-                    model.attempts - 1
-                } else {
-                    model.attempts
-                };
+                let token = model.token.unwrap();
                 let completion = Completion {
-                    id,
-                    attempt,
+                    claim: Claim {
+                        id,
+                        token: if stale { token.wrapping_add(1) } else { token },
+                    },
+                    attempt: model.attempts,
                     outcome: Outcome::Finished,
                 };
-                let applied = store.complete(&worker, &[completion], now).await.unwrap();
+                let applied = store.complete(&[completion], now).await.unwrap();
                 assert_eq!(applied, u64::from(!stale), "only the live claim applies");
                 if !stale {
                     let model = self.jobs.get_mut(&id).unwrap();
@@ -273,6 +286,7 @@ impl Machine {
                     model.finished_at = Some(now);
                     model.locked_by = None;
                     model.locked_until = None;
+                    model.token = None;
                 }
             }
             Op::Fail {
@@ -284,7 +298,6 @@ impl Machine {
                     return;
                 };
                 let model = self.jobs.get_mut(&id).unwrap();
-                let worker = model.locked_by.clone().unwrap();
                 let retry = !permanent && model.attempts < model.max_attempts;
                 let at = now + chrono::Duration::seconds(delay_secs as i64);
                 let outcome = if retry {
@@ -298,14 +311,18 @@ impl Machine {
                     }
                 };
                 let completion = Completion {
-                    id,
+                    claim: Claim {
+                        id,
+                        token: model.token.unwrap(),
+                    },
                     attempt: model.attempts,
                     outcome,
                 };
-                let applied = store.complete(&worker, &[completion], now).await.unwrap();
+                let applied = store.complete(&[completion], now).await.unwrap();
                 assert_eq!(applied, 1);
                 model.locked_by = None;
                 model.locked_until = None;
+                model.token = None;
                 if retry {
                     model.state = JobState::Pending;
                     model.available_at = at;
@@ -368,9 +385,21 @@ impl Machine {
                     self.seen.remove(&id);
                 }
             }
+            Op::Start { pick } => {
+                let Some(id) = self.pick(pick, |job| job.state == JobState::Started) else {
+                    return;
+                };
+                let model = self.jobs.get_mut(&id).unwrap();
+                let claim = Claim {
+                    id,
+                    token: model.token.unwrap(),
+                };
+                assert_eq!(store.mark_started(&[claim]).await.unwrap(), 1);
+                model.run_started = true;
+            }
             Op::Rescue => {
                 let rescued: BTreeSet<JobId> =
-                    store.rescue(now).await.unwrap().into_iter().collect();
+                    store.rescue(Some(now)).await.unwrap().into_iter().collect();
                 let expected: BTreeSet<JobId> = self
                     .jobs
                     .iter()
@@ -384,8 +413,13 @@ impl Machine {
                     let model = self.jobs.get_mut(&id).unwrap();
                     model.locked_by = None;
                     model.locked_until = None;
+                    model.token = None;
                     model.available_at = now;
-                    if model.attempts >= model.max_attempts {
+                    if !model.run_started {
+                        // A claim whose handler never started gives its attempt back.
+                        model.attempts -= 1;
+                        model.state = JobState::Pending;
+                    } else if model.attempts >= model.max_attempts {
                         model.state = JobState::Failed;
                         model.finished_at = Some(now);
                     } else {

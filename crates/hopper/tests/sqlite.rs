@@ -9,7 +9,7 @@ use chrono::Utc;
 use common::*;
 use futures::FutureExt;
 use hopper::store::sqlite::{SqliteStore, insert_in};
-use hopper::store::{ClaimRequest, StateCount, Store};
+use hopper::store::{ClaimRequest, StateCount, Store, new_claim_token};
 use hopper::testing::TestQueue;
 use hopper::{DEFAULT_QUEUE, DispatchOptions, Hopper, JobState, RegistryError, WorkerConfig};
 
@@ -146,8 +146,10 @@ async fn transactions_left_unfinished_are_rolled_back() {
             queue: DEFAULT_QUEUE,
             worker: "w1",
             limit: 10,
-            now,
-            lease_until: now + Duration::from_secs(60),
+            token: new_claim_token(),
+            due_by: now,
+            lease: Duration::from_secs(60),
+            now: None,
         })
         .await
         .unwrap();

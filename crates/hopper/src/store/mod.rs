@@ -50,9 +50,6 @@ pub enum StoreError {
     /// The store was closed; nothing more goes through it.
     #[error("the database store is closed")]
     Closed,
-    /// This store does not implement a part of the contract.
-    #[error("this database's store does not support {0} yet")]
-    Unsupported(&'static str),
     /// A unique key's holder kept changing under every attempt to insert or find it.
     #[error(
         "unique key {0:?} stayed contended: every insert met a live job holding it, every look-up found none"
@@ -217,11 +214,46 @@ pub struct NewJob {
     pub unique_key: Option<String>,
 }
 
+/// A claim's fencing token: written to every job one claim takes, and
+/// required by every write that extends, ends or hands back the run, so a
+/// run whose job was rescued, released or claimed again (even by the same
+/// worker, on the same attempt) cannot touch the new claim's row.
+pub type ClaimToken = i64;
+
+/// A new claim token: random and non-zero, unique to one claim for any
+/// practical purpose (2^63 values).
+///
+/// ```
+/// let a = hopper::store::new_claim_token();
+/// assert!(a > 0);
+/// assert_ne!(a, hopper::store::new_claim_token());
+/// ```
+pub fn new_claim_token() -> ClaimToken {
+    fastrand::i64(1..)
+}
+
+/// One claim a worker holds: a job and the token of the claim that took it.
+///
+/// ```
+/// let claim = hopper::store::Claim { id: 7, token: 42 };
+/// assert_eq!(claim.id, 7);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Claim {
+    /// The job's id.
+    pub id: JobId,
+    /// The token of the claim.
+    pub token: ClaimToken,
+}
+
 /// A request to claim due jobs from one queue.
 ///
 /// ```
-/// let now = chrono::Utc::now();
-/// let claim = hopper::store::ClaimRequest { queue: "default", worker: "w1", limit: 10, now, lease_until: now };
+/// use std::time::Duration;
+/// let claim = hopper::store::ClaimRequest {
+///     queue: "default", worker: "w1", limit: 10, token: hopper::store::new_claim_token(),
+///     due_by: chrono::Utc::now(), lease: Duration::from_secs(30), now: None,
+/// };
 /// assert_eq!(claim.limit, 10);
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -232,17 +264,23 @@ pub struct ClaimRequest<'a> {
     pub worker: &'a str,
     /// The most jobs to claim.
     pub limit: u32,
-    /// Jobs with `available_at <= now` are due.
-    pub now: DateTime<Utc>,
-    /// The lease on every claimed job lasts until this time.
-    pub lease_until: DateTime<Utc>,
+    /// The claim's fencing token, written to every job it takes.
+    pub token: ClaimToken,
+    /// Jobs with `available_at <= due_by` are due (the claiming worker's
+    /// clock, the clock dispatches write `available_at` with).
+    pub due_by: DateTime<Utc>,
+    /// How long the lease on every claimed job lasts, from the database's now.
+    pub lease: std::time::Duration,
+    /// The database's now: `None` reads the database server's clock; a test
+    /// clock passes its own time.
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// A job a worker has claimed: it is `started`, leased to that worker.
 ///
 /// ```
 /// let job = hopper::store::ClaimedJob {
-///     id: 1, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
 ///     priority: 0, attempt: 1, max_attempts: 3,
 /// };
 /// assert_eq!(job.attempt, 1);
@@ -251,6 +289,8 @@ pub struct ClaimRequest<'a> {
 pub struct ClaimedJob {
     /// The job's id.
     pub id: JobId,
+    /// The claim's fencing token.
+    pub token: ClaimToken,
     /// Its type name.
     pub job_type: String,
     /// Its queue.
@@ -259,7 +299,9 @@ pub struct ClaimedJob {
     pub payload: String,
     /// Its priority.
     pub priority: i32,
-    /// This run's attempt number (1-based), counted at claim.
+    /// This run's attempt number (1-based). The claim counts it; a claim
+    /// whose handler never started (see [`Store::mark_started`]) gives it
+    /// back when it is rescued or released.
     pub attempt: u32,
     /// Its attempts in all.
     pub max_attempts: u32,
@@ -305,18 +347,37 @@ pub enum Outcome {
     },
 }
 
+impl ClaimedJob {
+    /// The claim this job was taken by.
+    ///
+    /// ```
+    /// let job = hopper::store::ClaimedJob {
+    ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+    ///     priority: 0, attempt: 1, max_attempts: 3,
+    /// };
+    /// assert_eq!(job.claim(), hopper::store::Claim { id: 1, token: 9 });
+    /// ```
+    pub fn claim(&self) -> Claim {
+        Claim {
+            id: self.id,
+            token: self.token,
+        }
+    }
+}
+
 /// The end of one claimed run, guarded by the claim it came from: it applies
-/// only while the job is still `started`, leased to the same worker, on the
-/// same attempt.
+/// only while the job is still `started` under the same claim token.
 ///
 /// ```
-/// let c = hopper::store::Completion { id: 4, attempt: 1, outcome: hopper::store::Outcome::Finished };
-/// assert_eq!(c.id, 4);
+/// let c = hopper::store::Completion {
+///     claim: hopper::store::Claim { id: 4, token: 1 }, attempt: 1, outcome: hopper::store::Outcome::Finished,
+/// };
+/// assert_eq!(c.claim.id, 4);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
-    /// The job's id.
-    pub id: JobId,
+    /// The job and the claim the run came from.
+    pub claim: Claim,
     /// The attempt that ran.
     pub attempt: u32,
     /// How it ended.
@@ -627,7 +688,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Claims up to `limit` due pending jobs of one queue, highest priority
     /// first, then oldest due first: each becomes `started`, leased to the
-    /// worker, with its attempt counted. Claims nothing from a paused queue.
+    /// worker under the request's token until the database's now plus the
+    /// lease, with its attempt counted and its handler not yet started.
+    /// Claims nothing from a paused queue.
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError>;
 
     /// When the next pending job of `queue` is due: the earliest
@@ -636,32 +699,42 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// of new and rescheduled jobs sleeps until then instead of polling.
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Applies completions of runs by `worker`; returns how many still held
-    /// their claim (the others were rescued meanwhile and are left alone).
+    /// Records, for the claims listed that are still held, that their
+    /// handlers started: a rescue then counts the attempt, where a claim
+    /// whose handler never started gets its attempt back. Returns how many
+    /// were still held.
+    async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError>;
+
+    /// Applies completions, each only while its claim still holds the job;
+    /// returns how many applied (the others were rescued or released
+    /// meanwhile and are left alone). `now` is when the runs ended.
     async fn complete(
         &self,
-        worker: &str,
         completions: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
-    /// Extends to `until` the leases of the claims listed as (job id,
-    /// attempt) that `worker` still holds; no other job's. Returns how many.
+    /// Extends, to the database's `now` plus `lease`, the leases of the
+    /// claims listed that still hold their job; no other job's. Returns the
+    /// claims extended, in id order: a claim missing from it was lost (its
+    /// job rescued, released or ended), and its run should stop.
     async fn extend_leases(
         &self,
-        worker: &str,
-        claims: &[(JobId, u32)],
-        until: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
+        claims: &[Claim],
+        lease: std::time::Duration,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Claim>, StoreError>;
 
-    /// Hands every job `worker` still holds back to `pending`, not counting
-    /// the attempt (a graceful stop).
-    async fn release(&self, worker: &str) -> Result<u64, StoreError>;
+    /// Hands the jobs of the claims listed that still hold them back to
+    /// `pending`, not counting the attempt (a graceful stop). Returns how many.
+    async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError>;
 
-    /// Returns jobs whose lease ran out before `now` (their worker died) to
-    /// `pending`, or to `failed` when that was their last attempt, recording
-    /// the lost attempt as an error. Returns the ids rescued.
-    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError>;
+    /// Returns jobs whose lease ran out before the database's `now` (their
+    /// worker died or was cut off) to `pending`. A run whose handler had
+    /// started counts as an attempt: its error is recorded and, on its last
+    /// attempt, the job fails instead. A claim whose handler never started
+    /// gives its attempt back. Returns the ids rescued.
+    async fn rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError>;
 
     /// Everything about one job.
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
@@ -687,15 +760,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a job that is not started; false if there was none or it is running.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
 
-    /// Takes or renews the lease `name` for `holder` until `until`, if it is
-    /// free, expired at `now`, or already `holder`'s. Returns whether
-    /// `holder` holds it now.
+    /// Takes or renews the lease `name` for `holder` until the database's
+    /// `now` plus `ttl`, if it is free, expired, or already `holder`'s.
+    /// Returns whether `holder` holds it now.
     async fn try_lease(
         &self,
         name: &str,
         holder: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        ttl: std::time::Duration,
+        now: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError>;
 
     /// Gives up the lease `name` if `holder` holds it.
@@ -709,10 +782,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         name: &str,
         fire_at: DateTime<Utc>,
         job: Option<&NewJob>,
-    ) -> Result<Tick, StoreError> {
-        let _ = (name, fire_at, job);
-        Err(StoreError::Unsupported("schedules"))
-    }
+    ) -> Result<Tick, StoreError>;
 
     /// Replaces every row `worker` published with `rows` (its concurrency per
     /// queue; none when it stops), and deletes rows of any pool that expired
@@ -722,24 +792,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         worker: &str,
         rows: &[WorkerConcurrency],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let _ = (worker, rows, now);
-        Err(StoreError::Unsupported("worker concurrency"))
-    }
+    ) -> Result<(), StoreError>;
 
     /// The concurrency rows still live at `now`, by queue then worker.
     async fn worker_concurrency(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<Vec<WorkerConcurrency>, StoreError> {
-        let _ = now;
-        Err(StoreError::Unsupported("worker concurrency"))
-    }
+    ) -> Result<Vec<WorkerConcurrency>, StoreError>;
 
     /// The latest tick of every schedule that has taken one.
-    async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        Err(StoreError::Unsupported("schedules"))
-    }
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError>;
 
     /// Job counts per queue and state (zero counts left out).
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError>;

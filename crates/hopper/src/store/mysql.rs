@@ -19,7 +19,7 @@ use super::rows::{
     from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
 };
 use super::{
-    AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
+    Claim, ClaimToken, AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
     MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount,
     Store, StoreError, Tick, TypeOutcomes,
 };
@@ -87,6 +87,13 @@ impl MysqlStore {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                         .await?;
+                    // Whatever the server's default: a value that does not fit
+                    // its column is an error, never silently cut or changed.
+                    conn.execute(
+                        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,\
+                         NO_ZERO_DATE,NO_ZERO_IN_DATE,NO_ENGINE_SUBSTITUTION'",
+                    )
+                    .await?;
                     Ok(())
                 })
             })
@@ -161,6 +168,58 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e)
         if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
             .is_some_and(|e| e.number() == 1213))
+}
+
+/// The database's now in stored form (microseconds since the epoch, UTC),
+/// from the server's clock whatever the session's time zone.
+const SERVER_NOW: &str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
+
+/// Runs `attempt` again each time the server rolls it back to break a
+/// deadlock (the whole transaction undone, so running it again is safe), up
+/// to [`DEADLOCK_RETRIES`] times.
+async fn retry_deadlocks<T, E, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<StoreError>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await.map_err(Into::into) {
+            Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Appends `id IN (…) AND (id, lease_token) IN ((…), …)` for `claims`: the
+/// first part keeps the plan on primary-key lookups, the pairs are the guard.
+fn push_claims<'a>(query: &mut QueryBuilder<'a, sqlx::MySql>, claims: &'a [Claim]) {
+    query.push("id IN (");
+    let mut ids = query.separated(", ");
+    for claim in claims {
+        ids.push_bind(claim.id);
+    }
+    query.push(") AND (id, lease_token) IN (");
+    let mut list = query.separated(", ");
+    for claim in claims {
+        list.push("(")
+            .push_bind_unseparated(claim.id)
+            .push_unseparated(", ")
+            .push_bind_unseparated(claim.token)
+            .push_unseparated(")");
+    }
+    query.push(")");
+}
+
+/// Claims in id order: every statement that locks several jobs locks them in
+/// the same order, so two of them never wait on each other.
+fn in_id_order(claims: &[Claim]) -> Vec<Claim> {
+    let mut sorted = claims.to_vec();
+    sorted.sort_unstable();
+    sorted
 }
 
 /// A text column as a string. Columns compare byte for byte (`utf8mb4_bin`),
@@ -314,18 +373,6 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
     })
 }
 
-/// Appends `(id, attempt)` pairs as `(?, ?), …` to `query`.
-fn push_pairs<'a>(query: &mut QueryBuilder<'a, sqlx::MySql>, pairs: &'a [(JobId, u32)]) {
-    let mut list = query.separated(", ");
-    for (id, attempt) in pairs {
-        list.push("(")
-            .push_bind_unseparated(id)
-            .push_unseparated(", ")
-            .push_bind_unseparated(attempt)
-            .push_unseparated(")");
-    }
-}
-
 impl MysqlStore {
     async fn try_claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, sqlx::Error> {
         const PICK: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
@@ -337,7 +384,7 @@ impl MysqlStore {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(PICK)
             .bind(request.queue)
-            .bind(micros(request.now))
+            .bind(micros(request.due_by))
             .bind(request.queue)
             .bind(request.limit)
             .fetch_all(&mut *tx)
@@ -356,6 +403,7 @@ impl MysqlStore {
                 queue: text(row, "queue")?,
                 payload: text(row, "payload")?,
                 priority: row.try_get("priority")?,
+                token: request.token,
                 // The rows are locked: the attempt counted below is this one.
                 attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(0),
@@ -363,11 +411,15 @@ impl MysqlStore {
         }
         let mut update = QueryBuilder::new("UPDATE jobs SET state = 'started', started_at = ");
         update
-            .push_bind(micros(request.now))
-            .push(", attempts = attempts + 1, locked_by = ")
+            .push_bind(micros(request.due_by))
+            .push(", attempts = attempts + 1, run_started = FALSE, lease_token = ")
+            .push_bind(request.token)
+            .push(", locked_by = ")
             .push_bind(request.worker)
-            .push(", locked_until = ")
-            .push_bind(micros(request.lease_until))
+            .push(", locked_until = COALESCE(")
+            .push_bind(request.now.map(micros))
+            .push(format!(", {SERVER_NOW}) + "))
+            .push_bind(super::rows::lease_micros(request.lease))
             .push(" WHERE id IN (");
         let mut ids = update.separated(", ");
         for job in &jobs {
@@ -381,45 +433,36 @@ impl MysqlStore {
 
     async fn try_complete(
         &self,
-        worker: &str,
         completions: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, sqlx::Error> {
-        let finished: Vec<(JobId, u32)> = completions
+        let finished: Vec<Claim> = completions
             .iter()
             .filter(|c| c.outcome == Outcome::Finished)
-            .map(|c| (c.id, c.attempt))
+            .map(|c| c.claim)
             .collect();
         let mut applied = 0;
         let mut tx = self.pool.begin().await?;
         if !finished.is_empty() {
-            // `id IN (…)` keeps the plan on primary-key lookups; the pairs are the guard.
             let mut query = QueryBuilder::new("UPDATE jobs SET state = 'finished', finished_at = ");
             query
                 .push_bind(micros(now))
-                .push(", locked_by = NULL, locked_until = NULL WHERE state = 'started' AND locked_by = ")
-                .push_bind(worker)
-                .push(" AND id IN (");
-            let mut ids = query.separated(", ");
-            for (id, _) in &finished {
-                ids.push_bind(*id);
-            }
-            query.push(") AND (id, attempts) IN (");
-            push_pairs(&mut query, &finished);
-            query.push(")");
+                .push(", locked_by = NULL, locked_until = NULL, lease_token = NULL WHERE ");
+            push_claims(&mut query, &finished);
+            query.push(" ORDER BY id");
             applied += query.build().execute(&mut *tx).await?.rows_affected();
         }
         // No assignment reads a column another one sets (see `try_rescue`).
         const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?, \
                 last_error = ?, errors = JSON_ARRAY_APPEND(errors, '$', \
                     JSON_OBJECT('attempt', attempts, 'at', ?, 'error', ?)), \
-                locked_by = NULL, locked_until = NULL \
-            WHERE id = ? AND attempts = ? AND state = 'started' AND locked_by = ?";
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+            WHERE id = ? AND lease_token = ?";
         const FAIL: &str = "UPDATE jobs SET state = 'failed', finished_at = ?, \
                 last_error = ?, errors = JSON_ARRAY_APPEND(errors, '$', \
                     JSON_OBJECT('attempt', attempts, 'at', ?, 'error', ?)), \
-                locked_by = NULL, locked_until = NULL \
-            WHERE id = ? AND attempts = ? AND state = 'started' AND locked_by = ?";
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+            WHERE id = ? AND lease_token = ?";
         for completion in completions {
             let (sql, at, error) = match &completion.outcome {
                 Outcome::Finished => continue,
@@ -431,9 +474,8 @@ impl MysqlStore {
                 .bind(error)
                 .bind(json_time(now))
                 .bind(error)
-                .bind(completion.id)
-                .bind(completion.attempt)
-                .bind(worker)
+                .bind(completion.claim.id)
+                .bind(completion.claim.token)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -516,36 +558,48 @@ impl MysqlStore {
         Ok(ids)
     }
 
-    async fn try_rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, sqlx::Error> {
+    async fn try_rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let now: i64 = sqlx::query_scalar(&format!("SELECT COALESCE(?, {SERVER_NOW})"))
+            .bind(now.map(micros))
+            .fetch_one(&mut *tx)
+            .await?;
         let ids: Vec<JobId> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE state = 'started' AND locked_until < ? \
-             FOR UPDATE SKIP LOCKED",
+             ORDER BY id FOR UPDATE SKIP LOCKED",
         )
-        .bind(micros(now))
+        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         if ids.is_empty() {
             tx.commit().await?;
             return Ok(ids);
         }
-        // No assignment reads a column another one sets, so the statement means
-        // the same whether the server assigns left to right (the default) or
-        // all at once (MariaDB's SIMULTANEOUS_ASSIGNMENT).
+        // No assignment reads a column an earlier one sets, so the statement
+        // means the same whether the server assigns left to right (the
+        // default) or all at once (MariaDB's SIMULTANEOUS_ASSIGNMENT):
+        // `attempts` and `locked_by` are read above and set last. A run whose
+        // handler had started counts its attempt and records it lost; a claim
+        // whose handler never started gives its attempt back.
         const LOST: &str = "CONCAT('lease expired: worker ', locked_by, \
             ' stopped without finishing attempt ', attempts)";
+        const LAST: &str = "run_started AND attempts >= max_attempts";
         let mut query = QueryBuilder::new(format!(
-            "UPDATE jobs SET last_error = {LOST}, \
-                errors = JSON_ARRAY_APPEND(errors, '$', \
+            "UPDATE jobs SET last_error = IF(run_started, {LOST}, last_error), \
+                errors = IF(run_started, JSON_ARRAY_APPEND(errors, '$', \
                     JSON_OBJECT('attempt', attempts, 'at', "
         ));
         query
-            .push_bind(json_time(now))
-            .push(format!(", 'error', {LOST})), finished_at = IF(attempts >= max_attempts, "))
-            .push_bind(micros(now))
-            .push(", NULL), state = IF(attempts >= max_attempts, 'failed', 'pending'), available_at = ")
-            .push_bind(micros(now))
-            .push(", locked_by = NULL, locked_until = NULL WHERE state = 'started' AND id IN (");
+            .push_bind(json_time(from_micros(0, now)?))
+            .push(format!(", 'error', {LOST})), errors), finished_at = IF({LAST}, "))
+            .push_bind(now)
+            .push(format!(", NULL), state = IF({LAST}, 'failed', 'pending'), available_at = "))
+            .push_bind(now)
+            .push(
+                ", attempts = IF(run_started, attempts, attempts - 1), \
+                 locked_by = NULL, locked_until = NULL, lease_token = NULL \
+                 WHERE state = 'started' AND id IN (",
+            );
         let mut list = query.separated(", ");
         for id in &ids {
             list.push_bind(*id);
@@ -554,6 +608,36 @@ impl MysqlStore {
         query.build().execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(ids)
+    }
+
+    async fn try_extend_leases(
+        &self,
+        claims: &[Claim],
+        lease: std::time::Duration,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Claim>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut update = QueryBuilder::new("UPDATE jobs SET locked_until = COALESCE(");
+        update
+            .push_bind(now.map(micros))
+            .push(format!(", {SERVER_NOW}) + "))
+            .push_bind(super::rows::lease_micros(lease))
+            .push(" WHERE ");
+        push_claims(&mut update, claims);
+        update.push(" ORDER BY id");
+        update.build().execute(&mut *tx).await?;
+        let mut held = QueryBuilder::new("SELECT id, lease_token FROM jobs WHERE ");
+        push_claims(&mut held, claims);
+        held.push(" ORDER BY id");
+        let held = held
+            .build_query_as::<(JobId, ClaimToken)>()
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(held
+            .into_iter()
+            .map(|(id, token)| Claim { id, token })
+            .collect())
     }
 }
 
@@ -593,25 +677,11 @@ impl Store for MysqlStore {
         // Dispatches of one unique key at once can deadlock on its index
         // entry; the loser's statement or transaction is rolled back whole
         // and simply runs again.
-        let mut tries = 0;
-        loop {
-            match self.try_insert(jobs).await {
-                Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
-                    tries += 1;
-                }
-                done => return done,
-            }
-        }
+        retry_deadlocks(|| self.try_insert(jobs)).await
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
-        let mut tries = 0;
-        loop {
-            match self.try_claim(&request).await {
-                Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => tries += 1,
-                done => return Ok(done?),
-            }
-        }
+        retry_deadlocks(|| self.try_claim(&request)).await
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -636,68 +706,65 @@ impl Store for MysqlStore {
         optional_time(0, earliest)
     }
 
+    async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let claims = in_id_order(claims);
+        retry_deadlocks(|| async {
+            let mut query = QueryBuilder::new("UPDATE jobs SET run_started = TRUE WHERE ");
+            push_claims(&mut query, &claims);
+            query.push(" ORDER BY id");
+            Ok::<_, sqlx::Error>(query.build().execute(&self.pool).await?.rows_affected())
+        })
+        .await
+    }
+
     async fn complete(
         &self,
-        worker: &str,
         completions: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tries = 0;
-        loop {
-            match self.try_complete(worker, completions, now).await {
-                Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => tries += 1,
-                done => return Ok(done?),
-            }
+        if completions.is_empty() {
+            return Ok(0);
         }
+        let mut sorted = completions.to_vec();
+        sorted.sort_by_key(|c| c.claim);
+        retry_deadlocks(|| self.try_complete(&sorted, now)).await
     }
 
     async fn extend_leases(
         &self,
-        worker: &str,
-        claims: &[(JobId, u32)],
-        until: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+        claims: &[Claim],
+        lease: std::time::Duration,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claims = in_id_order(claims);
+        retry_deadlocks(|| self.try_extend_leases(&claims, lease, now)).await
+    }
+
+    async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError> {
         if claims.is_empty() {
             return Ok(0);
         }
-        // The same per-claim guard and plan as finishing a batch in `try_complete`.
-        let mut query = QueryBuilder::new("UPDATE jobs SET locked_until = ");
-        query
-            .push_bind(micros(until))
-            .push(" WHERE state = 'started' AND locked_by = ")
-            .push_bind(worker)
-            .push(" AND id IN (");
-        let mut ids = query.separated(", ");
-        for (id, _) in claims {
-            ids.push_bind(*id);
-        }
-        query.push(") AND (id, attempts) IN (");
-        push_pairs(&mut query, claims);
-        query.push(")");
-        let done = query.build().execute(&self.pool).await?;
-        Ok(done.rows_affected())
+        let claims = in_id_order(claims);
+        retry_deadlocks(|| async {
+            let mut query = QueryBuilder::new(
+                "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+                    locked_by = NULL, locked_until = NULL, lease_token = NULL WHERE ",
+            );
+            push_claims(&mut query, &claims);
+            query.push(" ORDER BY id");
+            Ok::<_, sqlx::Error>(query.build().execute(&self.pool).await?.rows_affected())
+        })
+        .await
     }
 
-    async fn release(&self, worker: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                locked_by = NULL, locked_until = NULL \
-             WHERE state = 'started' AND locked_by = ?",
-        )
-        .bind(worker)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError> {
-        let mut tries = 0;
-        loop {
-            match self.try_rescue(now).await {
-                Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => tries += 1,
-                done => return Ok(done?),
-            }
-        }
+    async fn rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
+        retry_deadlocks(|| self.try_rescue(now)).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -799,32 +866,37 @@ impl Store for MysqlStore {
         &self,
         name: &str,
         holder: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        ttl: std::time::Duration,
+        now: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
+        let now = now.map(micros);
+        let ttl = super::rows::lease_micros(ttl);
         // The connection counts matched rows, not changed ones: a renewal to
         // the same time still counts as held.
-        let taken = sqlx::query(
-            "UPDATE leases SET holder = ?, held_until = ? \
-             WHERE name = ? AND (holder = ? OR held_until < ?)",
-        )
+        let taken = sqlx::query(&format!(
+            "UPDATE leases SET holder = ?, held_until = COALESCE(?, {SERVER_NOW}) + ? \
+             WHERE name = ? AND (holder = ? OR held_until < COALESCE(?, {SERVER_NOW}))"
+        ))
         .bind(holder)
-        .bind(micros(until))
+        .bind(now)
+        .bind(ttl)
         .bind(name)
         .bind(holder)
-        .bind(micros(now))
+        .bind(now)
         .execute(&self.pool)
         .await?;
         if taken.rows_affected() == 1 {
             return Ok(true);
         }
-        let inserted =
-            sqlx::query("INSERT INTO leases (name, holder, held_until) VALUES (?, ?, ?)")
-                .bind(name)
-                .bind(holder)
-                .bind(micros(until))
-                .execute(&self.pool)
-                .await;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO leases (name, holder, held_until) VALUES (?, ?, COALESCE(?, {SERVER_NOW}) + ?)"
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .bind(ttl)
+        .execute(&self.pool)
+        .await;
         match inserted {
             Ok(_) => Ok(true),
             // Someone else holds it (or took it a moment ago).
@@ -866,15 +938,7 @@ impl Store for MysqlStore {
     ) -> Result<Tick, StoreError> {
         // Instances creating a schedule's row at once can deadlock on it;
         // the loser's transaction is rolled back whole and simply runs again.
-        let mut tries = 0;
-        loop {
-            match self.try_take_tick(name, fire_at, job).await {
-                Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
-                    tries += 1;
-                }
-                done => return done,
-            }
-        }
+        retry_deadlocks(|| self.try_take_tick(name, fire_at, job)).await
     }
 
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {

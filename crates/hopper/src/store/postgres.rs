@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::rows::{from_count, open_key, opened, push_filter, to_u32};
 use super::{
+    Claim, ClaimToken,
     AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
     MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store,
     StoreError, Tick, TypeOutcomes, Wakeup,
@@ -211,6 +212,7 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
     let id: JobId = row.try_get("id")?;
     Ok(ClaimedJob {
         id,
+        token: row.try_get("lease_token")?,
         job_type: row.try_get("type")?,
         queue: row.try_get("queue")?,
         payload: row.try_get("payload")?,
@@ -218,6 +220,11 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
         attempt: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
         max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
     })
+}
+
+/// Claims as the two arrays statements unnest: ids, and their tokens.
+fn columns(claims: &[Claim]) -> (Vec<JobId>, Vec<ClaimToken>) {
+    claims.iter().map(|claim| (claim.id, claim.token)).unzip()
 }
 
 /// Wraps a statement `RETURNING …, queue, <wake> AS due` so that it also
@@ -495,7 +502,8 @@ impl Store for PostgresStore {
         // claim durable too. It spares every claim an fsync: a worker starts
         // jobs one disk flush sooner.
         const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
-                started_at = $1, locked_by = $2, locked_until = $3 \
+                started_at = $1, locked_by = $2, lease_token = $3, run_started = FALSE, \
+                locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
             FROM (SELECT id FROM jobs \
                 WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
                     AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND paused) \
@@ -503,14 +511,16 @@ impl Store for PostgresStore {
                 FOR UPDATE SKIP LOCKED) AS due, \
                 (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
             WHERE jobs.id = due.id AND relaxed.setting = 'off' \
-            RETURNING jobs.id, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
+            RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
                 jobs.attempts, jobs.max_attempts";
         let rows = sqlx::query(CLAIM)
-            .bind(request.now)
+            .bind(request.due_by)
             .bind(request.worker)
-            .bind(request.lease_until)
+            .bind(request.token)
             .bind(request.queue)
             .bind(i64::from(request.limit))
+            .bind(super::rows::lease_micros(request.lease))
+            .bind(request.now)
             .fetch_all(&self.pool)
             .await?;
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
@@ -527,9 +537,25 @@ impl Store for PostgresStore {
             .await?)
     }
 
+    async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens) = columns(claims);
+        let done = sqlx::query(
+            "UPDATE jobs SET run_started = TRUE \
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
+             WHERE jobs.id = c.id AND jobs.lease_token = c.token",
+        )
+        .bind(ids)
+        .bind(tokens)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn complete(
         &self,
-        worker: &str,
         completions: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
@@ -537,34 +563,33 @@ impl Store for PostgresStore {
             return Ok(0);
         }
         // One statement for the whole batch; each row applies only under its
-        // claim. The guard names no state: `locked_by` is set exactly while a job
-        // is started (a table constraint), and a `state = 'started'` here would
-        // let the planner walk the partial index of started jobs once per
-        // completion when its statistics think the worker holds few.
+        // claim's token, which a job carries exactly while it is started.
         let update = notifying(
             "UPDATE jobs SET state = c.state, \
                 finished_at = CASE WHEN c.state = 'pending' THEN jobs.finished_at ELSE $1 END, \
                 available_at = COALESCE(c.retry_at, jobs.available_at), \
-                locked_by = NULL, locked_until = NULL, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL, \
                 last_error = COALESCE(c.error, jobs.last_error), \
                 errors = CASE WHEN c.error IS NULL THEN jobs.errors ELSE jobs.errors || \
                     jsonb_build_array(jsonb_build_object('attempt', c.attempt, 'at', $2::text, 'error', c.error)) END \
-             FROM UNNEST($3::bigint[], $4::int[], $5::text[], $6::timestamptz[], $7::text[]) \
-                AS c(id, attempt, state, retry_at, error) \
-             WHERE jobs.id = c.id AND jobs.attempts = c.attempt AND jobs.locked_by = $8 \
+             FROM UNNEST($3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::text[]) \
+                AS c(id, token, attempt, state, retry_at, error) \
+             WHERE jobs.id = c.id AND jobs.lease_token = c.token \
              RETURNING jobs.queue, jobs.state = 'pending' AS due",
             "queue",
         );
         // Rows are locked in id order, the same order in every batch.
         let mut sorted: Vec<&Completion> = completions.iter().collect();
-        sorted.sort_by_key(|c| c.id);
+        sorted.sort_by_key(|c| c.claim.id);
         let mut ids = Vec::with_capacity(sorted.len());
+        let mut tokens = Vec::with_capacity(sorted.len());
         let mut attempts = Vec::with_capacity(sorted.len());
         let mut states = Vec::with_capacity(sorted.len());
         let mut retry_at = Vec::with_capacity(sorted.len());
         let mut errors = Vec::with_capacity(sorted.len());
         for completion in sorted {
-            ids.push(completion.id);
+            ids.push(completion.claim.id);
+            tokens.push(completion.claim.token);
             attempts.push(to_i32(completion.attempt));
             let (state, at, error) = match &completion.outcome {
                 Outcome::Finished => ("finished", None, None),
@@ -579,11 +604,11 @@ impl Store for PostgresStore {
             .bind(now)
             .bind(entry_time(now))
             .bind(ids)
+            .bind(tokens)
             .bind(attempts)
             .bind(states)
             .bind(retry_at)
             .bind(errors)
-            .bind(worker)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.len() as u64)
@@ -591,61 +616,85 @@ impl Store for PostgresStore {
 
     async fn extend_leases(
         &self,
-        worker: &str,
-        claims: &[(JobId, u32)],
-        until: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        // The same per-claim guard as `complete` (and for the same reason, no state).
-        let ids: Vec<JobId> = claims.iter().map(|(id, _)| *id).collect();
-        let attempts: Vec<i32> = claims.iter().map(|(_, a)| to_i32(*a)).collect();
-        let done = sqlx::query(
-            "UPDATE jobs SET locked_until = $1 \
-             FROM UNNEST($2::bigint[], $3::int[]) AS c(id, attempt) \
-             WHERE jobs.id = c.id AND jobs.attempts = c.attempt AND jobs.locked_by = $4",
+        claims: &[Claim],
+        lease: std::time::Duration,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Rows are locked in id order, as completions lock them.
+        let (ids, tokens) = columns(claims);
+        let rows = sqlx::query(
+            "UPDATE jobs SET locked_until = COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond' \
+             FROM (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) ORDER BY id) AS c \
+             WHERE jobs.id = c.id AND jobs.lease_token = c.token \
+             RETURNING jobs.id, jobs.lease_token",
         )
-        .bind(until)
         .bind(ids)
-        .bind(attempts)
-        .bind(worker)
-        .execute(&self.pool)
+        .bind(tokens)
+        .bind(now)
+        .bind(super::rows::lease_micros(lease))
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        let mut held = rows
+            .iter()
+            .map(|row| {
+                Ok(Claim {
+                    id: row.try_get("id")?,
+                    token: row.try_get("lease_token")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        held.sort_unstable();
+        Ok(held)
     }
 
-    async fn release(&self, worker: &str) -> Result<u64, StoreError> {
+    async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
         let release = notifying(
             "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                locked_by = NULL, locked_until = NULL \
-             WHERE state = 'started' AND locked_by = $1 \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
+             WHERE jobs.id = c.id AND jobs.lease_token = c.token \
              RETURNING queue, TRUE AS due",
             "queue",
         );
+        let (ids, tokens) = columns(claims);
         let rows = sqlx::query(&release)
-            .bind(worker)
+            .bind(ids)
+            .bind(tokens)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.len() as u64)
     }
 
-    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError> {
+    async fn rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
+        // Every assignment reads the row as it was. A run whose handler had
+        // started counts its attempt and records it lost; a claim whose
+        // handler never started gives its attempt back, with nothing recorded.
         let rescue = notifying(
             "UPDATE jobs SET \
-                state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
-                finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END, \
-                available_at = $1, \
-                last_error = 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts, \
-                errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempts, 'at', $2::text, \
-                    'error', 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts)), \
-                locked_by = NULL, locked_until = NULL \
-             WHERE state = 'started' AND locked_until < $1 \
+                state = CASE WHEN run_started AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
+                finished_at = CASE WHEN run_started AND attempts >= max_attempts THEN clock.now ELSE NULL END, \
+                available_at = clock.now, \
+                attempts = CASE WHEN run_started THEN attempts ELSE attempts - 1 END, \
+                last_error = CASE WHEN run_started THEN 'lease expired: worker ' || locked_by \
+                    || ' stopped without finishing attempt ' || attempts ELSE last_error END, \
+                errors = CASE WHEN run_started THEN errors || jsonb_build_array(jsonb_build_object( \
+                    'attempt', attempts, \
+                    'at', to_char(clock.now AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                    'error', 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts)) \
+                    ELSE errors END, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+             FROM (SELECT COALESCE($1::timestamptz, now()) AS now) AS clock \
+             WHERE state = 'started' AND locked_until < clock.now \
              RETURNING id, queue, state = 'pending' AS due",
             "id",
         );
-        let rows = sqlx::query(&rescue)
-            .bind(now)
-            .bind(entry_time(now))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&rescue).bind(now).fetch_all(&self.pool).await?;
         let mut ids = rows
             .iter()
             .map(|row| row.try_get::<JobId, _>("id"))
@@ -761,19 +810,20 @@ impl Store for PostgresStore {
         &self,
         name: &str,
         holder: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        ttl: std::time::Duration,
+        now: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         let held: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
+            "INSERT INTO leases (name, holder, until) \
+                VALUES ($1, $2, COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond') \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                WHERE leases.holder = excluded.holder OR leases.until < $4 \
+                WHERE leases.holder = excluded.holder OR leases.until < COALESCE($3::timestamptz, now()) \
              RETURNING holder",
         )
         .bind(name)
         .bind(holder)
-        .bind(until)
         .bind(now)
+        .bind(super::rows::lease_micros(ttl))
         .fetch_optional(&self.pool)
         .await?;
         Ok(held.is_some())
@@ -994,8 +1044,12 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
+            // The conditions again on the deleted row: a job the subquery
+            // picked may have been retried (back to pending) before its lock
+            // came free, and PostgreSQL does not re-check a subquery.
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-                WHERE state = $1 AND finished_at < $2 LIMIT $3)",
+                WHERE state = $1 AND finished_at < $2 LIMIT $3) \
+             AND state = $1 AND finished_at < $2",
         )
         .bind(state.as_str())
         .bind(before)

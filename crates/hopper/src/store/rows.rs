@@ -39,6 +39,17 @@ pub(crate) fn optional_time(
     value.map(|v| from_micros(id, v)).transpose()
 }
 
+/// The longest lease a statement adds to the database's now: ten years,
+/// past which a lease means "until released" and a longer one would only
+/// overflow the database's time types.
+const LONGEST_LEASE: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+/// A lease's length in whole microseconds, as statements add it to the
+/// database's now (held at ten years).
+pub(crate) fn lease_micros(lease: std::time::Duration) -> i64 {
+    i64::try_from(lease.min(LONGEST_LEASE).as_micros()).unwrap_or(i64::MAX)
+}
+
 /// A `COUNT(*)` as the database returns it (a signed integer), as a `u64`.
 pub(crate) fn from_count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)

@@ -29,7 +29,7 @@ use super::rows::{
     to_u32,
 };
 use super::{
-    AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
+    Claim, ClaimToken, AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
     MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount,
     Store, StoreError, Tick, TypeOutcomes,
 };
@@ -94,6 +94,27 @@ impl SqliteStore {
             .collect();
         Ok(MigrationStatus::of(&migrations::MIGRATOR, &applied))
     }
+}
+
+/// The database's now in stored form (microseconds since the epoch), from
+/// the server's clock: `unixepoch('subsec')` has millisecond precision.
+macro_rules! sqlite_now {
+    () => {
+        "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
+    };
+}
+
+/// The error a rescue records for a run whose lease ran out.
+macro_rules! sqlite_lease_lost {
+    () => {
+        "'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts"
+    };
+}
+
+/// Claims as the JSON array of `[id, token]` pairs statements read with `json_each`.
+fn claim_list(claims: &[Claim]) -> String {
+    let pairs: Vec<(JobId, ClaimToken)> = claims.iter().map(|c| (c.id, c.token)).collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
 }
 
 /// One entry of the `errors` JSON array, as text.
@@ -304,32 +325,40 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
-        const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-                started_at = ?1, locked_by = ?2, locked_until = ?3 \
+        const CLAIM: &str = concat!(
+            "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+                started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, \
+                locked_until = COALESCE(?7, ",
+            sqlite_now!(),
+            ") + ?3 \
             WHERE id IN (SELECT id FROM jobs \
                 WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
                     AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
                 ORDER BY priority DESC, available_at, id LIMIT ?5) \
-            RETURNING id, type, queue, payload, priority, attempts, max_attempts";
+            RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts"
+        );
         let mut jobs = self
             .write(|conn| {
                 let params = params![
-                    micros(request.now),
+                    micros(request.due_by),
                     request.worker,
-                    micros(request.lease_until),
+                    super::rows::lease_micros(request.lease),
                     request.queue,
                     request.limit,
+                    request.token,
+                    request.now.map(micros),
                 ];
                 all(conn, CLAIM, params, |row| {
                     let id = row.get(0)?;
                     Ok(ClaimedJob {
                         id,
-                        job_type: row.get(1)?,
-                        queue: row.get(2)?,
-                        payload: row.get(3)?,
-                        priority: row.get(4)?,
-                        attempt: to_u32(id, "attempts", row.get::<_, i64>(5)?)?,
-                        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(6)?)?,
+                        token: row.get(1)?,
+                        job_type: row.get(2)?,
+                        queue: row.get(3)?,
+                        payload: row.get(4)?,
+                        priority: row.get(5)?,
+                        attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
+                        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
                     })
                 })
             })
@@ -352,35 +381,46 @@ impl Store for SqliteStore {
         optional_time(0, at)
     }
 
+    async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError> {
+        // The unary `+` keeps the planner on primary-key lookups per claim.
+        const MARK: &str = "UPDATE jobs SET run_started = 1 \
+            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
+            WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let claims = claim_list(claims);
+        self.write(|conn| Ok(changed(conn.prepare_cached(MARK)?.execute([&claims])?)))
+            .await
+    }
+
     async fn complete(
         &self,
-        worker: &str,
         completions: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        // The unary `+` keeps the planner on primary-key lookups per completion
-        // instead of walking every job the worker holds.
+        // Each write applies only under its claim's token, which a job
+        // carries exactly while it is started. The unary `+` keeps the
+        // planner on primary-key lookups per completion.
         const FINISH: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
-                locked_by = NULL, locked_until = NULL \
-            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS cattempt FROM json_each(?2)) AS c \
-            WHERE jobs.id = c.cid AND +jobs.attempts = c.cattempt \
-                AND +jobs.state = 'started' AND +jobs.locked_by = ?3";
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?2)) AS c \
+            WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";
         const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
-                locked_by = NULL, locked_until = NULL, last_error = ?2, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL, last_error = ?2, \
                 errors = json_insert(errors, '$[#]', json(?3)) \
-            WHERE id = ?4 AND attempts = ?5 AND state = 'started' AND locked_by = ?6";
+            WHERE id = ?4 AND lease_token = ?5";
         const FAIL: &str = "UPDATE jobs SET state = 'failed', finished_at = ?1, \
-                locked_by = NULL, locked_until = NULL, last_error = ?2, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL, last_error = ?2, \
                 errors = json_insert(errors, '$[#]', json(?3)) \
-            WHERE id = ?4 AND attempts = ?5 AND state = 'started' AND locked_by = ?6";
+            WHERE id = ?4 AND lease_token = ?5";
 
-        let finished: Vec<(JobId, u32)> = completions
+        let finished: Vec<Claim> = completions
             .iter()
             .filter(|c| c.outcome == Outcome::Finished)
-            .map(|c| (c.id, c.attempt))
+            .map(|c| c.claim)
             .collect();
-        let finished = (!finished.is_empty())
-            .then(|| serde_json::to_string(&finished).unwrap_or_else(|_| "[]".into()));
+        let finished = (!finished.is_empty()).then(|| claim_list(&finished));
         let ended: Vec<(&Completion, &str, DateTime<Utc>, &String)> = completions
             .iter()
             .filter_map(|completion| match &completion.outcome {
@@ -391,21 +431,19 @@ impl Store for SqliteStore {
             .collect();
         let write = |conn: &Connection| -> Result<u64, StoreError> {
             let mut applied = 0;
-            if let Some(ids) = &finished {
-                applied += changed(conn.prepare_cached(FINISH)?.execute(params![
-                    micros(now),
-                    ids,
-                    worker
-                ])?);
+            if let Some(claims) = &finished {
+                applied += changed(
+                    conn.prepare_cached(FINISH)?
+                        .execute(params![micros(now), claims])?,
+                );
             }
             for (completion, sql, at, error) in &ended {
                 applied += changed(conn.prepare_cached(sql)?.execute(params![
                     micros(*at),
                     error,
                     error_entry(completion.attempt, now, error),
-                    completion.id,
-                    completion.attempt,
-                    worker,
+                    completion.claim.id,
+                    completion.claim.token,
                 ])?);
             }
             Ok(applied)
@@ -420,62 +458,83 @@ impl Store for SqliteStore {
 
     async fn extend_leases(
         &self,
-        worker: &str,
-        claims: &[(JobId, u32)],
-        until: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+        claims: &[Claim],
+        lease: std::time::Duration,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Claim>, StoreError> {
         // The same per-claim guard and plan as finishing a batch in `complete`.
-        const EXTEND: &str = "UPDATE jobs SET locked_until = ?1 \
-             FROM (SELECT value ->> 0 AS cid, value ->> 1 AS cattempt FROM json_each(?2)) AS c \
-             WHERE jobs.id = c.cid AND +jobs.attempts = c.cattempt \
-                AND +jobs.state = 'started' AND +jobs.locked_by = ?3";
-        let claims = serde_json::to_string(claims).unwrap_or_else(|_| "[]".into());
-        self.write(|conn| {
-            Ok(changed(conn.prepare_cached(EXTEND)?.execute(params![
-                micros(until),
-                claims,
-                worker
-            ])?))
-        })
-        .await
-    }
-
-    async fn release(&self, worker: &str) -> Result<u64, StoreError> {
-        self.write(|conn| {
-            Ok(changed(conn.execute(
-                "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                    locked_by = NULL, locked_until = NULL \
-                 WHERE state = 'started' AND locked_by = ?1",
-                [worker],
-            )?))
-        })
-        .await
-    }
-
-    async fn rescue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>, StoreError> {
-        const RESCUE: &str = "UPDATE jobs SET \
-                state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
-                finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
-                available_at = ?1, \
-                last_error = 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts, \
-                errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'at', ?2, \
-                    'error', 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts)), \
-                locked_by = NULL, locked_until = NULL \
-            WHERE state = 'started' AND locked_until < ?1 \
-            RETURNING id";
-        let at = serde_json::to_value(now)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        self.write(|conn| {
-            long(|| {
+        const EXTEND: &str = concat!(
+            "UPDATE jobs SET locked_until = COALESCE(?2, ",
+            sqlite_now!(),
+            ") + ?3 \
+             FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
+             WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken \
+             RETURNING id, lease_token"
+        );
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claims = claim_list(claims);
+        let mut held = self
+            .write(|conn| {
                 all(
                     conn,
-                    RESCUE,
-                    params![micros(now), at],
-                    |row| Ok(row.get(0)?),
+                    EXTEND,
+                    params![claims, now.map(micros), super::rows::lease_micros(lease)],
+                    |row| {
+                        Ok(Claim {
+                            id: row.get(0)?,
+                            token: row.get(1)?,
+                        })
+                    },
                 )
             })
+            .await?;
+        held.sort_unstable();
+        Ok(held)
+    }
+
+    async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError> {
+        const RELEASE: &str = "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
+            WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let claims = claim_list(claims);
+        self.write(|conn| Ok(changed(conn.prepare_cached(RELEASE)?.execute([&claims])?)))
+            .await
+    }
+
+    async fn rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
+        // Every assignment reads the row as it was. A run whose handler had
+        // started counts its attempt and records it lost; a claim whose
+        // handler never started gives its attempt back, with nothing recorded.
+        const RESCUE: &str = concat!(
+            "UPDATE jobs SET \
+                state = CASE WHEN run_started AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
+                finished_at = CASE WHEN run_started AND attempts >= max_attempts THEN clock.t ELSE NULL END, \
+                available_at = clock.t, \
+                attempts = CASE WHEN run_started THEN attempts ELSE attempts - 1 END, \
+                last_error = CASE WHEN run_started THEN ",
+            sqlite_lease_lost!(),
+            " ELSE last_error END, \
+                errors = CASE WHEN run_started THEN json_insert(errors, '$[#]', json_object( \
+                    'attempt', attempts, \
+                    'at', strftime('%Y-%m-%dT%H:%M:%fZ', clock.t / 1000000.0, 'unixepoch'), \
+                    'error', ",
+            sqlite_lease_lost!(),
+            ")) ELSE errors END, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+            FROM (SELECT COALESCE(?1, ",
+            sqlite_now!(),
+            ") AS t) AS clock \
+            WHERE state = 'started' AND locked_until < clock.t \
+            RETURNING id"
+        );
+        self.write(|conn| {
+            long(|| all(conn, RESCUE, params![now.map(micros)], |row| Ok(row.get(0)?)))
         })
         .await
     }
@@ -579,20 +638,25 @@ impl Store for SqliteStore {
         &self,
         name: &str,
         holder: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        ttl: std::time::Duration,
+        now: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
+        const TAKE: &str = concat!(
+            "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, COALESCE(?3, ",
+            sqlite_now!(),
+            ") + ?4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                WHERE leases.holder = excluded.holder OR leases.until < COALESCE(?3, ",
+            sqlite_now!(),
+            ") RETURNING holder"
+        );
         self.write(|conn| {
             let held: Option<String> = conn
-                .prepare_cached(
-                    "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                        WHERE leases.holder = excluded.holder OR leases.until < ?4 \
-                     RETURNING holder",
-                )?
-                .query_row(params![name, holder, micros(until), micros(now)], |row| {
-                    row.get(0)
-                })
+                .prepare_cached(TAKE)?
+                .query_row(
+                    params![name, holder, now.map(micros), super::rows::lease_micros(ttl)],
+                    |row| row.get(0),
+                )
                 .optional()?;
             Ok(held.is_some())
         })
@@ -817,7 +881,8 @@ impl Store for SqliteStore {
             long(|| {
                 Ok(changed(conn.execute(
                     "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-                        WHERE state = ?1 AND finished_at < ?2 LIMIT ?3)",
+                        WHERE state = ?1 AND finished_at < ?2 LIMIT ?3) \
+                     AND state = ?1 AND finished_at < ?2",
                     params![state.as_str(), micros(before), limit],
                 )?))
             })

@@ -9,9 +9,29 @@ pub use crate::alerts::*;
 use std::time::Duration;
 
 use crate::common::*;
-use hopper::store::{ClaimRequest, Completion, NewJob, Outcome};
+use hopper::store::{Claim, ClaimRequest, Completion, NewJob, Outcome, new_claim_token};
 use hopper::testing::TestQueue;
 use hopper::{DispatchError, DispatchOptions, JobState, RegistryError, Retention, WorkerConfig};
+
+/// A claim of up to `limit` jobs of `queue` for `worker`, due by `now` and
+/// leased for `lease` from `now` (a test clock standing in for the database's).
+pub fn claim_at<'a>(
+    queue: &'a str,
+    worker: &'a str,
+    limit: u32,
+    now: chrono::DateTime<chrono::Utc>,
+    lease: Duration,
+) -> ClaimRequest<'a> {
+    ClaimRequest {
+        queue,
+        worker,
+        limit,
+        token: new_claim_token(),
+        due_by: now,
+        lease,
+        now: Some(now),
+    }
+}
 
 async fn state_of(queue: &TestQueue, id: i64) -> hopper::JobRecord {
     queue.hopper().job(id).await.unwrap().expect("job exists")
@@ -538,25 +558,15 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
     let store = hopper.store();
     let id = hopper.dispatch::<Noop>(()).await.unwrap();
     let claim = |worker: &'static str| {
-        let now = hopper.now();
+        let request = claim_at("default", worker, 10, hopper.now(), Duration::from_secs(30));
         let store = store.clone();
-        async move {
-            store
-                .claim(ClaimRequest {
-                    queue: "default",
-                    worker,
-                    limit: 10,
-                    now,
-                    lease_until: now + chrono::Duration::seconds(30),
-                })
-                .await
-                .unwrap()
-        }
+        async move { store.claim(request).await.unwrap() }
     };
     let first = claim("old").await;
     assert_eq!(first.len(), 1);
+    assert_eq!(store.mark_started(&[first[0].claim()]).await.unwrap(), 1);
     clock.advance(Duration::from_secs(31));
-    assert_eq!(store.rescue(hopper.now()).await.unwrap(), [id]);
+    assert_eq!(store.rescue(Some(hopper.now())).await.unwrap(), [id]);
     let rescued = hopper.job(id).await.unwrap().unwrap();
     assert_eq!((rescued.state, rescued.attempts), (JobState::Pending, 1));
     assert!(
@@ -569,19 +579,13 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
     assert_eq!(second[0].attempt, 2);
 
     let old_result = Completion {
-        id,
+        claim: first[0].claim(),
         attempt: 1,
         outcome: Outcome::Failed {
             error: "late".into(),
         },
     };
-    assert_eq!(
-        store
-            .complete("old", &[old_result], hopper.now())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(store.complete(&[old_result], hopper.now()).await.unwrap(), 0);
     let still = hopper.job(id).await.unwrap().unwrap();
     assert_eq!(
         (still.state, still.locked_by.as_deref()),
@@ -589,57 +593,197 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
     );
 
     let new_result = Completion {
-        id,
+        claim: second[0].claim(),
         attempt: 2,
         outcome: Outcome::Finished,
     };
-    assert_eq!(
-        store
-            .complete("new", &[new_result], hopper.now())
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(store.complete(&[new_result], hopper.now()).await.unwrap(), 1);
     assert_eq!(
         hopper.job(id).await.unwrap().unwrap().state,
         JobState::Finished
     );
 }
 
-pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &TestDb) {
+pub async fn an_outcome_from_an_undone_claim_cannot_land_on_the_same_workers_next_claim(
+    db: &TestDb,
+) {
+    // A claim undone after its handler started (an asynchronous commit lost
+    // in a crash, here a release) and the job claimed again by the same
+    // worker on the same attempt: only the claim token tells the runs apart.
     let hopper = builder().connect(db.url()).await.unwrap();
+    let store = hopper.store();
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
+    let claim = || {
+        let request = ClaimRequest {
+            token: new_claim_token(),
+            ..claim_at("default", "w", 1, hopper.now(), Duration::from_secs(30))
+        };
+        let store = store.clone();
+        async move { store.claim(ClaimRequest { now: None, ..request }).await.unwrap() }
+    };
+    let first = claim().await;
+    assert_eq!(store.release(&[first[0].claim()]).await.unwrap(), 1);
+    let second = claim().await;
+    assert_eq!(
+        (second[0].id, second[0].attempt),
+        (first[0].id, first[0].attempt),
+        "the same job, attempt and worker"
+    );
+    let stale = |claim: Claim| Completion {
+        claim,
+        attempt: 1,
+        outcome: Outcome::Failed {
+            error: "from the undone run".into(),
+        },
+    };
+    assert_eq!(
+        store
+            .complete(&[stale(first[0].claim())], hopper.now())
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        store
+            .extend_leases(&[first[0].claim()], Duration::from_secs(60), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.release(&[first[0].claim()]).await.unwrap(), 0);
+    let job = hopper.job(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Started, 1));
+    assert!(job.errors.is_empty(), "{:?}", job.errors);
+}
+
+pub async fn releasing_hands_back_only_the_claims_named(db: &TestDb) {
+    // Two pools given one worker id each hand back only their own claims.
+    let hopper = builder().connect(db.url()).await.unwrap();
+    let store = hopper.store();
+    hopper
+        .dispatch_many::<Noop>([(), ()], DispatchOptions::new())
+        .await
+        .unwrap();
+    let request = || ClaimRequest {
+        now: None,
+        ..claim_at("default", "same-id", 1, hopper.now(), Duration::from_secs(30))
+    };
+    let mine = store.claim(request()).await.unwrap();
+    let theirs = store.claim(request()).await.unwrap();
+    assert_eq!((mine.len(), theirs.len()), (1, 1));
+    assert_eq!(store.release(&[mine[0].claim()]).await.unwrap(), 1);
+    let released = hopper.job(mine[0].id).await.unwrap().unwrap();
+    assert_eq!((released.state, released.attempts), (JobState::Pending, 0));
+    let kept = hopper.job(theirs[0].id).await.unwrap().unwrap();
+    assert_eq!((kept.state, kept.attempts), (JobState::Started, 1));
+    assert_eq!(store.release(&[]).await.unwrap(), 0);
+}
+
+pub async fn a_claim_whose_handler_never_started_gets_its_attempt_back(db: &TestDb) {
+    let clock = hopper::clock::ManualClock::new();
+    let hopper = builder()
+        .clock(clock.clone())
+        .connect(db.url())
+        .await
+        .unwrap();
+    let store = hopper.store();
+    let ids = hopper
+        .dispatch_many::<Noop>([(), ()], DispatchOptions::new().max_attempts(1))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(claim_at("default", "gone", 2, hopper.now(), Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    // The worker started the first job's handler, then died.
+    assert_eq!(store.mark_started(&[claimed[0].claim()]).await.unwrap(), 1);
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(store.rescue(Some(hopper.now())).await.unwrap(), ids);
+    let ran = hopper.job(ids[0]).await.unwrap().unwrap();
+    assert_eq!((ran.state, ran.attempts, ran.errors.len()), (JobState::Failed, 1, 1));
+    let never_ran = hopper.job(ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (never_ran.state, never_ran.attempts, never_ran.errors.len()),
+        (JobState::Pending, 0, 0),
+        "{never_ran:?}"
+    );
+    // Marks and renewals name claims; a stale one changes nothing.
+    assert_eq!(store.mark_started(&[claimed[1].claim()]).await.unwrap(), 0);
+}
+
+pub async fn leases_are_measured_on_the_database_clock(db: &TestDb) {
+    // Without a test clock, a lease runs from the database server's now
+    // whatever the claiming host's clock says, and only the server's now
+    // expires it: a rescue right after the claim finds nothing.
+    let hopper = builder().connect(db.url()).await.unwrap();
+    let store = hopper.store();
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
+    let before = chrono::Utc::now();
+    let claimed = store
+        .claim(ClaimRequest {
+            now: None,
+            ..claim_at("default", "w", 1, hopper.now(), Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let until = hopper.job(id).await.unwrap().unwrap().locked_until.unwrap();
+    let lease = (until - before).num_milliseconds();
+    assert!((29_000..=31_000).contains(&lease), "a lease of {lease} ms");
+    assert!(store.rescue(None).await.unwrap().is_empty());
+    let renewed = store
+        .extend_leases(&[claimed[0].claim()], Duration::from_secs(90), None)
+        .await
+        .unwrap();
+    assert_eq!(renewed, [claimed[0].claim()]);
+    let until = hopper.job(id).await.unwrap().unwrap().locked_until.unwrap();
+    let lease = (until - before).num_milliseconds();
+    assert!((89_000..=91_000).contains(&lease), "a renewal of {lease} ms");
+    assert!(store.try_lease("m", "a", Duration::from_secs(30), None).await.unwrap());
+    assert!(!store.try_lease("m", "b", Duration::from_secs(30), None).await.unwrap());
+}
+
+pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &TestDb) {
+    let clock = hopper::clock::ManualClock::new();
+    let hopper = builder()
+        .clock(clock.clone())
+        .connect(db.url())
+        .await
+        .unwrap();
     let store = hopper.store();
     hopper
         .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new())
         .await
         .unwrap();
     let now = hopper.now();
-    let lease = now + chrono::Duration::seconds(10);
     let claimed = store
-        .claim(ClaimRequest {
-            queue: "default",
-            worker: "w",
-            limit: 3,
-            now,
-            lease_until: lease,
-        })
+        .claim(claim_at("default", "w", 3, now, Duration::from_secs(10)))
         .await
         .unwrap();
-    let [a, b, c] = [claimed[0].id, claimed[1].id, claimed[2].id];
+    let lease = now + chrono::Duration::seconds(10);
+    let [a, b, c] = [claimed[0].claim(), claimed[1].claim(), claimed[2].claim()];
     let until = now + chrono::Duration::seconds(60);
-    // `b` is named with another attempt, `c` by another worker.
-    assert_eq!(
+    // `b` is named with another claim's token; `c` is not named.
+    let wrong = Claim {
+        token: b.token.wrapping_add(1),
+        ..b
+    };
+    let renewed = store
+        .extend_leases(&[wrong, a], Duration::from_secs(60), Some(now))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [a]);
+    assert!(
         store
-            .extend_leases("w", &[(a, 1), (b, 2)], until)
+            .extend_leases(&[], Duration::from_secs(60), Some(now))
             .await
-            .unwrap(),
-        1
+            .unwrap()
+            .is_empty()
     );
-    assert_eq!(store.extend_leases("x", &[(c, 1)], until).await.unwrap(), 0);
-    assert_eq!(store.extend_leases("w", &[], until).await.unwrap(), 0);
-    for (id, want) in [(a, until), (b, lease), (c, lease)] {
-        let job = hopper.job(id).await.unwrap().unwrap();
-        assert_eq!(job.locked_until, Some(want), "job {id}");
+    for (claim, want) in [(a, until), (b, lease), (c, lease)] {
+        let job = hopper.job(claim.id).await.unwrap().unwrap();
+        assert_eq!(job.locked_until, Some(want), "job {}", claim.id);
     }
 }
 
@@ -675,13 +819,7 @@ pub async fn the_next_due_time_is_the_earliest_pending_job_of_the_queue(db: &Tes
     // Only pending jobs count, and a time that has passed is still reported.
     clock.advance(Duration::from_secs(25));
     let claimed = store
-        .claim(ClaimRequest {
-            queue: "default",
-            worker: "w",
-            limit: 10,
-            now: hopper.now(),
-            lease_until: at(60),
-        })
+        .claim(claim_at("default", "w", 10, hopper.now(), Duration::from_secs(35)))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -697,31 +835,20 @@ pub async fn a_rescued_job_on_its_last_attempt_fails(db: &TestDb) {
         .dispatch_with::<Noop>((), DispatchOptions::new().max_attempts(1))
         .await
         .unwrap();
-    let now = hopper.now();
-    let claimed = hopper
-        .store()
-        .claim(ClaimRequest {
-            queue: "default",
-            worker: "gone",
-            limit: 1,
-            now,
-            lease_until: now + chrono::Duration::seconds(5),
-        })
+    let store = hopper.store();
+    let claimed = store
+        .claim(claim_at("default", "gone", 1, hopper.now(), Duration::from_secs(5)))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
+    store.mark_started(&[claimed[0].claim()]).await.unwrap();
     clock.advance(Duration::from_secs(4));
     assert!(
-        hopper
-            .store()
-            .rescue(hopper.now())
-            .await
-            .unwrap()
-            .is_empty(),
+        store.rescue(Some(hopper.now())).await.unwrap().is_empty(),
         "lease still live"
     );
     clock.advance(Duration::from_secs(2));
-    assert_eq!(hopper.store().rescue(hopper.now()).await.unwrap(), [id]);
+    assert_eq!(store.rescue(Some(hopper.now())).await.unwrap(), [id]);
     let job = hopper.job(id).await.unwrap().unwrap();
     assert_eq!((job.state, job.attempts), (JobState::Failed, 1));
     assert_eq!(job.errors.len(), 1);
@@ -852,48 +979,17 @@ pub async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped(db:
     let url = db.url().to_owned();
     let store = hopper::store::open(&url).await.unwrap();
     let t0 = chrono::Utc::now();
-    let secs = chrono::Duration::seconds;
-    assert!(store.try_lease("m", "a", t0, t0 + secs(10)).await.unwrap());
-    assert!(
-        !store
-            .try_lease("m", "b", t0 + secs(1), t0 + secs(11))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .try_lease("m", "a", t0 + secs(5), t0 + secs(15))
-            .await
-            .unwrap(),
-        "renewed"
-    );
-    assert!(
-        !store
-            .try_lease("m", "b", t0 + secs(12), t0 + secs(22))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .try_lease("m", "b", t0 + secs(16), t0 + secs(26))
-            .await
-            .unwrap(),
-        "expired"
-    );
+    let at = |secs: i64| Some(t0 + chrono::Duration::seconds(secs));
+    let ttl = Duration::from_secs(10);
+    assert!(store.try_lease("m", "a", ttl, at(0)).await.unwrap());
+    assert!(!store.try_lease("m", "b", ttl, at(1)).await.unwrap());
+    assert!(store.try_lease("m", "a", ttl, at(5)).await.unwrap(), "renewed");
+    assert!(!store.try_lease("m", "b", ttl, at(12)).await.unwrap());
+    assert!(store.try_lease("m", "b", ttl, at(16)).await.unwrap(), "expired");
     store.drop_lease("m", "a").await.unwrap();
-    assert!(
-        !store
-            .try_lease("m", "a", t0 + secs(17), t0 + secs(27))
-            .await
-            .unwrap()
-    );
+    assert!(!store.try_lease("m", "a", ttl, at(17)).await.unwrap());
     store.drop_lease("m", "b").await.unwrap();
-    assert!(
-        store
-            .try_lease("m", "a", t0 + secs(17), t0 + secs(27))
-            .await
-            .unwrap()
-    );
+    assert!(store.try_lease("m", "a", ttl, at(17)).await.unwrap());
 }
 
 pub async fn a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly(db: &TestDb) {
@@ -1050,17 +1146,15 @@ pub async fn instances_migrating_the_same_database_at_once_all_succeed(db: &Test
     let id = hopper.dispatch::<Noop>(()).await.unwrap();
     let now = hopper.now();
     let claimed = b
-        .claim(ClaimRequest {
-            queue: "default",
-            worker: "w",
-            limit: 1,
-            now,
-            lease_until: now + chrono::Duration::seconds(30),
-        })
+        .claim(claim_at("default", "w", 1, now, Duration::from_secs(30)))
         .await
         .unwrap();
     assert_eq!(claimed[0].id, id);
-    assert!(b.try_lease("migrated", "w", now, now).await.unwrap());
+    assert!(
+        b.try_lease("migrated", "w", Duration::ZERO, Some(now))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         a.take_tick("migrated", now, None).await.unwrap(),
         hopper::store::Tick::Passed

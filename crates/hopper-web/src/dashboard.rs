@@ -610,11 +610,7 @@ async fn queues(
 
 /// Each running worker pool's concurrency per queue, as its autoscaler chose.
 async fn worker_table(hopper: &hopper::Hopper) -> Result<String> {
-    let rows = match hopper.store().worker_concurrency(hopper.now()).await {
-        Ok(rows) => rows,
-        Err(StoreError::Unsupported(_)) => return Ok(String::new()),
-        Err(error) => return Err(error.into()),
-    };
+    let rows = hopper.store().worker_concurrency(hopper.now()).await?;
     let mut table = String::from(
         "<h2>Workers</h2><table id=\"workers\"><tr><th>queue</th><th>worker</th><th>running</th><th>concurrency</th><th>min–max</th></tr>",
     );

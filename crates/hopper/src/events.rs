@@ -70,6 +70,15 @@ pub(crate) fn started() {
     tracing::info!(target: "hopper::events", "job started");
 }
 
+/// A run was cut off because its claim was lost: the database handed its
+/// job to someone else (inside the run's span).
+pub(crate) fn claim_lost() {
+    tracing::warn!(
+        target: "hopper::events",
+        "claim lost (its lease ran out and the job was rescued): run cancelled, its outcome dropped"
+    );
+}
+
 /// A run finished its job (inside the run's span).
 pub(crate) fn finished(duration: Duration) {
     tracing::info!(target: "hopper::events", duration_ms = millis(duration), "job finished");

@@ -502,16 +502,15 @@ async fn instances_racing_for_each_schedule_tick_dispatch_it_once() {
 async fn pruning_never_deletes_a_job_retried_while_the_prune_waited_on_it() {
     let db = database().await;
     let hopper = builder().connect(&db.url).await.unwrap();
-    let id = hopper
-        .dispatch::<Noop>(())
-        .await
-        .unwrap();
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
     let store = PostgresStore::open(&db.url).await.unwrap();
-    sqlx::query("UPDATE jobs SET state = 'failed', finished_at = now() - interval '1 day' WHERE id = $1")
-        .bind(id)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', finished_at = now() - interval '1 day' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(store.pool())
+    .await
+    .unwrap();
     // A retry of the failed job, held open in its own transaction.
     let mut retry = store.pool().begin().await.unwrap();
     sqlx::query("UPDATE jobs SET state = 'pending', finished_at = NULL WHERE id = $1")
@@ -548,6 +547,10 @@ async fn pruning_never_deletes_a_job_retried_while_the_prune_waited_on_it() {
     // ...and finds it pending once the retry commits.
     retry.commit().await.unwrap();
     assert_eq!(prune.await.unwrap().unwrap(), 0);
-    let job = hopper.job(id).await.unwrap().expect("the retried job is kept");
+    let job = hopper
+        .job(id)
+        .await
+        .unwrap()
+        .expect("the retried job is kept");
     assert_eq!(job.state, JobState::Pending);
 }

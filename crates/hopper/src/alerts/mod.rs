@@ -460,11 +460,14 @@ struct Shared {
 impl Shared {
     /// One check if this instance holds the lease; changes go to the webhook.
     async fn pass(&self) -> Result<Vec<Change>, AlertError> {
-        let now = self.hopper.now();
-        let until = crate::clock::add(now, self.alerts.interval * 3);
         let store = self.hopper.store();
         if !store
-            .try_lease(ALERTS_LEASE, &self.holder, now, until)
+            .try_lease(
+                ALERTS_LEASE,
+                &self.holder,
+                self.alerts.interval * 3,
+                self.hopper.database_now(),
+            )
             .await?
         {
             return Ok(Vec::new());

@@ -34,14 +34,17 @@ impl Lease {
         self.name
     }
 
-    /// Takes or renews the lease until `hold_for` from now; whether this
-    /// holder holds it.
+    /// Takes or renews the lease until `hold_for` from the database's now;
+    /// whether this holder holds it.
     pub(crate) async fn take(&self, hopper: &Hopper) -> Result<bool, StoreError> {
-        let now = hopper.now();
-        let until = crate::clock::add(now, self.hold_for);
         hopper
             .store()
-            .try_lease(self.name, &self.holder, now, until)
+            .try_lease(
+                self.name,
+                &self.holder,
+                self.hold_for,
+                hopper.database_now(),
+            )
             .await
     }
 

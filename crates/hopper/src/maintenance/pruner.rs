@@ -99,17 +99,20 @@ mod tests {
                 queue: "default",
                 worker: "w",
                 limit: 1,
-                now: long_ago,
-                lease_until: crate::clock::add(long_ago, hold),
+                token: crate::store::new_claim_token(),
+                due_by: long_ago,
+                lease: hold,
+                now: Some(long_ago),
             })
             .await
             .unwrap();
         let ended = Completion {
-            id: ids[0],
+            claim: claimed[0].claim(),
             attempt: claimed[0].attempt,
             outcome: Outcome::Finished,
         };
-        assert_eq!(store.complete("w", &[ended], long_ago).await.unwrap(), 1);
+        assert_eq!(ids[0], claimed[0].id);
+        assert_eq!(store.complete(&[ended], long_ago).await.unwrap(), 1);
         let stop = CancellationToken::new();
         let pruner = tokio::spawn(run(
             hopper.clone(),

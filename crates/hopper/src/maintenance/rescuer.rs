@@ -34,7 +34,7 @@ pub(crate) async fn run(
             let hopper = hopper.clone();
             let queues = queues.clone();
             async move {
-                let rescued = rescue(hopper.store().as_ref(), hopper.now()).await?;
+                let rescued = rescue(hopper.store().as_ref(), hopper.database_now()).await?;
                 if !rescued.is_empty() {
                     for queue in &queues {
                         hopper.wake(queue);
@@ -46,11 +46,12 @@ pub(crate) async fn run(
         .await;
 }
 
-/// Returns every job whose lease expired by `now` to pending or failed, and
-/// logs the rescues; the ids rescued.
+/// Returns every job whose lease expired by the database's `now` (`None`:
+/// the server's clock) to pending or failed, and logs the rescues; the ids
+/// rescued.
 pub(crate) async fn rescue(
     store: &dyn Store,
-    now: DateTime<Utc>,
+    now: Option<DateTime<Utc>>,
 ) -> Result<Vec<JobId>, StoreError> {
     let ids = store.rescue(now).await?;
     if ids.is_empty() {
@@ -119,21 +120,23 @@ mod tests {
                     queue,
                     worker: "dead",
                     limit: 1,
-                    now: start,
-                    lease_until: at(lease),
+                    token: crate::store::new_claim_token(),
+                    due_by: start,
+                    lease: Duration::from_secs(lease),
+                    now: Some(start),
                 })
                 .await
                 .unwrap();
             assert_eq!(claimed.len(), 1);
         }
-        assert!(rescue(&store, at(5)).await.unwrap().is_empty());
-        assert_eq!(rescue(&store, at(30)).await.unwrap(), [ids[0]]);
+        assert!(rescue(&store, Some(at(5))).await.unwrap().is_empty());
+        assert_eq!(rescue(&store, Some(at(30))).await.unwrap(), [ids[0]]);
         let state = |id| {
             let store = &store;
             async move { store.get(id).await.unwrap().unwrap().state }
         };
         assert_eq!(state(ids[0]).await, JobState::Pending);
         assert_eq!(state(ids[1]).await, JobState::Started);
-        assert!(rescue(&store, at(30)).await.unwrap().is_empty());
+        assert!(rescue(&store, Some(at(30))).await.unwrap().is_empty());
     }
 }

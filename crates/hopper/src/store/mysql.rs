@@ -19,9 +19,9 @@ use super::rows::{
     from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
 };
 use super::{
-    Claim, ClaimToken, AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
-    MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount,
-    Store, StoreError, Tick, TypeOutcomes,
+    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob, Completion,
+    JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats,
+    ScheduleState, StateCount, Store, StoreError, Tick, TypeOutcomes,
 };
 use crate::job::{JobId, JobState};
 
@@ -591,9 +591,13 @@ impl MysqlStore {
         ));
         query
             .push_bind(json_time(from_micros(0, now)?))
-            .push(format!(", 'error', {LOST})), errors), finished_at = IF({LAST}, "))
+            .push(format!(
+                ", 'error', {LOST})), errors), finished_at = IF({LAST}, "
+            ))
             .push_bind(now)
-            .push(format!(", NULL), state = IF({LAST}, 'failed', 'pending'), available_at = "))
+            .push(format!(
+                ", NULL), state = IF({LAST}, 'failed', 'pending'), available_at = "
+            ))
             .push_bind(now)
             .push(
                 ", attempts = IF(run_started, attempts, attempts - 1), \

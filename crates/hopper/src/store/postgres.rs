@@ -21,10 +21,9 @@ use tokio::sync::mpsc;
 
 use super::rows::{from_count, open_key, opened, push_filter, to_u32};
 use super::{
-    Claim, ClaimToken,
-    AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
-    MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount, Store,
-    StoreError, Tick, TypeOutcomes, Wakeup,
+    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob, Completion,
+    JobFilter, JobRecord, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState,
+    StateCount, Store, StoreError, Tick, TypeOutcomes, Wakeup,
 };
 use crate::job::{JobId, JobState};
 

@@ -29,9 +29,9 @@ use super::rows::{
     to_u32,
 };
 use super::{
-    Claim, ClaimToken, AlertId, AlertRecord, AttemptError, ClaimRequest, ClaimedJob, Completion, JobFilter, JobRecord,
-    MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState, StateCount,
-    Store, StoreError, Tick, TypeOutcomes,
+    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob, Completion,
+    JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats,
+    ScheduleState, StateCount, Store, StoreError, Tick, TypeOutcomes,
 };
 use crate::job::{JobId, JobState};
 
@@ -534,7 +534,14 @@ impl Store for SqliteStore {
             RETURNING id"
         );
         self.write(|conn| {
-            long(|| all(conn, RESCUE, params![now.map(micros)], |row| Ok(row.get(0)?)))
+            long(|| {
+                all(
+                    conn,
+                    RESCUE,
+                    params![now.map(micros)],
+                    |row| Ok(row.get(0)?),
+                )
+            })
         })
         .await
     }
@@ -654,7 +661,12 @@ impl Store for SqliteStore {
             let held: Option<String> = conn
                 .prepare_cached(TAKE)?
                 .query_row(
-                    params![name, holder, now.map(micros), super::rows::lease_micros(ttl)],
+                    params![
+                        name,
+                        holder,
+                        now.map(micros),
+                        super::rows::lease_micros(ttl)
+                    ],
                     |row| row.get(0),
                 )
                 .optional()?;

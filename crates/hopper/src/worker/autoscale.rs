@@ -88,7 +88,6 @@ pub(super) async fn scale(shared: Arc<Shared>) {
         .any(|slots| slots.bounds.min < slots.bounds.max);
     let mut needed_at = vec![shared.hopper.now(); shared.slots.len()];
     let mut published: Option<DateTime<Utc>> = None;
-    let mut can_publish = true;
     loop {
         let now = shared.hopper.now();
         let mut changed = false;
@@ -142,15 +141,11 @@ pub(super) async fn scale(shared: Arc<Shared>) {
             }
         }
         let refresh = crate::clock::sub(now, shared.config.lease / 3);
-        if can_publish && (changed || published.is_none_or(|at| at <= refresh)) {
+        if changed || published.is_none_or(|at| at <= refresh) {
             match publish(&shared, now).await {
                 Ok(()) => {
                     published = Some(now);
                     changed = true;
-                }
-                Err(StoreError::Unsupported(what)) => {
-                    tracing::debug!(what, "this store keeps no worker concurrency");
-                    can_publish = false;
                 }
                 Err(error) => tracing::warn!(%error, "publishing worker concurrency failed"),
             }
@@ -207,7 +202,7 @@ pub(super) async fn withdraw(shared: &Shared) {
         .publish_concurrency(&shared.worker_id, &[], now)
         .await
     {
-        Ok(()) | Err(StoreError::Unsupported(_)) => {}
+        Ok(()) => {}
         Err(error) => tracing::warn!(%error, "removing this pool's concurrency rows failed"),
     }
 }

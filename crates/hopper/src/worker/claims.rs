@@ -1,12 +1,14 @@
-//! The claims a pool holds: which (job, attempt) pairs the heartbeat renews,
-//! and how many jobs are in flight (claimed, or being claimed, and their
-//! outcome not yet written).
+//! The claims a pool holds: which claims the heartbeat renews and `stop`
+//! hands back, the cancellation of each claim's run, and how many jobs are
+//! in flight (claimed, or being claimed, and their outcome not yet written).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::job::JobId;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Claim;
 
 /// The claims a pool holds and its in-flight count; every change to either
 /// goes through one of its methods.
@@ -14,10 +16,11 @@ use crate::job::JobId;
 pub(super) struct Claims {
     /// Jobs claimed, or being claimed, whose outcome is not yet written.
     in_flight: AtomicUsize,
-    /// The claims this pool received (job id, attempt) until their outcome
-    /// is written: the heartbeat renews these and no others, so a claim whose
-    /// answer was lost on the way from the database runs out and is rescued.
-    held: Mutex<BTreeSet<(JobId, u32)>>,
+    /// The claims this pool received, each with the token that cancels its
+    /// run, until their outcome is written or the claim is lost: the
+    /// heartbeat renews these and no others, so a claim whose answer was
+    /// lost on the way from the database runs out and is rescued.
+    held: Mutex<BTreeMap<Claim, CancellationToken>>,
 }
 
 impl Claims {
@@ -27,8 +30,8 @@ impl Claims {
     }
 
     /// The held claims, locked.
-    fn held(&self) -> MutexGuard<'_, BTreeSet<(JobId, u32)>> {
-        // Plain ids and attempts: a poisoned lock still holds valid ones.
+    fn held(&self) -> MutexGuard<'_, BTreeMap<Claim, CancellationToken>> {
+        // Plain claims and tokens: a poisoned lock still holds valid ones.
         self.held
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -43,13 +46,19 @@ impl Claims {
 
     /// A claim that reserved `reserved` returned `claimed` (empty if it
     /// failed): the rest of the reservation is given back and the claims are
-    /// held until their outcome is written.
-    pub(super) fn claimed(&self, claimed: impl IntoIterator<Item = (JobId, u32)>, reserved: usize) {
+    /// held until their outcome is written. Each run is cancelled by its own
+    /// token, a child of `stop` (the shutdown deadline).
+    pub(super) fn claimed(
+        &self,
+        claimed: impl IntoIterator<Item = Claim>,
+        reserved: usize,
+        stop: &CancellationToken,
+    ) {
         let mut taken = 0;
         {
             let mut held = self.held();
             for claim in claimed {
-                held.insert(claim);
+                held.insert(claim, stop.child_token());
                 taken += 1;
             }
         }
@@ -57,9 +66,26 @@ impl Claims {
             .fetch_sub(reserved.saturating_sub(taken), Ordering::SeqCst);
     }
 
+    /// The token that cancels `claim`'s run, while the pool still holds it;
+    /// `None` once the claim was lost (its run must not start).
+    pub(super) fn run_token(&self, claim: Claim) -> Option<CancellationToken> {
+        self.held().get(&claim).cloned()
+    }
+
+    /// The database no longer holds `lost` for this pool (rescued while the
+    /// pool was cut off, say): their runs are cancelled and their leases no
+    /// longer renewed. Returns how many were still held here.
+    pub(super) fn lost(&self, lost: impl IntoIterator<Item = Claim>) -> usize {
+        let mut held = self.held();
+        lost.into_iter()
+            .filter_map(|claim| held.remove(&claim))
+            .map(|run| run.cancel())
+            .count()
+    }
+
     /// The outcomes of `ended` were written (or given up on): they are no
     /// longer held or in flight.
-    pub(super) fn finished(&self, ended: impl IntoIterator<Item = (JobId, u32)>) {
+    pub(super) fn finished(&self, ended: impl IntoIterator<Item = Claim>) {
         let mut count = 0;
         {
             let mut held = self.held();
@@ -72,8 +98,9 @@ impl Claims {
     }
 
     /// `n` claimed jobs will get no outcome from this pool (never started
-    /// before stop, or cut off at the shutdown deadline): they leave the
-    /// in-flight count, and their claims stay held until stop hands them back.
+    /// before stop, cut off at the shutdown deadline, or their claim lost):
+    /// they leave the in-flight count; claims still held stay held until
+    /// stop hands them back.
     pub(super) fn abandoned(&self, n: usize) {
         self.in_flight.fetch_sub(n, Ordering::SeqCst);
     }
@@ -83,9 +110,9 @@ impl Claims {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// The held claims in id order, the order completion batches lock rows in.
-    pub(super) fn snapshot(&self) -> Vec<(JobId, u32)> {
-        self.held().iter().copied().collect()
+    /// The held claims in id order, the order every batch locks rows in.
+    pub(super) fn snapshot(&self) -> Vec<Claim> {
+        self.held().keys().copied().collect()
     }
 }
 
@@ -93,21 +120,25 @@ impl Claims {
 mod tests {
     use super::*;
 
+    fn claim(id: i64) -> Claim {
+        Claim { id, token: id * 10 }
+    }
+
     #[test]
     fn a_claim_counts_its_whole_request_until_it_returns() {
         let claims = Claims::new();
         claims.reserve(5);
         assert_eq!(claims.in_flight(), 5);
-        claims.claimed([(3, 1), (1, 2)], 5);
+        claims.claimed([claim(3), claim(1)], 5, &CancellationToken::new());
         assert_eq!(claims.in_flight(), 2);
-        assert_eq!(claims.snapshot(), [(1, 2), (3, 1)]);
+        assert_eq!(claims.snapshot(), [claim(1), claim(3)]);
     }
 
     #[test]
     fn a_failed_claim_gives_its_reservation_back_and_holds_nothing() {
         let claims = Claims::new();
         claims.reserve(4);
-        claims.claimed([], 4);
+        claims.claimed([], 4, &CancellationToken::new());
         assert_eq!(claims.in_flight(), 0);
         assert!(claims.snapshot().is_empty());
     }
@@ -116,19 +147,38 @@ mod tests {
     fn written_outcomes_release_their_claims_and_only_those() {
         let claims = Claims::new();
         claims.reserve(3);
-        claims.claimed([(1, 1), (2, 1), (3, 1)], 3);
-        claims.finished([(2, 1)]);
+        claims.claimed([claim(1), claim(2), claim(3)], 3, &CancellationToken::new());
+        claims.finished([claim(2)]);
         assert_eq!(claims.in_flight(), 2);
-        assert_eq!(claims.snapshot(), [(1, 1), (3, 1)]);
+        assert_eq!(claims.snapshot(), [claim(1), claim(3)]);
     }
 
     #[test]
     fn abandoned_jobs_leave_the_count_but_stay_held_for_the_hand_back() {
         let claims = Claims::new();
         claims.reserve(2);
-        claims.claimed([(7, 1), (8, 1)], 2);
+        claims.claimed([claim(7), claim(8)], 2, &CancellationToken::new());
         claims.abandoned(2);
         assert_eq!(claims.in_flight(), 0);
-        assert_eq!(claims.snapshot(), [(7, 1), (8, 1)]);
+        assert_eq!(claims.snapshot(), [claim(7), claim(8)]);
+    }
+
+    #[test]
+    fn a_lost_claim_cancels_its_run_and_is_no_longer_renewed() {
+        let claims = Claims::new();
+        let stop = CancellationToken::new();
+        claims.reserve(2);
+        claims.claimed([claim(1), claim(2)], 2, &stop);
+        let run = claims.run_token(claim(1)).unwrap();
+        let other = claims.run_token(claim(2)).unwrap();
+        // A claim with another token is not this pool's: nothing happens.
+        let stranger = Claim { id: 2, token: 99 };
+        assert_eq!(claims.lost([claim(1), stranger]), 1);
+        assert!(run.is_cancelled() && !other.is_cancelled());
+        assert!(claims.run_token(claim(1)).is_none());
+        assert_eq!(claims.snapshot(), [claim(2)]);
+        // The shutdown deadline cancels every run still held.
+        stop.cancel();
+        assert!(other.is_cancelled());
     }
 }

@@ -1,70 +1,224 @@
-//! The completer: writes job outcomes in batches, retrying failed writes.
+//! The completer: records, in batches, that runs started and how they
+//! ended. Failed writes are retried; a completion the database refuses on
+//! its own (while others beside it go through) is shortened, then set aside
+//! for the rescuer, so it never holds up the rest.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::{COMPLETION_BATCH, Shared};
 use crate::service::DATABASE_ERRORS;
-use crate::store::Completion;
+use crate::store::{Claim, Completion, Outcome, StoreError};
 
-/// Failed writes of one batch after which, past the shutdown deadline, the
-/// completer gives the batch up.
-const ATTEMPTS_PAST_DEADLINE: u32 = 5;
+/// What a job's task tells the completer.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Report {
+    /// The run's handler is starting: from now on a rescue counts its attempt.
+    Started(Claim),
+    /// The run ended with this outcome.
+    Ended(Completion),
+}
 
-/// Writes outcomes in batches: whatever has arrived since the last write, in
-/// one transaction, until every sender is gone.
-pub(super) async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Completion>) {
-    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
-    while receiver.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
-        write(&shared, &batch).await;
-        shared.claims.finished(
-            batch
-                .iter()
-                .map(|completion| (completion.id, completion.attempt)),
-        );
-        batch.clear();
-        shared.bump();
+/// Failed writes of a batch of several outcomes before they are written one
+/// by one, to find one the database refuses.
+const ISOLATE_AFTER: u32 = 3;
+
+/// The longest error kept when an outcome the database refused is written
+/// again in short.
+const SHORT_ERROR_BYTES: usize = 1_024;
+
+/// What waits to be written: start marks and outcomes.
+#[derive(Debug, Default)]
+struct Batch {
+    started: Vec<Claim>,
+    ended: Vec<Completion>,
+}
+
+impl Batch {
+    fn add(&mut self, report: Report) {
+        match report {
+            Report::Started(claim) => self.started.push(claim),
+            Report::Ended(completion) => self.ended.push(completion),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.started.is_empty() && self.ended.is_empty()
+    }
+
+    /// Drops the start marks of runs whose outcome is here too: the outcome
+    /// ends the claim, so the mark would change nothing.
+    fn drop_ended_marks(&mut self) {
+        if self.started.is_empty() || self.ended.is_empty() {
+            return;
+        }
+        let ended: HashSet<Claim> = self.ended.iter().map(|c| c.claim).collect();
+        self.started.retain(|claim| !ended.contains(claim));
     }
 }
 
-/// Writes one batch, retrying after errors; past the shutdown deadline it
-/// gives up after a few tries (the leases expire and the jobs run again).
-async fn write(shared: &Shared, batch: &[Completion]) {
+/// Writes what the pool's job tasks report until every sender is gone.
+pub(super) async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Report>) {
+    let mut batch = Batch::default();
+    let mut reports = Vec::with_capacity(COMPLETION_BATCH);
     let mut failures = 0u32;
     loop {
-        let now = shared.hopper.now();
-        match shared
-            .hopper
-            .store()
-            .complete(&shared.worker_id, batch, now)
-            .await
-        {
-            Ok(applied) => {
-                let lost = batch.len() as u64 - applied.min(batch.len() as u64);
-                if lost > 0 {
-                    tracing::warn!(
-                        lost,
-                        "outcomes not recorded: those jobs' leases had expired and they were rescued"
-                    );
-                }
-                return;
+        if batch.is_empty() {
+            if receiver.recv_many(&mut reports, COMPLETION_BATCH).await == 0 {
+                break;
             }
+        } else {
+            // Reports that came while a write was failing join the batch: with
+            // others beside it, an outcome the database refuses on its own
+            // shows itself.
+            while reports.len() < COMPLETION_BATCH {
+                match receiver.try_recv() {
+                    Ok(report) => reports.push(report),
+                    Err(_) => break,
+                }
+            }
+        }
+        for report in reports.drain(..) {
+            batch.add(report);
+        }
+        batch.drop_ended_marks();
+        match write(&shared, &mut batch, failures).await {
+            Ok(()) => failures = 0,
             Err(error) => {
                 failures += 1;
                 let wait = DATABASE_ERRORS.delay(failures);
-                tracing::warn!(%error, jobs = batch.len(), retry_in = ?wait, "recording job outcomes failed");
-                if shared.stops.hard.is_cancelled() && failures >= ATTEMPTS_PAST_DEADLINE {
+                let jobs = batch.started.len() + batch.ended.len();
+                if shared.stops.give_up.is_cancelled() {
                     tracing::error!(
-                        jobs = batch.len(),
-                        "giving up recording outcomes; the rescuer will return these jobs"
+                        %error, jobs,
+                        "giving up recording job starts and outcomes at stop; the rescuer will return these jobs"
                     );
-                    return;
+                    give_up(&shared, &mut batch);
+                    continue;
                 }
-                tokio::time::sleep(wait).await;
+                tracing::warn!(%error, jobs, retry_in = ?wait, "recording job outcomes failed");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shared.stops.give_up.cancelled() => {}
+                }
             }
         }
     }
+}
+
+/// Writes the batch's start marks, then its outcomes, emptying what was
+/// written. After [`ISOLATE_AFTER`] failures in a row, several outcomes are
+/// written one by one: when some go through and others do not, the others
+/// are refused for what they hold, and are written again with a short error
+/// or set aside.
+async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), StoreError> {
+    let store = shared.hopper.store();
+    if !batch.started.is_empty() {
+        store.mark_started(&batch.started).await?;
+        batch.started.clear();
+    }
+    if batch.ended.is_empty() {
+        return Ok(());
+    }
+    let now = shared.hopper.now();
+    let written = if failures >= ISOLATE_AFTER && batch.ended.len() > 1 {
+        one_by_one(shared, &batch.ended).await
+    } else {
+        store.complete(&batch.ended, now).await
+    }?;
+    let dropped = batch.ended.len() as u64 - written.min(batch.ended.len() as u64);
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "outcomes not recorded: those jobs' claims had been lost (rescued or released)"
+        );
+    }
+    let ended = std::mem::take(&mut batch.ended);
+    shared.claims.finished(ended.iter().map(|c| c.claim));
+    shared.bump();
+    Ok(())
+}
+
+/// Writes `ended` one outcome at a time; returns how many applied, or the
+/// error when none went through (the database is away, not one row). An
+/// outcome refused while others went through is written again with its
+/// error cut short, and if that too is refused, set aside: its claim is no
+/// longer renewed, so its lease runs out and the rescuer hands the job out.
+async fn one_by_one(shared: &Shared, ended: &[Completion]) -> Result<u64, StoreError> {
+    let store = shared.hopper.store();
+    let now = shared.hopper.now();
+    let mut applied = 0;
+    let mut refused = Vec::new();
+    let mut last_error = None;
+    for completion in ended {
+        match store.complete(std::slice::from_ref(completion), now).await {
+            Ok(n) => applied += n,
+            Err(error) => {
+                refused.push(completion);
+                last_error = Some(error);
+            }
+        }
+    }
+    if let Some(error) = last_error.filter(|_| refused.len() == ended.len()) {
+        return Err(error);
+    }
+    for completion in refused {
+        let short = shortened(completion);
+        match store.complete(std::slice::from_ref(&short), now).await {
+            Ok(n) => {
+                tracing::warn!(
+                    id = completion.claim.id,
+                    "an outcome the database refused was recorded with its error cut short"
+                );
+                applied += n;
+            }
+            Err(error) => {
+                tracing::error!(
+                    id = completion.claim.id, %error,
+                    "the database refuses this job's outcome; its lease will run out and the rescuer will hand it out again"
+                );
+                shared.claims.lost([completion.claim]);
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// `completion` with its error cut to [`SHORT_ERROR_BYTES`].
+fn shortened(completion: &Completion) -> Completion {
+    let cut = |error: &str| {
+        let mut end = error.len().min(SHORT_ERROR_BYTES);
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!(
+            "{} … (error cut short: the database refused it whole)",
+            &error[..end]
+        )
+    };
+    let outcome = match &completion.outcome {
+        Outcome::Finished => Outcome::Finished,
+        Outcome::Retry { at, error } => Outcome::Retry {
+            at: *at,
+            error: cut(error),
+        },
+        Outcome::Failed { error } => Outcome::Failed { error: cut(error) },
+    };
+    Completion {
+        outcome,
+        ..completion.clone()
+    }
+}
+
+/// Gives up on writing the batch (past the shutdown deadline, with the
+/// database away): its jobs come back through the rescuer.
+fn give_up(shared: &Shared, batch: &mut Batch) {
+    batch.started.clear();
+    let ended = std::mem::take(&mut batch.ended);
+    shared.claims.finished(ended.iter().map(|c| c.claim));
+    shared.bump();
 }
 
 #[cfg(test)]
@@ -74,12 +228,12 @@ mod tests {
     use super::*;
     use crate::client::Hopper;
     use crate::job::{JobId, JobState};
-    use crate::store::{ClaimRequest, NewJob, Outcome};
+    use crate::store::{ClaimRequest, ClaimedJob, NewJob};
     use crate::worker::WorkerConfig;
 
     /// Dispatches `n` jobs and claims them for `shared`'s pool, as its
     /// producer would.
-    async fn claimed(shared: &Shared, n: usize) -> Vec<JobId> {
+    async fn claimed(shared: &Shared, n: usize) -> Vec<Claim> {
         let now = shared.hopper.now();
         let jobs: Vec<NewJob> = (0..n)
             .map(|_| NewJob {
@@ -101,24 +255,26 @@ mod tests {
                 queue: "default",
                 worker: &shared.worker_id,
                 limit: u32::try_from(n).unwrap(),
-                now,
-                lease_until: shared.lease_until(),
+                token: crate::store::new_claim_token(),
+                due_by: now,
+                lease: shared.config.lease,
+                now: None,
             })
             .await
             .unwrap();
         assert_eq!(claimed.len(), n);
         shared
             .claims
-            .claimed(claimed.iter().map(|job| (job.id, job.attempt)), n);
-        claimed.iter().map(|job| job.id).collect()
+            .claimed(claimed.iter().map(ClaimedJob::claim), n, &shared.stops.hard);
+        claimed.iter().map(ClaimedJob::claim).collect()
     }
 
-    fn finished(id: JobId) -> Completion {
-        Completion {
-            id,
+    fn finished(claim: Claim) -> Report {
+        Report::Ended(Completion {
+            claim,
             attempt: 1,
             outcome: Outcome::Finished,
-        }
+        })
     }
 
     async fn state(shared: &Shared, id: JobId) -> JobState {
@@ -142,8 +298,8 @@ mod tests {
         assert_eq!(*activity.borrow(), 2);
         assert_eq!(shared.claims.in_flight(), 0);
         assert!(shared.claims.snapshot().is_empty());
-        for id in [ids[0], ids[COMPLETION_BATCH]] {
-            assert_eq!(state(&shared, id).await, JobState::Finished);
+        for claim in [ids[0], ids[COMPLETION_BATCH]] {
+            assert_eq!(state(&shared, claim.id).await, JobState::Finished);
         }
     }
 
@@ -170,17 +326,70 @@ mod tests {
         // At least the first write and its retry fail.
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(shared.claims.in_flight(), 2);
-        assert_eq!(state(&shared, ids[0]).await, JobState::Started);
+        assert_eq!(state(&shared, ids[0].id).await, JobState::Started);
         outside.execute_batch("DROP TRIGGER refuse;").unwrap();
         tokio::time::timeout(Duration::from_secs(10), activity.changed())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(shared.claims.in_flight(), 0);
-        for id in ids {
-            assert_eq!(state(&shared, id).await, JobState::Finished);
+        for claim in ids {
+            assert_eq!(state(&shared, claim.id).await, JobState::Finished);
         }
         drop(sender);
         completer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_outcome_the_database_refuses_alone_does_not_hold_up_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        let url = format!("sqlite://{}", path.display());
+        let hopper = Hopper::builder().connect(&url).await.unwrap();
+        let (shared, _) = Shared::new(hopper, WorkerConfig::new(1).worker_id("w"));
+        let shared = Arc::new(shared);
+        let ids = claimed(&shared, 3).await;
+        // The database refuses any write that would finish the middle job.
+        let outside = rusqlite::Connection::open(&path).unwrap();
+        outside
+            .execute_batch(&format!(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF state ON jobs WHEN OLD.id = {} \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                ids[1].id
+            ))
+            .unwrap();
+        let (sender, receiver) = mpsc::channel(8);
+        for claim in &ids {
+            sender.send(finished(*claim)).await.unwrap();
+        }
+        drop(sender);
+        tokio::time::timeout(Duration::from_secs(20), run(shared.clone(), receiver))
+            .await
+            .expect("the completer gets past the refused outcome");
+        assert_eq!(state(&shared, ids[0].id).await, JobState::Finished);
+        assert_eq!(state(&shared, ids[2].id).await, JobState::Finished);
+        // Set aside: no longer renewed, so the rescuer will return it.
+        assert_eq!(state(&shared, ids[1].id).await, JobState::Started);
+        assert!(shared.claims.snapshot().is_empty());
+        assert_eq!(shared.claims.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_start_mark_is_written_unless_the_outcome_came_with_it() {
+        let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+        let (shared, _) = Shared::new(hopper, WorkerConfig::new(1).worker_id("w"));
+        let shared = Arc::new(shared);
+        let ids = claimed(&shared, 2).await;
+        let mut batch = Batch::default();
+        for report in [
+            Report::Started(ids[0]),
+            Report::Started(ids[1]),
+            finished(ids[1]),
+        ] {
+            batch.add(report);
+        }
+        batch.drop_ended_marks();
+        assert_eq!(batch.started, [ids[0]]);
+        assert_eq!(batch.ended.len(), 1);
     }
 }

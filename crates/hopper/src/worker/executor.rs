@@ -1,20 +1,85 @@
 //! The executor: one job's task, with everything inside it (decoding, the
-//! handler, its timeout, the retry delay, hooks) under one panic guard, so a
-//! run always ends with an outcome.
+//! handler, its timeout, the retry delay, metrics, hooks) under one panic
+//! guard, so a run always ends with an outcome unless it is cut off.
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Shared;
+use super::completer::Report;
 use crate::hooks::{EventKind, JobEvent};
 use crate::job::{JobContext, JobError};
 use crate::store::{ClaimedJob, Completion, Outcome};
 
-/// Runs one claimed job; `None` if it was cut off by a hard stop (it is handed back).
-pub(super) async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> {
+/// The longest error message recorded for one attempt: longer ones are cut,
+/// so one handler's error cannot make its completion too large to write.
+pub(super) const MAX_ERROR_BYTES: usize = 16 * 1024;
+
+/// Runs one claimed job to its outcome. Its start is reported first (from
+/// then on a rescue counts its attempt), and a panic anywhere in the task
+/// still ends in an outcome: a failed attempt, as a panicking handler's is.
+/// `None` when the run never started or was cut off, because its claim was
+/// lost or the shutdown deadline passed: no outcome is written from here.
+pub(super) async fn execute(
+    shared: &Shared,
+    job: ClaimedJob,
+    reports: &mpsc::Sender<Report>,
+) -> Option<Completion> {
+    let claim = job.claim();
+    // A claim lost while its job waited in the buffer must not start.
+    let token = shared.claims.run_token(claim)?;
+    // The completer outlives every job task, so this only fails if it panicked.
+    let _ = reports.send(Report::Started(claim)).await;
+    let (attempt, max_attempts) = (job.attempt, job.max_attempts);
+    match AssertUnwindSafe(run(shared, job, token))
+        .catch_unwind()
+        .await
+    {
+        Ok(completion) => completion,
+        Err(panic) => {
+            let error = bounded(&format!(
+                "panicked outside the handler: {}",
+                panic_message(panic.as_ref())
+            ));
+            tracing::error!(id = claim.id, attempt, %error, "a job's task panicked");
+            let outcome = if attempt >= max_attempts {
+                Outcome::Failed { error }
+            } else {
+                Outcome::Retry {
+                    at: shared.hopper.now(),
+                    error,
+                }
+            };
+            Some(Completion {
+                claim,
+                attempt,
+                outcome,
+            })
+        }
+    }
+}
+
+/// `message`, cut to at most [`MAX_ERROR_BYTES`] on a character boundary.
+pub(super) fn bounded(message: &str) -> String {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message.to_owned();
+    }
+    let note = format!(" … ({} bytes cut)", message.len());
+    let mut end = MAX_ERROR_BYTES - note.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &message[..end])
+}
+
+/// Runs one claimed job under `token`, which the shutdown deadline and the
+/// loss of its claim cancel; `None` if either cut it off.
+async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Option<Completion> {
     let span = crate::events::span(job.id, &job.job_type, &job.queue, job.attempt);
     span.in_scope(crate::events::started);
     let started = Instant::now();
@@ -23,17 +88,22 @@ pub(super) async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> 
     let result = match &registered {
         Err(unknown) => Err(JobError::permanent(unknown)),
         Ok(registered) => {
-            let token = shared.stops.hard.child_token();
             let ctx = JobContext::new(&job, token.clone(), shared.hopper.shared_state().clone());
             let timeout = registered.timeout();
             let handler =
                 AssertUnwindSafe(registered.clone().run(&job.payload, ctx)).catch_unwind();
             let result = tokio::select! {
                 biased;
-                _ = shared.stops.hard.cancelled() => None,
+                _ = token.cancelled() => None,
                 result = tokio::time::timeout(timeout, handler).instrument(span.clone()) => Some(result),
             };
-            match result? {
+            let Some(result) = result else {
+                if !shared.stops.hard.is_cancelled() {
+                    span.in_scope(crate::events::claim_lost);
+                }
+                return None;
+            };
+            match result {
                 Err(_elapsed) => {
                     token.cancel();
                     Err(JobError::retryable(format!("timed out after {timeout:?}")))
@@ -51,7 +121,7 @@ pub(super) async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> 
     let outcome = match result {
         Ok(()) => Outcome::Finished,
         Err(error) if error.is_permanent() || job.attempt >= job.max_attempts => Outcome::Failed {
-            error: error.message().to_owned(),
+            error: bounded(error.message()),
         },
         Err(error) => {
             let delay = error.delay().unwrap_or_else(|| match &registered {
@@ -68,7 +138,7 @@ pub(super) async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> 
             });
             Outcome::Retry {
                 at: crate::clock::add(now, delay),
-                error: error.message().to_owned(),
+                error: bounded(error.message()),
             }
         }
     };
@@ -91,7 +161,7 @@ pub(super) async fn run(shared: &Shared, job: ClaimedJob) -> Option<Completion> 
         }
     }
     Some(Completion {
-        id: job.id,
+        claim: job.claim(),
         attempt: job.attempt,
         outcome,
     })
@@ -134,5 +204,19 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         message.clone()
     } else {
         "a panic with a non-text payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_boundary_and_say_so() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let cut = bounded(&long);
+        assert!(cut.len() <= MAX_ERROR_BYTES, "{}", cut.len());
+        assert!(cut.ends_with(&format!("({} bytes cut)", long.len())));
     }
 }

@@ -4,14 +4,16 @@
 //! gracefully.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::Hopper;
-use crate::store::{Completion, StoreError, Wakeup};
+use crate::store::{StoreError, Wakeup};
 
 mod autoscale;
 mod claims;
@@ -27,6 +29,7 @@ pub use config::{Concurrency, WorkerConfig};
 pub(crate) use executor::panic_message;
 
 use claims::Claims;
+use completer::Report;
 use slots::Slots;
 
 /// What can go wrong starting or stopping workers.
@@ -44,6 +47,15 @@ pub enum WorkerError {
         /// Why.
         source: StoreError,
     },
+    /// Jobs still held at stop could not be handed back before the
+    /// shutdown deadline (the database did not answer in time).
+    #[error(
+        "could not hand {jobs} unfinished jobs back before the shutdown deadline; the rescuer will return them"
+    )]
+    ReleaseTimedOut {
+        /// How many claims were still held.
+        jobs: usize,
+    },
     /// A background task of the pool panicked.
     #[error("worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -51,6 +63,24 @@ pub enum WorkerError {
 
 /// Most completions written, or leases extended, in one transaction.
 const COMPLETION_BATCH: usize = 1_000;
+
+/// How long each step of a stop past the shutdown deadline may still take
+/// (cut-off runs ending, outcomes given up, handing jobs back, background
+/// tasks ending), so a stop never takes much longer than the deadline
+/// whatever the database does.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for `task` until `by`, then aborts it; an error only if it panicked.
+async fn join_by(task: JoinHandle<()>, by: Instant) -> Result<(), WorkerError> {
+    let abort = task.abort_handle();
+    match tokio::time::timeout_at(by, task).await {
+        Ok(joined) => Ok(joined?),
+        Err(_) => {
+            abort.abort();
+            Ok(())
+        }
+    }
+}
 
 /// Running workers. Stop them with [`WorkerPool::stop`]: dropping the pool
 /// leaves its jobs to the rescuer once their leases expire.
@@ -74,7 +104,7 @@ pub struct WorkerPool {
     /// Heartbeat, maintenance, autoscaling and wake-up forwarding.
     background: Vec<JoinHandle<()>>,
     /// Where job tasks send outcomes; dropped at stop to end the completer.
-    completions: mpsc::Sender<Completion>,
+    reports: mpsc::Sender<Report>,
 }
 
 /// The pool's stop signals, fired in order by [`WorkerPool::stop`].
@@ -86,6 +116,9 @@ struct Stops {
     hard: CancellationToken,
     /// Fired last: heartbeats and maintenance end.
     background: CancellationToken,
+    /// Fired when outcomes still unwritten at the shutdown deadline are
+    /// given up on: the rescuer returns their jobs.
+    give_up: CancellationToken,
 }
 
 /// What the pool's tasks share.
@@ -157,7 +190,7 @@ impl WorkerPool {
         let (shared, wakeups) = Shared::new(hopper, config);
         let shared = Arc::new(shared);
         let total: usize = shared.config.queues.iter().map(|(_, c)| c.max).sum();
-        let (completions, receiver) = mpsc::channel(total.max(COMPLETION_BATCH));
+        let (reports, receiver) = mpsc::channel(total.max(COMPLETION_BATCH));
         let producers = shared
             .slots
             .iter()
@@ -165,7 +198,7 @@ impl WorkerPool {
                 tokio::spawn(producer::run(
                     shared.clone(),
                     slots.clone(),
-                    completions.clone(),
+                    reports.clone(),
                 ))
             })
             .collect();
@@ -213,7 +246,7 @@ impl WorkerPool {
             producers,
             completer,
             background,
-            completions,
+            reports,
         })
     }
 
@@ -283,8 +316,14 @@ impl WorkerPool {
     }
 
     /// Stops gracefully: claims nothing more, lets running jobs finish within
-    /// the shutdown timeout, then cancels the rest and hands them back to
-    /// `pending` without counting the attempt. Returns how many were handed back.
+    /// the shutdown timeout, then cancels the rest and hands them, and the
+    /// jobs claimed but never started, back to `pending` without counting the
+    /// attempt. Returns how many were handed back.
+    ///
+    /// A stop takes at most the shutdown timeout plus about four seconds,
+    /// whatever the database does: outcomes it has not taken by the deadline
+    /// are given up, and with the jobs it could not be given back, they come
+    /// back through the rescuer once their leases run out.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -295,14 +334,14 @@ impl WorkerPool {
     /// ```
     pub async fn stop(self) -> Result<u64, WorkerError> {
         let shared = self.shared;
+        let deadline = Instant::now() + shared.config.shutdown_timeout;
         tracing::info!(worker = %shared.worker_id, "stopping: no new jobs will be claimed");
         shared.stops.claiming.cancel();
         for producer in self.producers {
-            producer.await?;
+            join_by(producer, deadline).await?;
         }
         shared.jobs.close();
-        let deadline = shared.config.shutdown_timeout;
-        if tokio::time::timeout(deadline, shared.jobs.wait())
+        if tokio::time::timeout_at(deadline, shared.jobs.wait())
             .await
             .is_err()
         {
@@ -312,24 +351,42 @@ impl WorkerPool {
                 "shutdown deadline passed: cancelling running jobs"
             );
             shared.stops.hard.cancel();
-            shared.jobs.wait().await;
+            // A cancelled run ends at its next await; one that blocks its
+            // thread is left behind (its claim is handed back below).
+            let _ = tokio::time::timeout(STOP_GRACE, shared.jobs.wait()).await;
         }
-        drop(self.completions);
-        self.completer.await?;
-        let released = shared
-            .hopper
-            .store()
-            .release(&shared.worker_id)
+        drop(self.reports);
+        let mut completer = self.completer;
+        if tokio::time::timeout_at(deadline, &mut completer)
             .await
-            .map_err(|source| WorkerError::Release {
+            .is_err()
+        {
+            // The database is away or slow past the deadline: outcomes still
+            // unwritten are given up, and the rescuer returns their jobs.
+            shared.stops.give_up.cancel();
+            join_by(completer, Instant::now() + STOP_GRACE).await?;
+        }
+        // Exactly the claims this pool still holds: jobs never started, and
+        // runs cut off at the deadline.
+        let held = shared.claims.snapshot();
+        let released = match tokio::time::timeout_at(
+            deadline.max(Instant::now() + STOP_GRACE),
+            shared.hopper.store().release(&held),
+        )
+        .await
+        {
+            Ok(released) => released.map_err(|source| WorkerError::Release {
                 what: "unfinished jobs",
                 source,
-            });
+            }),
+            Err(_) => Err(WorkerError::ReleaseTimedOut { jobs: held.len() }),
+        };
         shared.stops.background.cancel();
+        let background_by = Instant::now() + STOP_GRACE;
         for task in self.background {
-            task.await?;
+            join_by(task, background_by).await?;
         }
-        autoscale::withdraw(&shared).await;
+        let _ = tokio::time::timeout(STOP_GRACE, autoscale::withdraw(&shared)).await;
         let released = released?;
         if released > 0 {
             tracing::info!(worker = %shared.worker_id, released, "handed unfinished jobs back to pending");

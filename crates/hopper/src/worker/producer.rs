@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::completer::Report;
 use super::slots::Slots;
 use super::{Shared, executor};
 use crate::service::{DATABASE_ERRORS, pause};
-use crate::store::{ClaimRequest, ClaimedJob, Completion, Wakeup};
+use crate::store::{ClaimRequest, ClaimedJob, Wakeup, new_claim_token};
 
 /// The most claimed jobs a queue keeps waiting locally for a free slot.
 const MAX_PREFETCH: usize = 1_000;
@@ -68,11 +69,7 @@ fn claim_limit(free: usize, extra: usize) -> usize {
 
 /// Claims jobs of one queue and runs each in its own task as slots free up,
 /// until the pool stops claiming.
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    slots: Arc<Slots>,
-    completions: mpsc::Sender<Completion>,
-) {
+pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::Sender<Report>) {
     let queue = slots.queue.clone();
     let wake = shared.hopper.waker(&queue);
     let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
@@ -90,15 +87,19 @@ pub(super) async fn run(
                 queue: &queue,
                 worker: &shared.worker_id,
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                now: shared.hopper.now(),
-                lease_until: shared.lease_until(),
+                token: new_claim_token(),
+                due_by: shared.hopper.now(),
+                lease: shared.config.lease,
+                now: shared.hopper.database_now(),
             };
             shared.claims.reserve(limit);
             let result = shared.hopper.store().claim(request).await;
             let taken = result.as_deref().unwrap_or_default();
-            shared
-                .claims
-                .claimed(taken.iter().map(|job| (job.id, job.attempt)), limit);
+            shared.claims.claimed(
+                taken.iter().map(ClaimedJob::claim),
+                limit,
+                &shared.stops.hard,
+            );
             shared.bump();
             match result {
                 Ok(claimed) if claimed.is_empty() => {
@@ -135,14 +136,13 @@ pub(super) async fn run(
         slots.buffered.store(buffer.len(), Ordering::SeqCst);
         prefetch.started += 1;
         let shared_for_job = shared.clone();
-        let completions = completions.clone();
+        let reports = reports.clone();
         let permit = permit.run();
         shared.jobs.spawn(async move {
-            let outcome = executor::run(&shared_for_job, job).await;
-            match outcome {
+            match executor::execute(&shared_for_job, job, &reports).await {
                 Some(completion) => {
                     // The completer outlives every job task, so this only fails if it panicked.
-                    let _ = completions.send(completion).await;
+                    let _ = reports.send(Report::Ended(completion)).await;
                 }
                 None => shared_for_job.claims.abandoned(1),
             }

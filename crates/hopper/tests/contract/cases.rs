@@ -585,7 +585,10 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
             error: "late".into(),
         },
     };
-    assert_eq!(store.complete(&[old_result], hopper.now()).await.unwrap(), 0);
+    assert_eq!(
+        store.complete(&[old_result], hopper.now()).await.unwrap(),
+        0
+    );
     let still = hopper.job(id).await.unwrap().unwrap();
     assert_eq!(
         (still.state, still.locked_by.as_deref()),
@@ -597,7 +600,10 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
         attempt: 2,
         outcome: Outcome::Finished,
     };
-    assert_eq!(store.complete(&[new_result], hopper.now()).await.unwrap(), 1);
+    assert_eq!(
+        store.complete(&[new_result], hopper.now()).await.unwrap(),
+        1
+    );
     assert_eq!(
         hopper.job(id).await.unwrap().unwrap().state,
         JobState::Finished
@@ -619,7 +625,15 @@ pub async fn an_outcome_from_an_undone_claim_cannot_land_on_the_same_workers_nex
             ..claim_at("default", "w", 1, hopper.now(), Duration::from_secs(30))
         };
         let store = store.clone();
-        async move { store.claim(ClaimRequest { now: None, ..request }).await.unwrap() }
+        async move {
+            store
+                .claim(ClaimRequest {
+                    now: None,
+                    ..request
+                })
+                .await
+                .unwrap()
+        }
     };
     let first = claim().await;
     assert_eq!(store.release(&[first[0].claim()]).await.unwrap(), 1);
@@ -666,7 +680,13 @@ pub async fn releasing_hands_back_only_the_claims_named(db: &TestDb) {
         .unwrap();
     let request = || ClaimRequest {
         now: None,
-        ..claim_at("default", "same-id", 1, hopper.now(), Duration::from_secs(30))
+        ..claim_at(
+            "default",
+            "same-id",
+            1,
+            hopper.now(),
+            Duration::from_secs(30),
+        )
     };
     let mine = store.claim(request()).await.unwrap();
     let theirs = store.claim(request()).await.unwrap();
@@ -692,7 +712,13 @@ pub async fn a_claim_whose_handler_never_started_gets_its_attempt_back(db: &Test
         .await
         .unwrap();
     let claimed = store
-        .claim(claim_at("default", "gone", 2, hopper.now(), Duration::from_secs(5)))
+        .claim(claim_at(
+            "default",
+            "gone",
+            2,
+            hopper.now(),
+            Duration::from_secs(5),
+        ))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -701,7 +727,10 @@ pub async fn a_claim_whose_handler_never_started_gets_its_attempt_back(db: &Test
     clock.advance(Duration::from_secs(6));
     assert_eq!(store.rescue(Some(hopper.now())).await.unwrap(), ids);
     let ran = hopper.job(ids[0]).await.unwrap().unwrap();
-    assert_eq!((ran.state, ran.attempts, ran.errors.len()), (JobState::Failed, 1, 1));
+    assert_eq!(
+        (ran.state, ran.attempts, ran.errors.len()),
+        (JobState::Failed, 1, 1)
+    );
     let never_ran = hopper.job(ids[1]).await.unwrap().unwrap();
     assert_eq!(
         (never_ran.state, never_ran.attempts, never_ran.errors.len()),
@@ -739,9 +768,22 @@ pub async fn leases_are_measured_on_the_database_clock(db: &TestDb) {
     assert_eq!(renewed, [claimed[0].claim()]);
     let until = hopper.job(id).await.unwrap().unwrap().locked_until.unwrap();
     let lease = (until - before).num_milliseconds();
-    assert!((89_000..=91_000).contains(&lease), "a renewal of {lease} ms");
-    assert!(store.try_lease("m", "a", Duration::from_secs(30), None).await.unwrap());
-    assert!(!store.try_lease("m", "b", Duration::from_secs(30), None).await.unwrap());
+    assert!(
+        (89_000..=91_000).contains(&lease),
+        "a renewal of {lease} ms"
+    );
+    assert!(
+        store
+            .try_lease("m", "a", Duration::from_secs(30), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lease("m", "b", Duration::from_secs(30), None)
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &TestDb) {
@@ -819,7 +861,13 @@ pub async fn the_next_due_time_is_the_earliest_pending_job_of_the_queue(db: &Tes
     // Only pending jobs count, and a time that has passed is still reported.
     clock.advance(Duration::from_secs(25));
     let claimed = store
-        .claim(claim_at("default", "w", 10, hopper.now(), Duration::from_secs(35)))
+        .claim(claim_at(
+            "default",
+            "w",
+            10,
+            hopper.now(),
+            Duration::from_secs(35),
+        ))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -837,7 +885,13 @@ pub async fn a_rescued_job_on_its_last_attempt_fails(db: &TestDb) {
         .unwrap();
     let store = hopper.store();
     let claimed = store
-        .claim(claim_at("default", "gone", 1, hopper.now(), Duration::from_secs(5)))
+        .claim(claim_at(
+            "default",
+            "gone",
+            1,
+            hopper.now(),
+            Duration::from_secs(5),
+        ))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -983,9 +1037,15 @@ pub async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped(db:
     let ttl = Duration::from_secs(10);
     assert!(store.try_lease("m", "a", ttl, at(0)).await.unwrap());
     assert!(!store.try_lease("m", "b", ttl, at(1)).await.unwrap());
-    assert!(store.try_lease("m", "a", ttl, at(5)).await.unwrap(), "renewed");
+    assert!(
+        store.try_lease("m", "a", ttl, at(5)).await.unwrap(),
+        "renewed"
+    );
     assert!(!store.try_lease("m", "b", ttl, at(12)).await.unwrap());
-    assert!(store.try_lease("m", "b", ttl, at(16)).await.unwrap(), "expired");
+    assert!(
+        store.try_lease("m", "b", ttl, at(16)).await.unwrap(),
+        "expired"
+    );
     store.drop_lease("m", "a").await.unwrap();
     assert!(!store.try_lease("m", "a", ttl, at(17)).await.unwrap());
     store.drop_lease("m", "b").await.unwrap();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hopper::clock::ManualClock;
 use hopper::hooks::{EventKind, HookResult, Hooks, JobEvent};
 use hopper::testing::TestQueue;
+use hopper::worker::MAINTENANCE_LEASE;
 use hopper::{
     DispatchOptions, Job, JobContext, JobResult, JobState, WorkerConcurrency, WorkerConfig,
 };
@@ -408,4 +409,209 @@ pub async fn hooks_fire_once_per_event_and_their_failures_change_no_outcome(db: 
         ]
     );
     queue.stop().await.unwrap();
+}
+
+/// A host clock that runs ahead of the database's by a fixed offset: a
+/// wrong clock, not one that stands in for the database's.
+#[derive(Debug)]
+struct AheadClock(Duration);
+
+impl hopper::clock::Clock for AheadClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.0
+    }
+}
+
+/// A maintenance leader whose host clock runs a minute ahead still measures
+/// leases on the database's clock: a job whose worker keeps it alive
+/// elsewhere is never rescued, however often the leader looks.
+pub async fn a_maintenance_leader_whose_clock_runs_ahead_rescues_no_live_job(db: &TestDb) {
+    let hopper = builder().connect(db.url()).await.unwrap();
+    let store = hopper.store();
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
+    let claimed = store
+        .claim(hopper::store::ClaimRequest {
+            now: None,
+            ..crate::cases::claim_at(
+                "default",
+                "elsewhere",
+                1,
+                hopper.now(),
+                Duration::from_secs(30),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    store.mark_started(&[claimed[0].claim()]).await.unwrap();
+
+    let ahead = builder()
+        .clock(AheadClock(Duration::from_secs(60)))
+        .connect(db.url())
+        .await
+        .unwrap();
+    let rescue_interval = Duration::from_millis(50);
+    let pool = ahead
+        .start(
+            WorkerConfig::new(1)
+                .only()
+                .queue("other", 1)
+                .rescue_interval(rescue_interval)
+                .prune_interval(None),
+        )
+        .unwrap();
+    // The skewed pool leads maintenance (nobody else competes)...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store
+        .try_lease(MAINTENANCE_LEASE, "probe", Duration::from_secs(1), None)
+        .await
+        .unwrap()
+    {
+        store.drop_lease(MAINTENANCE_LEASE, "probe").await.unwrap();
+        assert!(tokio::time::Instant::now() < deadline, "the pool never led");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and looks for expired leases many times over.
+    tokio::time::sleep(rescue_interval * 10).await;
+    let job = hopper.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.attempts, job.locked_by.as_deref()),
+        (JobState::Started, 1, Some("elsewhere")),
+        "{job:?}"
+    );
+    assert!(job.errors.is_empty(), "{:?}", job.errors);
+    pool.stop().await.unwrap();
+}
+
+/// Records, when dropped, that the run holding it was cut off.
+struct Witness(Journal);
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.0.0.lock().unwrap().push("cut off".into());
+    }
+}
+
+/// Runs until its run is cancelled.
+struct Vigil;
+
+impl Job for Vigil {
+    const TYPE: &'static str = "vigil";
+    const MAX_ATTEMPTS: u32 = 1;
+    type Payload = ();
+    async fn handle(&self, _: (), ctx: JobContext) -> JobResult {
+        let _witness = Witness(ctx.state::<Journal>()?.clone());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// A run whose claim the database no longer holds for its pool (its job was
+/// rescued while the pool was cut off, say) is cancelled at the next
+/// heartbeat, instead of running on beside the job's new owner.
+pub async fn a_run_whose_claim_was_lost_is_cancelled(db: &TestDb) {
+    let clock = ManualClock::new();
+    let journal = Journal::default();
+    let hopper = builder()
+        .register(Vigil)
+        .unwrap()
+        .state(journal.clone())
+        .clock(clock.clone())
+        .connect(db.url())
+        .await
+        .unwrap();
+    let pool = hopper
+        .start(
+            WorkerConfig::new(1)
+                .lease(Duration::from_millis(300))
+                .rescue_interval(Duration::from_secs(3600))
+                .shutdown_timeout(Duration::from_millis(200)),
+        )
+        .unwrap();
+    let id = hopper.dispatch::<Vigil>(()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while hopper.job(id).await.unwrap().unwrap().state != JobState::Started {
+        assert!(tokio::time::Instant::now() < deadline, "never claimed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The lease runs out (on the test clock) and the job is rescued, as if
+    // the pool had been cut off for a while.
+    loop {
+        clock.advance(Duration::from_secs(10));
+        if hopper
+            .store()
+            .rescue(Some(hopper.now()))
+            .await
+            .unwrap()
+            .contains(&id)
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never rescued");
+    }
+    while !journal.entries().contains(&"cut off".to_owned()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run went on after its claim was lost"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pool.stop().await.unwrap();
+}
+
+/// Fails, then panics in its own `retry_delay`, which the runtime calls
+/// outside the handler.
+struct Clumsy;
+
+impl Job for Clumsy {
+    const TYPE: &'static str = "clumsy";
+    const MAX_ATTEMPTS: u32 = 2;
+    type Payload = ();
+    async fn handle(&self, _: (), _: JobContext) -> JobResult {
+        Err(hopper::JobError::retryable(
+            "failed, so the retry delay is asked",
+        ))
+    }
+    fn retry_delay(&self, _attempt: u32) -> Duration {
+        panic!("retry_delay() panicked")
+    }
+}
+
+/// A panic anywhere in a job's task, not only in its handler (here in its
+/// own `retry_delay`), still ends the run with an outcome: a failed attempt,
+/// retried until the attempts run out, instead of a job `started` for as
+/// long as its pool lives.
+pub async fn a_panic_outside_the_handler_still_ends_the_run(db: &TestDb) {
+    let hopper = builder()
+        .register(Clumsy)
+        .unwrap()
+        .connect(db.url())
+        .await
+        .unwrap();
+    let pool = hopper.start(WorkerConfig::new(2)).unwrap();
+    let id = hopper.dispatch::<Clumsy>(()).await.unwrap();
+    let mut activity = pool.activity();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        activity.borrow_and_update();
+        let job = hopper.job(id).await.unwrap().unwrap();
+        if job.state == JobState::Failed {
+            break job;
+        }
+        if tokio::time::timeout_at(deadline, activity.changed())
+            .await
+            .is_err()
+        {
+            panic!("the run never ended: {job:?}");
+        }
+    };
+    assert_eq!(job.attempts, 2);
+    assert!(
+        job.errors[0]
+            .error
+            .contains("panicked outside the handler: retry_delay() panicked"),
+        "{:?}",
+        job.errors
+    );
+    pool.stop().await.unwrap();
 }

@@ -109,6 +109,13 @@ async fn a_killed_worker_loses_no_job() {
         held_by_child(hopper.clone(), ids.clone()).await.len() == 2
     })
     .await;
+    // The start of each run is recorded with the pool's next write, a
+    // moment after its handler starts.
+    let path = dir.path().join("crash.db");
+    wait_for("the child to record both starts", async || {
+        started_runs(&path, DOOMED) == 2
+    })
+    .await;
     let killed_holding = held_by_child(hopper.clone(), ids.clone()).await;
 
     child.0.kill().unwrap(); // SIGKILL
@@ -144,6 +151,167 @@ async fn a_killed_worker_loses_no_job() {
         recovery < Duration::from_secs(30),
         "recovered in {recovery:?}"
     );
+}
+
+/// How many of `worker`'s claims have recorded that their handler started.
+fn started_runs(path: &std::path::Path, worker: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'started' AND locked_by = ?1 AND run_started = 1",
+        [worker],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+/// Set in the worker process of the prefetch test: the file it logs each
+/// run's start in.
+const BRISK_LOG: &str = "HOPPER_CRASH_TEST_BRISK_LOG";
+const BRISK_WORKER: &str = "brisk-worker";
+
+/// A short job with one attempt; in the process that is going to be killed
+/// it logs its start, then works a couple of milliseconds.
+struct Brisk;
+
+impl Job for Brisk {
+    const TYPE: &'static str = "brisk";
+    const MAX_ATTEMPTS: u32 = 1;
+    type Payload = u32;
+    async fn handle(&self, _: u32, ctx: JobContext) -> JobResult {
+        if let Some(log) = std::env::var_os(BRISK_LOG) {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(log)?;
+            writeln!(file, "{}", ctx.id())?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+}
+
+/// The worker process of `jobs_a_killed_worker_claimed_ahead_but_never_started_keep_their_attempt`.
+#[tokio::test]
+#[ignore = "started as a child process by jobs_a_killed_worker_claimed_ahead_but_never_started_keep_their_attempt"]
+async fn crash_child_brisk_worker() {
+    let url = std::env::var(CHILD_DB).expect("run by the crash test");
+    let hopper = Hopper::builder()
+        .register(Brisk)
+        .unwrap()
+        .connect(&url)
+        .await
+        .unwrap();
+    let _pool = hopper
+        .start(
+            WorkerConfig::new(2)
+                .lease(Duration::from_secs(1))
+                .rescue_interval(Duration::from_millis(100))
+                .worker_id(BRISK_WORKER),
+        )
+        .unwrap();
+    std::future::pending::<()>().await;
+}
+
+/// A pool claims short jobs ahead of its free slots. When its process is
+/// SIGKILLed, the jobs it held but never started come back with their
+/// attempt unspent: with one attempt each, none of them fails, and every
+/// job that failed had run in the killed process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_a_killed_worker_claimed_ahead_but_never_started_keep_their_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("brisk.db").display());
+    let log = dir.path().join("starts.log");
+    let hopper = Hopper::builder()
+        .register(Brisk)
+        .unwrap()
+        .connect(&url)
+        .await
+        .unwrap();
+    let ids = hopper
+        .dispatch_many::<Brisk>(0..3_000, Default::default())
+        .await
+        .unwrap();
+    let mut child = Reaped(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "crash_child_brisk_worker",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_DB, &url)
+            .env(BRISK_LOG, &log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started_in_child = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.parse::<i64>().ok())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    wait_for("the child to get going", async || {
+        started_in_child().len() >= 300
+    })
+    .await;
+    // Kill it while it holds more jobs than it runs.
+    let held = || {
+        let conn = rusqlite::Connection::open(dir.path().join("brisk.db")).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'started' AND locked_by = ?1",
+            [BRISK_WORKER],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    wait_for("the child to hold jobs beyond its two slots", async || {
+        held() > 2
+    })
+    .await;
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let ran_in_child = started_in_child();
+
+    let pool = hopper
+        .start(WorkerConfig::new(4).rescue_interval(Duration::from_millis(100)))
+        .unwrap();
+    let mut activity = pool.activity();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ended = loop {
+        activity.borrow_and_update();
+        let counts = hopper.counts().await.unwrap();
+        let live: u64 = counts
+            .iter()
+            .filter(|c| matches!(c.state, JobState::Pending | JobState::Started))
+            .map(|c| c.count)
+            .sum();
+        if live == 0 {
+            break counts;
+        }
+        assert!(Instant::now() < deadline, "jobs left: {counts:?}");
+        let _ = tokio::time::timeout(Duration::from_secs(1), activity.changed()).await;
+    };
+    pool.stop().await.unwrap();
+    let total: u64 = ended.iter().map(|c| c.count).sum();
+    assert_eq!(total, ids.len() as u64);
+    for id in &ids {
+        let job = hopper.job(*id).await.unwrap().unwrap();
+        if job.state == JobState::Failed {
+            assert!(
+                ran_in_child.contains(id),
+                "job {id} failed without ever running: {:?}",
+                job.errors
+            );
+        } else {
+            assert_eq!(job.state, JobState::Finished, "job {id}");
+        }
+    }
 }
 
 /// Runs of [`Outlast`], counted across the test.

@@ -402,3 +402,45 @@ async fn one_instance_among_many_takes_each_schedule_tick() {
         .unwrap();
     assert_eq!(total, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_keys_sharing_their_first_255_characters_stay_distinct() {
+    let db = database().await;
+    let hopper = builder().connect(&db.url).await.unwrap();
+    let prefix = "k".repeat(255);
+    let dispatch = |suffix: &str| {
+        let options = DispatchOptions::new().unique_key(format!("{prefix}{suffix}"));
+        let hopper = hopper.clone();
+        async move { hopper.dispatch_with::<Noop>((), options).await }
+    };
+    let a = dispatch("-a").await.unwrap();
+    let b = dispatch("-b").await.unwrap();
+    assert_ne!(a, b, "two keys merged into one");
+    assert_eq!(dispatch("-a").await.unwrap(), a, "the live key still holds");
+    let job = hopper.job(b).await.unwrap().unwrap();
+    assert_eq!(
+        job.unique_key.as_deref(),
+        Some(format!("{prefix}-b").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_long_for_its_column_is_refused_whatever_the_server_mode() {
+    let db = database().await;
+    let store = MysqlStore::open(&db.url).await.unwrap();
+    let mode: String = sqlx::query_scalar("SELECT CAST(@@SESSION.sql_mode AS CHAR)")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(mode.contains("STRICT_ALL_TABLES"), "{mode}");
+    let hopper = builder().build(std::sync::Arc::new(store));
+    hopper.store().migrate().await.unwrap();
+    let long_queue = "q".repeat(300);
+    let refused = hopper
+        .dispatch_with::<Noop>((), DispatchOptions::new().queue(long_queue))
+        .await;
+    assert!(
+        refused.is_err(),
+        "a 300-character queue name was cut to fit"
+    );
+}

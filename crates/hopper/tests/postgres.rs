@@ -158,6 +158,7 @@ async fn a_unique_key_whose_holder_keeps_finishing_never_fails_a_dispatch() {
                         queue: "default",
                         worker: "finisher",
                         limit: 10,
+                        start_now: 0,
                         token: new_claim_token(),
                         due_by: now,
                         lease: Duration::from_secs(30),
@@ -553,4 +554,65 @@ async fn pruning_never_deletes_a_job_retried_while_the_prune_waited_on_it() {
         .unwrap()
         .expect("the retried job is kept");
     assert_eq!(job.state, JobState::Pending);
+}
+
+/// Holds every run until the test lets it go.
+struct Held;
+
+impl Job for Held {
+    const TYPE: &'static str = "held";
+    type Payload = ();
+    async fn handle(&self, _: (), ctx: JobContext) -> JobResult {
+        ctx.state::<Arc<Notify>>()?.notified().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_takes_no_longer_than_the_deadline_while_the_database_is_unreachable() {
+    let db = database().await;
+    let release = Arc::new(Notify::new());
+    let hopper = builder()
+        .register(Held)
+        .unwrap()
+        .state(release.clone())
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let shutdown = Duration::from_secs(1);
+    let pool = hopper
+        .start(WorkerConfig::new(1).shutdown_timeout(shutdown))
+        .unwrap();
+    let id = hopper.dispatch::<Held>(()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hopper.job(id).await.unwrap().unwrap().state != JobState::Started {
+        assert!(Instant::now() < deadline, "never claimed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The database stops taking connections, and every open one is cut.
+    let mut admin = common::postgres::admin().await;
+    let cut = |allow: bool| {
+        format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
+            db.name
+        )
+    };
+    sqlx::query(&cut(false)).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db.name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // The run ends well before the deadline; its outcome cannot be written.
+    release.notify_waiters();
+    let started = Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), pool.stop()).await;
+    let took = started.elapsed();
+    sqlx::query(&cut(true)).execute(&mut admin).await.unwrap();
+    let stopped = stopped.expect("stop returned");
+    assert!(stopped.is_err(), "the claim could not be handed back");
+    assert!(
+        took < shutdown + Duration::from_secs(6),
+        "stop took {took:?} with a {shutdown:?} deadline"
+    );
 }

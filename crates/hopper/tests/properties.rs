@@ -234,6 +234,7 @@ impl Machine {
                         queue: "default",
                         worker,
                         limit,
+                        start_now: 0,
                         token: new_claim_token(),
                         due_by: now,
                         lease: LEASE,

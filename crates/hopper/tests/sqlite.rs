@@ -39,6 +39,21 @@ async fn the_store_uses_wal_and_writes_with_synchronous_normal() {
     assert_eq!(busy, 0);
 }
 
+#[tokio::test]
+async fn synchronous_full_in_the_url_flushes_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?synchronous=full",
+        dir.path().join("full.db").display()
+    );
+    let store = SqliteStore::open(&url).await.unwrap();
+    let writer = store.writer().await.unwrap();
+    let synchronous: i64 = writer
+        .query_row("PRAGMA synchronous", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 2, "synchronous = FULL");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_wait_while_another_process_holds_the_write_lock() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,6 +161,7 @@ async fn transactions_left_unfinished_are_rolled_back() {
             queue: DEFAULT_QUEUE,
             worker: "w1",
             limit: 10,
+            start_now: 0,
             token: new_claim_token(),
             due_by: now,
             lease: Duration::from_secs(60),

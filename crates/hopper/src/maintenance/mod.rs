@@ -43,7 +43,8 @@ pub const PRUNE_BATCH: u32 = 1_000;
 pub struct Retention {
     /// How long `finished` jobs are kept (default 7 days).
     pub finished: Duration,
-    /// How long `failed` jobs are kept (default 30 days).
+    /// How long `failed` jobs, and resolved alert incidents, are kept
+    /// (default 30 days).
     pub failed: Duration,
     /// How long `cancelled` jobs are kept (default 30 days).
     pub cancelled: Duration,

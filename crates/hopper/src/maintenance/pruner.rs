@@ -59,6 +59,11 @@ pub(crate) async fn prune(
             tokio::task::yield_now().await;
         }
     }
+    // Resolved alert incidents are kept as long as failed jobs.
+    let before = crate::clock::sub(now, retention.failed);
+    while store.prune_alerts(before, PRUNE_BATCH).await? == u64::from(PRUNE_BATCH) {
+        tokio::task::yield_now().await;
+    }
     Ok(deleted)
 }
 
@@ -99,6 +104,7 @@ mod tests {
                 queue: "default",
                 worker: "w",
                 limit: 1,
+                start_now: 0,
                 token: crate::store::new_claim_token(),
                 due_by: long_ago,
                 lease: hold,

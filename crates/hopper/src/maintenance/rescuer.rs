@@ -120,6 +120,7 @@ mod tests {
                     queue,
                     worker: "dead",
                     limit: 1,
+                    start_now: 0,
                     token: crate::store::new_claim_token(),
                     due_by: start,
                     lease: Duration::from_secs(lease),

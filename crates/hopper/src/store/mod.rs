@@ -251,7 +251,8 @@ pub struct Claim {
 /// ```
 /// use std::time::Duration;
 /// let claim = hopper::store::ClaimRequest {
-///     queue: "default", worker: "w1", limit: 10, token: hopper::store::new_claim_token(),
+///     queue: "default", worker: "w1", limit: 10, start_now: 2,
+///     token: hopper::store::new_claim_token(),
 ///     due_by: chrono::Utc::now(), lease: Duration::from_secs(30), now: None,
 /// };
 /// assert_eq!(claim.limit, 10);
@@ -264,6 +265,10 @@ pub struct ClaimRequest<'a> {
     pub worker: &'a str,
     /// The most jobs to claim.
     pub limit: u32,
+    /// How many of them start at once (into free slots): their attempts
+    /// count from the claim. The rest wait in the worker, claimed ahead, and
+    /// count only once their start is recorded ([`Store::mark_started`]).
+    pub start_now: u32,
     /// The claim's fencing token, written to every job it takes.
     pub token: ClaimToken,
     /// Jobs with `available_at <= due_by` are due (the claiming worker's
@@ -281,7 +286,7 @@ pub struct ClaimRequest<'a> {
 /// ```
 /// let job = hopper::store::ClaimedJob {
 ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, attempt: 1, max_attempts: 3,
+///     priority: 0, attempt: 1, max_attempts: 3, run_started: true,
 /// };
 /// assert_eq!(job.attempt, 1);
 /// ```
@@ -305,6 +310,10 @@ pub struct ClaimedJob {
     pub attempt: u32,
     /// Its attempts in all.
     pub max_attempts: u32,
+    /// Whether it was claimed to start at once, its attempt counted from the
+    /// claim; otherwise its start is to be recorded with
+    /// [`Store::mark_started`].
+    pub run_started: bool,
 }
 
 /// One recorded failure of a job.
@@ -353,7 +362,7 @@ impl ClaimedJob {
     /// ```
     /// let job = hopper::store::ClaimedJob {
     ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-    ///     priority: 0, attempt: 1, max_attempts: 3,
+    ///     priority: 0, attempt: 1, max_attempts: 3, run_started: false,
     /// };
     /// assert_eq!(job.claim(), hopper::store::Claim { id: 1, token: 9 });
     /// ```
@@ -689,8 +698,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Claims up to `limit` due pending jobs of one queue, highest priority
     /// first, then oldest due first: each becomes `started`, leased to the
     /// worker under the request's token until the database's now plus the
-    /// lease, with its attempt counted and its handler not yet started.
-    /// Claims nothing from a paused queue.
+    /// lease, with its attempt counted. The first `start_now` of them, in
+    /// claim order, are recorded as started; the others' starts are recorded
+    /// later, or never (a rescue then gives their attempt back). Claims
+    /// nothing from a paused queue.
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError>;
 
     /// When the next pending job of `queue` is due: the earliest
@@ -826,6 +837,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` alert incidents resolved before `before`;
+    /// returns how many. Firing incidents are never deleted.
+    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
     /// Jobs finished and failed for good per job type since `since` (types
     /// with neither left out).

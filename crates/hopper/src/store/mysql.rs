@@ -393,8 +393,9 @@ impl MysqlStore {
             tx.commit().await?;
             return Ok(Vec::new());
         }
+        let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
         let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for (n, row) in rows.iter().enumerate() {
             let attempts: i32 = row.try_get("attempts")?;
             let max_attempts: i32 = row.try_get("max_attempts")?;
             jobs.push(ClaimedJob {
@@ -407,12 +408,30 @@ impl MysqlStore {
                 // The rows are locked: the attempt counted below is this one.
                 attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(0),
+                run_started: n < start_now,
             });
         }
         let mut update = QueryBuilder::new("UPDATE jobs SET state = 'started', started_at = ");
         update
             .push_bind(micros(request.due_by))
-            .push(", attempts = attempts + 1, run_started = FALSE, lease_token = ")
+            .push(", attempts = attempts + 1, run_started = ");
+        let starting: Vec<JobId> = jobs
+            .iter()
+            .filter(|j| j.run_started)
+            .map(|j| j.id)
+            .collect();
+        if starting.is_empty() {
+            update.push("FALSE");
+        } else {
+            update.push("id IN (");
+            let mut ids = update.separated(", ");
+            for id in &starting {
+                ids.push_bind(*id);
+            }
+            update.push(")");
+        }
+        update
+            .push(", lease_token = ")
             .push_bind(request.token)
             .push(", locked_by = ")
             .push_bind(request.worker)
@@ -1101,6 +1120,15 @@ impl Store for MysqlStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM alerts WHERE resolved_at < ? LIMIT ?")
+            .bind(micros(before))
+            .bind(limit)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn prune(

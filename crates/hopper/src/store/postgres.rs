@@ -218,6 +218,7 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
         priority: row.try_get("priority")?,
         attempt: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
         max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
+        run_started: row.try_get("run_started")?,
     })
 }
 
@@ -500,18 +501,20 @@ impl Store for PostgresStore {
         // outcome written for a claimed job (a synchronous commit) makes its
         // claim durable too. It spares every claim an fsync: a worker starts
         // jobs one disk flush sooner.
+        // The first `start_now` rows, in claim order, start at once; a
+        // window cannot sit beside FOR UPDATE, so it numbers the locked rows.
         const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
-                started_at = $1, locked_by = $2, lease_token = $3, run_started = FALSE, \
+                started_at = $1, locked_by = $2, lease_token = $3, run_started = due.n <= $8, \
                 locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
-            FROM (SELECT id FROM jobs \
+            FROM (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM jobs \
                 WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
                     AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND paused) \
                 ORDER BY priority DESC, available_at, id LIMIT $5 \
-                FOR UPDATE SKIP LOCKED) AS due, \
+                FOR UPDATE SKIP LOCKED) AS locked) AS due, \
                 (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
             WHERE jobs.id = due.id AND relaxed.setting = 'off' \
             RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-                jobs.attempts, jobs.max_attempts";
+                jobs.attempts, jobs.max_attempts, jobs.run_started";
         let rows = sqlx::query(CLAIM)
             .bind(request.due_by)
             .bind(request.worker)
@@ -520,6 +523,7 @@ impl Store for PostgresStore {
             .bind(i64::from(request.limit))
             .bind(super::rows::lease_micros(request.lease))
             .bind(request.now)
+            .bind(i64::from(request.start_now))
             .fetch_all(&self.pool)
             .await?;
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
@@ -1051,6 +1055,19 @@ impl Store for PostgresStore {
              AND state = $1 AND finished_at < $2",
         )
         .bind(state.as_str())
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
+                WHERE resolved_at < $1 LIMIT $2) \
+             AND resolved_at < $1",
+        )
         .bind(before)
         .bind(i64::from(limit))
         .execute(&self.pool)

@@ -327,15 +327,18 @@ impl Store for SqliteStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
         const CLAIM: &str = concat!(
             "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-                started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, \
+                started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = due.n <= ?8, \
                 locked_until = COALESCE(?7, ",
             sqlite_now!(),
             ") + ?3 \
-            WHERE id IN (SELECT id FROM jobs \
+            FROM (SELECT id, row_number() OVER (ORDER BY priority DESC, available_at, id) AS n \
+                FROM jobs \
                 WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
                     AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
-                ORDER BY priority DESC, available_at, id LIMIT ?5) \
-            RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts"
+                ORDER BY priority DESC, available_at, id LIMIT ?5) AS due \
+            WHERE jobs.id = due.id \
+            RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, \
+                run_started"
         );
         let mut jobs = self
             .write(|conn| {
@@ -347,6 +350,7 @@ impl Store for SqliteStore {
                     request.limit,
                     request.token,
                     request.now.map(micros),
+                    request.start_now,
                 ];
                 all(conn, CLAIM, params, |row| {
                     let id = row.get(0)?;
@@ -359,6 +363,7 @@ impl Store for SqliteStore {
                         priority: row.get(5)?,
                         attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
                         max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
+                        run_started: row.get(8)?,
                     })
                 })
             })
@@ -873,6 +878,17 @@ impl Store for SqliteStore {
                  WHERE id = ?3 AND state IN ('failed', 'cancelled')",
                 params![micros(now), extra_attempts.max(1), id],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        self.write(|conn| {
+            Ok(changed(conn.execute(
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
+                    WHERE resolved_at < ?1 LIMIT ?2)",
+                params![micros(before), limit],
+            )?))
         })
         .await
     }

@@ -217,6 +217,9 @@ fn shortened(completion: &Completion) -> Completion {
 fn give_up(shared: &Shared, batch: &mut Batch) {
     batch.started.clear();
     let ended = std::mem::take(&mut batch.ended);
+    shared
+        .given_up
+        .fetch_add(ended.len(), std::sync::atomic::Ordering::SeqCst);
     shared.claims.finished(ended.iter().map(|c| c.claim));
     shared.bump();
 }
@@ -255,6 +258,7 @@ mod tests {
                 queue: "default",
                 worker: &shared.worker_id,
                 limit: u32::try_from(n).unwrap(),
+                start_now: 0,
                 token: crate::store::new_claim_token(),
                 due_by: now,
                 lease: shared.config.lease,

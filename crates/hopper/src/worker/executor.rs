@@ -20,8 +20,9 @@ use crate::store::{ClaimedJob, Completion, Outcome};
 /// so one handler's error cannot make its completion too large to write.
 pub(super) const MAX_ERROR_BYTES: usize = 16 * 1024;
 
-/// Runs one claimed job to its outcome. Its start is reported first (from
-/// then on a rescue counts its attempt), and a panic anywhere in the task
+/// Runs one claimed job to its outcome. The start of a job claimed ahead is
+/// reported first (from then on a rescue counts its attempt; one claimed to
+/// start at once counted from its claim), and a panic anywhere in the task
 /// still ends in an outcome: a failed attempt, as a panicking handler's is.
 /// `None` when the run never started or was cut off, because its claim was
 /// lost or the shutdown deadline passed: no outcome is written from here.
@@ -33,8 +34,11 @@ pub(super) async fn execute(
     let claim = job.claim();
     // A claim lost while its job waited in the buffer must not start.
     let token = shared.claims.run_token(claim)?;
-    // The completer outlives every job task, so this only fails if it panicked.
-    let _ = reports.send(Report::Started(claim)).await;
+    if !job.run_started {
+        // Claimed ahead: its attempt counts once this start is recorded.
+        // The completer outlives every job task, so this only fails if it panicked.
+        let _ = reports.send(Report::Started(claim)).await;
+    }
     let (attempt, max_attempts) = (job.attempt, job.max_attempts);
     match AssertUnwindSafe(run(shared, job, token))
         .catch_unwind()

@@ -56,6 +56,15 @@ pub enum WorkerError {
         /// How many claims were still held.
         jobs: usize,
     },
+    /// Outcomes of finished runs could not be written before the shutdown
+    /// deadline (the database did not answer in time).
+    #[error(
+        "could not record the outcomes of {jobs} jobs before the shutdown deadline; the rescuer will return them"
+    )]
+    OutcomesGivenUp {
+        /// How many outcomes were given up.
+        jobs: usize,
+    },
     /// A background task of the pool panicked.
     #[error("worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -138,6 +147,8 @@ struct Shared {
     slots: Vec<Arc<Slots>>,
     /// The claims held and the jobs in flight.
     claims: Claims,
+    /// Outcomes given up on at stop (the database away past the deadline).
+    given_up: std::sync::atomic::AtomicUsize,
     /// Bumped on every claim and every written completion batch.
     activity: watch::Sender<u64>,
     /// Whether the database wakes this pool for jobs any process adds.
@@ -167,6 +178,7 @@ impl Shared {
             jobs: TaskTracker::new(),
             slots,
             claims: Claims::new(),
+            given_up: std::sync::atomic::AtomicUsize::new(0),
             activity: watch::channel(0).0,
         };
         (shared, wakeups)
@@ -388,6 +400,10 @@ impl WorkerPool {
         }
         let _ = tokio::time::timeout(STOP_GRACE, autoscale::withdraw(&shared)).await;
         let released = released?;
+        let given_up = shared.given_up.load(std::sync::atomic::Ordering::SeqCst);
+        if given_up > 0 {
+            return Err(WorkerError::OutcomesGivenUp { jobs: given_up });
+        }
         if released > 0 {
             tracing::info!(worker = %shared.worker_id, released, "handed unfinished jobs back to pending");
         }

@@ -82,11 +82,13 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
             permit = slots.acquire() => permit,
         };
         if buffer.is_empty() {
+            let start_now = claim_limit(slots.free(), 0);
             let limit = claim_limit(slots.free(), prefetch.next_extra());
             let request = ClaimRequest {
                 queue: &queue,
                 worker: &shared.worker_id,
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                start_now: u32::try_from(start_now).unwrap_or(u32::MAX),
                 token: new_claim_token(),
                 due_by: shared.hopper.now(),
                 lease: shared.config.lease,
@@ -113,8 +115,11 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
                     }
                     continue;
                 }
-                Ok(claimed) => {
+                Ok(mut claimed) => {
                     failures = 0;
+                    // The jobs whose attempt counted from the claim go first:
+                    // they are the ones to start at once.
+                    claimed.sort_by_key(|job| !job.run_started);
                     buffer.extend(claimed);
                     slots.buffered.store(buffer.len(), Ordering::SeqCst);
                 }

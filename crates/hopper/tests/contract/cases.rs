@@ -26,6 +26,7 @@ pub fn claim_at<'a>(
         queue,
         worker,
         limit,
+        start_now: 0,
         token: new_claim_token(),
         due_by: now,
         lease,
@@ -534,6 +535,21 @@ pub async fn pruning_deletes_ended_jobs_by_age_and_state(db: &TestDb) {
         .await
         .unwrap();
     queue.wait_idle().await.unwrap();
+    let store = hopper.store();
+    let alert = |rule: &str| hopper::store::NewAlert {
+        rule: rule.into(),
+        subject: "default".into(),
+        summary: "seen".into(),
+        fired_at: hopper.now(),
+    };
+    let resolved = store.open_alert(&alert("resolved")).await.unwrap().unwrap();
+    assert!(
+        store
+            .resolve_alert(resolved.id, hopper.now())
+            .await
+            .unwrap()
+    );
+    let firing = store.open_alert(&alert("firing")).await.unwrap().unwrap();
 
     queue.clock().advance(Duration::from_secs(6 * 86_400));
     assert_eq!(hopper.prune(Retention::default()).await.unwrap(), 0);
@@ -548,6 +564,15 @@ pub async fn pruning_deletes_ended_jobs_by_age_and_state(db: &TestDb) {
         hopper.job(waiting).await.unwrap().is_some(),
         "pending jobs are never pruned"
     );
+    // Resolved alert incidents go with failed jobs; firing ones stay.
+    let kept: Vec<_> = store
+        .alerts(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(kept, [firing.id]);
     queue.stop().await.unwrap();
 }
 
@@ -708,37 +733,39 @@ pub async fn a_claim_whose_handler_never_started_gets_its_attempt_back(db: &Test
         .unwrap();
     let store = hopper.store();
     let ids = hopper
-        .dispatch_many::<Noop>([(), ()], DispatchOptions::new().max_attempts(1))
+        .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new().max_attempts(1))
         .await
         .unwrap();
+    // One job claimed to start at once, two claimed ahead.
     let claimed = store
-        .claim(claim_at(
-            "default",
-            "gone",
-            2,
-            hopper.now(),
-            Duration::from_secs(5),
-        ))
+        .claim(ClaimRequest {
+            start_now: 1,
+            ..claim_at("default", "gone", 3, hopper.now(), Duration::from_secs(5))
+        })
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 2);
-    // The worker started the first job's handler, then died.
-    assert_eq!(store.mark_started(&[claimed[0].claim()]).await.unwrap(), 1);
+    let started: Vec<bool> = claimed.iter().map(|job| job.run_started).collect();
+    assert_eq!(started, [true, false, false]);
+    // The worker started the first one claimed ahead too, then died.
+    assert_eq!(store.mark_started(&[claimed[1].claim()]).await.unwrap(), 1);
     clock.advance(Duration::from_secs(6));
     assert_eq!(store.rescue(Some(hopper.now())).await.unwrap(), ids);
-    let ran = hopper.job(ids[0]).await.unwrap().unwrap();
-    assert_eq!(
-        (ran.state, ran.attempts, ran.errors.len()),
-        (JobState::Failed, 1, 1)
-    );
-    let never_ran = hopper.job(ids[1]).await.unwrap().unwrap();
+    for ran in [&claimed[0], &claimed[1]] {
+        let job = hopper.job(ran.id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.attempts, job.errors.len()),
+            (JobState::Failed, 1, 1),
+            "{job:?}"
+        );
+    }
+    let never_ran = hopper.job(claimed[2].id).await.unwrap().unwrap();
     assert_eq!(
         (never_ran.state, never_ran.attempts, never_ran.errors.len()),
         (JobState::Pending, 0, 0),
         "{never_ran:?}"
     );
     // Marks and renewals name claims; a stale one changes nothing.
-    assert_eq!(store.mark_started(&[claimed[1].claim()]).await.unwrap(), 0);
+    assert_eq!(store.mark_started(&[claimed[2].claim()]).await.unwrap(), 0);
 }
 
 pub async fn leases_are_measured_on_the_database_clock(db: &TestDb) {

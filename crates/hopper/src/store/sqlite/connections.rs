@@ -41,6 +41,29 @@ pub(super) fn long<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// How far a commit reaches before it returns (`?synchronous=` in the URL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Synchronous {
+    /// The write-ahead log is written, not flushed, at each commit (the
+    /// default): a crash of the process loses nothing, but an operating
+    /// system crash or power loss can undo the last commits.
+    #[default]
+    Normal,
+    /// Every commit is flushed to disk before it returns: nothing
+    /// acknowledged is lost, at the cost of a disk flush per commit.
+    Full,
+}
+
+impl Synchronous {
+    /// The `synchronous` pragma's value.
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
+
 /// Where a URL puts the database.
 #[derive(Debug, PartialEq)]
 enum Location {
@@ -53,8 +76,9 @@ enum Location {
 impl Location {
     /// Reads `sqlite::memory:`, `sqlite://<path>` or `sqlite:<path>`, with an
     /// optional `?mode=rwc` (the default: create if missing), `?mode=rw`
-    /// (the file must exist), `?mode=ro` (read only) or `?mode=memory`.
-    fn parse(url: &str) -> Result<Self, String> {
+    /// (the file must exist), `?mode=ro` (read only) or `?mode=memory`, and
+    /// `synchronous=normal` (the default) or `synchronous=full`.
+    fn parse(url: &str) -> Result<(Self, Synchronous), String> {
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -63,6 +87,7 @@ impl Location {
         let read_write = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut flags = read_write | OpenFlags::SQLITE_OPEN_CREATE;
         let mut memory = path == ":memory:";
+        let mut synchronous = Synchronous::Normal;
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             match pair {
                 "mode=rwc" => flags = read_write | OpenFlags::SQLITE_OPEN_CREATE,
@@ -71,33 +96,37 @@ impl Location {
                     flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 }
                 "mode=memory" => memory = true,
+                "synchronous=normal" => synchronous = Synchronous::Normal,
+                "synchronous=full" => synchronous = Synchronous::Full,
                 other => {
                     return Err(format!(
-                        "unsupported parameter {other:?} (supported: mode=rwc, mode=rw, mode=ro, mode=memory)"
+                        "unsupported parameter {other:?} (supported: mode=rwc, mode=rw, mode=ro, \
+                         mode=memory, synchronous=normal, synchronous=full)"
                     ));
                 }
             }
         }
         if memory {
-            return Ok(Self::Memory);
+            return Ok((Self::Memory, synchronous));
         }
         if path.is_empty() {
             return Err("no file named (sqlite://<path> or sqlite::memory:)".into());
         }
-        Ok(Self::File {
+        let file = Self::File {
             path: PathBuf::from(path),
             flags,
-        })
+        };
+        Ok((file, synchronous))
     }
 }
 
-/// Sets up the writing connection: WAL, `synchronous = NORMAL`, and no busy
-/// timeout, since the store waits for another process's lock itself
-/// ([`retry_busy`]).
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// Sets up the writing connection: WAL, `synchronous` as the URL says
+/// (NORMAL unless told), and no busy timeout, since the store waits for
+/// another process's lock itself ([`retry_busy`]).
+fn configure(conn: &Connection, synchronous: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::ZERO)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
@@ -247,7 +276,10 @@ impl SqliteStore {
     /// Opens (creating it and its folder if missing) the database at `url`:
     /// `sqlite://storage/hopper.db` (a relative path), `sqlite:///var/lib/jobs.db`
     /// (an absolute one) or `sqlite::memory:`. `?mode=rw` refuses to create a
-    /// missing file; `?mode=ro` opens one read-only.
+    /// missing file; `?mode=ro` opens one read-only. `?synchronous=full`
+    /// flushes every commit to disk before it returns; the default
+    /// (`normal`) loses nothing when the process crashes, but an operating
+    /// system crash or power loss can undo the last commits.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -264,12 +296,11 @@ impl SqliteStore {
             url: url.to_owned(),
             source,
         };
-        let (writer, readers, path) = match Location::parse(url)
-            .map_err(|e| open_error(e.into()))?
-        {
+        let (location, synchronous) = Location::parse(url).map_err(|e| open_error(e.into()))?;
+        let (writer, readers, path) = match location {
             Location::Memory => {
                 let conn = Connection::open_in_memory().map_err(|e| open_error(e.into()))?;
-                configure(&conn).map_err(|e| open_error(e.into()))?;
+                configure(&conn, synchronous).map_err(|e| open_error(e.into()))?;
                 (conn, None, PathBuf::new())
             }
             Location::File { path, flags } => {
@@ -284,7 +315,7 @@ impl SqliteStore {
                 // waits for, so processes opening one file at once meet it.
                 let conn = retry_busy(|| {
                     let conn = Connection::open_with_flags(&path, flags)?;
-                    configure(&conn)?;
+                    configure(&conn, synchronous)?;
                     Ok(conn)
                 })
                 .await
@@ -454,21 +485,25 @@ impl SqliteStore {
 mod tests {
     use rusqlite::OpenFlags;
 
-    use super::Location;
+    use super::{Location, Synchronous};
 
     #[test]
     fn urls_name_a_file_or_memory() {
         let read_write = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let file = |path: &str, flags| Location::File {
-            path: path.into(),
-            flags,
+        let file = |path: &str, flags| {
+            (
+                Location::File {
+                    path: path.into(),
+                    flags,
+                },
+                Synchronous::Normal,
+            )
         };
         let create = read_write | OpenFlags::SQLITE_OPEN_CREATE;
-        assert_eq!(Location::parse("sqlite::memory:"), Ok(Location::Memory));
-        assert_eq!(
-            Location::parse("sqlite://x.db?mode=memory"),
-            Ok(Location::Memory)
-        );
+        let memory = (Location::Memory, Synchronous::Normal);
+        assert_eq!(Location::parse("sqlite::memory:"), Ok(memory));
+        let memory = (Location::Memory, Synchronous::Normal);
+        assert_eq!(Location::parse("sqlite://x.db?mode=memory"), Ok(memory));
         assert_eq!(
             Location::parse("sqlite://storage/hopper.db"),
             Ok(file("storage/hopper.db", create))
@@ -488,8 +523,11 @@ mod tests {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
             ))
         );
+        let (_, full) = Location::parse("sqlite:jobs.db?mode=rwc&synchronous=full").unwrap();
+        assert_eq!(full, Synchronous::Full);
         assert!(Location::parse("sqlite://").is_err());
         assert!(Location::parse("sqlite://x.db?cache=shared").is_err());
+        assert!(Location::parse("sqlite://x.db?synchronous=off").is_err());
         assert!(Location::parse("postgres://x").is_err());
     }
 }

@@ -247,7 +247,7 @@ pub(crate) async fn call(hooks: &[Arc<dyn Hooks>], event: &JobEvent) {
         let failure = match std::panic::AssertUnwindSafe(called).catch_unwind().await {
             Ok(Ok(())) => continue,
             Ok(Err(error)) => error.to_string(),
-            Err(panic) => format!("panicked: {}", crate::worker::panic_message(panic.as_ref())),
+            Err(panic) => format!("panicked: {}", crate::panics::panic_message(panic.as_ref())),
         };
         crate::events::hook_failed(&format!("{hook:?}"), &failure);
     }

@@ -41,6 +41,7 @@ pub mod hooks;
 pub mod job;
 pub mod maintenance;
 pub mod metrics;
+mod panics;
 pub mod registry;
 pub mod retry;
 pub mod schedule;

@@ -288,14 +288,15 @@ impl Webhook {
                 return false;
             }
         };
-        let mut delay = self.backoff;
+        // `backoff` before the first retry, doubling for each next one.
+        let backoff = crate::retry::Backoff::exact(self.backoff, 2.0, Duration::MAX);
         for attempt in 1..=self.attempts {
             match self.post(body.clone()).await {
                 Ok(()) => return true,
                 Err(error) if attempt < self.attempts && error.retryable() => {
+                    let delay = backoff.delay(attempt);
                     tracing::warn!(%error, attempt, retry_in = ?delay, rule = %change.alert.rule, "alert webhook failed");
                     tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
                 }
                 Err(error) => {
                     tracing::error!(%error, attempt, rule = %change.alert.rule, subject = %change.alert.subject, "alert webhook failed; the change is dropped");

@@ -14,6 +14,7 @@ use super::Shared;
 use super::completer::Report;
 use crate::hooks::{EventKind, JobEvent};
 use crate::job::{JobContext, JobError};
+use crate::panics::panic_message;
 use crate::store::{ClaimedJob, Completion, Outcome};
 
 /// The longest error message recorded for one attempt: longer ones are cut,
@@ -198,17 +199,6 @@ fn hook_event(shared: &Shared, job: &ClaimedJob, outcome: &Outcome, elapsed: Dur
         Outcome::Failed { error } => event.error = Some(error.clone()),
     }
     event
-}
-
-/// The text a panic was raised with.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = panic.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic with a non-text payload".to_owned()
-    }
 }
 
 #[cfg(test)]

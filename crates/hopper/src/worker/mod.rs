@@ -26,7 +26,6 @@ mod slots;
 
 pub use crate::maintenance::MAINTENANCE_LEASE;
 pub use config::{Concurrency, WorkerConfig};
-pub(crate) use executor::panic_message;
 
 use claims::Claims;
 use completer::Report;

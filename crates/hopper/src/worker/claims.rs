@@ -16,11 +16,21 @@ use crate::store::Claim;
 pub(super) struct Claims {
     /// Jobs claimed, or being claimed, whose outcome is not yet written.
     in_flight: AtomicUsize,
-    /// The claims this pool received, each with the token that cancels its
-    /// run, until their outcome is written or the claim is lost: the
-    /// heartbeat renews these and no others, so a claim whose answer was
-    /// lost on the way from the database runs out and is rescued.
-    held: Mutex<BTreeMap<Claim, CancellationToken>>,
+    /// The claims this pool received until their outcome is written or the
+    /// claim is lost: the heartbeat renews these and no others, so a claim
+    /// whose answer was lost on the way from the database runs out and is
+    /// rescued.
+    held: Mutex<BTreeMap<Claim, Held>>,
+}
+
+/// One held claim.
+#[derive(Debug)]
+struct Held {
+    /// Cancels the claim's run.
+    run: CancellationToken,
+    /// Its outcome is being written: a renewal that no longer finds the
+    /// claim has most likely met that write, not lost the claim.
+    ending: bool,
 }
 
 impl Claims {
@@ -30,7 +40,7 @@ impl Claims {
     }
 
     /// The held claims, locked.
-    fn held(&self) -> MutexGuard<'_, BTreeMap<Claim, CancellationToken>> {
+    fn held(&self) -> MutexGuard<'_, BTreeMap<Claim, Held>> {
         // Plain claims and tokens: a poisoned lock still holds valid ones.
         self.held
             .lock()
@@ -58,7 +68,8 @@ impl Claims {
         {
             let mut held = self.held();
             for claim in claimed {
-                held.insert(claim, stop.child_token());
+                let run = stop.child_token();
+                held.insert(claim, Held { run, ending: false });
                 taken += 1;
             }
         }
@@ -69,18 +80,41 @@ impl Claims {
     /// The token that cancels `claim`'s run, while the pool still holds it;
     /// `None` once the claim was lost (its run must not start).
     pub(super) fn run_token(&self, claim: Claim) -> Option<CancellationToken> {
-        self.held().get(&claim).cloned()
+        self.held().get(&claim).map(|held| held.run.clone())
+    }
+
+    /// The outcomes of `ending` are being written.
+    pub(super) fn ending(&self, ending: impl IntoIterator<Item = Claim>) {
+        let mut held = self.held();
+        for claim in ending {
+            if let Some(held) = held.get_mut(&claim) {
+                held.ending = true;
+            }
+        }
     }
 
     /// The database no longer holds `lost` for this pool (rescued while the
     /// pool was cut off, say): their runs are cancelled and their leases no
-    /// longer renewed. Returns how many were still held here.
+    /// longer renewed. Claims whose outcome is being written are left to
+    /// that write. Returns how many were lost.
     pub(super) fn lost(&self, lost: impl IntoIterator<Item = Claim>) -> usize {
         let mut held = self.held();
-        lost.into_iter()
-            .filter_map(|claim| held.remove(&claim))
-            .map(|run| run.cancel())
-            .count()
+        let mut count = 0;
+        for claim in lost {
+            if held.get(&claim).is_some_and(|held| !held.ending) {
+                if let Some(gone) = held.remove(&claim) {
+                    gone.run.cancel();
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// Sets aside `claim`, whose outcome the database refuses: its lease is
+    /// no longer renewed, so it runs out and the rescuer returns the job.
+    pub(super) fn set_aside(&self, claim: Claim) {
+        self.held().remove(&claim);
     }
 
     /// The outcomes of `ended` were written (or given up on): they are no
@@ -176,6 +210,10 @@ mod tests {
         assert_eq!(claims.lost([claim(1), stranger]), 1);
         assert!(run.is_cancelled() && !other.is_cancelled());
         assert!(claims.run_token(claim(1)).is_none());
+        assert_eq!(claims.snapshot(), [claim(2)]);
+        // A claim whose outcome is being written is not taken for lost.
+        claims.ending([claim(2)]);
+        assert_eq!(claims.lost([claim(2)]), 0);
         assert_eq!(claims.snapshot(), [claim(2)]);
         // The shutdown deadline cancels every run still held.
         stop.cancel();

@@ -122,6 +122,7 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     if batch.ended.is_empty() {
         return Ok(());
     }
+    shared.claims.ending(batch.ended.iter().map(|c| c.claim));
     let now = shared.hopper.now();
     let written = if failures >= ISOLATE_AFTER && batch.ended.len() > 1 {
         one_by_one(shared, &batch.ended).await
@@ -179,7 +180,7 @@ async fn one_by_one(shared: &Shared, ended: &[Completion]) -> Result<u64, StoreE
                     id = completion.claim.id, %error,
                     "the database refuses this job's outcome; its lease will run out and the rescuer will hand it out again"
                 );
-                shared.claims.lost([completion.claim]);
+                shared.claims.set_aside(completion.claim);
             }
         }
     }

@@ -82,8 +82,9 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
             permit = slots.acquire() => permit,
         };
         if buffer.is_empty() {
-            let start_now = claim_limit(slots.free(), 0);
-            let limit = claim_limit(slots.free(), prefetch.next_extra());
+            let free = slots.free();
+            let start_now = claim_limit(free, 0);
+            let limit = claim_limit(free, prefetch.next_extra());
             let request = ClaimRequest {
                 queue: &queue,
                 worker: &shared.worker_id,

@@ -2,11 +2,11 @@
 //! looked up, its recorded executions counted, and every execution beyond
 //! the last explained (or not) by what the controller did.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use hopper::store::JobRecord;
+use hopper::store::{AttemptError, JobRecord};
 use hopper::{Job, JobFilter, JobState};
 use serde::Serialize;
 
@@ -33,6 +33,10 @@ pub enum Cause {
     /// connection to blame: it was stalled (starved of CPU, say) for longer
     /// than the lease. The rescuer recorded it like any expired lease.
     Stalled,
+    /// The same attempt ran twice: a run whose handler started had its
+    /// attempt handed back (a rescue or release that took it for a claim
+    /// that never started), so the job's attempts undercount its runs.
+    AttemptRepeated,
     /// Nothing the controller did explains it.
     Unexplained,
 }
@@ -46,6 +50,10 @@ pub struct Execution {
     pub worker: String,
     /// Whether the controller SIGKILLed that process.
     pub killed: bool,
+    /// Whether that process's clock ran ahead.
+    pub skewed: bool,
+    /// When its handler started (the host's real clock).
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// A job that ran more than once.
@@ -59,6 +67,11 @@ pub struct Duplicate {
     pub cause: Cause,
     /// Its executions, in order.
     pub executions: Vec<Execution>,
+    /// The attempts its record counts in the end.
+    pub attempts: u32,
+    /// The errors its record holds (failed attempts, expired leases), to
+    /// read the executions against.
+    pub errors: Vec<AttemptError>,
 }
 
 /// The audit's figures.
@@ -72,6 +85,9 @@ pub struct Report {
     pub workers: usize,
     /// Seconds of damage.
     pub duration_secs: f64,
+    /// How far ahead of the real time the skewed worker's clock ran, in
+    /// seconds (0: no skewed worker).
+    pub clock_skew_secs: f64,
     /// Jobs stored.
     pub dispatched: u64,
     /// Jobs that ended `finished`.
@@ -101,9 +117,16 @@ pub struct Report {
     /// Of those, jobs with an extra execution by a live process that let its
     /// lease lapse with no cut connection to blame (stalled).
     pub duplicates_stalled: u64,
+    /// Of those, jobs one of whose attempts ran twice: a run that started
+    /// was not counted (its attempt was handed back).
+    pub duplicates_attempt_repeated: u64,
     /// Of those, jobs nothing explains: a second execution with no expired
     /// lease or failure recorded for the first.
     pub duplicates_unexplained: u64,
+    /// For attempts run twice whose first run's process was SIGKILLed: the
+    /// longest time from that run's handler starting to the kill, in
+    /// seconds (how long a start can go unrecorded).
+    pub max_repeated_attempt_start_to_kill_secs: Option<f64>,
     /// Finished jobs with no recorded execution of their finishing attempt.
     pub finished_without_execution: u64,
     /// Jobs a SIGKILLed process held (claimed or running) when it died.
@@ -113,12 +136,20 @@ pub struct Report {
     /// handed out again.
     pub rescued_from_live_workers: u64,
     /// The longest time from a SIGKILL to the completion elsewhere of a job
-    /// the killed process held, in seconds.
+    /// the killed process held, in seconds (a skewed worker writes its
+    /// finish times on its own clock; the skew is taken off them).
     pub max_kill_to_completion_secs: Option<f64>,
     /// The most attempts any job used.
     pub max_attempts_used: u32,
     /// Worker processes SIGKILLed.
     pub worker_kills: u64,
+    /// Worker processes started with their clock running ahead (one alive
+    /// at a time: the first, then each one killed is replaced by another).
+    pub skewed_workers_started: u64,
+    /// Of the worker processes SIGKILLed, those whose clock ran ahead.
+    pub skewed_worker_kills: u64,
+    /// Handler executions recorded by worker processes whose clock ran ahead.
+    pub skewed_executions: u64,
     /// Dispatcher kills with a transaction open.
     pub writer_kills: u64,
     /// Of those, batches that were not stored (rolled back as a whole).
@@ -147,7 +178,8 @@ pub struct Report {
     pub integrity: Option<String>,
     /// Whether the run passed: nothing lost, nothing stuck, every duplicate
     /// explained by a kill, a failed attempt or a cut connection (a stalled
-    /// worker fails the run too: the lease is meant to outlast any stall),
+    /// worker fails the run too: the lease is meant to outlast any stall,
+    /// and so does an attempt run twice: every run that started must count),
     /// no batch torn, no worker dying on its own.
     pub passed: bool,
     /// Every job executed more than once.
@@ -173,7 +205,7 @@ fn cause(
     events: &Events,
 ) -> Cause {
     if next.attempt == run.attempt {
-        return Cause::Unexplained;
+        return Cause::AttemptRepeated;
     }
     let Some(entry) = job.errors.iter().find(|e| e.attempt == run.attempt) else {
         return Cause::Unexplained;
@@ -209,6 +241,8 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         .iter()
         .map(|k| (k.worker.as_str(), k.at))
         .collect();
+    let skewed: HashSet<&str> = events.skewed_workers.iter().map(String::as_str).collect();
+    let skew = chrono::TimeDelta::from_std(plan.clock_skew).unwrap_or_default();
     let mut by_seq: HashMap<u64, Vec<&JobRecord>> = HashMap::new();
     for job in &jobs {
         if let Ok(seq) = job.payload.parse::<u64>() {
@@ -234,6 +268,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
     let mut held_by_killed = 0;
     let mut rescued_from_live = 0;
     let mut max_recovery: Option<f64> = None;
+    let mut max_repeat_gap: Option<f64> = None;
     for job in &jobs {
         let job_runs = runs_by_job.get(&job.id).map_or(&[][..], Vec::as_slice);
         if job.state == JobState::Finished && !job_runs.iter().any(|r| r.attempt == job.attempts) {
@@ -251,6 +286,12 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
             };
             was_held = true;
             if let (JobState::Finished, Some(done)) = (job.state, job.finished_at) {
+                // The finish time is on the finishing worker's clock.
+                let finisher = job_runs.iter().rev().find(|r| r.attempt == job.attempts);
+                let done = match finisher {
+                    Some(run) if skewed.contains(run.worker.as_str()) => done - skew,
+                    _ => done,
+                };
                 let recovery = secs(*kill, done);
                 max_recovery = Some(max_recovery.map_or(recovery, |m: f64| m.max(recovery)));
             }
@@ -262,17 +303,28 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
             rescued_from_live += 1;
         }
         if job_runs.len() > 1 {
-            let worst = job_runs
-                .windows(2)
-                .map(|pair| cause(job, pair[0], pair[1], &killed, events))
-                .max()
-                .unwrap_or(Cause::Unexplained);
+            let mut worst = Cause::Killed;
+            for pair in job_runs.windows(2) {
+                let cause = cause(job, pair[0], pair[1], &killed, events);
+                if let (Cause::AttemptRepeated, Some(kill)) =
+                    (cause, killed.get(pair[0].worker.as_str()))
+                {
+                    let started = DateTime::<Utc>::from_timestamp_micros(pair[0].at_us);
+                    if let Some(started) = started {
+                        let gap = secs(started, *kill);
+                        max_repeat_gap = Some(max_repeat_gap.map_or(gap, |m: f64| m.max(gap)));
+                    }
+                }
+                worst = worst.max(cause);
+            }
             let executions: Vec<Execution> = job_runs
                 .iter()
                 .map(|r| Execution {
                     attempt: r.attempt,
                     worker: r.worker.clone(),
                     killed: killed.contains_key(r.worker.as_str()),
+                    skewed: skewed.contains(r.worker.as_str()),
+                    at: DateTime::from_timestamp_micros(r.at_us),
                 })
                 .collect();
             duplicates.push(Duplicate {
@@ -280,6 +332,8 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
                 held_by_killed_process: executions.iter().any(|e| e.killed),
                 cause: worst,
                 executions,
+                attempts: job.attempts,
+                errors: job.errors.clone(),
             });
         }
     }
@@ -299,6 +353,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         jobs: plan.jobs,
         workers: plan.workers,
         duration_secs: plan.duration.as_secs_f64(),
+        clock_skew_secs: plan.clock_skew.as_secs_f64(),
         dispatched: jobs.len() as u64,
         finished: count(JobState::Finished),
         failed: count(JobState::Failed),
@@ -311,13 +366,21 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         duplicates_failed_attempt: with_cause(Cause::FailedAttempt),
         duplicates_cut_off: with_cause(Cause::CutOff),
         duplicates_stalled: with_cause(Cause::Stalled),
+        duplicates_attempt_repeated: with_cause(Cause::AttemptRepeated),
         duplicates_unexplained: with_cause(Cause::Unexplained),
+        max_repeated_attempt_start_to_kill_secs: max_repeat_gap,
         finished_without_execution,
         held_by_killed,
         rescued_from_live_workers: rescued_from_live,
         max_kill_to_completion_secs: max_recovery,
         max_attempts_used: jobs.iter().map(|j| j.attempts).max().unwrap_or(0),
         worker_kills: events.kills.len() as u64,
+        skewed_workers_started: events.skewed_workers.len() as u64,
+        skewed_worker_kills: events.kills.iter().filter(|k| k.skewed).count() as u64,
+        skewed_executions: runs
+            .iter()
+            .filter(|r| skewed.contains(r.worker.as_str()))
+            .count() as u64,
         writer_kills: events.writer_kills.len() as u64,
         writer_kills_rolled_back: events.writer_kills.iter().filter(|k| !k.stored).count() as u64,
         torn_batches: events.torn_batches,
@@ -337,6 +400,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         && report.stuck == 0
         && report.duplicates_unexplained == 0
         && report.duplicates_stalled == 0
+        && report.duplicates_attempt_repeated == 0
         && report.finished_without_execution == 0
         && report.dispatched_twice == 0
         && report.torn_batches == 0
@@ -360,6 +424,13 @@ impl Report {
                 self.duration_secs
             ),
             format!("worker processes SIGKILLed      {}", self.worker_kills),
+            format!(
+                "clock running ahead             {:.0} s ({} skewed workers started, {} killed, {} executions)",
+                self.clock_skew_secs,
+                self.skewed_workers_started,
+                self.skewed_worker_kills,
+                self.skewed_executions
+            ),
             format!(
                 "dispatcher killed mid-write     {} ({} batches rolled back, {} torn)",
                 self.writer_kills, self.writer_kills_rolled_back, self.torn_batches
@@ -396,6 +467,11 @@ impl Report {
             format!(
                 "  stalled past the lease        {}",
                 self.duplicates_stalled
+            ),
+            format!(
+                "  same attempt run twice        {} (longest start to kill {})",
+                self.duplicates_attempt_repeated,
+                opt(self.max_repeated_attempt_start_to_kill_secs)
             ),
             format!(
                 "  unexplained                   {}",
@@ -436,9 +512,10 @@ impl Report {
                     .iter()
                     .map(|e| {
                         format!(
-                            "#{} by {}{}",
+                            "#{} by {}{}{}",
                             e.attempt,
                             e.worker,
+                            if e.skewed { " (skewed)" } else { "" },
                             if e.killed { " (killed)" } else { "" }
                         )
                     })

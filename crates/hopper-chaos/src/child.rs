@@ -1,11 +1,14 @@
 //! What the processes the controller starts do: a worker pool that runs
-//! chaos jobs until its stdin closes, and a dispatcher that writes the
-//! run's jobs in paced batches.
+//! chaos jobs until its stdin closes (optionally on a host clock that runs
+//! ahead, see [`AheadClock`]), and a dispatcher that writes the run's jobs
+//! in paced batches.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, TimeDelta, Utc};
+use hopper::clock::Clock;
 use hopper::{DispatchOptions, Hopper, WorkerConfig};
 use tokio::io::AsyncReadExt;
 
@@ -33,6 +36,44 @@ pub struct WorkerArgs {
     /// The most milliseconds one run works.
     #[arg(long)]
     pub max_work_ms: u64,
+    /// How many milliseconds this process's clock runs ahead of the real
+    /// one (0: the system clock). Leases, their renewal and rescue must go
+    /// by the database's clock, so a skewed host must not cost a job.
+    #[arg(long, default_value_t = 0)]
+    pub clock_ahead_ms: u64,
+}
+
+/// A host clock that runs a fixed time ahead of the real one, as a
+/// misconfigured host's does: [`Clock::now`] is the real time plus the
+/// skew, it moves by itself, and it does not stand in for the database's
+/// clock ([`Clock::database_now`] stays `None`), so leases are still
+/// measured on the server. Everything Hopper takes from the host clock
+/// (due times it claims by, retry times and finish times it writes) is
+/// skewed.
+#[derive(Clone, Copy, Debug)]
+pub struct AheadClock {
+    /// How far ahead.
+    ahead: TimeDelta,
+}
+
+impl AheadClock {
+    /// A clock `ahead_ms` milliseconds ahead of the real one.
+    pub fn new(ahead_ms: u64) -> Self {
+        let ahead = i64::try_from(ahead_ms)
+            .ok()
+            .and_then(TimeDelta::try_milliseconds)
+            .unwrap_or(TimeDelta::MAX);
+        Self { ahead }
+    }
+}
+
+impl Clock for AheadClock {
+    fn now(&self) -> DateTime<Utc> {
+        let now = Utc::now();
+        let ahead = now.checked_add_signed(self.ahead).unwrap_or(now);
+        // Whole microseconds, the precision every store keeps.
+        DateTime::from_timestamp_micros(ahead.timestamp_micros()).unwrap_or(ahead)
+    }
 }
 
 /// Logs to stderr at `warn` unless `RUST_LOG` says otherwise.
@@ -50,14 +91,15 @@ fn init_logs() {
 pub async fn worker(args: WorkerArgs) -> Result<()> {
     init_logs();
     let (store, db) = db::open(&args.database_url).await?;
-    let hopper = Hopper::builder()
-        .register(ChaosJob)?
-        .state(Recorder {
-            db,
-            worker: args.id.clone(),
-            max_work_ms: args.max_work_ms,
-        })
-        .build(store);
+    let mut builder = Hopper::builder().register(ChaosJob)?.state(Recorder {
+        db,
+        worker: args.id.clone(),
+        max_work_ms: args.max_work_ms,
+    });
+    if args.clock_ahead_ms > 0 {
+        builder = builder.clock(AheadClock::new(args.clock_ahead_ms));
+    }
+    let hopper = builder.build(store);
     let pool = hopper.start(
         WorkerConfig::new(args.concurrency)
             .worker_id(&args.id)
@@ -147,4 +189,18 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ahead_clock_runs_ahead_and_does_not_stand_in_for_the_database() {
+        let clock = AheadClock::new(60_000);
+        let ahead = (clock.now() - Utc::now()).num_milliseconds();
+        assert!((59_000..=60_000).contains(&ahead), "{ahead} ms ahead");
+        assert!(clock.moves_by_itself());
+        assert_eq!(clock.database_now(), None);
+    }
 }

@@ -48,6 +48,11 @@ impl Job for ChaosJob {
         Ok(())
     }
 
+    /// Short, so retries do not hold up the drain. A worker whose clock
+    /// runs ahead writes its retries' due times on its own clock: for the
+    /// others they come due a skew later, but that worker (or the skewed
+    /// one replacing it, since one is alive until the end) claims by its own
+    /// clock and takes them 100 ms after they failed.
     fn retry_delay(&self, _attempt: u32) -> Duration {
         Duration::from_millis(100)
     }

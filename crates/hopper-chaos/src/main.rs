@@ -3,9 +3,18 @@
 //! server, then audits that every job finished, none is stuck, and every
 //! job that ran twice was held by a process that was killed or cut off.
 //!
+//! One worker process at a time runs on a host clock set ahead of the
+//! others' (`--clock-skew`, 60 s by default; a killed skewed worker is
+//! replaced by another). Leases, their renewal and the rescue of expired
+//! ones are measured on the database server's clock, so that worker's
+//! leases must not look longer to anyone, and when it holds the maintenance
+//! lease it must not rescue the other workers' jobs early: a job rescued
+//! from a live worker that was neither killed nor cut off shows up as a
+//! stalled duplicate and fails the run.
+//!
 //! ```text
 //! cargo run --release -p hopper-chaos -- --database-url <url> [--jobs 50000]
-//!     [--workers 3] [--duration 120s] [--json]
+//!     [--workers 3] [--duration 120s] [--clock-skew 60s] [--json]
 //! ```
 //!
 //! Exits 0 only when the audit passes.
@@ -100,6 +109,14 @@ struct RunArgs {
     #[arg(long, default_value_t = 20)]
     hold_ms: u64,
 
+    /// How far ahead of the real time one worker process's clock runs (0:
+    /// none). One such worker is alive at all times: the first one started,
+    /// then the replacement of each one killed. Its leases and its rescues
+    /// must still go by the database's clock, so the skew must cost no job
+    /// and cause no unexplained or stalled duplicate.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    clock_skew: Duration,
+
     /// Keep each child process's log (RUST_LOG, default warn) in this folder.
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -145,6 +162,7 @@ async fn control(args: RunArgs) -> Result<ExitCode> {
         max_work_ms: args.max_work_ms,
         hold_ms: args.hold_ms,
         log_dir: args.log_dir,
+        clock_skew: args.clock_skew,
     };
     let outcome = run::run(&args.database_url, &plan).await?;
     let report = audit::audit(&outcome, &plan).await;

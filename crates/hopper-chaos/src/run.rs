@@ -1,7 +1,8 @@
-//! The controller: starts the worker processes and the dispatcher, does
-//! damage on a timer (SIGKILLs, connection kills, a server restart, a
-//! dispatcher killed with its transaction open), then lets the survivors
-//! drain the queue and hands what happened to the audit.
+//! The controller: starts the worker processes (one of them, at all
+//! times, on a host clock that runs ahead) and the dispatcher, does damage
+//! on a timer (SIGKILLs, connection kills, a server restart, a dispatcher
+//! killed with its transaction open), then lets the survivors drain the
+//! queue and hands what happened to the audit.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -49,6 +50,9 @@ pub struct Plan {
     pub hold_ms: u64,
     /// Where the child processes' logs go (none: discarded).
     pub log_dir: Option<PathBuf>,
+    /// How far ahead of the real time the one skewed worker process's clock
+    /// runs (zero: no skewed worker).
+    pub clock_skew: Duration,
 }
 
 /// A worker process SIGKILLed by the controller.
@@ -58,6 +62,8 @@ pub struct Kill {
     pub worker: String,
     /// Its process id.
     pub pid: u32,
+    /// Whether it was the worker whose clock runs ahead.
+    pub skewed: bool,
     /// When the signal was sent.
     pub at: DateTime<Utc>,
 }
@@ -115,6 +121,9 @@ pub struct Events {
     pub torn_batches: u64,
     /// Worker processes started in all.
     pub workers_started: u64,
+    /// The ids of the worker processes started with a clock running ahead
+    /// (one alive at a time), in order.
+    pub skewed_workers: Vec<String>,
     /// Whether every job was dispatched.
     pub all_dispatched: bool,
     /// Seconds from the end of the damage until the queue was drained
@@ -129,6 +138,7 @@ pub struct Events {
 
 struct Proc {
     id: String,
+    skewed: bool,
     child: Child,
     stdin: Option<ChildStdin>,
 }
@@ -174,9 +184,16 @@ impl Controller<'_> {
         })
     }
 
-    fn spawn_worker(&mut self) -> Result<()> {
+    /// Starts a worker process; a `skewed` one runs its clock
+    /// [`Plan::clock_skew`] ahead.
+    fn spawn_worker(&mut self, skewed: bool) -> Result<()> {
         let id = format!("chaos-w{}", self.generation);
         self.generation += 1;
+        let ahead_ms = if skewed {
+            self.plan.clock_skew.as_millis()
+        } else {
+            0
+        };
         let mut child = Command::new(std::env::current_exe()?)
             .args(["worker", "--database-url", &self.url, "--id", &id])
             .args(["--concurrency", &self.plan.concurrency.to_string()])
@@ -186,6 +203,7 @@ impl Controller<'_> {
                 &self.plan.rescue_interval.as_millis().to_string(),
             ])
             .args(["--max-work-ms", &self.plan.max_work_ms.to_string()])
+            .args(["--clock-ahead-ms", &ahead_ms.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(self.stderr(&id)?)
@@ -193,7 +211,18 @@ impl Controller<'_> {
             .spawn()
             .context("starting a worker process")?;
         let stdin = child.stdin.take();
-        self.workers.push(Proc { id, child, stdin });
+        if skewed {
+            log(&format!(
+                "started worker {id} with its clock {ahead_ms} ms ahead"
+            ));
+            self.events.skewed_workers.push(id.clone());
+        }
+        self.workers.push(Proc {
+            id,
+            skewed,
+            child,
+            stdin,
+        });
         self.events.workers_started += 1;
         Ok(())
     }
@@ -263,7 +292,8 @@ impl Controller<'_> {
                     worker: proc.id,
                     status: status.to_string(),
                 });
-                self.spawn_worker()?;
+                // A skewed worker's replacement is skewed: one stays alive.
+                self.spawn_worker(proc.skewed)?;
             } else {
                 i += 1;
             }
@@ -300,13 +330,19 @@ impl Controller<'_> {
         let at = Utc::now();
         proc.child.start_kill()?;
         proc.child.wait().await?;
-        log(&format!("SIGKILLed worker {} (pid {pid})", proc.id));
+        log(&format!(
+            "SIGKILLed worker {} (pid {pid}{})",
+            proc.id,
+            if proc.skewed { ", skewed clock" } else { "" }
+        ));
         self.events.kills.push(Kill {
             worker: proc.id,
             pid,
+            skewed: proc.skewed,
             at,
         });
-        self.spawn_worker()
+        // A skewed worker's replacement is skewed: one stays alive.
+        self.spawn_worker(proc.skewed)
     }
 
     /// Kills the dispatcher right after it has written a batch and before
@@ -600,10 +636,11 @@ pub async fn run(url: &str, plan: &Plan) -> Result<Outcome> {
             postgres_version()?;
         }
         log(&format!(
-            "chaos on {} with {} jobs, {} worker processes, for {:?}",
+            "chaos on {} with {} jobs, {} worker processes (one's clock {:?} ahead), for {:?}",
             fresh.name().unwrap_or(&fresh.url),
             plan.jobs,
             plan.workers,
+            plan.clock_skew,
             plan.duration
         ));
         let mut controller = Controller {
@@ -621,8 +658,11 @@ pub async fn run(url: &str, plan: &Plan) -> Result<Outcome> {
             restart_dispatcher_at: Instant::now(),
             events: Events::default(),
         };
-        for _ in 0..plan.workers {
-            controller.spawn_worker()?;
+        // The first worker runs its clock ahead (if asked): it is likely to
+        // take the maintenance lease first, and so to be the one rescuing.
+        let skew = !plan.clock_skew.is_zero();
+        for n in 0..plan.workers {
+            controller.spawn_worker(skew && n == 0)?;
         }
         controller.spawn_dispatcher().await?;
         let chaos = controller.chaos().await;

@@ -1,17 +1,23 @@
 //! Short chaos runs of the real binary: worker processes SIGKILLed, the
-//! dispatcher killed with its transaction open, and on PostgreSQL
-//! connection kills and one server restart. The audit must find every job
-//! finished, none stuck, and every job that ran twice held by a process
-//! that was killed or cut off.
+//! dispatcher killed with its transaction open, on PostgreSQL and MariaDB
+//! connection kills, and on PostgreSQL one server restart. In every run one
+//! worker process at a time has its clock 60 s ahead (the tool's default
+//! `--clock-skew`): leases and their rescue go by the database's clock, so
+//! it must cost nothing. The audit must find every job finished, none
+//! stuck, and every job that ran twice held by a process that was killed
+//! or cut off.
 //!
 //! The PostgreSQL run restarts the local server. `cargo test` runs test
-//! binaries one after another, so only the SQLite run in this binary shares
-//! the time, and it does not use the server.
+//! binaries one after another, so only the SQLite and MariaDB runs in this
+//! binary share the time, and they do not use that server.
 
 use std::process::Command;
 
 /// The PostgreSQL server's `test` database; a run creates its own next to it.
 const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The MariaDB server's `test` database; a run creates its own next to it.
+const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn chaos(url: &str, jobs: u64) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_hopper-chaos"))
@@ -46,12 +52,16 @@ fn check(report: &serde_json::Value, jobs: u64) {
     assert_eq!(figure("stuck"), 0, "{report:#}");
     assert_eq!(figure("duplicates_unexplained"), 0, "{report:#}");
     assert_eq!(figure("duplicates_stalled"), 0, "{report:#}");
+    assert_eq!(figure("duplicates_attempt_repeated"), 0, "{report:#}");
     assert_eq!(figure("torn_batches"), 0, "{report:#}");
     assert_eq!(figure("finished_without_execution"), 0, "{report:#}");
     assert_eq!(figure("unexpected_exits"), 0, "{report:#}");
     assert!(figure("worker_kills") >= 3, "{report:#}");
     assert!(figure("writer_kills") >= 1, "{report:#}");
     assert!(figure("executions") >= jobs, "{report:#}");
+    // A worker whose clock runs ahead was started and ran jobs.
+    assert!(figure("skewed_workers_started") >= 1, "{report:#}");
+    assert!(figure("skewed_executions") >= 1, "{report:#}");
     // Every job that ran twice is listed with the reason.
     let duplicates = report["duplicates"].as_array().expect("a duplicate list");
     assert_eq!(duplicates.len() as u64, figure("executed_more_than_once"));
@@ -74,6 +84,23 @@ fn postgres_survives_killed_workers_connections_and_a_server_restart() {
     assert_eq!(report["server_restarts"], 1, "{report:#}");
     assert!(
         report["connection_kill_bursts"].as_u64() >= Some(1),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn mysql_survives_killed_workers_connections_and_a_writer_killed_mid_transaction() {
+    let jobs = 3_000;
+    let report = chaos(MYSQL_URL, jobs);
+    check(&report, jobs);
+    assert_eq!(report["backend"], "mysql", "{report:#}");
+    assert_eq!(report["server_restarts"], 0, "{report:#}");
+    assert!(
+        report["connection_kill_bursts"].as_u64() >= Some(1),
+        "{report:#}"
+    );
+    assert!(
+        report["connections_killed"].as_u64() >= Some(1),
         "{report:#}"
     );
 }

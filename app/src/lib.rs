@@ -23,7 +23,8 @@ use std::future::Future;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hopper::{Hopper, WorkerConfig, WorkerPool};
+use hopper::services::{RunningServices, Services};
+use hopper::{Hopper, WorkerConfig};
 
 use crate::config::Config;
 use crate::mailer::Mailer;
@@ -121,7 +122,11 @@ pub fn console(config: &Config) -> anyhow::Result<hopper_cli::Console> {
     .worker_config(worker_config(config))
     .source_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
     .seeders(seeders::all())
-    .schedules(cron::schedules()?))
+    .schedules(cron::schedules()?)
+    .alerts({
+        let config = config.clone();
+        move || Ok(alerts(&config)?)
+    }))
 }
 
 /// Opens the job database `config` names (creating it if missing) with
@@ -177,23 +182,22 @@ pub fn alerts(config: &Config) -> anyhow::Result<Option<hopper::alerts::Alerts>>
     Ok(Some(alerts))
 }
 
-/// Starts checking the alert rules `config` names, if it names any.
-fn start_alerts(
-    hopper: &Hopper,
-    config: &Config,
-) -> anyhow::Result<Option<hopper::alerts::AlertMonitor>> {
-    let monitor = alerts(config)?.map(|alerts| {
-        tracing::info!(rules = alerts.rules().count(), "checking alert rules");
-        alerts.start(hopper)
-    });
-    Ok(monitor)
-}
-
-/// Stops the alert monitor, if one runs.
-async fn stop_alerts(monitor: Option<hopper::alerts::AlertMonitor>) {
-    if let Some(monitor) = monitor {
-        monitor.stop().await;
+/// What `serve` and `work` run besides the HTTP server: the worker pool
+/// [`worker_config`] describes (plus every queue a registered job names,
+/// sized like the `default` queue), every schedule of [`cron`], and the
+/// alert rules `config` names.
+///
+/// ```
+/// let config = app::config::Config::from_lookup(|_| None).unwrap();
+/// let services = app::services(&config).unwrap();
+/// # let _ = services;
+/// ```
+pub fn services(config: &Config) -> anyhow::Result<Services> {
+    let mut services = Services::new(worker_config(config)).schedules(cron::schedules()?);
+    if let Some(alerts) = alerts(config)? {
+        services = services.alerts(alerts);
     }
+    Ok(services)
 }
 
 /// The worker configuration `config` asks for.
@@ -236,9 +240,9 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the bound address")?;
     let schedules = cron::schedules()?;
-    let monitor = start_alerts(&hopper, &config)?;
-    let pool = start_workers(&hopper, &config)?;
-    let scheduler = schedules.clone().start(&hopper);
+    let running = services(&config)?
+        .start(&hopper)
+        .context("cannot start the workers")?;
     let admin = admin::Admin::new(&hopper, &config)?.schedules(schedules);
     tracing::info!(database = %config.database_url, "listening on http://{local}");
     admin.announce(local);
@@ -262,9 +266,7 @@ pub async fn serve(
             Ok(())
         }
     };
-    scheduler.stop().await;
-    stop_alerts(monitor).await;
-    let stopped = stop_workers(pool).await;
+    let stopped = stop(running).await;
     served?;
     stopped?;
     tracing::info!("shutdown complete");
@@ -277,15 +279,12 @@ pub async fn work(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let hopper = connect(&config).await?;
-    let schedules = cron::schedules()?;
-    let monitor = start_alerts(&hopper, &config)?;
-    let pool = start_workers(&hopper, &config)?;
-    let scheduler = schedules.start(&hopper);
+    let running = services(&config)?
+        .start(&hopper)
+        .context("cannot start the workers")?;
     tracing::info!(database = %config.database_url, "working; no HTTP server in this mode");
     shutdown.await;
-    scheduler.stop().await;
-    stop_alerts(monitor).await;
-    stop_workers(pool).await?;
+    stop(running).await?;
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -295,19 +294,9 @@ pub async fn work(
 #[error("the console command failed")]
 pub struct ConsoleFailed(pub std::process::ExitCode);
 
-fn start_workers(hopper: &Hopper, config: &Config) -> anyhow::Result<WorkerPool> {
-    let mut workers = worker_config(config);
-    // Jobs that name another queue run too, with as many workers each.
-    for queue in hopper.registry().queues() {
-        if !workers.queues().iter().any(|(name, _)| name == queue) {
-            workers = workers.queue_scaled(queue, config.min_workers, config.workers);
-        }
-    }
-    hopper.start(workers).context("cannot start the workers")
-}
-
-async fn stop_workers(pool: WorkerPool) -> anyhow::Result<()> {
-    pool.stop()
+async fn stop(running: RunningServices) -> anyhow::Result<()> {
+    running
+        .stop()
         .await
         .context("the workers did not stop cleanly")?;
     Ok(())

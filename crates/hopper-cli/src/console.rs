@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use hopper::alerts::Alerts;
 use hopper::schedule::Schedules;
+use hopper::services::Services;
 use hopper::{Builder, DispatchError, Hopper, StoreError, WorkerConfig, WorkerError};
 
 use crate::generate::GenerateError;
@@ -62,6 +64,9 @@ pub enum ConsoleError {
     /// Writing the output failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The alert rules `queue:work` checks could not be loaded.
+    #[error("cannot load the alert rules: {0}")]
+    Alerts(BoxError),
 }
 
 impl ConsoleError {
@@ -118,6 +123,7 @@ pub trait Command: Send + Sync + 'static {
 
 type BuilderFn = dyn Fn() -> Result<Builder, BoxError> + Send + Sync;
 type ShutdownFn = dyn Fn() -> BoxFuture<'static, ()> + Send + Sync;
+type AlertsFn = dyn Fn() -> Result<Option<Alerts>, BoxError> + Send + Sync;
 
 /// The console an application mounts: its job queue, seeders, schedules,
 /// source folder and extra commands, plus every built-in command.
@@ -141,6 +147,7 @@ pub struct Console {
     source_dir: Option<PathBuf>,
     seeders: Vec<Arc<dyn Seeder>>,
     schedules: Schedules,
+    alerts: Option<Arc<AlertsFn>>,
     commands: Vec<Arc<dyn Command>>,
     shutdown: Option<Arc<ShutdownFn>>,
 }
@@ -177,6 +184,7 @@ impl Console {
             source_dir: None,
             seeders: Vec::new(),
             schedules: Schedules::new(),
+            alerts: None,
             commands: crate::commands::built_in(),
             shutdown: None,
         }
@@ -249,6 +257,23 @@ impl Console {
     /// ```
     pub fn schedules(mut self, schedules: Schedules) -> Self {
         self.schedules = schedules;
+        self
+    }
+
+    /// The alert rules `queue:work` checks while it runs, loaded when it
+    /// starts (`None`: no rules); a failure to load them fails `queue:work`
+    /// and no other command.
+    ///
+    /// ```
+    /// let console = hopper_cli::Console::new("c", || Ok(hopper::Hopper::builder()))
+    ///     .alerts(|| Ok(Some(hopper::alerts::Alerts::from_json(r#"{"backlog": {"kind": "queue_depth", "above": 100}}"#)?)));
+    /// # let _ = console;
+    /// ```
+    pub fn alerts<F>(mut self, alerts: F) -> Self
+    where
+        F: Fn() -> Result<Option<Alerts>, BoxError> + Send + Sync + 'static,
+    {
+        self.alerts = Some(Arc::new(alerts));
         self
     }
 
@@ -396,6 +421,18 @@ impl Console {
 
     pub(crate) fn base_worker_config(&self) -> &WorkerConfig {
         &self.worker_config
+    }
+
+    /// The services `queue:work` runs: workers as `workers` says, with the
+    /// console's schedules and alert rules.
+    pub(crate) fn services(&self, workers: WorkerConfig) -> Result<Services, ConsoleError> {
+        let mut services = Services::new(workers).schedules(self.schedules.clone());
+        if let Some(load) = &self.alerts {
+            if let Some(alerts) = load().map_err(ConsoleError::Alerts)? {
+                services = services.alerts(alerts);
+            }
+        }
+        Ok(services)
     }
 
     pub(crate) fn database(&self) -> &str {

@@ -702,3 +702,133 @@ async fn app_commands_are_listed_and_run() {
     console.execute(["list", "app"], &mut out).await.unwrap();
     assert!(out.text().contains("app:hello") && out.text().contains("Greets"));
 }
+
+#[tokio::test]
+async fn bulk_retry_skips_jobs_whose_unique_key_a_live_job_holds() {
+    let fx = Fixture::new();
+    fx.ok(&[
+        "queue:dispatch",
+        "mail",
+        r#"{"to":"fail@x.org"}"#,
+        "--unique-key",
+        "welcome:7",
+    ])
+    .await;
+    fx.ok(&["queue:dispatch", "mail", r#"{"to":"fail@y.org"}"#])
+        .await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    // A live job takes the key while the first one is failed.
+    fx.ok(&[
+        "queue:dispatch",
+        "mail",
+        r#"{"to":"a@x.org"}"#,
+        "--unique-key",
+        "welcome:7",
+    ])
+    .await;
+
+    let text = fx.ok(&["queue:retry", "--all", "--type", "mail"]).await;
+    assert!(
+        text.contains("Retried 1 failed jobs of type mail.")
+            && text.contains("Skipped 1 whose unique key another live job holds."),
+        "{text}"
+    );
+    let failed = fx.json(&["queue:failed", "--json"]).await;
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    assert_eq!(failed[0]["unique_key"], "welcome:7");
+}
+
+/// What `queue:work` was seen doing while it ran.
+#[derive(Debug, Default)]
+struct Seen {
+    scheduled_jobs: usize,
+    alerts: usize,
+    reports_bounds: Option<(u32, u32)>,
+}
+
+#[tokio::test]
+async fn queue_work_runs_schedules_and_alerts_and_sizes_queues_like_work() {
+    let fx = Fixture::new();
+    let url = format!("sqlite://{}", fx.dir.path().join("jobs.db").display());
+    fx.ok(&["queue:dispatch", "mail", r#"{"to":"fail@x.org"}"#])
+        .await;
+    let mut every_second = hopper::schedule::Schedules::new();
+    every_second
+        .add(
+            hopper::schedule::Schedule::new::<ReportJob>("report_every_second", "@every 1s", ())
+                .unwrap(),
+        )
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    let (watch_url, clock, watched) = (url.clone(), fx.clock.clone(), seen.clone());
+    let console = fx
+        .console
+        .clone()
+        .worker_config(
+            hopper::WorkerConfig::new(4)
+                .queue_scaled("default", 1, 4)
+                .prune_interval(None),
+        )
+        .schedules(every_second)
+        .alerts(|| {
+            let rules = r#"{"failed": {"kind": "job_failed"}}"#;
+            let alerts = hopper::alerts::Alerts::from_json(rules)?;
+            Ok(Some(alerts.interval(Duration::from_secs(1))))
+        })
+        .shutdown(move || {
+            let (url, clock, seen) = (watch_url.clone(), clock.clone(), watched.clone());
+            async move {
+                let hopper = Hopper::builder()
+                    .register(MailJob)
+                    .and_then(|b| b.register(ReportJob))
+                    .unwrap()
+                    .clock(clock.clone())
+                    .connect(&url)
+                    .await
+                    .unwrap();
+                for _ in 0..300 {
+                    let scheduled = hopper
+                        .jobs(&hopper::JobFilter {
+                            job_type: Some("report".into()),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                    let alerts = hopper.store().alerts(0).await.unwrap();
+                    let status = hopper.status(Duration::ZERO).await.unwrap();
+                    let bounds = status
+                        .queues
+                        .iter()
+                        .find(|queue| queue.queue == "reports")
+                        .and_then(|queue| queue.workers.first())
+                        .map(|row| (row.min, row.max));
+                    let done = !scheduled.is_empty() && !alerts.is_empty() && bounds.is_some();
+                    *seen.lock().unwrap() = Seen {
+                        scheduled_jobs: scheduled.len(),
+                        alerts: alerts.len(),
+                        reports_bounds: bounds,
+                    };
+                    if done {
+                        return;
+                    }
+                    clock.advance(Duration::from_millis(500));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+    let mut out = Output::buffer();
+    console.execute(["queue:work"], &mut out).await.unwrap();
+    let text = out.text();
+    assert!(
+        text.contains("default (4 workers), reports (4 workers)"),
+        "{text}"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(seen.scheduled_jobs > 0, "the schedule ran: {seen:?}");
+    assert!(seen.alerts > 0, "the alert rule was checked: {seen:?}");
+    assert_eq!(
+        seen.reports_bounds,
+        Some((1, 4)),
+        "a queue a job names scales like the first queue"
+    );
+}

@@ -317,15 +317,26 @@ async fn act(
 }
 
 async fn stats(State(web): State<Web>, _caller: Caller) -> Result<Json<Value>> {
-    let hopper = web.hopper();
-    let counts = hopper.counts().await?;
-    let queues = hopper.queue_stats().await?;
-    let throughput = hopper.throughput(Duration::from_secs(3600)).await?;
+    let status = web.hopper().status(Duration::from_secs(3600)).await?;
+    // `counts` keeps the list of queue, state and count the endpoint has
+    // always had; the rest is the status as the library reads it.
+    let counts: Vec<Value> = status
+        .queues
+        .iter()
+        .flat_map(|queue| {
+            hopper::JobState::ALL
+                .into_iter()
+                .filter(|state| queue.counts.get(*state) > 0)
+                .map(|state| {
+                    json!({ "queue": queue.queue, "state": state, "count": queue.counts.get(state) })
+                })
+        })
+        .collect();
     Ok(Json(json!({
         "counts": counts,
-        "queues": queues,
-        "throughput": throughput,
-        "now": hopper.now(),
+        "queues": status.queues,
+        "throughput": status.throughput,
+        "now": status.now,
     })))
 }
 
@@ -399,7 +410,7 @@ pub fn openapi_document() -> Value {
                 "responses": { "200": resp("The job, cancelled", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Not pending", &error) }
             } },
             "/api/stats": { "get": {
-                "summary": "Counts per queue and state, queue depth and the last hour's throughput",
+                "summary": "Counts per queue and state, each queue's jobs per state, due work, oldest due job, pause and worker pools, and the last hour's throughput",
                 "responses": { "200": resp("Statistics", &json!({ "type": "object" })), "401": resp("No or wrong admin token", &error) }
             } },
             "/api/alerts": { "get": {

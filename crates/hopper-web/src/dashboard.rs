@@ -6,7 +6,6 @@
 //! refreshes its content every two seconds with a few lines of plain
 //! JavaScript.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -87,32 +86,21 @@ pub(crate) fn router() -> Router<Web> {
 
 async fn overview(State(web): State<Web>, caller: Caller) -> Result<Html<String>> {
     let hopper = web.hopper();
-    let counts = hopper.counts().await?;
-    let stats = hopper.queue_stats().await?;
-    let minutes = hopper.throughput(Duration::from_secs(3600)).await?;
-    let now = hopper.now();
-
-    let mut per_queue: BTreeMap<&str, [u64; 5]> = BTreeMap::new();
-    let mut totals = [0u64; 5];
-    for count in &counts {
-        let column = state_index(count.state);
-        per_queue.entry(&count.queue).or_default()[column] += count.count;
-        totals[column] += count.count;
-    }
-    let oldest = stats
-        .iter()
-        .filter_map(|s| s.oldest_due_at)
-        .min()
+    let status = hopper.status(Duration::from_secs(3600)).await?;
+    let now = status.now;
+    let totals = status.totals();
+    let oldest = status
+        .oldest_due_at()
         .map(|at| age((now - at).num_seconds()))
         .unwrap_or_else(|| "none waiting".into());
-    let finished_hour: u64 = minutes.iter().map(|m| m.finished).sum();
-    let failed_hour: u64 = minutes.iter().map(|m| m.failed).sum();
+    let finished_hour = status.finished();
+    let failed_hour = status.failed();
 
     let mut body = String::from(r#"<div class="cards">"#);
-    for (i, s) in JobState::ALL.iter().enumerate() {
+    for s in JobState::ALL {
         body.push_str(&format!(
             r#"<a class="card" href="{DASHBOARD_PATH}/jobs?state={name}"><b id="count-{name}">{}</b>{name}</a>"#,
-            totals[i],
+            totals.get(s),
             name = s.as_str()
         ));
     }
@@ -127,32 +115,34 @@ async fn overview(State(web): State<Web>, caller: Caller) -> Result<Html<String>
     body.push_str(&crate::alerts::section(now, &alerts));
 
     body.push_str("<h2>Finished and failed per minute, last hour</h2>");
-    body.push_str(&chart(now, &minutes));
+    body.push_str(&chart(now, &status.throughput));
 
     body.push_str("<h2>Queues</h2><table><tr><th>queue</th>");
     for s in JobState::ALL {
         body.push_str(&format!("<th>{}</th>", s.as_str()));
     }
     body.push_str("</tr>");
-    for (queue, row) in &per_queue {
+    // Queues with jobs; a queue known only by its pause row has none to count.
+    let with_jobs: Vec<_> = status
+        .queues
+        .iter()
+        .filter(|queue| queue.counts.total() > 0)
+        .collect();
+    for queue in &with_jobs {
         body.push_str(&format!(
             r#"<tr><td><a href="{DASHBOARD_PATH}/jobs?queue={q}">{q}</a></td>"#,
-            q = escape(queue)
+            q = escape(&queue.queue)
         ));
-        for n in row {
-            body.push_str(&format!("<td>{n}</td>"));
+        for s in JobState::ALL {
+            body.push_str(&format!("<td>{}</td>", queue.counts.get(s)));
         }
         body.push_str("</tr>");
     }
-    if per_queue.is_empty() {
+    if with_jobs.is_empty() {
         body.push_str(r#"<tr><td colspan="6" class="muted">No jobs yet.</td></tr>"#);
     }
     body.push_str("</table>");
     Ok(page("Overview", caller.csrf_token(), &body))
-}
-
-fn state_index(state: JobState) -> usize {
-    JobState::ALL.iter().position(|s| *s == state).unwrap_or(0)
 }
 
 /// An SVG bar chart of the last 60 minutes: finished (green) and failed (red) stacked.
@@ -528,38 +518,22 @@ async fn retry_failed(
     Form(form): Form<RetryFailedForm>,
 ) -> Result<Redirect> {
     caller.check_csrf(form.csrf.as_deref())?;
-    let retried = retry_all_failed(&web, &form.job_type).await?;
-    let note = url_encode(&format!("{retried} failed {} jobs retried.", form.job_type));
+    let done = web
+        .hopper()
+        .retry_all_failed(Some(&form.job_type), None)
+        .await?;
+    let mut note = format!("{} failed {} jobs retried.", done.retried, form.job_type);
+    if done.skipped > 0 {
+        note.push_str(&format!(
+            " {} skipped: another live job holds their unique key.",
+            done.skipped
+        ));
+    }
+    let note = url_encode(&note);
     let job_type = url_encode(&form.job_type);
     Ok(Redirect::to(&format!(
         "{DASHBOARD_PATH}/jobs?type={job_type}&note={note}"
     )))
-}
-
-/// Retries every failed job of `job_type`, a page at a time; returns how many.
-pub(crate) async fn retry_all_failed(web: &Web, job_type: &str) -> Result<u64, StoreError> {
-    let hopper = web.hopper();
-    let mut retried = 0;
-    let mut before = None;
-    loop {
-        let page = hopper
-            .jobs(&JobFilter {
-                state: Some(JobState::Failed),
-                job_type: Some(job_type.to_owned()),
-                before_id: before,
-                limit: 500,
-                ..Default::default()
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.id);
-        for job in &page {
-            if hopper.retry(job.id).await? {
-                retried += 1;
-            }
-        }
-    }
-    Ok(retried)
 }
 
 async fn queues(
@@ -568,8 +542,8 @@ async fn queues(
     Query(query): Query<NoteQuery>,
 ) -> Result<Html<String>> {
     let hopper = web.hopper();
-    let stats = hopper.queue_stats().await?;
-    let now = hopper.now();
+    let status = hopper.status(Duration::ZERO).await?;
+    let now = status.now;
     let csrf = caller.csrf_token();
     let mut body = String::new();
     if let Some(note) = non_empty(&query.note) {
@@ -578,14 +552,14 @@ async fn queues(
     body.push_str(
         "<table id=\"queues\"><tr><th>queue</th><th>due now</th><th>oldest due</th><th>status</th><th></th></tr>",
     );
-    for s in &stats {
-        let (status, action, label) = if s.paused {
+    for s in &status.queues {
+        let (shown, action, label) = if s.paused {
             ("paused", "resume", "Resume")
         } else {
             ("running", "pause", "Pause")
         };
         body.push_str(&format!(
-            r#"<tr data-queue="{q}"><td><a href="{DASHBOARD_PATH}/jobs?queue={qu}">{q}</a></td><td>{}</td><td>{}</td><td>{status}</td><td>{}</td></tr>"#,
+            r#"<tr data-queue="{q}"><td><a href="{DASHBOARD_PATH}/jobs?queue={qu}">{q}</a></td><td>{}</td><td>{}</td><td>{shown}</td><td>{}</td></tr>"#,
             s.due,
             s.oldest_due_at
                 .map(|at| format!("{} ago", age((now - at).num_seconds())))
@@ -600,17 +574,17 @@ async fn queues(
             qu = escape(&url_encode(&s.queue)),
         ));
     }
-    if stats.is_empty() {
+    if status.queues.is_empty() {
         body.push_str(r#"<tr><td colspan="5" class="muted">No queues yet.</td></tr>"#);
     }
     body.push_str("</table>");
-    body.push_str(&worker_table(hopper).await?);
+    body.push_str(&worker_table(&status));
     Ok(page("Queues", csrf, &body))
 }
 
 /// Each running worker pool's concurrency per queue, as its autoscaler chose.
-async fn worker_table(hopper: &hopper::Hopper) -> Result<String> {
-    let rows = hopper.store().worker_concurrency(hopper.now()).await?;
+fn worker_table(status: &hopper::status::Status) -> String {
+    let rows: Vec<_> = status.queues.iter().flat_map(|q| &q.workers).collect();
     let mut table = String::from(
         "<h2>Workers</h2><table id=\"workers\"><tr><th>queue</th><th>worker</th><th>running</th><th>concurrency</th><th>min–max</th></tr>",
     );
@@ -629,7 +603,7 @@ async fn worker_table(hopper: &hopper::Hopper) -> Result<String> {
         table.push_str(r#"<tr><td colspan="5" class="muted">No workers running.</td></tr>"#);
     }
     table.push_str("</table>");
-    Ok(table)
+    table
 }
 
 /// The pause/resume form.

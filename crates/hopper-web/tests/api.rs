@@ -224,6 +224,19 @@ async fn list_filters_and_pages() {
         .unwrap();
     assert_eq!(bulk_stats["due"], 5);
     assert_eq!(bulk_stats["paused"], true);
+    assert_eq!(
+        bulk_stats["pending"], 5,
+        "the queue's jobs per state: {stats}"
+    );
+    assert!(bulk_stats["workers"].is_array(), "{stats}");
+    assert!(
+        stats["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["queue"] == "bulk" && c["state"] == "pending" && c["count"] == 5),
+        "{stats}"
+    );
     queue.stop().await.unwrap();
 }
 

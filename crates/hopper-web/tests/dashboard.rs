@@ -358,3 +358,63 @@ async fn the_queues_page_shows_each_pools_concurrency() {
     let after = page(&router, &cookie, "/admin/queue/queues").await;
     assert!(after.body.contains("No workers running."), "{}", after.body);
 }
+
+#[tokio::test]
+async fn retrying_all_failed_skips_jobs_whose_unique_key_a_live_job_holds() {
+    let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    let keyed = hopper::DispatchOptions::new().unique_key("sync:1");
+    let held = hopper
+        .dispatch_json("flaky", &json!({}), keyed.clone())
+        .await
+        .unwrap();
+    let free = hopper
+        .dispatch_json("flaky", &json!({}), Default::default())
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    hopper.pause("default").await.unwrap();
+    let holder = hopper
+        .dispatch_json("flaky", &json!({}), keyed)
+        .await
+        .unwrap();
+
+    let cookie = log_in(&router).await;
+    let html = page(
+        &router,
+        &cookie,
+        "/admin/queue/jobs?state=failed&type=flaky",
+    )
+    .await;
+    assert!(
+        html.body.contains("Retry all failed flaky jobs"),
+        "{}",
+        html.body
+    );
+    let csrf = csrf_of(&html.body);
+    let all = submit(
+        &router,
+        &cookie,
+        "/admin/queue/jobs/retry-failed",
+        &format!("csrf={csrf}&type=flaky"),
+    )
+    .await;
+    assert_eq!(all.status, StatusCode::SEE_OTHER, "{}", all.body);
+    let location = all.headers[header::LOCATION].to_str().unwrap().to_owned();
+    let shown = page(&router, &cookie, &location).await;
+    assert!(
+        shown.body.contains(
+            "1 failed flaky jobs retried. 1 skipped: another live job holds their unique key."
+        ),
+        "{}",
+        shown.body
+    );
+    let state = |id| async move { hopper.job(id).await.unwrap().unwrap().state };
+    assert_eq!(state(free).await, hopper::JobState::Pending);
+    assert_eq!(state(held).await, hopper::JobState::Failed);
+    assert_eq!(state(holder).await, hopper::JobState::Pending);
+    queue.stop().await.unwrap();
+}

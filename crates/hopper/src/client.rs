@@ -12,8 +12,10 @@ use crate::job::{Job, JobId};
 use crate::maintenance::Retention;
 use crate::registry::{JobDefaults, Registry, RegistryError};
 use crate::state::State;
+use crate::status::Status;
 use crate::store::{
-    JobFilter, JobRecord, MinuteCount, NewJob, QueueStats, StateCount, Store, StoreError,
+    JobFilter, JobRecord, MinuteCount, NewJob, QueueStats, RetriedFailed, RetryFailed, StateCount,
+    Store, StoreError,
 };
 use crate::worker::{WorkerConfig, WorkerError, WorkerPool};
 
@@ -534,6 +536,72 @@ impl Hopper {
         Ok(retried)
     }
 
+    /// Puts every failed job of `job_type` (every type when `None`) in
+    /// `queue` (every queue when `None`) back to pending, due now, each with
+    /// as many new attempts as its type allows, and wakes the workers of
+    /// their queues. A job whose unique key another live job holds stays
+    /// failed and is counted in [`RetriedFailed::skipped`] instead of
+    /// failing the call. The store works through the jobs in bounded
+    /// batches (see [`Store::retry_failed`]).
+    ///
+    /// ```
+    /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobError, JobResult};
+    /// struct Doomed;
+    /// impl Job for Doomed {
+    ///     const TYPE: &'static str = "doomed";
+    ///     type Payload = ();
+    ///     async fn handle(&self, _: (), _: JobContext) -> JobResult { Err(JobError::permanent("no")) }
+    /// }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let builder = Hopper::builder().register(Doomed).unwrap();
+    /// let queue = hopper::testing::TestQueue::start(builder).await.unwrap();
+    /// let hopper = queue.hopper();
+    /// hopper.dispatch::<Doomed>(()).await.unwrap();
+    /// hopper.dispatch_with::<Doomed>((), DispatchOptions::new().queue("other")).await.unwrap();
+    /// queue.wait_idle().await.unwrap();
+    /// hopper.pause("default").await.unwrap();
+    /// let done = hopper.retry_all_failed(Some("doomed"), Some("default")).await.unwrap();
+    /// assert_eq!((done.retried, done.skipped), (1, 0));
+    /// assert_eq!(done.queues, ["default"]);
+    /// # queue.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn retry_all_failed(
+        &self,
+        job_type: Option<&str>,
+        queue: Option<&str>,
+    ) -> Result<RetriedFailed, StoreError> {
+        if [job_type, queue]
+            .into_iter()
+            .flatten()
+            .any(|name| name.contains('\0'))
+        {
+            // Dispatch refuses NUL in these names, so no stored job has one.
+            return Ok(RetriedFailed::default());
+        }
+        let registry = &self.inner.registry;
+        let extra_attempts = registry
+            .types()
+            .filter(|name| job_type.is_none_or(|wanted| wanted == *name))
+            .filter_map(|name| {
+                let registered = registry.get(name).ok()?;
+                Some((name.to_owned(), registered.defaults().max_attempts))
+            })
+            .collect();
+        let request = RetryFailed {
+            job_type: job_type.map(str::to_owned),
+            queue: queue.map(str::to_owned),
+            now: self.now(),
+            extra_attempts,
+            default_extra_attempts: 1,
+        };
+        let done = self.inner.store.retry_failed(&request).await?;
+        for queue in &done.queues {
+            self.inner.wakers.wake(queue);
+        }
+        Ok(done)
+    }
+
     /// Deletes job `id` unless it is running; returns whether it was deleted.
     ///
     /// ```
@@ -592,6 +660,38 @@ impl Hopper {
     /// ```
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
         self.inner.store.queue_stats(self.now()).await
+    }
+
+    /// The status of every queue now: jobs per state, due work and its
+    /// oldest job, whether it is paused and the live pools running it,
+    /// with the jobs that ended per minute over the last `window`. The one
+    /// place the dashboard, the JSON API and the console read it from.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use hopper::{Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = ();
+    /// #     async fn handle(&self, _: (), _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// let hopper = hopper::Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
+    /// hopper.dispatch::<Ping>(()).await.unwrap();
+    /// let status = hopper.status(std::time::Duration::from_secs(3600)).await.unwrap();
+    /// let default = &status.queues[0];
+    /// assert_eq!((default.queue.as_str(), default.counts.pending, default.due), ("default", 1, 1));
+    /// assert!(!default.paused && default.workers.is_empty());
+    /// # });
+    /// ```
+    pub async fn status(&self, window: std::time::Duration) -> Result<Status, StoreError> {
+        let now = self.now();
+        let store = &self.inner.store;
+        let counts = store.counts().await?;
+        let stats = store.queue_stats(now).await?;
+        let workers = store.worker_concurrency(now).await?;
+        let throughput = store.throughput(crate::clock::sub(now, window)).await?;
+        Ok(Status::assemble(now, counts, stats, workers, throughput))
     }
 
     /// Jobs finished and failed per minute over the last `window`.

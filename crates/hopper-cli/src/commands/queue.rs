@@ -1,22 +1,19 @@
 //! `queue:*`: run workers, look at jobs, retry, cancel, prune, dispatch,
 //! pause and resume.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Args;
 use hopper::{
-    DispatchOptions, Hopper, JobFilter, JobId, JobRecord, JobState, Retention, WorkerConfig,
+    Concurrency, DispatchOptions, Hopper, JobFilter, JobId, JobRecord, JobState, Retention,
+    WorkerConfig,
 };
 use serde::Serialize;
 
 use super::{age, args, clip, state_style, time, usage};
 use crate::console::{Command, ConsoleError, Context};
 use crate::output::{Cell, Style, Table};
-
-/// Rows fetched per page when walking many jobs.
-const PAGE: u32 = 500;
 
 #[derive(Args, Debug)]
 struct WorkArgs {
@@ -37,10 +34,9 @@ pub(crate) struct Work;
 #[async_trait]
 impl Command for Work {
     fn definition(&self) -> clap::Command {
-        WorkArgs::augment_args(
-            clap::Command::new("queue:work")
-                .about("Run workers (no HTTP server) until Ctrl-C or SIGTERM"),
-        )
+        WorkArgs::augment_args(clap::Command::new("queue:work").about(
+            "Run workers, schedules and alert checks (no HTTP server) until Ctrl-C or SIGTERM",
+        ))
     }
 
     async fn run(
@@ -50,13 +46,19 @@ impl Command for Work {
     ) -> Result<(), ConsoleError> {
         let args: WorkArgs = args(matches)?;
         let hopper = ctx.hopper().await?;
-        let config = work_config(ctx.console().base_worker_config(), &hopper, &args);
+        let mut services = ctx
+            .console()
+            .services(work_config(ctx.console().base_worker_config(), &args))?;
+        if !args.queue.is_empty() {
+            services = services.only_configured_queues();
+        }
+        let config = services.worker_config(&hopper);
         let queues: Vec<String> = config
             .queues()
             .iter()
             .map(|(queue, n)| format!("{queue} ({n} workers)"))
             .collect();
-        let pool = hopper.start(config.clone())?;
+        let running = services.start(&hopper)?;
         let out = ctx.out();
         out.line(format!(
             "Working on {}. Ctrl-C stops gracefully.",
@@ -65,13 +67,13 @@ impl Command for Work {
         if args.stop_when_empty {
             let names: Vec<String> = config.queues().iter().map(|(q, _)| q.clone()).collect();
             tokio::select! {
-                result = wait_empty(&hopper, &pool, &names) => result?,
+                result = wait_empty(&hopper, running.pool(), &names) => result?,
                 () = ctx.console().wait_for_shutdown() => {}
             }
         } else {
             ctx.console().wait_for_shutdown().await;
         }
-        let handed_back = pool.stop().await?;
+        let handed_back = running.stop().await?;
         let out = ctx.out();
         if handed_back > 0 {
             out.line(format!(
@@ -84,32 +86,29 @@ impl Command for Work {
     }
 }
 
-/// The worker configuration `queue:work` runs with.
-fn work_config(base: &WorkerConfig, hopper: &Hopper, args: &WorkArgs) -> WorkerConfig {
-    let default_workers = base.queues().first().map_or(10, |(_, n)| *n);
-    let workers = args.workers.map_or(default_workers, |n| n as usize);
-    let mut queues: Vec<String> = if args.queue.is_empty() {
-        let mut names: Vec<String> = base.queues().iter().map(|(q, _)| q.clone()).collect();
-        for queue in hopper.registry().queues() {
-            if !names.iter().any(|name| name == queue) {
-                names.push(queue.to_owned());
-            }
+/// The worker configuration `queue:work` asks for: the console's, or only
+/// the queues `--queue` names (each with its configured bounds, or those of
+/// the console's first queue), with `--workers` fixing every queue's count.
+/// Queues registered jobs name join it when the services start (see
+/// [`hopper::services::Services::worker_config`]) unless `--queue` is given.
+fn work_config(base: &WorkerConfig, args: &WorkArgs) -> WorkerConfig {
+    let first = base
+        .queues()
+        .first()
+        .and_then(|(queue, _)| base.concurrency(queue))
+        .unwrap_or(Concurrency::fixed(10));
+    let mut config = base.clone();
+    if !args.queue.is_empty() {
+        config = config.only();
+        for queue in &args.queue {
+            let bounds = base.concurrency(queue).unwrap_or(first);
+            config = config.queue_scaled(queue.clone(), bounds.min, bounds.max);
         }
-        names
-    } else {
-        args.queue.clone()
-    };
-    queues.dedup();
-    let mut config = base.clone().only();
-    for queue in queues {
-        let count = match (
-            args.workers,
-            base.queues().iter().find(|(q, _)| *q == queue),
-        ) {
-            (None, Some((_, n))) => *n,
-            _ => workers,
-        };
-        config = config.queue(queue, count);
+    }
+    if let Some(workers) = args.workers {
+        for (queue, _) in config.queues() {
+            config = config.queue(queue, workers as usize);
+        }
     }
     config
 }
@@ -146,9 +145,9 @@ struct JsonArgs {
     json: bool,
 }
 
-#[derive(Debug, Default, Serialize)]
-struct QueueRow {
-    queue: String,
+#[derive(Debug, Serialize)]
+struct QueueRow<'a> {
+    queue: &'a str,
     pending: u64,
     started: u64,
     finished: u64,
@@ -161,18 +160,10 @@ struct QueueRow {
 }
 
 #[derive(Debug, Serialize)]
-struct StatusReport {
-    queues: Vec<QueueRow>,
+struct StatusReport<'a> {
+    queues: Vec<QueueRow<'a>>,
     finished_last_minute: u64,
     failed_last_minute: u64,
-}
-
-/// The row of `queue`, added if missing.
-fn entry<'a>(rows: &'a mut BTreeMap<String, QueueRow>, queue: &str) -> &'a mut QueueRow {
-    rows.entry(queue.to_owned()).or_insert_with(|| QueueRow {
-        queue: queue.to_owned(),
-        ..QueueRow::default()
-    })
 }
 
 pub(crate) struct Status;
@@ -192,32 +183,27 @@ impl Command for Status {
     ) -> Result<(), ConsoleError> {
         let args: JsonArgs = args(matches)?;
         let hopper = ctx.hopper().await?;
-        let now = hopper.now();
-        let mut rows: BTreeMap<String, QueueRow> = BTreeMap::new();
-        for count in hopper.counts().await? {
-            let entry = entry(&mut rows, &count.queue);
-            match count.state {
-                JobState::Pending => entry.pending = count.count,
-                JobState::Started => entry.started = count.count,
-                JobState::Finished => entry.finished = count.count,
-                JobState::Failed => entry.failed = count.count,
-                JobState::Cancelled => entry.cancelled = count.count,
-            }
-        }
-        for stats in hopper.queue_stats().await? {
-            let entry = entry(&mut rows, &stats.queue);
-            entry.due = stats.due;
-            entry.paused = stats.paused;
-            entry.oldest_due_at = stats.oldest_due_at;
-            entry.oldest_due_seconds = stats
-                .oldest_due_at
-                .map(|at| (now - at).to_std().unwrap_or_default().as_secs());
-        }
-        let minute = hopper.throughput(Duration::from_secs(60)).await?;
+        let status = hopper.status(Duration::from_secs(60)).await?;
+        let now = status.now;
         let report = StatusReport {
-            queues: rows.into_values().collect(),
-            finished_last_minute: minute.iter().map(|m| m.finished).sum(),
-            failed_last_minute: minute.iter().map(|m| m.failed).sum(),
+            queues: status
+                .queues
+                .iter()
+                .map(|queue| QueueRow {
+                    queue: &queue.queue,
+                    pending: queue.counts.pending,
+                    started: queue.counts.started,
+                    finished: queue.counts.finished,
+                    failed: queue.counts.failed,
+                    cancelled: queue.counts.cancelled,
+                    due: queue.due,
+                    oldest_due_at: queue.oldest_due_at,
+                    oldest_due_seconds: queue.oldest_due_age(now).map(|age| age.as_secs()),
+                    paused: queue.paused,
+                })
+                .collect(),
+            finished_last_minute: status.finished(),
+            failed_last_minute: status.failed(),
         };
         let out = ctx.out();
         if args.json {
@@ -246,7 +232,7 @@ impl Command for Status {
                     }
                 };
                 table.row([
-                    Cell::styled(q.queue.clone(), Style::Bold),
+                    Cell::styled(q.queue, Style::Bold),
                     count(q.pending, Style::Yellow),
                     count(q.started, Style::Cyan),
                     count(q.finished, Style::Green),
@@ -497,41 +483,24 @@ impl Command for Retry {
                 "give the id of a job to retry, or --all for every failed job",
             ));
         }
-        let ids = failed_ids(&hopper, args.job_type.clone()).await?;
-        let progress = ctx.out().progress(Some(ids.len() as u64), "retrying");
-        let mut retried = 0u64;
-        for id in &ids {
-            if hopper.retry(*id).await? {
-                retried += 1;
-            }
-            progress.inc(1);
-        }
+        let progress = ctx.out().progress(None, "retrying");
+        let done = hopper
+            .retry_all_failed(args.job_type.as_deref(), None)
+            .await;
         progress.finish();
+        let done = done?;
         let what = args
             .job_type
             .map_or_else(String::new, |t| format!(" of type {t}"));
-        ctx.out()
-            .line(format!("Retried {retried} failed jobs{what}."))?;
-        Ok(())
-    }
-}
-
-/// The ids of every failed job (of `job_type`), newest first, page by page.
-async fn failed_ids(hopper: &Hopper, job_type: Option<String>) -> Result<Vec<JobId>, ConsoleError> {
-    let mut ids = Vec::new();
-    let mut filter = JobFilter {
-        state: Some(JobState::Failed),
-        job_type,
-        limit: PAGE,
-        ..JobFilter::default()
-    };
-    loop {
-        let page = hopper.jobs(&filter).await?;
-        ids.extend(page.iter().map(|job| job.id));
-        match page.last() {
-            Some(last) if page.len() == PAGE as usize => filter.before_id = Some(last.id),
-            _ => return Ok(ids),
+        let out = ctx.out();
+        out.line(format!("Retried {} failed jobs{what}.", done.retried))?;
+        if done.skipped > 0 {
+            out.line(format!(
+                "Skipped {} whose unique key another live job holds.",
+                done.skipped
+            ))?;
         }
+        Ok(())
     }
 }
 

@@ -568,6 +568,144 @@ pub struct TypeOutcomes {
     pub failed: u64,
 }
 
+/// Most failed jobs [`Store::retry_failed`] looks at in one transaction.
+pub const RETRY_FAILED_BATCH: u32 = 500;
+
+/// Which failed jobs [`Store::retry_failed`] puts back to `pending`, and
+/// with how many more attempts.
+///
+/// ```
+/// let request = hopper::store::RetryFailed {
+///     job_type: Some("send_email".into()),
+///     queue: None,
+///     now: chrono::Utc::now(),
+///     extra_attempts: vec![("send_email".into(), 5)],
+///     default_extra_attempts: 1,
+/// };
+/// assert_eq!(request.extra_attempts_for("send_email"), 5);
+/// assert_eq!(request.extra_attempts_for("other"), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryFailed {
+    /// Only jobs of this type; every type when `None`.
+    pub job_type: Option<String>,
+    /// Only jobs in this queue; every queue when `None`.
+    pub queue: Option<String>,
+    /// When the retried jobs become due.
+    pub now: DateTime<Utc>,
+    /// Attempts a retried job of each type gets on top of those it used.
+    pub extra_attempts: Vec<(String, u32)>,
+    /// Attempts for a job whose type `extra_attempts` does not list.
+    pub default_extra_attempts: u32,
+}
+
+impl RetryFailed {
+    /// The attempts a retried job of `job_type` gets on top of those it
+    /// used: at least one, as with [`Store::retry`].
+    ///
+    /// ```
+    /// let request = hopper::store::RetryFailed {
+    ///     job_type: None, queue: None, now: chrono::Utc::now(),
+    ///     extra_attempts: vec![("a".into(), 0)], default_extra_attempts: 3,
+    /// };
+    /// assert_eq!(request.extra_attempts_for("a"), 1);
+    /// assert_eq!(request.extra_attempts_for("b"), 3);
+    /// ```
+    pub fn extra_attempts_for(&self, job_type: &str) -> u32 {
+        self.extra_attempts
+            .iter()
+            .find(|(name, _)| name == job_type)
+            .map_or(self.default_extra_attempts, |(_, extra)| *extra)
+            .max(1)
+    }
+}
+
+/// What [`Store::retry_failed`] did.
+///
+/// ```
+/// let done = hopper::store::RetriedFailed { retried: 3, skipped: 1, queues: vec!["default".into()] };
+/// assert_eq!(done.retried + done.skipped, 4);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RetriedFailed {
+    /// Jobs put back to `pending`.
+    pub retried: u64,
+    /// Failed jobs left failed because another live job (or another failed
+    /// job retried in the same call) holds their unique key.
+    pub skipped: u64,
+    /// The queues with a retried job, sorted.
+    pub queues: Vec<String>,
+}
+
+/// One failed job as [`Store::retry_failed`] reads it.
+#[derive(Clone, Debug)]
+pub(crate) struct FailedJob {
+    pub(crate) id: JobId,
+    pub(crate) job_type: String,
+    /// Its queue, for stores whose update cannot return the queues it changed.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) queue: String,
+    pub(crate) unique_key: Option<String>,
+}
+
+/// Which jobs of one batch of failed jobs (in id order) to retry: every job
+/// without a unique key, and for each key no live job holds (`held` lists
+/// those held) the first job with it. Returns the jobs to retry, grouped by
+/// the extra attempts each gets, and how many were skipped.
+pub(crate) fn plan_retry<'a>(
+    request: &RetryFailed,
+    batch: &'a [FailedJob],
+    held: &[String],
+) -> (Vec<(u32, Vec<&'a FailedJob>)>, u64) {
+    let mut taken: Vec<&str> = Vec::new();
+    let mut groups: Vec<(u32, Vec<&FailedJob>)> = Vec::new();
+    let mut skipped = 0;
+    for job in batch {
+        if let Some(key) = job.unique_key.as_deref() {
+            if held.iter().any(|h| h == key) || taken.contains(&key) {
+                skipped += 1;
+                continue;
+            }
+            taken.push(key);
+        }
+        let extra = request.extra_attempts_for(&job.job_type);
+        match groups.iter_mut().find(|(n, _)| *n == extra) {
+            Some((_, jobs)) => jobs.push(job),
+            None => groups.push((extra, vec![job])),
+        }
+    }
+    (groups, skipped)
+}
+
+impl RetriedFailed {
+    /// Counts `retried` jobs of `queues` put back and `skipped` left.
+    pub(crate) fn add<'a>(
+        &mut self,
+        retried: u64,
+        skipped: u64,
+        queues: impl IntoIterator<Item = &'a str>,
+    ) {
+        self.retried += retried;
+        self.skipped += skipped;
+        for queue in queues {
+            if let Err(at) = self.queues.binary_search_by(|q| q.as_str().cmp(queue)) {
+                self.queues.insert(at, queue.to_owned());
+            }
+        }
+    }
+}
+
+/// The distinct unique keys of `batch`.
+pub(crate) fn batch_keys(batch: &[FailedJob]) -> Vec<&str> {
+    let mut keys: Vec<&str> = batch
+        .iter()
+        .filter_map(|job| job.unique_key.as_deref())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// An alert's row id.
 pub type AlertId = i64;
 
@@ -828,6 +966,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
         extra_attempts: u32,
     ) -> Result<bool, StoreError>;
+
+    /// Puts every `failed` job `request` selects back to `pending`, due at
+    /// `request.now`, with the extra attempts it names for the job's type
+    /// (as [`Store::retry`] does), oldest first, in batches of at most
+    /// [`RETRY_FAILED_BATCH`] jobs, each its own short transaction. A job
+    /// whose unique key another live job holds (or an earlier job of the
+    /// same call took) stays failed and is counted as skipped; it never
+    /// fails the call. Jobs failing while it runs are left for the next call.
+    async fn retry_failed(&self, request: &RetryFailed) -> Result<RetriedFailed, StoreError>;
 
     /// Deletes up to `limit` jobs in `state` that ended before `before`;
     /// returns how many.

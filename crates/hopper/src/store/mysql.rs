@@ -23,6 +23,7 @@ use super::{
     JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats,
     ScheduleState, StateCount, Store, StoreError, Tick, TypeOutcomes,
 };
+use super::{FailedJob, RETRY_FAILED_BATCH, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
 /// Jobs per statement in a bulk insert: 7 bound values each, well under the
@@ -664,6 +665,36 @@ impl MysqlStore {
     }
 }
 
+impl MysqlStore {
+    /// Puts the failed jobs `jobs` back to `pending`, due at `now`, with
+    /// `extra` more attempts, in one statement; returns how many it changed.
+    async fn retry_jobs(
+        &self,
+        jobs: &[&FailedJob],
+        now: DateTime<Utc>,
+        extra: u32,
+    ) -> Result<u64, StoreError> {
+        retry_deadlocks(|| async {
+            let mut update = QueryBuilder::new(
+                "UPDATE jobs SET state = 'pending', finished_at = NULL, available_at = ",
+            );
+            update
+                .push_bind(micros(now))
+                .push(", max_attempts = attempts + ")
+                .push_bind(extra)
+                .push(" WHERE state = 'failed' AND id IN (");
+            let mut ids = update.separated(", ");
+            for job in jobs {
+                ids.push_bind(job.id);
+            }
+            update.push(")");
+            let done = update.build().execute(&self.pool).await?;
+            Ok::<_, sqlx::Error>(done.rows_affected())
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for MysqlStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -1129,6 +1160,85 @@ impl Store for MysqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn retry_failed(&self, request: &RetryFailed) -> Result<RetriedFailed, StoreError> {
+        let mut done = RetriedFailed::default();
+        let mut after: JobId = 0;
+        loop {
+            let mut select = QueryBuilder::new(
+                "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ",
+            );
+            select.push_bind(after);
+            if let Some(job_type) = &request.job_type {
+                select.push(" AND type = ").push_bind(job_type);
+            }
+            if let Some(queue) = &request.queue {
+                select.push(" AND queue = ").push_bind(queue);
+            }
+            select
+                .push(" ORDER BY id LIMIT ")
+                .push_bind(RETRY_FAILED_BATCH);
+            let batch = select
+                .build()
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(FailedJob {
+                        id: row.try_get("id")?,
+                        job_type: text(row, "type")?,
+                        queue: text(row, "queue")?,
+                        unique_key: optional_text(row, "unique_key")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let Some(last) = batch.last().map(|job| job.id) else {
+                return Ok(done);
+            };
+            after = last;
+            let keys = batch_keys(&batch);
+            let held: Vec<String> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                // The live-key index holds each live job's key as its SHA-256.
+                let mut query =
+                    QueryBuilder::new("SELECT unique_key FROM jobs WHERE live_key IN (");
+                let mut list = query.separated(", ");
+                for key in &keys {
+                    list.push("UNHEX(SHA2(")
+                        .push_bind_unseparated(*key)
+                        .push_unseparated(", 256))");
+                }
+                query.push(")");
+                query
+                    .build()
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| text(row, "unique_key"))
+                    .collect::<Result<_, sqlx::Error>>()?
+            };
+            let (groups, skipped) = plan_retry(request, &batch, &held);
+            done.add(0, skipped, []);
+            for (extra, jobs) in groups {
+                match self.retry_jobs(&jobs, request.now, extra).await {
+                    Ok(retried) => done.add(retried, 0, jobs.iter().map(|job| job.queue.as_str())),
+                    // A key taken meanwhile: the statement changed nothing, so
+                    // go one job at a time and skip the jobs whose key is held.
+                    Err(error) if error.is_unique_violation() => {
+                        for job in jobs {
+                            match self.retry_jobs(&[job], request.now, extra).await {
+                                Ok(retried) => done.add(retried, 0, [job.queue.as_str()]),
+                                Err(error) if error.is_unique_violation() => done.add(0, 1, []),
+                                Err(error) => return Err(error),
+                            }
+                        }
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
     }
 
     async fn prune(

@@ -25,6 +25,7 @@ use super::{
     JobFilter, JobRecord, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState,
     StateCount, Store, StoreError, Tick, TypeOutcomes, Wakeup,
 };
+use super::{FailedJob, RETRY_FAILED_BATCH, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
 /// The channel every wake-up is sent on; the payload is the queue's name.
@@ -462,6 +463,36 @@ async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error
     listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     Ok(listener)
+}
+
+impl PostgresStore {
+    /// Puts the failed jobs `ids` back to `pending`, due at `now`, with
+    /// `extra` more attempts, in one statement that wakes their queues;
+    /// returns the queue of each job it changed.
+    async fn retry_ids(
+        &self,
+        ids: &[JobId],
+        now: DateTime<Utc>,
+        extra: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let retry = notifying(
+            "UPDATE jobs SET state = 'pending', available_at = $1, finished_at = NULL, \
+                max_attempts = attempts + $2 \
+             WHERE id = ANY($3) AND state = 'failed' \
+             RETURNING queue, TRUE AS due",
+            "queue",
+        );
+        let rows = sqlx::query(&retry)
+            .bind(now)
+            .bind(to_i32(extra))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get("queue"))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
 }
 
 #[async_trait]
@@ -1038,6 +1069,84 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.len() == 1)
+    }
+
+    async fn retry_failed(&self, request: &RetryFailed) -> Result<RetriedFailed, StoreError> {
+        let mut done = RetriedFailed::default();
+        let mut after: JobId = 0;
+        loop {
+            let mut select = QueryBuilder::new(
+                "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ",
+            );
+            select.push_bind(after);
+            if let Some(job_type) = &request.job_type {
+                select.push(" AND type = ").push_bind(job_type);
+            }
+            if let Some(queue) = &request.queue {
+                select.push(" AND queue = ").push_bind(queue);
+            }
+            select
+                .push(" ORDER BY id LIMIT ")
+                .push_bind(i64::from(RETRY_FAILED_BATCH));
+            let batch = select
+                .build()
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(FailedJob {
+                        id: row.try_get("id")?,
+                        job_type: row.try_get("type")?,
+                        queue: row.try_get("queue")?,
+                        unique_key: row.try_get("unique_key")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let Some(last) = batch.last().map(|job| job.id) else {
+                return Ok(done);
+            };
+            after = last;
+            let keys = batch_keys(&batch);
+            let held: Vec<String> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_scalar(
+                    "SELECT unique_key FROM jobs \
+                     WHERE unique_key = ANY($1) AND state IN ('pending', 'started')",
+                )
+                .bind(&keys)
+                .fetch_all(&self.pool)
+                .await?
+            };
+            let (groups, skipped) = plan_retry(request, &batch, &held);
+            done.add(0, skipped, []);
+            for (extra, jobs) in groups {
+                let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+                match self.retry_ids(&ids, request.now, extra).await {
+                    Ok(queues) => {
+                        done.add(queues.len() as u64, 0, queues.iter().map(String::as_str))
+                    }
+                    // A key taken meanwhile: the statement changed nothing, so
+                    // go one job at a time and skip the jobs whose key is held.
+                    Err(error) if error.is_unique_violation() => {
+                        for id in ids {
+                            match self.retry_ids(&[id], request.now, extra).await {
+                                Ok(queues) => {
+                                    done.add(
+                                        queues.len() as u64,
+                                        0,
+                                        queues.iter().map(String::as_str),
+                                    );
+                                }
+                                Err(error) if error.is_unique_violation() => done.add(0, 1, []),
+                                Err(error) => return Err(error),
+                            }
+                        }
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
     }
 
     async fn prune(

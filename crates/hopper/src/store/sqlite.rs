@@ -30,8 +30,9 @@ use super::rows::{
 };
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob, Completion,
-    JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats,
-    ScheduleState, StateCount, Store, StoreError, Tick, TypeOutcomes,
+    FailedJob, JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome,
+    QueueStats, RETRY_FAILED_BATCH, RetriedFailed, RetryFailed, ScheduleState, StateCount, Store,
+    StoreError, Tick, TypeOutcomes, batch_keys, plan_retry,
 };
 use crate::job::{JobId, JobState};
 
@@ -893,6 +894,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn retry_failed(&self, request: &RetryFailed) -> Result<RetriedFailed, StoreError> {
+        let mut done = RetriedFailed::default();
+        let mut after: JobId = 0;
+        loop {
+            let step = self
+                .transaction(|tx| long(|| retry_failed_batch(tx, request, after)))
+                .await?;
+            let Some((last, batch)) = step else {
+                return Ok(done);
+            };
+            after = last;
+            done.add(
+                batch.retried,
+                batch.skipped,
+                batch.queues.iter().map(String::as_str),
+            );
+        }
+    }
+
     fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<super::Wakeup>> {
         // In memory, every writer is in this process, which wakes its own.
         self.readers.as_ref()?;
@@ -917,6 +937,87 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// Retries one batch of the failed jobs `request` selects with ids above
+/// `after`, in the caller's transaction: returns the batch's last id and
+/// what it did, or `None` when no such job is left.
+fn retry_failed_batch(
+    conn: &Connection,
+    request: &RetryFailed,
+    after: JobId,
+) -> Result<Option<(JobId, RetriedFailed)>, StoreError> {
+    let mut sql = String::from(
+        "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ?",
+    );
+    let mut values = vec![Value::Integer(after)];
+    for (column, value) in [("type", &request.job_type), ("queue", &request.queue)] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            values.push(Value::Text(value.clone()));
+        }
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    values.push(Value::Integer(i64::from(RETRY_FAILED_BATCH)));
+    let batch = all(conn, &sql, params_from_iter(values), |row| {
+        Ok(FailedJob {
+            id: row.get(0)?,
+            job_type: row.get(1)?,
+            queue: row.get(2)?,
+            unique_key: row.get(3)?,
+        })
+    })?;
+    let Some(last) = batch.last().map(|job| job.id) else {
+        return Ok(None);
+    };
+    let keys = batch_keys(&batch);
+    let held: Vec<String> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        all(
+            conn,
+            "SELECT unique_key FROM jobs \
+             WHERE unique_key IN (SELECT value FROM json_each(?1)) AND state IN ('pending', 'started')",
+            [serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into())],
+            |row| Ok(row.get(0)?),
+        )?
+    };
+    let (groups, skipped) = plan_retry(request, &batch, &held);
+    let mut done = RetriedFailed::default();
+    done.add(0, skipped, []);
+    const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
+            max_attempts = attempts + ?2 \
+         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'failed' RETURNING queue";
+    let retry = |ids: Vec<JobId>, extra: u32| -> Result<Vec<String>, StoreError> {
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        all(
+            conn,
+            RETRY,
+            params![micros(request.now), extra, ids],
+            |row| Ok(row.get(0)?),
+        )
+    };
+    for (extra, jobs) in groups {
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        match retry(ids.clone(), extra) {
+            Ok(queues) => done.add(changed(queues.len()), 0, queues.iter().map(String::as_str)),
+            // A key taken meanwhile: the statement changed nothing, so go
+            // one job at a time and skip the jobs whose key is held.
+            Err(error) if error.is_unique_violation() => {
+                for id in ids {
+                    match retry(vec![id], extra) {
+                        Ok(queues) => {
+                            done.add(changed(queues.len()), 0, queues.iter().map(String::as_str));
+                        }
+                        Err(error) if error.is_unique_violation() => done.add(0, 1, []),
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Some((last, done)))
 }
 
 /// Whether SQLite refused a statement because another connection holds the

@@ -1251,3 +1251,192 @@ pub async fn instances_migrating_the_same_database_at_once_all_succeed(db: &Test
     hopper::store::open(url).await.unwrap();
     assert_eq!(b.get(id).await.unwrap().unwrap().state, JobState::Started);
 }
+
+pub async fn every_failed_job_of_a_type_is_retried_at_once_skipping_held_unique_keys(db: &TestDb) {
+    let config = WorkerConfig::new(4).queue("other", 1);
+    let queue = db.start_with(builder(), config).await.unwrap();
+    let hopper = queue.hopper();
+    let keyed = |key: &str| DispatchOptions::new().unique_key(key);
+    let doomed = |options: DispatchOptions| hopper.dispatch_with::<Doomed>("no".into(), options);
+    let plain = doomed(DispatchOptions::new()).await.unwrap();
+    let elsewhere = doomed(DispatchOptions::new().queue("other")).await.unwrap();
+    let held = doomed(keyed("held")).await.unwrap();
+    let twin = doomed(keyed("twin")).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    // The first twin failed, so its key is free for a second job with it.
+    let second_twin = doomed(keyed("twin")).await.unwrap();
+    let panicked = hopper.dispatch::<Panicker>("boom".into()).await.unwrap();
+    queue.wait_idle().await.unwrap();
+    for id in [plain, elsewhere, held, twin, second_twin, panicked] {
+        assert_eq!(state_of(&queue, id).await.state, JobState::Failed, "{id}");
+    }
+    // Paused, so retried jobs stay pending to be read back, and the live
+    // job holding "held" stays live.
+    hopper.pause("default").await.unwrap();
+    hopper.pause("other").await.unwrap();
+    let holder = hopper
+        .dispatch_with::<Noop>((), keyed("held"))
+        .await
+        .unwrap();
+
+    let done = hopper
+        .retry_all_failed(Some("doomed"), Some("other"))
+        .await
+        .unwrap();
+    assert_eq!((done.retried, done.skipped), (1, 0));
+    assert_eq!(done.queues, ["other"]);
+    let job = state_of(&queue, elsewhere).await;
+    assert_eq!(
+        (job.state, job.attempts, job.max_attempts),
+        (JobState::Pending, 1, 4),
+        "as many more attempts as the type allows"
+    );
+    assert_eq!(job.available_at, hopper.now());
+    assert!(job.finished_at.is_none());
+
+    let done = hopper.retry_all_failed(Some("doomed"), None).await.unwrap();
+    assert_eq!(
+        (done.retried, done.skipped),
+        (2, 2),
+        "the job whose key a live job holds and the second job with a key retried in the same call are skipped"
+    );
+    assert_eq!(done.queues, ["default"]);
+    for (id, state) in [
+        (plain, JobState::Pending),
+        (twin, JobState::Pending),
+        (held, JobState::Failed),
+        (second_twin, JobState::Failed),
+        (panicked, JobState::Failed),
+        (holder, JobState::Pending),
+    ] {
+        assert_eq!(state_of(&queue, id).await.state, state, "{id}");
+    }
+
+    let again = hopper.retry_all_failed(Some("doomed"), None).await.unwrap();
+    assert_eq!((again.retried, again.skipped), (0, 2), "still held");
+
+    let every = hopper.retry_all_failed(None, None).await.unwrap();
+    assert_eq!((every.retried, every.skipped), (1, 2));
+    let job = state_of(&queue, panicked).await;
+    assert_eq!(
+        (job.state, job.max_attempts),
+        (JobState::Pending, 2),
+        "each type gets its own attempts"
+    );
+
+    let nul = hopper
+        .retry_all_failed(Some("doo\0med"), None)
+        .await
+        .unwrap();
+    assert_eq!((nul.retried, nul.skipped), (0, 0));
+
+    assert!(hopper.cancel(holder).await.unwrap());
+    let freed = hopper.retry_all_failed(Some("doomed"), None).await.unwrap();
+    assert_eq!(
+        (freed.retried, freed.skipped),
+        (1, 1),
+        "the key is free again; the second twin's key is still held by the first"
+    );
+    assert_eq!(state_of(&queue, held).await.state, JobState::Pending);
+    assert_eq!(state_of(&queue, second_twin).await.state, JobState::Failed);
+    queue.stop().await.unwrap();
+}
+
+pub async fn retrying_every_failed_job_works_through_batches(db: &TestDb) {
+    use hopper::store::{RETRY_FAILED_BATCH, RetryFailed};
+    let clock = hopper::clock::ManualClock::new();
+    let hopper = builder()
+        .clock(clock.clone())
+        .connect(db.url())
+        .await
+        .unwrap();
+    let store = hopper.store().clone();
+    let now = hopper.now();
+    let job = |key: Option<&str>| NewJob {
+        job_type: "bulk".into(),
+        queue: "bulk".into(),
+        payload: "null".into(),
+        priority: 0,
+        max_attempts: 1,
+        available_at: now,
+        created_at: now,
+        unique_key: key.map(str::to_owned),
+    };
+    let fail_all = |expected: usize| {
+        let store = store.clone();
+        async move {
+            let limit = u32::try_from(expected).unwrap();
+            let request = claim_at("bulk", "w", limit, now, Duration::from_secs(60));
+            let claimed = store.claim(request).await.unwrap();
+            assert_eq!(claimed.len(), expected);
+            let claims: Vec<Claim> = claimed.iter().map(|job| job.claim()).collect();
+            store.mark_started(&claims).await.unwrap();
+            let failures: Vec<Completion> = claimed
+                .iter()
+                .map(|job| Completion {
+                    claim: job.claim(),
+                    attempt: job.attempt,
+                    outcome: Outcome::Failed { error: "no".into() },
+                })
+                .collect();
+            assert_eq!(
+                store.complete(&failures, now).await.unwrap(),
+                expected as u64
+            );
+        }
+    };
+    // More than two batches; the first and the last job share a unique key,
+    // so the last finds it held by a job an earlier batch retried.
+    let count = 2 * RETRY_FAILED_BATCH as usize + 7;
+    let mut jobs = vec![job(Some("edge"))];
+    jobs.extend((1..count - 1).map(|_| job(None)));
+    let ids = store.insert(&jobs).await.unwrap();
+    fail_all(count - 1).await;
+    let last = store.insert(&[job(Some("edge"))]).await.unwrap()[0];
+    assert!(ids.iter().all(|id| *id < last));
+    fail_all(1).await;
+
+    let request = RetryFailed {
+        job_type: Some("bulk".into()),
+        queue: None,
+        now,
+        extra_attempts: vec![("bulk".into(), 2)],
+        default_extra_attempts: 1,
+    };
+    let done = store.retry_failed(&request).await.unwrap();
+    assert_eq!(
+        (done.retried, done.skipped),
+        ((count - 1) as u64, 1),
+        "every batch retried; the later job with a held key skipped"
+    );
+    assert_eq!(done.queues, ["bulk"]);
+    let counts = store.counts().await.unwrap();
+    let of = |state: JobState| {
+        counts
+            .iter()
+            .find(|c| c.state == state)
+            .map_or(0, |c| c.count)
+    };
+    assert_eq!(
+        (of(JobState::Pending), of(JobState::Failed)),
+        ((count - 1) as u64, 1)
+    );
+    assert_eq!(
+        store.get(last).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    let first = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (first.state, first.attempts, first.max_attempts),
+        (JobState::Pending, 1, 3)
+    );
+
+    let other = RetryFailed {
+        job_type: Some("bulk".into()),
+        queue: Some("elsewhere".into()),
+        ..request
+    };
+    let none = store.retry_failed(&other).await.unwrap();
+    assert_eq!((none.retried, none.skipped), (0, 0));
+    assert!(none.queues.is_empty());
+}

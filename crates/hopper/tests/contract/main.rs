@@ -76,6 +76,8 @@ macro_rules! contract_for {
             failure_rate_and_oldest_pending_rules_read_the_database,
             only_the_monitor_holding_the_alerts_lease_checks,
             a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly,
+            every_failed_job_of_a_type_is_retried_at_once_skipping_held_unique_keys,
+            retrying_every_failed_job_works_through_batches,
             nul_characters_are_refused_in_names_and_kept_inside_payloads_and_errors,
             a_job_type_renamed_while_jobs_wait_fails_clearly_and_retries_once_back,
             a_stored_payload_that_is_not_json_fails_permanently,

@@ -33,9 +33,15 @@ pub enum Cause {
     /// connection to blame: it was stalled (starved of CPU, say) for longer
     /// than the lease. The rescuer recorded it like any expired lease.
     Stalled,
-    /// The same attempt ran twice: a run whose handler started had its
-    /// attempt handed back (a rescue or release that took it for a claim
-    /// that never started), so the job's attempts undercount its runs.
+    /// The same attempt ran twice because the earlier run's start was never
+    /// recorded: its process was SIGKILLed after the handler of a job it had
+    /// claimed ahead started and before the start was written, or a server
+    /// restart undid the claim. The rescue then handed the attempt back, as
+    /// docs/guarantees.md ("When a handler runs twice", cases 2 and 4) says.
+    StartUnrecorded,
+    /// The same attempt ran twice with no kill or restart to explain why
+    /// the earlier run's start went unrecorded: the job's attempts
+    /// undercount its runs.
     AttemptRepeated,
     /// Nothing the controller did explains it.
     Unexplained,
@@ -117,8 +123,12 @@ pub struct Report {
     /// Of those, jobs with an extra execution by a live process that let its
     /// lease lapse with no cut connection to blame (stalled).
     pub duplicates_stalled: u64,
-    /// Of those, jobs one of whose attempts ran twice: a run that started
-    /// was not counted (its attempt was handed back).
+    /// Of those, jobs one of whose attempts ran twice because its earlier
+    /// run's process was SIGKILLed (or the server restarted) before that
+    /// run's start was recorded.
+    pub duplicates_start_unrecorded: u64,
+    /// Of those, jobs one of whose attempts ran twice with no kill or
+    /// restart to explain it (a run that started was not counted).
     pub duplicates_attempt_repeated: u64,
     /// Of those, jobs nothing explains: a second execution with no expired
     /// lease or failure recorded for the first.
@@ -179,7 +189,7 @@ pub struct Report {
     /// Whether the run passed: nothing lost, nothing stuck, every duplicate
     /// explained by a kill, a failed attempt or a cut connection (a stalled
     /// worker fails the run too: the lease is meant to outlast any stall,
-    /// and so does an attempt run twice: every run that started must count),
+    /// and so does an attempt run twice that no kill or restart explains),
     /// no batch torn, no worker dying on its own.
     pub passed: bool,
     /// Every job executed more than once.
@@ -205,7 +215,23 @@ fn cause(
     events: &Events,
 ) -> Cause {
     if next.attempt == run.attempt {
-        return Cause::AttemptRepeated;
+        let started = DateTime::<Utc>::from_timestamp_micros(run.at_us);
+        let next_started = DateTime::<Utc>::from_timestamp_micros(next.at_us);
+        let (Some(started), Some(next_started)) = (started, next_started) else {
+            return Cause::AttemptRepeated;
+        };
+        let killed_after_start = killed
+            .get(run.worker.as_str())
+            .is_some_and(|kill| *kill >= started);
+        let restarted_meanwhile = events
+            .outages
+            .iter()
+            .any(|o| o.kind == "restart" && o.start <= next_started && o.end >= started);
+        return if killed_after_start || restarted_meanwhile {
+            Cause::StartUnrecorded
+        } else {
+            Cause::AttemptRepeated
+        };
     }
     let Some(entry) = job.errors.iter().find(|e| e.attempt == run.attempt) else {
         return Cause::Unexplained;
@@ -306,7 +332,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
             let mut worst = Cause::Killed;
             for pair in job_runs.windows(2) {
                 let cause = cause(job, pair[0], pair[1], &killed, events);
-                if let (Cause::AttemptRepeated, Some(kill)) =
+                if let (Cause::StartUnrecorded | Cause::AttemptRepeated, Some(kill)) =
                     (cause, killed.get(pair[0].worker.as_str()))
                 {
                     let started = DateTime::<Utc>::from_timestamp_micros(pair[0].at_us);
@@ -366,6 +392,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         duplicates_failed_attempt: with_cause(Cause::FailedAttempt),
         duplicates_cut_off: with_cause(Cause::CutOff),
         duplicates_stalled: with_cause(Cause::Stalled),
+        duplicates_start_unrecorded: with_cause(Cause::StartUnrecorded),
         duplicates_attempt_repeated: with_cause(Cause::AttemptRepeated),
         duplicates_unexplained: with_cause(Cause::Unexplained),
         max_repeated_attempt_start_to_kill_secs: max_repeat_gap,
@@ -469,9 +496,13 @@ impl Report {
                 self.duplicates_stalled
             ),
             format!(
-                "  same attempt run twice        {} (longest start to kill {})",
-                self.duplicates_attempt_repeated,
+                "  killed before start recorded  {} (longest start to kill {})",
+                self.duplicates_start_unrecorded,
                 opt(self.max_repeated_attempt_start_to_kill_secs)
+            ),
+            format!(
+                "  same attempt run twice        {}",
+                self.duplicates_attempt_repeated
             ),
             format!(
                 "  unexplained                   {}",

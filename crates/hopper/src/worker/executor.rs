@@ -21,9 +21,16 @@ use crate::store::{ClaimedJob, Completion, Outcome};
 /// so one handler's error cannot make its completion too large to write.
 pub(super) const MAX_ERROR_BYTES: usize = 16 * 1024;
 
+/// How long a job claimed ahead runs before its start is reported: a run
+/// that ends sooner is recorded by its outcome alone, which spares a short
+/// job's start mark; one that runs longer is recorded as started with the
+/// completer's next write.
+pub(super) const REPORT_START_AFTER: Duration = Duration::from_millis(5);
+
 /// Runs one claimed job to its outcome. The start of a job claimed ahead is
-/// reported first (from then on a rescue counts its attempt; one claimed to
-/// start at once counted from its claim), and a panic anywhere in the task
+/// reported once it has run [`REPORT_START_AFTER`] (from then on a rescue
+/// counts its attempt; a job claimed to start at once counts from its
+/// claim), and a panic anywhere in the task
 /// still ends in an outcome: a failed attempt, as a panicking handler's is.
 /// `None` when the run never started or was cut off, because its claim was
 /// lost or the shutdown deadline passed: no outcome is written from here.
@@ -35,16 +42,27 @@ pub(super) async fn execute(
     let claim = job.claim();
     // A claim lost while its job waited in the buffer must not start.
     let token = shared.claims.run_token(claim)?;
-    if !job.run_started {
-        // Claimed ahead: its attempt counts once this start is recorded.
-        // The completer outlives every job task, so this only fails if it panicked.
-        let _ = reports.send(Report::Started(claim)).await;
-    }
-    let (attempt, max_attempts) = (job.attempt, job.max_attempts);
-    match AssertUnwindSafe(run(shared, job, token))
-        .catch_unwind()
-        .await
-    {
+    let (attempt, max_attempts, counted) = (job.attempt, job.max_attempts, job.run_started);
+    let run = AssertUnwindSafe(run(shared, job, token)).catch_unwind();
+    tokio::pin!(run);
+    let ended = if counted {
+        run.await
+    } else if let std::task::Poll::Ready(ended) = futures::poll!(&mut run) {
+        // Done at its first poll: no start to report, no timer to set.
+        ended
+    } else {
+        tokio::select! {
+            biased;
+            ended = &mut run => ended,
+            () = tokio::time::sleep(REPORT_START_AFTER) => {
+                // Claimed ahead: its attempt counts once this start is recorded.
+                // The completer outlives every job task, so this only fails if it panicked.
+                let _ = reports.send(Report::Started(claim)).await;
+                run.await
+            }
+        }
+    };
+    match ended {
         Ok(completion) => completion,
         Err(panic) => {
             let error = bounded(&format!(

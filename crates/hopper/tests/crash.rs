@@ -33,9 +33,15 @@ impl Job for Hang {
 #[tokio::test]
 #[ignore = "started as a child process by a_killed_worker_loses_no_job"]
 async fn crash_child_worker() {
+    child_pool(Hang, DOOMED).await;
+}
+
+/// Runs a pool of two workers for `job` as `worker_id`, on the database the
+/// parent test named, until the process is killed.
+async fn child_pool(job: impl Job, worker_id: &str) {
     let url = std::env::var(CHILD_DB).expect("run by the crash test");
     let hopper = Hopper::builder()
-        .register(Hang)
+        .register(job)
         .unwrap()
         .connect(&url)
         .await
@@ -45,10 +51,25 @@ async fn crash_child_worker() {
             WorkerConfig::new(2)
                 .lease(Duration::from_secs(1))
                 .rescue_interval(Duration::from_millis(100))
-                .worker_id(DOOMED),
+                .worker_id(worker_id),
         )
         .unwrap();
     std::future::pending::<()>().await;
+}
+
+/// Starts this test binary again as the child test `name`, on the database
+/// at `url`, with `env` set too.
+fn spawn_child(name: &str, url: &str, env: &[(&str, &std::path::Path)]) -> Reaped {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .env(CHILD_DB, url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Reaped(command.spawn().unwrap())
 }
 
 /// A child process that is killed, if still running, when the test ends,
@@ -85,15 +106,7 @@ async fn a_killed_worker_loses_no_job() {
         .await
         .unwrap();
 
-    let mut child = Reaped(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child_worker", "--ignored", "--nocapture"])
-            .env(CHILD_DB, &url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_child("crash_child_worker", &url, &[]);
 
     let held_by_child = |hopper: Hopper, ids: Vec<i64>| async move {
         let mut held = Vec::new();
@@ -196,22 +209,7 @@ impl Job for Brisk {
 #[tokio::test]
 #[ignore = "started as a child process by jobs_a_killed_worker_claimed_ahead_but_never_started_keep_their_attempt"]
 async fn crash_child_brisk_worker() {
-    let url = std::env::var(CHILD_DB).expect("run by the crash test");
-    let hopper = Hopper::builder()
-        .register(Brisk)
-        .unwrap()
-        .connect(&url)
-        .await
-        .unwrap();
-    let _pool = hopper
-        .start(
-            WorkerConfig::new(2)
-                .lease(Duration::from_secs(1))
-                .rescue_interval(Duration::from_millis(100))
-                .worker_id(BRISK_WORKER),
-        )
-        .unwrap();
-    std::future::pending::<()>().await;
+    child_pool(Brisk, BRISK_WORKER).await;
 }
 
 /// A pool claims short jobs ahead of its free slots. When its process is
@@ -233,21 +231,7 @@ async fn jobs_a_killed_worker_claimed_ahead_but_never_started_keep_their_attempt
         .dispatch_many::<Brisk>(0..3_000, Default::default())
         .await
         .unwrap();
-    let mut child = Reaped(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "crash_child_brisk_worker",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(CHILD_DB, &url)
-            .env(BRISK_LOG, &log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_child("crash_child_brisk_worker", &url, &[(BRISK_LOG, &log)]);
     let started_in_child = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()

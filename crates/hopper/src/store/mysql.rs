@@ -23,7 +23,7 @@ use super::{
     JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats,
     ScheduleState, StateCount, Store, StoreError, Tick, TypeOutcomes,
 };
-use super::{FailedJob, RETRY_FAILED_BATCH, RetriedFailed, RetryFailed, batch_keys, plan_retry};
+use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
 /// Jobs per statement in a bulk insert: 7 bound values each, well under the
@@ -1166,20 +1166,7 @@ impl Store for MysqlStore {
         let mut done = RetriedFailed::default();
         let mut after: JobId = 0;
         loop {
-            let mut select = QueryBuilder::new(
-                "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ",
-            );
-            select.push_bind(after);
-            if let Some(job_type) = &request.job_type {
-                select.push(" AND type = ").push_bind(job_type);
-            }
-            if let Some(queue) = &request.queue {
-                select.push(" AND queue = ").push_bind(queue);
-            }
-            select
-                .push(" ORDER BY id LIMIT ")
-                .push_bind(RETRY_FAILED_BATCH);
-            let batch = select
+            let batch = super::rows::failed_batch(request, after)
                 .build()
                 .fetch_all(&self.pool)
                 .await?

@@ -25,7 +25,7 @@ use super::{
     JobFilter, JobRecord, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState,
     StateCount, Store, StoreError, Tick, TypeOutcomes, Wakeup,
 };
-use super::{FailedJob, RETRY_FAILED_BATCH, RetriedFailed, RetryFailed, batch_keys, plan_retry};
+use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
 /// The channel every wake-up is sent on; the payload is the queue's name.
@@ -1075,20 +1075,7 @@ impl Store for PostgresStore {
         let mut done = RetriedFailed::default();
         let mut after: JobId = 0;
         loop {
-            let mut select = QueryBuilder::new(
-                "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ",
-            );
-            select.push_bind(after);
-            if let Some(job_type) = &request.job_type {
-                select.push(" AND type = ").push_bind(job_type);
-            }
-            if let Some(queue) = &request.queue {
-                select.push(" AND queue = ").push_bind(queue);
-            }
-            select
-                .push(" ORDER BY id LIMIT ")
-                .push_bind(i64::from(RETRY_FAILED_BATCH));
-            let batch = select
+            let batch = super::rows::failed_batch(request, after)
                 .build()
                 .fetch_all(&self.pool)
                 .await?

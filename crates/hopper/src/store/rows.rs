@@ -146,6 +146,35 @@ where
     query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
 }
 
+/// The query reading the next batch of failed jobs (of the request's type and
+/// queue, if given) after id `after`, oldest first: what one pass of
+/// `Store::retry_failed` works through.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) fn failed_batch<'a, DB>(
+    request: &'a super::RetryFailed,
+    after: JobId,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut select = QueryBuilder::new(
+        "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ",
+    );
+    select.push_bind(after);
+    if let Some(job_type) = &request.job_type {
+        select.push(" AND type = ").push_bind(job_type);
+    }
+    if let Some(queue) = &request.queue {
+        select.push(" AND queue = ").push_bind(queue);
+    }
+    select
+        .push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(super::RETRY_FAILED_BATCH));
+    select
+}
+
 /// The key an alert holds while it fires: its rule and subject, which the
 /// alerts table's unique index keeps to one open incident.
 pub(crate) fn open_key(alert: &super::NewAlert) -> String {

@@ -282,6 +282,15 @@ mod tests {
         })
     }
 
+    /// A pool's shared state over an SQLite file in `dir`, and the file.
+    async fn on_file(dir: &tempfile::TempDir) -> (Arc<Shared>, std::path::PathBuf) {
+        let path = dir.path().join("jobs.db");
+        let url = format!("sqlite://{}", path.display());
+        let hopper = Hopper::builder().connect(&url).await.unwrap();
+        let (shared, _) = Shared::new(hopper, WorkerConfig::new(1).worker_id("w"));
+        (Arc::new(shared), path)
+    }
+
     async fn state(shared: &Shared, id: JobId) -> JobState {
         shared.hopper.store().get(id).await.unwrap().unwrap().state
     }
@@ -311,11 +320,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_is_retried_until_it_succeeds() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jobs.db");
-        let url = format!("sqlite://{}", path.display());
-        let hopper = Hopper::builder().connect(&url).await.unwrap();
-        let (shared, _) = Shared::new(hopper, WorkerConfig::new(1).worker_id("w"));
-        let shared = Arc::new(shared);
+        let (shared, path) = on_file(&dir).await;
         let ids = claimed(&shared, 2).await;
         let outside = rusqlite::Connection::open(&path).unwrap();
         outside
@@ -348,11 +353,7 @@ mod tests {
     #[tokio::test]
     async fn an_outcome_the_database_refuses_alone_does_not_hold_up_the_others() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jobs.db");
-        let url = format!("sqlite://{}", path.display());
-        let hopper = Hopper::builder().connect(&url).await.unwrap();
-        let (shared, _) = Shared::new(hopper, WorkerConfig::new(1).worker_id("w"));
-        let shared = Arc::new(shared);
+        let (shared, path) = on_file(&dir).await;
         let ids = claimed(&shared, 3).await;
         // The database refuses any write that would finish the middle job.
         let outside = rusqlite::Connection::open(&path).unwrap();

@@ -326,55 +326,64 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
-        // The due jobs are read once (a materialised CTE): the first
-        // `start_now` of them, in claim order, start at once. A window
-        // function numbering them cost 40% more per claim.
+        // Every due job taken is claimed ahead by this statement; the next
+        // records the first `start_now` of them as started. Two statements
+        // cost less than one that numbers the rows it claims (a window or a
+        // materialised CTE cost 40% and 15% more per claim). Should the
+        // process die between them, those few jobs count as never started.
         const CLAIM: &str = concat!(
-            "WITH due AS MATERIALIZED (SELECT id FROM jobs \
-                WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
-                    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
-                ORDER BY priority DESC, available_at, id LIMIT ?5) \
-            UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-                started_at = ?1, locked_by = ?2, lease_token = ?6, \
-                run_started = id IN (SELECT id FROM due LIMIT ?8), \
+            "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+                started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, \
                 locked_until = COALESCE(?7, ",
             sqlite_now!(),
             ") + ?3 \
-            WHERE id IN due \
-            RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, \
-                run_started"
+            WHERE id IN (SELECT id FROM jobs \
+                WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
+                    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
+                ORDER BY priority DESC, available_at, id LIMIT ?5) \
+            RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts"
         );
-        let mut jobs = self
-            .write(|conn| {
-                let params = params![
-                    micros(request.due_by),
-                    request.worker,
-                    super::rows::lease_micros(request.lease),
-                    request.queue,
-                    request.limit,
-                    request.token,
-                    request.now.map(micros),
-                    request.start_now,
-                ];
-                all(conn, CLAIM, params, |row| {
-                    let id = row.get(0)?;
-                    Ok(ClaimedJob {
-                        id,
-                        token: row.get(1)?,
-                        job_type: row.get(2)?,
-                        queue: row.get(3)?,
-                        payload: row.get(4)?,
-                        priority: row.get(5)?,
-                        attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
-                        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
-                        run_started: row.get(8)?,
-                    })
+        const START: &str = "UPDATE jobs SET run_started = 1 \
+            WHERE id IN (SELECT value FROM json_each(?1)) AND lease_token = ?2";
+        let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
+        self.write(|conn| {
+            let params = params![
+                micros(request.due_by),
+                request.worker,
+                super::rows::lease_micros(request.lease),
+                request.queue,
+                request.limit,
+                request.token,
+                request.now.map(micros),
+            ];
+            let mut jobs = all(conn, CLAIM, params, |row| {
+                let id = row.get(0)?;
+                Ok(ClaimedJob {
+                    id,
+                    token: row.get(1)?,
+                    job_type: row.get(2)?,
+                    queue: row.get(3)?,
+                    payload: row.get(4)?,
+                    priority: row.get(5)?,
+                    attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
+                    max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
+                    run_started: false,
                 })
-            })
-            .await?;
-        // RETURNING's order is unspecified.
-        jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
-        Ok(jobs)
+            })?;
+            // RETURNING's order is unspecified.
+            jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
+            let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();
+            if !starting.is_empty() {
+                let ids = serde_json::to_string(&starting).unwrap_or_else(|_| "[]".into());
+                conn.prepare_cached(START)?
+                    .execute(params![ids, request.token])?;
+                for job in jobs.iter_mut().take(start_now) {
+                    job.run_started = true;
+                }
+            }
+            Ok(jobs)
+        })
+        .await
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

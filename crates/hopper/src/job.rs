@@ -211,17 +211,21 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The context of attempt `attempt` (of `max_attempts`) of job `id`, of
+    /// type `job_type` in `queue`, cancelled by `cancel`.
     pub(crate) fn new(
-        run: &crate::store::ClaimedJob,
+        (id, attempt, max_attempts): (JobId, u32, u32),
+        job_type: &str,
+        queue: &str,
         cancel: CancellationToken,
         state: Arc<State>,
     ) -> Self {
         Self {
-            id: run.id,
-            attempt: run.attempt,
-            max_attempts: run.max_attempts,
-            job_type: run.job_type.as_str().into(),
-            queue: run.queue.as_str().into(),
+            id,
+            attempt,
+            max_attempts,
+            job_type: job_type.into(),
+            queue: queue.into(),
             cancel,
             state,
         }

@@ -111,7 +111,13 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
     let result = match &registered {
         Err(unknown) => Err(JobError::permanent(unknown)),
         Ok(registered) => {
-            let ctx = JobContext::new(&job, token.clone(), shared.hopper.shared_state().clone());
+            let ctx = JobContext::new(
+                (job.id, job.attempt, job.max_attempts),
+                &job.job_type,
+                &job.queue,
+                token.clone(),
+                shared.hopper.shared_state().clone(),
+            );
             let timeout = registered.timeout();
             let handler =
                 AssertUnwindSafe(registered.clone().run(&job.payload, ctx)).catch_unwind();

@@ -331,7 +331,7 @@ impl WorkerPool {
     /// jobs claimed but never started, back to `pending` without counting the
     /// attempt. Returns how many were handed back.
     ///
-    /// A stop takes at most the shutdown timeout plus about four seconds,
+    /// A stop takes at most the shutdown timeout plus five seconds,
     /// whatever the database does: outcomes it has not taken by the deadline
     /// are given up, and with the jobs it could not be given back, they come
     /// back through the rescuer once their leases run out.

@@ -1,14 +1,13 @@
 //! What the processes the controller starts do: a worker pool that runs
 //! chaos jobs until its stdin closes (optionally on a host clock that runs
-//! ahead, see [`AheadClock`]), and a dispatcher that writes the run's jobs
+//! ahead, see [`OffsetClock`]), and a dispatcher that writes the run's jobs
 //! in paced batches.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, TimeDelta, Utc};
-use hopper::clock::Clock;
+use hopper::clock::OffsetClock;
 use hopper::{DispatchOptions, Hopper, WorkerConfig};
 use tokio::io::AsyncReadExt;
 
@@ -43,39 +42,6 @@ pub struct WorkerArgs {
     pub clock_ahead_ms: u64,
 }
 
-/// A host clock that runs a fixed time ahead of the real one, as a
-/// misconfigured host's does: [`Clock::now`] is the real time plus the
-/// skew, it moves by itself, and it does not stand in for the database's
-/// clock ([`Clock::database_now`] stays `None`), so leases are still
-/// measured on the server. Everything Hopper takes from the host clock
-/// (due times it claims by, retry times and finish times it writes) is
-/// skewed.
-#[derive(Clone, Copy, Debug)]
-pub struct AheadClock {
-    /// How far ahead.
-    ahead: TimeDelta,
-}
-
-impl AheadClock {
-    /// A clock `ahead_ms` milliseconds ahead of the real one.
-    pub fn new(ahead_ms: u64) -> Self {
-        let ahead = i64::try_from(ahead_ms)
-            .ok()
-            .and_then(TimeDelta::try_milliseconds)
-            .unwrap_or(TimeDelta::MAX);
-        Self { ahead }
-    }
-}
-
-impl Clock for AheadClock {
-    fn now(&self) -> DateTime<Utc> {
-        let now = Utc::now();
-        let ahead = now.checked_add_signed(self.ahead).unwrap_or(now);
-        // Whole microseconds, the precision every store keeps.
-        DateTime::from_timestamp_micros(ahead.timestamp_micros()).unwrap_or(ahead)
-    }
-}
-
 /// Logs to stderr at `warn` unless `RUST_LOG` says otherwise.
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -97,7 +63,9 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         max_work_ms: args.max_work_ms,
     });
     if args.clock_ahead_ms > 0 {
-        builder = builder.clock(AheadClock::new(args.clock_ahead_ms));
+        builder = builder.clock(OffsetClock::ahead(Duration::from_millis(
+            args.clock_ahead_ms,
+        )));
     }
     let hopper = builder.build(store);
     let pool = hopper.start(
@@ -189,18 +157,4 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ahead_clock_runs_ahead_and_does_not_stand_in_for_the_database() {
-        let clock = AheadClock::new(60_000);
-        let ahead = (clock.now() - Utc::now()).num_milliseconds();
-        assert!((59_000..=60_000).contains(&ahead), "{ahead} ms ahead");
-        assert!(clock.moves_by_itself());
-        assert_eq!(clock.database_now(), None);
-    }
 }

@@ -65,6 +65,42 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock of a host whose clock runs a fixed time ahead, as a
+/// misconfigured machine's does: it moves by itself and stands in for no
+/// database, so leases are still measured on the server's clock, while
+/// everything Hopper takes from the host (due times it claims by, retry and
+/// finish times it writes) is shifted.
+///
+/// ```
+/// use hopper::clock::{Clock, OffsetClock};
+/// let clock = OffsetClock::ahead(std::time::Duration::from_secs(60));
+/// let ahead = (clock.now() - chrono::Utc::now()).num_milliseconds();
+/// assert!((59_000..=60_000).contains(&ahead), "{ahead} ms ahead");
+/// assert!(clock.moves_by_itself() && clock.database_now().is_none());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct OffsetClock {
+    ahead: Duration,
+}
+
+impl OffsetClock {
+    /// A clock `by` ahead of the real one.
+    ///
+    /// ```
+    /// let clock = hopper::clock::OffsetClock::ahead(std::time::Duration::from_millis(1));
+    /// # let _ = clock;
+    /// ```
+    pub fn ahead(by: Duration) -> Self {
+        Self { ahead: by }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        add(SystemClock.now(), self.ahead)
+    }
+}
+
 /// A clock that only moves when told to: for tests of delays and retries.
 ///
 /// Clones share the same time.

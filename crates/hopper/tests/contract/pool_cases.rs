@@ -7,7 +7,6 @@ use std::time::Duration;
 use hopper::clock::ManualClock;
 use hopper::hooks::{EventKind, HookResult, Hooks, JobEvent};
 use hopper::testing::TestQueue;
-use hopper::worker::MAINTENANCE_LEASE;
 use hopper::{
     DispatchOptions, Job, JobContext, JobResult, JobState, WorkerConcurrency, WorkerConfig,
 };
@@ -411,69 +410,55 @@ pub async fn hooks_fire_once_per_event_and_their_failures_change_no_outcome(db: 
     queue.stop().await.unwrap();
 }
 
-/// A host clock that runs ahead of the database's by a fixed offset: a
-/// wrong clock, not one that stands in for the database's.
-#[derive(Debug)]
-struct AheadClock(Duration);
-
-impl hopper::clock::Clock for AheadClock {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now() + self.0
-    }
-}
-
 /// A maintenance leader whose host clock runs a minute ahead still measures
 /// leases on the database's clock: a job whose worker keeps it alive
 /// elsewhere is never rescued, however often the leader looks.
 pub async fn a_maintenance_leader_whose_clock_runs_ahead_rescues_no_live_job(db: &TestDb) {
     let hopper = builder().connect(db.url()).await.unwrap();
     let store = hopper.store();
-    let id = hopper.dispatch::<Noop>(()).await.unwrap();
-    let claimed = store
-        .claim(hopper::store::ClaimRequest {
-            now: None,
-            ..crate::cases::claim_at(
-                "default",
-                "elsewhere",
-                1,
-                hopper.now(),
-                Duration::from_secs(30),
-            )
-        })
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    store.mark_started(&[claimed[0].claim()]).await.unwrap();
+    // One job whose worker elsewhere keeps it for 30 s, and one whose lease
+    // has run out, both on the database's clock.
+    let claim = async |lease: Duration| {
+        let id = hopper.dispatch::<Noop>(()).await.unwrap();
+        let claimed = store
+            .claim(hopper::store::ClaimRequest {
+                now: None,
+                ..crate::cases::claim_at("default", "elsewhere", 1, hopper.now(), lease)
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        store.mark_started(&[claimed[0].claim()]).await.unwrap();
+        id
+    };
+    let live = claim(Duration::from_secs(30)).await;
+    let expired = claim(Duration::ZERO).await;
 
     let ahead = builder()
-        .clock(AheadClock(Duration::from_secs(60)))
+        .clock(hopper::clock::OffsetClock::ahead(Duration::from_secs(60)))
         .connect(db.url())
         .await
         .unwrap();
-    let rescue_interval = Duration::from_millis(50);
     let pool = ahead
         .start(
             WorkerConfig::new(1)
                 .only()
                 .queue("other", 1)
-                .rescue_interval(rescue_interval)
+                .rescue_interval(Duration::from_millis(50))
                 .prune_interval(None),
         )
         .unwrap();
-    // The skewed pool leads maintenance (nobody else competes)...
+    // The skewed pool leads maintenance (nobody else competes): once it has
+    // rescued the expired job, a pass has looked at the live one too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while store
-        .try_lease(MAINTENANCE_LEASE, "probe", Duration::from_secs(1), None)
-        .await
-        .unwrap()
-    {
-        store.drop_lease(MAINTENANCE_LEASE, "probe").await.unwrap();
-        assert!(tokio::time::Instant::now() < deadline, "the pool never led");
+    while hopper.job(expired).await.unwrap().unwrap().state != JobState::Pending {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pool never rescued"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // ...and looks for expired leases many times over.
-    tokio::time::sleep(rescue_interval * 10).await;
-    let job = hopper.job(id).await.unwrap().unwrap();
+    let job = hopper.job(live).await.unwrap().unwrap();
     assert_eq!(
         (job.state, job.attempts, job.locked_by.as_deref()),
         (JobState::Started, 1, Some("elsewhere")),

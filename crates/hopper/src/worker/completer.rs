@@ -59,8 +59,10 @@ impl Batch {
     }
 }
 
-/// Writes what the pool's job tasks report until every sender is gone.
-pub(super) async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Report>) {
+/// Writes what the pool's job tasks report until every sender is gone;
+/// returns how many outcomes it gave up on at stop.
+pub(super) async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Report>) -> usize {
+    let mut given_up = 0;
     let mut batch = Batch::default();
     let mut reports = Vec::with_capacity(COMPLETION_BATCH);
     let mut failures = 0u32;
@@ -95,7 +97,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Report
                         %error, jobs,
                         "giving up recording job starts and outcomes at stop; the rescuer will return these jobs"
                     );
-                    give_up(&shared, &mut batch);
+                    given_up += give_up(&shared, &mut batch);
                     continue;
                 }
                 tracing::warn!(%error, jobs, retry_in = ?wait, "recording job outcomes failed");
@@ -106,6 +108,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Report
             }
         }
     }
+    given_up
 }
 
 /// Writes the batch's start marks, then its outcomes, emptying what was
@@ -214,15 +217,14 @@ fn shortened(completion: &Completion) -> Completion {
 }
 
 /// Gives up on writing the batch (past the shutdown deadline, with the
-/// database away): its jobs come back through the rescuer.
-fn give_up(shared: &Shared, batch: &mut Batch) {
+/// database away): its jobs come back through the rescuer. Returns how many
+/// outcomes it dropped.
+fn give_up(shared: &Shared, batch: &mut Batch) -> usize {
     batch.started.clear();
     let ended = std::mem::take(&mut batch.ended);
-    shared
-        .given_up
-        .fetch_add(ended.len(), std::sync::atomic::Ordering::SeqCst);
     shared.claims.finished(ended.iter().map(|c| c.claim));
     shared.bump();
+    ended.len()
 }
 
 #[cfg(test)]

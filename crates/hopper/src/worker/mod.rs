@@ -79,13 +79,13 @@ const COMPLETION_BATCH: usize = 1_000;
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Waits for `task` until `by`, then aborts it; an error only if it panicked.
-async fn join_by(task: JoinHandle<()>, by: Instant) -> Result<(), WorkerError> {
+async fn join_by<T>(task: JoinHandle<T>, by: Instant) -> Result<Option<T>, WorkerError> {
     let abort = task.abort_handle();
     match tokio::time::timeout_at(by, task).await {
-        Ok(joined) => Ok(joined?),
+        Ok(joined) => Ok(Some(joined?)),
         Err(_) => {
             abort.abort();
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -108,7 +108,7 @@ pub struct WorkerPool {
     /// One producer per queue.
     producers: Vec<JoinHandle<()>>,
     /// The completion writer.
-    completer: JoinHandle<()>,
+    completer: JoinHandle<usize>,
     /// Heartbeat, maintenance, autoscaling and wake-up forwarding.
     background: Vec<JoinHandle<()>>,
     /// Where job tasks send outcomes; dropped at stop to end the completer.
@@ -146,8 +146,6 @@ struct Shared {
     slots: Vec<Arc<Slots>>,
     /// The claims held and the jobs in flight.
     claims: Claims,
-    /// Outcomes given up on at stop (the database away past the deadline).
-    given_up: std::sync::atomic::AtomicUsize,
     /// Bumped on every claim and every written completion batch.
     activity: watch::Sender<u64>,
     /// Whether the database wakes this pool for jobs any process adds.
@@ -177,7 +175,6 @@ impl Shared {
             jobs: TaskTracker::new(),
             slots,
             claims: Claims::new(),
-            given_up: std::sync::atomic::AtomicUsize::new(0),
             activity: watch::channel(0).0,
         };
         (shared, wakeups)
@@ -368,15 +365,19 @@ impl WorkerPool {
         }
         drop(self.reports);
         let mut completer = self.completer;
-        if tokio::time::timeout_at(deadline, &mut completer)
-            .await
-            .is_err()
-        {
-            // The database is away or slow past the deadline: outcomes still
-            // unwritten are given up, and the rescuer returns their jobs.
-            shared.stops.give_up.cancel();
-            join_by(completer, Instant::now() + STOP_GRACE).await?;
-        }
+        let given_up = match tokio::time::timeout_at(deadline, &mut completer).await {
+            Ok(joined) => joined?,
+            Err(_) => {
+                // The database is away or slow past the deadline: outcomes
+                // still unwritten are given up, and the rescuer returns their
+                // jobs. A completer stuck in a write gives up all it held.
+                shared.stops.give_up.cancel();
+                match join_by(completer, Instant::now() + STOP_GRACE).await? {
+                    Some(given_up) => given_up,
+                    None => shared.claims.in_flight(),
+                }
+            }
+        };
         // Exactly the claims this pool still holds: jobs never started, and
         // runs cut off at the deadline.
         let held = shared.claims.snapshot();
@@ -399,7 +400,6 @@ impl WorkerPool {
         }
         let _ = tokio::time::timeout(STOP_GRACE, autoscale::withdraw(&shared)).await;
         let released = released?;
-        let given_up = shared.given_up.load(std::sync::atomic::Ordering::SeqCst);
         if given_up > 0 {
             return Err(WorkerError::OutcomesGivenUp { jobs: given_up });
         }

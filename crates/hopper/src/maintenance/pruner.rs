@@ -88,14 +88,8 @@ mod tests {
         let long_ago = crate::clock::sub(hopper.now(), Duration::from_secs(3600));
         let ids = store
             .insert(&[NewJob {
-                job_type: "ping".into(),
-                queue: "default".into(),
-                payload: "null".into(),
-                priority: 0,
                 max_attempts: 1,
-                available_at: long_ago,
-                created_at: long_ago,
-                unique_key: None,
+                ..NewJob::ping("default", long_ago)
             }])
             .await
             .unwrap();

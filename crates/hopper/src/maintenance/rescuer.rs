@@ -89,19 +89,6 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use crate::store::{ClaimRequest, NewJob};
 
-    fn job(queue: &str, at: DateTime<Utc>) -> NewJob {
-        NewJob {
-            job_type: "ping".into(),
-            queue: queue.into(),
-            payload: "null".into(),
-            priority: 0,
-            max_attempts: 3,
-            available_at: at,
-            created_at: at,
-            unique_key: None,
-        }
-    }
-
     #[tokio::test]
     async fn only_jobs_whose_lease_expired_are_rescued() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
@@ -111,7 +98,7 @@ mod tests {
             .to_utc();
         let at = |secs| crate::clock::add(start, Duration::from_secs(secs));
         let ids = store
-            .insert(&[job("short", start), job("long", start)])
+            .insert(&[NewJob::ping("short", start), NewJob::ping("long", start)])
             .await
             .unwrap();
         for (queue, lease) in [("short", 10), ("long", 60)] {

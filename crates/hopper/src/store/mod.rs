@@ -246,6 +246,23 @@ pub struct Claim {
     pub token: ClaimToken,
 }
 
+#[cfg(test)]
+impl NewJob {
+    /// A `ping` job in `queue`, due at `at`, for the crate's own tests.
+    pub(crate) fn ping(queue: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            job_type: "ping".into(),
+            queue: queue.into(),
+            payload: "null".into(),
+            priority: 0,
+            max_attempts: 3,
+            available_at: at,
+            created_at: at,
+            unique_key: None,
+        }
+    }
+}
+
 /// A request to claim due jobs from one queue.
 ///
 /// ```

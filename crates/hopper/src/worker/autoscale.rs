@@ -168,7 +168,9 @@ pub(super) async fn scale(shared: Arc<Shared>) {
 
 /// Writes this pool's concurrency per queue, live for one lease.
 async fn publish(shared: &Shared, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let expires_at = shared.lease_until();
+    // The rows are the dashboard's view, live for one lease on this host's
+    // clock; job leases are measured on the database's.
+    let expires_at = crate::clock::add(now, shared.config.lease);
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let rows: Vec<WorkerConcurrency> = shared
         .slots

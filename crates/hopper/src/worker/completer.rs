@@ -241,18 +241,7 @@ mod tests {
     /// producer would.
     async fn claimed(shared: &Shared, n: usize) -> Vec<Claim> {
         let now = shared.hopper.now();
-        let jobs: Vec<NewJob> = (0..n)
-            .map(|_| NewJob {
-                job_type: "ping".into(),
-                queue: "default".into(),
-                payload: "null".into(),
-                priority: 0,
-                max_attempts: 3,
-                available_at: now,
-                created_at: now,
-                unique_key: None,
-            })
-            .collect();
+        let jobs: Vec<NewJob> = (0..n).map(|_| NewJob::ping("default", now)).collect();
         let store = shared.hopper.store();
         store.insert(&jobs).await.unwrap();
         shared.claims.reserve(n);

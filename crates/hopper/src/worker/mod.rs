@@ -184,11 +184,6 @@ impl Shared {
     fn bump(&self) {
         self.activity.send_modify(|n| *n = n.wrapping_add(1));
     }
-
-    /// When a lease taken now ends.
-    fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
-        crate::clock::add(self.hopper.now(), self.config.lease)
-    }
 }
 
 impl WorkerPool {

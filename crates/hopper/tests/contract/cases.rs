@@ -34,6 +34,17 @@ pub fn claim_at<'a>(
     }
 }
 
+/// A handle on `db` whose clock the test moves, and that clock.
+async fn on_test_clock(db: &TestDb) -> (hopper::clock::ManualClock, hopper::Hopper) {
+    let clock = hopper::clock::ManualClock::new();
+    let hopper = builder()
+        .clock(clock.clone())
+        .connect(db.url())
+        .await
+        .unwrap();
+    (clock, hopper)
+}
+
 async fn state_of(queue: &TestQueue, id: i64) -> hopper::JobRecord {
     queue.hopper().job(id).await.unwrap().expect("job exists")
 }
@@ -577,9 +588,7 @@ pub async fn pruning_deletes_ended_jobs_by_age_and_state(db: &TestDb) {
 }
 
 pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: &TestDb) {
-    let url = db.url().to_owned();
-    let clock = hopper::clock::ManualClock::new();
-    let hopper = builder().clock(clock.clone()).connect(&url).await.unwrap();
+    let (clock, hopper) = on_test_clock(db).await;
     let store = hopper.store();
     let id = hopper.dispatch::<Noop>(()).await.unwrap();
     let claim = |worker: &'static str| {
@@ -725,12 +734,7 @@ pub async fn releasing_hands_back_only_the_claims_named(db: &TestDb) {
 }
 
 pub async fn a_claim_whose_handler_never_started_gets_its_attempt_back(db: &TestDb) {
-    let clock = hopper::clock::ManualClock::new();
-    let hopper = builder()
-        .clock(clock.clone())
-        .connect(db.url())
-        .await
-        .unwrap();
+    let (clock, hopper) = on_test_clock(db).await;
     let store = hopper.store();
     let ids = hopper
         .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new().max_attempts(1))
@@ -814,12 +818,7 @@ pub async fn leases_are_measured_on_the_database_clock(db: &TestDb) {
 }
 
 pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &TestDb) {
-    let clock = hopper::clock::ManualClock::new();
-    let hopper = builder()
-        .clock(clock.clone())
-        .connect(db.url())
-        .await
-        .unwrap();
+    let (_clock, hopper) = on_test_clock(db).await;
     let store = hopper.store();
     hopper
         .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new())
@@ -857,12 +856,7 @@ pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &
 }
 
 pub async fn the_next_due_time_is_the_earliest_pending_job_of_the_queue(db: &TestDb) {
-    let clock = hopper::clock::ManualClock::new();
-    let hopper = builder()
-        .clock(clock.clone())
-        .connect(db.url())
-        .await
-        .unwrap();
+    let (clock, hopper) = on_test_clock(db).await;
     let store = hopper.store();
     assert_eq!(store.next_due("default").await.unwrap(), None);
     let now = hopper.now();
@@ -903,9 +897,7 @@ pub async fn the_next_due_time_is_the_earliest_pending_job_of_the_queue(db: &Tes
 }
 
 pub async fn a_rescued_job_on_its_last_attempt_fails(db: &TestDb) {
-    let url = db.url().to_owned();
-    let clock = hopper::clock::ManualClock::new();
-    let hopper = builder().clock(clock.clone()).connect(&url).await.unwrap();
+    let (clock, hopper) = on_test_clock(db).await;
     let id = hopper
         .dispatch_with::<Noop>((), DispatchOptions::new().max_attempts(1))
         .await
@@ -1344,12 +1336,7 @@ pub async fn every_failed_job_of_a_type_is_retried_at_once_skipping_held_unique_
 
 pub async fn retrying_every_failed_job_works_through_batches(db: &TestDb) {
     use hopper::store::{RETRY_FAILED_BATCH, RetryFailed};
-    let clock = hopper::clock::ManualClock::new();
-    let hopper = builder()
-        .clock(clock.clone())
-        .connect(db.url())
-        .await
-        .unwrap();
+    let (_clock, hopper) = on_test_clock(db).await;
     let store = hopper.store().clone();
     let now = hopper.now();
     let job = |key: Option<&str>| NewJob {

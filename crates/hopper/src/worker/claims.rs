@@ -56,31 +56,28 @@ impl Claims {
 
     /// A claim that reserved `reserved` returned `claimed` (empty if it
     /// failed): the rest of the reservation is given back and the claims are
-    /// held until their outcome is written. Each run is cancelled by its own
-    /// token, a child of `stop` (the shutdown deadline).
+    /// held until their outcome is written. Returns, in the same order, the
+    /// token that cancels each claim's run: a child of `stop` (the shutdown
+    /// deadline), also cancelled when the claim is lost, so a job whose
+    /// token is cancelled before it starts must not start.
     pub(super) fn claimed(
         &self,
         claimed: impl IntoIterator<Item = Claim>,
         reserved: usize,
         stop: &CancellationToken,
-    ) {
-        let mut taken = 0;
+    ) -> Vec<CancellationToken> {
+        let mut runs = Vec::new();
         {
             let mut held = self.held();
             for claim in claimed {
                 let run = stop.child_token();
+                runs.push(run.clone());
                 held.insert(claim, Held { run, ending: false });
-                taken += 1;
             }
         }
         self.in_flight
-            .fetch_sub(reserved.saturating_sub(taken), Ordering::SeqCst);
-    }
-
-    /// The token that cancels `claim`'s run, while the pool still holds it;
-    /// `None` once the claim was lost (its run must not start).
-    pub(super) fn run_token(&self, claim: Claim) -> Option<CancellationToken> {
-        self.held().get(&claim).map(|held| held.run.clone())
+            .fetch_sub(reserved.saturating_sub(runs.len()), Ordering::SeqCst);
+        runs
     }
 
     /// The outcomes of `ending` are being written.
@@ -202,14 +199,12 @@ mod tests {
         let claims = Claims::new();
         let stop = CancellationToken::new();
         claims.reserve(2);
-        claims.claimed([claim(1), claim(2)], 2, &stop);
-        let run = claims.run_token(claim(1)).unwrap();
-        let other = claims.run_token(claim(2)).unwrap();
+        let runs = claims.claimed([claim(1), claim(2)], 2, &stop);
+        let [run, other] = [runs[0].clone(), runs[1].clone()];
         // A claim with another token is not this pool's: nothing happens.
         let stranger = Claim { id: 2, token: 99 };
         assert_eq!(claims.lost([claim(1), stranger]), 1);
         assert!(run.is_cancelled() && !other.is_cancelled());
-        assert!(claims.run_token(claim(1)).is_none());
         assert_eq!(claims.snapshot(), [claim(2)]);
         // A claim whose outcome is being written is not taken for lost.
         claims.ending([claim(2)]);

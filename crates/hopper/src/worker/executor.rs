@@ -27,21 +27,25 @@ pub(super) const MAX_ERROR_BYTES: usize = 16 * 1024;
 /// completer's next write.
 pub(super) const REPORT_START_AFTER: Duration = Duration::from_millis(5);
 
-/// Runs one claimed job to its outcome. The start of a job claimed ahead is
-/// reported once it has run [`REPORT_START_AFTER`] (from then on a rescue
-/// counts its attempt; a job claimed to start at once counts from its
-/// claim), and a panic anywhere in the task
-/// still ends in an outcome: a failed attempt, as a panicking handler's is.
+/// Runs one claimed job to its outcome under `token`, which its claim's
+/// loss or the shutdown deadline cancels. The start of a job claimed ahead
+/// is reported once it has run [`REPORT_START_AFTER`] (from then on a
+/// rescue counts its attempt; a job claimed to start at once counts from
+/// its claim), and a panic anywhere in the task still ends in an outcome: a
+/// failed attempt, as a panicking handler's is.
 /// `None` when the run never started or was cut off, because its claim was
 /// lost or the shutdown deadline passed: no outcome is written from here.
 pub(super) async fn execute(
     shared: &Shared,
     job: ClaimedJob,
+    token: CancellationToken,
     reports: &mpsc::Sender<Report>,
 ) -> Option<Completion> {
     let claim = job.claim();
     // A claim lost while its job waited in the buffer must not start.
-    let token = shared.claims.run_token(claim)?;
+    if token.is_cancelled() {
+        return None;
+    }
     let (attempt, max_attempts, counted) = (job.attempt, job.max_attempts, job.run_started);
     let run = AssertUnwindSafe(run(shared, job, token)).catch_unwind();
     tokio::pin!(run);

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::completer::Report;
 use super::slots::Slots;
@@ -72,7 +73,7 @@ fn claim_limit(free: usize, extra: usize) -> usize {
 pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::Sender<Report>) {
     let queue = slots.queue.clone();
     let wake = shared.hopper.waker(&queue);
-    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut buffer: VecDeque<(ClaimedJob, CancellationToken)> = VecDeque::new();
     let mut prefetch = Prefetch::new();
     let mut failures = 0u32;
     loop {
@@ -96,9 +97,14 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
                 now: shared.hopper.database_now(),
             };
             shared.claims.reserve(limit);
-            let result = shared.hopper.store().claim(request).await;
+            let mut result = shared.hopper.store().claim(request).await;
+            if let Ok(claimed) = &mut result {
+                // The jobs whose attempt counted from the claim go first:
+                // they are the ones to start at once.
+                claimed.sort_by_key(|job| !job.run_started);
+            }
             let taken = result.as_deref().unwrap_or_default();
-            shared.claims.claimed(
+            let runs = shared.claims.claimed(
                 taken.iter().map(ClaimedJob::claim),
                 limit,
                 &shared.stops.hard,
@@ -116,12 +122,9 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
                     }
                     continue;
                 }
-                Ok(mut claimed) => {
+                Ok(claimed) => {
                     failures = 0;
-                    // The jobs whose attempt counted from the claim go first:
-                    // they are the ones to start at once.
-                    claimed.sort_by_key(|job| !job.run_started);
-                    buffer.extend(claimed);
+                    buffer.extend(claimed.into_iter().zip(runs));
                     slots.buffered.store(buffer.len(), Ordering::SeqCst);
                 }
                 Err(error) => {
@@ -136,7 +139,7 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
                 }
             }
         }
-        let Some(job) = buffer.pop_front() else {
+        let Some((job, run)) = buffer.pop_front() else {
             continue;
         };
         slots.buffered.store(buffer.len(), Ordering::SeqCst);
@@ -145,7 +148,7 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
         let reports = reports.clone();
         let permit = permit.run();
         shared.jobs.spawn(async move {
-            match executor::execute(&shared_for_job, job, &reports).await {
+            match executor::execute(&shared_for_job, job, run, &reports).await {
                 Some(completion) => {
                     // The completer outlives every job task, so this only fails if it panicked.
                     let _ = reports.send(Report::Ended(completion)).await;

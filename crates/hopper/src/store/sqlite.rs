@@ -105,6 +105,20 @@ macro_rules! sqlite_now {
     };
 }
 
+/// The join every claim-guarded write ends with: the `[id, token]` pairs of
+/// the JSON array bound at `$claims` (see [`claim_list`]), each applying only
+/// to the job still carrying that claim's token. The unary `+` keeps the
+/// planner on primary-key lookups per claim.
+macro_rules! sqlite_held_claims {
+    ($claims:literal) => {
+        concat!(
+            " FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(",
+            $claims,
+            ")) AS c WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken"
+        )
+    };
+}
+
 /// The error a rescue records for a run whose lease ran out.
 macro_rules! sqlite_lease_lost {
     () => {
@@ -400,10 +414,7 @@ impl Store for SqliteStore {
     }
 
     async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError> {
-        // The unary `+` keeps the planner on primary-key lookups per claim.
-        const MARK: &str = "UPDATE jobs SET run_started = 1 \
-            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
-            WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";
+        const MARK: &str = concat!("UPDATE jobs SET run_started = 1", sqlite_held_claims!("?1"));
         if claims.is_empty() {
             return Ok(0);
         }
@@ -420,10 +431,11 @@ impl Store for SqliteStore {
         // Each write applies only under its claim's token, which a job
         // carries exactly while it is started. The unary `+` keeps the
         // planner on primary-key lookups per completion.
-        const FINISH: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL \
-            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?2)) AS c \
-            WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";
+        const FINISH: &str = concat!(
+            "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL",
+            sqlite_held_claims!("?2")
+        );
         const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
                 locked_by = NULL, locked_until = NULL, lease_token = NULL, last_error = ?2, \
                 errors = json_insert(errors, '$[#]', json(?3)) \
@@ -484,10 +496,9 @@ impl Store for SqliteStore {
         const EXTEND: &str = concat!(
             "UPDATE jobs SET locked_until = COALESCE(?2, ",
             sqlite_now!(),
-            ") + ?3 \
-             FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
-             WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken \
-             RETURNING id, lease_token"
+            ") + ?3",
+            sqlite_held_claims!("?1"),
+            " RETURNING id, lease_token"
         );
         if claims.is_empty() {
             return Ok(Vec::new());
@@ -513,10 +524,11 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError> {
-        const RELEASE: &str = "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL \
-            FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
-            WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";
+        const RELEASE: &str = concat!(
+            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL",
+            sqlite_held_claims!("?1")
+        );
         if claims.is_empty() {
             return Ok(0);
         }

@@ -1,12 +1,11 @@
 //! [`Hopper`]: the handle an application dispatches and manages jobs with.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
+pub use crate::core::Hopper;
 use crate::dispatch::{DispatchError, DispatchOptions};
 use crate::job::{Job, JobId};
 use crate::maintenance::Retention;
@@ -17,7 +16,6 @@ use crate::store::{
     JobFilter, JobRecord, MinuteCount, NewJob, QueueStats, RetriedFailed, RetryFailed, StateCount,
     Store, StoreError,
 };
-use crate::worker::{WorkerConfig, WorkerError, WorkerPool};
 
 /// The database URL used when `DATABASE_URL` is not set: a SQLite file
 /// under the working directory, created with its folder when missing.
@@ -37,40 +35,6 @@ pub fn database_url() -> String {
         .ok()
         .filter(|url| !url.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
-}
-
-/// The handle to a job queue: dispatch jobs, look at them, cancel, retry,
-/// prune, and start workers. Cheap to clone; clones share everything.
-///
-/// ```
-/// use hopper::{Hopper, Job, JobContext, JobResult};
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct Mail { to: String }
-/// struct MailJob;
-/// impl Job for MailJob {
-///     const TYPE: &'static str = "mail";
-///     type Payload = Mail;
-///     async fn handle(&self, _: Mail, _: JobContext) -> JobResult { Ok(()) }
-/// }
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let hopper = Hopper::builder().register(MailJob).unwrap().connect("sqlite::memory:").await.unwrap();
-/// let id = hopper.dispatch::<MailJob>(Mail { to: "ada@example.com".into() }).await.unwrap();
-/// assert_eq!(hopper.job(id).await.unwrap().unwrap().state, hopper::JobState::Pending);
-/// # });
-/// ```
-#[derive(Clone, Debug)]
-pub struct Hopper {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    store: Arc<dyn Store>,
-    registry: Arc<Registry>,
-    clock: Arc<dyn Clock>,
-    state: Arc<State>,
-    wakers: Wakers,
-    max_payload_bytes: usize,
 }
 
 /// Builds a [`Hopper`]: its job types, shared state, clock and database.
@@ -178,16 +142,13 @@ impl Builder {
     /// # });
     /// ```
     pub fn build(self, store: Arc<dyn Store>) -> Hopper {
-        Hopper {
-            inner: Arc::new(Inner {
-                store,
-                registry: Arc::new(self.registry),
-                clock: self.clock,
-                state: Arc::new(self.state),
-                wakers: Wakers::default(),
-                max_payload_bytes: self.max_payload_bytes,
-            }),
-        }
+        Hopper::from_parts(
+            store,
+            self.registry,
+            self.clock,
+            self.state,
+            self.max_payload_bytes,
+        )
     }
 }
 
@@ -381,7 +342,7 @@ impl Hopper {
                 field: "type name",
             });
         }
-        let defaults = self.inner.registry.validate(job_type, &text)?;
+        let defaults = self.registry().validate(job_type, &text)?;
         let job = options.new_job(job_type, defaults, text, self.now());
         crate::dispatch::check_text(&job)?;
         Ok(job)
@@ -408,7 +369,7 @@ impl Hopper {
     }
 
     fn check_size(&self, job_type: &str, payload: &str) -> Result<(), DispatchError> {
-        let limit = self.inner.max_payload_bytes;
+        let limit = self.max_payload_bytes();
         if payload.len() > limit {
             return Err(DispatchError::TooLarge {
                 job_type: job_type.to_owned(),
@@ -420,7 +381,7 @@ impl Hopper {
     }
 
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
-        let ids = self.inner.store.insert(&jobs).await?;
+        let ids = self.store().insert(&jobs).await?;
         crate::metrics::dispatched(&jobs);
         crate::events::dispatched(&ids, &jobs);
         let now = self.now();
@@ -428,7 +389,7 @@ impl Hopper {
         for job in &jobs {
             if job.available_at <= now && !woken.contains(&job.queue.as_str()) {
                 woken.push(&job.queue);
-                self.inner.wakers.wake(&job.queue);
+                self.wake(&job.queue);
             }
         }
         Ok(ids)
@@ -443,7 +404,7 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        self.inner.store.get(id).await
+        self.store().get(id).await
     }
 
     /// Jobs matching `filter`, newest first.
@@ -463,7 +424,7 @@ impl Hopper {
             // (and PostgreSQL could not even compare with it).
             return Ok(Vec::new());
         }
-        self.inner.store.list(filter).await
+        self.store().list(filter).await
     }
 
     /// Job counts per queue and state.
@@ -475,7 +436,7 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        self.inner.store.counts().await
+        self.store().counts().await
     }
 
     /// Cancels job `id` if it is still pending; returns whether it was.
@@ -487,11 +448,11 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn cancel(&self, id: JobId) -> Result<bool, StoreError> {
-        let cancelled = self.inner.store.cancel(id, self.now()).await?;
+        let cancelled = self.store().cancel(id, self.now()).await?;
         // The event carries the job's fields, read back only when it is logged;
         // the job is cancelled either way, so a failed read is only logged.
         if cancelled && tracing::enabled!(target: "hopper::events", tracing::Level::INFO) {
-            match self.inner.store.get(id).await {
+            match self.store().get(id).await {
                 Ok(Some(job)) => crate::events::cancelled(&job),
                 Ok(None) => {}
                 Err(error) => tracing::warn!(id, %error, "reading a cancelled job failed"),
@@ -512,16 +473,15 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn retry(&self, id: JobId) -> Result<bool, StoreError> {
-        let Some(job) = self.inner.store.get(id).await? else {
+        let Some(job) = self.store().get(id).await? else {
             return Ok(false);
         };
         let attempts = self
-            .inner
-            .registry
+            .registry()
             .get(&job.job_type)
             .map(|registered| registered.defaults().max_attempts)
             .unwrap_or(1);
-        let retried = match self.inner.store.retry(id, self.now(), attempts).await {
+        let retried = match self.store().retry(id, self.now(), attempts).await {
             Err(error) if error.is_unique_violation() => {
                 return Err(StoreError::UniqueKeyHeld {
                     id,
@@ -531,7 +491,7 @@ impl Hopper {
             retried => retried?,
         };
         if retried {
-            self.inner.wakers.wake(&job.queue);
+            self.wake(&job.queue);
         }
         Ok(retried)
     }
@@ -579,7 +539,7 @@ impl Hopper {
             // Dispatch refuses NUL in these names, so no stored job has one.
             return Ok(RetriedFailed::default());
         }
-        let registry = &self.inner.registry;
+        let registry = self.registry();
         let extra_attempts = registry
             .types()
             .filter(|name| job_type.is_none_or(|wanted| wanted == *name))
@@ -595,9 +555,9 @@ impl Hopper {
             extra_attempts,
             default_extra_attempts: 1,
         };
-        let done = self.inner.store.retry_failed(&request).await?;
+        let done = self.store().retry_failed(&request).await?;
         for queue in &done.queues {
-            self.inner.wakers.wake(queue);
+            self.wake(queue);
         }
         Ok(done)
     }
@@ -611,7 +571,7 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        self.inner.store.delete(id).await
+        self.store().delete(id).await
     }
 
     /// Tells every worker, in every process, to claim nothing more from
@@ -626,7 +586,7 @@ impl Hopper {
     /// ```
     pub async fn pause(&self, queue: &str) -> Result<(), StoreError> {
         crate::store::check_name("queue name", queue)?;
-        self.inner.store.set_paused(queue, true, self.now()).await
+        self.store().set_paused(queue, true, self.now()).await
     }
 
     /// Lets workers claim from `queue` again.
@@ -641,11 +601,8 @@ impl Hopper {
     /// ```
     pub async fn resume(&self, queue: &str) -> Result<(), StoreError> {
         crate::store::check_name("queue name", queue)?;
-        self.inner
-            .store
-            .set_paused(queue, false, self.now())
-            .await?;
-        self.inner.wakers.wake(queue);
+        self.store().set_paused(queue, false, self.now()).await?;
+        self.wake(queue);
         Ok(())
     }
 
@@ -659,7 +616,7 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
-        self.inner.store.queue_stats(self.now()).await
+        self.store().queue_stats(self.now()).await
     }
 
     /// The status of every queue now: jobs per state, due work and its
@@ -686,7 +643,7 @@ impl Hopper {
     /// ```
     pub async fn status(&self, window: std::time::Duration) -> Result<Status, StoreError> {
         let now = self.now();
-        let store = &self.inner.store;
+        let store = &self.store();
         let counts = store.counts().await?;
         let stats = store.queue_stats(now).await?;
         let workers = store.worker_concurrency(now).await?;
@@ -708,7 +665,7 @@ impl Hopper {
         window: std::time::Duration,
     ) -> Result<Vec<MinuteCount>, StoreError> {
         let since = crate::clock::sub(self.now(), window);
-        self.inner.store.throughput(since).await
+        self.store().throughput(since).await
     }
 
     /// Deletes ended jobs older than `retention` allows; returns how many.
@@ -720,115 +677,6 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
-        crate::maintenance::prune(self.inner.store.as_ref(), self.now(), retention).await
-    }
-
-    /// Starts a worker pool running the queues `config` names.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
-    /// let pool = hopper.start(hopper::WorkerConfig::new(4)).unwrap();
-    /// pool.stop().await.unwrap();
-    /// # });
-    /// ```
-    pub fn start(&self, config: WorkerConfig) -> Result<WorkerPool, WorkerError> {
-        WorkerPool::start(self.clone(), config)
-    }
-
-    /// Wakes idle workers of `queue` in this process to look for due jobs now
-    /// (after moving a manual clock, say).
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
-    /// hopper.wake("default");
-    /// # });
-    /// ```
-    pub fn wake(&self, queue: &str) {
-        self.inner.wakers.wake(queue);
-    }
-
-    /// The current time on this handle's clock.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
-    /// assert!(hopper.now() <= chrono::Utc::now());
-    /// # });
-    /// ```
-    pub fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
-    }
-
-    /// The database's now as statements about leases should take it:
-    /// `None` for the server's own clock, or a test clock's time.
-    pub(crate) fn database_now(&self) -> Option<DateTime<Utc>> {
-        self.inner.clock.database_now()
-    }
-
-    /// Whether this handle's clock moves with the wall clock (see
-    /// [`Clock::moves_by_itself`]).
-    pub(crate) fn clock_moves_by_itself(&self) -> bool {
-        self.inner.clock.moves_by_itself()
-    }
-
-    /// The registered job types.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
-    /// assert_eq!(hopper.registry().types().count(), 0);
-    /// # });
-    /// ```
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
-    }
-
-    /// The store behind this handle.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
-    /// assert!(hopper.store().get(1).await.unwrap().is_none());
-    /// # });
-    /// ```
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
-    pub(crate) fn shared_state(&self) -> &Arc<State> {
-        &self.inner.state
-    }
-
-    pub(crate) fn waker(&self, queue: &str) -> Arc<Notify> {
-        self.inner.wakers.get(queue)
-    }
-}
-
-/// In-process wake-ups, one per queue: a dispatch wakes that queue's idle
-/// fetcher at once instead of waiting for its next poll.
-#[derive(Debug, Default)]
-struct Wakers {
-    queues: Mutex<HashMap<String, Arc<Notify>>>,
-}
-
-impl Wakers {
-    fn get(&self, queue: &str) -> Arc<Notify> {
-        let mut queues = self
-            .queues
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        queues.entry(queue.to_owned()).or_default().clone()
-    }
-
-    fn wake(&self, queue: &str) {
-        let queues = self
-            .queues
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(notify) = queues.get(queue) {
-            notify.notify_one();
-        }
+        crate::maintenance::prune(self.store().as_ref(), self.now(), retention).await
     }
 }

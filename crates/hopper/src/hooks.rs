@@ -36,7 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::client::Hopper;
+use crate::core::Hopper;
 use crate::job::JobId;
 
 /// What a hook returns: any error, boxed (so `?` works on most errors).

@@ -35,10 +35,12 @@
 pub mod alerts;
 pub mod client;
 pub mod clock;
+mod core;
 pub mod dispatch;
 pub mod events;
 pub mod hooks;
 pub mod job;
+mod lease;
 pub mod maintenance;
 pub mod metrics;
 mod panics;

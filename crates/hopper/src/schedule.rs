@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Hopper;
+use crate::core::Hopper;
 use crate::dispatch::{DispatchError, DispatchOptions};
 use crate::job::{Job, JobId, JobState};
 use crate::registry::JobDefaults;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Hopper;
-use crate::maintenance::leader::Lease;
+use crate::core::Hopper;
+use crate::lease::Lease;
 use crate::retry::Backoff;
 
 /// The waits after consecutive database errors: 200 ms after the first,

@@ -3,7 +3,7 @@
 //! configuration and stopped together.
 
 use crate::alerts::{AlertMonitor, Alerts};
-use crate::client::Hopper;
+use crate::core::Hopper;
 use crate::schedule::{Scheduler, Schedules};
 use crate::worker::{WorkerConfig, WorkerError, WorkerPool};
 

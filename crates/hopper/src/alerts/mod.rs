@@ -36,7 +36,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Hopper;
+use crate::core::Hopper;
 use crate::service::Periodic;
 use crate::store::{AlertRecord, NewAlert, StoreError};
 

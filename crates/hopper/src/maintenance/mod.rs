@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::job::JobState;
 
-pub(crate) mod leader;
 pub(crate) mod pruner;
 pub(crate) mod rescuer;
 

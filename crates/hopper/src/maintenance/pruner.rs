@@ -6,9 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::leader::Lease;
 use super::{PRUNE_BATCH, PRUNE_LEASE, Retention};
-use crate::client::Hopper;
+use crate::core::Hopper;
+use crate::lease::Lease;
 use crate::service::Periodic;
 use crate::store::{Store, StoreError};
 

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::MAINTENANCE_LEASE;
-use super::leader::Lease;
-use crate::client::Hopper;
+use crate::core::Hopper;
 use crate::job::JobId;
+use crate::lease::Lease;
 use crate::service::Periodic;
 use crate::store::{Store, StoreError};
 

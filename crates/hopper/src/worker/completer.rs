@@ -232,7 +232,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::client::Hopper;
+    use crate::core::Hopper;
     use crate::job::{JobId, JobState};
     use crate::store::{ClaimRequest, ClaimedJob, NewJob};
     use crate::worker::WorkerConfig;

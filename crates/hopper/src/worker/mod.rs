@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::Hopper;
+use crate::core::Hopper;
 use crate::store::{StoreError, Wakeup};
 
 mod autoscale;
@@ -403,5 +403,20 @@ impl WorkerPool {
         }
         tracing::info!(worker = %shared.worker_id, "workers stopped");
         Ok(released)
+    }
+}
+
+impl Hopper {
+    /// Starts a worker pool running the queues `config` names.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let pool = hopper.start(hopper::WorkerConfig::new(4)).unwrap();
+    /// pool.stop().await.unwrap();
+    /// # });
+    /// ```
+    pub fn start(&self, config: WorkerConfig) -> Result<WorkerPool, WorkerError> {
+        WorkerPool::start(self.clone(), config)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::client::Hopper;
+use crate::core::Hopper;
 use crate::store::StoreError;
 
 /// A named lease as one holder takes it: each take renews it for

@@ -107,6 +107,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::Encode { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::TooLarge { .. } => ApiError::TooLarge(error.to_string()),
             DispatchError::NulCharacter { .. } => ApiError::BadRequest(error.to_string()),
+            DispatchError::WrongDatabase { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::Store(store) => ApiError::Store(store),
         }
     }

@@ -382,17 +382,24 @@ impl Hopper {
 
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
         let ids = self.store().insert(&jobs).await?;
-        crate::metrics::dispatched(&jobs);
-        crate::events::dispatched(&ids, &jobs);
+        self.dispatched(&ids, &jobs);
+        Ok(ids)
+    }
+
+    /// Records stored jobs (metrics, hook events) and wakes this process's
+    /// idle workers of each queue with a job due now: what follows every
+    /// dispatch once its jobs are committed.
+    pub(crate) fn dispatched(&self, ids: &[JobId], jobs: &[NewJob]) {
+        crate::metrics::dispatched(jobs);
+        crate::events::dispatched(ids, jobs);
         let now = self.now();
         let mut woken: Vec<&str> = Vec::new();
-        for job in &jobs {
+        for job in jobs {
             if job.available_at <= now && !woken.contains(&job.queue.as_str()) {
                 woken.push(&job.queue);
                 self.wake(&job.queue);
             }
         }
-        Ok(ids)
     }
 
     /// Everything stored about job `id`, or `None` if there is no such job.

@@ -73,6 +73,21 @@ impl Hopper {
         }
     }
 
+    /// The store behind this handle as its concrete type, when it is one:
+    /// to reach a backend's own API (its connection pool, say).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::sqlite::SqliteStore;
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.store_as::<SqliteStore>().is_some());
+    /// # });
+    /// ```
+    pub fn store_as<S: Store>(&self) -> Option<&S> {
+        let store: &dyn std::any::Any = self.inner.store.as_ref();
+        store.downcast_ref::<S>()
+    }
+
     /// The largest payload, in bytes, a dispatch accepts.
     pub(crate) fn max_payload_bytes(&self) -> usize {
         self.inner.max_payload_bytes

@@ -47,6 +47,21 @@ pub enum DispatchError {
     /// The database refused or could not be reached.
     #[error("could not store the job: {0}")]
     Store(#[from] StoreError),
+    /// A transaction for one database was asked of a handle on another.
+    #[error("this handle's database is not {expected}")]
+    WrongDatabase {
+        /// The database the transaction needs.
+        expected: &'static str,
+    },
+}
+
+/// An application's own statement failed inside
+/// [`Hopper::sqlite_transaction`](crate::Hopper::sqlite_transaction).
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for DispatchError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Store(error.into())
+    }
 }
 
 /// Where, when and how urgently a dispatched job runs; anything left unset

@@ -53,6 +53,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod testing;
+pub mod transaction;
 pub mod worker;
 
 /// The attribute for implementing [`hooks::Hooks`] (re-exported `async_trait`).
@@ -65,4 +66,5 @@ pub use maintenance::Retention;
 pub use registry::{JobDefaults, Registry, RegistryError};
 pub use state::State;
 pub use store::{JobFilter, JobRecord, QueueStats, StoreError, WorkerConcurrency};
+pub use transaction::JobTransaction;
 pub use worker::{Concurrency, MAINTENANCE_LEASE, WorkerConfig, WorkerError, WorkerPool};

@@ -841,7 +841,7 @@ pub enum Wakeup {
 /// claimers (no job claimed twice) and apply every [`Completion`] only under
 /// its guard.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> Result<(), StoreError>;
 

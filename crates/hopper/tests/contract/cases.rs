@@ -5,6 +5,7 @@ use crate::backends::TestDb;
 pub use crate::pool_cases::*;
 
 pub use crate::alerts::*;
+pub use crate::transaction_cases::*;
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ mod alerts;
 mod backends;
 mod cases;
 mod pool_cases;
+mod transaction_cases;
 
 /// Declares, for one backend, a test per case.
 macro_rules! contract {
@@ -82,6 +83,7 @@ macro_rules! contract_for {
             a_job_type_renamed_while_jobs_wait_fails_clearly_and_retries_once_back,
             a_stored_payload_that_is_not_json_fails_permanently,
             instances_migrating_the_same_database_at_once_all_succeed,
+            a_job_dispatched_in_a_transaction_exists_once_it_commits_and_wakes_the_workers,
         );)*
     };
 }

@@ -355,47 +355,60 @@ impl SqliteStore {
     }
 
     /// Runs `work` in a transaction on the writing connection and commits
-    /// it, or rolls it back if `work` fails: pass the transaction to
-    /// [`insert_in`](super::insert_in) to dispatch jobs that exist if and only if the
-    /// application's own writes commit.
+    /// it, or rolls it back if `work` fails: dispatch jobs in it with
+    /// [`Hopper::sqlite_transaction`](crate::Hopper::sqlite_transaction), and
+    /// they exist if and only if the application's own writes commit.
     ///
-    /// The transaction begins `IMMEDIATE`, holding the file's write lock. While
-    /// another process holds it, the store sleeps and tries again for up to
-    /// [`BUSY_TIMEOUT`], so `work` may run more than once; it runs on the
-    /// calling thread, so keep it short.
+    /// The transaction begins `IMMEDIATE`, holding the file's write lock.
+    /// While another process holds it, the store sleeps and tries to begin
+    /// again for up to [`BUSY_TIMEOUT`]; `work` runs once, on the calling
+    /// thread, with the lock held, so keep it short.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
+    /// use hopper::store::sqlite::SqliteStore;
     /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// store.migrate().await.unwrap();
-    /// let now = chrono::Utc::now();
-    /// let job = NewJob {
-    ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-    ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
-    /// };
-    /// let ids = store
+    /// let signups = store
     ///     .transaction(|tx| {
-    ///         tx.execute_batch("CREATE TABLE IF NOT EXISTS signups (email TEXT)")?;
+    ///         tx.execute_batch("CREATE TABLE signups (email TEXT)")?;
     ///         tx.execute("INSERT INTO signups VALUES (?1)", ["ada@example.com"])?;
-    ///         insert_in(tx, std::slice::from_ref(&job))
+    ///         Ok(tx.query_row("SELECT count(*) FROM signups", [], |row| row.get::<_, i64>(0))?)
     ///     })
     ///     .await
     ///     .unwrap();
-    /// assert!(store.get(ids[0]).await.unwrap().is_some());
+    /// assert_eq!(signups, 1);
     /// # });
     /// ```
     pub async fn transaction<T>(
         &self,
-        mut work: impl FnMut(&Transaction<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.write(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = work(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })
-        .await
+        self.transaction_with(work).await
+    }
+
+    /// [`SqliteStore::transaction`] for work that fails with an error of
+    /// its own.
+    pub(crate) async fn transaction_with<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = self.writer().await?;
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(1);
+        let tx = loop {
+            let error = match Transaction::new_unchecked(&conn, TransactionBehavior::Immediate) {
+                Ok(tx) => break tx,
+                Err(error) => StoreError::from(error),
+            };
+            if !error.is_busy() || Instant::now() >= deadline {
+                return Err(error.into());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        };
+        let value = work(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(value)
     }
 
     /// Runs `work` on the writing connection, again after a pause while

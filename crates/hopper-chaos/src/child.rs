@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hopper::clock::OffsetClock;
-use hopper::{DispatchOptions, Hopper, WorkerConfig};
+use hopper::{Hopper, WorkerConfig};
 use tokio::io::AsyncReadExt;
 
 use crate::db;
@@ -138,19 +138,20 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
             continue;
         }
         let end = due.min(next + MAX_BATCH);
-        let jobs = (next..end)
-            .map(|seq| hopper.prepare::<ChaosJob>(seq, DispatchOptions::new()))
-            .collect::<Result<Vec<_>, _>>()?;
         let first = next;
-        db.insert_held(&jobs, Duration::from_millis(args.hold_ms), || {
-            let _ = writeln!(stdout, "written {first} {end}");
-            let _ = stdout.flush();
-        })
+        db.dispatch_held::<ChaosJob>(
+            &hopper,
+            next..end,
+            Duration::from_millis(args.hold_ms),
+            || {
+                let _ = writeln!(stdout, "written {first} {end}");
+                let _ = stdout.flush();
+            },
+        )
         .await
         .with_context(|| format!("dispatching jobs {first}..{end}"))?;
         writeln!(stdout, "committed {end}")?;
         stdout.flush()?;
-        hopper.wake(hopper::DEFAULT_QUEUE);
         next = end;
         if next < args.to {
             tokio::time::sleep(TICK).await;

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use hopper::store::mysql::MysqlStore;
 use hopper::store::postgres::PostgresStore;
 use hopper::store::sqlite::SqliteStore;
-use hopper::store::{NewJob, Store};
+use hopper::store::Store;
+use hopper::{DispatchOptions, Hopper, Job};
 use sqlx::{Connection, MySqlConnection, MySqlPool, PgConnection, PgPool, Row};
 
 /// The application name the controller's PostgreSQL connections carry, so
@@ -410,40 +411,40 @@ impl Db {
         Ok(row)
     }
 
-    /// Inserts `jobs` in one transaction that stays open for `hold` after
-    /// the rows are written; `written` is called at that moment.
-    pub async fn insert_held(
+    /// Dispatches a job of type `J` per payload through `hopper`, in one
+    /// transaction that stays open for `hold` after the rows are written;
+    /// `written` is called at that moment.
+    pub async fn dispatch_held<J: Job>(
         &self,
-        jobs: &[NewJob],
+        hopper: &Hopper,
+        payloads: impl IntoIterator<Item = J::Payload>,
         hold: Duration,
         written: impl FnOnce(),
     ) -> Result<()> {
+        let options = DispatchOptions::new();
         match self {
-            Db::Sqlite(store) => {
+            Db::Sqlite(_) => {
                 // SQLite's transactions run on the calling thread: holding
                 // one open is holding the thread, as a slow write would.
-                let mut written = Some(written);
-                store
-                    .transaction(|tx| {
-                        hopper::store::sqlite::insert_in(tx, jobs)?;
-                        if let Some(written) = written.take() {
-                            written();
-                        }
+                hopper
+                    .sqlite_transaction(|tx| {
+                        tx.dispatch_many::<J>(payloads, options)?;
+                        written();
                         std::thread::sleep(hold);
                         Ok(())
                     })
                     .await?;
             }
             Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                hopper::store::postgres::insert_in(&mut tx, jobs).await?;
+                let mut tx = hopper.transaction(pool.begin().await?);
+                tx.dispatch_many::<J>(payloads, options).await?;
                 written();
                 tokio::time::sleep(hold).await;
                 tx.commit().await?;
             }
             Db::Mysql(pool) => {
-                let mut tx = pool.begin().await?;
-                hopper::store::mysql::insert_in(&mut tx, jobs).await?;
+                let mut tx = hopper.transaction(pool.begin().await?);
+                tx.dispatch_many::<J>(payloads, options).await?;
                 written();
                 tokio::time::sleep(hold).await;
                 tx.commit().await?;

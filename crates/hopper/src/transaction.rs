@@ -80,11 +80,22 @@ impl<'h, T> JobTransaction<'h, T> {
         &self.dispatched.ids
     }
 
-    fn inserted(&mut self, ids: Vec<JobId>, job: NewJob) -> JobId {
-        let id = ids.first().copied().unwrap_or_default();
-        self.dispatched.ids.extend(ids);
-        self.dispatched.jobs.push(job);
-        id
+    /// The checked rows of a dispatch of many jobs of type `J`, all
+    /// stamped with one time.
+    fn prepare_many<J: Job>(
+        &self,
+        payloads: impl IntoIterator<Item = J::Payload>,
+        options: &DispatchOptions,
+    ) -> Result<Vec<NewJob>, DispatchError> {
+        payloads
+            .into_iter()
+            .map(|payload| self.hopper.prepare::<J>(payload, options.clone()))
+            .collect()
+    }
+
+    fn inserted(&mut self, ids: &[JobId], jobs: Vec<NewJob>) {
+        self.dispatched.ids.extend_from_slice(ids);
+        self.dispatched.jobs.extend(jobs);
     }
 }
 
@@ -161,7 +172,7 @@ mod sqlite {
             options: DispatchOptions,
         ) -> Result<JobId, DispatchError> {
             let job = self.hopper.prepare::<J>(payload, options)?;
-            self.insert(job)
+            Ok(self.insert(vec![job])?[0])
         }
 
         /// Dispatches a job by type name with a JSON payload in this
@@ -183,12 +194,46 @@ mod sqlite {
             options: DispatchOptions,
         ) -> Result<JobId, DispatchError> {
             let job = self.hopper.prepare_json(job_type, payload, options)?;
-            self.insert(job)
+            Ok(self.insert(vec![job])?[0])
         }
 
-        fn insert(&mut self, job: NewJob) -> Result<JobId, DispatchError> {
-            let ids = insert_in(self.tx, std::slice::from_ref(&job))?;
-            Ok(self.inserted(ids, job))
+        /// Dispatches a job of type `J` per payload in this transaction,
+        /// in one statement where the database allows (see
+        /// [`Hopper::dispatch_many`]). Returns their ids in order.
+        ///
+        /// ```
+        /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult};
+        /// # struct Ping;
+        /// # impl Job for Ping {
+        /// #     const TYPE: &'static str = "ping";
+        /// #     type Payload = u32;
+        /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+        /// # }
+        /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+        /// let hopper = Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
+        /// let ids = hopper
+        ///     .sqlite_transaction(|tx| tx.dispatch_many::<Ping>(0..10, DispatchOptions::new()))
+        ///     .await
+        ///     .unwrap();
+        /// assert_eq!(ids.len(), 10);
+        /// # });
+        /// ```
+        pub fn dispatch_many<J: Job>(
+            &mut self,
+            payloads: impl IntoIterator<Item = J::Payload>,
+            options: DispatchOptions,
+        ) -> Result<Vec<JobId>, DispatchError> {
+            let jobs = self.prepare_many::<J>(payloads, &options)?;
+            self.insert(jobs)
+        }
+
+        fn insert(&mut self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
+            if jobs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids = insert_in(self.tx, &jobs)?;
+            self.inserted(&ids, jobs);
+            Ok(ids)
         }
     }
 
@@ -378,7 +423,7 @@ impl<D: TransactionDatabase> JobTransaction<'_, sqlx::Transaction<'_, D>> {
         options: DispatchOptions,
     ) -> Result<JobId, DispatchError> {
         let job = self.hopper.prepare::<J>(payload, options)?;
-        self.insert(job).await
+        Ok(self.insert(vec![job]).await?[0])
     }
 
     /// Dispatches a job by type name with a JSON payload in this
@@ -399,12 +444,44 @@ impl<D: TransactionDatabase> JobTransaction<'_, sqlx::Transaction<'_, D>> {
         options: DispatchOptions,
     ) -> Result<JobId, DispatchError> {
         let job = self.hopper.prepare_json(job_type, payload, options)?;
-        self.insert(job).await
+        Ok(self.insert(vec![job]).await?[0])
     }
 
-    async fn insert(&mut self, job: NewJob) -> Result<JobId, DispatchError> {
-        let ids = D::insert_in(&mut *self.tx, std::slice::from_ref(&job)).await?;
-        Ok(self.inserted(ids, job))
+    /// Dispatches a job of type `J` per payload in this transaction
+    /// (see [`Hopper::dispatch_many`]). Returns their ids in order.
+    ///
+    /// ```no_run
+    /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult};
+    /// # struct Ship;
+    /// # impl Job for Ship {
+    /// #     const TYPE: &'static str = "ship";
+    /// #     type Payload = i64;
+    /// #     async fn handle(&self, _: i64, _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// # async fn order<D: hopper::transaction::TransactionDatabase>(hopper: Hopper, pool: sqlx::Pool<D>) -> anyhow::Result<()> {
+    /// let mut tx = hopper.transaction(pool.begin().await?);
+    /// let ids = tx.dispatch_many::<Ship>([1, 2, 3], DispatchOptions::new()).await?;
+    /// tx.commit().await?;
+    /// assert_eq!(ids.len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn dispatch_many<J: Job>(
+        &mut self,
+        payloads: impl IntoIterator<Item = J::Payload>,
+        options: DispatchOptions,
+    ) -> Result<Vec<JobId>, DispatchError> {
+        let jobs = self.prepare_many::<J>(payloads, &options)?;
+        self.insert(jobs).await
+    }
+
+    async fn insert(&mut self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = D::insert_in(&mut *self.tx, &jobs).await?;
+        self.inserted(&ids, jobs);
+        Ok(ids)
     }
 
     /// Commits the transaction; then records the jobs dispatched in it and

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use hopper::store::Store;
 use hopper::store::mysql::MysqlStore;
 use hopper::store::postgres::PostgresStore;
 use hopper::store::sqlite::SqliteStore;
-use hopper::store::Store;
 use hopper::{DispatchOptions, Hopper, Job};
 use sqlx::{Connection, MySqlConnection, MySqlPool, PgConnection, PgPool, Row};
 

@@ -90,6 +90,13 @@ pub trait Job: Send + Sync + 'static {
 
     /// How long one run may take before it is cancelled and counted as a
     /// failed attempt. Default: 5 minutes.
+    ///
+    /// Cancelling happens where the handler next `.await`s: a handler that
+    /// blocks its thread (`std::thread::sleep`, long computation, blocking
+    /// I/O) cannot be cancelled, and if it returns `Ok` late its run is
+    /// recorded finished. Run blocking work in
+    /// [`tokio::task::spawn_blocking`] and await it, so the timeout fires
+    /// at that await.
     fn timeout(&self) -> Duration {
         DEFAULT_TIMEOUT
     }

@@ -49,6 +49,7 @@ pub mod retry;
 pub mod schedule;
 mod service;
 pub mod services;
+pub mod signals;
 pub mod state;
 pub mod status;
 pub mod store;

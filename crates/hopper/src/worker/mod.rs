@@ -67,6 +67,10 @@ pub enum WorkerError {
     /// A background task of the pool panicked.
     #[error("worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The process could not listen for its stop signals (see
+    /// [`WorkerPool::run_until_signal`]).
+    #[error("cannot listen for stop signals: {0}")]
+    Signals(std::io::Error),
 }
 
 /// Most completions written, or leases extended, in one transaction.

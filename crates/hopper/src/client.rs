@@ -14,8 +14,8 @@ use crate::registry::{JobDefaults, Registry, RegistryError};
 use crate::state::State;
 use crate::status::Status;
 use crate::store::{
-    JobFilter, JobRecord, MinuteCount, NewJob, QueueStats, RetriedFailed, RetryFailed, StateCount,
-    Store, StoreError,
+    JobFilter, JobRecord, MinuteCount, NewJob, PauseRequest, QueueStats, RetriedFailed,
+    RetryFailed, RetryRequest, StateCount, Store, StoreError,
 };
 use crate::worker::{WorkerConfig, WorkerError, WorkerPool};
 
@@ -521,7 +521,12 @@ impl Hopper {
             .get(&job.job_type)
             .map(|registered| registered.defaults().max_attempts)
             .unwrap_or(1);
-        let retried = match self.inner.store.retry(id, self.now(), attempts).await {
+        let request = RetryRequest {
+            id,
+            now: self.now(),
+            extra_attempts: attempts,
+        };
+        let retried = match self.inner.store.retry(request).await {
             Err(error) if error.is_unique_violation() => {
                 return Err(StoreError::UniqueKeyHeld {
                     id,
@@ -626,7 +631,12 @@ impl Hopper {
     /// ```
     pub async fn pause(&self, queue: &str) -> Result<(), StoreError> {
         crate::store::check_name("queue name", queue)?;
-        self.inner.store.set_paused(queue, true, self.now()).await
+        let request = PauseRequest {
+            queue,
+            paused: true,
+            now: self.now(),
+        };
+        self.inner.store.set_paused(request).await
     }
 
     /// Lets workers claim from `queue` again.
@@ -641,10 +651,12 @@ impl Hopper {
     /// ```
     pub async fn resume(&self, queue: &str) -> Result<(), StoreError> {
         crate::store::check_name("queue name", queue)?;
-        self.inner
-            .store
-            .set_paused(queue, false, self.now())
-            .await?;
+        let request = PauseRequest {
+            queue,
+            paused: false,
+            now: self.now(),
+        };
+        self.inner.store.set_paused(request).await?;
         self.inner.wakers.wake(queue);
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::mysql::{admin, database};
 use common::*;
 use hopper::store::mysql::{MysqlStore, insert_in};
-use hopper::store::{NewJob, Store, Tick};
+use hopper::store::{NewJob, Store, Tick, TickRequest};
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
 use sqlx::Executor;
 use tokio::sync::{Barrier, watch};
@@ -360,10 +360,13 @@ async fn one_instance_among_many_takes_each_schedule_tick() {
             let (store, barrier) = (store.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                store
-                    .take_tick("report", fire_at, Some(&job(None)))
-                    .await
-                    .unwrap()
+                let job = job(None);
+                let tick = TickRequest {
+                    schedule: "report",
+                    fire_at,
+                    job: Some(&job),
+                };
+                store.take_tick(tick).await.unwrap()
             })
         });
         let ticks = futures::future::try_join_all(tasks).await.unwrap();
@@ -387,13 +390,27 @@ async fn one_instance_among_many_takes_each_schedule_tick() {
         assert_eq!(states[0].last_job_id, Some(dispatched[0]));
     }
     assert_eq!(
-        store.take_tick("report", start, None).await.unwrap(),
+        store
+            .take_tick(TickRequest {
+                schedule: "report",
+                fire_at: start,
+                job: None,
+            })
+            .await
+            .unwrap(),
         Tick::Lost,
         "an earlier tick is never taken again"
     );
     let later = start + chrono::Duration::minutes(9);
     assert_eq!(
-        store.take_tick("report", later, None).await.unwrap(),
+        store
+            .take_tick(TickRequest {
+                schedule: "report",
+                fire_at: later,
+                job: None,
+            })
+            .await
+            .unwrap(),
         Tick::Passed
     );
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")

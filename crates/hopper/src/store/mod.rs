@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobId, JobState};
 
 mod concurrency;
+mod error;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
@@ -23,99 +24,7 @@ mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-/// What can go wrong talking to the database.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database URL names no database this build supports.
-    #[error("unsupported database URL {0:?}: expected sqlite://…, postgres://… or mysql://… (enabled databases: {enabled})", enabled = ENABLED.join(", "))]
-    UnsupportedUrl(String),
-    /// The database could not be opened or created.
-    #[error("cannot open database {url}: {source}")]
-    Open {
-        /// The URL that was opened.
-        url: String,
-        /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// Applying the schema migrations failed.
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A query failed (the database went away, the disk is full, …).
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// An SQLite statement failed (the file went away, the disk is full, …).
-    #[cfg(feature = "sqlite")]
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The store was closed; nothing more goes through it.
-    #[error("the database store is closed")]
-    Closed,
-    /// A unique key's holder kept changing under every attempt to insert or find it.
-    #[error(
-        "unique key {0:?} stayed contended: every insert met a live job holding it, every look-up found none"
-    )]
-    Contended(String),
-    /// A failed or cancelled job cannot go back to pending while another
-    /// live job holds its unique key.
-    #[error(
-        "job {id} cannot be retried: another pending or started job holds its unique key {key:?}"
-    )]
-    UniqueKeyHeld {
-        /// The job that was to be retried.
-        id: JobId,
-        /// Its unique key.
-        key: String,
-    },
-    /// A row held a value Hopper cannot read.
-    #[error("corrupt job row {id}: {reason}")]
-    Corrupt {
-        /// The row's id.
-        id: JobId,
-        /// What was wrong.
-        reason: String,
-    },
-    /// A name holds a NUL character, which no database stores as text.
-    #[error("a {field} cannot contain a NUL character: {name:?}")]
-    NulCharacter {
-        /// Which name it was, e.g. `queue name`.
-        field: &'static str,
-        /// The name given.
-        name: String,
-    },
-}
-
-impl StoreError {
-    /// Whether the database refused a write because a unique index already
-    /// holds its key.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// let twice = store
-    ///     .transaction(|tx| {
-    ///         tx.execute_batch("CREATE TABLE t (k TEXT UNIQUE); INSERT INTO t VALUES ('a'), ('a')")?;
-    ///         Ok(())
-    ///     })
-    ///     .await;
-    /// assert!(twice.unwrap_err().is_unique_violation());
-    /// # });
-    /// ```
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            Self::Database(sqlx::Error::Database(error)) => error.is_unique_violation(),
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(error) => sqlite::is_unique_violation(error),
-            _ => false,
-        }
-    }
-
-    /// Whether SQLite refused a statement because another process holds
-    /// the lock it needs.
-    #[cfg(feature = "sqlite")]
-    pub(crate) fn is_busy(&self) -> bool {
-        matches!(self, Self::Sqlite(error) if sqlite::is_busy(error))
-    }
-}
+pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 
 /// Refuses a name holding a NUL character, before it reaches a database.
 ///

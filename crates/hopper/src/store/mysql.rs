@@ -166,13 +166,6 @@ fn json_time(at: DateTime<Utc>) -> String {
         .unwrap_or_default()
 }
 
-/// Whether the server rolled the transaction back to break a deadlock.
-fn is_deadlock(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e)
-        if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            .is_some_and(|e| e.number() == 1213))
-}
-
 /// The database's now in stored form (microseconds since the epoch, UTC),
 /// from the server's clock whatever the session's time zone.
 const SERVER_NOW: &str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
@@ -189,7 +182,7 @@ where
     let mut tries = 0;
     loop {
         match attempt().await.map_err(Into::into) {
-            Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
+            Err(error) if error.is_deadlock() && tries < DEADLOCK_RETRIES => {
                 tries += 1;
             }
             done => return done,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::Mutex;
 
 use super::rows::{
@@ -1022,16 +1022,4 @@ fn retry_failed_batch(
         }
     }
     Ok(Some((last, done)))
-}
-
-/// Whether SQLite refused a statement because another connection holds the
-/// lock it needs ("database is locked").
-pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
-    matches!(error.sqlite_error_code(), Some(ErrorCode::DatabaseBusy))
-}
-
-/// Whether SQLite refused a write because a unique index holds its key.
-pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
-    const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
-    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == SQLITE_CONSTRAINT_UNIQUE)
 }

@@ -13,8 +13,8 @@ use crate::registry::{JobDefaults, Registry, RegistryError};
 use crate::state::State;
 use crate::status::Status;
 use crate::store::{
-    JobFilter, JobRecord, MinuteCount, NewJob, QueueStats, RetriedFailed, RetryFailed, StateCount,
-    Store, StoreError,
+    JobFilter, JobRecord, MinuteCount, NewJob, PauseRequest, QueueStats, RetriedFailed,
+    RetryFailed, RetryRequest, StateCount, Store, StoreError,
 };
 
 /// The database URL used when `DATABASE_URL` is not set: a SQLite file
@@ -488,7 +488,12 @@ impl Hopper {
             .get(&job.job_type)
             .map(|registered| registered.defaults().max_attempts)
             .unwrap_or(1);
-        let retried = match self.store().retry(id, self.now(), attempts).await {
+        let request = RetryRequest {
+            id,
+            now: self.now(),
+            extra_attempts: attempts,
+        };
+        let retried = match self.store().retry(request).await {
             Err(error) if error.is_unique_violation() => {
                 return Err(StoreError::UniqueKeyHeld {
                     id,
@@ -593,7 +598,12 @@ impl Hopper {
     /// ```
     pub async fn pause(&self, queue: &str) -> Result<(), StoreError> {
         crate::store::check_name("queue name", queue)?;
-        self.store().set_paused(queue, true, self.now()).await
+        let request = PauseRequest {
+            queue,
+            paused: true,
+            now: self.now(),
+        };
+        self.store().set_paused(request).await
     }
 
     /// Lets workers claim from `queue` again.
@@ -608,7 +618,12 @@ impl Hopper {
     /// ```
     pub async fn resume(&self, queue: &str) -> Result<(), StoreError> {
         crate::store::check_name("queue name", queue)?;
-        self.store().set_paused(queue, false, self.now()).await?;
+        let request = PauseRequest {
+            queue,
+            paused: false,
+            now: self.now(),
+        };
+        self.store().set_paused(request).await?;
         self.wake(queue);
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::core::Hopper;
-use crate::store::StoreError;
+use crate::store::{LeaseHolder, LeaseRequest, StoreError};
 
 /// A named lease as one holder takes it: each take renews it for
 /// `hold_for`, so another holder takes over soon after this one stops
@@ -34,24 +34,31 @@ impl Lease {
         self.name
     }
 
+    /// This holder and the lease's name, as the store names a lease.
+    fn holder(&self) -> LeaseHolder<'_> {
+        LeaseHolder {
+            name: self.name,
+            holder: &self.holder,
+        }
+    }
+
     /// Takes or renews the lease until `hold_for` from the database's now;
     /// whether this holder holds it.
     pub(crate) async fn take(&self, hopper: &Hopper) -> Result<bool, StoreError> {
         hopper
             .store()
-            .try_lease(
-                self.name,
-                &self.holder,
-                self.hold_for,
-                hopper.database_now(),
-            )
+            .try_lease(LeaseRequest {
+                lease: self.holder(),
+                ttl: self.hold_for,
+                now: hopper.database_now(),
+            })
             .await
     }
 
     /// Gives the lease up if this holder holds it, so another may take it at
     /// once; a failure is logged (the lease then runs out by itself).
     pub(crate) async fn give_up(&self, hopper: &Hopper) {
-        if let Err(error) = hopper.store().drop_lease(self.name, &self.holder).await {
+        if let Err(error) = hopper.store().drop_lease(self.holder()).await {
             tracing::warn!(%error, "giving up the {} lease failed", self.name);
         }
     }

@@ -36,7 +36,7 @@ use crate::job::{Job, JobId, JobState};
 use crate::registry::JobDefaults;
 use crate::retry::Backoff;
 use crate::service::Periodic;
-use crate::store::{StoreError, Tick};
+use crate::store::{StoreError, Tick, TickRequest};
 
 /// A tick later than this after its fire time counts as missed.
 pub const MISSED_AFTER: Duration = Duration::from_secs(60);
@@ -624,7 +624,11 @@ impl Schedules {
             });
             let mut tick = hopper
                 .store()
-                .take_tick(&schedule.name, fire_at, job.as_ref())
+                .take_tick(TickRequest {
+                    schedule: &schedule.name,
+                    fire_at,
+                    job: job.as_ref(),
+                })
                 .await?;
             if tick == Tick::Dispatched(last_job.unwrap_or(0)) {
                 // The no-overlap key is still held by the previous tick's job.

@@ -1,6 +1,8 @@
 //! Bad input and bad surroundings on SQLite: a database opened read-only
 //! and a full disk each give a clear error, and no job is lost.
 
+#![cfg(feature = "sqlite")]
+
 mod common;
 
 use std::sync::Arc;

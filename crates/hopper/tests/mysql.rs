@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::mysql::{admin, database};
 use common::*;
 use hopper::store::mysql::{MysqlStore, insert_in};
-use hopper::store::{NewJob, Store, Tick};
+use hopper::store::{NewJob, Store, Tick, TickRequest};
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
 use sqlx::Executor;
 use tokio::sync::{Barrier, watch};
@@ -210,7 +210,8 @@ impl Job for Counted {
             *seen.entry(ctx.id()).or_default() += 1;
             seen.len()
         };
-        runs.distinct.send_replace(distinct);
+        // Handlers finish in any order: a count sent late never lowers it.
+        runs.distinct.send_modify(|n| *n = (*n).max(distinct));
         Ok(())
     }
 }
@@ -360,10 +361,13 @@ async fn one_instance_among_many_takes_each_schedule_tick() {
             let (store, barrier) = (store.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                store
-                    .take_tick("report", fire_at, Some(&job(None)))
-                    .await
-                    .unwrap()
+                let job = job(None);
+                let tick = TickRequest {
+                    schedule: "report",
+                    fire_at,
+                    job: Some(&job),
+                };
+                store.take_tick(tick).await.unwrap()
             })
         });
         let ticks = futures::future::try_join_all(tasks).await.unwrap();
@@ -387,13 +391,27 @@ async fn one_instance_among_many_takes_each_schedule_tick() {
         assert_eq!(states[0].last_job_id, Some(dispatched[0]));
     }
     assert_eq!(
-        store.take_tick("report", start, None).await.unwrap(),
+        store
+            .take_tick(TickRequest {
+                schedule: "report",
+                fire_at: start,
+                job: None,
+            })
+            .await
+            .unwrap(),
         Tick::Lost,
         "an earlier tick is never taken again"
     );
     let later = start + chrono::Duration::minutes(9);
     assert_eq!(
-        store.take_tick("report", later, None).await.unwrap(),
+        store
+            .take_tick(TickRequest {
+                schedule: "report",
+                fire_at: later,
+                job: None,
+            })
+            .await
+            .unwrap(),
         Tick::Passed
     );
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
@@ -443,4 +461,41 @@ async fn a_value_too_long_for_its_column_is_refused_whatever_the_server_mode() {
         refused.is_err(),
         "a 300-character queue name was cut to fit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_the_server_breaks_is_told_apart_from_other_errors() {
+    use hopper::store::{DatabaseErrorKind, StoreError};
+    let db = database().await;
+    let store = MysqlStore::open(&db.url).await.unwrap();
+    let pool = store.pool();
+    pool.execute("CREATE TABLE pair (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    pool.execute("INSERT INTO pair VALUES (1, 0), (2, 0)")
+        .await
+        .unwrap();
+    let (one, two) = (
+        "UPDATE pair SET v = v + 1 WHERE id = 1",
+        "UPDATE pair SET v = v + 1 WHERE id = 2",
+    );
+    let (mut a, mut b) = (pool.begin().await.unwrap(), pool.begin().await.unwrap());
+    a.execute(one).await.unwrap();
+    b.execute(two).await.unwrap();
+    // Each waits on the row the other holds: the server rolls one back.
+    let (first, second) = tokio::time::timeout(BOUND, async {
+        tokio::join!(a.execute(two), b.execute(one))
+    })
+    .await
+    .unwrap();
+    let victim = first
+        .err()
+        .or(second.err())
+        .expect("one side is the victim");
+    let error = StoreError::from(victim);
+    assert!(
+        matches!(&error, StoreError::Database(e) if e.kind() == DatabaseErrorKind::Deadlock),
+        "{error:?}"
+    );
+    assert!(error.to_string().starts_with("database error: "), "{error}");
 }

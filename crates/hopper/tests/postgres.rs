@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use common::postgres::{Database, database};
 use common::*;
 use hopper::store::postgres::{LISTENER_NAME, PostgresStore, insert_in};
-use hopper::store::{ClaimRequest, Completion, Outcome, Store, new_claim_token};
+use hopper::store::{
+    ClaimRequest, CompleteRequest, Completion, Outcome, PruneRequest, Store, new_claim_token,
+};
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
 use sqlx::postgres::PgListener;
 use tokio::sync::{Barrier, Notify};
@@ -174,7 +176,11 @@ async fn a_unique_key_whose_holder_keeps_finishing_never_fails_a_dispatch() {
                         outcome: Outcome::Finished,
                     })
                     .collect();
-                finished += store.complete(&done, now).await.unwrap();
+                let request = CompleteRequest {
+                    completions: &done,
+                    ended_at: now,
+                };
+                finished += store.complete(request).await.unwrap();
                 tokio::task::yield_now().await;
             }
         })
@@ -525,7 +531,13 @@ async fn pruning_never_deletes_a_job_retried_while_the_prune_waited_on_it() {
         tokio::spawn(async move {
             hopper
                 .store()
-                .prune(JobState::Failed, chrono::Utc::now(), 100)
+                .prune(
+                    JobState::Failed,
+                    PruneRequest {
+                        before: chrono::Utc::now(),
+                        limit: 100,
+                    },
+                )
                 .await
         })
     };

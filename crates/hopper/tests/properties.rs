@@ -10,7 +10,9 @@ use chrono_tz::Tz;
 use hopper::clock::ManualClock;
 use hopper::retry::Backoff;
 use hopper::schedule::Schedule;
-use hopper::store::{Claim, ClaimRequest, ClaimToken, Completion, Outcome, new_claim_token};
+use hopper::store::{
+    Claim, ClaimRequest, ClaimToken, CompleteRequest, Completion, Outcome, new_claim_token,
+};
 use hopper::{
     DispatchOptions, Hopper, Job, JobContext, JobFilter, JobId, JobResult, JobState, Retention,
 };
@@ -279,7 +281,11 @@ impl Machine {
                     attempt: model.attempts,
                     outcome: Outcome::Finished,
                 };
-                let applied = store.complete(&[completion], now).await.unwrap();
+                let request = CompleteRequest {
+                    completions: &[completion],
+                    ended_at: now,
+                };
+                let applied = store.complete(request).await.unwrap();
                 assert_eq!(applied, u64::from(!stale), "only the live claim applies");
                 if !stale {
                     let model = self.jobs.get_mut(&id).unwrap();
@@ -319,7 +325,11 @@ impl Machine {
                     attempt: model.attempts,
                     outcome,
                 };
-                let applied = store.complete(&[completion], now).await.unwrap();
+                let request = CompleteRequest {
+                    completions: &[completion],
+                    ended_at: now,
+                };
+                let applied = store.complete(request).await.unwrap();
                 assert_eq!(applied, 1);
                 model.locked_by = None;
                 model.locked_until = None;

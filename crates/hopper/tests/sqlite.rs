@@ -1,5 +1,7 @@
 //! SQLite specifics, and checks that need no database of a particular kind.
 
+#![cfg(feature = "sqlite")]
+
 mod common;
 
 use std::sync::Arc;
@@ -183,8 +185,7 @@ async fn transactions_left_unfinished_are_rolled_back() {
 
 #[tokio::test]
 async fn migrating_refuses_an_applied_migration_that_was_changed_failed_or_is_unknown() {
-    use hopper::store::StoreError;
-    use sqlx::migrate::MigrateError;
+    use hopper::store::{MigrateError, StoreError};
     // Each case: a migrated database, its history then altered by `sql`.
     let altered = |sql: String| async move {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::Hopper;
 use crate::service::Periodic;
-use crate::store::{AlertRecord, NewAlert, StoreError};
+use crate::store::{AlertRecord, LeaseHolder, LeaseRequest, NewAlert, StoreError};
 
 pub use rule::{Breach, Condition, DEFAULT_FAILED_WINDOW, Readings, format_span};
 pub use webhook::{DeliveryError, Webhook};
@@ -458,18 +458,23 @@ struct Shared {
 }
 
 impl Shared {
+    /// The alerts lease as this instance holds it.
+    fn lease(&self) -> LeaseHolder<'_> {
+        LeaseHolder {
+            name: ALERTS_LEASE,
+            holder: &self.holder,
+        }
+    }
+
     /// One check if this instance holds the lease; changes go to the webhook.
     async fn pass(&self) -> Result<Vec<Change>, AlertError> {
         let store = self.hopper.store();
-        if !store
-            .try_lease(
-                ALERTS_LEASE,
-                &self.holder,
-                self.alerts.interval * 3,
-                self.hopper.database_now(),
-            )
-            .await?
-        {
+        let lease = LeaseRequest {
+            lease: self.lease(),
+            ttl: self.alerts.interval * 3,
+            now: self.hopper.database_now(),
+        };
+        if !store.try_lease(lease).await? {
             return Ok(Vec::new());
         }
         let changes = self.alerts.check(&self.hopper).await?;
@@ -521,7 +526,7 @@ impl AlertMonitor {
             tracing::error!(%error, "the alert monitor task failed");
         }
         let store = self.shared.hopper.store();
-        if let Err(error) = store.drop_lease(ALERTS_LEASE, &self.shared.holder).await {
+        if let Err(error) = store.drop_lease(self.shared.lease()).await {
             tracing::warn!(%error, "giving up the alerts lease failed");
         }
         // The task has ended, so this is the last handle on the shared state.

@@ -10,7 +10,7 @@ use super::{PRUNE_BATCH, PRUNE_LEASE, Retention};
 use crate::core::Hopper;
 use crate::lease::Lease;
 use crate::service::Periodic;
-use crate::store::{Store, StoreError};
+use crate::store::{PruneRequest, Store, StoreError};
 
 /// Prunes every `interval` (the first time one interval after starting)
 /// while `holder` holds [`PRUNE_LEASE`] (renewed for three intervals), until
@@ -49,9 +49,12 @@ pub(crate) async fn prune(
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for (state, age) in retention.ages() {
-        let before = crate::clock::sub(now, age);
+        let request = PruneRequest {
+            before: crate::clock::sub(now, age),
+            limit: PRUNE_BATCH,
+        };
         loop {
-            let n = store.prune(state, before, PRUNE_BATCH).await?;
+            let n = store.prune(state, request).await?;
             deleted += n;
             if n < u64::from(PRUNE_BATCH) {
                 break;
@@ -60,8 +63,11 @@ pub(crate) async fn prune(
         }
     }
     // Resolved alert incidents are kept as long as failed jobs.
-    let before = crate::clock::sub(now, retention.failed);
-    while store.prune_alerts(before, PRUNE_BATCH).await? == u64::from(PRUNE_BATCH) {
+    let request = PruneRequest {
+        before: crate::clock::sub(now, retention.failed),
+        limit: PRUNE_BATCH,
+    };
+    while store.prune_alerts(request).await? == u64::from(PRUNE_BATCH) {
         tokio::task::yield_now().await;
     }
     Ok(deleted)
@@ -71,7 +77,7 @@ pub(crate) async fn prune(
 mod tests {
     use super::*;
     use crate::maintenance::MAINTENANCE_LEASE;
-    use crate::store::{ClaimRequest, Completion, NewJob, Outcome};
+    use crate::store::{ClaimRequest, CompleteRequest, Completion, NewJob, Outcome};
 
     #[tokio::test]
     async fn pruning_needs_only_its_own_lease_and_gives_it_up_at_stop() {
@@ -112,7 +118,11 @@ mod tests {
             outcome: Outcome::Finished,
         };
         assert_eq!(ids[0], claimed[0].id);
-        assert_eq!(store.complete(&[ended], long_ago).await.unwrap(), 1);
+        let request = CompleteRequest {
+            completions: &[ended],
+            ended_at: long_ago,
+        };
+        assert_eq!(store.complete(request).await.unwrap(), 1);
         let stop = CancellationToken::new();
         let pruner = tokio::spawn(run(
             hopper.clone(),

@@ -82,7 +82,7 @@ pub(crate) async fn rescue(
     Ok(ids)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
     use crate::job::JobState;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
-use super::{StoreError, WorkerConcurrency};
+use super::{ConcurrencyReport, StoreError, WorkerConcurrency};
 
 /// A count column as a `u32` (the table's checks keep them non-negative).
 #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
@@ -29,14 +29,13 @@ pub(crate) mod sqlite {
 
     use rusqlite::{Connection, params};
 
-    /// Replaces `worker`'s rows with `rows`, and deletes expired ones; run it
-    /// in a transaction.
+    /// Replaces the reporting worker's rows with the report's, and deletes
+    /// expired ones; run it in a transaction.
     pub(crate) fn publish(
         conn: &Connection,
-        worker: &str,
-        rows: &[WorkerConcurrency],
-        now: DateTime<Utc>,
+        report: ConcurrencyReport<'_>,
     ) -> Result<(), StoreError> {
+        let ConcurrencyReport { worker, rows, now } = report;
         conn.prepare_cached("DELETE FROM worker_concurrency WHERE worker = ?1 OR expires_at < ?2")?
             .execute(params![worker, micros(now)])?;
         let mut insert = conn.prepare_cached(
@@ -91,10 +90,9 @@ pub(crate) mod mysql {
 
     pub(crate) async fn publish(
         pool: &sqlx::MySqlPool,
-        worker: &str,
-        rows: &[WorkerConcurrency],
-        now: DateTime<Utc>,
+        report: ConcurrencyReport<'_>,
     ) -> Result<(), StoreError> {
+        let ConcurrencyReport { worker, rows, now } = report;
         let mut tx = pool.begin().await?;
         sqlx::query("DELETE FROM worker_concurrency WHERE worker = ? OR expires_at < ?")
             .bind(worker)
@@ -156,10 +154,9 @@ pub(crate) mod postgres {
 
     pub(crate) async fn publish(
         pool: &sqlx::PgPool,
-        worker: &str,
-        rows: &[WorkerConcurrency],
-        now: DateTime<Utc>,
+        report: ConcurrencyReport<'_>,
     ) -> Result<(), StoreError> {
+        let ConcurrencyReport { worker, rows, now } = report;
         let mut tx = pool.begin().await?;
         sqlx::query("DELETE FROM worker_concurrency WHERE worker = $1 OR expires_at < $2")
             .bind(worker)

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobId, JobState};
 
 mod concurrency;
+mod error;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
@@ -23,99 +24,7 @@ mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-/// What can go wrong talking to the database.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database URL names no database this build supports.
-    #[error("unsupported database URL {0:?}: expected sqlite://…, postgres://… or mysql://… (enabled databases: {enabled})", enabled = ENABLED.join(", "))]
-    UnsupportedUrl(String),
-    /// The database could not be opened or created.
-    #[error("cannot open database {url}: {source}")]
-    Open {
-        /// The URL that was opened.
-        url: String,
-        /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// Applying the schema migrations failed.
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A query failed (the database went away, the disk is full, …).
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// An SQLite statement failed (the file went away, the disk is full, …).
-    #[cfg(feature = "sqlite")]
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The store was closed; nothing more goes through it.
-    #[error("the database store is closed")]
-    Closed,
-    /// A unique key's holder kept changing under every attempt to insert or find it.
-    #[error(
-        "unique key {0:?} stayed contended: every insert met a live job holding it, every look-up found none"
-    )]
-    Contended(String),
-    /// A failed or cancelled job cannot go back to pending while another
-    /// live job holds its unique key.
-    #[error(
-        "job {id} cannot be retried: another pending or started job holds its unique key {key:?}"
-    )]
-    UniqueKeyHeld {
-        /// The job that was to be retried.
-        id: JobId,
-        /// Its unique key.
-        key: String,
-    },
-    /// A row held a value Hopper cannot read.
-    #[error("corrupt job row {id}: {reason}")]
-    Corrupt {
-        /// The row's id.
-        id: JobId,
-        /// What was wrong.
-        reason: String,
-    },
-    /// A name holds a NUL character, which no database stores as text.
-    #[error("a {field} cannot contain a NUL character: {name:?}")]
-    NulCharacter {
-        /// Which name it was, e.g. `queue name`.
-        field: &'static str,
-        /// The name given.
-        name: String,
-    },
-}
-
-impl StoreError {
-    /// Whether the database refused a write because a unique index already
-    /// holds its key.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let store = hopper::store::sqlite::SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// let twice = store
-    ///     .transaction(|tx| {
-    ///         tx.execute_batch("CREATE TABLE t (k TEXT UNIQUE); INSERT INTO t VALUES ('a'), ('a')")?;
-    ///         Ok(())
-    ///     })
-    ///     .await;
-    /// assert!(twice.unwrap_err().is_unique_violation());
-    /// # });
-    /// ```
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            Self::Database(sqlx::Error::Database(error)) => error.is_unique_violation(),
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(error) => sqlite::is_unique_violation(error),
-            _ => false,
-        }
-    }
-
-    /// Whether SQLite refused a statement because another process holds
-    /// the lock it needs.
-    #[cfg(feature = "sqlite")]
-    pub(crate) fn is_busy(&self) -> bool {
-        matches!(self, Self::Sqlite(error) if sqlite::is_busy(error))
-    }
-}
+pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 
 /// Refuses a name holding a NUL character, before it reaches a database.
 ///
@@ -296,6 +205,180 @@ pub struct ClaimRequest<'a> {
     /// The database's now: `None` reads the database server's clock; a test
     /// clock passes its own time.
     pub now: Option<DateTime<Utc>>,
+}
+
+/// Completions to apply in one call ([`Store::complete`]).
+///
+/// ```
+/// use hopper::store::{Claim, CompleteRequest, Completion, Outcome};
+/// let ended = [Completion { claim: Claim { id: 4, token: 1 }, attempt: 1, outcome: Outcome::Finished }];
+/// let request = CompleteRequest { completions: &ended, ended_at: chrono::Utc::now() };
+/// assert_eq!(request.completions.len(), 1);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct CompleteRequest<'a> {
+    /// The runs that ended, each guarded by its claim.
+    pub completions: &'a [Completion],
+    /// When they ended: the `finished_at` of finished and failed jobs, and
+    /// the time of each recorded error.
+    pub ended_at: DateTime<Utc>,
+}
+
+/// Claims whose leases to renew ([`Store::extend_leases`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use hopper::store::{Claim, RenewRequest};
+/// let held = [Claim { id: 7, token: 42 }];
+/// let request = RenewRequest { claims: &held, lease: Duration::from_secs(30), now: None };
+/// assert_eq!(request.lease.as_secs(), 30);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct RenewRequest<'a> {
+    /// The claims to renew; only those still holding their job are.
+    pub claims: &'a [Claim],
+    /// How long each renewed lease lasts, from the database's now.
+    pub lease: std::time::Duration,
+    /// The database's now: `None` reads the database server's clock; a test
+    /// clock passes its own time.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// A queue to pause or resume ([`Store::set_paused`]).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::PauseRequest;
+/// let store = hopper::store::open("sqlite::memory:").await.unwrap();
+/// let now = chrono::Utc::now();
+/// store.set_paused(PauseRequest { queue: "mail", paused: true, now }).await.unwrap();
+/// assert!(store.queue_stats(now).await.unwrap()[0].paused);
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct PauseRequest<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// `true` pauses claiming from it, `false` resumes it.
+    pub paused: bool,
+    /// When it changed, recorded with the queue.
+    pub now: DateTime<Utc>,
+}
+
+/// A named lease and the holder taking, renewing or giving it up
+/// ([`Store::try_lease`], [`Store::drop_lease`]).
+///
+/// ```
+/// let lease = hopper::store::LeaseHolder { name: "maintenance", holder: "host-1" };
+/// assert_eq!(lease.name, "maintenance");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseHolder<'a> {
+    /// The lease's name: one holder at a time holds it.
+    pub name: &'a str,
+    /// Who holds it, or wants to.
+    pub holder: &'a str,
+}
+
+/// A lease to take or renew ([`Store::try_lease`]).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use hopper::store::{LeaseHolder, LeaseRequest};
+/// let store = hopper::store::open("sqlite::memory:").await.unwrap();
+/// let ttl = Duration::from_secs(30);
+/// let a = LeaseRequest { lease: LeaseHolder { name: "m", holder: "a" }, ttl, now: None };
+/// let b = LeaseRequest { lease: LeaseHolder { name: "m", holder: "b" }, ..a };
+/// assert!(store.try_lease(a).await.unwrap());
+/// assert!(!store.try_lease(b).await.unwrap());
+/// store.drop_lease(a.lease).await.unwrap();
+/// assert!(store.try_lease(b).await.unwrap());
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseRequest<'a> {
+    /// The lease and who asks for it.
+    pub lease: LeaseHolder<'a>,
+    /// How long it is held, from the database's now.
+    pub ttl: std::time::Duration,
+    /// The database's now: `None` reads the database server's clock; a test
+    /// clock passes its own time.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// A schedule tick to take, and the job to dispatch for it ([`Store::take_tick`]).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::{Tick, TickRequest};
+/// let store = hopper::store::open("sqlite::memory:").await.unwrap();
+/// let tick = TickRequest { schedule: "report", fire_at: chrono::Utc::now(), job: None };
+/// assert_eq!(store.take_tick(tick).await.unwrap(), Tick::Passed);
+/// assert_eq!(store.take_tick(tick).await.unwrap(), Tick::Lost);
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct TickRequest<'a> {
+    /// The schedule's name.
+    pub schedule: &'a str,
+    /// The tick: when the schedule fires.
+    pub fire_at: DateTime<Utc>,
+    /// The job to dispatch with the tick, if any.
+    pub job: Option<&'a NewJob>,
+}
+
+/// What one worker pool publishes of its concurrency
+/// ([`Store::publish_concurrency`]).
+///
+/// ```
+/// let report = hopper::store::ConcurrencyReport { worker: "web-1", rows: &[], now: chrono::Utc::now() };
+/// assert!(report.rows.is_empty());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ConcurrencyReport<'a> {
+    /// The pool's worker id.
+    pub worker: &'a str,
+    /// Its concurrency per queue; none when it stops.
+    pub rows: &'a [WorkerConcurrency],
+    /// Rows of any pool that expired before this time are deleted.
+    pub now: DateTime<Utc>,
+}
+
+/// A failed or cancelled job to put back to `pending` ([`Store::retry`]).
+///
+/// ```
+/// let retry = hopper::store::RetryRequest { id: 7, now: chrono::Utc::now(), extra_attempts: 3 };
+/// assert_eq!(retry.extra_attempts, 3);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryRequest {
+    /// The job.
+    pub id: JobId,
+    /// When it becomes due again.
+    pub now: DateTime<Utc>,
+    /// Attempts it gets on top of those it used (at least one).
+    pub extra_attempts: u32,
+}
+
+/// Which ended rows to delete, and how many at most
+/// ([`Store::prune`], [`Store::prune_alerts`]).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::PruneRequest;
+/// let store = hopper::store::open("sqlite::memory:").await.unwrap();
+/// let request = PruneRequest { before: chrono::Utc::now(), limit: 100 };
+/// assert_eq!(store.prune(hopper::JobState::Finished, request).await.unwrap(), 0);
+/// assert_eq!(store.prune_alerts(request).await.unwrap(), 0);
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PruneRequest {
+    /// Only rows that ended (or resolved) before this time.
+    pub before: DateTime<Utc>,
+    /// The most rows to delete.
+    pub limit: u32,
 }
 
 /// A job a worker has claimed: it is `started`, leased to that worker.
@@ -871,25 +954,18 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// were still held.
     async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError>;
 
-    /// Applies completions, each only while its claim still holds the job;
-    /// returns how many applied (the others were rescued or released
-    /// meanwhile and are left alone). `now` is when the runs ended.
-    async fn complete(
-        &self,
-        completions: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
+    /// Applies the request's completions, each only while its claim still
+    /// holds the job; returns how many applied (the others were rescued or
+    /// released meanwhile and are left alone). `request.ended_at` is when
+    /// the runs ended.
+    async fn complete(&self, request: CompleteRequest<'_>) -> Result<u64, StoreError>;
 
-    /// Extends, to the database's `now` plus `lease`, the leases of the
-    /// claims listed that still hold their job; no other job's. Returns the
-    /// claims extended, in id order: a claim missing from it was lost (its
-    /// job rescued, released or ended), and its run should stop.
-    async fn extend_leases(
-        &self,
-        claims: &[Claim],
-        lease: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Claim>, StoreError>;
+    /// Extends, to the database's now (`request.now`) plus `request.lease`,
+    /// the leases of the claims listed that still hold their job; no other
+    /// job's. Returns the claims extended, in id order: a claim missing from
+    /// it was lost (its job rescued, released or ended), and its run should
+    /// stop.
+    async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError>;
 
     /// Hands the jobs of the claims listed that still hold them back to
     /// `pending`, not counting the attempt (a graceful stop). Returns how many.
@@ -915,50 +991,32 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// (minutes with neither left out).
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError>;
 
-    /// Pauses (`true`) or resumes (`false`) claiming from `queue`.
-    async fn set_paused(
-        &self,
-        queue: &str,
-        paused: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    /// Pauses (`paused: true`) or resumes (`false`) claiming from the
+    /// request's queue.
+    async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError>;
 
     /// Deletes a job that is not started; false if there was none or it is running.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
 
-    /// Takes or renews the lease `name` for `holder` until the database's
-    /// `now` plus `ttl`, if it is free, expired, or already `holder`'s.
-    /// Returns whether `holder` holds it now.
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<bool, StoreError>;
+    /// Takes or renews the request's lease for its holder until the
+    /// database's now (`request.now`) plus `request.ttl`, if it is free,
+    /// expired, or already that holder's. Returns whether the holder holds
+    /// it now.
+    async fn try_lease(&self, request: LeaseRequest<'_>) -> Result<bool, StoreError>;
 
-    /// Gives up the lease `name` if `holder` holds it.
-    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Gives up the lease `lease.name` if `lease.holder` holds it.
+    async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError>;
 
-    /// Takes the tick at `fire_at` of schedule `name` if no instance has taken
-    /// it or a later one, and in the same transaction dispatches `job` (when
-    /// given). Exactly one caller per tick gets anything but [`Tick::Lost`].
-    async fn take_tick(
-        &self,
-        name: &str,
-        fire_at: DateTime<Utc>,
-        job: Option<&NewJob>,
-    ) -> Result<Tick, StoreError>;
+    /// Takes the tick at `request.fire_at` of `request.schedule` if no
+    /// instance has taken it or a later one, and in the same transaction
+    /// dispatches `request.job` (when given). Exactly one caller per tick
+    /// gets anything but [`Tick::Lost`].
+    async fn take_tick(&self, request: TickRequest<'_>) -> Result<Tick, StoreError>;
 
-    /// Replaces every row `worker` published with `rows` (its concurrency per
-    /// queue; none when it stops), and deletes rows of any pool that expired
-    /// before `now`.
-    async fn publish_concurrency(
-        &self,
-        worker: &str,
-        rows: &[WorkerConcurrency],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    /// Replaces every row `report.worker` published with `report.rows` (its
+    /// concurrency per queue; none when it stops), and deletes rows of any
+    /// pool that expired before `report.now`.
+    async fn publish_concurrency(&self, report: ConcurrencyReport<'_>) -> Result<(), StoreError>;
 
     /// The concurrency rows still live at `now`, by queue then worker.
     async fn worker_concurrency(
@@ -975,14 +1033,10 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Cancels a `pending` job; false if it was not pending.
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
-    /// Puts a `failed` or `cancelled` job back to `pending`, due now, with
-    /// `extra_attempts` more attempts; false if it was in another state.
-    async fn retry(
-        &self,
-        id: JobId,
-        now: DateTime<Utc>,
-        extra_attempts: u32,
-    ) -> Result<bool, StoreError>;
+    /// Puts the `failed` or `cancelled` job `request.id` back to `pending`,
+    /// due at `request.now`, with `request.extra_attempts` more attempts
+    /// (at least one); false if it was in another state.
+    async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError>;
 
     /// Puts every `failed` job `request` selects back to `pending`, due at
     /// `request.now`, with the extra attempts it names for the job's type
@@ -993,18 +1047,13 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// fails the call. Jobs failing while it runs are left for the next call.
     async fn retry_failed(&self, request: &RetryFailed) -> Result<RetriedFailed, StoreError>;
 
-    /// Deletes up to `limit` jobs in `state` that ended before `before`;
-    /// returns how many.
-    async fn prune(
-        &self,
-        state: JobState,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<u64, StoreError>;
+    /// Deletes up to `request.limit` jobs in `state` that ended before
+    /// `request.before`; returns how many.
+    async fn prune(&self, state: JobState, request: PruneRequest) -> Result<u64, StoreError>;
 
-    /// Deletes up to `limit` alert incidents resolved before `before`;
-    /// returns how many. Firing incidents are never deleted.
-    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+    /// Deletes up to `request.limit` alert incidents resolved before
+    /// `request.before`; returns how many. Firing incidents are never deleted.
+    async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError>;
 
     /// Jobs finished and failed for good per job type since `since` (types
     /// with neither left out).

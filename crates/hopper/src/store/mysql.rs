@@ -19,9 +19,11 @@ use super::rows::{
     from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
 };
 use super::{
-    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob, Completion,
-    JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, QueueStats,
-    ScheduleState, StateCount, Store, StoreError, Tick, TypeOutcomes,
+    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
+    CompleteRequest, ConcurrencyReport, JobFilter, JobRecord, LeaseHolder, LeaseRequest,
+    MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest,
+    QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
+    TickRequest, TypeOutcomes,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -164,13 +166,6 @@ fn json_time(at: DateTime<Utc>) -> String {
         .unwrap_or_default()
 }
 
-/// Whether the server rolled the transaction back to break a deadlock.
-fn is_deadlock(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e)
-        if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            .is_some_and(|e| e.number() == 1213))
-}
-
 /// The database's now in stored form (microseconds since the epoch, UTC),
 /// from the server's clock whatever the session's time zone.
 const SERVER_NOW: &str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
@@ -187,7 +182,7 @@ where
     let mut tries = 0;
     loop {
         match attempt().await.map_err(Into::into) {
-            Err(StoreError::Database(e)) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
+            Err(error) if error.is_deadlock() && tries < DEADLOCK_RETRIES => {
                 tries += 1;
             }
             done => return done,
@@ -451,11 +446,11 @@ impl MysqlStore {
         Ok(jobs)
     }
 
-    async fn try_complete(
-        &self,
-        completions: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<u64, sqlx::Error> {
+    async fn try_complete(&self, request: CompleteRequest<'_>) -> Result<u64, sqlx::Error> {
+        let CompleteRequest {
+            completions,
+            ended_at: now,
+        } = request;
         let finished: Vec<Claim> = completions
             .iter()
             .filter(|c| c.outcome == Outcome::Finished)
@@ -504,12 +499,12 @@ impl MysqlStore {
         Ok(applied)
     }
 
-    async fn try_take_tick(
-        &self,
-        name: &str,
-        fire_at: DateTime<Utc>,
-        job: Option<&NewJob>,
-    ) -> Result<Tick, StoreError> {
+    async fn try_take_tick(&self, request: TickRequest<'_>) -> Result<Tick, StoreError> {
+        let TickRequest {
+            schedule: name,
+            fire_at,
+            job,
+        } = request;
         let mut tx = self.pool.begin().await?;
         // Move the schedule's tick forward, or create it. When another
         // instance creates the row between the two statements, the insert
@@ -636,10 +631,9 @@ impl MysqlStore {
 
     async fn try_extend_leases(
         &self,
-        claims: &[Claim],
-        lease: std::time::Duration,
-        now: Option<DateTime<Utc>>,
+        request: RenewRequest<'_>,
     ) -> Result<Vec<Claim>, sqlx::Error> {
+        let RenewRequest { claims, lease, now } = request;
         let mut tx = self.pool.begin().await?;
         let mut update = QueryBuilder::new("UPDATE jobs SET locked_until = COALESCE(");
         update
@@ -774,30 +768,29 @@ impl Store for MysqlStore {
         .await
     }
 
-    async fn complete(
-        &self,
-        completions: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        if completions.is_empty() {
+    async fn complete(&self, request: CompleteRequest<'_>) -> Result<u64, StoreError> {
+        if request.completions.is_empty() {
             return Ok(0);
         }
-        let mut sorted = completions.to_vec();
+        let mut sorted = request.completions.to_vec();
         sorted.sort_by_key(|c| c.claim);
-        retry_deadlocks(|| self.try_complete(&sorted, now)).await
+        let request = CompleteRequest {
+            completions: &sorted,
+            ..request
+        };
+        retry_deadlocks(|| self.try_complete(request)).await
     }
 
-    async fn extend_leases(
-        &self,
-        claims: &[Claim],
-        lease: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Claim>, StoreError> {
-        if claims.is_empty() {
+    async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError> {
+        if request.claims.is_empty() {
             return Ok(Vec::new());
         }
-        let claims = in_id_order(claims);
-        retry_deadlocks(|| self.try_extend_leases(&claims, lease, now)).await
+        let claims = in_id_order(request.claims);
+        let request = RenewRequest {
+            claims: &claims,
+            ..request
+        };
+        retry_deadlocks(|| self.try_extend_leases(request)).await
     }
 
     async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError> {
@@ -890,19 +883,14 @@ impl Store for MysqlStore {
             .collect()
     }
 
-    async fn set_paused(
-        &self,
-        queue: &str,
-        paused: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?) \
              ON DUPLICATE KEY UPDATE paused = VALUES(paused), updated_at = VALUES(updated_at)",
         )
-        .bind(queue)
-        .bind(paused)
-        .bind(micros(now))
+        .bind(request.queue)
+        .bind(request.paused)
+        .bind(micros(request.now))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -916,15 +904,10 @@ impl Store for MysqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<bool, StoreError> {
-        let now = now.map(micros);
-        let ttl = super::rows::lease_micros(ttl);
+    async fn try_lease(&self, request: LeaseRequest<'_>) -> Result<bool, StoreError> {
+        let LeaseHolder { name, holder } = request.lease;
+        let now = request.now.map(micros);
+        let ttl = super::rows::lease_micros(request.ttl);
         // The connection counts matched rows, not changed ones: a renewal to
         // the same time still counts as held.
         let taken = sqlx::query(&format!(
@@ -959,13 +942,8 @@ impl Store for MysqlStore {
         }
     }
 
-    async fn publish_concurrency(
-        &self,
-        worker: &str,
-        rows: &[super::WorkerConcurrency],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        super::concurrency::mysql::publish(&self.pool, worker, rows, now).await
+    async fn publish_concurrency(&self, report: ConcurrencyReport<'_>) -> Result<(), StoreError> {
+        super::concurrency::mysql::publish(&self.pool, report).await
     }
 
     async fn worker_concurrency(
@@ -975,24 +953,19 @@ impl Store for MysqlStore {
         super::concurrency::mysql::live(&self.pool, now).await
     }
 
-    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+    async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
-            .bind(name)
-            .bind(holder)
+            .bind(lease.name)
+            .bind(lease.holder)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn take_tick(
-        &self,
-        name: &str,
-        fire_at: DateTime<Utc>,
-        job: Option<&NewJob>,
-    ) -> Result<Tick, StoreError> {
+    async fn take_tick(&self, request: TickRequest<'_>) -> Result<Tick, StoreError> {
         // Instances creating a schedule's row at once can deadlock on it;
         // the loser's transaction is rolled back whole and simply runs again.
-        retry_deadlocks(|| self.try_take_tick(name, fire_at, job)).await
+        retry_deadlocks(|| self.try_take_tick(request)).await
     }
 
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
@@ -1134,29 +1107,24 @@ impl Store for MysqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn retry(
-        &self,
-        id: JobId,
-        now: DateTime<Utc>,
-        extra_attempts: u32,
-    ) -> Result<bool, StoreError> {
+    async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET state = 'pending', available_at = ?, finished_at = NULL, \
                 max_attempts = attempts + ? \
              WHERE id = ? AND state IN ('failed', 'cancelled')",
         )
-        .bind(micros(now))
-        .bind(extra_attempts.max(1))
-        .bind(id)
+        .bind(micros(request.now))
+        .bind(request.extra_attempts.max(1))
+        .bind(request.id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+    async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM alerts WHERE resolved_at < ? LIMIT ?")
-            .bind(micros(before))
-            .bind(limit)
+            .bind(micros(request.before))
+            .bind(request.limit)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
@@ -1228,16 +1196,11 @@ impl Store for MysqlStore {
         }
     }
 
-    async fn prune(
-        &self,
-        state: JobState,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<u64, StoreError> {
+    async fn prune(&self, state: JobState, request: PruneRequest) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM jobs WHERE state = ? AND finished_at < ? LIMIT ?")
             .bind(state.as_str())
-            .bind(micros(before))
-            .bind(limit)
+            .bind(micros(request.before))
+            .bind(request.limit)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())

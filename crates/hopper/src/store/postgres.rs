@@ -21,9 +21,11 @@ use tokio::sync::mpsc;
 
 use super::rows::{from_count, open_key, opened, push_filter, to_u32};
 use super::{
-    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob, Completion,
-    JobFilter, JobRecord, MinuteCount, NewAlert, NewJob, Outcome, QueueStats, ScheduleState,
-    StateCount, Store, StoreError, Tick, TypeOutcomes, Wakeup,
+    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
+    CompleteRequest, Completion, ConcurrencyReport, JobFilter, JobRecord, LeaseHolder,
+    LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest, QueueStats,
+    RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
+    TypeOutcomes, Wakeup,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -588,11 +590,11 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn complete(
-        &self,
-        completions: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn complete(&self, request: CompleteRequest<'_>) -> Result<u64, StoreError> {
+        let CompleteRequest {
+            completions,
+            ended_at: now,
+        } = request;
         if completions.is_empty() {
             return Ok(0);
         }
@@ -648,17 +650,12 @@ impl Store for PostgresStore {
         Ok(rows.len() as u64)
     }
 
-    async fn extend_leases(
-        &self,
-        claims: &[Claim],
-        lease: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Claim>, StoreError> {
-        if claims.is_empty() {
+    async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError> {
+        if request.claims.is_empty() {
             return Ok(Vec::new());
         }
         // Rows are locked in id order, as completions lock them.
-        let (ids, tokens) = columns(claims);
+        let (ids, tokens) = columns(request.claims);
         let rows = sqlx::query(
             "UPDATE jobs SET locked_until = COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond' \
              FROM (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) ORDER BY id) AS c \
@@ -667,8 +664,8 @@ impl Store for PostgresStore {
         )
         .bind(ids)
         .bind(tokens)
-        .bind(now)
-        .bind(super::rows::lease_micros(lease))
+        .bind(request.now)
+        .bind(super::rows::lease_micros(request.lease))
         .fetch_all(&self.pool)
         .await?;
         let mut held = rows
@@ -810,12 +807,7 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn set_paused(
-        &self,
-        queue: &str,
-        paused: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError> {
         // Resuming wakes the queue's workers everywhere.
         let upsert = notifying(
             "INSERT INTO queues (name, paused, updated_at) VALUES ($1, $2, $3) \
@@ -824,9 +816,9 @@ impl Store for PostgresStore {
             "queue",
         );
         sqlx::query(&upsert)
-            .bind(queue)
-            .bind(paused)
-            .bind(now)
+            .bind(request.queue)
+            .bind(request.paused)
+            .bind(request.now)
             .fetch_all(&self.pool)
             .await?;
         Ok(())
@@ -840,13 +832,7 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<bool, StoreError> {
+    async fn try_lease(&self, request: LeaseRequest<'_>) -> Result<bool, StoreError> {
         let held: Option<String> = sqlx::query_scalar(
             "INSERT INTO leases (name, holder, until) \
                 VALUES ($1, $2, COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond') \
@@ -854,22 +840,17 @@ impl Store for PostgresStore {
                 WHERE leases.holder = excluded.holder OR leases.until < COALESCE($3::timestamptz, now()) \
              RETURNING holder",
         )
-        .bind(name)
-        .bind(holder)
-        .bind(now)
-        .bind(super::rows::lease_micros(ttl))
+        .bind(request.lease.name)
+        .bind(request.lease.holder)
+        .bind(request.now)
+        .bind(super::rows::lease_micros(request.ttl))
         .fetch_optional(&self.pool)
         .await?;
         Ok(held.is_some())
     }
 
-    async fn publish_concurrency(
-        &self,
-        worker: &str,
-        rows: &[super::WorkerConcurrency],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        super::concurrency::postgres::publish(&self.pool, worker, rows, now).await
+    async fn publish_concurrency(&self, report: ConcurrencyReport<'_>) -> Result<(), StoreError> {
+        super::concurrency::postgres::publish(&self.pool, report).await
     }
 
     async fn worker_concurrency(
@@ -879,21 +860,21 @@ impl Store for PostgresStore {
         super::concurrency::postgres::live(&self.pool, now).await
     }
 
-    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+    async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
+            .bind(lease.name)
+            .bind(lease.holder)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn take_tick(
-        &self,
-        name: &str,
-        fire_at: DateTime<Utc>,
-        job: Option<&NewJob>,
-    ) -> Result<Tick, StoreError> {
+    async fn take_tick(&self, request: TickRequest<'_>) -> Result<Tick, StoreError> {
+        let TickRequest {
+            schedule: name,
+            fire_at,
+            job,
+        } = request;
         let mut tx = self.pool.begin().await?;
         // A concurrent taker of the same tick waits on the row, then sees it moved.
         let taken = sqlx::query(
@@ -1049,12 +1030,7 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn retry(
-        &self,
-        id: JobId,
-        now: DateTime<Utc>,
-        extra_attempts: u32,
-    ) -> Result<bool, StoreError> {
+    async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
         let retry = notifying(
             "UPDATE jobs SET state = 'pending', available_at = $1, finished_at = NULL, \
                 max_attempts = attempts + $2 \
@@ -1063,9 +1039,9 @@ impl Store for PostgresStore {
             "queue",
         );
         let rows = sqlx::query(&retry)
-            .bind(now)
-            .bind(to_i32(extra_attempts.max(1)))
-            .bind(id)
+            .bind(request.now)
+            .bind(to_i32(request.extra_attempts.max(1)))
+            .bind(request.id)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.len() == 1)
@@ -1136,12 +1112,7 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn prune(
-        &self,
-        state: JobState,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<u64, StoreError> {
+    async fn prune(&self, state: JobState, request: PruneRequest) -> Result<u64, StoreError> {
         let done = sqlx::query(
             // The conditions again on the deleted row: a job the subquery
             // picked may have been retried (back to pending) before its lock
@@ -1151,21 +1122,21 @@ impl Store for PostgresStore {
              AND state = $1 AND finished_at < $2",
         )
         .bind(state.as_str())
-        .bind(before)
-        .bind(i64::from(limit))
+        .bind(request.before)
+        .bind(i64::from(request.limit))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 
-    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+    async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
                 WHERE resolved_at < $1 LIMIT $2) \
              AND resolved_at < $1",
         )
-        .bind(before)
-        .bind(i64::from(limit))
+        .bind(request.before)
+        .bind(i64::from(request.limit))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::Mutex;
 
 use super::rows::{
@@ -29,10 +29,12 @@ use super::rows::{
     to_u32,
 };
 use super::{
-    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob, Completion,
-    FailedJob, JobFilter, JobRecord, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome,
-    QueueStats, RETRY_FAILED_BATCH, RetriedFailed, RetryFailed, ScheduleState, StateCount, Store,
-    StoreError, Tick, TypeOutcomes, batch_keys, plan_retry,
+    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
+    CompleteRequest, Completion, ConcurrencyReport, FailedJob, JobFilter, JobRecord, LeaseHolder,
+    LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest,
+    PruneRequest, QueueStats, RETRY_FAILED_BATCH, RenewRequest, RetriedFailed, RetryFailed,
+    RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeOutcomes,
+    batch_keys, plan_retry,
 };
 use crate::job::{JobId, JobState};
 
@@ -423,11 +425,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn complete(
-        &self,
-        completions: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn complete(&self, request: CompleteRequest<'_>) -> Result<u64, StoreError> {
         // Each write applies only under its claim's token, which a job
         // carries exactly while it is started. The unary `+` keeps the
         // planner on primary-key lookups per completion.
@@ -445,6 +443,10 @@ impl Store for SqliteStore {
                 errors = json_insert(errors, '$[#]', json(?3)) \
             WHERE id = ?4 AND lease_token = ?5";
 
+        let CompleteRequest {
+            completions,
+            ended_at: now,
+        } = request;
         let finished: Vec<Claim> = completions
             .iter()
             .filter(|c| c.outcome == Outcome::Finished)
@@ -486,12 +488,7 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn extend_leases(
-        &self,
-        claims: &[Claim],
-        lease: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Claim>, StoreError> {
+    async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError> {
         // The same per-claim guard and plan as finishing a batch in `complete`.
         const EXTEND: &str = concat!(
             "UPDATE jobs SET locked_until = COALESCE(?2, ",
@@ -500,16 +497,20 @@ impl Store for SqliteStore {
             sqlite_held_claims!("?1"),
             " RETURNING id, lease_token"
         );
-        if claims.is_empty() {
+        if request.claims.is_empty() {
             return Ok(Vec::new());
         }
-        let claims = claim_list(claims);
+        let claims = claim_list(request.claims);
         let mut held = self
             .write(|conn| {
                 all(
                     conn,
                     EXTEND,
-                    params![claims, now.map(micros), super::rows::lease_micros(lease)],
+                    params![
+                        claims,
+                        request.now.map(micros),
+                        super::rows::lease_micros(request.lease)
+                    ],
                     |row| {
                         Ok(Claim {
                             id: row.get(0)?,
@@ -644,17 +645,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_paused(
-        &self,
-        queue: &str,
-        paused: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError> {
         self.write(|conn| {
             conn.execute(
                 "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
-                params![queue, paused, micros(now)],
+                params![request.queue, request.paused, micros(request.now)],
             )?;
             Ok(())
         })
@@ -671,13 +667,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<bool, StoreError> {
+    async fn try_lease(&self, request: LeaseRequest<'_>) -> Result<bool, StoreError> {
         const TAKE: &str = concat!(
             "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, COALESCE(?3, ",
             sqlite_now!(),
@@ -692,10 +682,10 @@ impl Store for SqliteStore {
                 .prepare_cached(TAKE)?
                 .query_row(
                     params![
-                        name,
-                        holder,
-                        now.map(micros),
-                        super::rows::lease_micros(ttl)
+                        request.lease.name,
+                        request.lease.holder,
+                        request.now.map(micros),
+                        super::rows::lease_micros(request.ttl)
                     ],
                     |row| row.get(0),
                 )
@@ -705,13 +695,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn publish_concurrency(
-        &self,
-        worker: &str,
-        rows: &[super::WorkerConcurrency],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.transaction(|tx| super::concurrency::sqlite::publish(tx, worker, rows, now))
+    async fn publish_concurrency(&self, report: ConcurrencyReport<'_>) -> Result<(), StoreError> {
+        self.transaction(|tx| super::concurrency::sqlite::publish(tx, report))
             .await
     }
 
@@ -723,23 +708,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn drop_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+    async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {
         self.write(|conn| {
             conn.execute(
                 "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-                [name, holder],
+                [lease.name, lease.holder],
             )?;
             Ok(())
         })
         .await
     }
 
-    async fn take_tick(
-        &self,
-        name: &str,
-        fire_at: DateTime<Utc>,
-        job: Option<&NewJob>,
-    ) -> Result<Tick, StoreError> {
+    async fn take_tick(&self, request: TickRequest<'_>) -> Result<Tick, StoreError> {
+        let TickRequest {
+            schedule: name,
+            fire_at,
+            job,
+        } = request;
         self.transaction(|tx| {
             let taken = tx.execute(
                 "INSERT INTO schedules (name, last_fire_at) VALUES (?1, ?2) \
@@ -890,12 +875,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry(
-        &self,
-        id: JobId,
-        now: DateTime<Utc>,
-        extra_attempts: u32,
-    ) -> Result<bool, StoreError> {
+    async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
+        let RetryRequest {
+            id,
+            now,
+            extra_attempts,
+        } = request;
         self.write(|conn| {
             Ok(conn.execute(
                 "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
@@ -907,12 +892,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune_alerts(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+    async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError> {
         self.write(|conn| {
             Ok(changed(conn.execute(
                 "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
                     WHERE resolved_at < ?1 LIMIT ?2)",
-                params![micros(before), limit],
+                params![micros(request.before), request.limit],
             )?))
         })
         .await
@@ -943,19 +928,14 @@ impl Store for SqliteStore {
         wakeups::watch(&self.path)
     }
 
-    async fn prune(
-        &self,
-        state: JobState,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<u64, StoreError> {
+    async fn prune(&self, state: JobState, request: PruneRequest) -> Result<u64, StoreError> {
         self.write(|conn| {
             long(|| {
                 Ok(changed(conn.execute(
                     "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
                         WHERE state = ?1 AND finished_at < ?2 LIMIT ?3) \
                      AND state = ?1 AND finished_at < ?2",
-                    params![state.as_str(), micros(before), limit],
+                    params![state.as_str(), micros(request.before), request.limit],
                 )?))
             })
         })
@@ -1042,16 +1022,4 @@ fn retry_failed_batch(
         }
     }
     Ok(Some((last, done)))
-}
-
-/// Whether SQLite refused a statement because another connection holds the
-/// lock it needs ("database is locked").
-pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
-    matches!(error.sqlite_error_code(), Some(ErrorCode::DatabaseBusy))
-}
-
-/// Whether SQLite refused a write because a unique index holds its key.
-pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
-    const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
-    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == SQLITE_CONSTRAINT_UNIQUE)
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Concurrency, Shared};
 use crate::service::pause;
-use crate::store::{StoreError, WorkerConcurrency};
+use crate::store::{ConcurrencyReport, StoreError, WorkerConcurrency};
 
 /// What the autoscaler knows of one queue when it decides.
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +191,11 @@ async fn publish(shared: &Shared, now: DateTime<Utc>) -> Result<(), StoreError> 
     shared
         .hopper
         .store()
-        .publish_concurrency(&shared.worker_id, &rows, now)
+        .publish_concurrency(ConcurrencyReport {
+            worker: &shared.worker_id,
+            rows: &rows,
+            now,
+        })
         .await
 }
 
@@ -201,7 +205,11 @@ pub(super) async fn withdraw(shared: &Shared) {
     match shared
         .hopper
         .store()
-        .publish_concurrency(&shared.worker_id, &[], now)
+        .publish_concurrency(ConcurrencyReport {
+            worker: &shared.worker_id,
+            rows: &[],
+            now,
+        })
         .await
     {
         Ok(()) => {}

@@ -6,11 +6,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::{COMPLETION_BATCH, Shared};
 use crate::service::DATABASE_ERRORS;
-use crate::store::{Claim, Completion, Outcome, StoreError};
+use crate::store::{Claim, CompleteRequest, Completion, Outcome, StoreError};
 
 /// What a job's task tells the completer.
 #[derive(Clone, Debug, PartialEq)]
@@ -130,7 +131,12 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     let written = if failures >= ISOLATE_AFTER && batch.ended.len() > 1 {
         one_by_one(shared, &batch.ended).await
     } else {
-        store.complete(&batch.ended, now).await
+        store
+            .complete(CompleteRequest {
+                completions: &batch.ended,
+                ended_at: now,
+            })
+            .await
     }?;
     let dropped = batch.ended.len() as u64 - written.min(batch.ended.len() as u64);
     if dropped > 0 {
@@ -145,6 +151,14 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     Ok(())
 }
 
+/// One completion as a request of its own, ended at `ended_at`.
+fn alone(completion: &Completion, ended_at: DateTime<Utc>) -> CompleteRequest<'_> {
+    CompleteRequest {
+        completions: std::slice::from_ref(completion),
+        ended_at,
+    }
+}
+
 /// Writes `ended` one outcome at a time; returns how many applied, or the
 /// error when none went through (the database is away, not one row). An
 /// outcome refused while others went through is written again with its
@@ -157,7 +171,7 @@ async fn one_by_one(shared: &Shared, ended: &[Completion]) -> Result<u64, StoreE
     let mut refused = Vec::new();
     let mut last_error = None;
     for completion in ended {
-        match store.complete(std::slice::from_ref(completion), now).await {
+        match store.complete(alone(completion, now)).await {
             Ok(n) => applied += n,
             Err(error) => {
                 refused.push(completion);
@@ -170,7 +184,7 @@ async fn one_by_one(shared: &Shared, ended: &[Completion]) -> Result<u64, StoreE
     }
     for completion in refused {
         let short = shortened(completion);
-        match store.complete(std::slice::from_ref(&short), now).await {
+        match store.complete(alone(&short, now)).await {
             Ok(n) => {
                 tracing::warn!(
                     id = completion.claim.id,

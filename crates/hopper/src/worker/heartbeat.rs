@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{COMPLETION_BATCH, Shared};
 use crate::service::{DATABASE_ERRORS, pause};
-use crate::store::{Claim, StoreError};
+use crate::store::{Claim, RenewRequest, StoreError};
 
 /// Every third of a lease, renews every claim the pool holds, from the
 /// database's now. A claim the database no longer holds for the pool was
@@ -51,7 +51,11 @@ async fn renew(shared: &Shared) -> Result<usize, StoreError> {
         let kept = shared
             .hopper
             .store()
-            .extend_leases(claims, shared.config.lease, shared.hopper.database_now())
+            .extend_leases(RenewRequest {
+                claims,
+                lease: shared.config.lease,
+                now: shared.hopper.database_now(),
+            })
             .await?;
         lost += shared.claims.lost(missing(claims, &kept));
     }

@@ -10,7 +10,10 @@ pub use crate::transaction_cases::*;
 use std::time::Duration;
 
 use crate::common::*;
-use hopper::store::{Claim, ClaimRequest, Completion, NewJob, Outcome, new_claim_token};
+use hopper::store::{
+    Claim, ClaimRequest, CompleteRequest, Completion, LeaseHolder, LeaseRequest, NewJob, Outcome,
+    RenewRequest, TickRequest, new_claim_token,
+};
 use hopper::testing::TestQueue;
 use hopper::{DispatchError, DispatchOptions, JobState, RegistryError, Retention, WorkerConfig};
 
@@ -621,7 +624,13 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
         },
     };
     assert_eq!(
-        store.complete(&[old_result], hopper.now()).await.unwrap(),
+        store
+            .complete(CompleteRequest {
+                completions: &[old_result],
+                ended_at: hopper.now(),
+            })
+            .await
+            .unwrap(),
         0
     );
     let still = hopper.job(id).await.unwrap().unwrap();
@@ -636,7 +645,13 @@ pub async fn an_outcome_from_a_rescued_claim_cannot_overwrite_the_new_owner(db: 
         outcome: Outcome::Finished,
     };
     assert_eq!(
-        store.complete(&[new_result], hopper.now()).await.unwrap(),
+        store
+            .complete(CompleteRequest {
+                completions: &[new_result],
+                ended_at: hopper.now(),
+            })
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
@@ -687,14 +702,21 @@ pub async fn an_outcome_from_an_undone_claim_cannot_land_on_the_same_workers_nex
     };
     assert_eq!(
         store
-            .complete(&[stale(first[0].claim())], hopper.now())
+            .complete(CompleteRequest {
+                completions: &[stale(first[0].claim())],
+                ended_at: hopper.now(),
+            })
             .await
             .unwrap(),
         0
     );
     assert!(
         store
-            .extend_leases(&[first[0].claim()], Duration::from_secs(60), None)
+            .extend_leases(RenewRequest {
+                claims: &[first[0].claim()],
+                lease: Duration::from_secs(60),
+                now: None,
+            })
             .await
             .unwrap()
             .is_empty()
@@ -794,7 +816,11 @@ pub async fn leases_are_measured_on_the_database_clock(db: &TestDb) {
     assert!((29_000..=31_000).contains(&lease), "a lease of {lease} ms");
     assert!(store.rescue(None).await.unwrap().is_empty());
     let renewed = store
-        .extend_leases(&[claimed[0].claim()], Duration::from_secs(90), None)
+        .extend_leases(RenewRequest {
+            claims: &[claimed[0].claim()],
+            lease: Duration::from_secs(90),
+            now: None,
+        })
         .await
         .unwrap();
     assert_eq!(renewed, [claimed[0].claim()]);
@@ -804,18 +830,13 @@ pub async fn leases_are_measured_on_the_database_clock(db: &TestDb) {
         (89_000..=91_000).contains(&lease),
         "a renewal of {lease} ms"
     );
-    assert!(
-        store
-            .try_lease("m", "a", Duration::from_secs(30), None)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .try_lease("m", "b", Duration::from_secs(30), None)
-            .await
-            .unwrap()
-    );
+    let take = |holder| LeaseRequest {
+        lease: LeaseHolder { name: "m", holder },
+        ttl: Duration::from_secs(30),
+        now: None,
+    };
+    assert!(store.try_lease(take("a")).await.unwrap());
+    assert!(!store.try_lease(take("b")).await.unwrap());
 }
 
 pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &TestDb) {
@@ -839,13 +860,21 @@ pub async fn extending_leases_renews_only_the_claims_named_by_their_holder(db: &
         ..b
     };
     let renewed = store
-        .extend_leases(&[wrong, a], Duration::from_secs(60), Some(now))
+        .extend_leases(RenewRequest {
+            claims: &[wrong, a],
+            lease: Duration::from_secs(60),
+            now: Some(now),
+        })
         .await
         .unwrap();
     assert_eq!(renewed, [a]);
     assert!(
         store
-            .extend_leases(&[], Duration::from_secs(60), Some(now))
+            .extend_leases(RenewRequest {
+                claims: &[],
+                lease: Duration::from_secs(60),
+                now: Some(now),
+            })
             .await
             .unwrap()
             .is_empty()
@@ -1054,22 +1083,21 @@ pub async fn one_holder_at_a_time_has_a_lease_until_it_expires_or_is_dropped(db:
     let store = hopper::store::open(&url).await.unwrap();
     let t0 = chrono::Utc::now();
     let at = |secs: i64| Some(t0 + chrono::Duration::seconds(secs));
-    let ttl = Duration::from_secs(10);
-    assert!(store.try_lease("m", "a", ttl, at(0)).await.unwrap());
-    assert!(!store.try_lease("m", "b", ttl, at(1)).await.unwrap());
-    assert!(
-        store.try_lease("m", "a", ttl, at(5)).await.unwrap(),
-        "renewed"
-    );
-    assert!(!store.try_lease("m", "b", ttl, at(12)).await.unwrap());
-    assert!(
-        store.try_lease("m", "b", ttl, at(16)).await.unwrap(),
-        "expired"
-    );
-    store.drop_lease("m", "a").await.unwrap();
-    assert!(!store.try_lease("m", "a", ttl, at(17)).await.unwrap());
-    store.drop_lease("m", "b").await.unwrap();
-    assert!(store.try_lease("m", "a", ttl, at(17)).await.unwrap());
+    let lease = |holder| LeaseHolder { name: "m", holder };
+    let take = |holder, secs| LeaseRequest {
+        lease: lease(holder),
+        ttl: Duration::from_secs(10),
+        now: at(secs),
+    };
+    assert!(store.try_lease(take("a", 0)).await.unwrap());
+    assert!(!store.try_lease(take("b", 1)).await.unwrap());
+    assert!(store.try_lease(take("a", 5)).await.unwrap(), "renewed");
+    assert!(!store.try_lease(take("b", 12)).await.unwrap());
+    assert!(store.try_lease(take("b", 16)).await.unwrap(), "expired");
+    store.drop_lease(lease("a")).await.unwrap();
+    assert!(!store.try_lease(take("a", 17)).await.unwrap());
+    store.drop_lease(lease("b")).await.unwrap();
+    assert!(store.try_lease(take("a", 17)).await.unwrap());
 }
 
 pub async fn a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly(db: &TestDb) {
@@ -1231,12 +1259,25 @@ pub async fn instances_migrating_the_same_database_at_once_all_succeed(db: &Test
         .unwrap();
     assert_eq!(claimed[0].id, id);
     assert!(
-        b.try_lease("migrated", "w", Duration::ZERO, Some(now))
-            .await
-            .unwrap()
+        b.try_lease(LeaseRequest {
+            lease: LeaseHolder {
+                name: "migrated",
+                holder: "w",
+            },
+            ttl: Duration::ZERO,
+            now: Some(now),
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(
-        a.take_tick("migrated", now, None).await.unwrap(),
+        a.take_tick(TickRequest {
+            schedule: "migrated",
+            fire_at: now,
+            job: None,
+        })
+        .await
+        .unwrap(),
         hopper::store::Tick::Passed
     );
     hopper.pause("q").await.unwrap();
@@ -1368,7 +1409,13 @@ pub async fn retrying_every_failed_job_works_through_batches(db: &TestDb) {
                 })
                 .collect();
             assert_eq!(
-                store.complete(&failures, now).await.unwrap(),
+                store
+                    .complete(CompleteRequest {
+                        completions: &failures,
+                        ended_at: now,
+                    })
+                    .await
+                    .unwrap(),
                 expected as u64
             );
         }

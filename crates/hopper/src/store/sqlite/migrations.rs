@@ -3,9 +3,10 @@
 //! history everywhere.
 
 use rusqlite::Connection;
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::Migrator;
 
 use super::StoreError;
+use crate::store::MigrateError;
 
 /// Every migration this build carries.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

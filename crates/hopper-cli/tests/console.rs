@@ -673,6 +673,66 @@ async fn make_cron_and_make_seeder() {
     assert!(module.contains("Box::new(UserSeeder),"), "{module}");
 }
 
+/// `make:cron` takes exactly the expressions the scheduler takes: one the
+/// scheduler accepts is written as given, one it refuses is refused with
+/// the scheduler's own message and writes nothing.
+#[tokio::test]
+async fn make_cron_accepts_exactly_what_the_scheduler_accepts() {
+    let fx = Fixture::new();
+    write_modules(&fx.src());
+    let expressions = [
+        "@every 30s",
+        "@every 1h30m",
+        "@daily",
+        "@hourly",
+        "0 0 3 * * *",
+        "*/15 * * * *",
+        "30 2 * * MON-FRI",
+        // Refused by the scheduler.
+        "0 0 30 2 *",
+        "@every 0s",
+        "@every",
+        "@every 5x",
+        "61 * * * *",
+        "* * *",
+        "0 0 0 * * * 2030",
+        "@fortnightly",
+        "",
+    ];
+    for (i, expression) in expressions.into_iter().enumerate() {
+        let name = format!("Task{i}");
+        let file = fx.src().join(format!("cron/task{i}.rs"));
+        let scheduler = hopper::schedule::Schedule::new::<ReportJob>("check", expression, ());
+        let generator = fx
+            .run(&["make:cron", &name, "--schedule", expression])
+            .await;
+        match (scheduler, generator) {
+            (Ok(_), Ok(_)) => {
+                let task = std::fs::read_to_string(&file).unwrap();
+                let line = format!("pub const SCHEDULE: &str = {expression:?};");
+                assert!(task.contains(&line), "{expression:?}: {task}");
+            }
+            (Err(hopper::schedule::ScheduleError::Expression { message, .. }), Err(err)) => {
+                let text = err.to_string();
+                assert!(
+                    text.starts_with(&format!("invalid schedule {expression:?}: ")),
+                    "{text}"
+                );
+                assert!(
+                    text.contains(&message),
+                    "{expression:?}: {text} lacks {message}"
+                );
+                assert!(!file.exists(), "{expression:?} was written");
+            }
+            (scheduler, generator) => panic!(
+                "{expression:?}: the scheduler says {:?}, make:cron says {:?}",
+                scheduler.map(drop).map_err(|e| e.to_string()),
+                generator.map(drop).map_err(|e| e.to_string()),
+            ),
+        }
+    }
+}
+
 #[tokio::test]
 async fn app_commands_are_listed_and_run() {
     struct Hello;

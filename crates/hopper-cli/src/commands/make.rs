@@ -138,7 +138,7 @@ fn report(out: &mut Output, generated: &Generated, name: &str) -> Result<(), Con
 struct MakeCronArgs {
     /// The task's type name in UpperCamelCase, e.g. PingTask.
     name: String,
-    /// When it runs: a cron expression, seconds optional ("*/5 * * * *", "0 0 3 * * *", "@daily").
+    /// When it runs: a cron expression, seconds optional ("*/5 * * * *", "0 0 3 * * *"), or @hourly, @daily, @weekly, @monthly, @yearly, "@every 30s" (s, m, h, d: "@every 1h30m").
     #[arg(long, default_value = "0 * * * *")]
     schedule: String,
     #[command(flatten)]

@@ -96,8 +96,9 @@ pub(super) fn cron(name: &TypeName, schedule: &str) -> String {
 
 use hopper::{{Job, JobContext, JobResult}};
 
-/// When [`{name}`] runs: a cron expression (seconds optional).
-pub const SCHEDULE: &str = "{schedule}";
+/// When [`{name}`] runs: a cron expression (seconds optional) or one of
+/// `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`, `@every 30s`.
+pub const SCHEDULE: &str = {schedule:?};
 
 /// A scheduled task.
 #[derive(Clone, Copy, Debug, Default)]
@@ -127,7 +128,8 @@ mod tests {{
     #[test]
     fn settings() {{
         assert_eq!({name}::TYPE, "{job_type}");
-        assert_eq!(SCHEDULE, "{schedule}");
+        assert_eq!(SCHEDULE, {schedule:?});
+        hopper::schedule::check_expression(SCHEDULE).unwrap();
     }}
 }}
 "#

@@ -91,6 +91,41 @@ fn seed_then_work_sends_the_example_emails() {
     assert!(dispatched.status.success(), "{}", stderr(&dispatched));
 }
 
+/// Without `--source`, a generator writes to the `src` folder of the package
+/// around the working directory (the nearest folder at or above it whose
+/// Cargo.toml is a package), wherever the console was built.
+#[test]
+fn generators_write_to_the_package_around_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    // A workspace manifest is not a package: generators skip it.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"shop\"]\n",
+    )
+    .unwrap();
+    let shop = dir.path().join("shop");
+    std::fs::create_dir_all(shop.join("src/jobs")).unwrap();
+    std::fs::write(
+        shop.join("Cargo.toml"),
+        "[package]\nname = \"shop\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        shop.join("src/jobs/mod.rs"),
+        hopper_cli::generate::EMPTY_JOBS_MODULE,
+    )
+    .unwrap();
+
+    let made = console(&shop.join("src/jobs"), &["make:job", "ShopLocatedJob"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(shop.join("src/jobs/shop_located_job.rs").exists());
+    let module = std::fs::read_to_string(shop.join("src/jobs/mod.rs")).unwrap();
+    assert!(
+        module.contains("registry.register(ShopLocatedJob)?;"),
+        "{module}"
+    );
+}
+
 /// The workspace root: the folder above this crate.
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -438,14 +438,8 @@ impl SourceTree {
                 "cron-exports",
                 format!("pub use {}::{};", name.snake(), name.name()),
             ),
-            (
-                "cron-schedules",
-                format!(
-                    "Schedule::new::<{0}>({0}::TYPE, {1}::SCHEDULE, ()),",
-                    name.name(),
-                    name.snake()
-                ),
-            ),
+            // A call rustfmt keeps on one line however long the name is.
+            ("cron-schedules", format!("{}::schedule(),", name.snake())),
             (
                 "cron-registrations",
                 format!("registry.register({})?;", name.name()),

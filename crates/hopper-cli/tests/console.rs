@@ -652,7 +652,7 @@ async fn make_cron_and_make_seeder() {
     );
     let module = std::fs::read_to_string(fx.src().join("cron/mod.rs")).unwrap();
     assert!(
-        module.contains("Schedule::new::<PingTask>(PingTask::TYPE, ping_task::SCHEDULE, ()),"),
+        module.contains("        ping_task::schedule(),\n"),
         "{module}"
     );
     assert!(module.contains("registry.register(PingTask)?;"), "{module}");
@@ -730,6 +730,41 @@ async fn make_cron_accepts_exactly_what_the_scheduler_accepts() {
                 generator.map(drop).map_err(|e| e.to_string()),
             ),
         }
+    }
+}
+
+/// What the generators add to module files is what rustfmt writes, for long
+/// names too, so `cargo fmt --check` passes right after generating.
+#[tokio::test]
+async fn module_entries_are_as_rustfmt_writes_them_for_long_names() {
+    let fx = Fixture::new();
+    write_modules(&fx.src());
+    fx.ok(&["make:job", "ReconcileOutstandingSupplierInvoicesJob"])
+        .await;
+    fx.ok(&["make:cron", "NightlyReportTask", "--schedule", "@daily"])
+        .await;
+    fx.ok(&[
+        "make:cron",
+        "SendOverdueInvoiceRemindersTask",
+        "--schedule",
+        "0 9 * * MON-FRI",
+    ])
+    .await;
+    fx.ok(&["make:seeder", "ReconcileOutstandingSupplierInvoicesSeeder"])
+        .await;
+    let rustfmt = std::env::var_os("RUSTFMT").unwrap_or_else(|| "rustfmt".into());
+    for module in ["jobs/mod.rs", "cron/mod.rs", "seeders/mod.rs"] {
+        let checked = std::process::Command::new(&rustfmt)
+            .args(["--edition", "2021", "--check"])
+            .arg(fx.src().join(module))
+            .output()
+            .expect("rustfmt runs");
+        assert!(
+            checked.status.success(),
+            "{module} is not as rustfmt writes it:\n{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
     }
 }
 

@@ -202,17 +202,70 @@ fn cargo(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// Every file name and text under `dir`, lowercased, one after another.
+fn all_text(dir: &Path, into: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        into.push_str(&entry.file_name().to_string_lossy().to_lowercase());
+        into.push('\n');
+        if entry.file_type().unwrap().is_dir() {
+            all_text(&entry.path(), into);
+        } else {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            into.push_str(&String::from_utf8_lossy(&bytes).to_lowercase());
+            into.push('\n');
+        }
+    }
+}
+
+/// A capitalised word of random letters (`Qkxmfbtwa`) that appears nowhere
+/// in `src`, in any case: a type, file, module or job type name holding it
+/// cannot clash with anything the application already has.
+fn unused_word(src: &Path) -> String {
+    use std::hash::BuildHasher as _;
+    let mut text = String::new();
+    all_text(src, &mut text);
+    (0u64..)
+        .map(|attempt| {
+            let mut bits = std::hash::RandomState::new().hash_one(attempt);
+            let mut word = String::from("Q");
+            for _ in 0..8 {
+                word.push(char::from(b'a' + (bits % 26) as u8));
+                bits /= 26;
+            }
+            word
+        })
+        .find(|word| !text.contains(&word.to_lowercase()))
+        .unwrap()
+}
+
+/// Generates into a copy of the application's own source tree, so the
+/// generated code is checked next to everything the application has, under
+/// names built around a word the tree does not hold: whatever jobs, tasks
+/// and seeders the application has grown, nothing generated here clashes.
 #[test]
 fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let app = copy_of_app(dir.path());
     let src = app.join("src");
     let src_arg = src.to_str().unwrap();
+    // The check below is about generated code, not the application's own formatting.
+    cargo(dir.path(), &["fmt", "-p", "app-generated"]);
+
+    let word = unused_word(&src);
+    let name = |pattern: &str| {
+        let name = pattern.replace("{}", &word);
+        hopper_cli::generate::TypeName::parse(&name).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let payment = name("ProcessPayment{}Job");
+    let flagged = name("A{}Job");
+    let task = name("Ping{}Task");
+    let seeder = name("User{}Seeder");
     for args in [
-        &["make:job", "ProcessPaymentJob", "--source", src_arg][..],
+        &["make:job", payment.name(), "--source", src_arg][..],
         &[
             "make:job",
-            "AJob",
+            flagged.name(),
             "--attempts",
             "1",
             "--retry-delay",
@@ -224,18 +277,18 @@ fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
         ],
         &[
             "make:cron",
-            "PingTask",
+            task.name(),
             "--schedule",
-            "*/5 * * * *",
+            "@every 30s",
             "--source",
             src_arg,
         ],
-        &["make:seeder", "UserSeeder", "--source", src_arg],
+        &["make:seeder", seeder.name(), "--source", src_arg],
     ] {
         let made = console(dir.path(), args);
         assert!(made.status.success(), "{args:?}: {}", stderr(&made));
     }
-    assert!(src.join("jobs/process_payment_job.rs").exists());
+    assert!(src.join(format!("jobs/{}.rs", payment.snake())).exists());
 
     cargo(dir.path(), &["fmt", "-p", "app-generated", "--", "--check"]);
     cargo(
@@ -251,13 +304,17 @@ fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
     );
     let tests = cargo(dir.path(), &["test", "--offline", "--lib"]);
     for test in [
-        "jobs::process_payment_job::tests::handle_succeeds ... ok",
-        "jobs::process_payment_job::tests::settings ... ok",
-        "jobs::a_job::tests::settings ... ok",
-        "cron::ping_task::tests::handle_succeeds ... ok",
-        "seeders::user_seeder::tests::runs_on_an_empty_database ... ok",
+        format!("jobs::{}::tests::handle_succeeds ... ok", payment.snake()),
+        format!("jobs::{}::tests::settings ... ok", payment.snake()),
+        format!("jobs::{}::tests::settings ... ok", flagged.snake()),
+        format!("cron::{}::tests::handle_succeeds ... ok", task.snake()),
+        format!("cron::{}::tests::settings ... ok", task.snake()),
+        format!(
+            "seeders::{}::tests::runs_on_an_empty_database ... ok",
+            seeder.snake()
+        ),
     ] {
-        assert!(tests.contains(test), "{test} missing from:\n{tests}");
+        assert!(tests.contains(&test), "{test} missing from:\n{tests}");
     }
 }
 

@@ -101,9 +101,9 @@ pub fn registry() -> Result<hopper::Registry, hopper::RegistryError> {
     Ok(registry)
 }
 
-/// The console `app console` runs: every job registered, the seeders, the
-/// schedules, and this crate's `src` folder for the generators (override
-/// with `--source` or `HOPPER_SOURCE_DIR`).
+/// The console `app console` runs: every job registered, the seeders and
+/// the schedules. Generators write to the `src` folder of the package around
+/// the working directory (override with `--source` or `HOPPER_SOURCE_DIR`).
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -120,7 +120,6 @@ pub fn console(config: &Config) -> anyhow::Result<hopper_cli::Console> {
     })
     .database_url(config.database_url.clone())
     .worker_config(worker_config(config))
-    .source_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
     .seeders(seeders::all())
     .schedules(cron::schedules()?)
     .alerts({

@@ -91,6 +91,41 @@ fn seed_then_work_sends_the_example_emails() {
     assert!(dispatched.status.success(), "{}", stderr(&dispatched));
 }
 
+/// Without `--source`, a generator writes to the `src` folder of the package
+/// around the working directory (the nearest folder at or above it whose
+/// Cargo.toml is a package), wherever the console was built.
+#[test]
+fn generators_write_to_the_package_around_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    // A workspace manifest is not a package: generators skip it.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"shop\"]\n",
+    )
+    .unwrap();
+    let shop = dir.path().join("shop");
+    std::fs::create_dir_all(shop.join("src/jobs")).unwrap();
+    std::fs::write(
+        shop.join("Cargo.toml"),
+        "[package]\nname = \"shop\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        shop.join("src/jobs/mod.rs"),
+        hopper_cli::generate::EMPTY_JOBS_MODULE,
+    )
+    .unwrap();
+
+    let made = console(&shop.join("src/jobs"), &["make:job", "ShopLocatedJob"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(shop.join("src/jobs/shop_located_job.rs").exists());
+    let module = std::fs::read_to_string(shop.join("src/jobs/mod.rs")).unwrap();
+    assert!(
+        module.contains("registry.register(ShopLocatedJob)?;"),
+        "{module}"
+    );
+}
+
 /// The workspace root: the folder above this crate.
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -167,17 +202,70 @@ fn cargo(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// Every file name and text under `dir`, lowercased, one after another.
+fn all_text(dir: &Path, into: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        into.push_str(&entry.file_name().to_string_lossy().to_lowercase());
+        into.push('\n');
+        if entry.file_type().unwrap().is_dir() {
+            all_text(&entry.path(), into);
+        } else {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            into.push_str(&String::from_utf8_lossy(&bytes).to_lowercase());
+            into.push('\n');
+        }
+    }
+}
+
+/// A capitalised word of random letters (`Qkxmfbtwa`) that appears nowhere
+/// in `src`, in any case: a type, file, module or job type name holding it
+/// cannot clash with anything the application already has.
+fn unused_word(src: &Path) -> String {
+    use std::hash::BuildHasher as _;
+    let mut text = String::new();
+    all_text(src, &mut text);
+    (0u64..)
+        .map(|attempt| {
+            let mut bits = std::hash::RandomState::new().hash_one(attempt);
+            let mut word = String::from("Q");
+            for _ in 0..8 {
+                word.push(char::from(b'a' + (bits % 26) as u8));
+                bits /= 26;
+            }
+            word
+        })
+        .find(|word| !text.contains(&word.to_lowercase()))
+        .unwrap()
+}
+
+/// Generates into a copy of the application's own source tree, so the
+/// generated code is checked next to everything the application has, under
+/// names built around a word the tree does not hold: whatever jobs, tasks
+/// and seeders the application has grown, nothing generated here clashes.
 #[test]
 fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let app = copy_of_app(dir.path());
     let src = app.join("src");
     let src_arg = src.to_str().unwrap();
+    // The check below is about generated code, not the application's own formatting.
+    cargo(dir.path(), &["fmt", "-p", "app-generated"]);
+
+    let word = unused_word(&src);
+    let name = |pattern: &str| {
+        let name = pattern.replace("{}", &word);
+        hopper_cli::generate::TypeName::parse(&name).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let payment = name("ProcessPayment{}Job");
+    let flagged = name("A{}Job");
+    let task = name("Ping{}Task");
+    let seeder = name("User{}Seeder");
     for args in [
-        &["make:job", "ProcessPaymentJob", "--source", src_arg][..],
+        &["make:job", payment.name(), "--source", src_arg][..],
         &[
             "make:job",
-            "AJob",
+            flagged.name(),
             "--attempts",
             "1",
             "--retry-delay",
@@ -189,18 +277,18 @@ fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
         ],
         &[
             "make:cron",
-            "PingTask",
+            task.name(),
             "--schedule",
-            "*/5 * * * *",
+            "@every 30s",
             "--source",
             src_arg,
         ],
-        &["make:seeder", "UserSeeder", "--source", src_arg],
+        &["make:seeder", seeder.name(), "--source", src_arg],
     ] {
         let made = console(dir.path(), args);
         assert!(made.status.success(), "{args:?}: {}", stderr(&made));
     }
-    assert!(src.join("jobs/process_payment_job.rs").exists());
+    assert!(src.join(format!("jobs/{}.rs", payment.snake())).exists());
 
     cargo(dir.path(), &["fmt", "-p", "app-generated", "--", "--check"]);
     cargo(
@@ -216,13 +304,17 @@ fn generated_code_builds_passes_clippy_and_its_tests_as_written() {
     );
     let tests = cargo(dir.path(), &["test", "--offline", "--lib"]);
     for test in [
-        "jobs::process_payment_job::tests::handle_succeeds ... ok",
-        "jobs::process_payment_job::tests::settings ... ok",
-        "jobs::a_job::tests::settings ... ok",
-        "cron::ping_task::tests::handle_succeeds ... ok",
-        "seeders::user_seeder::tests::runs_on_an_empty_database ... ok",
+        format!("jobs::{}::tests::handle_succeeds ... ok", payment.snake()),
+        format!("jobs::{}::tests::settings ... ok", payment.snake()),
+        format!("jobs::{}::tests::settings ... ok", flagged.snake()),
+        format!("cron::{}::tests::handle_succeeds ... ok", task.snake()),
+        format!("cron::{}::tests::settings ... ok", task.snake()),
+        format!(
+            "seeders::{}::tests::runs_on_an_empty_database ... ok",
+            seeder.snake()
+        ),
     ] {
-        assert!(tests.contains(test), "{test} missing from:\n{tests}");
+        assert!(tests.contains(&test), "{test} missing from:\n{tests}");
     }
 }
 

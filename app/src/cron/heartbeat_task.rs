@@ -4,10 +4,18 @@
 //! It is a job like any other (its type is `heartbeat_task`, its payload is `()`),
 //! so it can also be dispatched by hand.
 
+use hopper::schedule::{Schedule, ScheduleError};
 use hopper::{Job, JobContext, JobResult};
 
-/// When [`HeartbeatTask`] runs: a cron expression (seconds optional).
+/// When [`HeartbeatTask`] runs: a cron expression (seconds optional) or one of
+/// `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`, `@every 30s`.
 pub const SCHEDULE: &str = "0 * * * *";
+
+/// [`HeartbeatTask`] on [`SCHEDULE`] (in UTC), named by its job type; the
+/// scheduler runs it once listed in `cron::schedules`.
+pub fn schedule() -> Result<Schedule, ScheduleError> {
+    Schedule::new::<HeartbeatTask>(HeartbeatTask::TYPE, SCHEDULE, ())
+}
 
 /// Logs a heartbeat.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,5 +45,6 @@ mod tests {
     fn settings() {
         assert_eq!(HeartbeatTask::TYPE, "heartbeat_task");
         assert_eq!(SCHEDULE, "0 * * * *");
+        assert_eq!(schedule().unwrap().name(), "heartbeat_task");
     }
 }

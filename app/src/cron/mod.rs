@@ -17,7 +17,7 @@ pub use heartbeat_task::HeartbeatTask;
 // hopper:cron-exports:end
 
 use hopper::schedule::{Schedule, ScheduleError, Schedules};
-use hopper::{Job, Registry, RegistryError};
+use hopper::{Registry, RegistryError};
 
 /// Every scheduled task's schedule, named by its job type. An invalid
 /// expression is an error naming the task and the parser's message.
@@ -30,7 +30,7 @@ use hopper::{Job, Registry, RegistryError};
 pub fn schedules() -> Result<Schedules, ScheduleError> {
     let list: Vec<Result<Schedule, ScheduleError>> = vec![
         // hopper:cron-schedules:begin
-        Schedule::new::<HeartbeatTask>(HeartbeatTask::TYPE, heartbeat_task::SCHEDULE, ()),
+        heartbeat_task::schedule(),
         // hopper:cron-schedules:end
     ];
     let mut schedules = Schedules::new();

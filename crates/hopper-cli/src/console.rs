@@ -15,6 +15,7 @@ use hopper::{Builder, DispatchError, Hopper, StoreError, WorkerConfig, WorkerErr
 
 use crate::generate::GenerateError;
 use crate::output::{Output, OutputError};
+use crate::package::PackageError;
 use crate::seeder::{SeedError, Seeder};
 
 /// An error from the application's own code (its builder, its commands).
@@ -64,6 +65,12 @@ pub enum ConsoleError {
     /// Writing the output failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// No `--source` was given and the working directory is in no package.
+    #[error(
+        "cannot tell where the application's src folder is: {0}; run the console inside \
+         the application's package or name its src folder with --source DIR (or HOPPER_SOURCE_DIR)"
+    )]
+    SourceDir(#[source] PackageError),
     /// The alert rules `queue:work` checks could not be loaded.
     #[error("cannot load the alert rules: {0}")]
     Alerts(BoxError),
@@ -215,11 +222,13 @@ impl Console {
 
     /// The application's source folder (holding `jobs/`, `cron/`,
     /// `seeders/`), where generators write unless `--source` says otherwise.
-    /// Default: `src` under the working directory.
+    /// Default: the `src` folder of the package around the working
+    /// directory (see [`crate::package`]), found when a generator runs.
     ///
     /// ```
+    /// let dir = tempfile::tempdir().unwrap();
     /// let console = hopper_cli::Console::new("c", || Ok(hopper::Hopper::builder()))
-    ///     .source_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    ///     .source_dir(dir.path().join("src"));
     /// # let _ = console;
     /// ```
     pub fn source_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -406,9 +415,14 @@ impl Console {
         self.commands.iter().map(|c| c.definition()).collect()
     }
 
-    pub(crate) fn source(&self, flag: Option<PathBuf>) -> PathBuf {
-        flag.or_else(|| self.source_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("src"))
+    /// Where generators write: `flag` (`--source`), else the folder the
+    /// application set, else the `src` folder of the package around the
+    /// working directory.
+    pub(crate) fn source(&self, flag: Option<PathBuf>) -> Result<PathBuf, ConsoleError> {
+        match flag.or_else(|| self.source_dir.clone()) {
+            Some(dir) => Ok(dir),
+            None => crate::package::current_source_dir().map_err(ConsoleError::SourceDir),
+        }
     }
 
     pub(crate) fn seeder_list(&self) -> &[Arc<dyn Seeder>] {

@@ -64,7 +64,7 @@ pub enum GenerateError {
         /// The block's name.
         block: String,
     },
-    /// A cron expression that does not parse.
+    /// A schedule expression the scheduler refuses.
     #[error("invalid schedule {expression:?}: {reason}")]
     InvalidSchedule {
         /// The expression given.
@@ -247,30 +247,27 @@ pub fn check_queue(queue: &str) -> Result<(), GenerateError> {
     }
 }
 
-/// Checks a cron expression (seconds optional) with the same parser a
-/// scheduler uses; the error carries the parser's message.
+/// Checks a schedule expression with the scheduler's own parser
+/// ([`hopper::schedule::check_expression`], which [`Schedule::new`] uses),
+/// so a generated task runs on anything the scheduler accepts; the error
+/// carries the parser's message.
+///
+/// [`Schedule::new`]: hopper::schedule::Schedule::new
 ///
 /// ```
-/// assert!(hopper_cli::generate::check_schedule("*/5 * * * *").is_ok());
-/// assert!(hopper_cli::generate::check_schedule("0 0 * * * *").is_ok());
-/// let err = hopper_cli::generate::check_schedule("61 * * * *").unwrap_err();
-/// assert!(err.to_string().contains("61 * * * *"), "{err}");
+/// use hopper_cli::generate::check_schedule;
+/// assert!(check_schedule("*/5 * * * *").is_ok());
+/// assert!(check_schedule("0 0 * * * *").is_ok());
+/// assert!(check_schedule("@every 30s").is_ok());
+/// let err = check_schedule("61 * * * *").unwrap_err();
+/// assert!(err.to_string().starts_with("invalid schedule \"61 * * * *\": "), "{err}");
+/// assert!(check_schedule("0 0 30 2 *").is_err()); // never fires
 /// ```
 pub fn check_schedule(expression: &str) -> Result<(), GenerateError> {
-    expression
-        .parse::<croner::Cron>()
-        .map(drop)
-        .map_err(|e| GenerateError::InvalidSchedule {
-            expression: expression.to_owned(),
-            reason: e.to_string(),
-        })?;
-    if expression.contains(['"', '\\']) {
-        return Err(GenerateError::InvalidSchedule {
-            expression: expression.to_owned(),
-            reason: "quotes and backslashes are not allowed".into(),
-        });
-    }
-    Ok(())
+    hopper::schedule::check_expression(expression).map_err(|err| GenerateError::InvalidSchedule {
+        expression: err.expression,
+        reason: err.message,
+    })
 }
 
 /// What `make:job` writes.
@@ -407,7 +404,8 @@ impl SourceTree {
     }
 
     /// Writes `cron/<snake>.rs`, a job type run on `schedule`, and registers
-    /// it in `cron/mod.rs`.
+    /// it in `cron/mod.rs`. `schedule` is checked with the scheduler's own
+    /// parser (see [`check_schedule`]).
     ///
     /// ```
     /// use hopper_cli::generate::{SourceTree, TypeName};
@@ -419,6 +417,7 @@ impl SourceTree {
     /// tree.make_cron(&name, "*/5 * * * *", false).unwrap();
     /// let task = std::fs::read_to_string(dir.path().join("cron/ping_task.rs")).unwrap();
     /// assert!(task.contains(r#"pub const SCHEDULE: &str = "*/5 * * * *";"#));
+    /// tree.make_cron(&name, "@every 30s", true).unwrap();
     /// assert!(tree.make_cron(&name, "every tuesday", true).is_err());
     /// ```
     pub fn make_cron(
@@ -428,6 +427,7 @@ impl SourceTree {
         force: bool,
     ) -> Result<Generated, GenerateError> {
         check_schedule(schedule)?;
+        let schedule = schedule.trim();
         let file = self.root.join("cron").join(format!("{}.rs", name.snake()));
         let module = self.root.join("cron").join("mod.rs");
         self.check_free_type(name.snake(), &file)?;
@@ -438,14 +438,8 @@ impl SourceTree {
                 "cron-exports",
                 format!("pub use {}::{};", name.snake(), name.name()),
             ),
-            (
-                "cron-schedules",
-                format!(
-                    "Schedule::new::<{0}>({0}::TYPE, {1}::SCHEDULE, ()),",
-                    name.name(),
-                    name.snake()
-                ),
-            ),
+            // A call rustfmt keeps on one line however long the name is.
+            ("cron-schedules", format!("{}::schedule(),", name.snake())),
             (
                 "cron-registrations",
                 format!("registry.register({})?;", name.name()),

@@ -26,6 +26,7 @@ pub mod console;
 pub mod duration;
 pub mod generate;
 pub mod output;
+pub mod package;
 pub mod seeder;
 
 pub use async_trait::async_trait;

@@ -652,7 +652,7 @@ async fn make_cron_and_make_seeder() {
     );
     let module = std::fs::read_to_string(fx.src().join("cron/mod.rs")).unwrap();
     assert!(
-        module.contains("Schedule::new::<PingTask>(PingTask::TYPE, ping_task::SCHEDULE, ()),"),
+        module.contains("        ping_task::schedule(),\n"),
         "{module}"
     );
     assert!(module.contains("registry.register(PingTask)?;"), "{module}");
@@ -671,6 +671,101 @@ async fn make_cron_and_make_seeder() {
     assert!(seeder.contains("\"user_seeder\""), "{seeder}");
     let module = std::fs::read_to_string(fx.src().join("seeders/mod.rs")).unwrap();
     assert!(module.contains("Box::new(UserSeeder),"), "{module}");
+}
+
+/// `make:cron` takes exactly the expressions the scheduler takes: one the
+/// scheduler accepts is written as given, one it refuses is refused with
+/// the scheduler's own message and writes nothing.
+#[tokio::test]
+async fn make_cron_accepts_exactly_what_the_scheduler_accepts() {
+    let fx = Fixture::new();
+    write_modules(&fx.src());
+    let expressions = [
+        "@every 30s",
+        "@every 1h30m",
+        "@daily",
+        "@hourly",
+        "0 0 3 * * *",
+        "*/15 * * * *",
+        "30 2 * * MON-FRI",
+        // Refused by the scheduler.
+        "0 0 30 2 *",
+        "@every 0s",
+        "@every",
+        "@every 5x",
+        "61 * * * *",
+        "* * *",
+        "0 0 0 * * * 2030",
+        "@fortnightly",
+        "",
+    ];
+    for (i, expression) in expressions.into_iter().enumerate() {
+        let name = format!("Task{i}");
+        let file = fx.src().join(format!("cron/task{i}.rs"));
+        let scheduler = hopper::schedule::Schedule::new::<ReportJob>("check", expression, ());
+        let generator = fx
+            .run(&["make:cron", &name, "--schedule", expression])
+            .await;
+        match (scheduler, generator) {
+            (Ok(_), Ok(_)) => {
+                let task = std::fs::read_to_string(&file).unwrap();
+                let line = format!("pub const SCHEDULE: &str = {expression:?};");
+                assert!(task.contains(&line), "{expression:?}: {task}");
+            }
+            (Err(hopper::schedule::ScheduleError::Expression { message, .. }), Err(err)) => {
+                let text = err.to_string();
+                assert!(
+                    text.starts_with(&format!("invalid schedule {expression:?}: ")),
+                    "{text}"
+                );
+                assert!(
+                    text.contains(&message),
+                    "{expression:?}: {text} lacks {message}"
+                );
+                assert!(!file.exists(), "{expression:?} was written");
+            }
+            (scheduler, generator) => panic!(
+                "{expression:?}: the scheduler says {:?}, make:cron says {:?}",
+                scheduler.map(drop).map_err(|e| e.to_string()),
+                generator.map(drop).map_err(|e| e.to_string()),
+            ),
+        }
+    }
+}
+
+/// What the generators add to module files is what rustfmt writes, for long
+/// names too, so `cargo fmt --check` passes right after generating.
+#[tokio::test]
+async fn module_entries_are_as_rustfmt_writes_them_for_long_names() {
+    let fx = Fixture::new();
+    write_modules(&fx.src());
+    fx.ok(&["make:job", "ReconcileOutstandingSupplierInvoicesJob"])
+        .await;
+    fx.ok(&["make:cron", "NightlyReportTask", "--schedule", "@daily"])
+        .await;
+    fx.ok(&[
+        "make:cron",
+        "SendOverdueInvoiceRemindersTask",
+        "--schedule",
+        "0 9 * * MON-FRI",
+    ])
+    .await;
+    fx.ok(&["make:seeder", "ReconcileOutstandingSupplierInvoicesSeeder"])
+        .await;
+    let rustfmt = std::env::var_os("RUSTFMT").unwrap_or_else(|| "rustfmt".into());
+    for module in ["jobs/mod.rs", "cron/mod.rs", "seeders/mod.rs"] {
+        let checked = std::process::Command::new(&rustfmt)
+            .args(["--edition", "2021", "--check"])
+            .arg(fx.src().join(module))
+            .output()
+            .expect("rustfmt runs");
+        assert!(
+            checked.status.success(),
+            "{module} is not as rustfmt writes it:\n{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
 }
 
 #[tokio::test]

@@ -89,6 +89,45 @@ pub enum ScheduleError {
     Dispatch(#[from] DispatchError),
 }
 
+/// An expression the scheduler cannot run, with the parser's message.
+///
+/// ```
+/// let err = hopper::schedule::check_expression("61 * * * *").unwrap_err();
+/// assert_eq!(err.expression, "61 * * * *");
+/// assert!(err.to_string().starts_with("invalid expression \"61 * * * *\": "), "{err}");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid expression {expression:?}: {message}")]
+pub struct ExpressionError {
+    /// The expression given.
+    pub expression: String,
+    /// The parser's message.
+    pub message: String,
+}
+
+/// Checks `expression` with the parser [`Schedule::new`] uses, so it
+/// accepts exactly what a schedule accepts: 5 cron fields, 6 with seconds
+/// first, or one of `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`,
+/// `@every 30s`; an expression that matches no date is refused.
+///
+/// ```
+/// use hopper::schedule::check_expression;
+/// assert!(check_expression("*/5 * * * *").is_ok());
+/// assert!(check_expression("0 0 3 * * *").is_ok());
+/// assert!(check_expression("@every 1h30m").is_ok());
+/// assert!(check_expression("@every 0s").is_err());
+/// let never = check_expression("0 0 30 2 *").unwrap_err();
+/// assert!(never.message.contains("never fire"), "{never}");
+/// ```
+pub fn check_expression(expression: &str) -> Result<(), ExpressionError> {
+    parse(expression)
+        .map(drop)
+        .map_err(|message| ExpressionError {
+            expression: expression.to_owned(),
+            message,
+        })
+}
+
 /// What to do with ticks that passed while no scheduler ran.
 ///
 /// ```

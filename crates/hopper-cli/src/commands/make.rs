@@ -15,7 +15,7 @@ use crate::output::{Output, Style};
 // the description of every command that flattens these arguments).
 #[derive(Args, Debug)]
 struct SourceArgs {
-    /// The application's src folder (holding jobs/, cron/, seeders/).
+    /// The application's src folder (holding jobs/, cron/, seeders/) [default: src of the package around the working directory].
     #[arg(long, value_name = "DIR", env = "HOPPER_SOURCE_DIR")]
     source: Option<PathBuf>,
     /// Overwrite the file if it exists.
@@ -91,7 +91,7 @@ impl Command for MakeJob {
         if ask && no_flags {
             ask_settings(ctx.out(), &mut spec)?;
         }
-        let tree = SourceTree::new(ctx.console().source(args.source.source));
+        let tree = SourceTree::new(ctx.console().source(args.source.source)?);
         let generated = tree.make_job(&spec, args.source.force, ctx.console().name())?;
         report(ctx.out(), &generated, spec.name.name())
     }
@@ -138,7 +138,7 @@ fn report(out: &mut Output, generated: &Generated, name: &str) -> Result<(), Con
 struct MakeCronArgs {
     /// The task's type name in UpperCamelCase, e.g. PingTask.
     name: String,
-    /// When it runs: a cron expression, seconds optional ("*/5 * * * *", "0 0 3 * * *", "@daily").
+    /// When it runs: a cron expression, seconds optional ("*/5 * * * *", "0 0 3 * * *"), or @hourly, @daily, @weekly, @monthly, @yearly, "@every 30s" (s, m, h, d: "@every 1h30m").
     #[arg(long, default_value = "0 * * * *")]
     schedule: String,
     #[command(flatten)]
@@ -163,7 +163,7 @@ impl Command for MakeCron {
     ) -> Result<(), ConsoleError> {
         let args: MakeCronArgs = args(matches)?;
         let name = TypeName::parse(&args.name)?;
-        let tree = SourceTree::new(ctx.console().source(args.source.source));
+        let tree = SourceTree::new(ctx.console().source(args.source.source)?);
         let generated = tree.make_cron(&name, &args.schedule, args.source.force)?;
         report(ctx.out(), &generated, name.name())
     }
@@ -195,7 +195,7 @@ impl Command for MakeSeeder {
     ) -> Result<(), ConsoleError> {
         let args: MakeSeederArgs = args(matches)?;
         let name = TypeName::parse(&args.name)?;
-        let tree = SourceTree::new(ctx.console().source(args.source.source));
+        let tree = SourceTree::new(ctx.console().source(args.source.source)?);
         let generated = tree.make_seeder(&name, args.source.force)?;
         report(ctx.out(), &generated, name.name())
     }

@@ -94,10 +94,18 @@ pub(super) fn cron(name: &TypeName, schedule: &str) -> String {
 //! It is a job like any other (its type is `{job_type}`, its payload is `()`),
 //! so it can also be dispatched by hand.
 
+use hopper::schedule::{{Schedule, ScheduleError}};
 use hopper::{{Job, JobContext, JobResult}};
 
-/// When [`{name}`] runs: a cron expression (seconds optional).
-pub const SCHEDULE: &str = "{schedule}";
+/// When [`{name}`] runs: a cron expression (seconds optional) or one of
+/// `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`, `@every 30s`.
+pub const SCHEDULE: &str = {schedule:?};
+
+/// [`{name}`] on [`SCHEDULE`] (in UTC), named by its job type; the
+/// scheduler runs it once listed in `cron::schedules`.
+pub fn schedule() -> Result<Schedule, ScheduleError> {{
+    Schedule::new::<{name}>({name}::TYPE, SCHEDULE, ())
+}}
 
 /// A scheduled task.
 #[derive(Clone, Copy, Debug, Default)]
@@ -127,7 +135,8 @@ mod tests {{
     #[test]
     fn settings() {{
         assert_eq!({name}::TYPE, "{job_type}");
-        assert_eq!(SCHEDULE, "{schedule}");
+        assert_eq!(SCHEDULE, {schedule:?});
+        assert_eq!(schedule().unwrap().name(), "{job_type}");
     }}
 }}
 "#
@@ -206,7 +215,7 @@ pub(super) const EMPTY_CRON_MODULE: &str =
 // hopper:cron-exports:end
 
 use hopper::schedule::{Schedule, ScheduleError, Schedules};
-use hopper::{Job, Registry, RegistryError};
+use hopper::{Registry, RegistryError};
 
 /// Every scheduled task's schedule, named by its job type.
 pub fn schedules() -> Result<Schedules, ScheduleError> {

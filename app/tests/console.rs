@@ -17,6 +17,8 @@ fn console(dir: &Path, args: &[&str]) -> Output {
         .env("MAIL_LOG", dir.join("mail.log"))
         .env("RUST_LOG", "warn")
         .env_remove("HOPPER_SOURCE_DIR")
+        // As a person runs it, not as cargo does: no package named for it.
+        .env_remove("CARGO_MANIFEST_DIR")
         .output()
         .expect("the app binary runs")
 }
@@ -123,6 +125,28 @@ fn generators_write_to_the_package_around_the_working_directory() {
     assert!(
         module.contains("registry.register(ShopLocatedJob)?;"),
         "{module}"
+    );
+
+    // From the workspace's root, which is no package, as `cargo run -p shop`
+    // runs it: cargo names the package it runs.
+    let mut from_root = Command::new(env!("CARGO_BIN_EXE_app"));
+    from_root
+        .args(["console", "make:job", "RootLocatedJob"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("HOPPER_SOURCE_DIR")
+        .env("CARGO_MANIFEST_DIR", &shop);
+    let made = from_root.output().unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(shop.join("src/jobs/root_located_job.rs").exists());
+
+    // Neither in a package nor run by cargo: refused, nothing written.
+    let refused = console(dir.path(), &["make:job", "NowhereJob"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("no Cargo.toml with a [package] table"),
+        "{}",
+        stderr(&refused)
     );
 }
 
@@ -332,6 +356,7 @@ fn console_at_terminal(dir: &Path, args: &str, input: &str) -> Output {
         )
         .env("RUST_LOG", "warn")
         .env_remove("HOPPER_SOURCE_DIR")
+        .env_remove("CARGO_MANIFEST_DIR")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -60,7 +60,9 @@ pub fn package_root(start: &Path) -> Result<PathBuf, PackageError> {
     nearest_package(&start, start.ancestors())
 }
 
-/// The `src` folder of the package around the working directory.
+/// The `src` folder of the package around the working directory; from a
+/// folder in no package (a workspace's root, say), the package `cargo run`
+/// runs, which cargo names in `CARGO_MANIFEST_DIR` at run time.
 ///
 /// ```
 /// // Tests run in their package's folder.
@@ -69,7 +71,13 @@ pub fn package_root(start: &Path) -> Result<PathBuf, PackageError> {
 /// ```
 pub fn current_source_dir() -> Result<PathBuf, PackageError> {
     let cwd = std::env::current_dir().map_err(PackageError::WorkingDirectory)?;
-    Ok(package_root(&cwd)?.join("src"))
+    match package_root(&cwd) {
+        Err(PackageError::NotFound { start }) => match std::env::var_os("CARGO_MANIFEST_DIR") {
+            Some(run_by_cargo) => Ok(PathBuf::from(run_by_cargo).join("src")),
+            None => Err(PackageError::NotFound { start }),
+        },
+        found => Ok(found?.join("src")),
+    }
 }
 
 /// The first of `folders` holding a package's `Cargo.toml`.

@@ -284,9 +284,10 @@ impl Hopper {
         self.insert(vec![job]).await.map(|ids| ids[0])
     }
 
-    /// Builds the row a dispatch of `J` would insert, checked and ready, without
-    /// storing it: hand it to a store's `insert_in` with the application's own
-    /// transaction, and the job exists if and only if that transaction commits.
+    /// Builds the row a dispatch of `J` would insert, checked and ready,
+    /// without storing it (what a dispatch in the application's own
+    /// transaction inserts; see [`Hopper::transaction`] and
+    /// [`Hopper::sqlite_transaction`]).
     ///
     /// ```
     /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult};
@@ -297,17 +298,9 @@ impl Hopper {
     /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
     /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use hopper::store::sqlite::{insert_in, SqliteStore};
-    /// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    /// let hopper = Hopper::builder().build(std::sync::Arc::new(store.clone()));
-    /// hopper.store().migrate().await.unwrap();
-    /// let job = hopper.prepare::<Ping>(1, DispatchOptions::new()).unwrap();
-    /// let ids = store
-    ///     .transaction(|tx| insert_in(tx, std::slice::from_ref(&job)))
-    ///     .await
-    ///     .unwrap();
-    /// hopper.wake("default");
-    /// assert!(hopper.job(ids[0]).await.unwrap().is_some());
+    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let job = hopper.prepare::<Ping>(1, DispatchOptions::new().queue("pings")).unwrap();
+    /// assert_eq!((job.job_type.as_str(), job.queue.as_str()), ("ping", "pings"));
     /// # });
     /// ```
     pub fn prepare<J: Job>(

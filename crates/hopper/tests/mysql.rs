@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::mysql::{admin, database};
 use common::*;
-use hopper::store::mysql::{MysqlStore, insert_in};
+use hopper::store::mysql::MysqlStore;
 use hopper::store::{NewJob, Store, Tick, TickRequest};
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
 use sqlx::Executor;
@@ -127,28 +127,27 @@ async fn a_job_dispatched_in_the_application_transaction_exists_only_if_it_commi
         .await
         .unwrap();
 
-    let mut tx = store.pool().begin().await.unwrap();
+    let mut tx = hopper.transaction(store.pool().begin().await.unwrap());
     sqlx::query("INSERT INTO orders (id) VALUES (1)")
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .unwrap();
-    let job = hopper.prepare::<Noop>((), DispatchOptions::new()).unwrap();
-    let kept = insert_in(&mut tx, &[job]).await.unwrap();
+    let kept = tx.dispatch::<Noop>(()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        hopper.job(kept[0]).await.unwrap().unwrap().state,
+        hopper.job(kept).await.unwrap().unwrap().state,
         JobState::Pending
     );
 
-    let mut tx = store.pool().begin().await.unwrap();
+    let mut tx = hopper.transaction(store.pool().begin().await.unwrap());
     sqlx::query("INSERT INTO orders (id) VALUES (2)")
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .unwrap();
-    let jobs: Vec<NewJob> = (0..3)
-        .map(|_| hopper.prepare::<Noop>((), DispatchOptions::new()).unwrap())
-        .collect();
-    let dropped = insert_in(&mut tx, &jobs).await.unwrap();
+    let dropped = tx
+        .dispatch_many::<Noop>([(), (), ()], DispatchOptions::new())
+        .await
+        .unwrap();
     assert_eq!(dropped.len(), 3);
     tx.rollback().await.unwrap();
     for id in dropped {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::postgres::{Database, database};
 use common::*;
-use hopper::store::postgres::{LISTENER_NAME, PostgresStore, insert_in};
+use hopper::store::postgres::{LISTENER_NAME, PostgresStore};
 use hopper::store::{
     ClaimRequest, CompleteRequest, Completion, Outcome, PruneRequest, Store, new_claim_token,
 };
@@ -226,32 +226,29 @@ async fn a_dispatch_inside_the_applications_transaction_exists_only_if_it_commit
         .await
         .unwrap();
     let rolled_back = {
-        let job = hopper
-            .prepare::<Noop>((), DispatchOptions::new().queue("rolled-back"))
-            .unwrap();
-        let mut tx = store.pool().begin().await.unwrap();
+        let mut tx = hopper.transaction(store.pool().begin().await.unwrap());
         sqlx::query("INSERT INTO users VALUES ('ada')")
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .unwrap();
-        let ids = insert_in(&mut tx, &[job]).await.unwrap();
+        let id = tx
+            .dispatch_with::<Noop>((), DispatchOptions::new().queue("rolled-back"))
+            .await
+            .unwrap();
         tx.rollback().await.unwrap();
-        ids[0]
+        id
     };
     assert!(hopper.job(rolled_back).await.unwrap().is_none());
 
-    let jobs = vec![
-        hopper
-            .prepare::<Noop>((), DispatchOptions::new().queue("committed"))
-            .unwrap();
-        2
-    ];
-    let mut tx = store.pool().begin().await.unwrap();
+    let mut tx = hopper.transaction(store.pool().begin().await.unwrap());
     sqlx::query("INSERT INTO users VALUES ('grace')")
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .unwrap();
-    let ids = insert_in(&mut tx, &jobs).await.unwrap();
+    let ids = tx
+        .dispatch_many::<Noop>([(), ()], DispatchOptions::new().queue("committed"))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     for id in &ids {
         assert_eq!(

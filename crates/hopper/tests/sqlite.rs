@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use futures::FutureExt;
-use hopper::store::sqlite::{SqliteStore, insert_in};
+use hopper::store::sqlite::SqliteStore;
 use hopper::store::{ClaimRequest, StateCount, Store, new_claim_token};
 use hopper::testing::TestQueue;
 use hopper::{DEFAULT_QUEUE, DispatchOptions, Hopper, JobState, RegistryError, WorkerConfig};
@@ -133,17 +133,21 @@ async fn transactions_left_unfinished_are_rolled_back() {
     let hopper = builder().build(Arc::new(store.clone()));
     let job = || hopper.prepare::<Noop>((), DispatchOptions::new()).unwrap();
 
-    // A transaction dropped after its insert, without commit or rollback.
-    {
-        let mut conn = store.writer().await.unwrap();
-        let tx = conn.transaction().unwrap();
-        insert_in(&tx, &[job()]).unwrap();
-    }
+    // A transaction whose work panics after its dispatch.
+    let panicked = std::panic::AssertUnwindSafe(hopper.sqlite_transaction(|tx| {
+        tx.dispatch::<Noop>(())?;
+        panic!("the application's work panics mid-transaction");
+        #[allow(unreachable_code)]
+        Ok(())
+    }))
+    .catch_unwind()
+    .await;
+    assert!(panicked.is_err());
 
-    // A transaction whose work fails after its insert.
-    let failed = store
-        .transaction(|tx| {
-            insert_in(tx, &[job(), job()])?;
+    // A transaction whose work fails after its dispatch.
+    let failed = hopper
+        .sqlite_transaction(|tx| {
+            tx.dispatch_many::<Noop>([(), ()], DispatchOptions::new())?;
             tx.execute_batch("SELECT no_such_function()")?;
             Ok(())
         })

@@ -107,7 +107,8 @@ impl MysqlStore {
     }
 
     /// The connection pool: begin the application's own transactions on it
-    /// (see [`insert_in`]) or run ad-hoc queries.
+    /// (see [`Hopper::transaction`](crate::Hopper::transaction)) or run ad-hoc
+    /// queries.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -285,27 +286,9 @@ fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
 /// Returns their ids in order; a job whose unique key is held by a pending or
 /// started job is not inserted and gets that job's id.
 ///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// # use sqlx::Connection;
-/// # let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306").await.unwrap();
-/// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_5").execute(&mut admin).await.unwrap();
-/// # sqlx::query("CREATE DATABASE hopper_doc_5").execute(&mut admin).await.unwrap();
-/// use hopper::store::{mysql::{insert_in, MysqlStore}, NewJob, Store};
-/// let store = MysqlStore::open("mysql://root@127.0.0.1:3306/hopper_doc_5").await.unwrap();
-/// store.migrate().await.unwrap();
-/// let now = chrono::Utc::now();
-/// let job = NewJob {
-///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
-/// };
-/// let mut tx = store.pool().begin().await.unwrap();
-/// let ids = insert_in(&mut tx, &[job]).await.unwrap();
-/// tx.rollback().await.unwrap();
-/// assert!(store.get(ids[0]).await.unwrap().is_none());
-/// # });
-/// ```
-pub async fn insert_in(
+/// [`Hopper::transaction`](crate::Hopper::transaction) is the way in for
+/// applications: it also records the dispatch and wakes workers on commit.
+pub(crate) async fn insert_in(
     conn: &mut MySqlConnection,
     jobs: &[NewJob],
 ) -> Result<Vec<JobId>, StoreError> {

@@ -109,7 +109,7 @@ impl PostgresStore {
     }
 
     /// The connection pool, for the application's own queries and
-    /// transactions (see [`insert_in`]).
+    /// transactions (see [`Hopper::transaction`](crate::Hopper::transaction)).
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -259,27 +259,12 @@ fn inserting_ids(statement: &str) -> String {
 /// application's own transaction and the jobs exist, and workers everywhere
 /// are woken, if and only if it commits.
 ///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use hopper::store::{postgres::{insert_in, PostgresStore}, NewJob, Store};
-/// # use sqlx::Connection;
-/// # let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
-/// # sqlx::query("DROP DATABASE IF EXISTS hopper_doc_3 WITH (FORCE)").execute(&mut admin).await.unwrap();
-/// # sqlx::query("CREATE DATABASE hopper_doc_3").execute(&mut admin).await.unwrap();
-/// let store = PostgresStore::open("postgres://postgres@127.0.0.1:5432/hopper_doc_3").await.unwrap();
-/// store.migrate().await.unwrap();
-/// let now = chrono::Utc::now();
-/// let job = NewJob {
-///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
-/// };
-/// let mut tx = store.pool().begin().await.unwrap();
-/// let ids = insert_in(&mut tx, &[job]).await.unwrap();
-/// tx.rollback().await.unwrap();
-/// assert!(store.get(ids[0]).await.unwrap().is_none());
-/// # });
-/// ```
-pub async fn insert_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+/// [`Hopper::transaction`](crate::Hopper::transaction) is the way in for
+/// applications: it also records the dispatch and wakes workers on commit.
+pub(crate) async fn insert_in(
+    conn: &mut PgConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<JobId>, StoreError> {
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
         for job in jobs {

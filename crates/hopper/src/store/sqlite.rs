@@ -196,25 +196,10 @@ fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
 /// commits. Returns their ids in order; a job whose unique key a live job
 /// holds is not stored, and that job's id stands in for it.
 ///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use hopper::store::{sqlite::{insert_in, SqliteStore}, NewJob, Store};
-/// let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-/// store.migrate().await.unwrap();
-/// let now = chrono::Utc::now();
-/// let job = NewJob {
-///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
-/// };
-/// let mut conn = store.writer().await.unwrap();
-/// let tx = conn.transaction().unwrap();
-/// let ids = insert_in(&tx, &[job]).unwrap();
-/// tx.rollback().unwrap();
-/// drop(conn);
-/// assert!(store.get(ids[0]).await.unwrap().is_none());
-/// # });
-/// ```
-pub fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+/// [`Hopper::sqlite_transaction`](crate::Hopper::sqlite_transaction) is the
+/// way in for applications: it also records the dispatch and wakes workers
+/// on commit.
+pub(crate) fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
     if jobs.len() > 1 && jobs.iter().all(|job| job.unique_key.is_none()) {
         return insert_rows(conn, jobs);
     }

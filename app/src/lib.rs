@@ -301,69 +301,6 @@ async fn stop(running: RunningServices) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The signals that stop the application: SIGINT (Ctrl-C) and SIGTERM.
-///
-/// Install it first thing, so a signal that arrives while the
-/// application starts is not lost.
-#[derive(Debug)]
-pub struct Signals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Starts listening for the stop signals.
-    pub fn install() -> std::io::Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            Ok(Self {
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(Self {})
-        }
-    }
-
-    /// Waits for the next stop signal and returns its name.
-    pub async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.interrupt.recv() => "SIGINT",
-                _ = self.terminate.recv() => "SIGTERM",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            match tokio::signal::ctrl_c().await {
-                Ok(()) => "Ctrl-C",
-                Err(_) => std::future::pending().await,
-            }
-        }
-    }
-
-    /// A future that completes at the first stop signal. A second signal
-    /// while the graceful stop runs ends the process at once (exit code 130).
-    pub async fn shutdown(mut self) {
-        let signal = self.recv().await;
-        tracing::info!(
-            signal,
-            "stop signal received: stopping gracefully (send it again to exit at once)"
-        );
-        tokio::spawn(async move {
-            let signal = self.recv().await;
-            tracing::warn!(signal, "second stop signal: exiting without waiting");
-            std::process::exit(130);
-        });
-    }
-}
-
 /// Starts logging as `config` says: to the terminal, and for `serve` and
 /// `work` also to the daily JSON file (see [`logging`]). Keep the guard
 /// until the process ends.

@@ -44,6 +44,7 @@ async fn main() -> ExitCode {
 }
 
 async fn start(cli: app::Cli, config: app::config::Config) -> anyhow::Result<()> {
-    let signals = app::Signals::install()?;
+    // Listening first, so a signal that comes while the app starts is not lost.
+    let signals = hopper::signals::Signals::install()?;
     app::run(cli.command, config, signals.shutdown()).await
 }

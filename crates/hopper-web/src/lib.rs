@@ -12,8 +12,9 @@
 //! | `/metrics` | Prometheus text format ([`metrics`]) |
 //!
 //! Everything but the login form needs the admin token, sent as
-//! `Authorization: Bearer <token>` or through the session cookie the login
-//! form sets ([`auth`]).
+//! `Authorization: Bearer <token>` or through the signed session cookie the
+//! login form sets, which every instance with the same token accepts
+//! ([`auth`]).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -89,7 +90,7 @@ pub struct Web {
 pub(crate) struct Inner {
     pub(crate) hopper: Hopper,
     pub(crate) token: AdminToken,
-    pub(crate) sessions: auth::Sessions,
+    pub(crate) session_key: auth::SessionKey,
     pub(crate) schedules: Option<Schedules>,
     pub(crate) body_limit: usize,
     /// Queues `/metrics` has reported, so an emptied queue reads zero.
@@ -110,8 +111,8 @@ impl Web {
         Self {
             inner: Arc::new(Inner {
                 hopper,
+                session_key: auth::SessionKey::new(&token),
                 token,
-                sessions: auth::Sessions::default(),
                 schedules: None,
                 body_limit: DEFAULT_BODY_LIMIT,
                 metric_queues: Default::default(),
@@ -153,7 +154,7 @@ impl Web {
             Err(shared) => Inner {
                 hopper: shared.hopper.clone(),
                 token: shared.token.clone(),
-                sessions: auth::Sessions::default(),
+                session_key: shared.session_key.clone(),
                 schedules: shared.schedules.clone(),
                 body_limit: shared.body_limit,
                 metric_queues: Default::default(),

@@ -1,6 +1,7 @@
-//! End to end in headless Chromium: log in, see the alert a failed job
-//! raised and the failed job, retry it and see it finish, then save a
-//! screenshot of the overview.
+//! End to end in headless Chromium: log in on one instance, see the alert a
+//! failed job raised, then on a second instance serving the same database
+//! with the same admin token see the failed job, retry it and see it finish,
+//! then save a screenshot of the overview.
 //!
 //! Needs Debian's `chromium` and the `playwright-core` package installed in
 //! `tests/browser` (`npm install` there; `.ci/run` does both). Without them
@@ -27,7 +28,7 @@ fn screenshot_path() -> PathBuf {
 }
 
 #[tokio::test]
-async fn log_in_retry_a_failed_job_and_see_it_finish() {
+async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish() {
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         chromium().exists(),
@@ -100,6 +101,18 @@ async fn log_in_retry_a_failed_job_and_see_it_finish() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, router(hopper)).into_future());
+    // A second instance, as a load balancer would put beside the first: its
+    // own `Hopper` on the same database (and the test's clock) and its own
+    // `Web`, sharing nothing with the first but the database and the token.
+    let other_hopper = builder(&flaky)
+        .clock(queue.clock().clone())
+        .connect(queue.database_url())
+        .await
+        .unwrap();
+    let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_address = other_listener.local_addr().unwrap();
+    let other_server =
+        tokio::spawn(axum::serve(other_listener, router(&other_hopper)).into_future());
 
     let screenshot = screenshot_path();
     let _ = std::fs::remove_file(&screenshot);
@@ -107,6 +120,7 @@ async fn log_in_retry_a_failed_job_and_see_it_finish() {
         .arg("dashboard.mjs")
         .current_dir(&script_dir)
         .env("BASE_URL", format!("http://{address}"))
+        .env("OTHER_URL", format!("http://{other_address}"))
         .env("ADMIN_TOKEN", TOKEN)
         .env("JOB_ID", failing.to_string())
         .env("SCREENSHOT", &screenshot)
@@ -132,5 +146,6 @@ async fn log_in_retry_a_failed_job_and_see_it_finish() {
     let png = std::fs::read(&screenshot).expect("a screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     server.abort();
+    other_server.abort();
     queue.stop().await.unwrap();
 }

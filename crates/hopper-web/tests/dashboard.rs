@@ -269,10 +269,125 @@ async fn actions_need_the_csrf_token() {
     )
     .await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
+    // Sessions live in the signed cookie, not on the server, so logging out
+    // clears the cookie in the browser; the browser then has none to send.
+    let cleared = out.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("hopper_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
     assert_eq!(
-        page(&router, &cookie, "/admin/queue").await.status,
+        page(&router, "", "/admin/queue").await.status,
         StatusCode::UNAUTHORIZED
     );
+    queue.stop().await.unwrap();
+}
+
+/// A second instance serving the same database: its own `Hopper` and its
+/// own `Web`, sharing nothing with the first but the database, the clock
+/// and the admin token.
+async fn second_instance(
+    queue: &hopper::testing::TestQueue,
+    flaky: &FlakyJob,
+    token: &str,
+) -> Router {
+    let hopper = builder(flaky)
+        .clock(queue.clock().clone())
+        .connect(queue.database_url())
+        .await
+        .unwrap();
+    let token = hopper_web::AdminToken::new(token).unwrap();
+    hopper_web::Web::new(hopper, token).router()
+}
+
+#[tokio::test]
+async fn a_login_on_one_instance_works_on_another_with_the_same_token() {
+    let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let first = router(queue.hopper());
+    let id = post_json(
+        &first,
+        "/api/jobs",
+        &json!({"type": "flaky", "payload": {}}),
+    )
+    .await
+    .json()["id"]
+        .as_i64()
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    let cookie = log_in(&first).await;
+    let job_page = format!("/admin/queue/jobs/{id}");
+    let csrf = csrf_of(&page(&first, &cookie, &job_page).await.body);
+
+    let second = second_instance(&queue, &flaky, TOKEN).await;
+    let seen = page(&second, &cookie, &job_page).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(csrf_of(&seen.body), csrf, "both derive the same CSRF token");
+    let forged = submit(&second, &cookie, &format!("{job_page}/retry"), "csrf=nope").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    flaky.failing.store(false, Ordering::SeqCst);
+    let retried = submit(
+        &second,
+        &cookie,
+        &format!("{job_page}/retry"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(retried.status, StatusCode::SEE_OTHER, "{}", retried.body);
+    queue.wait_idle().await.unwrap();
+    assert_eq!(
+        queue.hopper().job(id).await.unwrap().unwrap().state,
+        hopper::JobState::Finished
+    );
+
+    let other_token = second_instance(&queue, &flaky, "another-admin-token").await;
+    assert_eq!(
+        page(&other_token, &cookie, &job_page).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a new admin token ends every session"
+    );
+    let refused = submit(
+        &other_token,
+        &cookie,
+        &format!("{job_page}/delete"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(queue.hopper().job(id).await.unwrap().is_some());
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_when_the_login_came_over_https() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let login = |proto: Option<&str>| {
+        let mut request = Request::post("/admin/queue/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(proto) = proto {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        request.body(Body::from(format!("token={TOKEN}"))).unwrap()
+    };
+    let cookie = |reply: &Reply| {
+        reply.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let proxied = send(&router, login(Some("https"))).await;
+    assert!(
+        cookie(&proxied).contains("; Secure"),
+        "{}",
+        cookie(&proxied)
+    );
+    let plain = send(&router, login(None)).await;
+    assert!(!cookie(&plain).contains("Secure"), "{}", cookie(&plain));
+    let http = send(&router, login(Some("http"))).await;
+    assert!(!cookie(&http).contains("Secure"), "{}", cookie(&http));
     queue.stop().await.unwrap();
 }
 

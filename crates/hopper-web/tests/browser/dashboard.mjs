@@ -1,9 +1,11 @@
-// Drives the dashboard in headless Chromium: log in, see the firing alert,
-// find the failed job, retry it, see it finish, see the overview update itself, and save a
-// screenshot of it.
+// Drives the dashboard in headless Chromium: log in on one instance, see the
+// firing alert, then on a second instance (same database, same admin token)
+// find the failed job, retry it, see it finish; see the overview update
+// itself, and save a screenshot of it.
 //
-// Settings come from the environment: BASE_URL, ADMIN_TOKEN, JOB_ID,
-// SCREENSHOT (a PNG path) and CHROMIUM (default /usr/bin/chromium).
+// Settings come from the environment: BASE_URL and OTHER_URL (the two
+// instances), ADMIN_TOKEN, JOB_ID, SCREENSHOT (a PNG path) and CHROMIUM
+// (default /usr/bin/chromium).
 // Any failure exits non-zero with the reason.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,7 @@ const need = (name) => {
   return value;
 };
 const base = need('BASE_URL');
+const other = need('OTHER_URL');
 const token = need('ADMIN_TOKEN');
 const jobId = need('JOB_ID');
 const screenshot = need('SCREENSHOT');
@@ -54,19 +57,38 @@ try {
     throw new Error(`unexpected alert row: ${summary}`);
   }
 
+  const csrfHere = await page.getAttribute('input[name=csrf]', 'value');
+
+  // The two instances listen on the same host, on two ports. Browsers scope
+  // cookies by host, not port (RFC 6265, section 8.5), and SameSite compares
+  // sites, which ignore ports, so the cookie the first instance set is sent
+  // to the second as it would be to two instances behind one load-balanced
+  // address; nothing is copied by hand. The second instance never saw this
+  // login: it accepts the cookie only if it can check it on its own.
+  step('the second instance accepts the session the first one started');
+  const there = await page.goto(`${other}/admin/queue/jobs?state=failed`);
+  if (there.status() !== 200) {
+    throw new Error(`the second instance answered ${there.status()} to the session cookie`);
+  }
+  const csrfThere = await page.getAttribute('input[name=csrf]', 'value');
+  if (!csrfHere || csrfThere !== csrfHere) {
+    throw new Error(`the instances disagree on the CSRF token: ${csrfHere} vs ${csrfThere}`);
+  }
+
   step('the failed job is listed');
-  await page.goto(`${base}/admin/queue/jobs?state=failed`);
   const row = page.locator(`tr[data-id="${jobId}"]`);
   await row.locator('.state-failed').waitFor();
   await row.locator(`a[href$="/jobs/${jobId}"]`).click();
 
-  step('the job page shows the failure and offers retry');
+  step('the job page shows the failure and offers retry, on the second instance');
+  if (!page.url().startsWith(other)) throw new Error(`left the second instance: ${page.url()}`);
   await page.waitForSelector('#job-state[data-state="failed"]');
   await page.waitForSelector('#errors');
   await page.click('button:has-text("Retry")');
 
   step('the job finishes');
   await page.waitForSelector('#job-state[data-state="finished"]');
+  if (!page.url().startsWith(other)) throw new Error(`left the second instance: ${page.url()}`);
 
   step('the overview updates itself, without a reload');
   await page.goto(`${base}/admin/queue`);

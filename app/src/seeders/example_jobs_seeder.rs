@@ -59,6 +59,7 @@ mod tests {
     #[tokio::test]
     async fn dispatches_five_pending_jobs() {
         let hopper = hopper::Hopper::builder()
+            .registry(crate::jobs::registry().unwrap())
             .connect("sqlite::memory:")
             .await
             .unwrap();

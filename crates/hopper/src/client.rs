@@ -169,7 +169,11 @@ impl Hopper {
     }
 
     /// Dispatches a job of type `J` to run as soon as a worker is free.
-    /// The compiler checks the payload's type. Returns the job's id.
+    /// The compiler checks the payload's type. Returns the job's id. A type
+    /// this handle has not registered is refused
+    /// ([`RegistryError::UnknownType`]), as [`Hopper::dispatch_json`] refuses
+    /// it: register the types a process dispatches even where it runs no
+    /// workers, so a forgotten registration shows at the first dispatch.
     ///
     /// ```
     /// # use hopper::{Hopper, Job, JobContext, JobResult};
@@ -180,9 +184,12 @@ impl Hopper {
     /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
     /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let hopper = Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
     /// let id = hopper.dispatch::<Ping>(7).await.unwrap();
     /// assert!(id > 0);
+    /// let unregistered = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let refused = unregistered.dispatch::<Ping>(7).await.unwrap_err();
+    /// assert_eq!(refused.to_string(), "no job registered for type ping");
     /// # });
     /// ```
     pub async fn dispatch<J: Job>(&self, payload: J::Payload) -> Result<JobId, DispatchError> {
@@ -201,7 +208,7 @@ impl Hopper {
     /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
     /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let hopper = Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
     /// let id = hopper
     ///     .dispatch_with::<Ping>(7, DispatchOptions::new().queue("slow").priority(5))
     ///     .await
@@ -231,7 +238,7 @@ impl Hopper {
     /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
     /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let hopper = Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
     /// let ids = hopper.dispatch_many::<Ping>(0..100, DispatchOptions::new()).await.unwrap();
     /// assert_eq!(ids.len(), 100);
     /// # });
@@ -298,7 +305,7 @@ impl Hopper {
     /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
     /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let hopper = Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
     /// let job = hopper.prepare::<Ping>(1, DispatchOptions::new().queue("pings")).unwrap();
     /// assert_eq!((job.job_type.as_str(), job.queue.as_str()), ("ping", "pings"));
     /// # });
@@ -347,6 +354,12 @@ impl Hopper {
         options: &DispatchOptions,
         now: DateTime<Utc>,
     ) -> Result<NewJob, DispatchError> {
+        // Refused here, not by a worker later: a type this handle does not
+        // know is, in an application that builds one handle for both, a type
+        // no worker of it runs.
+        if !self.registry().contains(J::TYPE) {
+            return Err(RegistryError::UnknownType(J::TYPE.to_owned()).into());
+        }
         let text = serde_json::to_string(payload).map_err(|source| DispatchError::Encode {
             job_type: J::TYPE.to_owned(),
             source,

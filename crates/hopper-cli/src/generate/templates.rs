@@ -176,6 +176,7 @@ mod tests {{
     #[tokio::test]
     async fn runs_on_an_empty_database() {{
         let hopper = hopper::Hopper::builder()
+            .registry(crate::jobs::registry().unwrap())
             .connect("sqlite::memory:")
             .await
             .unwrap();

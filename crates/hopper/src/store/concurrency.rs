@@ -26,6 +26,7 @@ fn from_micros(value: i64) -> DateTime<Utc> {
 pub(crate) mod sqlite {
     use super::*;
     use crate::store::rows::micros;
+    use crate::store::sqlite::sql;
 
     use rusqlite::{Connection, params};
 
@@ -36,13 +37,9 @@ pub(crate) mod sqlite {
         report: ConcurrencyReport<'_>,
     ) -> Result<(), StoreError> {
         let ConcurrencyReport { worker, rows, now } = report;
-        conn.prepare_cached("DELETE FROM worker_concurrency WHERE worker = ?1 OR expires_at < ?2")?
+        conn.prepare_cached(sql::PUBLISH_CONCURRENCY_DELETE)?
             .execute(params![worker, micros(now)])?;
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO worker_concurrency \
-             (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
+        let mut insert = conn.prepare_cached(sql::PUBLISH_CONCURRENCY_INSERT)?;
         for row in rows {
             insert.execute(params![
                 worker,
@@ -62,23 +59,17 @@ pub(crate) mod sqlite {
         conn: &Connection,
         now: DateTime<Utc>,
     ) -> Result<Vec<WorkerConcurrency>, StoreError> {
-        crate::store::sqlite::all(
-            conn,
-            "SELECT worker, queue, concurrency, min_workers, max_workers, running, expires_at \
-             FROM worker_concurrency WHERE expires_at >= ?1 ORDER BY queue, worker",
-            [micros(now)],
-            |row| {
-                Ok(WorkerConcurrency {
-                    worker: row.get(0)?,
-                    queue: row.get(1)?,
-                    concurrency: count(row.get(2)?),
-                    min: count(row.get(3)?),
-                    max: count(row.get(4)?),
-                    running: count(row.get(5)?),
-                    expires_at: from_micros(row.get(6)?),
-                })
-            },
-        )
+        crate::store::sqlite::all(conn, sql::WORKER_CONCURRENCY, [micros(now)], |row| {
+            Ok(WorkerConcurrency {
+                worker: row.get(0)?,
+                queue: row.get(1)?,
+                concurrency: count(row.get(2)?),
+                min: count(row.get(3)?),
+                max: count(row.get(4)?),
+                running: count(row.get(5)?),
+                expires_at: from_micros(row.get(6)?),
+            })
+        })
     }
 }
 

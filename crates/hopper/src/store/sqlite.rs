@@ -40,6 +40,7 @@ use crate::job::{JobId, JobState};
 
 mod connections;
 mod migrations;
+pub(super) mod sql;
 mod wakeups;
 
 pub use connections::{BUSY_TIMEOUT, Reader, Writer};
@@ -99,35 +100,6 @@ impl SqliteStore {
     }
 }
 
-/// The database's now in stored form (microseconds since the epoch), from
-/// the server's clock: `unixepoch('subsec')` has millisecond precision.
-macro_rules! sqlite_now {
-    () => {
-        "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
-    };
-}
-
-/// The join every claim-guarded write ends with: the `[id, token]` pairs of
-/// the JSON array bound at `$claims` (see [`claim_list`]), each applying only
-/// to the job still carrying that claim's token. The unary `+` keeps the
-/// planner on primary-key lookups per claim.
-macro_rules! sqlite_held_claims {
-    ($claims:literal) => {
-        concat!(
-            " FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(",
-            $claims,
-            ")) AS c WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken"
-        )
-    };
-}
-
-/// The error a rescue records for a run whose lease ran out.
-macro_rules! sqlite_lease_lost {
-    () => {
-        "'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts"
-    };
-}
-
 /// Claims as the JSON array of `[id, token]` pairs statements read with `json_each`.
 fn claim_list(claims: &[Claim]) -> String {
     let pairs: Vec<(JobId, ClaimToken)> = claims.iter().map(|c| (c.id, c.token)).collect();
@@ -156,12 +128,8 @@ pub(super) fn all<T>(
     Ok(all)
 }
 
-/// The columns [`record`] reads, in its order.
-const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
-    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
-    unique_key";
-
-/// The job a row of [`RECORD_COLUMNS`] stores, or why it cannot be read.
+/// The job a row of [`sql::GET_JOB`] or [`sql::list_jobs`] stores, or why it
+/// cannot be read.
 fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
     let id: JobId = row.get(0)?;
     let corrupt = |reason: String| StoreError::Corrupt { id, reason };
@@ -203,14 +171,7 @@ pub(crate) fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>
     if jobs.len() > 1 && jobs.iter().all(|job| job.unique_key.is_none()) {
         return insert_rows(conn, jobs);
     }
-    const INSERT: &str = "INSERT INTO jobs \
-            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
-        DO NOTHING";
-    const EXISTING: &str = "SELECT id FROM jobs \
-        WHERE unique_key = ? AND state IN ('pending', 'started')";
-    let mut insert = conn.prepare_cached(INSERT)?;
+    let mut insert = conn.prepare_cached(sql::INSERT_JOB)?;
     let mut ids = Vec::with_capacity(jobs.len());
     for job in jobs {
         let inserted = insert.execute(params![
@@ -227,7 +188,7 @@ pub(crate) fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>
             conn.last_insert_rowid()
         } else {
             // SQLite has one writer, so the conflicting row cannot change in between.
-            conn.prepare_cached(EXISTING)?
+            conn.prepare_cached(sql::FIND_LIVE_UNIQUE_KEY)?
                 .query_row([&job.unique_key], |row| row.get(0))?
         });
     }
@@ -237,22 +198,6 @@ pub(crate) fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>
 /// Jobs per statement in a bulk insert: 7 bound values each, well under
 /// SQLite's limit of 32,766 per statement.
 const INSERT_CHUNK: usize = 1_000;
-
-/// The multi-row INSERT of `rows` jobs without unique keys, answering their ids.
-fn insert_rows_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) VALUES ",
-    );
-    for row in 0..rows {
-        sql.push_str(if row == 0 {
-            "(?,?,?,?,?,?,?)"
-        } else {
-            ",(?,?,?,?,?,?,?)"
-        });
-    }
-    sql.push_str(" RETURNING id");
-    sql
-}
 
 /// Inserts jobs without unique keys, [`INSERT_CHUNK`] to a statement: many
 /// rows to a statement cost SQLite far less than a statement per row.
@@ -282,10 +227,10 @@ fn insert_rows(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreEr
         let (mut cached, mut once);
         let insert: &mut rusqlite::Statement<'_> = if chunk.len() == INSERT_CHUNK {
             cached =
-                conn.prepare_cached(FULL_CHUNK.get_or_init(|| insert_rows_sql(INSERT_CHUNK)))?;
+                conn.prepare_cached(FULL_CHUNK.get_or_init(|| sql::insert_jobs(INSERT_CHUNK)))?;
             &mut cached
         } else {
-            once = conn.prepare(&insert_rows_sql(chunk.len()))?;
+            once = conn.prepare(&sql::insert_jobs(chunk.len()))?;
             &mut once
         };
         let mut rows = insert.query(values.as_slice())?;
@@ -332,20 +277,6 @@ impl Store for SqliteStore {
         // cost less than one that numbers the rows it claims (a window or a
         // materialised CTE cost 40% and 15% more per claim). Should the
         // process die between them, those few jobs count as never started.
-        const CLAIM: &str = concat!(
-            "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-                started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, \
-                locked_until = COALESCE(?7, ",
-            sqlite_now!(),
-            ") + ?3 \
-            WHERE id IN (SELECT id FROM jobs \
-                WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
-                    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
-                ORDER BY priority DESC, available_at, id LIMIT ?5) \
-            RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts"
-        );
-        const START: &str = "UPDATE jobs SET run_started = 1 \
-            WHERE id IN (SELECT value FROM json_each(?1)) AND lease_token = ?2";
         let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
         self.write(|conn| {
             let params = params![
@@ -357,7 +288,7 @@ impl Store for SqliteStore {
                 request.token,
                 request.now.map(micros),
             ];
-            let mut jobs = all(conn, CLAIM, params, |row| {
+            let mut jobs = all(conn, sql::CLAIM, params, |row| {
                 let id = row.get(0)?;
                 Ok(ClaimedJob {
                     id,
@@ -376,7 +307,7 @@ impl Store for SqliteStore {
             let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();
             if !starting.is_empty() {
                 let ids = serde_json::to_string(&starting).unwrap_or_else(|_| "[]".into());
-                conn.prepare_cached(START)?
+                conn.prepare_cached(sql::CLAIM_START_NOW)?
                     .execute(params![ids, request.token])?;
                 for job in jobs.iter_mut().take(start_now) {
                     job.run_started = true;
@@ -388,8 +319,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        static NEXT_DUE: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| super::rows::next_due_sql("?1"));
+        static NEXT_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(sql::next_due);
         let at: Option<i64> = self
             .read(|conn| {
                 Ok(conn
@@ -401,33 +331,21 @@ impl Store for SqliteStore {
     }
 
     async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError> {
-        const MARK: &str = concat!("UPDATE jobs SET run_started = 1", sqlite_held_claims!("?1"));
         if claims.is_empty() {
             return Ok(0);
         }
         let claims = claim_list(claims);
-        self.write(|conn| Ok(changed(conn.prepare_cached(MARK)?.execute([&claims])?)))
-            .await
+        self.write(|conn| {
+            Ok(changed(
+                conn.prepare_cached(sql::MARK_STARTED)?.execute([&claims])?,
+            ))
+        })
+        .await
     }
 
     async fn complete(&self, request: CompleteRequest<'_>) -> Result<u64, StoreError> {
         // Each write applies only under its claim's token, which a job
-        // carries exactly while it is started. The unary `+` keeps the
-        // planner on primary-key lookups per completion.
-        const FINISH: &str = concat!(
-            "UPDATE jobs SET state = 'finished', finished_at = ?1, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL",
-            sqlite_held_claims!("?2")
-        );
-        const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL, last_error = ?2, \
-                errors = json_insert(errors, '$[#]', json(?3)) \
-            WHERE id = ?4 AND lease_token = ?5";
-        const FAIL: &str = "UPDATE jobs SET state = 'failed', finished_at = ?1, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL, last_error = ?2, \
-                errors = json_insert(errors, '$[#]', json(?3)) \
-            WHERE id = ?4 AND lease_token = ?5";
-
+        // carries exactly while it is started.
         let CompleteRequest {
             completions,
             ended_at: now,
@@ -442,15 +360,15 @@ impl Store for SqliteStore {
             .iter()
             .filter_map(|completion| match &completion.outcome {
                 Outcome::Finished => None,
-                Outcome::Retry { at, error } => Some((completion, RETRY, *at, error)),
-                Outcome::Failed { error } => Some((completion, FAIL, now, error)),
+                Outcome::Retry { at, error } => Some((completion, sql::COMPLETE_RETRY, *at, error)),
+                Outcome::Failed { error } => Some((completion, sql::COMPLETE_FAILED, now, error)),
             })
             .collect();
         let write = |conn: &Connection| -> Result<u64, StoreError> {
             let mut applied = 0;
             if let Some(claims) = &finished {
                 applied += changed(
-                    conn.prepare_cached(FINISH)?
+                    conn.prepare_cached(sql::COMPLETE_FINISHED)?
                         .execute(params![micros(now), claims])?,
                 );
             }
@@ -475,13 +393,6 @@ impl Store for SqliteStore {
 
     async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError> {
         // The same per-claim guard and plan as finishing a batch in `complete`.
-        const EXTEND: &str = concat!(
-            "UPDATE jobs SET locked_until = COALESCE(?2, ",
-            sqlite_now!(),
-            ") + ?3",
-            sqlite_held_claims!("?1"),
-            " RETURNING id, lease_token"
-        );
         if request.claims.is_empty() {
             return Ok(Vec::new());
         }
@@ -490,7 +401,7 @@ impl Store for SqliteStore {
             .write(|conn| {
                 all(
                     conn,
-                    EXTEND,
+                    sql::EXTEND_LEASES,
                     params![
                         claims,
                         request.now.map(micros),
@@ -510,95 +421,56 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError> {
-        const RELEASE: &str = concat!(
-            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL",
-            sqlite_held_claims!("?1")
-        );
         if claims.is_empty() {
             return Ok(0);
         }
         let claims = claim_list(claims);
-        self.write(|conn| Ok(changed(conn.prepare_cached(RELEASE)?.execute([&claims])?)))
-            .await
+        self.write(|conn| {
+            Ok(changed(
+                conn.prepare_cached(sql::RELEASE)?.execute([&claims])?,
+            ))
+        })
+        .await
     }
 
     async fn rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
         // Every assignment reads the row as it was. A run whose handler had
         // started counts its attempt and records it lost; a claim whose
         // handler never started gives its attempt back, with nothing recorded.
-        const RESCUE: &str = concat!(
-            "UPDATE jobs SET \
-                state = CASE WHEN run_started AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
-                finished_at = CASE WHEN run_started AND attempts >= max_attempts THEN clock.t ELSE NULL END, \
-                available_at = clock.t, \
-                attempts = CASE WHEN run_started THEN attempts ELSE attempts - 1 END, \
-                last_error = CASE WHEN run_started THEN ",
-            sqlite_lease_lost!(),
-            " ELSE last_error END, \
-                errors = CASE WHEN run_started THEN json_insert(errors, '$[#]', json_object( \
-                    'attempt', attempts, \
-                    'at', strftime('%Y-%m-%dT%H:%M:%fZ', clock.t / 1000000.0, 'unixepoch'), \
-                    'error', ",
-            sqlite_lease_lost!(),
-            ")) ELSE errors END, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL \
-            FROM (SELECT COALESCE(?1, ",
-            sqlite_now!(),
-            ") AS t) AS clock \
-            WHERE state = 'started' AND locked_until < clock.t \
-            RETURNING id"
-        );
         self.write(|conn| {
             long(|| {
-                all(
-                    conn,
-                    RESCUE,
-                    params![now.map(micros)],
-                    |row| Ok(row.get(0)?),
-                )
+                all(conn, sql::RESCUE, params![now.map(micros)], |row| {
+                    Ok(row.get(0)?)
+                })
             })
         })
         .await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?");
-        let found = self.read(|conn| all(conn, &sql, [id], record)).await?;
+        let found = self
+            .read(|conn| all(conn, sql::GET_JOB, [id], record))
+            .await?;
         Ok(found.into_iter().next())
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         let (terms, limit) = filter_terms(filter);
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1");
+        let sql = sql::list_jobs(terms.iter().map(|(comparison, _)| *comparison));
         let mut values = Vec::with_capacity(terms.len() + 1);
-        for (comparison, value) in terms {
-            sql.push_str(" AND ");
-            sql.push_str(comparison);
-            sql.push('?');
-            values.push(match value {
-                FilterValue::Text(text) => Value::Text(text.to_owned()),
-                FilterValue::Id(id) => Value::Integer(id),
-            });
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        values.extend(terms.into_iter().map(|(_, value)| match value {
+            FilterValue::Text(text) => Value::Text(text.to_owned()),
+            FilterValue::Id(id) => Value::Integer(id),
+        }));
         values.push(Value::Integer(limit));
         self.read(|conn| long(|| all(conn, &sql, params_from_iter(values), record)))
             .await
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
-        const STATS: &str = "SELECT q.queue, COALESCE(d.n, 0), d.oldest, COALESCE(p.paused, 0) \
-             FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ?1 \
-                   UNION SELECT name FROM queues) AS q \
-             LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
-                        WHERE state = 'pending' AND available_at <= ?1 GROUP BY queue) AS d \
-                    ON d.queue = q.queue \
-             LEFT JOIN queues AS p ON p.name = q.queue \
-             ORDER BY q.queue";
         self.read(|conn| {
             long(|| {
-                all(conn, STATS, [micros(now)], |row| {
+                all(conn, sql::QUEUE_STATS, [micros(now)], |row| {
                     Ok(QueueStats {
                         queue: row.get(0)?,
                         due: from_count(row.get(1)?),
@@ -612,13 +484,9 @@ impl Store for SqliteStore {
     }
 
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
-        const MINUTES: &str = "SELECT finished_at / 60000000 AS minute, \
-                SUM(state = 'finished'), SUM(state = 'failed') \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
-             GROUP BY minute ORDER BY minute";
         self.read(|conn| {
             long(|| {
-                all(conn, MINUTES, [micros(since)], |row| {
+                all(conn, sql::THROUGHPUT, [micros(since)], |row| {
                     Ok(MinuteCount {
                         minute: from_micros(0, row.get::<_, i64>(0)?.saturating_mul(60_000_000))?,
                         finished: from_count(row.get(1)?),
@@ -633,8 +501,7 @@ impl Store for SqliteStore {
     async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError> {
         self.write(|conn| {
             conn.execute(
-                "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+                sql::SET_PAUSED,
                 params![request.queue, request.paused, micros(request.now)],
             )?;
             Ok(())
@@ -643,28 +510,14 @@ impl Store for SqliteStore {
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        self.write(|conn| {
-            Ok(conn.execute(
-                "DELETE FROM jobs WHERE id = ?1 AND state <> 'started'",
-                [id],
-            )? == 1)
-        })
-        .await
+        self.write(|conn| Ok(conn.execute(sql::DELETE_JOB, [id])? == 1))
+            .await
     }
 
     async fn try_lease(&self, request: LeaseRequest<'_>) -> Result<bool, StoreError> {
-        const TAKE: &str = concat!(
-            "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, COALESCE(?3, ",
-            sqlite_now!(),
-            ") + ?4) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                WHERE leases.holder = excluded.holder OR leases.until < COALESCE(?3, ",
-            sqlite_now!(),
-            ") RETURNING holder"
-        );
         self.write(|conn| {
             let held: Option<String> = conn
-                .prepare_cached(TAKE)?
+                .prepare_cached(sql::TRY_LEASE)?
                 .query_row(
                     params![
                         request.lease.name,
@@ -695,10 +548,7 @@ impl Store for SqliteStore {
 
     async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {
         self.write(|conn| {
-            conn.execute(
-                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-                [lease.name, lease.holder],
-            )?;
+            conn.execute(sql::DROP_LEASE, [lease.name, lease.holder])?;
             Ok(())
         })
         .await
@@ -711,12 +561,7 @@ impl Store for SqliteStore {
             job,
         } = request;
         self.transaction(|tx| {
-            let taken = tx.execute(
-                "INSERT INTO schedules (name, last_fire_at) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
-                    WHERE schedules.last_fire_at < excluded.last_fire_at",
-                params![name, micros(fire_at)],
-            )?;
+            let taken = tx.execute(sql::TAKE_TICK, params![name, micros(fire_at)])?;
             if taken == 0 {
                 return Ok(Tick::Lost);
             }
@@ -725,19 +570,15 @@ impl Store for SqliteStore {
             };
             let ids = insert_in(tx, std::slice::from_ref(job))?;
             let id = ids.first().copied().unwrap_or_default();
-            tx.execute(
-                "UPDATE schedules SET last_job_id = ?1 WHERE name = ?2",
-                params![id, name],
-            )?;
+            tx.execute(sql::RECORD_TICK_JOB, params![id, name])?;
             Ok(Tick::Dispatched(id))
         })
         .await
     }
 
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        const STATES: &str = "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name";
         self.read(|conn| {
-            all(conn, STATES, [], |row| {
+            all(conn, sql::SCHEDULE_STATES, [], |row| {
                 Ok(ScheduleState {
                     name: row.get(0)?,
                     last_fire_at: from_micros(0, row.get(1)?)?,
@@ -749,12 +590,9 @@ impl Store for SqliteStore {
     }
 
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {
-        const OUTCOMES: &str = "SELECT type, SUM(state = 'finished'), SUM(state = 'failed') \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
-             GROUP BY type ORDER BY type";
         self.read(|conn| {
             long(|| {
-                all(conn, OUTCOMES, [micros(since)], |row| {
+                all(conn, sql::OUTCOMES, [micros(since)], |row| {
                     Ok(TypeOutcomes {
                         job_type: row.get(0)?,
                         finished: from_count(row.get(1)?),
@@ -771,10 +609,7 @@ impl Store for SqliteStore {
         let id: Option<AlertId> = self
             .write(|conn| {
                 Ok(conn
-                    .prepare_cached(
-                        "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) \
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (open_key) DO NOTHING RETURNING id",
-                    )?
+                    .prepare_cached(sql::OPEN_ALERT)?
                     .query_row(
                         params![
                             alert.rule,
@@ -792,19 +627,11 @@ impl Store for SqliteStore {
     }
 
     async fn resolve_alert(&self, id: AlertId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.write(|conn| {
-            Ok(conn.execute(
-                "UPDATE alerts SET resolved_at = ?1, open_key = NULL \
-                 WHERE id = ?2 AND resolved_at IS NULL",
-                params![micros(at), id],
-            )? == 1)
-        })
-        .await
+        self.write(|conn| Ok(conn.execute(sql::RESOLVE_ALERT, params![micros(at), id])? == 1))
+            .await
     }
 
     async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
-        const COLUMNS: &str =
-            "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
         let alert = |row: &Row<'_>| {
             let id = row.get(0)?;
             Ok(AlertRecord {
@@ -816,24 +643,18 @@ impl Store for SqliteStore {
                 resolved_at: optional_time(id, row.get(5)?)?,
             })
         };
-        let open = format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id");
-        let recent = format!(
-            "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?1"
-        );
         self.read(|conn| {
-            let mut alerts = all(conn, &open, [], alert)?;
-            alerts.extend(all(conn, &recent, [resolved], alert)?);
+            let mut alerts = all(conn, sql::ALERTS_OPEN, [], alert)?;
+            alerts.extend(all(conn, sql::ALERTS_RESOLVED, [resolved], alert)?);
             Ok(alerts)
         })
         .await
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        const COUNTS: &str =
-            "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER BY queue, state";
         self.read(|conn| {
             long(|| {
-                all(conn, COUNTS, [], |row| {
+                all(conn, sql::COUNTS, [], |row| {
                     Ok(StateCount {
                         queue: row.get(0)?,
                         state: row.get::<_, String>(1)?.parse().map_err(
@@ -851,13 +672,8 @@ impl Store for SqliteStore {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.write(|conn| {
-            Ok(conn.execute(
-                "UPDATE jobs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'pending'",
-                params![micros(now), id],
-            )? == 1)
-        })
-        .await
+        self.write(|conn| Ok(conn.execute(sql::CANCEL, params![micros(now), id])? == 1))
+            .await
     }
 
     async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
@@ -867,12 +683,7 @@ impl Store for SqliteStore {
             extra_attempts,
         } = request;
         self.write(|conn| {
-            Ok(conn.execute(
-                "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
-                    max_attempts = attempts + ?2 \
-                 WHERE id = ?3 AND state IN ('failed', 'cancelled')",
-                params![micros(now), extra_attempts.max(1), id],
-            )? == 1)
+            Ok(conn.execute(sql::RETRY, params![micros(now), extra_attempts.max(1), id])? == 1)
         })
         .await
     }
@@ -880,8 +691,7 @@ impl Store for SqliteStore {
     async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError> {
         self.write(|conn| {
             Ok(changed(conn.execute(
-                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
-                    WHERE resolved_at < ?1 LIMIT ?2)",
+                sql::PRUNE_ALERTS,
                 params![micros(request.before), request.limit],
             )?))
         })
@@ -917,9 +727,7 @@ impl Store for SqliteStore {
         self.write(|conn| {
             long(|| {
                 Ok(changed(conn.execute(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-                        WHERE state = ?1 AND finished_at < ?2 LIMIT ?3) \
-                     AND state = ?1 AND finished_at < ?2",
+                    sql::PRUNE,
                     params![state.as_str(), micros(request.before), request.limit],
                 )?))
             })
@@ -936,17 +744,11 @@ fn retry_failed_batch(
     request: &RetryFailed,
     after: JobId,
 ) -> Result<Option<(JobId, RetriedFailed)>, StoreError> {
-    let mut sql = String::from(
-        "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ?",
-    );
+    let sql = sql::failed_batch(request.job_type.is_some(), request.queue.is_some());
     let mut values = vec![Value::Integer(after)];
-    for (column, value) in [("type", &request.job_type), ("queue", &request.queue)] {
-        if let Some(value) = value {
-            sql.push_str(&format!(" AND {column} = ?"));
-            values.push(Value::Text(value.clone()));
-        }
+    for value in [&request.job_type, &request.queue].into_iter().flatten() {
+        values.push(Value::Text(value.clone()));
     }
-    sql.push_str(" ORDER BY id LIMIT ?");
     values.push(Value::Integer(i64::from(RETRY_FAILED_BATCH)));
     let batch = all(conn, &sql, params_from_iter(values), |row| {
         Ok(FailedJob {
@@ -965,8 +767,7 @@ fn retry_failed_batch(
     } else {
         all(
             conn,
-            "SELECT unique_key FROM jobs \
-             WHERE unique_key IN (SELECT value FROM json_each(?1)) AND state IN ('pending', 'started')",
+            sql::HELD_UNIQUE_KEYS,
             [serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into())],
             |row| Ok(row.get(0)?),
         )?
@@ -974,14 +775,11 @@ fn retry_failed_batch(
     let (groups, skipped) = plan_retry(request, &batch, &held);
     let mut done = RetriedFailed::default();
     done.add(0, skipped, []);
-    const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
-            max_attempts = attempts + ?2 \
-         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'failed' RETURNING queue";
     let retry = |ids: Vec<JobId>, extra: u32| -> Result<Vec<String>, StoreError> {
         let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
         all(
             conn,
-            RETRY,
+            sql::RETRY_FAILED,
             params![micros(request.now), extra, ids],
             |row| Ok(row.get(0)?),
         )

@@ -5,21 +5,11 @@
 use rusqlite::Connection;
 use sqlx::migrate::Migrator;
 
-use super::StoreError;
+use super::{StoreError, sql};
 use crate::store::MigrateError;
 
 /// Every migration this build carries.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// The table of applied migrations.
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
-    version BIGINT PRIMARY KEY,
-    description TEXT NOT NULL,
-    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    success BOOLEAN NOT NULL,
-    checksum BLOB NOT NULL,
-    execution_time BIGINT NOT NULL
-)";
 
 /// One row of the table.
 pub(super) struct Applied {
@@ -31,34 +21,25 @@ pub(super) struct Applied {
 
 /// The migrations this database has applied (none without the table).
 pub(super) fn applied(conn: &Connection) -> Result<Vec<Applied>, StoreError> {
-    let has_table: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        [],
-        |row| row.get(0),
-    )?;
+    let has_table: bool = conn.query_row(sql::HAS_MIGRATIONS_TABLE, [], |row| row.get(0))?;
     if !has_table {
         return Ok(Vec::new());
     }
-    super::all(
-        conn,
-        "SELECT version, installed_on, success, checksum FROM _sqlx_migrations ORDER BY version",
-        [],
-        |row| {
-            Ok(Applied {
-                version: row.get(0)?,
-                installed_on: row.get(1)?,
-                success: row.get(2)?,
-                checksum: row.get(3)?,
-            })
-        },
-    )
+    super::all(conn, sql::APPLIED_MIGRATIONS, [], |row| {
+        Ok(Applied {
+            version: row.get(0)?,
+            installed_on: row.get(1)?,
+            success: row.get(2)?,
+            checksum: row.get(3)?,
+        })
+    })
 }
 
 /// Applies every pending migration on `conn`, which is in a transaction
 /// holding the write lock, after checking the applied ones are this
 /// build's, unchanged and complete.
 pub(super) fn apply(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(TABLE)?;
+    conn.execute_batch(sql::CREATE_MIGRATIONS_TABLE)?;
     let applied = applied(conn)?;
     for done in &applied {
         if !done.success {
@@ -82,8 +63,7 @@ pub(super) fn apply(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(&migration.sql)?;
         let nanos = i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX);
         conn.execute(
-            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-             VALUES (?1, ?2, TRUE, ?3, ?4)",
+            sql::RECORD_MIGRATION,
             rusqlite::params![
                 migration.version,
                 &*migration.description,

@@ -1,0 +1,398 @@
+//! Every statement the SQLite store runs, in the order of the
+//! [`Store`](crate::store::Store) operations that run them.
+//!
+//! Parameters are `?N` (or bare `?`) placeholders, bound by the code in
+//! [`super`]; timestamps are microseconds since the epoch, and a claim list
+//! is the JSON array of `[id, token]` pairs [`super::claim_list`] makes.
+//! Statements whose text depends on the call (how many rows, which filters)
+//! are built by the functions next to the constants.
+//!
+//! The migrations' own schema lives in `migrations/sqlite`; the connections'
+//! `PRAGMA`s are set where they are opened ([`super::connections`]).
+
+/// The database's now in stored form (microseconds since the epoch), from
+/// the server's clock: `unixepoch('subsec')` has millisecond precision.
+macro_rules! sqlite_now {
+    () => {
+        "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
+    };
+}
+
+/// The join every claim-guarded write ends with: the `[id, token]` pairs of
+/// the JSON array bound at `$claims` (see [`claim_list`](super::claim_list)),
+/// each applying only to the job still carrying that claim's token. The
+/// unary `+` keeps the planner on primary-key lookups per claim.
+macro_rules! sqlite_held_claims {
+    ($claims:literal) => {
+        concat!(
+            " FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(",
+            $claims,
+            ")) AS c WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken"
+        )
+    };
+}
+
+/// The error a rescue records for a run whose lease ran out.
+macro_rules! sqlite_lease_lost {
+    () => {
+        "'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts"
+    };
+}
+
+/// The columns [`super::record`] reads, in its order.
+macro_rules! sqlite_record_columns {
+    () => {
+        "id, type, queue, payload, state, priority, attempts, max_attempts, \
+        available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
+        unique_key"
+    };
+}
+
+// --- migrate (and `SqliteStore::migration_status`)
+
+/// Creates the table of applied migrations if it is missing.
+pub(super) const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+/// Whether the table of applied migrations exists.
+pub(super) const HAS_MIGRATIONS_TABLE: &str =
+    "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+
+/// The applied migrations' version, time, success and checksum, oldest first.
+pub(super) const APPLIED_MIGRATIONS: &str =
+    "SELECT version, installed_on, success, checksum FROM _sqlx_migrations ORDER BY version";
+
+/// Records migration `?1` (description `?2`, checksum `?3`) as applied in `?4` nanoseconds.
+pub(super) const RECORD_MIGRATION: &str = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (?1, ?2, TRUE, ?3, ?4)";
+
+// --- insert
+
+/// Inserts one job (type, queue, payload, priority, max attempts, available at, created at, unique key) unless a live job holds its key.
+pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
+            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
+        DO NOTHING";
+
+/// The id of the pending or started job holding unique key `?`.
+pub(super) const FIND_LIVE_UNIQUE_KEY: &str = "SELECT id FROM jobs \
+        WHERE unique_key = ? AND state IN ('pending', 'started')";
+
+/// Inserts `rows` jobs without unique keys, seven values each (type, queue, payload, priority, max attempts, available at, created at), answering their ids.
+pub(super) fn insert_jobs(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 {
+            "(?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?)"
+        });
+    }
+    sql.push_str(" RETURNING id");
+    sql
+}
+
+// --- claim
+
+/// Claims up to `?5` jobs of queue `?4` due by `?1` (unless it is paused) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
+pub(super) const CLAIM: &str = concat!(
+    "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+        started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, \
+        locked_until = COALESCE(?7, ",
+    sqlite_now!(),
+    ") + ?3 \
+    WHERE id IN (SELECT id FROM jobs \
+        WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
+            AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
+        ORDER BY priority DESC, available_at, id LIMIT ?5) \
+    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts"
+);
+
+/// Records the just-claimed jobs whose ids are in the JSON array `?1`, under token `?2`, as started.
+pub(super) const CLAIM_START_NOW: &str = "UPDATE jobs SET run_started = 1 \
+            WHERE id IN (SELECT value FROM json_each(?1)) AND lease_token = ?2";
+
+// --- next_due
+
+/// When queue `?1`'s next pending job is due (NULL: none pending).
+pub(super) fn next_due() -> String {
+    crate::store::rows::next_due_sql("?1")
+}
+
+// --- mark_started
+
+/// Records the runs of the claim list `?1` as started.
+pub(super) const MARK_STARTED: &str =
+    concat!("UPDATE jobs SET run_started = 1", sqlite_held_claims!("?1"));
+
+// --- complete
+
+/// Finishes the jobs of the claim list `?2` at `?1`.
+pub(super) const COMPLETE_FINISHED: &str = concat!(
+    "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL",
+    sqlite_held_claims!("?2")
+);
+
+/// Puts job `?4`, claimed under token `?5`, back to run at `?1`, recording error `?2` and history entry `?3` (JSON).
+pub(super) const COMPLETE_RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL, last_error = ?2, \
+                errors = json_insert(errors, '$[#]', json(?3)) \
+            WHERE id = ?4 AND lease_token = ?5";
+
+/// Fails job `?4`, claimed under token `?5`, at `?1`, recording error `?2` and history entry `?3` (JSON).
+pub(super) const COMPLETE_FAILED: &str = "UPDATE jobs SET state = 'failed', finished_at = ?1, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL, last_error = ?2, \
+                errors = json_insert(errors, '$[#]', json(?3)) \
+            WHERE id = ?4 AND lease_token = ?5";
+
+// --- extend_leases
+
+/// Extends the leases of the claim list `?1` to `?3` µs past `?2` (or the database's now); answers the claims still held.
+pub(super) const EXTEND_LEASES: &str = concat!(
+    "UPDATE jobs SET locked_until = COALESCE(?2, ",
+    sqlite_now!(),
+    ") + ?3",
+    sqlite_held_claims!("?1"),
+    " RETURNING id, lease_token"
+);
+
+// --- release
+
+/// Hands the jobs of the claim list `?1` back to pending, their attempt not counted.
+pub(super) const RELEASE: &str = concat!(
+    "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL",
+    sqlite_held_claims!("?1")
+);
+
+// --- rescue
+
+/// Rescues the started jobs whose lease ran out before `?1` (or the database's now); answers their ids.
+pub(super) const RESCUE: &str = concat!(
+    "UPDATE jobs SET \
+        state = CASE WHEN run_started AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
+        finished_at = CASE WHEN run_started AND attempts >= max_attempts THEN clock.t ELSE NULL END, \
+        available_at = clock.t, \
+        attempts = CASE WHEN run_started THEN attempts ELSE attempts - 1 END, \
+        last_error = CASE WHEN run_started THEN ",
+    sqlite_lease_lost!(),
+    " ELSE last_error END, \
+        errors = CASE WHEN run_started THEN json_insert(errors, '$[#]', json_object( \
+            'attempt', attempts, \
+            'at', strftime('%Y-%m-%dT%H:%M:%fZ', clock.t / 1000000.0, 'unixepoch'), \
+            'error', ",
+    sqlite_lease_lost!(),
+    ")) ELSE errors END, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL \
+    FROM (SELECT COALESCE(?1, ",
+    sqlite_now!(),
+    ") AS t) AS clock \
+    WHERE state = 'started' AND locked_until < clock.t \
+    RETURNING id"
+);
+
+// --- get
+
+/// Job `?`'s row.
+pub(super) const GET_JOB: &str = concat!(
+    "SELECT ",
+    sqlite_record_columns!(),
+    " FROM jobs WHERE id = ?"
+);
+
+// --- list
+
+/// Jobs newest first, each of `comparisons` (a column and operator, `"queue = "`) followed by its `?`, then the row limit `?`.
+pub(super) fn list_jobs<'a>(comparisons: impl IntoIterator<Item = &'a str>) -> String {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        sqlite_record_columns!(),
+        " FROM jobs WHERE 1 = 1"
+    ));
+    for comparison in comparisons {
+        sql.push_str(" AND ");
+        sql.push_str(comparison);
+        sql.push('?');
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    sql
+}
+
+// --- queue_stats
+
+/// Each queue with due jobs at `?1` or a row in `queues`: how many are due, the oldest due time, and whether it is paused.
+pub(super) const QUEUE_STATS: &str = "SELECT q.queue, COALESCE(d.n, 0), d.oldest, COALESCE(p.paused, 0) \
+             FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ?1 \
+                   UNION SELECT name FROM queues) AS q \
+             LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
+                        WHERE state = 'pending' AND available_at <= ?1 GROUP BY queue) AS d \
+                    ON d.queue = q.queue \
+             LEFT JOIN queues AS p ON p.name = q.queue \
+             ORDER BY q.queue";
+
+// --- throughput
+
+/// Jobs finished and failed per minute since `?1`, by minute.
+pub(super) const THROUGHPUT: &str = "SELECT finished_at / 60000000 AS minute, \
+                SUM(state = 'finished'), SUM(state = 'failed') \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
+             GROUP BY minute ORDER BY minute";
+
+// --- set_paused
+
+/// Sets queue `?1` paused (`?2`: 1) or not (0), at `?3`.
+pub(super) const SET_PAUSED: &str = "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at";
+
+// --- delete
+
+/// Deletes job `?1` unless it is running.
+pub(super) const DELETE_JOB: &str = "DELETE FROM jobs WHERE id = ?1 AND state <> 'started'";
+
+// --- try_lease
+
+/// Takes or renews lease `?1` for holder `?2` until `?4` µs past `?3` (or the database's now), if free, expired or already its; answers the holder when taken.
+pub(super) const TRY_LEASE: &str = concat!(
+    "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, COALESCE(?3, ",
+    sqlite_now!(),
+    ") + ?4) \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+        WHERE leases.holder = excluded.holder OR leases.until < COALESCE(?3, ",
+    sqlite_now!(),
+    ") RETURNING holder"
+);
+
+// --- drop_lease
+
+/// Drops lease `?1` if holder `?2` holds it.
+pub(super) const DROP_LEASE: &str = "DELETE FROM leases WHERE name = ?1 AND holder = ?2";
+
+// --- take_tick
+
+/// Moves schedule `?1`'s last tick forward to `?2`; changes no row if it is already there or past it.
+pub(super) const TAKE_TICK: &str = "INSERT INTO schedules (name, last_fire_at) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
+                    WHERE schedules.last_fire_at < excluded.last_fire_at";
+
+/// Records job `?1` as the one schedule `?2`'s tick dispatched.
+pub(super) const RECORD_TICK_JOB: &str = "UPDATE schedules SET last_job_id = ?1 WHERE name = ?2";
+
+// --- publish_concurrency (run from `store::concurrency`)
+
+/// Deletes worker `?1`'s rows and every row expired before `?2`.
+pub(in crate::store) const PUBLISH_CONCURRENCY_DELETE: &str =
+    "DELETE FROM worker_concurrency WHERE worker = ?1 OR expires_at < ?2";
+
+/// Inserts worker `?1`'s row for queue `?2`: concurrency `?3`, bounds `?4` and `?5`, running `?6`, expiring at `?7`.
+pub(in crate::store) const PUBLISH_CONCURRENCY_INSERT: &str = "INSERT INTO worker_concurrency \
+             (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+// --- worker_concurrency (run from `store::concurrency`)
+
+/// Every row not expired at `?1`, by queue and worker.
+pub(in crate::store) const WORKER_CONCURRENCY: &str = "SELECT worker, queue, concurrency, min_workers, max_workers, running, expires_at \
+             FROM worker_concurrency WHERE expires_at >= ?1 ORDER BY queue, worker";
+
+// --- schedule_states
+
+/// Every schedule's last tick and the job it dispatched, by name.
+pub(super) const SCHEDULE_STATES: &str =
+    "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name";
+
+// --- counts
+
+/// How many jobs each queue holds in each state.
+pub(super) const COUNTS: &str =
+    "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER BY queue, state";
+
+// --- cancel
+
+/// Cancels job `?2` at `?1` if it is pending.
+pub(super) const CANCEL: &str =
+    "UPDATE jobs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'pending'";
+
+// --- retry
+
+/// Makes failed or cancelled job `?3` pending again, due at `?1`, with `?2` more attempts.
+pub(super) const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
+                    max_attempts = attempts + ?2 \
+                 WHERE id = ?3 AND state IN ('failed', 'cancelled')";
+
+// --- retry_failed
+
+/// The next batch of failed jobs after id `?`, of type `?` if `by_type` and queue `?` if `by_queue`, oldest first, at most `?`.
+pub(super) fn failed_batch(by_type: bool, by_queue: bool) -> String {
+    let mut sql = String::from(
+        "SELECT id, type, queue, unique_key FROM jobs WHERE state = 'failed' AND id > ?",
+    );
+    if by_type {
+        sql.push_str(" AND type = ?");
+    }
+    if by_queue {
+        sql.push_str(" AND queue = ?");
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    sql
+}
+
+/// Which of the unique keys in the JSON array `?1` a pending or started job holds.
+pub(super) const HELD_UNIQUE_KEYS: &str = "SELECT unique_key FROM jobs \
+             WHERE unique_key IN (SELECT value FROM json_each(?1)) AND state IN ('pending', 'started')";
+
+/// Makes the failed jobs whose ids are in the JSON array `?3` pending again, due at `?1`, with `?2` more attempts; answers their queues.
+pub(super) const RETRY_FAILED: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, finished_at = NULL, \
+            max_attempts = attempts + ?2 \
+         WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'failed' RETURNING queue";
+
+// --- prune
+
+/// Deletes up to `?3` jobs in state `?1` that ended before `?2`.
+pub(super) const PRUNE: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                        WHERE state = ?1 AND finished_at < ?2 LIMIT ?3) \
+                     AND state = ?1 AND finished_at < ?2";
+
+// --- prune_alerts
+
+/// Deletes up to `?2` alerts resolved before `?1`.
+pub(super) const PRUNE_ALERTS: &str = "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
+                    WHERE resolved_at < ?1 LIMIT ?2)";
+
+// --- outcomes
+
+/// Jobs finished and failed since `?1`, per type.
+pub(super) const OUTCOMES: &str = "SELECT type, SUM(state = 'finished'), SUM(state = 'failed') \
+             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ?1 \
+             GROUP BY type ORDER BY type";
+
+// --- open_alert
+
+/// Opens an incident of rule `?1` on subject `?2` (summary `?3`, fired at `?4`) under open key `?5` unless one is open; answers its id.
+pub(super) const OPEN_ALERT: &str = "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (open_key) DO NOTHING RETURNING id";
+
+// --- resolve_alert
+
+/// Resolves incident `?2` at `?1` if it is open.
+pub(super) const RESOLVE_ALERT: &str = "UPDATE alerts SET resolved_at = ?1, open_key = NULL \
+                 WHERE id = ?2 AND resolved_at IS NULL";
+
+// --- alerts
+
+/// Every open incident, oldest first.
+pub(super) const ALERTS_OPEN: &str = "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts \
+    WHERE resolved_at IS NULL ORDER BY id";
+
+/// The `?1` incidents resolved last, latest first.
+pub(super) const ALERTS_RESOLVED: &str = "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts \
+    WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?1";

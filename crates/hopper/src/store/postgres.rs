@@ -30,6 +30,8 @@ use super::{
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
+mod sql;
+
 /// The channel every wake-up is sent on; the payload is the queue's name.
 pub const CHANNEL: &str = "hopper_jobs";
 
@@ -140,12 +142,11 @@ impl PostgresStore {
     /// # });
     /// ```
     pub async fn migration_status(&self) -> Result<Vec<super::MigrationStatus>, StoreError> {
-        let has_table: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        let has_table: bool = sqlx::query_scalar(sql::MIGRATIONS_TABLE_EXISTS)
+            .fetch_one(&self.pool)
+            .await?;
         let applied: Vec<(i64, DateTime<Utc>)> = if has_table {
-            sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
+            sqlx::query_as(sql::APPLIED_MIGRATIONS)
                 .fetch_all(&self.pool)
                 .await?
         } else {
@@ -167,10 +168,6 @@ fn entry_time(at: DateTime<Utc>) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
-
-const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
-    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, \
-    errors::text AS errors, unique_key";
 
 fn state_of(id: JobId, text: &str) -> Result<JobState, StoreError> {
     text.parse()
@@ -230,31 +227,6 @@ fn columns(claims: &[Claim]) -> (Vec<JobId>, Vec<ClaimToken>) {
     claims.iter().map(|claim| (claim.id, claim.token)).unzip()
 }
 
-/// Wraps a statement `RETURNING …, queue, <wake> AS due` so that it also
-/// notifies each queue with a row to wake for (once per queue: PostgreSQL folds equal
-/// notifications of one transaction), delivered on commit.
-fn notifying(statement: &str, columns: &str) -> String {
-    format!(
-        "WITH changed AS ({statement}) \
-         SELECT {columns}, (CASE WHEN due THEN pg_notify('{CHANNEL}', queue) END) IS NULL AS quiet \
-         FROM changed"
-    )
-}
-
-/// Wraps a bulk `INSERT … RETURNING id, queue, <due> AS due` so that it
-/// answers with one row: the new ids as one array in row order (ids are drawn
-/// in row order; RETURNING's order is unspecified), after notifying each
-/// queue with a row to wake for once.
-fn inserting_ids(statement: &str) -> String {
-    format!(
-        "WITH changed AS ({statement}) \
-         SELECT COALESCE(array_agg(id ORDER BY id), '{{}}') AS ids, \
-             (SELECT count(pg_notify('{CHANNEL}', queue)) \
-              FROM (SELECT DISTINCT queue FROM changed WHERE due) AS woken) AS woken \
-         FROM changed"
-    )
-}
-
 /// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
 /// application's own transaction and the jobs exist, and workers everywhere
 /// are woken, if and only if it commits.
@@ -283,11 +255,7 @@ pub(crate) async fn insert_in(
             && job.available_at == first.available_at
             && job.created_at == first.created_at
     }) {
-        let insert = inserting_ids(
-            "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
-             SELECT $1, $2, payload, $4, $5, $6, $7 FROM UNNEST($3::text[]) AS payload \
-             RETURNING id, queue, TRUE AS due",
-        );
+        let insert = sql::insert_jobs_alike();
         for chunk in jobs.chunks(INSERT_CHUNK) {
             let chunk_ids: Vec<JobId> = sqlx::query_scalar(&insert)
                 .bind(&first.job_type)
@@ -308,12 +276,7 @@ pub(crate) async fn insert_in(
         }
         return Ok(ids);
     }
-    let insert = inserting_ids(
-        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
-             $6::timestamptz[], $7::timestamptz[]) \
-         RETURNING id, queue, TRUE AS due",
-    );
+    let insert = sql::insert_jobs();
     for chunk in jobs.chunks(INSERT_CHUNK) {
         let column = |f: fn(&NewJob) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
         let chunk_ids: Vec<JobId> = sqlx::query_scalar(&insert)
@@ -338,17 +301,7 @@ pub(crate) async fn insert_in(
 
 /// Inserts one job; with a unique key held by a live job, returns that job's id instead.
 async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, StoreError> {
-    const EXISTING: &str = "SELECT id FROM jobs \
-        WHERE unique_key = $1 AND state IN ('pending', 'started')";
-    let insert = notifying(
-        "INSERT INTO jobs \
-            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
-         DO NOTHING \
-         RETURNING id, queue, TRUE AS due",
-        "id",
-    );
+    let insert = sql::insert_job();
     for _ in 0..UNIQUE_TRIES {
         let inserted: Option<PgRow> = sqlx::query(&insert)
             .bind(&job.job_type)
@@ -366,7 +319,7 @@ async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, Stor
         }
         // The key is held by a committed live job, which this statement's
         // fresh snapshot sees, unless that job ended in between: then try again.
-        let existing: Option<JobId> = sqlx::query_scalar(EXISTING)
+        let existing: Option<JobId> = sqlx::query_scalar(sql::FIND_KEY_HOLDER)
             .bind(&job.unique_key)
             .fetch_optional(&mut *conn)
             .await?;
@@ -462,13 +415,7 @@ impl PostgresStore {
         now: DateTime<Utc>,
         extra: u32,
     ) -> Result<Vec<String>, StoreError> {
-        let retry = notifying(
-            "UPDATE jobs SET state = 'pending', available_at = $1, finished_at = NULL, \
-                max_attempts = attempts + $2 \
-             WHERE id = ANY($3) AND state = 'failed' \
-             RETURNING queue, TRUE AS due",
-            "queue",
-        );
+        let retry = sql::retry_failed();
         let rows = sqlx::query(&retry)
             .bind(now)
             .bind(to_i32(extra))
@@ -511,29 +458,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
-        // The claim commits without waiting for its WAL to reach the disk
-        // (`synchronous_commit = off` for this transaction only, set by the
-        // one-row `relaxed` join). Safe for at-least-once delivery: a claim lost
-        // to a server crash only puts its jobs back to pending, to run again,
-        // as a dead worker's would; and the WAL is flushed in order, so any
-        // outcome written for a claimed job (a synchronous commit) makes its
-        // claim durable too. It spares every claim an fsync: a worker starts
-        // jobs one disk flush sooner.
-        // The first `start_now` rows, in claim order, start at once; a
-        // window cannot sit beside FOR UPDATE, so it numbers the locked rows.
-        const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
-                started_at = $1, locked_by = $2, lease_token = $3, run_started = due.n <= $8, \
-                locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
-            FROM (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM jobs \
-                WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
-                    AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND paused) \
-                ORDER BY priority DESC, available_at, id LIMIT $5 \
-                FOR UPDATE SKIP LOCKED) AS locked) AS due, \
-                (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
-            WHERE jobs.id = due.id AND relaxed.setting = 'off' \
-            RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-                jobs.attempts, jobs.max_attempts, jobs.run_started";
-        let rows = sqlx::query(CLAIM)
+        let rows = sqlx::query(sql::CLAIM)
             .bind(request.due_by)
             .bind(request.worker)
             .bind(request.token)
@@ -550,8 +475,7 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        static NEXT_DUE: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| super::rows::next_due_sql("$1"));
+        static NEXT_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(sql::next_due);
         Ok(sqlx::query_scalar(&NEXT_DUE)
             .bind(queue)
             .fetch_one(&self.pool)
@@ -563,15 +487,11 @@ impl Store for PostgresStore {
             return Ok(0);
         }
         let (ids, tokens) = columns(claims);
-        let done = sqlx::query(
-            "UPDATE jobs SET run_started = TRUE \
-             FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
-             WHERE jobs.id = c.id AND jobs.lease_token = c.token",
-        )
-        .bind(ids)
-        .bind(tokens)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::MARK_STARTED)
+            .bind(ids)
+            .bind(tokens)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -583,22 +503,7 @@ impl Store for PostgresStore {
         if completions.is_empty() {
             return Ok(0);
         }
-        // One statement for the whole batch; each row applies only under its
-        // claim's token, which a job carries exactly while it is started.
-        let update = notifying(
-            "UPDATE jobs SET state = c.state, \
-                finished_at = CASE WHEN c.state = 'pending' THEN jobs.finished_at ELSE $1 END, \
-                available_at = COALESCE(c.retry_at, jobs.available_at), \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL, \
-                last_error = COALESCE(c.error, jobs.last_error), \
-                errors = CASE WHEN c.error IS NULL THEN jobs.errors ELSE jobs.errors || \
-                    jsonb_build_array(jsonb_build_object('attempt', c.attempt, 'at', $2::text, 'error', c.error)) END \
-             FROM UNNEST($3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::text[]) \
-                AS c(id, token, attempt, state, retry_at, error) \
-             WHERE jobs.id = c.id AND jobs.lease_token = c.token \
-             RETURNING jobs.queue, jobs.state = 'pending' AS due",
-            "queue",
-        );
+        let update = sql::complete();
         // Rows are locked in id order, the same order in every batch.
         let mut sorted: Vec<&Completion> = completions.iter().collect();
         sorted.sort_by_key(|c| c.claim.id);
@@ -639,20 +544,14 @@ impl Store for PostgresStore {
         if request.claims.is_empty() {
             return Ok(Vec::new());
         }
-        // Rows are locked in id order, as completions lock them.
         let (ids, tokens) = columns(request.claims);
-        let rows = sqlx::query(
-            "UPDATE jobs SET locked_until = COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond' \
-             FROM (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) ORDER BY id) AS c \
-             WHERE jobs.id = c.id AND jobs.lease_token = c.token \
-             RETURNING jobs.id, jobs.lease_token",
-        )
-        .bind(ids)
-        .bind(tokens)
-        .bind(request.now)
-        .bind(super::rows::lease_micros(request.lease))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::EXTEND_LEASES)
+            .bind(ids)
+            .bind(tokens)
+            .bind(request.now)
+            .bind(super::rows::lease_micros(request.lease))
+            .fetch_all(&self.pool)
+            .await?;
         let mut held = rows
             .iter()
             .map(|row| {
@@ -670,14 +569,7 @@ impl Store for PostgresStore {
         if claims.is_empty() {
             return Ok(0);
         }
-        let release = notifying(
-            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL \
-             FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
-             WHERE jobs.id = c.id AND jobs.lease_token = c.token \
-             RETURNING queue, TRUE AS due",
-            "queue",
-        );
+        let release = sql::release();
         let (ids, tokens) = columns(claims);
         let rows = sqlx::query(&release)
             .bind(ids)
@@ -688,28 +580,7 @@ impl Store for PostgresStore {
     }
 
     async fn rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
-        // Every assignment reads the row as it was. A run whose handler had
-        // started counts its attempt and records it lost; a claim whose
-        // handler never started gives its attempt back, with nothing recorded.
-        let rescue = notifying(
-            "UPDATE jobs SET \
-                state = CASE WHEN run_started AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
-                finished_at = CASE WHEN run_started AND attempts >= max_attempts THEN clock.now ELSE NULL END, \
-                available_at = clock.now, \
-                attempts = CASE WHEN run_started THEN attempts ELSE attempts - 1 END, \
-                last_error = CASE WHEN run_started THEN 'lease expired: worker ' || locked_by \
-                    || ' stopped without finishing attempt ' || attempts ELSE last_error END, \
-                errors = CASE WHEN run_started THEN errors || jsonb_build_array(jsonb_build_object( \
-                    'attempt', attempts, \
-                    'at', to_char(clock.now AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-                    'error', 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts)) \
-                    ELSE errors END, \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL \
-             FROM (SELECT COALESCE($1::timestamptz, now()) AS now) AS clock \
-             WHERE state = 'started' AND locked_until < clock.now \
-             RETURNING id, queue, state = 'pending' AS due",
-            "id",
-        );
+        let rescue = sql::rescue();
         let rows = sqlx::query(&rescue).bind(now).fetch_all(&self.pool).await?;
         let mut ids = rows
             .iter()
@@ -720,7 +591,7 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = $1"))
+        let row = sqlx::query(&sql::get_job())
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -728,25 +599,17 @@ impl Store for PostgresStore {
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let mut query: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs"));
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(sql::list_jobs());
         push_filter(&mut query, filter);
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(record).collect()
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT COALESCE(d.queue, p.name) AS queue, COALESCE(d.n, 0) AS n, d.oldest, \
-                    COALESCE(p.paused, FALSE) AS paused \
-             FROM (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
-                   WHERE state = 'pending' AND available_at <= $1 GROUP BY queue) AS d \
-             FULL JOIN queues AS p ON p.name = d.queue \
-             ORDER BY COALESCE(d.queue, p.name) COLLATE \"C\"",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::QUEUE_STATS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let n: i64 = row.try_get("n")?;
@@ -761,16 +624,10 @@ impl Store for PostgresStore {
     }
 
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT floor(extract(epoch FROM finished_at) / 60)::bigint AS minute, \
-                    COUNT(*) FILTER (WHERE state = 'finished') AS finished, \
-                    COUNT(*) FILTER (WHERE state = 'failed') AS failed \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= $1 \
-             GROUP BY minute ORDER BY minute",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::THROUGHPUT)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let minute: i64 = row.try_get("minute")?;
@@ -793,13 +650,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError> {
-        // Resuming wakes the queue's workers everywhere.
-        let upsert = notifying(
-            "INSERT INTO queues (name, paused, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at \
-             RETURNING name AS queue, NOT paused AS due",
-            "queue",
-        );
+        let upsert = sql::set_paused();
         sqlx::query(&upsert)
             .bind(request.queue)
             .bind(request.paused)
@@ -810,7 +661,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state <> 'started'")
+        let done = sqlx::query(sql::DELETE_JOB)
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -818,19 +669,13 @@ impl Store for PostgresStore {
     }
 
     async fn try_lease(&self, request: LeaseRequest<'_>) -> Result<bool, StoreError> {
-        let held: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leases (name, holder, until) \
-                VALUES ($1, $2, COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond') \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                WHERE leases.holder = excluded.holder OR leases.until < COALESCE($3::timestamptz, now()) \
-             RETURNING holder",
-        )
-        .bind(request.lease.name)
-        .bind(request.lease.holder)
-        .bind(request.now)
-        .bind(super::rows::lease_micros(request.ttl))
-        .fetch_optional(&self.pool)
-        .await?;
+        let held: Option<String> = sqlx::query_scalar(sql::TRY_LEASE)
+            .bind(request.lease.name)
+            .bind(request.lease.holder)
+            .bind(request.now)
+            .bind(super::rows::lease_micros(request.ttl))
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(held.is_some())
     }
 
@@ -846,7 +691,7 @@ impl Store for PostgresStore {
     }
 
     async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+        sqlx::query(sql::DROP_LEASE)
             .bind(lease.name)
             .bind(lease.holder)
             .execute(&self.pool)
@@ -861,17 +706,12 @@ impl Store for PostgresStore {
             job,
         } = request;
         let mut tx = self.pool.begin().await?;
-        // A concurrent taker of the same tick waits on the row, then sees it moved.
-        let taken = sqlx::query(
-            "INSERT INTO schedules (name, last_fire_at) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
-                WHERE schedules.last_fire_at < excluded.last_fire_at",
-        )
-        .bind(name)
-        .bind(fire_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let taken = sqlx::query(sql::TAKE_TICK)
+            .bind(name)
+            .bind(fire_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if taken == 0 {
             return Ok(Tick::Lost);
         }
@@ -880,7 +720,7 @@ impl Store for PostgresStore {
             return Ok(Tick::Passed);
         };
         let id = insert_one(&mut tx, job).await?;
-        sqlx::query("UPDATE schedules SET last_job_id = $1 WHERE name = $2")
+        sqlx::query(sql::SET_TICK_JOB)
             .bind(id)
             .bind(name)
             .execute(&mut *tx)
@@ -890,11 +730,9 @@ impl Store for PostgresStore {
     }
 
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name COLLATE \"C\"",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::SCHEDULE_STATES)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(ScheduleState {
@@ -907,15 +745,10 @@ impl Store for PostgresStore {
     }
 
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT type, COUNT(*) FILTER (WHERE state = 'finished') AS finished, \
-                    COUNT(*) FILTER (WHERE state = 'failed') AS failed \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= $1 \
-             GROUP BY type ORDER BY type",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::OUTCOMES)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let finished: i64 = row.try_get("finished")?;
@@ -930,45 +763,35 @@ impl Store for PostgresStore {
     }
 
     async fn open_alert(&self, alert: &NewAlert) -> Result<Option<AlertRecord>, StoreError> {
-        let id: Option<AlertId> = sqlx::query_scalar(
-            "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (open_key) DO NOTHING RETURNING id",
-        )
-        .bind(&alert.rule)
-        .bind(&alert.subject)
-        .bind(&alert.summary)
-        .bind(alert.fired_at)
-        .bind(open_key(alert))
-        .fetch_optional(&self.pool)
-        .await?;
+        let id: Option<AlertId> = sqlx::query_scalar(sql::OPEN_ALERT)
+            .bind(&alert.rule)
+            .bind(&alert.subject)
+            .bind(&alert.summary)
+            .bind(alert.fired_at)
+            .bind(open_key(alert))
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(id.map(|id| opened(id, alert)))
     }
 
     async fn resolve_alert(&self, id: AlertId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE alerts SET resolved_at = $1, open_key = NULL \
-             WHERE id = $2 AND resolved_at IS NULL",
-        )
-        .bind(at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::RESOLVE_ALERT)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
-        const COLUMNS: &str =
-            "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
-        let mut rows = sqlx::query(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))
+        let mut rows = sqlx::query(&sql::firing_alerts())
             .fetch_all(&self.pool)
             .await?;
         rows.extend(
-            sqlx::query(&format!(
-                "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT $1"
-            ))
-            .bind(i64::from(resolved))
-            .fetch_all(&self.pool)
-            .await?,
+            sqlx::query(&sql::resolved_alerts())
+                .bind(i64::from(resolved))
+                .fetch_all(&self.pool)
+                .await?,
         );
         rows.iter()
             .map(|row| {
@@ -985,12 +808,7 @@ impl Store for PostgresStore {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state \
-             ORDER BY queue COLLATE \"C\", state COLLATE \"C\"",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::COUNTS).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let state: String = row.try_get("state")?;
@@ -1005,24 +823,16 @@ impl Store for PostgresStore {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state = 'pending'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::CANCEL)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
-        let retry = notifying(
-            "UPDATE jobs SET state = 'pending', available_at = $1, finished_at = NULL, \
-                max_attempts = attempts + $2 \
-             WHERE id = $3 AND state IN ('failed', 'cancelled') \
-             RETURNING queue, TRUE AS due",
-            "queue",
-        );
+        let retry = sql::retry();
         let rows = sqlx::query(&retry)
             .bind(request.now)
             .bind(to_i32(request.extra_attempts.max(1)))
@@ -1058,13 +868,10 @@ impl Store for PostgresStore {
             let held: Vec<String> = if keys.is_empty() {
                 Vec::new()
             } else {
-                sqlx::query_scalar(
-                    "SELECT unique_key FROM jobs \
-                     WHERE unique_key = ANY($1) AND state IN ('pending', 'started')",
-                )
-                .bind(&keys)
-                .fetch_all(&self.pool)
-                .await?
+                sqlx::query_scalar(sql::HELD_KEYS)
+                    .bind(&keys)
+                    .fetch_all(&self.pool)
+                    .await?
             };
             let (groups, skipped) = plan_retry(request, &batch, &held);
             done.add(0, skipped, []);
@@ -1098,32 +905,21 @@ impl Store for PostgresStore {
     }
 
     async fn prune(&self, state: JobState, request: PruneRequest) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            // The conditions again on the deleted row: a job the subquery
-            // picked may have been retried (back to pending) before its lock
-            // came free, and PostgreSQL does not re-check a subquery.
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-                WHERE state = $1 AND finished_at < $2 LIMIT $3) \
-             AND state = $1 AND finished_at < $2",
-        )
-        .bind(state.as_str())
-        .bind(request.before)
-        .bind(i64::from(request.limit))
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::PRUNE)
+            .bind(state.as_str())
+            .bind(request.before)
+            .bind(i64::from(request.limit))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
     async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
-                WHERE resolved_at < $1 LIMIT $2) \
-             AND resolved_at < $1",
-        )
-        .bind(request.before)
-        .bind(i64::from(request.limit))
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::PRUNE_ALERTS)
+            .bind(request.before)
+            .bind(i64::from(request.limit))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 

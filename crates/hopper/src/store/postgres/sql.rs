@@ -1,0 +1,387 @@
+//! The PostgreSQL store's statements, in the order of the [`Store`](crate::store::Store)
+//! operations that run them.
+//!
+//! Each statement is a constant, or a builder next to its constant where
+//! the text is put together at run time (the wrappers that send wake-ups on
+//! commit, the columns of a job record). Parameters are numbered (`$1`, …)
+//! as each doc line lists them. sqlx caches prepared statements by their
+//! text, so a statement's text is the same on every call.
+//!
+//! Not here: the `worker_concurrency` statements, in `store/concurrency.rs`
+//! beside the other databases'; the shared `next_due` statement and the
+//! filters and batches of `list` and `retry_failed`, in `store/rows.rs`; and
+//! the schema, in `migrations/postgres`.
+
+use super::CHANNEL;
+
+// --- wake-ups: wrappers that notify the queues a statement changed, on commit
+
+/// Wraps a statement `RETURNING …, queue, <wake> AS due` so that it also
+/// notifies each queue with a row to wake for (once per queue: PostgreSQL folds equal
+/// notifications of one transaction), delivered on commit.
+fn notifying(statement: &str, columns: &str) -> String {
+    format!(
+        "WITH changed AS ({statement}) \
+         SELECT {columns}, (CASE WHEN due THEN pg_notify('{CHANNEL}', queue) END) IS NULL AS quiet \
+         FROM changed"
+    )
+}
+
+/// Wraps a bulk `INSERT … RETURNING id, queue, <due> AS due` so that it
+/// answers with one row: the new ids as one array in row order (ids are drawn
+/// in row order; RETURNING's order is unspecified), after notifying each
+/// queue with a row to wake for once.
+fn inserting_ids(statement: &str) -> String {
+    format!(
+        "WITH changed AS ({statement}) \
+         SELECT COALESCE(array_agg(id ORDER BY id), '{{}}') AS ids, \
+             (SELECT count(pg_notify('{CHANNEL}', queue)) \
+              FROM (SELECT DISTINCT queue FROM changed WHERE due) AS woken) AS woken \
+         FROM changed"
+    )
+}
+
+// --- migrate (and PostgresStore::migration_status)
+
+/// Whether sqlx's migrations table exists; no parameters.
+pub(super) const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+
+/// The version and time of every migration applied successfully; no parameters.
+pub(super) const APPLIED_MIGRATIONS: &str =
+    "SELECT version, installed_on FROM _sqlx_migrations WHERE success";
+
+// --- insert
+
+/// Inserts one job unless a live job holds its unique key: $1 type, $2 queue, $3 payload, $4 priority, $5 max attempts, $6 available at, $7 created at, $8 unique key (or NULL).
+pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
+     DO NOTHING \
+     RETURNING id, queue, TRUE AS due";
+
+/// [`INSERT_JOB`], waking its queue on commit; answers the new job's `id`, or no row when the key is held.
+pub(super) fn insert_job() -> String {
+    notifying(INSERT_JOB, "id")
+}
+
+/// The id of the pending or started job holding unique key $1.
+pub(super) const FIND_KEY_HOLDER: &str = "SELECT id FROM jobs \
+     WHERE unique_key = $1 AND state IN ('pending', 'started')";
+
+/// Inserts one job per payload, all else shared: $1 type, $2 queue, $3 payloads (text[]), $4 priority, $5 max attempts, $6 available at, $7 created at.
+pub(super) const INSERT_JOBS_ALIKE: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
+     SELECT $1, $2, payload, $4, $5, $6, $7 FROM UNNEST($3::text[]) AS payload \
+     RETURNING id, queue, TRUE AS due";
+
+/// [`INSERT_JOBS_ALIKE`], waking the queue on commit; answers one row, `ids`: the new ids in row order.
+pub(super) fn insert_jobs_alike() -> String {
+    inserting_ids(INSERT_JOBS_ALIKE)
+}
+
+/// Inserts one job per array element (UNNEST): $1 types, $2 queues, $3 payloads, $4 priorities, $5 max attempts, $6 available at, $7 created at.
+pub(super) const INSERT_JOBS: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
+         $6::timestamptz[], $7::timestamptz[]) \
+     RETURNING id, queue, TRUE AS due";
+
+/// [`INSERT_JOBS`], waking their queues on commit; answers one row, `ids`: the new ids in row order.
+pub(super) fn insert_jobs() -> String {
+    inserting_ids(INSERT_JOBS)
+}
+
+// --- claim
+
+// The claim commits without waiting for its WAL to reach the disk
+// (`synchronous_commit = off` for this transaction only, set by the
+// one-row `relaxed` join). Safe for at-least-once delivery: a claim lost
+// to a server crash only puts its jobs back to pending, to run again,
+// as a dead worker's would; and the WAL is flushed in order, so any
+// outcome written for a claimed job (a synchronous commit) makes its
+// claim durable too. It spares every claim an fsync: a worker starts
+// jobs one disk flush sooner.
+// The first `start_now` rows, in claim order, start at once; a
+// window cannot sit beside FOR UPDATE, so it numbers the locked rows.
+/// Claims up to $5 due jobs of queue $4 (none while it is paused), skipping locked rows: $1 due by, $2 worker, $3 claim token, $6 lease in microseconds, $7 now (NULL: the server's), $8 how many start at once.
+pub(super) const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
+         started_at = $1, locked_by = $2, lease_token = $3, run_started = due.n <= $8, \
+         locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
+     FROM (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM jobs \
+         WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND paused) \
+         ORDER BY priority DESC, available_at, id LIMIT $5 \
+         FOR UPDATE SKIP LOCKED) AS locked) AS due, \
+         (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
+     WHERE jobs.id = due.id AND relaxed.setting = 'off' \
+     RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
+         jobs.attempts, jobs.max_attempts, jobs.run_started";
+
+// --- next_due
+
+/// When the next pending job of queue $1 is due (the statement shared with SQLite, in `rows`).
+pub(super) fn next_due() -> String {
+    crate::store::rows::next_due_sql("$1")
+}
+
+// --- mark_started
+
+/// Records that the runs of the claims still held started: $1 job ids, $2 their claim tokens.
+pub(super) const MARK_STARTED: &str = "UPDATE jobs SET run_started = TRUE \
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
+     WHERE jobs.id = c.id AND jobs.lease_token = c.token";
+
+// --- complete
+
+// One statement for the whole batch; each row applies only under its
+// claim's token, which a job carries exactly while it is started.
+/// Applies completions under their claims: $1 ended at, $2 it as error-entry text, $3 ids, $4 tokens, $5 attempts, $6 new states, $7 retry times, $8 errors (arrays).
+pub(super) const COMPLETE: &str = "UPDATE jobs SET state = c.state, \
+        finished_at = CASE WHEN c.state = 'pending' THEN jobs.finished_at ELSE $1 END, \
+        available_at = COALESCE(c.retry_at, jobs.available_at), \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL, \
+        last_error = COALESCE(c.error, jobs.last_error), \
+        errors = CASE WHEN c.error IS NULL THEN jobs.errors ELSE jobs.errors || \
+            jsonb_build_array(jsonb_build_object('attempt', c.attempt, 'at', $2::text, 'error', c.error)) END \
+     FROM UNNEST($3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::text[]) \
+        AS c(id, token, attempt, state, retry_at, error) \
+     WHERE jobs.id = c.id AND jobs.lease_token = c.token \
+     RETURNING jobs.queue, jobs.state = 'pending' AS due";
+
+/// [`COMPLETE`], waking the queues of retried jobs on commit; answers a row (`queue`) per completion applied.
+pub(super) fn complete() -> String {
+    notifying(COMPLETE, "queue")
+}
+
+// --- extend_leases
+
+// Rows are locked in id order, as completions lock them.
+/// Extends the leases of the claims still held: $1 ids, $2 tokens, $3 now (NULL: the server's), $4 lease in microseconds; answers `id`, `lease_token`.
+pub(super) const EXTEND_LEASES: &str = "UPDATE jobs SET locked_until = COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond' \
+     FROM (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) ORDER BY id) AS c \
+     WHERE jobs.id = c.id AND jobs.lease_token = c.token \
+     RETURNING jobs.id, jobs.lease_token";
+
+// --- release
+
+/// Hands the jobs of the claims still held back to pending, attempt not counted: $1 ids, $2 tokens.
+pub(super) const RELEASE: &str = "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL \
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
+     WHERE jobs.id = c.id AND jobs.lease_token = c.token \
+     RETURNING queue, TRUE AS due";
+
+/// [`RELEASE`], waking their queues on commit; answers a row (`queue`) per job released.
+pub(super) fn release() -> String {
+    notifying(RELEASE, "queue")
+}
+
+// --- rescue
+
+// Every assignment reads the row as it was. A run whose handler had
+// started counts its attempt and records it lost; a claim whose
+// handler never started gives its attempt back, with nothing recorded.
+/// Returns started jobs whose lease ran out to pending (or failed, on their last attempt): $1 now (NULL: the server's).
+pub(super) const RESCUE: &str = "UPDATE jobs SET \
+        state = CASE WHEN run_started AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
+        finished_at = CASE WHEN run_started AND attempts >= max_attempts THEN clock.now ELSE NULL END, \
+        available_at = clock.now, \
+        attempts = CASE WHEN run_started THEN attempts ELSE attempts - 1 END, \
+        last_error = CASE WHEN run_started THEN 'lease expired: worker ' || locked_by \
+            || ' stopped without finishing attempt ' || attempts ELSE last_error END, \
+        errors = CASE WHEN run_started THEN errors || jsonb_build_array(jsonb_build_object( \
+            'attempt', attempts, \
+            'at', to_char(clock.now AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+            'error', 'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts)) \
+            ELSE errors END, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL \
+     FROM (SELECT COALESCE($1::timestamptz, now()) AS now) AS clock \
+     WHERE state = 'started' AND locked_until < clock.now \
+     RETURNING id, queue, state = 'pending' AS due";
+
+/// [`RESCUE`], waking the queues of jobs back to pending on commit; answers a row (`id`) per job rescued.
+pub(super) fn rescue() -> String {
+    notifying(RESCUE, "id")
+}
+
+// --- get, list: a job record's columns
+
+/// The columns of a job record, as `record` decodes them.
+const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
+     available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, \
+     errors::text AS errors, unique_key";
+
+/// Job $1's record.
+pub(super) fn get_job() -> String {
+    format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = $1")
+}
+
+/// Every job's record, before `rows::push_filter` appends the listing's conditions, order and limit.
+pub(super) fn list_jobs() -> String {
+    format!("SELECT {RECORD_COLUMNS} FROM jobs")
+}
+
+// --- queue_stats
+
+/// Due jobs per queue at $1 (count, oldest due time) with its paused flag, for every queue with due jobs or a pause row.
+pub(super) const QUEUE_STATS: &str = "SELECT COALESCE(d.queue, p.name) AS queue, COALESCE(d.n, 0) AS n, d.oldest, \
+            COALESCE(p.paused, FALSE) AS paused \
+     FROM (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
+           WHERE state = 'pending' AND available_at <= $1 GROUP BY queue) AS d \
+     FULL JOIN queues AS p ON p.name = d.queue \
+     ORDER BY COALESCE(d.queue, p.name) COLLATE \"C\"";
+
+// --- throughput
+
+/// Jobs finished and failed per minute (epoch minute number) since $1, oldest first.
+pub(super) const THROUGHPUT: &str = "SELECT floor(extract(epoch FROM finished_at) / 60)::bigint AS minute, \
+            COUNT(*) FILTER (WHERE state = 'finished') AS finished, \
+            COUNT(*) FILTER (WHERE state = 'failed') AS failed \
+     FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= $1 \
+     GROUP BY minute ORDER BY minute";
+
+// --- set_paused
+
+/// Sets queue $1's paused flag to $2, updated at $3; a resumed queue is due to wake.
+pub(super) const SET_PAUSED: &str = "INSERT INTO queues (name, paused, updated_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at \
+     RETURNING name AS queue, NOT paused AS due";
+
+/// [`SET_PAUSED`], waking the queue's workers everywhere on commit when it resumes; answers `queue`.
+pub(super) fn set_paused() -> String {
+    notifying(SET_PAUSED, "queue")
+}
+
+// --- delete
+
+/// Deletes job $1 unless it is started.
+pub(super) const DELETE_JOB: &str = "DELETE FROM jobs WHERE id = $1 AND state <> 'started'";
+
+// --- try_lease
+
+/// Takes or renews lease $1 for holder $2 until $3 (NULL: the server's now) plus $4 microseconds, if free, expired or already $2's; answers `holder` when taken.
+pub(super) const TRY_LEASE: &str = "INSERT INTO leases (name, holder, until) \
+        VALUES ($1, $2, COALESCE($3::timestamptz, now()) + $4::bigint * interval '1 microsecond') \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+        WHERE leases.holder = excluded.holder OR leases.until < COALESCE($3::timestamptz, now()) \
+     RETURNING holder";
+
+// --- drop_lease
+
+/// Drops lease $1 if holder $2 holds it.
+pub(super) const DROP_LEASE: &str = "DELETE FROM leases WHERE name = $1 AND holder = $2";
+
+// --- take_tick
+
+// A concurrent taker of the same tick waits on the row, then sees it moved.
+/// Takes schedule $1's tick at $2 unless it took that one or a later one; one row affected when taken.
+pub(super) const TAKE_TICK: &str = "INSERT INTO schedules (name, last_fire_at) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET last_fire_at = excluded.last_fire_at \
+        WHERE schedules.last_fire_at < excluded.last_fire_at";
+
+/// Records job $1 as the one schedule $2's tick dispatched.
+pub(super) const SET_TICK_JOB: &str = "UPDATE schedules SET last_job_id = $1 WHERE name = $2";
+
+// --- publish_concurrency, worker_concurrency: in store/concurrency.rs (`postgres`)
+
+// --- schedule_states
+
+/// Every schedule's latest tick and the job it dispatched, by name; no parameters.
+pub(super) const SCHEDULE_STATES: &str =
+    "SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name COLLATE \"C\"";
+
+// --- counts
+
+/// Job counts per queue and state; no parameters.
+pub(super) const COUNTS: &str = "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state \
+     ORDER BY queue COLLATE \"C\", state COLLATE \"C\"";
+
+// --- cancel
+
+/// Cancels job $2, finished at $1, if it is pending.
+pub(super) const CANCEL: &str =
+    "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state = 'pending'";
+
+// --- retry
+
+/// Puts failed or cancelled job $3 back to pending, due at $1, with $2 more attempts.
+pub(super) const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = $1, finished_at = NULL, \
+        max_attempts = attempts + $2 \
+     WHERE id = $3 AND state IN ('failed', 'cancelled') \
+     RETURNING queue, TRUE AS due";
+
+/// [`RETRY`], waking its queue on commit; answers `queue` when retried.
+pub(super) fn retry() -> String {
+    notifying(RETRY, "queue")
+}
+
+// --- retry_failed (its batches of failed jobs: `rows::failed_batch`)
+
+/// The unique keys among $1 (text[]) that pending or started jobs hold.
+pub(super) const HELD_KEYS: &str = "SELECT unique_key FROM jobs \
+     WHERE unique_key = ANY($1) AND state IN ('pending', 'started')";
+
+/// Puts the failed jobs among ids $3 (bigint[]) back to pending, due at $1, with $2 more attempts.
+pub(super) const RETRY_FAILED: &str = "UPDATE jobs SET state = 'pending', available_at = $1, finished_at = NULL, \
+        max_attempts = attempts + $2 \
+     WHERE id = ANY($3) AND state = 'failed' \
+     RETURNING queue, TRUE AS due";
+
+/// [`RETRY_FAILED`], waking their queues on commit; answers a row (`queue`) per job retried.
+pub(super) fn retry_failed() -> String {
+    notifying(RETRY_FAILED, "queue")
+}
+
+// --- prune
+
+// The conditions again on the deleted row: a job the subquery
+// picked may have been retried (back to pending) before its lock
+// came free, and PostgreSQL does not re-check a subquery.
+/// Deletes up to $3 jobs in state $1 that ended before $2.
+pub(super) const PRUNE: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+        WHERE state = $1 AND finished_at < $2 LIMIT $3) \
+     AND state = $1 AND finished_at < $2";
+
+// --- prune_alerts
+
+/// Deletes up to $2 alert incidents resolved before $1.
+pub(super) const PRUNE_ALERTS: &str = "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
+        WHERE resolved_at < $1 LIMIT $2) \
+     AND resolved_at < $1";
+
+// --- outcomes
+
+/// Jobs finished and failed per type since $1, by type.
+pub(super) const OUTCOMES: &str = "SELECT type, COUNT(*) FILTER (WHERE state = 'finished') AS finished, \
+            COUNT(*) FILTER (WHERE state = 'failed') AS failed \
+     FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= $1 \
+     GROUP BY type ORDER BY type";
+
+// --- open_alert
+
+/// Opens an incident unless one with open key $5 fires: $1 rule, $2 subject, $3 summary, $4 fired at; answers `id` when opened.
+pub(super) const OPEN_ALERT: &str = "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (open_key) DO NOTHING RETURNING id";
+
+// --- resolve_alert
+
+/// Resolves incident $2 at $1 if it is still firing.
+pub(super) const RESOLVE_ALERT: &str = "UPDATE alerts SET resolved_at = $1, open_key = NULL \
+     WHERE id = $2 AND resolved_at IS NULL";
+
+// --- alerts
+
+/// The start of both incident listings: an incident's columns, as `alerts` decodes them.
+const ALERT_COLUMNS: &str = "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
+
+/// Every firing incident, oldest first; no parameters.
+pub(super) fn firing_alerts() -> String {
+    format!("{ALERT_COLUMNS} WHERE resolved_at IS NULL ORDER BY id")
+}
+
+/// Up to $1 resolved incidents, latest resolved first.
+pub(super) fn resolved_alerts() -> String {
+    format!(
+        "{ALERT_COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT $1"
+    )
+}

@@ -9,6 +9,7 @@ pub mod postgres;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hopper::store::NewJob;
 use hopper::{Job, JobContext, JobError, JobResult};
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +144,21 @@ pub fn builder() -> hopper::Builder {
         .and_then(|b| b.register(Record))
         .and_then(|b| b.register(Snooze))
         .expect("test jobs have distinct names")
+}
+
+/// A `job_type` job for `queue`, dispatched and due at `at`, as a store is
+/// handed it: payload `null`, priority 0, 3 attempts, no unique key.
+pub fn new_job(job_type: &str, queue: &str, at: chrono::DateTime<chrono::Utc>) -> NewJob {
+    NewJob {
+        job_type: job_type.into(),
+        queue: queue.into(),
+        payload: "null".into(),
+        priority: 0,
+        max_attempts: 3,
+        available_at: at,
+        created_at: at,
+        unique_key: None,
+    }
 }
 
 /// Waits, on the pool's activity, until every job in `ids` has finished.

@@ -5,6 +5,7 @@ use crate::backends::TestDb;
 pub use crate::pool_cases::*;
 
 pub use crate::alerts::*;
+pub use crate::store_cases::*;
 pub use crate::transaction_cases::*;
 
 use std::time::Duration;
@@ -306,14 +307,8 @@ pub async fn an_unregistered_type_fails_only_its_own_job(db: &TestDb) {
         .hopper()
         .store()
         .insert(&[NewJob {
-            job_type: "ghost".into(),
-            queue: "default".into(),
             payload: "{}".into(),
-            priority: 0,
-            max_attempts: 3,
-            available_at: now,
-            created_at: now,
-            unique_key: None,
+            ..new_job("ghost", "default", now)
         }])
         .await
         .unwrap()[0];
@@ -338,14 +333,8 @@ async fn run_stored_flaky(queue: &TestQueue, payload: &str) -> hopper::JobRecord
         .hopper()
         .store()
         .insert(&[NewJob {
-            job_type: "flaky".into(),
-            queue: "default".into(),
             payload: payload.into(),
-            priority: 0,
-            max_attempts: 3,
-            available_at: now,
-            created_at: now,
-            unique_key: None,
+            ..new_job("flaky", "default", now)
         }])
         .await
         .unwrap()[0];
@@ -1382,43 +1371,13 @@ pub async fn retrying_every_failed_job_works_through_batches(db: &TestDb) {
     let store = hopper.store().clone();
     let now = hopper.now();
     let job = |key: Option<&str>| NewJob {
-        job_type: "bulk".into(),
-        queue: "bulk".into(),
-        payload: "null".into(),
-        priority: 0,
         max_attempts: 1,
-        available_at: now,
-        created_at: now,
         unique_key: key.map(str::to_owned),
+        ..new_job("bulk", "bulk", now)
     };
     let fail_all = |expected: usize| {
-        let store = store.clone();
-        async move {
-            let limit = u32::try_from(expected).unwrap();
-            let request = claim_at("bulk", "w", limit, now, Duration::from_secs(60));
-            let claimed = store.claim(request).await.unwrap();
-            assert_eq!(claimed.len(), expected);
-            let claims: Vec<Claim> = claimed.iter().map(|job| job.claim()).collect();
-            store.mark_started(&claims).await.unwrap();
-            let failures: Vec<Completion> = claimed
-                .iter()
-                .map(|job| Completion {
-                    claim: job.claim(),
-                    attempt: job.attempt,
-                    outcome: Outcome::Failed { error: "no".into() },
-                })
-                .collect();
-            assert_eq!(
-                store
-                    .complete(CompleteRequest {
-                        completions: &failures,
-                        ended_at: now,
-                    })
-                    .await
-                    .unwrap(),
-                expected as u64
-            );
-        }
+        let failed = Outcome::Failed { error: "no".into() };
+        end_due_jobs(&*store, "bulk", now, expected, failed)
     };
     // More than two batches; the first and the last job share a unique key,
     // so the last finds it held by a job an earlier batch retried.

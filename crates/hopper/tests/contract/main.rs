@@ -10,6 +10,7 @@ mod alerts;
 mod backends;
 mod cases;
 mod pool_cases;
+mod store_cases;
 mod transaction_cases;
 
 /// Declares, for one backend, a test per case.
@@ -84,6 +85,25 @@ macro_rules! contract_for {
             a_stored_payload_that_is_not_json_fails_permanently,
             instances_migrating_the_same_database_at_once_all_succeed,
             a_job_dispatched_in_a_transaction_exists_once_it_commits_and_wakes_the_workers,
+            migrating_a_migrated_store_again_changes_nothing,
+            inserting_no_jobs_stores_nothing,
+            inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its_job,
+            a_stored_job_reads_back_whole_and_a_missing_one_is_none,
+            listing_filters_by_state_queue_type_and_id_newest_first,
+            queue_stats_count_due_pending_jobs_and_show_paused_queues,
+            a_paused_queue_gives_no_claims_while_other_queues_go_on,
+            throughput_counts_jobs_ended_per_minute_since_a_time,
+            outcomes_count_jobs_finished_and_failed_per_type_since_a_time,
+            deleting_removes_a_job_unless_it_is_started,
+            cancelling_ends_only_a_pending_job,
+            retrying_puts_back_only_a_failed_or_cancelled_job,
+            pruning_deletes_old_jobs_of_one_state_up_to_the_limit,
+            pruning_alerts_deletes_old_resolved_incidents_up_to_the_limit,
+            a_schedule_tick_is_taken_once_and_never_behind_a_later_one,
+            schedule_states_show_each_schedules_latest_tick_and_its_job,
+            publishing_concurrency_replaces_the_workers_own_rows_and_drops_expired_ones,
+            job_counts_per_queue_and_state_leave_out_zero_counts,
+            a_store_that_listens_hears_of_a_job_another_instance_inserts,
         );)*
     };
 }

@@ -237,6 +237,9 @@ pub(crate) async fn insert_in(
     conn: &mut PgConnection,
     jobs: &[NewJob],
 ) -> Result<Vec<JobId>, StoreError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
         for job in jobs {
@@ -445,6 +448,9 @@ impl Store for PostgresStore {
     }
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
         if let [job] = jobs {
             if job.unique_key.is_none() {
                 let mut conn = self.pool.acquire().await?;

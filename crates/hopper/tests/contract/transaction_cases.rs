@@ -29,6 +29,7 @@ enum End {
 async fn sign_up(hopper: &Hopper, job_type: &str, end: End) -> Result<JobId, DispatchError> {
     let payload = serde_json::json!("ada@example.com");
     let options = hopper::DispatchOptions::new();
+    #[cfg(feature = "sqlite")]
     if hopper
         .store_as::<hopper::store::sqlite::SqliteStore>()
         .is_some()
@@ -83,6 +84,7 @@ fn store_error(error: sqlx::Error) -> DispatchError {
 /// commits at every schema change).
 async fn create_signups(hopper: &Hopper) {
     let create = "CREATE TABLE signups (email TEXT)";
+    #[cfg(feature = "sqlite")]
     if let Some(store) = hopper.store_as::<hopper::store::sqlite::SqliteStore>() {
         store.writer().await.unwrap().execute_batch(create).unwrap();
         return;
@@ -103,6 +105,7 @@ async fn create_signups(hopper: &Hopper) {
 /// How many signups the application's own table holds.
 async fn signups(hopper: &Hopper) -> i64 {
     let count = "SELECT count(*) FROM signups";
+    #[cfg(feature = "sqlite")]
     if let Some(store) = hopper.store_as::<hopper::store::sqlite::SqliteStore>() {
         let reader = store.reader().await.unwrap();
         return reader.query_row(count, [], |row| row.get(0)).unwrap();

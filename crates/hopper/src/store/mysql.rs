@@ -7,13 +7,18 @@
 //! `UPDATE`; concurrent claimers skip each other's rows instead of waiting.
 //! Unique keys are held by a generated column that is the key while the job
 //! is pending or started and NULL otherwise, under a unique index.
+//!
+//! The statements' text is in the `sql` submodule, in the order of the
+//! [`Store`] operations; this file binds their parameters, runs them in
+//! transactions (again after a deadlock), and decodes the rows.
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlRow};
-use sqlx::{Executor, QueryBuilder, Row};
+use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlRow};
+use sqlx::query::Query;
+use sqlx::{Executor, MySql, QueryBuilder, Row};
 
 use super::rows::{
     from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
@@ -27,6 +32,8 @@ use super::{
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
+
+mod sql;
 
 /// Jobs per statement in a bulk insert: 7 bound values each, well under the
 /// 65,535 placeholders a prepared statement may hold.
@@ -88,15 +95,10 @@ impl MysqlStore {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await?;
+                    conn.execute(sql::SET_ISOLATION_LEVEL).await?;
                     // Whatever the server's default: a value that does not fit
                     // its column is an error, never silently cut or changed.
-                    conn.execute(
-                        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,\
-                         NO_ZERO_DATE,NO_ZERO_IN_DATE,NO_ENGINE_SUBSTITUTION'",
-                    )
-                    .await?;
+                    conn.execute(sql::SET_SQL_MODE).await?;
                     Ok(())
                 })
             })
@@ -142,14 +144,11 @@ impl MysqlStore {
     /// ```
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
         let migrator = sqlx::migrate!("./migrations/mysql");
-        let has_table: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let has_table: i64 = sqlx::query_scalar(sql::HAS_MIGRATIONS_TABLE)
+            .fetch_one(&self.pool)
+            .await?;
         let applied: Vec<(i64, DateTime<Utc>)> = if has_table > 0 {
-            sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
+            sqlx::query_as(sql::APPLIED_MIGRATIONS)
                 .fetch_all(&self.pool)
                 .await?
         } else {
@@ -166,10 +165,6 @@ fn json_time(at: DateTime<Utc>) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
-
-/// The database's now in stored form (microseconds since the epoch, UTC),
-/// from the server's clock whatever the session's time zone.
-const SERVER_NOW: &str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
 
 /// Runs `attempt` again each time the server rolls it back to break a
 /// deadlock (the whole transaction undone, so running it again is safe), up
@@ -191,24 +186,19 @@ where
     }
 }
 
-/// Appends `id IN (…) AND (id, lease_token) IN ((…), …)` for `claims`: the
-/// first part keeps the plan on primary-key lookups, the pairs are the guard.
-fn push_claims<'a>(query: &mut QueryBuilder<'a, sqlx::MySql>, claims: &'a [Claim]) {
-    query.push("id IN (");
-    let mut ids = query.separated(", ");
+/// Binds the guard of a statement on `claims` (see `sql::claims_guard`):
+/// their ids, then each one's id and token.
+fn bind_claims<'q>(
+    mut query: Query<'q, MySql, MySqlArguments>,
+    claims: &[Claim],
+) -> Query<'q, MySql, MySqlArguments> {
     for claim in claims {
-        ids.push_bind(claim.id);
+        query = query.bind(claim.id);
     }
-    query.push(") AND (id, lease_token) IN (");
-    let mut list = query.separated(", ");
     for claim in claims {
-        list.push("(")
-            .push_bind_unseparated(claim.id)
-            .push_unseparated(", ")
-            .push_bind_unseparated(claim.token)
-            .push_unseparated(")");
+        query = query.bind(claim.id).bind(claim.token);
     }
-    query.push(")");
+    query
 }
 
 /// Claims in id order: every statement that locks several jobs locks them in
@@ -241,10 +231,6 @@ fn optional_text(row: &MySqlRow, column: &str) -> Result<Option<String>, sqlx::E
         })
         .transpose()
 }
-
-const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
-    available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
-    unique_key";
 
 fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
     let id: JobId = row.try_get("id")?;
@@ -300,22 +286,22 @@ pub(crate) async fn insert_in(
         return Ok(ids);
     }
     for chunk in jobs.chunks(INSERT_CHUNK) {
-        let mut query = QueryBuilder::new(
-            "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) ",
-        );
-        query.push_values(chunk, |mut row, job| {
-            row.push_bind(&job.job_type)
-                .push_bind(&job.queue)
-                .push_bind(&job.payload)
-                .push_bind(job.priority)
-                .push_bind(job.max_attempts)
-                .push_bind(micros(job.available_at))
-                .push_bind(micros(job.created_at));
-        });
-        let done = query.build().execute(&mut *conn).await?;
+        let statement = sql::insert_jobs(chunk.len());
+        let mut query = sqlx::query(&statement);
+        for job in chunk {
+            query = query
+                .bind(&job.job_type)
+                .bind(&job.queue)
+                .bind(&job.payload)
+                .bind(job.priority)
+                .bind(job.max_attempts)
+                .bind(micros(job.available_at))
+                .bind(micros(job.created_at));
+        }
+        let done = query.execute(&mut *conn).await?;
         // A multi-row INSERT … VALUES is a "simple insert": InnoDB hands it a
         // consecutive run of ids in every lock mode, and reports the first.
-        let step: i64 = sqlx::query_scalar("SELECT CAST(@@auto_increment_increment AS SIGNED)")
+        let step: i64 = sqlx::query_scalar(sql::AUTO_INCREMENT_STEP)
             .fetch_one(&mut *conn)
             .await?;
         let first = JobId::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt {
@@ -329,13 +315,7 @@ pub(crate) async fn insert_in(
 
 /// Inserts one job; with a unique key held by a live job, returns that job's id instead.
 async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, StoreError> {
-    // On a clash of the live key the row is left as it is and `LAST_INSERT_ID`
-    // names it, all under the row lock the clash took: no read-then-write race.
-    const INSERT: &str = "INSERT INTO jobs \
-            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-        ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)";
-    let done = sqlx::query(INSERT)
+    let done = sqlx::query(sql::INSERT_JOB)
         .bind(&job.job_type)
         .bind(&job.queue)
         .bind(&job.payload)
@@ -354,14 +334,8 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
 
 impl MysqlStore {
     async fn try_claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, sqlx::Error> {
-        const PICK: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
-            FROM jobs \
-            WHERE state = 'pending' AND queue = ? AND available_at <= ? \
-                AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? AND paused) \
-            ORDER BY priority DESC, available_at, id LIMIT ? \
-            FOR UPDATE SKIP LOCKED";
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(PICK)
+        let rows = sqlx::query(sql::CLAIM_SELECT)
             .bind(request.queue)
             .bind(micros(request.due_by))
             .bind(request.queue)
@@ -390,41 +364,25 @@ impl MysqlStore {
                 run_started: n < start_now,
             });
         }
-        let mut update = QueryBuilder::new("UPDATE jobs SET state = 'started', started_at = ");
-        update
-            .push_bind(micros(request.due_by))
-            .push(", attempts = attempts + 1, run_started = ");
         let starting: Vec<JobId> = jobs
             .iter()
             .filter(|j| j.run_started)
             .map(|j| j.id)
             .collect();
-        if starting.is_empty() {
-            update.push("FALSE");
-        } else {
-            update.push("id IN (");
-            let mut ids = update.separated(", ");
-            for id in &starting {
-                ids.push_bind(*id);
-            }
-            update.push(")");
+        let statement = sql::claim_update(jobs.len(), starting.len());
+        let mut update = sqlx::query(&statement).bind(micros(request.due_by));
+        for id in &starting {
+            update = update.bind(*id);
         }
-        update
-            .push(", lease_token = ")
-            .push_bind(request.token)
-            .push(", locked_by = ")
-            .push_bind(request.worker)
-            .push(", locked_until = COALESCE(")
-            .push_bind(request.now.map(micros))
-            .push(format!(", {SERVER_NOW}) + "))
-            .push_bind(super::rows::lease_micros(request.lease))
-            .push(" WHERE id IN (");
-        let mut ids = update.separated(", ");
+        update = update
+            .bind(request.token)
+            .bind(request.worker)
+            .bind(request.now.map(micros))
+            .bind(super::rows::lease_micros(request.lease));
         for job in &jobs {
-            ids.push_bind(job.id);
+            update = update.bind(job.id);
         }
-        update.push(")");
-        update.build().execute(&mut *tx).await?;
+        update.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(jobs)
     }
@@ -442,32 +400,20 @@ impl MysqlStore {
         let mut applied = 0;
         let mut tx = self.pool.begin().await?;
         if !finished.is_empty() {
-            let mut query = QueryBuilder::new("UPDATE jobs SET state = 'finished', finished_at = ");
-            query
-                .push_bind(micros(now))
-                .push(", locked_by = NULL, locked_until = NULL, lease_token = NULL WHERE ");
-            push_claims(&mut query, &finished);
-            query.push(" ORDER BY id");
-            applied += query.build().execute(&mut *tx).await?.rows_affected();
+            let statement = sql::complete_finished(finished.len());
+            let query = sqlx::query(&statement).bind(micros(now));
+            applied += bind_claims(query, &finished)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
-        // No assignment reads a column another one sets (see `try_rescue`).
-        const RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?, \
-                last_error = ?, errors = JSON_ARRAY_APPEND(errors, '$', \
-                    JSON_OBJECT('attempt', attempts, 'at', ?, 'error', ?)), \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL \
-            WHERE id = ? AND lease_token = ?";
-        const FAIL: &str = "UPDATE jobs SET state = 'failed', finished_at = ?, \
-                last_error = ?, errors = JSON_ARRAY_APPEND(errors, '$', \
-                    JSON_OBJECT('attempt', attempts, 'at', ?, 'error', ?)), \
-                locked_by = NULL, locked_until = NULL, lease_token = NULL \
-            WHERE id = ? AND lease_token = ?";
         for completion in completions {
-            let (sql, at, error) = match &completion.outcome {
+            let (statement, at, error) = match &completion.outcome {
                 Outcome::Finished => continue,
-                Outcome::Retry { at, error } => (RETRY, *at, error),
-                Outcome::Failed { error } => (FAIL, now, error),
+                Outcome::Retry { at, error } => (sql::COMPLETE_RETRY, *at, error),
+                Outcome::Failed { error } => (sql::COMPLETE_FAILED, now, error),
             };
-            applied += sqlx::query(sql)
+            applied += sqlx::query(statement)
                 .bind(micros(at))
                 .bind(error)
                 .bind(json_time(now))
@@ -495,27 +441,22 @@ impl MysqlStore {
         // row (waiting on its lock): it decides.
         let mut taken = false;
         for _ in 0..2 {
-            let moved = sqlx::query(
-                "UPDATE schedules SET last_fire_at = ? WHERE name = ? AND last_fire_at < ?",
-            )
-            .bind(micros(fire_at))
-            .bind(name)
-            .bind(micros(fire_at))
-            .execute(&mut *tx)
-            .await?;
+            let moved = sqlx::query(sql::TAKE_TICK)
+                .bind(micros(fire_at))
+                .bind(name)
+                .bind(micros(fire_at))
+                .execute(&mut *tx)
+                .await?;
             if moved.rows_affected() == 1 {
                 taken = true;
                 break;
             }
-            let created = sqlx::query(
-                "INSERT INTO schedules (name, last_fire_at) SELECT ?, ? FROM DUAL \
-                 WHERE NOT EXISTS (SELECT 1 FROM schedules WHERE name = ?)",
-            )
-            .bind(name)
-            .bind(micros(fire_at))
-            .bind(name)
-            .execute(&mut *tx)
-            .await;
+            let created = sqlx::query(sql::TAKE_TICK_INSERT)
+                .bind(name)
+                .bind(micros(fire_at))
+                .bind(name)
+                .execute(&mut *tx)
+                .await;
             match created {
                 Ok(done) if done.rows_affected() == 1 => {
                     taken = true;
@@ -536,7 +477,7 @@ impl MysqlStore {
             return Ok(Tick::Passed);
         };
         let id = insert_one(&mut tx, job).await?;
-        sqlx::query("UPDATE schedules SET last_job_id = ? WHERE name = ?")
+        sqlx::query(sql::TAKE_TICK_JOB)
             .bind(id)
             .bind(name)
             .execute(&mut *tx)
@@ -558,56 +499,27 @@ impl MysqlStore {
 
     async fn try_rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let now: i64 = sqlx::query_scalar(&format!("SELECT COALESCE(?, {SERVER_NOW})"))
+        let now: i64 = sqlx::query_scalar(sql::RESCUE_NOW)
             .bind(now.map(micros))
             .fetch_one(&mut *tx)
             .await?;
-        let ids: Vec<JobId> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'started' AND locked_until < ? \
-             ORDER BY id FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids: Vec<JobId> = sqlx::query_scalar(sql::RESCUE_SELECT)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
         if ids.is_empty() {
             tx.commit().await?;
             return Ok(ids);
         }
-        // No assignment reads a column an earlier one sets, so the statement
-        // means the same whether the server assigns left to right (the
-        // default) or all at once (MariaDB's SIMULTANEOUS_ASSIGNMENT):
-        // `attempts` and `locked_by` are read above and set last. A run whose
-        // handler had started counts its attempt and records it lost; a claim
-        // whose handler never started gives its attempt back.
-        const LOST: &str = "CONCAT('lease expired: worker ', locked_by, \
-            ' stopped without finishing attempt ', attempts)";
-        const LAST: &str = "run_started AND attempts >= max_attempts";
-        let mut query = QueryBuilder::new(format!(
-            "UPDATE jobs SET last_error = IF(run_started, {LOST}, last_error), \
-                errors = IF(run_started, JSON_ARRAY_APPEND(errors, '$', \
-                    JSON_OBJECT('attempt', attempts, 'at', "
-        ));
-        query
-            .push_bind(json_time(from_micros(0, now)?))
-            .push(format!(
-                ", 'error', {LOST})), errors), finished_at = IF({LAST}, "
-            ))
-            .push_bind(now)
-            .push(format!(
-                ", NULL), state = IF({LAST}, 'failed', 'pending'), available_at = "
-            ))
-            .push_bind(now)
-            .push(
-                ", attempts = IF(run_started, attempts, attempts - 1), \
-                 locked_by = NULL, locked_until = NULL, lease_token = NULL \
-                 WHERE state = 'started' AND id IN (",
-            );
-        let mut list = query.separated(", ");
+        let statement = sql::rescue_update(ids.len());
+        let mut update = sqlx::query(&statement)
+            .bind(json_time(from_micros(0, now)?))
+            .bind(now)
+            .bind(now);
         for id in &ids {
-            list.push_bind(*id);
+            update = update.bind(*id);
         }
-        query.push(")");
-        query.build().execute(&mut *tx).await?;
+        update.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -618,27 +530,24 @@ impl MysqlStore {
     ) -> Result<Vec<Claim>, sqlx::Error> {
         let RenewRequest { claims, lease, now } = request;
         let mut tx = self.pool.begin().await?;
-        let mut update = QueryBuilder::new("UPDATE jobs SET locked_until = COALESCE(");
-        update
-            .push_bind(now.map(micros))
-            .push(format!(", {SERVER_NOW}) + "))
-            .push_bind(super::rows::lease_micros(lease))
-            .push(" WHERE ");
-        push_claims(&mut update, claims);
-        update.push(" ORDER BY id");
-        update.build().execute(&mut *tx).await?;
-        let mut held = QueryBuilder::new("SELECT id, lease_token FROM jobs WHERE ");
-        push_claims(&mut held, claims);
-        held.push(" ORDER BY id");
-        let held = held
-            .build_query_as::<(JobId, ClaimToken)>()
+        let statement = sql::extend_leases(claims.len());
+        let update = sqlx::query(&statement)
+            .bind(now.map(micros))
+            .bind(super::rows::lease_micros(lease));
+        bind_claims(update, claims).execute(&mut *tx).await?;
+        let statement = sql::extend_leases_held(claims.len());
+        let held = bind_claims(sqlx::query(&statement), claims)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(held
-            .into_iter()
-            .map(|(id, token)| Claim { id, token })
-            .collect())
+        held.iter()
+            .map(|row| {
+                Ok(Claim {
+                    id: row.try_get::<JobId, _>(0)?,
+                    token: row.try_get::<ClaimToken, _>(1)?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -651,21 +560,13 @@ impl MysqlStore {
         now: DateTime<Utc>,
         extra: u32,
     ) -> Result<u64, StoreError> {
+        let statement = sql::retry_failed_update(jobs.len());
         retry_deadlocks(|| async {
-            let mut update = QueryBuilder::new(
-                "UPDATE jobs SET state = 'pending', finished_at = NULL, available_at = ",
-            );
-            update
-                .push_bind(micros(now))
-                .push(", max_attempts = attempts + ")
-                .push_bind(extra)
-                .push(" WHERE state = 'failed' AND id IN (");
-            let mut ids = update.separated(", ");
+            let mut update = sqlx::query(&statement).bind(micros(now)).bind(extra);
             for job in jobs {
-                ids.push_bind(job.id);
+                update = update.bind(job.id);
             }
-            update.push(")");
-            let done = update.build().execute(&self.pool).await?;
+            let done = update.execute(&self.pool).await?;
             Ok::<_, sqlx::Error>(done.rows_affected())
         })
         .await
@@ -679,11 +580,10 @@ impl Store for MysqlStore {
         // refuses at once (NULL) instead of waiting: take a named lock that
         // waits, on the connection the migrations run on, and hold it throughout.
         let mut conn = self.pool.acquire().await?;
-        let locked: Option<i64> =
-            sqlx::query_scalar("SELECT GET_LOCK(CONCAT('hopper_migrate:', DATABASE()), ?)")
-                .bind(MIGRATION_LOCK_WAIT_SECS)
-                .fetch_one(&mut *conn)
-                .await?;
+        let locked: Option<i64> = sqlx::query_scalar(sql::TAKE_MIGRATION_LOCK)
+            .bind(MIGRATION_LOCK_WAIT_SECS)
+            .fetch_one(&mut *conn)
+            .await?;
         if locked != Some(1) {
             return Err(
                 sqlx::migrate::MigrateError::Execute(sqlx::Error::Protocol(format!(
@@ -696,7 +596,7 @@ impl Store for MysqlStore {
         migrator.set_locking(false);
         // `run_direct` is `run` on one connection, without the pool.
         let migrated = migrator.run_direct(&mut *conn).await;
-        let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT('hopper_migrate:', DATABASE()))")
+        let released = sqlx::query(sql::RELEASE_MIGRATION_LOCK)
             .execute(&mut *conn)
             .await;
         migrated?;
@@ -720,12 +620,9 @@ impl Store for MysqlStore {
         // priority's earliest job. MariaDB plans that step poorly inside
         // one recursive statement (it reads the queue's whole index range),
         // so each priority is its own statement: a few index probes in all.
-        const NEXT: &str = "SELECT priority, available_at FROM jobs \
-            WHERE state = 'pending' AND queue = ? AND priority < ? \
-            ORDER BY priority DESC, available_at LIMIT 1";
         let mut conn = self.pool.acquire().await?;
         let (mut below, mut earliest) = (i64::MAX, None::<i64>);
-        while let Some((priority, at)) = sqlx::query_as::<_, (i32, i64)>(NEXT)
+        while let Some((priority, at)) = sqlx::query_as::<_, (i32, i64)>(sql::NEXT_DUE)
             .bind(queue)
             .bind(below)
             .fetch_optional(&mut *conn)
@@ -742,11 +639,10 @@ impl Store for MysqlStore {
             return Ok(0);
         }
         let claims = in_id_order(claims);
+        let statement = sql::mark_started(claims.len());
         retry_deadlocks(|| async {
-            let mut query = QueryBuilder::new("UPDATE jobs SET run_started = TRUE WHERE ");
-            push_claims(&mut query, &claims);
-            query.push(" ORDER BY id");
-            Ok::<_, sqlx::Error>(query.build().execute(&self.pool).await?.rows_affected())
+            let query = bind_claims(sqlx::query(&statement), &claims);
+            Ok::<_, sqlx::Error>(query.execute(&self.pool).await?.rows_affected())
         })
         .await
     }
@@ -781,14 +677,10 @@ impl Store for MysqlStore {
             return Ok(0);
         }
         let claims = in_id_order(claims);
+        let statement = sql::release(claims.len());
         retry_deadlocks(|| async {
-            let mut query = QueryBuilder::new(
-                "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
-                    locked_by = NULL, locked_until = NULL, lease_token = NULL WHERE ",
-            );
-            push_claims(&mut query, &claims);
-            query.push(" ORDER BY id");
-            Ok::<_, sqlx::Error>(query.build().execute(&self.pool).await?.rows_affected())
+            let query = bind_claims(sqlx::query(&statement), &claims);
+            Ok::<_, sqlx::Error>(query.execute(&self.pool).await?.rows_affected())
         })
         .await
     }
@@ -798,7 +690,7 @@ impl Store for MysqlStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"))
+        let row = sqlx::query(sql::GET_JOB)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -806,28 +698,18 @@ impl Store for MysqlStore {
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let mut query = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM jobs"));
+        let mut query = QueryBuilder::new(sql::LIST_JOBS);
         push_filter(&mut query, filter);
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(record).collect()
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT q.queue AS queue, CAST(COALESCE(d.n, 0) AS SIGNED) AS n, d.oldest AS oldest, \
-                    CAST(COALESCE(p.paused, 0) AS SIGNED) AS paused \
-             FROM (SELECT DISTINCT queue FROM jobs WHERE state = 'pending' AND available_at <= ? \
-                   UNION SELECT name FROM queues) AS q \
-             LEFT JOIN (SELECT queue, COUNT(*) AS n, MIN(available_at) AS oldest FROM jobs \
-                        WHERE state = 'pending' AND available_at <= ? GROUP BY queue) AS d \
-                    ON d.queue = q.queue \
-             LEFT JOIN queues AS p ON p.name = q.queue \
-             ORDER BY q.queue",
-        )
-        .bind(micros(now))
-        .bind(micros(now))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::QUEUE_STATS)
+            .bind(micros(now))
+            .bind(micros(now))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let n: i64 = row.try_get("n")?;
@@ -842,16 +724,10 @@ impl Store for MysqlStore {
     }
 
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT finished_at DIV 60000000 AS minute, \
-                    CAST(SUM(state = 'finished') AS SIGNED) AS finished, \
-                    CAST(SUM(state = 'failed') AS SIGNED) AS failed \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ? \
-             GROUP BY minute ORDER BY minute",
-        )
-        .bind(micros(since))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::THROUGHPUT)
+            .bind(micros(since))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let minute: i64 = row.try_get("minute")?;
@@ -867,20 +743,17 @@ impl Store for MysqlStore {
     }
 
     async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE paused = VALUES(paused), updated_at = VALUES(updated_at)",
-        )
-        .bind(request.queue)
-        .bind(request.paused)
-        .bind(micros(request.now))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::SET_PAUSED)
+            .bind(request.queue)
+            .bind(request.paused)
+            .bind(micros(request.now))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND state <> 'started'")
+        let done = sqlx::query(sql::DELETE_JOB)
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -893,30 +766,25 @@ impl Store for MysqlStore {
         let ttl = super::rows::lease_micros(request.ttl);
         // The connection counts matched rows, not changed ones: a renewal to
         // the same time still counts as held.
-        let taken = sqlx::query(&format!(
-            "UPDATE leases SET holder = ?, held_until = COALESCE(?, {SERVER_NOW}) + ? \
-             WHERE name = ? AND (holder = ? OR held_until < COALESCE(?, {SERVER_NOW}))"
-        ))
-        .bind(holder)
-        .bind(now)
-        .bind(ttl)
-        .bind(name)
-        .bind(holder)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let taken = sqlx::query(sql::TRY_LEASE)
+            .bind(holder)
+            .bind(now)
+            .bind(ttl)
+            .bind(name)
+            .bind(holder)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         if taken.rows_affected() == 1 {
             return Ok(true);
         }
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO leases (name, holder, held_until) VALUES (?, ?, COALESCE(?, {SERVER_NOW}) + ?)"
-        ))
-        .bind(name)
-        .bind(holder)
-        .bind(now)
-        .bind(ttl)
-        .execute(&self.pool)
-        .await;
+        let inserted = sqlx::query(sql::TRY_LEASE_INSERT)
+            .bind(name)
+            .bind(holder)
+            .bind(now)
+            .bind(ttl)
+            .execute(&self.pool)
+            .await;
         match inserted {
             Ok(_) => Ok(true),
             // Someone else holds it (or took it a moment ago).
@@ -937,7 +805,7 @@ impl Store for MysqlStore {
     }
 
     async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+        sqlx::query(sql::DROP_LEASE)
             .bind(lease.name)
             .bind(lease.holder)
             .execute(&self.pool)
@@ -952,10 +820,9 @@ impl Store for MysqlStore {
     }
 
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, last_fire_at, last_job_id FROM schedules ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(sql::SCHEDULE_STATES)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(ScheduleState {
@@ -968,15 +835,10 @@ impl Store for MysqlStore {
     }
 
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT type, CAST(SUM(state = 'finished') AS SIGNED) AS finished, \
-                    CAST(SUM(state = 'failed') AS SIGNED) AS failed \
-             FROM jobs WHERE state IN ('finished', 'failed') AND finished_at >= ? \
-             GROUP BY type ORDER BY type",
-        )
-        .bind(micros(since))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::OUTCOMES)
+            .bind(micros(since))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let finished: i64 = row.try_get("finished")?;
@@ -991,16 +853,14 @@ impl Store for MysqlStore {
     }
 
     async fn open_alert(&self, alert: &NewAlert) -> Result<Option<AlertRecord>, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO alerts (rule, subject, summary, fired_at, open_key) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&alert.rule)
-        .bind(&alert.subject)
-        .bind(&alert.summary)
-        .bind(micros(alert.fired_at))
-        .bind(open_key(alert))
-        .execute(&self.pool)
-        .await;
+        let inserted = sqlx::query(sql::OPEN_ALERT)
+            .bind(&alert.rule)
+            .bind(&alert.subject)
+            .bind(&alert.summary)
+            .bind(micros(alert.fired_at))
+            .bind(open_key(alert))
+            .execute(&self.pool)
+            .await;
         match inserted {
             Ok(done) => {
                 let id =
@@ -1016,29 +876,23 @@ impl Store for MysqlStore {
     }
 
     async fn resolve_alert(&self, id: AlertId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE alerts SET resolved_at = ?, open_key = NULL WHERE id = ? AND resolved_at IS NULL",
-        )
-        .bind(micros(at))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::RESOLVE_ALERT)
+            .bind(micros(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError> {
-        const COLUMNS: &str =
-            "SELECT id, rule, subject, summary, fired_at, resolved_at FROM alerts";
-        let mut rows = sqlx::query(&format!("{COLUMNS} WHERE resolved_at IS NULL ORDER BY id"))
+        let mut rows = sqlx::query(sql::ALERTS_FIRING)
             .fetch_all(&self.pool)
             .await?;
         rows.extend(
-            sqlx::query(&format!(
-                "{COLUMNS} WHERE resolved_at IS NOT NULL ORDER BY resolved_at DESC, id DESC LIMIT ?"
-            ))
-            .bind(resolved)
-            .fetch_all(&self.pool)
-            .await?,
+            sqlx::query(sql::ALERTS_RESOLVED)
+                .bind(resolved)
+                .fetch_all(&self.pool)
+                .await?,
         );
         rows.iter()
             .map(|row| {
@@ -1056,11 +910,7 @@ impl Store for MysqlStore {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::COUNTS).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let state: String = text(row, "state")?;
@@ -1080,32 +930,26 @@ impl Store for MysqlStore {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'pending'",
-        )
-        .bind(micros(now))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::CANCEL)
+            .bind(micros(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'pending', available_at = ?, finished_at = NULL, \
-                max_attempts = attempts + ? \
-             WHERE id = ? AND state IN ('failed', 'cancelled')",
-        )
-        .bind(micros(request.now))
-        .bind(request.extra_attempts.max(1))
-        .bind(request.id)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::RETRY)
+            .bind(micros(request.now))
+            .bind(request.extra_attempts.max(1))
+            .bind(request.id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM alerts WHERE resolved_at < ? LIMIT ?")
+        let done = sqlx::query(sql::PRUNE_ALERTS)
             .bind(micros(request.before))
             .bind(request.limit)
             .execute(&self.pool)
@@ -1139,18 +983,12 @@ impl Store for MysqlStore {
             let held: Vec<String> = if keys.is_empty() {
                 Vec::new()
             } else {
-                // The live-key index holds each live job's key as its SHA-256.
-                let mut query =
-                    QueryBuilder::new("SELECT unique_key FROM jobs WHERE live_key IN (");
-                let mut list = query.separated(", ");
+                let statement = sql::retry_failed_held_keys(keys.len());
+                let mut query = sqlx::query(&statement);
                 for key in &keys {
-                    list.push("UNHEX(SHA2(")
-                        .push_bind_unseparated(*key)
-                        .push_unseparated(", 256))");
+                    query = query.bind(*key);
                 }
-                query.push(")");
                 query
-                    .build()
                     .fetch_all(&self.pool)
                     .await?
                     .iter()
@@ -1180,7 +1018,7 @@ impl Store for MysqlStore {
     }
 
     async fn prune(&self, state: JobState, request: PruneRequest) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM jobs WHERE state = ? AND finished_at < ? LIMIT ?")
+        let done = sqlx::query(sql::PRUNE)
             .bind(state.as_str())
             .bind(micros(request.before))
             .bind(request.limit)

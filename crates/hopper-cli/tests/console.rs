@@ -410,14 +410,15 @@ async fn bulk_retry_walks_every_page() {
 }
 
 #[tokio::test]
-async fn cancel_only_pending_jobs() {
+async fn cancel_only_pending_and_running_jobs() {
     let fx = Fixture::new();
     let id = fx.json(&["queue:dispatch", "report", "--json"]).await["id"].to_string();
     let text = fx.ok(&["queue:cancel", &id]).await;
     assert!(text.contains("cancelled"), "{text}");
     let err = fx.err(&["queue:cancel", &id]).await;
     assert!(
-        err.to_string().contains("is cancelled: only pending jobs"),
+        err.to_string()
+            .contains("is cancelled: only pending and running jobs"),
         "{err}"
     );
     assert!(

@@ -290,7 +290,7 @@ async fn cancel(
         &web,
         id,
         "cancelled",
-        "pending",
+        "pending or started",
         web.hopper().cancel(id).await?,
     )
     .await
@@ -406,9 +406,9 @@ pub fn openapi_document() -> Value {
                 "responses": { "200": resp("The job, pending again", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Not failed or cancelled", &error) }
             } },
             "/api/jobs/{id}/cancel": { "post": {
-                "summary": "Cancel a pending job",
+                "summary": "Cancel a pending job, or stop a running one (it ends cancelled at its pool's next heartbeat)",
                 "parameters": [id_param],
-                "responses": { "200": resp("The job, cancelled", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Not pending", &error) }
+                "responses": { "200": resp("The job: cancelled, or still started with its run told to stop", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Neither pending nor started", &error) }
             } },
             "/api/stats": { "get": {
                 "summary": "Counts per queue and state, each queue's jobs per state, due work, oldest due job, pause and worker pools, and the last hour's throughput",

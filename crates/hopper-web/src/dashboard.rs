@@ -385,7 +385,7 @@ fn actions(id: i64, job_state: JobState, csrf: &str) -> String {
     if matches!(job_state, JobState::Failed | JobState::Cancelled) {
         out.push_str(&button(&format!("{base}/retry"), csrf, "Retry", &[]));
     }
-    if job_state == JobState::Pending {
+    if matches!(job_state, JobState::Pending | JobState::Started) {
         out.push_str(&button(&format!("{base}/cancel"), csrf, "Cancel", &[]));
     }
     if job_state != JobState::Started {
@@ -482,7 +482,10 @@ async fn job_action(
     let back = format!("{DASHBOARD_PATH}/jobs/{id}");
     let (done, note) = match action.as_str() {
         "retry" => (hopper.retry(id).await?, "retried"),
-        "cancel" => (hopper.cancel(id).await?, "cancelled"),
+        "cancel" => (
+            hopper.cancel(id).await?,
+            "cancelled (a running job stops within a heartbeat)",
+        ),
         "delete" => {
             if hopper.delete(id).await? {
                 let note = url_encode(&format!("job {id} deleted"));

@@ -452,7 +452,14 @@ impl Hopper {
         self.store().counts().await
     }
 
-    /// Cancels job `id` if it is still pending; returns whether it was.
+    /// Cancels job `id`: a pending job is cancelled at once; a running one
+    /// is told to stop, wherever it runs. Its handler's
+    /// [`JobContext`](crate::JobContext) cancellation fires when the pool
+    /// running it next renews its leases (a third of a lease, 10 s by
+    /// default; at once in this process), the run is stopped at its next
+    /// `.await`, and the job ends `cancelled`, not retried. A handler that
+    /// finishes before that ends as it ends. Returns whether the job was
+    /// pending or running.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -461,6 +468,10 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        if self.store().request_cancel(id).await? {
+            self.cancel_requested();
+            return Ok(true);
+        }
         let cancelled = self.store().cancel(id, self.now()).await?;
         // The event carries the job's fields, read back only when it is logged;
         // the job is cancelled either way, so a failed read is only logged.

@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     state: Arc<State>,
     wakers: Wakers,
+    /// Fires when a running job is asked to stop in this process.
+    cancels: Notify,
     max_payload_bytes: usize,
 }
 
@@ -68,6 +70,7 @@ impl Hopper {
                 clock,
                 state: Arc::new(state),
                 wakers: Wakers::default(),
+                cancels: Notify::new(),
                 max_payload_bytes,
             }),
         }
@@ -86,6 +89,18 @@ impl Hopper {
     pub fn store_as<S: Store>(&self) -> Option<&S> {
         let store: &dyn std::any::Any = self.inner.store.as_ref();
         store.downcast_ref::<S>()
+    }
+
+    /// Tells this process's pools that a running job was asked to stop, so
+    /// they look for such requests now rather than at their next renewal.
+    pub(crate) fn cancel_requested(&self) {
+        self.inner.cancels.notify_waiters();
+    }
+
+    /// Fires when a running job is asked to stop in this process (see
+    /// [`Hopper::cancel_requested`]).
+    pub(crate) fn cancels(&self) -> &Notify {
+        &self.inner.cancels
     }
 
     /// The largest payload, in bytes, a dispatch accepts.

@@ -65,6 +65,25 @@ pub(crate) fn dispatched(ids: &[JobId], jobs: &[NewJob]) {
     }
 }
 
+/// A run asked to run later, at `at`, using no attempt.
+pub(crate) fn snoozed(duration: Duration, at: DateTime<Utc>) {
+    tracing::info!(
+        target: "hopper::events",
+        duration_ms = millis(duration),
+        %at,
+        "job snoozed"
+    );
+}
+
+/// A run was stopped because its job was cancelled.
+pub(crate) fn run_cancelled(duration: Duration) {
+    tracing::info!(
+        target: "hopper::events",
+        duration_ms = millis(duration),
+        "running job cancelled"
+    );
+}
+
 /// A run began (called inside the run's span).
 pub(crate) fn started() {
     tracing::info!(target: "hopper::events", "job started");

@@ -55,6 +55,10 @@ pub enum EventKind {
     Retrying,
     /// The job failed for good (a permanent error, or its last attempt).
     Failed,
+    /// The handler asked to run later; the run used no attempt.
+    Snoozed,
+    /// The run was stopped because the job was cancelled.
+    Cancelled,
 }
 
 impl EventKind {
@@ -68,6 +72,8 @@ impl EventKind {
             Self::Finished => "finished",
             Self::Retrying => "retrying",
             Self::Failed => "failed",
+            Self::Snoozed => "snoozed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -232,6 +238,20 @@ pub trait Hooks: Send + Sync + fmt::Debug + 'static {
         let _ = event;
         Ok(())
     }
+
+    /// The handler snoozed: the job runs again at `event.retry_at`, and the
+    /// run used no attempt.
+    async fn snoozed(&self, event: &JobEvent) -> HookResult {
+        let _ = event;
+        Ok(())
+    }
+
+    /// The run was stopped because the job was cancelled; it ends
+    /// `cancelled`.
+    async fn cancelled(&self, event: &JobEvent) -> HookResult {
+        let _ = event;
+        Ok(())
+    }
 }
 
 /// Calls every hook for `event`, one after another; errors and panics are
@@ -243,6 +263,8 @@ pub(crate) async fn call(hooks: &[Arc<dyn Hooks>], event: &JobEvent) {
             EventKind::Finished => hook.finished(event),
             EventKind::Retrying => hook.retrying(event),
             EventKind::Failed => hook.failed(event),
+            EventKind::Snoozed => hook.snoozed(event),
+            EventKind::Cancelled => hook.cancelled(event),
         };
         let failure = match std::panic::AssertUnwindSafe(called).catch_unwind().await {
             Ok(Ok(())) => continue,

@@ -389,6 +389,7 @@ enum ErrorKind {
     Retryable,
     Permanent,
     RetryAfter(Duration),
+    Snooze(Duration),
 }
 
 impl JobError {
@@ -429,6 +430,37 @@ impl JobError {
         Self {
             kind: ErrorKind::RetryAfter(delay),
             message: recordable(message.to_string()),
+        }
+    }
+
+    /// Not a failure: the job is not ready to run (a rate limit upstream, a
+    /// resource still being prepared), so it goes back to `pending`, due
+    /// after `delay`, and this run does not count as an attempt. Unlike
+    /// [`JobError::retry_after`], a job may snooze any number of times.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let later = hopper::JobError::snooze(Duration::from_secs(60), "the export is not ready yet");
+    /// assert_eq!(later.snoozed_for(), Some(Duration::from_secs(60)));
+    /// assert!(!later.is_permanent());
+    /// ```
+    pub fn snooze(delay: Duration, message: impl fmt::Display) -> Self {
+        Self {
+            kind: ErrorKind::Snooze(delay),
+            message: recordable(message.to_string()),
+        }
+    }
+
+    /// How long the handler asked to snooze, if it snoozed (see
+    /// [`JobError::snooze`]).
+    ///
+    /// ```
+    /// assert_eq!(hopper::JobError::retryable("x").snoozed_for(), None);
+    /// ```
+    pub fn snoozed_for(&self) -> Option<Duration> {
+        match self.kind {
+            ErrorKind::Snooze(delay) => Some(delay),
+            _ => None,
         }
     }
 

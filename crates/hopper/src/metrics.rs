@@ -40,6 +40,18 @@ pub const FAILED: &str = "hopper_jobs_failed_total";
 /// assert!(hopper::metrics::RETRIED.starts_with("hopper_"));
 /// ```
 pub const RETRIED: &str = "hopper_jobs_retried_total";
+/// Runs whose handler asked to run later, using no attempt.
+///
+/// ```
+/// assert_eq!(hopper::metrics::SNOOZED, "hopper_jobs_snoozed_total");
+/// ```
+pub const SNOOZED: &str = "hopper_jobs_snoozed_total";
+/// Runs stopped because their job was cancelled while it ran.
+///
+/// ```
+/// assert_eq!(hopper::metrics::CANCELLED, "hopper_jobs_cancelled_total");
+/// ```
+pub const CANCELLED: &str = "hopper_jobs_cancelled_total";
 /// How long each run took, in seconds.
 ///
 /// ```
@@ -102,6 +114,8 @@ pub(crate) fn ran(job: &ClaimedJob, outcome: &Outcome, elapsed: Duration) {
         Outcome::Finished => FINISHED,
         Outcome::Retry { .. } => RETRIED,
         Outcome::Failed { .. } => FAILED,
+        Outcome::Snoozed { .. } => SNOOZED,
+        Outcome::Cancelled => CANCELLED,
     };
     ::metrics::counter!(name, &labels).increment(1);
     ::metrics::histogram!(DURATION, &labels).record(elapsed.as_secs_f64());

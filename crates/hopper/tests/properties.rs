@@ -115,6 +115,8 @@ struct Model {
     token: Option<ClaimToken>,
     /// Whether the started run's handler began.
     run_started: bool,
+    /// Whether someone asked the started run to stop.
+    cancel_requested: bool,
 }
 
 /// The edges a job may move along between two observations.
@@ -128,6 +130,7 @@ fn allowed(from: JobState, to: JobState) -> bool {
                 | (Started, Finished)
                 | (Started, Pending)
                 | (Started, Failed)
+                | (Started, Cancelled)
                 | (Failed, Pending)
                 | (Cancelled, Pending)
         )
@@ -225,6 +228,7 @@ impl Machine {
                         key,
                         token: None,
                         run_started: false,
+                        cancel_requested: false,
                     },
                 );
             }
@@ -265,6 +269,7 @@ impl Machine {
                     model.locked_until = Some(lease_until);
                     model.token = Some(job.token);
                     model.run_started = false;
+                    model.cancel_requested = false;
                 }
             }
             Op::Finish { pick, stale } => {
@@ -348,10 +353,18 @@ impl Machine {
                 };
                 let cancelled = self.hopper.cancel(id).await.unwrap();
                 let model = self.jobs.get_mut(&id).unwrap();
-                assert_eq!(cancelled, model.state == JobState::Pending);
-                if cancelled {
-                    model.state = JobState::Cancelled;
-                    model.finished_at = Some(now);
+                assert_eq!(
+                    cancelled,
+                    matches!(model.state, JobState::Pending | JobState::Started)
+                );
+                match model.state {
+                    // A running job is asked to stop; it stays started.
+                    JobState::Started => model.cancel_requested = true,
+                    JobState::Pending => {
+                        model.state = JobState::Cancelled;
+                        model.finished_at = Some(now);
+                    }
+                    _ => {}
                 }
             }
             Op::Retry { pick } => {
@@ -425,6 +438,12 @@ impl Machine {
                     model.locked_by = None;
                     model.locked_until = None;
                     model.token = None;
+                    if model.cancel_requested {
+                        // Its run was asked to stop: it ends cancelled.
+                        model.state = JobState::Cancelled;
+                        model.finished_at = Some(now);
+                        continue;
+                    }
                     model.available_at = now;
                     if !model.run_started {
                         // A claim whose handler never started gives its attempt back.

@@ -530,13 +530,18 @@ impl Command for Cancel {
         let job = find(&hopper, args.id).await?;
         if !hopper.cancel(args.id).await? {
             return Err(ConsoleError::Failed(format!(
-                "job {} is {}: only pending jobs can be cancelled",
+                "job {} is {}: only pending and running jobs can be cancelled",
                 args.id,
                 job.state.as_str()
             )));
         }
+        let done = if job.state == hopper::JobState::Started {
+            "asked to stop: it ends cancelled at its pool's next heartbeat"
+        } else {
+            "cancelled"
+        };
         ctx.out()
-            .line(format!("Job {} ({}) cancelled.", args.id, job.job_type))?;
+            .line(format!("Job {} ({}) {done}.", args.id, job.job_type))?;
         Ok(())
     }
 }

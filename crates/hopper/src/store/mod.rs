@@ -454,6 +454,15 @@ pub enum Outcome {
         /// Why.
         error: String,
     },
+    /// The job goes back to `pending`, due at `at`, and the run does not
+    /// count as an attempt (the handler asked to run later).
+    Snoozed {
+        /// When it is due again.
+        at: DateTime<Utc>,
+    },
+    /// The run was stopped because someone cancelled the job: it ends
+    /// `cancelled`.
+    Cancelled,
 }
 
 impl ClaimedJob {
@@ -1032,6 +1041,17 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
 
     /// Cancels a `pending` job; false if it was not pending.
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Asks the run of a `started` job to stop: the pool holding its claim
+    /// finds the request when it next renews (see
+    /// [`Store::cancels_requested`]) and ends the job `cancelled`; a rescue
+    /// of it ends it `cancelled` too. False if the job was not started.
+    /// The request lasts while the job stays started (a claim clears it).
+    async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError>;
+
+    /// The claims listed that still hold their job and whose job someone
+    /// asked to cancel ([`Store::request_cancel`]), in id order.
+    async fn cancels_requested(&self, claims: &[Claim]) -> Result<Vec<Claim>, StoreError>;
 
     /// Puts the `failed` or `cancelled` job `request.id` back to `pending`,
     /// due at `request.now`, with `request.extra_attempts` more attempts

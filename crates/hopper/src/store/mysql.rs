@@ -186,6 +186,23 @@ where
     }
 }
 
+/// Applies `statement`, a completion with no error to record (a snooze or
+/// a cancellation), to the job of `completion` under its claim, at `at`.
+async fn set_back(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    statement: &str,
+    at: DateTime<Utc>,
+    completion: &super::Completion,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(statement)
+        .bind(micros(at))
+        .bind(completion.claim.id)
+        .bind(completion.claim.token)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
 /// Binds the guard of a statement on `claims` (see `sql::claims_guard`):
 /// their ids, then each one's id and token.
 fn bind_claims<'q>(
@@ -412,6 +429,14 @@ impl MysqlStore {
                 Outcome::Finished => continue,
                 Outcome::Retry { at, error } => (sql::COMPLETE_RETRY, *at, error),
                 Outcome::Failed { error } => (sql::COMPLETE_FAILED, now, error),
+                Outcome::Snoozed { at } => {
+                    applied += set_back(&mut tx, sql::COMPLETE_SNOOZED, *at, completion).await?;
+                    continue;
+                }
+                Outcome::Cancelled => {
+                    applied += set_back(&mut tx, sql::COMPLETE_CANCELLED, now, completion).await?;
+                    continue;
+                }
             };
             applied += sqlx::query(statement)
                 .bind(micros(at))
@@ -511,6 +536,13 @@ impl MysqlStore {
             tx.commit().await?;
             return Ok(ids);
         }
+        // A job someone cancelled while it ran ends cancelled instead.
+        let statement = sql::rescue_cancelled(ids.len());
+        let mut cancelled = sqlx::query(&statement).bind(now);
+        for id in &ids {
+            cancelled = cancelled.bind(*id);
+        }
+        cancelled.execute(&mut *tx).await?;
         let statement = sql::rescue_update(ids.len());
         let mut update = sqlx::query(&statement)
             .bind(json_time(from_micros(0, now)?))
@@ -927,6 +959,33 @@ impl Store for MysqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::REQUEST_CANCEL)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn cancels_requested(&self, claims: &[Claim]) -> Result<Vec<Claim>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = sql::cancels_requested(claims.len());
+        let rows = bind_claims(sqlx::query(&statement), claims)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                Ok(Claim {
+                    id: row.try_get("id")?,
+                    token: row.try_get("lease_token")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -527,6 +527,8 @@ impl Store for PostgresStore {
                 Outcome::Finished => ("finished", None, None),
                 Outcome::Retry { at, error } => ("pending", Some(*at), Some(error.as_str())),
                 Outcome::Failed { error } => ("failed", None, Some(error.as_str())),
+                Outcome::Snoozed { at } => ("snoozed", Some(*at), None),
+                Outcome::Cancelled => ("cancelled", None, None),
             };
             states.push(state);
             retry_at.push(at);
@@ -586,12 +588,16 @@ impl Store for PostgresStore {
     }
 
     async fn rescue(&self, now: Option<DateTime<Utc>>) -> Result<Vec<JobId>, StoreError> {
+        // A job someone cancelled while it ran ends cancelled instead.
+        let mut ids: Vec<JobId> = sqlx::query_scalar(sql::RESCUE_CANCELLED)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
         let rescue = sql::rescue();
         let rows = sqlx::query(&rescue).bind(now).fetch_all(&self.pool).await?;
-        let mut ids = rows
-            .iter()
-            .map(|row| row.try_get::<JobId, _>("id"))
-            .collect::<Result<Vec<_>, _>>()?;
+        for row in &rows {
+            ids.push(row.try_get::<JobId, _>("id")?);
+        }
         ids.sort_unstable();
         Ok(ids)
     }
@@ -823,6 +829,34 @@ impl Store for PostgresStore {
                     queue: row.try_get("queue")?,
                     state: state_of(0, &state)?,
                     count: from_count(count),
+                })
+            })
+            .collect()
+    }
+
+    async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::REQUEST_CANCEL)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn cancels_requested(&self, claims: &[Claim]) -> Result<Vec<Claim>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, tokens) = columns(claims);
+        let rows = sqlx::query(sql::CANCELS_REQUESTED)
+            .bind(ids)
+            .bind(tokens)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Claim {
+                    id: row.try_get("id")?,
+                    token: row.try_get("lease_token")?,
                 })
             })
             .collect()

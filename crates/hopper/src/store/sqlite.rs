@@ -359,9 +359,18 @@ impl Store for SqliteStore {
         let ended: Vec<(&Completion, &str, DateTime<Utc>, &String)> = completions
             .iter()
             .filter_map(|completion| match &completion.outcome {
-                Outcome::Finished => None,
                 Outcome::Retry { at, error } => Some((completion, sql::COMPLETE_RETRY, *at, error)),
                 Outcome::Failed { error } => Some((completion, sql::COMPLETE_FAILED, now, error)),
+                _ => None,
+            })
+            .collect();
+        // Runs that ended without an error to record: snoozed or cancelled.
+        let set_back: Vec<(&Completion, &str, DateTime<Utc>)> = completions
+            .iter()
+            .filter_map(|completion| match &completion.outcome {
+                Outcome::Snoozed { at } => Some((completion, sql::COMPLETE_SNOOZED, *at)),
+                Outcome::Cancelled => Some((completion, sql::COMPLETE_CANCELLED, now)),
+                _ => None,
             })
             .collect();
         let write = |conn: &Connection| -> Result<u64, StoreError> {
@@ -381,9 +390,16 @@ impl Store for SqliteStore {
                     completion.claim.token,
                 ])?);
             }
+            for (completion, sql, at) in &set_back {
+                applied += changed(conn.prepare_cached(sql)?.execute(params![
+                    micros(*at),
+                    completion.claim.id,
+                    completion.claim.token,
+                ])?);
+            }
             Ok(applied)
         };
-        if ended.is_empty() {
+        if ended.is_empty() && set_back.is_empty() {
             // One statement commits on its own, without BEGIN and COMMIT.
             self.write(|conn| write(conn)).await
         } else {
@@ -437,11 +453,15 @@ impl Store for SqliteStore {
         // Every assignment reads the row as it was. A run whose handler had
         // started counts its attempt and records it lost; a claim whose
         // handler never started gives its attempt back, with nothing recorded.
-        self.write(|conn| {
+        // A job someone cancelled while it ran ends cancelled instead.
+        self.transaction(|tx| {
             long(|| {
-                all(conn, sql::RESCUE, params![now.map(micros)], |row| {
-                    Ok(row.get(0)?)
-                })
+                let now = params![now.map(micros)];
+                let mut rescued: Vec<JobId> =
+                    all(tx, sql::RESCUE_CANCELLED, now, |row| Ok(row.get(0)?))?;
+                let returned: Vec<JobId> = all(tx, sql::RESCUE, now, |row| Ok(row.get(0)?))?;
+                rescued.extend(returned);
+                Ok(rescued)
             })
         })
         .await
@@ -674,6 +694,27 @@ impl Store for SqliteStore {
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.write(|conn| Ok(conn.execute(sql::CANCEL, params![micros(now), id])? == 1))
             .await
+    }
+
+    async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        self.write(|conn| Ok(conn.execute(sql::REQUEST_CANCEL, [id])? == 1))
+            .await
+    }
+
+    async fn cancels_requested(&self, claims: &[Claim]) -> Result<Vec<Claim>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claims = claim_list(claims);
+        self.read(|conn| {
+            all(conn, sql::CANCELS_REQUESTED, [&claims], |row| {
+                Ok(Claim {
+                    id: row.get(0)?,
+                    token: row.get(1)?,
+                })
+            })
+        })
+        .await
     }
 
     async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {

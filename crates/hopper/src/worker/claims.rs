@@ -31,6 +31,8 @@ struct Held {
     /// Its outcome is being written: a renewal that no longer finds the
     /// claim has most likely met that write, not lost the claim.
     ending: bool,
+    /// Someone cancelled its job: its run was stopped to end `cancelled`.
+    cancel_requested: bool,
 }
 
 impl Claims {
@@ -72,7 +74,14 @@ impl Claims {
             for claim in claimed {
                 let run = stop.child_token();
                 runs.push(run.clone());
-                held.insert(claim, Held { run, ending: false });
+                held.insert(
+                    claim,
+                    Held {
+                        run,
+                        ending: false,
+                        cancel_requested: false,
+                    },
+                );
             }
         }
         self.in_flight
@@ -106,6 +115,31 @@ impl Claims {
             }
         }
         count
+    }
+
+    /// Someone cancelled the jobs of `requested`: the runs of those still
+    /// held, and not ending already, are stopped, to end `cancelled`.
+    /// Returns how many were stopped.
+    pub(super) fn cancel(&self, requested: impl IntoIterator<Item = Claim>) -> usize {
+        let mut held = self.held();
+        let mut count = 0;
+        for claim in requested {
+            if let Some(run) = held.get_mut(&claim).filter(|held| !held.ending) {
+                if !run.cancel_requested {
+                    run.cancel_requested = true;
+                    run.run.cancel();
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// Whether the run of `claim` was stopped because its job was cancelled.
+    pub(super) fn cancel_requested(&self, claim: Claim) -> bool {
+        self.held()
+            .get(&claim)
+            .is_some_and(|held| held.cancel_requested)
     }
 
     /// Sets aside `claim`, whose outcome the database refuses: its lease is

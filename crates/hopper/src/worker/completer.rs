@@ -223,6 +223,8 @@ fn shortened(completion: &Completion) -> Completion {
             error: cut(error),
         },
         Outcome::Failed { error } => Outcome::Failed { error: cut(error) },
+        Outcome::Snoozed { at } => Outcome::Snoozed { at: *at },
+        Outcome::Cancelled => Outcome::Cancelled,
     };
     Completion {
         outcome,

@@ -42,9 +42,14 @@ pub(super) async fn execute(
     reports: &mpsc::Sender<Report>,
 ) -> Option<Completion> {
     let claim = job.claim();
-    // A claim lost while its job waited in the buffer must not start.
+    // A claim lost while its job waited in the buffer must not start; a job
+    // cancelled meanwhile ends cancelled without starting.
     if token.is_cancelled() {
-        return None;
+        return shared.claims.cancel_requested(claim).then_some(Completion {
+            claim,
+            attempt: job.attempt,
+            outcome: Outcome::Cancelled,
+        });
     }
     let (attempt, max_attempts, counted) = (job.attempt, job.max_attempts, job.run_started);
     let run = AssertUnwindSafe(run(shared, job, token)).catch_unwind();
@@ -112,8 +117,8 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
     let started = Instant::now();
     let _busy = crate::metrics::busy();
     let registered = shared.hopper.registry().get(&job.job_type).cloned();
-    let result = match &registered {
-        Err(unknown) => Err(JobError::permanent(unknown)),
+    let ended = match &registered {
+        Err(unknown) => Ended::Ran(Err(JobError::permanent(unknown))),
         Ok(registered) => {
             let ctx = JobContext::new(
                 (job.id, job.attempt, job.max_attempts),
@@ -130,56 +135,67 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
                 _ = token.cancelled() => None,
                 result = tokio::time::timeout(timeout, handler).instrument(span.clone()) => Some(result),
             };
-            let Some(result) = result else {
-                if !shared.stops.hard.is_cancelled() {
-                    span.in_scope(crate::events::claim_lost);
-                }
-                return None;
-            };
             match result {
-                Err(_elapsed) => {
-                    token.cancel();
-                    Err(JobError::retryable(format!("timed out after {timeout:?}")))
+                None if shared.claims.cancel_requested(job.claim()) => Ended::Cancelled,
+                None => {
+                    if !shared.stops.hard.is_cancelled() {
+                        span.in_scope(crate::events::claim_lost);
+                    }
+                    return None;
                 }
-                Ok(Err(panic)) => Err(JobError::retryable(format!(
+                Some(Err(_elapsed)) => {
+                    token.cancel();
+                    Ended::Ran(Err(JobError::retryable(format!(
+                        "timed out after {timeout:?}"
+                    ))))
+                }
+                Some(Ok(Err(panic))) => Ended::Ran(Err(JobError::retryable(format!(
                     "panicked: {}",
                     panic_message(panic.as_ref())
-                ))),
-                Ok(Ok(result)) => result,
+                )))),
+                Some(Ok(Ok(result))) => Ended::Ran(result),
             }
         }
     };
     let elapsed = started.elapsed();
     let now = shared.hopper.now();
-    let outcome = match result {
-        Ok(()) => Outcome::Finished,
-        Err(error) if error.is_permanent() || job.attempt >= job.max_attempts => Outcome::Failed {
-            error: bounded(error.message()),
-        },
-        Err(error) => {
-            let delay = error.delay().unwrap_or_else(|| match &registered {
-                Ok(registered) => registered.retry_delay(job.attempt),
-                Err(_) => Duration::ZERO,
-            });
-            span.in_scope(|| {
-                crate::events::retrying(
-                    elapsed,
-                    error.message(),
-                    delay,
-                    crate::clock::add(now, delay),
-                )
-            });
-            Outcome::Retry {
+    let outcome = match ended {
+        Ended::Cancelled => Outcome::Cancelled,
+        Ended::Ran(Ok(())) => Outcome::Finished,
+        Ended::Ran(Err(error)) => match error.snoozed_for() {
+            Some(delay) => Outcome::Snoozed {
                 at: crate::clock::add(now, delay),
+            },
+            None if error.is_permanent() || job.attempt >= job.max_attempts => Outcome::Failed {
                 error: bounded(error.message()),
+            },
+            None => {
+                let delay = error.delay().unwrap_or_else(|| match &registered {
+                    Ok(registered) => registered.retry_delay(job.attempt),
+                    Err(_) => Duration::ZERO,
+                });
+                span.in_scope(|| {
+                    crate::events::retrying(
+                        elapsed,
+                        error.message(),
+                        delay,
+                        crate::clock::add(now, delay),
+                    )
+                });
+                Outcome::Retry {
+                    at: crate::clock::add(now, delay),
+                    error: bounded(error.message()),
+                }
             }
-        }
+        },
     };
     crate::metrics::ran(&job, &outcome, elapsed);
     match &outcome {
         Outcome::Finished => span.in_scope(|| crate::events::finished(elapsed)),
         Outcome::Retry { .. } => {}
         Outcome::Failed { error } => span.in_scope(|| crate::events::failed(elapsed, error)),
+        Outcome::Snoozed { at } => span.in_scope(|| crate::events::snoozed(elapsed, *at)),
+        Outcome::Cancelled => span.in_scope(|| crate::events::run_cancelled(elapsed)),
     }
     if !shared.config.hooks.0.is_empty() {
         let event = hook_event(shared, &job, &outcome, elapsed);
@@ -200,12 +216,22 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
     })
 }
 
+/// How a run's handler ended, short of its outcome.
+enum Ended {
+    /// It returned (or panicked, or ran out of time: an error).
+    Ran(crate::job::JobResult),
+    /// It was stopped because someone cancelled the job.
+    Cancelled,
+}
+
 /// What the hooks are told about a run that ended with `outcome`.
 fn hook_event(shared: &Shared, job: &ClaimedJob, outcome: &Outcome, elapsed: Duration) -> JobEvent {
     let kind = match outcome {
         Outcome::Finished => EventKind::Finished,
         Outcome::Retry { .. } => EventKind::Retrying,
         Outcome::Failed { .. } => EventKind::Failed,
+        Outcome::Snoozed { .. } => EventKind::Snoozed,
+        Outcome::Cancelled => EventKind::Cancelled,
     };
     let mut event = JobEvent::new(
         &shared.hopper,
@@ -225,6 +251,8 @@ fn hook_event(shared: &Shared, job: &ClaimedJob, outcome: &Outcome, elapsed: Dur
             event.retry_at = Some(*at);
         }
         Outcome::Failed { error } => event.error = Some(error.clone()),
+        Outcome::Snoozed { at } => event.retry_at = Some(*at),
+        Outcome::Cancelled => {}
     }
     event
 }

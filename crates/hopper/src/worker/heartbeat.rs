@@ -8,7 +8,8 @@ use crate::service::{DATABASE_ERRORS, pause};
 use crate::store::{Claim, RenewRequest, StoreError};
 
 /// Every third of a lease, renews every claim the pool holds, from the
-/// database's now. A claim the database no longer holds for the pool was
+/// database's now, and stops the runs of jobs someone cancelled (at once
+/// when they were cancelled in this process). A claim the database no longer holds for the pool was
 /// lost (rescued while the pool was cut off or stalled): its run is
 /// cancelled and its outcome will be dropped, so it does not keep running
 /// beside the job's new owner. A renewal that fails is tried again soon
@@ -21,8 +22,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
             0 => interval,
             n => DATABASE_ERRORS.delay(n).min(interval),
         };
-        if !pause(&shared.stops.background, wait).await {
-            break;
+        // A job cancelled in this process is looked for at once.
+        let cancelled_here = shared.hopper.cancels().notified();
+        tokio::select! {
+            go_on = pause(&shared.stops.background, wait) => if !go_on { break },
+            () = cancelled_here => {}
         }
         match renew(&shared).await {
             Ok(0) => failures = 0,
@@ -58,6 +62,10 @@ async fn renew(shared: &Shared) -> Result<usize, StoreError> {
             })
             .await?;
         lost += shared.claims.lost(missing(claims, &kept));
+        let cancelled = shared.hopper.store().cancels_requested(&kept).await?;
+        if shared.claims.cancel(cancelled) > 0 {
+            tracing::info!(worker = %shared.worker_id, "running jobs cancelled: their runs are stopped");
+        }
     }
     Ok(lost)
 }

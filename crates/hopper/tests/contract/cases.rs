@@ -5,6 +5,7 @@ use crate::backends::TestDb;
 pub use crate::pool_cases::*;
 
 pub use crate::alerts::*;
+pub use crate::flow_cases::*;
 pub use crate::store_cases::*;
 pub use crate::transaction_cases::*;
 
@@ -40,7 +41,7 @@ pub fn claim_at<'a>(
 }
 
 /// A handle on `db` whose clock the test moves, and that clock.
-async fn on_test_clock(db: &TestDb) -> (hopper::clock::ManualClock, hopper::Hopper) {
+pub async fn on_test_clock(db: &TestDb) -> (hopper::clock::ManualClock, hopper::Hopper) {
     let clock = hopper::clock::ManualClock::new();
     let hopper = builder()
         .clock(clock.clone())

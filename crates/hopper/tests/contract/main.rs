@@ -9,6 +9,7 @@ mod common;
 mod alerts;
 mod backends;
 mod cases;
+mod flow_cases;
 mod pool_cases;
 mod store_cases;
 mod transaction_cases;
@@ -85,6 +86,10 @@ macro_rules! contract_for {
             a_stored_payload_that_is_not_json_fails_permanently,
             instances_migrating_the_same_database_at_once_all_succeed,
             a_job_dispatched_in_a_transaction_exists_once_it_commits_and_wakes_the_workers,
+            a_snoozed_job_runs_again_later_without_using_an_attempt,
+            a_running_job_cancelled_from_anywhere_ends_cancelled_and_its_pool_goes_on,
+            a_cancelled_running_job_whose_worker_died_is_rescued_as_cancelled,
+            a_running_job_cancelled_just_before_a_stop_ends_cancelled_not_pending,
             migrating_a_migrated_store_again_changes_nothing,
             inserting_no_jobs_stores_nothing,
             inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its_job,

@@ -144,7 +144,7 @@ pub(super) fn claim_update(claimed: usize, starting: usize) -> String {
     };
     format!(
         "UPDATE jobs SET state = 'started', started_at = ?, attempts = attempts + 1, \
-         run_started = {run_started}, lease_token = ?, locked_by = ?, \
+         run_started = {run_started}, cancel_requested = FALSE, lease_token = ?, locked_by = ?, \
          locked_until = COALESCE(?, {SERVER_NOW}) + ? WHERE id IN ({})",
         placeholders(claimed)
     )
@@ -193,6 +193,16 @@ pub(super) const COMPLETE_FAILED: &str = "UPDATE jobs SET state = 'failed', fini
         locked_by = NULL, locked_until = NULL, lease_token = NULL \
     WHERE id = ? AND lease_token = ?";
 
+/// Puts a held job back to pending without counting the attempt (a snooze); `?`: due at, id, token.
+pub(super) const COMPLETE_SNOOZED: &str = "UPDATE jobs SET state = 'pending', available_at = ?, \
+        attempts = attempts - 1, locked_by = NULL, locked_until = NULL, lease_token = NULL \
+    WHERE id = ? AND lease_token = ?";
+
+/// Ends a held job cancelled (its run was stopped on request); `?`: ended at, id, token.
+pub(super) const COMPLETE_CANCELLED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL \
+    WHERE id = ? AND lease_token = ?";
+
 // --- extend_leases
 
 /// Extends the leases of `n` held claims; `?`: now or NULL, lease µs, then the claims' guard (see `claims_guard`).
@@ -213,10 +223,13 @@ pub(super) fn extend_leases_held(n: usize) -> String {
 
 // --- release
 
-/// Hands the jobs of `n` held claims back to pending, attempt uncounted; `?`: the claims' guard (see `claims_guard`).
+// `cancel_requested` is not set here, so every assignment reading it reads the row as it was.
+/// Hands the jobs of `n` held claims back to pending, attempt uncounted (or ends them cancelled, if asked to stop); `?`: the claims' guard (see `claims_guard`).
 pub(super) fn release(n: usize) -> String {
     format!(
-        "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+        "UPDATE jobs SET finished_at = IF(cancel_requested, {SERVER_NOW}, finished_at), \
+         attempts = IF(cancel_requested, attempts, attempts - 1), \
+         state = IF(cancel_requested, 'cancelled', 'pending'), \
          locked_by = NULL, locked_until = NULL, lease_token = NULL WHERE {} ORDER BY id",
         claims_guard(n)
     )
@@ -254,6 +267,16 @@ const RESCUE_UPDATE: &str = concat!(
      locked_by = NULL, locked_until = NULL, lease_token = NULL \
      WHERE state = 'started' AND id IN ("
 );
+
+/// Ends cancelled those of `n` locked expired jobs whose cancel was requested; `?`: ended at, the `n` ids.
+pub(super) fn rescue_cancelled(n: usize) -> String {
+    format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?, \
+         locked_by = NULL, locked_until = NULL, lease_token = NULL \
+         WHERE state = 'started' AND cancel_requested AND id IN ({})",
+        placeholders(n)
+    )
+}
 
 /// Rescues `n` locked started jobs; `?`: now as JSON text, now, now, the `n` ids.
 pub(super) fn rescue_update(n: usize) -> String {
@@ -360,6 +383,22 @@ pub(super) const COUNTS: &str =
 pub(super) const CANCEL: &str =
     "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'pending'";
 
+// --- request_cancel
+
+/// Asks the run of a started job to stop; `?`: id.
+pub(super) const REQUEST_CANCEL: &str =
+    "UPDATE jobs SET cancel_requested = TRUE WHERE id = ? AND state = 'started'";
+
+// --- cancels_requested
+
+/// Those of `n` held claims whose job was asked to stop, by id; `?`: the claims' guard (see `claims_guard`).
+pub(super) fn cancels_requested(n: usize) -> String {
+    format!(
+        "SELECT id, lease_token FROM jobs WHERE {} AND cancel_requested ORDER BY id",
+        claims_guard(n)
+    )
+}
+
 // --- retry
 
 /// Puts a failed or cancelled job back to pending with more attempts; `?`: now, extra attempts, id.
@@ -454,11 +493,12 @@ mod tests {
             claim_update(3, 1),
             format!(
                 "UPDATE jobs SET state = 'started', started_at = ?, attempts = attempts + 1, \
-                 run_started = id IN (?), lease_token = ?, locked_by = ?, \
+                 run_started = id IN (?), cancel_requested = FALSE, lease_token = ?, locked_by = ?, \
                  locked_until = COALESCE(?, {SERVER_NOW}) + ? WHERE id IN (?, ?, ?)"
             )
         );
         assert!(claim_update(1, 0).contains(" run_started = FALSE, "));
+        assert!(cancels_requested(1).contains("id IN (?) AND (id, lease_token) IN ((?, ?))"));
         assert!(rescue_update(2).ends_with("WHERE state = 'started' AND id IN (?, ?)"));
         assert_eq!(
             retry_failed_held_keys(2),

@@ -106,7 +106,7 @@ pub(super) fn insert_jobs() -> String {
 /// Claims up to $5 due jobs of queue $4 (none while it is paused), skipping locked rows: $1 due by, $2 worker, $3 claim token, $6 lease in microseconds, $7 now (NULL: the server's), $8 how many start at once.
 pub(super) const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
          started_at = $1, locked_by = $2, lease_token = $3, run_started = due.n <= $8, \
-         locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
+         cancel_requested = FALSE, locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
      FROM (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM jobs \
          WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND paused) \
@@ -135,10 +135,12 @@ pub(super) const MARK_STARTED: &str = "UPDATE jobs SET run_started = TRUE \
 
 // One statement for the whole batch; each row applies only under its
 // claim's token, which a job carries exactly while it is started.
-/// Applies completions under their claims: $1 ended at, $2 it as error-entry text, $3 ids, $4 tokens, $5 attempts, $6 new states, $7 retry times, $8 errors (arrays).
-pub(super) const COMPLETE: &str = "UPDATE jobs SET state = c.state, \
-        finished_at = CASE WHEN c.state = 'pending' THEN jobs.finished_at ELSE $1 END, \
+/// Applies completions under their claims: $1 ended at, $2 it as error-entry text, $3 ids, $4 tokens, $5 attempts, $6 new states ('snoozed': pending, the attempt given back), $7 retry times, $8 errors (arrays).
+pub(super) const COMPLETE: &str = "UPDATE jobs SET \
+        state = CASE c.state WHEN 'snoozed' THEN 'pending' ELSE c.state END, \
+        finished_at = CASE WHEN c.state IN ('pending', 'snoozed') THEN jobs.finished_at ELSE $1 END, \
         available_at = COALESCE(c.retry_at, jobs.available_at), \
+        attempts = CASE WHEN c.state = 'snoozed' THEN jobs.attempts - 1 ELSE jobs.attempts END, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL, \
         last_error = COALESCE(c.error, jobs.last_error), \
         errors = CASE WHEN c.error IS NULL THEN jobs.errors ELSE jobs.errors || \
@@ -164,8 +166,11 @@ pub(super) const EXTEND_LEASES: &str = "UPDATE jobs SET locked_until = COALESCE(
 
 // --- release
 
-/// Hands the jobs of the claims still held back to pending, attempt not counted: $1 ids, $2 tokens.
-pub(super) const RELEASE: &str = "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+/// Hands the jobs of the claims still held back to pending, attempt not counted (or ends them cancelled, if asked to stop): $1 ids, $2 tokens.
+pub(super) const RELEASE: &str = "UPDATE jobs SET \
+        state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, \
+        finished_at = CASE WHEN cancel_requested THEN now() ELSE finished_at END, \
+        attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL \
      FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
      WHERE jobs.id = c.id AND jobs.lease_token = c.token \
@@ -177,6 +182,13 @@ pub(super) fn release() -> String {
 }
 
 // --- rescue
+
+/// Ends cancelled the started jobs whose lease ran out before $1 (NULL: the server's now) and whose cancel was requested; answers their ids.
+pub(super) const RESCUE_CANCELLED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = clock.now, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL \
+     FROM (SELECT COALESCE($1::timestamptz, now()) AS now) AS clock \
+     WHERE state = 'started' AND cancel_requested AND locked_until < clock.now \
+     RETURNING id";
 
 // Every assignment reads the row as it was. A run whose handler had
 // started counts its attempt and records it lost; a claim whose
@@ -301,6 +313,20 @@ pub(super) const COUNTS: &str = "SELECT queue, state, COUNT(*) AS n FROM jobs GR
 /// Cancels job $2, finished at $1, if it is pending.
 pub(super) const CANCEL: &str =
     "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state = 'pending'";
+
+// --- request_cancel
+
+/// Asks the run of job $1 to stop, if it is started.
+pub(super) const REQUEST_CANCEL: &str =
+    "UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'started'";
+
+// --- cancels_requested
+
+/// The claims still held whose job was asked to stop: $1 ids, $2 tokens; answers `id`, `lease_token`.
+pub(super) const CANCELS_REQUESTED: &str = "SELECT jobs.id, jobs.lease_token \
+     FROM jobs JOIN UNNEST($1::bigint[], $2::bigint[]) AS c(id, token) \
+        ON jobs.id = c.id AND jobs.lease_token = c.token \
+     WHERE jobs.cancel_requested ORDER BY jobs.id";
 
 // --- retry
 

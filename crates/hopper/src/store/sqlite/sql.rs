@@ -106,7 +106,7 @@ pub(super) fn insert_jobs(rows: usize) -> String {
 /// Claims up to `?5` jobs of queue `?4` due by `?1` (unless it is paused) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
 pub(super) const CLAIM: &str = concat!(
     "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-        started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, \
+        started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, cancel_requested = 0, \
         locked_until = COALESCE(?7, ",
     sqlite_now!(),
     ") + ?3 \
@@ -155,6 +155,16 @@ pub(super) const COMPLETE_FAILED: &str = "UPDATE jobs SET state = 'failed', fini
                 errors = json_insert(errors, '$[#]', json(?3)) \
             WHERE id = ?4 AND lease_token = ?5";
 
+/// Puts job `?2`, claimed under token `?3`, back to run at `?1` without counting the attempt (a snooze).
+pub(super) const COMPLETE_SNOOZED: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
+                attempts = attempts - 1, locked_by = NULL, locked_until = NULL, lease_token = NULL \
+            WHERE id = ?2 AND lease_token = ?3";
+
+/// Ends job `?2`, claimed under token `?3`, cancelled at `?1` (its run was stopped on request).
+pub(super) const COMPLETE_CANCELLED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?1, \
+                locked_by = NULL, locked_until = NULL, lease_token = NULL \
+            WHERE id = ?2 AND lease_token = ?3";
+
 // --- extend_leases
 
 /// Extends the leases of the claim list `?1` to `?3` µs past `?2` (or the database's now); answers the claims still held.
@@ -168,14 +178,29 @@ pub(super) const EXTEND_LEASES: &str = concat!(
 
 // --- release
 
-/// Hands the jobs of the claim list `?1` back to pending, their attempt not counted.
+/// Hands the jobs of the claim list `?1` back to pending, their attempt not counted (or ends them cancelled, if asked to stop).
 pub(super) const RELEASE: &str = concat!(
-    "UPDATE jobs SET state = 'pending', attempts = attempts - 1, \
+    "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, \
+        finished_at = CASE WHEN cancel_requested THEN ",
+    sqlite_now!(),
+    " ELSE finished_at END, \
+        attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL",
     sqlite_held_claims!("?1")
 );
 
 // --- rescue
+
+/// Ends cancelled the started jobs whose lease ran out before `?1` (or the database's now) and whose cancel was requested; answers their ids.
+pub(super) const RESCUE_CANCELLED: &str = concat!(
+    "UPDATE jobs SET state = 'cancelled', finished_at = clock.t, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL \
+    FROM (SELECT COALESCE(?1, ",
+    sqlite_now!(),
+    ") AS t) AS clock \
+    WHERE state = 'started' AND cancel_requested = 1 AND locked_until < clock.t \
+    RETURNING id"
+);
 
 /// Rescues the started jobs whose lease ran out before `?1` (or the database's now); answers their ids.
 pub(super) const RESCUE: &str = concat!(
@@ -321,6 +346,20 @@ pub(super) const COUNTS: &str =
 /// Cancels job `?2` at `?1` if it is pending.
 pub(super) const CANCEL: &str =
     "UPDATE jobs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'pending'";
+
+// --- request_cancel
+
+/// Asks the run of job `?1` to stop, if it is started.
+pub(super) const REQUEST_CANCEL: &str =
+    "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'started'";
+
+// --- cancels_requested
+
+/// The claims of the claim list `?1` still held whose job was asked to stop; answers `id`, `lease_token`.
+pub(super) const CANCELS_REQUESTED: &str = "SELECT jobs.id, jobs.lease_token FROM jobs JOIN \
+        (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
+        ON jobs.id = c.cid AND +jobs.lease_token = c.ctoken \
+    WHERE jobs.cancel_requested = 1 ORDER BY jobs.id";
 
 // --- retry
 

@@ -13,7 +13,7 @@ use crate::registry::{JobDefaults, Registry, RegistryError};
 use crate::state::State;
 use crate::status::Status;
 use crate::store::{
-    JobFilter, JobRecord, MinuteCount, NewJob, PauseRequest, QueueStats, RetriedFailed,
+    JobFilter, JobRecord, MinuteCount, NewJob, PauseRequest, QueueLimit, QueueStats, RetriedFailed,
     RetryFailed, RetryRequest, StateCount, Store, StoreError,
 };
 
@@ -621,6 +621,34 @@ impl Hopper {
             now: self.now(),
         };
         self.store().set_paused(request).await
+    }
+
+    /// Limits how many jobs of `queue` run at once across every process
+    /// sharing the database (`None` lifts the limit): "at most 5 calls to
+    /// the payment provider at a time", however many pools run. Claims
+    /// count the queue's started jobs under the limit, so it holds without
+    /// any process knowing of the others; a killed process's share comes
+    /// back when its leases run out. Jobs claimed ahead count too. The
+    /// limit is stored in the database and applies to claims that begin
+    /// after it is set.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// hopper.limit_queue("payments", Some(5)).await.unwrap();
+    /// hopper.limit_queue("payments", None).await.unwrap();
+    /// # });
+    /// ```
+    pub async fn limit_queue(&self, queue: &str, limit: Option<u32>) -> Result<(), StoreError> {
+        crate::store::check_name("queue name", queue)?;
+        let request = QueueLimit {
+            queue,
+            limit,
+            now: self.now(),
+        };
+        self.store().limit_queue(request).await?;
+        self.wake(queue);
+        Ok(())
     }
 
     /// Lets workers claim from `queue` again.

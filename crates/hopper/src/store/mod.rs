@@ -1004,6 +1004,11 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// request's queue.
     async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError>;
 
+    /// Sets (or, with `None`, lifts) the most jobs of a queue that may be
+    /// started at once across every process: from then on a claim of that
+    /// queue takes no more than the limit minus its started jobs.
+    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError>;
+
     /// Deletes a job that is not started; false if there was none or it is running.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
 
@@ -1098,6 +1103,23 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
         None
     }
+}
+
+/// A queue's concurrency limit, as [`Store::limit_queue`] sets it.
+///
+/// ```
+/// let request = hopper::store::QueueLimit { queue: "payments", limit: Some(5), now: chrono::Utc::now() };
+/// assert_eq!(request.limit, Some(5));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimit<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The most of its jobs started at once, across every process; `None`
+    /// lifts the limit.
+    pub limit: Option<u32>,
+    /// When the limit was set.
+    pub now: DateTime<Utc>,
 }
 
 /// One schema migration this build carries, and when the database applied it.

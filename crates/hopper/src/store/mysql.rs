@@ -27,8 +27,8 @@ use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
     CompleteRequest, ConcurrencyReport, JobFilter, JobRecord, LeaseHolder, LeaseRequest,
     MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest,
-    QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
-    TickRequest, TypeOutcomes,
+    QueueLimit, QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store,
+    StoreError, Tick, TickRequest, TypeOutcomes,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -352,13 +352,36 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
 impl MysqlStore {
     async fn try_claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(sql::CLAIM_SELECT)
+        let mut rows = sqlx::query(sql::CLAIM_SELECT)
             .bind(request.queue)
             .bind(micros(request.due_by))
             .bind(request.queue)
             .bind(request.limit)
             .fetch_all(&mut *tx)
             .await?;
+        if rows.is_empty() {
+            // Nothing due, paused, or a limited queue, which is claimed
+            // from one claim at a time.
+            let limit: Option<i32> = sqlx::query_scalar(sql::LOCK_QUEUE_LIMIT)
+                .bind(request.queue)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(limit) = limit {
+                let started: i64 = sqlx::query_scalar(sql::STARTED_IN_QUEUE)
+                    .bind(request.queue)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let room = (i64::from(limit) - started).clamp(0, i64::from(request.limit));
+                if room > 0 {
+                    rows = sqlx::query(sql::CLAIM_SELECT_LIMITED)
+                        .bind(request.queue)
+                        .bind(micros(request.due_by))
+                        .bind(room)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                }
+            }
+        }
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
@@ -778,6 +801,16 @@ impl Store for MysqlStore {
         sqlx::query(sql::SET_PAUSED)
             .bind(request.queue)
             .bind(request.paused)
+            .bind(micros(request.now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError> {
+        sqlx::query(sql::LIMIT_QUEUE)
+            .bind(request.queue)
+            .bind(request.limit)
             .bind(micros(request.now))
             .execute(&self.pool)
             .await?;

@@ -23,9 +23,9 @@ use super::rows::{from_count, open_key, opened, push_filter, to_u32};
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
     CompleteRequest, Completion, ConcurrencyReport, JobFilter, JobRecord, LeaseHolder,
-    LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest, QueueStats,
-    RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
-    TypeOutcomes, Wakeup,
+    LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest, QueueLimit,
+    QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
+    TickRequest, TypeOutcomes, Wakeup,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -122,6 +122,40 @@ impl PostgresStore {
     /// ```
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Claims from a queue with a concurrency limit, if `request`'s queue
+    /// has one: holding the queue's row, so the limited claims of a queue
+    /// run one at a time, it takes no more than the limit less the
+    /// queue's started jobs.
+    async fn claim_limited(
+        &self,
+        request: &ClaimRequest<'_>,
+    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let limit: Option<i32> = sqlx::query_scalar(sql::LOCK_QUEUE_LIMIT)
+            .bind(request.queue)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(limit) = limit else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        let started: i64 = sqlx::query_scalar(sql::STARTED_IN_QUEUE)
+            .bind(request.queue)
+            .fetch_one(&mut *tx)
+            .await?;
+        let room = (i64::from(limit) - started).clamp(0, i64::from(request.limit));
+        let rows = match u32::try_from(room) {
+            Ok(room) if room > 0 => {
+                claim_query(sql::CLAIM_LIMITED, request, room)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        tx.commit().await?;
+        Ok(rows)
     }
 }
 
@@ -225,6 +259,23 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
 /// Claims as the two arrays statements unnest: ids, and their tokens.
 fn columns(claims: &[Claim]) -> (Vec<JobId>, Vec<ClaimToken>) {
     claims.iter().map(|claim| (claim.id, claim.token)).unzip()
+}
+
+/// `statement` (a claim) bound for `request`, taking at most `limit` jobs.
+fn claim_query<'q>(
+    statement: &'q str,
+    request: &ClaimRequest<'q>,
+    limit: u32,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(statement)
+        .bind(request.due_by)
+        .bind(request.worker)
+        .bind(request.token)
+        .bind(request.queue)
+        .bind(i64::from(limit))
+        .bind(super::rows::lease_micros(request.lease))
+        .bind(request.now)
+        .bind(i64::from(request.start_now))
 }
 
 /// Inserts `jobs` on `conn`, inside whatever transaction it is in: pass the
@@ -464,20 +515,27 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
-        let rows = sqlx::query(sql::CLAIM)
-            .bind(request.due_by)
-            .bind(request.worker)
-            .bind(request.token)
-            .bind(request.queue)
-            .bind(i64::from(request.limit))
-            .bind(super::rows::lease_micros(request.lease))
-            .bind(request.now)
-            .bind(i64::from(request.start_now))
+        let mut rows = claim_query(sql::CLAIM, &request, request.limit)
             .fetch_all(&self.pool)
             .await?;
+        if rows.is_empty() {
+            // Nothing due, paused, or a limited queue, which is claimed
+            // from one claim at a time.
+            rows = self.claim_limited(&request).await?;
+        }
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
         Ok(jobs)
+    }
+
+    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError> {
+        sqlx::query(sql::LIMIT_QUEUE)
+            .bind(request.queue)
+            .bind(request.limit.map(i64::from))
+            .bind(request.now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

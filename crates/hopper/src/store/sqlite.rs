@@ -32,9 +32,9 @@ use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
     CompleteRequest, Completion, ConcurrencyReport, FailedJob, JobFilter, JobRecord, LeaseHolder,
     LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest,
-    PruneRequest, QueueStats, RETRY_FAILED_BATCH, RenewRequest, RetriedFailed, RetryFailed,
-    RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeOutcomes,
-    batch_keys, plan_retry,
+    PruneRequest, QueueLimit, QueueStats, RETRY_FAILED_BATCH, RenewRequest, RetriedFailed,
+    RetryFailed, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
+    TypeOutcomes, batch_keys, plan_retry,
 };
 use crate::job::{JobId, JobState};
 
@@ -523,6 +523,17 @@ impl Store for SqliteStore {
             conn.execute(
                 sql::SET_PAUSED,
                 params![request.queue, request.paused, micros(request.now)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError> {
+        self.write(|conn| {
+            conn.execute(
+                sql::LIMIT_QUEUE,
+                params![request.queue, request.limit, micros(request.now)],
             )?;
             Ok(())
         })

@@ -177,3 +177,73 @@ pub async fn a_running_job_cancelled_just_before_a_stop_ends_cancelled_not_pendi
     assert_eq!(job.state, JobState::Cancelled);
     assert!(job.finished_at.is_some());
 }
+
+/// Counts how many of its runs overlap, across every pool of the test.
+#[derive(Clone, Debug, Default)]
+struct Overlap(Arc<(AtomicUsize, AtomicUsize)>);
+
+/// Runs for a moment, counting the runs beside it.
+struct Counted;
+
+impl Job for Counted {
+    const TYPE: &'static str = "counted";
+    type Payload = ();
+    async fn handle(&self, _: (), ctx: JobContext) -> JobResult {
+        let overlap = ctx.state::<Overlap>()?;
+        let (running, most) = &*overlap.0;
+        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        running.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+pub async fn a_queue_limit_holds_across_pools_and_lifts(db: &TestDb) {
+    let overlap = Overlap::default();
+    let handle = || async {
+        hopper::Hopper::builder()
+            .register(Counted)
+            .unwrap()
+            .state(overlap.clone())
+            .connect(db.url())
+            .await
+            .unwrap()
+    };
+    let (one, two) = (handle().await, handle().await);
+    one.limit_queue("default", Some(2)).await.unwrap();
+    let ids = one
+        .dispatch_many::<Counted>(std::iter::repeat_n((), 24), DispatchOptions::new())
+        .await
+        .unwrap();
+    // Two pools of four workers each, and the lease-free rescue out of the way.
+    let pools = [
+        one.start(WorkerConfig::new(4)).unwrap(),
+        two.start(WorkerConfig::new(4)).unwrap(),
+    ];
+    for id in &ids {
+        wait_state(&one, *id, JobState::Finished).await;
+    }
+    assert_eq!(
+        overlap.0.1.load(Ordering::SeqCst),
+        2,
+        "at most two at once, and two"
+    );
+
+    one.limit_queue("default", None).await.unwrap();
+    overlap.0.1.store(0, Ordering::SeqCst);
+    let ids = one
+        .dispatch_many::<Counted>(std::iter::repeat_n((), 24), DispatchOptions::new())
+        .await
+        .unwrap();
+    for id in &ids {
+        wait_state(&one, *id, JobState::Finished).await;
+    }
+    assert!(
+        overlap.0.1.load(Ordering::SeqCst) > 2,
+        "the limit is lifted"
+    );
+    for pool in pools {
+        pool.stop().await.unwrap();
+    }
+}

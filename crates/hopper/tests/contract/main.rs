@@ -90,6 +90,7 @@ macro_rules! contract_for {
             a_running_job_cancelled_from_anywhere_ends_cancelled_and_its_pool_goes_on,
             a_cancelled_running_job_whose_worker_died_is_rescued_as_cancelled,
             a_running_job_cancelled_just_before_a_stop_ends_cancelled_not_pending,
+            a_queue_limit_holds_across_pools_and_lifts,
             migrating_a_migrated_store_again_changes_nothing,
             inserting_no_jobs_stores_nothing,
             inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its_job,

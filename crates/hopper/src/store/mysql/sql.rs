@@ -127,11 +127,30 @@ pub(super) const AUTO_INCREMENT_STEP: &str = "SELECT CAST(@@auto_increment_incre
 
 // --- claim
 
-/// Locks the due pending jobs of an unpaused queue, best first, skipping locked ones; `?`: queue, due by, queue, limit.
+/// Locks the due pending jobs of a queue neither paused nor limited, best first, skipping locked ones; `?`: queue, due by, queue, limit.
 pub(super) const CLAIM_SELECT: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
     FROM jobs \
     WHERE state = 'pending' AND queue = ? AND available_at <= ? \
-        AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? AND paused) \
+        AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? \
+            AND (paused OR concurrency_limit IS NOT NULL)) \
+    ORDER BY priority DESC, available_at, id LIMIT ? \
+    FOR UPDATE SKIP LOCKED";
+
+// A limited queue's claims run one at a time, each holding the queue's
+// row: each counts the started jobs the ones before it committed, so
+// together they never start more than the limit.
+/// Locks a queue's row and answers its concurrency limit, if it has one and is not paused; `?`: queue.
+pub(super) const LOCK_QUEUE_LIMIT: &str = "SELECT concurrency_limit FROM queues \
+    WHERE name = ? AND NOT paused AND concurrency_limit IS NOT NULL FOR UPDATE";
+
+/// How many jobs of a queue are started; `?`: queue.
+pub(super) const STARTED_IN_QUEUE: &str =
+    "SELECT COUNT(*) FROM jobs WHERE state = 'started' AND queue = ?";
+
+/// [`CLAIM_SELECT`] for a limited queue whose row the claim holds; `?`: queue, due by, the room under the limit.
+pub(super) const CLAIM_SELECT_LIMITED: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
+    FROM jobs \
+    WHERE state = 'pending' AND queue = ? AND available_at <= ? \
     ORDER BY priority DESC, available_at, id LIMIT ? \
     FOR UPDATE SKIP LOCKED";
 
@@ -320,6 +339,12 @@ pub(super) const THROUGHPUT: &str = "SELECT finished_at DIV 60000000 AS minute, 
 /// Pauses or resumes a queue; `?`: queue, paused, now.
 pub(super) const SET_PAUSED: &str = "INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?) \
     ON DUPLICATE KEY UPDATE paused = VALUES(paused), updated_at = VALUES(updated_at)";
+
+// --- limit_queue
+
+/// Sets a queue's concurrency limit (NULL: none); `?`: queue, limit, now.
+pub(super) const LIMIT_QUEUE: &str = "INSERT INTO queues (name, concurrency_limit, updated_at) VALUES (?, ?, ?) \
+    ON DUPLICATE KEY UPDATE concurrency_limit = VALUES(concurrency_limit), updated_at = VALUES(updated_at)";
 
 // --- delete
 

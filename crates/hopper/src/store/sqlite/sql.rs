@@ -33,6 +33,17 @@ macro_rules! sqlite_held_claims {
 }
 
 /// The error a rescue records for a run whose lease ran out.
+// How many jobs a claim of queue `?4` may take: `?5`, or under the queue's
+// concurrency limit no more than the limit less its started jobs (the
+// writer runs one statement at a time, so no other claim slips between).
+macro_rules! sqlite_claim_room {
+    () => {
+        "(CASE WHEN (SELECT concurrency_limit FROM queues WHERE name = ?4) IS NULL THEN ?5 \
+        ELSE max(0, min(?5, (SELECT concurrency_limit FROM queues WHERE name = ?4) \
+            - (SELECT count(*) FROM jobs WHERE state = 'started' AND queue = ?4))) END)"
+    };
+}
+
 macro_rules! sqlite_lease_lost {
     () => {
         "'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts"
@@ -103,7 +114,7 @@ pub(super) fn insert_jobs(rows: usize) -> String {
 
 // --- claim
 
-/// Claims up to `?5` jobs of queue `?4` due by `?1` (unless it is paused) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
+/// Claims up to `?5` jobs of queue `?4` due by `?1` (unless it is paused; under its concurrency limit, no more than the limit less its started jobs) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
 pub(super) const CLAIM: &str = concat!(
     "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
         started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, cancel_requested = 0, \
@@ -113,7 +124,9 @@ pub(super) const CLAIM: &str = concat!(
     WHERE id IN (SELECT id FROM jobs \
         WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
             AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
-        ORDER BY priority DESC, available_at, id LIMIT ?5) \
+        ORDER BY priority DESC, available_at, id LIMIT ",
+    sqlite_claim_room!(),
+    ") \
     RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts"
 );
 
@@ -278,6 +291,13 @@ pub(super) const THROUGHPUT: &str = "SELECT finished_at / 60000000 AS minute, \
 /// Sets queue `?1` paused (`?2`: 1) or not (0), at `?3`.
 pub(super) const SET_PAUSED: &str = "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at";
+
+// --- limit_queue
+
+/// Sets queue `?1`'s concurrency limit to `?2` (NULL: none) at `?3`.
+pub(super) const LIMIT_QUEUE: &str = "INSERT INTO queues (name, concurrency_limit, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET concurrency_limit = excluded.concurrency_limit, \
+                 updated_at = excluded.updated_at";
 
 // --- delete
 

@@ -69,3 +69,10 @@ pub use state::State;
 pub use store::{JobFilter, JobRecord, QueueStats, StoreError, WorkerConcurrency};
 pub use transaction::JobTransaction;
 pub use worker::{Concurrency, MAINTENANCE_LEASE, WorkerConfig, WorkerError, WorkerPool};
+
+// Every Rust block of the repository's README compiles (and runs, unless
+// marked `no_run`) as a doctest of this crate, so the README cannot drift
+// from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

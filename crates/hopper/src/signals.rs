@@ -111,11 +111,7 @@ impl WorkerPool {
     /// # });
     /// ```
     pub async fn run_until_signal(self) -> Result<u64, WorkerError> {
-        Signals::install()
-            .map_err(WorkerError::Signals)?
-            .shutdown()
-            .await;
-        self.stop().await
+        after_a_stop_signal(self.stop()).await
     }
 }
 
@@ -133,10 +129,18 @@ impl RunningServices {
     /// # });
     /// ```
     pub async fn run_until_signal(self) -> Result<u64, WorkerError> {
-        Signals::install()
-            .map_err(WorkerError::Signals)?
-            .shutdown()
-            .await;
-        self.stop().await
+        after_a_stop_signal(self.stop()).await
     }
+}
+
+/// Waits for a stop signal, then runs `stop` (a future does nothing until
+/// it is awaited).
+async fn after_a_stop_signal(
+    stop: impl std::future::Future<Output = Result<u64, WorkerError>>,
+) -> Result<u64, WorkerError> {
+    Signals::install()
+        .map_err(WorkerError::Signals)?
+        .shutdown()
+        .await;
+    stop.await
 }

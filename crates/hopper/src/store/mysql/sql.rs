@@ -127,14 +127,25 @@ pub(super) const AUTO_INCREMENT_STEP: &str = "SELECT CAST(@@auto_increment_incre
 
 // --- claim
 
+// The claim's locking read, with `$guard` added to the conditions a due job meets.
+macro_rules! claim_select {
+    ($guard:literal) => {
+        concat!(
+            "SELECT id, type, queue, payload, priority, attempts, max_attempts \
+            FROM jobs \
+            WHERE state = 'pending' AND queue = ? AND available_at <= ? ",
+            $guard,
+            " ORDER BY priority DESC, available_at, id LIMIT ? \
+            FOR UPDATE SKIP LOCKED"
+        )
+    };
+}
+
 /// Locks the due pending jobs of a queue neither paused nor limited, best first, skipping locked ones; `?`: queue, due by, queue, limit.
-pub(super) const CLAIM_SELECT: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
-    FROM jobs \
-    WHERE state = 'pending' AND queue = ? AND available_at <= ? \
-        AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? \
-            AND (paused OR concurrency_limit IS NOT NULL)) \
-    ORDER BY priority DESC, available_at, id LIMIT ? \
-    FOR UPDATE SKIP LOCKED";
+pub(super) const CLAIM_SELECT: &str = claim_select!(
+    "AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? \
+        AND (paused OR concurrency_limit IS NOT NULL))"
+);
 
 // A limited queue's claims run one at a time, each holding the queue's
 // row: each counts the started jobs the ones before it committed, so
@@ -148,11 +159,7 @@ pub(super) const STARTED_IN_QUEUE: &str =
     "SELECT COUNT(*) FROM jobs WHERE state = 'started' AND queue = ?";
 
 /// [`CLAIM_SELECT`] for a limited queue whose row the claim holds; `?`: queue, due by, the room under the limit.
-pub(super) const CLAIM_SELECT_LIMITED: &str = "SELECT id, type, queue, payload, priority, attempts, max_attempts \
-    FROM jobs \
-    WHERE state = 'pending' AND queue = ? AND available_at <= ? \
-    ORDER BY priority DESC, available_at, id LIMIT ? \
-    FOR UPDATE SKIP LOCKED";
+pub(super) const CLAIM_SELECT_LIMITED: &str = claim_select!("");
 
 /// Starts `claimed` locked jobs, `starting` of them run-started; `?`: started at, the `starting` ids, token, worker, now or NULL, lease µs, the `claimed` ids.
 pub(super) fn claim_update(claimed: usize, starting: usize) -> String {

@@ -93,6 +93,27 @@ pub(super) fn insert_jobs() -> String {
 
 // --- claim
 
+// The claim statement, with `$guard` added to the conditions a due job meets.
+macro_rules! pg_claim {
+    ($guard:literal) => {
+        concat!(
+            "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
+                 started_at = $1, locked_by = $2, lease_token = $3, run_started = due.n <= $8, \
+                 cancel_requested = FALSE, \
+                 locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
+             FROM (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM jobs \
+                 WHERE state = 'pending' AND queue = $4 AND available_at <= $1 ",
+            $guard,
+            " ORDER BY priority DESC, available_at, id LIMIT $5 \
+                 FOR UPDATE SKIP LOCKED) AS locked) AS due, \
+                 (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
+             WHERE jobs.id = due.id AND relaxed.setting = 'off' \
+             RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
+                 jobs.attempts, jobs.max_attempts, jobs.run_started"
+        )
+    };
+}
+
 // The claim commits without waiting for its WAL to reach the disk
 // (`synchronous_commit = off` for this transaction only, set by the
 // one-row `relaxed` join). Safe for at-least-once delivery: a claim lost
@@ -104,19 +125,10 @@ pub(super) fn insert_jobs() -> String {
 // The first `start_now` rows, in claim order, start at once; a
 // window cannot sit beside FOR UPDATE, so it numbers the locked rows.
 /// Claims up to $5 due jobs of queue $4 (none while it is paused or has a concurrency limit: see [`CLAIM_LIMITED`]), skipping locked rows: $1 due by, $2 worker, $3 claim token, $6 lease in microseconds, $7 now (NULL: the server's), $8 how many start at once.
-pub(super) const CLAIM: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
-         started_at = $1, locked_by = $2, lease_token = $3, run_started = due.n <= $8, \
-         cancel_requested = FALSE, locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
-     FROM (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM jobs \
-         WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 \
-                 AND (paused OR concurrency_limit IS NOT NULL)) \
-         ORDER BY priority DESC, available_at, id LIMIT $5 \
-         FOR UPDATE SKIP LOCKED) AS locked) AS due, \
-         (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
-     WHERE jobs.id = due.id AND relaxed.setting = 'off' \
-     RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-         jobs.attempts, jobs.max_attempts, jobs.run_started";
+pub(super) const CLAIM: &str = pg_claim!(
+    "AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 \
+         AND (paused OR concurrency_limit IS NOT NULL))"
+);
 
 // A limited queue's claims run one at a time, each in a transaction
 // holding the queue's row: each counts the started jobs the ones before
@@ -130,17 +142,7 @@ pub(super) const STARTED_IN_QUEUE: &str =
     "SELECT count(*) FROM jobs WHERE state = 'started' AND queue = $1";
 
 /// [`CLAIM`] for a limited queue whose row the claim's transaction holds (see [`LOCK_QUEUE_LIMIT`]); $5 is the room under the limit.
-pub(super) const CLAIM_LIMITED: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
-         started_at = $1, locked_by = $2, lease_token = $3, run_started = due.n <= $8, \
-         cancel_requested = FALSE, locked_until = COALESCE($7::timestamptz, now()) + $6::bigint * interval '1 microsecond' \
-     FROM (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM jobs \
-         WHERE state = 'pending' AND queue = $4 AND available_at <= $1 \
-         ORDER BY priority DESC, available_at, id LIMIT $5 \
-         FOR UPDATE SKIP LOCKED) AS locked) AS due, \
-         (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
-     WHERE jobs.id = due.id AND relaxed.setting = 'off' \
-     RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-         jobs.attempts, jobs.max_attempts, jobs.run_started";
+pub(super) const CLAIM_LIMITED: &str = pg_claim!("");
 
 // --- next_due
 

@@ -61,7 +61,9 @@ fn error_of(body: &str) -> String {
 }
 
 async fn all_jobs(hopper: &Hopper) -> Vec<hopper::JobRecord> {
-    hopper.jobs(&JobFilter::default()).await.unwrap()
+    hopper::testing::all_jobs(hopper, &JobFilter::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -168,6 +170,7 @@ async fn a_dispatch_failure_answers_500() {
             .list(&JobFilter::default())
             .await
             .unwrap()
+            .jobs
             .is_empty(),
         "nothing was stored"
     );

@@ -50,7 +50,8 @@ async fn a_dispatched_email_is_processed_and_finished() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].id, id);
     assert_eq!(jobs[0].state, JobState::Finished);
@@ -142,6 +143,11 @@ async fn dispatch_by_name_checks_the_payload_against_the_job() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("process_image"), "{err}");
-    assert!(hopper.jobs(&JobFilter::default()).await.unwrap().is_empty());
+    assert!(hopper
+        .jobs(&JobFilter::default())
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
     queue.stop().await.unwrap();
 }

@@ -148,7 +148,7 @@ async fn wait_for_email_job(app: &App, hopper: &Hopper) -> JobRecord {
     };
     let deadline = Instant::now() + LIMIT;
     loop {
-        let jobs = hopper.jobs(&filter).await.unwrap();
+        let jobs = hopper.jobs(&filter).await.unwrap().jobs;
         if let [job] = jobs.as_slice() {
             if job.state.is_final() {
                 return job.clone();

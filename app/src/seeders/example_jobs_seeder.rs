@@ -67,7 +67,7 @@ mod tests {
             .run(&SeedContext::new(hopper.clone()))
             .await
             .unwrap();
-        let jobs = hopper.jobs(&JobFilter::default()).await.unwrap();
+        let jobs = hopper.jobs(&JobFilter::default()).await.unwrap().jobs;
         assert_eq!(jobs.len(), 5);
         assert!(jobs.iter().all(|job| job.state == JobState::Pending));
         assert_eq!(

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use hopper::store::{AttemptError, JobRecord};
+use hopper::testing::all_jobs;
 use hopper::{Job, JobFilter, JobState};
 use serde::Serialize;
 
@@ -255,10 +256,9 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
     let events = &outcome.events;
     let filter = JobFilter {
         job_type: Some(<ChaosJob as Job>::TYPE.to_owned()),
-        limit: u32::MAX,
         ..JobFilter::default()
     };
-    let jobs = retry(|| outcome.hopper.jobs(&filter)).await?;
+    let jobs = retry(|| all_jobs(&outcome.hopper, &filter)).await?;
     let runs = retry(|| outcome.db.runs()).await?;
     let integrity = retry(|| outcome.db.integrity()).await?;
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use hopper::testing::all_jobs;
 use hopper::{Hopper, Job, JobFilter, JobState};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -536,10 +537,9 @@ impl Controller<'_> {
         let filter = JobFilter {
             state: Some(JobState::Started),
             job_type: Some(<ChaosJob as Job>::TYPE.to_owned()),
-            limit: u32::MAX,
             ..JobFilter::default()
         };
-        let started = retry(|| self.hopper.jobs(&filter)).await?;
+        let started = retry(|| all_jobs(&self.hopper, &filter)).await?;
         self.events.stuck = started
             .iter()
             .filter(|job| job.locked_until.is_none_or(|until| until < horizon))

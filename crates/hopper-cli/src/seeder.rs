@@ -50,7 +50,7 @@ pub trait Seeder: Send + Sync + 'static {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
 /// let ctx = hopper_cli::seeder::SeedContext::new(hopper);
-/// assert!(ctx.hopper().jobs(&Default::default()).await.unwrap().is_empty());
+/// assert!(ctx.hopper().jobs(&Default::default()).await.unwrap().jobs.is_empty());
 /// # });
 /// ```
 #[derive(Clone, Debug)]

@@ -301,7 +301,31 @@ async fn dispatch_checks_the_payload_and_work_runs_every_queue() {
     assert_eq!(status["finished_last_minute"], 2);
     let table = fx.ok(&["queue:status"]).await;
     assert!(
-        table.contains("QUEUE") && table.contains("reports"),
+        table.contains("QUEUE") && table.contains("reports") && !table.contains("TYPE"),
+        "{table}"
+    );
+    assert!(
+        status.get("types").is_none(),
+        "only with --by-type: {status}"
+    );
+    let by_type = fx.json(&["queue:status", "--by-type", "--json"]).await;
+    assert_eq!(
+        by_type["types"],
+        serde_json::json!([
+            {"type": "mail", "pending": 0, "started": 0, "finished": 1, "failed": 0, "cancelled": 0},
+            {"type": "report", "pending": 0, "started": 0, "finished": 1, "failed": 0, "cancelled": 0},
+        ]),
+        "{by_type}"
+    );
+    assert_eq!(by_type["queues"], status["queues"]);
+    let table = fx.ok(&["queue:status", "--by-type"]).await;
+    let report_row = table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&"report"));
+    assert_eq!(
+        report_row,
+        Some(vec!["report", "0", "0", "1", "0", "0"]),
         "{table}"
     );
     assert!(
@@ -329,8 +353,9 @@ async fn failed_jobs_are_listed_shown_and_retried() {
     fx.ok(&["db:seed", "mails"]).await;
     fx.ok(&["queue:work", "--stop-when-empty"]).await;
 
-    let failed = fx.json(&["queue:failed", "--json"]).await;
-    let failed = failed.as_array().unwrap();
+    let page = fx.json(&["queue:failed", "--json"]).await;
+    assert!(page["next"].is_null(), "{page}");
+    let failed = page["jobs"].as_array().unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["last_error"], "mailbox fail@x.org is gone");
     let id = failed[0]["id"].as_i64().unwrap().to_string();
@@ -783,7 +808,7 @@ async fn app_commands_are_listed_and_run() {
             ctx: &mut hopper_cli::Context<'_>,
             _: &clap::ArgMatches,
         ) -> Result<(), ConsoleError> {
-            let jobs = ctx.hopper().await?.jobs(&Default::default()).await?;
+            let jobs = ctx.hopper().await?.jobs(&Default::default()).await?.jobs;
             ctx.out().line(format!("hello, {} jobs", jobs.len()))?;
             Ok(())
         }
@@ -830,8 +855,70 @@ async fn bulk_retry_skips_jobs_whose_unique_key_a_live_job_holds() {
         "{text}"
     );
     let failed = fx.json(&["queue:failed", "--json"]).await;
-    assert_eq!(failed.as_array().unwrap().len(), 1);
-    assert_eq!(failed[0]["unique_key"], "welcome:7");
+    assert_eq!(failed["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["jobs"][0]["unique_key"], "welcome:7");
+}
+
+#[tokio::test]
+async fn failed_jobs_are_listed_a_page_at_a_time() {
+    let fx = Fixture::new();
+    for i in 0..5 {
+        let mail = format!(r#"{{"to":"fail@{i}.org"}}"#);
+        fx.ok(&["queue:dispatch", "mail", &mail]).await;
+    }
+    fx.ok(&["queue:dispatch", "mail", r#"{"to":"a@x.org"}"#])
+        .await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+
+    let ids = |page: &Value| -> Vec<i64> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["id"].as_i64().unwrap())
+            .collect()
+    };
+    let mut pages = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut args = vec!["queue:failed", "--limit", "2", "--json"];
+        if let Some(cursor) = &before {
+            args.extend(["--before", cursor]);
+        }
+        let page = fx.json(&args).await;
+        pages.push(ids(&page));
+        let Some(next) = page["next"].as_i64() else {
+            break;
+        };
+        assert_eq!(Some(&next), pages.last().unwrap().last());
+        before = Some(next.to_string());
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    let seen = pages.concat();
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
+
+    // The table says how to read the next page, and the last page does not.
+    let first = fx.ok(&["queue:failed", "--limit", "4"]).await;
+    let hint = format!(
+        "Older failed jobs: add `--before {}` for the next page.",
+        seen[3]
+    );
+    assert!(first.contains(&hint), "{first}");
+    let rest = seen[3].to_string();
+    let last = fx.ok(&["queue:failed", "--before", &rest]).await;
+    assert!(
+        last.contains("1 failed jobs shown.") && !last.contains("Older failed jobs"),
+        "{last}"
+    );
+    // A page size out of range is a usage error.
+    for limit in ["0", "501"] {
+        let err = fx.err(&["queue:failed", "--limit", limit]).await;
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
 }
 
 /// What `queue:work` was seen doing while it ran.
@@ -889,7 +976,8 @@ async fn queue_work_runs_schedules_and_alerts_and_sizes_queues_like_work() {
                             ..Default::default()
                         })
                         .await
-                        .unwrap();
+                        .unwrap()
+                        .jobs;
                     let alerts = hopper.store().alerts(0).await.unwrap();
                     let status = hopper.status(Duration::ZERO).await.unwrap();
                     let bounds = status

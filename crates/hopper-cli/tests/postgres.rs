@@ -68,7 +68,8 @@ async fn queue_commands_work_on_postgres() {
     assert_eq!(status["finished_last_minute"], 1, "{status}");
 
     let failed = json(&console, &["queue:failed", "--json"]).await;
-    assert_eq!(failed[0]["last_error"], "zero is not a ping");
+    assert_eq!(failed["jobs"][0]["last_error"], "zero is not a ping");
+    assert!(failed["next"].is_null(), "{failed}");
     let text = run(&console, &["queue:retry", "--all", "--type", "ping"]).await;
     assert!(text.contains("Retried 1 failed jobs"), "{text}");
 

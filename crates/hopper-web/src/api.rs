@@ -4,11 +4,11 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | POST | `/api/jobs` | dispatch `{"type", "payload", "queue"?, "priority"?, "delay_seconds"?}`: 201, unknown type 404, payload that does not fit 422 |
-//! | GET | `/api/jobs?state=&queue=&type=&before=&limit=` | list, newest first; `next_before` pages on |
+//! | GET | `/api/jobs?state=&queue=&type=&before=&limit=` | a page of jobs, newest first (`limit`: 1 to 500, default 100), and `next`: the `before` of the next page, `null` on the last |
 //! | GET | `/api/jobs/{id}` | one job |
 //! | POST | `/api/jobs/{id}/retry` | a failed or cancelled job back to pending |
 //! | POST | `/api/jobs/{id}/cancel` | cancel a pending job |
-//! | GET | `/api/stats` | counts per queue and state, queue depth, throughput |
+//! | GET | `/api/stats` | counts per queue and state and per type and state, queue depth, throughput |
 //! | GET | `/api/alerts?resolved=` | alert incidents firing now and the latest resolved ([`crate::alerts`]) |
 
 use std::time::Duration;
@@ -20,15 +20,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use hopper::{DispatchError, DispatchOptions, JobRecord, RegistryError, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Refused};
 use crate::{API_PATH, Web};
-
-/// The most jobs one list call returns.
-const MAX_LIMIT: u32 = 500;
 
 /// What can go wrong answering an API call; each maps to a status and a
 /// JSON body `{"error": …}`.
@@ -230,22 +228,28 @@ async fn list(
     _caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>> {
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let empty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let filter = crate::dashboard::filter(
         empty(query.state),
         empty(query.queue),
         empty(query.job_type),
         query.before,
-        limit,
+        query.limit,
     )
     .map_err(ApiError::BadRequest)?;
-    let jobs = web.hopper().jobs(&filter).await?;
-    let next_before = (jobs.len() == limit as usize)
-        .then(|| jobs.last().map(|job| job.id))
-        .flatten();
-    let jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
-    Ok(Json(json!({ "jobs": jobs, "next_before": next_before })))
+    let page = web
+        .hopper()
+        .jobs(&filter)
+        .await
+        .map_err(|error| match error {
+            StoreError::PageSize { .. } => ApiError::BadRequest(error.to_string()),
+            other => ApiError::Store(other),
+        })?;
+    let jobs: Vec<JobView> = page.jobs.into_iter().map(JobView::from).collect();
+    // `next_before` is the name `next` had before; kept for older clients.
+    Ok(Json(
+        json!({ "jobs": jobs, "next": page.next, "next_before": page.next }),
+    ))
 }
 
 async fn show(
@@ -333,8 +337,10 @@ async fn stats(State(web): State<Web>, _caller: Caller) -> Result<Json<Value>> {
                 })
         })
         .collect();
+    let counts_by_type = web.hopper().counts_by_type().await?;
     Ok(Json(json!({
         "counts": counts,
+        "counts_by_type": counts_by_type,
         "queues": status.queues,
         "throughput": status.throughput,
         "now": status.now,
@@ -383,14 +389,16 @@ pub fn openapi_document() -> Value {
                         query("state", json!({ "type": "string", "enum": ["pending", "started", "finished", "failed", "cancelled"] })),
                         query("queue", json!({ "type": "string" })),
                         query("type", json!({ "type": "string" })),
-                        query("before", json!({ "type": "integer", "description": "only ids below this (the previous page's next_before)" })),
-                        query("limit", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT })),
+                        query("before", json!({ "type": "integer", "description": "only ids below this: the previous page's next" })),
+                        query("limit", json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE,
+                            "description": "jobs per page; outside 1 to the maximum is refused (400)" })),
                     ],
                     "responses": {
-                        "200": resp("A page of jobs", &json!({ "type": "object", "properties": {
+                        "200": resp("A page of jobs", &json!({ "type": "object", "required": ["jobs", "next"], "properties": {
                             "jobs": { "type": "array", "items": job },
-                            "next_before": { "type": ["integer", "null"] } } })),
-                        "400": resp("Bad filter", &error),
+                            "next": { "type": ["integer", "null"], "description": "the before of the next (older) page; null on the last page" },
+                            "next_before": { "type": ["integer", "null"], "deprecated": true, "description": "the same as next" } } })),
+                        "400": resp("Bad filter or page size", &error),
                         "401": resp("No or wrong admin token", &error),
                     }
                 }
@@ -411,8 +419,15 @@ pub fn openapi_document() -> Value {
                 "responses": { "200": resp("The job: cancelled, or still started with its run told to stop", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Neither pending nor started", &error) }
             } },
             "/api/stats": { "get": {
-                "summary": "Counts per queue and state, each queue's jobs per state, due work, oldest due job, pause and worker pools, and the last hour's throughput",
-                "responses": { "200": resp("Statistics", &json!({ "type": "object" })), "401": resp("No or wrong admin token", &error) }
+                "summary": "Counts per queue and state and per type and state, each queue's jobs per state, due work, oldest due job, pause and worker pools, and the last hour's throughput",
+                "responses": { "200": resp("Statistics", &json!({ "type": "object", "properties": {
+                    "counts": { "type": "array", "description": "jobs per queue and state; zero counts left out",
+                        "items": { "type": "object", "properties": {
+                            "queue": { "type": "string" }, "state": { "type": "string" }, "count": { "type": "integer" } } } },
+                    "counts_by_type": { "type": "array", "description": "jobs per type and state, by type then state; zero counts left out",
+                        "items": { "type": "object", "properties": {
+                            "type": { "type": "string" }, "state": { "type": "string" }, "count": { "type": "integer" } } } } } })),
+                    "401": resp("No or wrong admin token", &error) }
             } },
             "/api/alerts": { "get": {
                 "summary": "Alert incidents firing now, and the latest resolved",

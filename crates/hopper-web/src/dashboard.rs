@@ -216,7 +216,7 @@ pub(crate) fn filter(
     queue: Option<String>,
     job_type: Option<String>,
     before: Option<i64>,
-    limit: u32,
+    limit: Option<u32>,
 ) -> std::result::Result<JobFilter, String> {
     let state = match state {
         Some(name) => Some(
@@ -229,7 +229,7 @@ pub(crate) fn filter(
         state,
         queue,
         job_type,
-        before_id: before,
+        before,
         limit,
     })
 }
@@ -257,12 +257,11 @@ async fn jobs(
         queue_q.clone(),
         type_q.clone(),
         before,
-        PAGE_SIZE + 1,
+        Some(PAGE_SIZE),
     )
     .map_err(DashboardError::BadRequest)?;
-    let mut rows = hopper.jobs(&filter).await?;
-    let more = rows.len() > PAGE_SIZE as usize;
-    rows.truncate(PAGE_SIZE as usize);
+    let listed = hopper.jobs(&filter).await?;
+    let rows = listed.jobs;
     let now = hopper.now();
     let csrf = caller.csrf_token();
 
@@ -332,19 +331,39 @@ async fn jobs(
         body.push_str(r#"<tr><td colspan="8" class="muted">No jobs match.</td></tr>"#);
     }
     body.push_str("</table>");
-    if let (true, Some(last)) = (more, rows.last()) {
-        let mut next = format!("{DASHBOARD_PATH}/jobs?before={}", last.id);
-        for (name, value) in [("state", &state_q), ("queue", &queue_q), ("type", &type_q)] {
-            if let Some(value) = value {
-                next.push_str(&format!("&{name}={}", url_encode(value)));
-            }
-        }
-        body.push_str(&format!(
-            r#"<p><a id="next-page" href="{}">Older jobs →</a></p>"#,
-            escape(&next)
+    let filters = [("state", &state_q), ("queue", &queue_q), ("type", &type_q)];
+    let mut links = Vec::new();
+    if before.is_some() {
+        let newest = jobs_link(None, &filters);
+        links.push(format!(
+            r#"<a id="first-page" href="{newest}">← Newest jobs</a>"#
         ));
     }
+    if let Some(cursor) = listed.next {
+        let older = jobs_link(Some(cursor), &filters);
+        links.push(format!(
+            r#"<a id="next-page" href="{older}">Older jobs →</a>"#
+        ));
+    }
+    if !links.is_empty() {
+        body.push_str(&format!("<p>{}</p>", links.join(" · ")));
+    }
     Ok(page("Jobs", csrf, &body))
+}
+
+/// The job list's address for the page below `before` (the newest page
+/// when `None`) with the filters given, HTML-escaped for an attribute.
+fn jobs_link(before: Option<i64>, filters: &[(&str, &Option<String>)]) -> String {
+    let mut query: Vec<String> = before
+        .map(|id| format!("before={id}"))
+        .into_iter()
+        .collect();
+    for (name, value) in filters {
+        if let Some(value) = value {
+            query.push(format!("{name}={}", url_encode(value)));
+        }
+    }
+    escape(&format!("{DASHBOARD_PATH}/jobs?{}", query.join("&")))
 }
 
 /// The default queue and the queues of the jobs shown, for the filter's

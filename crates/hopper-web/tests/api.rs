@@ -185,34 +185,53 @@ async fn list_filters_and_pages() {
         StatusCode::BAD_REQUEST
     );
 
-    let first = get(&router, "/api/jobs?queue=bulk&limit=2").await.json();
-    let mut seen: Vec<i64> = first["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_i64().unwrap())
-        .collect();
-    let mut next = first["next_before"].as_i64();
-    while let Some(before) = next {
-        let page = get(
-            &router,
-            &format!("/api/jobs?queue=bulk&limit=2&before={before}"),
-        )
-        .await
-        .json();
-        seen.extend(
-            page["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|j| j["id"].as_i64().unwrap()),
-        );
-        next = page["next_before"].as_i64();
+    // Pages of 2 of the 5 bulk jobs: 2, 2, 1, the last with no cursor.
+    let ids = |page: &serde_json::Value| -> Vec<i64> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect()
+    };
+    let mut uri = "/api/jobs?queue=bulk&limit=2".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let page = get(&router, &uri).await.json();
+        assert_eq!(page["next_before"], page["next"], "the older name of next");
+        pages.push(ids(&page));
+        let Some(before) = page["next"].as_i64() else {
+            assert!(page["next"].is_null(), "{page}");
+            break;
+        };
+        assert_eq!(Some(&before), pages.last().unwrap().last());
+        uri = format!("/api/jobs?queue=bulk&limit=2&before={before}");
     }
-    assert_eq!(seen.len(), 5);
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    let seen = pages.concat();
     assert!(
         seen.windows(2).all(|w| w[0] > w[1]),
         "newest first: {seen:?}"
+    );
+    // A page that holds the last jobs exactly has no cursor either.
+    let whole = get(&router, "/api/jobs?queue=bulk&limit=5").await.json();
+    assert_eq!((ids(&whole), &whole["next"]), (seen.clone(), &json!(null)));
+    let first_four = get(&router, "/api/jobs?queue=bulk&limit=4").await.json();
+    assert_eq!(first_four["next"], seen[3]);
+
+    // A page size out of range is refused, not cut down.
+    for limit in ["0", "501", "4294967295"] {
+        let reply = get(&router, &format!("/api/jobs?limit={limit}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{limit}");
+        assert_eq!(
+            reply.json()["error"],
+            format!("a page of jobs holds 1 to 500 jobs, not {limit}")
+        );
+    }
+    assert_eq!(
+        get(&router, "/api/jobs?limit=500").await.status,
+        StatusCode::OK
     );
 
     let stats = get(&router, "/api/stats").await.json();
@@ -235,6 +254,14 @@ async fn list_filters_and_pages() {
             .unwrap()
             .iter()
             .any(|c| c["queue"] == "bulk" && c["state"] == "pending" && c["count"] == 5),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["counts_by_type"],
+        json!([
+            {"type": "flaky", "state": "pending", "count": 1},
+            {"type": "mail", "state": "pending", "count": 5},
+        ]),
         "{stats}"
     );
     queue.stop().await.unwrap();
@@ -313,6 +340,28 @@ async fn openapi_document_lists_every_route() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
+    let list = &doc["paths"]["/api/jobs"]["get"];
+    let limit = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(
+        (&limit["schema"]["default"], &limit["schema"]["maximum"]),
+        (&json!(100), &json!(500))
+    );
+    let page = &list["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        page["properties"]["next"]["type"],
+        json!(["integer", "null"])
+    );
+    let stats = &doc["paths"]["/api/stats"]["get"]["responses"]["200"];
+    let schema = &stats["content"]["application/json"]["schema"];
+    assert!(
+        schema["properties"]["counts_by_type"].is_object(),
+        "{stats}"
+    );
     queue.stop().await.unwrap();
 }
 
@@ -353,7 +402,8 @@ async fn metrics_count_jobs_by_type_and_queue() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     queue.hopper().cancel(waiting[0].id).await.unwrap();
 
     let reply = get(&router, "/metrics").await;

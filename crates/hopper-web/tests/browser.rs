@@ -1,7 +1,8 @@
 //! End to end in headless Chromium: log in on one instance, see the alert a
 //! failed job raised, then on a second instance serving the same database
 //! with the same admin token see the failed job, retry it and see it finish,
-//! then save a screenshot of the overview.
+//! page through the job list to older jobs and back, then save a screenshot
+//! of the overview.
 //!
 //! Needs Debian's `chromium` and the `playwright-core` package installed in
 //! `tests/browser` (`npm install` there; `.ci/run` does both). Without them

@@ -135,6 +135,72 @@ async fn pages_render_with_the_session_and_escape_every_value() {
     queue.stop().await.unwrap();
 }
 
+/// The `href` of the link with `id` on `html`, unescaped, if there is one.
+fn link(html: &str, id: &str) -> Option<String> {
+    let anchor = format!(r#"id="{id}" href=""#);
+    let start = html.find(&anchor)? + anchor.len();
+    let href = html[start..].split('"').next()?;
+    Some(href.replace("&amp;", "&"))
+}
+
+/// The job ids a job list page shows, in order.
+fn listed_ids(html: &str) -> Vec<i64> {
+    html.split(r#"<tr data-id=""#)
+        .skip(1)
+        .map(|row| row.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_job_list_pages_to_older_jobs_and_back_to_the_newest() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    hopper.pause("bulk").await.unwrap();
+    let mails = (0..120).map(|i| Mail {
+        to: format!("user{i}@example.com"),
+    });
+    let options = hopper::DispatchOptions::new().queue("bulk");
+    let mut ids = hopper
+        .dispatch_many::<MailJob>(mails, options)
+        .await
+        .unwrap();
+    hopper
+        .dispatch::<MailJob>(Mail {
+            to: "elsewhere@example.com".into(),
+        })
+        .await
+        .unwrap();
+    ids.reverse();
+    let router = router(hopper);
+    let cookie = log_in(&router).await;
+
+    let mut uri = "/admin/queue/jobs?queue=bulk".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let reply = page(&router, &cookie, &uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let newest = link(&reply.body, "first-page");
+        assert_eq!(newest.is_some(), !pages.is_empty(), "{uri}");
+        if let Some(newest) = newest {
+            assert_eq!(newest, "/admin/queue/jobs?queue=bulk");
+        }
+        pages.push(listed_ids(&reply.body));
+        match link(&reply.body, "next-page") {
+            Some(older) => {
+                let last = pages.last().unwrap().last().unwrap();
+                assert_eq!(older, format!("/admin/queue/jobs?before={last}&queue=bulk"));
+                uri = older;
+            }
+            None => break,
+        }
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [50, 50, 20]);
+    assert_eq!(pages.concat(), ids, "each bulk job once, newest first");
+    queue.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn actions_need_the_csrf_token() {
     let flaky = FlakyJob::default();

@@ -13,8 +13,8 @@ use crate::registry::{JobDefaults, Registry, RegistryError};
 use crate::state::State;
 use crate::status::Status;
 use crate::store::{
-    JobFilter, JobRecord, MinuteCount, NewJob, PauseRequest, QueueLimit, QueueStats, RetriedFailed,
-    RetryFailed, RetryRequest, StateCount, Store, StoreError,
+    JobFilter, JobPage, JobRecord, MinuteCount, NewJob, PauseRequest, QueueLimit, QueueStats,
+    RetriedFailed, RetryFailed, RetryRequest, StateCount, Store, StoreError, TypeCount,
 };
 
 /// The database URL used when `DATABASE_URL` is not set: a SQLite file
@@ -420,22 +420,50 @@ impl Hopper {
         self.store().get(id).await
     }
 
-    /// Jobs matching `filter`, newest first.
+    /// One page of the jobs matching `filter`, newest first, with the
+    /// cursor of the next (older) page while there is one: pass it as
+    /// [`JobFilter::before`] to read that page. A page holds
+    /// [`DEFAULT_PAGE_SIZE`](crate::store::DEFAULT_PAGE_SIZE) jobs unless
+    /// `filter.limit` says otherwise; a limit of 0 or above
+    /// [`MAX_PAGE_SIZE`](crate::store::MAX_PAGE_SIZE) is refused
+    /// ([`StoreError::PageSize`]). Paging is on the job id, so jobs
+    /// dispatched between two pages show on neither (they are newer than
+    /// the first).
     ///
     /// ```
+    /// # use hopper::{Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = u32;
+    /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+    /// # }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
-    /// assert!(hopper.jobs(&Default::default()).await.unwrap().is_empty());
-    /// let nul = hopper::JobFilter { queue: Some("a\0b".into()), ..Default::default() };
-    /// assert!(hopper.jobs(&nul).await.unwrap().is_empty());
+    /// use hopper::{DispatchOptions, JobFilter};
+    /// let hopper = hopper::Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
+    /// hopper.dispatch_many::<Ping>(0..5, DispatchOptions::new()).await.unwrap();
+    /// let mut filter = JobFilter { limit: Some(2), ..Default::default() };
+    /// let mut seen = Vec::new();
+    /// loop {
+    ///     let page = hopper.jobs(&filter).await.unwrap();
+    ///     seen.extend(page.jobs.iter().map(|job| job.payload.clone()));
+    ///     let Some(next) = page.next else { break };
+    ///     filter.before = Some(next);
+    /// }
+    /// assert_eq!(seen, ["4", "3", "2", "1", "0"]);
+    /// let nul = JobFilter { queue: Some("a\0b".into()), ..Default::default() };
+    /// assert!(hopper.jobs(&nul).await.unwrap().jobs.is_empty());
+    /// let huge = JobFilter { limit: Some(100_000), ..Default::default() };
+    /// assert!(hopper.jobs(&huge).await.is_err());
     /// # });
     /// ```
-    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let names = [filter.queue.as_deref(), filter.job_type.as_deref()];
         if names.into_iter().flatten().any(|name| name.contains('\0')) {
             // Dispatch refuses NUL in these names, so no stored job has one
             // (and PostgreSQL could not even compare with it).
-            return Ok(Vec::new());
+            filter.page_size()?;
+            return Ok(JobPage::default());
         }
         self.store().list(filter).await
     }
@@ -450,6 +478,35 @@ impl Hopper {
     /// ```
     pub async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
         self.store().counts().await
+    }
+
+    /// Job counts per type and state, by type then state; states no job of
+    /// a type is in are left out.
+    ///
+    /// ```
+    /// # use hopper::{Job, JobContext, JobResult};
+    /// # struct Ping;
+    /// # impl Job for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     type Payload = ();
+    /// #     async fn handle(&self, _: (), _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::{JobState, store::TypeCount};
+    /// let hopper = hopper::Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
+    /// assert!(hopper.counts_by_type().await.unwrap().is_empty());
+    /// hopper.dispatch::<Ping>(()).await.unwrap();
+    /// let id = hopper.dispatch::<Ping>(()).await.unwrap();
+    /// hopper.cancel(id).await.unwrap();
+    /// let ping = |state, count| TypeCount { job_type: "ping".into(), state, count };
+    /// assert_eq!(
+    ///     hopper.counts_by_type().await.unwrap(),
+    ///     [ping(JobState::Cancelled, 1), ping(JobState::Pending, 1)],
+    /// );
+    /// # });
+    /// ```
+    pub async fn counts_by_type(&self) -> Result<Vec<TypeCount>, StoreError> {
+        self.store().counts_by_type().await
     }
 
     /// Cancels job `id`: a pending job is cancelled at once; a running one

@@ -66,7 +66,7 @@ pub use job::{DEFAULT_QUEUE, Job, JobContext, JobError, JobId, JobResult, JobSta
 pub use maintenance::Retention;
 pub use registry::{JobDefaults, Registry, RegistryError};
 pub use state::State;
-pub use store::{JobFilter, JobRecord, QueueStats, StoreError, WorkerConcurrency};
+pub use store::{JobFilter, JobPage, JobRecord, QueueStats, StoreError, WorkerConcurrency};
 pub use transaction::JobTransaction;
 pub use worker::{Concurrency, MAINTENANCE_LEASE, WorkerConfig, WorkerError, WorkerPool};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::client::{Builder, Hopper};
 use crate::clock::ManualClock;
 use crate::job::{Job, JobContext, JobResult};
-use crate::store::StoreError;
+use crate::store::{JobFilter, JobRecord, MAX_PAGE_SIZE, StoreError};
 use crate::worker::{WorkerConfig, WorkerError, WorkerPool};
 
 /// What can go wrong in a test queue.
@@ -55,6 +55,46 @@ pub enum TestingError {
 /// ```
 pub async fn perform<J: Job>(job: &J, payload: J::Payload) -> JobResult {
     job.handle(payload, JobContext::detached(0, 1)).await
+}
+
+/// Every job `filter` matches, newest first: its pages one after the other,
+/// from `filter.before` on, each of `filter.limit` jobs, or of
+/// [`MAX_PAGE_SIZE`] when it sets none. For tests and audits that look at
+/// every job; a listing for people reads one page at a time
+/// ([`Hopper::jobs`]).
+///
+/// ```
+/// # use hopper::{Job, JobContext, JobResult};
+/// # struct Ping;
+/// # impl Job for Ping {
+/// #     const TYPE: &'static str = "ping";
+/// #     type Payload = u32;
+/// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::{DispatchOptions, JobFilter};
+/// let hopper = hopper::Hopper::builder().register(Ping).unwrap().connect("sqlite::memory:").await.unwrap();
+/// hopper.dispatch_many::<Ping>(0..700, DispatchOptions::new()).await.unwrap();
+/// let every = hopper::testing::all_jobs(&hopper, &JobFilter::default()).await.unwrap();
+/// assert_eq!((every.len(), every[0].payload.as_str()), (700, "699"));
+/// let small_pages = JobFilter { limit: Some(3), ..Default::default() };
+/// assert_eq!(hopper::testing::all_jobs(&hopper, &small_pages).await.unwrap(), every);
+/// # });
+/// ```
+pub async fn all_jobs(hopper: &Hopper, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+    let mut filter = JobFilter {
+        limit: Some(filter.limit.unwrap_or(MAX_PAGE_SIZE)),
+        ..filter.clone()
+    };
+    let mut jobs = Vec::new();
+    loop {
+        let page = hopper.jobs(&filter).await?;
+        jobs.extend(page.jobs);
+        match page.next {
+            Some(next) => filter.before = Some(next),
+            None => return Ok(jobs),
+        }
+    }
 }
 
 /// A real queue for tests: a fresh SQLite file in a temporary folder, a

@@ -13,11 +13,9 @@ use hopper::{DispatchError, Hopper, JobFilter, JobState, WorkerConfig};
 
 /// Every stored job, oldest first.
 async fn all_jobs(hopper: &Hopper) -> Vec<hopper::JobRecord> {
-    let filter = JobFilter {
-        limit: 10_000,
-        ..Default::default()
-    };
-    let mut jobs = hopper.jobs(&filter).await.unwrap();
+    let mut jobs = hopper::testing::all_jobs(hopper, &JobFilter::default())
+        .await
+        .unwrap();
     jobs.reverse();
     jobs
 }

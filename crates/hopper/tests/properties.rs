@@ -483,18 +483,13 @@ impl Machine {
 
     /// Reads every job back and holds it against the model.
     async fn check(&mut self) {
-        let filter = JobFilter {
-            limit: 100_000,
-            ..Default::default()
-        };
-        let stored: BTreeMap<JobId, hopper::JobRecord> = self
-            .hopper
-            .jobs(&filter)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|job| (job.id, job))
-            .collect();
+        let stored: BTreeMap<JobId, hopper::JobRecord> =
+            hopper::testing::all_jobs(&self.hopper, &JobFilter::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|job| (job.id, job))
+                .collect();
         let stored_ids: Vec<_> = stored.keys().collect();
         let model_ids: Vec<_> = self.jobs.keys().collect();
         assert_eq!(stored_ids, model_ids, "no job appears or vanishes");

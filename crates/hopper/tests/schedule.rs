@@ -26,11 +26,9 @@ fn schedules(list: impl IntoIterator<Item = Schedule>) -> Schedules {
 }
 
 async fn all_jobs(hopper: &Hopper) -> Vec<hopper::JobRecord> {
-    let filter = JobFilter {
-        limit: 10_000,
-        ..Default::default()
-    };
-    hopper.jobs(&filter).await.unwrap()
+    hopper::testing::all_jobs(hopper, &JobFilter::default())
+        .await
+        .unwrap()
 }
 
 #[test]

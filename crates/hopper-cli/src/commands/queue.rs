@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Args;
+use hopper::status::StateCounts;
+use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TypeCount};
 use hopper::{
     Concurrency, DispatchOptions, Hopper, JobFilter, JobId, JobRecord, JobState, Retention,
     WorkerConfig,
@@ -139,7 +141,10 @@ async fn wait_empty(
 }
 
 #[derive(Args, Debug)]
-struct JsonArgs {
+struct StatusArgs {
+    /// Also show jobs per type and state.
+    #[arg(long)]
+    by_type: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
@@ -148,22 +153,63 @@ struct JsonArgs {
 #[derive(Debug, Serialize)]
 struct QueueRow<'a> {
     queue: &'a str,
-    pending: u64,
-    started: u64,
-    finished: u64,
-    failed: u64,
-    cancelled: u64,
+    #[serde(flatten)]
+    counts: StateCounts,
     due: u64,
     oldest_due_at: Option<chrono::DateTime<chrono::Utc>>,
     oldest_due_seconds: Option<u64>,
     paused: bool,
 }
 
+/// One job type's jobs per state.
+#[derive(Debug, Serialize)]
+struct TypeRow {
+    #[serde(rename = "type")]
+    job_type: String,
+    #[serde(flatten)]
+    counts: StateCounts,
+}
+
+/// `counts` (by type, then state) as one row per type.
+fn type_rows(counts: Vec<TypeCount>) -> Vec<TypeRow> {
+    let mut rows: Vec<TypeRow> = Vec::new();
+    for count in counts {
+        match rows.last_mut() {
+            Some(row) if row.job_type == count.job_type => {}
+            _ => rows.push(TypeRow {
+                job_type: count.job_type,
+                counts: StateCounts::default(),
+            }),
+        }
+        if let Some(row) = rows.last_mut() {
+            row.counts.add(count.state, count.count);
+        }
+    }
+    rows
+}
+
 #[derive(Debug, Serialize)]
 struct StatusReport<'a> {
     queues: Vec<QueueRow<'a>>,
+    /// With `--by-type` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    types: Option<Vec<TypeRow>>,
     finished_last_minute: u64,
     failed_last_minute: u64,
+}
+
+/// A count cell: a plain 0, or `n` in `style`.
+fn count_cell(n: u64, style: Style) -> Cell {
+    if n == 0 {
+        Cell::from("0")
+    } else {
+        Cell::styled(n.to_string(), style)
+    }
+}
+
+/// The count cells of `counts`, one per state, in [`JobState::ALL`] order.
+fn state_cells(counts: &StateCounts) -> [Cell; 5] {
+    JobState::ALL.map(|state| count_cell(counts.get(state), state_style(state)))
 }
 
 pub(crate) struct Status;
@@ -171,8 +217,8 @@ pub(crate) struct Status;
 #[async_trait]
 impl Command for Status {
     fn definition(&self) -> clap::Command {
-        JsonArgs::augment_args(clap::Command::new("queue:status").about(
-            "Jobs per queue and state, the oldest waiting job, and jobs finished in the last minute",
+        StatusArgs::augment_args(clap::Command::new("queue:status").about(
+            "Jobs per queue and state (and per type with --by-type), the oldest waiting job, and jobs finished in the last minute",
         ))
     }
 
@@ -181,9 +227,14 @@ impl Command for Status {
         ctx: &mut Context<'_>,
         matches: &clap::ArgMatches,
     ) -> Result<(), ConsoleError> {
-        let args: JsonArgs = args(matches)?;
+        let args: StatusArgs = args(matches)?;
         let hopper = ctx.hopper().await?;
         let status = hopper.status(Duration::from_secs(60)).await?;
+        let types = if args.by_type {
+            Some(type_rows(hopper.counts_by_type().await?))
+        } else {
+            None
+        };
         let now = status.now;
         let report = StatusReport {
             queues: status
@@ -191,17 +242,14 @@ impl Command for Status {
                 .iter()
                 .map(|queue| QueueRow {
                     queue: &queue.queue,
-                    pending: queue.counts.pending,
-                    started: queue.counts.started,
-                    finished: queue.counts.finished,
-                    failed: queue.counts.failed,
-                    cancelled: queue.counts.cancelled,
+                    counts: queue.counts,
                     due: queue.due,
                     oldest_due_at: queue.oldest_due_at,
                     oldest_due_seconds: queue.oldest_due_age(now).map(|age| age.as_secs()),
                     paused: queue.paused,
                 })
                 .collect(),
+            types,
             finished_last_minute: status.finished(),
             failed_last_minute: status.failed(),
         };
@@ -224,31 +272,42 @@ impl Command for Status {
                 "PAUSED",
             ]);
             for q in &report.queues {
-                let count = |n: u64, style: Style| {
-                    if n == 0 {
-                        Cell::from("0")
-                    } else {
-                        Cell::styled(n.to_string(), style)
-                    }
+                let oldest = q
+                    .oldest_due_at
+                    .map_or_else(|| "-".to_owned(), |at| age(now, at));
+                let paused = if q.paused {
+                    Cell::styled("paused", Style::Red)
+                } else {
+                    Cell::from("no")
                 };
-                table.row([
-                    Cell::styled(q.queue, Style::Bold),
-                    count(q.pending, Style::Yellow),
-                    count(q.started, Style::Cyan),
-                    count(q.finished, Style::Green),
-                    count(q.failed, Style::Red),
-                    count(q.cancelled, Style::Dim),
-                    q.oldest_due_at
-                        .map_or_else(|| "-".to_owned(), |at| age(now, at))
-                        .into(),
-                    if q.paused {
-                        Cell::styled("paused", Style::Red)
-                    } else {
-                        Cell::from("no")
-                    },
-                ]);
+                let name = Cell::styled(q.queue, Style::Bold);
+                table.row(
+                    std::iter::once(name)
+                        .chain(state_cells(&q.counts))
+                        .chain([oldest.into(), paused]),
+                );
             }
             out.table(&table)?;
+        }
+        if let Some(types) = &report.types {
+            out.line("")?;
+            if types.is_empty() {
+                out.line("No jobs of any type.")?;
+            } else {
+                let mut table = Table::new([
+                    "TYPE",
+                    "PENDING",
+                    "STARTED",
+                    "FINISHED",
+                    "FAILED",
+                    "CANCELLED",
+                ]);
+                for row in types {
+                    let name = Cell::styled(row.job_type.clone(), Style::Bold);
+                    table.row(std::iter::once(name).chain(state_cells(&row.counts)));
+                }
+                out.table(&table)?;
+            }
         }
         out.line(format!(
             "Last minute: {} finished, {} failed.",
@@ -266,10 +325,18 @@ struct FailedArgs {
     /// Only jobs of this type.
     #[arg(long = "type", value_name = "TYPE")]
     job_type: Option<String>,
-    /// The most jobs to show, newest first.
-    #[arg(long, default_value_t = 50)]
+    #[arg(
+        long,
+        help = format!("Jobs per page, newest first (1 to {MAX_PAGE_SIZE})"),
+        default_value_t = DEFAULT_PAGE_SIZE,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE_SIZE)),
+    )]
     limit: u32,
-    /// Print JSON for scripts.
+    /// Only jobs with an id below this: the next page's cursor, which the
+    /// page before prints (`next` in JSON).
+    #[arg(long, value_name = "ID")]
+    before: Option<JobId>,
+    /// Print JSON for scripts: `{"jobs": […], "next": cursor or null}`.
     #[arg(long)]
     json: bool,
 }
@@ -295,21 +362,22 @@ impl Command for Failed {
             state: Some(JobState::Failed),
             queue: args.queue,
             job_type: args.job_type,
-            limit: args.limit.max(1),
-            ..JobFilter::default()
+            before: args.before,
+            limit: Some(args.limit),
         };
-        let jobs = hopper.jobs(&filter).await?;
+        let page = hopper.jobs(&filter).await?;
         let out = ctx.out();
         if args.json {
-            out.json(&jobs)?;
+            out.json(&page)?;
             return Ok(());
         }
+        let jobs = &page.jobs;
         if jobs.is_empty() {
             out.line("No failed jobs.")?;
             return Ok(());
         }
         let mut table = Table::new(["ID", "TYPE", "QUEUE", "ATTEMPTS", "FAILED AT", "LAST ERROR"]);
-        for job in &jobs {
+        for job in jobs {
             table.row([
                 Cell::styled(job.id.to_string(), Style::Cyan),
                 job.job_type.clone().into(),
@@ -327,6 +395,11 @@ impl Command for Failed {
             "{} failed jobs shown. `queue:show <id>` for one, `queue:retry <id>` or `queue:retry --all` to run them again.",
             jobs.len()
         ))?;
+        if let Some(next) = page.next {
+            out.line(format!(
+                "Older failed jobs: add `--before {next}` for the next page."
+            ))?;
+        }
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 // Drives the dashboard in headless Chromium: log in on one instance, see the
 // firing alert, then on a second instance (same database, same admin token)
-// find the failed job, retry it, see it finish; see the overview update
-// itself, and save a screenshot of it.
+// find the failed job, retry it, see it finish; page through the job list
+// and back; see the overview update itself, and save a screenshot of it.
 //
 // Settings come from the environment: BASE_URL and OTHER_URL (the two
 // instances), ADMIN_TOKEN, JOB_ID, SCREENSHOT (a PNG path) and CHROMIUM
@@ -89,6 +89,21 @@ try {
   step('the job finishes');
   await page.waitForSelector('#job-state[data-state="finished"]');
   if (!page.url().startsWith(other)) throw new Error(`left the second instance: ${page.url()}`);
+
+  step('the job list pages to older jobs and back to the newest');
+  const listed = () => page.$$eval('#jobs tr[data-id]', (rows) => rows.map((r) => Number(r.dataset.id)));
+  const finishedList = `${base}/admin/queue/jobs?state=finished`;
+  await page.goto(finishedList);
+  if (await page.locator('#first-page').count() !== 0) throw new Error('the newest page links to itself');
+  const newest = await listed();
+  await Promise.all([page.waitForURL(/[?&]before=\d+/), page.click('#next-page')]);
+  const older = await listed();
+  if (older.length === 0 || Math.max(...older) >= Math.min(...newest)) {
+    throw new Error(`the older page is not older: ${older} after ${newest}`);
+  }
+  await Promise.all([page.waitForURL(finishedList), page.click('#first-page')]);
+  const again = await listed();
+  if (again[0] !== newest[0]) throw new Error(`back on the newest page, ${again[0]} comes first, not ${newest[0]}`);
 
   step('the overview updates itself, without a reload');
   await page.goto(`${base}/admin/queue`);

@@ -55,6 +55,13 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
+    /// A job listing asked for a page size of 0 or above
+    /// [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE).
+    #[error("a page of jobs holds 1 to {max} jobs, not {limit}", max = super::MAX_PAGE_SIZE)]
+    PageSize {
+        /// The page size asked for.
+        limit: u32,
+    },
     /// A name holds a NUL character, which no database stores as text.
     #[error("a {field} cannot contain a NUL character: {name:?}")]
     NulCharacter {

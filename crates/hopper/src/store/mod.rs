@@ -627,6 +627,23 @@ pub struct StateCount {
     pub count: u64,
 }
 
+/// How many jobs of one type are in one state ([`Store::counts_by_type`]).
+///
+/// ```
+/// let c = hopper::store::TypeCount { job_type: "send_email".into(), state: hopper::JobState::Failed, count: 4 };
+/// assert_eq!(serde_json::to_value(&c).unwrap()["type"], "send_email");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypeCount {
+    /// The job type.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// The state.
+    pub state: JobState,
+    /// How many jobs.
+    pub count: u64,
+}
+
 /// What became of one schedule tick offered to the store.
 ///
 /// ```
@@ -864,11 +881,35 @@ pub struct AlertRecord {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-/// Which jobs a listing returns, newest first.
+/// Jobs on a page of a listing whose [`JobFilter::limit`] is `None`.
 ///
 /// ```
-/// let filter = hopper::store::JobFilter { state: Some(hopper::JobState::Failed), ..Default::default() };
-/// assert_eq!(filter.limit, 0);
+/// let filter = hopper::JobFilter::default();
+/// assert_eq!(filter.page_size().unwrap(), hopper::store::DEFAULT_PAGE_SIZE);
+/// ```
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// The most jobs one page of a listing holds. A [`JobFilter::limit`] above
+/// it is refused ([`StoreError::PageSize`]), never cut down: read further
+/// pages with [`JobPage::next`] instead.
+///
+/// ```
+/// use hopper::store::MAX_PAGE_SIZE;
+/// let over = hopper::JobFilter { limit: Some(MAX_PAGE_SIZE + 1), ..Default::default() };
+/// assert!(over.page_size().is_err());
+/// ```
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// Which jobs a listing returns, newest first (highest id first), one page
+/// at a time: the first page starts at the newest job, and each next page
+/// starts below the last id of the page before ([`JobPage::next`]).
+///
+/// ```
+/// use hopper::store::{DEFAULT_PAGE_SIZE, JobFilter};
+/// let filter = JobFilter { state: Some(hopper::JobState::Failed), ..Default::default() };
+/// assert_eq!(filter.page_size().unwrap(), DEFAULT_PAGE_SIZE);
+/// let next = JobFilter { before: Some(1_000), limit: Some(20), ..filter };
+/// assert_eq!(next.page_size().unwrap(), 20);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobFilter {
@@ -878,10 +919,96 @@ pub struct JobFilter {
     pub queue: Option<String>,
     /// Only jobs of this type.
     pub job_type: Option<String>,
-    /// Only jobs with an id below this (for paging).
-    pub before_id: Option<JobId>,
-    /// The most rows to return; 0 means 100.
-    pub limit: u32,
+    /// Only jobs with an id below this: the cursor a page's
+    /// [`JobPage::next`] gives for the page after it. `None` starts at the
+    /// newest job.
+    pub before: Option<JobId>,
+    /// The most jobs on the page: `None` means [`DEFAULT_PAGE_SIZE`]. `Some(0)`
+    /// and anything above [`MAX_PAGE_SIZE`] are refused
+    /// ([`StoreError::PageSize`]).
+    pub limit: Option<u32>,
+}
+
+impl JobFilter {
+    /// The most jobs a page of this listing holds, or
+    /// [`StoreError::PageSize`] when its `limit` is 0 or above
+    /// [`MAX_PAGE_SIZE`].
+    ///
+    /// ```
+    /// use hopper::store::{JobFilter, MAX_PAGE_SIZE, StoreError};
+    /// let sized = |limit| JobFilter { limit, ..Default::default() }.page_size();
+    /// assert_eq!(sized(Some(MAX_PAGE_SIZE)).unwrap(), MAX_PAGE_SIZE);
+    /// assert!(matches!(sized(Some(0)), Err(StoreError::PageSize { limit: 0 })));
+    /// let refused = sized(Some(MAX_PAGE_SIZE + 1)).unwrap_err();
+    /// assert_eq!(refused.to_string(), "a page of jobs holds 1 to 500 jobs, not 501");
+    /// ```
+    pub fn page_size(&self) -> Result<u32, StoreError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(limit @ 1..=MAX_PAGE_SIZE) => Ok(limit),
+            Some(limit) => Err(StoreError::PageSize { limit }),
+        }
+    }
+}
+
+/// One page of a job listing ([`Store::list`]), newest first.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use hopper::store::{JobFilter, NewJob};
+/// let store = hopper::store::open("sqlite::memory:").await.unwrap();
+/// let now = chrono::Utc::now();
+/// let job = NewJob {
+///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+/// };
+/// let ids = store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
+/// let first = store.list(&JobFilter { limit: Some(2), ..Default::default() }).await.unwrap();
+/// assert_eq!(first.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[2], ids[1]]);
+/// assert_eq!(first.next, Some(ids[1]));
+/// let rest = JobFilter { before: first.next, limit: Some(2), ..Default::default() };
+/// let last = store.list(&rest).await.unwrap();
+/// assert_eq!((last.jobs.len(), last.next), (1, None));
+/// # });
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct JobPage {
+    /// The page's jobs, newest first.
+    pub jobs: Vec<JobRecord>,
+    /// The cursor of the next (older) page: the [`JobFilter::before`] that
+    /// reads it. `None` on the last page.
+    pub next: Option<JobId>,
+}
+
+impl JobPage {
+    /// The page of `size` jobs made of `rows`, read newest first with a
+    /// limit of `size + 1`: a row beyond `size` shows that an older page
+    /// follows (and is left for it), so the last page is known without
+    /// reading past it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let store = hopper::store::open("sqlite::memory:").await.unwrap();
+    /// # let now = chrono::Utc::now();
+    /// # let job = hopper::store::NewJob {
+    /// #     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
+    /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+    /// # };
+    /// # store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
+    /// use hopper::store::JobPage;
+    /// let rows = store.list(&Default::default()).await.unwrap().jobs;
+    /// let page = JobPage::from_rows(rows.clone(), 2);
+    /// assert_eq!((page.jobs.len(), page.next), (2, Some(rows[1].id)));
+    /// assert_eq!(JobPage::from_rows(rows, 3).next, None);
+    /// # });
+    /// ```
+    pub fn from_rows(mut rows: Vec<JobRecord>, size: u32) -> Self {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        let more = rows.len() > size;
+        rows.truncate(size);
+        let next = more.then(|| rows.last().map(|job| job.id)).flatten();
+        Self { jobs: rows, next }
+    }
 }
 
 /// How many jobs one worker pool runs at once on one queue, as it last
@@ -990,8 +1117,13 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Everything about one job.
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
 
-    /// Jobs matching `filter`, newest first.
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+    /// One page of the jobs matching `filter`, newest first: those with an
+    /// id below `filter.before` (every one when `None`), at most
+    /// [`JobFilter::page_size`] of them, with the cursor of the next page
+    /// when there are more ([`JobPage::from_rows`]). Paging is on the job id
+    /// alone, so jobs stored between two pages never show on the older one.
+    /// A `filter.limit` out of range is refused ([`StoreError::PageSize`]).
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
 
     /// Due work per queue at `now`: every queue with due jobs or a pause row.
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError>;
@@ -1043,6 +1175,10 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
 
     /// Job counts per queue and state (zero counts left out).
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError>;
+
+    /// Job counts per type and state (zero counts left out), by type then
+    /// state.
+    async fn counts_by_type(&self) -> Result<Vec<TypeCount>, StoreError>;
 
     /// Cancels a `pending` job; false if it was not pending.
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -21,14 +21,14 @@ use sqlx::query::Query;
 use sqlx::{Executor, MySql, QueryBuilder, Row};
 
 use super::rows::{
-    from_count, from_micros, micros, open_key, opened, optional_time, push_filter, to_u32,
+    from_count, from_micros, micros, open_key, opened, optional_time, push_filter, state_of, to_u32,
 };
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, ConcurrencyReport, JobFilter, JobRecord, LeaseHolder, LeaseRequest,
+    CompleteRequest, ConcurrencyReport, JobFilter, JobPage, JobRecord, LeaseHolder, LeaseRequest,
     MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest,
     QueueLimit, QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store,
-    StoreError, Tick, TickRequest, TypeOutcomes,
+    StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -258,12 +258,7 @@ fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
         job_type: text(row, "type")?,
         queue: text(row, "queue")?,
         payload: text(row, "payload")?,
-        state: state
-            .parse()
-            .map_err(|e: crate::job::UnknownState| StoreError::Corrupt {
-                id,
-                reason: e.to_string(),
-            })?,
+        state: state_of(id, &state)?,
         priority: row.try_get("priority")?,
         attempts: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
         max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
@@ -626,6 +621,23 @@ impl MysqlStore {
         })
         .await
     }
+
+    /// The rows of `sql`, a count of jobs grouped by the column `name` (a
+    /// queue or a type) and by state: each its name, state and count (`n`).
+    async fn state_counts(
+        &self,
+        sql: &'static str,
+        name: &str,
+    ) -> Result<Vec<(String, JobState, u64)>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = text(row, "state")?;
+                let count: i64 = row.try_get("n")?;
+                Ok((text(row, name)?, state_of(0, &state)?, from_count(count)))
+            })
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -752,11 +764,12 @@ impl Store for MysqlStore {
         row.as_ref().map(record).transpose()
     }
 
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let mut query = QueryBuilder::new(sql::LIST_JOBS);
-        push_filter(&mut query, filter);
+        let size = push_filter(&mut query, filter)?;
         let rows = query.build().fetch_all(&self.pool).await?;
-        rows.iter().map(record).collect()
+        let jobs = rows.iter().map(record).collect::<Result<_, _>>()?;
+        Ok(JobPage::from_rows(jobs, size))
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
@@ -975,23 +988,27 @@ impl Store for MysqlStore {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = sqlx::query(sql::COUNTS).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let state: String = text(row, "state")?;
-                let count: i64 = row.try_get("n")?;
-                Ok(StateCount {
-                    queue: text(row, "queue")?,
-                    state: state.parse().map_err(|e: crate::job::UnknownState| {
-                        StoreError::Corrupt {
-                            id: 0,
-                            reason: e.to_string(),
-                        }
-                    })?,
-                    count: from_count(count),
-                })
+        let rows = self.state_counts(sql::COUNTS, "queue").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(queue, state, count)| StateCount {
+                queue,
+                state,
+                count,
             })
-            .collect()
+            .collect())
+    }
+
+    async fn counts_by_type(&self) -> Result<Vec<TypeCount>, StoreError> {
+        let rows = self.state_counts(sql::COUNTS_BY_TYPE, "type").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(job_type, state, count)| TypeCount {
+                job_type,
+                state,
+                count,
+            })
+            .collect())
     }
 
     async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {

@@ -19,13 +19,13 @@ use sqlx::postgres::{
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use super::rows::{from_count, open_key, opened, push_filter, to_u32};
+use super::rows::{from_count, open_key, opened, push_filter, state_of, to_u32};
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, Completion, ConcurrencyReport, JobFilter, JobRecord, LeaseHolder,
+    CompleteRequest, Completion, ConcurrencyReport, JobFilter, JobPage, JobRecord, LeaseHolder,
     LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest, QueueLimit,
     QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
-    TickRequest, TypeOutcomes, Wakeup,
+    TickRequest, TypeCount, TypeOutcomes, Wakeup,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -201,14 +201,6 @@ fn entry_time(at: DateTime<Utc>) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn state_of(id: JobId, text: &str) -> Result<JobState, StoreError> {
-    text.parse()
-        .map_err(|e: crate::job::UnknownState| StoreError::Corrupt {
-            id,
-            reason: e.to_string(),
-        })
 }
 
 fn record(row: &PgRow) -> Result<JobRecord, StoreError> {
@@ -481,6 +473,23 @@ impl PostgresStore {
             .map(|row| row.try_get("queue"))
             .collect::<Result<_, sqlx::Error>>()?)
     }
+
+    /// The rows of `sql`, a count of jobs grouped by the column `name` (a
+    /// queue or a type) and by state: each its name, state and count (`n`).
+    async fn state_counts(
+        &self,
+        sql: &'static str,
+        name: &str,
+    ) -> Result<Vec<(String, JobState, u64)>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                let count: i64 = row.try_get("n")?;
+                Ok((row.try_get(name)?, state_of(0, &state)?, from_count(count)))
+            })
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -668,11 +677,12 @@ impl Store for PostgresStore {
         row.as_ref().map(record).transpose()
     }
 
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new(sql::list_jobs());
-        push_filter(&mut query, filter);
+        let size = push_filter(&mut query, filter)?;
         let rows = query.build().fetch_all(&self.pool).await?;
-        rows.iter().map(record).collect()
+        let jobs = rows.iter().map(record).collect::<Result<_, _>>()?;
+        Ok(JobPage::from_rows(jobs, size))
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
@@ -878,18 +888,27 @@ impl Store for PostgresStore {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = sqlx::query(sql::COUNTS).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let state: String = row.try_get("state")?;
-                let count: i64 = row.try_get("n")?;
-                Ok(StateCount {
-                    queue: row.try_get("queue")?,
-                    state: state_of(0, &state)?,
-                    count: from_count(count),
-                })
+        let rows = self.state_counts(sql::COUNTS, "queue").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(queue, state, count)| StateCount {
+                queue,
+                state,
+                count,
             })
-            .collect()
+            .collect())
+    }
+
+    async fn counts_by_type(&self) -> Result<Vec<TypeCount>, StoreError> {
+        let rows = self.state_counts(sql::COUNTS_BY_TYPE, "type").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(job_type, state, count)| TypeCount {
+                job_type,
+                state,
+                count,
+            })
+            .collect())
     }
 
     async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {

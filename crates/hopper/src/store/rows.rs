@@ -9,10 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::{JobFilter, StoreError};
-use crate::job::JobId;
-
-/// Rows a listing returns when its filter sets no limit.
-pub(crate) const DEFAULT_LIST_LIMIT: u32 = 100;
+use crate::job::{JobId, JobState};
 
 /// Microseconds since the epoch, the stored form of timestamps where the
 /// database has no better type.
@@ -66,6 +63,16 @@ where
     })
 }
 
+/// The state stored as `text` in job `id`'s row (0 for a row of counts), or
+/// a corrupt-row error.
+pub(crate) fn state_of(id: JobId, text: &str) -> Result<JobState, StoreError> {
+    text.parse()
+        .map_err(|e: crate::job::UnknownState| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
+}
+
 /// The statement reading when a queue's next pending job is due, with
 /// `queue` a numbered placeholder (`$1`, `?1`) for the queue's name, which
 /// its three places share.
@@ -101,9 +108,14 @@ pub(crate) enum FilterValue<'a> {
     Id(i64),
 }
 
-/// A job listing's filter as `(comparison, value)` terms, each a column and
-/// operator waiting for its value (`"queue = "`), and the row limit.
-pub(crate) fn filter_terms(filter: &JobFilter) -> (Vec<(&'static str, FilterValue<'_>)>, i64) {
+/// A job listing's conditions: `(comparison, value)` terms, each a column
+/// and operator waiting for its value (`"queue = "`).
+pub(crate) type FilterTerms<'a> = Vec<(&'static str, FilterValue<'a>)>;
+
+/// A job listing's filter as its terms, and its page size (refused when out
+/// of range: [`JobFilter::page_size`]).
+pub(crate) fn filter_terms(filter: &JobFilter) -> Result<(FilterTerms<'_>, u32), StoreError> {
+    let size = filter.page_size()?;
     let mut terms = Vec::new();
     if let Some(state) = filter.state {
         terms.push(("state = ", FilterValue::Text(state.as_str())));
@@ -114,27 +126,31 @@ pub(crate) fn filter_terms(filter: &JobFilter) -> (Vec<(&'static str, FilterValu
     if let Some(job_type) = &filter.job_type {
         terms.push(("type = ", FilterValue::Text(job_type)));
     }
-    if let Some(before) = filter.before_id {
+    if let Some(before) = filter.before {
         terms.push(("id < ", FilterValue::Id(before)));
     }
-    let limit = if filter.limit == 0 {
-        DEFAULT_LIST_LIMIT
-    } else {
-        filter.limit
-    };
-    (terms, i64::from(limit))
+    Ok((terms, size))
+}
+
+/// The row limit a listing of `size` jobs per page reads with: one row
+/// more, which shows whether an older page follows ([`super::JobPage::from_rows`]).
+pub(crate) fn rows_to_read(size: u32) -> i64 {
+    i64::from(size) + 1
 }
 
 /// Appends `filter` to a `SELECT … FROM jobs` query: its conditions, newest
-/// first, and its limit.
+/// first, and its limit ([`rows_to_read`]). Returns the page size.
 #[cfg(any(feature = "mysql", feature = "postgres"))]
-pub(crate) fn push_filter<'a, DB>(query: &mut QueryBuilder<'a, DB>, filter: &'a JobFilter)
+pub(crate) fn push_filter<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    filter: &'a JobFilter,
+) -> Result<u32, StoreError>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    let (terms, limit) = filter_terms(filter);
+    let (terms, size) = filter_terms(filter)?;
     query.push(" WHERE 1 = 1");
     for (comparison, value) in terms {
         query.push(" AND ").push(comparison);
@@ -143,7 +159,10 @@ where
             FilterValue::Id(id) => query.push_bind(id),
         };
     }
-    query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+    query
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(rows_to_read(size));
+    Ok(size)
 }
 
 /// The query reading the next batch of failed jobs (of the request's type and

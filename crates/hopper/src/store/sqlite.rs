@@ -26,15 +26,15 @@ use tokio::sync::Mutex;
 
 use super::rows::{
     FilterValue, filter_terms, from_count, from_micros, micros, open_key, opened, optional_time,
-    to_u32,
+    rows_to_read, state_of, to_u32,
 };
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, Completion, ConcurrencyReport, FailedJob, JobFilter, JobRecord, LeaseHolder,
-    LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest,
-    PruneRequest, QueueLimit, QueueStats, RETRY_FAILED_BATCH, RenewRequest, RetriedFailed,
-    RetryFailed, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
-    TypeOutcomes, batch_keys, plan_retry,
+    CompleteRequest, Completion, ConcurrencyReport, FailedJob, JobFilter, JobPage, JobRecord,
+    LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome,
+    PauseRequest, PruneRequest, QueueLimit, QueueStats, RETRY_FAILED_BATCH, RenewRequest,
+    RetriedFailed, RetryFailed, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
+    TickRequest, TypeCount, TypeOutcomes, batch_keys, plan_retry,
 };
 use crate::job::{JobId, JobState};
 
@@ -140,9 +140,7 @@ fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
         job_type: row.get(1)?,
         queue: row.get(2)?,
         payload: row.get(3)?,
-        state: state
-            .parse()
-            .map_err(|e: crate::job::UnknownState| corrupt(e.to_string()))?,
+        state: state_of(id, &state)?,
         priority: row.get(5)?,
         attempts: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
         max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
@@ -246,6 +244,17 @@ fn insert_rows(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreEr
 /// Rows changed by the last statement, as the contract counts them.
 fn changed(rows: usize) -> u64 {
     u64::try_from(rows).unwrap_or(u64::MAX)
+}
+
+/// The rows of `sql`, a count of jobs grouped by a name (a queue or a
+/// type) and state: each its name, state and count.
+fn state_counts(conn: &Connection, sql: &str) -> Result<Vec<(String, JobState, u64)>, StoreError> {
+    long(|| {
+        all(conn, sql, [], |row| {
+            let state: String = row.get(1)?;
+            Ok((row.get(0)?, state_of(0, &state)?, from_count(row.get(2)?)))
+        })
+    })
 }
 
 #[async_trait]
@@ -474,17 +483,19 @@ impl Store for SqliteStore {
         Ok(found.into_iter().next())
     }
 
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let (terms, limit) = filter_terms(filter);
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
+        let (terms, size) = filter_terms(filter)?;
         let sql = sql::list_jobs(terms.iter().map(|(comparison, _)| *comparison));
         let mut values = Vec::with_capacity(terms.len() + 1);
         values.extend(terms.into_iter().map(|(_, value)| match value {
             FilterValue::Text(text) => Value::Text(text.to_owned()),
             FilterValue::Id(id) => Value::Integer(id),
         }));
-        values.push(Value::Integer(limit));
-        self.read(|conn| long(|| all(conn, &sql, params_from_iter(values), record)))
-            .await
+        values.push(Value::Integer(rows_to_read(size)));
+        let rows = self
+            .read(|conn| long(|| all(conn, &sql, params_from_iter(values), record)))
+            .await?;
+        Ok(JobPage::from_rows(rows, size))
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
@@ -683,23 +694,29 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        self.read(|conn| {
-            long(|| {
-                all(conn, sql::COUNTS, [], |row| {
-                    Ok(StateCount {
-                        queue: row.get(0)?,
-                        state: row.get::<_, String>(1)?.parse().map_err(
-                            |e: crate::job::UnknownState| StoreError::Corrupt {
-                                id: 0,
-                                reason: e.to_string(),
-                            },
-                        )?,
-                        count: from_count(row.get(2)?),
-                    })
-                })
+        let rows = self.read(|conn| state_counts(conn, sql::COUNTS)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(queue, state, count)| StateCount {
+                queue,
+                state,
+                count,
             })
-        })
-        .await
+            .collect())
+    }
+
+    async fn counts_by_type(&self) -> Result<Vec<TypeCount>, StoreError> {
+        let rows = self
+            .read(|conn| state_counts(conn, sql::COUNTS_BY_TYPE))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(job_type, state, count)| TypeCount {
+                job_type,
+                state,
+                count,
+            })
+            .collect())
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -156,7 +156,8 @@ pub async fn instances_checking_at_once_record_each_change_once(db: &TestDb) {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert!(queue.hopper().cancel(parked[0].id).await.unwrap());
     let (a, b) = tokio::join!(rules.check(queue.hopper()), rules.check(&second));
     let mut changes = a.unwrap();
@@ -340,7 +341,8 @@ pub async fn only_the_monitor_holding_the_alerts_lease_checks(db: &TestDb) {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert!(queue.hopper().delete(parked[0].id).await.unwrap());
     let changes = second_monitor.check_now().await.unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");

@@ -6,6 +6,7 @@ pub use crate::pool_cases::*;
 
 pub use crate::alerts::*;
 pub use crate::flow_cases::*;
+pub use crate::paging_cases::*;
 pub use crate::store_cases::*;
 pub use crate::transaction_cases::*;
 
@@ -1152,7 +1153,7 @@ pub async fn nul_characters_are_refused_in_names_and_kept_inside_payloads_and_er
         queue: Some("mail\0x".into()),
         ..Default::default()
     };
-    assert!(hopper.jobs(&filter).await.unwrap().is_empty());
+    assert!(hopper.jobs(&filter).await.unwrap().jobs.is_empty());
     for paused in [hopper.pause("ma\0il").await, hopper.resume("ma\0il").await] {
         let err = paused.unwrap_err();
         assert!(

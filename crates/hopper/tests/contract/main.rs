@@ -10,6 +10,7 @@ mod alerts;
 mod backends;
 mod cases;
 mod flow_cases;
+mod paging_cases;
 mod pool_cases;
 mod store_cases;
 mod transaction_cases;
@@ -109,6 +110,11 @@ macro_rules! contract_for {
             schedule_states_show_each_schedules_latest_tick_and_its_job,
             publishing_concurrency_replaces_the_workers_own_rows_and_drops_expired_ones,
             job_counts_per_queue_and_state_leave_out_zero_counts,
+            paging_through_250_jobs_by_100_lists_every_job_once_newest_first,
+            paging_is_stable_while_jobs_are_dispatched_between_pages,
+            filters_combine_with_the_cursor,
+            a_page_size_out_of_range_is_refused,
+            job_counts_per_type_and_state_match_the_dispatched_jobs,
             a_store_that_listens_hears_of_a_job_another_instance_inserts,
         );)*
     };

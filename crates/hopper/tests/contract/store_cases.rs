@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hopper::store::{
-    AttemptError, Claim, ClaimedJob, CompleteRequest, Completion, ConcurrencyReport, JobFilter,
-    JobRecord, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest, QueueStats,
-    RetryRequest, ScheduleState, Store, Tick, TickRequest, TypeOutcomes, Wakeup, WorkerConcurrency,
+    AttemptError, Claim, ClaimedJob, CompleteRequest, Completion, ConcurrencyReport,
+    DEFAULT_PAGE_SIZE, JobFilter, JobRecord, MAX_PAGE_SIZE, MinuteCount, NewAlert, NewJob, Outcome,
+    PauseRequest, PruneRequest, QueueStats, RetryRequest, ScheduleState, Store, Tick, TickRequest,
+    TypeOutcomes, Wakeup, WorkerConcurrency,
 };
 use hopper::{JobId, JobState};
 
@@ -79,8 +80,8 @@ async fn total(store: &dyn Store) -> u64 {
 
 /// The ids `filter` lists, in the order listed.
 async fn listed(store: &dyn Store, filter: JobFilter) -> Vec<JobId> {
-    let jobs = store.list(&filter).await.unwrap();
-    jobs.iter().map(|job| job.id).collect()
+    let page = store.list(&filter).await.unwrap();
+    page.jobs.iter().map(|job| job.id).collect()
 }
 
 /// One job in each state, each in the queue named after its state and due
@@ -493,26 +494,32 @@ pub async fn listing_filters_by_state_queue_type_and_id_newest_first(db: &TestDb
         ),
         (
             JobFilter {
-                before_id: Some(id[3]),
+                before: Some(id[3]),
                 ..all()
             },
             vec![2, 1, 0],
         ),
         (
             JobFilter {
-                before_id: Some(id[0]),
+                before: Some(id[0]),
                 ..all()
             },
             vec![],
         ),
-        (JobFilter { limit: 2, ..all() }, vec![5, 4]),
+        (
+            JobFilter {
+                limit: Some(2),
+                ..all()
+            },
+            vec![5, 4],
+        ),
         (
             JobFilter {
                 state: Some(JobState::Pending),
                 queue: Some("q2".into()),
                 job_type: Some("b".into()),
-                before_id: Some(id[5]),
-                limit: 1,
+                before: Some(id[5]),
+                limit: Some(1),
             },
             vec![3],
         ),
@@ -526,36 +533,20 @@ pub async fn listing_filters_by_state_queue_type_and_id_newest_first(db: &TestDb
     }
 
     // Listed jobs are whole.
-    let newest = store.list(&all()).await.unwrap().remove(0);
+    let newest = store.list(&all()).await.unwrap().jobs.remove(0);
     assert_eq!(newest, record(&*store, id[5]).await);
 
-    // Paging with `before_id` walks every job once.
-    let mut paged = Vec::new();
-    let mut before_id = None;
-    loop {
-        let filter = JobFilter {
-            before_id,
-            limit: 4,
-            ..all()
-        };
-        let page = listed(&*store, filter).await;
-        let Some(&last) = page.last() else { break };
-        paged.extend(page);
-        before_id = Some(last);
-    }
-    assert_eq!(paged, newest_first(&[5, 4, 3, 2, 1, 0]));
-
-    // No limit means 100 rows.
+    // No limit means a page of DEFAULT_PAGE_SIZE jobs.
     let more = store
         .insert(&vec![new_job("c", "q3", t0()); 100])
         .await
         .unwrap();
     let page = listed(&*store, all()).await;
-    assert_eq!(page.len(), 100);
+    assert_eq!(page.len(), DEFAULT_PAGE_SIZE as usize);
     assert_eq!(page[0], *more.last().unwrap());
     assert!(page.windows(2).all(|w| w[0] > w[1]));
     let every = JobFilter {
-        limit: 1000,
+        limit: Some(MAX_PAGE_SIZE),
         ..all()
     };
     assert_eq!(listed(&*store, every).await.len(), 106);

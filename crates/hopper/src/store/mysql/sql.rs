@@ -316,7 +316,7 @@ pub(super) const GET_JOB: &str = concat!("SELECT ", record_columns!(), " FROM jo
 
 // --- list
 
-/// Every job's row; `rows::push_filter` appends the filter's conditions, order and limit.
+/// Every job's row; `rows::push_filter` appends the filter's conditions, order and limit (the page size plus one).
 pub(super) const LIST_JOBS: &str = concat!("SELECT ", record_columns!(), " FROM jobs");
 
 // --- queue_stats
@@ -408,6 +408,12 @@ pub(super) const SCHEDULE_STATES: &str =
 /// Job counts per queue and state.
 pub(super) const COUNTS: &str =
     "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state";
+
+// --- counts_by_type
+
+/// Job counts per type and state.
+pub(super) const COUNTS_BY_TYPE: &str =
+    "SELECT type, state, COUNT(*) AS n FROM jobs GROUP BY type, state ORDER BY type, state";
 
 // --- cancel
 

@@ -255,7 +255,7 @@ pub(super) fn get_job() -> String {
     format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = $1")
 }
 
-/// Every job's record, before `rows::push_filter` appends the listing's conditions, order and limit.
+/// Every job's record, before `rows::push_filter` appends the listing's conditions, order and limit (the page size plus one).
 pub(super) fn list_jobs() -> String {
     format!("SELECT {RECORD_COLUMNS} FROM jobs")
 }
@@ -341,6 +341,12 @@ pub(super) const SCHEDULE_STATES: &str =
 /// Job counts per queue and state; no parameters.
 pub(super) const COUNTS: &str = "SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state \
      ORDER BY queue COLLATE \"C\", state COLLATE \"C\"";
+
+// --- counts_by_type
+
+/// Job counts per type and state, in byte order; no parameters.
+pub(super) const COUNTS_BY_TYPE: &str = "SELECT type, state, COUNT(*) AS n FROM jobs GROUP BY type, state \
+     ORDER BY type COLLATE \"C\", state COLLATE \"C\"";
 
 // --- cancel
 

@@ -250,7 +250,7 @@ pub(super) const GET_JOB: &str = concat!(
 
 // --- list
 
-/// Jobs newest first, each of `comparisons` (a column and operator, `"queue = "`) followed by its `?`, then the row limit `?`.
+/// Jobs newest first, each of `comparisons` (a column and operator, `"queue = "`) followed by its `?`, then the row limit `?` (the page size plus one).
 pub(super) fn list_jobs<'a>(comparisons: impl IntoIterator<Item = &'a str>) -> String {
     let mut sql = String::from(concat!(
         "SELECT ",
@@ -360,6 +360,12 @@ pub(super) const SCHEDULE_STATES: &str =
 /// How many jobs each queue holds in each state.
 pub(super) const COUNTS: &str =
     "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER BY queue, state";
+
+// --- counts_by_type
+
+/// How many jobs of each type are in each state.
+pub(super) const COUNTS_BY_TYPE: &str =
+    "SELECT type, state, COUNT(*) FROM jobs GROUP BY type, state ORDER BY type, state";
 
 // --- cancel
 

@@ -31,6 +31,40 @@
 //! workers.stop().await.unwrap();
 //! # });
 //! ```
+//!
+//! ## Cargo features
+//!
+//! The default build is the lean one: the embedded SQLite store, with
+//! neither sqlx nor an HTTP client compiled in. Turn on what you use:
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `sqlite` | yes | the embedded SQLite store (`store::sqlite`, rusqlite with SQLite bundled) |
+//! | `postgres` | no | the PostgreSQL store (`store::postgres`) and dispatching in an sqlx transaction, through sqlx |
+//! | `mysql` | no | the MySQL and MariaDB store (`store::mysql`) and dispatching in an sqlx transaction, through sqlx |
+//! | `webhook` | no | delivering [alert](alerts) changes to an `http://` webhook (hyper) |
+//! | `webhook-tls` | no | `https://` webhooks too (rustls, trusting the Mozilla root certificates); turns on `webhook` |
+//!
+//! A database URL whose database the build leaves out is refused when
+//! opened ([`StoreError::UnsupportedUrl`]), and so is a webhook without the
+//! `webhook` feature ([`alerts::AlertError::WebhookUnavailable`]):
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use hopper::StoreError;
+//! use hopper::alerts::{AlertError, Webhook};
+//! if !cfg!(feature = "mysql") {
+//!     let refused = hopper::store::open("mysql://localhost/app").await;
+//!     assert!(matches!(refused, Err(StoreError::UnsupportedUrl(_))));
+//! }
+//! if !cfg!(feature = "webhook") {
+//!     let refused = Webhook::new("http://127.0.0.1:9000/alerts");
+//!     assert!(matches!(refused, Err(AlertError::WebhookUnavailable { .. })));
+//! }
+//! # });
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alerts;
 pub mod client;

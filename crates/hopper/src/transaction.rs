@@ -301,6 +301,7 @@ mod sqlite {
 /// takes_jobs::<sqlx::Postgres>();
 /// ```
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "mysql"))))]
 pub trait TransactionDatabase: sqlx::Database + private::Sealed {
     /// Inserts `jobs` on `conn`, inside whatever transaction it is in.
     #[doc(hidden)]
@@ -342,6 +343,7 @@ impl TransactionDatabase for sqlx::MySql {
 }
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "mysql"))))]
 impl Hopper {
     /// Wraps `tx`, a transaction the application began on the database
     /// this handle uses, so that jobs are dispatched in it: they exist if

@@ -236,6 +236,87 @@ async fn migrating_refuses_an_applied_migration_that_was_changed_failed_or_is_un
     );
 }
 
+/// A database migrated by the builds that ran sqlx's migrator on SQLite
+/// (`tests/fixtures/sqlite-migrated-by-sqlx-0.8.db`, six migrations applied
+/// by such a build) opens with this one: its history is read as applied and
+/// kept row for row, only newer migrations are added, and it works. A
+/// database this build migrates records the same rows.
+#[tokio::test]
+async fn a_database_migrated_by_sqlxs_migrator_opens_unchanged() {
+    type Row = (i64, String, bool, String, i64, String);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sqlite-migrated-by-sqlx-0.8.db"
+        ),
+        &path,
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let history = |url: String| async move {
+        let store = SqliteStore::open(&url).await.unwrap();
+        let reader = store.reader().await.unwrap();
+        let mut statement = reader
+            .prepare(
+                "SELECT version, description, success, hex(checksum), execution_time, installed_on \
+                 FROM _sqlx_migrations ORDER BY version",
+            )
+            .unwrap();
+        statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<Vec<Row>, _>>()
+            .unwrap()
+    };
+    let before = history(url.clone()).await;
+    assert_eq!(before.len(), 6, "the fixture holds six applied migrations");
+
+    let status = hopper::store::migration_status(&url).await.unwrap();
+    assert!(status.len() >= before.len());
+    for (m, row) in status.iter().zip(&before) {
+        assert_eq!((m.version, &m.description), (row.0, &row.1));
+        assert!(m.applied_at.is_some(), "{m:?}");
+    }
+    assert!(
+        status[before.len()..]
+            .iter()
+            .all(|m| m.applied_at.is_none())
+    );
+
+    let hopper = builder().connect(&url).await.unwrap();
+    let after = history(url.clone()).await;
+    assert_eq!(after[..before.len()], before[..], "nothing re-applied");
+    assert_eq!(after.len(), status.len());
+    let id = hopper.dispatch::<Noop>(()).await.unwrap();
+    assert!(hopper.store().get(id).await.unwrap().is_some());
+
+    let fresh = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    builder().connect(&fresh).await.unwrap();
+    let recorded = |rows: Vec<Row>| {
+        rows.into_iter()
+            .map(|(version, description, success, checksum, _, _)| {
+                (version, description, success, checksum)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        recorded(history(fresh).await),
+        recorded(after),
+        "times aside"
+    );
+}
+
 #[tokio::test]
 async fn a_closed_store_refuses_every_use() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,11 @@
 //! the instance holding the [`ALERTS_LEASE`], so instances do not race
 //! each other with readings taken at different moments.
 //!
+//! Delivering to a webhook needs hopper's `webhook` feature (and
+//! `webhook-tls` for `https://` endpoints); without it, [`Webhook::new`]
+//! refuses with [`AlertError::WebhookUnavailable`], so a configured webhook
+//! fails at start instead of never being called.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use hopper::alerts::{Alerts, Condition};
@@ -25,6 +30,10 @@
 //! ```
 
 mod rule;
+#[cfg(feature = "webhook")]
+mod webhook;
+#[cfg(not(feature = "webhook"))]
+#[path = "no_webhook.rs"]
 mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +50,10 @@ use crate::service::Periodic;
 use crate::store::{AlertRecord, LeaseHolder, LeaseRequest, NewAlert, StoreError};
 
 pub use rule::{Breach, Condition, DEFAULT_FAILED_WINDOW, Readings, format_span};
-pub use webhook::{DeliveryError, Webhook};
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use webhook::DeliveryError;
+pub use webhook::Webhook;
 
 use webhook::Delivery;
 
@@ -104,6 +116,15 @@ pub enum AlertError {
         /// What is wrong.
         reason: String,
     },
+    /// A webhook was configured, but this build has no webhook client:
+    /// hopper's `webhook` feature is off.
+    #[error(
+        "alert webhook {url:?}: this build of hopper has no webhook client; enable its `webhook` feature (and `webhook-tls` for https://)"
+    )]
+    WebhookUnavailable {
+        /// The URL given.
+        url: String,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -158,9 +179,13 @@ pub struct Change {
 ///         job_type: Some("send_email".into()), above: 0.1, window: Duration::from_secs(900), min_jobs: 20,
 ///     }).unwrap()
 ///     .rule("any-failed", Condition::JobFailed { job_type: None, window: Duration::from_secs(600) }).unwrap()
-///     .webhook(Webhook::new("http://127.0.0.1:9000/alerts").unwrap())
 ///     .interval(Duration::from_secs(15));
 /// assert_eq!(alerts.rules().count(), 2);
+/// // A webhook needs hopper's `webhook` feature; without it, `new` says so.
+/// match Webhook::new("http://127.0.0.1:9000/alerts") {
+///     Ok(hook) => drop(alerts.webhook(hook)),
+///     Err(error) => assert!(!cfg!(feature = "webhook"), "{error}"),
+/// }
 /// ```
 #[derive(Clone, Debug)]
 pub struct Alerts {
@@ -267,9 +292,11 @@ impl Alerts {
     /// Delivers every change to `webhook` (from the running monitor).
     ///
     /// ```
+    /// # #[cfg(feature = "webhook")] {
     /// let hook = hopper::alerts::Webhook::new("http://127.0.0.1:9000/").unwrap();
     /// let alerts = hopper::alerts::Alerts::new().webhook(hook);
     /// # let _ = alerts;
+    /// # }
     /// ```
     pub fn webhook(mut self, webhook: Webhook) -> Self {
         self.webhook = Some(webhook);

@@ -4,9 +4,10 @@
 //! been down for a long time) the change is logged and dropped, so alerting
 //! can never hold up the queue.
 //!
-//! `http://` URLs always work; `https://` ones need the `webhook-tls`
-//! feature (rustls, trusting the Mozilla root certificates and any given
-//! with [`Webhook::root_certificate`]).
+//! This is the `webhook` feature. `http://` URLs always work with it;
+//! `https://` ones need the `webhook-tls` feature too (rustls, trusting the
+//! Mozilla root certificates and any given with
+//! [`Webhook::root_certificate`]).
 
 use std::time::Duration;
 
@@ -140,6 +141,7 @@ impl Webhook {
     /// assert!(hook.root_certificate(b"not a certificate").is_err());
     /// ```
     #[cfg(feature = "webhook-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webhook-tls")))]
     pub fn root_certificate(mut self, der: &[u8]) -> Result<Self, AlertError> {
         let mut check = tokio_rustls::rustls::RootCertStore::empty();
         check

@@ -167,7 +167,7 @@ impl DatabaseError {
     }
 
     /// The driver's error, to inspect beyond its kind (downcast it to
-    /// `sqlx::Error` or `rusqlite::Error`).
+    /// `rusqlite::Error` on SQLite, `sqlx::Error` on PostgreSQL or MySQL).
     ///
     /// ```
     /// use hopper::store::{DatabaseError, DatabaseErrorKind};
@@ -230,6 +230,7 @@ pub enum MigrateError {
     Other(BoxError),
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         let kind = match &error {
@@ -259,6 +260,7 @@ fn is_mysql_deadlock(error: &dyn sqlx::error::DatabaseError) -> bool {
         .is_some_and(|e| e.number() == 1213)
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
         use sqlx::migrate::MigrateError as Sqlx;
@@ -292,6 +294,7 @@ impl From<rusqlite::Error> for StoreError {
 mod tests {
     use super::*;
 
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     #[test]
     fn a_lost_connection_is_its_own_kind_and_reads_as_a_database_error() {
         let error = StoreError::from(sqlx::Error::PoolTimedOut);
@@ -306,6 +309,7 @@ mod tests {
         assert!(!error.is_unique_violation() && !error.is_busy() && !error.is_deadlock());
     }
 
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     #[test]
     fn migration_errors_keep_their_case_and_the_rest_their_source() {
         use sqlx::migrate::MigrateError as Sqlx;

@@ -15,13 +15,16 @@ use crate::job::{JobId, JobState};
 mod concurrency;
 mod error;
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 mod pool;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 mod rows;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
@@ -1275,24 +1278,39 @@ pub struct MigrationStatus {
 }
 
 impl MigrationStatus {
+    /// Every migration `carried` lists (version and description, oldest
+    /// first), each with the time `applied` gives for its version.
+    pub(crate) fn of_carried<'a>(
+        carried: impl IntoIterator<Item = (i64, &'a str)>,
+        applied: &[(i64, DateTime<Utc>)],
+    ) -> Vec<Self> {
+        carried
+            .into_iter()
+            .map(|(version, description)| Self {
+                version,
+                description: description.to_owned(),
+                applied_at: applied
+                    .iter()
+                    .find(|(done, _)| *done == version)
+                    .map(|(_, at)| *at),
+            })
+            .collect()
+    }
+
     /// Every migration `migrator` carries that moves the schema forward,
     /// oldest first, each with the time `applied` gives for its version.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn of(
         migrator: &sqlx::migrate::Migrator,
         applied: &[(i64, DateTime<Utc>)],
     ) -> Vec<Self> {
-        migrator
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .map(|m| Self {
-                version: m.version,
-                description: m.description.to_string(),
-                applied_at: applied
-                    .iter()
-                    .find(|(version, _)| *version == m.version)
-                    .map(|(_, at)| *at),
-            })
-            .collect()
+        Self::of_carried(
+            migrator
+                .iter()
+                .filter(|m| !m.migration_type.is_down_migration())
+                .map(|m| (m.version, &*m.description)),
+            applied,
+        )
     }
 }
 

@@ -96,7 +96,12 @@ impl SqliteStore {
                 Some((done.version, at.ok()?.and_utc()))
             })
             .collect();
-        Ok(MigrationStatus::of(&migrations::MIGRATOR, &applied))
+        Ok(MigrationStatus::of_carried(
+            migrations::MIGRATIONS
+                .iter()
+                .map(|m| (m.version, m.description)),
+            &applied,
+        ))
     }
 }
 

@@ -497,6 +497,32 @@ async fn a_paused_queue_is_left_alone_by_workers() {
     assert_eq!(state_count(&status, "default", "finished"), 1);
 }
 
+#[tokio::test]
+async fn a_queue_limit_is_set_lifted_and_checked() {
+    let fx = Fixture::new();
+    let set = fx.ok(&["queue:limit", "default", "2"]).await;
+    assert!(set.contains("at most 2 jobs run at once"), "{set}");
+    let lifted = fx.ok(&["queue:limit", "default", "none"]).await;
+    assert!(lifted.contains("no limit"), "{lifted}");
+    for bad in ["0", "many", "1.5"] {
+        let err = fx.err(&["queue:limit", "default", bad]).await.to_string();
+        assert!(
+            err.contains("queue:pause") || err.contains("a number of jobs"),
+            "{bad}: {err}"
+        );
+    }
+    fx.ok(&["queue:limit", "default", "1"]).await;
+    fx.ok(&["queue:dispatch", "mail", r#"{"to":"a@x.org"}"#])
+        .await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(
+        state_count(&status, "default", "finished"),
+        1,
+        "a limit is not a pause"
+    );
+}
+
 fn schedules() -> hopper::schedule::Schedules {
     let mut schedules = hopper::schedule::Schedules::new();
     let nightly = hopper::schedule::Schedule::new::<ReportJob>("nightly_report", "0 0 3 * * *", ())

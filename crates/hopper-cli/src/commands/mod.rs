@@ -34,6 +34,7 @@ pub(crate) fn built_in() -> Vec<Arc<dyn Command>> {
         Arc::new(queue::Dispatch),
         Arc::new(queue::Pause),
         Arc::new(queue::Resume),
+        Arc::new(queue::Limit),
         Arc::new(schedule::List),
         Arc::new(schedule::Run),
     ]

@@ -777,6 +777,62 @@ impl Command for Pause {
     }
 }
 
+pub(crate) struct Limit;
+
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// The queue's name.
+    queue: String,
+    /// The most of its jobs running at once across every process, or
+    /// `none` to lift the limit.
+    #[arg(value_parser = parse_limit)]
+    limit: JobLimit,
+}
+
+/// A queue's concurrency limit as the command line gives it.
+#[derive(Clone, Copy, Debug)]
+struct JobLimit(Option<u32>);
+
+/// `none`, or a number of jobs of at least 1.
+fn parse_limit(text: &str) -> Result<JobLimit, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(JobLimit(None));
+    }
+    match text.parse::<u32>() {
+        Ok(0) => Err("a limit of 0 would run nothing: use queue:pause".to_owned()),
+        Ok(limit) => Ok(JobLimit(Some(limit))),
+        Err(_) => Err(format!("expected a number of jobs or `none`, not {text:?}")),
+    }
+}
+
+#[async_trait]
+impl Command for Limit {
+    fn definition(&self) -> clap::Command {
+        LimitArgs::augment_args(clap::Command::new("queue:limit").about(
+            "Limit how many jobs of a queue run at once across every process (or lift the limit)",
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: LimitArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        hopper.limit_queue(&args.queue, args.limit.0).await?;
+        let said = match args.limit.0 {
+            Some(limit) => format!(
+                "Queue {}: at most {limit} jobs run at once, across every process.",
+                args.queue
+            ),
+            None => format!("Queue {}: no limit.", args.queue),
+        };
+        ctx.out().line(said)?;
+        Ok(())
+    }
+}
+
 pub(crate) struct Resume;
 
 #[async_trait]

@@ -514,7 +514,7 @@ pub async fn a_run_whose_claim_was_lost_is_cancelled(db: &TestDb) {
         )
         .unwrap();
     let id = hopper.dispatch::<Vigil>(()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while hopper.job(id).await.unwrap().unwrap().state != JobState::Started {
         assert!(tokio::time::Instant::now() < deadline, "never claimed");
         tokio::time::sleep(Duration::from_millis(10)).await;

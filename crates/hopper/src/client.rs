@@ -525,11 +525,13 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn cancel(&self, id: JobId) -> Result<bool, StoreError> {
-        if self.store().request_cancel(id).await? {
+        // Pending first, the common case; a job that started meanwhile is
+        // then asked to stop.
+        let cancelled = self.store().cancel(id, self.now()).await?;
+        if !cancelled && self.store().request_cancel(id).await? {
             self.cancel_requested();
             return Ok(true);
         }
-        let cancelled = self.store().cancel(id, self.now()).await?;
         // The event carries the job's fields, read back only when it is logged;
         // the job is cancelled either way, so a failed read is only logged.
         if cancelled && tracing::enabled!(target: "hopper::events", tracing::Level::INFO) {

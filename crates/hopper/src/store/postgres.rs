@@ -132,6 +132,15 @@ impl PostgresStore {
         &self,
         request: &ClaimRequest<'_>,
     ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+        // Most empty claims are of queues without a limit: one plain read
+        // tells them apart before any transaction begins.
+        let limited: Option<i32> = sqlx::query_scalar(sql::QUEUE_IS_LIMITED)
+            .bind(request.queue)
+            .fetch_optional(&self.pool)
+            .await?;
+        if limited.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
         let limit: Option<i32> = sqlx::query_scalar(sql::LOCK_QUEUE_LIMIT)
             .bind(request.queue)

@@ -133,6 +133,10 @@ pub(super) const CLAIM: &str = pg_claim!(
 // A limited queue's claims run one at a time, each in a transaction
 // holding the queue's row: each counts the started jobs the ones before
 // it committed, so together they never start more than the limit.
+/// Answers 1 if queue $1 has a concurrency limit and is not paused (no lock taken).
+pub(super) const QUEUE_IS_LIMITED: &str = "SELECT 1 FROM queues \
+     WHERE name = $1 AND NOT paused AND concurrency_limit IS NOT NULL";
+
 /// Locks queue $1's row and answers its concurrency limit, if it has one and is not paused.
 pub(super) const LOCK_QUEUE_LIMIT: &str = "SELECT concurrency_limit FROM queues \
      WHERE name = $1 AND NOT paused AND concurrency_limit IS NOT NULL FOR UPDATE";

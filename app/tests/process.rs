@@ -379,6 +379,7 @@ async fn alert_rules_from_the_environment_fire_and_resolve_at_the_webhook() {
             available_at: now,
             created_at: now,
             unique_key: None,
+            partition_key: None,
         }])
         .await
         .unwrap();

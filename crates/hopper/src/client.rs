@@ -13,8 +13,8 @@ use crate::registry::{JobDefaults, Registry, RegistryError};
 use crate::state::State;
 use crate::status::Status;
 use crate::store::{
-    JobFilter, JobPage, JobRecord, MinuteCount, NewJob, PauseRequest, QueueLimit, QueueStats,
-    RetriedFailed, RetryFailed, RetryRequest, StateCount, Store, StoreError, TypeCount,
+    FlowRequest, JobFilter, JobPage, JobRecord, MinuteCount, NewJob, PauseRequest, QueueFlow,
+    QueueStats, RetriedFailed, RetryFailed, RetryRequest, StateCount, Store, StoreError, TypeCount,
 };
 
 /// The database URL used when `DATABASE_URL` is not set: a SQLite file
@@ -342,8 +342,9 @@ impl Hopper {
                 field: "type name",
             });
         }
-        let defaults = self.registry().validate(job_type, &text)?;
-        let job = options.new_job(job_type, defaults, text, self.now());
+        let (defaults, partition) = self.registry().inspect(job_type, &text)?;
+        let mut job = options.new_job(job_type, defaults, text, self.now());
+        job.partition_key = job.partition_key.or(partition);
         crate::dispatch::check_text(&job)?;
         Ok(job)
     }
@@ -369,7 +370,10 @@ impl Hopper {
             queue: J::QUEUE,
             max_attempts: J::MAX_ATTEMPTS,
         };
-        let job = options.new_job(J::TYPE, defaults, text, now);
+        let mut job = options.new_job(J::TYPE, defaults, text, now);
+        if job.partition_key.is_none() {
+            job.partition_key = J::partition(payload);
+        }
         crate::dispatch::check_text(&job)?;
         Ok(job)
     }
@@ -687,27 +691,67 @@ impl Hopper {
     /// the payment provider at a time", however many pools run. Claims
     /// count the queue's started jobs under the limit, so it holds without
     /// any process knowing of the others; a killed process's share comes
-    /// back when its leases run out. Jobs claimed ahead count too. The
-    /// limit is stored in the database and applies to claims that begin
-    /// after it is set.
+    /// back when its leases run out. The limit is stored in the database
+    /// and applies to claims that begin after it is set; the queue's other
+    /// flow settings ([`Hopper::set_queue_flow`]) stay as they are.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
     /// hopper.limit_queue("payments", Some(5)).await.unwrap();
+    /// assert_eq!(hopper.queue_flow("payments").await.unwrap().concurrency, Some(5));
     /// hopper.limit_queue("payments", None).await.unwrap();
     /// # });
     /// ```
     pub async fn limit_queue(&self, queue: &str, limit: Option<u32>) -> Result<(), StoreError> {
+        let flow = QueueFlow {
+            concurrency: limit,
+            ..self.queue_flow(queue).await?
+        };
+        self.set_queue_flow(queue, flow).await
+    }
+
+    /// Replaces `queue`'s flow settings, across every process sharing the
+    /// database: how many of its jobs run at once, how many per partition
+    /// key, how many start per period (per queue or per key), and whether
+    /// its keys are served in turn. Claims that begin after this follow
+    /// them; [`QueueFlow::default`] lifts every one.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use hopper::store::{QueueFlow, Rate};
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// // One mail at a time per customer, at most 100 a minute each.
+    /// let flow = QueueFlow::default().per_key(1).rate(Rate::per_key(100, Duration::from_secs(60)));
+    /// hopper.set_queue_flow("mailer", flow).await.unwrap();
+    /// assert_eq!(hopper.queue_flow("mailer").await.unwrap(), flow);
+    /// # });
+    /// ```
+    pub async fn set_queue_flow(&self, queue: &str, flow: QueueFlow) -> Result<(), StoreError> {
         crate::store::check_name("queue name", queue)?;
-        let request = QueueLimit {
+        flow.check()?;
+        let request = FlowRequest {
             queue,
-            limit,
+            flow: &flow,
             now: self.now(),
         };
-        self.store().limit_queue(request).await?;
+        self.store().set_flow(request).await?;
         self.wake(queue);
         Ok(())
+    }
+
+    /// `queue`'s flow settings ([`Hopper::set_queue_flow`]); none set: the default.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// assert!(!hopper.queue_flow("default").await.unwrap().is_controlled());
+    /// # });
+    /// ```
+    pub async fn queue_flow(&self, queue: &str) -> Result<QueueFlow, StoreError> {
+        crate::store::check_name("queue name", queue)?;
+        self.store().flow(queue).await
     }
 
     /// Lets workers claim from `queue` again.

@@ -7,6 +7,14 @@ use chrono::{DateTime, Utc};
 use crate::registry::{JobDefaults, RegistryError};
 use crate::store::{NewJob, StoreError};
 
+/// The longest partition key, in characters (every database stores it
+/// whole and indexes it).
+///
+/// ```
+/// assert_eq!(hopper::dispatch::MAX_PARTITION_KEY, 255);
+/// ```
+pub const MAX_PARTITION_KEY: usize = 255;
+
 /// What can go wrong dispatching a job. Nothing is stored when it does.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -41,8 +49,18 @@ pub enum DispatchError {
     NulCharacter {
         /// The job type, as given.
         job_type: String,
-        /// Which value holds the NUL: `type name`, `queue name` or `unique key`.
+        /// Which value holds the NUL: `type name`, `queue name`, `unique key` or `partition key`.
         field: &'static str,
+    },
+    /// The partition key is longer than [`MAX_PARTITION_KEY`] characters.
+    #[error(
+        "the partition key of a job of type {job_type:?} is {length} characters, over the {MAX_PARTITION_KEY}-character limit"
+    )]
+    PartitionKeyTooLong {
+        /// The job type, as given.
+        job_type: String,
+        /// The key's length in characters.
+        length: usize,
     },
     /// The database refused or could not be reached.
     #[error("could not store the job: {0}")]
@@ -81,6 +99,7 @@ pub struct DispatchOptions {
     delay: Option<Duration>,
     max_attempts: Option<u32>,
     unique_key: Option<String>,
+    partition_key: Option<String>,
 }
 
 impl DispatchOptions {
@@ -163,6 +182,20 @@ impl DispatchOptions {
         self
     }
 
+    /// Puts the job in partition `key` of its queue (instead of the key
+    /// [`Job::partition`](crate::Job::partition) gives): a queue's per-key
+    /// limits and fair claims count and serve the jobs of one key together.
+    /// At most 255 characters.
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().partition("customer:42");
+    /// # let _ = o;
+    /// ```
+    pub fn partition(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
     /// The row to insert for a job of `job_type` with `payload` (JSON), dispatched at `now`.
     pub(crate) fn new_job(
         &self,
@@ -188,18 +221,20 @@ impl DispatchOptions {
             available_at,
             created_at: now,
             unique_key: self.unique_key.clone(),
+            partition_key: self.partition_key.clone(),
         }
     }
 }
 
-/// Refuses a job whose type name, queue name or unique key holds a NUL
-/// character, before it reaches any database.
+/// Refuses a job whose type name, queue name, unique key or partition key
+/// holds a NUL character, or whose partition key is longer than
+/// [`MAX_PARTITION_KEY`] characters, before it reaches any database.
 ///
 /// ```
 /// let now = chrono::Utc::now();
 /// let mut job = hopper::store::NewJob {
 ///     job_type: "mail".into(), queue: "default".into(), payload: r#""\u0000""#.into(),
-///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
 /// };
 /// assert!(hopper::dispatch::check_text(&job).is_ok());
 /// job.queue = "de\0fault".into();
@@ -211,7 +246,17 @@ pub fn check_text(job: &NewJob) -> Result<(), DispatchError> {
         ("type name", Some(job.job_type.as_str())),
         ("queue name", Some(job.queue.as_str())),
         ("unique key", job.unique_key.as_deref()),
+        ("partition key", job.partition_key.as_deref()),
     ];
+    if let Some(key) = &job.partition_key {
+        let length = key.chars().count();
+        if length > MAX_PARTITION_KEY {
+            return Err(DispatchError::PartitionKeyTooLong {
+                job_type: job.job_type.clone(),
+                length,
+            });
+        }
+    }
     match fields
         .into_iter()
         .find(|(_, value)| value.is_some_and(|value| value.contains('\0')))

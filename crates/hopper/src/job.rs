@@ -100,6 +100,31 @@ pub trait Job: Send + Sync + 'static {
     fn timeout(&self) -> Duration {
         DEFAULT_TIMEOUT
     }
+
+    /// The partition key of a job with `payload`, e.g. the customer it
+    /// serves: a queue's per-key limits and fair claims count and serve
+    /// the jobs of one key together. Default: none (a dispatch may still
+    /// give one, [`DispatchOptions::partition`](crate::DispatchOptions::partition)).
+    ///
+    /// ```
+    /// use hopper::{Job, JobContext, JobResult};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Receipt { customer: u64 }
+    /// struct ReceiptJob;
+    /// impl Job for ReceiptJob {
+    ///     const TYPE: &'static str = "receipt";
+    ///     type Payload = Receipt;
+    ///     async fn handle(&self, _: Receipt, _: JobContext) -> JobResult { Ok(()) }
+    ///     fn partition(receipt: &Receipt) -> Option<String> {
+    ///         Some(format!("customer:{}", receipt.customer))
+    ///     }
+    /// }
+    /// assert_eq!(ReceiptJob::partition(&Receipt { customer: 7 }).as_deref(), Some("customer:7"));
+    /// ```
+    fn partition(payload: &Self::Payload) -> Option<String> {
+        let _ = payload;
+        None
+    }
 }
 
 /// Where a job is in its life.

@@ -150,13 +150,25 @@ impl Registry {
     /// assert!(registry.validate("nope", "{}").is_err());
     /// ```
     pub fn validate(&self, job_type: &str, payload: &str) -> Result<JobDefaults, RegistryError> {
+        self.inspect(job_type, payload)
+            .map(|(defaults, _)| defaults)
+    }
+
+    /// [`Registry::validate`], also answering the payload's partition key
+    /// ([`Job::partition`]).
+    pub(crate) fn inspect(
+        &self,
+        job_type: &str,
+        payload: &str,
+    ) -> Result<(JobDefaults, Option<String>), RegistryError> {
         let job = self.get(job_type)?;
-        job.validate(payload)
+        let partition = job
+            .validate(payload)
             .map_err(|reason| RegistryError::InvalidPayload {
                 job_type: job_type.to_owned(),
                 reason,
             })?;
-        Ok(job.defaults())
+        Ok((job.defaults(), partition))
     }
 
     pub(crate) fn get(&self, job_type: &str) -> Result<&Arc<dyn RegisteredJob>, RegistryError> {
@@ -185,7 +197,8 @@ pub(crate) trait RegisteredJob: Send + Sync {
     fn defaults(&self) -> JobDefaults;
     fn retry_delay(&self, attempt: u32) -> Duration;
     fn timeout(&self) -> Duration;
-    fn validate(&self, payload: &str) -> Result<(), String>;
+    /// Decodes the payload, answering its partition key.
+    fn validate(&self, payload: &str) -> Result<Option<String>, String>;
     /// Decodes the payload and runs the handler.
     fn run(self: Arc<Self>, payload: &str, ctx: JobContext) -> BoxFuture<'static, JobResult>;
 }
@@ -208,9 +221,9 @@ impl<J: Job> RegisteredJob for Registered<J> {
         self.0.timeout()
     }
 
-    fn validate(&self, payload: &str) -> Result<(), String> {
+    fn validate(&self, payload: &str) -> Result<Option<String>, String> {
         serde_json::from_str::<J::Payload>(payload)
-            .map(drop)
+            .map(|payload| J::partition(&payload))
             .map_err(|e| e.to_string())
     }
 

@@ -32,6 +32,7 @@ fn job(unique_key: Option<&str>) -> NewJob {
         available_at: now,
         created_at: now,
         unique_key: unique_key.map(str::to_owned),
+        partition_key: None,
     }
 }
 

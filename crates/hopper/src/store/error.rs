@@ -28,6 +28,10 @@ pub enum StoreError {
     /// unique key is taken, …).
     #[error(transparent)]
     Database(#[from] DatabaseError),
+    /// Flow settings no claim could honour (a limit of 0, a rate with no
+    /// period).
+    #[error("invalid flow settings: {0}")]
+    InvalidFlow(String),
     /// The store was closed; nothing more goes through it.
     #[error("the database store is closed")]
     Closed,

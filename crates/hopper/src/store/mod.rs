@@ -14,6 +14,7 @@ use crate::job::{JobId, JobState};
 
 mod concurrency;
 mod error;
+mod flow;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
@@ -28,6 +29,9 @@ mod rows;
 pub mod sqlite;
 
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) use flow::{Candidate, FlowTx, LockedFlow};
+pub use flow::{FlowRequest, QueueFlow, Rate};
 
 /// Refuses a name holding a NUL character, before it reaches a database.
 ///
@@ -101,7 +105,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 ///     max_attempts: 3,
 ///     available_at: chrono::Utc::now(),
 ///     created_at: chrono::Utc::now(),
-///     unique_key: None,
+///     unique_key: None, partition_key: None,
 /// };
 /// assert_eq!(job.queue, "default");
 /// ```
@@ -124,6 +128,9 @@ pub struct NewJob {
     /// While a job with this key is pending or started, dispatching another
     /// with the same key stores nothing and returns the existing job's id.
     pub unique_key: Option<String>,
+    /// The partition the job belongs to in its queue: per-key limits and
+    /// fair claims count and serve the jobs of one key together.
+    pub partition_key: Option<String>,
 }
 
 /// A claim's fencing token: written to every job one claim takes, and
@@ -171,6 +178,7 @@ impl NewJob {
             available_at: at,
             created_at: at,
             unique_key: None,
+            partition_key: None,
         }
     }
 }
@@ -515,7 +523,7 @@ pub struct Completion {
 /// let now = chrono::Utc::now();
 /// let ids = store.insert(&[hopper::store::NewJob {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
 /// }]).await.unwrap();
 /// let record = store.get(ids[0]).await.unwrap().unwrap();
 /// assert_eq!(record.state, hopper::JobState::Pending);
@@ -569,7 +577,7 @@ impl JobRecord {
     /// # let now = chrono::Utc::now();
     /// # let ids = store.insert(&[hopper::store::NewJob {
     /// #     job_type: "n".into(), queue: "default".into(), payload: "[1,2]".into(),
-    /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+    /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
     /// # }]).await.unwrap();
     /// let record = store.get(ids[0]).await.unwrap().unwrap();
     /// assert_eq!(record.payload_as::<Vec<u8>>().unwrap(), [1, 2]);
@@ -963,7 +971,7 @@ impl JobFilter {
 /// let now = chrono::Utc::now();
 /// let job = NewJob {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
 /// };
 /// let ids = store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
 /// let first = store.list(&JobFilter { limit: Some(2), ..Default::default() }).await.unwrap();
@@ -995,7 +1003,7 @@ impl JobPage {
     /// # let now = chrono::Utc::now();
     /// # let job = hopper::store::NewJob {
     /// #     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-    /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None,
+    /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
     /// # };
     /// # store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
     /// use hopper::store::JobPage;
@@ -1139,10 +1147,13 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// request's queue.
     async fn set_paused(&self, request: PauseRequest<'_>) -> Result<(), StoreError>;
 
-    /// Sets (or, with `None`, lifts) the most jobs of a queue that may be
-    /// started at once across every process: from then on a claim of that
-    /// queue takes no more than the limit minus its started jobs.
-    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError>;
+    /// Replaces a queue's flow settings: from then on its claims start no
+    /// more jobs than its limits allow, across every process, and serve
+    /// its keys in turn where asked to.
+    async fn set_flow(&self, request: FlowRequest<'_>) -> Result<(), StoreError>;
+
+    /// A queue's flow settings (none set: the default).
+    async fn flow(&self, queue: &str) -> Result<QueueFlow, StoreError>;
 
     /// Deletes a job that is not started; false if there was none or it is running.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
@@ -1242,23 +1253,6 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
         None
     }
-}
-
-/// A queue's concurrency limit, as [`Store::limit_queue`] sets it.
-///
-/// ```
-/// let request = hopper::store::QueueLimit { queue: "payments", limit: Some(5), now: chrono::Utc::now() };
-/// assert_eq!(request.limit, Some(5));
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct QueueLimit<'a> {
-    /// The queue.
-    pub queue: &'a str,
-    /// The most of its jobs started at once, across every process; `None`
-    /// lifts the limit.
-    pub limit: Option<u32>,
-    /// When the limit was set.
-    pub now: DateTime<Utc>,
 }
 
 /// One schema migration this build carries, and when the database applied it.

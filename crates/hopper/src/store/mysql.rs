@@ -25,14 +25,15 @@ use super::rows::{
 };
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, ConcurrencyReport, JobFilter, JobPage, JobRecord, LeaseHolder, LeaseRequest,
-    MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest,
-    QueueLimit, QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store,
-    StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
+    CompleteRequest, ConcurrencyReport, FlowRequest, JobFilter, JobPage, JobRecord, LeaseHolder,
+    LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest,
+    PruneRequest, QueueFlow, QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount,
+    Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
+mod flow;
 mod sql;
 
 /// Jobs per statement in a bulk insert: 7 bound values each, well under the
@@ -308,7 +309,8 @@ pub(crate) async fn insert_in(
                 .bind(job.priority)
                 .bind(job.max_attempts)
                 .bind(micros(job.available_at))
-                .bind(micros(job.created_at));
+                .bind(micros(job.created_at))
+                .bind(&job.partition_key);
         }
         let done = query.execute(&mut *conn).await?;
         // A multi-row INSERT … VALUES is a "simple insert": InnoDB hands it a
@@ -336,6 +338,7 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
         .bind(micros(job.available_at))
         .bind(micros(job.created_at))
         .bind(&job.unique_key)
+        .bind(&job.partition_key)
         .execute(&mut *conn)
         .await?;
     JobId::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt {
@@ -345,9 +348,9 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
 }
 
 impl MysqlStore {
-    async fn try_claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    async fn try_claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut rows = sqlx::query(sql::CLAIM_SELECT)
+        let rows = sqlx::query(sql::CLAIM_SELECT)
             .bind(request.queue)
             .bind(micros(request.due_by))
             .bind(request.queue)
@@ -355,27 +358,11 @@ impl MysqlStore {
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
-            // Nothing due, paused, or a limited queue, which is claimed
-            // from one claim at a time.
-            let limit: Option<i32> = sqlx::query_scalar(sql::LOCK_QUEUE_LIMIT)
-                .bind(request.queue)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(limit) = limit {
-                let started: i64 = sqlx::query_scalar(sql::STARTED_IN_QUEUE)
-                    .bind(request.queue)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let room = (i64::from(limit) - started).clamp(0, i64::from(request.limit));
-                if room > 0 {
-                    rows = sqlx::query(sql::CLAIM_SELECT_LIMITED)
-                        .bind(request.queue)
-                        .bind(micros(request.due_by))
-                        .bind(room)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                }
-            }
+            // Nothing due, paused, or a queue with flow settings, whose
+            // claims run one at a time holding its row.
+            let claimed = super::flow::claim(&mut flow::MysqlFlow(&mut tx), request).await?;
+            tx.commit().await?;
+            return Ok(claimed.unwrap_or_default());
         }
         if rows.is_empty() {
             tx.commit().await?;
@@ -820,14 +807,33 @@ impl Store for MysqlStore {
         Ok(())
     }
 
-    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError> {
-        sqlx::query(sql::LIMIT_QUEUE)
+    async fn set_flow(&self, request: FlowRequest<'_>) -> Result<(), StoreError> {
+        let flow = request.flow;
+        let rate = flow.rate;
+        sqlx::query(sql::SET_FLOW)
             .bind(request.queue)
-            .bind(request.limit)
+            .bind(flow.concurrency)
+            .bind(flow.key_concurrency)
+            .bind(rate.map(|rate| rate.starts))
+            .bind(rate.map(|rate| rate.period_ms()))
+            .bind(rate.is_some_and(|rate| rate.per_key))
+            .bind(flow.fair)
             .bind(micros(request.now))
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn flow(&self, queue: &str) -> Result<QueueFlow, StoreError> {
+        let row = sqlx::query(sql::FLOW)
+            .bind(queue)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .as_ref()
+            .map(flow::flow_of)
+            .transpose()?
+            .unwrap_or_default())
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {

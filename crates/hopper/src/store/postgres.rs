@@ -22,14 +22,15 @@ use tokio::sync::mpsc;
 use super::rows::{from_count, open_key, opened, push_filter, state_of, to_u32};
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, Completion, ConcurrencyReport, JobFilter, JobPage, JobRecord, LeaseHolder,
-    LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest, QueueLimit,
-    QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
-    TickRequest, TypeCount, TypeOutcomes, Wakeup,
+    CompleteRequest, Completion, ConcurrencyReport, FlowRequest, JobFilter, JobPage, JobRecord,
+    LeaseHolder, LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest,
+    QueueFlow, QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store,
+    StoreError, Tick, TickRequest, TypeCount, TypeOutcomes, Wakeup,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
+mod flow;
 mod sql;
 
 /// The channel every wake-up is sent on; the payload is the queue's name.
@@ -124,47 +125,23 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Claims from a queue with a concurrency limit, if `request`'s queue
-    /// has one: holding the queue's row, so the limited claims of a queue
-    /// run one at a time, it takes no more than the limit less the
-    /// queue's started jobs.
-    async fn claim_limited(
-        &self,
-        request: &ClaimRequest<'_>,
-    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
-        // Most empty claims are of queues without a limit: one plain read
-        // tells them apart before any transaction begins.
-        let limited: Option<i32> = sqlx::query_scalar(sql::QUEUE_IS_LIMITED)
+    /// Claims from a queue with flow settings ([`super::flow`]), if
+    /// `request`'s queue has any: in a transaction holding the queue's
+    /// row, so the queue's flow-controlled claims run one at a time.
+    async fn claim_flow(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
+        // Most empty claims are of queues without flow settings: one plain
+        // read tells them apart before any transaction begins.
+        let has_flow: Option<i32> = sqlx::query_scalar(sql::QUEUE_HAS_FLOW)
             .bind(request.queue)
             .fetch_optional(&self.pool)
             .await?;
-        if limited.is_none() {
+        if has_flow.is_none() {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        let limit: Option<i32> = sqlx::query_scalar(sql::LOCK_QUEUE_LIMIT)
-            .bind(request.queue)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(limit) = limit else {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        };
-        let started: i64 = sqlx::query_scalar(sql::STARTED_IN_QUEUE)
-            .bind(request.queue)
-            .fetch_one(&mut *tx)
-            .await?;
-        let room = (i64::from(limit) - started).clamp(0, i64::from(request.limit));
-        let rows = match u32::try_from(room) {
-            Ok(room) if room > 0 => {
-                claim_query(sql::CLAIM_LIMITED, request, room)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-            _ => Vec::new(),
-        };
+        let claimed = super::flow::claim(&mut flow::PgFlow(&mut tx), request).await?;
         tx.commit().await?;
-        Ok(rows)
+        Ok(claimed.unwrap_or_default())
     }
 }
 
@@ -309,6 +286,7 @@ pub(crate) async fn insert_in(
             && job.max_attempts == first.max_attempts
             && job.available_at == first.available_at
             && job.created_at == first.created_at
+            && job.partition_key.is_none()
     }) {
         let insert = sql::insert_jobs_alike();
         for chunk in jobs.chunks(INSERT_CHUNK) {
@@ -347,6 +325,12 @@ pub(crate) async fn insert_in(
             )
             .bind(chunk.iter().map(|job| job.available_at).collect::<Vec<_>>())
             .bind(chunk.iter().map(|job| job.created_at).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|job| job.partition_key.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&mut *conn)
             .await?;
         ids.extend(chunk_ids);
@@ -367,6 +351,7 @@ async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, Stor
             .bind(job.available_at)
             .bind(job.created_at)
             .bind(&job.unique_key)
+            .bind(&job.partition_key)
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(row) = inserted {
@@ -533,27 +518,46 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
-        let mut rows = claim_query(sql::CLAIM, &request, request.limit)
+        let rows = claim_query(sql::CLAIM, &request, request.limit)
             .fetch_all(&self.pool)
             .await?;
         if rows.is_empty() {
-            // Nothing due, paused, or a limited queue, which is claimed
-            // from one claim at a time.
-            rows = self.claim_limited(&request).await?;
+            // Nothing due, paused, or a queue with flow settings, whose
+            // claims run one at a time.
+            return self.claim_flow(&request).await;
         }
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
         Ok(jobs)
     }
 
-    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError> {
-        sqlx::query(sql::LIMIT_QUEUE)
+    async fn set_flow(&self, request: FlowRequest<'_>) -> Result<(), StoreError> {
+        let flow = request.flow;
+        let rate = flow.rate;
+        sqlx::query(sql::SET_FLOW)
             .bind(request.queue)
-            .bind(request.limit.map(i64::from))
+            .bind(flow.concurrency.map(i64::from))
+            .bind(flow.key_concurrency.map(i64::from))
+            .bind(rate.map(|rate| i64::from(rate.starts)))
+            .bind(rate.map(|rate| rate.period_ms()))
+            .bind(rate.is_some_and(|rate| rate.per_key))
+            .bind(flow.fair)
             .bind(request.now)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn flow(&self, queue: &str) -> Result<QueueFlow, StoreError> {
+        let row = sqlx::query(sql::FLOW)
+            .bind(queue)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .as_ref()
+            .map(flow::flow_of)
+            .transpose()?
+            .unwrap_or_default())
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

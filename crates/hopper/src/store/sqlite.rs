@@ -30,15 +30,16 @@ use super::rows::{
 };
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, Completion, ConcurrencyReport, FailedJob, JobFilter, JobPage, JobRecord,
-    LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome,
-    PauseRequest, PruneRequest, QueueLimit, QueueStats, RETRY_FAILED_BATCH, RenewRequest,
+    CompleteRequest, Completion, ConcurrencyReport, FailedJob, FlowRequest, JobFilter, JobPage,
+    JobRecord, LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome,
+    PauseRequest, PruneRequest, QueueFlow, QueueStats, RETRY_FAILED_BATCH, RenewRequest,
     RetriedFailed, RetryFailed, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
     TickRequest, TypeCount, TypeOutcomes, batch_keys, plan_retry,
 };
 use crate::job::{JobId, JobState};
 
 mod connections;
+mod flow;
 mod migrations;
 pub(super) mod sql;
 mod wakeups;
@@ -186,6 +187,7 @@ pub(crate) fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>
             micros(job.available_at),
             micros(job.created_at),
             job.unique_key,
+            job.partition_key,
         ])?;
         ids.push(if inserted == 1 {
             conn.last_insert_rowid()
@@ -198,7 +200,7 @@ pub(crate) fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>
     Ok(ids)
 }
 
-/// Jobs per statement in a bulk insert: 7 bound values each, well under
+/// Jobs per statement in a bulk insert: 8 bound values each, well under
 /// SQLite's limit of 32,766 per statement.
 const INSERT_CHUNK: usize = 1_000;
 
@@ -212,7 +214,7 @@ fn insert_rows(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreEr
             .iter()
             .map(|job| [micros(job.available_at), micros(job.created_at)])
             .collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 7);
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
         for (job, [available_at, created_at]) in chunk.iter().zip(&times) {
             values.extend([
                 &job.job_type as &dyn rusqlite::ToSql,
@@ -222,6 +224,7 @@ fn insert_rows(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreEr
                 &job.max_attempts,
                 available_at,
                 created_at,
+                &job.partition_key,
             ]);
         }
         let start = ids.len();
@@ -292,44 +295,69 @@ impl Store for SqliteStore {
         // materialised CTE cost 40% and 15% more per claim). Should the
         // process die between them, those few jobs count as never started.
         let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
-        self.write(|conn| {
-            let params = params![
-                micros(request.due_by),
-                request.worker,
-                super::rows::lease_micros(request.lease),
-                request.queue,
-                request.limit,
-                request.token,
-                request.now.map(micros),
-            ];
-            let mut jobs = all(conn, sql::CLAIM, params, |row| {
-                let id = row.get(0)?;
-                Ok(ClaimedJob {
-                    id,
-                    token: row.get(1)?,
-                    job_type: row.get(2)?,
-                    queue: row.get(3)?,
-                    payload: row.get(4)?,
-                    priority: row.get(5)?,
-                    attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
-                    max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
-                    run_started: false,
-                })
-            })?;
-            // RETURNING's order is unspecified.
-            jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
-            let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();
-            if !starting.is_empty() {
-                let ids = serde_json::to_string(&starting).unwrap_or_else(|_| "[]".into());
-                conn.prepare_cached(sql::CLAIM_START_NOW)?
-                    .execute(params![ids, request.token])?;
-                for job in jobs.iter_mut().take(start_now) {
-                    job.run_started = true;
+        let jobs = self
+            .write(|conn| {
+                let params = params![
+                    micros(request.due_by),
+                    request.worker,
+                    super::rows::lease_micros(request.lease),
+                    request.queue,
+                    request.limit,
+                    request.token,
+                    request.now.map(micros),
+                ];
+                let mut jobs = all(conn, sql::CLAIM, params, |row| {
+                    let id = row.get(0)?;
+                    Ok(ClaimedJob {
+                        id,
+                        token: row.get(1)?,
+                        job_type: row.get(2)?,
+                        queue: row.get(3)?,
+                        payload: row.get(4)?,
+                        priority: row.get(5)?,
+                        attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
+                        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
+                        run_started: false,
+                    })
+                })?;
+                // RETURNING's order is unspecified.
+                jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
+                let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();
+                if !starting.is_empty() {
+                    let ids = serde_json::to_string(&starting).unwrap_or_else(|_| "[]".into());
+                    conn.prepare_cached(sql::CLAIM_START_NOW)?
+                        .execute(params![ids, request.token])?;
+                    for job in jobs.iter_mut().take(start_now) {
+                        job.run_started = true;
+                    }
                 }
-            }
-            Ok(jobs)
-        })
-        .await
+                Ok(jobs)
+            })
+            .await?;
+        if !jobs.is_empty() {
+            return Ok(jobs);
+        }
+        // Nothing due, paused, or a queue with flow settings, whose claims
+        // run one at a time in a transaction (most empty claims are of
+        // queues without: one read tells them apart first).
+        let has_flow = self
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(sql::QUEUE_HAS_FLOW)?
+                    .query_row([request.queue], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .await?;
+        if !has_flow {
+            return Ok(Vec::new());
+        }
+        let claimed = self
+            .transaction(|tx| {
+                super::flow::run_now(super::flow::claim(&mut flow::SqliteFlow(tx), &request))?
+            })
+            .await?;
+        Ok(claimed.unwrap_or_default())
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -545,13 +573,35 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn limit_queue(&self, request: QueueLimit<'_>) -> Result<(), StoreError> {
+    async fn set_flow(&self, request: FlowRequest<'_>) -> Result<(), StoreError> {
+        let flow = request.flow;
+        let rate = flow.rate;
         self.write(|conn| {
             conn.execute(
-                sql::LIMIT_QUEUE,
-                params![request.queue, request.limit, micros(request.now)],
+                sql::SET_FLOW,
+                params![
+                    request.queue,
+                    flow.concurrency,
+                    flow.key_concurrency,
+                    rate.map(|rate| rate.starts),
+                    rate.map(|rate| rate.period_ms()),
+                    rate.is_some_and(|rate| rate.per_key),
+                    flow.fair,
+                    micros(request.now),
+                ],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn flow(&self, queue: &str) -> Result<QueueFlow, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(sql::FLOW)?
+                .query_row([queue], flow::flow_of)
+                .optional()?
+                .unwrap_or_default())
         })
         .await
     }

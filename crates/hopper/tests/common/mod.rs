@@ -158,6 +158,7 @@ pub fn new_job(job_type: &str, queue: &str, at: chrono::DateTime<chrono::Utc>) -
         available_at: at,
         created_at: at,
         unique_key: None,
+        partition_key: None,
     }
 }
 

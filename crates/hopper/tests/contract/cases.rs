@@ -1375,6 +1375,7 @@ pub async fn retrying_every_failed_job_works_through_batches(db: &TestDb) {
     let job = |key: Option<&str>| NewJob {
         max_attempts: 1,
         unique_key: key.map(str::to_owned),
+        partition_key: None,
         ..new_job("bulk", "bulk", now)
     };
     let fail_all = |expected: usize| {

@@ -169,6 +169,7 @@ pub async fn inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its
     let keyed = |key: &str, payload: &str| NewJob {
         payload: payload.into(),
         unique_key: Some(key.into()),
+        partition_key: None,
         ..new_job("noop", key, t0())
     };
 
@@ -303,6 +304,7 @@ pub async fn a_stored_job_reads_back_whole_and_a_missing_one_is_none(db: &TestDb
         available_at: at(30),
         created_at: t0(),
         unique_key: Some("report:1".into()),
+        partition_key: None,
     };
     let id = stored(&*store, job.clone()).await;
     let pending = JobRecord {
@@ -1000,6 +1002,7 @@ pub async fn a_schedule_tick_is_taken_once_and_never_behind_a_later_one(db: &Tes
     // A job whose unique key a live job holds: that job stands for it.
     let keyed = NewJob {
         unique_key: Some("report:daily".into()),
+        partition_key: None,
         ..job.clone()
     };
     let holder = stored(&*store, keyed.clone()).await;

@@ -107,18 +107,18 @@ pub(super) const APPLIED_MIGRATIONS: &str =
 
 // On a clash of the live key the row is left as it is and `LAST_INSERT_ID`
 // names it, all under the row lock the clash took: no read-then-write race.
-/// Inserts one job, or names the live job holding its unique key; `?`: type, queue, payload, priority, max attempts, available at, created at, unique key.
+/// Inserts one job, or names the live job holding its unique key; `?`: type, queue, payload, priority, max attempts, available at, created at, unique key, partition key.
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
-        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
     ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)";
 
-/// Inserts `n` jobs without unique keys; `?` per job: type, queue, payload, priority, max attempts, available at, created at.
+/// Inserts `n` jobs without unique keys; `?` per job: type, queue, payload, priority, max attempts, available at, created at, partition key.
 pub(super) fn insert_jobs(n: usize) -> String {
     format!(
-        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
-         VALUES {}",
-        vec!["(?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
+        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at, \
+         partition_key) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
     )
 }
 
@@ -141,25 +141,134 @@ macro_rules! claim_select {
     };
 }
 
-/// Locks the due pending jobs of a queue neither paused nor limited, best first, skipping locked ones; `?`: queue, due by, queue, limit.
+/// Whether a queue row has flow settings (a limit, a rate or fair claims).
+macro_rules! mysql_flow_controlled {
+    () => {
+        "(concurrency_limit IS NOT NULL OR key_limit IS NOT NULL OR rate_limit IS NOT NULL OR fair)"
+    };
+}
+
+/// Locks the due pending jobs of a queue neither paused nor with flow settings, best first, skipping locked ones; `?`: queue, due by, queue, limit.
 pub(super) const CLAIM_SELECT: &str = claim_select!(
     "AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ? \
-        AND (paused OR concurrency_limit IS NOT NULL))"
+        AND (paused OR concurrency_limit IS NOT NULL OR key_limit IS NOT NULL \
+            OR rate_limit IS NOT NULL OR fair))"
 );
 
-// A limited queue's claims run one at a time, each holding the queue's
-// row: each counts the started jobs the ones before it committed, so
-// together they never start more than the limit.
-/// Locks a queue's row and answers its concurrency limit, if it has one and is not paused; `?`: queue.
-pub(super) const LOCK_QUEUE_LIMIT: &str = "SELECT concurrency_limit FROM queues \
-    WHERE name = ? AND NOT paused AND concurrency_limit IS NOT NULL FOR UPDATE";
+// --- claim, of a queue with flow settings (`super::flow`)
 
-/// How many jobs of a queue are started; `?`: queue.
-pub(super) const STARTED_IN_QUEUE: &str =
-    "SELECT COUNT(*) FROM jobs WHERE state = 'started' AND queue = ?";
+/// Locks a queue's row and answers its flow settings (as [`FLOW`]), last key turn and the claim's now, if it has any and is not paused; `?`: now or NULL, queue.
+pub(super) const LOCK_FLOW: &str = concat!(
+    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_turn, \
+        COALESCE(?, ",
+    server_now!(),
+    ") AS now FROM queues WHERE name = ? AND NOT paused AND ",
+    mysql_flow_controlled!(),
+    " FOR UPDATE"
+);
 
-/// [`CLAIM_SELECT`] for a limited queue whose row the claim holds; `?`: queue, due by, the room under the limit.
-pub(super) const CLAIM_SELECT_LIMITED: &str = claim_select!("");
+/// A queue's started jobs per partition key; `?`: queue.
+pub(super) const RUNNING_BY_KEY: &str = "SELECT partition_key, COUNT(*) FROM jobs \
+    WHERE state = 'started' AND queue = ? GROUP BY partition_key";
+
+/// Forgets a queue's starts up to a time; `?`: queue, time.
+pub(super) const FORGET_STARTS: &str = "DELETE FROM queue_starts WHERE queue = ? AND at <= ?";
+
+/// A queue's starts after a time per partition key, of every key or (with `keys`) of `keys` keys and the keyless ones; `?`: queue, time, the keys.
+pub(super) fn starts_since(keys: Option<usize>) -> String {
+    let filter = match keys {
+        None => String::new(),
+        Some(n) => format!(
+            " AND (partition_key IS NULL OR partition_key IN ({}))",
+            placeholders(n)
+        ),
+    };
+    format!(
+        "SELECT partition_key, COUNT(*) FROM queue_starts WHERE queue = ? AND at > ?{filter} \
+         GROUP BY partition_key"
+    )
+}
+
+/// A queue's ready keys, lowest turn first, with their versions; `?`: queue, how many.
+pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM queue_keys \
+    WHERE queue = ? AND ready = TRUE ORDER BY turn LIMIT ?";
+
+/// The due pending jobs at the head of `n` keys of a queue, best first: id, key, priority; `?` per key: queue, key, due by, how many.
+pub(super) fn key_heads(n: usize) -> String {
+    vec![
+        "(SELECT id, partition_key, priority FROM jobs \
+         WHERE keyed_queue = ? AND partition_key = ? AND available_at <= ? \
+         ORDER BY priority DESC, available_at, id LIMIT ?)";
+        n
+    ]
+    .join(" UNION ALL ")
+}
+
+/// A queue's first due pending jobs, best first: id, key, priority; `?`: queue, due by, how many.
+pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jobs \
+    WHERE state = 'pending' AND queue = ? AND available_at <= ? \
+    ORDER BY priority DESC, available_at, id LIMIT ?";
+
+/// Which of `n` keys of a queue have a pending job, due or not; `?` per key: the key, queue, the key.
+pub(super) fn keys_pending(n: usize) -> String {
+    vec![
+        "SELECT ? FROM DUAL WHERE EXISTS \
+         (SELECT 1 FROM jobs WHERE keyed_queue = ? AND partition_key = ?)";
+        n
+    ]
+    .join(" UNION ALL ")
+}
+
+/// Locks those of `n` jobs still pending, skipping locked ones; `?`: the ids.
+pub(super) fn lock_pending(n: usize) -> String {
+    format!(
+        "SELECT id, type, queue, payload, priority, attempts, max_attempts FROM jobs \
+         WHERE id IN ({}) AND state = 'pending' FOR UPDATE SKIP LOCKED",
+        placeholders(n)
+    )
+}
+
+// Key rows a dispatch is marking ready are skipped, not waited for: a
+// claim holding its queue's row never waits on an application's
+// transaction, and a key left as it was is only served a turn early or
+// looked at again.
+/// Locks those of `n` keys of a queue no one else holds; `?`: queue, the keys.
+pub(super) fn lock_keys(n: usize) -> String {
+    format!(
+        "SELECT partition_key FROM queue_keys WHERE queue = ? AND partition_key IN ({}) \
+         FOR UPDATE SKIP LOCKED",
+        placeholders(n)
+    )
+}
+
+/// Gives `n` keys of a queue their turns; `?`: per key the key and its turn, then the queue, then the keys.
+pub(super) fn set_key_turns(n: usize) -> String {
+    format!(
+        "UPDATE queue_keys SET turn = CASE partition_key {} END \
+         WHERE queue = ? AND partition_key IN ({})",
+        vec!["WHEN ? THEN ?"; n].join(" "),
+        placeholders(n)
+    )
+}
+
+/// Makes `n` keys of a queue not ready where their versions are still the ones given; `?`: queue, then per key the key and its version.
+pub(super) fn keys_idle(n: usize) -> String {
+    format!(
+        "UPDATE queue_keys SET ready = FALSE WHERE queue = ? AND ({})",
+        vec!["(partition_key = ? AND version = ?)"; n].join(" OR ")
+    )
+}
+
+/// Records a queue's last key turn; `?`: turn, queue.
+pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ? WHERE name = ?";
+
+/// Records `n` starts of a queue; `?` per start: queue, key or NULL, time.
+pub(super) fn record_starts(n: usize) -> String {
+    format!(
+        "INSERT INTO queue_starts (queue, partition_key, at) VALUES {}",
+        vec!["(?, ?, ?)"; n].join(", ")
+    )
+}
 
 /// Starts `claimed` locked jobs, `starting` of them run-started; `?`: started at, the `starting` ids, token, worker, now or NULL, lease µs, the `claimed` ids.
 pub(super) fn claim_update(claimed: usize, starting: usize) -> String {
@@ -347,11 +456,20 @@ pub(super) const THROUGHPUT: &str = "SELECT finished_at DIV 60000000 AS minute, 
 pub(super) const SET_PAUSED: &str = "INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?) \
     ON DUPLICATE KEY UPDATE paused = VALUES(paused), updated_at = VALUES(updated_at)";
 
-// --- limit_queue
+// --- set_flow and flow
 
-/// Sets a queue's concurrency limit (NULL: none); `?`: queue, limit, now.
-pub(super) const LIMIT_QUEUE: &str = "INSERT INTO queues (name, concurrency_limit, updated_at) VALUES (?, ?, ?) \
-    ON DUPLICATE KEY UPDATE concurrency_limit = VALUES(concurrency_limit), updated_at = VALUES(updated_at)";
+/// Sets a queue's flow settings; `?`: queue, concurrency limit, per-key limit, rate starts, rate period (ms), per key, fair, now.
+pub(super) const SET_FLOW: &str = "INSERT INTO queues \
+        (name, concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, updated_at) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+    ON DUPLICATE KEY UPDATE concurrency_limit = VALUES(concurrency_limit), \
+        key_limit = VALUES(key_limit), rate_limit = VALUES(rate_limit), \
+        rate_period_ms = VALUES(rate_period_ms), rate_per_key = VALUES(rate_per_key), \
+        fair = VALUES(fair), updated_at = VALUES(updated_at)";
+
+/// A queue's flow settings: concurrency limit, per-key limit, rate starts, rate period (ms), per key, fair; `?`: queue.
+pub(super) const FLOW: &str = "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, \
+    rate_per_key, fair FROM queues WHERE name = ?";
 
 // --- delete
 
@@ -525,7 +643,7 @@ mod tests {
         assert_eq!(
             insert_jobs(2),
             "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)"
+             created_at, partition_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)"
         );
         assert_eq!(
             claim_update(3, 1),

@@ -53,10 +53,10 @@ pub(super) const APPLIED_MIGRATIONS: &str =
 
 // --- insert
 
-/// Inserts one job unless a live job holds its unique key: $1 type, $2 queue, $3 payload, $4 priority, $5 max attempts, $6 available at, $7 created at, $8 unique key (or NULL).
+/// Inserts one job unless a live job holds its unique key: $1 type, $2 queue, $3 payload, $4 priority, $5 max attempts, $6 available at, $7 created at, $8 unique key (or NULL), $9 partition key (or NULL).
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
-        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
      DO NOTHING \
      RETURNING id, queue, TRUE AS due";
@@ -80,10 +80,10 @@ pub(super) fn insert_jobs_alike() -> String {
     inserting_ids(INSERT_JOBS_ALIKE)
 }
 
-/// Inserts one job per array element (UNNEST): $1 types, $2 queues, $3 payloads, $4 priorities, $5 max attempts, $6 available at, $7 created at.
-pub(super) const INSERT_JOBS: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
+/// Inserts one job per array element (UNNEST): $1 types, $2 queues, $3 payloads, $4 priorities, $5 max attempts, $6 available at, $7 created at, $8 partition keys.
+pub(super) const INSERT_JOBS: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at, partition_key) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
-         $6::timestamptz[], $7::timestamptz[]) \
+         $6::timestamptz[], $7::timestamptz[], $8::text[]) \
      RETURNING id, queue, TRUE AS due";
 
 /// [`INSERT_JOBS`], waking their queues on commit; answers one row, `ids`: the new ids in row order.
@@ -124,29 +124,101 @@ macro_rules! pg_claim {
 // jobs one disk flush sooner.
 // The first `start_now` rows, in claim order, start at once; a
 // window cannot sit beside FOR UPDATE, so it numbers the locked rows.
-/// Claims up to $5 due jobs of queue $4 (none while it is paused or has a concurrency limit: see [`CLAIM_LIMITED`]), skipping locked rows: $1 due by, $2 worker, $3 claim token, $6 lease in microseconds, $7 now (NULL: the server's), $8 how many start at once.
+/// Claims up to $5 due jobs of queue $4 (none while it is paused or has flow settings: see [`super::flow`]), skipping locked rows: $1 due by, $2 worker, $3 claim token, $6 lease in microseconds, $7 now (NULL: the server's), $8 how many start at once.
 pub(super) const CLAIM: &str = pg_claim!(
-    "AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 \
-         AND (paused OR concurrency_limit IS NOT NULL))"
+    "AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $4 AND (paused OR (concurrency_limit IS NOT NULL \
+         OR key_limit IS NOT NULL OR rate_limit IS NOT NULL OR fair)))"
 );
 
-// A limited queue's claims run one at a time, each in a transaction
-// holding the queue's row: each counts the started jobs the ones before
-// it committed, so together they never start more than the limit.
-/// Answers 1 if queue $1 has a concurrency limit and is not paused (no lock taken).
-pub(super) const QUEUE_IS_LIMITED: &str = "SELECT 1 FROM queues \
-     WHERE name = $1 AND NOT paused AND concurrency_limit IS NOT NULL";
+// --- claim, of a queue with flow settings (`super::flow`)
 
-/// Locks queue $1's row and answers its concurrency limit, if it has one and is not paused.
-pub(super) const LOCK_QUEUE_LIMIT: &str = "SELECT concurrency_limit FROM queues \
-     WHERE name = $1 AND NOT paused AND concurrency_limit IS NOT NULL FOR UPDATE";
+/// Whether a queue row has flow settings (a limit, a rate or fair claims).
+macro_rules! pg_flow_controlled {
+    () => {
+        "(concurrency_limit IS NOT NULL OR key_limit IS NOT NULL OR rate_limit IS NOT NULL OR fair)"
+    };
+}
 
-/// How many jobs of queue $1 are started.
-pub(super) const STARTED_IN_QUEUE: &str =
-    "SELECT count(*) FROM jobs WHERE state = 'started' AND queue = $1";
+/// Answers 1 if queue $1 has flow settings and is not paused (no lock taken).
+pub(super) const QUEUE_HAS_FLOW: &str = concat!(
+    "SELECT 1 FROM queues WHERE name = $1 AND NOT paused AND ",
+    pg_flow_controlled!()
+);
 
-/// [`CLAIM`] for a limited queue whose row the claim's transaction holds (see [`LOCK_QUEUE_LIMIT`]); $5 is the room under the limit.
-pub(super) const CLAIM_LIMITED: &str = pg_claim!("");
+/// Locks queue $1's row and answers its flow settings (as [`FLOW`]), last key turn and the claim's now ($2, or the server's), if it has any and is not paused.
+pub(super) const LOCK_FLOW: &str = concat!(
+    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_turn, \
+         COALESCE($2::timestamptz, now()) AS now \
+     FROM queues WHERE name = $1 AND NOT paused AND ",
+    pg_flow_controlled!(),
+    " FOR UPDATE"
+);
+
+/// Queue $1's started jobs per partition key.
+pub(super) const RUNNING_BY_KEY: &str = "SELECT partition_key, count(*) FROM jobs \
+     WHERE state = 'started' AND queue = $1 GROUP BY partition_key";
+
+/// Forgets queue $1's starts at or before $2.
+pub(super) const FORGET_STARTS: &str = "DELETE FROM queue_starts WHERE queue = $1 AND at <= $2";
+
+/// Queue $1's starts after $2 per partition key: every key's, or with $3 (text[]) those keys' and the keyless ones.
+pub(super) const STARTS_SINCE: &str = "SELECT partition_key, count(*) FROM queue_starts \
+     WHERE queue = $1 AND at > $2 \
+         AND ($3::text[] IS NULL OR partition_key IS NULL OR partition_key = ANY($3)) \
+     GROUP BY partition_key";
+
+/// Up to $2 of queue $1's ready keys, lowest turn first, with their versions.
+pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM queue_keys \
+     WHERE queue = $1 AND ready ORDER BY turn LIMIT $2";
+
+/// The due (by $4) pending jobs of queue $1 at the head of each key of $2 (text[]), up to $3 (int[]) each, best first, skipping locked rows: id, key, priority.
+pub(super) const KEY_HEADS: &str = "SELECT h.id, k.key, h.priority \
+     FROM UNNEST($2::text[], $3::int[]) WITH ORDINALITY AS k(key, n, place) \
+     CROSS JOIN LATERAL (SELECT id, priority, available_at FROM jobs \
+         WHERE state = 'pending' AND queue = $1 AND partition_key = k.key AND available_at <= $4 \
+         ORDER BY priority DESC, available_at, id LIMIT k.n FOR UPDATE SKIP LOCKED) AS h \
+     ORDER BY k.place, h.priority DESC, h.available_at, h.id";
+
+/// Up to $3 due (by $2) pending jobs of queue $1, best first, skipping locked rows: id, partition key, priority.
+pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jobs \
+     WHERE state = 'pending' AND queue = $1 AND available_at <= $2 \
+     ORDER BY priority DESC, available_at, id LIMIT $3 FOR UPDATE SKIP LOCKED";
+
+/// Which keys of $2 (text[]) in queue $1 have a pending job, due or not.
+pub(super) const KEYS_PENDING: &str = "SELECT k FROM UNNEST($2::text[]) AS k \
+     WHERE EXISTS (SELECT 1 FROM jobs WHERE state = 'pending' AND queue = $1 AND partition_key = k)";
+
+/// Starts the still-pending jobs $5 (bigint[]) at $1 for worker $2 under token $3, leased $4 microseconds from $1; answers them.
+pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+         started_at = $1, locked_by = $2, lease_token = $3, run_started = TRUE, cancel_requested = FALSE, \
+         locked_until = $1 + $4::bigint * interval '1 microsecond' \
+     WHERE id = ANY($5) AND state = 'pending' \
+     RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, run_started";
+
+// Key rows a dispatch is marking ready are skipped, not waited for: a
+// claim holding its queue's row never waits on an application's
+// transaction, and a key left as it was is only served a turn early or
+// looked at again.
+/// Gives the keys $2 (text[]) of queue $1 the turns $3 (bigint[]), skipping locked rows.
+pub(super) const SET_KEY_TURNS: &str = "UPDATE queue_keys SET turn = t.turn \
+     FROM (SELECT q.partition_key, t.turn FROM UNNEST($2::text[], $3::bigint[]) AS t(key, turn) \
+         JOIN queue_keys AS q ON q.queue = $1 AND q.partition_key = t.key \
+         FOR UPDATE OF q SKIP LOCKED) AS t \
+     WHERE queue_keys.queue = $1 AND queue_keys.partition_key = t.partition_key";
+
+/// Makes the keys $2 (text[]) of queue $1 not ready where their versions are still $3 (bigint[]), skipping locked rows.
+pub(super) const KEYS_IDLE: &str = "UPDATE queue_keys SET ready = FALSE \
+     FROM (SELECT q.partition_key FROM UNNEST($2::text[], $3::bigint[]) AS t(key, version) \
+         JOIN queue_keys AS q ON q.queue = $1 AND q.partition_key = t.key AND q.version = t.version \
+         FOR UPDATE OF q SKIP LOCKED) AS t \
+     WHERE queue_keys.queue = $1 AND queue_keys.partition_key = t.partition_key";
+
+/// Records $2 as queue $1's last key turn.
+pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = $2 WHERE name = $1";
+
+/// Records a start of queue $1 at $3 per key of $2 (text[], NULL elements: per queue).
+pub(super) const RECORD_STARTS: &str = "INSERT INTO queue_starts (queue, partition_key, at) \
+     SELECT $1, k, $3 FROM UNNEST($2::text[]) AS k";
 
 // --- next_due
 
@@ -295,12 +367,20 @@ pub(super) fn set_paused() -> String {
     notifying(SET_PAUSED, "queue")
 }
 
-// --- limit_queue
+// --- set_flow and flow
 
-/// Sets queue $1's concurrency limit to $2 (NULL: none) at $3.
-pub(super) const LIMIT_QUEUE: &str = "INSERT INTO queues (name, concurrency_limit, updated_at) VALUES ($1, $2, $3) \
+/// Sets queue $1's flow settings at $8: concurrency limit $2, per-key limit $3, rate $4 starts per $5 ms (per key: $6), fair $7.
+pub(super) const SET_FLOW: &str = "INSERT INTO queues \
+         (name, concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
      ON CONFLICT (name) DO UPDATE SET concurrency_limit = excluded.concurrency_limit, \
-     updated_at = excluded.updated_at";
+         key_limit = excluded.key_limit, rate_limit = excluded.rate_limit, \
+         rate_period_ms = excluded.rate_period_ms, rate_per_key = excluded.rate_per_key, \
+         fair = excluded.fair, updated_at = excluded.updated_at";
+
+/// Queue $1's flow settings: concurrency limit, per-key limit, rate starts, rate period (ms), per key, fair.
+pub(super) const FLOW: &str = "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, \
+     rate_per_key, fair FROM queues WHERE name = $1";
 
 // --- delete
 

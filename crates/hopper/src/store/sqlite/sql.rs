@@ -32,18 +32,15 @@ macro_rules! sqlite_held_claims {
     };
 }
 
-/// The error a rescue records for a run whose lease ran out.
-// How many jobs a claim of queue `?4` may take: `?5`, or under the queue's
-// concurrency limit no more than the limit less its started jobs (the
-// writer runs one statement at a time, so no other claim slips between).
-macro_rules! sqlite_claim_room {
+/// Whether queue `$queue` has flow settings (a limit, a rate or fair
+/// claims): its claims go through [`super::flow`].
+macro_rules! sqlite_flow_controlled {
     () => {
-        "(CASE WHEN (SELECT concurrency_limit FROM queues WHERE name = ?4) IS NULL THEN ?5 \
-        ELSE max(0, min(?5, (SELECT concurrency_limit FROM queues WHERE name = ?4) \
-            - (SELECT count(*) FROM jobs WHERE state = 'started' AND queue = ?4))) END)"
+        "(concurrency_limit IS NOT NULL OR key_limit IS NOT NULL OR rate_limit IS NOT NULL OR fair = 1)"
     };
 }
 
+/// The error a rescue records for a run whose lease ran out.
 macro_rules! sqlite_lease_lost {
     () => {
         "'lease expired: worker ' || locked_by || ' stopped without finishing attempt ' || attempts"
@@ -85,10 +82,10 @@ pub(super) const RECORD_MIGRATION: &str = "INSERT INTO _sqlx_migrations (version
 
 // --- insert
 
-/// Inserts one job (type, queue, payload, priority, max attempts, available at, created at, unique key) unless a live job holds its key.
+/// Inserts one job (type, queue, payload, priority, max attempts, available at, created at, unique key, partition key) unless a live job holds its key.
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
-            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
         DO NOTHING";
 
@@ -96,16 +93,16 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
 pub(super) const FIND_LIVE_UNIQUE_KEY: &str = "SELECT id FROM jobs \
         WHERE unique_key = ? AND state IN ('pending', 'started')";
 
-/// Inserts `rows` jobs without unique keys, seven values each (type, queue, payload, priority, max attempts, available at, created at), answering their ids.
+/// Inserts `rows` jobs without unique keys, eight values each (type, queue, payload, priority, max attempts, available at, created at, partition key), answering their ids.
 pub(super) fn insert_jobs(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) VALUES ",
+        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at, partition_key) VALUES ",
     );
     for row in 0..rows {
         sql.push_str(if row == 0 {
-            "(?,?,?,?,?,?,?)"
+            "(?,?,?,?,?,?,?,?)"
         } else {
-            ",(?,?,?,?,?,?,?)"
+            ",(?,?,?,?,?,?,?,?)"
         });
     }
     sql.push_str(" RETURNING id");
@@ -114,7 +111,7 @@ pub(super) fn insert_jobs(rows: usize) -> String {
 
 // --- claim
 
-/// Claims up to `?5` jobs of queue `?4` due by `?1` (unless it is paused; under its concurrency limit, no more than the limit less its started jobs) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
+/// Claims up to `?5` jobs of queue `?4` due by `?1` (none while it is paused or has flow settings: see [`super::flow`]) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
 pub(super) const CLAIM: &str = concat!(
     "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
         started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, cancel_requested = 0, \
@@ -123,16 +120,86 @@ pub(super) const CLAIM: &str = concat!(
     ") + ?3 \
     WHERE id IN (SELECT id FROM jobs \
         WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
-            AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused = 1) \
-        ORDER BY priority DESC, available_at, id LIMIT ",
-    sqlite_claim_room!(),
-    ") \
+            AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND (paused = 1 OR ",
+    sqlite_flow_controlled!(),
+    ")) \
+        ORDER BY priority DESC, available_at, id LIMIT ?5) \
     RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts"
 );
 
 /// Records the just-claimed jobs whose ids are in the JSON array `?1`, under token `?2`, as started.
 pub(super) const CLAIM_START_NOW: &str = "UPDATE jobs SET run_started = 1 \
             WHERE id IN (SELECT value FROM json_each(?1)) AND lease_token = ?2";
+
+// --- claim, of a queue with flow settings (`super::flow`)
+
+/// Answers 1 if queue `?1` has flow settings and is not paused.
+pub(super) const QUEUE_HAS_FLOW: &str = concat!(
+    "SELECT 1 FROM queues WHERE name = ?1 AND paused = 0 AND ",
+    sqlite_flow_controlled!()
+);
+
+/// Queue `?1`'s flow settings (as [`FLOW`]), last key turn and the claim's now (`?2`, or the database's), if it has any and is not paused.
+pub(super) const LOCK_FLOW: &str = concat!(
+    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_turn, \
+        COALESCE(?2, ",
+    sqlite_now!(),
+    ") FROM queues WHERE name = ?1 AND paused = 0 AND ",
+    sqlite_flow_controlled!()
+);
+
+/// Queue `?1`'s started jobs per partition key.
+pub(super) const RUNNING_BY_KEY: &str = "SELECT partition_key, count(*) FROM jobs \
+    WHERE state = 'started' AND queue = ?1 GROUP BY partition_key";
+
+/// Forgets queue `?1`'s starts at or before `?2`.
+pub(super) const FORGET_STARTS: &str = "DELETE FROM queue_starts WHERE queue = ?1 AND at <= ?2";
+
+/// Queue `?1`'s starts after `?2` per partition key: every key's, or with `?3` a JSON array, those keys' and the keyless ones.
+pub(super) const STARTS_SINCE: &str = "SELECT partition_key, count(*) FROM queue_starts \
+    WHERE queue = ?1 AND at > ?2 \
+        AND (?3 IS NULL OR partition_key IS NULL OR partition_key IN (SELECT value FROM json_each(?3))) \
+    GROUP BY partition_key";
+
+/// Up to `?2` of queue `?1`'s ready keys, lowest turn first, with their versions.
+pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM queue_keys \
+    WHERE queue = ?1 AND ready = 1 ORDER BY turn LIMIT ?2";
+
+/// Up to `?4` due (by `?3`) pending jobs of key `?2` in queue `?1`, best first: id, priority.
+pub(super) const KEY_HEADS: &str = "SELECT id, priority FROM jobs \
+    WHERE state = 'pending' AND queue = ?1 AND partition_key = ?2 AND available_at <= ?3 \
+    ORDER BY priority DESC, available_at, id LIMIT ?4";
+
+/// Up to `?3` due (by `?2`) pending jobs of queue `?1`, best first: id, partition key, priority.
+pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jobs \
+    WHERE state = 'pending' AND queue = ?1 AND available_at <= ?2 \
+    ORDER BY priority DESC, available_at, id LIMIT ?3";
+
+/// Whether key `?2` of queue `?1` has a pending job, due or not.
+pub(super) const KEY_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM jobs \
+    WHERE state = 'pending' AND queue = ?1 AND partition_key = ?2)";
+
+/// Starts the still-pending jobs of JSON array `?6` at `?1` for worker `?2` under token `?3`, leased `?5` µs past `?4`; answers them.
+pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+        started_at = ?1, locked_by = ?2, lease_token = ?3, run_started = 1, cancel_requested = 0, \
+        locked_until = ?4 + ?5 \
+    WHERE id IN (SELECT value FROM json_each(?6)) AND state = 'pending' \
+    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts";
+
+/// Gives key `?2` of queue `?1` turn `?3`.
+pub(super) const SET_KEY_TURN: &str =
+    "UPDATE queue_keys SET turn = ?3 WHERE queue = ?1 AND partition_key = ?2";
+
+/// Makes key `?2` of queue `?1` not ready, if its version is still `?3`.
+pub(super) const KEY_IDLE: &str = "UPDATE queue_keys SET ready = 0 \
+    WHERE queue = ?1 AND partition_key = ?2 AND version = ?3";
+
+/// Records `?2` as queue `?1`'s last key turn.
+pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ?2 WHERE name = ?1";
+
+/// Records a start of queue `?1` (key `?2`, or NULL) at `?3`.
+pub(super) const RECORD_START: &str =
+    "INSERT INTO queue_starts (queue, partition_key, at) VALUES (?1, ?2, ?3)";
 
 // --- next_due
 
@@ -292,12 +359,20 @@ pub(super) const THROUGHPUT: &str = "SELECT finished_at / 60000000 AS minute, \
 pub(super) const SET_PAUSED: &str = "INSERT INTO queues (name, paused, updated_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at";
 
-// --- limit_queue
+// --- set_flow and flow
 
-/// Sets queue `?1`'s concurrency limit to `?2` (NULL: none) at `?3`.
-pub(super) const LIMIT_QUEUE: &str = "INSERT INTO queues (name, concurrency_limit, updated_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET concurrency_limit = excluded.concurrency_limit, \
-                 updated_at = excluded.updated_at";
+/// Sets queue `?1`'s flow settings at `?8`: concurrency limit `?2`, per-key limit `?3`, rate `?4` starts per `?5` ms (per key: `?6`), fair `?7`.
+pub(super) const SET_FLOW: &str = "INSERT INTO queues \
+        (name, concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, updated_at) \
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+    ON CONFLICT (name) DO UPDATE SET concurrency_limit = excluded.concurrency_limit, \
+        key_limit = excluded.key_limit, rate_limit = excluded.rate_limit, \
+        rate_period_ms = excluded.rate_period_ms, rate_per_key = excluded.rate_per_key, \
+        fair = excluded.fair, updated_at = excluded.updated_at";
+
+/// Queue `?1`'s flow settings: concurrency limit, per-key limit, rate starts, rate period (ms), per key, fair.
+pub(super) const FLOW: &str = "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, \
+        rate_per_key, fair FROM queues WHERE name = ?1";
 
 // --- delete
 

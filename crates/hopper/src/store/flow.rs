@@ -1,0 +1,653 @@
+//! Flow control: the settings that bound how many of a queue's jobs start
+//! (at once, per key, per period) and in which order keys are served, and
+//! the claim every database runs for a queue that has any of them.
+//!
+//! A flow-controlled queue's claims run one at a time: each holds the
+//! queue's row (the single writer, on SQLite) while it counts what is
+//! running and what started in the rate window, so together they never
+//! start more than a limit allows, however many processes claim. The
+//! counting and choosing is here, once; each store answers the few reads
+//! and writes of [`FlowTx`] with its own SQL.
+//!
+//! Keys are served round-robin: the `queue_keys` table lists each queue's
+//! keys that may have pending jobs (triggers mark a key ready whenever one
+//! of its jobs becomes pending), and a claim takes keys lowest turn first,
+//! giving each key it serves the queue's next turn. A key at its limit is
+//! passed over without reading its jobs, so it blocks no other key.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ClaimRequest, ClaimedJob, StoreError};
+use crate::job::JobId;
+
+/// How many keys past the room a keyed claim looks at, so keys found
+/// without a due job do not leave the claim short.
+const SPARE_KEYS: usize = 8;
+
+/// How many of the queue's first due jobs a keyed claim looks through for
+/// jobs without a key (which share one partition).
+const UNKEYED_WINDOW: u32 = 64;
+
+/// A queue's flow settings: how many of its jobs may start, at once and
+/// per period, across every process sharing the database, and whether its
+/// keys are served in turn.
+///
+/// ```
+/// use std::time::Duration;
+/// use hopper::store::{QueueFlow, Rate};
+/// // At most 5 at once; per customer one at a time and 100 a minute.
+/// let flow = QueueFlow::default()
+///     .concurrency(5)
+///     .per_key(1)
+///     .rate(Rate::per_key(100, Duration::from_secs(60)));
+/// assert!(flow.is_keyed());
+/// assert!(!QueueFlow::default().is_controlled());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueFlow {
+    /// The most jobs of the queue started at once.
+    pub concurrency: Option<u32>,
+    /// The most jobs of one partition key started at once (jobs without a
+    /// key share one partition).
+    pub key_concurrency: Option<u32>,
+    /// The most job starts per period.
+    pub rate: Option<Rate>,
+    /// Serve keys with due jobs in turn instead of strictly oldest job
+    /// first, so one key's backlog does not hold the others back. A queue
+    /// with a per-key limit or rate is always served in turn.
+    pub fair: bool,
+}
+
+impl QueueFlow {
+    /// At most `limit` of the queue's jobs started at once.
+    ///
+    /// ```
+    /// assert_eq!(hopper::store::QueueFlow::default().concurrency(5).concurrency, Some(5));
+    /// ```
+    pub fn concurrency(mut self, limit: u32) -> Self {
+        self.concurrency = Some(limit);
+        self
+    }
+
+    /// At most `limit` jobs of one partition key started at once.
+    ///
+    /// ```
+    /// assert_eq!(hopper::store::QueueFlow::default().per_key(1).key_concurrency, Some(1));
+    /// ```
+    pub fn per_key(mut self, limit: u32) -> Self {
+        self.key_concurrency = Some(limit);
+        self
+    }
+
+    /// At most `rate.starts` job starts in any `rate.period`.
+    ///
+    /// ```
+    /// use hopper::store::{QueueFlow, Rate};
+    /// let flow = QueueFlow::default().rate(Rate::new(10, std::time::Duration::from_secs(1)));
+    /// assert_eq!(flow.rate.unwrap().starts, 10);
+    /// ```
+    pub fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Serves the queue's keys in turn.
+    ///
+    /// ```
+    /// assert!(hopper::store::QueueFlow::default().fair().is_keyed());
+    /// ```
+    pub fn fair(mut self) -> Self {
+        self.fair = true;
+        self
+    }
+
+    /// Whether any setting bounds or orders the queue's claims.
+    ///
+    /// ```
+    /// assert!(hopper::store::QueueFlow::default().concurrency(1).is_controlled());
+    /// ```
+    pub fn is_controlled(&self) -> bool {
+        *self != Self::default()
+    }
+
+    /// Whether claims look at keys: per-key limits, per-key rates or fairness.
+    ///
+    /// ```
+    /// assert!(!hopper::store::QueueFlow::default().concurrency(3).is_keyed());
+    /// ```
+    pub fn is_keyed(&self) -> bool {
+        self.fair || self.key_concurrency.is_some() || self.rate.is_some_and(|rate| rate.per_key)
+    }
+
+    /// Refuses settings no claim could honour: a limit or rate of 0, or a
+    /// rate period under a millisecond or over a year.
+    ///
+    /// ```
+    /// use hopper::store::{QueueFlow, Rate};
+    /// assert!(QueueFlow::default().concurrency(0).check().is_err());
+    /// assert!(QueueFlow::default().rate(Rate::new(5, std::time::Duration::ZERO)).check().is_err());
+    /// assert!(QueueFlow::default().per_key(2).check().is_ok());
+    /// ```
+    pub fn check(&self) -> Result<(), StoreError> {
+        let invalid = |reason: &str| Err(StoreError::InvalidFlow(reason.to_owned()));
+        if self.concurrency == Some(0) {
+            return invalid("a concurrency limit must be at least 1");
+        }
+        if self.key_concurrency == Some(0) {
+            return invalid("a per-key concurrency limit must be at least 1");
+        }
+        if let Some(rate) = self.rate {
+            if rate.starts == 0 {
+                return invalid("a rate must allow at least 1 start per period");
+            }
+            if rate.period < Duration::from_millis(1)
+                || rate.period > Duration::from_secs(366 * 86_400)
+            {
+                return invalid("a rate's period must be between 1 ms and a year");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rate limit: at most `starts` job starts in any window of `period`.
+///
+/// ```
+/// use std::time::Duration;
+/// let rate = hopper::store::Rate::new(100, Duration::from_secs(60));
+/// assert!(!rate.per_key);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rate {
+    /// The most starts in any window of `period`.
+    pub starts: u32,
+    /// The window's length.
+    pub period: Duration,
+    /// Count starts per partition key instead of per queue.
+    pub per_key: bool,
+}
+
+impl Rate {
+    /// At most `starts` starts of the queue's jobs in any `period`.
+    ///
+    /// ```
+    /// let rate = hopper::store::Rate::new(10, std::time::Duration::from_secs(1));
+    /// assert_eq!(rate.starts, 10);
+    /// ```
+    pub fn new(starts: u32, period: Duration) -> Self {
+        Self {
+            starts,
+            period,
+            per_key: false,
+        }
+    }
+
+    /// At most `starts` starts of one key's jobs in any `period`.
+    ///
+    /// ```
+    /// assert!(hopper::store::Rate::per_key(100, std::time::Duration::from_secs(60)).per_key);
+    /// ```
+    pub fn per_key(starts: u32, period: Duration) -> Self {
+        Self {
+            per_key: true,
+            ..Self::new(starts, period)
+        }
+    }
+
+    /// The period in whole milliseconds, as stored.
+    pub(crate) fn period_ms(&self) -> i64 {
+        i64::try_from(self.period.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The rate stored as `starts` per `period_ms`, if both are set.
+    pub(crate) fn stored(
+        starts: Option<i64>,
+        period_ms: Option<i64>,
+        per_key: bool,
+    ) -> Option<Self> {
+        let starts = u32::try_from(starts?).ok()?;
+        let period = Duration::from_millis(u64::try_from(period_ms?).ok()?);
+        Some(Self {
+            starts,
+            period,
+            per_key,
+        })
+    }
+}
+
+/// New flow settings for one queue ([`Store::set_flow`](super::Store::set_flow)).
+///
+/// ```
+/// use hopper::store::{FlowRequest, QueueFlow};
+/// let flow = QueueFlow::default().concurrency(5);
+/// let request = FlowRequest { queue: "payments", flow: &flow, now: chrono::Utc::now() };
+/// assert_eq!(request.flow.concurrency, Some(5));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct FlowRequest<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// Its settings, replacing the ones it had.
+    pub flow: &'a QueueFlow,
+    /// When they were set.
+    pub now: DateTime<Utc>,
+}
+
+/// A job a flow-controlled claim may take: a due pending job at the head
+/// of its key.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Candidate {
+    pub(crate) id: JobId,
+    pub(crate) key: Option<String>,
+    pub(crate) priority: i32,
+}
+
+/// A queue's row as a flow-controlled claim finds it, holding it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct LockedFlow {
+    pub(crate) flow: QueueFlow,
+    /// The last turn given to one of its keys.
+    pub(crate) key_turn: i64,
+    /// The claim's now: the request's, or the database server's.
+    pub(crate) now: DateTime<Utc>,
+}
+
+/// The reads and writes a flow-controlled claim asks of a database, all in
+/// one transaction that holds the queue's row from [`FlowTx::lock_flow`] on.
+pub(crate) trait FlowTx {
+    /// Locks `queue`'s row and reads its flow settings, if it has any and
+    /// is not paused; `now` is the request's clock (`None`: the server's).
+    async fn lock_flow(
+        &mut self,
+        queue: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Option<LockedFlow>, StoreError>;
+
+    /// How many of `queue`'s jobs are started, per key (`None`: no key).
+    async fn running(&mut self, queue: &str) -> Result<Vec<(Option<String>, i64)>, StoreError>;
+
+    /// Forgets `queue`'s starts at or before `since`, then counts the rest
+    /// per key: of every key with `keys` `None` (a per-queue rate, counted
+    /// under `None`), or of those keys.
+    async fn starts_since(
+        &mut self,
+        queue: &str,
+        since: DateTime<Utc>,
+        keys: Option<&[String]>,
+    ) -> Result<Vec<(Option<String>, i64)>, StoreError>;
+
+    /// Up to `limit` of `queue`'s ready keys, lowest turn first, with their versions.
+    async fn ready_keys(
+        &mut self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// The first due pending jobs of each key in `heads` (up to its count), best first.
+    async fn key_heads(
+        &mut self,
+        queue: &str,
+        due_by: DateTime<Utc>,
+        heads: &[(String, u32)],
+    ) -> Result<Vec<Candidate>, StoreError>;
+
+    /// The first `limit` due pending jobs of `queue`, best first; with
+    /// `unkeyed`, only those without a key among the first `limit`.
+    async fn queue_heads(
+        &mut self,
+        queue: &str,
+        due_by: DateTime<Utc>,
+        limit: u32,
+        unkeyed: bool,
+    ) -> Result<Vec<Candidate>, StoreError>;
+
+    /// Which of `keys` have a pending job, due or not.
+    async fn keys_pending(
+        &mut self,
+        queue: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Starts the jobs `ids` (each still pending) for `request`, their
+    /// attempts counted now, leased from `now`.
+    async fn start(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        ids: &[JobId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Gives each key of `turns` its new turn, makes each key of `idle` not
+    /// ready if its version is still the one given, and records
+    /// `key_turn` as the queue's last turn.
+    async fn settle_keys(
+        &mut self,
+        queue: &str,
+        turns: &[(String, i64)],
+        idle: &[(String, i64)],
+        key_turn: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records one start at `at` per entry of `keys` (`None`: per queue).
+    async fn record_starts(
+        &mut self,
+        queue: &str,
+        keys: &[Option<String>],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Claims from a flow-controlled queue inside `tx`: no more than its
+/// limits allow, keys in turn. Answers `None` when the queue has no flow
+/// settings (or is paused), for the caller's usual claim to answer.
+///
+/// Only jobs that start at once are taken (no prefetch): a job claimed
+/// ahead would count against the limits while it waits in a buffer, and
+/// against a rate before it started.
+pub(crate) async fn claim<T: FlowTx>(
+    tx: &mut T,
+    request: &ClaimRequest<'_>,
+) -> Result<Option<Vec<ClaimedJob>>, StoreError> {
+    let Some(locked) = tx.lock_flow(request.queue, request.now).await? else {
+        return Ok(None);
+    };
+    let flow = locked.flow;
+    let mut counts = Counts::default();
+    if flow.concurrency.is_some() || flow.key_concurrency.is_some() {
+        counts.running = tx.running(request.queue).await?.into_iter().collect();
+    }
+    let window_start = flow
+        .rate
+        .map(|rate| crate::clock::sub(locked.now, rate.period));
+    if let (Some(rate), Some(since)) = (flow.rate, window_start) {
+        if !rate.per_key {
+            counts.starts = tx
+                .starts_since(request.queue, since, None)
+                .await?
+                .into_iter()
+                .collect();
+        }
+    }
+    let room = counts.room(&flow, request.start_now.min(request.limit));
+    if room == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let mut settle = Settle::default();
+    let chosen = if flow.is_keyed() {
+        let keys = tx
+            .ready_keys(
+                request.queue,
+                room as usize + counts.running.len() + SPARE_KEYS,
+            )
+            .await?;
+        if let (Some(rate), Some(since)) = (flow.rate, window_start) {
+            if rate.per_key && !keys.is_empty() {
+                let mut names: Vec<String> = keys.iter().map(|(key, _)| key.clone()).collect();
+                names.sort();
+                counts.starts = tx
+                    .starts_since(request.queue, since, Some(&names))
+                    .await?
+                    .into_iter()
+                    .collect();
+            }
+        }
+        // Keys at a limit are passed over without reading their jobs.
+        let heads: Vec<(String, u32)> = keys
+            .iter()
+            .filter_map(|(key, _)| {
+                let open = counts.key_room(&flow, Some(key));
+                (open > 0).then(|| (key.clone(), open.min(room)))
+            })
+            .collect();
+        let mut candidates = tx.key_heads(request.queue, request.due_by, &heads).await?;
+        let unkeyed_room = counts.key_room(&flow, None).min(room);
+        if unkeyed_room > 0 {
+            let unkeyed = tx
+                .queue_heads(request.queue, request.due_by, UNKEYED_WINDOW, true)
+                .await?;
+            candidates.extend(unkeyed.into_iter().take(unkeyed_room as usize));
+        }
+        let turn_of: HashMap<&str, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, (key, _))| (key.as_str(), n))
+            .collect();
+        let due: Vec<String> = heads
+            .iter()
+            .filter(|(key, _)| candidates.iter().any(|c| c.key.as_ref() == Some(key)))
+            .map(|(key, _)| key.clone())
+            .collect();
+        // Jobs without a key take the first turn: they are few, or the
+        // queue has no keys at all.
+        let chosen = pick(candidates, room, |c| {
+            c.key
+                .as_deref()
+                .and_then(|key| turn_of.get(key))
+                .copied()
+                .unwrap_or(0)
+        });
+        // A served key goes to the back of the line, as does one with
+        // nothing due yet; one with nothing pending stops being ready.
+        // A key with due jobs the room left out keeps its place.
+        let nothing_due: Vec<String> = heads
+            .iter()
+            .map(|(key, _)| key.clone())
+            .filter(|key| !due.contains(key))
+            .collect();
+        let waiting = if nothing_due.is_empty() {
+            Vec::new()
+        } else {
+            tx.keys_pending(request.queue, &nothing_due).await?
+        };
+        let mut turn = locked.key_turn;
+        for (key, version) in &keys {
+            let served = chosen.iter().any(|c| c.key.as_ref() == Some(key));
+            if served || waiting.contains(key) {
+                turn += 1;
+                settle.turns.push((key.clone(), turn));
+            } else if nothing_due.contains(key) {
+                settle.idle.push((key.clone(), *version));
+            }
+        }
+        settle.key_turn = turn;
+        chosen
+    } else {
+        tx.queue_heads(request.queue, request.due_by, room, false)
+            .await?
+    };
+    let ids: Vec<JobId> = chosen.iter().map(|c| c.id).collect();
+    let jobs = if ids.is_empty() {
+        Vec::new()
+    } else {
+        tx.start(request, &ids, locked.now).await?
+    };
+    if flow.is_keyed() && (!settle.turns.is_empty() || !settle.idle.is_empty()) {
+        settle.turns.sort();
+        settle.idle.sort();
+        tx.settle_keys(request.queue, &settle.turns, &settle.idle, settle.key_turn)
+            .await?;
+    }
+    if let Some(rate) = flow.rate {
+        if !jobs.is_empty() {
+            let keys: Vec<Option<String>> = jobs
+                .iter()
+                .map(|job| {
+                    let key = chosen
+                        .iter()
+                        .find(|c| c.id == job.id)
+                        .and_then(|c| c.key.clone());
+                    key.filter(|_| rate.per_key)
+                })
+                .collect();
+            tx.record_starts(request.queue, &keys, locked.now).await?;
+        }
+    }
+    Ok(Some(jobs))
+}
+
+/// What a claim writes back about keys.
+#[derive(Debug, Default)]
+struct Settle {
+    turns: Vec<(String, i64)>,
+    idle: Vec<(String, i64)>,
+    key_turn: i64,
+}
+
+/// What a flow-controlled claim counted: started jobs and starts in the
+/// rate window, per key (`None`: no key, or the whole queue for a
+/// per-queue rate).
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) running: HashMap<Option<String>, i64>,
+    pub(crate) starts: HashMap<Option<String>, i64>,
+}
+
+impl Counts {
+    /// How many jobs the claim may start in all, asked for `asked`.
+    pub(crate) fn room(&self, flow: &QueueFlow, asked: u32) -> u32 {
+        let mut room = i64::from(asked);
+        if let Some(limit) = flow.concurrency {
+            room = room.min(i64::from(limit) - self.running.values().sum::<i64>());
+        }
+        if let Some(rate) = flow.rate.filter(|rate| !rate.per_key) {
+            room = room.min(i64::from(rate.starts) - self.starts.values().sum::<i64>());
+        }
+        u32::try_from(room.max(0)).unwrap_or(0)
+    }
+
+    /// How many jobs of `key` the claim may start.
+    pub(crate) fn key_room(&self, flow: &QueueFlow, key: Option<&str>) -> u32 {
+        let mut room = i64::from(u32::MAX);
+        let key = key.map(str::to_owned);
+        if let Some(limit) = flow.key_concurrency {
+            room = room.min(i64::from(limit) - self.running.get(&key).copied().unwrap_or(0));
+        }
+        if let Some(rate) = flow.rate.filter(|rate| rate.per_key) {
+            room = room.min(i64::from(rate.starts) - self.starts.get(&key).copied().unwrap_or(0));
+        }
+        u32::try_from(room.max(0)).unwrap_or(0)
+    }
+}
+
+/// The best `room` of `candidates`: highest priority first, then the key
+/// whose turn comes first (`turn_of`), then as the database listed them.
+pub(crate) fn pick(
+    mut candidates: Vec<Candidate>,
+    room: u32,
+    turn_of: impl Fn(&Candidate) -> usize,
+) -> Vec<Candidate> {
+    // A stable sort keeps each key's jobs in the order the database gave.
+    candidates.sort_by_key(|c| (std::cmp::Reverse(c.priority), turn_of(c)));
+    candidates.truncate(room as usize);
+    candidates
+}
+
+/// Runs a future that never waits (a SQLite [`FlowTx`]'s, whose every
+/// step is a synchronous call on the writer it holds) to its end, on the
+/// thread that holds the writer.
+#[cfg(feature = "sqlite")]
+pub(crate) fn run_now<F: std::future::Future>(future: F) -> Result<F::Output, StoreError> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => Err(StoreError::InvalidFlow(
+            "a synchronous claim step waited".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(id: JobId, key: Option<&str>, priority: i32) -> Candidate {
+        Candidate {
+            id,
+            key: key.map(str::to_owned),
+            priority,
+        }
+    }
+
+    #[test]
+    fn the_room_is_the_smallest_of_the_ask_the_limit_and_the_rate() {
+        let flow = QueueFlow::default()
+            .concurrency(5)
+            .rate(Rate::new(10, Duration::from_secs(1)));
+        let mut counts = Counts::default();
+        assert_eq!(counts.room(&flow, 3), 3);
+        counts.running.insert(Some("a".into()), 2);
+        counts.running.insert(None, 1);
+        assert_eq!(counts.room(&flow, 8), 2);
+        counts.starts.insert(None, 9);
+        assert_eq!(counts.room(&flow, 8), 1);
+        counts.starts.insert(None, 12);
+        assert_eq!(counts.room(&flow, 8), 0);
+    }
+
+    #[test]
+    fn a_key_has_room_under_its_own_limit_and_rate() {
+        let flow = QueueFlow::default()
+            .per_key(2)
+            .rate(Rate::per_key(3, Duration::from_secs(60)));
+        let mut counts = Counts::default();
+        counts.running.insert(Some("a".into()), 2);
+        counts.running.insert(Some("b".into()), 1);
+        counts.starts.insert(Some("b".into()), 3);
+        counts.starts.insert(Some("c".into()), 2);
+        assert_eq!(counts.key_room(&flow, Some("a")), 0);
+        assert_eq!(counts.key_room(&flow, Some("b")), 0);
+        assert_eq!(counts.key_room(&flow, Some("c")), 1);
+        assert_eq!(counts.key_room(&flow, Some("d")), 2);
+        // A per-key rate leaves the queue's room unbounded by it.
+        assert_eq!(counts.room(&flow, 7), 7);
+    }
+
+    #[test]
+    fn picks_by_priority_then_turn_keeping_each_keys_order() {
+        let turns = |c: &Candidate| match c.key.as_deref() {
+            Some("b") => 0,
+            Some("a") => 1,
+            _ => 2,
+        };
+        let picked = pick(
+            vec![
+                candidate(1, Some("a"), 0),
+                candidate(2, Some("a"), 0),
+                candidate(3, Some("b"), 0),
+                candidate(4, None, 5),
+                candidate(5, Some("b"), 0),
+            ],
+            4,
+            turns,
+        );
+        let ids: Vec<JobId> = picked.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [4, 3, 5, 1]);
+    }
+
+    #[test]
+    fn settings_that_allow_nothing_are_refused() {
+        assert!(QueueFlow::default().per_key(0).check().is_err());
+        assert!(
+            QueueFlow::default()
+                .rate(Rate::new(0, Duration::from_secs(1)))
+                .check()
+                .is_err()
+        );
+        assert!(QueueFlow::default().fair().check().is_ok());
+    }
+
+    #[test]
+    fn a_rate_round_trips_through_its_stored_form() {
+        let rate = Rate::per_key(7, Duration::from_millis(1500));
+        assert_eq!(
+            Rate::stored(Some(7), Some(rate.period_ms()), true),
+            Some(rate)
+        );
+        assert_eq!(Rate::stored(None, Some(10), false), None);
+    }
+}

@@ -1,0 +1,275 @@
+//! The MySQL/MariaDB answers to a flow-controlled claim's reads and writes
+//! ([`FlowTx`]), in a transaction that holds the queue's row from the
+//! first read on (`SELECT … FOR UPDATE`), so the queue's flow-controlled
+//! claims run one at a time, whichever process makes them. Lists travel as
+//! placeholders (MariaDB has no arrays), one statement per step.
+
+use chrono::{DateTime, Utc};
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySqlConnection, Row};
+
+use super::{sql, text};
+use crate::job::JobId;
+use crate::store::rows::{from_micros, lease_micros, micros};
+use crate::store::{
+    Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, Rate, StoreError,
+};
+
+/// A flow-controlled claim's steps on an open transaction.
+pub(super) struct MysqlFlow<'c>(pub(super) &'c mut MySqlConnection);
+
+/// The flow settings in a row of [`sql::FLOW`] or [`sql::LOCK_FLOW`].
+pub(super) fn flow_of(row: &MySqlRow) -> Result<QueueFlow, sqlx::Error> {
+    let limit = |column: &str| -> Result<Option<u32>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i32>, _>(column)?
+            .and_then(|v| u32::try_from(v).ok()))
+    };
+    Ok(QueueFlow {
+        concurrency: limit("concurrency_limit")?,
+        key_concurrency: limit("key_limit")?,
+        rate: Rate::stored(
+            row.try_get::<Option<i32>, _>("rate_limit")?.map(i64::from),
+            row.try_get("rate_period_ms")?,
+            row.try_get("rate_per_key")?,
+        ),
+        fair: row.try_get("fair")?,
+    })
+}
+
+/// Rows of an optional key and a count.
+type KeyCounts = Vec<(Option<String>, i64)>;
+
+impl FlowTx for MysqlFlow<'_> {
+    async fn lock_flow(
+        &mut self,
+        queue: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Option<LockedFlow>, StoreError> {
+        let row = sqlx::query(sql::LOCK_FLOW)
+            .bind(now.map(micros))
+            .bind(queue)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(LockedFlow {
+            flow: flow_of(&row)?,
+            key_turn: row.try_get("key_turn")?,
+            now: from_micros(0, row.try_get("now")?)?,
+        }))
+    }
+
+    async fn running(&mut self, queue: &str) -> Result<KeyCounts, StoreError> {
+        Ok(sqlx::query_as(sql::RUNNING_BY_KEY)
+            .bind(queue)
+            .fetch_all(&mut *self.0)
+            .await?)
+    }
+
+    async fn starts_since(
+        &mut self,
+        queue: &str,
+        since: DateTime<Utc>,
+        keys: Option<&[String]>,
+    ) -> Result<KeyCounts, StoreError> {
+        sqlx::query(sql::FORGET_STARTS)
+            .bind(queue)
+            .bind(micros(since))
+            .execute(&mut *self.0)
+            .await?;
+        let statement = sql::starts_since(keys.map(<[String]>::len));
+        let mut query = sqlx::query_as(&statement).bind(queue).bind(micros(since));
+        for key in keys.unwrap_or_default() {
+            query = query.bind(key);
+        }
+        Ok(query.fetch_all(&mut *self.0).await?)
+    }
+
+    async fn ready_keys(
+        &mut self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(sql::READY_KEYS)
+            .bind(queue)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *self.0)
+            .await?)
+    }
+
+    async fn key_heads(
+        &mut self,
+        queue: &str,
+        due_by: DateTime<Utc>,
+        heads: &[(String, u32)],
+    ) -> Result<Vec<Candidate>, StoreError> {
+        if heads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = sql::key_heads(heads.len());
+        let mut query = sqlx::query_as(&statement);
+        for (key, n) in heads {
+            query = query.bind(queue).bind(key).bind(micros(due_by)).bind(*n);
+        }
+        let rows: Vec<(JobId, String, i32)> = query.fetch_all(&mut *self.0).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, key, priority)| Candidate {
+                id,
+                key: Some(key),
+                priority,
+            })
+            .collect())
+    }
+
+    async fn queue_heads(
+        &mut self,
+        queue: &str,
+        due_by: DateTime<Utc>,
+        limit: u32,
+        unkeyed: bool,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let rows: Vec<(JobId, Option<String>, i32)> = sqlx::query_as(sql::QUEUE_HEADS)
+            .bind(queue)
+            .bind(micros(due_by))
+            .bind(limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, key, _)| !unkeyed || key.is_none())
+            .map(|(id, key, priority)| Candidate { id, key, priority })
+            .collect())
+    }
+
+    async fn keys_pending(
+        &mut self,
+        queue: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = sql::keys_pending(keys.len());
+        let mut query = sqlx::query_scalar(&statement);
+        for key in keys {
+            query = query.bind(key).bind(queue).bind(key);
+        }
+        Ok(query.fetch_all(&mut *self.0).await?)
+    }
+
+    async fn start(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        ids: &[JobId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let statement = sql::lock_pending(ids.len());
+        let mut lock = sqlx::query(&statement);
+        for id in ids {
+            lock = lock.bind(*id);
+        }
+        let rows = lock.fetch_all(&mut *self.0).await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let attempts: i32 = row.try_get("attempts")?;
+            let max_attempts: i32 = row.try_get("max_attempts")?;
+            jobs.push(ClaimedJob {
+                id: row.try_get("id")?,
+                job_type: text(row, "type")?,
+                queue: text(row, "queue")?,
+                payload: text(row, "payload")?,
+                priority: row.try_get("priority")?,
+                token: request.token,
+                // The rows are locked: the attempt counted below is this one.
+                attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
+                max_attempts: u32::try_from(max_attempts).unwrap_or(0),
+                run_started: true,
+            });
+        }
+        if jobs.is_empty() {
+            return Ok(jobs);
+        }
+        jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
+        let statement = sql::claim_update(jobs.len(), jobs.len());
+        let mut update = sqlx::query(&statement).bind(micros(now));
+        for job in &jobs {
+            update = update.bind(job.id);
+        }
+        update = update
+            .bind(request.token)
+            .bind(request.worker)
+            .bind(micros(now))
+            .bind(lease_micros(request.lease));
+        for job in &jobs {
+            update = update.bind(job.id);
+        }
+        update.execute(&mut *self.0).await?;
+        Ok(jobs)
+    }
+
+    async fn settle_keys(
+        &mut self,
+        queue: &str,
+        turns: &[(String, i64)],
+        idle: &[(String, i64)],
+        key_turn: i64,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<&String> = turns.iter().chain(idle).map(|(key, _)| key).collect();
+        let statement = sql::lock_keys(keys.len());
+        let mut lock = sqlx::query_scalar(&statement).bind(queue);
+        for key in &keys {
+            lock = lock.bind(*key);
+        }
+        let free: Vec<String> = lock.fetch_all(&mut *self.0).await?;
+        let turns: Vec<&(String, i64)> =
+            turns.iter().filter(|(key, _)| free.contains(key)).collect();
+        if !turns.is_empty() {
+            let statement = sql::set_key_turns(turns.len());
+            let mut update = sqlx::query(&statement);
+            for (key, turn) in &turns {
+                update = update.bind(key).bind(turn);
+            }
+            update = update.bind(queue);
+            for (key, _) in &turns {
+                update = update.bind(key);
+            }
+            update.execute(&mut *self.0).await?;
+        }
+        let idle: Vec<&(String, i64)> = idle.iter().filter(|(key, _)| free.contains(key)).collect();
+        if !idle.is_empty() {
+            let statement = sql::keys_idle(idle.len());
+            let mut update = sqlx::query(&statement).bind(queue);
+            for (key, version) in &idle {
+                update = update.bind(key).bind(version);
+            }
+            update.execute(&mut *self.0).await?;
+        }
+        sqlx::query(sql::SET_QUEUE_TURN)
+            .bind(key_turn)
+            .bind(queue)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_starts(
+        &mut self,
+        queue: &str,
+        keys: &[Option<String>],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let statement = sql::record_starts(keys.len());
+        let mut query = sqlx::query(&statement);
+        for key in keys {
+            query = query.bind(queue).bind(key).bind(micros(at));
+        }
+        query.execute(&mut *self.0).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! The SQLite answers to a flow-controlled claim's reads and writes
+//! ([`FlowTx`]): synchronous calls on the writer's transaction, which
+//! holds the database's write lock, so no other claim of any process runs
+//! between them.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Transaction, params};
+
+use super::{all, sql};
+use crate::job::JobId;
+use crate::store::rows::{from_micros, lease_micros, micros, to_u32};
+use crate::store::{
+    Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, Rate, StoreError,
+};
+
+/// A flow-controlled claim's steps on the writer's open transaction.
+pub(super) struct SqliteFlow<'t, 'c>(pub(super) &'t Transaction<'c>);
+
+/// The flow settings in the first six columns of `row` (as [`sql::FLOW`] reads them).
+pub(super) fn flow_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueFlow> {
+    let limit = |n: usize| -> rusqlite::Result<Option<u32>> {
+        Ok(row
+            .get::<_, Option<i64>>(n)?
+            .and_then(|v| u32::try_from(v).ok()))
+    };
+    Ok(QueueFlow {
+        concurrency: limit(0)?,
+        key_concurrency: limit(1)?,
+        rate: Rate::stored(row.get(2)?, row.get(3)?, row.get(4)?),
+        fair: row.get(5)?,
+    })
+}
+
+/// A JSON array of `values`, as statements read lists.
+fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(values).map_err(|error| StoreError::InvalidFlow(error.to_string()))
+}
+
+impl FlowTx for SqliteFlow<'_, '_> {
+    async fn lock_flow(
+        &mut self,
+        queue: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Option<LockedFlow>, StoreError> {
+        let found = all(
+            self.0,
+            sql::LOCK_FLOW,
+            params![queue, now.map(micros)],
+            |row| Ok((flow_of(row)?, row.get::<_, i64>(6)?, row.get::<_, i64>(7)?)),
+        )?;
+        found
+            .into_iter()
+            .next()
+            .map(|(flow, key_turn, now)| {
+                Ok(LockedFlow {
+                    flow,
+                    key_turn,
+                    now: from_micros(0, now)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn running(&mut self, queue: &str) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+        all(self.0, sql::RUNNING_BY_KEY, [queue], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+    }
+
+    async fn starts_since(
+        &mut self,
+        queue: &str,
+        since: DateTime<Utc>,
+        keys: Option<&[String]>,
+    ) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+        self.0
+            .prepare_cached(sql::FORGET_STARTS)?
+            .execute(params![queue, micros(since)])?;
+        let keys = keys.map(json_list).transpose()?;
+        all(
+            self.0,
+            sql::STARTS_SINCE,
+            params![queue, micros(since), keys],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+    }
+
+    async fn ready_keys(
+        &mut self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        all(self.0, sql::READY_KEYS, params![queue, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+    }
+
+    async fn key_heads(
+        &mut self,
+        queue: &str,
+        due_by: DateTime<Utc>,
+        heads: &[(String, u32)],
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let mut candidates = Vec::new();
+        for (key, count) in heads {
+            let params = params![queue, key, micros(due_by), count];
+            candidates.extend(all(self.0, sql::KEY_HEADS, params, |row| {
+                Ok(Candidate {
+                    id: row.get(0)?,
+                    key: Some(key.clone()),
+                    priority: row.get(1)?,
+                })
+            })?);
+        }
+        Ok(candidates)
+    }
+
+    async fn queue_heads(
+        &mut self,
+        queue: &str,
+        due_by: DateTime<Utc>,
+        limit: u32,
+        unkeyed: bool,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let mut candidates = all(
+            self.0,
+            sql::QUEUE_HEADS,
+            params![queue, micros(due_by), limit],
+            |row| {
+                Ok(Candidate {
+                    id: row.get(0)?,
+                    key: row.get(1)?,
+                    priority: row.get(2)?,
+                })
+            },
+        )?;
+        if unkeyed {
+            candidates.retain(|c| c.key.is_none());
+        }
+        Ok(candidates)
+    }
+
+    async fn keys_pending(
+        &mut self,
+        queue: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.0.prepare_cached(sql::KEY_PENDING)?;
+        let mut pending = Vec::new();
+        for key in keys {
+            if statement.query_row(params![queue, key], |row| row.get::<_, bool>(0))? {
+                pending.push(key.clone());
+            }
+        }
+        Ok(pending)
+    }
+
+    async fn start(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        ids: &[JobId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let params = params![
+            micros(now),
+            request.worker,
+            request.token,
+            micros(now),
+            lease_micros(request.lease),
+            json_list(ids)?,
+        ];
+        let mut jobs = all(self.0, sql::START_JOBS, params, |row| {
+            let id = row.get(0)?;
+            Ok(ClaimedJob {
+                id,
+                token: row.get(1)?,
+                job_type: row.get(2)?,
+                queue: row.get(3)?,
+                payload: row.get(4)?,
+                priority: row.get(5)?,
+                attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
+                max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
+                run_started: true,
+            })
+        })?;
+        // RETURNING's order is unspecified: answer them in the order chosen.
+        jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
+        Ok(jobs)
+    }
+
+    async fn settle_keys(
+        &mut self,
+        queue: &str,
+        turns: &[(String, i64)],
+        idle: &[(String, i64)],
+        key_turn: i64,
+    ) -> Result<(), StoreError> {
+        let mut set_turn = self.0.prepare_cached(sql::SET_KEY_TURN)?;
+        for (key, turn) in turns {
+            set_turn.execute(params![queue, key, turn])?;
+        }
+        let mut make_idle = self.0.prepare_cached(sql::KEY_IDLE)?;
+        for (key, version) in idle {
+            make_idle.execute(params![queue, key, version])?;
+        }
+        self.0
+            .prepare_cached(sql::SET_QUEUE_TURN)?
+            .execute(params![queue, key_turn])?;
+        Ok(())
+    }
+
+    async fn record_starts(
+        &mut self,
+        queue: &str,
+        keys: &[Option<String>],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut record = self.0.prepare_cached(sql::RECORD_START)?;
+        for key in keys {
+            record.execute(params![queue, key, micros(at)])?;
+        }
+        Ok(())
+    }
+}

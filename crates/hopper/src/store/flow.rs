@@ -345,9 +345,9 @@ pub(crate) trait FlowTx {
 /// limits allow, keys in turn. Answers `None` when the queue has no flow
 /// settings (or is paused), for the caller's usual claim to answer.
 ///
-/// Only jobs that start at once are taken (no prefetch): a job claimed
-/// ahead would count against the limits while it waits in a buffer, and
-/// against a rate before it started.
+/// Only jobs that start at once are taken (no prefetch; at least one if
+/// asked for any): a job claimed ahead would count against the limits
+/// while it waits in a buffer, and against a rate before it started.
 pub(crate) async fn claim<T: FlowTx>(
     tx: &mut T,
     request: &ClaimRequest<'_>,
@@ -372,7 +372,7 @@ pub(crate) async fn claim<T: FlowTx>(
                 .collect();
         }
     }
-    let room = counts.room(&flow, request.start_now.min(request.limit));
+    let room = counts.room(&flow, request.start_now.max(1).min(request.limit));
     if room == 0 {
         return Ok(Some(Vec::new()));
     }

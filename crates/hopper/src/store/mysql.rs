@@ -238,7 +238,7 @@ pub(super) fn text(row: &MySqlRow, column: &str) -> Result<String, sqlx::Error> 
 }
 
 /// A nullable text column as a string (see [`text`]).
-fn optional_text(row: &MySqlRow, column: &str) -> Result<Option<String>, sqlx::Error> {
+pub(super) fn optional_text(row: &MySqlRow, column: &str) -> Result<Option<String>, sqlx::Error> {
     let bytes: Option<Vec<u8>> = row.try_get(column)?;
     bytes
         .map(|bytes| {
@@ -341,9 +341,19 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
         .bind(&job.partition_key)
         .execute(&mut *conn)
         .await?;
-    JobId::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt {
+    // On a clash MariaDB reports no insert id in its reply when the table
+    // has triggers; the session's LAST_INSERT_ID still names the holder.
+    let id = match done.last_insert_id() {
+        0 => {
+            sqlx::query_scalar::<_, u64>(sql::LAST_INSERT_ID)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+        id => id,
+    };
+    JobId::try_from(id).map_err(|_| StoreError::Corrupt {
         id: 0,
-        reason: format!("inserted id {} out of range", done.last_insert_id()),
+        reason: format!("inserted id {} out of range", id),
     })
 }
 

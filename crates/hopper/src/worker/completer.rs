@@ -148,6 +148,10 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     let ended = std::mem::take(&mut batch.ended);
     shared.claims.finished(ended.iter().map(|c| c.claim));
     shared.bump();
+    // A queue with a concurrency limit may have found itself full while
+    // these jobs were still recorded as running: its producer looks again
+    // now, not a poll interval later.
+    super::producer::wake_all(shared);
     Ok(())
 }
 

@@ -208,7 +208,7 @@ pub(super) async fn forward_wakeups(shared: Arc<Shared>, mut wakeups: mpsc::Rece
 }
 
 /// Wakes the producer of every queue this pool serves.
-fn wake_all(shared: &Shared) {
+pub(super) fn wake_all(shared: &Shared) {
     for (queue, _) in &shared.config.queues {
         shared.hopper.wake(queue);
     }

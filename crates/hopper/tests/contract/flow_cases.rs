@@ -250,3 +250,382 @@ pub async fn a_queue_limit_holds_across_pools_and_lifts(db: &TestDb) {
         pool.stop().await.unwrap();
     }
 }
+
+/// One customer's visit: runs `hold_ms`, recording when it ran.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Visit {
+    key: String,
+    hold_ms: u64,
+}
+
+/// When one visit ran, by the test's clock.
+#[derive(Clone, Debug)]
+struct Run {
+    key: String,
+    start: Instant,
+    end: Instant,
+}
+
+/// Every run of the test's visits, in the order they started.
+#[derive(Clone, Debug, Default)]
+struct RunLog(Arc<std::sync::Mutex<Vec<Run>>>);
+
+impl RunLog {
+    fn runs(&self) -> Vec<Run> {
+        let mut runs = self.0.lock().unwrap().clone();
+        runs.sort_by_key(|run| run.start);
+        runs
+    }
+}
+
+/// Serves one customer; its partition key is the customer.
+struct CustomerJob;
+
+impl Job for CustomerJob {
+    const TYPE: &'static str = "customer";
+    type Payload = Visit;
+    async fn handle(&self, visit: Visit, ctx: JobContext) -> JobResult {
+        let log = ctx.state::<RunLog>()?;
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_millis(visit.hold_ms)).await;
+        log.0.lock().unwrap().push(Run {
+            key: visit.key,
+            start,
+            end: Instant::now(),
+        });
+        Ok(())
+    }
+    fn partition(visit: &Visit) -> Option<String> {
+        Some(visit.key.clone())
+    }
+}
+
+fn visits(key: &str, n: usize, hold_ms: u64) -> impl Iterator<Item = Visit> + '_ {
+    (0..n).map(move |_| Visit {
+        key: key.to_owned(),
+        hold_ms,
+    })
+}
+
+/// A handle on `db` that runs [`CustomerJob`]s into `log`.
+async fn customers(db: &TestDb, log: &RunLog) -> hopper::Hopper {
+    hopper::Hopper::builder()
+        .register(CustomerJob)
+        .unwrap()
+        .state(log.clone())
+        .connect(db.url())
+        .await
+        .unwrap()
+}
+
+/// Waits (at most 60 s) until `n` jobs have finished.
+async fn wait_finished_count(hopper: &hopper::Hopper, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let finished: u64 = hopper
+            .counts()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.state == JobState::Finished)
+            .map(|c| c.count)
+            .sum();
+        if finished >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{finished} of {n} jobs finished in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The most runs of `runs` that overlapped at any instant.
+fn most_overlapping<'a>(runs: impl IntoIterator<Item = &'a Run>) -> usize {
+    let mut edges: Vec<(Instant, i32)> = Vec::new();
+    for run in runs {
+        edges.push((run.start, 1));
+        edges.push((run.end, -1));
+    }
+    // An end sorts before a start at the same instant.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    usize::try_from(most).unwrap_or(0)
+}
+
+pub async fn a_per_key_limit_holds_across_pools_and_a_full_key_blocks_no_other(db: &TestDb) {
+    use hopper::store::QueueFlow;
+    let log = RunLog::default();
+    let one = customers(db, &log).await;
+    one.set_queue_flow("default", QueueFlow::default().per_key(1))
+        .await
+        .unwrap();
+    // One customer with a long backlog of slow visits, queued first, and
+    // three with a few quick ones.
+    let mut jobs: Vec<Visit> = visits("big", 12, 150).collect();
+    for key in ["a", "b", "c"] {
+        jobs.extend(visits(key, 4, 20));
+    }
+    let total = jobs.len() as u64;
+    one.dispatch_many::<CustomerJob>(jobs, DispatchOptions::new())
+        .await
+        .unwrap();
+    let pools = [
+        one.start(WorkerConfig::new(3)).unwrap(),
+        one.clone().start(WorkerConfig::new(3)).unwrap(),
+    ];
+    wait_finished_count(&one, total).await;
+    for pool in pools {
+        pool.stop().await.unwrap();
+    }
+    let runs = log.runs();
+    for key in ["big", "a", "b", "c"] {
+        let of_key: Vec<&Run> = runs.iter().filter(|run| run.key == key).collect();
+        assert_eq!(most_overlapping(of_key), 1, "key {key} ran one at a time");
+    }
+    assert!(
+        most_overlapping(&runs) > 1,
+        "different keys ran side by side"
+    );
+    // The small keys were not held behind the big key's backlog: they all
+    // ended while it still had most of its visits to run.
+    let small_done = runs
+        .iter()
+        .filter(|run| run.key != "big")
+        .map(|run| run.end)
+        .max()
+        .unwrap();
+    let big_after = runs
+        .iter()
+        .filter(|run| run.key == "big" && run.start >= small_done)
+        .count();
+    assert!(
+        big_after >= 6,
+        "only {big_after} big visits were left when the small keys ended"
+    );
+}
+
+pub async fn a_fair_queue_serves_every_key_in_turn(db: &TestDb) {
+    use hopper::store::QueueFlow;
+    let log = RunLog::default();
+    let hopper = customers(db, &log).await;
+    hopper
+        .set_queue_flow("default", QueueFlow::default().fair())
+        .await
+        .unwrap();
+    let mut jobs: Vec<Visit> = visits("big", 40, 0).collect();
+    for key in ["s1", "s2", "s3"] {
+        jobs.extend(visits(key, 3, 0));
+    }
+    let total = jobs.len() as u64;
+    hopper
+        .dispatch_many::<CustomerJob>(jobs, DispatchOptions::new())
+        .await
+        .unwrap();
+    // One worker: the order of runs is the order of claims.
+    let pool = hopper.start(WorkerConfig::new(1)).unwrap();
+    wait_finished_count(&hopper, total).await;
+    pool.stop().await.unwrap();
+    let order: Vec<String> = log.runs().into_iter().map(|run| run.key).collect();
+    let last_small = order.iter().rposition(|key| key != "big").unwrap();
+    // In turn, the nine small visits are done within about twice their
+    // count; oldest first, they would wait behind all forty big ones.
+    assert!(
+        last_small < 2 * 9 + 2,
+        "the small keys' last visit ran {}th: {order:?}",
+        last_small + 1
+    );
+    assert_eq!(order.iter().filter(|key| *key == "big").count(), 40);
+}
+
+pub async fn a_rate_limit_holds_in_every_window(db: &TestDb) {
+    use hopper::store::{QueueFlow, Rate};
+    let log = RunLog::default();
+    let hopper = customers(db, &log).await;
+    let period = Duration::from_millis(500);
+    hopper
+        .set_queue_flow("default", QueueFlow::default().rate(Rate::new(4, period)))
+        .await
+        .unwrap();
+    let ids = hopper
+        .dispatch_many::<CustomerJob>(visits("x", 14, 0), DispatchOptions::new())
+        .await
+        .unwrap();
+    let pool = hopper
+        .start(WorkerConfig::new(4).poll_interval(Duration::from_millis(20)))
+        .unwrap();
+    wait_finished_count(&hopper, ids.len() as u64).await;
+    pool.stop().await.unwrap();
+    // The starts the database recorded, in order.
+    let mut starts = Vec::new();
+    for id in &ids {
+        let job = hopper.job(*id).await.unwrap().unwrap();
+        assert_eq!(job.attempts, 1, "no attempt was used waiting");
+        starts.push(job.started_at.unwrap());
+    }
+    starts.sort();
+    for (n, first) in starts.iter().enumerate() {
+        let window_end = *first + chrono::Duration::from_std(period).unwrap();
+        let in_window = starts[n..]
+            .iter()
+            .take_while(|at| **at < window_end)
+            .count();
+        assert!(
+            in_window <= 4,
+            "{in_window} starts in the window from {first}: {starts:?}"
+        );
+    }
+    // Fourteen starts at four a window need at least four windows.
+    let span = starts[13] - starts[0];
+    assert!(
+        span >= chrono::Duration::from_std(period * 3).unwrap(),
+        "{span}"
+    );
+}
+
+pub async fn a_per_key_rate_limits_each_key_alone(db: &TestDb) {
+    use hopper::store::{QueueFlow, Rate};
+    let log = RunLog::default();
+    let hopper = customers(db, &log).await;
+    hopper
+        .set_queue_flow(
+            "default",
+            QueueFlow::default().rate(Rate::per_key(2, Duration::from_secs(60))),
+        )
+        .await
+        .unwrap();
+    let mut jobs: Vec<Visit> = visits("a", 5, 0).collect();
+    jobs.extend(visits("b", 5, 0));
+    hopper
+        .dispatch_many::<CustomerJob>(jobs, DispatchOptions::new())
+        .await
+        .unwrap();
+    let pool = hopper.start(WorkerConfig::new(4)).unwrap();
+    wait_finished_count(&hopper, 4).await;
+    // Two per key in the minute, and the rest wait with their attempts unused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pool.stop().await.unwrap();
+    let runs = log.runs();
+    for key in ["a", "b"] {
+        assert_eq!(runs.iter().filter(|run| run.key == key).count(), 2, "{key}");
+    }
+    let pending = hopper
+        .counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.state == JobState::Pending)
+        .map_or(0, |c| c.count);
+    assert_eq!(pending, 6);
+}
+
+pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb) {
+    use hopper::store::QueueFlow;
+    let (clock, hopper) = on_test_clock(db).await;
+    hopper
+        .set_queue_flow("default", QueueFlow::default().per_key(1))
+        .await
+        .unwrap();
+    let store = hopper.store().clone();
+    let now = hopper.now();
+    let mut job = crate::common::new_job("ping", "default", now);
+    job.partition_key = Some("k".into());
+    let id = store.insert(&[job]).await.unwrap()[0];
+    let claimed = store
+        .claim(claim_at("default", "w", 5, now, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one job, claimed");
+    // With the only job running, a claim finds the key with nothing
+    // pending and stops looking at it.
+    let none = store
+        .claim(claim_at("default", "w", 5, now, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // The run fails; the retry makes the job pending again, and the key ready.
+    let failed = hopper::store::Completion {
+        claim: claimed[0].claim(),
+        attempt: 1,
+        outcome: hopper::store::Outcome::Retry {
+            at: now,
+            error: "try again".into(),
+        },
+    };
+    let request = hopper::store::CompleteRequest {
+        completions: &[failed],
+        ended_at: now,
+    };
+    assert_eq!(store.complete(request).await.unwrap(), 1);
+    clock.advance(Duration::from_secs(1));
+    let again = store
+        .claim(claim_at(
+            "default",
+            "w",
+            5,
+            hopper.now(),
+            Duration::from_secs(30),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
+}
+
+pub async fn flow_settings_round_trip_and_nonsense_is_refused(db: &TestDb) {
+    use hopper::store::{QueueFlow, Rate};
+    let log = RunLog::default();
+    let hopper = customers(db, &log).await;
+    assert_eq!(
+        hopper.queue_flow("mail").await.unwrap(),
+        QueueFlow::default()
+    );
+    let flow = QueueFlow::default()
+        .concurrency(7)
+        .per_key(2)
+        .rate(Rate::per_key(30, Duration::from_millis(1500)))
+        .fair();
+    hopper.set_queue_flow("mail", flow).await.unwrap();
+    assert_eq!(hopper.queue_flow("mail").await.unwrap(), flow);
+    hopper.limit_queue("mail", None).await.unwrap();
+    let lifted = hopper.queue_flow("mail").await.unwrap();
+    assert_eq!(
+        lifted,
+        QueueFlow {
+            concurrency: None,
+            ..flow
+        }
+    );
+    let zero = hopper
+        .set_queue_flow("mail", QueueFlow::default().per_key(0))
+        .await
+        .unwrap_err();
+    assert!(zero.to_string().contains("at least 1"), "{zero}");
+    assert_eq!(
+        hopper.queue_flow("mail").await.unwrap(),
+        lifted,
+        "nothing changed"
+    );
+    hopper
+        .set_queue_flow("mail", QueueFlow::default())
+        .await
+        .unwrap();
+    assert!(!hopper.queue_flow("mail").await.unwrap().is_controlled());
+    // A partition key too long for every database is refused at dispatch.
+    let long = "k".repeat(256);
+    let err = hopper
+        .dispatch_with::<CustomerJob>(
+            Visit {
+                key: long,
+                hold_ms: 0,
+            },
+            DispatchOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("255"), "{err}");
+}

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlConnection, Row};
 
-use super::{sql, text};
+use super::{optional_text, sql, text};
 use crate::job::JobId;
 use crate::store::rows::{from_micros, lease_micros, micros};
 use crate::store::{
@@ -40,6 +40,31 @@ pub(super) fn flow_of(row: &MySqlRow) -> Result<QueueFlow, sqlx::Error> {
 /// Rows of an optional key and a count.
 type KeyCounts = Vec<(Option<String>, i64)>;
 
+/// The key and count of each row (`partition_key`, `n`).
+fn key_counts(rows: &[MySqlRow]) -> Result<KeyCounts, sqlx::Error> {
+    rows.iter()
+        .map(|row| Ok((optional_text(row, "partition_key")?, row.try_get("n")?)))
+        .collect()
+}
+
+/// The candidates in rows of `id`, `partition_key`, `priority`.
+fn candidates(rows: &[MySqlRow]) -> Result<Vec<Candidate>, sqlx::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(Candidate {
+                id: row.try_get("id")?,
+                key: optional_text(row, "partition_key")?,
+                priority: row.try_get("priority")?,
+            })
+        })
+        .collect()
+}
+
+/// The `partition_key` of each row.
+fn keys(rows: &[MySqlRow]) -> Result<Vec<String>, sqlx::Error> {
+    rows.iter().map(|row| text(row, "partition_key")).collect()
+}
+
 impl FlowTx for MysqlFlow<'_> {
     async fn lock_flow(
         &mut self,
@@ -62,10 +87,11 @@ impl FlowTx for MysqlFlow<'_> {
     }
 
     async fn running(&mut self, queue: &str) -> Result<KeyCounts, StoreError> {
-        Ok(sqlx::query_as(sql::RUNNING_BY_KEY)
+        let rows = sqlx::query(sql::RUNNING_BY_KEY)
             .bind(queue)
             .fetch_all(&mut *self.0)
-            .await?)
+            .await?;
+        Ok(key_counts(&rows)?)
     }
 
     async fn starts_since(
@@ -80,11 +106,11 @@ impl FlowTx for MysqlFlow<'_> {
             .execute(&mut *self.0)
             .await?;
         let statement = sql::starts_since(keys.map(<[String]>::len));
-        let mut query = sqlx::query_as(&statement).bind(queue).bind(micros(since));
+        let mut query = sqlx::query(&statement).bind(queue).bind(micros(since));
         for key in keys.unwrap_or_default() {
             query = query.bind(key);
         }
-        Ok(query.fetch_all(&mut *self.0).await?)
+        Ok(key_counts(&query.fetch_all(&mut *self.0).await?)?)
     }
 
     async fn ready_keys(
@@ -92,11 +118,15 @@ impl FlowTx for MysqlFlow<'_> {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(sql::READY_KEYS)
+        let rows = sqlx::query(sql::READY_KEYS)
             .bind(queue)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *self.0)
-            .await?)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((text(row, "partition_key")?, row.try_get("version")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     async fn key_heads(
@@ -109,19 +139,11 @@ impl FlowTx for MysqlFlow<'_> {
             return Ok(Vec::new());
         }
         let statement = sql::key_heads(heads.len());
-        let mut query = sqlx::query_as(&statement);
+        let mut query = sqlx::query(&statement);
         for (key, n) in heads {
             query = query.bind(queue).bind(key).bind(micros(due_by)).bind(*n);
         }
-        let rows: Vec<(JobId, String, i32)> = query.fetch_all(&mut *self.0).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, key, priority)| Candidate {
-                id,
-                key: Some(key),
-                priority,
-            })
-            .collect())
+        Ok(candidates(&query.fetch_all(&mut *self.0).await?)?)
     }
 
     async fn queue_heads(
@@ -131,17 +153,17 @@ impl FlowTx for MysqlFlow<'_> {
         limit: u32,
         unkeyed: bool,
     ) -> Result<Vec<Candidate>, StoreError> {
-        let rows: Vec<(JobId, Option<String>, i32)> = sqlx::query_as(sql::QUEUE_HEADS)
+        let rows = sqlx::query(sql::QUEUE_HEADS)
             .bind(queue)
             .bind(micros(due_by))
             .bind(limit)
             .fetch_all(&mut *self.0)
             .await?;
-        Ok(rows
-            .into_iter()
-            .filter(|(_, key, _)| !unkeyed || key.is_none())
-            .map(|(id, key, priority)| Candidate { id, key, priority })
-            .collect())
+        let mut found = candidates(&rows)?;
+        if unkeyed {
+            found.retain(|c| c.key.is_none());
+        }
+        Ok(found)
     }
 
     async fn keys_pending(
@@ -153,11 +175,11 @@ impl FlowTx for MysqlFlow<'_> {
             return Ok(Vec::new());
         }
         let statement = sql::keys_pending(keys.len());
-        let mut query = sqlx::query_scalar(&statement);
+        let mut query = sqlx::query(&statement).bind(queue);
         for key in keys {
-            query = query.bind(key).bind(queue).bind(key);
+            query = query.bind(key);
         }
-        Ok(query.fetch_all(&mut *self.0).await?)
+        Ok(self::keys(&query.fetch_all(&mut *self.0).await?)?)
     }
 
     async fn start(
@@ -219,11 +241,11 @@ impl FlowTx for MysqlFlow<'_> {
     ) -> Result<(), StoreError> {
         let keys: Vec<&String> = turns.iter().chain(idle).map(|(key, _)| key).collect();
         let statement = sql::lock_keys(keys.len());
-        let mut lock = sqlx::query_scalar(&statement).bind(queue);
+        let mut lock = sqlx::query(&statement).bind(queue);
         for key in &keys {
             lock = lock.bind(*key);
         }
-        let free: Vec<String> = lock.fetch_all(&mut *self.0).await?;
+        let free = self::keys(&lock.fetch_all(&mut *self.0).await?)?;
         let turns: Vec<&(String, i64)> =
             turns.iter().filter(|(key, _)| free.contains(key)).collect();
         if !turns.is_empty() {

@@ -113,6 +113,9 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
     ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)";
 
+/// The session's last insert id (after [`INSERT_JOB`], the holder of a clashing key).
+pub(super) const LAST_INSERT_ID: &str = "SELECT LAST_INSERT_ID()";
+
 /// Inserts `n` jobs without unique keys; `?` per job: type, queue, payload, priority, max attempts, available at, created at, partition key.
 pub(super) fn insert_jobs(n: usize) -> String {
     format!(
@@ -168,7 +171,7 @@ pub(super) const LOCK_FLOW: &str = concat!(
 );
 
 /// A queue's started jobs per partition key; `?`: queue.
-pub(super) const RUNNING_BY_KEY: &str = "SELECT partition_key, COUNT(*) FROM jobs \
+pub(super) const RUNNING_BY_KEY: &str = "SELECT partition_key, COUNT(*) AS n FROM jobs \
     WHERE state = 'started' AND queue = ? GROUP BY partition_key";
 
 /// Forgets a queue's starts up to a time; `?`: queue, time.
@@ -184,7 +187,7 @@ pub(super) fn starts_since(keys: Option<usize>) -> String {
         ),
     };
     format!(
-        "SELECT partition_key, COUNT(*) FROM queue_starts WHERE queue = ? AND at > ?{filter} \
+        "SELECT partition_key, COUNT(*) AS n FROM queue_starts WHERE queue = ? AND at > ?{filter} \
          GROUP BY partition_key"
     )
 }
@@ -209,14 +212,13 @@ pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jo
     WHERE state = 'pending' AND queue = ? AND available_at <= ? \
     ORDER BY priority DESC, available_at, id LIMIT ?";
 
-/// Which of `n` keys of a queue have a pending job, due or not; `?` per key: the key, queue, the key.
+/// Which of `n` keys of a queue have a pending job, due or not; `?`: queue, the keys.
 pub(super) fn keys_pending(n: usize) -> String {
-    vec![
-        "SELECT ? FROM DUAL WHERE EXISTS \
-         (SELECT 1 FROM jobs WHERE keyed_queue = ? AND partition_key = ?)";
-        n
-    ]
-    .join(" UNION ALL ")
+    format!(
+        "SELECT partition_key FROM queue_keys AS q WHERE queue = ? AND partition_key IN ({}) \
+         AND EXISTS (SELECT 1 FROM jobs WHERE keyed_queue = q.queue AND partition_key = q.partition_key)",
+        placeholders(n)
+    )
 }
 
 /// Locks those of `n` jobs still pending, skipping locked ones; `?`: the ids.

@@ -1155,6 +1155,15 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// A queue's flow settings (none set: the default).
     async fn flow(&self, queue: &str) -> Result<QueueFlow, StoreError>;
 
+    /// The `n`th most recent start recorded against a queue's per-queue
+    /// rate (`None`: fewer than `n` kept): while it is inside the rate's
+    /// window the window is full, and it reopens one period after it.
+    async fn nth_latest_start(
+        &self,
+        queue: &str,
+        n: u32,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// Deletes a job that is not started; false if there was none or it is running.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
 

@@ -679,6 +679,19 @@ impl Store for MysqlStore {
         retry_deadlocks(|| self.try_claim(&request)).await
     }
 
+    async fn nth_latest_start(
+        &self,
+        queue: &str,
+        n: u32,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(sql::NTH_LATEST_START)
+            .bind(queue)
+            .bind(n.saturating_sub(1))
+            .fetch_optional(&self.pool)
+            .await?;
+        optional_time(0, at)
+    }
+
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         // The claim index's first entry below a priority is the next
         // priority's earliest job. MariaDB plans that step poorly inside

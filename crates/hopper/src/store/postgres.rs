@@ -560,6 +560,18 @@ impl Store for PostgresStore {
             .unwrap_or_default())
     }
 
+    async fn nth_latest_start(
+        &self,
+        queue: &str,
+        n: u32,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(sql::NTH_LATEST_START)
+            .bind(queue)
+            .bind(i64::from(n.saturating_sub(1)))
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         static NEXT_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(sql::next_due);
         Ok(sqlx::query_scalar(&NEXT_DUE)

@@ -360,6 +360,23 @@ impl Store for SqliteStore {
         Ok(claimed.unwrap_or_default())
     }
 
+    async fn nth_latest_start(
+        &self,
+        queue: &str,
+        n: u32,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let skip = n.saturating_sub(1);
+        let at: Option<i64> = self
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(sql::NTH_LATEST_START)?
+                    .query_row(params![queue, skip], |row| row.get(0))
+                    .optional()?)
+            })
+            .await?;
+        optional_time(0, at)
+    }
+
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         static NEXT_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(sql::next_due);
         let at: Option<i64> = self

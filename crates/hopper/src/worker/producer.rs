@@ -14,7 +14,7 @@ use super::completer::Report;
 use super::slots::Slots;
 use super::{Shared, executor};
 use crate::service::{DATABASE_ERRORS, pause};
-use crate::store::{ClaimRequest, ClaimedJob, Wakeup, new_claim_token};
+use crate::store::{ClaimRequest, ClaimedJob, StoreError, Wakeup, new_claim_token};
 
 /// The most claimed jobs a queue keeps waiting locally for a free slot.
 const MAX_PREFETCH: usize = 1_000;
@@ -174,21 +174,60 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
 /// another worker meanwhile), and everywhere else, the poll interval.
 async fn idle_wait(shared: &Shared, queue: &str) -> Duration {
     let poll = shared.config.poll_interval;
-    if !shared.notified || !shared.hopper.clock_moves_by_itself() {
+    if !shared.hopper.clock_moves_by_itself() {
         return poll;
     }
-    let longest = shared.config.notified_poll_interval;
-    match shared.hopper.store().next_due(queue).await {
-        Ok(None) => longest,
-        Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
-            Ok(until) if !until.is_zero() => until.min(longest),
-            _ => poll,
-        },
+    let wait = if shared.notified {
+        let longest = shared.config.notified_poll_interval;
+        match shared.hopper.store().next_due(queue).await {
+            Ok(None) => return longest,
+            Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
+                Ok(until) if !until.is_zero() => return until.min(longest),
+                _ => poll,
+            },
+            Err(error) => {
+                tracing::warn!(%queue, %error, "reading when the next job is due failed");
+                return poll;
+            }
+        }
+    } else {
+        poll
+    };
+    // A job is due but was not claimed: if a rate's window is full, look
+    // again as it reopens rather than a poll interval later.
+    match rate_reopens(shared, queue).await {
+        Ok(Some(until)) => wait.min(until.max(RATE_RECHECK)),
+        Ok(None) => wait,
         Err(error) => {
-            tracing::warn!(%queue, %error, "reading when the next job is due failed");
-            poll
+            tracing::warn!(%queue, %error, "reading the queue's rate window failed");
+            wait
         }
     }
+}
+
+/// The least time between two looks at a full rate window, should this
+/// host's clock run behind the database's.
+const RATE_RECHECK: Duration = Duration::from_millis(5);
+
+/// How long until the per-queue rate window of `queue` reopens, if it has
+/// a per-queue rate and its window is full.
+async fn rate_reopens(shared: &Shared, queue: &str) -> Result<Option<Duration>, StoreError> {
+    let store = shared.hopper.store();
+    let Some(rate) = store.flow(queue).await?.rate.filter(|rate| !rate.per_key) else {
+        return Ok(None);
+    };
+    let Some(oldest) = store.nth_latest_start(queue, rate.starts).await? else {
+        return Ok(None);
+    };
+    let reopens = crate::clock::add(oldest, rate.period);
+    let now = shared.hopper.now();
+    Ok(match (reopens - now).to_std() {
+        Ok(until) => Some(until),
+        // Reopened by this host's clock a moment ago, yet the claim found
+        // it full: the database's clock is a little behind; look again soon.
+        Err(_) if now - reopens < chrono::Duration::milliseconds(250) => Some(RATE_RECHECK),
+        Err(_) => None,
+    })
 }
 
 /// Wakes this pool's idle producers when the database says jobs became due,

@@ -629,3 +629,41 @@ pub async fn flow_settings_round_trip_and_nonsense_is_refused(db: &TestDb) {
         .unwrap_err();
     assert!(err.to_string().contains("255"), "{err}");
 }
+
+pub async fn a_rate_limit_under_a_backlog_starts_its_rate_over_thirty_seconds(db: &TestDb) {
+    use hopper::store::{QueueFlow, Rate};
+    const RATE: usize = 10;
+    let log = RunLog::default();
+    let hopper = customers(db, &log).await;
+    let period = Duration::from_secs(1);
+    hopper
+        .set_queue_flow(
+            "default",
+            QueueFlow::default().rate(Rate::new(RATE as u32, period)),
+        )
+        .await
+        .unwrap();
+    // More than thirty seconds' worth.
+    hopper
+        .dispatch_many::<CustomerJob>(visits("x", 40 * RATE, 0), DispatchOptions::new())
+        .await
+        .unwrap();
+    let pool = hopper.start(WorkerConfig::new(4)).unwrap();
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    pool.stop().await.unwrap();
+    let jobs = hopper::testing::all_jobs(&hopper, &hopper::JobFilter::default())
+        .await
+        .unwrap();
+    let mut starts: Vec<_> = jobs.iter().filter_map(|job| job.started_at).collect();
+    starts.sort();
+    let thirty = chrono::Duration::seconds(30);
+    let in_thirty = starts
+        .iter()
+        .take_while(|at| **at < starts[0] + thirty)
+        .count();
+    // Thirty windows of ten: never more, and within 5% of it.
+    assert!(
+        (285..=300).contains(&in_thirty),
+        "{in_thirty} starts in the first 30 s, for a rate of {RATE} a second"
+    );
+}

@@ -95,6 +95,7 @@ macro_rules! contract_for {
             a_per_key_limit_holds_across_pools_and_a_full_key_blocks_no_other,
             a_fair_queue_serves_every_key_in_turn,
             a_rate_limit_holds_in_every_window,
+            a_rate_limit_under_a_backlog_starts_its_rate_over_thirty_seconds,
             a_per_key_rate_limits_each_key_alone,
             a_keyed_job_retried_after_its_key_went_idle_still_runs,
             flow_settings_round_trip_and_nonsense_is_refused,

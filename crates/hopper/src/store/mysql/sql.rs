@@ -287,6 +287,10 @@ pub(super) fn claim_update(claimed: usize, starting: usize) -> String {
     )
 }
 
+/// A queue's most recent per-queue start after skipping some; `?`: queue, how many to skip.
+pub(super) const NTH_LATEST_START: &str = "SELECT at FROM queue_starts \
+    WHERE queue = ? AND partition_key IS NULL ORDER BY at DESC LIMIT 1 OFFSET ?";
+
 // --- next_due
 
 /// A queue's best pending job below a priority, by priority then due time; `?`: queue, priority bound.

@@ -220,6 +220,10 @@ pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = $2 WHERE n
 pub(super) const RECORD_STARTS: &str = "INSERT INTO queue_starts (queue, partition_key, at) \
      SELECT $1, k, $3 FROM UNNEST($2::text[]) AS k";
 
+/// The most recent per-queue start of queue $1 after skipping $2.
+pub(super) const NTH_LATEST_START: &str = "SELECT at FROM queue_starts \
+     WHERE queue = $1 AND partition_key IS NULL ORDER BY at DESC LIMIT 1 OFFSET $2";
+
 // --- next_due
 
 /// When the next pending job of queue $1 is due (the statement shared with SQLite, in `rows`).

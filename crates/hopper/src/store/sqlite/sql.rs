@@ -201,6 +201,10 @@ pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ?2 WHERE n
 pub(super) const RECORD_START: &str =
     "INSERT INTO queue_starts (queue, partition_key, at) VALUES (?1, ?2, ?3)";
 
+/// The most recent per-queue start of queue `?1` after skipping `?2`.
+pub(super) const NTH_LATEST_START: &str = "SELECT at FROM queue_starts \
+    WHERE queue = ?1 AND partition_key IS NULL ORDER BY at DESC LIMIT 1 OFFSET ?2";
+
 // --- next_due
 
 /// When queue `?1`'s next pending job is due (NULL: none pending).

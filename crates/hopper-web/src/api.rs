@@ -414,7 +414,7 @@ pub fn openapi_document() -> Value {
                 "responses": { "200": resp("The job, pending again", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Not failed or cancelled", &error) }
             } },
             "/api/jobs/{id}/cancel": { "post": {
-                "summary": "Cancel a pending job, or stop a running one (it ends cancelled at its pool's next heartbeat)",
+                "summary": "Cancel a pending job, or stop a running one (it ends cancelled once its pool hears of it: at once on PostgreSQL, within about 200 ms on SQLite, at its next heartbeat on MySQL)",
                 "parameters": [id_param],
                 "responses": { "200": resp("The job: cancelled, or still started with its run told to stop", &job), "401": resp("No or wrong admin token", &error), "404": resp("No such job", &error), "409": resp("Neither pending nor started", &error) }
             } },

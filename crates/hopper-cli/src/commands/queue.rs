@@ -609,7 +609,7 @@ impl Command for Cancel {
             )));
         }
         let done = if job.state == hopper::JobState::Started {
-            "asked to stop: it ends cancelled at its pool's next heartbeat"
+            "asked to stop: it ends cancelled once its pool hears of it (on MySQL, at its next heartbeat)"
         } else {
             "cancelled"
         };

@@ -1050,19 +1050,25 @@ pub struct WorkerConcurrency {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A wake-up from the database: jobs may have become due, perhaps through
-/// another process's dispatch.
+/// A wake-up from the database: jobs may have become due, or a running job
+/// may have been asked to stop, perhaps by another process.
 ///
 /// ```
 /// let w = hopper::store::Wakeup::Queue("mail".into());
 /// assert_ne!(w, hopper::store::Wakeup::All);
+/// assert_ne!(hopper::store::Wakeup::Cancels, hopper::store::Wakeup::All);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wakeup {
     /// Jobs became due in this queue.
     Queue(String),
-    /// Wake-ups may have been missed (the listener reconnected): look in every queue.
+    /// Anything may have changed (the listener reconnected, or the database
+    /// only says that it changed): look in every queue, and for cancels of
+    /// the jobs running.
     All,
+    /// A running job was asked to stop ([`Store::request_cancel`]): look
+    /// for cancels of the jobs running.
+    Cancels,
 }
 
 /// The database side of Hopper. Every method is one short transaction.
@@ -1208,9 +1214,11 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
 
     /// Asks the run of a `started` job to stop: the pool holding its claim
     /// finds the request when it next renews (see
-    /// [`Store::cancels_requested`]) and ends the job `cancelled`; a rescue
-    /// of it ends it `cancelled` too. False if the job was not started.
-    /// The request lasts while the job stays started (a claim clears it).
+    /// [`Store::cancels_requested`]), or sooner where [`Store::listen`]
+    /// tells it ([`Wakeup::Cancels`] or [`Wakeup::All`]), and ends the job
+    /// `cancelled`; a rescue of it ends it `cancelled` too. False if the
+    /// job was not started. The request lasts while the job stays started
+    /// (a claim clears it).
     async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError>;
 
     /// The claims listed that still hold their job and whose job someone
@@ -1256,9 +1264,10 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// latest resolved ones (latest first).
     async fn alerts(&self, resolved: u32) -> Result<Vec<AlertRecord>, StoreError>;
 
-    /// Wake-ups the database sends when jobs become due in any process, for
-    /// as long as the receiver is kept; `None` where the database has no
-    /// such signal (workers then rely on in-process wake-ups and polling).
+    /// Wake-ups the database sends when jobs become due, or running jobs are
+    /// asked to stop, in any process, for as long as the receiver is kept;
+    /// `None` where the database has no such signal (workers then rely on
+    /// in-process wake-ups, polling and their lease renewals).
     fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
         None
     }

@@ -6,6 +6,8 @@
 //! with the queue's name, delivered when its transaction commits;
 //! [`Store::listen`] turns those into wake-ups for idle workers in every
 //! process, which then claim what is due and sleep until the next job is.
+//! Asking a running job to stop sends `NOTIFY hopper_cancels` with its id,
+//! which the pools running jobs answer by looking for such requests at once.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,8 +35,16 @@ use crate::job::{JobId, JobState};
 mod flow;
 mod sql;
 
-/// The channel every wake-up is sent on; the payload is the queue's name.
+/// The channel every wake-up for due jobs is sent on; the payload is the queue's name.
 pub const CHANNEL: &str = "hopper_jobs";
+/// The channel [`Store::request_cancel`] notifies; the payload is the job's
+/// id. A channel of its own, so no queue name can be mistaken for it.
+///
+/// ```
+/// use hopper::store::postgres::{CANCEL_CHANNEL, CHANNEL};
+/// assert_ne!(CANCEL_CHANNEL, CHANNEL);
+/// ```
+pub const CANCEL_CHANNEL: &str = "hopper_cancels";
 
 /// The `application_name` of the store's connections, unless the URL sets one.
 const APPLICATION_NAME: &str = "hopper";
@@ -372,7 +382,8 @@ async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, Stor
     ))
 }
 
-/// Listens on [`CHANNEL`] and forwards each notification to `wakeups`, until
+/// Listens on [`CHANNEL`] and [`CANCEL_CHANNEL`] and forwards each
+/// notification to `wakeups` (as [`Wakeup::Queue`] or [`Wakeup::Cancels`]), until
 /// the receiver is dropped. A lost connection is logged and made again,
 /// backing off while the server is unreachable; after each (re)connection
 /// every queue is woken, for notifications sent while no one listened.
@@ -411,6 +422,9 @@ async fn listen_loop(options: PgConnectOptions, wakeups: mpsc::Sender<Wakeup>) {
                 next = listener.try_recv() => next,
             };
             let wakeup = match next {
+                Ok(Some(notification)) if notification.channel() == CANCEL_CHANNEL => {
+                    Wakeup::Cancels
+                }
                 Ok(Some(notification)) => Wakeup::Queue(notification.payload().to_owned()),
                 Ok(None) => {
                     tracing::warn!("the job wake-up connection was lost; reconnecting");
@@ -430,7 +444,7 @@ async fn listen_loop(options: PgConnectOptions, wakeups: mpsc::Sender<Wakeup>) {
     }
 }
 
-/// A listener on its own one-connection pool, subscribed to [`CHANNEL`].
+/// A listener on its own one-connection pool, subscribed to [`CHANNEL`] and [`CANCEL_CHANNEL`].
 async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
     let pool = PgPoolOptions::new()
         .max_connections(1)
@@ -441,7 +455,7 @@ async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error
     let mut listener = PgListener::connect_with(&pool).await?;
     // Reconnect here, not inside the listener: the loop above logs and backs off.
     listener.eager_reconnect(false);
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, CANCEL_CHANNEL]).await?;
     Ok(listener)
 }
 
@@ -937,11 +951,11 @@ impl Store for PostgresStore {
     }
 
     async fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql::REQUEST_CANCEL)
+        let asked: i64 = sqlx::query_scalar(&sql::request_cancel())
             .bind(id)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(asked == 1)
     }
 
     async fn cancels_requested(&self, claims: &[Claim]) -> Result<Vec<Claim>, StoreError> {

@@ -175,6 +175,11 @@ impl Claims {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Whether the pool holds no claim.
+    pub(super) fn is_empty(&self) -> bool {
+        self.held().is_empty()
+    }
+
     /// The held claims in id order, the order every batch locks rows in.
     pub(super) fn snapshot(&self) -> Vec<Claim> {
         self.held().keys().copied().collect()

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -154,6 +154,11 @@ struct Shared {
     activity: watch::Sender<u64>,
     /// Whether the database wakes this pool for jobs any process adds.
     notified: bool,
+    /// The database changed in ways it does not tell apart (see
+    /// [`Wakeup::All`]), one of which may be a cancel from another process:
+    /// the heartbeat looks for cancels, no more often than
+    /// [`heartbeat::LOOK_GAP`].
+    changed: Notify,
 }
 
 impl Shared {
@@ -180,6 +185,7 @@ impl Shared {
             slots,
             claims: Claims::new(),
             activity: watch::channel(0).0,
+            changed: Notify::new(),
         };
         (shared, wakeups)
     }

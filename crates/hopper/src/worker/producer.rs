@@ -231,7 +231,18 @@ async fn rate_reopens(shared: &Shared, queue: &str) -> Result<Option<Duration>, 
 }
 
 /// Wakes this pool's idle producers when the database says jobs became due,
-/// whichever process dispatched them, until background tasks stop.
+/// whichever process dispatched them, and its heartbeat when a running job
+/// may have been cancelled, until background tasks stop.
+///
+/// A [`Wakeup::Cancels`] (PostgreSQL's notification of a cancel) has the
+/// heartbeat look for cancels at once, as a cancel made in this process
+/// does. A [`Wakeup::All`] says only that something changed: on SQLite it
+/// comes with every burst of writes to the file, so under load about every
+/// 50 ms, and most are not cancels. It is passed on as a permit the
+/// heartbeat takes when it can, looking at most once per
+/// [`LOOK_GAP`](super::heartbeat::LOOK_GAP) and only while the pool holds
+/// claims: a few reads a second on a busy pool, none on an idle one, and a
+/// cancel from another process still found within a quarter second.
 pub(super) async fn forward_wakeups(shared: Arc<Shared>, mut wakeups: mpsc::Receiver<Wakeup>) {
     loop {
         let wakeup = tokio::select! {
@@ -240,7 +251,11 @@ pub(super) async fn forward_wakeups(shared: Arc<Shared>, mut wakeups: mpsc::Rece
         };
         match wakeup {
             Some(Wakeup::Queue(queue)) => shared.hopper.wake(&queue),
-            Some(Wakeup::All) => wake_all(&shared),
+            Some(Wakeup::All) => {
+                wake_all(&shared);
+                shared.changed.notify_one();
+            }
+            Some(Wakeup::Cancels) => shared.hopper.cancel_requested(),
             None => break,
         }
     }

@@ -18,6 +18,13 @@ impl TestDb {
         &self.url
     }
 
+    /// Whether the database tells a running pool at once of a change made
+    /// in another process (PostgreSQL's notifications, SQLite's file
+    /// watch); MySQL does not.
+    pub fn notifies(&self) -> bool {
+        !self.url.starts_with("mysql:")
+    }
+
     /// A test queue with 4 workers on the `default` queue of this database.
     pub async fn start(&self, builder: Builder) -> Result<TestQueue, TestingError> {
         self.start_with(builder, WorkerConfig::new(4)).await

@@ -1,8 +1,8 @@
 //! Flow control from inside and outside a run: a handler snoozing, and a
 //! running job cancelled from anywhere, on every database.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hopper::{DispatchOptions, Job, JobContext, JobError, JobResult, JobState, WorkerConfig};
@@ -36,6 +36,37 @@ impl Job for Endless {
     const TYPE: &'static str = "endless";
     type Payload = ();
     async fn handle(&self, _: (), _: JobContext) -> JobResult {
+        std::future::pending().await
+    }
+}
+
+/// When a run of [`Watched`] was stopped, if one was.
+#[derive(Clone, Debug, Default)]
+struct StoppedAt(Arc<Mutex<Option<Instant>>>);
+
+impl StoppedAt {
+    fn get(&self) -> Option<Instant> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Notes when the run holding it is stopped (its future dropped).
+struct NotesStop(StoppedAt);
+
+impl Drop for NotesStop {
+    fn drop(&mut self) {
+        *(self.0).0.lock().unwrap() = Some(Instant::now());
+    }
+}
+
+/// Runs until it is stopped, noting when.
+struct Watched;
+
+impl Job for Watched {
+    const TYPE: &'static str = "watched";
+    type Payload = ();
+    async fn handle(&self, _: (), ctx: JobContext) -> JobResult {
+        let _notes = NotesStop(ctx.state::<StoppedAt>()?.clone());
         std::future::pending().await
     }
 }
@@ -121,6 +152,41 @@ pub async fn a_running_job_cancelled_from_anywhere_ends_cancelled_and_its_pool_g
     );
     // A job that is no longer running cannot be cancelled again.
     assert!(!hopper.cancel(next).await.unwrap());
+    queue.stop().await.unwrap();
+}
+
+pub async fn a_running_job_cancelled_by_another_process_stops_at_once_where_the_database_notifies(
+    db: &TestDb,
+) {
+    // PostgreSQL and SQLite tell the running pool of the cancel: with
+    // renewals 20 s apart, only that is in time. MySQL has no such signal:
+    // renewals every second find the cancel.
+    let lease = Duration::from_secs(if db.notifies() { 60 } else { 3 });
+    let stopped = StoppedAt::default();
+    let jobs = flow_builder()
+        .register(Watched)
+        .expect("distinct job names")
+        .state(stopped.clone());
+    let config = WorkerConfig::new(1).lease(lease);
+    let queue = db.start_with(jobs, config).await.unwrap();
+    let hopper = queue.hopper();
+    // Another process as far as the store knows: its own connections, and
+    // none of the running pool's in-process signals.
+    let elsewhere = builder().connect(db.url()).await.unwrap();
+
+    let id = hopper.dispatch::<Watched>(()).await.unwrap();
+    wait_state(hopper, id, JobState::Started).await;
+    let asked = Instant::now();
+    assert!(elsewhere.cancel(id).await.unwrap(), "it was running");
+    wait_state(hopper, id, JobState::Cancelled).await;
+    let took = stopped.get().expect("the run was stopped") - asked;
+    assert!(
+        took < Duration::from_secs(5),
+        "the run stopped {took:?} after the cancel (renewals every {:?})",
+        lease / 3
+    );
+    let job = hopper.job(id).await.unwrap().unwrap();
+    assert!(job.errors.is_empty(), "a cancel is not a failure");
     queue.stop().await.unwrap();
 }
 

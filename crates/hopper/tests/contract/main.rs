@@ -89,6 +89,7 @@ macro_rules! contract_for {
             a_job_dispatched_in_a_transaction_exists_once_it_commits_and_wakes_the_workers,
             a_snoozed_job_runs_again_later_without_using_an_attempt,
             a_running_job_cancelled_from_anywhere_ends_cancelled_and_its_pool_goes_on,
+            a_running_job_cancelled_by_another_process_stops_at_once_where_the_database_notifies,
             a_cancelled_running_job_whose_worker_died_is_rescued_as_cancelled,
             a_running_job_cancelled_just_before_a_stop_ends_cancelled_not_pending,
             a_queue_limit_holds_across_pools_and_lifts,

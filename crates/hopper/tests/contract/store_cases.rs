@@ -1208,7 +1208,7 @@ pub async fn a_store_that_listens_hears_of_a_job_another_instance_inserts(db: &T
         match wakeup {
             Wakeup::All => break,
             Wakeup::Queue(queue) if queue == "mail" => break,
-            Wakeup::Queue(_) => {}
+            Wakeup::Queue(_) | Wakeup::Cancels => {}
         }
     }
 }

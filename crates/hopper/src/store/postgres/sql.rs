@@ -12,7 +12,7 @@
 //! filters and batches of `list` and `retry_failed`, in `store/rows.rs`; and
 //! the schema, in `migrations/postgres`.
 
-use super::CHANNEL;
+use super::{CANCEL_CHANNEL, CHANNEL};
 
 // --- wake-ups: wrappers that notify the queues a statement changed, on commit
 
@@ -444,9 +444,16 @@ pub(super) const CANCEL: &str =
 
 // --- request_cancel
 
-/// Asks the run of job $1 to stop, if it is started.
-pub(super) const REQUEST_CANCEL: &str =
-    "UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'started'";
+/// Asks the run of job $1 to stop, if it is started, and notifies the pools
+/// running jobs on commit; answers how many jobs were asked (0 or 1).
+pub(super) fn request_cancel() -> String {
+    format!(
+        "WITH asked AS (\
+            UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'started' \
+            RETURNING id) \
+         SELECT count(pg_notify('{CANCEL_CHANNEL}', id::text)) FROM asked"
+    )
+}
 
 // --- cancels_requested
 

@@ -4,7 +4,16 @@
 //! write-ahead log, and the operating system reports changes to a file
 //! (inotify on Linux, kqueue or FSEvents elsewhere). A pool watching the
 //! log learns of another process's dispatch at once, so its idle queues
-//! sleep until their next job is due instead of polling.
+//! sleep until their next job is due instead of polling, and of another
+//! process's cancel of a job it runs within a quarter second, instead of at
+//! its next lease renewal.
+//!
+//! A change says nothing of what changed, so it is sent as
+//! [`Wakeup::All`]: idle queues claim, and a pool holding claims reads
+//! whether any of their jobs was cancelled, at most every 200 ms (see
+//! `worker::heartbeat::LOOK_GAP`). That read is cheaper than telling cancels
+//! apart in the file (a counter the cancel bumps would still be one read per
+//! look), and it never writes, so it cannot wake the watch again.
 //!
 //! The report comes for every write, which a busy file makes by the
 //! thousand each second, so the watch lasts only while the file is quiet:

@@ -546,6 +546,24 @@ pub(crate) fn pick(
     candidates
 }
 
+/// The distinct `(queue, key)` pairs of `jobs` that have a partition key,
+/// sorted: a bulk dispatch marks them ready in this order before inserting,
+/// so two dispatches sharing keys take the key rows' locks in one order
+/// (the job triggers would take them in row order) and cannot deadlock.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn keys_to_mark(jobs: &[super::NewJob]) -> Vec<(&str, &str)> {
+    if jobs.len() < 2 {
+        return Vec::new();
+    }
+    let mut keys: Vec<(&str, &str)> = jobs
+        .iter()
+        .filter_map(|job| Some((job.queue.as_str(), job.partition_key.as_deref()?)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// Runs a future that never waits (a SQLite [`FlowTx`]'s, whose every
 /// step is a synchronous call on the writer it holds) to its end, on the
 /// thread that holds the writer.

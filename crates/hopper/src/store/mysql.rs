@@ -291,6 +291,15 @@ pub(crate) async fn insert_in(
     conn: &mut MySqlConnection,
     jobs: &[NewJob],
 ) -> Result<Vec<JobId>, StoreError> {
+    let keys = super::flow::keys_to_mark(jobs);
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        let statement = sql::mark_keys(chunk.len());
+        let mut mark = sqlx::query(&statement);
+        for (queue, key) in chunk {
+            mark = mark.bind(*queue).bind(*key);
+        }
+        mark.execute(&mut *conn).await?;
+    }
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
         for job in jobs {

@@ -279,6 +279,15 @@ pub(crate) async fn insert_in(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    let keys = super::flow::keys_to_mark(jobs);
+    if !keys.is_empty() {
+        let (queues, keys): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
+        sqlx::query(sql::MARK_KEYS)
+            .bind(queues)
+            .bind(keys)
+            .execute(&mut *conn)
+            .await?;
+    }
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
         for job in jobs {

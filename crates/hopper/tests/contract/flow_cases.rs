@@ -733,3 +733,41 @@ pub async fn a_rate_limit_under_a_backlog_starts_its_rate_over_thirty_seconds(db
         "{in_thirty} starts in the first 30 s, for a rate of {RATE} a second"
     );
 }
+
+pub async fn bulk_dispatches_sharing_keys_in_opposite_orders_do_not_deadlock(db: &TestDb) {
+    let log = RunLog::default();
+    let one = customers(db, &log).await;
+    let two = customers(db, &log).await;
+    let batch = |reverse: bool| -> Vec<Visit> {
+        let mut keys: Vec<String> = (0..10).map(|k| format!("k{k}")).collect();
+        if reverse {
+            keys.reverse();
+        }
+        keys.iter()
+            .cycle()
+            .take(50)
+            .map(|key| Visit {
+                key: key.clone(),
+                hold_ms: 0,
+            })
+            .collect()
+    };
+    let send = |hopper: hopper::Hopper, reverse: bool| async move {
+        for _ in 0..20 {
+            hopper
+                .dispatch_many::<CustomerJob>(batch(reverse), DispatchOptions::new())
+                .await
+                .expect("no dispatch fails");
+        }
+    };
+    tokio::join!(send(one.clone(), false), send(two, true));
+    let pending: u64 = one
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.state == JobState::Pending)
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(pending, 2 * 20 * 50);
+}

@@ -100,6 +100,7 @@ macro_rules! contract_for {
             a_per_key_rate_limits_each_key_alone,
             a_keyed_job_retried_after_its_key_went_idle_still_runs,
             flow_settings_round_trip_and_nonsense_is_refused,
+            bulk_dispatches_sharing_keys_in_opposite_orders_do_not_deadlock,
             migrating_a_migrated_store_again_changes_nothing,
             inserting_no_jobs_stores_nothing,
             inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its_job,

@@ -125,6 +125,16 @@ pub(super) fn insert_jobs(n: usize) -> String {
     )
 }
 
+// Before a bulk insert of keyed jobs, in key order (see `flow::keys_to_mark`).
+/// Marks `n` keys ready, locking their rows in the order given; `?` per key: queue, key.
+pub(super) fn mark_keys(n: usize) -> String {
+    format!(
+        "INSERT INTO queue_keys (queue, partition_key) VALUES {} \
+         ON DUPLICATE KEY UPDATE ready = TRUE, version = version + 1",
+        vec!["(?, ?)"; n].join(", ")
+    )
+}
+
 /// The step between consecutive auto-increment ids.
 pub(super) const AUTO_INCREMENT_STEP: &str = "SELECT CAST(@@auto_increment_increment AS SIGNED)";
 

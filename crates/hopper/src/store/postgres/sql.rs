@@ -91,6 +91,13 @@ pub(super) fn insert_jobs() -> String {
     inserting_ids(INSERT_JOBS)
 }
 
+// Before a bulk insert of keyed jobs, in key order (see `flow::keys_to_mark`).
+/// Marks ready the keys $2 (text[]) of queues $1 (text[]), locking their rows in the order given.
+pub(super) const MARK_KEYS: &str = "INSERT INTO queue_keys (queue, partition_key) \
+     SELECT queue, key FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t(queue, key, place) \
+     ORDER BY place \
+     ON CONFLICT (queue, partition_key) DO UPDATE SET ready = TRUE, version = queue_keys.version + 1";
+
 // --- claim
 
 // The claim statement, with `$guard` added to the conditions a due job meets.

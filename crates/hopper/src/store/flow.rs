@@ -533,17 +533,32 @@ impl Counts {
     }
 }
 
-/// The best `room` of `candidates`: highest priority first, then the key
-/// whose turn comes first (`turn_of`), then as the database listed them.
+/// The best `room` of `candidates`, taken in rounds: highest priority
+/// first; within a priority each key's first job, in the order of its turn
+/// (`turn_of`), then each key's second, and so on; each key's jobs in the
+/// order the database listed them. A claim with room for ten over ten keys
+/// takes one job of each.
 pub(crate) fn pick(
-    mut candidates: Vec<Candidate>,
+    candidates: Vec<Candidate>,
     room: u32,
     turn_of: impl Fn(&Candidate) -> usize,
 ) -> Vec<Candidate> {
+    let mut seen: HashMap<Option<String>, usize> = HashMap::new();
+    let mut ranked: Vec<(std::cmp::Reverse<i32>, usize, usize, Candidate)> = candidates
+        .into_iter()
+        .map(|c| {
+            let round = seen.entry(c.key.clone()).or_default();
+            *round += 1;
+            (std::cmp::Reverse(c.priority), *round, turn_of(&c), c)
+        })
+        .collect();
     // A stable sort keeps each key's jobs in the order the database gave.
-    candidates.sort_by_key(|c| (std::cmp::Reverse(c.priority), turn_of(c)));
-    candidates.truncate(room as usize);
-    candidates
+    ranked.sort_by_key(|(priority, round, turn, _)| (*priority, *round, *turn));
+    ranked
+        .into_iter()
+        .take(room as usize)
+        .map(|(.., c)| c)
+        .collect()
 }
 
 /// The distinct `(queue, key)` pairs of `jobs` that have a partition key,
@@ -626,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn picks_by_priority_then_turn_keeping_each_keys_order() {
+    fn picks_in_rounds_over_the_keys_by_priority_then_turn() {
         let turns = |c: &Candidate| match c.key.as_deref() {
             Some("b") => 0,
             Some("a") => 1,
@@ -644,7 +659,9 @@ mod tests {
             turns,
         );
         let ids: Vec<JobId> = picked.iter().map(|c| c.id).collect();
-        assert_eq!(ids, [4, 3, 5, 1]);
+        // The urgent one; then b's first and a's first (b's turn comes
+        // first); then b's second.
+        assert_eq!(ids, [4, 3, 1, 5]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod alerts;
 mod backends;
 mod cases;
 mod flow_cases;
+mod flow_usage_cases;
 mod paging_cases;
 mod pool_cases;
 mod store_cases;
@@ -92,6 +93,7 @@ macro_rules! contract_for {
             a_cancelled_running_job_whose_worker_died_is_rescued_as_cancelled,
             a_running_job_cancelled_just_before_a_stop_ends_cancelled_not_pending,
             a_queue_limit_holds_across_pools_and_lifts,
+            flow_usage_counts_running_jobs_starts_and_jobs_a_queue_limit_holds_back,
             migrating_a_migrated_store_again_changes_nothing,
             inserting_no_jobs_stores_nothing,
             inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its_job,
@@ -121,6 +123,36 @@ macro_rules! contract_for {
 }
 
 contract_for!(sqlite);
+
+/// The keyed flow-usage case, apart: on MySQL/MariaDB a flow-controlled
+/// claim of keyed jobs fails for now (it decodes `partition_key`, which
+/// the driver reports as VARBINARY, as a `String`, in
+/// `store/mysql/flow.rs`), so no keyed job starts there to be counted.
+mod keyed_flow_usage {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let db = crate::backends::sqlite().await;
+        crate::cases::flow_usage_shows_the_busiest_keys_and_the_jobs_their_limits_hold_back(&db)
+            .await;
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let db = crate::backends::postgres().await;
+        crate::cases::flow_usage_shows_the_busiest_keys_and_the_jobs_their_limits_hold_back(&db)
+            .await;
+    }
+
+    #[cfg(feature = "mysql")]
+    #[ignore = "keyed flow-controlled claims fail on MariaDB: store/mysql/flow.rs decodes partition_key (VARBINARY) as String"]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql() {
+        let db = crate::backends::mysql().await;
+        crate::cases::flow_usage_shows_the_busiest_keys_and_the_jobs_their_limits_hold_back(&db)
+            .await;
+    }
+}
 #[cfg(feature = "postgres")]
 contract_for!(postgres);
 #[cfg(feature = "mysql")]

@@ -1042,3 +1042,80 @@ async fn queue_work_runs_schedules_and_alerts_and_sizes_queues_like_work() {
         "a queue a job names scales like the first queue"
     );
 }
+
+#[tokio::test]
+async fn queue_flow_sets_shows_and_clears_a_queues_flow_settings() {
+    let fx = Fixture::new();
+    let none = fx.ok(&["queue:flow", "mail"]).await;
+    assert!(none.contains("has no flow settings"), "{none}");
+
+    let set = fx
+        .ok(&[
+            "queue:flow",
+            "mail",
+            "--concurrency",
+            "5",
+            "--per-key",
+            "1",
+            "--rate",
+            "100/1m",
+            "--per-key-rate",
+        ])
+        .await;
+    assert!(
+        set.contains("5 at once, 1 per key, 100/1m per key"),
+        "{set}"
+    );
+    fx.ok(&[
+        "queue:dispatch",
+        "mail",
+        r#"{"to":"a@x.org"}"#,
+        "--queue",
+        "mail",
+    ])
+    .await;
+    let status = fx.json(&["queue:status", "--json"]).await;
+    let flow = &status["flow"][0];
+    assert_eq!(flow["queue"], "mail");
+    assert_eq!(flow["flow"]["concurrency"], 5);
+    assert_eq!(flow["flow"]["rate"]["text"], "100/1m per key");
+    assert_eq!(
+        (&flow["due"], &flow["running"], &flow["waiting"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
+        )
+    );
+    let text = fx.ok(&["queue:status"]).await;
+    assert!(text.contains("WAITING ON LIMIT"), "{text}");
+    assert!(text.contains("0/5"), "{text}");
+
+    for bad in [
+        vec!["--concurrency", "0"],
+        vec!["--per-key", "0"],
+        vec!["--rate", "fast"],
+        vec!["--rate", "0/1s"],
+        vec!["--per-key-rate"],
+        vec!["--clear", "--fair"],
+        vec!["--concurrency", "-3"],
+    ] {
+        let mut argv = vec!["queue:flow", "mail"];
+        argv.extend(&bad);
+        let err = fx.err(&argv).await;
+        assert!(
+            matches!(err, hopper_cli::ConsoleError::Usage(_)),
+            "{bad:?}: {err}"
+        );
+    }
+    let shown = fx.ok(&["queue:flow", "mail"]).await;
+    assert!(
+        shown.contains("5 at once"),
+        "refused input changes nothing: {shown}"
+    );
+
+    let cleared = fx.ok(&["queue:flow", "mail", "--clear"]).await;
+    assert!(cleared.contains("no flow settings"), "{cleared}");
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(status["flow"], serde_json::json!([]));
+}

@@ -10,6 +10,9 @@
 //! | POST | `/api/jobs/{id}/cancel` | cancel a pending job |
 //! | GET | `/api/stats` | counts per queue and state and per type and state, queue depth, throughput |
 //! | GET | `/api/alerts?resolved=` | alert incidents firing now and the latest resolved ([`crate::alerts`]) |
+//! | GET | `/api/flow` | every queue with flow settings: its limits and their use ([`hopper::store::FlowUsage`]) |
+//! | GET | `/api/queues/{queue}/flow` | one queue's flow settings and their use (`usage` null without settings) |
+//! | PUT | `/api/queues/{queue}/flow` | replace one queue's flow settings `{"concurrency"?, "key_concurrency"?, "rate"?: "100/1m", "per_key_rate"?, "fair"?}`: bad settings 400 |
 
 use std::time::Duration;
 
@@ -21,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use hopper::store::{FlowUsage, QueueFlow, Rate};
 use hopper::{DispatchError, DispatchOptions, JobRecord, RegistryError, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -105,6 +109,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::Encode { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::TooLarge { .. } => ApiError::TooLarge(error.to_string()),
             DispatchError::NulCharacter { .. } => ApiError::BadRequest(error.to_string()),
+            DispatchError::PartitionKeyTooLong { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::WrongDatabase { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::Store(store) => ApiError::Store(store),
         }
@@ -123,6 +128,8 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/jobs/{id}/cancel"), post(cancel))
         .route(&p("/stats"), get(stats))
         .route(&p("/alerts"), get(crate::alerts::api))
+        .route(&p("/flow"), get(flow_all))
+        .route(&p("/queues/{queue}/flow"), get(flow_show).put(flow_set))
         .route(&p("/openapi.json"), get(openapi))
 }
 
@@ -342,9 +349,128 @@ async fn stats(State(web): State<Web>, _caller: Caller) -> Result<Json<Value>> {
         "counts": counts,
         "counts_by_type": counts_by_type,
         "queues": status.queues,
+        "flow": web.hopper().flow_usage().await?,
         "throughput": status.throughput,
         "now": status.now,
     })))
+}
+
+async fn flow_all(State(web): State<Web>, _caller: Caller) -> Result<Json<Vec<FlowUsage>>> {
+    Ok(Json(web.hopper().flow_usage().await?))
+}
+
+/// One queue's flow settings and their use, as `GET` and `PUT` answer.
+#[derive(Debug, Serialize)]
+struct QueueFlowView {
+    queue: String,
+    /// `None` while the queue has no flow settings.
+    usage: Option<FlowUsage>,
+}
+
+/// `queue`'s flow usage row, if it has settings.
+async fn queue_flow_view(web: &Web, queue: String) -> Result<Json<QueueFlowView>> {
+    hopper::store::check_name("queue name", &queue)
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let usage = web
+        .hopper()
+        .flow_usage()
+        .await?
+        .into_iter()
+        .find(|usage| usage.queue == queue);
+    Ok(Json(QueueFlowView { queue, usage }))
+}
+
+async fn flow_show(
+    State(web): State<Web>,
+    _caller: Caller,
+    Path(queue): Path<String>,
+) -> Result<Json<QueueFlowView>> {
+    queue_flow_view(&web, queue).await
+}
+
+/// A rate in a flow request: `"100/1m"`, or its parts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RateRequest {
+    Text(String),
+    Parts {
+        starts: u32,
+        period_ms: u64,
+        #[serde(default)]
+        per_key: bool,
+    },
+}
+
+/// New flow settings for one queue; what is left out is unset.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowSettingsRequest {
+    concurrency: Option<u32>,
+    key_concurrency: Option<u32>,
+    rate: Option<RateRequest>,
+    /// With a rate given as text: count it per partition key.
+    #[serde(default)]
+    per_key_rate: bool,
+    #[serde(default)]
+    fair: bool,
+}
+
+impl FlowSettingsRequest {
+    /// The settings asked for, or why they cannot be.
+    fn flow(self) -> Result<QueueFlow> {
+        let rate = match self.rate {
+            None => None,
+            Some(RateRequest::Text(text)) => {
+                let rate: Rate = text.parse().map_err(|error: hopper::store::RateError| {
+                    ApiError::BadRequest(error.to_string())
+                })?;
+                Some(Rate {
+                    per_key: self.per_key_rate,
+                    ..rate
+                })
+            }
+            Some(RateRequest::Parts {
+                starts,
+                period_ms,
+                per_key,
+            }) => Some(Rate {
+                starts,
+                period: Duration::from_millis(period_ms),
+                per_key: per_key || self.per_key_rate,
+            }),
+        };
+        let flow = QueueFlow {
+            concurrency: self.concurrency,
+            key_concurrency: self.key_concurrency,
+            rate,
+            fair: self.fair,
+        };
+        flow.check()
+            .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+        Ok(flow)
+    }
+}
+
+async fn flow_set(
+    State(web): State<Web>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(queue): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<QueueFlowView>> {
+    caller.check_csrf_header(&headers)?;
+    let request: FlowSettingsRequest = json_body(body, web.inner.body_limit)?;
+    let flow = request.flow()?;
+    web.hopper()
+        .set_queue_flow(&queue, flow)
+        .await
+        .map_err(|error| match error {
+            StoreError::InvalidFlow(_) | StoreError::NulCharacter { .. } => {
+                ApiError::BadRequest(error.to_string())
+            }
+            other => ApiError::Store(other),
+        })?;
+    queue_flow_view(&web, queue).await
 }
 
 async fn openapi(_caller: Caller) -> Json<Value> {
@@ -365,7 +491,54 @@ pub fn openapi_document() -> Value {
     let id_param =
         json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
     let query = |name: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "schema": schema });
-    json!({
+    let queue_param =
+        json!({ "name": "queue", "in": "path", "required": true, "schema": { "type": "string" } });
+    let flow_settings_schema = json!({ "type": "object", "additionalProperties": false, "properties": {
+                    "concurrency": { "type": ["integer", "null"], "minimum": 1 }, "key_concurrency": { "type": ["integer", "null"], "minimum": 1 },
+                    "rate": { "oneOf": [
+                        { "type": "string", "description": "starts per period, like 100/1m, 10/1s or 5/500ms" },
+                        { "type": "object", "required": ["starts", "period_ms"], "properties": {
+                            "starts": { "type": "integer", "minimum": 1 }, "period_ms": { "type": "integer", "minimum": 1 }, "per_key": { "type": "boolean" } } },
+                        { "type": "null" } ] },
+                    "per_key_rate": { "type": "boolean", "description": "count the rate per partition key" },
+                    "fair": { "type": "boolean" } } });
+    let flow_usage_schema = json!({ "type": "object", "properties": {
+                    "queue": { "type": "string" },
+                    "flow": { "type": "object", "properties": {
+                        "concurrency": { "type": ["integer", "null"] }, "key_concurrency": { "type": ["integer", "null"] },
+                        "rate": { "type": ["object", "null"], "properties": {
+                            "starts": { "type": "integer" }, "period_ms": { "type": "integer" }, "per_key": { "type": "boolean" }, "text": { "type": "string" } } },
+                        "fair": { "type": "boolean" } } },
+                    "running": { "type": "integer", "description": "jobs started now, in every process" },
+                    "starts_in_window": { "type": ["integer", "null"], "description": "starts in the last rate period; null without a rate" },
+                    "due": { "type": "integer" },
+                    "waiting": { "type": "integer", "description": "due jobs a limit holds back: all due jobs while the queue's limit or rate is reached, else those of keys at their per-key limit or rate" },
+                    "full": { "type": "boolean", "description": "the queue's concurrency limit or per-queue rate is reached" },
+                    "busiest_keys": { "type": "array", "items": { "type": "object", "properties": {
+                        "key": { "type": ["string", "null"] }, "running": { "type": "integer" },
+                        "starts_in_window": { "type": ["integer", "null"] }, "full": { "type": "boolean" } } } } } });
+    let flow_usage = json!({ "$ref": "#/components/schemas/FlowUsage" });
+    let queue_flow = json!({ "type": "object", "properties": {
+        "queue": { "type": "string" }, "usage": { "oneOf": [flow_usage, { "type": "null" }] } } });
+    let flow_all_path = json!({ "get": {
+                "summary": "Every queue with flow settings: its limits, jobs running, busiest keys, starts in the rate window and due jobs a limit holds back",
+                "responses": { "200": resp("One entry per queue with flow settings", &json!({ "type": "array", "items": flow_usage })),
+                    "401": resp("No or wrong admin token", &error) }
+            } });
+    let queue_flow_path = json!({
+        "get": {
+            "summary": "One queue's flow settings and their use",
+            "parameters": [queue_param],
+            "responses": { "200": resp("The queue's flow", &queue_flow), "400": resp("Bad queue name", &error), "401": resp("No or wrong admin token", &error) }
+        },
+        "put": {
+            "summary": "Replace one queue's flow settings across every process (an empty object lifts them all)",
+            "parameters": [queue_param],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/FlowSettings" } } } },
+            "responses": { "200": resp("The queue's flow", &queue_flow), "400": resp("Settings no claim could honour, or not the JSON expected", &error), "401": resp("No or wrong admin token", &error) }
+        }
+    });
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "Hopper jobs API", "version": env!("CARGO_PKG_VERSION") },
         "security": [{ "bearer": [] }],
@@ -467,5 +640,11 @@ pub fn openapi_document() -> Value {
                         "attempt": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "error": { "type": "string" } } } } } }
             }
         }
-    })
+    });
+    // Added apart: one more level in the macro above passes its recursion limit.
+    doc["paths"]["/api/flow"] = flow_all_path;
+    doc["paths"]["/api/queues/{queue}/flow"] = queue_flow_path;
+    doc["components"]["schemas"]["FlowSettings"] = flow_settings_schema;
+    doc["components"]["schemas"]["FlowUsage"] = flow_usage_schema;
+    doc
 }

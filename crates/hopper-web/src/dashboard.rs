@@ -600,8 +600,75 @@ async fn queues(
         body.push_str(r#"<tr><td colspan="5" class="muted">No queues yet.</td></tr>"#);
     }
     body.push_str("</table>");
+    body.push_str(&flow_table(&hopper.flow_usage().await?));
     body.push_str(&worker_table(&status));
     Ok(page("Queues", csrf, &body))
+}
+
+/// Each flow-controlled queue's limits and their use, as the library reads them.
+fn flow_table(usage: &[hopper::store::FlowUsage]) -> String {
+    let mut table = String::from(
+        "<h2>Flow control</h2><table id=\"flow\"><tr><th>queue</th><th>limits</th><th>running</th><th>starts in window</th><th>due</th><th>waiting on a limit</th><th>busiest keys</th></tr>",
+    );
+    for u in usage {
+        let flow = &u.flow;
+        let mut limits = Vec::new();
+        if let Some(n) = flow.concurrency {
+            limits.push(format!("{n} at once"));
+        }
+        if let Some(n) = flow.key_concurrency {
+            limits.push(format!("{n} per key"));
+        }
+        if let Some(rate) = flow.rate {
+            limits.push(rate.to_string());
+        }
+        if flow.fair {
+            limits.push("fair".to_owned());
+        }
+        let running = match flow.concurrency {
+            Some(limit) => format!("{} / {limit}", u.running),
+            None => u.running.to_string(),
+        };
+        let starts = match (u.starts_in_window, flow.rate) {
+            (Some(n), Some(rate)) if !rate.per_key => format!("{n} / {}", rate.starts),
+            (Some(n), _) => n.to_string(),
+            (None, _) => "—".to_owned(),
+        };
+        let keys: Vec<String> = u
+            .busiest_keys
+            .iter()
+            .map(|key| {
+                let name = key
+                    .key
+                    .as_deref()
+                    .map_or_else(|| "(no key)".to_owned(), escape);
+                let starts = key
+                    .starts_in_window
+                    .map(|n| format!(", {n} started"))
+                    .unwrap_or_default();
+                let full = if key.full { " (full)" } else { "" };
+                format!("{name}: {} running{starts}{full}", key.running)
+            })
+            .collect();
+        let waiting = if u.full {
+            format!("{} (queue full)", u.waiting)
+        } else {
+            u.waiting.to_string()
+        };
+        table.push_str(&format!(
+            r#"<tr data-queue="{q}"><td>{q}</td><td>{}</td><td class="running">{running}</td><td class="starts">{starts}</td><td>{}</td><td class="waiting">{waiting}</td><td class="keys">{}</td></tr>"#,
+            escape(&limits.join(" · ")),
+            u.due,
+            if keys.is_empty() { "—".to_owned() } else { keys.join("<br>") },
+            q = escape(&u.queue),
+        ));
+    }
+    if usage.is_empty() {
+        table
+            .push_str(r#"<tr><td colspan="7" class="muted">No queue has flow settings.</td></tr>"#);
+    }
+    table.push_str("</table>");
+    table
 }
 
 /// Each running worker pool's concurrency per queue, as its autoscaler chose.

@@ -95,6 +95,9 @@ pub(crate) struct Inner {
     pub(crate) body_limit: usize,
     /// Queues `/metrics` has reported, so an emptied queue reads zero.
     pub(crate) metric_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Queues `/metrics` has reported flow figures of, so a queue whose
+    /// settings were lifted reads zero.
+    pub(crate) metric_flow_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Web {
@@ -116,6 +119,7 @@ impl Web {
                 schedules: None,
                 body_limit: DEFAULT_BODY_LIMIT,
                 metric_queues: Default::default(),
+                metric_flow_queues: Default::default(),
             }),
         }
     }
@@ -158,6 +162,7 @@ impl Web {
                 schedules: shared.schedules.clone(),
                 body_limit: shared.body_limit,
                 metric_queues: Default::default(),
+                metric_flow_queues: Default::default(),
             },
         };
         change(&mut inner);

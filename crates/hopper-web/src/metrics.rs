@@ -4,7 +4,20 @@
 //! durations and busy workers (see [`hopper::metrics`]); this module installs
 //! the Prometheus recorder that keeps them, and at each scrape adds, per
 //! queue, `hopper_queue_depth` (pending jobs due now) and
-//! `hopper_queue_oldest_pending_seconds`.
+//! `hopper_queue_oldest_pending_seconds`, and per queue with flow settings
+//! ([`hopper::Hopper::flow_usage`]) its limits and their use:
+//!
+//! | name | what |
+//! |---|---|
+//! | `hopper_queue_concurrency_limit` | the most jobs started at once (0: no limit) |
+//! | `hopper_queue_key_concurrency_limit` | the most jobs of one key started at once (0: no limit) |
+//! | `hopper_queue_rate_limit` | the most starts per rate period (0: no rate) |
+//! | `hopper_queue_rate_period_seconds` | the rate's period (0: no rate) |
+//! | `hopper_queue_running` | jobs started now, in every process |
+//! | `hopper_queue_rate_starts_in_window` | starts in the last rate period |
+//! | `hopper_queue_waiting_on_limit` | due jobs a limit holds back |
+//!
+//! A queue whose settings are lifted reads 0 on each from then on.
 
 use std::sync::OnceLock;
 
@@ -31,6 +44,80 @@ pub const QUEUE_DEPTH: &str = "hopper_queue_depth";
 /// assert!(hopper_web::metrics::OLDEST_PENDING.ends_with("_seconds"));
 /// ```
 pub const OLDEST_PENDING: &str = "hopper_queue_oldest_pending_seconds";
+
+/// The most jobs of a queue started at once, across every process (0: no limit).
+///
+/// ```
+/// assert_eq!(hopper_web::metrics::CONCURRENCY_LIMIT, "hopper_queue_concurrency_limit");
+/// ```
+pub const CONCURRENCY_LIMIT: &str = "hopper_queue_concurrency_limit";
+
+/// The most jobs of one partition key started at once (0: no limit).
+///
+/// ```
+/// assert!(hopper_web::metrics::KEY_CONCURRENCY_LIMIT.ends_with("_limit"));
+/// ```
+pub const KEY_CONCURRENCY_LIMIT: &str = "hopper_queue_key_concurrency_limit";
+
+/// The most job starts per rate period, per queue or per key (0: no rate).
+///
+/// ```
+/// assert_eq!(hopper_web::metrics::RATE_LIMIT, "hopper_queue_rate_limit");
+/// ```
+pub const RATE_LIMIT: &str = "hopper_queue_rate_limit";
+
+/// The rate's period in seconds (0: no rate).
+///
+/// ```
+/// assert!(hopper_web::metrics::RATE_PERIOD.ends_with("_seconds"));
+/// ```
+pub const RATE_PERIOD: &str = "hopper_queue_rate_period_seconds";
+
+/// Jobs of a flow-controlled queue started now, in every process.
+///
+/// ```
+/// assert_eq!(hopper_web::metrics::RUNNING, "hopper_queue_running");
+/// ```
+pub const RUNNING: &str = "hopper_queue_running";
+
+/// Job starts of a rate-limited queue in the last rate period.
+///
+/// ```
+/// assert_eq!(hopper_web::metrics::RATE_STARTS, "hopper_queue_rate_starts_in_window");
+/// ```
+pub const RATE_STARTS: &str = "hopper_queue_rate_starts_in_window";
+
+/// Due jobs of a flow-controlled queue that a limit holds back now.
+///
+/// ```
+/// assert_eq!(hopper_web::metrics::WAITING_ON_LIMIT, "hopper_queue_waiting_on_limit");
+/// ```
+pub const WAITING_ON_LIMIT: &str = "hopper_queue_waiting_on_limit";
+
+/// Every flow gauge, in the order [`flow_values`] gives their values.
+const FLOW_GAUGES: [&str; 7] = [
+    CONCURRENCY_LIMIT,
+    KEY_CONCURRENCY_LIMIT,
+    RATE_LIMIT,
+    RATE_PERIOD,
+    RUNNING,
+    RATE_STARTS,
+    WAITING_ON_LIMIT,
+];
+
+/// The flow gauges' values for one queue, in [`FLOW_GAUGES`] order.
+fn flow_values(usage: &hopper::store::FlowUsage) -> [f64; 7] {
+    let flow = &usage.flow;
+    [
+        f64::from(flow.concurrency.unwrap_or(0)),
+        f64::from(flow.key_concurrency.unwrap_or(0)),
+        f64::from(flow.rate.map_or(0, |rate| rate.starts)),
+        flow.rate.map_or(0.0, |rate| rate.period.as_secs_f64()),
+        usage.running as f64,
+        usage.starts_in_window.unwrap_or(0) as f64,
+        usage.waiting as f64,
+    ]
+}
 
 /// Histogram buckets for run durations, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
@@ -109,6 +196,30 @@ async fn render(State(web): State<Web>, _caller: Caller) -> Response {
             }
         }
         Err(error) => tracing::warn!(%error, "cannot read queue depth for /metrics"),
+    }
+    match hopper.flow_usage().await {
+        Ok(usage) => {
+            let mut known = web
+                .inner
+                .metric_flow_queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for queue in known.iter() {
+                if !usage.iter().any(|u| &u.queue == queue) {
+                    for name in FLOW_GAUGES {
+                        ::metrics::gauge!(name, "queue" => queue.clone()).set(0.0);
+                    }
+                }
+            }
+            known.extend(usage.iter().map(|u| u.queue.clone()));
+            drop(known);
+            for u in &usage {
+                for (name, value) in FLOW_GAUGES.into_iter().zip(flow_values(u)) {
+                    ::metrics::gauge!(name, "queue" => u.queue.clone()).set(value);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read flow usage for /metrics"),
     }
     handle.run_upkeep();
     (

@@ -487,3 +487,190 @@ async fn bad_input_to_the_dispatch_endpoint_gets_a_clear_error_and_stores_nothin
     assert!(queue.hopper().counts().await.unwrap().is_empty());
     queue.stop().await.unwrap();
 }
+
+async fn put_json(router: &axum::Router, uri: &str, body: &serde_json::Value) -> Reply {
+    let request = Request::put(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(router, request).await
+}
+
+/// Claims (and starts) up to `limit` jobs of `queue` as a worker elsewhere would.
+async fn start_jobs(hopper: &hopper::Hopper, queue: &str, limit: u32) -> usize {
+    let request = hopper::store::ClaimRequest {
+        queue,
+        worker: "elsewhere",
+        limit,
+        start_now: limit,
+        token: hopper::store::new_claim_token(),
+        due_by: hopper.now(),
+        lease: std::time::Duration::from_secs(3600),
+        now: Some(hopper.now()),
+    };
+    hopper.store().claim(request).await.unwrap().len()
+}
+
+async fn dispatch_mail(hopper: &hopper::Hopper, queue: &str, n: usize) {
+    for _ in 0..n {
+        let mail = Mail {
+            to: "q@example.com".into(),
+        };
+        hopper
+            .dispatch_with::<MailJob>(mail, hopper::DispatchOptions::new().queue(queue))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn flow_settings_are_set_shown_with_their_use_and_checked() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+
+    let none = get(&router, "/api/queues/mail/flow").await;
+    assert_eq!(none.status, StatusCode::OK);
+    assert_eq!(none.json(), json!({"queue": "mail", "usage": null}));
+
+    let set = put_json(
+        &router,
+        "/api/queues/mail/flow",
+        &json!({"concurrency": 2, "key_concurrency": 1, "rate": "100/1m", "per_key_rate": true}),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let usage = &set.json()["usage"];
+    assert_eq!(
+        usage["flow"],
+        json!({"concurrency": 2, "key_concurrency": 1, "fair": false,
+               "rate": {"starts": 100, "period_ms": 60000, "per_key": true, "text": "100/1m per key"}})
+    );
+    assert_eq!(
+        hopper
+            .queue_flow("mail")
+            .await
+            .unwrap()
+            .rate
+            .map(|r| r.per_key),
+        Some(true)
+    );
+
+    // One starts: jobs without a key share one partition, which holds one
+    // at a time; the queue (two at once) is not full, and the other two due
+    // jobs wait on that partition's limit.
+    dispatch_mail(hopper, "mail", 3).await;
+    assert_eq!(start_jobs(hopper, "mail", 3).await, 1);
+    let shown = get(&router, "/api/queues/mail/flow").await.json();
+    let usage = &shown["usage"];
+    assert_eq!(
+        (
+            &usage["running"],
+            &usage["due"],
+            &usage["waiting"],
+            &usage["full"],
+            &usage["starts_in_window"]
+        ),
+        (&json!(1), &json!(2), &json!(2), &json!(false), &json!(1))
+    );
+    assert_eq!(
+        usage["busiest_keys"],
+        json!([{"key": null, "running": 1, "starts_in_window": 1, "full": true}])
+    );
+    let all = get(&router, "/api/flow").await.json();
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    assert_eq!(all[0]["queue"], "mail");
+    let stats = get(&router, "/api/stats").await.json();
+    assert_eq!(stats["flow"][0]["running"], 1);
+
+    // The rate's parts are accepted too.
+    let parts = put_json(
+        &router,
+        "/api/queues/mail/flow",
+        &json!({"rate": {"starts": 5, "period_ms": 1500}, "fair": true}),
+    )
+    .await;
+    assert_eq!(parts.status, StatusCode::OK, "{}", parts.body);
+    assert_eq!(parts.json()["usage"]["flow"]["rate"]["text"], "5/1500ms");
+
+    for (body, needle) in [
+        (json!({"concurrency": 0}), "at least 1"),
+        (json!({"key_concurrency": 0}), "at least 1"),
+        (json!({"rate": "fast"}), "invalid rate"),
+        (json!({"rate": "0/1s"}), "at least 1 start"),
+        (
+            json!({"rate": {"starts": 1, "period_ms": 0}}),
+            "between 1 ms",
+        ),
+        (json!({"concurrency": -1}), "not the JSON expected"),
+        (json!({"limit": 3}), "unknown field"),
+    ] {
+        let refused = put_json(&router, "/api/queues/mail/flow", &body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+        let error = refused.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.contains(needle), "{body}: {error}");
+    }
+    assert!(
+        hopper.queue_flow("mail").await.unwrap().fair,
+        "a refused request changes nothing"
+    );
+
+    // An empty object lifts every setting.
+    let lifted = put_json(&router, "/api/queues/mail/flow", &json!({})).await;
+    assert_eq!(lifted.json(), json!({"queue": "mail", "usage": null}));
+    let doc = get(&router, "/api/openapi.json").await.json();
+    assert!(doc["paths"]["/api/queues/{queue}/flow"]["put"].is_object());
+    assert!(doc["components"]["schemas"]["FlowUsage"].is_object());
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_show_each_queues_limits_and_their_use() {
+    hopper_web::metrics::install().unwrap();
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    let flow = hopper::store::QueueFlow::default()
+        .concurrency(1)
+        .rate(hopper::store::Rate::new(
+            10,
+            std::time::Duration::from_secs(2),
+        ));
+    hopper.set_queue_flow("metered", flow).await.unwrap();
+    dispatch_mail(hopper, "metered", 3).await;
+    assert_eq!(start_jobs(hopper, "metered", 3).await, 1);
+
+    let text = get(&router, "/metrics").await.body;
+    for needle in [
+        "hopper_queue_concurrency_limit{queue=\"metered\"} 1",
+        "hopper_queue_key_concurrency_limit{queue=\"metered\"} 0",
+        "hopper_queue_rate_limit{queue=\"metered\"} 10",
+        "hopper_queue_rate_period_seconds{queue=\"metered\"} 2",
+        "hopper_queue_running{queue=\"metered\"} 1",
+        "hopper_queue_rate_starts_in_window{queue=\"metered\"} 1",
+        "hopper_queue_waiting_on_limit{queue=\"metered\"} 2",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+
+    // Lifted settings read zero from the next scrape on.
+    hopper
+        .set_queue_flow("metered", hopper::store::QueueFlow::default())
+        .await
+        .unwrap();
+    let text = get(&router, "/metrics").await.body;
+    for needle in [
+        "hopper_queue_concurrency_limit{queue=\"metered\"} 0",
+        "hopper_queue_running{queue=\"metered\"} 0",
+        "hopper_queue_waiting_on_limit{queue=\"metered\"} 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    queue.stop().await.unwrap();
+}

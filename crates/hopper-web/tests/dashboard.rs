@@ -599,3 +599,68 @@ async fn retrying_all_failed_skips_jobs_whose_unique_key_a_live_job_holds() {
     assert_eq!(state(holder).await, hopper::JobState::Pending);
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_queues_page_shows_each_queues_limits_and_their_use() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    let cookie = log_in(&router).await;
+    let none = page(&router, &cookie, "/admin/queue/queues").await;
+    assert!(
+        none.body.contains("No queue has flow settings."),
+        "{}",
+        none.body
+    );
+
+    let flow = hopper::store::QueueFlow::default()
+        .concurrency(1)
+        .per_key(1)
+        .rate(hopper::store::Rate::per_key(
+            100,
+            std::time::Duration::from_secs(60),
+        ));
+    hopper.set_queue_flow("mail", flow).await.unwrap();
+    for key in ["<b>acme", "<b>acme", "<b>acme"] {
+        let mail = Mail {
+            to: "f@example.com".into(),
+        };
+        let options = hopper::DispatchOptions::new().queue("mail").partition(key);
+        hopper
+            .dispatch_with::<MailJob>(mail, options)
+            .await
+            .unwrap();
+    }
+    let claim = hopper::store::ClaimRequest {
+        queue: "mail",
+        worker: "elsewhere",
+        limit: 1,
+        start_now: 1,
+        token: hopper::store::new_claim_token(),
+        due_by: hopper.now(),
+        lease: std::time::Duration::from_secs(3600),
+        now: Some(hopper.now()),
+    };
+    assert_eq!(hopper.store().claim(claim).await.unwrap().len(), 1);
+
+    let shown = page(&router, &cookie, "/admin/queue/queues").await;
+    let body = &shown.body;
+    assert!(body.contains(r#"<table id="flow">"#), "{body}");
+    assert!(
+        body.contains("<td>1 at once · 1 per key · 100/1m per key</td>"),
+        "{body}"
+    );
+    assert!(body.contains(r#"<td class="running">1 / 1</td>"#), "{body}");
+    assert!(body.contains(r#"<td class="starts">1</td>"#), "{body}");
+    assert!(
+        body.contains(r#"<td class="waiting">2 (queue full)</td>"#),
+        "{body}"
+    );
+    assert!(
+        body.contains("&lt;b&gt;acme: 1 running, 1 started (full)"),
+        "{body}"
+    );
+    assert!(!body.contains("<b>acme"), "keys are escaped");
+    queue.stop().await.unwrap();
+}

@@ -756,6 +756,34 @@ impl Hopper {
         self.store().flow(queue).await
     }
 
+    /// Every queue with flow settings, by name, and how much of them is in
+    /// use now, across every process: jobs running, the busiest keys,
+    /// starts in the current rate window and the due jobs a limit holds
+    /// back ([`FlowUsage`](crate::store::FlowUsage)). The one place the
+    /// dashboard, the JSON API, `/metrics` and the console read it from.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::QueueFlow;
+    /// # use hopper::{Job, JobContext, JobResult};
+    /// # struct Charge;
+    /// # impl Job for Charge {
+    /// #     const TYPE: &'static str = "charge";
+    /// #     type Payload = ();
+    /// #     async fn handle(&self, _: (), _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// let hopper = hopper::Hopper::builder().register(Charge).unwrap().connect("sqlite::memory:").await.unwrap();
+    /// hopper.set_queue_flow("default", QueueFlow::default().per_key(1)).await.unwrap();
+    /// hopper.dispatch::<Charge>(()).await.unwrap();
+    /// let usage = hopper.flow_usage().await.unwrap();
+    /// assert_eq!((usage[0].queue.as_str(), usage[0].due, usage[0].running), ("default", 1, 0));
+    /// assert_eq!(usage[0].flow.key_concurrency, Some(1));
+    /// # });
+    /// ```
+    pub async fn flow_usage(&self) -> Result<Vec<crate::store::FlowUsage>, StoreError> {
+        self.store().flow_usage(self.now()).await
+    }
+
     /// Lets workers claim from `queue` again.
     ///
     /// ```

@@ -35,6 +35,7 @@ pub(crate) fn built_in() -> Vec<Arc<dyn Command>> {
         Arc::new(queue::Pause),
         Arc::new(queue::Resume),
         Arc::new(queue::Limit),
+        Arc::new(queue::Flow),
         Arc::new(schedule::List),
         Arc::new(schedule::Run),
     ]

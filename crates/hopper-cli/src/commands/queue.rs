@@ -1,12 +1,12 @@
 //! `queue:*`: run workers, look at jobs, retry, cancel, prune, dispatch,
-//! pause and resume.
+//! pause and resume, and set and show queues' flow settings.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Args;
 use hopper::status::StateCounts;
-use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TypeCount};
+use hopper::store::{DEFAULT_PAGE_SIZE, FlowUsage, MAX_PAGE_SIZE, QueueFlow, Rate, TypeCount};
 use hopper::{
     Concurrency, DispatchOptions, Hopper, JobFilter, JobId, JobRecord, JobState, Retention,
     WorkerConfig,
@@ -191,6 +191,8 @@ fn type_rows(counts: Vec<TypeCount>) -> Vec<TypeRow> {
 #[derive(Debug, Serialize)]
 struct StatusReport<'a> {
     queues: Vec<QueueRow<'a>>,
+    /// Every queue with flow settings: its limits and their use.
+    flow: Vec<FlowUsage>,
     /// With `--by-type` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     types: Option<Vec<TypeRow>>,
@@ -249,6 +251,7 @@ impl Command for Status {
                     paused: queue.paused,
                 })
                 .collect(),
+            flow: hopper.flow_usage().await?,
             types,
             finished_last_minute: status.finished(),
             failed_last_minute: status.failed(),
@@ -288,6 +291,10 @@ impl Command for Status {
                 );
             }
             out.table(&table)?;
+        }
+        if !report.flow.is_empty() {
+            out.line("")?;
+            out.table(&flow_table(&report.flow))?;
         }
         if let Some(types) = &report.types {
             out.line("")?;
@@ -829,6 +836,173 @@ impl Command for Limit {
             None => format!("Queue {}: no limit.", args.queue),
         };
         ctx.out().line(said)?;
+        Ok(())
+    }
+}
+
+/// A queue's limits in words: `5 at once, 1 per key, 100/1m per key, fair`.
+fn limits_text(flow: &QueueFlow) -> String {
+    let mut limits = Vec::new();
+    if let Some(n) = flow.concurrency {
+        limits.push(format!("{n} at once"));
+    }
+    if let Some(n) = flow.key_concurrency {
+        limits.push(format!("{n} per key"));
+    }
+    if let Some(rate) = flow.rate {
+        limits.push(rate.to_string());
+    }
+    if flow.fair {
+        limits.push("fair".to_owned());
+    }
+    if limits.is_empty() {
+        "none".to_owned()
+    } else {
+        limits.join(", ")
+    }
+}
+
+/// The flow figures of `usage`, one row per queue.
+fn flow_table(usage: &[FlowUsage]) -> Table {
+    let mut table = Table::new([
+        "QUEUE",
+        "LIMITS",
+        "RUNNING",
+        "STARTS IN WINDOW",
+        "WAITING ON LIMIT",
+        "BUSIEST KEYS",
+    ]);
+    for u in usage {
+        let running = match u.flow.concurrency {
+            Some(limit) => format!("{}/{limit}", u.running),
+            None => u.running.to_string(),
+        };
+        let starts = match (u.starts_in_window, u.flow.rate) {
+            (Some(n), Some(rate)) if !rate.per_key => format!("{n}/{}", rate.starts),
+            (Some(n), _) => n.to_string(),
+            (None, _) => "-".to_owned(),
+        };
+        let waiting = if u.full {
+            Cell::styled(format!("{} (queue full)", u.waiting), Style::Red)
+        } else {
+            count_cell(u.waiting, Style::Yellow)
+        };
+        let keys: Vec<String> = u
+            .busiest_keys
+            .iter()
+            .map(|key| {
+                let name = key.key.as_deref().unwrap_or("(no key)");
+                match key.starts_in_window {
+                    Some(n) => format!("{name} {}/{n}", key.running),
+                    None => format!("{name} {}", key.running),
+                }
+            })
+            .collect();
+        table.row([
+            Cell::styled(u.queue.clone(), Style::Bold),
+            limits_text(&u.flow).into(),
+            running.into(),
+            starts.into(),
+            waiting,
+            if keys.is_empty() {
+                "-".to_owned()
+            } else {
+                keys.join(", ")
+            }
+            .into(),
+        ]);
+    }
+    table
+}
+
+pub(crate) struct Flow;
+
+#[derive(Args, Debug)]
+struct FlowArgs {
+    /// The queue's name.
+    queue: String,
+    /// The most of its jobs started at once, across every process.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<u32>,
+    /// The most jobs of one partition key started at once.
+    #[arg(long, value_name = "N")]
+    per_key: Option<u32>,
+    /// The most starts per period, like 100/1m, 10/1s or 5/500ms.
+    #[arg(long, value_name = "N/PERIOD", value_parser = parse_rate)]
+    rate: Option<Rate>,
+    /// Count --rate per partition key instead of per queue.
+    #[arg(long, requires = "rate")]
+    per_key_rate: bool,
+    /// Serve the queue's keys in turn.
+    #[arg(long)]
+    fair: bool,
+    /// Lift every flow setting of the queue.
+    #[arg(long, conflicts_with_all = ["concurrency", "per_key", "rate", "fair"])]
+    clear: bool,
+}
+
+/// A rate as the command line gives it: `STARTS/PERIOD`.
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    text.parse()
+        .map_err(|error: hopper::store::RateError| error.to_string())
+}
+
+#[async_trait]
+impl Command for Flow {
+    fn definition(&self) -> clap::Command {
+        FlowArgs::augment_args(clap::Command::new("queue:flow").about(
+            "Show a queue's flow settings and their use, or replace them (--concurrency, --per-key, --rate, --fair; --clear lifts them)",
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: FlowArgs = args(matches)?;
+        let asked = QueueFlow {
+            concurrency: args.concurrency,
+            key_concurrency: args.per_key,
+            rate: args.rate.map(|rate| Rate {
+                per_key: args.per_key_rate,
+                ..rate
+            }),
+            fair: args.fair,
+        };
+        let change = args.clear || asked.is_controlled();
+        if change {
+            if let Err(error) = asked.check() {
+                return Err(usage(ctx.console(), self.definition(), error));
+            }
+        }
+        let hopper = ctx.hopper().await?;
+        if change {
+            hopper.set_queue_flow(&args.queue, asked).await?;
+        }
+        let usage = hopper
+            .flow_usage()
+            .await?
+            .into_iter()
+            .find(|usage| usage.queue == args.queue);
+        let out = ctx.out();
+        match usage {
+            None if change => out.line(format!("Queue {}: no flow settings.", args.queue))?,
+            None => out.line(format!(
+                "Queue {} has no flow settings: its jobs start as workers are free.",
+                args.queue
+            ))?,
+            Some(usage) => {
+                if change {
+                    out.line(format!(
+                        "Queue {}: {}, across every process.",
+                        args.queue,
+                        limits_text(&usage.flow)
+                    ))?;
+                }
+                out.table(&flow_table(std::slice::from_ref(&usage)))?;
+            }
+        }
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ use crate::job::{JobId, JobState};
 mod concurrency;
 mod error;
 mod flow;
+mod flow_usage;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
@@ -32,6 +33,9 @@ pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) use flow::{Candidate, FlowTx, LockedFlow};
 pub use flow::{FlowRequest, QueueFlow, Rate};
+pub use flow_usage::{BUSIEST_KEYS, FlowUsage, KeyUsage, RateError};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) use flow_usage::{UsageRows, draft};
 
 /// Refuses a name holding a NUL character, before it reaches a database.
 ///
@@ -1169,6 +1173,13 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
         queue: &str,
         n: u32,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Every queue with flow settings, by name, and how much of them is in
+    /// use at `now`: its started jobs, its busiest keys, its starts in the
+    /// rate window that ends at `now`, and its due pending jobs a limit
+    /// holds back (see [`FlowUsage`]). A few grouped reads on the indexes
+    /// of started jobs, pending jobs and recorded starts.
+    async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<FlowUsage>, StoreError>;
 
     /// Deletes a job that is not started; false if there was none or it is running.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;

@@ -839,6 +839,66 @@ impl Store for MysqlStore {
         Ok(())
     }
 
+    async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<super::FlowUsage>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let key_counts = |rows: Vec<MySqlRow>| {
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        text(row, "queue")?,
+                        optional_text(row, "partition_key")?,
+                        row.try_get("n")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+        };
+        let settings = sqlx::query(sql::FLOW_QUEUES)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((text(row, "name")?, flow::flow_of(row)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let running = key_counts(sqlx::query(sql::FLOW_RUNNING).fetch_all(&mut *conn).await?)?;
+        let starts = sqlx::query(sql::FLOW_STARTS)
+            .bind(micros(now))
+            .fetch_all(&mut *conn)
+            .await?;
+        let due = sqlx::query(sql::FLOW_DUE)
+            .bind(micros(now))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    text(row, "queue")?,
+                    row.try_get("n")?,
+                    row.try_get("unkeyed")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        let rows = super::UsageRows {
+            settings,
+            running,
+            starts: key_counts(starts)?,
+            due,
+        };
+        let mut usage = Vec::new();
+        for draft in super::draft(rows) {
+            let due: i64 = if draft.full_keys().is_empty() {
+                0
+            } else {
+                let statement = sql::flow_keys_due(draft.full_keys().len());
+                let mut query = sqlx::query_scalar(&statement).bind(draft.queue());
+                for key in draft.full_keys() {
+                    query = query.bind(key);
+                }
+                query.bind(micros(now)).fetch_one(&mut *conn).await?
+            };
+            usage.push(draft.finish(due));
+        }
+        Ok(usage)
+    }
+
     async fn set_flow(&self, request: FlowRequest<'_>) -> Result<(), StoreError> {
         let flow = request.flow;
         let rate = flow.rate;

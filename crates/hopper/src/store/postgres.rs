@@ -595,6 +595,45 @@ impl Store for PostgresStore {
             .await?)
     }
 
+    async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<super::FlowUsage>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let settings = sqlx::query(sql::FLOW_QUEUES)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("name")?, flow::flow_of(row)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let rows = super::UsageRows {
+            settings,
+            running: sqlx::query_as(sql::FLOW_RUNNING)
+                .fetch_all(&mut *conn)
+                .await?,
+            starts: sqlx::query_as(sql::FLOW_STARTS)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?,
+            due: sqlx::query_as(sql::FLOW_DUE)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?,
+        };
+        let mut usage = Vec::new();
+        for draft in super::draft(rows) {
+            let due: i64 = if draft.full_keys().is_empty() {
+                0
+            } else {
+                sqlx::query_scalar(sql::FLOW_KEYS_DUE)
+                    .bind(draft.queue())
+                    .bind(now)
+                    .bind(draft.full_keys())
+                    .fetch_one(&mut *conn)
+                    .await?
+            };
+            usage.push(draft.finish(due));
+        }
+        Ok(usage)
+    }
+
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         static NEXT_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(sql::next_due);
         Ok(sqlx::query_scalar(&NEXT_DUE)

@@ -623,6 +623,42 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<super::FlowUsage>, StoreError> {
+        self.read(|conn| {
+            long(|| {
+                let key_counts = |row: &Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?));
+                let rows = super::UsageRows {
+                    settings: all(conn, sql::FLOW_QUEUES, [], |row| {
+                        Ok((row.get(6)?, flow::flow_of(row)?))
+                    })?,
+                    running: all(conn, sql::FLOW_RUNNING, [], key_counts)?,
+                    starts: all(conn, sql::FLOW_STARTS, [micros(now)], key_counts)?,
+                    due: all(conn, sql::FLOW_DUE, [micros(now)], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?,
+                };
+                let mut keys_due = conn.prepare_cached(sql::FLOW_KEYS_DUE)?;
+                super::draft(rows)
+                    .into_iter()
+                    .map(|draft| {
+                        let due = if draft.full_keys().is_empty() {
+                            0
+                        } else {
+                            let keys = serde_json::to_string(draft.full_keys())
+                                .map_err(|error| StoreError::InvalidFlow(error.to_string()))?;
+                            keys_due
+                                .query_row(params![draft.queue(), micros(now), keys], |row| {
+                                    row.get(0)
+                                })?
+                        };
+                        Ok(draft.finish(due))
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.write(|conn| Ok(conn.execute(sql::DELETE_JOB, [id])? == 1))
             .await

@@ -10,6 +10,7 @@ mod alerts;
 mod backends;
 mod cases;
 mod flow_cases;
+mod flow_usage_cases;
 mod paging_cases;
 mod pool_cases;
 mod store_cases;
@@ -101,6 +102,8 @@ macro_rules! contract_for {
             a_keyed_job_retried_after_its_key_went_idle_still_runs,
             flow_settings_round_trip_and_nonsense_is_refused,
             bulk_dispatches_sharing_keys_in_opposite_orders_do_not_deadlock,
+            flow_usage_counts_running_jobs_starts_and_jobs_a_queue_limit_holds_back,
+            flow_usage_shows_the_busiest_keys_and_the_jobs_their_limits_hold_back,
             migrating_a_migrated_store_again_changes_nothing,
             inserting_no_jobs_stores_nothing,
             inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its_job,
@@ -130,6 +133,7 @@ macro_rules! contract_for {
 }
 
 contract_for!(sqlite);
+
 #[cfg(feature = "postgres")]
 contract_for!(postgres);
 #[cfg(feature = "mysql")]

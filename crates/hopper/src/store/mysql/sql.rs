@@ -487,6 +487,46 @@ pub(super) const SET_FLOW: &str = "INSERT INTO queues \
 pub(super) const FLOW: &str = "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, \
     rate_per_key, fair FROM queues WHERE name = ?";
 
+// --- flow_usage
+
+/// Every queue with flow settings: its name and its settings (as [`FLOW`] reads them); no `?`.
+pub(super) const FLOW_QUEUES: &str = concat!(
+    "SELECT name, concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair \
+        FROM queues WHERE ",
+    mysql_flow_controlled!()
+);
+
+/// Started jobs per flow-controlled queue and partition key; no `?`.
+pub(super) const FLOW_RUNNING: &str = concat!(
+    "SELECT queue, partition_key, COUNT(*) AS n FROM jobs \
+        WHERE state = 'started' AND queue IN (SELECT name FROM queues WHERE ",
+    mysql_flow_controlled!(),
+    ") GROUP BY queue, partition_key"
+);
+
+/// Starts per rate-limited queue and partition key in the window of the queue's period that ends at a time; `?`: the time.
+pub(super) const FLOW_STARTS: &str = "SELECT s.queue AS queue, s.partition_key AS partition_key, COUNT(*) AS n \
+    FROM queues AS q \
+        JOIN queue_starts AS s ON s.queue = q.name AND s.at > ? - q.rate_period_ms * 1000 \
+    WHERE q.rate_limit IS NOT NULL GROUP BY s.queue, s.partition_key";
+
+/// Due pending jobs per flow-controlled queue: all of them, and those without a key; `?`: due by.
+pub(super) const FLOW_DUE: &str = concat!(
+    "SELECT queue, COUNT(*) AS n, CAST(SUM(partition_key IS NULL) AS SIGNED) AS unkeyed FROM jobs \
+        WHERE state = 'pending' AND available_at <= ? AND queue IN (SELECT name FROM queues WHERE ",
+    mysql_flow_controlled!(),
+    ") GROUP BY queue"
+);
+
+/// Due pending jobs of a queue whose key is one of `keys` keys; `?`: queue, the keys, due by.
+pub(super) fn flow_keys_due(keys: usize) -> String {
+    format!(
+        "SELECT COUNT(*) FROM jobs WHERE keyed_queue = ? AND partition_key IN ({}) \
+            AND available_at <= ?",
+        placeholders(keys)
+    )
+}
+
 // --- delete
 
 /// Deletes a job that is not started; `?`: id.

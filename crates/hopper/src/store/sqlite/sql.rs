@@ -378,6 +378,41 @@ pub(super) const SET_FLOW: &str = "INSERT INTO queues \
 pub(super) const FLOW: &str = "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, \
         rate_per_key, fair FROM queues WHERE name = ?1";
 
+// --- flow_usage
+
+/// Every queue with flow settings: its settings (as [`FLOW`] reads them), then its name.
+pub(super) const FLOW_QUEUES: &str = concat!(
+    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, name \
+        FROM queues WHERE ",
+    sqlite_flow_controlled!()
+);
+
+/// Started jobs per flow-controlled queue and partition key.
+pub(super) const FLOW_RUNNING: &str = concat!(
+    "SELECT queue, partition_key, count(*) FROM jobs \
+        WHERE state = 'started' AND queue IN (SELECT name FROM queues WHERE ",
+    sqlite_flow_controlled!(),
+    ") GROUP BY queue, partition_key"
+);
+
+/// Starts per rate-limited queue and partition key in the window of the queue's period that ends at `?1`.
+pub(super) const FLOW_STARTS: &str = "SELECT s.queue, s.partition_key, count(*) FROM queues AS q \
+        JOIN queue_starts AS s ON s.queue = q.name AND s.at > ?1 - q.rate_period_ms * 1000 \
+    WHERE q.rate_limit IS NOT NULL GROUP BY s.queue, s.partition_key";
+
+/// Due (by `?1`) pending jobs per flow-controlled queue: all of them, and those without a key.
+pub(super) const FLOW_DUE: &str = concat!(
+    "SELECT queue, count(*), sum(partition_key IS NULL) FROM jobs \
+        WHERE state = 'pending' AND available_at <= ?1 AND queue IN (SELECT name FROM queues WHERE ",
+    sqlite_flow_controlled!(),
+    ") GROUP BY queue"
+);
+
+/// Due (by `?2`) pending jobs of queue `?1` whose key is in JSON array `?3`.
+pub(super) const FLOW_KEYS_DUE: &str = "SELECT count(*) FROM jobs \
+    WHERE state = 'pending' AND partition_key IS NOT NULL AND queue = ?1 \
+        AND partition_key IN (SELECT value FROM json_each(?3)) AND available_at <= ?2";
+
 // --- delete
 
 /// Deletes job `?1` unless it is running.

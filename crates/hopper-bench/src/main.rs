@@ -127,6 +127,15 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     if args.drain_worker {
+        // Hopper's warnings (a claim that failed, say) go to stderr, which
+        // the benchmark shows if this process fails.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
         let Some(url) = args.database_url.as_deref() else {
             bail!("--drain-worker needs --database-url");
         };

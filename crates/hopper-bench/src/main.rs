@@ -5,7 +5,9 @@
 //! ```text
 //! cargo run --release -p hopper-bench -- [--database-url <url>]
 //!     [--jobs 20000] [--workers 10] [--repeat 1]
-//!     [--raw-claim-batch 100] [--raw-best-batch 1000] [--raw-best-loops 2] [--w4 [--w4-jobs 1000000]] [--json]
+//!     [--raw-claim-batch 100] [--raw-best-batch 1000] [--raw-best-loops 2] [--w4 [--w4-jobs 1000000]]
+//!     [--w5-keys 1000] [--w5g-limit 1000] [--w6-big 100000] [--w6-small-keys 10]
+//!     [--w6-small-jobs 100] [--json]
 //! ```
 //!
 //! `<url>` is `sqlite://dir/bench.db`, `postgres://user@host/db` or
@@ -25,7 +27,8 @@ use clap::Parser;
 
 use crate::db::Databases;
 use crate::report::{Idle, Pass, Report, Setup, W4};
-use crate::workloads::Setup as Queued;
+use crate::workloads::{FairShape, Setup as Queued};
+use hopper::store::QueueFlow;
 
 /// Benchmarks Hopper against raw SQL on the same database and schema.
 #[derive(Debug, Parser)]
@@ -85,6 +88,27 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
     w4_jobs: u32,
 
+    /// Distinct partition keys in W5 (job `i` has key `i % keys`), each
+    /// limited to one job at a time.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    w5_keys: u32,
+
+    /// W5g's queue concurrency limit, meant not to bind (above `--workers`).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    w5g_limit: u32,
+
+    /// Jobs of W6's one big key, queued before the small keys' jobs.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    w6_big: u32,
+
+    /// W6's small keys.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..10_000))]
+    w6_small_keys: u32,
+
+    /// Jobs per small key in W6.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..100_000))]
+    w6_small_jobs: u32,
+
     /// Seconds an idle pool's CPU time is measured over.
     #[arg(long, default_value_t = 5.0)]
     idle_secs: f64,
@@ -103,6 +127,15 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     if args.drain_worker {
+        // Hopper's warnings (a claim that failed, say) go to stderr, which
+        // the benchmark shows if this process fails.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
         let Some(url) = args.database_url.as_deref() else {
             bail!("--drain-worker needs --database-url");
         };
@@ -125,20 +158,24 @@ async fn main() -> Result<()> {
     }
     if !report.drain_ok() {
         bail!(
-            "a drain did not run every job exactly once: W2 {:?}, W4 {:?}",
+            "a drain did not run every job exactly once: W2 {:?}, W4 {:?}, W5 {:?}, W5g {:?}, W6 {:?}",
             report.drain_check,
-            report.w4
+            report.w4,
+            report.w5,
+            report.w5g,
+            report.w6
         );
     }
     Ok(())
 }
 
-/// Every pass, then the idle pool and W4.
+/// Every pass, then W6, the idle pool and W4.
 async fn run(args: &Args, databases: &Databases) -> Result<Report> {
     let mut passes = Vec::new();
     for pass in 1..=args.repeat {
         passes.push(run_pass(args, databases, pass).await?);
     }
+    let w6 = w6(args, databases).await?;
     eprintln!("idle pool of {} workers", args.workers);
     let seconds = args.idle_secs;
     let db = databases.fresh("idle").await?;
@@ -167,11 +204,45 @@ async fn run(args: &Args, databases: &Databases) -> Result<Report> {
             latency_samples: args.latency_jobs,
             databases: databases.describe(),
             w4_jobs: args.w4_jobs,
+            w5: (args.w5_keys, W5_KEY_LIMIT),
+            w5g_limit: args.w5g_limit,
         },
         &passes,
         idle,
         w4,
+        w6,
     ))
+}
+
+/// W5's per-key limit.
+const W5_KEY_LIMIT: u32 = 1;
+
+/// W6: small keys behind one big key's backlog on a fair queue (run once).
+async fn w6(args: &Args, dbs: &Databases) -> Result<workloads::Fairness> {
+    let shape = FairShape {
+        big_jobs: args.w6_big,
+        small_keys: args.w6_small_keys,
+        small_jobs_per_key: args.w6_small_jobs,
+        workers: args.workers as usize,
+    };
+    eprintln!(
+        "W6 fairness: {} keys x {} jobs queued behind {} jobs of one key, fair queue",
+        shape.small_keys, shape.small_jobs_per_key, shape.big_jobs
+    );
+    let db = dbs.fresh("w6-fair").await?;
+    let fairness = workloads::fairness(&db, shape).await?;
+    db.finish().await?;
+    eprintln!(
+        "  small-key wait p50 {:.0} ms, p99 {:.0} ms; small keys done in {:.2} s \
+         (bound {:.2} s), all in {:.2} s ({:.0} jobs/s)",
+        fairness.small_wait_p50_ms,
+        fairness.small_wait_p99_ms,
+        fairness.small_done_s,
+        fairness.fair_bound_s,
+        fairness.all_done_s,
+        fairness.jobs_per_s
+    );
+    Ok(fairness)
 }
 
 /// W4: a drain of `--w4-jobs` queued, and of `--jobs` behind `--w4-jobs` finished rows.
@@ -252,6 +323,34 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         latency.p50_ms, latency.p99_ms
     );
 
+    step("W5 drain, per-key limit");
+    let db = dbs.fresh("w5-keyed").await?;
+    let keyed = Queued::Flow {
+        keys: Some(args.w5_keys),
+        flow: QueueFlow::default().per_key(W5_KEY_LIMIT),
+    };
+    let flow_per_key = workloads::drain(&db, n, args.workers as usize, keyed).await?;
+    db.finish().await?;
+    eprintln!(
+        "  hopper {:.0} jobs/s, {:.2} of W2",
+        flow_per_key.jobs_per_s,
+        flow_per_key.jobs_per_s / drain.jobs_per_s
+    );
+
+    step("W5g drain, global limit not binding");
+    let db = dbs.fresh("w5g-global").await?;
+    let global = Queued::Flow {
+        keys: None,
+        flow: QueueFlow::default().concurrency(args.w5g_limit),
+    };
+    let flow_global = workloads::drain(&db, n, args.workers as usize, global).await?;
+    db.finish().await?;
+    eprintln!(
+        "  hopper {:.0} jobs/s, {:.2} of W2",
+        flow_global.jobs_per_s,
+        flow_global.jobs_per_s / drain.jobs_per_s
+    );
+
     Ok(Pass {
         enqueue_one: (hopper_one, raw_one),
         enqueue_bulk: (hopper_bulk, raw_bulk),
@@ -259,5 +358,7 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         raw_drain,
         raw_drain_best,
         latency,
+        flow_per_key,
+        flow_global,
     })
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::usage::peak_rss_mb;
-use crate::workloads::{Drain, Latency};
+use crate::workloads::{Drain, Fairness, Latency};
 
 /// The figures of one pass over every workload.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +21,10 @@ pub struct Pass {
     pub raw_drain_best: f64,
     /// W3.
     pub latency: Latency,
+    /// W5: the drain of keyed jobs under a per-key limit.
+    pub flow_per_key: Drain,
+    /// W5g: the drain of unkeyed jobs under a global limit that does not bind.
+    pub flow_global: Drain,
 }
 
 /// A Hopper rate beside the raw SQL rate for the same work.
@@ -100,6 +104,38 @@ pub struct W4Report {
     pub finished_kept: Growth,
 }
 
+/// A drain of a flow-controlled queue (W5, W5g) beside W2's rate.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Limited {
+    /// Jobs drained.
+    pub jobs: u32,
+    /// Distinct partition keys (job `i` has key `i % keys`); null: no keys.
+    pub keys: Option<u32>,
+    /// The queue's per-key concurrency limit.
+    pub key_limit: Option<u32>,
+    /// The queue's concurrency limit.
+    pub concurrency_limit: Option<u32>,
+    /// Jobs per second (median over the passes).
+    pub jobs_per_s: f64,
+    /// jobs_per_s / W2's jobs_per_s (medians).
+    pub ratio_to_w2: f64,
+    /// Fewest `finished` rows any pass ended with (should equal `jobs`).
+    pub finished: u64,
+    /// Jobs never run, summed over passes.
+    pub lost: u64,
+    /// Jobs run more than once, summed over passes.
+    pub duplicates: u64,
+    /// The highest peak resident memory of the worker processes, MB.
+    pub worker_peak_rss_mb: Option<f64>,
+}
+
+impl Limited {
+    /// Every pass ran every job exactly once.
+    fn ok(&self) -> bool {
+        self.lost == 0 && self.duplicates == 0 && self.finished == u64::from(self.jobs)
+    }
+}
+
 /// Everything a run reports; each figure is the median over the passes.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -142,6 +178,13 @@ pub struct Report {
     pub idle: Idle,
     /// W4, when asked for with `--w4`.
     pub w4: Option<W4Report>,
+    /// W5: keyed jobs drained under a per-key limit, vs W2.
+    pub w5: Limited,
+    /// W5g: unkeyed jobs drained under a global limit that does not bind, vs W2.
+    pub w5g: Limited,
+    /// W6: small keys queued behind one big key's backlog on a fair queue
+    /// (run once, after the passes).
+    pub w6: Fairness,
     /// The benchmark process's own peak resident memory (it makes the
     /// payloads and runs W1 and W3), MB.
     pub bench_peak_rss_mb: Option<f64>,
@@ -166,13 +209,35 @@ pub struct Setup {
     pub databases: String,
     /// W4 jobs.
     pub w4_jobs: u32,
+    /// W5's distinct keys and per-key limit.
+    pub w5: (u32, u32),
+    /// W5g's concurrency limit.
+    pub w5g_limit: u32,
 }
 
 impl Report {
     /// Takes the median of every figure over `passes` (at least one).
-    pub fn new(setup: Setup, passes: &[Pass], idle: Idle, w4: Option<W4>) -> Self {
+    pub fn new(setup: Setup, passes: &[Pass], idle: Idle, w4: Option<W4>, w6: Fairness) -> Self {
         let med = |figure: fn(&Pass) -> f64| median(passes.iter().map(figure).collect());
         let w2_rate = med(|p| p.drain.jobs_per_s);
+        let limited = |drain: fn(&Pass) -> Drain, keys, key_limit, concurrency_limit| {
+            let jobs_per_s = median(passes.iter().map(|p| drain(p).jobs_per_s).collect());
+            Limited {
+                jobs: setup.jobs,
+                keys,
+                key_limit,
+                concurrency_limit,
+                jobs_per_s,
+                ratio_to_w2: jobs_per_s / w2_rate,
+                finished: passes.iter().map(|p| drain(p).finished).min().unwrap_or(0),
+                lost: passes.iter().map(|p| drain(p).lost).sum(),
+                duplicates: passes.iter().map(|p| drain(p).duplicates).sum(),
+                worker_peak_rss_mb: passes
+                    .iter()
+                    .filter_map(|p| drain(p).worker_peak_rss_mb)
+                    .reduce(f64::max),
+            }
+        };
         let growth = |drain: Drain, jobs: u32, kept: u32| Growth {
             jobs,
             finished_rows_kept: kept,
@@ -210,11 +275,15 @@ impl Report {
                 queued: growth(w4.queued, setup.w4_jobs, 0),
                 finished_kept: growth(w4.finished_kept, setup.jobs, setup.w4_jobs),
             }),
+            w5: limited(|p| p.flow_per_key, Some(setup.w5.0), Some(setup.w5.1), None),
+            w5g: limited(|p| p.flow_global, None, None, Some(setup.w5g_limit)),
+            w6,
             bench_peak_rss_mb: peak_rss_mb(),
         }
     }
 
-    /// Whether W2 ran every job exactly once and the database agrees.
+    /// Whether W2, W4, W5, W5g and W6 ran every job exactly once and the
+    /// database agrees.
     pub fn drain_ok(&self) -> bool {
         let check = self.drain_check;
         let w4_ok = self.w4.is_none_or(|w4| {
@@ -224,7 +293,13 @@ impl Report {
                     && g.drain.finished == u64::from(g.jobs)
             })
         });
-        check.lost == 0 && check.duplicates == 0 && check.finished == u64::from(self.jobs) && w4_ok
+        check.lost == 0
+            && check.duplicates == 0
+            && check.finished == u64::from(self.jobs)
+            && w4_ok
+            && self.w5.ok()
+            && self.w5g.ok()
+            && self.w6.ok()
     }
 
     /// The human table.
@@ -297,6 +372,65 @@ impl Report {
                 );
             }
         }
+        for (name, limited) in [
+            (
+                format!(
+                    "W5 drain, {} keys, {} per key",
+                    g_count(self.w5.keys.unwrap_or(0)),
+                    self.w5.key_limit.unwrap_or(0)
+                ),
+                self.w5,
+            ),
+            (
+                format!(
+                    "W5g drain, limit {} (not binding)",
+                    g_count(self.w5g.concurrency_limit.unwrap_or(0))
+                ),
+                self.w5g,
+            ),
+        ] {
+            out += &format!(
+                "{name:<44} {:>16} {:>16} {:>11}\n",
+                per_s(limited.jobs_per_s),
+                "-",
+                format!("{:.2} of W2", limited.ratio_to_w2)
+            );
+        }
+        let w6 = &self.w6;
+        let rows = [
+            (
+                "W6 small-key wait p50/p99".to_owned(),
+                format!("{:.0}/{:.0} ms", w6.small_wait_p50_ms, w6.small_wait_p99_ms),
+                "-".to_owned(),
+            ),
+            (
+                "W6 small keys done (bound: 2x them at rate)".to_owned(),
+                format!("{:.2} s", w6.small_done_s),
+                format!("{:.2} of bound", w6.small_done_vs_bound),
+            ),
+            (
+                format!(
+                    "W6 drain, all {} jobs, fair queue",
+                    g_count(w6.shape.big_jobs + w6.shape.small_keys * w6.shape.small_jobs_per_key)
+                ),
+                per_s(w6.jobs_per_s),
+                "-".to_owned(),
+            ),
+        ];
+        for (name, hopper, ratio) in rows {
+            out += &format!("{name:<44} {hopper:>16} {:>16} {ratio:>11}\n", "-");
+        }
+        out += &format!(
+            "W6: {} keys x {} jobs queued behind {} of one key; small keys done {:.2} s after the pool started (bound {:.2} s), all jobs {:.2} s; \
+             {} big-key jobs started before the last small-key job ended\n",
+            w6.shape.small_keys,
+            w6.shape.small_jobs_per_key,
+            g_count(w6.shape.big_jobs),
+            w6.small_done_s,
+            w6.fair_bound_s,
+            w6.all_done_s,
+            w6.big_jobs_before_small_done
+        );
         let check = self.drain_check;
         out += &format!(
             "\nW2 check: {} of {} finished, {} lost, {} run more than once{}\n",
@@ -305,6 +439,23 @@ impl Report {
             check.lost,
             check.duplicates,
             if self.drain_ok() { "" } else { "  <-- FAILED" }
+        );
+        for (name, limited) in [("W5", self.w5), ("W5g", self.w5g)] {
+            out += &format!(
+                "{name} check: {} of {} finished, {} lost, {} run more than once{}\n",
+                limited.finished,
+                limited.jobs,
+                limited.lost,
+                limited.duplicates,
+                if limited.ok() { "" } else { "  <-- FAILED" }
+            );
+        }
+        out += &format!(
+            "W6 check: {} finished, {} lost, {} run more than once{}\n",
+            w6.finished,
+            w6.lost,
+            w6.duplicates,
+            if w6.ok() { "" } else { "  <-- FAILED" }
         );
         let mb =
             |mb: Option<f64>| mb.map_or_else(|| "unknown".to_owned(), |mb| format!("{mb:.1} MB"));

@@ -1,13 +1,15 @@
 //! The workloads run through Hopper's public API: W1 enqueue, W2 drain,
-//! W3 latency and W4 growth (DESIGN.md, "Benchmarks"), and the CPU time of
+//! W3 latency and W4 growth (DESIGN.md, "Benchmarks"), W5 drains of
+//! flow-controlled queues, W6 fairness between keys, and the CPU time of
 //! an idle pool.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hopper::store::QueueFlow;
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobError, JobResult, WorkerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -34,12 +36,7 @@ impl NoopJob {
 
     /// (never run, run more than once) over payloads `0..jobs`.
     fn lost_and_duplicates(&self) -> (u64, u64) {
-        let runs = self.runs.iter().map(|runs| runs.load(Ordering::Relaxed));
-        runs.fold((0, 0), |(lost, dup), n| match n {
-            0 => (lost + 1, dup),
-            1 => (lost, dup),
-            _ => (lost, dup + 1),
-        })
+        lost_and_duplicates(&self.runs)
     }
 }
 
@@ -151,6 +148,14 @@ pub enum Setup {
         /// Finished rows kept in the table.
         kept: u32,
     },
+    /// The default queue given `flow`, then `jobs` queued through one
+    /// store insert; with `keys`, job `i` has partition key `key:<i % keys>`.
+    Flow {
+        /// Distinct partition keys (`None`: jobs without a key).
+        keys: Option<u32>,
+        /// The queue's flow settings.
+        flow: QueueFlow,
+    },
 }
 
 /// W2 (and W4): `jobs` queued no-op jobs, set up as `setup` says, drained by
@@ -173,6 +178,10 @@ pub async fn drain(db: &FreshDb, jobs: u32, workers: usize, setup: Setup) -> Res
             bench.analyze().await?;
             dispatch_all(&bench, jobs).await?;
             u64::from(kept)
+        }
+        Setup::Flow { keys, flow } => {
+            dispatch_flow(&bench, jobs, keys, flow).await?;
+            0
         }
     };
     bench.close().await;
@@ -215,6 +224,27 @@ async fn dispatch_all(bench: &Bench, jobs: u32) -> Result<()> {
     Ok(())
 }
 
+/// Sets the default queue's `flow`, then queues `jobs` no-op jobs in one
+/// insert, job `i` keyed `key:<i % keys>` when `keys` is given.
+async fn dispatch_flow(bench: &Bench, jobs: u32, keys: Option<u32>, flow: QueueFlow) -> Result<()> {
+    let hopper = hopper_on(bench, NoopJob::new(0))?;
+    hopper.set_queue_flow(hopper::DEFAULT_QUEUE, flow).await?;
+    let rows = (0..jobs)
+        .map(|index| {
+            let options = match keys {
+                Some(keys) => DispatchOptions::new().partition(format!("key:{}", index % keys)),
+                None => DispatchOptions::new(),
+            };
+            hopper.prepare::<NoopJob>(index, options)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids = bench.store().insert(&rows).await?;
+    if ids.len() != jobs as usize {
+        bail!("the insert stored {} of {jobs} jobs", ids.len());
+    }
+    Ok(())
+}
+
 /// The draining side of [`drain`], run in the child process: opens `url`,
 /// starts a pool of `workers` and waits until the `jobs` queued jobs (payloads
 /// `0..jobs`) have all run and none is pending or started.
@@ -225,7 +255,7 @@ pub async fn drain_worker(url: &str, jobs: u32, workers: usize) -> Result<Drain>
 
     let start = Instant::now();
     let pool = hopper.start(WorkerConfig::new(workers))?;
-    let waited = wait_all_done(&pool, &bench, &job, jobs).await;
+    let waited = wait_all_done(&pool, &bench, || job.total.load(Ordering::Acquire), jobs).await;
     let elapsed = start.elapsed();
     pool.stop().await?;
     waited?;
@@ -241,21 +271,21 @@ pub async fn drain_worker(url: &str, jobs: u32, workers: usize) -> Result<Drain>
     })
 }
 
-/// Waits until every handler has run and the database shows no job pending
+/// Waits until `jobs` handlers have run (as `runs` counts them) and the database shows no job pending
 /// or started. Wakes on the pool's activity signal (each claim and each
 /// written completion batch), with a 5 ms poll as a safety net; gives up
 /// after 30 s without progress.
 async fn wait_all_done(
     pool: &hopper::WorkerPool,
     bench: &Bench,
-    job: &NoopJob,
+    runs: impl Fn() -> usize,
     jobs: u32,
 ) -> Result<()> {
     const STALL: Duration = Duration::from_secs(30);
     let mut activity = pool.activity();
     let (mut seen, mut progress_at) = (0, Instant::now());
     loop {
-        let ran = job.total.load(Ordering::Acquire);
+        let ran = runs();
         if ran >= jobs as usize && pool.in_flight() == 0 && bench.count_live().await? == 0 {
             return Ok(());
         }
@@ -338,6 +368,219 @@ pub async fn idle_cpu_ms(db: &FreshDb, workers: usize, period: Duration) -> Resu
     pool.stop().await?;
     bench.close().await;
     Ok(used.as_secs_f64() * 1e3)
+}
+
+/// A job that notes, per payload index, how often its handler ran and when
+/// (nanoseconds since `base`, plus one, so 0 means never) it first started
+/// and last ended.
+#[derive(Clone, Debug)]
+struct StampJob {
+    base: Instant,
+    runs: Arc<Vec<AtomicU32>>,
+    started: Arc<Vec<AtomicU64>>,
+    ended: Arc<Vec<AtomicU64>>,
+    total: Arc<AtomicUsize>,
+}
+
+impl StampJob {
+    fn new(jobs: u32, base: Instant) -> Self {
+        let zeros = |_| AtomicU64::new(0);
+        Self {
+            base,
+            runs: Arc::new((0..jobs).map(|_| AtomicU32::new(0)).collect()),
+            started: Arc::new((0..jobs).map(zeros).collect()),
+            ended: Arc::new((0..jobs).map(zeros).collect()),
+            total: Arc::default(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// When payload `index` first started and last ended, if it ran.
+    fn times(&self, index: usize) -> Option<(Duration, Duration)> {
+        let started = self.started[index].load(Ordering::Relaxed);
+        let ended = self.ended[index].load(Ordering::Relaxed);
+        (started > 0 && ended > 0).then(|| {
+            (
+                Duration::from_nanos(started - 1),
+                Duration::from_nanos(ended - 1),
+            )
+        })
+    }
+}
+
+impl Job for StampJob {
+    const TYPE: &'static str = "bench_stamp";
+    type Payload = u32;
+
+    async fn handle(&self, index: u32, _ctx: JobContext) -> JobResult {
+        let index = index as usize;
+        let (Some(runs), Some(started), Some(ended)) = (
+            self.runs.get(index),
+            self.started.get(index),
+            self.ended.get(index),
+        ) else {
+            return Err(JobError::permanent(format!("index {index} out of range")));
+        };
+        let _ = started.compare_exchange(0, self.now(), Ordering::Relaxed, Ordering::Relaxed);
+        runs.fetch_add(1, Ordering::Relaxed);
+        ended.store(self.now(), Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// W6's shape: one big key's backlog queued before a few small keys' jobs.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct FairShape {
+    /// Jobs of the one big key, queued first.
+    pub big_jobs: u32,
+    /// Small keys, whose jobs are queued after the big key's.
+    pub small_keys: u32,
+    /// Jobs per small key.
+    pub small_jobs_per_key: u32,
+    /// Workers in the pool.
+    pub workers: usize,
+}
+
+/// What W6 measured and checked.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Fairness {
+    /// The workload.
+    #[serde(flatten)]
+    pub shape: FairShape,
+    /// Median wait of the small keys' jobs, from their dispatch (just
+    /// before the pool started) to their handler starting, ms.
+    pub small_wait_p50_ms: f64,
+    /// 99th percentile of that wait, ms.
+    pub small_wait_p99_ms: f64,
+    /// From the pool's start until the last small-key job's handler
+    /// ended, s.
+    pub small_done_s: f64,
+    /// From the pool's start until every job had run and none was pending
+    /// or started in the database, s.
+    pub all_done_s: f64,
+    /// The whole drain's rate, jobs/s.
+    pub jobs_per_s: f64,
+    /// How long the pool needs, at `jobs_per_s`, for twice the small keys'
+    /// jobs: the goal for `small_done_s`, s.
+    pub fair_bound_s: f64,
+    /// `small_done_s / fair_bound_s` (at most 1: the small keys were not
+    /// held behind the big key's backlog).
+    pub small_done_vs_bound: f64,
+    /// Big-key jobs whose handler started before the last small-key job
+    /// ended (strictly oldest first: all of them).
+    pub big_jobs_before_small_done: u64,
+    /// Rows `finished` after the drain.
+    pub finished: u64,
+    /// Jobs whose handler never ran.
+    pub lost: u64,
+    /// Jobs whose handler ran more than once.
+    pub duplicates: u64,
+}
+
+impl Fairness {
+    /// Every job ran exactly once and ended `finished`.
+    pub fn ok(&self) -> bool {
+        let jobs = u64::from(self.shape.big_jobs)
+            + u64::from(self.shape.small_keys) * u64::from(self.shape.small_jobs_per_key);
+        self.lost == 0 && self.duplicates == 0 && self.finished == jobs
+    }
+}
+
+/// Rows inserted per statement when queuing W6's big key.
+const FAIR_CHUNK: u32 = 10_000;
+
+/// W6: the default queue set `fair()`; `shape.big_jobs` jobs of key `big`
+/// queued, then `shape.small_jobs_per_key` jobs of each of
+/// `shape.small_keys` keys (key by key), then a pool of `shape.workers`
+/// started in this process drains them all.
+pub async fn fairness(db: &FreshDb, shape: FairShape) -> Result<Fairness> {
+    let small = shape.small_keys * shape.small_jobs_per_key;
+    let jobs = shape.big_jobs + small;
+    let base = Instant::now();
+    let job = StampJob::new(jobs, base);
+    let bench = db.open().await?;
+    let hopper = hopper_on(&bench, job.clone())?;
+    hopper
+        .set_queue_flow(hopper::DEFAULT_QUEUE, QueueFlow::default().fair())
+        .await?;
+    let mut next = 0;
+    while next < shape.big_jobs {
+        let end = (next + FAIR_CHUNK).min(shape.big_jobs);
+        hopper
+            .dispatch_many::<StampJob>(next..end, DispatchOptions::new().partition("big"))
+            .await?;
+        next = end;
+    }
+    let small_rows = (0..small)
+        .map(|n| {
+            let key = format!("small:{}", n / shape.small_jobs_per_key);
+            hopper.prepare::<StampJob>(shape.big_jobs + n, DispatchOptions::new().partition(key))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sent = base.elapsed();
+    let ids = bench.store().insert(&small_rows).await?;
+    if ids.len() != small as usize {
+        bail!("the insert stored {} of {small} small-key jobs", ids.len());
+    }
+
+    let start = base.elapsed();
+    let pool = hopper.start(WorkerConfig::new(shape.workers))?;
+    let waited = wait_all_done(&pool, &bench, || job.total.load(Ordering::Acquire), jobs).await;
+    let all_done = base.elapsed() - start;
+    pool.stop().await?;
+    waited?;
+    let finished = bench.count_finished().await?;
+    bench.close().await;
+
+    let small_times: Vec<(Duration, Duration)> = (shape.big_jobs..jobs)
+        .filter_map(|index| job.times(index as usize))
+        .collect();
+    let mut waits: Vec<Duration> = small_times
+        .iter()
+        .map(|(started, _)| started.saturating_sub(sent))
+        .collect();
+    waits.sort_unstable();
+    let small_done_at = small_times
+        .iter()
+        .map(|(_, ended)| *ended)
+        .max()
+        .unwrap_or_default();
+    let big_before = (0..shape.big_jobs)
+        .filter_map(|index| job.times(index as usize))
+        .filter(|(started, _)| *started < small_done_at)
+        .count() as u64;
+    let (lost, duplicates) = lost_and_duplicates(&job.runs);
+    let jobs_per_s = rate(jobs, all_done);
+    let small_done_s = small_done_at.saturating_sub(start).as_secs_f64();
+    let fair_bound_s = 2.0 * f64::from(small) / jobs_per_s;
+    Ok(Fairness {
+        shape,
+        small_wait_p50_ms: percentile_ms(&waits, 0.50),
+        small_wait_p99_ms: percentile_ms(&waits, 0.99),
+        small_done_s,
+        all_done_s: all_done.as_secs_f64(),
+        jobs_per_s,
+        fair_bound_s,
+        small_done_vs_bound: small_done_s / fair_bound_s,
+        big_jobs_before_small_done: big_before,
+        finished,
+        lost,
+        duplicates,
+    })
+}
+
+/// (never run, run more than once) over per-payload run counts.
+fn lost_and_duplicates(runs: &[AtomicU32]) -> (u64, u64) {
+    let runs = runs.iter().map(|runs| runs.load(Ordering::Relaxed));
+    runs.fold((0, 0), |(lost, dup), n| match n {
+        0 => (lost + 1, dup),
+        1 => (lost, dup),
+        _ => (lost, dup + 1),
+    })
 }
 
 /// The nearest-rank `p` percentile of sorted, non-empty `values`, in ms.

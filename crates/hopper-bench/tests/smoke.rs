@@ -33,6 +33,12 @@ fn small_run(url: &str) -> serde_json::Value {
         "--w4",
         "--w4-jobs",
         "300",
+        "--w6-big",
+        "300",
+        "--w6-small-keys",
+        "3",
+        "--w6-small-jobs",
+        "10",
         "--json",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -69,6 +75,37 @@ fn check(report: &serde_json::Value, database: &str) {
     assert!(report["idle"]["cpu_ms"]
         .as_f64()
         .is_some_and(|ms| ms >= 0.0));
+
+    for (limited, keys) in [
+        ("w5", serde_json::json!(1000)),
+        ("w5g", serde_json::Value::Null),
+    ] {
+        let w = &report[limited];
+        assert_eq!(w["jobs"], 200, "{limited}");
+        assert_eq!(w["keys"], keys, "{limited}");
+        assert_eq!(w["finished"], 200, "{limited}");
+        assert_eq!(w["lost"], 0, "{limited}");
+        assert_eq!(w["duplicates"], 0, "{limited}");
+        positive(report, &format!("/{limited}/jobs_per_s"));
+        positive(report, &format!("/{limited}/ratio_to_w2"));
+    }
+    assert_eq!(report["w5"]["key_limit"], 1);
+    assert_eq!(report["w5g"]["concurrency_limit"], 1000);
+    let w6 = &report["w6"];
+    assert_eq!(w6["big_jobs"], 300);
+    assert_eq!(w6["small_keys"], 3);
+    assert_eq!(w6["small_jobs_per_key"], 10);
+    assert_eq!(w6["finished"], 330);
+    assert_eq!(w6["lost"], 0);
+    assert_eq!(w6["duplicates"], 0);
+    for figure in [
+        "small_wait_p99_ms",
+        "small_done_s",
+        "fair_bound_s",
+        "jobs_per_s",
+    ] {
+        positive(report, &format!("/w6/{figure}"));
+    }
 
     for (growth, jobs, kept) in [("queued", 300, 0), ("finished_kept", 200, 300)] {
         let g = &report["w4"][growth];

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::db::{Backend, Run};
 use crate::job::ChaosJob;
-use crate::run::{Events, Outcome, Plan, retry};
+use crate::run::{Events, Limits, Outcome, Plan, retry};
 
 /// The prefix of the error the rescuer records for an attempt whose lease ran out.
 const LEASE_EXPIRED: &str = "lease expired: worker ";
@@ -187,6 +187,8 @@ pub struct Report {
     pub drain_secs: Option<f64>,
     /// SQLite's integrity check of the file after the run.
     pub integrity: Option<String>,
+    /// A limited run's check of its limits (`None`: not a limited run).
+    pub limits: Option<LimitAudit>,
     /// Whether the run passed: nothing lost, nothing stuck, every duplicate
     /// explained by a kill, a failed attempt or a cut connection (a stalled
     /// worker fails the run too: the lease is meant to outlast any stall,
@@ -195,6 +197,155 @@ pub struct Report {
     pub passed: bool,
     /// Every job executed more than once.
     pub duplicates: Vec<Duplicate>,
+}
+
+/// A moment when more runs overlapped than a limit allows.
+#[derive(Debug, Serialize)]
+pub struct OverLimit {
+    /// The key (`None`: the whole queue).
+    pub key: Option<String>,
+    /// How many ran at once.
+    pub running: u64,
+    /// When the most started (the host's real clock).
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// A limited run's limits checked against the recorded executions: each
+/// one's start and end, and the key of its job.
+#[derive(Debug, Serialize)]
+pub struct LimitAudit {
+    /// The settings.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// Jobs stored without a partition key (must be 0).
+    pub unkeyed_jobs: u64,
+    /// Executions checked.
+    pub runs_checked: u64,
+    /// The most executions of one key that overlapped.
+    pub max_running_per_key: u64,
+    /// The most executions of the queue that overlapped.
+    pub max_running: u64,
+    /// Executions left out: their process was SIGKILLed before they ended
+    /// (no end recorded). Their lease had not run out when the process
+    /// died, so the next owner may rightly start while they look alive.
+    pub excluded_killed_runs: u64,
+    /// The most executions of one key that overlapped with those counted
+    /// too, each until its process was killed (for information).
+    pub max_running_per_key_with_killed: u64,
+    /// Likewise for the whole queue.
+    pub max_running_with_killed: u64,
+    /// Executions with no end recorded whose process was not killed (the
+    /// end could not be written for a minute): must be 0.
+    pub runs_without_end: u64,
+    /// Where a limit was exceeded (first 20; killed runs left out).
+    pub over_limit: Vec<OverLimit>,
+    /// Every job keyed, no limit exceeded, every live run's end known.
+    pub passed: bool,
+}
+
+/// The most `[start, end)` intervals overlapping at once, and when the
+/// most started. An interval ending when another starts does not overlap it.
+fn max_overlap(intervals: &[(i64, i64)]) -> (u64, Option<i64>) {
+    let mut events: Vec<(i64, i64)> = intervals
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end.max(start), -1)])
+        .collect();
+    // At equal times ends (-1) come first.
+    events.sort_unstable();
+    let (mut running, mut most, mut at) = (0i64, 0i64, None);
+    for (time, step) in events {
+        running += step;
+        if running > most {
+            (most, at) = (running, Some(time));
+        }
+    }
+    (u64::try_from(most).unwrap_or(0), at)
+}
+
+/// The most overlapping `(key, start, end)` runs of each key, and when.
+fn per_key<'a>(runs: &[(&'a str, i64, i64)]) -> Vec<(&'a str, (u64, Option<i64>))> {
+    let mut by_key: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for &(key, start, end) in runs {
+        by_key.entry(key).or_default().push((start, end));
+    }
+    by_key
+        .into_iter()
+        .map(|(key, intervals)| (key, max_overlap(&intervals)))
+        .collect()
+}
+
+/// Checks a limited run's executions against `limits`. `key_of_job` maps
+/// a job id to its key; `killed` each SIGKILLed worker to when.
+fn check_limits(
+    limits: Limits,
+    runs: &[Run],
+    key_of_job: &HashMap<i64, String>,
+    killed: &HashMap<&str, DateTime<Utc>>,
+    unkeyed_jobs: u64,
+) -> LimitAudit {
+    // (key, start, end) of the runs checked, and of every run with killed
+    // runs ending at their kill.
+    let mut checked: Vec<(&str, i64, i64)> = Vec::new();
+    let mut with_killed: Vec<(&str, i64, i64)> = Vec::new();
+    let (mut excluded, mut without_end) = (0, 0);
+    for run in runs {
+        let key = key_of_job.get(&run.job_id).map_or("?", String::as_str);
+        match (run.end_us, killed.get(run.worker.as_str())) {
+            (Some(end), _) => {
+                checked.push((key, run.at_us, end));
+                with_killed.push((key, run.at_us, end));
+            }
+            (None, Some(kill)) => {
+                excluded += 1;
+                with_killed.push((key, run.at_us, kill.timestamp_micros()));
+            }
+            (None, None) => without_end += 1,
+        }
+    }
+    let all = |runs: &[(&str, i64, i64)]| {
+        let intervals: Vec<(i64, i64)> = runs.iter().map(|&(_, s, e)| (s, e)).collect();
+        max_overlap(&intervals)
+    };
+    let keys = per_key(&checked);
+    let (max_running, max_at) = all(&checked);
+    let max_running_per_key = keys.iter().map(|(_, (n, _))| *n).max().unwrap_or(0);
+    let mut over_limit: Vec<OverLimit> = Vec::new();
+    if max_running > u64::from(limits.queue_limit) {
+        over_limit.push(OverLimit {
+            key: None,
+            running: max_running,
+            at: max_at.and_then(DateTime::from_timestamp_micros),
+        });
+    }
+    over_limit.extend(
+        keys.iter()
+            .filter(|(_, (n, _))| *n > u64::from(limits.key_limit))
+            .take(20)
+            .map(|(key, (n, at))| OverLimit {
+                key: Some((*key).to_owned()),
+                running: *n,
+                at: at.and_then(DateTime::from_timestamp_micros),
+            }),
+    );
+    over_limit.truncate(20);
+    let passed = over_limit.is_empty() && without_end == 0 && unkeyed_jobs == 0;
+    LimitAudit {
+        limits,
+        unkeyed_jobs,
+        runs_checked: checked.len() as u64,
+        max_running_per_key,
+        max_running,
+        excluded_killed_runs: excluded,
+        max_running_per_key_with_killed: per_key(&with_killed)
+            .iter()
+            .map(|(_, (n, _))| *n)
+            .max()
+            .unwrap_or(0),
+        max_running_with_killed: all(&with_killed).0,
+        runs_without_end: without_end,
+        over_limit,
+        passed,
+    }
 }
 
 fn secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -374,6 +525,23 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         .collect();
     let bursts = events.outages.iter().filter(|o| o.kind == "connections");
     let distinct_seqs = by_seq.len() as u64;
+    let limits = match plan.limits {
+        Some(limits) => {
+            let unkeyed = retry(|| outcome.db.unkeyed_jobs(<ChaosJob as Job>::TYPE)).await?;
+            let key_of_job: HashMap<i64, String> = jobs
+                .iter()
+                .filter_map(|job| Some((job.id, limits.key_of(job.payload.parse().ok()?))))
+                .collect();
+            Some(check_limits(
+                limits,
+                &runs,
+                &key_of_job,
+                &killed,
+                u64::try_from(unkeyed).unwrap_or(0),
+            ))
+        }
+        None => None,
+    };
     let mut report = Report {
         backend: outcome.backend,
         jobs: plan.jobs,
@@ -420,6 +588,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         stop_failures: events.stop_failures,
         drain_secs: events.drain_secs,
         integrity,
+        limits,
         passed: false,
         duplicates,
     };
@@ -432,7 +601,8 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         && report.dispatched_twice == 0
         && report.torn_batches == 0
         && report.unexpected_exits == 0
-        && report.integrity.as_deref().is_none_or(|i| i == "ok");
+        && report.integrity.as_deref().is_none_or(|i| i == "ok")
+        && report.limits.as_ref().is_none_or(|l| l.passed);
     Ok(report)
 }
 
@@ -528,6 +698,48 @@ impl Report {
         if let Some(integrity) = &self.integrity {
             lines.push(format!("SQLite integrity check          {integrity}"));
         }
+        if let Some(l) = &self.limits {
+            let limits = l.limits;
+            lines.push(String::new());
+            lines.push(format!(
+                "limited: {} keys, at most {} per key and {} in all",
+                limits.keys, limits.key_limit, limits.queue_limit
+            ));
+            lines.push(format!(
+                "  jobs without a key            {}",
+                l.unkeyed_jobs
+            ));
+            lines.push(format!(
+                "  executions checked            {}",
+                l.runs_checked
+            ));
+            lines.push(format!(
+                "  most running, one key         {} (limit {})",
+                l.max_running_per_key, limits.key_limit
+            ));
+            lines.push(format!(
+                "  most running, in all          {} (limit {})",
+                l.max_running, limits.queue_limit
+            ));
+            lines.push(format!(
+                "  left out: killed before end   {} (counted until their kill: {} per key, {} in all)",
+                l.excluded_killed_runs,
+                l.max_running_per_key_with_killed,
+                l.max_running_with_killed
+            ));
+            lines.push(format!(
+                "  live runs with no end         {}",
+                l.runs_without_end
+            ));
+            for over in &l.over_limit {
+                lines.push(format!(
+                    "  over the limit: {} ran {} at once at {}",
+                    over.key.as_deref().unwrap_or("the queue"),
+                    over.running,
+                    over.at.map_or_else(|| "?".to_owned(), |at| at.to_rfc3339())
+                ));
+            }
+        }
         let odd: Vec<&Duplicate> = self
             .duplicates
             .iter()
@@ -565,5 +777,60 @@ impl Report {
             if self.passed { "PASS" } else { "FAIL" }
         ));
         lines.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(job_id: i64, worker: &str, at_us: i64, end_us: Option<i64>) -> Run {
+        Run {
+            job_id,
+            attempt: 1,
+            worker: worker.to_owned(),
+            at_us,
+            end_us,
+        }
+    }
+
+    #[test]
+    fn touching_intervals_do_not_overlap() {
+        assert_eq!(max_overlap(&[(0, 10), (10, 20)]), (1, Some(0)));
+        assert_eq!(max_overlap(&[(0, 10), (5, 20), (6, 7)]), (3, Some(6)));
+        assert_eq!(max_overlap(&[]), (0, None));
+    }
+
+    #[test]
+    fn a_killed_run_without_an_end_is_left_out_and_a_live_one_fails() {
+        let limits = Limits {
+            keys: 2,
+            key_limit: 1,
+            queue_limit: 2,
+        };
+        let keys: HashMap<i64, String> = [(1, "key:1".to_owned()), (2, "key:1".to_owned())]
+            .into_iter()
+            .collect();
+        let kill = DateTime::from_timestamp_micros(50).unwrap();
+        let killed: HashMap<&str, DateTime<Utc>> = [("w0", kill)].into_iter().collect();
+        // w0's run of job 1 never ended; w1 runs job 2 of the same key meanwhile.
+        let runs = [run(1, "w0", 0, None), run(2, "w1", 10, Some(20))];
+        let audit = check_limits(limits, &runs, &keys, &killed, 0);
+        assert!(audit.passed, "{audit:?}");
+        assert_eq!(audit.excluded_killed_runs, 1);
+        assert_eq!(audit.max_running_per_key, 1);
+        assert_eq!(audit.max_running_per_key_with_killed, 2);
+
+        // The same runs by a process that was not killed: the end is unknown.
+        let audit = check_limits(limits, &runs, &keys, &HashMap::new(), 0);
+        assert!(!audit.passed);
+        assert_eq!(audit.runs_without_end, 1);
+
+        // Two recorded runs of one key overlapping exceed the per-key limit.
+        let runs = [run(1, "w0", 0, Some(15)), run(2, "w1", 10, Some(20))];
+        let audit = check_limits(limits, &runs, &keys, &HashMap::new(), 0);
+        assert!(!audit.passed);
+        assert_eq!(audit.over_limit.len(), 1);
+        assert_eq!(audit.over_limit[0].key.as_deref(), Some("key:1"));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hopper::clock::OffsetClock;
-use hopper::{Hopper, WorkerConfig};
+use hopper::{DispatchOptions, Hopper, WorkerConfig};
 use tokio::io::AsyncReadExt;
 
 use crate::db;
@@ -107,6 +107,26 @@ pub struct DispatchArgs {
     /// How long each batch's transaction stays open after its rows are written.
     #[arg(long)]
     pub hold_ms: u64,
+    /// Partition keys the jobs are spread over: job `n` gets key
+    /// `key:<n % keys>` (0: no keys).
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
+}
+
+/// Sequence numbers `seqs` as `dispatch_many` calls: one without options,
+/// or with `keys` one per key (`key:<seq % keys>`) present in the batch.
+pub fn groups(seqs: std::ops::Range<u64>, keys: u64) -> Vec<(DispatchOptions, Vec<u64>)> {
+    if keys == 0 {
+        return vec![(DispatchOptions::new(), seqs.collect())];
+    }
+    let mut by_key: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for seq in seqs {
+        by_key.entry(seq % keys).or_default().push(seq);
+    }
+    by_key
+        .into_iter()
+        .map(|(key, seqs)| (DispatchOptions::new().partition(format!("key:{key}")), seqs))
+        .collect()
 }
 
 /// Milliseconds between the dispatcher's batches.
@@ -141,7 +161,7 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
         let first = next;
         db.dispatch_held::<ChaosJob>(
             &hopper,
-            next..end,
+            groups(next..end, args.keys),
             Duration::from_millis(args.hold_ms),
             || {
                 let _ = writeln!(stdout, "written {first} {end}");

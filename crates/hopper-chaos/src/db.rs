@@ -245,6 +245,9 @@ pub struct Run {
     pub worker: String,
     /// When the handler started, in microseconds since the Unix epoch.
     pub at_us: i64,
+    /// When its work ended, likewise (`None`: never recorded, e.g. its
+    /// process was killed first).
+    pub end_us: Option<i64>,
 }
 
 /// Opens Hopper's store at `url` (without migrating) and a [`Db`] on the same pool.
@@ -301,13 +304,13 @@ impl Db {
         let sql = self.sql(
             "CREATE TABLE IF NOT EXISTS chaos_runs (job_id INTEGER NOT NULL, \
              attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
-             at_us INTEGER NOT NULL)",
+             at_us INTEGER NOT NULL, end_us INTEGER NULL)",
             "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
              attempt INTEGER NOT NULL, worker TEXT NOT NULL, pid INTEGER NOT NULL, \
-             at_us BIGINT NOT NULL)",
+             at_us BIGINT NOT NULL, end_us BIGINT NULL)",
             "CREATE TABLE IF NOT EXISTS chaos_runs (job_id BIGINT NOT NULL, \
              attempt INT NOT NULL, worker VARCHAR(64) NOT NULL, pid INT NOT NULL, \
-             at_us BIGINT NOT NULL) ENGINE = InnoDB",
+             at_us BIGINT NOT NULL, end_us BIGINT NULL) ENGINE = InnoDB",
         );
         on_db!(self,
             sqlite store => store.transaction(|tx| Ok(tx.execute_batch(sql)?)).await?,
@@ -328,9 +331,10 @@ impl Db {
         let attempt = i64::from(attempt);
         let pid = i64::from(pid);
         let sql = self.sql(
-            "INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)",
-            "INSERT INTO chaos_runs VALUES ($1, $2::int, $3, $4::int, $5)",
-            "INSERT INTO chaos_runs VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO chaos_runs (job_id, attempt, worker, pid, at_us) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO chaos_runs (job_id, attempt, worker, pid, at_us) \
+             VALUES ($1, $2::int, $3, $4::int, $5)",
+            "INSERT INTO chaos_runs (job_id, attempt, worker, pid, at_us) VALUES (?, ?, ?, ?, ?)",
         );
         on_db!(self,
             sqlite store => {
@@ -354,21 +358,66 @@ impl Db {
         Ok(())
     }
 
+    /// Records that the execution of attempt `attempt` of job `job_id` that
+    /// `worker` started at `at_us` ended at `end_us` (nothing, if that
+    /// execution's row was never stored).
+    pub async fn record_end(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        worker: &str,
+        at_us: i64,
+        end_us: i64,
+    ) -> Result<()> {
+        let attempt = i64::from(attempt);
+        let sql = self.sql(
+            "UPDATE chaos_runs SET end_us = ? \
+             WHERE job_id = ? AND attempt = ? AND worker = ? AND at_us = ?",
+            "UPDATE chaos_runs SET end_us = $1 \
+             WHERE job_id = $2 AND attempt = $3::int AND worker = $4 AND at_us = $5",
+            "UPDATE chaos_runs SET end_us = ? \
+             WHERE job_id = ? AND attempt = ? AND worker = ? AND at_us = ?",
+        );
+        on_db!(self,
+            sqlite store => {
+                store
+                    .transaction(|tx| {
+                        Ok(tx.execute(sql, rusqlite::params![end_us, job_id, attempt, worker, at_us])?)
+                    })
+                    .await?;
+            },
+            server pool => {
+                sqlx::query(sql)
+                    .bind(end_us)
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(worker)
+                    .bind(at_us)
+                    .execute(pool)
+                    .await?;
+            }
+        );
+        Ok(())
+    }
+
     /// Every recorded execution, by job and attempt.
     pub async fn runs(&self) -> Result<Vec<Run>> {
-        const SQL: &str = "SELECT job_id, CAST(attempt AS BIGINT) AS attempt, worker, at_us \
-                           FROM chaos_runs ORDER BY job_id, attempt, at_us";
+        const SQL: &str = "SELECT job_id, CAST(attempt AS BIGINT) AS attempt, worker, at_us, \
+                           end_us FROM chaos_runs ORDER BY job_id, attempt, at_us";
         let sql = self.sql(
             SQL,
             SQL,
-            "SELECT job_id, CAST(attempt AS SIGNED) AS attempt, worker, at_us \
+            "SELECT job_id, CAST(attempt AS SIGNED) AS attempt, worker, at_us, end_us \
              FROM chaos_runs ORDER BY job_id, attempt, at_us",
         );
-        let rows: Vec<(i64, i64, String, i64)> = on_db!(self,
+        type Row = (i64, i64, String, i64, Option<i64>);
+        let rows: Vec<Row> = on_db!(self,
             sqlite store => {
                 let conn = store.reader().await?;
                 let mut select = conn.prepare(sql)?;
-                let rows = select.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                let rows = select.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
                 rows.collect::<Result<Vec<_>, _>>()?
             },
             server pool => {
@@ -376,19 +425,39 @@ impl Db {
                     .fetch_all(pool)
                     .await?
                     .iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                    .map(|r| {
+                        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?))
+                    })
                     .collect::<Result<Vec<_>, sqlx::Error>>()?
             }
         );
         Ok(rows
             .into_iter()
-            .map(|(job_id, attempt, worker, at_us)| Run {
+            .map(|(job_id, attempt, worker, at_us, end_us)| Run {
                 job_id,
                 attempt: u32::try_from(attempt).unwrap_or(0),
                 worker,
                 at_us,
+                end_us,
             })
             .collect())
+    }
+
+    /// How many jobs of `job_type` are stored without a partition key.
+    pub async fn unkeyed_jobs(&self, job_type: &str) -> Result<i64> {
+        let sql = self.sql(
+            "SELECT COUNT(*) FROM jobs WHERE type = ? AND partition_key IS NULL",
+            "SELECT COUNT(*) FROM jobs WHERE type = $1 AND partition_key IS NULL",
+            "SELECT COUNT(*) FROM jobs WHERE type = ? AND partition_key IS NULL",
+        );
+        let count = on_db!(self,
+            sqlite store => store
+                .reader()
+                .await?
+                .query_row(sql, [job_type], |row| row.get(0))?,
+            server pool => sqlx::query_scalar(sql).bind(job_type).fetch_one(pool).await?
+        );
+        Ok(count)
     }
 
     /// How many chaos jobs are stored, and the highest sequence number among them.
@@ -413,22 +482,24 @@ impl Db {
 
     /// Dispatches a job of type `J` per payload through `hopper`, in one
     /// transaction that stays open for `hold` after the rows are written;
-    /// `written` is called at that moment.
+    /// `written` is called at that moment. Each group of `groups` is one
+    /// `dispatch_many` call with its options (a partition key, say).
     pub async fn dispatch_held<J: Job>(
         &self,
         hopper: &Hopper,
-        payloads: impl IntoIterator<Item = J::Payload>,
+        groups: Vec<(DispatchOptions, Vec<J::Payload>)>,
         hold: Duration,
         written: impl FnOnce(),
     ) -> Result<()> {
-        let options = DispatchOptions::new();
         match self {
             Db::Sqlite(_) => {
                 // SQLite's transactions run on the calling thread: holding
                 // one open is holding the thread, as a slow write would.
                 hopper
                     .sqlite_transaction(|tx| {
-                        tx.dispatch_many::<J>(payloads, options)?;
+                        for (options, payloads) in groups {
+                            tx.dispatch_many::<J>(payloads, options)?;
+                        }
                         written();
                         std::thread::sleep(hold);
                         Ok(())
@@ -437,14 +508,18 @@ impl Db {
             }
             Db::Postgres(pool) => {
                 let mut tx = hopper.transaction(pool.begin().await?);
-                tx.dispatch_many::<J>(payloads, options).await?;
+                for (options, payloads) in groups {
+                    tx.dispatch_many::<J>(payloads, options).await?;
+                }
                 written();
                 tokio::time::sleep(hold).await;
                 tx.commit().await?;
             }
             Db::Mysql(pool) => {
                 let mut tx = hopper.transaction(pool.begin().await?);
-                tx.dispatch_many::<J>(payloads, options).await?;
+                for (options, payloads) in groups {
+                    tx.dispatch_many::<J>(payloads, options).await?;
+                }
                 written();
                 tokio::time::sleep(hold).await;
                 tx.commit().await?;

@@ -1,7 +1,8 @@
 //! The job a chaos run dispatches: it records each execution of its
-//! handler in `chaos_runs`, then works for a few milliseconds.
+//! handler in `chaos_runs`, works for a few milliseconds, then records
+//! when that execution ended.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hopper::{Job, JobContext, JobError, JobResult};
 
@@ -32,7 +33,7 @@ impl Job for ChaosJob {
     async fn handle(&self, _seq: u64, ctx: JobContext) -> JobResult {
         let recorder = ctx.state::<Recorder>()?;
         let at_us = chrono::Utc::now().timestamp_micros();
-        recorder
+        let recorded = recorder
             .db
             .record_run(
                 ctx.id(),
@@ -41,10 +42,20 @@ impl Job for ChaosJob {
                 std::process::id(),
                 at_us,
             )
-            .await
-            .map_err(|e| JobError::retryable(format!("recording the run failed: {e}")))?;
+            .await;
+        if let Err(error) = recorded {
+            // The insert may have committed with its answer lost: this
+            // execution ends here, and says so if its row is there.
+            let end_us = chrono::Utc::now().timestamp_micros();
+            end(recorder, ctx.id(), ctx.attempt(), at_us, end_us).await;
+            return Err(JobError::retryable(format!(
+                "recording the run failed: {error}"
+            )));
+        }
         let work = fastrand::u64(0..=recorder.max_work_ms);
         tokio::time::sleep(Duration::from_millis(work)).await;
+        let end_us = chrono::Utc::now().timestamp_micros();
+        end(recorder, ctx.id(), ctx.attempt(), at_us, end_us).await;
         Ok(())
     }
 
@@ -55,5 +66,28 @@ impl Job for ChaosJob {
     /// clock and takes them 100 ms after they failed.
     fn retry_delay(&self, _attempt: u32) -> Duration {
         Duration::from_millis(100)
+    }
+}
+
+/// How long [`end`] keeps trying to write an execution's end: past a
+/// server restart and a burst of connection kills.
+const END_RETRY: Duration = Duration::from_secs(60);
+
+/// Records that the execution started at `at_us` ended at `end_us`,
+/// trying again while the database is away (the time written is the one
+/// the work ended at, not the one the write got through). A run whose end
+/// is never written counts, in a limited run's audit, as running until
+/// its process died, or fails the audit if it did not.
+async fn end(recorder: &Recorder, job_id: i64, attempt: u32, at_us: i64, end_us: i64) {
+    let deadline = Instant::now() + END_RETRY;
+    loop {
+        let written = recorder
+            .db
+            .record_end(job_id, attempt, &recorder.worker, at_us, end_us)
+            .await;
+        if written.is_ok() || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

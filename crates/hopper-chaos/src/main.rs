@@ -14,8 +14,15 @@
 //!
 //! ```text
 //! cargo run --release -p hopper-chaos -- --database-url <url> [--jobs 50000]
-//!     [--workers 3] [--duration 120s] [--clock-skew 60s] [--json]
+//!     [--workers 3] [--duration 120s] [--clock-skew 60s]
+//!     [--limited [--keys 100] [--key-limit 1] [--queue-limit 10]] [--json]
 //! ```
+//!
+//! `--limited` spreads the jobs over partition keys and gives the queue a
+//! per-key and a global concurrency limit; the audit then also checks,
+//! from each recorded execution's start and end, that no more runs of a
+//! key, or of the queue, overlapped than the limits allow (leaving out
+//! runs whose process was SIGKILLed before they ended).
 //!
 //! Exits 0 only when the audit passes.
 
@@ -32,7 +39,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::run::Plan;
+use crate::run::{Limits, Plan};
 
 fn duration(text: &str) -> Result<Duration, String> {
     hopper_cli::duration::parse(text).map_err(|e| e.to_string())
@@ -117,6 +124,24 @@ struct RunArgs {
     #[arg(long, default_value = "60s", value_parser = duration)]
     clock_skew: Duration,
 
+    /// The limited workload: jobs spread over `--keys` partition keys, the
+    /// queue limited to `--key-limit` running jobs per key and
+    /// `--queue-limit` in all; the audit checks the limits held.
+    #[arg(long)]
+    limited: bool,
+
+    /// Partition keys of a limited run.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..1_000_000))]
+    keys: u64,
+
+    /// A limited run's most running jobs per key.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    key_limit: u32,
+
+    /// A limited run's most running jobs of the queue.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    queue_limit: u32,
+
     /// Keep each child process's log (RUST_LOG, default warn) in this folder.
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -163,6 +188,11 @@ async fn control(args: RunArgs) -> Result<ExitCode> {
         hold_ms: args.hold_ms,
         log_dir: args.log_dir,
         clock_skew: args.clock_skew,
+        limits: args.limited.then_some(Limits {
+            keys: args.keys,
+            key_limit: args.key_limit,
+            queue_limit: args.queue_limit,
+        }),
     };
     let outcome = run::run(&args.database_url, &plan).await?;
     let report = audit::audit(&outcome, &plan).await;

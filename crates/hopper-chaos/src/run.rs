@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use hopper::store::QueueFlow;
 use hopper::testing::all_jobs;
 use hopper::{Hopper, Job, JobFilter, JobState};
 use serde::Serialize;
@@ -54,6 +55,28 @@ pub struct Plan {
     /// How far ahead of the real time the one skewed worker process's clock
     /// runs (zero: no skewed worker).
     pub clock_skew: Duration,
+    /// A limited run's flow settings (`None`: jobs without keys on a queue
+    /// without limits).
+    pub limits: Option<Limits>,
+}
+
+/// The limited workload: jobs spread over keys, the queue limited per key
+/// and in all.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Limits {
+    /// Partition keys: job `n` gets key `key:<n % keys>`.
+    pub keys: u64,
+    /// The most jobs of one key running at once.
+    pub key_limit: u32,
+    /// The most jobs of the queue running at once.
+    pub queue_limit: u32,
+}
+
+impl Limits {
+    /// The key the dispatcher gives job `seq`.
+    pub fn key_of(&self, seq: u64) -> String {
+        format!("key:{}", seq % self.keys.max(1))
+    }
 }
 
 /// A worker process SIGKILLed by the controller.
@@ -260,6 +283,10 @@ impl Controller<'_> {
             .args(["--epoch-ms", &self.epoch_ms.to_string()])
             .args(["--pace-us", &pace_us.to_string()])
             .args(["--hold-ms", &self.plan.hold_ms.to_string()])
+            .args([
+                "--keys",
+                &self.plan.limits.map_or(0, |l| l.keys).to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(self.stderr(&format!("dispatch-{}", self.dispatchers))?)
@@ -632,6 +659,18 @@ pub async fn run(url: &str, plan: &Plan) -> Result<Outcome> {
         store.migrate().await?;
         db.create_runs_table().await?;
         let hopper = Hopper::builder().register(ChaosJob)?.build(store);
+        if let Some(limits) = plan.limits {
+            let flow = QueueFlow::default()
+                .per_key(limits.key_limit)
+                .concurrency(limits.queue_limit);
+            hopper
+                .set_queue_flow(<ChaosJob as Job>::QUEUE, flow)
+                .await?;
+            log(&format!(
+                "limited: {} keys, {} per key, {} in all",
+                limits.keys, limits.key_limit, limits.queue_limit
+            ));
+        }
         if plan.restart && backend == Backend::Postgres {
             postgres_version()?;
         }

@@ -90,8 +90,6 @@ fn postgres_keeps_its_limits_through_killed_workers_connections_and_a_restart() 
 }
 
 #[test]
-#[ignore = "MariaDB: every keyed flow claim fails decoding partition_key (utf8mb4_bin is \
-            answered as VARBINARY), so no keyed job runs; run it once the store decodes it"]
 fn mysql_keeps_its_limits_through_killed_workers_and_connections() {
     let report = limited(MYSQL_URL);
     check(&report);

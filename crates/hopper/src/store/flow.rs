@@ -312,14 +312,36 @@ pub(crate) trait FlowTx {
         keys: &[String],
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Starts the jobs `ids` (each still pending) for `request`, their
-    /// attempts counted now, leased from `now`.
+    /// Claims the jobs `ids` (each still pending) for `request`, leased
+    /// from `now`; the first `start_now` of them start at once (their runs
+    /// recorded started), the rest are claimed ahead.
     async fn start(
         &mut self,
         request: &ClaimRequest<'_>,
         ids: &[JobId],
+        start_now: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Claims up to `limit` of the queue's due jobs, best first, as the
+    /// usual claim does (the first `request.start_now` start at once),
+    /// leased from `now`.
+    async fn claim_in_order(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let heads = self
+            .queue_heads(request.queue, request.due_by, limit, false)
+            .await?;
+        let ids: Vec<JobId> = heads.iter().map(|c| c.id).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.start(request, &ids, request.start_now as usize, now)
+            .await
+    }
 
     /// Gives each key of `turns` its new turn, makes each key of `idle` not
     /// ready if its version is still the one given, and records
@@ -345,9 +367,10 @@ pub(crate) trait FlowTx {
 /// limits allow, keys in turn. Answers `None` when the queue has no flow
 /// settings (or is paused), for the caller's usual claim to answer.
 ///
-/// Only jobs that start at once are taken (no prefetch; at least one if
-/// asked for any): a job claimed ahead would count against the limits
-/// while it waits in a buffer, and against a rate before it started.
+/// Under a rate, only jobs that start at once are taken (at least one if
+/// asked for any): a job claimed ahead would count against the rate
+/// before it started. Without one, jobs are claimed ahead as on any queue;
+/// they count against the limits from their claim, as running jobs.
 pub(crate) async fn claim<T: FlowTx>(
     tx: &mut T,
     request: &ClaimRequest<'_>,
@@ -372,7 +395,11 @@ pub(crate) async fn claim<T: FlowTx>(
                 .collect();
         }
     }
-    let room = counts.room(&flow, request.start_now.max(1).min(request.limit));
+    let asked = match flow.rate {
+        Some(_) => request.start_now.max(1).min(request.limit),
+        None => request.limit,
+    };
+    let room = counts.room(&flow, asked);
     if room == 0 {
         return Ok(Some(Vec::new()));
     }
@@ -455,6 +482,11 @@ pub(crate) async fn claim<T: FlowTx>(
         }
         settle.key_turn = turn;
         chosen
+    } else if flow.rate.is_none() {
+        // Oldest first, no start to record: the database's usual claim,
+        // under the room the limit leaves.
+        let jobs = tx.claim_in_order(request, room, locked.now).await?;
+        return Ok(Some(jobs));
     } else {
         tx.queue_heads(request.queue, request.due_by, room, false)
             .await?
@@ -463,7 +495,11 @@ pub(crate) async fn claim<T: FlowTx>(
     let jobs = if ids.is_empty() {
         Vec::new()
     } else {
-        tx.start(request, &ids, locked.now).await?
+        let start_now = match flow.rate {
+            Some(_) => ids.len(),
+            None => request.start_now as usize,
+        };
+        tx.start(request, &ids, start_now, locked.now).await?
     };
     if flow.is_keyed() && (!settle.turns.is_empty() || !settle.idle.is_empty()) {
         settle.turns.sort();
@@ -559,6 +595,38 @@ pub(crate) fn pick(
         .take(room as usize)
         .map(|(.., c)| c)
         .collect()
+}
+
+/// The queues a store last found with flow settings: their claims go
+/// straight to the flow-controlled claim, without first trying the usual
+/// one (which skips such queues) and asking whether the queue has any.
+/// A claim that finds the settings gone forgets the queue.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FlowQueues(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl FlowQueues {
+    fn names(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `queue` was last found with flow settings.
+    pub(crate) fn contains(&self, queue: &str) -> bool {
+        self.names().contains(queue)
+    }
+
+    /// Records whether `queue` has flow settings.
+    pub(crate) fn set(&self, queue: &str, controlled: bool) {
+        let mut names = self.names();
+        if controlled {
+            names.insert(queue.to_owned());
+        } else {
+            names.remove(queue);
+        }
+    }
 }
 
 /// The distinct `(queue, key)` pairs of `jobs` that have a partition key,

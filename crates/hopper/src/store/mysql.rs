@@ -62,6 +62,7 @@ const DEADLOCK_RETRIES: usize = 5;
 #[derive(Clone, Debug)]
 pub struct MysqlStore {
     pool: MySqlPool,
+    flow_queues: super::FlowQueues,
 }
 
 impl MysqlStore {
@@ -106,7 +107,10 @@ impl MysqlStore {
             .connect_with(options)
             .await
             .map_err(|e| open_error(e.into()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            flow_queues: super::FlowQueues::default(),
+        })
     }
 
     /// The connection pool: begin the application's own transactions on it
@@ -369,6 +373,14 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
 impl MysqlStore {
     async fn try_claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if self.flow_queues.contains(request.queue) {
+            let claimed = super::flow::claim(&mut flow::MysqlFlow(&mut tx), request).await?;
+            if let Some(jobs) = claimed {
+                tx.commit().await?;
+                return Ok(jobs);
+            }
+            self.flow_queues.set(request.queue, false);
+        }
         let rows = sqlx::query(sql::CLAIM_SELECT)
             .bind(request.queue)
             .bind(micros(request.due_by))
@@ -381,11 +393,8 @@ impl MysqlStore {
             // claims run one at a time holding its row.
             let claimed = super::flow::claim(&mut flow::MysqlFlow(&mut tx), request).await?;
             tx.commit().await?;
+            self.flow_queues.set(request.queue, claimed.is_some());
             return Ok(claimed.unwrap_or_default());
-        }
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
         }
         let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
         let mut jobs = Vec::with_capacity(rows.len());

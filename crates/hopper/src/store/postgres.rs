@@ -90,6 +90,7 @@ fn migrator() -> Migrator {
 pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
+    flow_queues: super::FlowQueues,
 }
 
 impl PostgresStore {
@@ -118,7 +119,11 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| open_error(e.into()))?;
-        Ok(Self { pool, options })
+        Ok(Self {
+            pool,
+            options,
+            flow_queues: super::FlowQueues::default(),
+        })
     }
 
     /// The connection pool, for the application's own queries and
@@ -135,23 +140,19 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Claims from a queue with flow settings ([`super::flow`]), if
-    /// `request`'s queue has any: in a transaction holding the queue's
-    /// row, so the queue's flow-controlled claims run one at a time.
-    async fn claim_flow(&self, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
-        // Most empty claims are of queues without flow settings: one plain
-        // read tells them apart before any transaction begins.
-        let has_flow: Option<i32> = sqlx::query_scalar(sql::QUEUE_HAS_FLOW)
-            .bind(request.queue)
-            .fetch_optional(&self.pool)
-            .await?;
-        if has_flow.is_none() {
-            return Ok(Vec::new());
-        }
+    /// Claims from a queue with flow settings ([`super::flow`]) in a
+    /// transaction holding the queue's row, so the queue's
+    /// flow-controlled claims run one at a time; `None` if the queue has
+    /// no flow settings (or is paused).
+    async fn claim_flow(
+        &self,
+        request: &ClaimRequest<'_>,
+    ) -> Result<Option<Vec<ClaimedJob>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let claimed = super::flow::claim(&mut flow::PgFlow(&mut tx), request).await?;
         tx.commit().await?;
-        Ok(claimed.unwrap_or_default())
+        self.flow_queues.set(request.queue, claimed.is_some());
+        Ok(claimed)
     }
 }
 
@@ -541,13 +542,27 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
+        if self.flow_queues.contains(request.queue) {
+            if let Some(jobs) = self.claim_flow(&request).await? {
+                return Ok(jobs);
+            }
+        }
         let rows = claim_query(sql::CLAIM, &request, request.limit)
             .fetch_all(&self.pool)
             .await?;
         if rows.is_empty() {
-            // Nothing due, paused, or a queue with flow settings, whose
-            // claims run one at a time.
-            return self.claim_flow(&request).await;
+            // Nothing due, paused, or a queue with flow settings (which
+            // the usual claim skips). Most empty claims are of queues
+            // without: one plain read tells them apart before any
+            // transaction begins.
+            let has_flow: Option<i32> = sqlx::query_scalar(sql::QUEUE_HAS_FLOW)
+                .bind(request.queue)
+                .fetch_optional(&self.pool)
+                .await?;
+            if has_flow.is_none() {
+                return Ok(Vec::new());
+            }
+            return Ok(self.claim_flow(&request).await?.unwrap_or_default());
         }
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));

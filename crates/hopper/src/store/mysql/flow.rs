@@ -186,6 +186,7 @@ impl FlowTx for MysqlFlow<'_> {
         &mut self,
         request: &ClaimRequest<'_>,
         ids: &[JobId],
+        start_now: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedJob>, StoreError> {
         let statement = sql::lock_pending(ids.len());
@@ -208,16 +209,20 @@ impl FlowTx for MysqlFlow<'_> {
                 // The rows are locked: the attempt counted below is this one.
                 attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(0),
-                run_started: true,
+                run_started: false,
             });
         }
         if jobs.is_empty() {
             return Ok(jobs);
         }
         jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
-        let statement = sql::claim_update(jobs.len(), jobs.len());
+        for job in jobs.iter_mut().take(start_now) {
+            job.run_started = true;
+        }
+        let starting = start_now.min(jobs.len());
+        let statement = sql::claim_update(jobs.len(), starting);
         let mut update = sqlx::query(&statement).bind(micros(now));
-        for job in &jobs {
+        for job in jobs.iter().take(starting) {
             update = update.bind(job.id);
         }
         update = update

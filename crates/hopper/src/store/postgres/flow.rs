@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use super::{claimed, sql};
+use super::{claim_query, claimed, sql};
 use crate::job::JobId;
 use crate::store::rows::lease_micros;
 use crate::store::{
@@ -161,6 +161,7 @@ impl FlowTx for PgFlow<'_> {
         &mut self,
         request: &ClaimRequest<'_>,
         ids: &[JobId],
+        start_now: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedJob>, StoreError> {
         let rows = sqlx::query(sql::START_JOBS)
@@ -169,11 +170,28 @@ impl FlowTx for PgFlow<'_> {
             .bind(request.token)
             .bind(lease_micros(request.lease))
             .bind(ids)
+            .bind(&ids[..start_now.min(ids.len())])
             .fetch_all(&mut *self.0)
             .await?;
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
         // RETURNING's order is unspecified: answer them in the order chosen.
         jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
+        Ok(jobs)
+    }
+
+    async fn claim_in_order(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        limit: u32,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        // The usual claim reads the same now itself (the request's, or the
+        // server's at the transaction's start).
+        let rows = claim_query(sql::CLAIM_IN_ORDER, request, limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
         Ok(jobs)
     }
 

@@ -137,6 +137,9 @@ pub(super) const CLAIM: &str = pg_claim!(
          OR key_limit IS NOT NULL OR rate_limit IS NOT NULL OR fair)))"
 );
 
+/// [`CLAIM`] for a flow-controlled queue whose row the claim's transaction holds; $5 is the room its limits leave.
+pub(super) const CLAIM_IN_ORDER: &str = pg_claim!("");
+
 // --- claim, of a queue with flow settings (`super::flow`)
 
 /// Whether a queue row has flow settings (a limit, a rate or fair claims).
@@ -152,13 +155,18 @@ pub(super) const QUEUE_HAS_FLOW: &str = concat!(
     pg_flow_controlled!()
 );
 
+// The transaction commits without waiting for its WAL to reach the disk,
+// as the usual claim does (see `CLAIM`): a server crash can forget the
+// last claims, whose jobs then run again, and with them the starts they
+// recorded.
 /// Locks queue $1's row and answers its flow settings (as [`FLOW`]), last key turn and the claim's now ($2, or the server's), if it has any and is not paused.
 pub(super) const LOCK_FLOW: &str = concat!(
     "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_turn, \
          COALESCE($2::timestamptz, now()) AS now \
-     FROM queues WHERE name = $1 AND NOT paused AND ",
+     FROM queues, (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
+     WHERE name = $1 AND NOT paused AND relaxed.setting = 'off' AND ",
     pg_flow_controlled!(),
-    " FOR UPDATE"
+    " FOR UPDATE OF queues"
 );
 
 /// Queue $1's started jobs per partition key.
@@ -195,12 +203,17 @@ pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jo
 pub(super) const KEYS_PENDING: &str = "SELECT k FROM UNNEST($2::text[]) AS k \
      WHERE EXISTS (SELECT 1 FROM jobs WHERE state = 'pending' AND queue = $1 AND partition_key = k)";
 
-/// Starts the still-pending jobs $5 (bigint[]) at $1 for worker $2 under token $3, leased $4 microseconds from $1; answers them.
-pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-         started_at = $1, locked_by = $2, lease_token = $3, run_started = TRUE, cancel_requested = FALSE, \
+// Joined to the unnested ids, as completions are: a plain `id = ANY($5)`
+// let the planner scan the whole table under load.
+/// Claims the still-pending jobs $5 (bigint[]) at $1 for worker $2 under token $3, leased $4 microseconds from $1, those of $6 (bigint[]) starting at once; answers them.
+pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
+         started_at = $1, locked_by = $2, lease_token = $3, run_started = jobs.id = ANY($6), \
+         cancel_requested = FALSE, \
          locked_until = $1 + $4::bigint * interval '1 microsecond' \
-     WHERE id = ANY($5) AND state = 'pending' \
-     RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, run_started";
+     FROM UNNEST($5::bigint[]) AS c(id) \
+     WHERE jobs.id = c.id AND jobs.state = 'pending' \
+     RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
+         jobs.attempts, jobs.max_attempts, jobs.run_started";
 
 // Key rows a dispatch is marking ready are skipped, not waited for: a
 // claim holding its queue's row never waits on an application's

@@ -160,6 +160,7 @@ impl FlowTx for SqliteFlow<'_, '_> {
         &mut self,
         request: &ClaimRequest<'_>,
         ids: &[JobId],
+        start_now: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedJob>, StoreError> {
         let params = params![
@@ -169,6 +170,7 @@ impl FlowTx for SqliteFlow<'_, '_> {
             micros(now),
             lease_micros(request.lease),
             json_list(ids)?,
+            json_list(&ids[..start_now.min(ids.len())])?,
         ];
         let mut jobs = all(self.0, sql::START_JOBS, params, |row| {
             let id = row.get(0)?;
@@ -181,7 +183,7 @@ impl FlowTx for SqliteFlow<'_, '_> {
                 priority: row.get(5)?,
                 attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
                 max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
-                run_started: true,
+                run_started: row.get(8)?,
             })
         })?;
         // RETURNING's order is unspecified: answer them in the order chosen.

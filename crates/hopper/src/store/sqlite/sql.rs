@@ -179,12 +179,13 @@ pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jo
 pub(super) const KEY_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM jobs \
     WHERE state = 'pending' AND queue = ?1 AND partition_key = ?2)";
 
-/// Starts the still-pending jobs of JSON array `?6` at `?1` for worker `?2` under token `?3`, leased `?5` µs past `?4`; answers them.
+/// Claims the still-pending jobs of JSON array `?6` at `?1` for worker `?2` under token `?3`, leased `?5` µs past `?4`, those of JSON array `?7` starting at once; answers them.
 pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-        started_at = ?1, locked_by = ?2, lease_token = ?3, run_started = 1, cancel_requested = 0, \
+        started_at = ?1, locked_by = ?2, lease_token = ?3, cancel_requested = 0, \
+        run_started = id IN (SELECT value FROM json_each(?7)), \
         locked_until = ?4 + ?5 \
     WHERE id IN (SELECT value FROM json_each(?6)) AND state = 'pending' \
-    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts";
+    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, run_started";
 
 /// Gives key `?2` of queue `?1` turn `?3`.
 pub(super) const SET_KEY_TURN: &str =

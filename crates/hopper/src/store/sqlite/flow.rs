@@ -198,13 +198,12 @@ impl FlowTx for SqliteFlow<'_, '_> {
         idle: &[(String, i64)],
         key_turn: i64,
     ) -> Result<(), StoreError> {
-        let mut set_turn = self.0.prepare_cached(sql::SET_KEY_TURN)?;
-        for (key, turn) in turns {
-            set_turn.execute(params![queue, key, turn])?;
-        }
-        let mut make_idle = self.0.prepare_cached(sql::KEY_IDLE)?;
-        for (key, version) in idle {
-            make_idle.execute(params![queue, key, version])?;
+        for (statement, pairs) in [(sql::SET_KEY_TURNS, turns), (sql::KEYS_IDLE, idle)] {
+            if !pairs.is_empty() {
+                self.0
+                    .prepare_cached(statement)?
+                    .execute(params![queue, json_list(pairs)?])?;
+            }
         }
         self.0
             .prepare_cached(sql::SET_QUEUE_TURN)?

@@ -35,13 +35,20 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut failures = 0u32;
     let mut renew_at = Instant::now() + interval;
     let mut looked_at: Option<Instant> = None;
+    // A look the database's changes asked for, held back to LOOK_GAP after
+    // the last one.
+    let mut look_due: Option<Instant> = None;
     let cancels = shared.hopper.cancels();
     // Made again before every read of the requests, so a cancel that
     // arrives during one is looked for after it, not missed.
     let mut cancelled = pin!(cancels.notified());
     loop {
         let until_renewal = renew_at.saturating_duration_since(Instant::now());
+        let look_wait = look_due.map(|at| at.saturating_duration_since(Instant::now()));
+        // Renewals come first: however often the database reports changes,
+        // a lease is renewed on time.
         tokio::select! {
+            biased;
             go_on = pause(&shared.stops.background, until_renewal) => {
                 if !go_on {
                     break;
@@ -72,17 +79,18 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 cancelled.set(cancels.notified());
                 look_for_cancels(&shared).await;
             }
+            () = tokio::time::sleep(look_wait.unwrap_or_default()), if look_wait.is_some() => {
+                look_due = None;
+                looked_at = Some(Instant::now());
+                cancelled.set(cancels.notified());
+                look_for_cancels(&shared).await;
+            }
             () = shared.changed.notified() => {
                 if shared.claims.is_empty() {
                     continue;
                 }
-                let since = looked_at.map_or(LOOK_GAP, |at| at.elapsed());
-                if since < LOOK_GAP && !pause(&shared.stops.background, LOOK_GAP - since).await {
-                    break;
-                }
-                looked_at = Some(Instant::now());
-                cancelled.set(cancels.notified());
-                look_for_cancels(&shared).await;
+                let next = looked_at.map_or_else(Instant::now, |at| at + LOOK_GAP);
+                look_due = Some(look_due.map_or(next, |due| due.min(next)));
             }
         }
     }

@@ -105,6 +105,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::Encode { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::TooLarge { .. } => ApiError::TooLarge(error.to_string()),
             DispatchError::NulCharacter { .. } => ApiError::BadRequest(error.to_string()),
+            DispatchError::PartitionKeyTooLong { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::WrongDatabase { .. } => ApiError::BadRequest(error.to_string()),
             DispatchError::Store(store) => ApiError::Store(store),
         }
@@ -194,8 +195,9 @@ async fn create(
         .into_response())
 }
 
-/// A job as the API shows it: the stored record, its payload as JSON
-/// rather than JSON text.
+/// A job as the API shows it: the stored record, its payload and output as
+/// JSON rather than JSON text, and its progress (`{percent, message}`, or
+/// null before any is reported).
 #[derive(Debug, Serialize)]
 #[serde(transparent)]
 pub(crate) struct JobView(Value);
@@ -204,9 +206,13 @@ impl From<JobRecord> for JobView {
     fn from(record: JobRecord) -> Self {
         let payload = serde_json::from_str(&record.payload)
             .unwrap_or_else(|_| Value::String(record.payload.clone()));
+        let output = record.output.as_deref().map_or(Value::Null, |output| {
+            serde_json::from_str(output).unwrap_or_else(|_| Value::String(output.to_owned()))
+        });
         let mut view = serde_json::to_value(&record).unwrap_or(Value::Null);
         if let Some(fields) = view.as_object_mut() {
             fields.insert("payload".into(), payload);
+            fields.insert("output".into(), output);
         }
         Self(view)
     }
@@ -455,7 +461,15 @@ pub fn openapi_document() -> Value {
                     "type": { "type": "string" }, "payload": {}, "queue": { "type": "string" },
                     "priority": { "type": "integer" }, "delay_seconds": { "type": "integer", "minimum": 0 },
                     "max_attempts": { "type": "integer", "minimum": 1 }, "unique_key": { "type": "string" } } },
-                "Job": { "type": "object", "properties": {
+                "Job": job_schema()
+            }
+        }
+    })
+}
+
+/// The OpenAPI schema of a job as [`JobView`] shows it.
+fn job_schema() -> Value {
+    json!({ "type": "object", "properties": {
                     "id": { "type": "integer" }, "type": { "type": "string" }, "queue": { "type": "string" }, "payload": {},
                     "state": { "type": "string", "enum": ["pending", "started", "finished", "failed", "cancelled"] },
                     "priority": { "type": "integer" }, "attempts": { "type": "integer" }, "max_attempts": { "type": "integer" },
@@ -463,9 +477,9 @@ pub fn openapi_document() -> Value {
                     "started_at": { "type": ["string", "null"], "format": "date-time" }, "finished_at": { "type": ["string", "null"], "format": "date-time" },
                     "locked_by": { "type": ["string", "null"] }, "locked_until": { "type": ["string", "null"], "format": "date-time" },
                     "last_error": { "type": ["string", "null"] }, "unique_key": { "type": ["string", "null"] },
+                    "output": { "description": "What the handler returned (JSON); null unless the job finished with one." },
+                    "progress": { "type": ["object", "null"], "properties": {
+                        "percent": { "type": "integer", "minimum": 0, "maximum": 100 }, "message": { "type": "string" } } },
                     "errors": { "type": "array", "items": { "type": "object", "properties": {
-                        "attempt": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "error": { "type": "string" } } } } } }
-            }
-        }
-    })
+                        "attempt": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "error": { "type": "string" } } } } } })
 }

@@ -282,7 +282,10 @@ impl Hopper {
     /// (within about 50 ms); on MySQL, which has no such signal, it looks
     /// again every [`POLL_INTERVAL`] (250 ms). A job still pending or
     /// running at the timeout is [`WaitError::TimedOut`]; one that does not
-    /// exist, [`WaitError::NotFound`].
+    /// exist, [`WaitError::NotFound`]. The first wait on a handle starts its
+    /// listener (on PostgreSQL, one connection listening on
+    /// `hopper_results`), which
+    /// lasts as long as the handle; every wait after it shares it.
     ///
     /// ```
     /// use std::time::Duration;

@@ -272,18 +272,27 @@ pub async fn progress_is_recorded_live_throttled_and_kept_across_a_retry(db: &Te
     let other = other_process(db).await;
     // Seen from another process while the first attempt runs.
     let mut seen_live = None;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let job = other.job(id).await.unwrap().unwrap();
         if job.state == JobState::Started
-            && let Some(progress) = job.progress
+            && let Some(progress) = job.progress.clone()
         {
             seen_live = Some(progress);
             break;
         }
+        if job.state.is_final() {
+            break;
+        }
+        seen.push((job.state, job.attempts, job.progress));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen_live = seen_live.expect("progress shows while the job runs");
+    seen.dedup();
+    let Some(seen_live) = seen_live else {
+        let job = other.job(id).await.unwrap().unwrap();
+        panic!("no progress while the job ran; seen: {seen:?}; at last: {job:?}");
+    };
     assert!(seen_live.percent < 99, "{seen_live:?}");
     let outcome = other.wait_for(id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(outcome, JobOutcome::Finished { output: None });

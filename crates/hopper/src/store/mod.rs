@@ -1308,9 +1308,8 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// use at `now`: its started jobs, its busiest keys, its starts in the
     /// rate window that ends at `now`, and its due pending jobs a limit
     /// holds back (see [`FlowUsage`]). A few grouped reads on the indexes
-    /// of started jobs, pending jobs and recorded starts; they are not one
-    /// snapshot, so a claim between them can show its jobs gone from the
-    /// due ones before their starts count.
+    /// of started jobs, pending jobs and recorded starts, all in one
+    /// snapshot of the database.
     async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<FlowUsage>, StoreError>;
 
     /// Deletes a job that is not started; false if there was none or it is running.

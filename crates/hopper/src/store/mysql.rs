@@ -874,7 +874,14 @@ impl Store for MysqlStore {
     }
 
     async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<super::FlowUsage>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        // One snapshot for every read (the store's sessions read committed
+        // data per statement), so a claim between them cannot show its
+        // jobs gone from the due ones before their starts count.
+        let mut session = self.pool.acquire().await?;
+        sqlx::query(sql::NEXT_TRANSACTION_SNAPSHOT)
+            .execute(&mut *session)
+            .await?;
+        let mut conn = sqlx::Connection::begin(&mut *session).await?;
         let key_counts = |rows: Vec<MySqlRow>| {
             rows.iter()
                 .map(|row| {
@@ -930,6 +937,7 @@ impl Store for MysqlStore {
             };
             usage.push(draft.finish(due));
         }
+        conn.commit().await?;
         Ok(usage)
     }
 

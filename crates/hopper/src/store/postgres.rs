@@ -653,7 +653,10 @@ impl Store for PostgresStore {
     }
 
     async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<super::FlowUsage>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        // One snapshot for every read, so a claim between them cannot show
+        // its jobs gone from the due ones before their starts count.
+        let mut conn = self.pool.begin().await?;
+        sqlx::query(sql::SNAPSHOT).execute(&mut *conn).await?;
         let settings = sqlx::query(sql::FLOW_QUEUES)
             .fetch_all(&mut *conn)
             .await?
@@ -688,6 +691,7 @@ impl Store for PostgresStore {
             };
             usage.push(draft.finish(due));
         }
+        conn.commit().await?;
         Ok(usage)
     }
 

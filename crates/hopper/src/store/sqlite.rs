@@ -655,6 +655,10 @@ impl Store for SqliteStore {
 
     async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<super::FlowUsage>, StoreError> {
         self.read(|conn| {
+            // One snapshot for every read, so a claim between them cannot
+            // show its jobs gone from the due ones before their starts count.
+            let snapshot = conn.unchecked_transaction()?;
+            let conn: &rusqlite::Connection = &snapshot;
             long(|| {
                 let key_counts = |row: &Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?));
                 let rows = super::UsageRows {

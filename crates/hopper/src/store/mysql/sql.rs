@@ -301,6 +301,12 @@ pub(super) fn claim_update(claimed: usize, starting: usize) -> String {
 pub(super) const NTH_LATEST_START: &str = "SELECT at FROM queue_starts \
     WHERE queue = ? AND partition_key IS NULL ORDER BY at DESC LIMIT 1 OFFSET ?";
 
+// --- flow_usage
+
+/// Makes the session's next transaction read one snapshot throughout.
+pub(super) const NEXT_TRANSACTION_SNAPSHOT: &str =
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 // --- next_due
 
 /// A queue's best pending job below a priority, by priority then due time; `?`: queue, priority bound.

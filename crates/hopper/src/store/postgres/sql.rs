@@ -244,6 +244,11 @@ pub(super) const RECORD_STARTS: &str = "INSERT INTO queue_starts (queue, partiti
 pub(super) const NTH_LATEST_START: &str = "SELECT at FROM queue_starts \
      WHERE queue = $1 AND partition_key IS NULL ORDER BY at DESC LIMIT 1 OFFSET $2";
 
+// --- flow_usage
+
+/// Makes the transaction read one snapshot throughout, and nothing else.
+pub(super) const SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 // --- next_due
 
 /// When the next pending job of queue $1 is due (the statement shared with SQLite, in `rows`).

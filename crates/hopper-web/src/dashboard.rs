@@ -634,19 +634,6 @@ fn flow_table(usage: &[hopper::store::FlowUsage]) -> String {
     );
     for u in usage {
         let flow = &u.flow;
-        let mut limits = Vec::new();
-        if let Some(n) = flow.concurrency {
-            limits.push(format!("{n} at once"));
-        }
-        if let Some(n) = flow.key_concurrency {
-            limits.push(format!("{n} per key"));
-        }
-        if let Some(rate) = flow.rate {
-            limits.push(rate.to_string());
-        }
-        if flow.fair {
-            limits.push("fair".to_owned());
-        }
         let running = match flow.concurrency {
             Some(limit) => format!("{} / {limit}", u.running),
             None => u.running.to_string(),
@@ -679,7 +666,7 @@ fn flow_table(usage: &[hopper::store::FlowUsage]) -> String {
         };
         table.push_str(&format!(
             r#"<tr data-queue="{q}"><td>{q}</td><td>{}</td><td class="running">{running}</td><td class="starts">{starts}</td><td>{}</td><td class="waiting">{waiting}</td><td class="keys">{}</td></tr>"#,
-            escape(&limits.join(" · ")),
+            escape(&flow.to_string()),
             u.due,
             if keys.is_empty() { "—".to_owned() } else { keys.join("<br>") },
             q = escape(&u.queue),

@@ -648,7 +648,7 @@ async fn the_queues_page_shows_each_queues_limits_and_their_use() {
     let body = &shown.body;
     assert!(body.contains(r#"<table id="flow">"#), "{body}");
     assert!(
-        body.contains("<td>1 at once · 1 per key · 100/1m per key</td>"),
+        body.contains("<td>1 at once, 1 per key, 100/1m per key</td>"),
         "{body}"
     );
     assert!(body.contains(r#"<td class="running">1 / 1</td>"#), "{body}");

@@ -863,28 +863,6 @@ impl Command for Limit {
     }
 }
 
-/// A queue's limits in words: `5 at once, 1 per key, 100/1m per key, fair`.
-fn limits_text(flow: &QueueFlow) -> String {
-    let mut limits = Vec::new();
-    if let Some(n) = flow.concurrency {
-        limits.push(format!("{n} at once"));
-    }
-    if let Some(n) = flow.key_concurrency {
-        limits.push(format!("{n} per key"));
-    }
-    if let Some(rate) = flow.rate {
-        limits.push(rate.to_string());
-    }
-    if flow.fair {
-        limits.push("fair".to_owned());
-    }
-    if limits.is_empty() {
-        "none".to_owned()
-    } else {
-        limits.join(", ")
-    }
-}
-
 /// The flow figures of `usage`, one row per queue.
 fn flow_table(usage: &[FlowUsage]) -> Table {
     let mut table = Table::new([
@@ -923,7 +901,7 @@ fn flow_table(usage: &[FlowUsage]) -> Table {
             .collect();
         table.row([
             Cell::styled(u.queue.clone(), Style::Bold),
-            limits_text(&u.flow).into(),
+            u.flow.to_string().into(),
             running.into(),
             starts.into(),
             waiting,
@@ -1019,8 +997,7 @@ impl Command for Flow {
                 if change {
                     out.line(format!(
                         "Queue {}: {}, across every process.",
-                        args.queue,
-                        limits_text(&usage.flow)
+                        args.queue, usage.flow
                     ))?;
                 }
                 out.table(&flow_table(std::slice::from_ref(&usage)))?;

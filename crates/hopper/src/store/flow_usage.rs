@@ -171,6 +171,39 @@ impl fmt::Display for Rate {
     }
 }
 
+impl fmt::Display for QueueFlow {
+    /// The settings in words, `, ` between them: `5 at once, 1 per key,
+    /// 100/1m per key, fair`; `none` when there are none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hopper::store::{QueueFlow, Rate};
+    /// let flow = QueueFlow::default().concurrency(5).per_key(1).rate(Rate::new(100, Duration::from_secs(60)));
+    /// assert_eq!(flow.to_string(), "5 at once, 1 per key, 100/1m");
+    /// assert_eq!(QueueFlow::default().to_string(), "none");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut limits = Vec::new();
+        if let Some(n) = self.concurrency {
+            limits.push(format!("{n} at once"));
+        }
+        if let Some(n) = self.key_concurrency {
+            limits.push(format!("{n} per key"));
+        }
+        if let Some(rate) = self.rate {
+            limits.push(rate.to_string());
+        }
+        if self.fair {
+            limits.push("fair".to_owned());
+        }
+        if limits.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&limits.join(", "))
+        }
+    }
+}
+
 /// A queue's flow settings in JSON, the rate's period in milliseconds.
 fn flow_json<S: serde::Serializer>(flow: &QueueFlow, serializer: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]

@@ -241,6 +241,29 @@ pub(super) fn text(row: &MySqlRow, column: &str) -> Result<String, sqlx::Error> 
     })
 }
 
+/// The job a claim's locking read found (`id`, `type`, `queue`, `payload`,
+/// `priority`, `attempts`, `max_attempts`), as the claim under `token` is
+/// about to take it: the attempt it counts is this run's.
+pub(super) fn locked_job(
+    row: &MySqlRow,
+    token: ClaimToken,
+    run_started: bool,
+) -> Result<ClaimedJob, sqlx::Error> {
+    let attempts: i32 = row.try_get("attempts")?;
+    let max_attempts: i32 = row.try_get("max_attempts")?;
+    Ok(ClaimedJob {
+        id: row.try_get("id")?,
+        job_type: text(row, "type")?,
+        queue: text(row, "queue")?,
+        payload: text(row, "payload")?,
+        priority: row.try_get("priority")?,
+        token,
+        attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
+        max_attempts: u32::try_from(max_attempts).unwrap_or(0),
+        run_started,
+    })
+}
+
 /// A nullable text column as a string (see [`text`]).
 pub(super) fn optional_text(row: &MySqlRow, column: &str) -> Result<Option<String>, sqlx::Error> {
     let bytes: Option<Vec<u8>> = row.try_get(column)?;
@@ -405,20 +428,7 @@ impl MysqlStore {
         let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
         let mut jobs = Vec::with_capacity(rows.len());
         for (n, row) in rows.iter().enumerate() {
-            let attempts: i32 = row.try_get("attempts")?;
-            let max_attempts: i32 = row.try_get("max_attempts")?;
-            jobs.push(ClaimedJob {
-                id: row.try_get("id")?,
-                job_type: text(row, "type")?,
-                queue: text(row, "queue")?,
-                payload: text(row, "payload")?,
-                priority: row.try_get("priority")?,
-                token: request.token,
-                // The rows are locked: the attempt counted below is this one.
-                attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
-                max_attempts: u32::try_from(max_attempts).unwrap_or(0),
-                run_started: n < start_now,
-            });
+            jobs.push(locked_job(row, request.token, n < start_now)?);
         }
         let starting: Vec<JobId> = jobs
             .iter()

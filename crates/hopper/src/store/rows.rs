@@ -211,3 +211,30 @@ pub(crate) fn opened(id: super::AlertId, alert: &super::NewAlert) -> super::Aler
         resolved_at: None,
     }
 }
+
+/// The flow settings in a queue row's `concurrency_limit`, `key_limit`,
+/// `rate_limit`, `rate_period_ms`, `rate_per_key` and `fair` columns.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) fn flow_of<R: sqlx::Row>(row: &R) -> Result<super::QueueFlow, sqlx::Error>
+where
+    for<'r> i32: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let limit = |column: &str| -> Result<Option<u32>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i32>, _>(column)?
+            .and_then(|v| u32::try_from(v).ok()))
+    };
+    Ok(super::QueueFlow {
+        concurrency: limit("concurrency_limit")?,
+        key_concurrency: limit("key_limit")?,
+        rate: super::Rate::stored(
+            row.try_get::<Option<i32>, _>("rate_limit")?.map(i64::from),
+            row.try_get("rate_period_ms")?,
+            row.try_get("rate_per_key")?,
+        ),
+        fair: row.try_get("fair")?,
+    })
+}

@@ -154,6 +154,23 @@ pub(super) fn all<T>(
     Ok(all)
 }
 
+/// The job a claim's `RETURNING id, lease_token, type, queue, payload,
+/// priority, attempts, max_attempts` row took, its run started or not.
+fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
+    let id = row.get(0)?;
+    Ok(ClaimedJob {
+        id,
+        token: row.get(1)?,
+        job_type: row.get(2)?,
+        queue: row.get(3)?,
+        payload: row.get(4)?,
+        priority: row.get(5)?,
+        attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
+        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
+        run_started,
+    })
+}
+
 /// The job a row of [`sql::GET_JOB`] or [`sql::list_jobs`] stores, or why it
 /// cannot be read.
 fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
@@ -328,20 +345,7 @@ impl Store for SqliteStore {
                     request.token,
                     request.now.map(micros),
                 ];
-                let mut jobs = all(conn, sql::CLAIM, params, |row| {
-                    let id = row.get(0)?;
-                    Ok(ClaimedJob {
-                        id,
-                        token: row.get(1)?,
-                        job_type: row.get(2)?,
-                        queue: row.get(3)?,
-                        payload: row.get(4)?,
-                        priority: row.get(5)?,
-                        attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
-                        max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
-                        run_started: false,
-                    })
-                })?;
+                let mut jobs = all(conn, sql::CLAIM, params, |row| claimed(row, false))?;
                 // RETURNING's order is unspecified.
                 jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
                 let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();

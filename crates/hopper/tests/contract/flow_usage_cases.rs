@@ -61,6 +61,22 @@ async fn dispatch_gated(hopper: &hopper::Hopper, queue: &str, key: Option<&str>)
     hopper.dispatch_with::<Gated>((), options).await.unwrap();
 }
 
+/// Each of `usage`'s busiest keys as (key, running, starts, full).
+fn key_rows(usage: &FlowUsage) -> Vec<(Option<&str>, u64, Option<u64>, bool)> {
+    usage
+        .busiest_keys
+        .iter()
+        .map(|key| {
+            (
+                key.key.as_deref(),
+                key.running,
+                key.starts_in_window,
+                key.full,
+            )
+        })
+        .collect()
+}
+
 /// Reads the usage until `done` holds (at most 60 s).
 async fn wait_usage(
     hopper: &hopper::Hopper,
@@ -226,18 +242,7 @@ pub async fn flow_usage_shows_the_busiest_keys_and_the_jobs_their_limits_hold_ba
     let k = of(&usage, "keyed");
     assert_eq!((k.due, k.waiting, k.full), (3, 3, false));
     assert_eq!(k.starts_in_window, Some(3));
-    let keys: Vec<(Option<&str>, u64, Option<u64>, bool)> = k
-        .busiest_keys
-        .iter()
-        .map(|key| {
-            (
-                key.key.as_deref(),
-                key.running,
-                key.starts_in_window,
-                key.full,
-            )
-        })
-        .collect();
+    let keys = key_rows(k);
     assert_eq!(
         keys,
         [
@@ -257,18 +262,7 @@ pub async fn flow_usage_shows_the_busiest_keys_and_the_jobs_their_limits_hold_ba
     .await;
     let k = of(&usage, "keyed");
     assert_eq!((k.waiting, k.starts_in_window), (0, Some(6)));
-    let keys: Vec<(Option<&str>, u64, Option<u64>, bool)> = k
-        .busiest_keys
-        .iter()
-        .map(|key| {
-            (
-                key.key.as_deref(),
-                key.running,
-                key.starts_in_window,
-                key.full,
-            )
-        })
-        .collect();
+    let keys = key_rows(k);
     assert_eq!(
         keys,
         [

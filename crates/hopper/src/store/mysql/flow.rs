@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlConnection, Row};
 
-use super::{optional_text, sql, text};
+use super::{locked_job, optional_text, sql, text};
 use crate::job::JobId;
 use crate::store::rows::{from_micros, lease_micros, micros};
 use crate::store::{
-    Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, Rate, StoreError,
+    Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, StoreError,
 };
 
 /// A flow-controlled claim's steps on an open transaction.
@@ -20,21 +20,7 @@ pub(super) struct MysqlFlow<'c>(pub(super) &'c mut MySqlConnection);
 
 /// The flow settings in a row of [`sql::FLOW`] or [`sql::LOCK_FLOW`].
 pub(super) fn flow_of(row: &MySqlRow) -> Result<QueueFlow, sqlx::Error> {
-    let limit = |column: &str| -> Result<Option<u32>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i32>, _>(column)?
-            .and_then(|v| u32::try_from(v).ok()))
-    };
-    Ok(QueueFlow {
-        concurrency: limit("concurrency_limit")?,
-        key_concurrency: limit("key_limit")?,
-        rate: Rate::stored(
-            row.try_get::<Option<i32>, _>("rate_limit")?.map(i64::from),
-            row.try_get("rate_period_ms")?,
-            row.try_get("rate_per_key")?,
-        ),
-        fair: row.try_get("fair")?,
-    })
+    crate::store::rows::flow_of(row)
 }
 
 /// Rows of an optional key and a count.
@@ -195,23 +181,10 @@ impl FlowTx for MysqlFlow<'_> {
             lock = lock.bind(*id);
         }
         let rows = lock.fetch_all(&mut *self.0).await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let attempts: i32 = row.try_get("attempts")?;
-            let max_attempts: i32 = row.try_get("max_attempts")?;
-            jobs.push(ClaimedJob {
-                id: row.try_get("id")?,
-                job_type: text(row, "type")?,
-                queue: text(row, "queue")?,
-                payload: text(row, "payload")?,
-                priority: row.try_get("priority")?,
-                token: request.token,
-                // The rows are locked: the attempt counted below is this one.
-                attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
-                max_attempts: u32::try_from(max_attempts).unwrap_or(0),
-                run_started: false,
-            });
-        }
+        let mut jobs = rows
+            .iter()
+            .map(|row| locked_job(row, request.token, false))
+            .collect::<Result<Vec<_>, _>>()?;
         if jobs.is_empty() {
             return Ok(jobs);
         }

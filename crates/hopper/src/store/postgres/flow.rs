@@ -11,7 +11,7 @@ use super::{claim_query, claimed, sql};
 use crate::job::JobId;
 use crate::store::rows::lease_micros;
 use crate::store::{
-    Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, Rate, StoreError,
+    Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, StoreError,
 };
 
 /// A flow-controlled claim's steps on an open transaction.
@@ -19,21 +19,7 @@ pub(super) struct PgFlow<'c>(pub(super) &'c mut PgConnection);
 
 /// The flow settings in a row of [`sql::FLOW`] or [`sql::LOCK_FLOW`].
 pub(super) fn flow_of(row: &PgRow) -> Result<QueueFlow, sqlx::Error> {
-    let limit = |column: &str| -> Result<Option<u32>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i32>, _>(column)?
-            .and_then(|v| u32::try_from(v).ok()))
-    };
-    Ok(QueueFlow {
-        concurrency: limit("concurrency_limit")?,
-        key_concurrency: limit("key_limit")?,
-        rate: Rate::stored(
-            row.try_get::<Option<i32>, _>("rate_limit")?.map(i64::from),
-            row.try_get("rate_period_ms")?,
-            row.try_get("rate_per_key")?,
-        ),
-        fair: row.try_get("fair")?,
-    })
+    crate::store::rows::flow_of(row)
 }
 
 impl FlowTx for PgFlow<'_> {

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, params};
 
-use super::{all, sql};
+use super::{all, claimed, sql};
 use crate::job::JobId;
-use crate::store::rows::{from_micros, lease_micros, micros, to_u32};
+use crate::store::rows::{from_micros, lease_micros, micros};
 use crate::store::{
     Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, Rate, StoreError,
 };
@@ -173,18 +173,7 @@ impl FlowTx for SqliteFlow<'_, '_> {
             json_list(&ids[..start_now.min(ids.len())])?,
         ];
         let mut jobs = all(self.0, sql::START_JOBS, params, |row| {
-            let id = row.get(0)?;
-            Ok(ClaimedJob {
-                id,
-                token: row.get(1)?,
-                job_type: row.get(2)?,
-                queue: row.get(3)?,
-                payload: row.get(4)?,
-                priority: row.get(5)?,
-                attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
-                max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
-                run_started: row.get(8)?,
-            })
+            claimed(row, row.get(8)?)
         })?;
         // RETURNING's order is unspecified: answer them in the order chosen.
         jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));

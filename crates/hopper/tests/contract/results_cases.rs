@@ -277,12 +277,13 @@ pub async fn progress_is_recorded_live_throttled_and_kept_across_a_retry(db: &Te
         .unwrap();
     let id = queue.hopper().dispatch::<Crunch>(()).await.unwrap();
     let other = other_process(db).await;
-    // Seen from another process while the first attempt runs.
+    // Seen while the first attempt runs (read through the pool's own
+    // handle; the other process reads the kept progress once it ends).
     let mut seen_live = None;
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        let job = other.job(id).await.unwrap().unwrap();
+        let job = queue.hopper().job(id).await.unwrap().unwrap();
         if job.state == JobState::Started
             && let Some(progress) = job.progress.clone()
         {
@@ -297,7 +298,7 @@ pub async fn progress_is_recorded_live_throttled_and_kept_across_a_retry(db: &Te
     }
     seen.dedup();
     let Some(seen_live) = seen_live else {
-        let job = other.job(id).await.unwrap().unwrap();
+        let job = queue.hopper().job(id).await.unwrap().unwrap();
         panic!("no progress while the job ran; seen: {seen:?}; at last: {job:?}");
     };
     gate.0.add_permits(1);

@@ -185,6 +185,12 @@ impl Readers {
 
     /// Keeps `conn` for the next read, unless enough are kept or the store closed.
     fn give_back(&self, conn: Connection) {
+        // A connection still inside a read transaction (a statement left
+        // unfinished) would answer every later read from its old snapshot:
+        // it is closed instead of kept.
+        if !conn.is_autocommit() {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(idle) = idle.as_mut() {
             if idle.len() < IDLE_READERS {

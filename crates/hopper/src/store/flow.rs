@@ -15,7 +15,7 @@
 //! giving each key it serves the queue's next turn. A key at its limit is
 //! passed over without reading its jobs, so it blocks no other key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -443,11 +443,7 @@ pub(crate) async fn claim<T: FlowTx>(
             .enumerate()
             .map(|(n, (key, _))| (key.as_str(), n))
             .collect();
-        let due: Vec<String> = heads
-            .iter()
-            .filter(|(key, _)| candidates.iter().any(|c| c.key.as_ref() == Some(key)))
-            .map(|(key, _)| key.clone())
-            .collect();
+        let with_due: HashSet<String> = candidates.iter().filter_map(|c| c.key.clone()).collect();
         // Jobs without a key take the first turn: they are few, or the
         // queue has no keys at all.
         let chosen = pick(candidates, room, |c| {
@@ -462,21 +458,26 @@ pub(crate) async fn claim<T: FlowTx>(
         // A key with due jobs the room left out keeps its place.
         let nothing_due: Vec<String> = heads
             .iter()
-            .map(|(key, _)| key.clone())
-            .filter(|key| !due.contains(key))
+            .map(|(key, _)| key)
+            .filter(|key| !with_due.contains(*key))
+            .cloned()
             .collect();
-        let waiting = if nothing_due.is_empty() {
-            Vec::new()
+        let waiting: HashSet<String> = if nothing_due.is_empty() {
+            HashSet::new()
         } else {
-            tx.keys_pending(request.queue, &nothing_due).await?
+            tx.keys_pending(request.queue, &nothing_due)
+                .await?
+                .into_iter()
+                .collect()
         };
+        let served: HashSet<&str> = chosen.iter().filter_map(|c| c.key.as_deref()).collect();
+        let idle: HashSet<&str> = nothing_due.iter().map(String::as_str).collect();
         let mut turn = locked.key_turn;
         for (key, version) in &keys {
-            let served = chosen.iter().any(|c| c.key.as_ref() == Some(key));
-            if served || waiting.contains(key) {
+            if served.contains(key.as_str()) || waiting.contains(key) {
                 turn += 1;
                 settle.turns.push((key.clone(), turn));
-            } else if nothing_due.contains(key) {
+            } else if idle.contains(key.as_str()) {
                 settle.idle.push((key.clone(), *version));
             }
         }
@@ -509,13 +510,12 @@ pub(crate) async fn claim<T: FlowTx>(
     }
     if let Some(rate) = flow.rate {
         if !jobs.is_empty() {
+            let key_of: HashMap<JobId, &Option<String>> =
+                chosen.iter().map(|c| (c.id, &c.key)).collect();
             let keys: Vec<Option<String>> = jobs
                 .iter()
                 .map(|job| {
-                    let key = chosen
-                        .iter()
-                        .find(|c| c.id == job.id)
-                        .and_then(|c| c.key.clone());
+                    let key = key_of.get(&job.id).and_then(|key| (*key).clone());
                     key.filter(|_| rate.per_key)
                 })
                 .collect();
@@ -567,6 +567,13 @@ impl Counts {
         }
         u32::try_from(room.max(0)).unwrap_or(0)
     }
+}
+
+/// Puts `jobs` (as a statement's `RETURNING` gave them, in no set order)
+/// in the order of `ids`, the order the claim chose them.
+pub(crate) fn in_chosen_order(jobs: &mut [ClaimedJob], ids: &[JobId]) {
+    let place: HashMap<JobId, usize> = ids.iter().enumerate().map(|(n, id)| (*id, n)).collect();
+    jobs.sort_by_key(|job| place.get(&job.id).copied().unwrap_or(usize::MAX));
 }
 
 /// The best `room` of `candidates`, taken in rounds: highest priority

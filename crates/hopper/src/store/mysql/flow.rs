@@ -188,7 +188,7 @@ impl FlowTx for MysqlFlow<'_> {
         if jobs.is_empty() {
             return Ok(jobs);
         }
-        jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
+        crate::store::flow::in_chosen_order(&mut jobs, ids);
         for job in jobs.iter_mut().take(start_now) {
             job.run_started = true;
         }

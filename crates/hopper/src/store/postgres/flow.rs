@@ -161,7 +161,7 @@ impl FlowTx for PgFlow<'_> {
             .await?;
         let mut jobs = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
         // RETURNING's order is unspecified: answer them in the order chosen.
-        jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
+        crate::store::flow::in_chosen_order(&mut jobs, ids);
         Ok(jobs)
     }
 

@@ -176,7 +176,7 @@ impl FlowTx for SqliteFlow<'_, '_> {
             claimed(row, row.get(8)?)
         })?;
         // RETURNING's order is unspecified: answer them in the order chosen.
-        jobs.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
+        crate::store::flow::in_chosen_order(&mut jobs, ids);
         Ok(jobs)
     }
 

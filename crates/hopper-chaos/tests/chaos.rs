@@ -11,32 +11,31 @@
 //! binaries one after another, so only the SQLite and MariaDB runs in this
 //! binary share the time, and they do not use that server.
 
-use std::process::Command;
+mod common;
 
-/// The PostgreSQL server's `test` database; a run creates its own next to it.
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// The MariaDB server's `test` database; a run creates its own next to it.
-const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+use common::{MYSQL_URL, POSTGRES_URL, run_chaos};
 
 fn chaos(url: &str, jobs: u64) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_hopper-chaos"))
-        .args(["--database-url", url, "--jobs", &jobs.to_string()])
-        .args(["--workers", "3", "--duration", "20s", "--kill-every", "2s"])
-        // A lease long enough that a busy CI machine stalling a worker is
-        // not mistaken for a lost worker.
-        .args(["--lease", "5s"])
-        .args(["--drain-timeout", "60s", "--json"])
-        .output()
-        .expect("the chaos binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON audit ({e}); stderr:\n{stderr}"));
-    assert!(
-        out.status.success(),
-        "the audit failed:\n{report:#}\nstderr:\n{stderr}"
-    );
-    report
+    let jobs = jobs.to_string();
+    run_chaos(
+        url,
+        &[
+            "--jobs",
+            &jobs,
+            "--workers",
+            "3",
+            "--duration",
+            "20s",
+            "--kill-every",
+            "2s",
+            // A lease long enough that a busy CI machine stalling a worker
+            // is not mistaken for a lost worker.
+            "--lease",
+            "5s",
+            "--drain-timeout",
+            "60s",
+        ],
+    )
 }
 
 fn check(report: &serde_json::Value, jobs: u64) {

@@ -12,33 +12,38 @@
 //! PostgreSQL run, and the other way round. The runs are shorter than
 //! `chaos.rs`'s (12 s of damage, 2,000 jobs) to keep CI time down.
 
-use std::process::Command;
+mod common;
 
-/// The PostgreSQL server's `test` database; a run creates its own next to it.
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// The MariaDB server's `test` database; a run creates its own next to it.
-const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+use common::{MYSQL_URL, POSTGRES_URL, run_chaos};
 
 const JOBS: u64 = 2_000;
 
 fn limited(url: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_hopper-chaos"))
-        .args(["--database-url", url, "--jobs", &JOBS.to_string()])
-        .args(["--workers", "3", "--duration", "12s", "--kill-every", "2s"])
-        .args(["--lease", "5s", "--drain-timeout", "60s"])
-        .args(["--limited", "--keys", "100", "--key-limit", "1"])
-        .args(["--queue-limit", "10", "--json"])
-        .output()
-        .expect("the chaos binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON audit ({e}); stderr:\n{stderr}"));
-    assert!(
-        out.status.success(),
-        "the audit failed:\n{report:#}\nstderr:\n{stderr}"
-    );
-    report
+    let jobs = JOBS.to_string();
+    run_chaos(
+        url,
+        &[
+            "--jobs",
+            &jobs,
+            "--workers",
+            "3",
+            "--duration",
+            "12s",
+            "--kill-every",
+            "2s",
+            "--lease",
+            "5s",
+            "--drain-timeout",
+            "60s",
+            "--limited",
+            "--keys",
+            "100",
+            "--key-limit",
+            "1",
+            "--queue-limit",
+            "10",
+        ],
+    )
 }
 
 fn check(report: &serde_json::Value) {

@@ -1,0 +1,29 @@
+//! What both chaos test binaries share: the servers' URLs and running the
+//! real binary to its JSON audit.
+
+use std::process::Command;
+
+/// The PostgreSQL server's `test` database; a run creates its own next to it.
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The MariaDB server's `test` database; a run creates its own next to it.
+pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// Runs `hopper-chaos` on `url` with `args` (and `--json`) and answers its
+/// audit, failing the test with the report and stderr if the audit failed.
+pub fn run_chaos(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_hopper-chaos"))
+        .args(["--database-url", url])
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("the chaos binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON audit ({e}); stderr:\n{stderr}"));
+    assert!(
+        out.status.success(),
+        "the audit failed:\n{report:#}\nstderr:\n{stderr}"
+    );
+    report
+}

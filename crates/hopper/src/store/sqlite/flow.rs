@@ -187,11 +187,15 @@ impl FlowTx for SqliteFlow<'_, '_> {
         idle: &[(String, i64)],
         key_turn: i64,
     ) -> Result<(), StoreError> {
-        for (statement, pairs) in [(sql::SET_KEY_TURNS, turns), (sql::KEYS_IDLE, idle)] {
+        // One indexed statement per key: joined to a JSON list instead,
+        // the planner walks every key of the queue and parses the list
+        // again for each.
+        for (statement, pairs) in [(sql::SET_KEY_TURN, turns), (sql::KEY_IDLE, idle)] {
             if !pairs.is_empty() {
-                self.0
-                    .prepare_cached(statement)?
-                    .execute(params![queue, json_list(pairs)?])?;
+                let mut statement = self.0.prepare_cached(statement)?;
+                for (key, value) in pairs {
+                    statement.execute(params![queue, key, value])?;
+                }
             }
         }
         self.0

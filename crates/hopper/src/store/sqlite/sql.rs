@@ -187,16 +187,13 @@ pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts
     WHERE id IN (SELECT value FROM json_each(?6)) AND state = 'pending' \
     RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, run_started";
 
-/// Gives the keys of queue `?1` their turns, from the JSON array `?2` of `[key, turn]` pairs.
-pub(super) const SET_KEY_TURNS: &str = "UPDATE queue_keys SET turn = t.value ->> 1 \
-    FROM json_each(?2) AS t \
-    WHERE queue_keys.queue = ?1 AND queue_keys.partition_key = t.value ->> 0";
+/// Gives key `?2` of queue `?1` turn `?3`.
+pub(super) const SET_KEY_TURN: &str =
+    "UPDATE queue_keys SET turn = ?3 WHERE queue = ?1 AND partition_key = ?2";
 
-/// Makes the keys of queue `?1` not ready where their versions are still those of the JSON array `?2` of `[key, version]` pairs.
-pub(super) const KEYS_IDLE: &str = "UPDATE queue_keys SET ready = 0 \
-    FROM json_each(?2) AS t \
-    WHERE queue_keys.queue = ?1 AND queue_keys.partition_key = t.value ->> 0 \
-        AND queue_keys.version = t.value ->> 1";
+/// Makes key `?2` of queue `?1` not ready if its version is still `?3`.
+pub(super) const KEY_IDLE: &str =
+    "UPDATE queue_keys SET ready = 0 WHERE queue = ?1 AND partition_key = ?2 AND version = ?3";
 
 /// Records `?2` as queue `?1`'s last key turn.
 pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ?2 WHERE name = ?1";

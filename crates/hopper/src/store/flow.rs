@@ -608,11 +608,11 @@ pub(crate) fn pick(
 /// straight to the flow-controlled claim, without first trying the usual
 /// one (which skips such queues) and asking whether the queue has any.
 /// A claim that finds the settings gone forgets the queue.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FlowQueues(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 impl FlowQueues {
     fn names(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
         self.0

@@ -30,10 +30,8 @@ mod rows;
 pub mod sqlite;
 
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) use flow::FlowQueues;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub(crate) use flow::{Candidate, FlowTx, LockedFlow};
+pub(crate) use flow::{Candidate, FlowQueues, FlowTx, LockedFlow};
 pub use flow::{FlowRequest, QueueFlow, Rate};
 pub use flow_usage::{BUSIEST_KEYS, FlowUsage, KeyUsage, RateError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]

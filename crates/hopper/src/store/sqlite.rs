@@ -70,6 +70,8 @@ pub struct SqliteStore {
     readers: Option<Arc<Readers>>,
     /// The database file (empty in memory).
     path: Arc<Path>,
+    /// The queues last found with flow settings.
+    flow_queues: super::FlowQueues,
 }
 
 impl SqliteStore {
@@ -282,6 +284,23 @@ fn state_counts(conn: &Connection, sql: &str) -> Result<Vec<(String, JobState, u
     })
 }
 
+impl SqliteStore {
+    /// Claims from `request`'s queue as its flow settings allow (`None`:
+    /// it has none), remembering whether it has any.
+    async fn claim_flow(
+        &self,
+        request: &ClaimRequest<'_>,
+    ) -> Result<Option<Vec<ClaimedJob>>, StoreError> {
+        let claimed = self
+            .transaction(|tx| {
+                super::flow::run_now(super::flow::claim(&mut flow::SqliteFlow(tx), request))?
+            })
+            .await?;
+        self.flow_queues.set(request.queue, claimed.is_some());
+        Ok(claimed)
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -306,6 +325,11 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
+        if self.flow_queues.contains(request.queue) {
+            if let Some(jobs) = self.claim_flow(&request).await? {
+                return Ok(jobs);
+            }
+        }
         // Every due job taken is claimed ahead by this statement; the next
         // records the first `start_now` of them as started. Two statements
         // cost less than one that numbers the rows it claims (a window or a
@@ -356,12 +380,7 @@ impl Store for SqliteStore {
         if !has_flow {
             return Ok(Vec::new());
         }
-        let claimed = self
-            .transaction(|tx| {
-                super::flow::run_now(super::flow::claim(&mut flow::SqliteFlow(tx), &request))?
-            })
-            .await?;
-        Ok(claimed.unwrap_or_default())
+        Ok(self.claim_flow(&request).await?.unwrap_or_default())
     }
 
     async fn nth_latest_start(

@@ -337,6 +337,7 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(Some(writer))),
             readers,
             path: path.into(),
+            flow_queues: Default::default(),
         })
     }
 

@@ -85,6 +85,95 @@ async fn writes_wait_while_another_process_holds_the_write_lock() {
     );
 }
 
+/// A claim writes twice (it claims, then records which runs start at
+/// once). Another process may take the write lock between the two: the
+/// claim must still answer every job it took, or those jobs sit `started`
+/// with no run until their leases run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_meets_another_process_between_its_writes_answers_every_job_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let hopper = builder().build(Arc::new(store.clone()));
+    let jobs = 600;
+    hopper
+        .dispatch_many::<Noop>((0..jobs).map(|_| ()), DispatchOptions::new())
+        .await
+        .unwrap();
+
+    // Another process that writes all the time, taking the write lock
+    // whenever it finds it free.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let contender = std::thread::spawn({
+        let stop = stop.clone();
+        let path = path.clone();
+        move || {
+            let other = rusqlite::Connection::open(&path).unwrap();
+            let mut held = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if other.execute_batch("BEGIN IMMEDIATE").is_ok() {
+                    std::thread::sleep(Duration::from_micros(50));
+                    other.execute_batch("COMMIT").unwrap();
+                    held += 1;
+                    // Free for a moment, as between another process's writes.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            held
+        }
+    });
+
+    let mut answered = std::collections::BTreeSet::new();
+    let mut claims = 0;
+    while answered.len() < jobs && claims < 10 * jobs {
+        claims += 1;
+        let claimed = store
+            .claim(ClaimRequest {
+                queue: DEFAULT_QUEUE,
+                worker: "w1",
+                limit: 2,
+                start_now: 1,
+                token: new_claim_token(),
+                due_by: Utc::now(),
+                lease: Duration::from_secs(60),
+                now: None,
+            })
+            .await
+            .unwrap();
+        answered.extend(claimed.iter().map(|job| job.id));
+        let pending: u64 = store
+            .counts()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|count| count.state == JobState::Pending)
+            .map(|count| count.count)
+            .sum();
+        if pending == 0 {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let held = contender.join().unwrap();
+    assert!(held > 0, "the other process never took the lock");
+    // Every job left pending through one of the claims, and each claim
+    // answered the jobs it took.
+    let started: Vec<i64> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT id FROM jobs WHERE state = 'started' ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let lost: Vec<&i64> = started.iter().filter(|id| !answered.contains(id)).collect();
+    assert_eq!(started.len(), jobs, "every job was claimed");
+    assert!(lost.is_empty(), "claimed but never answered: {lost:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_pool_sleeps_until_the_next_job_another_process_schedules() {
     let dir = tempfile::tempdir().unwrap();

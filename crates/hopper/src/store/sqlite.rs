@@ -333,11 +333,13 @@ impl Store for SqliteStore {
         // Every due job taken is claimed ahead by this statement; the next
         // records the first `start_now` of them as started. Two statements
         // cost less than one that numbers the rows it claims (a window or a
-        // materialised CTE cost 40% and 15% more per claim). Should the
-        // process die between them, those few jobs count as never started.
+        // materialised CTE cost 40% and 15% more per claim). They share one
+        // transaction: written on their own, another process could take the
+        // write lock between them, and the claim, tried again whole, would
+        // find nothing left to take and never answer the jobs it took.
         let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
         let jobs = self
-            .write(|conn| {
+            .transaction(|conn| {
                 let params = params![
                     micros(request.due_by),
                     request.worker,

@@ -37,7 +37,9 @@ impl Job for ReportJob {
     const TYPE: &'static str = "report";
     const QUEUE: &'static str = "reports";
     type Payload = ();
-    async fn handle(&self, (): (), _: JobContext) -> JobResult {
+    async fn handle(&self, (): (), ctx: JobContext) -> JobResult {
+        ctx.progress(100, "all pages").await?;
+        ctx.set_output(&serde_json::json!({"pages": 3}))?;
         Ok(())
     }
 }
@@ -345,6 +347,26 @@ async fn only_the_named_queue_is_worked() {
     let status = fx.json(&["queue:status", "--json"]).await;
     assert_eq!(state_count(&status, "reports", "finished"), 1);
     assert_eq!(state_count(&status, "default", "pending"), 1);
+}
+
+#[tokio::test]
+async fn a_finished_job_is_shown_with_its_output_and_progress() {
+    let fx = Fixture::new();
+    fx.ok(&["queue:dispatch", "report", "null"]).await;
+    fx.ok(&["queue:work", "--queue", "reports", "--stop-when-empty"])
+        .await;
+    // The only job of a new database.
+    let id = "1".to_owned();
+    let shown = fx.json(&["queue:show", &id, "--json"]).await;
+    assert_eq!(shown["state"], "finished", "{shown}");
+    assert_eq!(shown["output"], serde_json::json!({"pages": 3}), "{shown}");
+    assert_eq!(shown["progress"]["percent"], 100, "{shown}");
+    let text = fx.ok(&["queue:show", &id]).await;
+    assert!(text.contains("100% all pages"), "{text}");
+    assert!(
+        text.contains("output") && text.contains("\"pages\": 3"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -201,8 +201,9 @@ async fn create(
         .into_response())
 }
 
-/// A job as the API shows it: the stored record, its payload as JSON
-/// rather than JSON text.
+/// A job as the API shows it: the stored record, its payload and output as
+/// JSON rather than JSON text, and its progress (`{percent, message}`, or
+/// null before any is reported).
 #[derive(Debug, Serialize)]
 #[serde(transparent)]
 pub(crate) struct JobView(Value);
@@ -211,9 +212,13 @@ impl From<JobRecord> for JobView {
     fn from(record: JobRecord) -> Self {
         let payload = serde_json::from_str(&record.payload)
             .unwrap_or_else(|_| Value::String(record.payload.clone()));
+        let output = record.output.as_deref().map_or(Value::Null, |output| {
+            serde_json::from_str(output).unwrap_or_else(|_| Value::String(output.to_owned()))
+        });
         let mut view = serde_json::to_value(&record).unwrap_or(Value::Null);
         if let Some(fields) = view.as_object_mut() {
             fields.insert("payload".into(), payload);
+            fields.insert("output".into(), output);
         }
         Self(view)
     }
@@ -646,5 +651,9 @@ pub fn openapi_document() -> Value {
     doc["paths"]["/api/queues/{queue}/flow"] = queue_flow_path;
     doc["components"]["schemas"]["FlowSettings"] = flow_settings_schema;
     doc["components"]["schemas"]["FlowUsage"] = flow_usage_schema;
+    let job = &mut doc["components"]["schemas"]["Job"]["properties"];
+    job["output"] = json!({ "description": "What the handler returned (JSON); null unless the job finished with one." });
+    job["progress"] = json!({ "type": ["object", "null"], "properties": {
+        "percent": { "type": "integer", "minimum": 0, "maximum": 100 }, "message": { "type": "string" } } });
     doc
 }

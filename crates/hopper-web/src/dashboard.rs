@@ -2,7 +2,7 @@
 //! and queue, alerts firing and lately resolved, finished and failed per
 //! minute over the last hour, oldest pending age), the job list (filtered,
 //! paged by id so it stays fast on millions of rows), a page per job with
-//! its actions, queues with pause/resume, and schedules. Every page
+//! its actions, progress and output, queues with pause/resume, and schedules. Every page
 //! refreshes its content every two seconds with a few lines of plain
 //! JavaScript.
 
@@ -432,6 +432,20 @@ async fn job(
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
         .unwrap_or_else(|| job.payload.clone());
+    let output = job.output.as_deref().map(|output| {
+        serde_json::from_str::<serde_json::Value>(output)
+            .ok()
+            .and_then(|value| serde_json::to_string_pretty(&value).ok())
+            .unwrap_or_else(|| output.to_owned())
+    });
+    let progress = match &job.progress {
+        Some(progress) => format!(
+            r#"<progress max="100" value="{p}">{p}%</progress> {p}% {}"#,
+            escape(&progress.message),
+            p = progress.percent,
+        ),
+        None => "—".into(),
+    };
     let when =
         |at: Option<chrono::DateTime<chrono::Utc>>| at.map(time).unwrap_or_else(|| "—".into());
 
@@ -447,7 +461,8 @@ async fn job(
 <tr><th>created</th><td>{}</td></tr><tr><th>due</th><td>{}</td></tr>
 <tr><th>started</th><td>{}</td></tr><tr><th>ended</th><td>{}</td></tr>
 <tr><th>lease</th><td>{} {}</td></tr><tr><th>unique key</th><td>{}</td></tr>
-</table><h2>Payload</h2><pre id="payload">{}</pre><h2>Errors</h2>"#,
+<tr><th>progress</th><td id="job-progress">{}</td></tr>
+</table><h2>Payload</h2><pre id="payload">{}</pre>{}<h2>Errors</h2>"#,
         actions(job.id, job.state, csrf),
         state(job.state),
         escape(&job.job_type),
@@ -464,7 +479,14 @@ async fn job(
             .map(|t| format!("until {}", time(t)))
             .unwrap_or_default(),
         escape(job.unique_key.as_deref().unwrap_or("—")),
+        progress,
         escape(&payload),
+        output
+            .map(|output| format!(
+                r#"<h2>Output</h2><pre id="output">{}</pre>"#,
+                escape(&output)
+            ))
+            .unwrap_or_default(),
         st = job.state.as_str(),
     ));
     if job.errors.is_empty() {

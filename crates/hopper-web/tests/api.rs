@@ -674,3 +674,37 @@ async fn metrics_show_each_queues_limits_and_their_use() {
     }
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_job_shows_its_output_and_progress() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let pending = queue
+        .hopper()
+        .dispatch::<MailJob>(Mail { to: "a@b.c".into() });
+    let id = pending.await.unwrap();
+    let before = get(&router, &format!("/api/jobs/{id}")).await.json();
+    assert_eq!(
+        (&before["output"], &before["progress"]),
+        (&json!(null), &json!(null))
+    );
+
+    let id = queue.hopper().dispatch::<ReportJob>(12).await.unwrap();
+    let waited = queue
+        .hopper()
+        .wait_for(id, std::time::Duration::from_secs(10));
+    waited.await.unwrap();
+    let job = get(&router, &format!("/api/jobs/{id}")).await.json();
+    assert_eq!(job["output"], json!({"rows": 12, "title": "<b>rows</b>"}));
+    assert_eq!(
+        job["progress"],
+        json!({"percent": 100, "message": "<counted> 12 rows"})
+    );
+    let listed = get(&router, "/api/jobs?type=report").await.json();
+    assert_eq!(listed["jobs"][0]["output"]["rows"], 12);
+    let schema = get(&router, "/api/openapi.json").await.json();
+    let job_schema = &schema["components"]["schemas"]["Job"]["properties"];
+    assert!(job_schema["output"].is_object() && job_schema["progress"].is_object());
+    queue.stop().await.unwrap();
+}

@@ -664,3 +664,30 @@ async fn the_queues_page_shows_each_queues_limits_and_their_use() {
     assert!(!body.contains("<b>acme"), "keys are escaped");
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_job_page_shows_progress_and_output_escaped() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let id = queue.hopper().dispatch::<ReportJob>(7).await.unwrap();
+    let waited = queue
+        .hopper()
+        .wait_for(id, std::time::Duration::from_secs(10));
+    waited.await.unwrap();
+    let cookie = log_in(&router).await;
+    let job = page(&router, &cookie, &format!("/admin/queue/jobs/{id}")).await;
+    assert_eq!(job.status, StatusCode::OK);
+    assert!(
+        job.body.contains(
+            r#"<progress max="100" value="100">100%</progress> 100% &lt;counted&gt; 7 rows"#
+        ),
+        "{}",
+        job.body
+    );
+    assert!(job.body.contains(r#"<h2>Output</h2><pre id="output">"#));
+    assert!(job.body.contains("&quot;rows&quot;: 7") || job.body.contains("\"rows\": 7"));
+    assert!(job.body.contains("&lt;b&gt;rows&lt;/b&gt;"));
+    assert!(!job.body.contains("<b>rows</b>"));
+    queue.stop().await.unwrap();
+}

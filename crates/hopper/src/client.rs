@@ -540,6 +540,9 @@ impl Hopper {
         }
         // The event carries the job's fields, read back only when it is logged;
         // the job is cancelled either way, so a failed read is only logged.
+        if cancelled {
+            self.waiters().ended([id]);
+        }
         if cancelled && tracing::enabled!(target: "hopper::events", tracing::Level::INFO) {
             match self.store().get(id).await {
                 Ok(Some(job)) => crate::events::cancelled(&job),

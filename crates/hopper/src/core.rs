@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     /// Fires when a running job is asked to stop in this process.
     cancels: Notify,
     max_payload_bytes: usize,
+    /// Who waits on which job's end ([`Hopper::wait_for`]).
+    waiters: crate::results::Waiters,
 }
 
 impl Hopper {
@@ -72,6 +74,7 @@ impl Hopper {
                 wakers: Wakers::default(),
                 cancels: Notify::new(),
                 max_payload_bytes,
+                waiters: Default::default(),
             }),
         }
     }
@@ -101,6 +104,11 @@ impl Hopper {
     /// [`Hopper::cancel_requested`]).
     pub(crate) fn cancels(&self) -> &Notify {
         &self.inner.cancels
+    }
+
+    /// Who waits on which job's end, to wake when jobs end in this process.
+    pub(crate) fn waiters(&self) -> &crate::results::Waiters {
+        &self.inner.waiters
     }
 
     /// The largest payload, in bytes, a dispatch accepts.

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::retry::Backoff;
 use crate::state::State;
+use crate::store::{Claim, Progress, ProgressRequest, Store, StoreError};
 
 /// The identifier the database gives a job.
 pub type JobId = i64;
@@ -240,6 +241,131 @@ pub struct JobContext {
     queue: Arc<str>,
     cancel: CancellationToken,
     state: Arc<State>,
+    run: Arc<Run>,
+}
+
+/// The longest progress message stored: a longer one is cut (on a
+/// character boundary).
+pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 1024;
+
+/// The least time between two progress writes of one run
+/// ([`JobContext::progress`]).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What every clone of one run's context shares: where its output and
+/// progress go.
+#[derive(Debug)]
+struct Run {
+    /// The store and the claim progress is written under; `None` for a
+    /// detached context, which keeps both in memory only.
+    link: Option<(Arc<dyn Store>, Claim)>,
+    /// The largest output, in bytes, [`JobContext::set_output`] accepts.
+    max_output_bytes: usize,
+    /// The output set so far, as JSON text.
+    output: Mutex<Option<String>>,
+    /// The latest progress, and when one was last written.
+    progress: Mutex<ProgressState>,
+}
+
+/// A run's latest progress and its writes.
+#[derive(Debug, Default)]
+struct ProgressState {
+    /// The latest value reported.
+    latest: Option<Progress>,
+    /// Whether `latest` is not written yet.
+    unwritten: bool,
+    /// When a write last began.
+    written_at: Option<Instant>,
+}
+
+impl Run {
+    fn detached() -> Self {
+        Self {
+            link: None,
+            max_output_bytes: crate::client::DEFAULT_MAX_PAYLOAD_BYTES,
+            output: Mutex::new(None),
+            progress: Mutex::new(ProgressState::default()),
+        }
+    }
+
+    fn progress(&self) -> MutexGuard<'_, ProgressState> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn output(&self) -> MutexGuard<'_, Option<String>> {
+        self.output
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes `progress` under the run's claim.
+    async fn write(&self, progress: &Progress) -> Result<(), ProgressError> {
+        let Some((store, claim)) = &self.link else {
+            return Ok(());
+        };
+        let request = ProgressRequest {
+            claim: *claim,
+            progress,
+        };
+        match store.record_progress(request).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ProgressError::ClaimLost { id: claim.id }),
+            Err(error) => {
+                // Written at the run's end, or by a later call.
+                self.progress().unwritten = true;
+                Err(ProgressError::Store(error))
+            }
+        }
+    }
+}
+
+/// Why a progress report failed ([`JobContext::progress`]).
+///
+/// ```
+/// let err = hopper::ProgressError::OutOfRange(101);
+/// assert_eq!(err.to_string(), "progress is a percentage from 0 to 100, not 101");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressError {
+    /// The percentage is above 100.
+    #[error("progress is a percentage from 0 to 100, not {0}")]
+    OutOfRange(u8),
+    /// This run no longer holds its job (it was rescued and handed to
+    /// another worker, or cancelled): its progress was not written, and its
+    /// outcome will not be either.
+    #[error("job {id}: this run no longer holds the job, so its progress was not recorded")]
+    ClaimLost {
+        /// The job.
+        id: JobId,
+    },
+    /// The database refused the write or could not be reached; the value
+    /// is written by a later report or when the run ends.
+    #[error("recording progress failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why an output was refused ([`JobContext::set_output`]).
+///
+/// ```
+/// let err = hopper::OutputError::TooLarge { size: 10, limit: 4 };
+/// assert_eq!(err.to_string(), "a job's output is 10 bytes of JSON, over the limit of 4");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The value could not be written as JSON.
+    #[error("a job's output cannot be encoded as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The value's JSON is larger than the handle's
+    /// [`max_payload_bytes`](crate::Builder::max_payload_bytes).
+    #[error("a job's output is {size} bytes of JSON, over the limit of {limit}")]
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl JobContext {
@@ -260,7 +386,24 @@ impl JobContext {
             queue: queue.into(),
             cancel,
             state,
+            run: Arc::new(Run::detached()),
         }
+    }
+
+    /// The same context writing its progress to `store` under `claim`, and
+    /// taking outputs of at most `max_output_bytes`.
+    pub(crate) fn linked(
+        mut self,
+        store: Arc<dyn Store>,
+        claim: Claim,
+        max_output_bytes: usize,
+    ) -> Self {
+        self.run = Arc::new(Run {
+            link: Some((store, claim)),
+            max_output_bytes,
+            ..Run::detached()
+        });
+        self
     }
 
     /// A context for calling a handler directly, outside any queue (unit tests).
@@ -278,6 +421,7 @@ impl JobContext {
             queue: DEFAULT_QUEUE.into(),
             cancel: CancellationToken::new(),
             state: Arc::new(State::new()),
+            run: Arc::new(Run::detached()),
         }
     }
 
@@ -387,6 +531,152 @@ impl JobContext {
             ))
         })
     }
+
+    /// Sets what the job returns: `value` is written as JSON now, and stored
+    /// with the job when this run finishes it (in the same write), for
+    /// [`Hopper::wait_for`](crate::Hopper::wait_for), the API and the
+    /// dashboard. A later call replaces it. A run that does not finish the
+    /// job (it fails, is retried, snoozes or is cancelled) stores nothing.
+    /// A value that cannot be written as JSON, or whose JSON is larger than
+    /// the handle's [`max_payload_bytes`](crate::Builder::max_payload_bytes)
+    /// (1 MiB by default), is refused, and the output set before stays.
+    ///
+    /// ```
+    /// let ctx = hopper::JobContext::detached(1, 1);
+    /// ctx.set_output(&serde_json::json!({"rows": 120})).unwrap();
+    /// assert_eq!(ctx.output().as_deref(), Some(r#"{"rows":120}"#));
+    /// let huge = "x".repeat(2 * 1024 * 1024);
+    /// assert!(matches!(ctx.set_output(&huge), Err(hopper::OutputError::TooLarge { .. })));
+    /// assert_eq!(ctx.output().as_deref(), Some(r#"{"rows":120}"#));
+    /// ```
+    pub fn set_output<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), OutputError> {
+        let text = serde_json::to_string(value)?;
+        let limit = self.run.max_output_bytes;
+        if text.len() > limit {
+            return Err(OutputError::TooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        *self.run.output() = Some(text);
+        Ok(())
+    }
+
+    /// The output set so far ([`JobContext::set_output`]), as JSON text.
+    ///
+    /// ```
+    /// let ctx = hopper::JobContext::detached(1, 1);
+    /// assert_eq!(ctx.output(), None);
+    /// ctx.set_output(&[1, 2]).unwrap();
+    /// assert_eq!(ctx.output().as_deref(), Some("[1,2]"));
+    /// ```
+    pub fn output(&self) -> Option<String> {
+        self.run.output().clone()
+    }
+
+    /// Takes the output set, for the run's outcome.
+    pub(crate) fn take_output(&self) -> Option<String> {
+        self.run.output().take()
+    }
+
+    /// Reports how far the run has got: `percent` (0 to 100) and what it is
+    /// doing, stored with the job for the API and the dashboard while it
+    /// runs, and kept across retries. Writes are throttled: the first report
+    /// of a run is written at once, later ones at most once per
+    /// [`PROGRESS_INTERVAL`] (the others only replace the value waiting),
+    /// and the latest value still waiting is written when the run ends, so
+    /// a loop reporting on every item costs about one write a second.
+    /// Returns whether this call wrote. A message longer than
+    /// [`MAX_PROGRESS_MESSAGE_BYTES`] is cut. The write applies only while
+    /// this run still holds the job: a run whose job was rescued and handed
+    /// to another worker gets [`ProgressError::ClaimLost`] and changes
+    /// nothing. A detached context keeps the value in memory only.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let ctx = hopper::JobContext::detached(1, 1);
+    /// for i in 0..=100u8 {
+    ///     ctx.progress(i, format!("item {i}")).await.unwrap();
+    /// }
+    /// let latest = ctx.latest_progress().unwrap();
+    /// assert_eq!((latest.percent, latest.message.as_str()), (100, "item 100"));
+    /// assert!(ctx.progress(101, "").await.is_err());
+    /// # });
+    /// ```
+    pub async fn progress(
+        &self,
+        percent: u8,
+        message: impl Into<String>,
+    ) -> Result<bool, ProgressError> {
+        if percent > 100 {
+            return Err(ProgressError::OutOfRange(percent));
+        }
+        let progress = Progress {
+            percent,
+            message: progress_message(message.into()),
+        };
+        let due = {
+            let mut state = self.run.progress();
+            state.latest = Some(progress.clone());
+            state.unwritten = true;
+            let now = Instant::now();
+            let due = self.run.link.is_some()
+                && state
+                    .written_at
+                    .is_none_or(|at| now.duration_since(at) >= PROGRESS_INTERVAL);
+            if due {
+                state.written_at = Some(now);
+                state.unwritten = false;
+            }
+            due
+        };
+        if !due {
+            return Ok(false);
+        }
+        self.run.write(&progress).await?;
+        Ok(true)
+    }
+
+    /// The latest progress reported in this run ([`JobContext::progress`]),
+    /// written or not.
+    ///
+    /// ```
+    /// assert!(hopper::JobContext::detached(1, 1).latest_progress().is_none());
+    /// ```
+    pub fn latest_progress(&self) -> Option<Progress> {
+        self.run.progress().latest.clone()
+    }
+
+    /// Writes the latest progress if it is still waiting (at the run's
+    /// end); whether there was one to write.
+    pub(crate) async fn flush_progress(&self) -> Result<bool, ProgressError> {
+        let waiting = {
+            let mut state = self.run.progress();
+            if !state.unwritten || self.run.link.is_none() {
+                return Ok(false);
+            }
+            state.unwritten = false;
+            state.latest.clone()
+        };
+        match waiting {
+            Some(progress) => self.run.write(&progress).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// `message` as a progress message is stored: NUL characters replaced (as
+/// in errors) and cut to [`MAX_PROGRESS_MESSAGE_BYTES`].
+fn progress_message(message: String) -> String {
+    let mut message = recordable(message);
+    if message.len() > MAX_PROGRESS_MESSAGE_BYTES {
+        let mut end = MAX_PROGRESS_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
 }
 
 /// Why a handler did not finish its job, and what should happen next.

@@ -79,6 +79,7 @@ pub mod maintenance;
 pub mod metrics;
 mod panics;
 pub mod registry;
+mod results;
 pub mod retry;
 pub mod schedule;
 mod service;
@@ -96,9 +97,13 @@ pub use async_trait::async_trait;
 pub use client::{Builder, DEFAULT_DATABASE_URL, Hopper, database_url};
 pub use dispatch::{DispatchError, DispatchOptions};
 pub use hooks::{HookResult, Hooks, JobEvent};
-pub use job::{DEFAULT_QUEUE, Job, JobContext, JobError, JobId, JobResult, JobState};
+pub use job::{
+    DEFAULT_QUEUE, Job, JobContext, JobError, JobId, JobResult, JobState,
+    MAX_PROGRESS_MESSAGE_BYTES, OutputError, PROGRESS_INTERVAL, ProgressError,
+};
 pub use maintenance::Retention;
 pub use registry::{JobDefaults, Registry, RegistryError};
+pub use results::{JobOutcome, POLL_INTERVAL, RECHECK_INTERVAL, WaitError};
 pub use state::State;
 pub use store::{JobFilter, JobPage, JobRecord, QueueStats, StoreError, WorkerConcurrency};
 pub use transaction::JobTransaction;

@@ -111,7 +111,7 @@ impl Drop for Busy {
 pub(crate) fn ran(job: &ClaimedJob, outcome: &Outcome, elapsed: Duration) {
     let labels = [("type", job.job_type.clone()), ("queue", job.queue.clone())];
     let name = match outcome {
-        Outcome::Finished => FINISHED,
+        Outcome::Finished | Outcome::FinishedWith { .. } => FINISHED,
         Outcome::Retry { .. } => RETRIED,
         Outcome::Failed { .. } => FAILED,
         Outcome::Snoozed { .. } => SNOOZED,

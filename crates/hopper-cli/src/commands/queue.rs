@@ -446,6 +446,13 @@ impl Command for Show {
             if let Ok(payload) = serde_json::from_str::<serde_json::Value>(&job.payload) {
                 value["payload"] = payload;
             }
+            if let Some(Ok(output)) = job
+                .output
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>)
+            {
+                value["output"] = output;
+            }
             out.json(&value)?;
             return Ok(());
         }
@@ -480,11 +487,23 @@ impl Command for Show {
         if let Some(key) = &job.unique_key {
             field("unique key", key.clone().into());
         }
+        if let Some(progress) = &job.progress {
+            let shown = match progress.message.as_str() {
+                "" => format!("{}%", progress.percent),
+                message => format!("{}% {message}", progress.percent),
+            };
+            field("progress", shown.into());
+        }
         out.table(&table)?;
         out.line("")?;
         out.line(out.paint(Style::Bold, "payload"))?;
         out.line(pretty_json(&job.payload))?;
         out.line("")?;
+        if let Some(output) = &job.output {
+            out.line(out.paint(Style::Bold, "output"))?;
+            out.line(pretty_json(output))?;
+            out.line("")?;
+        }
         if job.errors.is_empty() {
             out.line(format!("{}: none", out.paint(Style::Bold, "errors")))?;
         } else {

@@ -51,9 +51,24 @@ impl Job for FlakyJob {
     }
 }
 
+/// Reports its progress, then returns how many rows it was given.
+pub struct ReportJob;
+
+impl Job for ReportJob {
+    const TYPE: &'static str = "report";
+    type Payload = u32;
+    async fn handle(&self, rows: u32, ctx: JobContext) -> JobResult {
+        ctx.progress(100, format!("<counted> {rows} rows")).await?;
+        ctx.set_output(&serde_json::json!({ "rows": rows, "title": "<b>rows</b>" }))?;
+        Ok(())
+    }
+}
+
 pub fn builder(flaky: &FlakyJob) -> hopper::Builder {
     Hopper::builder()
         .register(MailJob)
+        .unwrap()
+        .register(ReportJob)
         .unwrap()
         .register(flaky.clone())
         .unwrap()

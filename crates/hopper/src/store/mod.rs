@@ -457,6 +457,13 @@ pub struct AttemptError {
 pub enum Outcome {
     /// The job is done.
     Finished,
+    /// The job is done, and its handler set an output
+    /// ([`JobContext::set_output`](crate::JobContext::set_output)), stored
+    /// with it in the same write.
+    FinishedWith {
+        /// The output, as JSON text.
+        output: String,
+    },
     /// The job goes back to `pending`, due at `at`.
     Retry {
         /// When it is due again.
@@ -478,6 +485,33 @@ pub enum Outcome {
     /// The run was stopped because someone cancelled the job: it ends
     /// `cancelled`.
     Cancelled,
+}
+
+impl Outcome {
+    /// Whether the job is done (with or without an output).
+    ///
+    /// ```
+    /// use hopper::store::Outcome;
+    /// assert!(Outcome::FinishedWith { output: "1".into() }.is_finished());
+    /// assert!(!Outcome::Cancelled.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Outcome::Finished | Outcome::FinishedWith { .. })
+    }
+
+    /// The output a finished run stores, if it set one.
+    ///
+    /// ```
+    /// use hopper::store::Outcome;
+    /// assert_eq!(Outcome::FinishedWith { output: "[1]".into() }.output(), Some("[1]"));
+    /// assert_eq!(Outcome::Finished.output(), None);
+    /// ```
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            Outcome::FinishedWith { output } => Some(output),
+            _ => None,
+        }
+    }
 }
 
 impl ClaimedJob {
@@ -570,6 +604,70 @@ pub struct JobRecord {
     pub errors: Vec<AttemptError>,
     /// Its unique key, if it was dispatched with one.
     pub unique_key: Option<String>,
+    /// What its handler returned
+    /// ([`JobContext::set_output`](crate::JobContext::set_output)), as
+    /// JSON text: only a finished job has one.
+    pub output: Option<String>,
+    /// The latest progress its runs reported
+    /// ([`JobContext::progress`](crate::JobContext::progress)), kept across
+    /// retries; `None` until one is written.
+    pub progress: Option<Progress>,
+}
+
+/// How far a job's run has got, as its handler last reported it
+/// ([`JobContext::progress`](crate::JobContext::progress)).
+///
+/// ```
+/// let p = hopper::store::Progress { percent: 40, message: "copying".into() };
+/// assert_eq!(serde_json::to_value(&p).unwrap()["percent"], 40);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// From 0 to 100.
+    pub percent: u8,
+    /// What the run is doing (may be empty).
+    pub message: String,
+}
+
+impl Progress {
+    /// The progress stored as `percent` and `message` in job `id`'s row, or
+    /// `None` when no progress is stored.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+    pub(crate) fn from_columns(
+        id: JobId,
+        percent: Option<i64>,
+        message: Option<String>,
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(percent) = percent else {
+            return Ok(None);
+        };
+        match u8::try_from(percent) {
+            Ok(percent @ 0..=100) => Ok(Some(Self {
+                percent,
+                message: message.unwrap_or_default(),
+            })),
+            _ => Err(StoreError::Corrupt {
+                id,
+                reason: format!("progress {percent} out of range"),
+            }),
+        }
+    }
+}
+
+/// A run's progress to record under its claim ([`Store::record_progress`]).
+///
+/// ```
+/// use hopper::store::{Claim, Progress, ProgressRequest};
+/// let progress = Progress { percent: 10, message: "started".into() };
+/// let request = ProgressRequest { claim: Claim { id: 1, token: 2 }, progress: &progress };
+/// assert_eq!(request.progress.percent, 10);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ProgressRequest<'a> {
+    /// The run's claim: the write applies only while it holds the job.
+    pub claim: Claim,
+    /// The progress to store.
+    pub progress: &'a Progress,
 }
 
 impl JobRecord {
@@ -589,6 +687,28 @@ impl JobRecord {
     /// ```
     pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(&self.payload)
+    }
+
+    /// The output decoded as `T`; `None` when the job has no output.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let store = hopper::store::open("sqlite::memory:").await.unwrap();
+    /// # let now = chrono::Utc::now();
+    /// # let ids = store.insert(&[hopper::store::NewJob {
+    /// #     job_type: "n".into(), queue: "default".into(), payload: "null".into(),
+    /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
+    /// # }]).await.unwrap();
+    /// let mut record = store.get(ids[0]).await.unwrap().unwrap();
+    /// assert!(record.output_as::<u32>().is_none());
+    /// record.output = Some("7".into());
+    /// assert_eq!(record.output_as::<u32>().unwrap().unwrap(), 7);
+    /// # });
+    /// ```
+    pub fn output_as<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Option<Result<T, serde_json::Error>> {
+        self.output.as_deref().map(serde_json::from_str)
     }
 }
 
@@ -1073,6 +1193,10 @@ pub enum Wakeup {
     /// A running job was asked to stop ([`Store::request_cancel`]): look
     /// for cancels of the jobs running.
     Cancels,
+    /// This job ended (finished, failed or cancelled): what
+    /// [`Store::listen_results`] tells of, for those waiting on it
+    /// ([`Hopper::wait_for`](crate::Hopper::wait_for)).
+    Ended(JobId),
 }
 
 /// The database side of Hopper. Every method is one short transaction.
@@ -1116,6 +1240,10 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// released meanwhile and are left alone). `request.ended_at` is when
     /// the runs ended.
     async fn complete(&self, request: CompleteRequest<'_>) -> Result<u64, StoreError>;
+
+    /// Records a run's progress, only while its claim still holds the job
+    /// (a rescued run's write changes nothing). Returns whether it did.
+    async fn record_progress(&self, request: ProgressRequest<'_>) -> Result<bool, StoreError>;
 
     /// Extends, to the database's now (`request.now`) plus `request.lease`,
     /// the leases of the claims listed that still hold their job; no other
@@ -1282,6 +1410,16 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// in-process wake-ups, polling and their lease renewals).
     fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
         None
+    }
+
+    /// Wake-ups the database sends when jobs end, in any process, for as
+    /// long as the receiver is kept: [`Wakeup::Ended`] with the job's id,
+    /// or [`Wakeup::All`] where the database only says that something
+    /// changed (and after a reconnection). `None` where the database has no
+    /// such signal (waiters then look again at a short interval).
+    /// Default: what [`Store::listen`] sends.
+    fn listen_results(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
+        self.listen()
     }
 }
 

@@ -26,9 +26,9 @@ use super::rows::{
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
     CompleteRequest, ConcurrencyReport, FlowRequest, JobFilter, JobPage, JobRecord, LeaseHolder,
-    LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest,
-    PruneRequest, QueueFlow, QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount,
-    Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
+    LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, Progress,
+    ProgressRequest, PruneRequest, QueueFlow, QueueStats, RenewRequest, RetryRequest,
+    ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -304,6 +304,12 @@ fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
             }
         })?,
         unique_key: optional_text(row, "unique_key")?,
+        output: optional_text(row, "output")?,
+        progress: Progress::from_columns(
+            id,
+            row.try_get::<Option<i16>, _>("progress")?.map(i64::from),
+            optional_text(row, "progress_message")?,
+        )?,
     })
 }
 
@@ -454,14 +460,21 @@ impl MysqlStore {
         } = request;
         let finished: Vec<Claim> = completions
             .iter()
-            .filter(|c| c.outcome == Outcome::Finished)
+            .filter(|c| c.outcome.is_finished())
             .map(|c| c.claim)
+            .collect();
+        let outputs: Vec<(JobId, &str)> = completions
+            .iter()
+            .filter_map(|c| Some((c.claim.id, c.outcome.output()?)))
             .collect();
         let mut applied = 0;
         let mut tx = self.pool.begin().await?;
         if !finished.is_empty() {
-            let statement = sql::complete_finished(finished.len());
-            let query = sqlx::query(&statement).bind(micros(now));
+            let statement = sql::complete_finished(finished.len(), outputs.len());
+            let mut query = sqlx::query(&statement).bind(micros(now));
+            for (id, output) in &outputs {
+                query = query.bind(*id).bind(*output);
+            }
             applied += bind_claims(query, &finished)
                 .execute(&mut *tx)
                 .await?
@@ -469,7 +482,7 @@ impl MysqlStore {
         }
         for completion in completions {
             let (statement, at, error) = match &completion.outcome {
-                Outcome::Finished => continue,
+                Outcome::Finished | Outcome::FinishedWith { .. } => continue,
                 Outcome::Retry { at, error } => (sql::COMPLETE_RETRY, *at, error),
                 Outcome::Failed { error } => (sql::COMPLETE_FAILED, now, error),
                 Outcome::Snoozed { at } => {
@@ -763,6 +776,18 @@ impl Store for MysqlStore {
             ..request
         };
         retry_deadlocks(|| self.try_complete(request)).await
+    }
+
+    async fn record_progress(&self, request: ProgressRequest<'_>) -> Result<bool, StoreError> {
+        let ProgressRequest { claim, progress } = request;
+        let done = sqlx::query(sql::RECORD_PROGRESS)
+            .bind(i16::from(progress.percent))
+            .bind(&progress.message)
+            .bind(claim.id)
+            .bind(claim.token)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError> {

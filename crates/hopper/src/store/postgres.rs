@@ -25,9 +25,10 @@ use super::rows::{from_count, open_key, opened, push_filter, state_of, to_u32};
 use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
     CompleteRequest, Completion, ConcurrencyReport, FlowRequest, JobFilter, JobPage, JobRecord,
-    LeaseHolder, LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, PruneRequest,
-    QueueFlow, QueueStats, RenewRequest, RetryRequest, ScheduleState, StateCount, Store,
-    StoreError, Tick, TickRequest, TypeCount, TypeOutcomes, Wakeup,
+    LeaseHolder, LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, Progress,
+    ProgressRequest, PruneRequest, QueueFlow, QueueStats, RenewRequest, RetryRequest,
+    ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
+    Wakeup,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
@@ -45,6 +46,14 @@ pub const CHANNEL: &str = "hopper_jobs";
 /// assert_ne!(CANCEL_CHANNEL, CHANNEL);
 /// ```
 pub const CANCEL_CHANNEL: &str = "hopper_cancels";
+/// The channel a completion notifies for each job it ends (finished,
+/// failed or cancelled); the payload is the job's id. Only those waiting on
+/// results ([`Store::listen_results`]) listen on it, not the worker pools.
+///
+/// ```
+/// assert_eq!(hopper::store::postgres::RESULT_CHANNEL, "hopper_results");
+/// ```
+pub const RESULT_CHANNEL: &str = "hopper_results";
 
 /// The `application_name` of the store's connections, unless the URL sets one.
 const APPLICATION_NAME: &str = "hopper";
@@ -94,6 +103,19 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// A listener on its own connection, subscribed to `channels`, whose
+    /// wake-ups come on the receiver for as long as it is kept.
+    fn listen_on(&self, channels: &'static [&'static str]) -> mpsc::Receiver<Wakeup> {
+        let (sender, receiver) = mpsc::channel(WAKEUP_BUFFER);
+        let name = match self.options.get_application_name() {
+            Some(name) if name != APPLICATION_NAME => name.to_owned(),
+            _ => LISTENER_NAME.to_owned(),
+        };
+        let options = self.options.clone().application_name(&name);
+        tokio::spawn(listen_loop(options, channels, sender));
+        receiver
+    }
+
     /// Connects to the database at `url`, e.g. `postgres://user@host:5432/app`.
     /// The database must exist; [`Store::migrate`] creates the tables.
     ///
@@ -227,6 +249,12 @@ fn record(row: &PgRow) -> Result<JobRecord, StoreError> {
             }
         })?,
         unique_key: row.try_get("unique_key")?,
+        output: row.try_get("output")?,
+        progress: Progress::from_columns(
+            id,
+            row.try_get::<Option<i16>, _>("progress")?.map(i64::from),
+            row.try_get("progress_message")?,
+        )?,
     })
 }
 
@@ -392,12 +420,17 @@ async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, Stor
     ))
 }
 
-/// Listens on [`CHANNEL`] and [`CANCEL_CHANNEL`] and forwards each
-/// notification to `wakeups` (as [`Wakeup::Queue`] or [`Wakeup::Cancels`]), until
+/// Listens on `channels` (of [`CHANNEL`], [`CANCEL_CHANNEL`] and
+/// [`RESULT_CHANNEL`]) and forwards each notification to `wakeups` (as
+/// [`Wakeup::Queue`], [`Wakeup::Cancels`] or [`Wakeup::Ended`]), until
 /// the receiver is dropped. A lost connection is logged and made again,
 /// backing off while the server is unreachable; after each (re)connection
 /// every queue is woken, for notifications sent while no one listened.
-async fn listen_loop(options: PgConnectOptions, wakeups: mpsc::Sender<Wakeup>) {
+async fn listen_loop(
+    options: PgConnectOptions,
+    channels: &'static [&'static str],
+    wakeups: mpsc::Sender<Wakeup>,
+) {
     let mut failures = 0u32;
     loop {
         if failures > 0 {
@@ -409,7 +442,7 @@ async fn listen_loop(options: PgConnectOptions, wakeups: mpsc::Sender<Wakeup>) {
         }
         let subscribed = tokio::select! {
             _ = wakeups.closed() => return,
-            subscribed = subscribe(&options) => subscribed,
+            subscribed = subscribe(&options, channels) => subscribed,
         };
         let mut listener = match subscribed {
             Ok(listener) => listener,
@@ -435,6 +468,12 @@ async fn listen_loop(options: PgConnectOptions, wakeups: mpsc::Sender<Wakeup>) {
                 Ok(Some(notification)) if notification.channel() == CANCEL_CHANNEL => {
                     Wakeup::Cancels
                 }
+                Ok(Some(notification)) if notification.channel() == RESULT_CHANNEL => {
+                    match notification.payload().parse() {
+                        Ok(id) => Wakeup::Ended(id),
+                        Err(_) => Wakeup::All,
+                    }
+                }
                 Ok(Some(notification)) => Wakeup::Queue(notification.payload().to_owned()),
                 Ok(None) => {
                     tracing::warn!("the job wake-up connection was lost; reconnecting");
@@ -454,8 +493,11 @@ async fn listen_loop(options: PgConnectOptions, wakeups: mpsc::Sender<Wakeup>) {
     }
 }
 
-/// A listener on its own one-connection pool, subscribed to [`CHANNEL`] and [`CANCEL_CHANNEL`].
-async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+/// A listener on its own one-connection pool, subscribed to `channels`.
+async fn subscribe(
+    options: &PgConnectOptions,
+    channels: &[&str],
+) -> Result<PgListener, sqlx::Error> {
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .idle_timeout(None)
@@ -465,7 +507,7 @@ async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error
     let mut listener = PgListener::connect_with(&pool).await?;
     // Reconnect here, not inside the listener: the loop above logs and backs off.
     listener.eager_reconnect(false);
-    listener.listen_all([CHANNEL, CANCEL_CHANNEL]).await?;
+    listener.listen_all(channels.iter().copied()).await?;
     Ok(listener)
 }
 
@@ -692,12 +734,13 @@ impl Store for PostgresStore {
         let mut states = Vec::with_capacity(sorted.len());
         let mut retry_at = Vec::with_capacity(sorted.len());
         let mut errors = Vec::with_capacity(sorted.len());
+        let mut outputs = Vec::with_capacity(sorted.len());
         for completion in sorted {
             ids.push(completion.claim.id);
             tokens.push(completion.claim.token);
             attempts.push(to_i32(completion.attempt));
             let (state, at, error) = match &completion.outcome {
-                Outcome::Finished => ("finished", None, None),
+                Outcome::Finished | Outcome::FinishedWith { .. } => ("finished", None, None),
                 Outcome::Retry { at, error } => ("pending", Some(*at), Some(error.as_str())),
                 Outcome::Failed { error } => ("failed", None, Some(error.as_str())),
                 Outcome::Snoozed { at } => ("snoozed", Some(*at), None),
@@ -706,6 +749,7 @@ impl Store for PostgresStore {
             states.push(state);
             retry_at.push(at);
             errors.push(error);
+            outputs.push(completion.outcome.output());
         }
         let rows = sqlx::query(&update)
             .bind(now)
@@ -716,9 +760,22 @@ impl Store for PostgresStore {
             .bind(states)
             .bind(retry_at)
             .bind(errors)
+            .bind(outputs)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.len() as u64)
+    }
+
+    async fn record_progress(&self, request: ProgressRequest<'_>) -> Result<bool, StoreError> {
+        let ProgressRequest { claim, progress } = request;
+        let done = sqlx::query(sql::RECORD_PROGRESS)
+            .bind(claim.id)
+            .bind(claim.token)
+            .bind(i16::from(progress.percent))
+            .bind(&progress.message)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError> {
@@ -1046,12 +1103,12 @@ impl Store for PostgresStore {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql::CANCEL)
+        let cancelled: i64 = sqlx::query_scalar(&sql::cancel())
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(cancelled == 1)
     }
 
     async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
@@ -1147,13 +1204,10 @@ impl Store for PostgresStore {
     }
 
     fn listen(&self) -> Option<mpsc::Receiver<Wakeup>> {
-        let (sender, receiver) = mpsc::channel(WAKEUP_BUFFER);
-        let name = match self.options.get_application_name() {
-            Some(name) if name != APPLICATION_NAME => name.to_owned(),
-            _ => LISTENER_NAME.to_owned(),
-        };
-        let options = self.options.clone().application_name(&name);
-        tokio::spawn(listen_loop(options, sender));
-        Some(receiver)
+        Some(self.listen_on(&[CHANNEL, CANCEL_CHANNEL]))
+    }
+
+    fn listen_results(&self) -> Option<mpsc::Receiver<Wakeup>> {
+        Some(self.listen_on(&[RESULT_CHANNEL]))
     }
 }

@@ -32,9 +32,10 @@ use super::{
     AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
     CompleteRequest, Completion, ConcurrencyReport, FailedJob, FlowRequest, JobFilter, JobPage,
     JobRecord, LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome,
-    PauseRequest, PruneRequest, QueueFlow, QueueStats, RETRY_FAILED_BATCH, RenewRequest,
-    RetriedFailed, RetryFailed, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick,
-    TickRequest, TypeCount, TypeOutcomes, batch_keys, plan_retry,
+    PauseRequest, Progress, ProgressRequest, PruneRequest, QueueFlow, QueueStats,
+    RETRY_FAILED_BATCH, RenewRequest, RetriedFailed, RetryFailed, RetryRequest, ScheduleState,
+    StateCount, Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes, batch_keys,
+    plan_retry,
 };
 use crate::job::{JobId, JobState};
 
@@ -114,6 +115,25 @@ fn claim_list(claims: &[Claim]) -> String {
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
 }
 
+/// The finished runs of `completions` as the JSON array of `[id, token,
+/// output]` triples [`sql::COMPLETE_FINISHED`] reads (output: JSON text or
+/// null); `None` when none finished.
+fn finished_list(completions: &[Completion]) -> Option<String> {
+    use serde_json::Value;
+    let triples: Vec<Value> = completions
+        .iter()
+        .filter(|c| c.outcome.is_finished())
+        .map(|c| {
+            Value::Array(vec![
+                c.claim.id.into(),
+                c.claim.token.into(),
+                c.outcome.output().map_or(Value::Null, Value::from),
+            ])
+        })
+        .collect();
+    (!triples.is_empty()).then(|| Value::Array(triples).to_string())
+}
+
 /// One entry of the `errors` JSON array, as text.
 fn error_entry(attempt: u32, at: DateTime<Utc>, error: &str) -> String {
     serde_json::json!({ "attempt": attempt, "at": at, "error": error }).to_string()
@@ -179,6 +199,8 @@ fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
         errors: serde_json::from_str::<Vec<AttemptError>>(&errors)
             .map_err(|e| corrupt(format!("error history: {e}")))?,
         unique_key: row.get(16)?,
+        output: row.get(17)?,
+        progress: Progress::from_columns(id, row.get(18)?, row.get(19)?)?,
     })
 }
 
@@ -434,12 +456,7 @@ impl Store for SqliteStore {
             completions,
             ended_at: now,
         } = request;
-        let finished: Vec<Claim> = completions
-            .iter()
-            .filter(|c| c.outcome == Outcome::Finished)
-            .map(|c| c.claim)
-            .collect();
-        let finished = (!finished.is_empty()).then(|| claim_list(&finished));
+        let finished = finished_list(completions);
         let ended: Vec<(&Completion, &str, DateTime<Utc>, &String)> = completions
             .iter()
             .filter_map(|completion| match &completion.outcome {
@@ -489,6 +506,19 @@ impl Store for SqliteStore {
         } else {
             self.transaction(|tx| write(tx)).await
         }
+    }
+
+    async fn record_progress(&self, request: ProgressRequest<'_>) -> Result<bool, StoreError> {
+        let ProgressRequest { claim, progress } = request;
+        self.write(|conn| {
+            Ok(conn.prepare_cached(sql::RECORD_PROGRESS)?.execute(params![
+                claim.id,
+                claim.token,
+                progress.percent,
+                progress.message,
+            ])? > 0)
+        })
+        .await
     }
 
     async fn extend_leases(&self, request: RenewRequest<'_>) -> Result<Vec<Claim>, StoreError> {

@@ -147,6 +147,13 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     }
     let ended = std::mem::take(&mut batch.ended);
     shared.claims.finished(ended.iter().map(|c| c.claim));
+    // Those waiting on these jobs in this process look at them now.
+    shared.hopper.waiters().ended(
+        ended
+            .iter()
+            .filter(|c| !matches!(c.outcome, Outcome::Retry { .. } | Outcome::Snoozed { .. }))
+            .map(|c| c.claim.id),
+    );
     shared.bump();
     // A queue with a concurrency limit may have found itself full while
     // these jobs were still recorded as running: its producer looks again
@@ -222,6 +229,9 @@ fn shortened(completion: &Completion) -> Completion {
     };
     let outcome = match &completion.outcome {
         Outcome::Finished => Outcome::Finished,
+        Outcome::FinishedWith { output } => Outcome::FinishedWith {
+            output: output.clone(),
+        },
         Outcome::Retry { at, error } => Outcome::Retry {
             at: *at,
             error: cut(error),

@@ -117,19 +117,25 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
     let started = Instant::now();
     let _busy = crate::metrics::busy();
     let registered = shared.hopper.registry().get(&job.job_type).cloned();
+    // The run's own handle on its context: its output and latest progress.
+    let ctx = JobContext::new(
+        (job.id, job.attempt, job.max_attempts),
+        &job.job_type,
+        &job.queue,
+        token.clone(),
+        shared.hopper.shared_state().clone(),
+    )
+    .linked(
+        shared.hopper.store().clone(),
+        job.claim(),
+        shared.hopper.max_payload_bytes(),
+    );
     let ended = match &registered {
         Err(unknown) => Ended::Ran(Err(JobError::permanent(unknown))),
         Ok(registered) => {
-            let ctx = JobContext::new(
-                (job.id, job.attempt, job.max_attempts),
-                &job.job_type,
-                &job.queue,
-                token.clone(),
-                shared.hopper.shared_state().clone(),
-            );
             let timeout = registered.timeout();
             let handler =
-                AssertUnwindSafe(registered.clone().run(&job.payload, ctx)).catch_unwind();
+                AssertUnwindSafe(registered.clone().run(&job.payload, ctx.clone())).catch_unwind();
             let result = tokio::select! {
                 biased;
                 _ = token.cancelled() => None,
@@ -157,11 +163,19 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
             }
         }
     };
+    // The latest progress still waiting is written before the outcome, so
+    // it is the one the job keeps (across a retry, too).
+    if let Err(error) = ctx.flush_progress().await {
+        span.in_scope(|| tracing::warn!(%error, "the run's last progress was not recorded"));
+    }
     let elapsed = started.elapsed();
     let now = shared.hopper.now();
     let outcome = match ended {
         Ended::Cancelled => Outcome::Cancelled,
-        Ended::Ran(Ok(())) => Outcome::Finished,
+        Ended::Ran(Ok(())) => match ctx.take_output() {
+            Some(output) => Outcome::FinishedWith { output },
+            None => Outcome::Finished,
+        },
         Ended::Ran(Err(error)) => match error.snoozed_for() {
             Some(delay) => Outcome::Snoozed {
                 at: crate::clock::add(now, delay),
@@ -191,7 +205,9 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
     };
     crate::metrics::ran(&job, &outcome, elapsed);
     match &outcome {
-        Outcome::Finished => span.in_scope(|| crate::events::finished(elapsed)),
+        Outcome::Finished | Outcome::FinishedWith { .. } => {
+            span.in_scope(|| crate::events::finished(elapsed))
+        }
         Outcome::Retry { .. } => {}
         Outcome::Failed { error } => span.in_scope(|| crate::events::failed(elapsed, error)),
         Outcome::Snoozed { at } => span.in_scope(|| crate::events::snoozed(elapsed, *at)),
@@ -227,7 +243,7 @@ enum Ended {
 /// What the hooks are told about a run that ended with `outcome`.
 fn hook_event(shared: &Shared, job: &ClaimedJob, outcome: &Outcome, elapsed: Duration) -> JobEvent {
     let kind = match outcome {
-        Outcome::Finished => EventKind::Finished,
+        Outcome::Finished | Outcome::FinishedWith { .. } => EventKind::Finished,
         Outcome::Retry { .. } => EventKind::Retrying,
         Outcome::Failed { .. } => EventKind::Failed,
         Outcome::Snoozed { .. } => EventKind::Snoozed,
@@ -245,7 +261,7 @@ fn hook_event(shared: &Shared, job: &ClaimedJob, outcome: &Outcome, elapsed: Dur
     );
     event.duration = elapsed;
     match outcome {
-        Outcome::Finished => {}
+        Outcome::Finished | Outcome::FinishedWith { .. } => {}
         Outcome::Retry { at, error } => {
             event.error = Some(error.clone());
             event.retry_at = Some(*at);

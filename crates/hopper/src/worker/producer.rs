@@ -256,6 +256,8 @@ pub(super) async fn forward_wakeups(shared: Arc<Shared>, mut wakeups: mpsc::Rece
                 shared.changed.notify_one();
             }
             Some(Wakeup::Cancels) => shared.hopper.cancel_requested(),
+            // What waiters listen for (`Hopper::wait_for`), not a pool.
+            Some(Wakeup::Ended(_)) => {}
             None => break,
         }
     }

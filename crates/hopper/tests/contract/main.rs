@@ -13,6 +13,7 @@ mod flow_cases;
 mod flow_usage_cases;
 mod paging_cases;
 mod pool_cases;
+mod results_cases;
 mod store_cases;
 mod transaction_cases;
 
@@ -128,6 +129,12 @@ macro_rules! contract_for {
             a_page_size_out_of_range_is_refused,
             job_counts_per_type_and_state_match_the_dispatched_jobs,
             a_store_that_listens_hears_of_a_job_another_instance_inserts,
+            an_output_is_stored_with_the_job_and_wait_for_returns_it_in_another_process,
+            wait_for_times_out_clearly_and_tells_failed_cancelled_and_missing_jobs,
+            an_output_over_the_size_limit_or_not_json_is_refused_to_the_handler,
+            progress_is_recorded_live_throttled_and_kept_across_a_retry,
+            a_rescued_runs_progress_and_output_do_not_land,
+            a_batch_of_completions_stores_each_finished_jobs_own_output,
         );)*
     };
 }

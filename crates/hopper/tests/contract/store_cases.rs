@@ -325,6 +325,8 @@ pub async fn a_stored_job_reads_back_whole_and_a_missing_one_is_none(db: &TestDb
         last_error: None,
         errors: Vec::new(),
         unique_key: job.unique_key,
+        output: None,
+        progress: None,
     };
     assert_eq!(store.get(id).await.unwrap(), Some(pending.clone()));
     assert_eq!(store.get(id + 1).await.unwrap(), None);
@@ -1208,7 +1210,7 @@ pub async fn a_store_that_listens_hears_of_a_job_another_instance_inserts(db: &T
         match wakeup {
             Wakeup::All => break,
             Wakeup::Queue(queue) if queue == "mail" => break,
-            Wakeup::Queue(_) | Wakeup::Cancels => {}
+            Wakeup::Queue(_) | Wakeup::Cancels | Wakeup::Ended(_) => {}
         }
     }
 }

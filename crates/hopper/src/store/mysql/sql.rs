@@ -31,7 +31,7 @@ macro_rules! record_columns {
     () => {
         "id, type, queue, payload, state, priority, attempts, max_attempts, \
          available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, \
-         errors, unique_key"
+         errors, unique_key, output, progress, progress_message"
     };
 }
 
@@ -326,11 +326,19 @@ pub(super) fn mark_started(n: usize) -> String {
 
 // --- complete
 
-/// Finishes the jobs of `n` held claims; `?`: ended at, then the claims' guard (see `claims_guard`).
-pub(super) fn complete_finished(n: usize) -> String {
+/// Finishes the jobs of `n` held claims, `outputs` of them storing an output; `?`: ended at, then each of those jobs' id and output, then the claims' guard (see `claims_guard`).
+pub(super) fn complete_finished(n: usize, outputs: usize) -> String {
+    let output = if outputs == 0 {
+        String::new()
+    } else {
+        format!(
+            ", output = CASE id {} END",
+            vec!["WHEN ? THEN ?"; outputs].join(" ")
+        )
+    };
     format!(
         "UPDATE jobs SET state = 'finished', finished_at = ?, \
-         locked_by = NULL, locked_until = NULL, lease_token = NULL WHERE {} ORDER BY id",
+         locked_by = NULL, locked_until = NULL, lease_token = NULL{output} WHERE {} ORDER BY id",
         claims_guard(n)
     )
 }
@@ -377,6 +385,12 @@ pub(super) fn extend_leases_held(n: usize) -> String {
         claims_guard(n)
     )
 }
+
+// --- record_progress
+
+/// Records a run's progress while its claim holds the job; `?`: percent, message, id, token.
+pub(super) const RECORD_PROGRESS: &str = "UPDATE jobs SET progress = ?, progress_message = ? \
+    WHERE id = ? AND lease_token = ?";
 
 // --- release
 

@@ -12,7 +12,7 @@
 //! filters and batches of `list` and `retry_failed`, in `store/rows.rs`; and
 //! the schema, in `migrations/postgres`.
 
-use super::{CANCEL_CHANNEL, CHANNEL};
+use super::{CANCEL_CHANNEL, CHANNEL, RESULT_CHANNEL};
 
 // --- wake-ups: wrappers that notify the queues a statement changed, on commit
 
@@ -267,7 +267,7 @@ pub(super) const MARK_STARTED: &str = "UPDATE jobs SET run_started = TRUE \
 
 // One statement for the whole batch; each row applies only under its
 // claim's token, which a job carries exactly while it is started.
-/// Applies completions under their claims: $1 ended at, $2 it as error-entry text, $3 ids, $4 tokens, $5 attempts, $6 new states ('snoozed': pending, the attempt given back), $7 retry times, $8 errors (arrays).
+/// Applies completions under their claims: $1 ended at, $2 it as error-entry text, $3 ids, $4 tokens, $5 attempts, $6 new states ('snoozed': pending, the attempt given back), $7 retry times, $8 errors, $9 outputs (arrays; an output only for a finished job).
 pub(super) const COMPLETE: &str = "UPDATE jobs SET \
         state = CASE c.state WHEN 'snoozed' THEN 'pending' ELSE c.state END, \
         finished_at = CASE WHEN c.state IN ('pending', 'snoozed') THEN jobs.finished_at ELSE $1 END, \
@@ -276,16 +276,30 @@ pub(super) const COMPLETE: &str = "UPDATE jobs SET \
         locked_by = NULL, locked_until = NULL, lease_token = NULL, \
         last_error = COALESCE(c.error, jobs.last_error), \
         errors = CASE WHEN c.error IS NULL THEN jobs.errors ELSE jobs.errors || \
-            jsonb_build_array(jsonb_build_object('attempt', c.attempt, 'at', $2::text, 'error', c.error)) END \
-     FROM UNNEST($3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::text[]) \
-        AS c(id, token, attempt, state, retry_at, error) \
+            jsonb_build_array(jsonb_build_object('attempt', c.attempt, 'at', $2::text, 'error', c.error)) END, \
+        output = c.output \
+     FROM UNNEST($3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::text[], $9::text[]) \
+        AS c(id, token, attempt, state, retry_at, error, output) \
      WHERE jobs.id = c.id AND jobs.lease_token = c.token \
-     RETURNING jobs.queue, jobs.state = 'pending' AS due";
+     RETURNING jobs.id, jobs.queue, jobs.state = 'pending' AS due, jobs.state <> 'pending' AS ended";
 
-/// [`COMPLETE`], waking the queues of retried jobs on commit; answers a row (`queue`) per completion applied.
+/// [`COMPLETE`], waking the queues of retried jobs and, on the results
+/// channel, those waiting on each job that ended, on commit; answers a row
+/// (`queue`) per completion applied.
 pub(super) fn complete() -> String {
-    notifying(COMPLETE, "queue")
+    format!(
+        "WITH changed AS ({COMPLETE}) \
+         SELECT queue, (CASE WHEN due THEN pg_notify('{CHANNEL}', queue) END) IS NULL AS quiet, \
+             (CASE WHEN ended THEN pg_notify('{RESULT_CHANNEL}', id::text) END) IS NULL AS unheard \
+         FROM changed"
+    )
 }
+
+// --- record_progress
+
+/// Records progress $3 (percent) and $4 (message) for job $1, if claim token $2 still holds it.
+pub(super) const RECORD_PROGRESS: &str = "UPDATE jobs SET progress = $3, progress_message = $4 \
+     WHERE id = $1 AND lease_token = $2";
 
 // --- extend_leases
 
@@ -353,7 +367,7 @@ pub(super) fn rescue() -> String {
 /// The columns of a job record, as `record` decodes them.
 const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
      available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, \
-     errors::text AS errors, unique_key";
+     errors::text AS errors, unique_key, output, progress, progress_message";
 
 /// Job $1's record.
 pub(super) fn get_job() -> String {
@@ -500,8 +514,17 @@ pub(super) const COUNTS_BY_TYPE: &str = "SELECT type, state, COUNT(*) AS n FROM 
 // --- cancel
 
 /// Cancels job $2, finished at $1, if it is pending.
-pub(super) const CANCEL: &str =
-    "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state = 'pending'";
+pub(super) const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state = 'pending' \
+     RETURNING id";
+
+/// [`CANCEL`], telling those waiting on the job on commit; answers how many
+/// jobs were cancelled (0 or 1).
+pub(super) fn cancel() -> String {
+    format!(
+        "WITH changed AS ({CANCEL}) \
+         SELECT count(pg_notify('{RESULT_CHANNEL}', id::text)) FROM changed"
+    )
+}
 
 // --- request_cancel
 

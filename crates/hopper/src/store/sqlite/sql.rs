@@ -52,7 +52,7 @@ macro_rules! sqlite_record_columns {
     () => {
         "id, type, queue, payload, state, priority, attempts, max_attempts, \
         available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
-        unique_key"
+        unique_key, output, progress, progress_message"
     };
 }
 
@@ -221,12 +221,11 @@ pub(super) const MARK_STARTED: &str =
 
 // --- complete
 
-/// Finishes the jobs of the claim list `?2` at `?1`.
-pub(super) const COMPLETE_FINISHED: &str = concat!(
-    "UPDATE jobs SET state = 'finished', finished_at = ?1, \
-        locked_by = NULL, locked_until = NULL, lease_token = NULL",
-    sqlite_held_claims!("?2")
-);
+/// Finishes the jobs of the JSON array `?2` of `[id, token, output]` triples at `?1`, each storing its output (JSON text, or NULL).
+pub(super) const COMPLETE_FINISHED: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL, output = c.coutput \
+    FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken, value ->> 2 AS coutput FROM json_each(?2)) AS c \
+    WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";
 
 /// Puts job `?4`, claimed under token `?5`, back to run at `?1`, recording error `?2` and history entry `?3` (JSON).
 pub(super) const COMPLETE_RETRY: &str = "UPDATE jobs SET state = 'pending', available_at = ?1, \
@@ -249,6 +248,12 @@ pub(super) const COMPLETE_SNOOZED: &str = "UPDATE jobs SET state = 'pending', av
 pub(super) const COMPLETE_CANCELLED: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?1, \
                 locked_by = NULL, locked_until = NULL, lease_token = NULL \
             WHERE id = ?2 AND lease_token = ?3";
+
+// --- record_progress
+
+/// Records progress `?3` (percent) and `?4` (message) for job `?1`, if claim token `?2` still holds it.
+pub(super) const RECORD_PROGRESS: &str = "UPDATE jobs SET progress = ?3, progress_message = ?4 \
+            WHERE id = ?1 AND lease_token = ?2";
 
 // --- extend_leases
 

@@ -1,5 +1,6 @@
 //! The pruner: on the pool holding [`PRUNE_LEASE`], deletes ended jobs past
-//! their retention.
+//! their retention, resolved alerts as old, and partition keys with nothing
+//! pending.
 
 use std::time::Duration;
 
@@ -68,6 +69,11 @@ pub(crate) async fn prune(
         limit: PRUNE_BATCH,
     };
     while store.prune_alerts(request).await? == u64::from(PRUNE_BATCH) {
+        tokio::task::yield_now().await;
+    }
+    // Partition keys with nothing pending, whatever their age: one comes
+    // back with its next pending job.
+    while store.prune_idle_keys(PRUNE_BATCH).await? == u64::from(PRUNE_BATCH) {
         tokio::task::yield_now().await;
     }
     Ok(deleted)

@@ -1387,6 +1387,13 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// `request.before`; returns how many. Firing incidents are never deleted.
     async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError>;
 
+    /// Forgets up to `limit` partition keys that claims found with nothing
+    /// pending (flow control's `queue_keys` rows marked not ready); returns
+    /// how many. A key comes back as soon as one of its jobs is pending
+    /// again, so keys used once (a customer id, say) do not pile up.
+    /// Rows another transaction holds are left for the next call.
+    async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError>;
+
     /// Jobs finished and failed for good per job type since `since` (types
     /// with neither left out).
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError>;

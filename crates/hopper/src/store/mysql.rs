@@ -1207,6 +1207,29 @@ impl Store for MysqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError> {
+        // No DELETE here may read the table it deletes from: the keys are
+        // locked first, skipping those a dispatch holds, then deleted.
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sql::LOCK_IDLE_KEYS)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let statement = sql::delete_idle_keys(rows.len());
+        let mut delete = sqlx::query(&statement);
+        for row in &rows {
+            delete = delete
+                .bind(text(row, "queue")?)
+                .bind(text(row, "partition_key")?);
+        }
+        let done = delete.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     async fn prune_alerts(&self, request: PruneRequest) -> Result<u64, StoreError> {
         let done = sqlx::query(sql::PRUNE_ALERTS)
             .bind(micros(request.before))

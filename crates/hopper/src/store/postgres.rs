@@ -1203,6 +1203,14 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
+    async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::PRUNE_IDLE_KEYS)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     fn listen(&self) -> Option<mpsc::Receiver<Wakeup>> {
         Some(self.listen_on(&[CHANNEL, CANCEL_CHANNEL]))
     }

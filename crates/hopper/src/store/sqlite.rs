@@ -934,6 +934,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError> {
+        self.write(|conn| Ok(changed(conn.execute(sql::PRUNE_IDLE_KEYS, [limit])?)))
+            .await
+    }
+
     async fn retry_failed(&self, request: &RetryFailed) -> Result<RetriedFailed, StoreError> {
         let mut done = RetriedFailed::default();
         let mut after: JobId = 0;

@@ -594,7 +594,7 @@ pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb)
     use hopper::store::QueueFlow;
     let (clock, hopper) = on_test_clock(db).await;
     hopper
-        .set_queue_flow("default", QueueFlow::default().per_key(1))
+        .set_queue_flow("default", QueueFlow::default().per_key(2))
         .await
         .unwrap();
     let store = hopper.store().clone();
@@ -607,8 +607,8 @@ pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "one job, claimed");
-    // With the only job running, a claim finds the key with nothing
-    // pending and stops looking at it.
+    // With the only job running and room for another (the limit is 2), a
+    // claim looks at the key, finds nothing pending and marks it idle.
     let none = store
         .claim(claim_at("default", "w", 5, now, Duration::from_secs(30)))
         .await
@@ -640,6 +640,69 @@ pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb)
         .await
         .unwrap();
     assert_eq!(again.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
+}
+
+pub async fn idle_partition_keys_are_pruned_and_come_back_with_their_next_job(db: &TestDb) {
+    use hopper::store::{CompleteRequest, Completion, Outcome, QueueFlow};
+    let (clock, hopper) = on_test_clock(db).await;
+    hopper
+        .set_queue_flow("default", QueueFlow::default().per_key(1))
+        .await
+        .unwrap();
+    let store = hopper.store().clone();
+    let keyed = |key: &str| {
+        let mut job = crate::common::new_job("ping", "default", hopper.now());
+        job.partition_key = Some(key.into());
+        job
+    };
+    let claim = || {
+        let store = store.clone();
+        let due_by = hopper.now();
+        async move {
+            store
+                .claim(claim_at(
+                    "default",
+                    "w",
+                    10,
+                    due_by,
+                    Duration::from_secs(30),
+                ))
+                .await
+                .unwrap()
+        }
+    };
+    store
+        .insert(&[keyed("a"), keyed("b"), keyed("c")])
+        .await
+        .unwrap();
+    let ran = claim().await;
+    assert_eq!(ran.len(), 3);
+    let done: Vec<Completion> = ran
+        .iter()
+        .map(|job| Completion {
+            claim: job.claim(),
+            attempt: 1,
+            outcome: Outcome::Finished,
+        })
+        .collect();
+    let request = CompleteRequest {
+        completions: &done,
+        ended_at: hopper.now(),
+    };
+    assert_eq!(store.complete(request).await.unwrap(), 3);
+    // Nothing is pending under any key: this claim finds each key empty
+    // and marks it idle, and the pruner forgets idle keys.
+    assert!(claim().await.is_empty());
+    assert_eq!(store.prune_idle_keys(100).await.unwrap(), 3);
+    assert_eq!(store.prune_idle_keys(100).await.unwrap(), 0);
+
+    // A pruned key comes back with its next pending job.
+    clock.advance(Duration::from_secs(1));
+    let mut next = store.insert(&[keyed("b"), keyed("a")]).await.unwrap();
+    next.sort_unstable();
+    let mut again: Vec<_> = claim().await.iter().map(|job| job.id).collect();
+    again.sort_unstable();
+    assert_eq!(again, next);
 }
 
 pub async fn flow_settings_round_trip_and_nonsense_is_refused(db: &TestDb) {

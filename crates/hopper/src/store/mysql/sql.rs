@@ -271,6 +271,18 @@ pub(super) fn keys_idle(n: usize) -> String {
     )
 }
 
+/// Up to `?` keys marked not ready that no one else holds, locked.
+pub(super) const LOCK_IDLE_KEYS: &str = "SELECT queue, partition_key FROM queue_keys \
+     WHERE ready = FALSE LIMIT ? FOR UPDATE SKIP LOCKED";
+
+/// Deletes `n` keys if still not ready; `?`: per key its queue and key.
+pub(super) fn delete_idle_keys(n: usize) -> String {
+    format!(
+        "DELETE FROM queue_keys WHERE ready = FALSE AND ({})",
+        vec!["(queue = ? AND partition_key = ?)"; n].join(" OR ")
+    )
+}
+
 /// Records a queue's last key turn; `?`: turn, queue.
 pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ? WHERE name = ?";
 

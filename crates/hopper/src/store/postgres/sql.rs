@@ -226,6 +226,13 @@ pub(super) const SET_KEY_TURNS: &str = "UPDATE queue_keys SET turn = t.turn \
          FOR UPDATE OF q SKIP LOCKED) AS t \
      WHERE queue_keys.queue = $1 AND queue_keys.partition_key = t.partition_key";
 
+/// Deletes up to `$1` keys marked not ready, skipping rows another
+/// transaction holds (a dispatch marking one ready again, say).
+pub(super) const PRUNE_IDLE_KEYS: &str = "DELETE FROM queue_keys \
+     WHERE (queue, partition_key) IN (SELECT queue, partition_key FROM queue_keys \
+         WHERE NOT ready LIMIT $1 FOR UPDATE SKIP LOCKED) \
+       AND NOT ready";
+
 /// Makes the keys $2 (text[]) of queue $1 not ready where their versions are still $3 (bigint[]), skipping locked rows.
 pub(super) const KEYS_IDLE: &str = "UPDATE queue_keys SET ready = FALSE \
      FROM (SELECT q.partition_key FROM UNNEST($2::text[], $3::bigint[]) AS t(key, version) \

@@ -195,6 +195,10 @@ pub(super) const SET_KEY_TURN: &str =
 pub(super) const KEY_IDLE: &str =
     "UPDATE queue_keys SET ready = 0 WHERE queue = ?1 AND partition_key = ?2 AND version = ?3";
 
+/// Deletes up to `?1` keys marked not ready.
+pub(super) const PRUNE_IDLE_KEYS: &str = "DELETE FROM queue_keys \
+    WHERE (queue, partition_key) IN (SELECT queue, partition_key FROM queue_keys WHERE ready = 0 LIMIT ?1)";
+
 /// Records `?2` as queue `?1`'s last key turn.
 pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ?2 WHERE name = ?1";
 

@@ -115,14 +115,20 @@ fn claim_list(claims: &[Claim]) -> String {
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
 }
 
-/// The finished runs of `completions` as the JSON array of `[id, token,
-/// output]` triples [`sql::COMPLETE_FINISHED`] reads (output: JSON text or
-/// null); `None` when none finished.
-fn finished_list(completions: &[Completion]) -> Option<String> {
+/// The finished runs of `completions`, as the statement that finishes
+/// them and the JSON list it reads; `None` when none finished. Most runs
+/// set no output: their list is the `[id, token]` pairs of
+/// [`sql::COMPLETE_FINISHED`], which leaves `output` alone; where any run
+/// set one, every finished run is an `[id, token, output]` triple of
+/// [`sql::COMPLETE_FINISHED_WITH_OUTPUT`] (output: JSON text or null).
+fn finished_list(completions: &[Completion]) -> Option<(&'static str, String)> {
     use serde_json::Value;
-    let triples: Vec<Value> = completions
-        .iter()
-        .filter(|c| c.outcome.is_finished())
+    let finished = completions.iter().filter(|c| c.outcome.is_finished());
+    if !finished.clone().any(|c| c.outcome.output().is_some()) {
+        let claims: Vec<Claim> = finished.map(|c| c.claim).collect();
+        return (!claims.is_empty()).then(|| (sql::COMPLETE_FINISHED, claim_list(&claims)));
+    }
+    let triples: Vec<Value> = finished
         .map(|c| {
             Value::Array(vec![
                 c.claim.id.into(),
@@ -131,7 +137,10 @@ fn finished_list(completions: &[Completion]) -> Option<String> {
             ])
         })
         .collect();
-    (!triples.is_empty()).then(|| Value::Array(triples).to_string())
+    Some((
+        sql::COMPLETE_FINISHED_WITH_OUTPUT,
+        Value::Array(triples).to_string(),
+    ))
 }
 
 /// One entry of the `errors` JSON array, as text.
@@ -476,10 +485,10 @@ impl Store for SqliteStore {
             .collect();
         let write = |conn: &Connection| -> Result<u64, StoreError> {
             let mut applied = 0;
-            if let Some(claims) = &finished {
+            if let Some((statement, list)) = &finished {
                 applied += changed(
-                    conn.prepare_cached(sql::COMPLETE_FINISHED)?
-                        .execute(params![micros(now), claims])?,
+                    conn.prepare_cached(statement)?
+                        .execute(params![micros(now), list])?,
                 );
             }
             for (completion, sql, at, error) in &ended {

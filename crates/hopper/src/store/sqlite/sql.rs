@@ -225,8 +225,15 @@ pub(super) const MARK_STARTED: &str =
 
 // --- complete
 
+/// Finishes the jobs of the claim list `?2` at `?1`.
+pub(super) const COMPLETE_FINISHED: &str = concat!(
+    "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+        locked_by = NULL, locked_until = NULL, lease_token = NULL",
+    sqlite_held_claims!("?2")
+);
+
 /// Finishes the jobs of the JSON array `?2` of `[id, token, output]` triples at `?1`, each storing its output (JSON text, or NULL).
-pub(super) const COMPLETE_FINISHED: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+pub(super) const COMPLETE_FINISHED_WITH_OUTPUT: &str = "UPDATE jobs SET state = 'finished', finished_at = ?1, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL, output = c.coutput \
     FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken, value ->> 2 AS coutput FROM json_each(?2)) AS c \
     WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken";

@@ -56,15 +56,20 @@ async fn synchronous_full_in_the_url_flushes_every_commit() {
     assert_eq!(synchronous, 2, "synchronous = FULL");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_wait_while_another_process_holds_the_write_lock() {
+/// A migrated store on `jobs.db` in a new temporary folder, and a handle on it.
+async fn migrated_file() -> (tempfile::TempDir, SqliteStore, Hopper) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jobs.db");
-    let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
     store.migrate().await.unwrap();
     let hopper = builder().build(Arc::new(store.clone()));
+    (dir, store, hopper)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_while_another_process_holds_the_write_lock() {
+    let (dir, store, hopper) = migrated_file().await;
+    let path = dir.path().join("jobs.db");
 
     // Another connection, as another process would, takes the write lock.
     let other = rusqlite::Connection::open(&path).unwrap();
@@ -91,13 +96,8 @@ async fn writes_wait_while_another_process_holds_the_write_lock() {
 /// with no run until their leases run out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_meets_another_process_between_its_writes_answers_every_job_it_took() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, store, hopper) = migrated_file().await;
     let path = dir.path().join("jobs.db");
-    let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let hopper = builder().build(Arc::new(store.clone()));
     let jobs = 600;
     hopper
         .dispatch_many::<Noop>((0..jobs).map(|_| ()), DispatchOptions::new())

@@ -189,6 +189,9 @@ struct Controller<'a> {
     events: Events,
 }
 
+/// How soon a writer kill that caught no transaction is tried again.
+const WRITER_KILL_RETRY: Duration = Duration::from_secs(1);
+
 fn jitter(every: Duration) -> Duration {
     every.mul_f64(0.5 + fastrand::f64())
 }
@@ -375,9 +378,12 @@ impl Controller<'_> {
 
     /// Kills the dispatcher right after it has written a batch and before
     /// it commits, then checks the batch is stored whole or not at all.
-    async fn kill_writer(&mut self) -> Result<()> {
+    /// Answers whether it caught the dispatcher inside a transaction: not
+    /// when no dispatcher runs (one restarting after a lost connection, say)
+    /// or none wrote a batch in time.
+    async fn kill_writer(&mut self) -> Result<bool> {
         let Some(mut dispatcher) = self.dispatcher.take() else {
-            return Ok(());
+            return Ok(false);
         };
         while dispatcher.lines.try_recv().is_ok() {}
         let written = tokio::time::timeout(Duration::from_secs(3), async {
@@ -404,7 +410,7 @@ impl Controller<'_> {
             if status.success() {
                 self.events.all_dispatched = true;
             }
-            return Ok(());
+            return Ok(false);
         };
         let next = match self.resume_point().await {
             Ok(next) => next,
@@ -413,7 +419,7 @@ impl Controller<'_> {
                 // checked by the next look at the stored prefix instead.
                 log(&format!("cannot look at the stored jobs: {error:#}"));
                 self.restart_dispatcher_at = Instant::now() + Duration::from_millis(500);
-                return Ok(());
+                return Ok(false);
             }
         };
         let stored = next >= end;
@@ -435,7 +441,7 @@ impl Controller<'_> {
             log(&format!("cannot restart the dispatcher yet: {error:#}"));
             self.restart_dispatcher_at = Instant::now() + Duration::from_millis(500);
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn wait_for_database(&self) -> DateTime<Utc> {
@@ -516,8 +522,14 @@ impl Controller<'_> {
                 next_kill = now + jitter(plan.kill_every);
             }
             if now >= next_writer_kill {
-                self.kill_writer().await?;
-                next_writer_kill = now + jitter(plan.writer_kill_every);
+                // A try that caught no transaction is made again soon, so
+                // lost connections and a server restart do not leave a run
+                // without a writer killed mid-transaction.
+                next_writer_kill = if self.kill_writer().await? {
+                    now + jitter(plan.writer_kill_every)
+                } else {
+                    now + WRITER_KILL_RETRY
+                };
             }
             if server && now >= next_burst {
                 self.burst().await?;

@@ -198,9 +198,17 @@ impl Drop for Registered<'_> {
 
 impl Waiters {
     /// Wakes whoever waits on the jobs `ids` (they ended, or may have).
+    /// One look at the waiting jobs for the whole list, none of it read
+    /// when no one waits: the completer calls this for every batch it writes.
     pub(crate) fn ended(&self, ids: impl IntoIterator<Item = JobId>) {
+        let jobs = self.shared.jobs();
+        if jobs.is_empty() {
+            return;
+        }
         for id in ids {
-            self.shared.wake(id);
+            if let Some((_, notify)) = jobs.get(&id) {
+                notify.notify_waiters();
+            }
         }
     }
 

@@ -14,27 +14,16 @@
 
 mod common;
 
-use common::{MYSQL_URL, POSTGRES_URL, run_chaos};
+use common::{MYSQL_URL, POSTGRES_URL, figure, run_chaos};
 
 const JOBS: u64 = 2_000;
 
 fn limited(url: &str) -> serde_json::Value {
-    let jobs = JOBS.to_string();
     run_chaos(
         url,
+        JOBS,
+        "12s",
         &[
-            "--jobs",
-            &jobs,
-            "--workers",
-            "3",
-            "--duration",
-            "12s",
-            "--kill-every",
-            "2s",
-            "--lease",
-            "5s",
-            "--drain-timeout",
-            "60s",
             "--limited",
             "--keys",
             "100",
@@ -47,12 +36,7 @@ fn limited(url: &str) -> serde_json::Value {
 }
 
 fn check(report: &serde_json::Value) {
-    let figure = |pointer: &str| {
-        report
-            .pointer(pointer)
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
-    };
+    let figure = |pointer: &str| figure(report, pointer);
     assert_eq!(figure("/jobs"), JOBS);
     assert_eq!(figure("/finished"), JOBS, "{report:#}");
     assert_eq!(figure("/lost"), 0, "{report:#}");

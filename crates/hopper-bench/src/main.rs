@@ -269,6 +269,26 @@ async fn w4(args: &Args, dbs: &Databases) -> Result<W4> {
     })
 }
 
+/// A drain of `--jobs` queued as `setup` on the fresh database `name`,
+/// reported as a ratio to the pass's W2 `drain`.
+async fn flow_drain(
+    args: &Args,
+    dbs: &Databases,
+    name: &str,
+    setup: Queued,
+    drain: &workloads::Drain,
+) -> Result<workloads::Drain> {
+    let db = dbs.fresh(name).await?;
+    let flow = workloads::drain(&db, args.jobs, args.workers as usize, setup).await?;
+    db.finish().await?;
+    eprintln!(
+        "  hopper {:.0} jobs/s, {:.2} of W2",
+        flow.jobs_per_s,
+        flow.jobs_per_s / drain.jobs_per_s
+    );
+    Ok(flow)
+}
+
 /// One pass over every workload, each on its own fresh database, Hopper and
 /// raw SQL interleaved so machine noise hits both alike.
 async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
@@ -324,32 +344,18 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     );
 
     step("W5 drain, per-key limit");
-    let db = dbs.fresh("w5-keyed").await?;
     let keyed = Queued::Flow {
         keys: Some(args.w5_keys),
         flow: QueueFlow::default().per_key(W5_KEY_LIMIT),
     };
-    let flow_per_key = workloads::drain(&db, n, args.workers as usize, keyed).await?;
-    db.finish().await?;
-    eprintln!(
-        "  hopper {:.0} jobs/s, {:.2} of W2",
-        flow_per_key.jobs_per_s,
-        flow_per_key.jobs_per_s / drain.jobs_per_s
-    );
+    let flow_per_key = flow_drain(args, dbs, "w5-keyed", keyed, &drain).await?;
 
     step("W5g drain, global limit not binding");
-    let db = dbs.fresh("w5g-global").await?;
     let global = Queued::Flow {
         keys: None,
         flow: QueueFlow::default().concurrency(args.w5g_limit),
     };
-    let flow_global = workloads::drain(&db, n, args.workers as usize, global).await?;
-    db.finish().await?;
-    eprintln!(
-        "  hopper {:.0} jobs/s, {:.2} of W2",
-        flow_global.jobs_per_s,
-        flow_global.jobs_per_s / drain.jobs_per_s
-    );
+    let flow_global = flow_drain(args, dbs, "w5g-global", global, &drain).await?;
 
     Ok(Pass {
         enqueue_one: (hopper_one, raw_one),

@@ -542,6 +542,7 @@ impl Hopper {
         // the job is cancelled either way, so a failed read is only logged.
         if cancelled {
             self.waiters().ended([id]);
+            crate::batch::fire_callbacks(self).await;
         }
         if cancelled && tracing::enabled!(target: "hopper::events", tracing::Level::INFO) {
             match self.store().get(id).await {
@@ -668,7 +669,12 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        self.store().delete(id).await
+        let deleted = self.store().delete(id).await?;
+        if deleted {
+            // A batch no longer waiting on it may be done.
+            crate::batch::fire_callbacks(self).await;
+        }
+        Ok(deleted)
     }
 
     /// Tells every worker, in every process, to claim nothing more from

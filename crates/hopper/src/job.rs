@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::retry::Backoff;
 use crate::state::State;
-use crate::store::{Claim, Progress, ProgressRequest, Store, StoreError};
+use crate::store::{BatchId, Claim, Progress, ProgressRequest, Store, StoreError};
 
 /// The identifier the database gives a job.
 pub type JobId = i64;
@@ -239,6 +239,7 @@ pub struct JobContext {
     max_attempts: u32,
     job_type: Arc<str>,
     queue: Arc<str>,
+    batch: Option<BatchId>,
     cancel: CancellationToken,
     state: Arc<State>,
     run: Arc<Run>,
@@ -259,6 +260,8 @@ struct Run {
     /// The store and the claim progress is written under; `None` for a
     /// detached context, which keeps both in memory only.
     link: Option<(Arc<dyn Store>, Claim)>,
+    /// The handle whose pool runs the job; `None` for a detached context.
+    hopper: Option<crate::Hopper>,
     /// The largest output, in bytes, [`JobContext::set_output`] accepts.
     max_output_bytes: usize,
     /// The output set so far, as JSON text.
@@ -282,6 +285,7 @@ impl Run {
     fn detached() -> Self {
         Self {
             link: None,
+            hopper: None,
             max_output_bytes: crate::client::DEFAULT_MAX_PAYLOAD_BYTES,
             output: Mutex::new(None),
             progress: Mutex::new(ProgressState::default()),
@@ -384,26 +388,35 @@ impl JobContext {
             max_attempts,
             job_type: job_type.into(),
             queue: queue.into(),
+            batch: None,
             cancel,
             state,
             run: Arc::new(Run::detached()),
         }
     }
 
-    /// The same context writing its progress to `store` under `claim`, and
-    /// taking outputs of at most `max_output_bytes`.
-    pub(crate) fn linked(
-        mut self,
-        store: Arc<dyn Store>,
-        claim: Claim,
-        max_output_bytes: usize,
-    ) -> Self {
+    /// The same context run by `hopper`'s pool: writing its progress to
+    /// the handle's store under `claim`, and taking outputs up to the
+    /// handle's payload limit.
+    pub(crate) fn linked(mut self, hopper: &crate::Hopper, claim: Claim) -> Self {
         self.run = Arc::new(Run {
-            link: Some((store, claim)),
-            max_output_bytes,
+            link: Some((hopper.store().clone(), claim)),
+            hopper: Some(hopper.clone()),
+            max_output_bytes: hopper.max_payload_bytes(),
             ..Run::detached()
         });
         self
+    }
+
+    /// The handle whose pool runs this job, to dispatch more jobs from the
+    /// handler (follow-ups, or more jobs of its own batch); `None` in a
+    /// [`detached`](Self::detached) context.
+    ///
+    /// ```
+    /// assert!(hopper::JobContext::detached(1, 1).hopper().is_none());
+    /// ```
+    pub fn hopper(&self) -> Option<&crate::Hopper> {
+        self.run.hopper.as_ref()
     }
 
     /// A context for calling a handler directly, outside any queue (unit tests).
@@ -419,6 +432,7 @@ impl JobContext {
             max_attempts: attempt.max(1),
             job_type: "".into(),
             queue: DEFAULT_QUEUE.into(),
+            batch: None,
             cancel: CancellationToken::new(),
             state: Arc::new(State::new()),
             run: Arc::new(Run::detached()),
@@ -434,6 +448,28 @@ impl JobContext {
     pub fn with_state(mut self, state: State) -> Self {
         self.state = Arc::new(state);
         self
+    }
+
+    /// The same context for a job of batch `batch`.
+    ///
+    /// ```
+    /// let ctx = hopper::JobContext::detached(1, 1).in_batch(Some(7));
+    /// assert_eq!(ctx.batch_id(), Some(7));
+    /// ```
+    pub fn in_batch(mut self, batch: Option<BatchId>) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// The batch the job belongs to, if any: a job may add more jobs to
+    /// its own batch ([`Hopper::add_to_batch`](crate::Hopper::add_to_batch)),
+    /// and the batch waits for them too.
+    ///
+    /// ```
+    /// assert_eq!(hopper::JobContext::detached(9, 1).batch_id(), None);
+    /// ```
+    pub fn batch_id(&self) -> Option<BatchId> {
+        self.batch
     }
 
     /// The job's id.

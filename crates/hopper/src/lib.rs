@@ -67,6 +67,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alerts;
+pub mod batch;
 pub mod client;
 pub mod clock;
 mod core;

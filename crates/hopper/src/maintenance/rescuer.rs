@@ -1,5 +1,7 @@
 //! The rescuer: on the pool holding [`MAINTENANCE_LEASE`], returns jobs
-//! whose worker died (their lease expired) to pending or failed.
+//! whose worker died (their lease expired) to pending or failed, then
+//! fires the batch callbacks that endings outside a pool's completions
+//! made due.
 
 use std::time::Duration;
 
@@ -40,6 +42,10 @@ pub(crate) async fn run(
                         hopper.wake(queue);
                     }
                 }
+                // Batch jobs that ended outside a pool's completions (a
+                // rescue, a cancel, a deletion, a retry by hand) may have
+                // made callbacks due.
+                crate::batch::fire_callbacks(&hopper).await;
                 Ok::<_, StoreError>(None)
             }
         })

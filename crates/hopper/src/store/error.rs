@@ -66,6 +66,20 @@ pub enum StoreError {
         /// The page size asked for.
         limit: u32,
     },
+    /// No batch has this id.
+    #[error("no batch {0}")]
+    NoSuchBatch(i64),
+    /// The batch completed (sealed, every job ended): it takes no more jobs.
+    #[error("batch {0} completed: it takes no more jobs")]
+    BatchComplete(i64),
+    /// A batch's stored row cannot be read back.
+    #[error("corrupt batch row {id}: {reason}")]
+    CorruptBatch {
+        /// The batch's id.
+        id: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A name holds a NUL character, which no database stores as text.
     #[error("a {field} cannot contain a NUL character: {name:?}")]
     NulCharacter {

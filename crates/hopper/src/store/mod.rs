@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{JobId, JobState};
 
+pub(crate) mod batches;
 mod concurrency;
 mod error;
 mod flow;
@@ -29,6 +30,10 @@ mod rows;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
+pub use batches::{
+    BatchAdd, BatchCallback, BatchCounts, BatchEvent, BatchId, BatchRecord, NewBatch,
+};
+pub(crate) use batches::{BatchTx, CallbackColumns, DueBatch};
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) use flow::{Candidate, FlowQueues, FlowTx, LockedFlow};
@@ -401,7 +406,7 @@ pub struct PruneRequest {
 /// ```
 /// let job = hopper::store::ClaimedJob {
 ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, attempt: 1, max_attempts: 3, run_started: true,
+///     priority: 0, attempt: 1, max_attempts: 3, batch: None, run_started: true,
 /// };
 /// assert_eq!(job.attempt, 1);
 /// ```
@@ -425,6 +430,8 @@ pub struct ClaimedJob {
     pub attempt: u32,
     /// Its attempts in all.
     pub max_attempts: u32,
+    /// The batch it belongs to, if any.
+    pub batch: Option<BatchId>,
     /// Whether it was claimed to start at once, its attempt counted from the
     /// claim; otherwise its start is to be recorded with
     /// [`Store::mark_started`].
@@ -520,7 +527,7 @@ impl ClaimedJob {
     /// ```
     /// let job = hopper::store::ClaimedJob {
     ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-    ///     priority: 0, attempt: 1, max_attempts: 3, run_started: false,
+    ///     priority: 0, attempt: 1, max_attempts: 3, batch: None, run_started: false,
     /// };
     /// assert_eq!(job.claim(), hopper::store::Claim { id: 1, token: 9 });
     /// ```
@@ -1393,6 +1400,32 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// again, so keys used once (a customer id, say) do not pile up.
     /// Rows another transaction holds are left for the next call.
     async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError>;
+
+    /// Creates `batch` with `jobs` in it, in one transaction; the batch's id
+    /// and the jobs' ids in order.
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        jobs: &[NewJob],
+    ) -> Result<(BatchId, Vec<JobId>), StoreError>;
+
+    /// Inserts `add.jobs` into their batch (and seals it, if asked) in one
+    /// transaction; their ids in order. Refused, storing nothing, for a
+    /// batch that does not exist ([`StoreError::NoSuchBatch`]) or completed
+    /// ([`StoreError::BatchComplete`]).
+    async fn add_to_batch(&self, add: BatchAdd<'_>) -> Result<Vec<JobId>, StoreError>;
+
+    /// Batch `id` with its counts and callbacks, or `None`.
+    async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError>;
+
+    /// Inserts the due callback jobs of up to `limit` batches, each exactly
+    /// once (with its batch's row held, and the event cleared in the same
+    /// transaction), available at `now`; the jobs inserted, with their ids.
+    async fn fire_batch_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(JobId, NewJob)>, StoreError>;
 
     /// Jobs finished and failed for good per job type since `since` (types
     /// with neither left out).

@@ -24,15 +24,17 @@ use super::rows::{
     from_count, from_micros, micros, open_key, opened, optional_time, push_filter, state_of, to_u32,
 };
 use super::{
-    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, ConcurrencyReport, FlowRequest, JobFilter, JobPage, JobRecord, LeaseHolder,
-    LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, Progress,
-    ProgressRequest, PruneRequest, QueueFlow, QueueStats, RenewRequest, RetryRequest,
-    ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
+    AlertId, AlertRecord, AttemptError, BatchAdd, BatchId, BatchRecord, Claim, ClaimRequest,
+    ClaimToken, ClaimedJob, CompleteRequest, ConcurrencyReport, FlowRequest, JobFilter, JobPage,
+    JobRecord, LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewBatch, NewJob,
+    Outcome, PauseRequest, Progress, ProgressRequest, PruneRequest, QueueFlow, QueueStats,
+    RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
+    TypeCount, TypeOutcomes,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
+mod batches;
 mod flow;
 mod sql;
 
@@ -260,6 +262,7 @@ pub(super) fn locked_job(
         token,
         attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
         max_attempts: u32::try_from(max_attempts).unwrap_or(0),
+        batch: row.try_get("batch_id")?,
         run_started,
     })
 }
@@ -1060,6 +1063,49 @@ impl Store for MysqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        jobs: &[NewJob],
+    ) -> Result<(BatchId, Vec<JobId>), StoreError> {
+        retry_deadlocks(|| async {
+            let mut tx = self.pool.begin().await?;
+            let created =
+                super::batches::create(&mut batches::MySqlBatch(&mut tx), batch, jobs).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(created)
+        })
+        .await
+    }
+
+    async fn add_to_batch(&self, add: BatchAdd<'_>) -> Result<Vec<JobId>, StoreError> {
+        retry_deadlocks(|| async {
+            let mut tx = self.pool.begin().await?;
+            let ids = super::batches::add(&mut batches::MySqlBatch(&mut tx), add).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(ids)
+        })
+        .await
+    }
+
+    async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
+        batches::read(&self.pool, id).await
+    }
+
+    async fn fire_batch_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
+        retry_deadlocks(|| async {
+            let mut tx = self.pool.begin().await?;
+            let fired = super::batches::fire(&mut batches::MySqlBatch(&mut tx), now, limit).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(fired)
+        })
+        .await
     }
 
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {

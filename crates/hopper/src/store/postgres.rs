@@ -23,16 +23,17 @@ use tokio::sync::mpsc;
 
 use super::rows::{from_count, open_key, opened, push_filter, state_of, to_u32};
 use super::{
-    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, Completion, ConcurrencyReport, FlowRequest, JobFilter, JobPage, JobRecord,
-    LeaseHolder, LeaseRequest, MinuteCount, NewAlert, NewJob, Outcome, PauseRequest, Progress,
-    ProgressRequest, PruneRequest, QueueFlow, QueueStats, RenewRequest, RetryRequest,
-    ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes,
-    Wakeup,
+    AlertId, AlertRecord, AttemptError, BatchAdd, BatchId, BatchRecord, Claim, ClaimRequest,
+    ClaimToken, ClaimedJob, CompleteRequest, Completion, ConcurrencyReport, FlowRequest, JobFilter,
+    JobPage, JobRecord, LeaseHolder, LeaseRequest, MinuteCount, NewAlert, NewBatch, NewJob,
+    Outcome, PauseRequest, Progress, ProgressRequest, PruneRequest, QueueFlow, QueueStats,
+    RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
+    TypeCount, TypeOutcomes, Wakeup,
 };
 use super::{FailedJob, RetriedFailed, RetryFailed, batch_keys, plan_retry};
 use crate::job::{JobId, JobState};
 
+mod batches;
 mod flow;
 mod sql;
 
@@ -269,6 +270,7 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
         priority: row.try_get("priority")?,
         attempt: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
         max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
+        batch: row.try_get("batch_id")?,
         run_started: row.try_get("run_started")?,
     })
 }
@@ -985,6 +987,39 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        jobs: &[NewJob],
+    ) -> Result<(BatchId, Vec<JobId>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let created = super::batches::create(&mut batches::PgBatch(&mut tx), batch, jobs).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn add_to_batch(&self, add: BatchAdd<'_>) -> Result<Vec<JobId>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ids = super::batches::add(&mut batches::PgBatch(&mut tx), add).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
+        batches::read(&self.pool, id).await
+    }
+
+    async fn fire_batch_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let fired = super::batches::fire(&mut batches::PgBatch(&mut tx), now, limit).await?;
+        tx.commit().await?;
+        Ok(fired)
     }
 
     async fn outcomes(&self, since: DateTime<Utc>) -> Result<Vec<TypeOutcomes>, StoreError> {

@@ -29,16 +29,17 @@ use super::rows::{
     rows_to_read, state_of, to_u32,
 };
 use super::{
-    AlertId, AlertRecord, AttemptError, Claim, ClaimRequest, ClaimToken, ClaimedJob,
-    CompleteRequest, Completion, ConcurrencyReport, FailedJob, FlowRequest, JobFilter, JobPage,
-    JobRecord, LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewJob, Outcome,
-    PauseRequest, Progress, ProgressRequest, PruneRequest, QueueFlow, QueueStats,
-    RETRY_FAILED_BATCH, RenewRequest, RetriedFailed, RetryFailed, RetryRequest, ScheduleState,
-    StateCount, Store, StoreError, Tick, TickRequest, TypeCount, TypeOutcomes, batch_keys,
-    plan_retry,
+    AlertId, AlertRecord, AttemptError, BatchAdd, BatchId, BatchRecord, Claim, ClaimRequest,
+    ClaimToken, ClaimedJob, CompleteRequest, Completion, ConcurrencyReport, FailedJob, FlowRequest,
+    JobFilter, JobPage, JobRecord, LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount,
+    NewAlert, NewBatch, NewJob, Outcome, PauseRequest, Progress, ProgressRequest, PruneRequest,
+    QueueFlow, QueueStats, RETRY_FAILED_BATCH, RenewRequest, RetriedFailed, RetryFailed,
+    RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeCount,
+    TypeOutcomes, batch_keys, plan_retry,
 };
 use crate::job::{JobId, JobState};
 
+mod batches;
 mod connections;
 mod flow;
 mod migrations;
@@ -178,6 +179,7 @@ fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
         priority: row.get(5)?,
         attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
         max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
+        batch: row.get(8)?,
         run_started,
     })
 }
@@ -803,6 +805,47 @@ impl Store for SqliteStore {
                     last_job_id: row.get(2)?,
                 })
             })
+        })
+        .await
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        jobs: &[NewJob],
+    ) -> Result<(BatchId, Vec<JobId>), StoreError> {
+        self.transaction(|tx| {
+            super::flow::run_now(super::batches::create(
+                &mut batches::SqliteBatch(tx),
+                batch,
+                jobs,
+            ))?
+        })
+        .await
+    }
+
+    async fn add_to_batch(&self, add: BatchAdd<'_>) -> Result<Vec<JobId>, StoreError> {
+        self.transaction(|tx| {
+            super::flow::run_now(super::batches::add(&mut batches::SqliteBatch(tx), add))?
+        })
+        .await
+    }
+
+    async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
+        self.read(|conn| batches::read(conn, id)).await
+    }
+
+    async fn fire_batch_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
+        self.transaction(|tx| {
+            super::flow::run_now(super::batches::fire(
+                &mut batches::SqliteBatch(tx),
+                now,
+                limit,
+            ))?
         })
         .await
     }

@@ -18,8 +18,8 @@ use crate::store::{Claim, CompleteRequest, Completion, Outcome, StoreError};
 pub(super) enum Report {
     /// The run's handler is starting: from now on a rescue counts its attempt.
     Started(Claim),
-    /// The run ended with this outcome.
-    Ended(Completion),
+    /// The run ended with this outcome; whether its job is in a batch.
+    Ended(Completion, bool),
 }
 
 /// Failed writes of a batch of several outcomes before they are written one
@@ -35,13 +35,18 @@ const SHORT_ERROR_BYTES: usize = 1_024;
 struct Batch {
     started: Vec<Claim>,
     ended: Vec<Completion>,
+    /// Whether a job of `ended` is in a batch.
+    batched: bool,
 }
 
 impl Batch {
     fn add(&mut self, report: Report) {
         match report {
             Report::Started(claim) => self.started.push(claim),
-            Report::Ended(completion) => self.ended.push(completion),
+            Report::Ended(completion, batched) => {
+                self.ended.push(completion);
+                self.batched |= batched;
+            }
         }
     }
 
@@ -146,6 +151,7 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
         );
     }
     let ended = std::mem::take(&mut batch.ended);
+    let batched = std::mem::take(&mut batch.batched);
     shared.claims.finished(ended.iter().map(|c| c.claim));
     // Those waiting on these jobs in this process look at them now.
     shared.hopper.waiters().ended(
@@ -159,6 +165,10 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     // these jobs were still recorded as running: its producer looks again
     // now, not a poll interval later.
     super::producer::wake_all(shared);
+    if batched {
+        // The batches these jobs ended in may have callbacks due now.
+        crate::batch::fire_callbacks(&shared.hopper).await;
+    }
     Ok(())
 }
 
@@ -251,6 +261,7 @@ fn shortened(completion: &Completion) -> Completion {
 /// outcomes it dropped.
 fn give_up(shared: &Shared, batch: &mut Batch) -> usize {
     batch.started.clear();
+    batch.batched = false;
     let ended = std::mem::take(&mut batch.ended);
     shared.claims.finished(ended.iter().map(|c| c.claim));
     shared.bump();
@@ -296,11 +307,14 @@ mod tests {
     }
 
     fn finished(claim: Claim) -> Report {
-        Report::Ended(Completion {
-            claim,
-            attempt: 1,
-            outcome: Outcome::Finished,
-        })
+        Report::Ended(
+            Completion {
+                claim,
+                attempt: 1,
+                outcome: Outcome::Finished,
+            },
+            false,
+        )
     }
 
     /// A pool's shared state over an SQLite file in `dir`, and the file.

@@ -125,11 +125,8 @@ async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Opti
         token.clone(),
         shared.hopper.shared_state().clone(),
     )
-    .linked(
-        shared.hopper.store().clone(),
-        job.claim(),
-        shared.hopper.max_payload_bytes(),
-    );
+    .in_batch(job.batch)
+    .linked(&shared.hopper, job.claim());
     let ended = match &registered {
         Err(unknown) => Ended::Ran(Err(JobError::permanent(unknown))),
         Ok(registered) => {

@@ -148,10 +148,11 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
         let reports = reports.clone();
         let permit = permit.run();
         shared.jobs.spawn(async move {
+            let batched = job.batch.is_some();
             match executor::execute(&shared_for_job, job, run, &reports).await {
                 Some(completion) => {
                     // The completer outlives every job task, so this only fails if it panicked.
-                    let _ = reports.send(Report::Ended(completion)).await;
+                    let _ = reports.send(Report::Ended(completion, batched)).await;
                 }
                 None => shared_for_job.claims.abandoned(1),
             }

@@ -5,6 +5,7 @@ use crate::backends::TestDb;
 pub use crate::pool_cases::*;
 
 pub use crate::alerts::*;
+pub use crate::batch_cases::*;
 pub use crate::flow_cases::*;
 pub use crate::flow_usage_cases::*;
 pub use crate::paging_cases::*;

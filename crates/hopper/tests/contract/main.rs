@@ -8,6 +8,7 @@ mod common;
 
 mod alerts;
 mod backends;
+mod batch_cases;
 mod cases;
 mod flow_cases;
 mod flow_usage_cases;
@@ -136,6 +137,11 @@ macro_rules! contract_for {
             progress_is_recorded_live_throttled_and_kept_across_a_retry,
             a_rescued_runs_progress_and_output_do_not_land,
             a_batch_of_completions_stores_each_finished_jobs_own_output,
+            a_batch_fires_success_and_complete_once_after_every_job_finished,
+            a_job_failing_for_good_fires_failure_once_then_complete_but_never_success,
+            an_open_batch_waits_for_its_seal_and_its_jobs_can_add_to_it,
+            cancelling_deleting_and_retrying_a_batchs_jobs_move_its_counts,
+            a_batchs_last_two_jobs_ending_at_once_in_two_processes_fire_each_callback_once,
         );)*
     };
 }

@@ -357,6 +357,9 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     };
     let flow_global = flow_drain(args, dbs, "w5g-global", global, &drain).await?;
 
+    step("W7 drain, one batch with an on_success callback");
+    let batch = flow_drain(args, dbs, "w7-batch", Queued::Batch, &drain).await?;
+
     Ok(Pass {
         enqueue_one: (hopper_one, raw_one),
         enqueue_bulk: (hopper_bulk, raw_bulk),
@@ -366,5 +369,6 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         latency,
         flow_per_key,
         flow_global,
+        batch,
     })
 }

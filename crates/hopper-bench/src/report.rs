@@ -25,6 +25,8 @@ pub struct Pass {
     pub flow_per_key: Drain,
     /// W5g: the drain of unkeyed jobs under a global limit that does not bind.
     pub flow_global: Drain,
+    /// W7: the drain of one batch and its `on_success` callback.
+    pub batch: Drain,
 }
 
 /// A Hopper rate beside the raw SQL rate for the same work.
@@ -104,7 +106,8 @@ pub struct W4Report {
     pub finished_kept: Growth,
 }
 
-/// A drain of a flow-controlled queue (W5, W5g) beside W2's rate.
+/// A drain of a flow-controlled queue (W5, W5g), or of a batch and its
+/// callback (W7), beside W2's rate.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Limited {
     /// Jobs drained.
@@ -182,6 +185,9 @@ pub struct Report {
     pub w5: Limited,
     /// W5g: unkeyed jobs drained under a global limit that does not bind, vs W2.
     pub w5g: Limited,
+    /// W7: one batch of `jobs - 1` jobs and its `on_success` callback (the
+    /// last job) drained, vs W2.
+    pub w7_batch: Limited,
     /// W6: small keys queued behind one big key's backlog on a fair queue
     /// (run once, after the passes).
     pub w6: Fairness,
@@ -277,12 +283,13 @@ impl Report {
             }),
             w5: limited(|p| p.flow_per_key, Some(setup.w5.0), Some(setup.w5.1), None),
             w5g: limited(|p| p.flow_global, None, None, Some(setup.w5g_limit)),
+            w7_batch: limited(|p| p.batch, None, None, None),
             w6,
             bench_peak_rss_mb: peak_rss_mb(),
         }
     }
 
-    /// Whether W2, W4, W5, W5g and W6 ran every job exactly once and the
+    /// Whether W2, W4, W5, W5g, W6 and W7 ran every job exactly once and the
     /// database agrees.
     pub fn drain_ok(&self) -> bool {
         let check = self.drain_check;
@@ -299,6 +306,7 @@ impl Report {
             && w4_ok
             && self.w5.ok()
             && self.w5g.ok()
+            && self.w7_batch.ok()
             && self.w6.ok()
     }
 
@@ -388,6 +396,13 @@ impl Report {
                 ),
                 self.w5g,
             ),
+            (
+                format!(
+                    "W7 drain, batch of {} + on_success",
+                    g_count(self.w7_batch.jobs.saturating_sub(1))
+                ),
+                self.w7_batch,
+            ),
         ] {
             out += &format!(
                 "{name:<44} {:>16} {:>16} {:>11}\n",
@@ -440,7 +455,7 @@ impl Report {
             check.duplicates,
             if self.drain_ok() { "" } else { "  <-- FAILED" }
         );
-        for (name, limited) in [("W5", self.w5), ("W5g", self.w5g)] {
+        for (name, limited) in [("W5", self.w5), ("W5g", self.w5g), ("W7", self.w7_batch)] {
             out += &format!(
                 "{name} check: {} of {} finished, {} lost, {} run more than once{}\n",
                 limited.finished,

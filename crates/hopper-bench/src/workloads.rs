@@ -156,6 +156,9 @@ pub enum Setup {
         /// The queue's flow settings.
         flow: QueueFlow,
     },
+    /// One batch of `jobs - 1` jobs with an `on_success` callback, the
+    /// `jobs`-th job, which runs only once all the others finished.
+    Batch,
 }
 
 /// W2 (and W4): `jobs` queued no-op jobs, set up as `setup` says, drained by
@@ -181,6 +184,10 @@ pub async fn drain(db: &FreshDb, jobs: u32, workers: usize, setup: Setup) -> Res
         }
         Setup::Flow { keys, flow } => {
             dispatch_flow(&bench, jobs, keys, flow).await?;
+            0
+        }
+        Setup::Batch => {
+            dispatch_batch(&bench, jobs).await?;
             0
         }
     };
@@ -220,6 +227,22 @@ async fn dispatch_all(bench: &Bench, jobs: u32) -> Result<()> {
         .await?;
     if ids.len() != jobs as usize {
         bail!("dispatch_many stored {} of {jobs} jobs", ids.len());
+    }
+    Ok(())
+}
+
+/// Creates one batch of jobs `0..jobs - 1` whose `on_success` callback is
+/// job `jobs - 1`: the drain's last job runs only once the batch succeeded.
+async fn dispatch_batch(bench: &Bench, jobs: u32) -> Result<()> {
+    let hopper = hopper_on(bench, NoopJob::new(0))?;
+    let last = jobs.saturating_sub(1);
+    let batch = hopper
+        .batch("w7")
+        .on_success::<NoopJob>(last)?
+        .dispatch_many::<NoopJob>(0..last, DispatchOptions::new())
+        .await?;
+    if batch.jobs.len() != last as usize {
+        bail!("the batch stored {} of {last} jobs", batch.jobs.len());
     }
     Ok(())
 }

@@ -46,10 +46,13 @@ ALTER TABLE jobs ADD COLUMN batch_id INTEGER;
 CREATE INDEX jobs_batch ON jobs (batch_id, id) WHERE batch_id IS NOT NULL;
 
 -- Every way a batch's job ends or comes back (completion, cancel, rescue,
--- a retry asked for by hand) moves its batch's counts.
+-- a retry asked for by hand) moves its batch's counts. The conditions are
+-- spelled as comparisons: an IN list here opens a temporary table for
+-- every row the statement changes, claims included.
 CREATE TRIGGER jobs_batch_counted AFTER UPDATE OF state ON jobs
 WHEN NEW.batch_id IS NOT NULL AND NEW.state <> OLD.state
-    AND (NEW.state IN ('finished', 'failed', 'cancelled') OR OLD.state IN ('finished', 'failed', 'cancelled'))
+    AND (NEW.state = 'finished' OR NEW.state = 'failed' OR NEW.state = 'cancelled'
+        OR OLD.state = 'finished' OR OLD.state = 'failed' OR OLD.state = 'cancelled')
 BEGIN
     UPDATE batches SET
         finished = finished + (NEW.state = 'finished') - (OLD.state = 'finished'),
@@ -61,7 +64,7 @@ END;
 -- A batch's job deleted before it ended leaves the batch: it is no longer
 -- waited for.
 CREATE TRIGGER jobs_batch_left AFTER DELETE ON jobs
-WHEN OLD.batch_id IS NOT NULL AND OLD.state NOT IN ('finished', 'failed', 'cancelled')
+WHEN OLD.batch_id IS NOT NULL AND (OLD.state = 'pending' OR OLD.state = 'started')
 BEGIN
     UPDATE batches SET total = total - 1 WHERE id = OLD.batch_id;
 END;

@@ -1016,6 +1016,13 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
+        // Most looks find nothing due: one read says so, without a transaction.
+        let any_due: bool = sqlx::query_scalar(batches::ANY_DUE)
+            .fetch_one(&self.pool)
+            .await?;
+        if !any_due {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
         let fired = super::batches::fire(&mut batches::PgBatch(&mut tx), now, limit).await?;
         tx.commit().await?;

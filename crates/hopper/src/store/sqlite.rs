@@ -840,6 +840,13 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
+        // Most looks find nothing due: a read says so without the writer.
+        let any_due = self
+            .read(|conn| Ok(conn.query_row(batches::ANY_DUE, [], |row| row.get::<_, bool>(0))?))
+            .await?;
+        if !any_due {
+            return Ok(Vec::new());
+        }
         self.transaction(|tx| {
             super::flow::run_now(super::batches::fire(
                 &mut batches::SqliteBatch(tx),

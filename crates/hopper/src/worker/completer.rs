@@ -167,7 +167,7 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     super::producer::wake_all(shared);
     if batched {
         // The batches these jobs ended in may have callbacks due now.
-        crate::batch::fire_callbacks(&shared.hopper).await;
+        shared.batches_ended.notify_one();
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::core::Hopper;
 use crate::store::{StoreError, Wakeup};
 
 mod autoscale;
+mod callbacks;
 mod claims;
 mod completer;
 mod config;
@@ -159,6 +160,9 @@ struct Shared {
     /// the heartbeat looks for cancels, no more often than
     /// [`heartbeat::LOOK_GAP`].
     changed: Notify,
+    /// The completer wrote outcomes of jobs in batches: their callbacks
+    /// may be due ([`callbacks`]).
+    batches_ended: Notify,
 }
 
 impl Shared {
@@ -186,6 +190,7 @@ impl Shared {
             claims: Claims::new(),
             activity: watch::channel(0).0,
             changed: Notify::new(),
+            batches_ended: Notify::new(),
         };
         (shared, wakeups)
     }
@@ -232,6 +237,7 @@ impl WorkerPool {
                 shared.stops.background.clone(),
             )),
             tokio::spawn(autoscale::scale(shared.clone())),
+            tokio::spawn(callbacks::run(shared.clone())),
         ];
         if let Some(interval) = shared.config.prune_interval {
             background.push(tokio::spawn(crate::maintenance::pruner::run(

@@ -41,6 +41,9 @@ const FIRED: &str = "UPDATE batch_callbacks SET job_id = ? WHERE batch_id = ? AN
 /// Clears a bit set from a batch's awaited set: bits, batch.
 const CLEAR: &str = "UPDATE batches SET awaiting = awaiting & ~? WHERE id = ?";
 
+/// Whether some batch has a due callback.
+pub(super) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM batches WHERE due)";
+
 /// A batch: id, name, created at, counts, sealed.
 const GET: &str = "SELECT id, name, created_at, total, finished, failed, cancelled, sealed \
      FROM batches WHERE id = ?";

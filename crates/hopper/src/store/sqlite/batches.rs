@@ -46,6 +46,9 @@ const FIRED: &str = "UPDATE batch_callbacks SET job_id = ?3 WHERE batch_id = ?1 
 /// Clears the events of bit set `?2` from batch `?1`'s awaited set.
 const CLEAR: &str = "UPDATE batches SET awaiting = awaiting & ~?2 WHERE id = ?1";
 
+/// Whether some batch has a due callback.
+pub(super) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM batches WHERE due)";
+
 /// Batch `?1`: id, name, created at, counts, sealed.
 const GET: &str = "SELECT id, name, created_at, total, finished, failed, cancelled, sealed \
     FROM batches WHERE id = ?1";

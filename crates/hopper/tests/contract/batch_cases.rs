@@ -375,3 +375,46 @@ pub async fn a_batchs_last_two_jobs_ending_at_once_in_two_processes_fire_each_ca
         .unwrap_err();
     assert!(matches!(refused, StoreError::NoSuchBatch(404)), "{refused}");
 }
+
+pub async fn a_job_rescued_on_its_last_attempt_counts_as_failed_in_its_batch(db: &TestDb) {
+    let calls = Calls::default();
+    let hopper = handle(db, &calls).await;
+    let store = hopper.store().clone();
+    let now = hopper.now();
+    let batch = NewBatch {
+        name: "rescued".into(),
+        created_at: now,
+        callbacks: vec![(
+            BatchEvent::Failure,
+            hopper
+                .prepare::<Callback>(("failure".into(), 5), DispatchOptions::new())
+                .unwrap(),
+        )],
+        sealed: true,
+    };
+    let mut job = new_job("part", "rescued", now);
+    job.max_attempts = 1;
+    let (id, _) = store.create_batch(&batch, &[job]).await.unwrap();
+    // A worker takes it, starts it, and dies: its lease runs out.
+    let claimed = store
+        .claim(ClaimRequest {
+            queue: "rescued",
+            worker: "dead",
+            token: new_claim_token(),
+            limit: 1,
+            lease: Duration::from_secs(1),
+            now: None,
+            due_by: chrono::Utc::now(),
+            start_now: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(store.rescue(Some(later)).await.unwrap().len(), 1);
+    let status = store.batch(id).await.unwrap().unwrap();
+    assert_eq!((status.counts.failed, status.counts.pending()), (1, 0));
+    let fired = store.fire_batch_callbacks(hopper.now(), 100).await.unwrap();
+    assert_eq!(fired.len(), 1, "the failure callback, once");
+    assert_eq!(fired[0].1.job_type, "callback");
+}

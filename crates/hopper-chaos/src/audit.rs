@@ -189,6 +189,8 @@ pub struct Report {
     pub integrity: Option<String>,
     /// A limited run's check of its limits (`None`: not a limited run).
     pub limits: Option<LimitAudit>,
+    /// A batched run's check of its batches (`None`: not a batched run).
+    pub batches: Option<crate::batch_audit::BatchAudit>,
     /// Whether the run passed: nothing lost, nothing stuck, every duplicate
     /// explained by a kill, a failed attempt or a cut connection (a stalled
     /// worker fails the run too: the lease is meant to outlast any stall,
@@ -359,7 +361,7 @@ fn rescued_from(error: &str) -> Option<&str> {
 }
 
 /// Why `run` (not the job's last execution) was followed by another.
-fn cause(
+pub(crate) fn cause(
     job: &JobRecord,
     run: &Run,
     next: &Run,
@@ -542,6 +544,11 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         }
         None => None,
     };
+    let batches = if plan.batches {
+        Some(crate::batch_audit::audit(outcome, plan.jobs, &runs, &killed, events).await?)
+    } else {
+        None
+    };
     let mut report = Report {
         backend: outcome.backend,
         jobs: plan.jobs,
@@ -589,6 +596,7 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         drain_secs: events.drain_secs,
         integrity,
         limits,
+        batches,
         passed: false,
         duplicates,
     };
@@ -602,7 +610,8 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         && report.torn_batches == 0
         && report.unexpected_exits == 0
         && report.integrity.as_deref().is_none_or(|i| i == "ok")
-        && report.limits.as_ref().is_none_or(|l| l.passed);
+        && report.limits.as_ref().is_none_or(|l| l.passed)
+        && report.batches.as_ref().is_none_or(|b| b.passed);
     Ok(report)
 }
 
@@ -697,6 +706,9 @@ impl Report {
         ];
         if let Some(integrity) = &self.integrity {
             lines.push(format!("SQLite integrity check          {integrity}"));
+        }
+        if let Some(batches) = &self.batches {
+            lines.extend(batches.lines());
         }
         if let Some(l) = &self.limits {
             let limits = l.limits;

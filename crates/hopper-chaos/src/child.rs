@@ -12,7 +12,7 @@ use hopper::{DispatchOptions, Hopper, WorkerConfig};
 use tokio::io::AsyncReadExt;
 
 use crate::db;
-use crate::job::{ChaosJob, Recorder};
+use crate::job::{ChaosCallback, ChaosJob, Recorder};
 
 /// Settings of one worker process.
 #[derive(Debug, clap::Args)]
@@ -57,11 +57,14 @@ fn init_logs() {
 pub async fn worker(args: WorkerArgs) -> Result<()> {
     init_logs();
     let (store, db) = db::open(&args.database_url).await?;
-    let mut builder = Hopper::builder().register(ChaosJob)?.state(Recorder {
-        db,
-        worker: args.id.clone(),
-        max_work_ms: args.max_work_ms,
-    });
+    let mut builder = Hopper::builder()
+        .register(ChaosJob)?
+        .register(ChaosCallback)?
+        .state(Recorder {
+            db,
+            worker: args.id.clone(),
+            max_work_ms: args.max_work_ms,
+        });
     if args.clock_ahead_ms > 0 {
         builder = builder.clock(OffsetClock::ahead(Duration::from_millis(
             args.clock_ahead_ms,
@@ -111,6 +114,8 @@ pub struct DispatchArgs {
     /// `key:<n % keys>` (0: no keys).
     #[arg(long, default_value_t = 0)]
     pub keys: u64,
+    #[arg(long)]
+    pub batches: bool,
 }
 
 /// Sequence numbers `seqs` as `dispatch_many` calls: one without options,
@@ -130,6 +135,34 @@ pub fn groups(seqs: std::ops::Range<u64>, keys: u64) -> Vec<(DispatchOptions, Ve
 }
 
 /// Milliseconds between the dispatcher's batches.
+/// The name of the batch holding jobs `first..end` (the audit reads it back).
+pub fn batch_name(first: u64, end: u64) -> String {
+    format!("chaos {first} {end}")
+}
+
+/// The events each batch of a batched run has a callback for.
+pub const BATCH_EVENTS: [&str; 2] = ["success", "complete"];
+
+/// Creates one batch of chaos jobs `first..end`, sealed, with a success and
+/// a completion callback, in one transaction.
+async fn dispatch_batch(hopper: &Hopper, first: u64, end: u64, keys: u64) -> Result<()> {
+    let jobs = groups(first..end, keys)
+        .into_iter()
+        .flat_map(|(options, seqs)| {
+            seqs.into_iter()
+                .map(move |seq| hopper.prepare::<ChaosJob>(seq, options.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let [success, complete] = BATCH_EVENTS.map(|event| (first, end, event.to_owned()));
+    hopper
+        .batch(batch_name(first, end))
+        .on_success::<ChaosCallback>(success)?
+        .on_complete::<ChaosCallback>(complete)?
+        .dispatch_jobs(jobs)
+        .await?;
+    Ok(())
+}
+
 const TICK: Duration = Duration::from_millis(250);
 /// The most jobs in one batch.
 const MAX_BATCH: u64 = 2_000;
@@ -143,7 +176,10 @@ const MAX_BATCH: u64 = 2_000;
 pub async fn dispatch(args: DispatchArgs) -> Result<()> {
     init_logs();
     let (store, db) = db::open(&args.database_url).await?;
-    let hopper = Hopper::builder().register(ChaosJob)?.build(store);
+    let hopper = Hopper::builder()
+        .register(ChaosJob)?
+        .register(ChaosCallback)?
+        .build(store);
     let pace = args.pace_us.max(1);
     let mut next = args.from;
     let mut stdout = std::io::stdout();
@@ -159,6 +195,22 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
         }
         let end = due.min(next + MAX_BATCH);
         let first = next;
+        if args.batches {
+            // A batch is created in a transaction of its own: the kill
+            // that follows "written" lands before or inside it.
+            let _ = writeln!(stdout, "written {first} {end}");
+            let _ = stdout.flush();
+            dispatch_batch(&hopper, first, end, args.keys)
+                .await
+                .with_context(|| format!("dispatching the batch of jobs {first}..{end}"))?;
+            writeln!(stdout, "committed {end}")?;
+            stdout.flush()?;
+            next = end;
+            if next < args.to {
+                tokio::time::sleep(TICK).await;
+            }
+            continue;
+        }
         db.dispatch_held::<ChaosJob>(
             &hopper,
             groups(next..end, args.keys),

@@ -250,6 +250,19 @@ pub struct Run {
     pub end_us: Option<i64>,
 }
 
+/// One batch as stored: its id, name and counts.
+#[derive(Clone, Debug)]
+pub struct BatchRow {
+    /// Its name (`chaos <first> <end>` in a batched run).
+    pub name: String,
+    /// Jobs in it.
+    pub total: i64,
+    /// Jobs of it finished.
+    pub finished: i64,
+    /// Jobs of it failed or cancelled.
+    pub not_finished: i64,
+}
+
 /// Opens Hopper's store at `url` (without migrating) and a [`Db`] on the same pool.
 pub async fn open(url: &str) -> Result<(Arc<dyn Store>, Db)> {
     Ok(match Backend::of(url)? {
@@ -458,6 +471,71 @@ impl Db {
             server pool => sqlx::query_scalar(sql).bind(job_type).fetch_one(pool).await?
         );
         Ok(count)
+    }
+
+    /// Every batch, with its counts.
+    pub async fn batches(&self) -> Result<Vec<BatchRow>> {
+        let sql = self.sql(
+            "SELECT name, total, finished, failed + cancelled FROM batches ORDER BY id",
+            "SELECT name, total, finished, failed + cancelled FROM batches ORDER BY id",
+            "SELECT CONVERT(name USING utf8mb4), total, finished, \
+             CAST(failed + cancelled AS SIGNED) FROM batches ORDER BY id",
+        );
+        type Row = (String, i64, i64, i64);
+        let rows: Vec<Row> = on_db!(self,
+            sqlite store => {
+                let conn = store.reader().await?;
+                let mut select = conn.prepare(sql)?;
+                let rows = select.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            },
+            server pool => {
+                sqlx::query(sql)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+        );
+        Ok(rows
+            .into_iter()
+            .map(|(name, total, finished, not_finished)| BatchRow {
+                name,
+                total,
+                finished,
+                not_finished,
+            })
+            .collect())
+    }
+
+    /// Every batch callback: its batch, its kind, and the job it became
+    /// (`None`: not fired).
+    pub async fn batch_callbacks(&self) -> Result<Vec<(i64, i64, Option<i64>)>> {
+        let sql = self.sql(
+            "SELECT batch_id, kind, job_id FROM batch_callbacks",
+            "SELECT batch_id, CAST(kind AS BIGINT), job_id FROM batch_callbacks",
+            "SELECT batch_id, CAST(kind AS SIGNED), job_id FROM batch_callbacks",
+        );
+        let rows = on_db!(self,
+            sqlite store => {
+                let conn = store.reader().await?;
+                let mut select = conn.prepare(sql)?;
+                let rows = select.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            },
+            server pool => {
+                sqlx::query(sql)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?
+            }
+        );
+        Ok(rows)
     }
 
     /// How many chaos jobs are stored, and the highest sequence number among them.

@@ -31,32 +31,7 @@ impl Job for ChaosJob {
     type Payload = u64;
 
     async fn handle(&self, _seq: u64, ctx: JobContext) -> JobResult {
-        let recorder = ctx.state::<Recorder>()?;
-        let at_us = chrono::Utc::now().timestamp_micros();
-        let recorded = recorder
-            .db
-            .record_run(
-                ctx.id(),
-                ctx.attempt(),
-                &recorder.worker,
-                std::process::id(),
-                at_us,
-            )
-            .await;
-        if let Err(error) = recorded {
-            // The insert may have committed with its answer lost: this
-            // execution ends here, and says so if its row is there.
-            let end_us = chrono::Utc::now().timestamp_micros();
-            end(recorder, ctx.id(), ctx.attempt(), at_us, end_us).await;
-            return Err(JobError::retryable(format!(
-                "recording the run failed: {error}"
-            )));
-        }
-        let work = fastrand::u64(0..=recorder.max_work_ms);
-        tokio::time::sleep(Duration::from_millis(work)).await;
-        let end_us = chrono::Utc::now().timestamp_micros();
-        end(recorder, ctx.id(), ctx.attempt(), at_us, end_us).await;
-        Ok(())
+        record_and_work(&ctx).await
     }
 
     /// Short, so retries do not hold up the drain. A worker whose clock
@@ -67,6 +42,56 @@ impl Job for ChaosJob {
     fn retry_delay(&self, _attempt: u32) -> Duration {
         Duration::from_millis(100)
     }
+}
+
+/// A batch's callback in a batched run: which batch (its first and end
+/// sequence numbers) and which event. It records its executions as a chaos
+/// job does, so the audit finds each callback that ran more than once.
+pub struct ChaosCallback;
+
+impl Job for ChaosCallback {
+    const TYPE: &'static str = "chaos_callback";
+    const MAX_ATTEMPTS: u32 = 1_000;
+    type Payload = (u64, u64, String);
+
+    async fn handle(&self, _batch: (u64, u64, String), ctx: JobContext) -> JobResult {
+        record_and_work(&ctx).await
+    }
+
+    fn retry_delay(&self, _attempt: u32) -> Duration {
+        Duration::from_millis(100)
+    }
+}
+
+/// Records this execution of the job in `chaos_runs`, works a few
+/// milliseconds, then records its end.
+async fn record_and_work(ctx: &JobContext) -> JobResult {
+    let recorder = ctx.state::<Recorder>()?;
+    let at_us = chrono::Utc::now().timestamp_micros();
+    let recorded = recorder
+        .db
+        .record_run(
+            ctx.id(),
+            ctx.attempt(),
+            &recorder.worker,
+            std::process::id(),
+            at_us,
+        )
+        .await;
+    if let Err(error) = recorded {
+        // The insert may have committed with its answer lost: this
+        // execution ends here, and says so if its row is there.
+        let end_us = chrono::Utc::now().timestamp_micros();
+        end(recorder, ctx.id(), ctx.attempt(), at_us, end_us).await;
+        return Err(JobError::retryable(format!(
+            "recording the run failed: {error}"
+        )));
+    }
+    let work = fastrand::u64(0..=recorder.max_work_ms);
+    tokio::time::sleep(Duration::from_millis(work)).await;
+    let end_us = chrono::Utc::now().timestamp_micros();
+    end(recorder, ctx.id(), ctx.attempt(), at_us, end_us).await;
+    Ok(())
 }
 
 /// How long [`end`] keeps trying to write an execution's end: past a

@@ -58,6 +58,9 @@ pub struct Plan {
     /// A limited run's flow settings (`None`: jobs without keys on a queue
     /// without limits).
     pub limits: Option<Limits>,
+    /// Dispatch each paced group of jobs as a batch with a success and a
+    /// completion callback, and audit the batches.
+    pub batches: bool,
 }
 
 /// The limited workload: jobs spread over keys, the queue limited per key
@@ -290,6 +293,7 @@ impl Controller<'_> {
                 "--keys",
                 &self.plan.limits.map_or(0, |l| l.keys).to_string(),
             ])
+            .args(self.plan.batches.then_some("--batches"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(self.stderr(&format!("dispatch-{}", self.dispatchers))?)
@@ -544,11 +548,11 @@ impl Controller<'_> {
     }
 
     /// Waits, with no more damage, until every job is dispatched and ended
-    /// or the drain deadline passes; then notes stuck jobs.
+    /// (in a batched run, every batch's callbacks too) or the drain deadline
+    /// passes; then notes stuck jobs.
     async fn drain(&mut self) -> Result<()> {
         let start = Instant::now();
         let deadline = start + self.plan.drain_timeout;
-        let jobs = self.plan.jobs;
         loop {
             self.reap().await?;
             if self.events.all_dispatched {
@@ -560,7 +564,7 @@ impl Controller<'_> {
                         .sum(),
                     Err(_) => 0,
                 };
-                if ended >= jobs {
+                if ended >= self.jobs_to_end().await {
                     self.events.drain_secs = Some(start.elapsed().as_secs_f64());
                     break;
                 }
@@ -585,6 +589,19 @@ impl Controller<'_> {
             .map(|job| job.id)
             .collect();
         Ok(())
+    }
+
+    /// How many jobs the run ends with: the chaos jobs, and in a batched run
+    /// two callbacks per batch stored (all of them, while the batches
+    /// cannot be read).
+    async fn jobs_to_end(&self) -> u64 {
+        if !self.plan.batches {
+            return self.plan.jobs;
+        }
+        match self.db.batches().await {
+            Ok(batches) => self.plan.jobs + 2 * batches.len() as u64,
+            Err(_) => u64::MAX,
+        }
     }
 
     /// Asks every worker to stop (closes its stdin) and waits for it.

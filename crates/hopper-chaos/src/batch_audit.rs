@@ -1,0 +1,181 @@
+//! A batched run's audit (`--batches`): every batch counted all its jobs
+//! finished, and each of its callbacks was inserted once, finished, and ran
+//! more than once only where a SIGKILLed process, a failed attempt or a
+//! cut-off connection explains it (as for the run's other jobs).
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use hopper::store::JobRecord;
+use hopper::testing::all_jobs;
+use hopper::{Job, JobFilter, JobState};
+use serde::Serialize;
+
+use crate::audit::{Cause, cause};
+use crate::child::{BATCH_EVENTS, batch_name};
+use crate::db::{BatchRow, Run};
+use crate::job::ChaosCallback;
+use crate::run::{Events, Outcome, retry};
+
+/// What the audit found of a batched run's batches.
+#[derive(Debug, Serialize)]
+pub struct BatchAudit {
+    /// Batches stored.
+    pub batches: u64,
+    /// Jobs their totals count.
+    pub jobs_in_batches: u64,
+    /// Batches whose total is not their group's size, or whose jobs did not
+    /// all count as finished.
+    pub miscounted: u64,
+    /// Callbacks the batches have (two each).
+    pub callbacks: u64,
+    /// Callbacks never fired (no job recorded for them).
+    pub callbacks_not_fired: u64,
+    /// Callbacks with more than one job stored for them.
+    pub callbacks_inserted_twice: u64,
+    /// Callback jobs that did not end `finished`.
+    pub callbacks_not_finished: u64,
+    /// Callback jobs run more than once, every extra run explained (a killed
+    /// process, a failed attempt, a cut-off connection, an unrecorded start).
+    pub callbacks_run_twice_explained: u64,
+    /// Callback jobs run more than once with nothing to explain it.
+    pub callbacks_run_twice_unexplained: u64,
+    /// Whether all of the above is as it must be.
+    pub passed: bool,
+}
+
+/// Audits the batches of a batched run of `jobs` jobs, with the recorded
+/// `runs` and the processes `killed`.
+pub async fn audit(
+    outcome: &Outcome,
+    jobs: u64,
+    runs: &[Run],
+    killed: &HashMap<&str, DateTime<Utc>>,
+    events: &Events,
+) -> Result<BatchAudit> {
+    let batches = retry(|| outcome.db.batches()).await?;
+    let callbacks = retry(|| outcome.db.batch_callbacks()).await?;
+    let filter = JobFilter {
+        job_type: Some(<ChaosCallback as Job>::TYPE.to_owned()),
+        ..JobFilter::default()
+    };
+    let callback_jobs = retry(|| all_jobs(&outcome.hopper, &filter)).await?;
+
+    let miscounted = batches.iter().filter(|b| !counted(b)).count() as u64;
+    let mut by_callback: HashMap<(u64, u64, String), Vec<&JobRecord>> = HashMap::new();
+    for job in &callback_jobs {
+        if let Ok(key) = serde_json::from_str::<(u64, u64, String)>(&job.payload) {
+            by_callback.entry(key).or_default().push(job);
+        }
+    }
+    let expected: Vec<(u64, u64, String)> = batches
+        .iter()
+        .filter_map(|b| group_of(b))
+        .flat_map(|(first, end)| BATCH_EVENTS.map(|e| (first, end, e.to_owned())))
+        .collect();
+    let fired = callbacks.iter().filter(|(_, _, job)| job.is_some()).count();
+    let not_fired = expected
+        .iter()
+        .filter(|key| !by_callback.contains_key(*key))
+        .count()
+        .max(callbacks.len() - fired);
+    let inserted_twice = by_callback.values().filter(|jobs| jobs.len() > 1).count();
+
+    let mut runs_by_job: BTreeMap<i64, Vec<&Run>> = BTreeMap::new();
+    for run in runs {
+        runs_by_job.entry(run.job_id).or_default().push(run);
+    }
+    let (mut explained, mut unexplained) = (0, 0);
+    for job in &callback_jobs {
+        let job_runs = runs_by_job.get(&job.id).map_or(&[][..], Vec::as_slice);
+        if job_runs.len() < 2 {
+            continue;
+        }
+        let worst = job_runs
+            .windows(2)
+            .map(|pair| cause(job, pair[0], pair[1], killed, events))
+            .max()
+            .unwrap_or(Cause::Killed);
+        match worst {
+            Cause::Stalled | Cause::AttemptRepeated | Cause::Unexplained => unexplained += 1,
+            _ => explained += 1,
+        }
+    }
+    let mut report = BatchAudit {
+        batches: batches.len() as u64,
+        jobs_in_batches: batches.iter().map(|b| b.total.max(0) as u64).sum(),
+        miscounted,
+        callbacks: callbacks.len() as u64,
+        callbacks_not_fired: not_fired as u64,
+        callbacks_inserted_twice: inserted_twice as u64,
+        callbacks_not_finished: callback_jobs
+            .iter()
+            .filter(|j| j.state != JobState::Finished)
+            .count() as u64,
+        callbacks_run_twice_explained: explained,
+        callbacks_run_twice_unexplained: unexplained,
+        passed: false,
+    };
+    report.passed = report.jobs_in_batches == jobs
+        && report.miscounted == 0
+        && report.callbacks == 2 * report.batches
+        && report.callbacks_not_fired == 0
+        && report.callbacks_inserted_twice == 0
+        && report.callbacks_not_finished == 0
+        && report.callbacks_run_twice_unexplained == 0;
+    Ok(report)
+}
+
+/// The group of sequence numbers `first..end` batch `batch` was made for.
+fn group_of(batch: &BatchRow) -> Option<(u64, u64)> {
+    let mut words = batch.name.strip_prefix("chaos ")?.split(' ');
+    let first = words.next()?.parse().ok()?;
+    let end = words.next()?.parse().ok()?;
+    (batch_name(first, end) == batch.name).then_some((first, end))
+}
+
+/// Whether `batch` holds its whole group, every job counted finished.
+fn counted(batch: &BatchRow) -> bool {
+    group_of(batch).is_some_and(|(first, end)| {
+        let size = i64::try_from(end.saturating_sub(first)).unwrap_or(i64::MAX);
+        batch.total == size && batch.finished == size && batch.not_finished == 0
+    })
+}
+
+impl BatchAudit {
+    /// The figures as lines of the run's table.
+    pub fn lines(&self) -> Vec<String> {
+        vec![
+            String::new(),
+            format!("batches                         {}", self.batches),
+            format!("  jobs in batches               {}", self.jobs_in_batches),
+            format!("  miscounted                    {}", self.miscounted),
+            format!("  callbacks                     {}", self.callbacks),
+            format!(
+                "  not fired                     {}",
+                self.callbacks_not_fired
+            ),
+            format!(
+                "  inserted twice                {}",
+                self.callbacks_inserted_twice
+            ),
+            format!(
+                "  not finished                  {}",
+                self.callbacks_not_finished
+            ),
+            format!(
+                "  ran twice, explained          {}",
+                self.callbacks_run_twice_explained
+            ),
+            format!(
+                "  ran twice, unexplained        {}",
+                self.callbacks_run_twice_unexplained
+            ),
+            format!(
+                "  batches check                 {}",
+                if self.passed { "passed" } else { "FAILED" }
+            ),
+        ]
+    }
+}

@@ -153,7 +153,7 @@ fn state_count(status: &Value, queue: &str, state: &str) -> u64 {
 async fn list_shows_every_command_grouped() {
     let fx = Fixture::new();
     let text = fx.ok(&["list"]).await;
-    for group in ["make", "db", "queue", "schedule"] {
+    for group in ["make", "db", "queue", "batch", "schedule"] {
         assert!(text.contains(&format!("\n{group}\n")), "{text}");
     }
     let make_job = text.lines().find(|l| l.contains("make:job")).unwrap();
@@ -499,6 +499,117 @@ async fn prune_deletes_jobs_older_than_asked() {
             .await
             .contains("Deleted 0 jobs past the default retention")
     );
+}
+
+#[tokio::test]
+async fn batch_status_shows_a_batchs_counts_and_callbacks() {
+    let fx = Fixture::new();
+    let hopper = Hopper::builder()
+        .register(MailJob)
+        .unwrap()
+        .register(ReportJob)
+        .unwrap()
+        .clock(fx.clock.clone())
+        .connect(&format!(
+            "sqlite://{}",
+            fx.dir.path().join("jobs.db").display()
+        ))
+        .await
+        .unwrap();
+    let mails = ["a@x.org", "b@x.org", "fail@x.org"].map(|to| Mail { to: to.into() });
+    let batch = hopper
+        .batch("import 42")
+        .on_failure::<ReportJob>(())
+        .unwrap()
+        .on_success::<ReportJob>(())
+        .unwrap()
+        .dispatch_many::<MailJob>(mails, Default::default())
+        .await
+        .unwrap();
+    let id = batch.id.to_string();
+
+    let shown = fx.json(&["batch:status", &id, "--json"]).await;
+    assert_eq!(
+        (
+            &shown["id"],
+            &shown["name"],
+            &shown["sealed"],
+            &shown["complete"]
+        ),
+        (
+            &serde_json::json!(batch.id),
+            &serde_json::json!("import 42"),
+            &serde_json::json!(true),
+            &serde_json::json!(false)
+        ),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["counts"],
+        serde_json::json!({"total": 3, "pending": 3, "finished": 0, "failed": 0, "cancelled": 0})
+    );
+    assert_eq!(
+        shown["callbacks"],
+        serde_json::json!([
+            {"event": "success", "job_type": "report", "job_id": null},
+            {"event": "failure", "job_type": "report", "job_id": null},
+        ]),
+        "{shown}"
+    );
+    let text = fx.ok(&["batch:status", &id]).await;
+    assert!(
+        text.contains("import 42") && text.contains("0 of 3 ended (0%)"),
+        "{text}"
+    );
+
+    // The pool fires the failure callback as it stops, at the latest.
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    let shown = fx.json(&["batch:status", &id, "--json"]).await;
+    assert_eq!(
+        shown["counts"],
+        serde_json::json!({"total": 3, "pending": 0, "finished": 2, "failed": 1, "cancelled": 0})
+    );
+    assert_eq!(shown["complete"], true, "{shown}");
+    let callbacks = shown["callbacks"].as_array().unwrap();
+    let fired = |event: &str| {
+        callbacks
+            .iter()
+            .find(|c| c["event"] == event)
+            .map(|c| c["job_id"].clone())
+            .unwrap()
+    };
+    assert!(fired("success").is_null(), "{shown}");
+    let failure_job = fired("failure").as_i64().unwrap();
+    let text = fx.ok(&["batch:status", &id]).await;
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    let row = |first: &str| rows.iter().find(|cells| cells.first() == Some(&first));
+    assert_eq!(
+        row("TOTAL"),
+        Some(&vec!["TOTAL", "PENDING", "FINISHED", "FAILED", "CANCELLED"]),
+        "{text}"
+    );
+    assert!(rows.contains(&vec!["3", "0", "2", "1", "0"]), "{text}");
+    assert_eq!(row("complete"), Some(&vec!["complete", "yes"]), "{text}");
+    assert_eq!(
+        row("failure"),
+        Some(&vec!["failure", "report", failure_job.to_string().as_str()]),
+        "{text}"
+    );
+    assert_eq!(
+        row("success"),
+        Some(&vec!["success", "report", "not", "fired"]),
+        "{text}"
+    );
+
+    let err = fx.err(&["batch:status", "404"]).await;
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(err.to_string(), "no batch 404");
+    let err = fx.err(&["batch:status", "four"]).await;
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("four"), "{err}");
 }
 
 #[tokio::test]

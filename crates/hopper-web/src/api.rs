@@ -8,6 +8,7 @@
 //! | GET | `/api/jobs/{id}` | one job |
 //! | POST | `/api/jobs/{id}/retry` | a failed or cancelled job back to pending |
 //! | POST | `/api/jobs/{id}/cancel` | cancel a pending job |
+//! | GET | `/api/batches/{id}` | one batch: its counts (`pending` worked out), whether it is sealed and complete, and its callbacks with the jobs they became |
 //! | GET | `/api/stats` | counts per queue and state and per type and state, queue depth, throughput |
 //! | GET | `/api/alerts?resolved=` | alert incidents firing now and the latest resolved ([`crate::alerts`]) |
 //! | GET | `/api/flow` | every queue with flow settings: its limits and their use ([`hopper::store::FlowUsage`]) |
@@ -23,8 +24,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hopper::store::{BatchCallback, BatchRecord, FlowUsage, QueueFlow, Rate};
 use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use hopper::store::{FlowUsage, QueueFlow, Rate};
 use hopper::{DispatchError, DispatchOptions, JobRecord, RegistryError, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -39,7 +40,7 @@ pub enum ApiError {
     /// No token (401) or a cookie request without its CSRF token (403).
     #[error(transparent)]
     Refused(#[from] Refused),
-    /// No such job, or no such job type (404).
+    /// No such job, batch or job type (404).
     #[error("{0}")]
     NotFound(String),
     /// A payload that does not fit its job type (422).
@@ -126,6 +127,7 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/jobs/{id}"), get(show))
         .route(&p("/jobs/{id}/retry"), post(retry))
         .route(&p("/jobs/{id}/cancel"), post(cancel))
+        .route(&p("/batches/{id}"), get(batch))
         .route(&p("/stats"), get(stats))
         .route(&p("/alerts"), get(crate::alerts::api))
         .route(&p("/flow"), get(flow_all))
@@ -331,6 +333,62 @@ async fn act(
         )));
     }
     Ok(Json(job.into()))
+}
+
+/// A batch's counts as the API shows them, with the jobs not ended yet.
+#[derive(Debug, Serialize)]
+struct BatchCountsView {
+    total: u64,
+    pending: u64,
+    finished: u64,
+    failed: u64,
+    cancelled: u64,
+}
+
+/// A batch as the API shows it: the stored record, its counts with
+/// `pending` worked out, and whether it completed.
+#[derive(Debug, Serialize)]
+struct BatchView {
+    id: hopper::store::BatchId,
+    name: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    sealed: bool,
+    complete: bool,
+    counts: BatchCountsView,
+    callbacks: Vec<BatchCallback>,
+}
+
+impl From<BatchRecord> for BatchView {
+    fn from(batch: BatchRecord) -> Self {
+        let complete = batch.is_complete();
+        let counts = batch.counts;
+        Self {
+            id: batch.id,
+            name: batch.name,
+            created_at: batch.created_at,
+            sealed: batch.sealed,
+            complete,
+            counts: BatchCountsView {
+                total: counts.total,
+                pending: counts.pending(),
+                finished: counts.finished,
+                failed: counts.failed,
+                cancelled: counts.cancelled,
+            },
+            callbacks: batch.callbacks,
+        }
+    }
+}
+
+async fn batch(
+    State(web): State<Web>,
+    _caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<BatchView>> {
+    match web.hopper().batch_status(id).await? {
+        Some(batch) => Ok(Json(batch.into())),
+        None => Err(ApiError::NotFound(format!("no batch with id {id}"))),
+    }
 }
 
 async fn stats(State(web): State<Web>, _caller: Caller) -> Result<Json<Value>> {
@@ -647,6 +705,8 @@ pub fn openapi_document() -> Value {
         }
     });
     // Added apart: one more level in the macro above passes its recursion limit.
+    doc["paths"]["/api/batches/{id}"] = batch_path();
+    doc["components"]["schemas"]["Batch"] = batch_schema();
     doc["paths"]["/api/flow"] = flow_all_path;
     doc["paths"]["/api/queues/{queue}/flow"] = queue_flow_path;
     doc["components"]["schemas"]["FlowSettings"] = flow_settings_schema;
@@ -656,4 +716,41 @@ pub fn openapi_document() -> Value {
     job["progress"] = json!({ "type": ["object", "null"], "properties": {
         "percent": { "type": "integer", "minimum": 0, "maximum": 100 }, "message": { "type": "string" } } });
     doc
+}
+
+/// The OpenAPI path item of `GET /api/batches/{id}`.
+fn batch_path() -> Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let resp = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let id_param =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
+    json!({ "get": {
+        "summary": "One batch: its counts, whether it is sealed and complete, and its callbacks with the jobs they became",
+        "parameters": [id_param],
+        "responses": {
+            "200": resp("The batch", &json!({ "$ref": "#/components/schemas/Batch" })),
+            // Answered by axum's path extractor, as for `/api/jobs/{id}`.
+            "400": { "description": "The id is not a number (plain text)", "content": { "text/plain": { "schema": { "type": "string" } } } },
+            "401": resp("No or wrong admin token", &error),
+            "404": resp("No such batch", &error)
+        }
+    } })
+}
+
+/// The OpenAPI schema of a batch ([`BatchView`]).
+fn batch_schema() -> Value {
+    let count =
+        |description: &str| json!({ "type": "integer", "minimum": 0, "description": description });
+    json!({ "type": "object", "required": ["id", "name", "created_at", "sealed", "complete", "counts", "callbacks"], "properties": {
+        "id": { "type": "integer" }, "name": { "type": "string" },
+        "created_at": { "type": "string", "format": "date-time" },
+        "sealed": { "type": "boolean", "description": "no more jobs are expected but those its running jobs add" },
+        "complete": { "type": "boolean", "description": "sealed, and every job ended" },
+        "counts": { "type": "object", "properties": {
+            "total": count("jobs in the batch"), "pending": count("jobs not ended yet: pending or running"),
+            "finished": count("jobs finished"), "failed": count("jobs failed for good"), "cancelled": count("jobs cancelled") } },
+        "callbacks": { "type": "array", "items": { "type": "object", "properties": {
+            "event": { "type": "string", "enum": ["success", "complete", "failure"] },
+            "job_type": { "type": "string" },
+            "job_id": { "type": ["integer", "null"], "description": "the job the callback became, once fired" } } } } } })
 }

@@ -2,7 +2,8 @@
 //! and queue, alerts firing and lately resolved, finished and failed per
 //! minute over the last hour, oldest pending age), the job list (filtered,
 //! paged by id so it stays fast on millions of rows), a page per job with
-//! its actions, progress and output, queues with pause/resume, and schedules. Every page
+//! its actions, progress and output, a page per batch with its counts and
+//! callbacks, queues with pause/resume, and schedules. Every page
 //! refreshes its content every two seconds with a few lines of plain
 //! JavaScript.
 
@@ -14,6 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DurationRound, TimeDelta};
+use hopper::store::{BatchCallback, BatchCounts, BatchRecord};
 use hopper::{JobFilter, JobState, StoreError};
 use serde::Deserialize;
 
@@ -39,6 +41,9 @@ pub enum DashboardError {
     /// No such job.
     #[error("no job with id {0}")]
     NotFound(i64),
+    /// No such batch.
+    #[error("no batch with id {0}")]
+    BatchNotFound(i64),
     /// A value in the request that makes no sense.
     #[error("{0}")]
     BadRequest(String),
@@ -54,7 +59,7 @@ impl IntoResponse for DashboardError {
                 }
                 .into_response();
             }
-            DashboardError::NotFound(_) => StatusCode::NOT_FOUND,
+            DashboardError::NotFound(_) | DashboardError::BatchNotFound(_) => StatusCode::NOT_FOUND,
             DashboardError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DashboardError::Store(_) | DashboardError::Schedule(_) => {
                 tracing::error!(error = %self, "dashboard request failed");
@@ -79,6 +84,7 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/jobs/retry-failed"), post(retry_failed))
         .route(&p("/jobs/{id}"), get(job))
         .route(&p("/jobs/{id}/{action}"), post(job_action))
+        .route(&p("/batches/{id}"), get(batch))
         .route(&p("/queues"), get(queues))
         .route(&p("/queues/{action}"), post(queue_action))
         .route(&p("/schedules"), get(schedules))
@@ -504,6 +510,89 @@ async fn job(
         body.push_str("</table>");
     }
     Ok(page(&format!("Job {}", job.id), csrf, &body))
+}
+
+async fn batch(
+    State(web): State<Web>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Html<String>> {
+    let batch = web
+        .hopper()
+        .batch_status(id)
+        .await?
+        .ok_or(DashboardError::BatchNotFound(id))?;
+    let mut body = batch_summary(&batch);
+    body.push_str(&batch_counts(&batch.counts));
+    body.push_str(&callback_table(&batch.callbacks));
+    Ok(page(
+        &format!("Batch {}", batch.id),
+        caller.csrf_token(),
+        &body,
+    ))
+}
+
+/// A batch's name, creation, seal, completion and progress.
+fn batch_summary(batch: &BatchRecord) -> String {
+    let yes_no = |yes: bool| if yes { "yes" } else { "no" };
+    let counts = &batch.counts;
+    let progress = match counts.total {
+        0 => "no jobs".to_owned(),
+        total => format!(
+            r#"<progress max="{total}" value="{ended}">{percent}%</progress> {ended} of {total} ended ({percent}%)"#,
+            ended = counts.ended(),
+            percent = counts.ended().min(total) * 100 / total,
+        ),
+    };
+    format!(
+        r#"<table>
+<tr><th>name</th><td id="batch-name">{}</td></tr><tr><th>created</th><td>{}</td></tr>
+<tr><th>sealed</th><td id="batch-sealed">{}</td></tr><tr><th>complete</th><td id="batch-complete">{}</td></tr>
+<tr><th>progress</th><td id="batch-progress">{progress}</td></tr>
+</table>"#,
+        escape(&batch.name),
+        time(batch.created_at),
+        yes_no(batch.sealed),
+        yes_no(batch.is_complete()),
+    )
+}
+
+/// A batch's counts as cards: total, then pending and each way of ending.
+fn batch_counts(counts: &BatchCounts) -> String {
+    let cards: String = [
+        ("total", counts.total),
+        ("pending", counts.pending()),
+        ("finished", counts.finished),
+        ("failed", counts.failed),
+        ("cancelled", counts.cancelled),
+    ]
+    .into_iter()
+    .map(|(name, n)| format!(r#"<div class="card"><b id="batch-{name}">{n}</b>{name}</div>"#))
+    .collect();
+    format!(r#"<div class="cards">{cards}</div>"#)
+}
+
+/// A batch's callbacks, each with a link to its job once fired.
+fn callback_table(callbacks: &[BatchCallback]) -> String {
+    let mut table = String::from(
+        "<h2>Callbacks</h2><table id=\"callbacks\"><tr><th>event</th><th>job type</th><th>job</th></tr>",
+    );
+    for callback in callbacks {
+        let job = match callback.job_id {
+            Some(id) => format!(r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a>"#),
+            None => r#"<span class="muted">not fired</span>"#.to_owned(),
+        };
+        table.push_str(&format!(
+            r#"<tr data-event="{event}"><td>{event}</td><td>{}</td><td>{job}</td></tr>"#,
+            escape(&callback.job_type),
+            event = callback.event,
+        ));
+    }
+    if callbacks.is_empty() {
+        table.push_str(r#"<tr><td colspan="3" class="muted">No callbacks.</td></tr>"#);
+    }
+    table.push_str("</table>");
+    table
 }
 
 /// A form that carries only its CSRF token.

@@ -25,6 +25,7 @@ async fn without_the_token_every_route_is_401_and_shows_nothing() {
     for uri in [
         "/api/jobs",
         "/api/jobs/1",
+        "/api/batches/1",
         "/api/stats",
         "/api/alerts",
         "/api/openapi.json",
@@ -32,6 +33,7 @@ async fn without_the_token_every_route_is_401_and_shows_nothing() {
         "/admin/queue",
         "/admin/queue/jobs",
         "/admin/queue/jobs/1",
+        "/admin/queue/batches/1",
     ] {
         for auth in [None, Some("Bearer wrong-token"), Some("Basic dGVzdA==")] {
             let mut request = Request::get(uri);
@@ -335,8 +337,11 @@ async fn openapi_document_lists_every_route() {
         "/api/jobs/{id}",
         "/api/jobs/{id}/retry",
         "/api/jobs/{id}/cancel",
+        "/api/batches/{id}",
         "/api/stats",
         "/api/alerts",
+        "/api/flow",
+        "/api/queues/{queue}/flow",
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
@@ -706,5 +711,93 @@ async fn a_job_shows_its_output_and_progress() {
     let schema = get(&router, "/api/openapi.json").await.json();
     let job_schema = &schema["components"]["schemas"]["Job"]["properties"];
     assert!(job_schema["output"].is_object() && job_schema["progress"].is_object());
+    queue.stop().await.unwrap();
+}
+
+/// Waits (up to 10 s) until batch `id` completed and every callback it
+/// fires has its job.
+async fn wait_batch_fired(hopper: &hopper::Hopper, id: hopper::store::BatchId) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let batch = hopper.batch_status(id).await.unwrap().unwrap();
+        if batch.is_complete() && batch.callbacks.iter().all(|c| c.job_id.is_some()) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{batch:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_shown_with_its_counts_and_callbacks() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    // Paused, so the counts are read before any job runs.
+    hopper.pause("default").await.unwrap();
+    let mails = ["a@x.org", "b@x.org", "c@x.org"].map(|to| Mail { to: to.into() });
+    let batch = hopper
+        .batch("x")
+        .on_success::<ReportJob>(3)
+        .unwrap()
+        .dispatch_many::<MailJob>(mails, hopper::DispatchOptions::new())
+        .await
+        .unwrap();
+
+    let shown = get(&router, &format!("/api/batches/{}", batch.id)).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let body = shown.json();
+    assert_eq!(
+        (
+            &body["id"],
+            &body["name"],
+            &body["sealed"],
+            &body["complete"]
+        ),
+        (&json!(batch.id), &json!("x"), &json!(true), &json!(false)),
+        "{body}"
+    );
+    assert!(body["created_at"].is_string(), "{body}");
+    assert_eq!(
+        body["counts"],
+        json!({"total": 3, "pending": 3, "finished": 0, "failed": 0, "cancelled": 0})
+    );
+    assert_eq!(
+        body["callbacks"],
+        json!([{"event": "success", "job_type": "report", "job_id": null}])
+    );
+
+    hopper.resume("default").await.unwrap();
+    wait_batch_fired(hopper, batch.id).await;
+    let body = get(&router, &format!("/api/batches/{}", batch.id))
+        .await
+        .json();
+    assert_eq!(
+        body["counts"],
+        json!({"total": 3, "pending": 0, "finished": 3, "failed": 0, "cancelled": 0})
+    );
+    assert_eq!(body["complete"], true, "{body}");
+    let callback = body["callbacks"][0]["job_id"].as_i64().unwrap();
+    let job = get(&router, &format!("/api/jobs/{callback}")).await.json();
+    assert_eq!(job["type"], "report", "{job}");
+
+    let missing = get(&router, "/api/batches/999999").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json(), json!({"error": "no batch with id 999999"}));
+    let bad_id = get(&router, "/api/batches/abc").await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get(&router, "/api/jobs/abc").await.status,
+        StatusCode::BAD_REQUEST,
+        "as for a job"
+    );
+    let doc = get(&router, "/api/openapi.json").await.json();
+    let schema = &doc["components"]["schemas"]["Batch"]["properties"];
+    assert!(
+        schema["counts"]["properties"]["pending"].is_object(),
+        "{schema}"
+    );
+    queue.wait_idle().await.unwrap();
     queue.stop().await.unwrap();
 }

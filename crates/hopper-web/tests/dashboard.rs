@@ -691,3 +691,89 @@ async fn the_job_page_shows_progress_and_output_escaped() {
     assert!(!job.body.contains("<b>rows</b>"));
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_batch_page_shows_its_counts_and_callbacks_escaped() {
+    let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    let batch = hopper
+        .batch("<b>import</b>")
+        .on_failure::<ReportJob>(1)
+        .unwrap()
+        .on_success::<MailJob>(Mail {
+            to: "a@x.org".into(),
+        })
+        .unwrap()
+        .dispatch_many::<FlakyJob>([json!(1), json!(2)], hopper::DispatchOptions::new())
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    let cookie = log_in(&router).await;
+    let uri = format!("/admin/queue/batches/{}", batch.id);
+    // The failure callback is inserted just after the last job ends.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let reply = page(&router, &cookie, &uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        if !reply
+            .body
+            .contains(r#"<tr data-event="failure"><td>failure</td><td>report</td><td><span"#)
+        {
+            break reply.body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", reply.body);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(body.contains("<title>Batch "), "{body}");
+    assert!(
+        body.contains(r#"<td id="batch-name">&lt;b&gt;import&lt;/b&gt;</td>"#),
+        "{body}"
+    );
+    assert!(!body.contains("<b>import"), "the name is escaped");
+    for (count, n) in [
+        ("total", 2),
+        ("pending", 0),
+        ("finished", 0),
+        ("failed", 2),
+        ("cancelled", 0),
+    ] {
+        let card = format!(r#"<b id="batch-{count}">{n}</b>"#);
+        assert!(body.contains(&card), "{card} missing from\n{body}");
+    }
+    assert!(body.contains(r#"<td id="batch-sealed">yes</td>"#), "{body}");
+    assert!(
+        body.contains(r#"<td id="batch-complete">yes</td>"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<progress max="2" value="2">100%</progress> 2 of 2 ended (100%)"#),
+        "{body}"
+    );
+    let fired = hopper.batch_status(batch.id).await.unwrap().unwrap();
+    let failure = fired
+        .callbacks
+        .iter()
+        .find(|c| c.event == hopper::store::BatchEvent::Failure);
+    let job = failure.and_then(|c| c.job_id).unwrap();
+    assert!(
+        body.contains(&format!(r#"<a href="/admin/queue/jobs/{job}">{job}</a>"#)),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<tr data-event="success"><td>success</td><td>mail</td><td><span class="muted">not fired</span>"#),
+        "{body}"
+    );
+
+    let missing = page(&router, &cookie, "/admin/queue/batches/999999").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.body.contains("no batch with id 999999"),
+        "{}",
+        missing.body
+    );
+    queue.wait_idle().await.unwrap();
+    queue.stop().await.unwrap();
+}

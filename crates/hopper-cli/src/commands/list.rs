@@ -10,7 +10,7 @@ use crate::output::{Style, Table};
 
 #[derive(Args, Debug)]
 struct ListArgs {
-    /// Only this group's commands (make, db, queue, schedule, …).
+    /// Only this group's commands (make, db, queue, batch, schedule, …).
     group: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! The built-in commands.
 
+mod batch;
 mod db;
 mod list;
 mod make;
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use clap::FromArgMatches;
 
 use crate::console::{Command, ConsoleError};
-use crate::output::Style;
+use crate::output::{Cell, Style};
 
 /// Every built-in command, in the order `list` shows groups.
 pub(crate) fn built_in() -> Vec<Arc<dyn Command>> {
@@ -36,6 +37,7 @@ pub(crate) fn built_in() -> Vec<Arc<dyn Command>> {
         Arc::new(queue::Resume),
         Arc::new(queue::Limit),
         Arc::new(queue::Flow),
+        Arc::new(batch::Status),
         Arc::new(schedule::List),
         Arc::new(schedule::Run),
     ]
@@ -76,6 +78,15 @@ fn state_style(state: hopper::JobState) -> Style {
         hopper::JobState::Finished => Style::Green,
         hopper::JobState::Failed => Style::Red,
         hopper::JobState::Cancelled => Style::Dim,
+    }
+}
+
+/// A count cell: a plain 0, or `n` in `style`.
+fn count_cell(n: u64, style: Style) -> Cell {
+    if n == 0 {
+        Cell::from("0")
+    } else {
+        Cell::styled(n.to_string(), style)
     }
 }
 

@@ -13,7 +13,7 @@ use hopper::{
 };
 use serde::Serialize;
 
-use super::{age, args, clip, state_style, time, usage};
+use super::{age, args, clip, count_cell, state_style, time, usage};
 use crate::console::{Command, ConsoleError, Context};
 use crate::output::{Cell, Style, Table};
 
@@ -198,15 +198,6 @@ struct StatusReport<'a> {
     types: Option<Vec<TypeRow>>,
     finished_last_minute: u64,
     failed_last_minute: u64,
-}
-
-/// A count cell: a plain 0, or `n` in `style`.
-fn count_cell(n: u64, style: Style) -> Cell {
-    if n == 0 {
-        Cell::from("0")
-    } else {
-        Cell::styled(n.to_string(), style)
-    }
 }
 
 /// The count cells of `counts`, one per state, in [`JobState::ALL`] order.

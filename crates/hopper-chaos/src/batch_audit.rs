@@ -71,7 +71,7 @@ pub async fn audit(
     }
     let expected: Vec<(u64, u64, String)> = batches
         .iter()
-        .filter_map(|b| group_of(b))
+        .filter_map(group_of)
         .flat_map(|(first, end)| BATCH_EVENTS.map(|e| (first, end, e.to_owned())))
         .collect();
     let fired = callbacks.iter().filter(|(_, _, job)| job.is_some()).count();

@@ -1,6 +1,6 @@
 //! The pruner: on the pool holding [`PRUNE_LEASE`], deletes ended jobs past
-//! their retention, resolved alerts as old, and partition keys with nothing
-//! pending.
+//! their retention, resolved alerts and completed batches as old as failed
+//! jobs are kept, and partition keys with nothing pending.
 
 use std::time::Duration;
 
@@ -69,6 +69,10 @@ pub(crate) async fn prune(
         limit: PRUNE_BATCH,
     };
     while store.prune_alerts(request).await? == u64::from(PRUNE_BATCH) {
+        tokio::task::yield_now().await;
+    }
+    // Completed batches too: their failed jobs are gone by then.
+    while store.prune_batches(request).await? == u64::from(PRUNE_BATCH) {
         tokio::task::yield_now().await;
     }
     // Partition keys with nothing pending, whatever their age: one comes

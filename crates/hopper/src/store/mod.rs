@@ -1415,6 +1415,11 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// ([`StoreError::BatchComplete`]).
     async fn add_to_batch(&self, add: BatchAdd<'_>) -> Result<Vec<JobId>, StoreError>;
 
+    /// Deletes up to `request.limit` batches created before `request.before`
+    /// that completed (sealed, every job ended), with their callbacks;
+    /// returns how many. Their jobs keep their `batch_id`.
+    async fn prune_batches(&self, request: PruneRequest) -> Result<u64, StoreError>;
+
     /// Batch `id` with its counts and callbacks, or `None`.
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError>;
 

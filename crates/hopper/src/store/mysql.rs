@@ -1090,6 +1090,18 @@ impl Store for MysqlStore {
         .await
     }
 
+    async fn prune_batches(&self, request: PruneRequest) -> Result<u64, StoreError> {
+        retry_deadlocks(|| async {
+            let done = sqlx::query(batches::PRUNE)
+                .bind(micros(request.before))
+                .bind(request.limit)
+                .execute(&self.pool)
+                .await?;
+            Ok::<_, sqlx::Error>(done.rows_affected())
+        })
+        .await
+    }
+
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
         batches::read(&self.pool, id).await
     }

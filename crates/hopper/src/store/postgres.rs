@@ -1007,6 +1007,15 @@ impl Store for PostgresStore {
         Ok(ids)
     }
 
+    async fn prune_batches(&self, request: PruneRequest) -> Result<u64, StoreError> {
+        let done = sqlx::query(batches::PRUNE)
+            .bind(request.before)
+            .bind(i64::from(request.limit))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
         batches::read(&self.pool, id).await
     }

@@ -831,6 +831,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_batches(&self, request: PruneRequest) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let deleted = conn
+                .prepare_cached(batches::PRUNE)?
+                .execute(params![micros(request.before), request.limit])?;
+            Ok(changed(deleted))
+        })
+        .await
+    }
+
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
         self.read(|conn| batches::read(conn, id)).await
     }

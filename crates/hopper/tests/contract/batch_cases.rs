@@ -418,3 +418,37 @@ pub async fn a_job_rescued_on_its_last_attempt_counts_as_failed_in_its_batch(db:
     assert_eq!(fired.len(), 1, "the failure callback, once");
     assert_eq!(fired[0].1.job_type, "callback");
 }
+
+pub async fn completed_batches_are_pruned_and_open_or_running_ones_kept(db: &TestDb) {
+    let calls = Calls::default();
+    let hopper = handle(db, &calls).await;
+    let done = hopper
+        .batch("done")
+        .dispatch_many::<PartJob>(parts(2, false), DispatchOptions::new())
+        .await
+        .unwrap();
+    for id in &done.jobs {
+        assert!(hopper.cancel(*id).await.unwrap());
+    }
+    let running = hopper
+        .batch("running")
+        .dispatch_many::<PartJob>(parts(1, false), DispatchOptions::new())
+        .await
+        .unwrap();
+    let open = hopper.batch("open").open().await.unwrap();
+    let request = hopper::store::PruneRequest {
+        before: hopper.now() + chrono::Duration::hours(1),
+        limit: 10,
+    };
+    assert_eq!(hopper.store().prune_batches(request).await.unwrap(), 1);
+    assert!(hopper.batch_status(done.id).await.unwrap().is_none());
+    assert!(hopper.batch_status(running.id).await.unwrap().is_some());
+    assert!(hopper.batch_status(open).await.unwrap().is_some());
+    // Younger than the cut-off: kept.
+    let old_only = hopper::store::PruneRequest {
+        before: hopper.now() - chrono::Duration::hours(1),
+        limit: 10,
+    };
+    hopper.cancel(running.jobs[0]).await.unwrap();
+    assert_eq!(hopper.store().prune_batches(old_only).await.unwrap(), 0);
+}

@@ -143,6 +143,7 @@ macro_rules! contract_for {
             cancelling_deleting_and_retrying_a_batchs_jobs_move_its_counts,
             a_batchs_last_two_jobs_ending_at_once_in_two_processes_fire_each_callback_once,
             a_job_rescued_on_its_last_attempt_counts_as_failed_in_its_batch,
+            completed_batches_are_pruned_and_open_or_running_ones_kept,
         );)*
     };
 }

@@ -41,6 +41,11 @@ const FIRED: &str = "UPDATE batch_callbacks SET job_id = ? WHERE batch_id = ? AN
 /// Clears a bit set from a batch's awaited set: bits, batch.
 const CLEAR: &str = "UPDATE batches SET awaiting = awaiting & ~? WHERE id = ?";
 
+/// Deletes up to `?` completed batches created before `?` (their callbacks go with them): before, limit.
+pub(super) const PRUNE: &str = "DELETE FROM batches \
+     WHERE sealed AND finished + failed + cancelled >= total AND created_at < ? \
+     ORDER BY id LIMIT ?";
+
 /// Whether some batch has a due callback.
 pub(super) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM batches WHERE due)";
 

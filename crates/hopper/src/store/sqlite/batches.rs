@@ -46,6 +46,10 @@ const FIRED: &str = "UPDATE batch_callbacks SET job_id = ?3 WHERE batch_id = ?1 
 /// Clears the events of bit set `?2` from batch `?1`'s awaited set.
 const CLEAR: &str = "UPDATE batches SET awaiting = awaiting & ~?2 WHERE id = ?1";
 
+/// Deletes up to `?2` completed batches created before `?1` (their callbacks go with them).
+pub(super) const PRUNE: &str = "DELETE FROM batches WHERE id IN (SELECT id FROM batches \
+    WHERE sealed AND finished + failed + cancelled >= total AND created_at < ?1 LIMIT ?2)";
+
 /// Whether some batch has a due callback.
 pub(super) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM batches WHERE due)";
 

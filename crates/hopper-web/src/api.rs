@@ -713,6 +713,7 @@ pub fn openapi_document() -> Value {
     doc["components"]["schemas"]["FlowUsage"] = flow_usage_schema;
     let job = &mut doc["components"]["schemas"]["Job"]["properties"];
     job["output"] = json!({ "description": "What the handler returned (JSON); null unless the job finished with one." });
+    job["batch_id"] = json!({ "type": ["integer", "null"], "description": "The batch the job belongs to (GET /api/batches/{id}); null if none." });
     job["progress"] = json!({ "type": ["object", "null"], "properties": {
         "percent": { "type": "integer", "minimum": 0, "maximum": 100 }, "message": { "type": "string" } } });
     doc

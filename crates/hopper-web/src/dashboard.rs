@@ -468,6 +468,7 @@ async fn job(
 <tr><th>started</th><td>{}</td></tr><tr><th>ended</th><td>{}</td></tr>
 <tr><th>lease</th><td>{} {}</td></tr><tr><th>unique key</th><td>{}</td></tr>
 <tr><th>progress</th><td id="job-progress">{}</td></tr>
+<tr><th>batch</th><td id="job-batch">{}</td></tr>
 </table><h2>Payload</h2><pre id="payload">{}</pre>{}<h2>Errors</h2>"#,
         actions(job.id, job.state, csrf),
         state(job.state),
@@ -486,6 +487,9 @@ async fn job(
             .unwrap_or_default(),
         escape(job.unique_key.as_deref().unwrap_or("—")),
         progress,
+        job.batch_id
+            .map(|id| format!(r#"<a href="{DASHBOARD_PATH}/batches/{id}">{id}</a>"#))
+            .unwrap_or_else(|| "—".into()),
         escape(&payload),
         output
             .map(|output| format!(

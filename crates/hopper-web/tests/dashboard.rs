@@ -767,6 +767,19 @@ async fn the_batch_page_shows_its_counts_and_callbacks_escaped() {
         "{body}"
     );
 
+    // A batch's job links back to its batch.
+    let member = page(
+        &router,
+        &cookie,
+        &format!("/admin/queue/jobs/{}", batch.jobs[0]),
+    )
+    .await;
+    let link = format!(
+        r#"<td id="job-batch"><a href="/admin/queue/batches/{id}">{id}</a></td>"#,
+        id = batch.id
+    );
+    assert!(member.body.contains(&link), "{}", member.body);
+
     let missing = page(&router, &cookie, "/admin/queue/batches/999999").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(

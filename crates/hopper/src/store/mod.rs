@@ -619,6 +619,8 @@ pub struct JobRecord {
     /// ([`JobContext::progress`](crate::JobContext::progress)), kept across
     /// retries; `None` until one is written.
     pub progress: Option<Progress>,
+    /// The batch it belongs to ([`Hopper::batch`](crate::Hopper::batch)), if any.
+    pub batch_id: Option<BatchId>,
 }
 
 /// How far a job's run has got, as its handler last reported it

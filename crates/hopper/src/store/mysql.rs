@@ -313,6 +313,7 @@ fn record(row: &MySqlRow) -> Result<JobRecord, StoreError> {
             row.try_get::<Option<i16>, _>("progress")?.map(i64::from),
             optional_text(row, "progress_message")?,
         )?,
+        batch_id: row.try_get("batch_id")?,
     })
 }
 

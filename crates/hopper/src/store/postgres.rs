@@ -256,6 +256,7 @@ fn record(row: &PgRow) -> Result<JobRecord, StoreError> {
             row.try_get::<Option<i16>, _>("progress")?.map(i64::from),
             row.try_get("progress_message")?,
         )?,
+        batch_id: row.try_get("batch_id")?,
     })
 }
 

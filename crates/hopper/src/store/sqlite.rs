@@ -212,6 +212,7 @@ fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
         unique_key: row.get(16)?,
         output: row.get(17)?,
         progress: Progress::from_columns(id, row.get(18)?, row.get(19)?)?,
+        batch_id: row.get(20)?,
     })
 }
 

@@ -130,6 +130,8 @@ pub async fn a_batch_fires_success_and_complete_once_after_every_job_finished(db
         .await
         .unwrap();
     assert_eq!(batch.jobs.len(), 40);
+    let member = hopper.job(batch.jobs[0]).await.unwrap().unwrap();
+    assert_eq!(member.batch_id, Some(batch.id), "a job knows its batch");
     let status = hopper.batch_status(batch.id).await.unwrap().unwrap();
     assert_eq!((status.counts.total, status.counts.pending()), (40, 40));
     assert!(status.sealed && !status.is_complete());

@@ -327,6 +327,7 @@ pub async fn a_stored_job_reads_back_whole_and_a_missing_one_is_none(db: &TestDb
         unique_key: job.unique_key,
         output: None,
         progress: None,
+        batch_id: None,
     };
     assert_eq!(store.get(id).await.unwrap(), Some(pending.clone()));
     assert_eq!(store.get(id + 1).await.unwrap(), None);

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hopper::store::{BatchCallback, BatchRecord, FlowUsage, QueueFlow, Rate};
+use hopper::store::{BatchRecord, FlowUsage, QueueFlow, Rate};
 use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use hopper::{DispatchError, DispatchOptions, JobRecord, RegistryError, StoreError};
 use serde::{Deserialize, Serialize};
@@ -335,58 +335,13 @@ async fn act(
     Ok(Json(job.into()))
 }
 
-/// A batch's counts as the API shows them, with the jobs not ended yet.
-#[derive(Debug, Serialize)]
-struct BatchCountsView {
-    total: u64,
-    pending: u64,
-    finished: u64,
-    failed: u64,
-    cancelled: u64,
-}
-
-/// A batch as the API shows it: the stored record, its counts with
-/// `pending` worked out, and whether it completed.
-#[derive(Debug, Serialize)]
-struct BatchView {
-    id: hopper::store::BatchId,
-    name: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-    sealed: bool,
-    complete: bool,
-    counts: BatchCountsView,
-    callbacks: Vec<BatchCallback>,
-}
-
-impl From<BatchRecord> for BatchView {
-    fn from(batch: BatchRecord) -> Self {
-        let complete = batch.is_complete();
-        let counts = batch.counts;
-        Self {
-            id: batch.id,
-            name: batch.name,
-            created_at: batch.created_at,
-            sealed: batch.sealed,
-            complete,
-            counts: BatchCountsView {
-                total: counts.total,
-                pending: counts.pending(),
-                finished: counts.finished,
-                failed: counts.failed,
-                cancelled: counts.cancelled,
-            },
-            callbacks: batch.callbacks,
-        }
-    }
-}
-
 async fn batch(
     State(web): State<Web>,
     _caller: Caller,
     Path(id): Path<i64>,
-) -> Result<Json<BatchView>> {
+) -> Result<Json<BatchRecord>> {
     match web.hopper().batch_status(id).await? {
-        Some(batch) => Ok(Json(batch.into())),
+        Some(batch) => Ok(Json(batch)),
         None => Err(ApiError::NotFound(format!("no batch with id {id}"))),
     }
 }
@@ -738,7 +693,7 @@ fn batch_path() -> Value {
     } })
 }
 
-/// The OpenAPI schema of a batch ([`BatchView`]).
+/// The OpenAPI schema of a batch ([`BatchRecord`] as it serializes).
 fn batch_schema() -> Value {
     let count =
         |description: &str| json!({ "type": "integer", "minimum": 0, "description": description });

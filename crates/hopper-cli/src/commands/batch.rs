@@ -2,11 +2,9 @@
 //! and its callbacks with the jobs they became.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use clap::Args;
 use hopper::JobState;
-use hopper::store::{BatchCallback, BatchId, BatchRecord};
-use serde::Serialize;
+use hopper::store::{BatchCallback, BatchCounts, BatchId, BatchRecord};
 
 use super::{args, count_cell, state_style, time};
 use crate::console::{Command, ConsoleError, Context};
@@ -19,51 +17,6 @@ struct StatusArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
-}
-
-/// A batch's counts as printed, with the jobs not ended yet.
-#[derive(Debug, Serialize)]
-struct Counts {
-    total: u64,
-    pending: u64,
-    finished: u64,
-    failed: u64,
-    cancelled: u64,
-}
-
-/// A batch as `batch:status` prints it: the fields `GET /api/batches/{id}`
-/// answers.
-#[derive(Debug, Serialize)]
-struct Report {
-    id: BatchId,
-    name: String,
-    created_at: DateTime<Utc>,
-    sealed: bool,
-    complete: bool,
-    counts: Counts,
-    callbacks: Vec<BatchCallback>,
-}
-
-impl From<BatchRecord> for Report {
-    fn from(batch: BatchRecord) -> Self {
-        let complete = batch.is_complete();
-        let counts = batch.counts;
-        Self {
-            id: batch.id,
-            name: batch.name,
-            created_at: batch.created_at,
-            sealed: batch.sealed,
-            complete,
-            counts: Counts {
-                total: counts.total,
-                pending: counts.pending(),
-                finished: counts.finished,
-                failed: counts.failed,
-                cancelled: counts.cancelled,
-            },
-            callbacks: batch.callbacks,
-        }
-    }
 }
 
 pub(crate) struct Status;
@@ -87,31 +40,30 @@ impl Command for Status {
             .batch_status(args.id)
             .await?
             .ok_or_else(|| ConsoleError::Failed(format!("no batch {}", args.id)))?;
-        let report = Report::from(batch);
         let out = ctx.out();
         if args.json {
-            out.json(&report)?;
+            out.json(&batch)?;
             return Ok(());
         }
-        out.table(&summary_table(&report))?;
+        out.table(&summary_table(&batch))?;
         out.line("")?;
-        out.table(&counts_table(&report.counts))?;
+        out.table(&counts_table(&batch.counts))?;
         out.line("")?;
-        print_callbacks(out, &report.callbacks)?;
+        print_callbacks(out, &batch.callbacks)?;
         Ok(())
     }
 }
 
 /// The batch's id, name, creation, seal, completion and progress, one per row.
-fn summary_table(report: &Report) -> Table {
+fn summary_table(batch: &BatchRecord) -> Table {
     let yes_no = |yes: bool| if yes { "yes" } else { "no" };
-    let counts = &report.counts;
-    let ended = counts.total.saturating_sub(counts.pending);
+    let counts = &batch.counts;
+    let ended = counts.ended();
     let progress = match counts.total {
         0 => "no jobs".to_owned(),
         total => format!("{ended} of {total} ended ({}%)", ended * 100 / total),
     };
-    let complete = if report.complete {
+    let complete = if batch.is_complete() {
         Cell::styled("yes", Style::Green)
     } else {
         Cell::from("no")
@@ -120,21 +72,21 @@ fn summary_table(report: &Report) -> Table {
     let mut field = |name: &str, value: Cell| {
         table.row([Cell::styled(name, Style::Bold), value]);
     };
-    field("id", report.id.to_string().into());
-    field("name", report.name.clone().into());
-    field("created", time(report.created_at).into());
-    field("sealed", yes_no(report.sealed).into());
+    field("id", batch.id.to_string().into());
+    field("name", batch.name.clone().into());
+    field("created", time(batch.created_at).into());
+    field("sealed", yes_no(batch.sealed).into());
     field("complete", complete);
     field("progress", progress.into());
     table
 }
 
 /// The batch's jobs: all of them, pending, and each way of ending.
-fn counts_table(counts: &Counts) -> Table {
+fn counts_table(counts: &BatchCounts) -> Table {
     let mut table = Table::new(["TOTAL", "PENDING", "FINISHED", "FAILED", "CANCELLED"]);
     table.row([
         Cell::styled(counts.total.to_string(), Style::Bold),
-        count_cell(counts.pending, state_style(JobState::Pending)),
+        count_cell(counts.pending(), state_style(JobState::Pending)),
         count_cell(counts.finished, state_style(JobState::Finished)),
         count_cell(counts.failed, state_style(JobState::Failed)),
         count_cell(counts.cancelled, state_style(JobState::Cancelled)),

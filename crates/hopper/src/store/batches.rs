@@ -110,13 +110,15 @@ pub struct BatchAdd<'a> {
     pub seal: bool,
 }
 
-/// How many of a batch's jobs there are and how many ended, each way.
+/// How many of a batch's jobs there are and how many ended, each way. It
+/// serializes with `pending` worked out, as the API and the console show it.
 ///
 /// ```
 /// let counts = hopper::store::BatchCounts { total: 10, finished: 7, failed: 1, cancelled: 0 };
 /// assert_eq!((counts.ended(), counts.pending()), (8, 2));
+/// assert_eq!(serde_json::to_value(counts).unwrap()["pending"], 2);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct BatchCounts {
     /// Jobs in the batch.
     pub total: u64,
@@ -198,14 +200,16 @@ pub struct BatchCallback {
     pub job_id: Option<JobId>,
 }
 
-/// A batch as stored: its counts and callbacks.
+/// A batch as stored: its counts and callbacks. It serializes with
+/// `complete` worked out, as the API and the console show it.
 ///
 /// ```
 /// use hopper::store::{BatchCounts, BatchRecord};
 /// let batch = BatchRecord { id: 1, name: "import".into(), created_at: chrono::Utc::now(), counts: BatchCounts::default(), sealed: true, callbacks: vec![] };
 /// assert!(batch.is_complete());
+/// assert_eq!(serde_json::to_value(&batch).unwrap()["complete"], true);
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct BatchRecord {
     /// Its id.
     pub id: BatchId,
@@ -231,6 +235,34 @@ impl BatchRecord {
     /// ```
     pub fn is_complete(&self) -> bool {
         self.counts.is_complete(self.sealed)
+    }
+}
+
+impl Serialize for BatchCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut counts = serializer.serialize_struct("BatchCounts", 5)?;
+        counts.serialize_field("total", &self.total)?;
+        counts.serialize_field("pending", &self.pending())?;
+        counts.serialize_field("finished", &self.finished)?;
+        counts.serialize_field("failed", &self.failed)?;
+        counts.serialize_field("cancelled", &self.cancelled)?;
+        counts.end()
+    }
+}
+
+impl Serialize for BatchRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut batch = serializer.serialize_struct("BatchRecord", 7)?;
+        batch.serialize_field("id", &self.id)?;
+        batch.serialize_field("name", &self.name)?;
+        batch.serialize_field("created_at", &self.created_at)?;
+        batch.serialize_field("sealed", &self.sealed)?;
+        batch.serialize_field("complete", &self.is_complete())?;
+        batch.serialize_field("counts", &self.counts)?;
+        batch.serialize_field("callbacks", &self.callbacks)?;
+        batch.end()
     }
 }
 

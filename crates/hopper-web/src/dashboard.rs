@@ -237,6 +237,7 @@ pub(crate) fn filter(
         job_type,
         before,
         limit,
+        ..JobFilter::default()
     })
 }
 

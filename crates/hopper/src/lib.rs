@@ -68,6 +68,7 @@
 
 pub mod alerts;
 pub mod batch;
+pub mod bulk;
 pub mod client;
 pub mod clock;
 mod core;

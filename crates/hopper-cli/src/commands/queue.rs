@@ -362,6 +362,7 @@ impl Command for Failed {
             job_type: args.job_type,
             before: args.before,
             limit: Some(args.limit),
+            ..JobFilter::default()
         };
         let page = hopper.jobs(&filter).await?;
         let out = ctx.out();

@@ -1063,6 +1063,8 @@ pub struct JobFilter {
     pub queue: Option<String>,
     /// Only jobs of this type.
     pub job_type: Option<String>,
+    /// Only jobs created before this time (older than an age).
+    pub created_before: Option<DateTime<Utc>>,
     /// Only jobs with an id below this: the cursor a page's
     /// [`JobPage::next`] gives for the page after it. `None` starts at the
     /// newest job.
@@ -1421,6 +1423,10 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// that completed (sealed, every job ended), with their callbacks;
     /// returns how many. Their jobs keep their `batch_id`.
     async fn prune_batches(&self, request: PruneRequest) -> Result<u64, StoreError>;
+
+    /// How many jobs match `filter`'s conditions (its page size is not
+    /// checked and does not count; its cursor does).
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError>;
 
     /// Batch `id` with its counts and callbacks, or `None`.
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError>;

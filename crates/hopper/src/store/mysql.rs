@@ -21,7 +21,8 @@ use sqlx::query::Query;
 use sqlx::{Executor, MySql, QueryBuilder, Row};
 
 use super::rows::{
-    from_count, from_micros, micros, open_key, opened, optional_time, push_filter, state_of, to_u32,
+    from_count, from_micros, micros, open_key, opened, optional_time, push_conditions, push_filter,
+    state_of, to_u32,
 };
 use super::{
     AlertId, AlertRecord, AttemptError, BatchAdd, BatchId, BatchRecord, Claim, ClaimRequest,
@@ -833,7 +834,7 @@ impl Store for MysqlStore {
 
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let mut query = QueryBuilder::new(sql::LIST_JOBS);
-        let size = push_filter(&mut query, filter)?;
+        let size = push_filter(&mut query, filter, micros)?;
         let rows = query.build().fetch_all(&self.pool).await?;
         let jobs = rows.iter().map(record).collect::<Result<_, _>>()?;
         Ok(JobPage::from_rows(jobs, size))
@@ -1101,6 +1102,13 @@ impl Store for MysqlStore {
             Ok::<_, sqlx::Error>(done.rows_affected())
         })
         .await
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {
+        let mut query = QueryBuilder::new("SELECT COUNT(*) FROM jobs");
+        push_conditions(&mut query, filter, micros);
+        let count: i64 = query.build_query_scalar().fetch_one(&self.pool).await?;
+        Ok(from_count(count))
     }
 
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {

@@ -21,7 +21,7 @@ use sqlx::postgres::{
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use super::rows::{from_count, open_key, opened, push_filter, state_of, to_u32};
+use super::rows::{from_count, open_key, opened, push_conditions, push_filter, state_of, to_u32};
 use super::{
     AlertId, AlertRecord, AttemptError, BatchAdd, BatchId, BatchRecord, Claim, ClaimRequest,
     ClaimToken, ClaimedJob, CompleteRequest, Completion, ConcurrencyReport, FlowRequest, JobFilter,
@@ -845,7 +845,7 @@ impl Store for PostgresStore {
 
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new(sql::list_jobs());
-        let size = push_filter(&mut query, filter)?;
+        let size = push_filter(&mut query, filter, |at| at)?;
         let rows = query.build().fetch_all(&self.pool).await?;
         let jobs = rows.iter().map(record).collect::<Result<_, _>>()?;
         Ok(JobPage::from_rows(jobs, size))
@@ -1015,6 +1015,13 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT COUNT(*) FROM jobs");
+        push_conditions(&mut query, filter, |at| at);
+        let count: i64 = query.build_query_scalar().fetch_one(&self.pool).await?;
+        Ok(from_count(count))
     }
 
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {

@@ -106,6 +106,8 @@ pub(crate) enum FilterValue<'a> {
     Text(&'a str),
     /// A job id.
     Id(i64),
+    /// A time.
+    Time(DateTime<Utc>),
 }
 
 /// A job listing's conditions: `(comparison, value)` terms, each a column
@@ -115,7 +117,11 @@ pub(crate) type FilterTerms<'a> = Vec<(&'static str, FilterValue<'a>)>;
 /// A job listing's filter as its terms, and its page size (refused when out
 /// of range: [`JobFilter::page_size`]).
 pub(crate) fn filter_terms(filter: &JobFilter) -> Result<(FilterTerms<'_>, u32), StoreError> {
-    let size = filter.page_size()?;
+    Ok((conditions(filter), filter.page_size()?))
+}
+
+/// A job filter's conditions as terms, whatever its page size.
+pub(crate) fn conditions(filter: &JobFilter) -> FilterTerms<'_> {
     let mut terms = Vec::new();
     if let Some(state) = filter.state {
         terms.push(("state = ", FilterValue::Text(state.as_str())));
@@ -126,10 +132,13 @@ pub(crate) fn filter_terms(filter: &JobFilter) -> Result<(FilterTerms<'_>, u32),
     if let Some(job_type) = &filter.job_type {
         terms.push(("type = ", FilterValue::Text(job_type)));
     }
+    if let Some(at) = filter.created_before {
+        terms.push(("created_at < ", FilterValue::Time(at)));
+    }
     if let Some(before) = filter.before {
         terms.push(("id < ", FilterValue::Id(before)));
     }
-    Ok((terms, size))
+    terms
 }
 
 /// The row limit a listing of `size` jobs per page reads with: one row
@@ -139,30 +148,50 @@ pub(crate) fn rows_to_read(size: u32) -> i64 {
 }
 
 /// Appends `filter` to a `SELECT … FROM jobs` query: its conditions, newest
-/// first, and its limit ([`rows_to_read`]). Returns the page size.
+/// first, and its limit ([`rows_to_read`]), times bound as `time` makes
+/// them. Returns the page size.
 #[cfg(any(feature = "mysql", feature = "postgres"))]
-pub(crate) fn push_filter<'a, DB>(
+pub(crate) fn push_filter<'a, DB, T>(
     query: &mut QueryBuilder<'a, DB>,
     filter: &'a JobFilter,
+    time: fn(DateTime<Utc>) -> T,
 ) -> Result<u32, StoreError>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
+    T: Encode<'a, DB> + Type<DB> + 'a,
 {
-    let (terms, size) = filter_terms(filter)?;
-    query.push(" WHERE 1 = 1");
-    for (comparison, value) in terms {
-        query.push(" AND ").push(comparison);
-        match value {
-            FilterValue::Text(text) => query.push_bind(text),
-            FilterValue::Id(id) => query.push_bind(id),
-        };
-    }
+    let size = filter.page_size()?;
+    push_conditions(query, filter, time);
     query
         .push(" ORDER BY id DESC LIMIT ")
         .push_bind(rows_to_read(size));
     Ok(size)
+}
+
+/// Appends `filter`'s conditions to a query on `jobs` (` WHERE 1 = 1 AND
+/// …`), times bound as `time` makes them.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) fn push_conditions<'a, DB, T>(
+    query: &mut QueryBuilder<'a, DB>,
+    filter: &'a JobFilter,
+    time: fn(DateTime<Utc>) -> T,
+) where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    T: Encode<'a, DB> + Type<DB> + 'a,
+{
+    query.push(" WHERE 1 = 1");
+    for (comparison, value) in conditions(filter) {
+        query.push(" AND ").push(comparison);
+        match value {
+            FilterValue::Text(text) => query.push_bind(text),
+            FilterValue::Id(id) => query.push_bind(id),
+            FilterValue::Time(at) => query.push_bind(time(at)),
+        };
+    }
 }
 
 /// The query reading the next batch of failed jobs (of the request's type and

@@ -25,8 +25,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::Mutex;
 
 use super::rows::{
-    FilterValue, filter_terms, from_count, from_micros, micros, open_key, opened, optional_time,
-    rows_to_read, state_of, to_u32,
+    FilterTerms, FilterValue, conditions, filter_terms, from_count, from_micros, micros, open_key,
+    opened, optional_time, rows_to_read, state_of, to_u32,
 };
 use super::{
     AlertId, AlertRecord, AttemptError, BatchAdd, BatchId, BatchRecord, Claim, ClaimRequest,
@@ -142,6 +142,18 @@ fn finished_list(completions: &[Completion]) -> Option<(&'static str, String)> {
         sql::COMPLETE_FINISHED_WITH_OUTPUT,
         Value::Array(triples).to_string(),
     ))
+}
+
+/// The values of a filter's terms, as statements bind them.
+fn filter_values(terms: FilterTerms<'_>) -> Vec<Value> {
+    terms
+        .into_iter()
+        .map(|(_, value)| match value {
+            FilterValue::Text(text) => Value::Text(text.to_owned()),
+            FilterValue::Id(id) => Value::Integer(id),
+            FilterValue::Time(at) => Value::Integer(micros(at)),
+        })
+        .collect()
 }
 
 /// One entry of the `errors` JSON array, as text.
@@ -603,11 +615,7 @@ impl Store for SqliteStore {
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let (terms, size) = filter_terms(filter)?;
         let sql = sql::list_jobs(terms.iter().map(|(comparison, _)| *comparison));
-        let mut values = Vec::with_capacity(terms.len() + 1);
-        values.extend(terms.into_iter().map(|(_, value)| match value {
-            FilterValue::Text(text) => Value::Text(text.to_owned()),
-            FilterValue::Id(id) => Value::Integer(id),
-        }));
+        let mut values = filter_values(terms);
         values.push(Value::Integer(rows_to_read(size)));
         let rows = self
             .read(|conn| long(|| all(conn, &sql, params_from_iter(values), record)))
@@ -840,6 +848,20 @@ impl Store for SqliteStore {
             Ok(changed(deleted))
         })
         .await
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {
+        let terms = conditions(filter);
+        let sql = sql::count_jobs(terms.iter().map(|(comparison, _)| *comparison));
+        let values = filter_values(terms);
+        let count = self
+            .read(|conn| {
+                long(|| {
+                    Ok(conn.query_row(&sql, params_from_iter(values), |row| row.get::<_, i64>(0))?)
+                })
+            })
+            .await?;
+        Ok(from_count(count))
     }
 
     async fn batch(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {

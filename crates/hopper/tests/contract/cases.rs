@@ -6,6 +6,7 @@ pub use crate::pool_cases::*;
 
 pub use crate::alerts::*;
 pub use crate::batch_cases::*;
+pub use crate::bulk_cases::*;
 pub use crate::flow_cases::*;
 pub use crate::flow_usage_cases::*;
 pub use crate::paging_cases::*;

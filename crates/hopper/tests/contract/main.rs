@@ -9,6 +9,7 @@ mod common;
 mod alerts;
 mod backends;
 mod batch_cases;
+mod bulk_cases;
 mod cases;
 mod flow_cases;
 mod flow_usage_cases;
@@ -144,6 +145,7 @@ macro_rules! contract_for {
             a_batchs_last_two_jobs_ending_at_once_in_two_processes_fire_each_callback_once,
             a_job_rescued_on_its_last_attempt_counts_as_failed_in_its_batch,
             completed_batches_are_pruned_and_open_or_running_ones_kept,
+            bulk_actions_apply_to_every_job_a_filter_matches_and_skip_the_rest,
         );)*
     };
 }

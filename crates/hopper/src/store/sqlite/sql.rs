@@ -340,17 +340,27 @@ pub(super) const GET_JOB: &str = concat!(
 
 /// Jobs newest first, each of `comparisons` (a column and operator, `"queue = "`) followed by its `?`, then the row limit `?` (the page size plus one).
 pub(super) fn list_jobs<'a>(comparisons: impl IntoIterator<Item = &'a str>) -> String {
-    let mut sql = String::from(concat!(
-        "SELECT ",
-        sqlite_record_columns!(),
-        " FROM jobs WHERE 1 = 1"
-    ));
+    let mut sql = matching(
+        concat!("SELECT ", sqlite_record_columns!(), " FROM jobs"),
+        comparisons,
+    );
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    sql
+}
+
+/// How many jobs meet each of `comparisons` (as [`list_jobs`] takes them).
+pub(super) fn count_jobs<'a>(comparisons: impl IntoIterator<Item = &'a str>) -> String {
+    matching("SELECT COUNT(*) FROM jobs", comparisons)
+}
+
+/// `select` on `jobs` with each of `comparisons` followed by its `?`.
+fn matching<'a>(select: &str, comparisons: impl IntoIterator<Item = &'a str>) -> String {
+    let mut sql = format!("{select} WHERE 1 = 1");
     for comparison in comparisons {
         sql.push_str(" AND ");
         sql.push_str(comparison);
         sql.push('?');
     }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
     sql
 }
 

@@ -80,6 +80,9 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Hopper broke one of its own rules (a bug): what happened.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A name holds a NUL character, which no database stores as text.
     #[error("a {field} cannot contain a NUL character: {name:?}")]
     NulCharacter {

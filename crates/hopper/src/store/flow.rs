@@ -654,21 +654,6 @@ pub(crate) fn keys_to_mark(jobs: &[super::NewJob]) -> Vec<(&str, &str)> {
     keys
 }
 
-/// Runs a future that never waits (a SQLite [`FlowTx`]'s, whose every
-/// step is a synchronous call on the writer it holds) to its end, on the
-/// thread that holds the writer.
-#[cfg(feature = "sqlite")]
-pub(crate) fn run_now<F: std::future::Future>(future: F) -> Result<F::Output, StoreError> {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut context) {
-        std::task::Poll::Ready(output) => Ok(output),
-        std::task::Poll::Pending => Err(StoreError::InvalidFlow(
-            "a synchronous claim step waited".to_owned(),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

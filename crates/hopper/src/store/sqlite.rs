@@ -144,6 +144,21 @@ fn finished_list(completions: &[Completion]) -> Option<(&'static str, String)> {
     ))
 }
 
+/// Runs a future that never waits to its end, on the thread that holds the
+/// writer: the shared drivers of flow-controlled claims and of batches
+/// ([`super::flow`], [`super::batches`]) are async, and SQLite's answers to
+/// their steps are synchronous calls on the writer's transaction.
+fn run_now<F: std::future::Future>(future: F) -> Result<F::Output, StoreError> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => Err(StoreError::Internal(
+            "a synchronous SQLite step waited".to_owned(),
+        )),
+    }
+}
+
 /// The values of a filter's terms, as statements bind them.
 fn filter_values(terms: FilterTerms<'_>) -> Vec<Value> {
     terms
@@ -338,9 +353,7 @@ impl SqliteStore {
         request: &ClaimRequest<'_>,
     ) -> Result<Option<Vec<ClaimedJob>>, StoreError> {
         let claimed = self
-            .transaction(|tx| {
-                super::flow::run_now(super::flow::claim(&mut flow::SqliteFlow(tx), request))?
-            })
+            .transaction(|tx| run_now(super::flow::claim(&mut flow::SqliteFlow(tx), request))?)
             .await?;
         self.flow_queues.set(request.queue, claimed.is_some());
         Ok(claimed)
@@ -824,7 +837,7 @@ impl Store for SqliteStore {
         jobs: &[NewJob],
     ) -> Result<(BatchId, Vec<JobId>), StoreError> {
         self.transaction(|tx| {
-            super::flow::run_now(super::batches::create(
+            run_now(super::batches::create(
                 &mut batches::SqliteBatch(tx),
                 batch,
                 jobs,
@@ -834,10 +847,8 @@ impl Store for SqliteStore {
     }
 
     async fn add_to_batch(&self, add: BatchAdd<'_>) -> Result<Vec<JobId>, StoreError> {
-        self.transaction(|tx| {
-            super::flow::run_now(super::batches::add(&mut batches::SqliteBatch(tx), add))?
-        })
-        .await
+        self.transaction(|tx| run_now(super::batches::add(&mut batches::SqliteBatch(tx), add))?)
+            .await
     }
 
     async fn prune_batches(&self, request: PruneRequest) -> Result<u64, StoreError> {
@@ -881,7 +892,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.transaction(|tx| {
-            super::flow::run_now(super::batches::fire(
+            run_now(super::batches::fire(
                 &mut batches::SqliteBatch(tx),
                 now,
                 limit,

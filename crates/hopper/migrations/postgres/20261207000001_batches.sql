@@ -47,10 +47,15 @@ CREATE INDEX jobs_batch ON jobs (batch_id, id) WHERE batch_id IS NOT NULL;
 
 -- Every way a batch's job ends or comes back (completion, cancel, rescue,
 -- a retry asked for by hand) moves its batch's counts: once per statement,
--- each batch's row updated once, batches locked in id order.
+-- each batch's row updated once, batches locked in id order. A statement
+-- where no batch's job enters or leaves an ended state (a claim, a lease
+-- renewal) returns after two scans of its rows.
 CREATE FUNCTION hopper_batch_counted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE batch_id IS NOT NULL) THEN
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE batch_id IS NOT NULL
+                       AND state IN ('finished', 'failed', 'cancelled'))
+       AND NOT EXISTS (SELECT 1 FROM old_rows WHERE batch_id IS NOT NULL
+                       AND state IN ('finished', 'failed', 'cancelled')) THEN
         RETURN NULL;
     END IF;
     WITH moved AS MATERIALIZED (

@@ -271,7 +271,7 @@ impl<'h> BatchBuilder<'h> {
         hopper.dispatched(&ids, &jobs);
         if sealed {
             // A batch sealed with every job already ended (or none) is due now.
-            fire_callbacks(hopper).await;
+            settle(hopper).await;
         }
         Ok(Batch { id, jobs: ids })
     }
@@ -382,7 +382,7 @@ impl Hopper {
             seal: true,
         };
         self.store().add_to_batch(add).await?;
-        fire_callbacks(self).await;
+        settle(self).await;
         Ok(())
     }
 
@@ -401,11 +401,28 @@ impl Hopper {
     }
 }
 
-/// Inserts the callback jobs now due in batches (each exactly once, in
-/// whichever process gets there first) and records them as dispatched.
-/// A failure is logged and left for the next look: the rescuer's pass
-/// fires whatever is due.
-pub(crate) async fn fire_callbacks(hopper: &Hopper) {
+/// Applies what jobs of batches and workflows ending made due: first the
+/// release of workflow steps whose dependencies ended (waking their
+/// queues), then the callbacks now due (each exactly once, in whichever
+/// process gets there first). A failure is logged and left for the next
+/// look: the rescuer's pass settles whatever is left.
+pub(crate) async fn settle(hopper: &Hopper) {
+    match hopper.store().release_dependents(hopper.now()).await {
+        Ok(queues) => {
+            for queue in &queues {
+                hopper.wake(queue);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "releasing workflow steps failed; the next pass releases them");
+        }
+    }
+    fire_callbacks(hopper).await;
+}
+
+/// Inserts the callback jobs now due in batches and records them as
+/// dispatched.
+async fn fire_callbacks(hopper: &Hopper) {
     match hopper
         .store()
         .fire_batch_callbacks(hopper.now(), FIRE_LIMIT)

@@ -542,7 +542,7 @@ impl Hopper {
         // the job is cancelled either way, so a failed read is only logged.
         if cancelled {
             self.waiters().ended([id]);
-            crate::batch::fire_callbacks(self).await;
+            crate::batch::settle(self).await;
         }
         if cancelled && tracing::enabled!(target: "hopper::events", tracing::Level::INFO) {
             match self.store().get(id).await {
@@ -672,7 +672,7 @@ impl Hopper {
         let deleted = self.store().delete(id).await?;
         if deleted {
             // A batch no longer waiting on it may be done.
-            crate::batch::fire_callbacks(self).await;
+            crate::batch::settle(self).await;
         }
         Ok(deleted)
     }

@@ -472,6 +472,23 @@ impl JobContext {
         self.batch
     }
 
+    /// The steps this job waits on in its workflow
+    /// ([`Hopper::workflow`](crate::Hopper::workflow)), each with its job's
+    /// state and output; none for a job outside a workflow, or a detached
+    /// context.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// assert!(hopper::JobContext::detached(9, 1).dependencies().await.unwrap().is_empty());
+    /// # });
+    /// ```
+    pub async fn dependencies(&self) -> Result<Vec<crate::store::Dependency>, StoreError> {
+        match &self.run.link {
+            Some((store, _)) => store.dependencies(self.id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The job's id.
     ///
     /// ```

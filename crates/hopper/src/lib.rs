@@ -93,6 +93,7 @@ pub mod store;
 pub mod testing;
 pub mod transaction;
 pub mod worker;
+pub mod workflow;
 
 /// The attribute for implementing [`hooks::Hooks`] (re-exported `async_trait`).
 pub use async_trait::async_trait;

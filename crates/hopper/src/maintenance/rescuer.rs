@@ -45,7 +45,7 @@ pub(crate) async fn run(
                 // Batch jobs that ended outside a pool's completions (a
                 // rescue, a cancel, a deletion, a retry by hand) may have
                 // made callbacks due.
-                crate::batch::fire_callbacks(&hopper).await;
+                crate::batch::settle(&hopper).await;
                 Ok::<_, StoreError>(None)
             }
         })

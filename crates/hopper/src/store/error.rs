@@ -80,6 +80,9 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A workflow's steps do not form one: what is wrong.
+    #[error("invalid workflow: {0}")]
+    InvalidWorkflow(String),
     /// Hopper broke one of its own rules (a bug): what happened.
     #[error("internal error: {0}")]
     Internal(String),

@@ -29,6 +29,7 @@ mod rows;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+pub mod workflows;
 
 pub use batches::{
     BatchAdd, BatchCallback, BatchCounts, BatchEvent, BatchId, BatchRecord, NewBatch,
@@ -41,6 +42,8 @@ pub use flow::{FlowRequest, QueueFlow, Rate};
 pub use flow_usage::{BUSIEST_KEYS, FlowUsage, KeyUsage, RateError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) use flow_usage::{UsageRows, draft};
+pub(crate) use workflows::{DepEvent, Dependent, WorkflowTx};
+pub use workflows::{Dependency, NewStep, NewWorkflow, WAITING_UNTIL};
 
 /// Refuses a name holding a NUL character, before it reaches a database.
 ///
@@ -621,6 +624,10 @@ pub struct JobRecord {
     pub progress: Option<Progress>,
     /// The batch it belongs to ([`Hopper::batch`](crate::Hopper::batch)), if any.
     pub batch_id: Option<BatchId>,
+    /// How many of its workflow dependencies it still waits on
+    /// ([`Hopper::workflow`](crate::Hopper::workflow)); 0 if none. While
+    /// above 0 the job is `pending` but not due ([`WAITING_UNTIL`]).
+    pub waiting_on: u32,
 }
 
 /// How far a job's run has got, as its handler last reported it
@@ -1423,6 +1430,24 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// that completed (sealed, every job ended), with their callbacks;
     /// returns how many. Their jobs keep their `batch_id`.
     async fn prune_batches(&self, request: PruneRequest) -> Result<u64, StoreError>;
+
+    /// Creates `workflow` in one transaction: its batch, its jobs (those
+    /// with dependencies waiting on them) and its edges; the batch's id and
+    /// the jobs' ids in step order. Refused, storing nothing, when its
+    /// steps do not form a workflow ([`StoreError::InvalidWorkflow`]).
+    async fn create_workflow(
+        &self,
+        workflow: &NewWorkflow,
+    ) -> Result<(BatchId, Vec<JobId>), StoreError>;
+
+    /// Applies the endings of jobs others depend on (see
+    /// [`workflows`](self::workflows)): releases the dependents none of whose
+    /// dependencies are left, due at `now`, and cancels those whose
+    /// dependency failed or was cancelled. The queues of the jobs it made due.
+    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+
+    /// The dependencies of job `id`: each one's step name, job, state and output.
+    async fn dependencies(&self, id: JobId) -> Result<Vec<Dependency>, StoreError>;
 
     /// How many jobs match `filter`'s conditions (its page size is not
     /// checked and does not count; its cursor does).

@@ -37,6 +37,7 @@ use super::{
     RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeCount,
     TypeOutcomes, batch_keys, plan_retry,
 };
+use super::{Dependency, NewWorkflow};
 use crate::job::{JobId, JobState};
 
 mod batches;
@@ -45,6 +46,7 @@ mod flow;
 mod migrations;
 pub(super) mod sql;
 mod wakeups;
+mod workflows;
 
 pub use connections::{BUSY_TIMEOUT, Reader, Writer};
 use connections::{Readers, long};
@@ -240,6 +242,7 @@ fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
         output: row.get(17)?,
         progress: Progress::from_columns(id, row.get(18)?, row.get(19)?)?,
         batch_id: row.get(20)?,
+        waiting_on: to_u32(id, "waiting_on", row.get::<_, i64>(21)?)?,
     })
 }
 
@@ -859,6 +862,40 @@ impl Store for SqliteStore {
             Ok(changed(deleted))
         })
         .await
+    }
+
+    async fn create_workflow(
+        &self,
+        workflow: &NewWorkflow,
+    ) -> Result<(BatchId, Vec<JobId>), StoreError> {
+        self.transaction(|tx| {
+            run_now(super::workflows::create(
+                &mut batches::SqliteBatch(tx),
+                workflow,
+            ))?
+        })
+        .await
+    }
+
+    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        // Most looks find nothing to release: a read says so without the writer.
+        let any = self
+            .read(|conn| Ok(conn.query_row(workflows::ANY_EVENT, [], |row| row.get::<_, bool>(0))?))
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        self.transaction(|tx| {
+            run_now(super::workflows::release(
+                &mut batches::SqliteBatch(tx),
+                now,
+            ))?
+        })
+        .await
+    }
+
+    async fn dependencies(&self, id: JobId) -> Result<Vec<Dependency>, StoreError> {
+        self.read(|conn| workflows::dependencies(conn, id)).await
     }
 
     async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {

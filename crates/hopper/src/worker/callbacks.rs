@@ -1,6 +1,7 @@
-//! The pool's batch-callback firer: after the completer writes outcomes of
-//! jobs that belong to batches, it fires the callbacks those endings made
-//! due, off the completer's path. Notices that come while it fires, or
+//! The pool's batch settler: after the completer writes outcomes of jobs
+//! that belong to batches (workflows among them), it releases the workflow
+//! steps and fires the callbacks those endings made due, off the
+//! completer's path. Notices that come while it fires, or
 //! within [`FIRE_GAP`] after, fold into one more look: a batch of 20,000
 //! jobs finishing in batches of ten costs a look every few milliseconds,
 //! not two thousand.
@@ -23,11 +24,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
             () = shared.batches_ended.notified() => {}
             () = stop.cancelled() => break,
         }
-        crate::batch::fire_callbacks(&shared.hopper).await;
+        crate::batch::settle(&shared.hopper).await;
         tokio::select! {
             () = tokio::time::sleep(FIRE_GAP) => {}
             () = stop.cancelled() => break,
         }
     }
-    crate::batch::fire_callbacks(&shared.hopper).await;
+    crate::batch::settle(&shared.hopper).await;
 }

@@ -13,6 +13,7 @@ pub use crate::paging_cases::*;
 pub use crate::results_cases::*;
 pub use crate::store_cases::*;
 pub use crate::transaction_cases::*;
+pub use crate::workflow_cases::*;
 
 use std::time::Duration;
 

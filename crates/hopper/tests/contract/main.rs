@@ -18,6 +18,7 @@ mod pool_cases;
 mod results_cases;
 mod store_cases;
 mod transaction_cases;
+mod workflow_cases;
 
 /// Declares, for one backend, a test per case.
 macro_rules! contract {
@@ -146,6 +147,10 @@ macro_rules! contract_for {
             a_job_rescued_on_its_last_attempt_counts_as_failed_in_its_batch,
             completed_batches_are_pruned_and_open_or_running_ones_kept,
             bulk_actions_apply_to_every_job_a_filter_matches_and_skip_the_rest,
+            a_workflow_runs_each_step_after_its_dependencies_and_fans_in_once,
+            a_failed_step_cancels_its_dependents_and_an_any_outcome_step_still_runs,
+            two_dependencies_ending_at_once_in_two_processes_release_their_dependent_once,
+            a_workflow_that_cannot_be_one_is_refused_and_stores_nothing,
         );)*
     };
 }

@@ -328,6 +328,7 @@ pub async fn a_stored_job_reads_back_whole_and_a_missing_one_is_none(db: &TestDb
         output: None,
         progress: None,
         batch_id: None,
+        waiting_on: 0,
     };
     assert_eq!(store.get(id).await.unwrap(), Some(pending.clone()));
     assert_eq!(store.get(id + 1).await.unwrap(), None);

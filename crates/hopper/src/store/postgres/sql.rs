@@ -374,7 +374,7 @@ pub(super) fn rescue() -> String {
 /// The columns of a job record, as `record` decodes them.
 const RECORD_COLUMNS: &str = "id, type, queue, payload, state, priority, attempts, max_attempts, \
      available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, \
-     errors::text AS errors, unique_key, output, progress, progress_message, batch_id";
+     errors::text AS errors, unique_key, output, progress, progress_message, batch_id, waiting_on";
 
 /// Job $1's record.
 pub(super) fn get_job() -> String {

@@ -52,7 +52,7 @@ macro_rules! sqlite_record_columns {
     () => {
         "id, type, queue, payload, state, priority, attempts, max_attempts, \
         available_at, created_at, started_at, finished_at, locked_by, locked_until, last_error, errors, \
-        unique_key, output, progress, progress_message, batch_id"
+        unique_key, output, progress, progress_message, batch_id, waiting_on"
     };
 }
 

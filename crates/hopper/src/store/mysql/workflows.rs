@@ -1,0 +1,197 @@
+//! The MySQL/MariaDB answers to a workflow's reads and writes
+//! ([`WorkflowTx`]), in a transaction: events are taken skipping rows
+//! another transaction holds, dependents locked in id order.
+
+use chrono::{DateTime, Utc};
+use sqlx::{MySqlPool, Row};
+
+use super::batches::MySqlBatch;
+use super::sql::placeholders;
+use super::{INSERT_CHUNK, optional_text, text};
+use crate::job::JobId;
+use crate::store::rows::{micros, state_of};
+use crate::store::workflows::shape;
+use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, WorkflowTx};
+
+/// Whether some ending waits for the release step.
+pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
+
+/// Sets a job's waiting count and whether others depend on it: waiting, depended, id.
+const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?, has_dependents = ? WHERE id = ?";
+
+/// Up to `?` events, oldest first, skipping rows another transaction holds.
+const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT ? \
+     FOR UPDATE SKIP LOCKED";
+
+/// Sets a job's waiting count, due at a time if given: waiting, due, id.
+const SET_WAITING: &str = "UPDATE jobs SET waiting_on = ?, available_at = COALESCE(?, available_at) \
+     WHERE id = ?";
+
+/// Cancels a pending job: finished at, error, id.
+const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?, last_error = ? \
+     WHERE id = ? AND state = 'pending'";
+
+/// A job's dependencies: step, job, state, output.
+const DEPENDENCIES: &str = "SELECT d.step, j.id, j.state, j.output FROM job_deps AS d \
+     JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id = ? ORDER BY j.id";
+
+/// Records `n` edges: (dependency, dependent, step, any outcome) each.
+fn add_edges(n: usize) -> String {
+    format!(
+        "INSERT INTO job_deps (depends_on, job_id, step, any_outcome) VALUES {}",
+        vec!["(?, ?, ?, ?)"; n].join(", ")
+    )
+}
+
+impl WorkflowTx for MySqlBatch<'_> {
+    async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError> {
+        let (flags, edges) = shape(steps);
+        for (id, (waiting_on, has_dependents)) in ids.iter().zip(flags) {
+            if waiting_on > 0 || has_dependents {
+                sqlx::query(LINK_JOB)
+                    .bind(waiting_on)
+                    .bind(has_dependents)
+                    .bind(id)
+                    .execute(&mut *self.0)
+                    .await?;
+            }
+        }
+        let edges: Vec<(JobId, JobId, &str, bool)> = edges
+            .into_iter()
+            .filter_map(|(after, index, step, any)| {
+                Some((*ids.get(after)?, *ids.get(index)?, step, any))
+            })
+            .collect();
+        for chunk in edges.chunks(INSERT_CHUNK) {
+            let statement = add_edges(chunk.len());
+            let mut query = sqlx::query(&statement);
+            for (dependency, job, step, any) in chunk {
+                query = query.bind(dependency).bind(job).bind(*step).bind(any);
+            }
+            query.execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn take_events(&mut self, limit: u32) -> Result<Vec<DepEvent>, StoreError> {
+        let rows = sqlx::query(TAKE_EVENTS)
+            .bind(limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let job_id: JobId = row.try_get("job_id")?;
+                Ok(DepEvent {
+                    id: row.try_get("id")?,
+                    job_id,
+                    state: state_of(job_id, &text(row, "state")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError> {
+        let mut edges = Vec::new();
+        for chunk in ended.chunks(INSERT_CHUNK) {
+            let statement = format!(
+                "SELECT depends_on, job_id, any_outcome FROM job_deps WHERE depends_on IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (JobId, JobId, bool)>(&statement);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            edges.extend(query.fetch_all(&mut *self.0).await?);
+        }
+        Ok(edges)
+    }
+
+    async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError> {
+        let mut dependents = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let statement = format!(
+                "SELECT id, queue, CAST(waiting_on AS SIGNED) AS waiting_on, state FROM jobs \
+                 WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(&statement);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&mut *self.0).await? {
+                let id: JobId = row.try_get("id")?;
+                dependents.push(Dependent {
+                    id,
+                    queue: text(&row, "queue")?,
+                    waiting_on: row.try_get("waiting_on")?,
+                    state: state_of(id, &text(&row, "state")?)?,
+                });
+            }
+        }
+        Ok(dependents)
+    }
+
+    async fn set_waiting(
+        &mut self,
+        id: JobId,
+        waiting_on: i64,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SET_WAITING)
+            .bind(waiting_on)
+            .bind(due.map(micros))
+            .bind(id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_dependent(
+        &mut self,
+        id: JobId,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(CANCEL)
+            .bind(micros(now))
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_events(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let statement = format!(
+                "DELETE FROM dep_events WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(&statement);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Job `id`'s dependencies.
+pub(super) async fn dependencies(
+    pool: &MySqlPool,
+    id: JobId,
+) -> Result<Vec<Dependency>, StoreError> {
+    let rows = sqlx::query(DEPENDENCIES).bind(id).fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            let job_id: JobId = row.try_get("id")?;
+            Ok(Dependency {
+                step: text(row, "step")?,
+                job_id,
+                state: state_of(job_id, &text(row, "state")?)?,
+                output: optional_text(row, "output")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,187 @@
+//! The PostgreSQL answers to a workflow's reads and writes
+//! ([`WorkflowTx`]), in a transaction: events are taken skipping rows
+//! another transaction holds, dependents locked in id order.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+
+use super::batches::PgBatch;
+use crate::job::JobId;
+use crate::store::rows::state_of;
+use crate::store::workflows::shape;
+use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, WorkflowTx};
+
+/// Whether some ending waits for the release step.
+pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
+
+/// Sets each job of $1 (bigint[]) its waiting count ($2, int[]) and whether others depend on it ($3, bool[]).
+const LINK_JOBS: &str = "UPDATE jobs SET waiting_on = c.waiting, has_dependents = c.depended \
+     FROM UNNEST($1::bigint[], $2::int[], $3::bool[]) AS c(id, waiting, depended) \
+     WHERE jobs.id = c.id";
+
+/// Records the edges: dependencies $1, dependents $2 (bigint[]), steps $3 (text[]), any outcome $4 (bool[]).
+const ADD_EDGES: &str = "INSERT INTO job_deps (depends_on, job_id, step, any_outcome) \
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bool[])";
+
+/// Up to $1 events, oldest first, skipping rows another transaction holds.
+const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT $1 \
+     FOR UPDATE SKIP LOCKED";
+
+/// The edges out of the jobs $1 (bigint[]).
+const EDGES: &str =
+    "SELECT depends_on, job_id, any_outcome FROM job_deps WHERE depends_on = ANY($1::bigint[])";
+
+/// Locks the jobs $1 (bigint[]) in id order: id, queue, waiting count, state.
+const DEPENDENTS: &str = "SELECT id, queue, waiting_on::bigint AS waiting_on, state FROM jobs \
+     WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
+
+/// Sets job $1's waiting count to $2, due at $3 if given.
+const SET_WAITING: &str = "UPDATE jobs SET waiting_on = $2, available_at = COALESCE($3, available_at) \
+     WHERE id = $1";
+
+/// Cancels the pending job $1 at $2 with error $3.
+const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $2, last_error = $3 \
+     WHERE id = $1 AND state = 'pending'";
+
+/// Deletes the events $1 (bigint[]).
+const DELETE_EVENTS: &str = "DELETE FROM dep_events WHERE id = ANY($1::bigint[])";
+
+/// Job $1's dependencies: step, job, state, output.
+const DEPENDENCIES: &str = "SELECT d.step, j.id, j.state, j.output FROM job_deps AS d \
+     JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id = $1 ORDER BY j.id";
+
+impl WorkflowTx for PgBatch<'_> {
+    async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError> {
+        let (flags, edges) = shape(steps);
+        let (mut jobs, mut waiting, mut depended) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (waiting_on, has_dependents)) in ids.iter().zip(flags) {
+            if waiting_on > 0 || has_dependents {
+                jobs.push(*id);
+                waiting.push(i32::try_from(waiting_on).unwrap_or(i32::MAX));
+                depended.push(has_dependents);
+            }
+        }
+        sqlx::query(LINK_JOBS)
+            .bind(jobs)
+            .bind(waiting)
+            .bind(depended)
+            .execute(&mut *self.0)
+            .await?;
+        let (mut from, mut to, mut names, mut any) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (after, index, step, any_outcome) in edges {
+            if let (Some(dependency), Some(job)) = (ids.get(after), ids.get(index)) {
+                from.push(*dependency);
+                to.push(*job);
+                names.push(step.to_owned());
+                any.push(any_outcome);
+            }
+        }
+        sqlx::query(ADD_EDGES)
+            .bind(from)
+            .bind(to)
+            .bind(names)
+            .bind(any)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_events(&mut self, limit: u32) -> Result<Vec<DepEvent>, StoreError> {
+        let rows: Vec<(i64, JobId, String)> = sqlx::query_as(TAKE_EVENTS)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.0)
+            .await?;
+        rows.into_iter()
+            .map(|(id, job_id, state)| {
+                Ok(DepEvent {
+                    id,
+                    job_id,
+                    state: state_of(job_id, &state)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError> {
+        Ok(sqlx::query_as(EDGES)
+            .bind(ended)
+            .fetch_all(&mut *self.0)
+            .await?)
+    }
+
+    async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError> {
+        let rows = sqlx::query(DEPENDENTS)
+            .bind(ids)
+            .fetch_all(&mut *self.0)
+            .await?;
+        let mut dependents = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: JobId = row.try_get("id")?;
+            let state: String = row.try_get("state")?;
+            dependents.push(Dependent {
+                id,
+                queue: row.try_get("queue")?,
+                waiting_on: row.try_get("waiting_on")?,
+                state: state_of(id, &state)?,
+            });
+        }
+        Ok(dependents)
+    }
+
+    async fn set_waiting(
+        &mut self,
+        id: JobId,
+        waiting_on: i64,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SET_WAITING)
+            .bind(id)
+            .bind(i32::try_from(waiting_on).unwrap_or(i32::MAX))
+            .bind(due)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_dependent(
+        &mut self,
+        id: JobId,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(CANCEL)
+            .bind(id)
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_events(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        sqlx::query(DELETE_EVENTS)
+            .bind(ids)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Job `id`'s dependencies.
+pub(super) async fn dependencies(pool: &PgPool, id: JobId) -> Result<Vec<Dependency>, StoreError> {
+    let rows: Vec<(String, JobId, String, Option<String>)> = sqlx::query_as(DEPENDENCIES)
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(|(step, job_id, state, output)| {
+            Ok(Dependency {
+                step,
+                job_id,
+                state: state_of(job_id, &state)?,
+                output,
+            })
+        })
+        .collect()
+}

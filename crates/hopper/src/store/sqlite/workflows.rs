@@ -1,0 +1,183 @@
+//! The SQLite answers to a workflow's reads and writes ([`WorkflowTx`]):
+//! synchronous calls on the writer's transaction, which holds the
+//! database's write lock, so no other process writes between them.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params, params_from_iter};
+
+use super::batches::SqliteBatch;
+use super::{all, state_of};
+use crate::job::JobId;
+use crate::store::rows::micros;
+use crate::store::workflows::shape;
+use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, WorkflowTx};
+
+/// Whether some ending waits for the release step.
+pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
+
+/// Sets job `?1`'s waiting count to `?2` and whether others depend on it to `?3`.
+const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?2, has_dependents = ?3 WHERE id = ?1";
+
+/// Records that job `?2` waits on job `?1` (step `?3`; any outcome `?4`).
+const ADD_EDGE: &str =
+    "INSERT INTO job_deps (depends_on, job_id, step, any_outcome) VALUES (?1, ?2, ?3, ?4)";
+
+/// Up to `?1` events, oldest first.
+const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT ?1";
+
+/// The edges out of the jobs listed (appended as `IN (…)` values).
+const EDGES: &str = "SELECT depends_on, job_id, any_outcome FROM job_deps WHERE depends_on IN ";
+
+/// The jobs listed (appended as `IN (…)` values): id, queue, waiting count, state.
+const DEPENDENTS: &str = "SELECT id, queue, waiting_on, state FROM jobs WHERE id IN ";
+
+/// Sets job `?1`'s waiting count to `?2`, due at `?3` if given.
+const SET_WAITING: &str =
+    "UPDATE jobs SET waiting_on = ?2, available_at = COALESCE(?3, available_at) WHERE id = ?1";
+
+/// Cancels the pending job `?1` at `?2` with error `?3`.
+const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, last_error = ?3 \
+    WHERE id = ?1 AND state = 'pending'";
+
+/// Deletes the events listed (appended as `IN (…)` values).
+const DELETE_EVENTS: &str = "DELETE FROM dep_events WHERE id IN ";
+
+/// Job `?1`'s dependencies: step, job, state, output.
+const DEPENDENCIES: &str = "SELECT d.step, j.id, j.state, j.output FROM job_deps AS d \
+    JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id = ?1 ORDER BY j.id";
+
+/// `?, ?, …` for `n` values, in parentheses.
+fn list(n: usize) -> String {
+    format!("({})", vec!["?"; n].join(", "))
+}
+
+impl WorkflowTx for SqliteBatch<'_, '_> {
+    async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError> {
+        let (flags, edges) = shape(steps);
+        let mut link = self.0.prepare_cached(LINK_JOB)?;
+        for (id, (waiting_on, has_dependents)) in ids.iter().zip(flags) {
+            if waiting_on > 0 || has_dependents {
+                link.execute(params![id, waiting_on, has_dependents])?;
+            }
+        }
+        let mut add = self.0.prepare_cached(ADD_EDGE)?;
+        for (after, index, step, any_outcome) in edges {
+            if let (Some(dependency), Some(job)) = (ids.get(after), ids.get(index)) {
+                add.execute(params![dependency, job, step, any_outcome])?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_events(&mut self, limit: u32) -> Result<Vec<DepEvent>, StoreError> {
+        let rows = all(self.0, TAKE_EVENTS, [limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, JobId>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.into_iter()
+            .map(|(id, job_id, state)| {
+                Ok(DepEvent {
+                    id,
+                    job_id,
+                    state: state_of(job_id, &state)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError> {
+        if ended.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("{EDGES}{}", list(ended.len()));
+        let mut query = self.0.prepare(&sql)?;
+        let rows = query.query_map(params_from_iter(ended), |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("{DEPENDENTS}{} ORDER BY id", list(ids.len()));
+        let mut query = self.0.prepare(&sql)?;
+        let rows = query.query_map(params_from_iter(ids), |row| {
+            Ok((
+                row.get::<_, JobId>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut dependents = Vec::new();
+        for row in rows {
+            let (id, queue, waiting_on, state) = row?;
+            dependents.push(Dependent {
+                id,
+                queue,
+                waiting_on,
+                state: state_of(id, &state)?,
+            });
+        }
+        Ok(dependents)
+    }
+
+    async fn set_waiting(
+        &mut self,
+        id: JobId,
+        waiting_on: i64,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(SET_WAITING)?
+            .execute(params![id, waiting_on, due.map(micros)])?;
+        Ok(())
+    }
+
+    async fn cancel_dependent(
+        &mut self,
+        id: JobId,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(CANCEL)?
+            .execute(params![id, micros(now), reason])?;
+        Ok(())
+    }
+
+    async fn delete_events(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        if !ids.is_empty() {
+            let sql = format!("{DELETE_EVENTS}{}", list(ids.len()));
+            self.0.execute(&sql, params_from_iter(ids))?;
+        }
+        Ok(())
+    }
+}
+
+/// Job `id`'s dependencies, read on `conn`.
+pub(super) fn dependencies(conn: &Connection, id: JobId) -> Result<Vec<Dependency>, StoreError> {
+    let rows = all(conn, DEPENDENCIES, [id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, JobId>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    rows.into_iter()
+        .map(|(step, job_id, state, output)| {
+            Ok(Dependency {
+                step,
+                job_id,
+                state: state_of(job_id, &state)?,
+                output,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,297 @@
+//! Workflows as the store keeps them: a batch whose jobs wait on one
+//! another. A job with dependencies is stored `pending` but not due
+//! ([`WAITING_UNTIL`]) with `waiting_on` counting the dependencies not yet
+//! satisfied, and `job_deps` holding the edges. When a job others depend on
+//! ends, the database's trigger records it in `dep_events`; the release
+//! step here ([`release`]) then, in one transaction, takes those events
+//! (skipping ones another transaction holds), satisfies or cancels each
+//! dependent under its row's lock, and deletes the events: each ending is
+//! applied once, so a dependent is released once however many processes
+//! finish its dependencies at the same moment.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{BatchId, BatchTx, NewBatch, NewJob, StoreError};
+use crate::job::{JobId, JobState};
+
+/// The `available_at` of a job waiting on dependencies: never due until a
+/// release sets it to the release's time.
+///
+/// ```
+/// assert_eq!(hopper::store::WAITING_UNTIL.to_rfc3339(), "9999-12-31T00:00:00+00:00");
+/// ```
+pub const WAITING_UNTIL: DateTime<Utc> = match DateTime::from_timestamp(253_402_214_400, 0) {
+    Some(at) => at,
+    None => DateTime::<Utc>::MIN_UTC,
+};
+
+/// How many events one round of a release takes.
+const EVENTS_PER_ROUND: u32 = 500;
+
+/// How many rounds one release runs at most: each round can cancel
+/// dependents whose own endings are the next round's events.
+const ROUNDS: usize = 20;
+
+/// One step of a workflow to create: its job, and the steps before it
+/// (indexes into the workflow's steps) it waits on.
+///
+/// ```
+/// # let job = hopper::store::NewJob { job_type: "t".into(), queue: "default".into(), payload: "null".into(), priority: 0, max_attempts: 1, available_at: chrono::Utc::now(), created_at: chrono::Utc::now(), unique_key: None, partition_key: None };
+/// let step = hopper::store::NewStep { name: "charge".into(), job, after: vec![] };
+/// assert!(step.after.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewStep {
+    /// The step's name, unique in its workflow.
+    pub name: String,
+    /// Its job.
+    pub job: NewJob,
+    /// The earlier steps it waits on: each an index into the workflow's
+    /// steps, and whether any outcome of that step satisfies it (`false`:
+    /// only a finish; a failure or cancellation cancels this step).
+    pub after: Vec<(usize, bool)>,
+}
+
+/// A workflow to create ([`super::Store::create_workflow`]): a sealed batch
+/// and its steps, each after only steps before it.
+///
+/// ```
+/// let wf = hopper::store::NewWorkflow {
+///     batch: hopper::store::NewBatch { name: "checkout".into(), created_at: chrono::Utc::now(), callbacks: vec![], sealed: true },
+///     steps: vec![],
+/// };
+/// assert!(wf.steps.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewWorkflow {
+    /// The batch holding the workflow's jobs (sealed).
+    pub batch: NewBatch,
+    /// Its steps, each after only earlier ones.
+    pub steps: Vec<NewStep>,
+}
+
+/// What a job's dependency is, as [`super::Store::dependencies`] reads it.
+///
+/// ```
+/// let dep = hopper::store::Dependency { step: "charge".into(), job_id: 1, state: hopper::JobState::Finished, output: None };
+/// assert_eq!(dep.step, "charge");
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Dependency {
+    /// Its step name.
+    pub step: String,
+    /// Its job.
+    pub job_id: JobId,
+    /// Its job's state.
+    pub state: JobState,
+    /// Its job's output, once it finished with one.
+    pub output: Option<String>,
+}
+
+impl Dependency {
+    /// Its output decoded as `T`; `None` without one.
+    ///
+    /// ```
+    /// let dep = hopper::store::Dependency { step: "a".into(), job_id: 1, state: hopper::JobState::Finished, output: Some("7".into()) };
+    /// assert_eq!(dep.output_as::<u32>().unwrap(), Some(7));
+    /// ```
+    pub fn output_as<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<Option<T>, serde_json::Error> {
+        self.output.as_deref().map(serde_json::from_str).transpose()
+    }
+}
+
+/// An ending of a job others depend on, as the release step takes it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DepEvent {
+    pub(crate) id: i64,
+    pub(crate) job_id: JobId,
+    pub(crate) state: JobState,
+}
+
+/// A dependent as its release reads it, its row held.
+#[derive(Clone, Debug)]
+pub(crate) struct Dependent {
+    pub(crate) id: JobId,
+    pub(crate) queue: String,
+    pub(crate) waiting_on: i64,
+    pub(crate) state: JobState,
+}
+
+/// The reads and writes of creating a workflow and releasing dependents,
+/// in one transaction.
+pub(crate) trait WorkflowTx: BatchTx {
+    /// Records the edges of the jobs `ids` (the steps' jobs, in order):
+    /// each waiting job's count and edges, and which jobs have dependents.
+    async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError>;
+
+    /// Up to `limit` events, oldest first, skipping ones another
+    /// transaction holds.
+    async fn take_events(&mut self, limit: u32) -> Result<Vec<DepEvent>, StoreError>;
+
+    /// The edges out of the jobs `ended`: (dependency, dependent, any outcome).
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError>;
+
+    /// Locks the jobs `ids` in id order and reads them.
+    async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError>;
+
+    /// Sets job `id`'s count of dependencies to wait on, due at `due` once
+    /// it reaches zero.
+    async fn set_waiting(
+        &mut self,
+        id: JobId,
+        waiting_on: i64,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    /// Cancels the pending job `id` at `now`, saying why.
+    async fn cancel_dependent(
+        &mut self,
+        id: JobId,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the events `ids`.
+    async fn delete_events(&mut self, ids: &[i64]) -> Result<(), StoreError>;
+}
+
+/// Refuses a workflow its steps cannot form: a step after a later step or
+/// itself (so no cycle can be written down), after a step that does not
+/// exist, a duplicate step name, or a waiting step with a unique key or a
+/// partition key.
+pub(crate) fn check(workflow: &NewWorkflow) -> Result<(), StoreError> {
+    let invalid = |reason: String| Err(StoreError::InvalidWorkflow(reason));
+    let mut names = std::collections::HashSet::new();
+    for (index, step) in workflow.steps.iter().enumerate() {
+        if !names.insert(step.name.as_str()) {
+            return invalid(format!("two steps are named {:?}", step.name));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some((after, _)) = step.after.iter().find(|(after, _)| !seen.insert(*after)) {
+            return invalid(format!("step {:?} waits on step {after} twice", step.name));
+        }
+        if let Some((after, _)) = step.after.iter().find(|(after, _)| *after >= index) {
+            return invalid(format!(
+                "step {:?} waits on step {after}, which is not before it",
+                step.name
+            ));
+        }
+        if step.job.unique_key.is_some() {
+            return invalid(format!("step {:?} has a unique key", step.name));
+        }
+        if !step.after.is_empty() && step.job.partition_key.is_some() {
+            return invalid(format!(
+                "step {:?} waits on other steps and has a partition key",
+                step.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates `workflow` on `tx`: its batch, its jobs (those with
+/// dependencies waiting), and its edges; the batch's id and the jobs' ids.
+pub(crate) async fn create(
+    tx: &mut impl WorkflowTx,
+    workflow: &NewWorkflow,
+) -> Result<(BatchId, Vec<JobId>), StoreError> {
+    check(workflow)?;
+    let jobs: Vec<NewJob> = workflow
+        .steps
+        .iter()
+        .map(|step| {
+            let mut job = step.job.clone();
+            if !step.after.is_empty() {
+                job.available_at = WAITING_UNTIL;
+            }
+            job
+        })
+        .collect();
+    let (id, ids) = super::batches::create(tx, &workflow.batch, &jobs).await?;
+    tx.link(&ids, &workflow.steps).await?;
+    Ok((id, ids))
+}
+
+/// Applies the recorded endings of jobs others depend on, at `now`: each
+/// dependent a finish (or any ending, for an edge that allows it)
+/// satisfies has one dependency fewer to wait on, and is due at `now` when
+/// none is left; one whose dependency failed or was cancelled is
+/// cancelled. The queues of the jobs it made due.
+pub(crate) async fn release(
+    tx: &mut impl WorkflowTx,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let mut due = Vec::new();
+    for _ in 0..ROUNDS {
+        let events = tx.take_events(EVENTS_PER_ROUND).await?;
+        if events.is_empty() {
+            break;
+        }
+        let ended: BTreeMap<JobId, JobState> = events.iter().map(|e| (e.job_id, e.state)).collect();
+        let ids: Vec<JobId> = ended.keys().copied().collect();
+        // Per dependent: dependencies satisfied, and the one that cancels it.
+        let mut effects: BTreeMap<JobId, (i64, Option<JobId>)> = BTreeMap::new();
+        for (dependency, dependent, any_outcome) in tx.edges(&ids).await? {
+            let finished = ended.get(&dependency) == Some(&JobState::Finished);
+            let effect = effects.entry(dependent).or_default();
+            if finished || any_outcome {
+                effect.0 += 1;
+            } else {
+                effect.1.get_or_insert(dependency);
+            }
+        }
+        let dependents: Vec<JobId> = effects.keys().copied().collect();
+        for job in tx.lock_dependents(&dependents).await? {
+            let Some((satisfied, cancelled_by)) = effects.get(&job.id) else {
+                continue;
+            };
+            if job.state != JobState::Pending || job.waiting_on <= 0 {
+                continue;
+            }
+            if let Some(dependency) = cancelled_by {
+                let reason = format!("dependency {dependency} failed or was cancelled");
+                tx.cancel_dependent(job.id, now, &reason).await?;
+                continue;
+            }
+            let left = (job.waiting_on - satisfied).max(0);
+            let released = left == 0;
+            tx.set_waiting(job.id, left, released.then_some(now))
+                .await?;
+            if released && !due.contains(&job.queue) {
+                due.push(job.queue);
+            }
+        }
+        let event_ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        tx.delete_events(&event_ids).await?;
+    }
+    Ok(due)
+}
+
+/// An edge of a workflow being created: the dependency's index, the
+/// dependent's index, the dependency's step name, and whether any outcome
+/// satisfies it.
+pub(crate) type Edge<'a> = (usize, usize, &'a str, bool);
+
+/// The `waiting_on` and `has_dependents` of each of the steps' jobs, in
+/// order, and the edges.
+pub(crate) fn shape(steps: &[NewStep]) -> (Vec<(i64, bool)>, Vec<Edge<'_>>) {
+    let mut flags: Vec<(i64, bool)> = steps
+        .iter()
+        .map(|step| (i64::try_from(step.after.len()).unwrap_or(i64::MAX), false))
+        .collect();
+    let mut edges = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        for &(after, any_outcome) in &step.after {
+            if let Some(flag) = flags.get_mut(after) {
+                flag.1 = true;
+            }
+            let name = steps.get(after).map_or("", |s| s.name.as_str());
+            edges.push((after, index, name, any_outcome));
+        }
+    }
+    (flags, edges)
+}

@@ -11,7 +11,7 @@
 //! Steps name only steps added before them, so a workflow cannot hold a
 //! cycle, and an unknown name is refused when the step is added.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::client::Hopper;
 use crate::dispatch::{DispatchError, DispatchOptions};
@@ -52,6 +52,8 @@ pub struct WorkflowBuilder<'h> {
     hopper: &'h Hopper,
     name: String,
     steps: Vec<NewStep>,
+    /// Each step's index, by name.
+    names: HashMap<String, usize>,
     callbacks: Vec<(BatchEvent, NewJob)>,
 }
 
@@ -178,31 +180,32 @@ impl<'h> WorkflowBuilder<'h> {
         name: &str,
         job: NewJob,
     ) -> Result<Self, DispatchError> {
+        let invalid = |reason: String| DispatchError::from(StoreError::InvalidWorkflow(reason));
+        if self.names.contains_key(name) {
+            return Err(invalid(format!("two steps are named {name:?}")));
+        }
         let mut edges = Vec::with_capacity(after.len());
         for dependency in after {
-            let index = self
-                .steps
-                .iter()
-                .position(|step| step.name == *dependency)
-                .ok_or_else(|| {
-                    StoreError::InvalidWorkflow(format!(
-                        "step {name:?} waits on {dependency:?}, which is not a step added before it"
-                    ))
-                })?;
+            let index = *self.names.get(*dependency).ok_or_else(|| {
+                invalid(format!(
+                    "step {name:?} waits on {dependency:?}, which is not a step added before it"
+                ))
+            })?;
+            if edges.iter().any(|(earlier, _)| *earlier == index) {
+                return Err(invalid(format!(
+                    "step {name:?} waits on {dependency:?} twice"
+                )));
+            }
             edges.push((index, any_outcome));
         }
-        self.steps.push(NewStep {
+        let step = NewStep {
             name: name.to_owned(),
             job,
             after: edges,
-        });
-        let workflow = NewWorkflow {
-            batch: self.batch(),
-            steps: std::mem::take(&mut self.steps),
         };
-        let checked = crate::store::workflows::check(&workflow);
-        self.steps = workflow.steps;
-        checked?;
+        crate::store::workflows::check_step(&step)?;
+        self.names.insert(step.name.clone(), self.steps.len());
+        self.steps.push(step);
         Ok(self)
     }
 
@@ -295,6 +298,7 @@ impl Hopper {
             hopper: self,
             name: name.into(),
             steps: Vec::new(),
+            names: HashMap::new(),
             callbacks: Vec::new(),
         }
     }

@@ -42,7 +42,7 @@ pub use flow::{FlowRequest, QueueFlow, Rate};
 pub use flow_usage::{BUSIEST_KEYS, FlowUsage, KeyUsage, RateError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) use flow_usage::{UsageRows, draft};
-pub(crate) use workflows::{DepEvent, Dependent, WorkflowTx};
+pub(crate) use workflows::{DepEvent, Dependent, Waiting, WorkflowTx};
 pub use workflows::{Dependency, NewStep, NewWorkflow, WAITING_UNTIL};
 
 /// Refuses a name holding a NUL character, before it reaches a database.

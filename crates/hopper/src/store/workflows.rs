@@ -112,6 +112,10 @@ pub(crate) struct DepEvent {
     pub(crate) state: JobState,
 }
 
+/// A dependent's new count of dependencies to wait on, and when it is due
+/// if none is left.
+pub(crate) type Waiting = (JobId, i64, Option<DateTime<Utc>>);
+
 /// A dependent as its release reads it, its row held.
 #[derive(Clone, Debug)]
 pub(crate) struct Dependent {
@@ -138,14 +142,9 @@ pub(crate) trait WorkflowTx: BatchTx {
     /// Locks the jobs `ids` in id order and reads them.
     async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError>;
 
-    /// Sets job `id`'s count of dependencies to wait on, due at `due` once
-    /// it reaches zero.
-    async fn set_waiting(
-        &mut self,
-        id: JobId,
-        waiting_on: i64,
-        due: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    /// Sets each job's count of dependencies to wait on, and makes it due
+    /// at the time given (once its count reached zero).
+    async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError>;
 
     /// Cancels the pending job `id` at `now`, saying why.
     async fn cancel_dependent(
@@ -180,15 +179,26 @@ pub(crate) fn check(workflow: &NewWorkflow) -> Result<(), StoreError> {
                 step.name
             ));
         }
-        if step.job.unique_key.is_some() {
-            return invalid(format!("step {:?} has a unique key", step.name));
-        }
-        if !step.after.is_empty() && step.job.partition_key.is_some() {
-            return invalid(format!(
-                "step {:?} waits on other steps and has a partition key",
-                step.name
-            ));
-        }
+        check_step(step)?;
+    }
+    Ok(())
+}
+
+/// Refuses a step whose job cannot be one: a unique key (a step's job is
+/// always its own), or a partition key on a step that waits (its key would
+/// not be served when the step is released).
+pub(crate) fn check_step(step: &NewStep) -> Result<(), StoreError> {
+    if step.job.unique_key.is_some() {
+        return Err(StoreError::InvalidWorkflow(format!(
+            "step {:?} has a unique key",
+            step.name
+        )));
+    }
+    if !step.after.is_empty() && step.job.partition_key.is_some() {
+        return Err(StoreError::InvalidWorkflow(format!(
+            "step {:?} waits on other steps and has a partition key",
+            step.name
+        )));
     }
     Ok(())
 }
@@ -245,6 +255,7 @@ pub(crate) async fn release(
             }
         }
         let dependents: Vec<JobId> = effects.keys().copied().collect();
+        let mut waiting = Vec::new();
         for job in tx.lock_dependents(&dependents).await? {
             let Some((satisfied, cancelled_by)) = effects.get(&job.id) else {
                 continue;
@@ -259,11 +270,13 @@ pub(crate) async fn release(
             }
             let left = (job.waiting_on - satisfied).max(0);
             let released = left == 0;
-            tx.set_waiting(job.id, left, released.then_some(now))
-                .await?;
+            waiting.push((job.id, left, released.then_some(now)));
             if released && !due.contains(&job.queue) {
                 due.push(job.queue);
             }
+        }
+        if !waiting.is_empty() {
+            tx.set_waiting(&waiting).await?;
         }
         let event_ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         tx.delete_events(&event_ids).await?;

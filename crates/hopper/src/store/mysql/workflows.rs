@@ -11,7 +11,7 @@ use super::{INSERT_CHUNK, optional_text, text};
 use crate::job::JobId;
 use crate::store::rows::{micros, state_of};
 use crate::store::workflows::shape;
-use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, WorkflowTx};
+use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
 /// Whether some ending waits for the release step.
 pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
@@ -131,18 +131,15 @@ impl WorkflowTx for MySqlBatch<'_> {
         Ok(dependents)
     }
 
-    async fn set_waiting(
-        &mut self,
-        id: JobId,
-        waiting_on: i64,
-        due: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(SET_WAITING)
-            .bind(waiting_on)
-            .bind(due.map(micros))
-            .bind(id)
-            .execute(&mut *self.0)
-            .await?;
+    async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError> {
+        for (id, waiting_on, due) in jobs {
+            sqlx::query(SET_WAITING)
+                .bind(waiting_on)
+                .bind(due.map(micros))
+                .bind(id)
+                .execute(&mut *self.0)
+                .await?;
+        }
         Ok(())
     }
 

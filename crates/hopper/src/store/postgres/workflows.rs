@@ -9,7 +9,7 @@ use super::batches::PgBatch;
 use crate::job::JobId;
 use crate::store::rows::state_of;
 use crate::store::workflows::shape;
-use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, WorkflowTx};
+use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
 /// Whether some ending waits for the release step.
 pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
@@ -35,9 +35,11 @@ const EDGES: &str =
 const DEPENDENTS: &str = "SELECT id, queue, waiting_on::bigint AS waiting_on, state FROM jobs \
      WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
 
-/// Sets job $1's waiting count to $2, due at $3 if given.
-const SET_WAITING: &str = "UPDATE jobs SET waiting_on = $2, available_at = COALESCE($3, available_at) \
-     WHERE id = $1";
+/// Sets each job of $1 (bigint[]) its waiting count ($2, int[]), due at $3 (timestamptz[]) where given.
+const SET_WAITING: &str = "UPDATE jobs SET waiting_on = c.waiting, \
+         available_at = COALESCE(c.due, jobs.available_at) \
+     FROM UNNEST($1::bigint[], $2::int[], $3::timestamptz[]) AS c(id, waiting, due) \
+     WHERE jobs.id = c.id";
 
 /// Cancels the pending job $1 at $2 with error $3.
 const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $2, last_error = $3 \
@@ -129,15 +131,16 @@ impl WorkflowTx for PgBatch<'_> {
         Ok(dependents)
     }
 
-    async fn set_waiting(
-        &mut self,
-        id: JobId,
-        waiting_on: i64,
-        due: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError> {
+        let ids: Vec<JobId> = jobs.iter().map(|(id, _, _)| *id).collect();
+        let waiting: Vec<i32> = jobs
+            .iter()
+            .map(|(_, n, _)| i32::try_from(*n).unwrap_or(i32::MAX))
+            .collect();
+        let due: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|(_, _, due)| *due).collect();
         sqlx::query(SET_WAITING)
-            .bind(id)
-            .bind(i32::try_from(waiting_on).unwrap_or(i32::MAX))
+            .bind(ids)
+            .bind(waiting)
             .bind(due)
             .execute(&mut *self.0)
             .await?;

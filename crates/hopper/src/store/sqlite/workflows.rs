@@ -10,7 +10,7 @@ use super::{all, state_of};
 use crate::job::JobId;
 use crate::store::rows::micros;
 use crate::store::workflows::shape;
-use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, WorkflowTx};
+use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
 /// Whether some ending waits for the release step.
 pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
@@ -127,15 +127,11 @@ impl WorkflowTx for SqliteBatch<'_, '_> {
         Ok(dependents)
     }
 
-    async fn set_waiting(
-        &mut self,
-        id: JobId,
-        waiting_on: i64,
-        due: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(SET_WAITING)?
-            .execute(params![id, waiting_on, due.map(micros)])?;
+    async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError> {
+        let mut set = self.0.prepare_cached(SET_WAITING)?;
+        for (id, waiting_on, due) in jobs {
+            set.execute(params![id, waiting_on, due.map(micros)])?;
+        }
         Ok(())
     }
 

@@ -360,6 +360,9 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     step("W7 drain, one batch with an on_success callback");
     let batch = flow_drain(args, dbs, "w7-batch", Queued::Batch, &drain).await?;
 
+    step("W7 drain, one workflow 1 -> n -> 1");
+    let workflow = flow_drain(args, dbs, "w7-workflow", Queued::Workflow, &drain).await?;
+
     Ok(Pass {
         enqueue_one: (hopper_one, raw_one),
         enqueue_bulk: (hopper_bulk, raw_bulk),
@@ -370,5 +373,6 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         flow_per_key,
         flow_global,
         batch,
+        workflow,
     })
 }

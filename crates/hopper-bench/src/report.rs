@@ -27,6 +27,8 @@ pub struct Pass {
     pub flow_global: Drain,
     /// W7: the drain of one batch and its `on_success` callback.
     pub batch: Drain,
+    /// W7: the drain of one workflow, 1 → n → 1.
+    pub workflow: Drain,
 }
 
 /// A Hopper rate beside the raw SQL rate for the same work.
@@ -188,6 +190,8 @@ pub struct Report {
     /// W7: one batch of `jobs - 1` jobs and its `on_success` callback (the
     /// last job) drained, vs W2.
     pub w7_batch: Limited,
+    /// W7: one workflow of `jobs` jobs (1 → jobs - 2 → 1) drained, vs W2.
+    pub w7_workflow: Limited,
     /// W6: small keys queued behind one big key's backlog on a fair queue
     /// (run once, after the passes).
     pub w6: Fairness,
@@ -284,6 +288,7 @@ impl Report {
             w5: limited(|p| p.flow_per_key, Some(setup.w5.0), Some(setup.w5.1), None),
             w5g: limited(|p| p.flow_global, None, None, Some(setup.w5g_limit)),
             w7_batch: limited(|p| p.batch, None, None, None),
+            w7_workflow: limited(|p| p.workflow, None, None, None),
             w6,
             bench_peak_rss_mb: peak_rss_mb(),
         }
@@ -307,6 +312,7 @@ impl Report {
             && self.w5.ok()
             && self.w5g.ok()
             && self.w7_batch.ok()
+            && self.w7_workflow.ok()
             && self.w6.ok()
     }
 
@@ -403,6 +409,13 @@ impl Report {
                 ),
                 self.w7_batch,
             ),
+            (
+                format!(
+                    "W7 drain, workflow 1 -> {} -> 1",
+                    g_count(self.w7_workflow.jobs.saturating_sub(2))
+                ),
+                self.w7_workflow,
+            ),
         ] {
             out += &format!(
                 "{name:<44} {:>16} {:>16} {:>11}\n",
@@ -455,7 +468,12 @@ impl Report {
             check.duplicates,
             if self.drain_ok() { "" } else { "  <-- FAILED" }
         );
-        for (name, limited) in [("W5", self.w5), ("W5g", self.w5g), ("W7", self.w7_batch)] {
+        for (name, limited) in [
+            ("W5", self.w5),
+            ("W5g", self.w5g),
+            ("W7", self.w7_batch),
+            ("W7 workflow", self.w7_workflow),
+        ] {
             out += &format!(
                 "{name} check: {} of {} finished, {} lost, {} run more than once{}\n",
                 limited.finished,

@@ -159,6 +159,9 @@ pub enum Setup {
     /// One batch of `jobs - 1` jobs with an `on_success` callback, the
     /// `jobs`-th job, which runs only once all the others finished.
     Batch,
+    /// One workflow: job 0, then `jobs - 2` jobs after it, then the last
+    /// job after all of those (1 → n → 1).
+    Workflow,
 }
 
 /// W2 (and W4): `jobs` queued no-op jobs, set up as `setup` says, drained by
@@ -188,6 +191,10 @@ pub async fn drain(db: &FreshDb, jobs: u32, workers: usize, setup: Setup) -> Res
         }
         Setup::Batch => {
             dispatch_batch(&bench, jobs).await?;
+            0
+        }
+        Setup::Workflow => {
+            dispatch_workflow(&bench, jobs).await?;
             0
         }
     };
@@ -243,6 +250,28 @@ async fn dispatch_batch(bench: &Bench, jobs: u32) -> Result<()> {
         .await?;
     if batch.jobs.len() != last as usize {
         bail!("the batch stored {} of {last} jobs", batch.jobs.len());
+    }
+    Ok(())
+}
+
+/// Creates one workflow of no-op jobs: job 0, then jobs `1..jobs - 1`
+/// each after it, then job `jobs - 1` after all of those.
+async fn dispatch_workflow(bench: &Bench, jobs: u32) -> Result<()> {
+    let hopper = hopper_on(bench, NoopJob::new(0))?;
+    let job = |index: u32| hopper.prepare::<NoopJob>(index, DispatchOptions::new());
+    let last = jobs.saturating_sub(1);
+    let middle: Vec<String> = (1..last).map(|index| index.to_string()).collect();
+    let mut workflow = hopper.workflow("w7").step(&[], false, "0", job(0)?)?;
+    for (index, name) in (1..last).zip(&middle) {
+        workflow = workflow.step(&["0"], false, name, job(index)?)?;
+    }
+    let after: Vec<&str> = middle.iter().map(String::as_str).collect();
+    let created = workflow
+        .step(&after, false, &last.to_string(), job(last)?)?
+        .dispatch()
+        .await?;
+    if created.jobs.len() != jobs as usize {
+        bail!("the workflow stored {} of {jobs} jobs", created.jobs.len());
     }
     Ok(())
 }

@@ -544,8 +544,9 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
         }
         None => None,
     };
-    let batches = if plan.batches {
-        Some(crate::batch_audit::audit(outcome, plan.jobs, &runs, &killed, events).await?)
+    let batches = if plan.batches || plan.workflows {
+        let order = plan.workflows.then_some(&jobs[..]);
+        Some(crate::batch_audit::audit(outcome, plan.jobs, &runs, &killed, events, order).await?)
     } else {
         None
     };

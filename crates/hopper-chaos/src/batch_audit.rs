@@ -41,18 +41,24 @@ pub struct BatchAudit {
     pub callbacks_run_twice_explained: u64,
     /// Callback jobs run more than once with nothing to explain it.
     pub callbacks_run_twice_unexplained: u64,
+    /// In a workflow run: steps whose first execution started before a
+    /// step they wait on had its last execution end (`None`: not a
+    /// workflow run).
+    pub steps_out_of_order: Option<u64>,
     /// Whether all of the above is as it must be.
     pub passed: bool,
 }
 
 /// Audits the batches of a batched run of `jobs` jobs, with the recorded
-/// `runs` and the processes `killed`.
+/// `runs` and the processes `killed`; in a workflow run, with the run's
+/// chaos jobs as `steps`, also the order the steps ran in.
 pub async fn audit(
     outcome: &Outcome,
     jobs: u64,
     runs: &[Run],
     killed: &HashMap<&str, DateTime<Utc>>,
     events: &Events,
+    steps: Option<&[JobRecord]>,
 ) -> Result<BatchAudit> {
     let batches = retry(|| outcome.db.batches()).await?;
     let callbacks = retry(|| outcome.db.batch_callbacks()).await?;
@@ -115,6 +121,10 @@ pub async fn audit(
             .count() as u64,
         callbacks_run_twice_explained: explained,
         callbacks_run_twice_unexplained: unexplained,
+        steps_out_of_order: steps.map(|steps| {
+            let groups: Vec<(u64, u64)> = batches.iter().filter_map(group_of).collect();
+            out_of_order(&groups, steps, &runs_by_job)
+        }),
         passed: false,
     };
     report.passed = report.jobs_in_batches == jobs
@@ -123,8 +133,54 @@ pub async fn audit(
         && report.callbacks_not_fired == 0
         && report.callbacks_inserted_twice == 0
         && report.callbacks_not_finished == 0
-        && report.callbacks_run_twice_unexplained == 0;
+        && report.callbacks_run_twice_unexplained == 0
+        && report.steps_out_of_order.is_none_or(|n| n == 0);
     Ok(report)
+}
+
+/// How many steps of the workflows of `groups` started before a step they
+/// wait on had its last execution end: in each group `first..end`, every
+/// job after the first waits on the first, and the last (in a group of
+/// three or more) on every job between.
+fn out_of_order(
+    groups: &[(u64, u64)],
+    steps: &[JobRecord],
+    runs_by_job: &BTreeMap<i64, Vec<&Run>>,
+) -> u64 {
+    let job_of: HashMap<u64, i64> = steps
+        .iter()
+        .filter_map(|job| Some((job.payload.parse().ok()?, job.id)))
+        .collect();
+    let runs = |seq: u64| {
+        job_of
+            .get(&seq)
+            .and_then(|id| runs_by_job.get(id))
+            .map_or(&[][..], Vec::as_slice)
+    };
+    let first_start = |seq: u64| runs(seq).iter().map(|r| r.at_us).min();
+    let last_end = |seq: u64| {
+        runs(seq)
+            .iter()
+            .max_by_key(|r| r.at_us)
+            .and_then(|r| r.end_us)
+    };
+    let before = |step: u64, dependency: u64| match (first_start(step), last_end(dependency)) {
+        (Some(start), Some(end)) => start < end,
+        _ => false,
+    };
+    let mut wrong = 0;
+    for &(first, end) in groups {
+        let last = end.saturating_sub(1);
+        for step in first + 1..end {
+            let waits_on_middle = step == last && last > first + 1;
+            if waits_on_middle {
+                wrong += u64::from((first + 1..last).any(|middle| before(step, middle)));
+            } else {
+                wrong += u64::from(before(step, first));
+            }
+        }
+    }
+    wrong
 }
 
 /// The group of sequence numbers `first..end` batch `batch` was made for.
@@ -171,6 +227,11 @@ impl BatchAudit {
             format!(
                 "  ran twice, unexplained        {}",
                 self.callbacks_run_twice_unexplained
+            ),
+            format!(
+                "  steps out of order            {}",
+                self.steps_out_of_order
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string())
             ),
             format!(
                 "  batches check                 {}",

@@ -116,6 +116,8 @@ pub struct DispatchArgs {
     pub keys: u64,
     #[arg(long)]
     pub batches: bool,
+    #[arg(long)]
+    pub workflows: bool,
 }
 
 /// Sequence numbers `seqs` as `dispatch_many` calls: one without options,
@@ -163,6 +165,36 @@ async fn dispatch_batch(hopper: &Hopper, first: u64, end: u64, keys: u64) -> Res
     Ok(())
 }
 
+/// Creates one workflow of chaos jobs `first..end` with a success and a
+/// completion callback, in one transaction: job `first`, then the jobs
+/// between each after it, then job `end - 1` after all of those (1 → n → 1;
+/// a group of one or two jobs is a chain).
+async fn dispatch_workflow(hopper: &Hopper, first: u64, end: u64) -> Result<()> {
+    let [success, complete] = BATCH_EVENTS.map(|event| (first, end, event.to_owned()));
+    let mut workflow = hopper
+        .workflow(batch_name(first, end))
+        .on::<ChaosCallback>(hopper::store::BatchEvent::Success, success)?
+        .on::<ChaosCallback>(hopper::store::BatchEvent::Complete, complete)?;
+    let names: Vec<String> = (first..end).map(|seq| seq.to_string()).collect();
+    let last = end.saturating_sub(1);
+    let root = first.to_string();
+    for (seq, name) in (first..end).zip(&names) {
+        let after: Vec<&str> = if seq == first {
+            Vec::new()
+        } else if seq == last && last > first + 1 {
+            names[1..names.len() - 1]
+                .iter()
+                .map(String::as_str)
+                .collect()
+        } else {
+            vec![root.as_str()]
+        };
+        workflow = workflow.add_after::<ChaosJob>(&after, name, seq)?;
+    }
+    workflow.dispatch().await?;
+    Ok(())
+}
+
 const TICK: Duration = Duration::from_millis(250);
 /// The most jobs in one batch.
 const MAX_BATCH: u64 = 2_000;
@@ -195,14 +227,17 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
         }
         let end = due.min(next + MAX_BATCH);
         let first = next;
-        if args.batches {
+        if args.batches || args.workflows {
             // A batch is created in a transaction of its own: the kill
             // that follows "written" lands before or inside it.
             let _ = writeln!(stdout, "written {first} {end}");
             let _ = stdout.flush();
-            dispatch_batch(&hopper, first, end, args.keys)
-                .await
-                .with_context(|| format!("dispatching the batch of jobs {first}..{end}"))?;
+            let dispatched = if args.workflows {
+                dispatch_workflow(&hopper, first, end).await
+            } else {
+                dispatch_batch(&hopper, first, end, args.keys).await
+            };
+            dispatched.with_context(|| format!("dispatching the batch of jobs {first}..{end}"))?;
             writeln!(stdout, "committed {end}")?;
             stdout.flush()?;
             next = end;

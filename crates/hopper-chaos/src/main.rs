@@ -15,7 +15,7 @@
 //! ```text
 //! cargo run --release -p hopper-chaos -- --database-url <url> [--jobs 50000]
 //!     [--workers 3] [--duration 120s] [--clock-skew 60s]
-//!     [--limited [--keys 100] [--key-limit 1] [--queue-limit 10]] [--batches] [--json]
+//!     [--limited [--keys 100] [--key-limit 1] [--queue-limit 10]] [--batches | --workflows] [--json]
 //! ```
 //!
 //! `--limited` spreads the jobs over partition keys and gives the queue a
@@ -29,6 +29,11 @@
 //! every batch counted all its jobs finished, and that each callback was
 //! inserted once and ran once (twice only where a SIGKILLed process
 //! explains it).
+//!
+//! `--workflows` makes each group a workflow instead (its first job, then
+//! the others after it, then its last job after all of those), audited as
+//! `--batches` is, and for order: no step's execution started before every
+//! step it waits on had its last execution end.
 //!
 //! Exits 0 only when the audit passes.
 
@@ -153,8 +158,16 @@ struct RunArgs {
     /// success and a completion callback; the audit checks every batch
     /// counted its jobs and ran each callback once (more only where a
     /// killed process explains it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "workflows")]
     batches: bool,
+
+    /// The workflow workload: each paced group of jobs is one workflow
+    /// (its first job, then the others after it, then its last job after
+    /// all of those) with a success and a completion callback; the audit
+    /// checks the batches as `--batches` does, and that no step started
+    /// before the steps it waits on ended.
+    #[arg(long, conflicts_with = "limited")]
+    workflows: bool,
 
     /// Keep each child process's log (RUST_LOG, default warn) in this folder.
     #[arg(long)]
@@ -208,6 +221,7 @@ async fn control(args: RunArgs) -> Result<ExitCode> {
             queue_limit: args.queue_limit,
         }),
         batches: args.batches,
+        workflows: args.workflows,
     };
     let outcome = run::run(&args.database_url, &plan).await?;
     let report = audit::audit(&outcome, &plan).await;

@@ -61,6 +61,10 @@ pub struct Plan {
     /// Dispatch each paced group of jobs as a batch with a success and a
     /// completion callback, and audit the batches.
     pub batches: bool,
+    /// Dispatch each paced group of jobs as a workflow (1 → n → 1) with a
+    /// success and a completion callback, and audit the batches and the
+    /// order the steps ran in.
+    pub workflows: bool,
 }
 
 /// The limited workload: jobs spread over keys, the queue limited per key
@@ -294,6 +298,7 @@ impl Controller<'_> {
                 &self.plan.limits.map_or(0, |l| l.keys).to_string(),
             ])
             .args(self.plan.batches.then_some("--batches"))
+            .args(self.plan.workflows.then_some("--workflows"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(self.stderr(&format!("dispatch-{}", self.dispatchers))?)
@@ -595,7 +600,7 @@ impl Controller<'_> {
     /// two callbacks per batch stored (all of them, while the batches
     /// cannot be read).
     async fn jobs_to_end(&self) -> u64 {
-        if !self.plan.batches {
+        if !self.plan.batches && !self.plan.workflows {
             return self.plan.jobs;
         }
         match self.db.batches().await {

@@ -1,7 +1,9 @@
 //! Durations as people type them on a command line (`30s`, `5m`, `7d`) and
-//! read them in a table (`2m 5s`).
+//! read them in a table (`2m 5s`), and the time an age reaches back to.
 
 use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
 
 /// A duration that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -75,6 +77,23 @@ pub fn human(duration: Duration) -> String {
         }
     }
     parts.join(" ")
+}
+
+/// The time `age` before `now`: what "older than `age`" means for a job's
+/// creation time; `None` when that is before the earliest time a date can
+/// hold.
+///
+/// ```
+/// use std::time::Duration;
+/// use hopper_cli::duration::ago;
+/// let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T12:00:00Z").unwrap().to_utc();
+/// assert_eq!(ago(now, Duration::from_secs(2 * 3600)).unwrap().to_rfc3339(), "2026-05-01T10:00:00+00:00");
+/// assert_eq!(ago(now, Duration::MAX), None);
+/// ```
+pub fn ago(now: DateTime<Utc>, age: Duration) -> Option<DateTime<Utc>> {
+    TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
 }
 
 /// Like [`parse`], as a clap value parser.

@@ -3,7 +3,7 @@
 //! The Hopper console: a kernel any application's `main` can mount to get
 //! generators (`make:job`, `make:cron`, `make:seeder`), database commands
 //! (`db:migrate`, `db:status`, `db:seed`), queue commands (`queue:work`,
-//! `queue:status`, `queue:failed`, `queue:retry`, …), `batch:status` and
+//! `queue:status`, `queue:failed`, `queue:retry`, `queue:bulk`, …), `batch:status` and
 //! `schedule:list`, plus the application's own commands.
 //!
 //! The application hands the kernel its job queue builder, seeders,

@@ -1252,3 +1252,105 @@ async fn queue_flow_sets_shows_and_clears_a_queues_flow_settings() {
     let status = fx.json(&["queue:status", "--json"]).await;
     assert_eq!(status["flow"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn bulk_cancels_only_the_jobs_asked_for_and_only_with_yes_off_a_terminal() {
+    let fx = Fixture::new();
+    let mail = r#"{"to": "a@x.org"}"#;
+    for queue in ["q", "q", "other"] {
+        fx.ok(&["queue:dispatch", "mail", mail, "--queue", queue])
+            .await;
+    }
+    fx.ok(&["queue:dispatch", "report"]).await;
+    let pending = |status: &Value, queue: &str| state_count(status, queue, "pending");
+
+    // Not at a terminal and without --yes: the count, a refusal, no change.
+    let err = fx.err(&["queue:bulk", "cancel", "--queue", "q"]).await;
+    assert_eq!(err.exit_code(), 2);
+    let message = err.to_string();
+    assert!(message.contains("2 jobs match (queue q)"), "{message}");
+    assert!(message.contains("add --yes to cancel them"), "{message}");
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!((pending(&status, "q"), pending(&status, "other")), (2, 1));
+
+    let text = fx
+        .ok(&["queue:bulk", "cancel", "--queue", "q", "--yes"])
+        .await;
+    assert_eq!(text, "Matched 2 jobs: 2 cancelled, 0 skipped.\n");
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "q", "cancelled"), 2);
+    assert_eq!(pending(&status, "other"), 1);
+    assert_eq!(pending(&status, "reports"), 1);
+
+    // A retry of every mail job skips the pending one, and says why.
+    let text = fx
+        .ok(&["queue:bulk", "retry", "--type", "mail", "--yes"])
+        .await;
+    assert!(
+        text.starts_with(
+            "Matched 3 jobs: 2 retried, 1 skipped.\nSkipped jobs were neither failed nor cancelled"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn bulk_takes_an_age_and_prints_json() {
+    let fx = Fixture::new();
+    fx.ok(&["queue:dispatch", "report"]).await;
+    fx.ok(&["queue:dispatch", "report"]).await;
+    fx.clock.advance(Duration::from_secs(2 * 3600));
+    fx.ok(&["queue:dispatch", "report"]).await;
+
+    let delete = |age| {
+        [
+            "queue:bulk",
+            "delete",
+            "--state",
+            "pending",
+            "--older-than",
+            age,
+            "--yes",
+            "--json",
+        ]
+    };
+    let none = fx.json(&delete("3h")).await;
+    assert_eq!(
+        none,
+        serde_json::json!({"matched": 0, "applied": 0, "skipped": 0})
+    );
+    let done = fx.json(&delete("1h")).await;
+    assert_eq!(
+        done,
+        serde_json::json!({"matched": 2, "applied": 2, "skipped": 0})
+    );
+    let status = fx.json(&["queue:status", "--json"]).await;
+    assert_eq!(state_count(&status, "reports", "pending"), 1);
+
+    for (args, needle) in [
+        (
+            &["queue:bulk", "nuke", "--yes"][..],
+            "possible values: retry, cancel, delete",
+        ),
+        (
+            &["queue:bulk", "cancel", "--state", "lost", "--yes"],
+            "possible values: pending",
+        ),
+        (
+            &["queue:bulk", "cancel", "--older-than", "soon", "--yes"],
+            "like 500ms, 30s",
+        ),
+        (&["queue:bulk", "--yes"], "<ACTION>"),
+    ] {
+        let err = fx.err(args).await;
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+        assert!(err.to_string().contains(needle), "{args:?}: {err}");
+    }
+    let help = fx.ok(&["queue:bulk", "--help"]).await;
+    assert!(
+        help.contains("--older-than <AGE>") && help.contains("--yes"),
+        "{help}"
+    );
+    let list = fx.ok(&["list", "queue"]).await;
+    assert!(list.contains("queue:bulk"), "{list}");
+}

@@ -8,6 +8,8 @@
 //! | GET | `/api/jobs/{id}` | one job |
 //! | POST | `/api/jobs/{id}/retry` | a failed or cancelled job back to pending |
 //! | POST | `/api/jobs/{id}/cancel` | cancel a pending job |
+//! | GET | `/api/jobs/count?state=&queue=&type=&older_than=` | `{"count": n}`: how many jobs match (`older_than`: created longer ago than `10m`, `2h`, `7d`, …) |
+//! | POST | `/api/jobs/bulk` | `{"action": "retry"\|"cancel"\|"delete", "state"?, "queue"?, "type"?, "older_than"?}`: the action on every matching job ([`hopper::Hopper::bulk`]), answered with `{"matched", "applied", "skipped"}`; an unknown action, state or age 400 |
 //! | GET | `/api/batches/{id}` | one batch: its counts (`pending` worked out), whether it is sealed and complete, and its callbacks with the jobs they became |
 //! | GET | `/api/stats` | counts per queue and state and per type and state, queue depth, throughput |
 //! | GET | `/api/alerts?resolved=` | alert incidents firing now and the latest resolved ([`crate::alerts`]) |
@@ -24,6 +26,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hopper::bulk::{BulkAction, BulkOutcome, UnknownAction};
 use hopper::store::{BatchRecord, FlowUsage, QueueFlow, Rate};
 use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use hopper::{DispatchError, DispatchOptions, JobRecord, RegistryError, StoreError};
@@ -31,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Refused};
+use crate::dashboard::Selection;
 use crate::{API_PATH, Web};
 
 /// What can go wrong answering an API call; each maps to a status and a
@@ -124,6 +128,8 @@ pub(crate) fn router() -> Router<Web> {
     let p = |tail: &str| format!("{API_PATH}{tail}");
     Router::new()
         .route(&p("/jobs"), get(list).post(create))
+        .route(&p("/jobs/count"), get(count))
+        .route(&p("/jobs/bulk"), post(bulk))
         .route(&p("/jobs/{id}"), get(show))
         .route(&p("/jobs/{id}/retry"), post(retry))
         .route(&p("/jobs/{id}/cancel"), post(cancel))
@@ -264,6 +270,54 @@ async fn list(
     Ok(Json(
         json!({ "jobs": jobs, "next": page.next, "next_before": page.next }),
     ))
+}
+
+async fn count(
+    State(web): State<Web>,
+    _caller: Caller,
+    Query(selection): Query<Selection>,
+) -> Result<Json<Value>> {
+    let filter = selection
+        .filter(web.hopper().now())
+        .map_err(ApiError::BadRequest)?;
+    let count = web.hopper().count_jobs(&filter).await?;
+    Ok(Json(json!({ "count": count })))
+}
+
+/// A bulk action request: the action and the jobs it takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkRequest {
+    action: String,
+    state: Option<String>,
+    queue: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    older_than: Option<String>,
+}
+
+async fn bulk(
+    State(web): State<Web>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BulkOutcome>> {
+    caller.check_csrf_header(&headers)?;
+    let request: BulkRequest = json_body(body, web.inner.body_limit)?;
+    let action: BulkAction = request
+        .action
+        .parse()
+        .map_err(|error: UnknownAction| ApiError::BadRequest(error.to_string()))?;
+    let selection = Selection {
+        state: request.state,
+        queue: request.queue,
+        job_type: request.job_type,
+        older_than: request.older_than,
+    };
+    let filter = selection
+        .filter(web.hopper().now())
+        .map_err(ApiError::BadRequest)?;
+    Ok(Json(web.hopper().bulk(action, &filter).await?))
 }
 
 async fn show(
@@ -662,6 +716,10 @@ pub fn openapi_document() -> Value {
     // Added apart: one more level in the macro above passes its recursion limit.
     doc["paths"]["/api/batches/{id}"] = batch_path();
     doc["components"]["schemas"]["Batch"] = batch_schema();
+    doc["paths"]["/api/jobs/count"] = count_path();
+    doc["paths"]["/api/jobs/bulk"] = bulk_path();
+    doc["components"]["schemas"]["BulkRequest"] = bulk_request_schema();
+    doc["components"]["schemas"]["BulkOutcome"] = bulk_outcome_schema();
     doc["paths"]["/api/flow"] = flow_all_path;
     doc["paths"]["/api/queues/{queue}/flow"] = queue_flow_path;
     doc["components"]["schemas"]["FlowSettings"] = flow_settings_schema;
@@ -672,6 +730,78 @@ pub fn openapi_document() -> Value {
     job["progress"] = json!({ "type": ["object", "null"], "properties": {
         "percent": { "type": "integer", "minimum": 0, "maximum": 100 }, "message": { "type": "string" } } });
     doc
+}
+
+/// The query parameters of `GET /api/jobs/count`, as the bulk body names them.
+fn selection_params() -> Vec<Value> {
+    let query = |name: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "schema": schema });
+    vec![
+        query(
+            "state",
+            json!({ "type": "string", "enum": ["pending", "started", "finished", "failed", "cancelled"] }),
+        ),
+        query("queue", json!({ "type": "string" })),
+        query("type", json!({ "type": "string" })),
+        query("older_than", older_than_schema()),
+    ]
+}
+
+/// The schema of `older_than`, in the query and in the bulk body.
+fn older_than_schema() -> Value {
+    json!({ "type": "string", "examples": ["10m", "2h", "7d"],
+        "description": "only jobs created longer ago than this: a number and a unit (ms, s, m, h, d, w; a bare number is seconds), as the console's --older-than reads it" })
+}
+
+/// The OpenAPI path item of `GET /api/jobs/count`.
+fn count_path() -> Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let resp = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    json!({ "get": {
+        "summary": "How many jobs match a filter: the count a bulk action's confirmation shows",
+        "parameters": selection_params(),
+        "responses": {
+            "200": resp("The count", &json!({ "type": "object", "required": ["count"], "properties": { "count": { "type": "integer", "minimum": 0 } } })),
+            "400": resp("Unknown state or an age that does not parse", &error),
+            "401": resp("No or wrong admin token", &error)
+        }
+    } })
+}
+
+/// The OpenAPI path item of `POST /api/jobs/bulk`.
+fn bulk_path() -> Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let resp = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    json!({ "post": {
+        "summary": "Retry, cancel or delete every job matching a filter, server-side a page at a time, each job as its one-job action would; jobs the action does not apply to are skipped",
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BulkRequest" } } } },
+        "responses": {
+            "200": resp("What the action did", &json!({ "$ref": "#/components/schemas/BulkOutcome" })),
+            "400": resp("Unknown action or state, an age that does not parse, or not the JSON expected", &error),
+            "401": resp("No or wrong admin token", &error),
+            "403": resp("A cookie request without its X-CSRF-Token", &error),
+            "413": resp("Body over the limit", &error)
+        }
+    } })
+}
+
+/// The OpenAPI schema of a bulk request.
+fn bulk_request_schema() -> Value {
+    json!({ "type": "object", "required": ["action"], "additionalProperties": false, "properties": {
+        "action": { "type": "string", "enum": BulkAction::ALL.map(BulkAction::as_str) },
+        "state": { "type": ["string", "null"], "enum": ["pending", "started", "finished", "failed", "cancelled", null] },
+        "queue": { "type": ["string", "null"] },
+        "type": { "type": ["string", "null"] },
+        "older_than": older_than_schema() } })
+}
+
+/// The OpenAPI schema of [`BulkOutcome`].
+fn bulk_outcome_schema() -> Value {
+    let count =
+        |description: &str| json!({ "type": "integer", "minimum": 0, "description": description });
+    json!({ "type": "object", "required": ["matched", "applied", "skipped"], "properties": {
+        "matched": count("jobs the filter matched"),
+        "applied": count("jobs the action changed"),
+        "skipped": count("jobs left as they were: in a state the action does not apply to, or changed meanwhile") } })
 }
 
 /// The OpenAPI path item of `GET /api/batches/{id}`.

@@ -2,8 +2,10 @@
 //! and queue, alerts firing and lately resolved, finished and failed per
 //! minute over the last hour, oldest pending age), the job list (filtered,
 //! paged by id so it stays fast on millions of rows), a page per job with
-//! its actions, progress and output, a page per batch with its counts and
-//! callbacks, queues with pause/resume, and schedules. Every page
+//! its actions, progress and output, bulk actions on every job the list's
+//! filter matches (confirmed on a page showing the count first), a page per
+//! batch with its counts and callbacks, queues with pause/resume, and
+//! schedules. Every page
 //! refreshes its content every two seconds with a few lines of plain
 //! JavaScript.
 
@@ -14,7 +16,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use chrono::{DurationRound, TimeDelta};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use hopper::bulk::{BulkAction, BulkOutcome};
 use hopper::store::{BatchCallback, BatchCounts, BatchRecord};
 use hopper::{JobFilter, JobState, StoreError};
 use serde::Deserialize;
@@ -82,6 +85,7 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/logout"), post(auth::logout))
         .route(&p("/jobs"), get(jobs))
         .route(&p("/jobs/retry-failed"), post(retry_failed))
+        .route(&p("/jobs/bulk"), get(bulk_confirm).post(bulk_apply))
         .route(&p("/jobs/{id}"), get(job))
         .route(&p("/jobs/{id}/{action}"), post(job_action))
         .route(&p("/batches/{id}"), get(batch))
@@ -241,6 +245,77 @@ pub(crate) fn filter(
     })
 }
 
+/// The jobs a bulk action or its count takes: the job list's filter (state,
+/// queue, type) and an age, as the dashboard's bulk form and the API send
+/// them. Empty values count as left out.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Selection {
+    pub(crate) state: Option<String>,
+    pub(crate) queue: Option<String>,
+    #[serde(rename = "type")]
+    pub(crate) job_type: Option<String>,
+    /// Only jobs created longer ago than this: `10m`, `2h`, `7d`, as
+    /// `queue:bulk --older-than` reads it ([`hopper_cli::duration::parse`]).
+    pub(crate) older_than: Option<String>,
+}
+
+impl Selection {
+    /// The [`JobFilter`] selected, its age reckoned back from `now`;
+    /// refuses unknown states and durations that do not parse.
+    pub(crate) fn filter(&self, now: DateTime<Utc>) -> std::result::Result<JobFilter, String> {
+        let mut filter = filter(
+            non_empty(&self.state),
+            non_empty(&self.queue),
+            non_empty(&self.job_type),
+            None,
+            None,
+        )?;
+        filter.created_before = match non_empty(&self.older_than) {
+            Some(age) => Some(created_before(now, &age)?),
+            None => None,
+        };
+        Ok(filter)
+    }
+
+    /// The values given, by their field names, for links and hidden fields.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        [
+            ("state", &self.state),
+            ("queue", &self.queue),
+            ("type", &self.job_type),
+            ("older_than", &self.older_than),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| non_empty(value).map(|value| (name, value)))
+        .collect()
+    }
+
+    /// The selection in words: `state failed, queue mail, created more than 2h ago`.
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .fields()
+            .into_iter()
+            .map(|(name, value)| match name {
+                "older_than" => format!("created more than {value} ago"),
+                name => format!("{name} {value}"),
+            })
+            .collect();
+        if parts.is_empty() {
+            "every job".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// The creation time jobs older than `age` (`10m`, `2h`, `7d`) were
+/// created before, counting back from `now`.
+fn created_before(now: DateTime<Utc>, age: &str) -> std::result::Result<DateTime<Utc>, String> {
+    let span = hopper_cli::duration::parse(age).map_err(|error| format!("older than: {error}"))?;
+    hopper_cli::duration::ago(now, span)
+        .ok_or_else(|| format!("older than {age:?} reaches back before the earliest date"))
+}
+
 async fn jobs(
     State(web): State<Web>,
     caller: Caller,
@@ -316,6 +391,8 @@ async fn jobs(
             ));
         }
     }
+    let filters = [("state", &state_q), ("queue", &queue_q), ("type", &type_q)];
+    body.push_str(&bulk_form(&filters));
     body.push_str(
         "<table id=\"jobs\"><tr><th>id</th><th>type</th><th>queue</th><th>state</th><th>attempts</th><th>created</th><th>last error</th><th></th></tr>",
     );
@@ -338,7 +415,6 @@ async fn jobs(
         body.push_str(r#"<tr><td colspan="8" class="muted">No jobs match.</td></tr>"#);
     }
     body.push_str("</table>");
-    let filters = [("state", &state_q), ("queue", &queue_q), ("type", &type_q)];
     let mut links = Vec::new();
     if before.is_some() {
         let newest = jobs_link(None, &filters);
@@ -361,6 +437,12 @@ async fn jobs(
 /// The job list's address for the page below `before` (the newest page
 /// when `None`) with the filters given, HTML-escaped for an attribute.
 fn jobs_link(before: Option<i64>, filters: &[(&str, &Option<String>)]) -> String {
+    escape(&jobs_url(before, filters))
+}
+
+/// The job list's address for the page below `before` (the newest page
+/// when `None`) with the query values given, URL-encoded.
+fn jobs_url(before: Option<i64>, filters: &[(&str, &Option<String>)]) -> String {
     let mut query: Vec<String> = before
         .map(|id| format!("before={id}"))
         .into_iter()
@@ -370,7 +452,37 @@ fn jobs_link(before: Option<i64>, filters: &[(&str, &Option<String>)]) -> String
             query.push(format!("{name}={}", url_encode(value)));
         }
     }
-    escape(&format!("{DASHBOARD_PATH}/jobs?{}", query.join("&")))
+    format!("{DASHBOARD_PATH}/jobs?{}", query.join("&"))
+}
+
+/// The bulk form under the job list's filter: the filter as hidden fields,
+/// an optional age, and a button per action, each leading to the
+/// confirmation page ([`bulk_confirm`]); nothing changes before that.
+fn bulk_form(filters: &[(&str, &Option<String>)]) -> String {
+    let hidden: String = filters
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|value| (name, value)))
+        .map(|(name, value)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let buttons: String = BulkAction::ALL
+        .into_iter()
+        .map(|action| {
+            format!(
+                r#" <button type="submit" name="action" value="{}">{} all</button>"#,
+                action.as_str(),
+                capitalized(action)
+            )
+        })
+        .collect();
+    format!(
+        r#"<form id="bulk" method="get" action="{DASHBOARD_PATH}/jobs/bulk">{hidden}Every job this filter matches: <label>older than <input name="older_than" placeholder="2h, 7d" size="8"></label>{buttons}</form>"#
+    )
 }
 
 /// The default queue and the queues of the jobs shown, for the filter's
@@ -672,6 +784,148 @@ async fn retry_failed(
     Ok(Redirect::to(&format!(
         "{DASHBOARD_PATH}/jobs?type={job_type}&note={note}"
     )))
+}
+
+/// The bulk form and its confirmation: the action, the selection and
+/// (on confirming) the CSRF token.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkForm {
+    csrf: Option<String>,
+    action: Option<String>,
+    #[serde(flatten)]
+    selection: Selection,
+}
+
+impl BulkForm {
+    /// The action asked for, or why there is none.
+    fn action(&self) -> Result<BulkAction> {
+        self.action.as_deref().unwrap_or_default().parse().map_err(
+            |error: hopper::bulk::UnknownAction| DashboardError::BadRequest(error.to_string()),
+        )
+    }
+}
+
+/// `GET /admin/queue/jobs/bulk`: what the action would do, to how many
+/// jobs, with the button that does it. Changes nothing.
+async fn bulk_confirm(
+    State(web): State<Web>,
+    caller: Caller,
+    Query(form): Query<BulkForm>,
+) -> Result<Html<String>> {
+    let action = form.action()?;
+    let hopper = web.hopper();
+    let filter = form
+        .selection
+        .filter(hopper.now())
+        .map_err(DashboardError::BadRequest)?;
+    let count = hopper.count_jobs(&filter).await?;
+    let csrf = caller.csrf_token();
+    let mut body = format!(
+        r#"<p>{} every job matching: <b id="bulk-filter">{}</b>.</p>
+<div class="cards"><div class="card"><b id="bulk-count">{count}</b>jobs match now</div></div>
+<p class="muted">{}; jobs in other states are skipped.</p>"#,
+        capitalized(action),
+        escape(&form.selection.describe()),
+        applies(action),
+    );
+    let back = list_url(&form.selection, None);
+    let confirm = if count == 0 {
+        "No jobs match: nothing to do.".to_owned()
+    } else {
+        let mut fields = form.selection.fields();
+        fields.push(("action", action.as_str().to_owned()));
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        button(
+            &format!("{DASHBOARD_PATH}/jobs/bulk"),
+            csrf,
+            &format!("{} {count} jobs", capitalized(action)),
+            &fields,
+        )
+    };
+    body.push_str(&format!(
+        r#"<div id="bulk-confirm">{confirm} <a href="{}">Back to the jobs</a></div>"#,
+        escape(&back)
+    ));
+    Ok(page(
+        &format!("{} all matching jobs?", capitalized(action)),
+        csrf,
+        &body,
+    ))
+}
+
+/// `POST /admin/queue/jobs/bulk`: applies the action to every matching
+/// job ([`hopper::Hopper::bulk`]) and goes back to the list with a note.
+async fn bulk_apply(
+    State(web): State<Web>,
+    caller: Caller,
+    Form(form): Form<BulkForm>,
+) -> Result<Redirect> {
+    caller.check_csrf(form.csrf.as_deref())?;
+    let action = form.action()?;
+    let hopper = web.hopper();
+    let filter = form
+        .selection
+        .filter(hopper.now())
+        .map_err(DashboardError::BadRequest)?;
+    let done = hopper.bulk(action, &filter).await?;
+    let note = bulk_note(action, &form.selection, &done);
+    Ok(Redirect::to(&list_url(&form.selection, Some(note))))
+}
+
+/// The job list filtered as `selection` is (its age aside: the list has no
+/// age filter), with `note` shown above it; URL-encoded, not HTML-escaped.
+fn list_url(selection: &Selection, note: Option<String>) -> String {
+    let values = [
+        ("state", non_empty(&selection.state)),
+        ("queue", non_empty(&selection.queue)),
+        ("type", non_empty(&selection.job_type)),
+        ("note", note),
+    ];
+    let values: Vec<(&str, &Option<String>)> =
+        values.iter().map(|(name, value)| (*name, value)).collect();
+    jobs_url(None, &values)
+}
+
+/// What a bulk action did, in words.
+fn bulk_note(action: BulkAction, selection: &Selection, done: &BulkOutcome) -> String {
+    format!(
+        "{} all: {} jobs matched ({}), {} {}, {} skipped.",
+        capitalized(action),
+        done.matched,
+        selection.describe(),
+        done.applied,
+        past(action),
+        done.skipped,
+    )
+}
+
+/// `Retry`, `Cancel` or `Delete`.
+fn capitalized(action: BulkAction) -> &'static str {
+    match action {
+        BulkAction::Retry => "Retry",
+        BulkAction::Cancel => "Cancel",
+        BulkAction::Delete => "Delete",
+    }
+}
+
+/// `retried`, `cancelled` or `deleted`.
+fn past(action: BulkAction) -> &'static str {
+    match action {
+        BulkAction::Retry => "retried",
+        BulkAction::Cancel => "cancelled",
+        BulkAction::Delete => "deleted",
+    }
+}
+
+/// Which jobs `action` changes, and how.
+fn applies(action: BulkAction) -> &'static str {
+    match action {
+        BulkAction::Retry => {
+            "Retry puts failed and cancelled jobs back to pending (not those whose unique key another live job holds)"
+        }
+        BulkAction::Cancel => "Cancel cancels pending jobs and asks running ones to stop",
+        BulkAction::Delete => "Delete removes every job that is not running",
+    }
 }
 
 async fn queues(

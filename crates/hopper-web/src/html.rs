@@ -75,14 +75,25 @@ svg{background:#fff;border:1px solid #e3e6eb}
 
 /// Replaces `#live` with the same element of a fresh copy of the page
 /// every two seconds (or three times as long as the page took to build,
-/// when that is longer), so the page updates without a reload.
+/// when that is longer), so the page updates without a reload; not while
+/// a form field in it has the focus or holds an edit, which the fresh copy
+/// would wipe out.
 const LIVE: &str = r#"
 (function(){
   let wait = 2000;
+  function editing(live){
+    const focused = document.activeElement;
+    if(focused && live.contains(focused) && focused.matches('input,select,textarea')) return true;
+    const edited = (field) => field.type !== 'hidden' && field.value !== field.defaultValue;
+    const chosen = (select) => Math.max(0, [...select.options].findIndex((o) => o.defaultSelected));
+    return [...live.querySelectorAll('input,textarea')].some(edited)
+      || [...live.querySelectorAll('select')].some((s) => s.selectedIndex !== chosen(s));
+  }
   async function refresh(){
     const started = performance.now();
     try{
-      if(!document.hidden){
+      const live = document.getElementById('live');
+      if(!document.hidden && !(live && editing(live))){
         const r = await fetch(location.href,{headers:{'x-hopper-live':'1'},credentials:'same-origin'});
         if(r.ok){
           const doc = new DOMParser().parseFromString(await r.text(),'text/html');

@@ -25,6 +25,7 @@ async fn without_the_token_every_route_is_401_and_shows_nothing() {
     for uri in [
         "/api/jobs",
         "/api/jobs/1",
+        "/api/jobs/count",
         "/api/batches/1",
         "/api/stats",
         "/api/alerts",
@@ -33,6 +34,7 @@ async fn without_the_token_every_route_is_401_and_shows_nothing() {
         "/admin/queue",
         "/admin/queue/jobs",
         "/admin/queue/jobs/1",
+        "/admin/queue/jobs/bulk?action=delete",
         "/admin/queue/batches/1",
     ] {
         for auth in [None, Some("Bearer wrong-token"), Some("Basic dGVzdA==")] {
@@ -337,6 +339,8 @@ async fn openapi_document_lists_every_route() {
         "/api/jobs/{id}",
         "/api/jobs/{id}/retry",
         "/api/jobs/{id}/cancel",
+        "/api/jobs/count",
+        "/api/jobs/bulk",
         "/api/batches/{id}",
         "/api/stats",
         "/api/alerts",
@@ -345,6 +349,21 @@ async fn openapi_document_lists_every_route() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
+    let bulk = &doc["paths"]["/api/jobs/bulk"]["post"];
+    assert_eq!(
+        bulk["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/BulkOutcome"
+    );
+    let request = &doc["components"]["schemas"]["BulkRequest"];
+    assert_eq!(
+        request["properties"]["action"]["enum"],
+        json!(["retry", "cancel", "delete"])
+    );
+    assert!(doc["components"]["schemas"]["BulkOutcome"]["properties"]["skipped"].is_object());
+    let count_params = doc["paths"]["/api/jobs/count"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(count_params.iter().any(|p| p["name"] == "older_than"));
     let list = &doc["paths"]["/api/jobs"]["get"];
     let limit = list["parameters"]
         .as_array()
@@ -799,5 +818,137 @@ async fn a_batch_is_shown_with_its_counts_and_callbacks() {
         "{schema}"
     );
     queue.wait_idle().await.unwrap();
+    queue.stop().await.unwrap();
+}
+
+/// The count `GET /api/jobs/count` gives for `query`.
+async fn count(router: &axum::Router, query: &str) -> u64 {
+    let reply = get(router, &format!("/api/jobs/count?{query}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+    reply.json()["count"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn bulk_actions_count_and_apply_to_the_jobs_a_filter_matches() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    for name in ["old", "other"] {
+        hopper.pause(name).await.unwrap();
+    }
+    dispatch_mail(hopper, "old", 3).await;
+    dispatch_mail(hopper, "other", 2).await;
+    queue.advance(std::time::Duration::from_secs(2 * 3600));
+    dispatch_mail(hopper, "old", 1).await;
+
+    assert_eq!(count(&router, "queue=old").await, 4);
+    assert_eq!(count(&router, "state=pending&queue=old").await, 4);
+    assert_eq!(count(&router, "state=failed&queue=old").await, 0);
+    assert_eq!(count(&router, "queue=old&older_than=1h").await, 3);
+    assert_eq!(count(&router, "queue=old&older_than=3h").await, 0);
+    assert_eq!(count(&router, "type=mail&older_than=").await, 6);
+
+    // Cancel the old pending jobs of one queue: the young one and the
+    // other queue's stay pending.
+    let cancelled = post_json(
+        &router,
+        "/api/jobs/bulk",
+        &json!({"action": "cancel", "state": "pending", "queue": "old", "older_than": "1h"}),
+    )
+    .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(
+        cancelled.json(),
+        json!({"matched": 3, "applied": 3, "skipped": 0})
+    );
+    assert_eq!(count(&router, "state=cancelled&queue=old").await, 3);
+    assert_eq!(count(&router, "state=pending&queue=old").await, 1);
+    assert_eq!(count(&router, "state=pending&queue=other").await, 2);
+
+    // A retry of the whole queue skips the pending job it does not apply to.
+    let retried = post_json(
+        &router,
+        "/api/jobs/bulk",
+        &json!({"action": "retry", "queue": "old", "type": "mail", "state": null}),
+    )
+    .await;
+    assert_eq!(
+        retried.json(),
+        json!({"matched": 4, "applied": 3, "skipped": 1})
+    );
+    let deleted = post_json(
+        &router,
+        "/api/jobs/bulk",
+        &json!({"action": "delete", "queue": "other"}),
+    )
+    .await;
+    assert_eq!(
+        deleted.json(),
+        json!({"matched": 2, "applied": 2, "skipped": 0})
+    );
+    assert_eq!(count(&router, "queue=other").await, 0);
+    assert_eq!(count(&router, "state=pending&queue=old").await, 4);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bulk_actions_refuse_what_does_not_fit_and_change_nothing() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    hopper.pause("held").await.unwrap();
+    dispatch_mail(hopper, "held", 2).await;
+
+    for (body, needle) in [
+        (
+            json!({"action": "nuke", "queue": "held"}),
+            "unknown bulk action \"nuke\": expected retry, cancel or delete",
+        ),
+        (json!({"queue": "held"}), "missing field `action`"),
+        (
+            json!({"action": "cancel", "state": "lost"}),
+            "unknown state \"lost\"",
+        ),
+        (
+            json!({"action": "cancel", "older_than": "soon"}),
+            "invalid duration \"soon\"",
+        ),
+        (
+            json!({"action": "cancel", "older-than": "1h"}),
+            "unknown field `older-than`",
+        ),
+    ] {
+        let refused = post_json(&router, "/api/jobs/bulk", &body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+        let error = refused.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(needle), "{body}: {error}");
+    }
+    for query in ["state=lost", "older_than=soon", "older_than=99999999999d"] {
+        let refused = get(&router, &format!("/api/jobs/count?{query}")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(refused.json()["error"].is_string(), "{}", refused.body);
+    }
+    assert_eq!(count(&router, "state=pending&queue=held").await, 2);
+
+    // Both routes want the admin token.
+    let anonymous = send(
+        &router,
+        Request::get("/api/jobs/count").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    for auth in [None, Some("Bearer wrong-token")] {
+        let mut request =
+            Request::post("/api/jobs/bulk").header(header::CONTENT_TYPE, "application/json");
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let body = Body::from(json!({"action": "delete"}).to_string());
+        let refused = send(&router, request.body(body).unwrap()).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    assert_eq!(count(&router, "queue=held").await, 2);
     queue.stop().await.unwrap();
 }

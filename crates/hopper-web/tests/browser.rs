@@ -2,7 +2,8 @@
 //! failed job raised, then on a second instance serving the same database
 //! with the same admin token see the failed job, retry it and see it finish,
 //! page through the job list to older jobs and back, then save a screenshot
-//! of the overview.
+//! of the overview; last, cancel the paused queue's jobs with the job list's
+//! bulk form, through its confirmation page.
 //!
 //! Needs Debian's `chromium` and the `playwright-core` package installed in
 //! `tests/browser` (`npm install` there; `.ci/run` does both). Without them
@@ -144,6 +145,12 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
         hopper.job(failing).await.unwrap().unwrap().state,
         JobState::Finished
     );
+    let cancelled_reports = hopper::JobFilter {
+        state: Some(JobState::Cancelled),
+        queue: Some("reports".into()),
+        ..Default::default()
+    };
+    assert_eq!(hopper.count_jobs(&cancelled_reports).await.unwrap(), 3);
     let png = std::fs::read(&screenshot).expect("a screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     server.abort();

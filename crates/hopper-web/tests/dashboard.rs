@@ -790,3 +790,185 @@ async fn the_batch_page_shows_its_counts_and_callbacks_escaped() {
     queue.wait_idle().await.unwrap();
     queue.stop().await.unwrap();
 }
+
+/// Dispatches `n` mail jobs on `queue`.
+async fn dispatch_mail(hopper: &hopper::Hopper, queue: &str, n: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mail = Mail {
+            to: format!("{i}@example.com"),
+        };
+        let options = hopper::DispatchOptions::new().queue(queue);
+        ids.push(
+            hopper
+                .dispatch_with::<MailJob>(mail, options)
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+/// The count a bulk confirmation page shows.
+fn bulk_count(html: &str) -> u64 {
+    let start = html.find(r#"id="bulk-count">"#).expect("the count") + 16;
+    html[start..].split('<').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_bulk_action_shows_the_count_to_confirm_then_applies_and_says_what_it_did() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    for name in ["bulk", "other"] {
+        hopper.pause(name).await.unwrap();
+    }
+    let old = dispatch_mail(hopper, "bulk", 3).await;
+    let other = dispatch_mail(hopper, "other", 2).await;
+    queue.advance(std::time::Duration::from_secs(2 * 3600));
+    let young = dispatch_mail(hopper, "bulk", 1).await;
+    let cookie = log_in(&router).await;
+
+    // The list offers the bulk form for its filter.
+    let list = page(&router, &cookie, "/admin/queue/jobs?queue=bulk").await;
+    assert!(
+        list.body.contains(r#"<form id="bulk" method="get" action="/admin/queue/jobs/bulk"><input type="hidden" name="queue" value="bulk">"#),
+        "{}",
+        list.body
+    );
+    for label in ["Retry all", "Cancel all", "Delete all"] {
+        assert!(list.body.contains(label), "{label}");
+    }
+    assert!(list.body.contains(r#"name="older_than""#));
+
+    // Pressing a button shows the count, and changes nothing.
+    let confirm = |query: &'static str| {
+        let (router, cookie) = (router.clone(), cookie.clone());
+        async move { page(&router, &cookie, &format!("/admin/queue/jobs/bulk?{query}")).await }
+    };
+    let all = confirm("queue=bulk&action=cancel&older_than=").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert_eq!(bulk_count(&all.body), 4);
+    assert!(all.body.contains("Cancel 4 jobs"), "{}", all.body);
+    let aged = confirm("queue=bulk&action=cancel&older_than=1h").await;
+    assert_eq!(bulk_count(&aged.body), 3);
+    assert!(
+        aged.body
+            .contains(r#"<b id="bulk-filter">queue bulk, created more than 1h ago</b>"#),
+        "{}",
+        aged.body
+    );
+    assert!(aged.body.contains(r#"name="older_than" value="1h""#));
+    let none = confirm("queue=bulk&action=retry&state=failed").await;
+    assert_eq!(bulk_count(&none.body), 0);
+    assert!(none.body.contains("No jobs match: nothing to do."));
+    let escaped = confirm("queue=%3Cb%3Ex&action=delete").await;
+    assert!(
+        escaped.body.contains("queue &lt;b&gt;x"),
+        "{}",
+        escaped.body
+    );
+    assert!(!escaped.body.contains("<b>x"));
+    for (query, needle) in [
+        ("action=nuke", "unknown bulk action"),
+        ("queue=bulk", "unknown bulk action"),
+        ("action=cancel&state=lost", "unknown state"),
+        ("action=cancel&older_than=soon", "invalid duration"),
+    ] {
+        let refused = confirm(query).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(refused.body.contains(needle), "{query}: {}", refused.body);
+    }
+    let state = |id| async move { hopper.job(id).await.unwrap().unwrap().state };
+    assert_eq!(state(old[0]).await, hopper::JobState::Pending);
+
+    // Confirming applies the action to what the page counted, and the
+    // list says what was done.
+    let csrf = csrf_of(&aged.body);
+    let form = "action=cancel&queue=bulk&older_than=1h";
+    let applied = submit(
+        &router,
+        &cookie,
+        "/admin/queue/jobs/bulk",
+        &format!("csrf={csrf}&{form}"),
+    )
+    .await;
+    assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
+    let location = applied.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        location.starts_with("/admin/queue/jobs?queue=bulk&note="),
+        "{location}"
+    );
+    let listed = page(&router, &cookie, &location).await;
+    assert!(
+        listed.body.contains(
+            r#"<p class="note">Cancel all: 3 jobs matched (queue bulk, created more than 1h ago), 3 cancelled, 0 skipped.</p>"#
+        ),
+        "{}",
+        listed.body
+    );
+    for id in &old {
+        assert_eq!(state(*id).await, hopper::JobState::Cancelled);
+    }
+    assert_eq!(state(young[0]).await, hopper::JobState::Pending);
+    for id in &other {
+        assert_eq!(state(*id).await, hopper::JobState::Pending);
+    }
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bulk_action_needs_the_csrf_token() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let router = router(hopper);
+    hopper.pause("bulk").await.unwrap();
+    let ids = dispatch_mail(hopper, "bulk", 2).await;
+    let cookie = log_in(&router).await;
+    let csrf = csrf_of(&page(&router, &cookie, "/admin/queue/jobs").await.body);
+
+    for form in [
+        "action=delete&queue=bulk".to_owned(),
+        "csrf=nope&action=delete&queue=bulk".to_owned(),
+        format!("csrf={csrf}x&action=delete&queue=bulk"),
+    ] {
+        let forged = submit(&router, &cookie, "/admin/queue/jobs/bulk", &form).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{form}");
+    }
+    // The API's bulk route, on the session cookie, wants the token too.
+    let api_forged = send(
+        &router,
+        Request::post("/api/jobs/bulk")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"action": "delete", "queue": "bulk"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(api_forged.status, StatusCode::FORBIDDEN);
+    for id in &ids {
+        assert!(hopper.job(*id).await.unwrap().is_some());
+    }
+
+    let api = send(
+        &router,
+        Request::post("/api/jobs/bulk")
+            .header(header::COOKIE, &cookie)
+            .header("x-csrf-token", &csrf)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"action": "delete", "queue": "bulk"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    assert_eq!(api.json()["applied"], 2);
+    for id in &ids {
+        assert!(hopper.job(*id).await.unwrap().is_none());
+    }
+    queue.stop().await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! The built-in commands.
 
 mod batch;
+mod bulk;
 mod db;
 mod list;
 mod make;
@@ -31,6 +32,7 @@ pub(crate) fn built_in() -> Vec<Arc<dyn Command>> {
         Arc::new(queue::Show),
         Arc::new(queue::Retry),
         Arc::new(queue::Cancel),
+        Arc::new(bulk::Bulk),
         Arc::new(queue::Prune),
         Arc::new(queue::Dispatch),
         Arc::new(queue::Pause),

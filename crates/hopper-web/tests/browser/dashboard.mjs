@@ -1,7 +1,8 @@
 // Drives the dashboard in headless Chromium: log in on one instance, see the
 // firing alert, then on a second instance (same database, same admin token)
 // find the failed job, retry it, see it finish; page through the job list
-// and back; see the overview update itself, and save a screenshot of it.
+// and back; see the overview update itself, and save a screenshot of it;
+// then cancel the paused queue's jobs in bulk, confirming the count first.
 //
 // Settings come from the environment: BASE_URL and OTHER_URL (the two
 // instances), ADMIN_TOKEN, JOB_ID, SCREENSHOT (a PNG path) and CHROMIUM
@@ -124,6 +125,22 @@ try {
 
   step(`screenshot to ${screenshot}`);
   await page.screenshot({ path: screenshot, fullPage: true });
+
+  step('a bulk cancel shows the count to confirm, then says what it did');
+  await page.goto(`${base}/admin/queue/jobs?state=pending&queue=reports`);
+  const age = page.locator('#bulk input[name=older_than]');
+  await age.fill('1m');
+  await age.evaluate((field) => field.blur());
+  await page.waitForTimeout(2500);
+  if (await age.inputValue() !== '1m') throw new Error('the live refresh wiped the age typed in the bulk form');
+  await Promise.all([page.waitForURL(/\/jobs\/bulk\?/), page.click('#bulk button[value=cancel]')]);
+  const counted = (await page.textContent('#bulk-count')).trim();
+  if (counted !== '3') throw new Error(`the confirmation counts ${counted} jobs, not 3`);
+  await Promise.all([page.waitForURL(/\/jobs\?.*note=/), page.click('#bulk-confirm button')]);
+  const note = await page.textContent('p.note');
+  if (!note.includes('3 jobs matched') || !note.includes('3 cancelled')) {
+    throw new Error(`unexpected note after the bulk cancel: ${note}`);
+  }
   console.log('ok');
 } finally {
   if (context) await context.close();

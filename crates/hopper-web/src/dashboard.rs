@@ -476,7 +476,7 @@ fn bulk_form(filters: &[(&str, &Option<String>)]) -> String {
             format!(
                 r#" <button type="submit" name="action" value="{}">{} all</button>"#,
                 action.as_str(),
-                capitalized(action)
+                action.title()
             )
         })
         .collect();
@@ -824,7 +824,7 @@ async fn bulk_confirm(
         r#"<p>{} every job matching: <b id="bulk-filter">{}</b>.</p>
 <div class="cards"><div class="card"><b id="bulk-count">{count}</b>jobs match now</div></div>
 <p class="muted">{}; jobs in other states are skipped.</p>"#,
-        capitalized(action),
+        action.title(),
         escape(&form.selection.describe()),
         applies(action),
     );
@@ -838,7 +838,7 @@ async fn bulk_confirm(
         button(
             &format!("{DASHBOARD_PATH}/jobs/bulk"),
             csrf,
-            &format!("{} {count} jobs", capitalized(action)),
+            &format!("{} {count} jobs", action.title()),
             &fields,
         )
     };
@@ -847,7 +847,7 @@ async fn bulk_confirm(
         escape(&back)
     ));
     Ok(page(
-        &format!("{} all matching jobs?", capitalized(action)),
+        &format!("{} all matching jobs?", action.title()),
         csrf,
         &body,
     ))
@@ -890,31 +890,13 @@ fn list_url(selection: &Selection, note: Option<String>) -> String {
 fn bulk_note(action: BulkAction, selection: &Selection, done: &BulkOutcome) -> String {
     format!(
         "{} all: {} jobs matched ({}), {} {}, {} skipped.",
-        capitalized(action),
+        action.title(),
         done.matched,
         selection.describe(),
         done.applied,
-        past(action),
+        action.done(),
         done.skipped,
     )
-}
-
-/// `Retry`, `Cancel` or `Delete`.
-fn capitalized(action: BulkAction) -> &'static str {
-    match action {
-        BulkAction::Retry => "Retry",
-        BulkAction::Cancel => "Cancel",
-        BulkAction::Delete => "Delete",
-    }
-}
-
-/// `retried`, `cancelled` or `deleted`.
-fn past(action: BulkAction) -> &'static str {
-    match action {
-        BulkAction::Retry => "retried",
-        BulkAction::Cancel => "cancelled",
-        BulkAction::Delete => "deleted",
-    }
 }
 
 /// Which jobs `action` changes, and how.

@@ -46,6 +46,32 @@ impl BulkAction {
         }
     }
 
+    /// The action's name as a title: `Retry`, `Cancel` or `Delete`.
+    ///
+    /// ```
+    /// assert_eq!(hopper::bulk::BulkAction::Cancel.title(), "Cancel");
+    /// ```
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Retry => "Retry",
+            Self::Cancel => "Cancel",
+            Self::Delete => "Delete",
+        }
+    }
+
+    /// What a job it changed became: `retried`, `cancelled` or `deleted`.
+    ///
+    /// ```
+    /// assert_eq!(hopper::bulk::BulkAction::Retry.done(), "retried");
+    /// ```
+    pub fn done(self) -> &'static str {
+        match self {
+            Self::Retry => "retried",
+            Self::Cancel => "cancelled",
+            Self::Delete => "deleted",
+        }
+    }
+
     /// Whether a job in `state` is one this action changes.
     ///
     /// ```

@@ -131,10 +131,7 @@ async fn confirmed(
         out.line(format!("{what}: nothing to {}.", args.action.as_str()))?;
         return Ok(false);
     }
-    let question = format!(
-        "{what}. {} them? Type yes to go on",
-        capitalized(args.action)
-    );
+    let question = format!("{what}. {} them? Type yes to go on", args.action.title());
     let answer = out.prompt(&question, "no")?;
     if matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes") {
         return Ok(true);
@@ -184,7 +181,7 @@ fn report(
         "Matched {} jobs: {} {}, {} skipped.",
         done.matched,
         done.applied,
-        past(action),
+        action.done(),
         done.skipped
     ))?;
     if done.skipped > 0 {
@@ -201,24 +198,6 @@ fn skipped_because(action: BulkAction) -> &'static str {
         }
         BulkAction::Cancel => "were neither pending nor running",
         BulkAction::Delete => "were running",
-    }
-}
-
-/// `Retry`, `Cancel` or `Delete`.
-fn capitalized(action: BulkAction) -> &'static str {
-    match action {
-        BulkAction::Retry => "Retry",
-        BulkAction::Cancel => "Cancel",
-        BulkAction::Delete => "Delete",
-    }
-}
-
-/// `retried`, `cancelled` or `deleted`.
-fn past(action: BulkAction) -> &'static str {
-    match action {
-        BulkAction::Retry => "retried",
-        BulkAction::Cancel => "cancelled",
-        BulkAction::Delete => "deleted",
     }
 }
 

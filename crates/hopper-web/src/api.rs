@@ -29,7 +29,7 @@ use axum::{Json, Router};
 use hopper::bulk::{BulkAction, BulkOutcome, UnknownAction};
 use hopper::store::{BatchRecord, FlowUsage, QueueFlow, Rate};
 use hopper::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use hopper::{DispatchError, DispatchOptions, JobRecord, RegistryError, StoreError};
+use hopper::{DispatchError, DispatchOptions, JobFilter, JobRecord, RegistryError, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -239,6 +239,8 @@ struct ListQuery {
     queue: Option<String>,
     #[serde(rename = "type")]
     job_type: Option<String>,
+    /// Only the jobs of this batch (or workflow).
+    batch: Option<i64>,
     before: Option<i64>,
     limit: Option<u32>,
 }
@@ -257,6 +259,10 @@ async fn list(
         query.limit,
     )
     .map_err(ApiError::BadRequest)?;
+    let filter = JobFilter {
+        batch_id: query.batch,
+        ..filter
+    };
     let page = web
         .hopper()
         .jobs(&filter)
@@ -634,6 +640,7 @@ pub fn openapi_document() -> Value {
                         query("state", json!({ "type": "string", "enum": ["pending", "started", "finished", "failed", "cancelled"] })),
                         query("queue", json!({ "type": "string" })),
                         query("type", json!({ "type": "string" })),
+                        query("batch", json!({ "type": "integer", "description": "only the jobs of this batch or workflow" })),
                         query("before", json!({ "type": "integer", "description": "only ids below this: the previous page's next" })),
                         query("limit", json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE,
                             "description": "jobs per page; outside 1 to the maximum is refused (400)" })),

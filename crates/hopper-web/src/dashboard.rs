@@ -642,6 +642,7 @@ async fn batch(
     let mut body = batch_summary(&batch);
     body.push_str(&batch_counts(&batch.counts));
     body.push_str(&callback_table(&batch.callbacks));
+    body.push_str(&batch_jobs(web.hopper(), &batch).await?);
     Ok(page(
         &format!("Batch {}", batch.id),
         caller.csrf_token(),
@@ -687,6 +688,66 @@ fn batch_counts(counts: &BatchCounts) -> String {
     .map(|(name, n)| format!(r#"<div class="card"><b id="batch-{name}">{n}</b>{name}</div>"#))
     .collect();
     format!(r#"<div class="cards">{cards}</div>"#)
+}
+
+/// The most jobs of a batch its page lists.
+const BATCH_JOBS_SHOWN: u32 = 100;
+
+/// A batch's jobs (its latest [`BATCH_JOBS_SHOWN`], oldest first, as a
+/// workflow's steps were added), each with its state and, in a workflow,
+/// the steps it waits on.
+async fn batch_jobs(hopper: &hopper::Hopper, batch: &BatchRecord) -> Result<String> {
+    let filter = JobFilter {
+        batch_id: Some(batch.id),
+        limit: Some(BATCH_JOBS_SHOWN),
+        ..JobFilter::default()
+    };
+    let mut jobs = hopper.jobs(&filter).await?.jobs;
+    jobs.reverse();
+    let mut table = String::from("<h2>Jobs</h2>");
+    if batch.counts.total > u64::from(BATCH_JOBS_SHOWN) {
+        table.push_str(&format!(
+            r#"<p class="muted">The latest {BATCH_JOBS_SHOWN} of {} jobs.</p>"#,
+            batch.counts.total
+        ));
+    }
+    table.push_str(
+        "<table id=\"batch-jobs\"><tr><th>id</th><th>type</th><th>state</th><th>waits on</th></tr>",
+    );
+    for job in &jobs {
+        let dependencies = hopper.store().dependencies(job.id).await?;
+        let waits_on = if dependencies.is_empty() {
+            "—".to_owned()
+        } else {
+            dependencies
+                .iter()
+                .map(|d| {
+                    format!(
+                        r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{}</a> {}"#,
+                        escape(&d.step),
+                        state(d.state),
+                        id = d.job_id,
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let waiting = match job.waiting_on {
+            0 => String::new(),
+            n => format!(r#" <span class="muted">(waiting on {n})</span>"#),
+        };
+        table.push_str(&format!(
+            r#"<tr data-id="{id}"><td><a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a></td><td>{}</td><td>{}{waiting}</td><td>{waits_on}</td></tr>"#,
+            escape(&job.job_type),
+            state(job.state),
+            id = job.id,
+        ));
+    }
+    if jobs.is_empty() {
+        table.push_str(r#"<tr><td colspan="4" class="muted">No jobs.</td></tr>"#);
+    }
+    table.push_str("</table>");
+    Ok(table)
 }
 
 /// A batch's callbacks, each with a link to its job once fired.

@@ -764,6 +764,18 @@ async fn a_batch_is_shown_with_its_counts_and_callbacks() {
         .await
         .unwrap();
 
+    let members = get(&router, &format!("/api/jobs?batch={}", batch.id)).await;
+    assert_eq!(members.status, StatusCode::OK, "{}", members.body);
+    let listed: Vec<i64> = members.json()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_i64().unwrap())
+        .collect();
+    let mut members_wanted = batch.jobs.clone();
+    members_wanted.reverse();
+    assert_eq!(listed, members_wanted, "a batch's jobs, newest first");
+
     let shown = get(&router, &format!("/api/batches/{}", batch.id)).await;
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
     let body = shown.json();

@@ -972,3 +972,46 @@ async fn a_bulk_action_needs_the_csrf_token() {
     }
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_workflows_page_lists_its_steps_with_what_each_waits_on() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    hopper.pause("default").await.unwrap();
+    let router = router(hopper);
+    let mail = |to: &str| Mail { to: to.into() };
+    let workflow = hopper
+        .workflow("checkout")
+        .add::<MailJob>("<b>charge</b>", mail("a@x.org"))
+        .unwrap()
+        .add_after::<MailJob>(&["<b>charge</b>"], "receipt", mail("b@x.org"))
+        .unwrap()
+        .dispatch()
+        .await
+        .unwrap();
+    let cookie = log_in(&router).await;
+    let reply = page(
+        &router,
+        &cookie,
+        &format!("/admin/queue/batches/{}", workflow.id),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let body = reply.body;
+    let charge = workflow.jobs["<b>charge</b>"];
+    let receipt = workflow.jobs["receipt"];
+    // Oldest first: the first step, then the one waiting on it.
+    let first = body.find(&format!(r#"<tr data-id="{charge}">"#));
+    let second = body.find(&format!(r#"<tr data-id="{receipt}">"#));
+    assert!(first.is_some() && first < second, "{body}");
+    assert!(
+        body.contains(&format!(
+            r#"<a href="/admin/queue/jobs/{charge}">&lt;b&gt;charge&lt;/b&gt;</a> <span class="state state-pending">pending</span>"#
+        )),
+        "the step waited on, escaped, with its state: {body}"
+    );
+    assert!(body.contains("(waiting on 1)"), "{body}");
+    assert!(!body.contains("<b>charge"), "step names are escaped");
+    queue.stop().await.unwrap();
+}

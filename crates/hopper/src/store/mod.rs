@@ -1072,6 +1072,8 @@ pub struct JobFilter {
     pub job_type: Option<String>,
     /// Only jobs created before this time (older than an age).
     pub created_before: Option<DateTime<Utc>>,
+    /// Only jobs of this batch (or workflow).
+    pub batch_id: Option<BatchId>,
     /// Only jobs with an id below this: the cursor a page's
     /// [`JobPage::next`] gives for the page after it. `None` starts at the
     /// newest job.

@@ -132,6 +132,9 @@ pub(crate) fn conditions(filter: &JobFilter) -> FilterTerms<'_> {
     if let Some(job_type) = &filter.job_type {
         terms.push(("type = ", FilterValue::Text(job_type)));
     }
+    if let Some(batch) = filter.batch_id {
+        terms.push(("batch_id = ", FilterValue::Id(batch)));
+    }
     if let Some(at) = filter.created_before {
         terms.push(("created_at < ", FilterValue::Time(at)));
     }

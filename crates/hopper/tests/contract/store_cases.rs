@@ -525,6 +525,7 @@ pub async fn listing_filters_by_state_queue_type_and_id_newest_first(db: &TestDb
                 queue: Some("q2".into()),
                 job_type: Some("b".into()),
                 created_before: None,
+                batch_id: None,
                 before: Some(id[5]),
                 limit: Some(1),
             },

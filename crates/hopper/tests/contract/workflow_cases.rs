@@ -138,6 +138,13 @@ pub async fn a_workflow_runs_each_step_after_its_dependencies_and_fans_in_once(d
     );
     let status = hopper.batch_status(workflow.id).await.unwrap().unwrap();
     assert_eq!((status.counts.total, status.counts.finished), (22, 22));
+    let members = hopper::JobFilter {
+        batch_id: Some(workflow.id),
+        limit: Some(100),
+        ..hopper::JobFilter::default()
+    };
+    assert_eq!(hopper.jobs(&members).await.unwrap().jobs.len(), 22);
+    assert_eq!(hopper.count_jobs(&members).await.unwrap(), 22);
 }
 
 pub async fn a_failed_step_cancels_its_dependents_and_an_any_outcome_step_still_runs(db: &TestDb) {

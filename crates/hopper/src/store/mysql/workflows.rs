@@ -23,9 +23,15 @@ const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?, has_dependents = ? WHERE
 const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT ? \
      FOR UPDATE SKIP LOCKED";
 
-/// Sets a job's waiting count, due at a time if given: waiting, due, id.
-const SET_WAITING: &str = "UPDATE jobs SET waiting_on = ?, available_at = COALESCE(?, available_at) \
-     WHERE id = ?";
+/// Sets `n` jobs their waiting counts, each due at a time if given: (id,
+/// waiting, due) per job, joined as a derived table.
+fn set_waiting(n: usize) -> String {
+    let rows = vec!["SELECT ? AS id, ? AS waiting, ? AS due"; n].join(" UNION ALL ");
+    format!(
+        "UPDATE jobs JOIN ({rows}) AS c ON jobs.id = c.id \
+         SET jobs.waiting_on = c.waiting, jobs.available_at = COALESCE(c.due, jobs.available_at)"
+    )
+}
 
 /// Cancels a pending job: finished at, error, id.
 const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?, last_error = ? \
@@ -132,13 +138,14 @@ impl WorkflowTx for MySqlBatch<'_> {
     }
 
     async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError> {
-        for (id, waiting_on, due) in jobs {
-            sqlx::query(SET_WAITING)
-                .bind(waiting_on)
-                .bind(due.map(micros))
-                .bind(id)
-                .execute(&mut *self.0)
-                .await?;
+        // A thousand jobs a statement, not a round trip each.
+        for chunk in jobs.chunks(1_000) {
+            let statement = set_waiting(chunk.len());
+            let mut query = sqlx::query(&statement);
+            for (id, waiting_on, due) in chunk {
+                query = query.bind(id).bind(waiting_on).bind(due.map(micros));
+            }
+            query.execute(&mut *self.0).await?;
         }
         Ok(())
     }

@@ -28,7 +28,10 @@ CREATE TABLE dep_events (
     state  TEXT   NOT NULL
 );
 
-CREATE FUNCTION hopper_dependency_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Planned without nested loops, as `hopper_batch_counted` is: the planner
+-- takes each transition table for one row.
+CREATE FUNCTION hopper_dependency_ended() RETURNS trigger LANGUAGE plpgsql
+SET enable_nestloop = off AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM new_rows WHERE has_dependents
                        AND state IN ('finished', 'failed', 'cancelled')) THEN

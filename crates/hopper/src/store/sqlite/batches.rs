@@ -3,9 +3,9 @@
 //! database's write lock, so no other process writes between them.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, params, params_from_iter};
+use rusqlite::{Connection, Transaction, params};
 
-use super::{all, insert_in};
+use super::{all, insert_in, json_list};
 use crate::job::JobId;
 use crate::store::rows::{from_count, from_micros, micros};
 use crate::store::{
@@ -36,9 +36,10 @@ const GROW: &str = "UPDATE batches SET total = total + ?2, sealed = sealed OR ?3
 const DUE: &str = "SELECT id, total, finished, failed, cancelled, sealed, awaiting \
     FROM batches WHERE due ORDER BY id LIMIT ?1";
 
-/// Batch `?1`'s callbacks, as [`CallbackColumns`]; the kinds are appended as `IN (…)` values.
+/// Batch `?1`'s callbacks of the kinds in the JSON array `?2`, as [`CallbackColumns`].
 const CALLBACKS: &str = "SELECT kind, type, queue, payload, priority, max_attempts, unique_key, \
-    partition_key FROM batch_callbacks WHERE batch_id = ?1 AND kind IN ";
+    partition_key FROM batch_callbacks \
+    WHERE batch_id = ?1 AND kind IN (SELECT value FROM json_each(?2)) ORDER BY kind";
 
 /// Records job `?3` as what batch `?1`'s callback of kind `?2` became.
 const FIRED: &str = "UPDATE batch_callbacks SET job_id = ?3 WHERE batch_id = ?1 AND kind = ?2";
@@ -71,14 +72,6 @@ fn counts(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<BatchCounts
         finished: from_count(row.get(first + 1)?),
         failed: from_count(row.get(first + 2)?),
         cancelled: from_count(row.get(first + 3)?),
-    })
-}
-
-/// A JSON array of `ids`, as statements read lists.
-fn id_list(ids: &[JobId]) -> Result<String, StoreError> {
-    serde_json::to_string(ids).map_err(|error| StoreError::CorruptBatch {
-        id: 0,
-        reason: error.to_string(),
     })
 }
 
@@ -125,7 +118,7 @@ impl BatchTx for SqliteBatch<'_, '_> {
         let joined = self
             .0
             .prepare_cached(JOIN)?
-            .execute(params![id, id_list(ids)?])?;
+            .execute(params![id, json_list(ids)?])?;
         Ok(super::changed(joined))
     }
 
@@ -154,11 +147,9 @@ impl BatchTx for SqliteBatch<'_, '_> {
         events: &[BatchEvent],
         now: DateTime<Utc>,
     ) -> Result<Vec<(BatchEvent, NewJob)>, StoreError> {
-        let kinds = vec!["?"; events.len()].join(", ");
-        let statement = format!("{CALLBACKS}({kinds}) ORDER BY kind");
-        let values = std::iter::once(id).chain(events.iter().map(|event| event.bit()));
-        let mut query = self.0.prepare_cached(&statement)?;
-        let rows = query.query_map(params_from_iter(values), |row| {
+        let kinds: Vec<i64> = events.iter().map(|event| event.bit()).collect();
+        let mut query = self.0.prepare_cached(CALLBACKS)?;
+        let rows = query.query_map(params![id, json_list(&kinds)?], |row| {
             Ok::<CallbackColumns, _>((
                 row.get(0)?,
                 row.get(1)?,

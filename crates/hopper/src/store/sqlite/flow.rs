@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, params};
 
-use super::{all, claimed, sql};
+use super::{all, claimed, json_list, sql};
 use crate::job::JobId;
 use crate::store::rows::{from_micros, lease_micros, micros};
 use crate::store::{
@@ -29,11 +29,6 @@ pub(super) fn flow_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueFlow> {
         rate: Rate::stored(row.get(2)?, row.get(3)?, row.get(4)?),
         fair: row.get(5)?,
     })
-}
-
-/// A JSON array of `values`, as statements read lists.
-fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(values).map_err(|error| StoreError::InvalidFlow(error.to_string()))
 }
 
 impl FlowTx for SqliteFlow<'_, '_> {

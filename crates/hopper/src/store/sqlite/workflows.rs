@@ -3,10 +3,10 @@
 //! database's write lock, so no other process writes between them.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, params};
 
 use super::batches::SqliteBatch;
-use super::{all, state_of};
+use super::{all, json_list, state_of};
 use crate::job::JobId;
 use crate::store::rows::micros;
 use crate::store::workflows::shape;
@@ -25,11 +25,13 @@ const ADD_EDGE: &str =
 /// Up to `?1` events, oldest first.
 const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT ?1";
 
-/// The edges out of the jobs listed (appended as `IN (…)` values).
-const EDGES: &str = "SELECT depends_on, job_id, any_outcome FROM job_deps WHERE depends_on IN ";
+/// The edges out of the jobs of the JSON array `?1`.
+const EDGES: &str = "SELECT depends_on, job_id, any_outcome FROM job_deps \
+    WHERE depends_on IN (SELECT value FROM json_each(?1))";
 
-/// The jobs listed (appended as `IN (…)` values): id, queue, waiting count, state.
-const DEPENDENTS: &str = "SELECT id, queue, waiting_on, state FROM jobs WHERE id IN ";
+/// The jobs of the JSON array `?1`, in id order: id, queue, waiting count, state.
+const DEPENDENTS: &str = "SELECT id, queue, waiting_on, state FROM jobs \
+    WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id";
 
 /// Sets job `?1`'s waiting count to `?2`, due at `?3` if given.
 const SET_WAITING: &str =
@@ -39,17 +41,12 @@ const SET_WAITING: &str =
 const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, last_error = ?3 \
     WHERE id = ?1 AND state = 'pending'";
 
-/// Deletes the events listed (appended as `IN (…)` values).
-const DELETE_EVENTS: &str = "DELETE FROM dep_events WHERE id IN ";
+/// Deletes the events of the JSON array `?1`.
+const DELETE_EVENTS: &str = "DELETE FROM dep_events WHERE id IN (SELECT value FROM json_each(?1))";
 
 /// Job `?1`'s dependencies: step, job, state, output.
 const DEPENDENCIES: &str = "SELECT d.step, j.id, j.state, j.output FROM job_deps AS d \
     JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id = ?1 ORDER BY j.id";
-
-/// `?, ?, …` for `n` values, in parentheses.
-fn list(n: usize) -> String {
-    format!("({})", vec!["?"; n].join(", "))
-}
 
 impl WorkflowTx for SqliteBatch<'_, '_> {
     async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError> {
@@ -89,24 +86,13 @@ impl WorkflowTx for SqliteBatch<'_, '_> {
     }
 
     async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError> {
-        if ended.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!("{EDGES}{}", list(ended.len()));
-        let mut query = self.0.prepare(&sql)?;
-        let rows = query.query_map(params_from_iter(ended), |row| {
+        all(self.0, EDGES, [json_list(ended)?], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!("{DEPENDENTS}{} ORDER BY id", list(ids.len()));
-        let mut query = self.0.prepare(&sql)?;
-        let rows = query.query_map(params_from_iter(ids), |row| {
+        let rows = all(self.0, DEPENDENTS, [json_list(ids)?], |row| {
             Ok((
                 row.get::<_, JobId>(0)?,
                 row.get::<_, String>(1)?,
@@ -114,17 +100,16 @@ impl WorkflowTx for SqliteBatch<'_, '_> {
                 row.get::<_, String>(3)?,
             ))
         })?;
-        let mut dependents = Vec::new();
-        for row in rows {
-            let (id, queue, waiting_on, state) = row?;
-            dependents.push(Dependent {
-                id,
-                queue,
-                waiting_on,
-                state: state_of(id, &state)?,
-            });
-        }
-        Ok(dependents)
+        rows.into_iter()
+            .map(|(id, queue, waiting_on, state)| {
+                Ok(Dependent {
+                    id,
+                    queue,
+                    waiting_on,
+                    state: state_of(id, &state)?,
+                })
+            })
+            .collect()
     }
 
     async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError> {
@@ -148,10 +133,9 @@ impl WorkflowTx for SqliteBatch<'_, '_> {
     }
 
     async fn delete_events(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        if !ids.is_empty() {
-            let sql = format!("{DELETE_EVENTS}{}", list(ids.len()));
-            self.0.execute(&sql, params_from_iter(ids))?;
-        }
+        self.0
+            .prepare_cached(DELETE_EVENTS)?
+            .execute([json_list(ids)?])?;
         Ok(())
     }
 }

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 use super::{NewJob, StoreError};
 use crate::job::JobId;
 
+/// Whether some batch has a due callback: the same statement on every
+/// database, read first so that most looks for due callbacks need no
+/// transaction.
+pub(crate) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM batches WHERE due)";
+
 /// A batch's id.
 pub type BatchId = i64;
 

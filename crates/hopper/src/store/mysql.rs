@@ -1124,7 +1124,7 @@ impl Store for MysqlStore {
 
     async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         // Most looks find nothing to release: one read says so, without a transaction.
-        let any: bool = sqlx::query_scalar(workflows::ANY_EVENT)
+        let any: bool = sqlx::query_scalar(super::workflows::ANY_EVENT)
             .fetch_one(&self.pool)
             .await?;
         if !any {
@@ -1160,7 +1160,7 @@ impl Store for MysqlStore {
         limit: u32,
     ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
         // Most looks find nothing due: one read says so, without a transaction.
-        let any_due: bool = sqlx::query_scalar(batches::ANY_DUE)
+        let any_due: bool = sqlx::query_scalar(super::batches::ANY_DUE)
             .fetch_one(&self.pool)
             .await?;
         if !any_due {

@@ -1033,7 +1033,7 @@ impl Store for PostgresStore {
 
     async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         // Most looks find nothing to release: one read says so, without a transaction.
-        let any: bool = sqlx::query_scalar(workflows::ANY_EVENT)
+        let any: bool = sqlx::query_scalar(super::workflows::ANY_EVENT)
             .fetch_one(&self.pool)
             .await?;
         if !any {
@@ -1073,7 +1073,7 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
         // Most looks find nothing due: one read says so, without a transaction.
-        let any_due: bool = sqlx::query_scalar(batches::ANY_DUE)
+        let any_due: bool = sqlx::query_scalar(super::batches::ANY_DUE)
             .fetch_one(&self.pool)
             .await?;
         if !any_due {

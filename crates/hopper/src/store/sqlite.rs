@@ -885,7 +885,9 @@ impl Store for SqliteStore {
     async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         // Most looks find nothing to release: a read says so without the writer.
         let any = self
-            .read(|conn| Ok(conn.query_row(workflows::ANY_EVENT, [], |row| row.get::<_, bool>(0))?))
+            .read(|conn| {
+                Ok(conn.query_row(super::workflows::ANY_EVENT, [], |row| row.get::<_, bool>(0))?)
+            })
             .await?;
         if !any {
             return Ok(Vec::new());
@@ -928,7 +930,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(JobId, NewJob)>, StoreError> {
         // Most looks find nothing due: a read says so without the writer.
         let any_due = self
-            .read(|conn| Ok(conn.query_row(batches::ANY_DUE, [], |row| row.get::<_, bool>(0))?))
+            .read(|conn| {
+                Ok(conn.query_row(super::batches::ANY_DUE, [], |row| row.get::<_, bool>(0))?)
+            })
             .await?;
         if !any_due {
             return Ok(Vec::new());

@@ -27,6 +27,10 @@ pub const WAITING_UNTIL: DateTime<Utc> = match DateTime::from_timestamp(253_402_
     None => DateTime::<Utc>::MIN_UTC,
 };
 
+/// Whether some ending waits for the release step: the same statement on
+/// every database, read first so that most looks need no transaction.
+pub(crate) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
+
 /// How many events one round of a release takes.
 const EVENTS_PER_ROUND: u32 = 500;
 

@@ -46,9 +46,6 @@ pub(super) const PRUNE: &str = "DELETE FROM batches \
      WHERE sealed AND finished + failed + cancelled >= total AND created_at < ? \
      ORDER BY id LIMIT ?";
 
-/// Whether some batch has a due callback.
-pub(super) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM batches WHERE due)";
-
 /// A batch: id, name, created at, counts, sealed.
 const GET: &str = "SELECT id, name, created_at, total, finished, failed, cancelled, sealed \
      FROM batches WHERE id = ?";

@@ -13,9 +13,6 @@ use crate::store::rows::{micros, state_of};
 use crate::store::workflows::shape;
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
-/// Whether some ending waits for the release step.
-pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
-
 /// Sets a job's waiting count and whether others depend on it: waiting, depended, id.
 const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?, has_dependents = ? WHERE id = ?";
 

@@ -59,9 +59,6 @@ pub(super) const PRUNE: &str = "DELETE FROM batches WHERE id IN (SELECT id FROM 
      WHERE sealed AND finished + failed + cancelled >= total AND created_at < $1 \
      LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
-/// Whether some batch has a due callback.
-pub(super) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM batches WHERE due)";
-
 /// Batch $1: id, name, created at, counts, sealed.
 const GET: &str = "SELECT id, name, created_at, total, finished, failed, cancelled, sealed \
      FROM batches WHERE id = $1";

@@ -11,9 +11,6 @@ use crate::store::rows::state_of;
 use crate::store::workflows::shape;
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
-/// Whether some ending waits for the release step.
-pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
-
 /// Sets each job of $1 (bigint[]) its waiting count ($2, int[]) and whether others depend on it ($3, bool[]).
 const LINK_JOBS: &str = "UPDATE jobs SET waiting_on = c.waiting, has_dependents = c.depended \
      FROM UNNEST($1::bigint[], $2::int[], $3::bool[]) AS c(id, waiting, depended) \

@@ -12,9 +12,6 @@ use crate::store::rows::micros;
 use crate::store::workflows::shape;
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
-/// Whether some ending waits for the release step.
-pub(super) const ANY_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM dep_events)";
-
 /// Sets job `?1`'s waiting count to `?2` and whether others depend on it to `?3`.
 const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?2, has_dependents = ?3 WHERE id = ?1";
 

@@ -144,7 +144,8 @@ impl Hopper {
 
     /// Applies `action` to every job `filter` matches, newest first, a
     /// page of [`MAX_PAGE_SIZE`] jobs at a time, each job as the one-job
-    /// call would (its events, wake-ups and batch counts included). Jobs
+    /// call would (its events, wake-ups and batch counts included; the
+    /// batches and workflows those changes touch are settled once a page). Jobs
     /// the action does not apply to are skipped. Stops at the first
     /// database error, with what it did so far lost to the caller but kept
     /// in the database; calling it again goes on where it stopped.
@@ -177,14 +178,24 @@ impl Hopper {
         };
         loop {
             let page = self.store().list(&page_filter).await?;
+            let mut ended = false;
             for job in &page.jobs {
                 outcome.matched += 1;
-                let applied = action.applies_to(job.state) && self.apply(action, job.id).await?;
+                let applied = if action.applies_to(job.state) {
+                    let (applied, ends) = self.apply(action, job.id).await?;
+                    ended |= ends;
+                    applied
+                } else {
+                    false
+                };
                 if applied {
                     outcome.applied += 1;
                 } else {
                     outcome.skipped += 1;
                 }
+            }
+            if ended {
+                crate::batch::settle(self).await;
             }
             match page.next {
                 Some(next) => page_filter.before = Some(next),
@@ -193,15 +204,19 @@ impl Hopper {
         }
     }
 
-    /// Applies `action` to job `id`; whether it changed the job.
-    async fn apply(&self, action: BulkAction, id: JobId) -> Result<bool, StoreError> {
+    /// Applies `action` to job `id`: whether it changed the job, and
+    /// whether a batch may need settling for it (it ended or left one).
+    async fn apply(&self, action: BulkAction, id: JobId) -> Result<(bool, bool), StoreError> {
         match action {
             BulkAction::Retry => match self.retry(id).await {
-                Err(StoreError::UniqueKeyHeld { .. }) => Ok(false),
-                done => done,
+                Err(StoreError::UniqueKeyHeld { .. }) => Ok((false, false)),
+                done => done.map(|retried| (retried, false)),
             },
-            BulkAction::Cancel => self.cancel(id).await,
-            BulkAction::Delete => self.delete(id).await,
+            BulkAction::Cancel => self.cancel_one(id).await,
+            BulkAction::Delete => {
+                let deleted = self.store().delete(id).await?;
+                Ok((deleted, deleted))
+            }
         }
     }
 }

@@ -531,18 +531,29 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        let (cancelled, ended) = self.cancel_one(id).await?;
+        if ended {
+            // A batch or workflow it belonged to may be done, or blocked.
+            crate::batch::settle(self).await;
+        }
+        Ok(cancelled)
+    }
+
+    /// Cancels job `id` as [`Hopper::cancel`] does, leaving batches to be
+    /// settled by the caller: whether it was pending or running, and
+    /// whether it ended here (it was pending).
+    pub(crate) async fn cancel_one(&self, id: JobId) -> Result<(bool, bool), StoreError> {
         // Pending first, the common case; a job that started meanwhile is
         // then asked to stop.
         let cancelled = self.store().cancel(id, self.now()).await?;
         if !cancelled && self.store().request_cancel(id).await? {
             self.cancel_requested();
-            return Ok(true);
+            return Ok((true, false));
         }
         // The event carries the job's fields, read back only when it is logged;
         // the job is cancelled either way, so a failed read is only logged.
         if cancelled {
             self.waiters().ended([id]);
-            crate::batch::settle(self).await;
         }
         if cancelled && tracing::enabled!(target: "hopper::events", tracing::Level::INFO) {
             match self.store().get(id).await {
@@ -551,7 +562,7 @@ impl Hopper {
                 Err(error) => tracing::warn!(id, %error, "reading a cancelled job failed"),
             }
         }
-        Ok(cancelled)
+        Ok((cancelled, cancelled))
     }
 
     /// Puts a failed or cancelled job back to pending, due now, with as many
@@ -669,6 +680,8 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        // Deleting is the store's one statement; `bulk` calls it directly
+        // and settles once a page.
         let deleted = self.store().delete(id).await?;
         if deleted {
             // A batch no longer waiting on it may be done.

@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hopper::bulk::{BulkAction, BulkOutcome};
-use hopper::store::{BatchCallback, BatchCounts, BatchRecord};
-use hopper::{JobFilter, JobState, StoreError};
+use hopper::store::{BatchCallback, BatchCounts, BatchRecord, Dependency};
+use hopper::{JobFilter, JobId, JobState, StoreError};
 use serde::Deserialize;
 
 use crate::auth::{self, Caller, Refused};
@@ -714,12 +714,18 @@ async fn batch_jobs(hopper: &hopper::Hopper, batch: &BatchRecord) -> Result<Stri
     table.push_str(
         "<table id=\"batch-jobs\"><tr><th>id</th><th>type</th><th>state</th><th>waits on</th></tr>",
     );
+    // One read for the whole page.
+    let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+    let dependencies = hopper.store().dependencies(&ids).await?;
     for job in &jobs {
-        let dependencies = hopper.store().dependencies(job.id).await?;
-        let waits_on = if dependencies.is_empty() {
+        let waited: Vec<&Dependency> = dependencies
+            .iter()
+            .filter(|d| d.dependent == job.id)
+            .collect();
+        let waits_on = if waited.is_empty() {
             "—".to_owned()
         } else {
-            dependencies
+            waited
                 .iter()
                 .map(|d| {
                     format!(

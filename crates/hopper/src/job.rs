@@ -484,7 +484,7 @@ impl JobContext {
     /// ```
     pub async fn dependencies(&self) -> Result<Vec<crate::store::Dependency>, StoreError> {
         match &self.run.link {
-            Some((store, _)) => store.dependencies(self.id).await,
+            Some((store, _)) => store.dependencies(&[self.id]).await,
             None => Ok(Vec::new()),
         }
     }

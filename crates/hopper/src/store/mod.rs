@@ -1448,8 +1448,9 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// dependency failed or was cancelled. The queues of the jobs it made due.
     async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
 
-    /// The dependencies of job `id`: each one's step name, job, state and output.
-    async fn dependencies(&self, id: JobId) -> Result<Vec<Dependency>, StoreError>;
+    /// The dependencies of the jobs `ids`, in one read: each one's job
+    /// waiting, step name, job, state and output.
+    async fn dependencies(&self, ids: &[JobId]) -> Result<Vec<Dependency>, StoreError>;
 
     /// How many jobs match `filter`'s conditions (its page size is not
     /// checked and does not count; its cursor does).

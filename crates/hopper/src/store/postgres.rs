@@ -1052,8 +1052,8 @@ impl Store for PostgresStore {
         Ok(due)
     }
 
-    async fn dependencies(&self, id: JobId) -> Result<Vec<Dependency>, StoreError> {
-        workflows::dependencies(&self.pool, id).await
+    async fn dependencies(&self, ids: &[JobId]) -> Result<Vec<Dependency>, StoreError> {
+        workflows::dependencies(&self.pool, ids).await
     }
 
     async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {

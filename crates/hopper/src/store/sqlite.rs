@@ -901,8 +901,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn dependencies(&self, id: JobId) -> Result<Vec<Dependency>, StoreError> {
-        self.read(|conn| workflows::dependencies(conn, id)).await
+    async fn dependencies(&self, ids: &[JobId]) -> Result<Vec<Dependency>, StoreError> {
+        self.read(|conn| workflows::dependencies(conn, ids)).await
     }
 
     async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {

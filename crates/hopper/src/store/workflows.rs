@@ -79,11 +79,13 @@ pub struct NewWorkflow {
 /// What a job's dependency is, as [`super::Store::dependencies`] reads it.
 ///
 /// ```
-/// let dep = hopper::store::Dependency { step: "charge".into(), job_id: 1, state: hopper::JobState::Finished, output: None };
+/// let dep = hopper::store::Dependency { dependent: 2, step: "charge".into(), job_id: 1, state: hopper::JobState::Finished, output: None };
 /// assert_eq!(dep.step, "charge");
 /// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Dependency {
+    /// The job that waits on it.
+    pub dependent: JobId,
     /// Its step name.
     pub step: String,
     /// Its job.
@@ -94,11 +96,27 @@ pub struct Dependency {
     pub output: Option<String>,
 }
 
+/// A dependency's columns as the stores read them: the job waiting, the
+/// dependency's step name, its job, state and output.
+pub(crate) type DependencyColumns = (JobId, String, JobId, String, Option<String>);
+
 impl Dependency {
+    /// The dependency a row of [`DependencyColumns`] holds.
+    pub(crate) fn from_columns(columns: DependencyColumns) -> Result<Self, StoreError> {
+        let (dependent, step, job_id, state, output) = columns;
+        Ok(Self {
+            dependent,
+            step,
+            job_id,
+            state: crate::store::rows::state_of(job_id, &state)?,
+            output,
+        })
+    }
+
     /// Its output decoded as `T`; `None` without one.
     ///
     /// ```
-    /// let dep = hopper::store::Dependency { step: "a".into(), job_id: 1, state: hopper::JobState::Finished, output: Some("7".into()) };
+    /// let dep = hopper::store::Dependency { dependent: 2, step: "a".into(), job_id: 1, state: hopper::JobState::Finished, output: Some("7".into()) };
     /// assert_eq!(dep.output_as::<u32>().unwrap(), Some(7));
     /// ```
     pub fn output_as<T: serde::de::DeserializeOwned>(

@@ -34,9 +34,14 @@ fn set_waiting(n: usize) -> String {
 const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?, last_error = ? \
      WHERE id = ? AND state = 'pending'";
 
-/// A job's dependencies: step, job, state, output.
-const DEPENDENCIES: &str = "SELECT d.step, j.id, j.state, j.output FROM job_deps AS d \
-     JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id = ? ORDER BY j.id";
+/// The dependencies of `n` jobs: job waiting, step, job, state, output; `?`: the jobs.
+fn dependencies_of(n: usize) -> String {
+    format!(
+        "SELECT d.job_id, d.step, j.id, j.state, j.output FROM job_deps AS d \
+         JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id IN ({}) ORDER BY d.job_id, j.id",
+        placeholders(n)
+    )
+}
 
 /// Records `n` edges: (dependency, dependent, step, any outcome) each.
 fn add_edges(n: usize) -> String {
@@ -178,21 +183,27 @@ impl WorkflowTx for MySqlBatch<'_> {
     }
 }
 
-/// Job `id`'s dependencies.
+/// The dependencies of the jobs `ids`.
 pub(super) async fn dependencies(
     pool: &MySqlPool,
-    id: JobId,
+    ids: &[JobId],
 ) -> Result<Vec<Dependency>, StoreError> {
-    let rows = sqlx::query(DEPENDENCIES).bind(id).fetch_all(pool).await?;
-    rows.iter()
-        .map(|row| {
-            let job_id: JobId = row.try_get("id")?;
-            Ok(Dependency {
-                step: text(row, "step")?,
-                job_id,
-                state: state_of(job_id, &text(row, "state")?)?,
-                output: optional_text(row, "output")?,
-            })
-        })
-        .collect()
+    let mut dependencies = Vec::new();
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let statement = dependencies_of(chunk.len());
+        let mut query = sqlx::query(&statement);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(pool).await? {
+            dependencies.push(Dependency::from_columns((
+                row.try_get("job_id")?,
+                text(&row, "step")?,
+                row.try_get("id")?,
+                text(&row, "state")?,
+                optional_text(&row, "output")?,
+            ))?);
+        }
+    }
+    Ok(dependencies)
 }

@@ -8,7 +8,7 @@ use sqlx::{PgPool, Row};
 use super::batches::PgBatch;
 use crate::job::JobId;
 use crate::store::rows::state_of;
-use crate::store::workflows::shape;
+use crate::store::workflows::{DependencyColumns, shape};
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
 /// Sets each job of $1 (bigint[]) its waiting count ($2, int[]) and whether others depend on it ($3, bool[]).
@@ -45,9 +45,10 @@ const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $2, las
 /// Deletes the events $1 (bigint[]).
 const DELETE_EVENTS: &str = "DELETE FROM dep_events WHERE id = ANY($1::bigint[])";
 
-/// Job $1's dependencies: step, job, state, output.
-const DEPENDENCIES: &str = "SELECT d.step, j.id, j.state, j.output FROM job_deps AS d \
-     JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id = $1 ORDER BY j.id";
+/// The dependencies of the jobs $1 (bigint[]): job waiting, step, job, state, output.
+const DEPENDENCIES: &str = "SELECT d.job_id, d.step, j.id, j.state, j.output FROM job_deps AS d \
+     JOIN jobs AS j ON j.id = d.depends_on \
+     WHERE d.job_id = ANY($1::bigint[]) ORDER BY d.job_id, j.id";
 
 impl WorkflowTx for PgBatch<'_> {
     async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError> {
@@ -168,20 +169,14 @@ impl WorkflowTx for PgBatch<'_> {
     }
 }
 
-/// Job `id`'s dependencies.
-pub(super) async fn dependencies(pool: &PgPool, id: JobId) -> Result<Vec<Dependency>, StoreError> {
-    let rows: Vec<(String, JobId, String, Option<String>)> = sqlx::query_as(DEPENDENCIES)
-        .bind(id)
+/// The dependencies of the jobs `ids`.
+pub(super) async fn dependencies(
+    pool: &PgPool,
+    ids: &[JobId],
+) -> Result<Vec<Dependency>, StoreError> {
+    let rows: Vec<DependencyColumns> = sqlx::query_as(DEPENDENCIES)
+        .bind(ids)
         .fetch_all(pool)
         .await?;
-    rows.into_iter()
-        .map(|(step, job_id, state, output)| {
-            Ok(Dependency {
-                step,
-                job_id,
-                state: state_of(job_id, &state)?,
-                output,
-            })
-        })
-        .collect()
+    rows.into_iter().map(Dependency::from_columns).collect()
 }

@@ -41,9 +41,10 @@ const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, las
 /// Deletes the events of the JSON array `?1`.
 const DELETE_EVENTS: &str = "DELETE FROM dep_events WHERE id IN (SELECT value FROM json_each(?1))";
 
-/// Job `?1`'s dependencies: step, job, state, output.
-const DEPENDENCIES: &str = "SELECT d.step, j.id, j.state, j.output FROM job_deps AS d \
-    JOIN jobs AS j ON j.id = d.depends_on WHERE d.job_id = ?1 ORDER BY j.id";
+/// The dependencies of the jobs of the JSON array `?1`: job waiting, step, job, state, output.
+const DEPENDENCIES: &str = "SELECT d.job_id, d.step, j.id, j.state, j.output FROM job_deps AS d \
+    JOIN jobs AS j ON j.id = d.depends_on \
+    WHERE d.job_id IN (SELECT value FROM json_each(?1)) ORDER BY d.job_id, j.id";
 
 impl WorkflowTx for SqliteBatch<'_, '_> {
     async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError> {
@@ -137,24 +138,19 @@ impl WorkflowTx for SqliteBatch<'_, '_> {
     }
 }
 
-/// Job `id`'s dependencies, read on `conn`.
-pub(super) fn dependencies(conn: &Connection, id: JobId) -> Result<Vec<Dependency>, StoreError> {
-    let rows = all(conn, DEPENDENCIES, [id], |row| {
+/// The dependencies of the jobs `ids`, read on `conn`.
+pub(super) fn dependencies(
+    conn: &Connection,
+    ids: &[JobId],
+) -> Result<Vec<Dependency>, StoreError> {
+    let rows = all(conn, DEPENDENCIES, [json_list(ids)?], |row| {
         Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, JobId>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, Option<String>>(3)?,
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
         ))
     })?;
-    rows.into_iter()
-        .map(|(step, job_id, state, output)| {
-            Ok(Dependency {
-                step,
-                job_id,
-                state: state_of(job_id, &state)?,
-                output,
-            })
-        })
-        .collect()
+    rows.into_iter().map(Dependency::from_columns).collect()
 }

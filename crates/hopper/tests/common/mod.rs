@@ -162,6 +162,23 @@ pub fn new_job(job_type: &str, queue: &str, at: chrono::DateTime<chrono::Utc>) -
     }
 }
 
+/// Waits (at most 60 s) until job `id` is in `state`, looking every 20 ms.
+pub async fn wait_state(hopper: &hopper::Hopper, id: hopper::JobId, state: hopper::JobState) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = hopper.job(id).await.unwrap().expect("the job exists");
+        if job.state == state {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} is {:?}, waited for {state:?}",
+            job.state
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits, on the pool's activity, until every job in `ids` has finished.
 pub async fn wait_finished(
     hopper: &hopper::Hopper,

@@ -196,9 +196,23 @@ pub async fn a_job_failing_for_good_fires_failure_once_then_complete_but_never_s
         .unwrap();
     let pool = hopper.start(hopper::WorkerConfig::new(4)).unwrap();
     wait_until("failure and complete", || calls.total() >= 2).await;
-    // Give a wrongly fired success (or a second failure) the time to show.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pool settles once more as it stops: after that, a wrongly fired
+    // success (or a second failure) would be a callback job stored.
     pool.stop().await.unwrap();
+    let callbacks = hopper::JobFilter {
+        job_type: Some(Callback::TYPE.into()),
+        ..hopper::JobFilter::default()
+    };
+    assert_eq!(hopper.count_jobs(&callbacks).await.unwrap(), 2);
+    assert!(
+        hopper
+            .store()
+            .fire_batch_callbacks(hopper.now(), 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing more is due"
+    );
     assert_eq!(calls.count("failure", 2), 1, "at the first failure, once");
     assert_eq!(calls.count("complete", 2), 1);
     assert_eq!(calls.count("success", 2), 0, "ten jobs failed");
@@ -225,7 +239,15 @@ pub async fn an_open_batch_waits_for_its_seal_and_its_jobs_can_add_to_it(db: &Te
         .await
         .unwrap();
     wait_finished(&hopper, &pool, &first).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every job ended: an open batch is still not due.
+    let fired = hopper
+        .store()
+        .fire_batch_callbacks(hopper.now(), 100)
+        .await
+        .unwrap();
+    assert!(fired.is_empty(), "{fired:?}");
+    let status = hopper.batch_status(id).await.unwrap().unwrap();
+    assert!(status.callbacks.iter().all(|c| c.job_id.is_none()));
     assert_eq!(calls.total(), 0, "an open batch does not succeed");
 
     // A job that adds three more to its own batch; then the seal.

@@ -79,23 +79,6 @@ fn flow_builder() -> hopper::Builder {
         .state(Arc::new(AtomicUsize::new(0)))
 }
 
-/// Waits (at most 60 s) until job `id` is in `state`.
-async fn wait_state(hopper: &hopper::Hopper, id: hopper::JobId, state: JobState) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = hopper.job(id).await.unwrap().expect("the job exists");
-        if job.state == state {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} is {:?}, waited for {state:?}",
-            job.state
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 pub async fn a_snoozed_job_runs_again_later_without_using_an_attempt(db: &TestDb) {
     let queue = db.start(flow_builder()).await.unwrap();
     let hopper = queue.hopper();

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hopper::store::{
     Claim, ClaimRequest, CompleteRequest, Completion, Outcome, Store, new_claim_token,
@@ -16,6 +16,7 @@ use hopper::{
 };
 
 use crate::backends::TestDb;
+use crate::common::wait_state;
 
 /// How many times each step ran.
 #[derive(Clone, Default)]
@@ -80,23 +81,6 @@ async fn handle(db: &TestDb, runs: &Runs) -> Hopper {
         .connect(db.url())
         .await
         .unwrap()
-}
-
-/// Waits until job `id` is in `state`, failing after 60 s.
-async fn wait_state(hopper: &Hopper, id: hopper::JobId, state: JobState) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = hopper.job(id).await.unwrap().expect("the job exists");
-        if job.state == state {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} is {:?}, waited for {state:?}",
-            job.state
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 pub async fn a_workflow_runs_each_step_after_its_dependencies_and_fans_in_once(db: &TestDb) {

@@ -13,34 +13,12 @@
 
 mod common;
 
-use common::{MYSQL_URL, POSTGRES_URL, figure, run_chaos};
+use common::{MYSQL_URL, POSTGRES_URL, batched_run};
 
 const JOBS: u64 = 2_000;
 
 fn batched(url: &str) -> serde_json::Value {
-    let report = run_chaos(url, JOBS, "12s", &["--batches"]);
-    let figure = |pointer: &str| figure(&report, pointer);
-    assert_eq!(figure("/finished"), JOBS, "{report:#}");
-    assert_eq!(figure("/lost"), 0, "{report:#}");
-    assert_eq!(figure("/stuck"), 0, "{report:#}");
-    assert_eq!(figure("/duplicates_unexplained"), 0, "{report:#}");
-    assert!(figure("/worker_kills") >= 2, "{report:#}");
-    let batches = figure("/batches/batches");
-    assert!(batches >= 10, "{report:#}");
-    assert_eq!(figure("/batches/jobs_in_batches"), JOBS, "{report:#}");
-    assert_eq!(figure("/batches/miscounted"), 0, "{report:#}");
-    assert_eq!(figure("/batches/callbacks"), 2 * batches, "{report:#}");
-    assert_eq!(figure("/batches/callbacks_not_fired"), 0, "{report:#}");
-    assert_eq!(figure("/batches/callbacks_inserted_twice"), 0, "{report:#}");
-    assert_eq!(figure("/batches/callbacks_not_finished"), 0, "{report:#}");
-    assert_eq!(
-        figure("/batches/callbacks_run_twice_unexplained"),
-        0,
-        "{report:#}"
-    );
-    assert_eq!(report["batches"]["passed"], true, "{report:#}");
-    assert_eq!(report["passed"], true, "{report:#}");
-    report
+    batched_run(url, JOBS, "--batches")
 }
 
 #[test]

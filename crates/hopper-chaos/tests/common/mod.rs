@@ -1,5 +1,5 @@
-//! What both chaos test binaries share: the servers' URLs and running the
-//! real binary to its JSON audit.
+//! What the chaos test binaries share: the servers' URLs, running the
+//! real binary to its JSON audit, and the checks every batched run shares.
 
 use std::process::Command;
 
@@ -43,4 +43,36 @@ pub fn figure(report: &serde_json::Value, pointer: &str) -> u64 {
         .pointer(pointer)
         .and_then(serde_json::Value::as_u64)
         .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
+}
+
+/// Runs a batched run (`mode`: `--batches` or `--workflows`) of `jobs` jobs
+/// with 12 s of damage, checks what both kinds share (nothing lost or
+/// stuck, every batch counted whole, each of its two callbacks inserted
+/// once, finished, and run twice only where a kill explains it), and
+/// answers the audit.
+#[allow(dead_code)]
+pub fn batched_run(url: &str, jobs: u64, mode: &str) -> serde_json::Value {
+    let report = run_chaos(url, jobs, "12s", &[mode]);
+    let figure = |pointer: &str| figure(&report, pointer);
+    assert_eq!(figure("/finished"), jobs, "{report:#}");
+    assert_eq!(figure("/lost"), 0, "{report:#}");
+    assert_eq!(figure("/stuck"), 0, "{report:#}");
+    assert_eq!(figure("/duplicates_unexplained"), 0, "{report:#}");
+    assert!(figure("/worker_kills") >= 2, "{report:#}");
+    let batches = figure("/batches/batches");
+    assert!(batches >= 10, "{report:#}");
+    assert_eq!(figure("/batches/jobs_in_batches"), jobs, "{report:#}");
+    assert_eq!(figure("/batches/miscounted"), 0, "{report:#}");
+    assert_eq!(figure("/batches/callbacks"), 2 * batches, "{report:#}");
+    assert_eq!(figure("/batches/callbacks_not_fired"), 0, "{report:#}");
+    assert_eq!(figure("/batches/callbacks_inserted_twice"), 0, "{report:#}");
+    assert_eq!(figure("/batches/callbacks_not_finished"), 0, "{report:#}");
+    assert_eq!(
+        figure("/batches/callbacks_run_twice_unexplained"),
+        0,
+        "{report:#}"
+    );
+    assert_eq!(report["batches"]["passed"], true, "{report:#}");
+    assert_eq!(report["passed"], true, "{report:#}");
+    report
 }

@@ -23,7 +23,7 @@ use hopper::{JobFilter, JobId, JobState, StoreError};
 use serde::Deserialize;
 
 use crate::auth::{self, Caller, Refused};
-use crate::html::{age, button, escape, page, state, time};
+use crate::html::{age, button, escape, hidden_fields, page, state, time};
 use crate::{DASHBOARD_PATH, Web};
 
 /// Jobs per page of the job list.
@@ -459,17 +459,11 @@ fn jobs_url(before: Option<i64>, filters: &[(&str, &Option<String>)]) -> String 
 /// an optional age, and a button per action, each leading to the
 /// confirmation page ([`bulk_confirm`]); nothing changes before that.
 fn bulk_form(filters: &[(&str, &Option<String>)]) -> String {
-    let hidden: String = filters
+    let given: Vec<(&str, &str)> = filters
         .iter()
-        .filter_map(|(name, value)| value.as_ref().map(|value| (name, value)))
-        .map(|(name, value)| {
-            format!(
-                r#"<input type="hidden" name="{}" value="{}">"#,
-                escape(name),
-                escape(value)
-            )
-        })
+        .filter_map(|(name, value)| value.as_deref().map(|value| (*name, value)))
         .collect();
+    let hidden = hidden_fields(&given);
     let buttons: String = BulkAction::ALL
         .into_iter()
         .map(|action| {

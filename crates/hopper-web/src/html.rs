@@ -168,15 +168,14 @@ pub fn state(state: hopper::JobState) -> String {
     format!(r#"<span class="state state-{name}">{name}</span>"#)
 }
 
-/// A one-button POST form carrying the CSRF token.
+/// Hidden inputs carrying `fields`, escaped.
 ///
 /// ```
-/// let form = hopper_web::html::button("/x", "tok", "Retry", &[("type", "<a>")]);
-/// assert!(form.contains(r#"name="csrf" value="tok""#));
-/// assert!(form.contains("&lt;a&gt;"));
+/// let html = hopper_web::html::hidden_fields(&[("queue", "<q>")]);
+/// assert_eq!(html, r#"<input type="hidden" name="queue" value="&lt;q&gt;">"#);
 /// ```
-pub fn button(action: &str, csrf: &str, label: &str, fields: &[(&str, &str)]) -> String {
-    let hidden: String = fields
+pub fn hidden_fields(fields: &[(&str, &str)]) -> String {
+    fields
         .iter()
         .map(|(name, value)| {
             format!(
@@ -185,7 +184,18 @@ pub fn button(action: &str, csrf: &str, label: &str, fields: &[(&str, &str)]) ->
                 escape(value)
             )
         })
-        .collect();
+        .collect()
+}
+
+/// A one-button POST form carrying the CSRF token.
+///
+/// ```
+/// let form = hopper_web::html::button("/x", "tok", "Retry", &[("type", "<a>")]);
+/// assert!(form.contains(r#"name="csrf" value="tok""#));
+/// assert!(form.contains("&lt;a&gt;"));
+/// ```
+pub fn button(action: &str, csrf: &str, label: &str, fields: &[(&str, &str)]) -> String {
+    let hidden = hidden_fields(fields);
     format!(
         r#"<form class="inline" method="post" action="{}"><input type="hidden" name="csrf" value="{}">{hidden}<button type="submit">{}</button></form>"#,
         escape(action),

@@ -185,8 +185,7 @@ impl<'h> BatchBuilder<'h> {
         options: DispatchOptions,
     ) -> Result<Self, DispatchError> {
         let job = self.hopper.prepare::<J>(payload, options)?;
-        self.callbacks.retain(|(given, _)| *given != event);
-        self.callbacks.push((event, job));
+        set_callback(&mut self.callbacks, event, job);
         Ok(self)
     }
 
@@ -269,8 +268,9 @@ impl<'h> BatchBuilder<'h> {
         };
         let (id, ids) = hopper.store().create_batch(&batch, &jobs).await?;
         hopper.dispatched(&ids, &jobs);
-        if sealed {
-            // A batch sealed with every job already ended (or none) is due now.
+        if sealed && !batch.callbacks.is_empty() {
+            // A batch sealed with no job of its own (none given, or every one
+            // already held by a live job's unique key) may be due now.
             settle(hopper).await;
         }
         Ok(Batch { id, jobs: ids })
@@ -399,6 +399,17 @@ impl Hopper {
     pub async fn batch_status(&self, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
         self.store().batch(id).await
     }
+}
+
+/// Makes `job` the callback for `event` in `callbacks`, replacing any given
+/// for it before.
+pub(crate) fn set_callback(
+    callbacks: &mut Vec<(BatchEvent, NewJob)>,
+    event: BatchEvent,
+    job: NewJob,
+) {
+    callbacks.retain(|(given, _)| *given != event);
+    callbacks.push((event, job));
 }
 
 /// Applies what jobs of batches and workflows ending made due: first the

@@ -235,8 +235,7 @@ impl<'h> WorkflowBuilder<'h> {
         payload: J::Payload,
     ) -> Result<Self, DispatchError> {
         let job = self.hopper.prepare::<J>(payload, DispatchOptions::new())?;
-        self.callbacks.retain(|(given, _)| *given != event);
-        self.callbacks.push((event, job));
+        crate::batch::set_callback(&mut self.callbacks, event, job);
         Ok(self)
     }
 
@@ -259,7 +258,8 @@ impl<'h> WorkflowBuilder<'h> {
         let (id, ids) = hopper.store().create_workflow(&workflow).await?;
         let jobs: Vec<NewJob> = workflow.steps.iter().map(|s| s.job.clone()).collect();
         hopper.dispatched(&ids, &jobs);
-        if workflow.steps.is_empty() {
+        if workflow.steps.is_empty() && !workflow.batch.callbacks.is_empty() {
+            // An empty workflow completed as it was created.
             crate::batch::settle(hopper).await;
         }
         let named = workflow

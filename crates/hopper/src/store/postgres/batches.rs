@@ -80,12 +80,14 @@ fn counts(row: &PgRow) -> Result<BatchCounts, sqlx::Error> {
     })
 }
 
+/// The `kind` column's value of `event` (its bit: 1, 2 or 4).
+fn kind(event: BatchEvent) -> i16 {
+    i16::try_from(event.bit()).unwrap_or(i16::MAX)
+}
+
 /// The `kind` column's values of `events`.
 fn kinds(events: impl IntoIterator<Item = BatchEvent>) -> Vec<i16> {
-    events
-        .into_iter()
-        .map(|event| i16::try_from(event.bit()).unwrap_or(i16::MAX))
-        .collect()
+    events.into_iter().map(kind).collect()
 }
 
 impl BatchTx for PgBatch<'_> {
@@ -100,7 +102,7 @@ impl BatchTx for PgBatch<'_> {
         for (event, job) in &batch.callbacks {
             sqlx::query(ADD_CALLBACK)
                 .bind(id)
-                .bind(kinds([*event])[0])
+                .bind(kind(*event))
                 .bind(&job.job_type)
                 .bind(&job.queue)
                 .bind(&job.payload)

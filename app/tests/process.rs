@@ -380,6 +380,7 @@ async fn alert_rules_from_the_environment_fire_and_resolve_at_the_webhook() {
             created_at: now,
             unique_key: None,
             partition_key: None,
+            sequence: None,
         }])
         .await
         .unwrap();

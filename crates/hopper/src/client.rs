@@ -684,10 +684,45 @@ impl Hopper {
         // and settles once a page.
         let deleted = self.store().delete(id).await?;
         if deleted {
-            // A batch no longer waiting on it may be done.
+            // A batch no longer waiting on it may be done, and jobs waiting
+            // on it end their wait as they would at its cancel.
             crate::batch::settle(self).await;
         }
         Ok(deleted)
+    }
+
+    /// Runs the pending job `id` now without waiting any longer on the
+    /// jobs it waits on: the way past a sequence held by a job that failed
+    /// for good (see [`DispatchOptions::sequence`]), or a workflow step
+    /// released by hand. Returns whether it was waiting.
+    ///
+    /// ```
+    /// # use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState};
+    /// # struct Post;
+    /// # impl Job for Post {
+    /// #     const TYPE: &'static str = "post";
+    /// #     type Payload = u32;
+    /// #     async fn handle(&self, _: u32, _: JobContext) -> JobResult { Ok(()) }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hopper = Hopper::builder().register(Post).unwrap().connect("sqlite::memory:").await.unwrap();
+    /// let in_line = DispatchOptions::new().sequence("ledger:7");
+    /// let first = hopper.dispatch_with::<Post>(1, in_line.clone()).await.unwrap();
+    /// let second = hopper.dispatch_with::<Post>(2, in_line).await.unwrap();
+    /// assert_eq!(hopper.job(second).await.unwrap().unwrap().waiting_on, 1);
+    /// assert!(hopper.skip_wait(second).await.unwrap());
+    /// assert_eq!(hopper.job(second).await.unwrap().unwrap().waiting_on, 0);
+    /// assert!(!hopper.skip_wait(first).await.unwrap());
+    /// # });
+    /// ```
+    pub async fn skip_wait(&self, id: JobId) -> Result<bool, StoreError> {
+        let skipped = self.store().skip_wait(id, self.now()).await?;
+        if skipped {
+            if let Some(job) = self.store().get(id).await? {
+                self.wake(&job.queue);
+            }
+        }
+        Ok(skipped)
     }
 
     /// Tells every worker, in every process, to claim nothing more from

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::registry::{JobDefaults, RegistryError};
-use crate::store::{NewJob, StoreError};
+use crate::store::{NewJob, Sequence, StoreError};
 
 /// The longest partition key, in characters (every database stores it
 /// whole and indexes it).
@@ -100,6 +100,8 @@ pub struct DispatchOptions {
     max_attempts: Option<u32>,
     unique_key: Option<String>,
     partition_key: Option<String>,
+    sequence: Option<String>,
+    continue_sequence: bool,
 }
 
 impl DispatchOptions {
@@ -196,6 +198,36 @@ impl DispatchOptions {
         self
     }
 
+    /// Puts the job in sequence `key`: it runs after every job dispatched
+    /// before it with the same key has ended, one at a time in dispatch
+    /// order (jobs of other keys run in parallel). If a job of the sequence
+    /// fails for good or is cancelled, the sequence holds until it is
+    /// retried and finishes or the next job's wait is skipped
+    /// ([`Hopper::skip_wait`](crate::Hopper::skip_wait)), unless it was
+    /// dispatched with [`continue_sequence_on_failure`](Self::continue_sequence_on_failure).
+    /// At most 255 characters; not with a unique key or a partition key.
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().sequence("account:42");
+    /// # let _ = o;
+    /// ```
+    pub fn sequence(mut self, key: impl Into<String>) -> Self {
+        self.sequence = Some(key.into());
+        self
+    }
+
+    /// Lets the job's sequence go on to the next job if this one fails for
+    /// good or is cancelled, instead of holding it.
+    ///
+    /// ```
+    /// let o = hopper::DispatchOptions::new().sequence("account:42").continue_sequence_on_failure();
+    /// # let _ = o;
+    /// ```
+    pub fn continue_sequence_on_failure(mut self) -> Self {
+        self.continue_sequence = true;
+        self
+    }
+
     /// The row to insert for a job of `job_type` with `payload` (JSON), dispatched at `now`.
     pub(crate) fn new_job(
         &self,
@@ -222,19 +254,25 @@ impl DispatchOptions {
             created_at: now,
             unique_key: self.unique_key.clone(),
             partition_key: self.partition_key.clone(),
+            sequence: self.sequence.as_ref().map(|key| Sequence {
+                key: key.clone(),
+                continue_on_failure: self.continue_sequence,
+            }),
         }
     }
 }
 
 /// Refuses a job whose type name, queue name, unique key or partition key
-/// holds a NUL character, or whose partition key is longer than
-/// [`MAX_PARTITION_KEY`] characters, before it reaches any database.
+/// holds a NUL character, whose partition key is longer than
+/// [`MAX_PARTITION_KEY`] characters, or whose sequence cannot be kept
+/// ([`crate::store::sequences::check`]), before it reaches any database.
 ///
 /// ```
 /// let now = chrono::Utc::now();
 /// let mut job = hopper::store::NewJob {
 ///     job_type: "mail".into(), queue: "default".into(), payload: r#""\u0000""#.into(),
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
+///     sequence: None,
 /// };
 /// assert!(hopper::dispatch::check_text(&job).is_ok());
 /// job.queue = "de\0fault".into();
@@ -257,6 +295,7 @@ pub fn check_text(job: &NewJob) -> Result<(), DispatchError> {
             });
         }
     }
+    crate::store::sequences::check(job)?;
     match fields
         .into_iter()
         .find(|(_, value)| value.is_some_and(|value| value.contains('\0')))

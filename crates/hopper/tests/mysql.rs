@@ -33,6 +33,7 @@ fn job(unique_key: Option<&str>) -> NewJob {
         created_at: now,
         unique_key: unique_key.map(str::to_owned),
         partition_key: None,
+        sequence: None,
     }
 }
 

@@ -80,6 +80,10 @@ pub(crate) async fn prune(
     while store.prune_idle_keys(PRUNE_BATCH).await? == u64::from(PRUNE_BATCH) {
         tokio::task::yield_now().await;
     }
+    // Sequences whose last job was pruned: nothing of them is left to wait on.
+    while store.prune_sequences(PRUNE_BATCH).await? == u64::from(PRUNE_BATCH) {
+        tokio::task::yield_now().await;
+    }
     Ok(deleted)
 }
 

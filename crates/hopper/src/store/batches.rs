@@ -315,6 +315,7 @@ pub(crate) fn callback(
         created_at: now,
         unique_key,
         partition_key,
+        sequence: None,
     };
     Ok((event, job))
 }

@@ -83,6 +83,9 @@ pub enum StoreError {
     /// A workflow's steps do not form one: what is wrong.
     #[error("invalid workflow: {0}")]
     InvalidWorkflow(String),
+    /// A job cannot join the sequence it names: what is wrong.
+    #[error("invalid sequence: {0}")]
+    InvalidSequence(String),
     /// Hopper broke one of its own rules (a bug): what happened.
     #[error("internal error: {0}")]
     Internal(String),

@@ -26,6 +26,7 @@ mod pool;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 mod rows;
+pub mod sequences;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
@@ -42,6 +43,8 @@ pub use flow::{FlowRequest, QueueFlow, Rate};
 pub use flow_usage::{BUSIEST_KEYS, FlowUsage, KeyUsage, RateError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) use flow_usage::{UsageRows, draft};
+pub use sequences::{MAX_SEQUENCE_KEY, Sequence};
+pub(crate) use sequences::{SequenceTx, Tail};
 pub(crate) use workflows::{DepEvent, Dependent, Waiting, WorkflowTx};
 pub use workflows::{Dependency, NewStep, NewWorkflow, WAITING_UNTIL};
 
@@ -118,6 +121,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 ///     available_at: chrono::Utc::now(),
 ///     created_at: chrono::Utc::now(),
 ///     unique_key: None, partition_key: None,
+///     sequence: None,
 /// };
 /// assert_eq!(job.queue, "default");
 /// ```
@@ -143,6 +147,9 @@ pub struct NewJob {
     /// The partition the job belongs to in its queue: per-key limits and
     /// fair claims count and serve the jobs of one key together.
     pub partition_key: Option<String>,
+    /// The sequence the job joins: it runs after every job dispatched
+    /// before it with the same key has ended ([`sequences`]).
+    pub sequence: Option<Sequence>,
 }
 
 /// A claim's fencing token: written to every job one claim takes, and
@@ -409,7 +416,7 @@ pub struct PruneRequest {
 /// ```
 /// let job = hopper::store::ClaimedJob {
 ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-///     priority: 0, attempt: 1, max_attempts: 3, batch: None, run_started: true,
+///     priority: 0, attempt: 1, max_attempts: 3, batch: None, has_dependents: false, run_started: true,
 /// };
 /// assert_eq!(job.attempt, 1);
 /// ```
@@ -435,6 +442,10 @@ pub struct ClaimedJob {
     pub max_attempts: u32,
     /// The batch it belongs to, if any.
     pub batch: Option<BatchId>,
+    /// Whether other jobs may wait on it (a workflow step or a job of a
+    /// sequence): its ending is to be followed by a release
+    /// ([`Store::release_dependents`]).
+    pub has_dependents: bool,
     /// Whether it was claimed to start at once, its attempt counted from the
     /// claim; otherwise its start is to be recorded with
     /// [`Store::mark_started`].
@@ -530,7 +541,7 @@ impl ClaimedJob {
     /// ```
     /// let job = hopper::store::ClaimedJob {
     ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
-    ///     priority: 0, attempt: 1, max_attempts: 3, batch: None, run_started: false,
+    ///     priority: 0, attempt: 1, max_attempts: 3, batch: None, has_dependents: false, run_started: false,
     /// };
     /// assert_eq!(job.claim(), hopper::store::Claim { id: 1, token: 9 });
     /// ```
@@ -572,6 +583,7 @@ pub struct Completion {
 /// let ids = store.insert(&[hopper::store::NewJob {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
+///     sequence: None,
 /// }]).await.unwrap();
 /// let record = store.get(ids[0]).await.unwrap().unwrap();
 /// assert_eq!(record.state, hopper::JobState::Pending);
@@ -696,6 +708,7 @@ impl JobRecord {
     /// # let ids = store.insert(&[hopper::store::NewJob {
     /// #     job_type: "n".into(), queue: "default".into(), payload: "[1,2]".into(),
     /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
+    /// #     sequence: None,
     /// # }]).await.unwrap();
     /// let record = store.get(ids[0]).await.unwrap().unwrap();
     /// assert_eq!(record.payload_as::<Vec<u8>>().unwrap(), [1, 2]);
@@ -714,6 +727,7 @@ impl JobRecord {
     /// # let ids = store.insert(&[hopper::store::NewJob {
     /// #     job_type: "n".into(), queue: "default".into(), payload: "null".into(),
     /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
+    /// #     sequence: None,
     /// # }]).await.unwrap();
     /// let mut record = store.get(ids[0]).await.unwrap().unwrap();
     /// assert!(record.output_as::<u32>().is_none());
@@ -1116,6 +1130,7 @@ impl JobFilter {
 /// let job = NewJob {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
+///     sequence: None,
 /// };
 /// let ids = store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
 /// let first = store.list(&JobFilter { limit: Some(2), ..Default::default() }).await.unwrap();
@@ -1148,6 +1163,7 @@ impl JobPage {
     /// # let job = hopper::store::NewJob {
     /// #     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
     /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
+    /// #     sequence: None,
     /// # };
     /// # store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
     /// use hopper::store::JobPage;
@@ -1414,6 +1430,12 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Rows another transaction holds are left for the next call.
     async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError>;
 
+    /// Forgets up to `limit` sequences whose last job is gone (pruned or
+    /// deleted); returns how many. A sequence comes back with its next
+    /// job, which then has nothing to wait on. Rows a dispatch holds are
+    /// left for the next call.
+    async fn prune_sequences(&self, limit: u32) -> Result<u64, StoreError>;
+
     /// Creates `batch` with `jobs` in it, in one transaction; the batch's id
     /// and the jobs' ids in order.
     async fn create_batch(
@@ -1451,6 +1473,11 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// The dependencies of the jobs `ids`, in one read: each one's job
     /// waiting, step name, job, state and output.
     async fn dependencies(&self, ids: &[JobId]) -> Result<Vec<Dependency>, StoreError>;
+
+    /// Stops the pending job `id` waiting on its dependencies (a sequence
+    /// held by a failed job, a workflow step), in one transaction: it is
+    /// due at `now` and its edges are gone. Whether it was waiting.
+    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// How many jobs match `filter`'s conditions (its page size is not
     /// checked and does not count; its cursor does).

@@ -39,6 +39,7 @@ use crate::job::{JobId, JobState};
 
 mod batches;
 mod flow;
+mod sequences;
 mod sql;
 mod workflows;
 
@@ -267,6 +268,7 @@ pub(super) fn locked_job(
         attempt: u32::try_from(attempts.saturating_add(1)).unwrap_or(0),
         max_attempts: u32::try_from(max_attempts).unwrap_or(0),
         batch: row.try_get("batch_id")?,
+        has_dependents: row.try_get("has_dependents")?,
         run_started,
     })
 }
@@ -341,6 +343,9 @@ pub(crate) async fn insert_in(
             mark = mark.bind(*queue).bind(*key);
         }
         mark.execute(&mut *conn).await?;
+    }
+    if jobs.iter().any(|job| job.sequence.is_some()) {
+        return super::sequences::insert(&mut sequences::MySqlSequence(conn), jobs).await;
     }
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
@@ -578,8 +583,10 @@ impl MysqlStore {
 
     async fn try_insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
         if let [job] = jobs {
-            let mut conn = self.pool.acquire().await?;
-            return insert_one(&mut conn, job).await.map(|id| vec![id]);
+            if job.sequence.is_none() {
+                let mut conn = self.pool.acquire().await?;
+                return insert_one(&mut conn, job).await.map(|id| vec![id]);
+            }
         }
         let mut tx = self.pool.begin().await?;
         let ids = insert_in(&mut tx, jobs).await?;
@@ -1143,6 +1150,13 @@ impl Store for MysqlStore {
         workflows::dependencies(&self.pool, ids).await
     }
 
+    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let skipped = sequences::skip_wait(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(skipped)
+    }
+
     async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {
         let mut query = QueryBuilder::new("SELECT COUNT(*) FROM jobs");
         push_conditions(&mut query, filter, micros);
@@ -1318,6 +1332,13 @@ impl Store for MysqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_sequences(&self, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let pruned = sequences::prune(&mut tx, limit).await?;
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError> {

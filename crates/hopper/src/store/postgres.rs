@@ -37,6 +37,7 @@ use crate::job::{JobId, JobState};
 
 mod batches;
 mod flow;
+mod sequences;
 mod sql;
 mod workflows;
 
@@ -276,6 +277,7 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
         attempt: to_u32(id, "attempts", row.try_get::<i32, _>("attempts")?)?,
         max_attempts: to_u32(id, "max_attempts", row.try_get::<i32, _>("max_attempts")?)?,
         batch: row.try_get("batch_id")?,
+        has_dependents: row.try_get("has_dependents")?,
         run_started: row.try_get("run_started")?,
     })
 }
@@ -323,6 +325,9 @@ pub(crate) async fn insert_in(
             .bind(keys)
             .execute(&mut *conn)
             .await?;
+    }
+    if jobs.iter().any(|job| job.sequence.is_some()) {
+        return super::sequences::insert(&mut sequences::PgSequence(conn), jobs).await;
     }
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
@@ -579,7 +584,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         if let [job] = jobs {
-            if job.unique_key.is_none() {
+            if job.unique_key.is_none() && job.sequence.is_none() {
                 let mut conn = self.pool.acquire().await?;
                 return Ok(vec![insert_one(&mut conn, job).await?]);
             }
@@ -1056,6 +1061,13 @@ impl Store for PostgresStore {
         workflows::dependencies(&self.pool, ids).await
     }
 
+    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let skipped = sequences::skip_wait(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(skipped)
+    }
+
     async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT COUNT(*) FROM jobs");
         push_conditions(&mut query, filter, |at| at);
@@ -1303,6 +1315,14 @@ impl Store for PostgresStore {
 
     async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError> {
         let done = sqlx::query(sql::PRUNE_IDLE_KEYS)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_sequences(&self, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(sequences::PRUNE)
             .bind(i64::from(limit))
             .execute(&self.pool)
             .await?;

@@ -44,6 +44,7 @@ mod batches;
 mod connections;
 mod flow;
 mod migrations;
+mod sequences;
 pub(super) mod sql;
 mod wakeups;
 mod workflows;
@@ -201,7 +202,8 @@ pub(super) fn all<T>(
 }
 
 /// The job a claim's `RETURNING id, lease_token, type, queue, payload,
-/// priority, attempts, max_attempts` row took, its run started or not.
+/// priority, attempts, max_attempts, batch_id, has_dependents` row took,
+/// its run started or not.
 fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
     let id = row.get(0)?;
     Ok(ClaimedJob {
@@ -214,6 +216,7 @@ fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
         attempt: to_u32(id, "attempts", row.get::<_, i64>(6)?)?,
         max_attempts: to_u32(id, "max_attempts", row.get::<_, i64>(7)?)?,
         batch: row.get(8)?,
+        has_dependents: row.get(9)?,
         run_started,
     })
 }
@@ -260,6 +263,15 @@ fn record(row: &Row<'_>) -> Result<JobRecord, StoreError> {
 /// way in for applications: it also records the dispatch and wakes workers
 /// on commit.
 pub(crate) fn insert_in(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+    if jobs.iter().any(|job| job.sequence.is_some()) {
+        let mut sequence = sequences::SqliteSequence(conn);
+        return run_now(super::sequences::insert(&mut sequence, jobs))?;
+    }
+    insert_plain(conn, jobs)
+}
+
+/// Inserts `jobs` on `conn` as [`insert_in`] does, their sequences aside.
+fn insert_plain(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
     if jobs.len() > 1 && jobs.iter().all(|job| job.unique_key.is_none()) {
         return insert_rows(conn, jobs);
     }
@@ -379,7 +391,7 @@ impl Store for SqliteStore {
 
     async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
         if let [job] = jobs {
-            if job.unique_key.is_none() {
+            if job.unique_key.is_none() && job.sequence.is_none() {
                 // One statement commits on its own, without BEGIN and COMMIT.
                 return self.write(|conn| insert_in(conn, jobs)).await;
             }
@@ -905,6 +917,11 @@ impl Store for SqliteStore {
         self.read(|conn| workflows::dependencies(conn, ids)).await
     }
 
+    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.transaction(|tx| sequences::skip_wait(tx, id, now))
+            .await
+    }
+
     async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StoreError> {
         let terms = conditions(filter);
         let sql = sql::count_jobs(terms.iter().map(|(comparison, _)| *comparison));
@@ -1085,6 +1102,11 @@ impl Store for SqliteStore {
 
     async fn prune_idle_keys(&self, limit: u32) -> Result<u64, StoreError> {
         self.write(|conn| Ok(changed(conn.execute(sql::PRUNE_IDLE_KEYS, [limit])?)))
+            .await
+    }
+
+    async fn prune_sequences(&self, limit: u32) -> Result<u64, StoreError> {
+        self.write(|conn| Ok(changed(conn.execute(sequences::PRUNE, [limit])?)))
             .await
     }
 

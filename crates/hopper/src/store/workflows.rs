@@ -42,7 +42,7 @@ const ROUNDS: usize = 20;
 /// (indexes into the workflow's steps) it waits on.
 ///
 /// ```
-/// # let job = hopper::store::NewJob { job_type: "t".into(), queue: "default".into(), payload: "null".into(), priority: 0, max_attempts: 1, available_at: chrono::Utc::now(), created_at: chrono::Utc::now(), unique_key: None, partition_key: None };
+/// # let job = hopper::store::NewJob { job_type: "t".into(), queue: "default".into(), payload: "null".into(), priority: 0, max_attempts: 1, available_at: chrono::Utc::now(), created_at: chrono::Utc::now(), unique_key: None, partition_key: None , sequence: None};
 /// let step = hopper::store::NewStep { name: "charge".into(), job, after: vec![] };
 /// assert!(step.after.is_empty());
 /// ```
@@ -134,6 +134,12 @@ pub(crate) struct DepEvent {
     pub(crate) state: JobState,
 }
 
+/// An edge as the release step reads it: the dependency, the dependent,
+/// whether any outcome satisfies it, and whether a failure or
+/// cancellation of the dependency holds the dependent (a sequence's edge)
+/// instead of cancelling it.
+pub(crate) type EdgeOut = (JobId, JobId, bool, bool);
+
 /// A dependent's new count of dependencies to wait on, and when it is due
 /// if none is left.
 pub(crate) type Waiting = (JobId, i64, Option<DateTime<Utc>>);
@@ -158,8 +164,9 @@ pub(crate) trait WorkflowTx: BatchTx {
     /// transaction holds.
     async fn take_events(&mut self, limit: u32) -> Result<Vec<DepEvent>, StoreError>;
 
-    /// The edges out of the jobs `ended`: (dependency, dependent, any outcome).
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError>;
+    /// The edges out of the jobs `ended`: (dependency, dependent, any
+    /// outcome, holds on a failure).
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError>;
 
     /// Locks the jobs `ids` in id order and reads them.
     async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError>;
@@ -207,12 +214,18 @@ pub(crate) fn check(workflow: &NewWorkflow) -> Result<(), StoreError> {
 }
 
 /// Refuses a step whose job cannot be one: a unique key (a step's job is
-/// always its own), or a partition key on a step that waits (its key would
+/// always its own), a sequence, or a partition key on a step that waits (its key would
 /// not be served when the step is released).
 pub(crate) fn check_step(step: &NewStep) -> Result<(), StoreError> {
     if step.job.unique_key.is_some() {
         return Err(StoreError::InvalidWorkflow(format!(
             "step {:?} has a unique key",
+            step.name
+        )));
+    }
+    if step.job.sequence.is_some() {
+        return Err(StoreError::InvalidWorkflow(format!(
+            "step {:?} is in a sequence (a step waits on its workflow's steps only)",
             step.name
         )));
     }
@@ -252,7 +265,9 @@ pub(crate) async fn create(
 /// dependent a finish (or any ending, for an edge that allows it)
 /// satisfies has one dependency fewer to wait on, and is due at `now` when
 /// none is left; one whose dependency failed or was cancelled is
-/// cancelled. The queues of the jobs it made due.
+/// cancelled, or keeps waiting if its edge holds (a sequence held until
+/// the failed job is retried and finishes, or the wait is skipped). The
+/// queues of the jobs it made due.
 pub(crate) async fn release(
     tx: &mut impl WorkflowTx,
     now: DateTime<Utc>,
@@ -267,8 +282,11 @@ pub(crate) async fn release(
         let ids: Vec<JobId> = ended.keys().copied().collect();
         // Per dependent: dependencies satisfied, and the one that cancels it.
         let mut effects: BTreeMap<JobId, (i64, Option<JobId>)> = BTreeMap::new();
-        for (dependency, dependent, any_outcome) in tx.edges(&ids).await? {
+        for (dependency, dependent, any_outcome, holds) in tx.edges(&ids).await? {
             let finished = ended.get(&dependency) == Some(&JobState::Finished);
+            if !finished && !any_outcome && holds {
+                continue;
+            }
             let effect = effects.entry(dependent).or_default();
             if finished || any_outcome {
                 effect.0 += 1;

@@ -18,7 +18,8 @@ use crate::store::{Claim, CompleteRequest, Completion, Outcome, StoreError};
 pub(super) enum Report {
     /// The run's handler is starting: from now on a rescue counts its attempt.
     Started(Claim),
-    /// The run ended with this outcome; whether its job is in a batch.
+    /// The run ended with this outcome; whether its job is in a batch or
+    /// others may wait on it (its ending is to be settled).
     Ended(Completion, bool),
 }
 
@@ -35,17 +36,17 @@ const SHORT_ERROR_BYTES: usize = 1_024;
 struct Batch {
     started: Vec<Claim>,
     ended: Vec<Completion>,
-    /// Whether a job of `ended` is in a batch.
-    batched: bool,
+    /// Whether a job of `ended` is in a batch or others may wait on it.
+    settles: bool,
 }
 
 impl Batch {
     fn add(&mut self, report: Report) {
         match report {
             Report::Started(claim) => self.started.push(claim),
-            Report::Ended(completion, batched) => {
+            Report::Ended(completion, settles) => {
                 self.ended.push(completion);
-                self.batched |= batched;
+                self.settles |= settles;
             }
         }
     }
@@ -151,7 +152,7 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
         );
     }
     let ended = std::mem::take(&mut batch.ended);
-    let batched = std::mem::take(&mut batch.batched);
+    let settles = std::mem::take(&mut batch.settles);
     shared.claims.finished(ended.iter().map(|c| c.claim));
     // Those waiting on these jobs in this process look at them now.
     shared.hopper.waiters().ended(
@@ -165,8 +166,9 @@ async fn write(shared: &Shared, batch: &mut Batch, failures: u32) -> Result<(), 
     // these jobs were still recorded as running: its producer looks again
     // now, not a poll interval later.
     super::producer::wake_all(shared);
-    if batched {
-        // The batches these jobs ended in may have callbacks due now.
+    if settles {
+        // Jobs waiting on these may be due now, and the batches they
+        // ended in may have callbacks due.
         shared.batches_ended.notify_one();
     }
     Ok(())
@@ -261,7 +263,7 @@ fn shortened(completion: &Completion) -> Completion {
 /// outcomes it dropped.
 fn give_up(shared: &Shared, batch: &mut Batch) -> usize {
     batch.started.clear();
-    batch.batched = false;
+    batch.settles = false;
     let ended = std::mem::take(&mut batch.ended);
     shared.claims.finished(ended.iter().map(|c| c.claim));
     shared.bump();

@@ -148,11 +148,12 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
         let reports = reports.clone();
         let permit = permit.run();
         shared.jobs.spawn(async move {
-            let batched = job.batch.is_some();
+            // Its ending may fire batch callbacks or release jobs waiting on it.
+            let settles = job.batch.is_some() || job.has_dependents;
             match executor::execute(&shared_for_job, job, run, &reports).await {
                 Some(completion) => {
                     // The completer outlives every job task, so this only fails if it panicked.
-                    let _ = reports.send(Report::Ended(completion, batched)).await;
+                    let _ = reports.send(Report::Ended(completion, settles)).await;
                 }
                 None => shared_for_job.claims.abandoned(1),
             }

@@ -159,6 +159,7 @@ pub fn new_job(job_type: &str, queue: &str, at: chrono::DateTime<chrono::Utc>) -
         created_at: at,
         unique_key: None,
         partition_key: None,
+        sequence: None,
     }
 }
 

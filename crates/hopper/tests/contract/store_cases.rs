@@ -305,6 +305,7 @@ pub async fn a_stored_job_reads_back_whole_and_a_missing_one_is_none(db: &TestDb
         created_at: t0(),
         unique_key: Some("report:1".into()),
         partition_key: None,
+        sequence: None,
     };
     let id = stored(&*store, job.clone()).await;
     let pending = JobRecord {

@@ -144,7 +144,7 @@ pub(super) const AUTO_INCREMENT_STEP: &str = "SELECT CAST(@@auto_increment_incre
 macro_rules! claim_select {
     ($guard:literal) => {
         concat!(
-            "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id \
+            "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents \
             FROM jobs \
             WHERE state = 'pending' AND queue = ? AND available_at <= ? ",
             $guard,
@@ -234,7 +234,7 @@ pub(super) fn keys_pending(n: usize) -> String {
 /// Locks those of `n` jobs still pending, skipping locked ones; `?`: the ids.
 pub(super) fn lock_pending(n: usize) -> String {
     format!(
-        "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id FROM jobs \
+        "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents FROM jobs \
          WHERE id IN ({}) AND state = 'pending' FOR UPDATE SKIP LOCKED",
         placeholders(n)
     )

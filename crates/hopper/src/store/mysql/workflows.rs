@@ -10,7 +10,7 @@ use super::sql::placeholders;
 use super::{INSERT_CHUNK, optional_text, text};
 use crate::job::JobId;
 use crate::store::rows::{micros, state_of};
-use crate::store::workflows::shape;
+use crate::store::workflows::{EdgeOut, shape};
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
 /// Sets a job's waiting count and whether others depend on it: waiting, depended, id.
@@ -98,14 +98,14 @@ impl WorkflowTx for MySqlBatch<'_> {
             .collect()
     }
 
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError> {
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError> {
         let mut edges = Vec::new();
         for chunk in ended.chunks(INSERT_CHUNK) {
             let statement = format!(
-                "SELECT depends_on, job_id, any_outcome FROM job_deps WHERE depends_on IN ({})",
+                "SELECT depends_on, job_id, any_outcome, holds FROM job_deps WHERE depends_on IN ({})",
                 placeholders(chunk.len())
             );
-            let mut query = sqlx::query_as::<_, (JobId, JobId, bool)>(&statement);
+            let mut query = sqlx::query_as::<_, EdgeOut>(&statement);
             for id in chunk {
                 query = query.bind(id);
             }

@@ -116,7 +116,7 @@ macro_rules! pg_claim {
                  (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
              WHERE jobs.id = due.id AND relaxed.setting = 'off' \
              RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-                 jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.run_started"
+                 jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started"
         )
     };
 }
@@ -213,7 +213,7 @@ pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts
      FROM UNNEST($5::bigint[]) AS c(id) \
      WHERE jobs.id = c.id AND jobs.state = 'pending' \
      RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-         jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.run_started";
+         jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started";
 
 // Key rows a dispatch is marking ready are skipped, not waited for: a
 // claim holding its queue's row never waits on an application's

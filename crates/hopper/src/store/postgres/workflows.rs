@@ -8,7 +8,7 @@ use sqlx::{PgPool, Row};
 use super::batches::PgBatch;
 use crate::job::JobId;
 use crate::store::rows::state_of;
-use crate::store::workflows::{DependencyColumns, shape};
+use crate::store::workflows::{DependencyColumns, EdgeOut, shape};
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
 /// Sets each job of $1 (bigint[]) its waiting count ($2, int[]) and whether others depend on it ($3, bool[]).
@@ -25,8 +25,7 @@ const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id 
      FOR UPDATE SKIP LOCKED";
 
 /// The edges out of the jobs $1 (bigint[]).
-const EDGES: &str =
-    "SELECT depends_on, job_id, any_outcome FROM job_deps WHERE depends_on = ANY($1::bigint[])";
+const EDGES: &str = "SELECT depends_on, job_id, any_outcome, holds FROM job_deps WHERE depends_on = ANY($1::bigint[])";
 
 /// Locks the jobs $1 (bigint[]) in id order: id, queue, waiting count, state.
 const DEPENDENTS: &str = "SELECT id, queue, waiting_on::bigint AS waiting_on, state FROM jobs \
@@ -103,7 +102,7 @@ impl WorkflowTx for PgBatch<'_> {
             .collect()
     }
 
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError> {
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError> {
         Ok(sqlx::query_as(EDGES)
             .bind(ended)
             .fetch_all(&mut *self.0)

@@ -124,7 +124,7 @@ pub(super) const CLAIM: &str = concat!(
     sqlite_flow_controlled!(),
     ")) \
         ORDER BY priority DESC, available_at, id LIMIT ?5) \
-    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id"
+    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents"
 );
 
 /// Records the just-claimed jobs whose ids are in the JSON array `?1`, under token `?2`, as started.
@@ -185,7 +185,7 @@ pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts
         run_started = id IN (SELECT value FROM json_each(?7)), \
         locked_until = ?4 + ?5 \
     WHERE id IN (SELECT value FROM json_each(?6)) AND state = 'pending' \
-    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, run_started";
+    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, run_started";
 
 /// Gives key `?2` of queue `?1` turn `?3`.
 pub(super) const SET_KEY_TURN: &str =

@@ -9,7 +9,7 @@ use super::batches::SqliteBatch;
 use super::{all, json_list, state_of};
 use crate::job::JobId;
 use crate::store::rows::micros;
-use crate::store::workflows::shape;
+use crate::store::workflows::{EdgeOut, shape};
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
 /// Sets job `?1`'s waiting count to `?2` and whether others depend on it to `?3`.
@@ -23,7 +23,7 @@ const ADD_EDGE: &str =
 const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT ?1";
 
 /// The edges out of the jobs of the JSON array `?1`.
-const EDGES: &str = "SELECT depends_on, job_id, any_outcome FROM job_deps \
+const EDGES: &str = "SELECT depends_on, job_id, any_outcome, holds FROM job_deps \
     WHERE depends_on IN (SELECT value FROM json_each(?1))";
 
 /// The jobs of the JSON array `?1`, in id order: id, queue, waiting count, state.
@@ -83,9 +83,9 @@ impl WorkflowTx for SqliteBatch<'_, '_> {
             .collect()
     }
 
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<(JobId, JobId, bool)>, StoreError> {
+    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError> {
         all(self.0, EDGES, [json_list(ended)?], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
     }
 

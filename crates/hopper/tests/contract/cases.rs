@@ -11,6 +11,7 @@ pub use crate::flow_cases::*;
 pub use crate::flow_usage_cases::*;
 pub use crate::paging_cases::*;
 pub use crate::results_cases::*;
+pub use crate::sequence_cases::*;
 pub use crate::store_cases::*;
 pub use crate::transaction_cases::*;
 pub use crate::workflow_cases::*;

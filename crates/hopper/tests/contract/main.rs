@@ -16,6 +16,7 @@ mod flow_usage_cases;
 mod paging_cases;
 mod pool_cases;
 mod results_cases;
+mod sequence_cases;
 mod store_cases;
 mod transaction_cases;
 mod workflow_cases;
@@ -150,6 +151,11 @@ macro_rules! contract_for {
             a_workflow_runs_each_step_after_its_dependencies_and_fans_in_once,
             a_failed_step_cancels_its_dependents_and_an_any_outcome_step_still_runs,
             two_dependencies_ending_at_once_in_two_processes_release_their_dependent_once,
+            a_sequences_jobs_run_one_at_a_time_in_dispatch_order_and_keys_in_parallel,
+            a_failed_job_holds_its_sequence_until_skipped_or_retried_unless_it_lets_it_go_on,
+            two_processes_dispatching_into_one_sequence_at_once_form_one_line,
+            deleting_a_pending_job_others_wait_on_ends_their_wait,
+            a_sequence_that_cannot_be_kept_is_refused_and_stores_nothing,
             a_workflow_that_cannot_be_one_is_refused_and_stores_nothing,
         );)*
     };

@@ -198,6 +198,7 @@ impl NewJob {
             created_at: at,
             unique_key: None,
             partition_key: None,
+            sequence: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hopper::store::{PruneRequest, Store};
+use hopper::store::PruneRequest;
 use hopper::{
     DispatchError, DispatchOptions, Hopper, Job, JobContext, JobError, JobId, JobResult, JobState,
     StoreError, WorkerConfig,

@@ -479,6 +479,82 @@ async fn cancel_only_pending_and_running_jobs() {
 }
 
 #[tokio::test]
+async fn skip_wait_releases_only_a_job_that_waits() {
+    let fx = Fixture::new();
+    // No worker runs: the second job of the sequence waits on the first.
+    let hopper = Hopper::builder()
+        .register(MailJob)
+        .unwrap()
+        .clock(fx.clock.clone())
+        .connect(&format!(
+            "sqlite://{}",
+            fx.dir.path().join("jobs.db").display()
+        ))
+        .await
+        .unwrap();
+    let in_line = hopper::DispatchOptions::new().sequence("k");
+    let first = hopper
+        .dispatch_with::<MailJob>(
+            Mail {
+                to: "a@x.org".into(),
+            },
+            in_line.clone(),
+        )
+        .await
+        .unwrap();
+    let second = hopper
+        .dispatch_with::<MailJob>(
+            Mail {
+                to: "b@x.org".into(),
+            },
+            in_line,
+        )
+        .await
+        .unwrap();
+    assert_eq!(hopper.job(second).await.unwrap().unwrap().waiting_on, 1);
+
+    let text = fx.ok(&["queue:skip-wait", &second.to_string()]).await;
+    assert_eq!(
+        text,
+        format!("Job {second} (mail) released: it no longer waits and is due now.\n")
+    );
+    let job = hopper.job(second).await.unwrap().unwrap();
+    assert_eq!((job.state, job.waiting_on), (hopper::JobState::Pending, 0));
+
+    for id in [second, first] {
+        let err = fx.err(&["queue:skip-wait", &id.to_string()]).await;
+        assert!(
+            err.to_string().contains(&format!(
+                "job {id} is pending and waits on no other job: only pending jobs that wait on other jobs can be released"
+            )),
+            "{err}"
+        );
+    }
+    assert!(
+        fx.err(&["queue:skip-wait", "404"])
+            .await
+            .to_string()
+            .contains("no job 404")
+    );
+    let err = fx.err(&["queue:skip-wait", "four"]).await;
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("four"), "{err}");
+    let err = fx.err(&["queue:skip-wait"]).await;
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("<ID>"), "{err}");
+
+    let listed = fx.json(&["list", "queue", "--json"]).await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "queue:skip-wait"),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
 async fn prune_deletes_jobs_older_than_asked() {
     let fx = Fixture::new();
     fx.ok(&["queue:dispatch", "report"]).await;

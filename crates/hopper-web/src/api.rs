@@ -8,6 +8,7 @@
 //! | GET | `/api/jobs/{id}` | one job |
 //! | POST | `/api/jobs/{id}/retry` | a failed or cancelled job back to pending |
 //! | POST | `/api/jobs/{id}/cancel` | cancel a pending job |
+//! | POST | `/api/jobs/{id}/skip-wait` | run a pending job that waits on others (a sequence held by a failed job, a workflow step) without waiting any longer ([`hopper::Hopper::skip_wait`]) |
 //! | GET | `/api/jobs/count?state=&queue=&type=&older_than=` | `{"count": n}`: how many jobs match (`older_than`: created longer ago than `10m`, `2h`, `7d`, …) |
 //! | POST | `/api/jobs/bulk` | `{"action": "retry"\|"cancel"\|"delete", "state"?, "queue"?, "type"?, "older_than"?}`: the action on every matching job ([`hopper::Hopper::bulk`]), answered with `{"matched", "applied", "skipped"}`; an unknown action, state or age 400 |
 //! | GET | `/api/batches/{id}` | one batch: its counts (`pending` worked out), whether it is sealed and complete, and its callbacks with the jobs they became |
@@ -133,6 +134,7 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/jobs/{id}"), get(show))
         .route(&p("/jobs/{id}/retry"), post(retry))
         .route(&p("/jobs/{id}/cancel"), post(cancel))
+        .route(&p("/jobs/{id}/skip-wait"), post(skip_wait))
         .route(&p("/batches/{id}"), get(batch))
         .route(&p("/stats"), get(stats))
         .route(&p("/alerts"), get(crate::alerts::api))
@@ -370,6 +372,23 @@ async fn cancel(
         "cancelled",
         "pending or started",
         web.hopper().cancel(id).await?,
+    )
+    .await
+}
+
+async fn skip_wait(
+    State(web): State<Web>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<JobView>> {
+    caller.check_csrf_header(&headers)?;
+    act(
+        &web,
+        id,
+        "released from their wait",
+        "pending jobs that wait on other",
+        web.hopper().skip_wait(id).await?,
     )
     .await
 }
@@ -725,6 +744,7 @@ pub fn openapi_document() -> Value {
     doc["components"]["schemas"]["Batch"] = batch_schema();
     doc["paths"]["/api/jobs/count"] = count_path();
     doc["paths"]["/api/jobs/bulk"] = bulk_path();
+    doc["paths"]["/api/jobs/{id}/skip-wait"] = skip_wait_path();
     doc["components"]["schemas"]["BulkRequest"] = bulk_request_schema();
     doc["components"]["schemas"]["BulkOutcome"] = bulk_outcome_schema();
     doc["paths"]["/api/flow"] = flow_all_path;
@@ -734,6 +754,8 @@ pub fn openapi_document() -> Value {
     let job = &mut doc["components"]["schemas"]["Job"]["properties"];
     job["output"] = json!({ "description": "What the handler returned (JSON); null unless the job finished with one." });
     job["batch_id"] = json!({ "type": ["integer", "null"], "description": "The batch the job belongs to (GET /api/batches/{id}); null if none." });
+    job["waiting_on"] = json!({ "type": "integer", "minimum": 0,
+        "description": "How many jobs it still waits on (earlier jobs of its sequence, workflow steps); while above 0 a pending job is not due. POST /api/jobs/{id}/skip-wait ends the wait." });
     job["progress"] = json!({ "type": ["object", "null"], "properties": {
         "percent": { "type": "integer", "minimum": 0, "maximum": 100 }, "message": { "type": "string" } } });
     doc
@@ -770,6 +792,26 @@ fn count_path() -> Value {
             "200": resp("The count", &json!({ "type": "object", "required": ["count"], "properties": { "count": { "type": "integer", "minimum": 0 } } })),
             "400": resp("Unknown state or an age that does not parse", &error),
             "401": resp("No or wrong admin token", &error)
+        }
+    } })
+}
+
+/// The OpenAPI path item of `POST /api/jobs/{id}/skip-wait`.
+fn skip_wait_path() -> Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let job = json!({ "$ref": "#/components/schemas/Job" });
+    let resp = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let id_param =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
+    json!({ "post": {
+        "summary": "Run a pending job that waits on other jobs now, without waiting any longer: the way past a sequence held by a job that failed for good, or a workflow step released by hand",
+        "parameters": [id_param],
+        "responses": {
+            "200": resp("The job, pending and due with waiting_on 0", &job),
+            "401": resp("No or wrong admin token", &error),
+            "403": resp("A cookie request without its X-CSRF-Token", &error),
+            "404": resp("No such job", &error),
+            "409": resp("Not a pending job waiting on others", &error)
         }
     } })
 }

@@ -2,10 +2,11 @@
 //! and queue, alerts firing and lately resolved, finished and failed per
 //! minute over the last hour, oldest pending age), the job list (filtered,
 //! paged by id so it stays fast on millions of rows), a page per job with
-//! its actions, progress and output, bulk actions on every job the list's
-//! filter matches (confirmed on a page showing the count first), a page per
-//! batch with its counts and callbacks, queues with pause/resume, and
-//! schedules. Every page
+//! its actions, progress and output (and, while it waits on other jobs,
+//! what it waits on and a button to skip the wait), bulk actions on every
+//! job the list's filter matches (confirmed on a page showing the count
+//! first), a page per batch with its counts and callbacks, queues with
+//! pause/resume, and schedules. Every page
 //! refreshes its content every two seconds with a few lines of plain
 //! JavaScript.
 
@@ -397,7 +398,7 @@ async fn jobs(
         "<table id=\"jobs\"><tr><th>id</th><th>type</th><th>queue</th><th>state</th><th>attempts</th><th>created</th><th>last error</th><th></th></tr>",
     );
     for job in &rows {
-        let actions = actions(job.id, job.state, csrf);
+        let actions = actions(job.id, job.state, job.waiting_on, csrf);
         body.push_str(&format!(
             r#"<tr data-id="{id}"><td><a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td title="{}">{} ago</td><td>{}</td><td>{actions}</td></tr>"#,
             escape(&job.job_type),
@@ -510,8 +511,8 @@ fn url_encode(value: &str) -> String {
         .collect()
 }
 
-/// The buttons a job in `state` offers.
-fn actions(id: i64, job_state: JobState, csrf: &str) -> String {
+/// The buttons a job in `state`, waiting on `waiting_on` others, offers.
+fn actions(id: i64, job_state: JobState, waiting_on: u32, csrf: &str) -> String {
     let base = format!("{DASHBOARD_PATH}/jobs/{id}");
     let mut out = String::new();
     if matches!(job_state, JobState::Failed | JobState::Cancelled) {
@@ -519,6 +520,14 @@ fn actions(id: i64, job_state: JobState, csrf: &str) -> String {
     }
     if matches!(job_state, JobState::Pending | JobState::Started) {
         out.push_str(&button(&format!("{base}/cancel"), csrf, "Cancel", &[]));
+    }
+    if job_state == JobState::Pending && waiting_on > 0 {
+        out.push_str(&button(
+            &format!("{base}/skip-wait"),
+            csrf,
+            "Skip wait",
+            &[],
+        ));
     }
     if job_state != JobState::Started {
         out.push_str(&button(&format!("{base}/delete"), csrf, "Delete", &[]));
@@ -561,6 +570,11 @@ async fn job(
     };
     let when =
         |at: Option<chrono::DateTime<chrono::Utc>>| at.map(time).unwrap_or_else(|| "—".into());
+    let waits = if job.state == JobState::Pending && job.waiting_on > 0 {
+        waits_on(job.waiting_on, &hopper.store().dependencies(&[id]).await?)
+    } else {
+        String::new()
+    };
 
     let mut body = String::new();
     if let Some(note) = non_empty(&query.note) {
@@ -576,8 +590,8 @@ async fn job(
 <tr><th>lease</th><td>{} {}</td></tr><tr><th>unique key</th><td>{}</td></tr>
 <tr><th>progress</th><td id="job-progress">{}</td></tr>
 <tr><th>batch</th><td id="job-batch">{}</td></tr>
-</table><h2>Payload</h2><pre id="payload">{}</pre>{}<h2>Errors</h2>"#,
-        actions(job.id, job.state, csrf),
+</table>{waits}<h2>Payload</h2><pre id="payload">{}</pre>{}<h2>Errors</h2>"#,
+        actions(job.id, job.state, job.waiting_on, csrf),
         state(job.state),
         escape(&job.job_type),
         escape(&job.queue),
@@ -621,6 +635,27 @@ async fn job(
         body.push_str("</table>");
     }
     Ok(page(&format!("Job {}", job.id), csrf, &body))
+}
+
+/// What a pending job waits on: each job it waits on, linked, with its
+/// state and its step name (a workflow) or sequence key (a sequence).
+fn waits_on(waiting_on: u32, dependencies: &[Dependency]) -> String {
+    let mut table = format!(
+        r#"<h2>Waits on</h2><p class="muted" id="waiting-on">Still waiting on {waiting_on}: not due until then, unless Skip wait runs it now. A sequence stays held behind a job that failed for good or was cancelled until that job is retried and finishes or the next job's wait is skipped.</p><table id="waits-on"><tr><th>job</th><th>state</th><th>step or sequence</th></tr>"#
+    );
+    for dependency in dependencies {
+        table.push_str(&format!(
+            r#"<tr data-id="{id}"><td><a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a></td><td>{}</td><td>{}</td></tr>"#,
+            state(dependency.state),
+            escape(&dependency.step),
+            id = dependency.job_id,
+        ));
+    }
+    if dependencies.is_empty() {
+        table.push_str(r#"<tr><td colspan="3" class="muted">No jobs left to wait on.</td></tr>"#);
+    }
+    table.push_str("</table>");
+    table
 }
 
 async fn batch(
@@ -794,6 +829,7 @@ async fn job_action(
             hopper.cancel(id).await?,
             "cancelled (a running job stops within a heartbeat)",
         ),
+        "skip-wait" => (hopper.skip_wait(id).await?, "released from its wait"),
         "delete" => {
             if hopper.delete(id).await? {
                 let note = url_encode(&format!("job {id} deleted"));

@@ -329,6 +329,67 @@ async fn cancel_and_retry() {
 }
 
 #[tokio::test]
+async fn skip_wait_releases_a_held_job_of_a_sequence() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    // Paused, so the first job of the sequence stays pending.
+    hopper.pause("default").await.unwrap();
+    let router = router(hopper);
+    let in_line = hopper::DispatchOptions::new().sequence("k");
+    let first = hopper
+        .dispatch_with::<MailJob>(Mail { to: "a@b.c".into() }, in_line.clone())
+        .await
+        .unwrap();
+    let second = hopper
+        .dispatch_with::<MailJob>(Mail { to: "d@e.f".into() }, in_line)
+        .await
+        .unwrap();
+    let held = get(&router, &format!("/api/jobs/{second}")).await.json();
+    assert_eq!(
+        (&held["state"], &held["waiting_on"]),
+        (&json!("pending"), &json!(1))
+    );
+
+    let skipped = post_json(
+        &router,
+        &format!("/api/jobs/{second}/skip-wait"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(skipped.status, StatusCode::OK, "{}", skipped.body);
+    assert_eq!(
+        (&skipped.json()["state"], &skipped.json()["waiting_on"]),
+        (&json!("pending"), &json!(0))
+    );
+    assert_eq!(hopper.job(second).await.unwrap().unwrap().waiting_on, 0);
+
+    // Nothing left to skip: the released job, the first, and no job at all.
+    for id in [second, first] {
+        let again = post_json(&router, &format!("/api/jobs/{id}/skip-wait"), &json!({})).await;
+        assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+        assert!(
+            again.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("only pending jobs that wait on other jobs"),
+            "{}",
+            again.body
+        );
+    }
+    let missing = post_json(&router, "/api/jobs/424242/skip-wait", &json!({})).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let unauthenticated = Request::post(format!("/api/jobs/{second}/skip-wait"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&router, unauthenticated).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn openapi_document_lists_every_route() {
     let flaky = FlakyJob::default();
     let queue = queue(&flaky).await;
@@ -339,6 +400,7 @@ async fn openapi_document_lists_every_route() {
         "/api/jobs/{id}",
         "/api/jobs/{id}/retry",
         "/api/jobs/{id}/cancel",
+        "/api/jobs/{id}/skip-wait",
         "/api/jobs/count",
         "/api/jobs/bulk",
         "/api/batches/{id}",
@@ -360,6 +422,11 @@ async fn openapi_document_lists_every_route() {
         json!(["retry", "cancel", "delete"])
     );
     assert!(doc["components"]["schemas"]["BulkOutcome"]["properties"]["skipped"].is_object());
+    let skip_wait = &doc["paths"]["/api/jobs/{id}/skip-wait"]["post"]["responses"];
+    for status in ["200", "404", "409"] {
+        assert!(skip_wait[status].is_object(), "{status}");
+    }
+    assert!(doc["components"]["schemas"]["Job"]["properties"]["waiting_on"].is_object());
     let count_params = doc["paths"]["/api/jobs/count"]["get"]["parameters"]
         .as_array()
         .unwrap();

@@ -1015,3 +1015,101 @@ async fn a_workflows_page_lists_its_steps_with_what_each_waits_on() {
     assert!(!body.contains("<b>charge"), "step names are escaped");
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_held_jobs_page_shows_what_it_waits_on_and_skips_the_wait() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    // Paused, so the first job of the sequence stays pending.
+    hopper.pause("default").await.unwrap();
+    let router = router(hopper);
+    let in_line = hopper::DispatchOptions::new().sequence("<b>ledger</b>");
+    let first = hopper
+        .dispatch_with::<MailJob>(
+            Mail {
+                to: "a@x.org".into(),
+            },
+            in_line.clone(),
+        )
+        .await
+        .unwrap();
+    let second = hopper
+        .dispatch_with::<MailJob>(
+            Mail {
+                to: "b@x.org".into(),
+            },
+            in_line,
+        )
+        .await
+        .unwrap();
+    assert_eq!(hopper.job(second).await.unwrap().unwrap().waiting_on, 1);
+    let cookie = log_in(&router).await;
+    let uri = format!("/admin/queue/jobs/{second}");
+    let reply = page(&router, &cookie, &uri).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let body = reply.body;
+    assert!(body.contains("Still waiting on 1"), "{body}");
+    assert!(
+        body.contains(&format!(
+            r#"<tr data-id="{first}"><td><a href="/admin/queue/jobs/{first}">{first}</a></td><td><span class="state state-pending">pending</span></td><td>&lt;b&gt;ledger&lt;/b&gt;</td></tr>"#
+        )),
+        "the job waited on, linked, with its state and escaped sequence key: {body}"
+    );
+    assert!(!body.contains("<b>ledger"), "sequence keys are escaped");
+    assert!(
+        body.contains(&format!(r#"action="/admin/queue/jobs/{second}/skip-wait""#))
+            && body.contains(">Skip wait</button>"),
+        "{body}"
+    );
+    // The job it waits on waits on nothing: no table, no button.
+    let first_page = page(&router, &cookie, &format!("/admin/queue/jobs/{first}")).await;
+    assert!(
+        !first_page.body.contains("Skip wait") && !first_page.body.contains("waits-on"),
+        "{}",
+        first_page.body
+    );
+    let csrf = csrf_of(&body);
+    // The job list offers it too, on the held job's row only.
+    let list = page(&router, &cookie, "/admin/queue/jobs").await.body;
+    assert_eq!(list.matches("/skip-wait\"").count(), 1, "{list}");
+    assert!(list.contains(&format!("/admin/queue/jobs/{second}/skip-wait")));
+
+    let forged = submit(&router, &cookie, &format!("{uri}/skip-wait"), "csrf=nope").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(hopper.job(second).await.unwrap().unwrap().waiting_on, 1);
+
+    let skipped = submit(
+        &router,
+        &cookie,
+        &format!("{uri}/skip-wait"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(skipped.status, StatusCode::SEE_OTHER, "{}", skipped.body);
+    let location = skipped.headers[header::LOCATION].to_str().unwrap();
+    assert!(location.starts_with(&format!("{uri}?note=")), "{location}");
+    let job = hopper.job(second).await.unwrap().unwrap();
+    assert_eq!((job.state, job.waiting_on), (hopper::JobState::Pending, 0));
+    let after = page(&router, &cookie, location).await.body;
+    assert!(after.contains("Job released from its wait."), "{after}");
+    assert!(
+        !after.contains("Skip wait") && !after.contains("waits-on"),
+        "{after}"
+    );
+
+    let again = submit(
+        &router,
+        &cookie,
+        &format!("{uri}/skip-wait"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    let location = again.headers[header::LOCATION].to_str().unwrap();
+    let note = page(&router, &cookie, location).await.body;
+    assert!(
+        note.contains("The job could not be released from its wait in its current state."),
+        "{note}"
+    );
+    queue.stop().await.unwrap();
+}

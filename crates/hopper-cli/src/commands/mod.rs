@@ -32,6 +32,7 @@ pub(crate) fn built_in() -> Vec<Arc<dyn Command>> {
         Arc::new(queue::Show),
         Arc::new(queue::Retry),
         Arc::new(queue::Cancel),
+        Arc::new(queue::SkipWait),
         Arc::new(bulk::Bulk),
         Arc::new(queue::Prune),
         Arc::new(queue::Dispatch),

@@ -1,5 +1,6 @@
-//! `queue:*`: run workers, look at jobs, retry, cancel, prune, dispatch,
-//! pause and resume, and set and show queues' flow settings.
+//! `queue:*`: run workers, look at jobs, retry, cancel, release a job
+//! waiting on others, prune, dispatch, pause and resume, and set and show
+//! queues' flow settings.
 
 use std::time::Duration;
 
@@ -637,6 +638,46 @@ impl Command for Cancel {
         };
         ctx.out()
             .line(format!("Job {} ({}) {done}.", args.id, job.job_type))?;
+        Ok(())
+    }
+}
+
+/// `queue:skip-wait <id>`: runs a pending job that waits on others now
+/// ([`Hopper::skip_wait`]), the way past a sequence held by a job that
+/// failed for good.
+pub(crate) struct SkipWait;
+
+#[async_trait]
+impl Command for SkipWait {
+    fn definition(&self) -> clap::Command {
+        IdArgs::augment_args(clap::Command::new("queue:skip-wait").about(
+            "Run a pending job that waits on others (a held sequence, a workflow step) without waiting any longer",
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut Context<'_>,
+        matches: &clap::ArgMatches,
+    ) -> Result<(), ConsoleError> {
+        let args: IdArgs = args(matches)?;
+        let hopper = ctx.hopper().await?;
+        let job = find(&hopper, args.id).await?;
+        if !hopper.skip_wait(args.id).await? {
+            let what = if job.state == JobState::Pending {
+                "pending and waits on no other job".to_owned()
+            } else {
+                job.state.as_str().to_owned()
+            };
+            return Err(ConsoleError::Failed(format!(
+                "job {} is {what}: only pending jobs that wait on other jobs can be released",
+                args.id
+            )));
+        }
+        ctx.out().line(format!(
+            "Job {} ({}) released: it no longer waits and is due now.",
+            args.id, job.job_type
+        ))?;
         Ok(())
     }
 }

@@ -154,6 +154,11 @@ impl Services {
         let pool = hopper.start(self.worker_config(hopper))?;
         let monitor = self.alerts.map(|alerts| {
             tracing::info!(rules = alerts.rules().count(), "checking alert rules");
+            let alerts = if alerts.has_schedules() {
+                alerts
+            } else {
+                alerts.schedules(self.schedules.clone())
+            };
             alerts.start(hopper)
         });
         let scheduler = self.schedules.start(hopper);

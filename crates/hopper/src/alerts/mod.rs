@@ -46,10 +46,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::Hopper;
+use crate::schedule::Schedules;
 use crate::service::Periodic;
 use crate::store::{AlertRecord, LeaseHolder, LeaseRequest, NewAlert, StoreError};
 
-pub use rule::{Breach, Condition, DEFAULT_FAILED_WINDOW, Readings, format_span};
+pub use rule::{
+    Breach, Condition, DEFAULT_FAILED_WINDOW, DEFAULT_MISSED_AFTER, Readings, ScheduleReading,
+    format_span,
+};
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use webhook::DeliveryError;
@@ -192,6 +196,7 @@ pub struct Alerts {
     rules: BTreeMap<String, Condition>,
     webhook: Option<Webhook>,
     interval: Duration,
+    schedules: Option<Schedules>,
 }
 
 impl Default for Alerts {
@@ -200,6 +205,7 @@ impl Default for Alerts {
             rules: BTreeMap::new(),
             webhook: None,
             interval: DEFAULT_INTERVAL,
+            schedules: None,
         }
     }
 }
@@ -287,6 +293,24 @@ impl Alerts {
         }
         self.rules.insert(name, condition);
         Ok(self)
+    }
+
+    /// Watches `schedules` for ticks not taken in time
+    /// ([`Condition::ScheduleMissed`]). [`Services`](crate::services::Services)
+    /// gives the alerts its own schedules unless these were set.
+    ///
+    /// ```
+    /// let alerts = hopper::alerts::Alerts::new().schedules(hopper::schedule::Schedules::new());
+    /// # let _ = alerts;
+    /// ```
+    pub fn schedules(mut self, schedules: Schedules) -> Self {
+        self.schedules = Some(schedules);
+        self
+    }
+
+    /// Whether schedules to watch were given.
+    pub(crate) fn has_schedules(&self) -> bool {
+        self.schedules.is_some()
     }
 
     /// Delivers every change to `webhook` (from the running monitor).
@@ -417,10 +441,31 @@ impl Alerts {
             let since = crate::clock::sub(now, window);
             outcomes.insert(window, store.outcomes(since).await?);
         }
+        let watches_schedules = self
+            .rules
+            .values()
+            .any(|c| matches!(c, Condition::ScheduleMissed { .. }));
+        let schedules = match &self.schedules {
+            Some(schedules) if watches_schedules => store
+                .schedule_states()
+                .await?
+                .into_iter()
+                .filter_map(|state| {
+                    let schedule = schedules.get(&state.name)?;
+                    Some(ScheduleReading {
+                        next_due: schedule.next_after(state.last_fire_at),
+                        name: state.name,
+                        last_fire_at: state.last_fire_at,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Readings {
             now,
             queues,
             outcomes,
+            schedules,
         })
     }
 

@@ -17,6 +17,14 @@ use crate::store::{QueueStats, TypeOutcomes};
 /// ```
 pub const DEFAULT_FAILED_WINDOW: Duration = Duration::from_secs(600);
 
+/// How late a tick may be taken before a [`Condition::ScheduleMissed`]
+/// rule that sets no `after` fires: one minute.
+///
+/// ```
+/// assert_eq!(hopper::alerts::DEFAULT_MISSED_AFTER.as_secs(), 60);
+/// ```
+pub const DEFAULT_MISSED_AFTER: Duration = Duration::from_secs(60);
+
 /// What one alert rule watches. Rules are data: they read from JSON such as
 /// `{"kind": "queue_depth", "queue": "default", "above": 1000}`, durations
 /// written like `"30s"`, `"5m"`, `"1h30m"` or `"2d"`.
@@ -81,6 +89,20 @@ pub enum Condition {
         #[serde(with = "span", default = "failed_window")]
         window: Duration,
     },
+    /// A schedule's tick was not taken within `after` of its time: no
+    /// process runs the scheduler, or the database refuses its ticks.
+    /// Watches the schedules the alerts were given
+    /// ([`Alerts::schedules`](super::Alerts::schedules); [`Services`](crate::services::Services)
+    /// gives its own), each from its first taken tick. It resolves once the
+    /// late tick (or a later one) is taken.
+    ScheduleMissed {
+        /// The schedule; every schedule on its own when left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schedule: Option<String>,
+        /// How late a tick may be taken (default 1 minute).
+        #[serde(with = "span", default = "missed_after")]
+        after: Duration,
+    },
 }
 
 fn one() -> u64 {
@@ -91,10 +113,14 @@ fn failed_window() -> Duration {
     DEFAULT_FAILED_WINDOW
 }
 
+fn missed_after() -> Duration {
+    DEFAULT_MISSED_AFTER
+}
+
 /// The numbers conditions read, taken once per check.
 ///
 /// ```
-/// let r = hopper::alerts::Readings { now: chrono::Utc::now(), queues: vec![], outcomes: Default::default() };
+/// let r = hopper::alerts::Readings { now: chrono::Utc::now(), queues: vec![], outcomes: Default::default(), schedules: vec![] };
 /// assert!(r.queues.is_empty());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -105,6 +131,25 @@ pub struct Readings {
     pub queues: Vec<QueueStats>,
     /// Ended jobs per type, for each window a rule asks about.
     pub outcomes: BTreeMap<Duration, Vec<TypeOutcomes>>,
+    /// The watched schedules that have taken a tick.
+    pub schedules: Vec<ScheduleReading>,
+}
+
+/// Where a schedule stands: its latest taken tick and the tick after it.
+///
+/// ```
+/// let now = chrono::Utc::now();
+/// let r = hopper::alerts::ScheduleReading { name: "nightly".into(), last_fire_at: now, next_due: None };
+/// assert_eq!(r.name, "nightly");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleReading {
+    /// The schedule's name.
+    pub name: String,
+    /// The latest tick taken (fired or passed over), by any process.
+    pub last_fire_at: DateTime<Utc>,
+    /// The schedule's next tick after that one, if it has one.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 /// A subject over its threshold, and what was seen.
@@ -148,6 +193,9 @@ impl Condition {
             Condition::JobFailed { window, .. } if window.is_zero() => {
                 Some("`window` must be above zero".into())
             }
+            Condition::ScheduleMissed { after, .. } if after.is_zero() => {
+                Some("`after` must be above zero".into())
+            }
             _ => None,
         }
     }
@@ -164,7 +212,9 @@ impl Condition {
             Condition::FailureRate { window, .. } | Condition::JobFailed { window, .. } => {
                 Some(*window)
             }
-            Condition::QueueDepth { .. } | Condition::OldestPending { .. } => None,
+            Condition::QueueDepth { .. }
+            | Condition::OldestPending { .. }
+            | Condition::ScheduleMissed { .. } => None,
         }
     }
 
@@ -177,6 +227,7 @@ impl Condition {
     ///     now: chrono::Utc::now(),
     ///     queues: vec![QueueStats { queue: "mail".into(), due: 12, oldest_due_at: None, paused: false }],
     ///     outcomes: Default::default(),
+    ///     schedules: vec![],
     /// };
     /// let breaches = Condition::QueueDepth { queue: None, above: 10 }.breaches(&readings);
     /// assert_eq!(breaches[0].subject, "mail");
@@ -252,6 +303,25 @@ impl Condition {
                             q.queue,
                             format_span(Duration::from_secs(waited.as_secs())),
                             format_span(*above)
+                        ),
+                    })
+                })
+                .collect(),
+            Condition::ScheduleMissed { schedule, after } => readings
+                .schedules
+                .iter()
+                .filter(|s| matches(schedule, &s.name))
+                .filter_map(|s| {
+                    let due = s.next_due?;
+                    let late = (readings.now - due).to_std().ok()?;
+                    (late > *after).then(|| Breach {
+                        subject: s.name.clone(),
+                        summary: format!(
+                            "schedule {}: the tick due at {} was not taken ({} late, above {})",
+                            s.name,
+                            due.format("%Y-%m-%d %H:%M:%S UTC"),
+                            format_span(Duration::from_secs(late.as_secs())),
+                            format_span(*after)
                         ),
                     })
                 })
@@ -341,6 +411,7 @@ mod tests {
             now: at(0),
             queues: vec![],
             outcomes: outcomes(window, &[("mail", 7, 3), ("sms", 1, 1), ("push", 10, 0)]),
+            schedules: vec![],
         };
         let rule = Condition::FailureRate {
             job_type: None,
@@ -376,6 +447,7 @@ mod tests {
             now: at(600),
             queues: vec![stats("a", at(0)), stats("b", at(400))],
             outcomes: BTreeMap::new(),
+            schedules: vec![],
         };
         let rule = Condition::OldestPending {
             queue: None,
@@ -396,6 +468,7 @@ mod tests {
             now: at(0),
             queues: vec![],
             outcomes: outcomes(window, &[("a", 5, 0), ("b", 0, 2)]),
+            schedules: vec![],
         };
         let rule = Condition::JobFailed {
             job_type: None,
@@ -407,6 +480,48 @@ mod tests {
             .map(|b| b.subject)
             .collect();
         assert_eq!(subjects, ["b"]);
+    }
+
+    #[test]
+    fn schedule_missed_fires_for_a_tick_left_untaken_past_its_grace() {
+        let reading = |name: &str, next_due| ScheduleReading {
+            name: name.into(),
+            last_fire_at: at(0),
+            next_due,
+        };
+        let readings = Readings {
+            now: at(600),
+            schedules: vec![
+                reading("late", Some(at(300))),
+                reading("in grace", Some(at(550))),
+                reading("ahead", Some(at(900))),
+                reading("ended", None),
+            ],
+            ..Readings::default()
+        };
+        let rule = Condition::ScheduleMissed {
+            schedule: None,
+            after: DEFAULT_MISSED_AFTER,
+        };
+        let breaches = rule.breaches(&readings);
+        assert_eq!(breaches.len(), 1, "{breaches:?}");
+        assert_eq!(breaches[0].subject, "late");
+        assert!(
+            breaches[0]
+                .summary
+                .contains("was not taken (5m late, above 1m)"),
+            "{}",
+            breaches[0].summary
+        );
+        let parsed: Condition =
+            serde_json::from_str(r#"{"kind": "schedule_missed", "schedule": "nightly"}"#).unwrap();
+        assert_eq!(
+            parsed,
+            Condition::ScheduleMissed {
+                schedule: Some("nightly".into()),
+                after: DEFAULT_MISSED_AFTER
+            }
+        );
     }
 
     #[test]

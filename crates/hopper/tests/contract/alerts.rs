@@ -360,3 +360,44 @@ pub async fn only_the_monitor_holding_the_alerts_lease_checks(db: &TestDb) {
     second_monitor.stop().await;
     queue.stop().await.unwrap();
 }
+
+pub async fn a_schedule_tick_left_untaken_fires_until_a_later_tick_is_taken(db: &TestDb) {
+    let queue = db.start(builder()).await.unwrap();
+    let hopper = queue.hopper();
+    let mut schedules = hopper::schedule::Schedules::new();
+    schedules
+        .add(hopper::schedule::Schedule::new::<Noop>("every five", "*/5 * * * *", ()).unwrap())
+        .unwrap();
+    let alerts = Alerts::from_json(r#"{"cron": {"kind": "schedule_missed", "after": "1m"}}"#)
+        .unwrap()
+        .schedules(schedules.clone());
+    assert!(
+        alerts.check(hopper).await.unwrap().is_empty(),
+        "a schedule that never ticked is not watched yet"
+    );
+    schedules.run_due(hopper).await.unwrap();
+    assert!(alerts.check(hopper).await.unwrap().is_empty());
+
+    // No scheduler runs for seven minutes: the next tick is over a minute late.
+    queue.advance(Duration::from_secs(7 * 60));
+    let changes = alerts.check(hopper).await.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].status, Status::Firing);
+    assert_eq!(changes[0].alert.subject, "every five");
+    assert!(
+        changes[0].alert.summary.contains("was not taken"),
+        "{}",
+        changes[0].alert.summary
+    );
+    assert!(alerts.check(hopper).await.unwrap().is_empty(), "fires once");
+
+    // A scheduler pass takes the latest tick: the alert resolves.
+    schedules.run_due(hopper).await.unwrap();
+    let changes = alerts.check(hopper).await.unwrap();
+    let seen: Vec<_> = changes
+        .iter()
+        .map(|c| (c.status, c.alert.rule.as_str()))
+        .collect();
+    assert_eq!(seen, [(Status::Resolved, "cron")]);
+    queue.stop().await.unwrap();
+}

@@ -84,6 +84,7 @@ macro_rules! contract_for {
             instances_checking_at_once_record_each_change_once,
             a_webhook_receives_one_firing_and_one_resolution_per_incident,
             failure_rate_and_oldest_pending_rules_read_the_database,
+            a_schedule_tick_left_untaken_fires_until_a_later_tick_is_taken,
             only_the_monitor_holding_the_alerts_lease_checks,
             a_retry_while_another_live_job_holds_the_unique_key_is_refused_clearly,
             every_failed_job_of_a_type_is_retried_at_once_skipping_held_unique_keys,

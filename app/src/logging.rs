@@ -15,8 +15,8 @@ use anyhow::Context as _;
 use tracing::Subscriber;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
-use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
 
 /// Default for `LOG_LEVEL`.
 pub const DEFAULT_LEVEL: &str = "info";

@@ -1,10 +1,10 @@
 //! The HTTP routes: which URL goes to which controller.
 
-use axum::routing::{get, post};
 use axum::Router;
+use axum::routing::{get, post};
 
-use crate::controllers::{health_controller, user_controller};
 use crate::AppState;
+use crate::controllers::{health_controller, user_controller};
 
 /// The application's router.
 ///

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use app::mailer::Mailer;
 use app::AppState;
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use app::mailer::Mailer;
 use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 use hopper::store::Store;
 use hopper::testing::TestQueue;
 use hopper::{Hopper, JobFilter, JobState};

@@ -123,11 +123,13 @@ async fn images_are_processed_and_an_unknown_process_type_fails_at_once() {
     let failed = hopper.job(rotate).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.attempts, 1, "a permanent error is not retried");
-    assert!(failed
-        .last_error
-        .as_deref()
-        .unwrap_or("")
-        .contains("unknown process type: rotate"));
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("unknown process type: rotate")
+    );
     queue.stop().await.unwrap();
 }
 
@@ -143,11 +145,13 @@ async fn dispatch_by_name_checks_the_payload_against_the_job() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("process_image"), "{err}");
-    assert!(hopper
-        .jobs(&JobFilter::default())
-        .await
-        .unwrap()
-        .jobs
-        .is_empty());
+    assert!(
+        hopper
+            .jobs(&JobFilter::default())
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
     queue.stop().await.unwrap();
 }

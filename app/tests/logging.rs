@@ -1,9 +1,9 @@
 //! The application's log file: JSON lines, where every job event and every
 //! event a job's handler logs carries the job's id, type, queue and attempt.
 
-use app::jobs::email_job::EmailPayload;
 use app::jobs::EmailJob;
-use app::logging::{subscriber, LogConfig};
+use app::jobs::email_job::EmailPayload;
+use app::logging::{LogConfig, subscriber};
 use serde_json::Value;
 
 #[tokio::test]

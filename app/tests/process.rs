@@ -220,9 +220,11 @@ async fn serve_queues_and_sends_a_welcome_email_then_stops_on_sigterm() {
     assert_eq!(finished["span"]["type"], "send_email");
     assert_eq!(finished["span"]["queue"], "default");
     assert_eq!(finished["span"]["attempt"], 1);
-    assert!(lines
-        .iter()
-        .any(|line| line["message"] == "shutdown complete"));
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["message"] == "shutdown complete")
+    );
 }
 
 #[tokio::test]

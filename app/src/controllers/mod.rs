@@ -3,9 +3,9 @@
 pub mod health_controller;
 pub mod user_controller;
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
 /// An error answered as `{"error": "…"}` with a status code.

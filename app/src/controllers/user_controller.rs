@@ -1,15 +1,15 @@
 //! User endpoints: `POST /users/welcome-email`.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::http::StatusCode;
 use axum::{Form, Json};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use crate::jobs::email_job::EmailPayload;
-use crate::jobs::EmailJob;
 use crate::AppState;
+use crate::jobs::EmailJob;
+use crate::jobs::email_job::EmailPayload;
 
 /// The subject of the welcome email.
 pub const WELCOME_SUBJECT: &str = "Welcome to Hopper!";

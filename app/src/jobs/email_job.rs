@@ -101,11 +101,13 @@ mod tests {
             .with_state(State::new().with(Mailer::new(dir.path().join("mail.log"))));
         let mut payload = payload();
         payload.to = " ".into();
-        assert!(EmailJob
-            .handle(payload, ctx)
-            .await
-            .unwrap_err()
-            .is_permanent());
+        assert!(
+            EmailJob
+                .handle(payload, ctx)
+                .await
+                .unwrap_err()
+                .is_permanent()
+        );
     }
 
     #[tokio::test]

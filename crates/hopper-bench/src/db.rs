@@ -8,11 +8,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
+use hopper::store::Store;
 use hopper::store::mysql::MysqlStore;
 use hopper::store::postgres::PostgresStore;
 use hopper::store::sqlite::SqliteStore;
-use hopper::store::Store;
 use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, MySqlConnection, PgConnection};

@@ -22,7 +22,7 @@ mod workloads;
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use clap::Parser;
 
 use crate::db::Databases;

@@ -5,13 +5,13 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use sqlx::{Connection, MySql, QueryBuilder};
 
 use crate::db::{Bench, FreshDb};
-use crate::workloads::{rate, NoopJob};
+use crate::workloads::{NoopJob, rate};
 
 const COLUMNS: &str = "INSERT INTO jobs \
     (type, queue, payload, priority, max_attempts, available_at, created_at, state, finished_at) ";

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 /// The process's peak resident set (VmHWM in /proc/self/status), in MB;
 /// `None` where there is no such file.

@@ -4,11 +4,11 @@
 //! an idle pool.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use hopper::store::QueueFlow;
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobError, JobResult, WorkerConfig};
 use serde::{Deserialize, Serialize};
@@ -345,7 +345,9 @@ async fn wait_all_done(
             (seen, progress_at) = (ran, Instant::now());
         } else if progress_at.elapsed() > STALL {
             let live = bench.count_live().await?;
-            bail!("drain stalled: {ran} of {jobs} runs, {live} jobs still live, no progress for {STALL:?}");
+            bail!(
+                "drain stalled: {ran} of {jobs} runs, {live} jobs still live, no progress for {STALL:?}"
+            );
         }
         let _ = tokio::time::timeout(Duration::from_millis(5), activity.changed()).await;
     }

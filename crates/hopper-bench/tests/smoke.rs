@@ -72,9 +72,11 @@ fn check(report: &serde_json::Value, database: &str) {
     assert_eq!(report["drain_check"]["lost"], 0);
     assert_eq!(report["drain_check"]["duplicates"], 0);
     assert_eq!(report["idle"]["workers"], 4);
-    assert!(report["idle"]["cpu_ms"]
-        .as_f64()
-        .is_some_and(|ms| ms >= 0.0));
+    assert!(
+        report["idle"]["cpu_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms >= 0.0)
+    );
 
     for (limited, keys) in [
         ("w5", serde_json::json!(1000)),

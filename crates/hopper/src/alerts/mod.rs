@@ -645,6 +645,7 @@ mod tests {
             kinds,
             [
                 "queue_depth",
+                "schedule_missed",
                 "job_failed",
                 "failure_rate",
                 "oldest_pending"

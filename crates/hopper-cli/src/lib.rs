@@ -21,6 +21,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 mod commands;
 pub mod console;
 pub mod duration;

@@ -25,6 +25,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod alerts;
 pub mod api;
 pub mod auth;

@@ -33,3 +33,8 @@ pub mod seeder;
 
 pub use async_trait::async_trait;
 pub use console::{BoxError, Command, Console, ConsoleError, Context};
+
+// The README's example compiles as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -196,3 +196,8 @@ impl Web {
         &self.inner.hopper
     }
 }
+
+// The README's example compiles as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

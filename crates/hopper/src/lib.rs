@@ -119,3 +119,8 @@ pub use worker::{Concurrency, MAINTENANCE_LEASE, WorkerConfig, WorkerError, Work
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+// So is the crate's own README, the one crates.io shows.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;

@@ -36,7 +36,7 @@ use crate::job::{Job, JobId, JobState};
 use crate::registry::JobDefaults;
 use crate::retry::Backoff;
 use crate::service::Periodic;
-use crate::store::{StoreError, Tick, TickRequest};
+use crate::store::{ScheduleRun, StoreError, Tick, TickRequest};
 
 /// A tick later than this after its fire time counts as missed.
 pub const MISSED_AFTER: Duration = Duration::from_secs(60);
@@ -535,7 +535,16 @@ pub struct ScheduleInfo {
     pub last_fire_at: Option<DateTime<Utc>>,
     /// The job of the latest dispatched tick and its state, if it still exists.
     pub last_job: Option<(JobId, JobState)>,
+    /// Its latest [`RECENT_RUNS`] runs, newest first, with their outcomes.
+    pub recent: Vec<ScheduleRun>,
 }
+
+/// How many of a schedule's latest runs [`Schedules::list`] reads.
+///
+/// ```
+/// assert_eq!(hopper::schedule::RECENT_RUNS, 5);
+/// ```
+pub const RECENT_RUNS: u32 = 5;
 
 /// Every schedule of an application, by name; duplicates are refused.
 ///
@@ -726,7 +735,8 @@ impl Schedules {
             .await?)
     }
 
-    /// Each schedule with its next three ticks and its latest run.
+    /// Each schedule with its next three ticks, its latest run and its
+    /// [`RECENT_RUNS`] latest runs with their outcomes.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -750,7 +760,12 @@ impl Schedules {
                 Some(id) => hopper.job(id).await?.map(|job| (id, job.state)),
                 None => None,
             };
+            let recent = hopper
+                .store()
+                .schedule_runs(&schedule.name, RECENT_RUNS)
+                .await?;
             infos.push(ScheduleInfo {
+                recent,
                 name: schedule.name.clone(),
                 expression: schedule.expression.clone(),
                 zone: schedule.zone().to_owned(),

@@ -84,6 +84,10 @@ pub(crate) async fn prune(
     while store.prune_sequences(PRUNE_BATCH).await? == u64::from(PRUNE_BATCH) {
         tokio::task::yield_now().await;
     }
+    // Schedule runs whose job was pruned: their outcome is gone with it.
+    while store.prune_schedule_runs(PRUNE_BATCH).await? == u64::from(PRUNE_BATCH) {
+        tokio::task::yield_now().await;
+    }
     Ok(deleted)
 }
 

@@ -843,6 +843,22 @@ pub struct ScheduleState {
     pub last_job_id: Option<JobId>,
 }
 
+/// One run of a schedule: the job a tick dispatched, and where it is now.
+///
+/// ```
+/// let run = hopper::store::ScheduleRun { fire_at: chrono::Utc::now(), job_id: 7, state: Some(hopper::JobState::Finished) };
+/// assert_eq!(run.job_id, 7);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScheduleRun {
+    /// The tick that dispatched it.
+    pub fire_at: DateTime<Utc>,
+    /// The job.
+    pub job_id: JobId,
+    /// The job's state; `None` once the job is pruned or deleted.
+    pub state: Option<JobState>,
+}
+
 /// Jobs of one type that ended since some time: finished, or failed for good.
 ///
 /// ```
@@ -1378,6 +1394,14 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
 
     /// The latest tick of every schedule that has taken one.
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError>;
+
+    /// The jobs the latest `limit` dispatched ticks of schedule `name`
+    /// dispatched, newest first, each with its state.
+    async fn schedule_runs(&self, name: &str, limit: u32) -> Result<Vec<ScheduleRun>, StoreError>;
+
+    /// Forgets up to `limit` recorded schedule runs whose job is gone;
+    /// returns how many.
+    async fn prune_schedule_runs(&self, limit: u32) -> Result<u64, StoreError>;
 
     /// Job counts per queue and state (zero counts left out).
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError>;

@@ -29,8 +29,8 @@ use super::{
     ClaimToken, ClaimedJob, CompleteRequest, ConcurrencyReport, FlowRequest, JobFilter, JobPage,
     JobRecord, LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount, NewAlert, NewBatch, NewJob,
     Outcome, PauseRequest, Progress, ProgressRequest, PruneRequest, QueueFlow, QueueStats,
-    RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
-    TypeCount, TypeOutcomes,
+    RenewRequest, RetryRequest, ScheduleRun, ScheduleState, StateCount, Store, StoreError, Tick,
+    TickRequest, TypeCount, TypeOutcomes,
 };
 use super::{
     Dependency, FailedJob, NewWorkflow, RetriedFailed, RetryFailed, batch_keys, plan_retry,
@@ -577,6 +577,12 @@ impl MysqlStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(sql::RECORD_RUN)
+            .bind(name)
+            .bind(id)
+            .bind(micros(fire_at))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Tick::Dispatched(id))
     }
@@ -1076,6 +1082,47 @@ impl Store for MysqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn schedule_runs(&self, name: &str, limit: u32) -> Result<Vec<ScheduleRun>, StoreError> {
+        let rows = sqlx::query(sql::SCHEDULE_RUNS)
+            .bind(name)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let job_id: JobId = row.try_get("job_id")?;
+                Ok(ScheduleRun {
+                    fire_at: from_micros(job_id, row.try_get("fire_at")?)?,
+                    job_id,
+                    state: optional_text(row, "state")?
+                        .map(|s| state_of(job_id, &s))
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_schedule_runs(&self, limit: u32) -> Result<u64, StoreError> {
+        // No DELETE here may read the table it deletes from: the rows are
+        // locked first, then deleted one by one.
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query(sql::LOCK_GONE_RUNS)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut pruned = 0;
+        for row in &gone {
+            pruned += sqlx::query(sql::FORGET_RUN)
+                .bind(text(row, "name")?)
+                .bind(row.try_get::<JobId, _>("job_id")?)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     async fn create_batch(

@@ -27,8 +27,8 @@ use super::{
     ClaimToken, ClaimedJob, CompleteRequest, Completion, ConcurrencyReport, FlowRequest, JobFilter,
     JobPage, JobRecord, LeaseHolder, LeaseRequest, MinuteCount, NewAlert, NewBatch, NewJob,
     Outcome, PauseRequest, Progress, ProgressRequest, PruneRequest, QueueFlow, QueueStats,
-    RenewRequest, RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
-    TypeCount, TypeOutcomes, Wakeup,
+    RenewRequest, RetryRequest, ScheduleRun, ScheduleState, StateCount, Store, StoreError, Tick,
+    TickRequest, TypeCount, TypeOutcomes, Wakeup,
 };
 use super::{
     Dependency, FailedJob, NewWorkflow, RetriedFailed, RetryFailed, batch_keys, plan_retry,
@@ -980,6 +980,12 @@ impl Store for PostgresStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(sql::RECORD_RUN)
+            .bind(name)
+            .bind(id)
+            .bind(fire_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Tick::Dispatched(id))
     }
@@ -997,6 +1003,31 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn schedule_runs(&self, name: &str, limit: u32) -> Result<Vec<ScheduleRun>, StoreError> {
+        let rows: Vec<(DateTime<Utc>, JobId, Option<String>)> = sqlx::query_as(sql::SCHEDULE_RUNS)
+            .bind(name)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(fire_at, job_id, state)| {
+                Ok(ScheduleRun {
+                    fire_at,
+                    job_id,
+                    state: state.map(|s| state_of(job_id, &s)).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_schedule_runs(&self, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::PRUNE_SCHEDULE_RUNS)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn create_batch(

@@ -34,8 +34,8 @@ use super::{
     JobFilter, JobPage, JobRecord, LeaseHolder, LeaseRequest, MigrationStatus, MinuteCount,
     NewAlert, NewBatch, NewJob, Outcome, PauseRequest, Progress, ProgressRequest, PruneRequest,
     QueueFlow, QueueStats, RETRY_FAILED_BATCH, RenewRequest, RetriedFailed, RetryFailed,
-    RetryRequest, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest, TypeCount,
-    TypeOutcomes, batch_keys, plan_retry,
+    RetryRequest, ScheduleRun, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
+    TypeCount, TypeOutcomes, batch_keys, plan_retry,
 };
 use super::{Dependency, NewWorkflow};
 use crate::job::{JobId, JobState};
@@ -833,6 +833,7 @@ impl Store for SqliteStore {
             let ids = insert_in(tx, std::slice::from_ref(job))?;
             let id = ids.first().copied().unwrap_or_default();
             tx.execute(sql::RECORD_TICK_JOB, params![id, name])?;
+            tx.execute(sql::RECORD_RUN, params![name, id, micros(fire_at)])?;
             Ok(Tick::Dispatched(id))
         })
         .await
@@ -849,6 +850,26 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn schedule_runs(&self, name: &str, limit: u32) -> Result<Vec<ScheduleRun>, StoreError> {
+        self.read(|conn| {
+            all(conn, sql::SCHEDULE_RUNS, params![name, limit], |row| {
+                let job_id: JobId = row.get(1)?;
+                let state: Option<String> = row.get(2)?;
+                Ok(ScheduleRun {
+                    fire_at: from_micros(job_id, row.get(0)?)?,
+                    job_id,
+                    state: state.map(|s| state_of(job_id, &s)).transpose()?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn prune_schedule_runs(&self, limit: u32) -> Result<u64, StoreError> {
+        self.write(|conn| Ok(changed(conn.execute(sql::PRUNE_SCHEDULE_RUNS, [limit])?)))
+            .await
     }
 
     async fn create_batch(

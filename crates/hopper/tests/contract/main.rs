@@ -127,6 +127,7 @@ macro_rules! contract_for {
             pruning_alerts_deletes_old_resolved_incidents_up_to_the_limit,
             a_schedule_tick_is_taken_once_and_never_behind_a_later_one,
             schedule_states_show_each_schedules_latest_tick_and_its_job,
+            a_schedules_runs_are_recorded_once_each_newest_first_and_pruned_with_their_jobs,
             publishing_concurrency_replaces_the_workers_own_rows_and_drops_expired_ones,
             job_counts_per_queue_and_state_leave_out_zero_counts,
             paging_through_250_jobs_by_100_lists_every_job_once_newest_first,

@@ -1219,3 +1219,62 @@ pub async fn a_store_that_listens_hears_of_a_job_another_instance_inserts(db: &T
         }
     }
 }
+
+pub async fn a_schedules_runs_are_recorded_once_each_newest_first_and_pruned_with_their_jobs(
+    db: &TestDb,
+) {
+    let store = hopper::store::open(db.url()).await.unwrap();
+    let plain = new_job("report", "reports", t0());
+    let held = NewJob {
+        unique_key: Some("schedule:report".into()),
+        ..plain.clone()
+    };
+    let take = |fire_at, job: Option<NewJob>| {
+        let store = store.clone();
+        async move {
+            let request = TickRequest {
+                schedule: "report",
+                fire_at,
+                job: job.as_ref(),
+            };
+            store.take_tick(request).await.unwrap()
+        }
+    };
+    let mut ids = Vec::new();
+    for (fire_at, job) in [(t0(), &plain), (at(60), &plain), (at(120), &held)] {
+        match take(fire_at, Some(job.clone())).await {
+            Tick::Dispatched(id) => ids.push(id),
+            other => panic!("tick at {fire_at} dispatched, got {other:?}"),
+        }
+    }
+    // A tick whose unique key the last run still holds dispatches nothing
+    // new, and a passed tick dispatches nothing: neither is a run.
+    assert_eq!(take(at(180), Some(held)).await, Tick::Dispatched(ids[2]));
+    assert_eq!(take(at(240), None).await, Tick::Passed);
+
+    let runs = store.schedule_runs("report", 5).await.unwrap();
+    let seen: Vec<_> = runs
+        .iter()
+        .map(|r| (r.fire_at, r.job_id, r.state))
+        .collect();
+    let pending = Some(JobState::Pending);
+    assert_eq!(
+        seen,
+        [
+            (at(120), ids[2], pending),
+            (at(60), ids[1], pending),
+            (t0(), ids[0], pending)
+        ]
+    );
+    assert_eq!(store.schedule_runs("report", 1).await.unwrap().len(), 1);
+    assert!(store.schedule_runs("other", 5).await.unwrap().is_empty());
+
+    assert!(store.delete(ids[0]).await.unwrap());
+    let runs = store.schedule_runs("report", 5).await.unwrap();
+    assert_eq!(
+        runs[2].state, None,
+        "a run whose job is gone has no outcome"
+    );
+    assert_eq!(store.prune_schedule_runs(100).await.unwrap(), 1);
+    assert_eq!(store.schedule_runs("report", 5).await.unwrap().len(), 2);
+}

@@ -601,6 +601,24 @@ pub(super) const TAKE_TICK_INSERT: &str = "INSERT INTO schedules (name, last_fir
 /// Records the job a schedule's tick dispatched; `?`: job id, name.
 pub(super) const TAKE_TICK_JOB: &str = "UPDATE schedules SET last_job_id = ? WHERE name = ?";
 
+/// Records a job as a run of a schedule (once: a tick whose job was still
+/// running dispatches nothing new); `?`: name, job id, fire at (µs).
+pub(super) const RECORD_RUN: &str =
+    "INSERT IGNORE INTO schedule_runs (name, job_id, fire_at) VALUES (?, ?, ?)";
+
+// --- schedule_runs
+
+/// A schedule's latest runs, newest first: fire time, job, its state (NULL once gone); `?`: name, limit.
+pub(super) const SCHEDULE_RUNS: &str = "SELECT r.fire_at, r.job_id, j.state FROM schedule_runs AS r \
+     LEFT JOIN jobs AS j ON j.id = r.job_id WHERE r.name = ? ORDER BY r.fire_at DESC LIMIT ?";
+
+/// Up to `?` schedule runs whose job is gone, locked, skipping rows another transaction holds.
+pub(super) const LOCK_GONE_RUNS: &str = "SELECT name, job_id FROM schedule_runs AS r \
+     WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = r.job_id) LIMIT ? FOR UPDATE SKIP LOCKED";
+
+/// Forgets one schedule run; `?`: name, job id.
+pub(super) const FORGET_RUN: &str = "DELETE FROM schedule_runs WHERE name = ? AND job_id = ?";
+
 // --- publish_concurrency, worker_concurrency: in store/concurrency.rs (`mysql`)
 
 // --- schedule_states

@@ -473,6 +473,21 @@ pub(super) const TAKE_TICK: &str = "INSERT INTO schedules (name, last_fire_at) V
 /// Records job `?1` as the one schedule `?2`'s tick dispatched.
 pub(super) const RECORD_TICK_JOB: &str = "UPDATE schedules SET last_job_id = ?1 WHERE name = ?2";
 
+/// Records job `?2` as a run of schedule `?1` fired at `?3` (once: a tick
+/// whose job was still running dispatches nothing new).
+pub(super) const RECORD_RUN: &str =
+    "INSERT INTO schedule_runs (name, job_id, fire_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+
+// --- schedule_runs
+
+/// Schedule `?1`'s latest `?2` runs, newest first: fire time, job, its state (NULL once gone).
+pub(super) const SCHEDULE_RUNS: &str = "SELECT r.fire_at, r.job_id, j.state FROM schedule_runs AS r \
+    LEFT JOIN jobs AS j ON j.id = r.job_id WHERE r.name = ?1 ORDER BY r.fire_at DESC LIMIT ?2";
+
+/// Forgets up to `?1` schedule runs whose job is gone.
+pub(super) const PRUNE_SCHEDULE_RUNS: &str = "DELETE FROM schedule_runs WHERE (name, job_id) IN \
+    (SELECT name, job_id FROM schedule_runs AS r WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = r.job_id) LIMIT ?1)";
+
 // --- publish_concurrency (run from `store::concurrency`)
 
 /// Deletes worker `?1`'s rows and every row expired before `?2`.

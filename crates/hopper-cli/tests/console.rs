@@ -765,6 +765,73 @@ async fn schedules_are_listed_with_their_next_runs_and_run_on_demand() {
     );
 }
 
+#[tokio::test]
+async fn schedule_list_shows_the_latest_runs_and_their_outcomes() {
+    let fx = Fixture::new();
+    let list = fx.json(&["schedule:list", "--json"]).await;
+    assert_eq!(list[0]["recent"], serde_json::json!([]));
+    let text = fx.ok(&["schedule:list"]).await;
+    let row = text.lines().find(|l| l.contains("nightly_report")).unwrap();
+    assert!(row.trim_end().ends_with(" -"), "no runs yet: {text}");
+
+    let hopper = Hopper::builder()
+        .register(ReportJob)
+        .unwrap()
+        .clock(fx.clock.clone())
+        .connect(&format!(
+            "sqlite://{}",
+            fx.dir.path().join("jobs.db").display()
+        ))
+        .await
+        .unwrap();
+    let schedules = schedules();
+    // The first look only takes the latest tick (it is late); each later
+    // look a day on runs the new one. 25 hours: a tick even across a
+    // daylight saving change in Berlin.
+    schedules.run_due(&hopper).await.unwrap();
+    let tick = || async {
+        fx.clock.advance(Duration::from_secs(25 * 3600));
+        let fired = schedules.run_due(&hopper).await.unwrap();
+        match fired[0].tick {
+            hopper::store::Tick::Dispatched(id) => (fired[0].fire_at, id),
+            other => panic!("the tick was not dispatched: {other:?}"),
+        }
+    };
+    let (finished_at, finished) = tick().await;
+    fx.ok(&["queue:work", "--stop-when-empty"]).await;
+    let (_, deleted) = tick().await;
+    assert!(hopper.delete(deleted).await.unwrap());
+    let (_, pending) = tick().await;
+
+    let list = fx.json(&["schedule:list", "--json"]).await;
+    let recent = list[0]["recent"].as_array().unwrap();
+    assert_eq!(recent[0]["job_id"], pending, "newest first: {recent:?}");
+    assert_eq!(recent[0]["state"], "pending");
+    assert_eq!(recent[1]["job_id"], deleted);
+    assert!(recent[1]["state"].is_null(), "a deleted job's run is gone");
+    assert_eq!(recent[2]["job_id"], finished);
+    assert_eq!(recent[2]["state"], "finished");
+    assert_eq!(
+        recent[2]["fire_at"],
+        serde_json::to_value(finished_at).unwrap()
+    );
+
+    let text = fx.ok(&["schedule:list"]).await;
+    let row = text.lines().find(|l| l.contains("nightly_report")).unwrap();
+    assert!(
+        row.contains(&format!("pending (job {pending})")),
+        "the last job: {text}"
+    );
+    assert!(row.contains("pending gone ok"), "the recent runs: {text}");
+    let header = text.lines().next().unwrap();
+    assert!(header.contains("RECENT (NEWEST FIRST)"), "{text}");
+    let help = fx.ok(&["schedule:list", "--help"]).await;
+    assert!(
+        help.contains("gone: the job was pruned or deleted"),
+        "{help}"
+    );
+}
+
 fn write_modules(src: &Path) {
     for (folder, text) in [
         ("jobs", hopper_cli::generate::EMPTY_JOBS_MODULE),

@@ -6,7 +6,8 @@
 //! what it waits on and a button to skip the wait), bulk actions on every
 //! job the list's filter matches (confirmed on a page showing the count
 //! first), a page per batch with its counts and callbacks, queues with
-//! pause/resume, and schedules. Every page
+//! pause/resume, and schedules (with each one's latest runs and their
+//! outcomes). Every page
 //! refreshes its content every two seconds with a few lines of plain
 //! JavaScript.
 
@@ -19,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hopper::bulk::{BulkAction, BulkOutcome};
-use hopper::store::{BatchCallback, BatchCounts, BatchRecord, Dependency};
+use hopper::store::{BatchCallback, BatchCounts, BatchRecord, Dependency, ScheduleRun};
 use hopper::{JobFilter, JobId, JobState, StoreError};
 use serde::Deserialize;
 
@@ -1167,13 +1168,41 @@ async fn queue_action(
     )))
 }
 
+/// A schedule's latest runs, newest first, one a line: the tick, the job
+/// linked to its page and its state badge; a job pruned or deleted since
+/// keeps its id, unlinked, with a `gone` badge.
+fn recent_runs(runs: &[ScheduleRun]) -> String {
+    if runs.is_empty() {
+        return "—".into();
+    }
+    runs.iter()
+        .map(|run| {
+            let id = run.job_id;
+            let job = match run.state {
+                Some(job_state) => format!(
+                    r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a> {}"#,
+                    state(job_state)
+                ),
+                None => format!(
+                    r#"<span class="muted">{id}</span> <span class="state state-gone" title="the job was pruned or deleted">gone</span>"#
+                ),
+            };
+            format!(
+                r#"<span class="run" data-job="{id}">{} · {job}</span>"#,
+                time(run.fire_at)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
 async fn schedules(State(web): State<Web>, caller: Caller) -> Result<Html<String>> {
     let mut body = String::new();
     match &web.inner.schedules {
         None => body.push_str(r#"<p class="muted">No schedules are configured.</p>"#),
         Some(schedules) => {
             let list = schedules.list(web.hopper()).await?;
-            body.push_str("<table id=\"schedules\"><tr><th>name</th><th>expression</th><th>zone</th><th>job type</th><th>next</th><th>last tick</th><th>last job</th></tr>");
+            body.push_str("<table id=\"schedules\"><tr><th>name</th><th>expression</th><th>zone</th><th>job type</th><th>next</th><th>last tick</th><th>last job</th><th>recent runs</th></tr>");
             for s in &list {
                 let last_job = match s.last_job {
                     Some((id, job_state)) => format!(
@@ -1183,17 +1212,18 @@ async fn schedules(State(web): State<Web>, caller: Caller) -> Result<Html<String
                     None => "—".into(),
                 };
                 body.push_str(&format!(
-                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{last_job}</td></tr>",
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{last_job}</td><td class=\"recent-runs\">{}</td></tr>",
                     escape(&s.name),
                     escape(&s.expression),
                     escape(&s.zone),
                     escape(&s.job_type),
                     s.next.iter().map(|t| time(*t)).collect::<Vec<_>>().join("<br>"),
                     s.last_fire_at.map(time).unwrap_or_else(|| "—".into()),
+                    recent_runs(&s.recent),
                 ));
             }
             if list.is_empty() {
-                body.push_str(r#"<tr><td colspan="7" class="muted">No schedules.</td></tr>"#);
+                body.push_str(r#"<tr><td colspan="8" class="muted">No schedules.</td></tr>"#);
             }
             body.push_str("</table>");
         }

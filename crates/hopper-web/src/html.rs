@@ -64,7 +64,7 @@ th,td{border-bottom:1px solid #e3e6eb;padding:.35rem .6rem;text-align:left;verti
 th{background:#eef1f5;font-weight:600}
 .state{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-size:12px;background:#e3e6eb}
 .state-pending{background:#fff3c4}.state-started{background:#cfe3ff}.state-finished{background:#cdf0d5}
-.state-failed{background:#ffd2d2}.state-cancelled{background:#e3e6eb}
+.state-failed{background:#ffd2d2}.state-cancelled{background:#e3e6eb}.state-gone{background:#fff;border:1px dashed #b7bfcb}
 pre{background:#fff;border:1px solid #e3e6eb;padding:.6rem;overflow:auto;max-height:24rem}
 form.inline{display:inline}button{cursor:pointer}
 .cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#fff;border:1px solid #e3e6eb;padding:.6rem 1rem;min-width:9rem;color:inherit;text-decoration:none}

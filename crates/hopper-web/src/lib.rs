@@ -126,7 +126,7 @@ impl Web {
         }
     }
 
-    /// Shows `schedules` (next fire times, last outcomes) on the dashboard.
+    /// Shows `schedules` (next fire times, latest runs and their outcomes) on the dashboard.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

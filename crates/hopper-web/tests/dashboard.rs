@@ -458,8 +458,9 @@ async fn the_session_cookie_is_secure_when_the_login_came_over_https() {
 }
 
 #[tokio::test]
-async fn schedules_show_their_next_fire_times_and_last_outcome() {
+async fn schedules_show_their_next_fire_times_last_outcome_and_recent_runs() {
     let flaky = FlakyJob::default();
+    flaky.failing.store(true, Ordering::SeqCst);
     let queue = queue(&flaky).await;
     let mut schedules = hopper::schedule::Schedules::new();
     let nightly = Mail {
@@ -470,14 +471,28 @@ async fn schedules_show_their_next_fire_times_and_last_outcome() {
             .unwrap()
             .missed(hopper::schedule::Missed::RunLatest);
     schedules.add(schedule).unwrap();
-    // The first look only takes the latest tick; a day later the next one runs.
-    schedules.run_due(queue.hopper()).await.unwrap();
+    // Every second: each look takes a tick and runs its job, which fails.
+    let every_second =
+        hopper::schedule::Schedule::new::<FlakyJob>("heartbeat", "* * * * * *", json!({})).unwrap();
+    schedules.add(every_second).unwrap();
+    let dispatched = |fired: &[hopper::schedule::Fired], name: &str| {
+        let fired = fired.iter().find(|f| f.schedule == name).unwrap();
+        let hopper::store::Tick::Dispatched(id) = fired.tick else {
+            panic!("the tick was not dispatched: {fired:?}")
+        };
+        (fired.fire_at, id)
+    };
+    // The first look only takes the nightly's latest tick; a day later the
+    // next one runs.
+    let first = schedules.run_due(queue.hopper()).await.unwrap();
+    let (_, failed) = dispatched(&first, "heartbeat");
     queue.advance(std::time::Duration::from_secs(24 * 3600));
     let fired = schedules.run_due(queue.hopper()).await.unwrap();
-    let hopper::store::Tick::Dispatched(fired) = fired[0].tick else {
-        panic!("the tick was not dispatched: {fired:?}")
-    };
+    let (nightly_at, finished) = dispatched(&fired, "nightly <report>");
+    let (_, deleted) = dispatched(&fired, "heartbeat");
     queue.wait_idle().await.unwrap();
+    assert!(queue.hopper().delete(deleted).await.unwrap());
+    let list = schedules.list(queue.hopper()).await.unwrap();
     let token = hopper_web::AdminToken::new(TOKEN).unwrap();
     let router = hopper_web::Web::new(queue.hopper().clone(), token)
         .schedules(schedules)
@@ -490,11 +505,73 @@ async fn schedules_show_their_next_fire_times_and_last_outcome() {
         reply.body
     );
     assert!(reply.body.contains("0 0 3 * * *"));
-    let ticks = reply.body.matches("03:00:00 UTC").count();
-    assert_eq!(ticks, 4, "the next three ticks and the last one");
     assert!(
-        reply.body.contains(&format!("/admin/queue/jobs/{fired}")),
+        reply.body.contains("<th>recent runs</th>"),
+        "{}",
+        reply.body
+    );
+    let row = |name: &str| {
+        reply
+            .body
+            .split("<tr>")
+            .find(|row| row.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {}", reply.body))
+            .to_owned()
+    };
+    let nightly_row = row("nightly &lt;report&gt;");
+    let nightly_runs = list
+        .iter()
+        .find(|s| s.name == "nightly <report>")
+        .unwrap()
+        .recent
+        .len();
+    assert_eq!(
+        nightly_row.matches("03:00:00 UTC").count(),
+        4 + nightly_runs,
+        "the next three ticks, the last one and each run's: {nightly_row}"
+    );
+    assert!(
+        reply
+            .body
+            .contains(&format!("/admin/queue/jobs/{finished}")),
         "the last job is linked"
+    );
+    // The nightly's run: its tick, its job linked and its state badge.
+    let run = format!(
+        r#"<span class="run" data-job="{finished}">{} · <a href="/admin/queue/jobs/{finished}">{finished}</a> <span class="state state-finished">finished</span></span>"#,
+        hopper_web::html::time(nightly_at)
+    );
+    assert!(nightly_row.contains(&run), "{nightly_row}");
+
+    // The heartbeat's runs, newest first: the deleted job's run is gone
+    // (unlinked), the one before failed.
+    let heartbeat_row = row("heartbeat");
+    let recent = heartbeat_row
+        .split(r#"<td class="recent-runs">"#)
+        .nth(1)
+        .unwrap();
+    let gone = recent
+        .find(&format!(r#"data-job="{deleted}""#))
+        .expect("the deleted job's run");
+    let failed_at = recent
+        .find(&format!(r#"data-job="{failed}""#))
+        .expect("the failed job's run");
+    assert!(gone < failed_at, "newest first: {recent}");
+    assert!(
+        recent.contains(
+            r#"<span class="state state-gone" title="the job was pruned or deleted">gone</span>"#
+        ),
+        "{recent}"
+    );
+    assert!(
+        !recent.contains(&format!("/admin/queue/jobs/{deleted}\"")),
+        "a gone job is not linked: {recent}"
+    );
+    assert!(
+        recent.contains(&format!(
+            r#"<a href="/admin/queue/jobs/{failed}">{failed}</a> <span class="state state-failed">failed</span>"#
+        )),
+        "{recent}"
     );
     queue.stop().await.unwrap();
 }

@@ -1,8 +1,10 @@
 //! `schedule:list` and `schedule:run`: the application's schedules, when each
-//! fires next and how its latest run went; one run on demand.
+//! fires next and how its latest runs went; one run on demand.
 
 use async_trait::async_trait;
 use clap::Args;
+use hopper::JobState;
+use hopper::store::ScheduleRun;
 
 use super::{args, time};
 use crate::console::{Command, ConsoleError, Context};
@@ -20,9 +22,18 @@ pub(crate) struct List;
 #[async_trait]
 impl Command for List {
     fn definition(&self) -> clap::Command {
-        ListArgs::augment_args(clap::Command::new("schedule:list").about(
-            "List the schedules: expression, time zone, next three runs, last run and outcome",
-        ))
+        ListArgs::augment_args(
+            clap::Command::new("schedule:list")
+                .about(
+                    "List the schedules: expression, time zone, next three runs, last run and outcome, recent runs",
+                )
+                .long_about(
+                    "List the schedules: expression, time zone, next three runs, last run and outcome, \
+                     and the outcomes of the latest five runs, newest first \
+                     (ok: finished; gone: the job was pruned or deleted). \
+                     --json prints each schedule's `recent` runs with their tick, job id and state.",
+                ),
+        )
     }
 
     async fn run(
@@ -49,6 +60,7 @@ impl Command for List {
             "NEXT RUNS (UTC)",
             "LAST RUN (UTC)",
             "OUTCOME",
+            "RECENT (NEWEST FIRST)",
         ]);
         for info in &infos {
             let next = info
@@ -60,8 +72,8 @@ impl Command for List {
             let outcome = match info.last_job {
                 Some((id, state)) => {
                     let style = match state {
-                        hopper::JobState::Finished => Style::Green,
-                        hopper::JobState::Failed => Style::Red,
+                        JobState::Finished => Style::Green,
+                        JobState::Failed => Style::Red,
                         _ => Style::Plain,
                     };
                     Cell::styled(format!("{state} (job {id})"), style)
@@ -77,11 +89,43 @@ impl Command for List {
                     .map_or_else(|| "never".to_owned(), time)
                     .into(),
                 outcome,
+                recent(&info.recent),
             ]);
         }
         out.table(&table)?;
         Ok(())
     }
+}
+
+/// A run's outcome in one short word: its state, `ok` when it finished,
+/// `gone` once the job is pruned or deleted.
+fn run_word(state: Option<JobState>) -> &'static str {
+    match state {
+        Some(JobState::Finished) => "ok",
+        Some(state) => state.as_str(),
+        None => "gone",
+    }
+}
+
+/// The latest runs' outcomes, newest first, one word each: red when one
+/// of them failed, green when all finished, `-` when there is none yet.
+fn recent(runs: &[ScheduleRun]) -> Cell {
+    if runs.is_empty() {
+        return "-".into();
+    }
+    let text = runs
+        .iter()
+        .map(|run| run_word(run.state))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let style = if runs.iter().any(|run| run.state == Some(JobState::Failed)) {
+        Style::Red
+    } else if runs.iter().all(|run| run.state == Some(JobState::Finished)) {
+        Style::Green
+    } else {
+        Style::Plain
+    };
+    Cell::styled(text, style)
 }
 
 #[derive(Args, Debug)]

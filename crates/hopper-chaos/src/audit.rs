@@ -546,7 +546,16 @@ pub async fn audit(outcome: &Outcome, plan: &Plan) -> Result<Report> {
     };
     let batches = if plan.batches || plan.workflows {
         let order = plan.workflows.then_some(&jobs[..]);
-        Some(crate::batch_audit::audit(outcome, plan.jobs, &runs, &killed, events, order).await?)
+        let audit = crate::batch_audit::audit(
+            outcome,
+            plan.jobs,
+            plan.group_size,
+            &runs,
+            &killed,
+            events,
+            order,
+        );
+        Some(audit.await?)
     } else {
         None
     };

@@ -1,7 +1,13 @@
 //! A batched run's audit (`--batches`): every batch counted all its jobs
 //! finished, and each of its callbacks was inserted once, finished, and ran
 //! more than once only where a SIGKILLed process, a failed attempt or a
-//! cut-off connection explains it (as for the run's other jobs).
+//! cut-off connection explains it (as for the run's other jobs). With a
+//! fixed group size (`--group-size`), also that every batch is one of the
+//! run's fixed-size groups.
+//!
+//! Each batch's group is read back from its name (`chaos <first> <end>`,
+//! [`batch_name`]), whatever its size: its callbacks carry the same
+//! `(first, end)`, and a workflow's steps are its jobs `first..end`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,7 +19,7 @@ use hopper::{Job, JobFilter, JobState};
 use serde::Serialize;
 
 use crate::audit::{Cause, cause};
-use crate::child::{BATCH_EVENTS, batch_name};
+use crate::child::{BATCH_EVENTS, batch_name, group_end};
 use crate::db::{BatchRow, Run};
 use crate::job::ChaosCallback;
 use crate::run::{Events, Outcome, retry};
@@ -28,6 +34,13 @@ pub struct BatchAudit {
     /// Batches whose total is not their group's size, or whose jobs did not
     /// all count as finished.
     pub miscounted: u64,
+    /// The fixed number of jobs in each group (`None`: each group held what
+    /// became due since the last one).
+    pub group_size: Option<u64>,
+    /// With a fixed group size: batches whose group is not one of the run's
+    /// groups `k·n..(k+1)·n` (the last one cut at the run's end), must be 0
+    /// (`None`: no fixed size).
+    pub misaligned: Option<u64>,
     /// Callbacks the batches have (two each).
     pub callbacks: u64,
     /// Callbacks never fired (no job recorded for them).
@@ -49,12 +62,14 @@ pub struct BatchAudit {
     pub passed: bool,
 }
 
-/// Audits the batches of a batched run of `jobs` jobs, with the recorded
-/// `runs` and the processes `killed`; in a workflow run, with the run's
-/// chaos jobs as `steps`, also the order the steps ran in.
+/// Audits the batches of a batched run of `jobs` jobs (in groups of
+/// `group_size`, if fixed), with the recorded `runs` and the processes
+/// `killed`; in a workflow run, with the run's chaos jobs as `steps`, also
+/// the order the steps ran in.
 pub async fn audit(
     outcome: &Outcome,
     jobs: u64,
+    group_size: Option<u64>,
     runs: &[Run],
     killed: &HashMap<&str, DateTime<Utc>>,
     events: &Events,
@@ -112,6 +127,13 @@ pub async fn audit(
         batches: batches.len() as u64,
         jobs_in_batches: batches.iter().map(|b| b.total.max(0) as u64).sum(),
         miscounted,
+        group_size,
+        misaligned: group_size.map(|size| {
+            batches
+                .iter()
+                .filter(|b| !group_of(b).is_some_and(|group| aligned(group, size, jobs)))
+                .count() as u64
+        }),
         callbacks: callbacks.len() as u64,
         callbacks_not_fired: not_fired as u64,
         callbacks_inserted_twice: inserted_twice as u64,
@@ -129,6 +151,7 @@ pub async fn audit(
     };
     report.passed = report.jobs_in_batches == jobs
         && report.miscounted == 0
+        && report.misaligned.is_none_or(|n| n == 0)
         && report.callbacks == 2 * report.batches
         && report.callbacks_not_fired == 0
         && report.callbacks_inserted_twice == 0
@@ -191,6 +214,12 @@ fn group_of(batch: &BatchRow) -> Option<(u64, u64)> {
     (batch_name(first, end) == batch.name).then_some((first, end))
 }
 
+/// Whether `first..end` is one of the groups of `size` jobs a run of
+/// `jobs` jobs is cut into.
+fn aligned((first, end): (u64, u64), size: u64, jobs: u64) -> bool {
+    first < jobs && first % size.max(1) == 0 && end == group_end(first, size, jobs)
+}
+
 /// Whether `batch` holds its whole group, every job counted finished.
 fn counted(batch: &BatchRow) -> bool {
     group_of(batch).is_some_and(|(first, end)| {
@@ -207,6 +236,14 @@ impl BatchAudit {
             format!("batches                         {}", self.batches),
             format!("  jobs in batches               {}", self.jobs_in_batches),
             format!("  miscounted                    {}", self.miscounted),
+            format!(
+                "  group size                    {}",
+                match (self.group_size, self.misaligned) {
+                    (Some(size), Some(misaligned)) =>
+                        format!("{size} ({misaligned} batches not one of its groups)"),
+                    _ => "as paced".to_owned(),
+                }
+            ),
             format!("  callbacks                     {}", self.callbacks),
             format!(
                 "  not fired                     {}",
@@ -238,5 +275,45 @@ impl BatchAudit {
                 if self.passed { "passed" } else { "FAILED" }
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_fixed_size_groups_are_aligned() {
+        // 2,500 jobs in groups of 1,000: 0..1000, 1000..2000, 2000..2500.
+        for group in [(0, 1_000), (1_000, 2_000), (2_000, 2_500)] {
+            assert!(aligned(group, 1_000, 2_500), "{group:?}");
+        }
+        for group in [
+            (0, 999),
+            (1, 1_000),
+            (500, 1_500),
+            (2_000, 3_000),
+            (2_500, 2_500),
+        ] {
+            assert!(!aligned(group, 1_000, 2_500), "{group:?}");
+        }
+    }
+
+    #[test]
+    fn a_group_is_read_back_from_its_batch_name() {
+        let batch = |name: &str| BatchRow {
+            name: name.to_owned(),
+            total: 1_000,
+            finished: 1_000,
+            not_finished: 0,
+        };
+        assert_eq!(
+            group_of(&batch(&batch_name(1_000, 2_000))),
+            Some((1_000, 2_000))
+        );
+        assert!(counted(&batch(&batch_name(1_000, 2_000))));
+        assert!(!counted(&batch(&batch_name(1_000, 1_999))));
+        assert_eq!(group_of(&batch("chaos 1000 2000 x")), None);
+        assert_eq!(group_of(&batch("chaos 01000 2000")), None);
     }
 }

@@ -114,10 +114,19 @@ pub struct DispatchArgs {
     /// `key:<n % keys>` (0: no keys).
     #[arg(long, default_value_t = 0)]
     pub keys: u64,
+    /// Dispatch each batch of jobs as a Hopper batch with a success and a
+    /// completion callback.
     #[arg(long)]
     pub batches: bool,
+    /// Dispatch each batch of jobs as a workflow (1 → n → 1) with the same
+    /// two callbacks.
     #[arg(long)]
     pub workflows: bool,
+    /// Exactly this many jobs in each batch: the groups of [`group_end`],
+    /// each dispatched once its last job is due (none: whatever became due,
+    /// up to [`MAX_BATCH`]).
+    #[arg(long)]
+    pub group_size: Option<u64>,
 }
 
 /// Sequence numbers `seqs` as `dispatch_many` calls: one without options,
@@ -136,7 +145,6 @@ pub fn groups(seqs: std::ops::Range<u64>, keys: u64) -> Vec<(DispatchOptions, Ve
         .collect()
 }
 
-/// Milliseconds between the dispatcher's batches.
 /// The name of the batch holding jobs `first..end` (the audit reads it back).
 pub fn batch_name(first: u64, end: u64) -> String {
     format!("chaos {first} {end}")
@@ -195,16 +203,29 @@ async fn dispatch_workflow(hopper: &Hopper, first: u64, end: u64) -> Result<()> 
     Ok(())
 }
 
+/// One past the last job of the fixed-size group holding job `seq`, in a
+/// run of jobs `0..to` cut into groups of `size`: group `k` is jobs
+/// `k·size..(k+1)·size`, the last one ending at `to`. The groups are
+/// aligned on sequence numbers, not on where a dispatcher started, so one
+/// restarted where the stored jobs end (always a group's end, since each
+/// group is stored in one transaction) writes the same groups.
+pub fn group_end(seq: u64, size: u64, to: u64) -> u64 {
+    let size = size.max(1);
+    (seq / size).saturating_add(1).saturating_mul(size).min(to)
+}
+
 const TICK: Duration = Duration::from_millis(250);
-/// The most jobs in one batch.
+/// The most jobs in one batch of what became due (no fixed group size).
 const MAX_BATCH: u64 = 2_000;
 
 /// Dispatches jobs `from..to` in batches, each in one transaction, paced
-/// over the run. Before a batch's transaction commits it prints
-/// `written <first> <end>`, and after it `committed <end>`: the controller
-/// kills this process between the two. Any database error ends the
-/// process with an error; the controller starts another where the stored
-/// jobs end.
+/// over the run: each batch holds the jobs that became due since the last
+/// one (at most [`MAX_BATCH`]), or with a group size the next fixed-size
+/// group ([`group_end`]) once all its jobs are due. Before a batch's
+/// transaction commits it prints `written <first> <end>`, and after it
+/// `committed <end>`: the controller kills this process between the two.
+/// Any database error ends the process with an error; the controller
+/// starts another where the stored jobs end.
 pub async fn dispatch(args: DispatchArgs) -> Result<()> {
     init_logs();
     let (store, db) = db::open(&args.database_url).await?;
@@ -221,11 +242,14 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
         )
         .unwrap_or(0);
         let due = (elapsed_us / pace + 1).min(args.to);
-        if due <= next {
+        let end = match args.group_size {
+            Some(size) => group_end(next, size, args.to),
+            None => due.min(next + MAX_BATCH),
+        };
+        if end <= next || due < end {
             tokio::time::sleep(TICK).await;
             continue;
         }
-        let end = due.min(next + MAX_BATCH);
         let first = next;
         if args.batches || args.workflows {
             // A batch is created in a transaction of its own: the kill
@@ -265,4 +289,21 @@ pub async fn dispatch(args: DispatchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_groups_are_aligned_on_sequence_numbers_and_the_last_is_cut_at_the_end() {
+        assert_eq!(group_end(0, 1_000, 3_000), 1_000);
+        assert_eq!(group_end(999, 1_000, 3_000), 1_000);
+        assert_eq!(group_end(1_000, 1_000, 3_000), 2_000);
+        // A dispatcher started inside a group finishes that group only.
+        assert_eq!(group_end(1_500, 1_000, 3_000), 2_000);
+        assert_eq!(group_end(2_000, 1_000, 2_500), 2_500);
+        assert_eq!(group_end(7, 1, 10), 8);
+        assert_eq!(group_end(u64::MAX - 1, 1_000, u64::MAX), u64::MAX);
+    }
 }

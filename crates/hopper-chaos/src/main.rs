@@ -15,7 +15,8 @@
 //! ```text
 //! cargo run --release -p hopper-chaos -- --database-url <url> [--jobs 50000]
 //!     [--workers 3] [--duration 120s] [--clock-skew 60s]
-//!     [--limited [--keys 100] [--key-limit 1] [--queue-limit 10]] [--batches | --workflows] [--json]
+//!     [--limited [--keys 100] [--key-limit 1] [--queue-limit 10]]
+//!     [--batches | --workflows [--group-size <N>]] [--json]
 //! ```
 //!
 //! `--limited` spreads the jobs over partition keys and gives the queue a
@@ -35,6 +36,16 @@
 //! `--batches` is, and for order: no step's execution started before every
 //! step it waits on had its last execution end.
 //!
+//! `--group-size <N>` (with `--batches` or `--workflows`) gives every group
+//! exactly `N` jobs instead of whatever became due since the last dispatch:
+//! group `k` is jobs `k·N..(k+1)·N` (the last group holds what is left of
+//! the run), and the dispatcher waits until the group's last job is due.
+//! A workflow is then 1 → `N − 2` → 1 for `N` of 3 or more (`--jobs 3000
+//! --group-size 1000`: three workflows of 1 → 998 → 1). A dispatcher
+//! killed mid-write and restarted where the stored jobs end starts again
+//! on the group it was writing, and the audit also fails the run unless
+//! every batch is one of those groups.
+//!
 //! Exits 0 only when the audit passes.
 
 mod audit;
@@ -49,7 +60,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use crate::run::{Limits, Plan};
 
@@ -69,6 +80,7 @@ struct Cli {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("grouped").args(["batches", "workflows"])))]
 struct RunArgs {
     /// The database: `sqlite:` (a temporary file), `sqlite://<new file>`, or
     /// a PostgreSQL / MySQL server URL whose database is used to create (and
@@ -154,20 +166,34 @@ struct RunArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     queue_limit: u32,
 
-    /// The batched workload: each paced group of jobs is one batch with a
-    /// success and a completion callback; the audit checks every batch
-    /// counted its jobs and ran each callback once (more only where a
-    /// killed process explains it).
+    /// The batched workload: each paced group of jobs (of a fixed size with
+    /// --group-size) is one batch with a success and a completion callback;
+    /// the audit checks every batch counted its jobs and ran each callback
+    /// once (more only where a killed process explains it).
     #[arg(long, conflicts_with = "workflows")]
     batches: bool,
 
-    /// The workflow workload: each paced group of jobs is one workflow
-    /// (its first job, then the others after it, then its last job after
-    /// all of those) with a success and a completion callback; the audit
-    /// checks the batches as `--batches` does, and that no step started
-    /// before the steps it waits on ended.
+    /// The workflow workload: each paced group of jobs (of a fixed size
+    /// with --group-size) is one workflow (its first job, then the others
+    /// after it, then its last job after all of those) with a success and
+    /// a completion callback; the audit checks the batches as `--batches`
+    /// does, and that no step started before the steps it waits on ended.
     #[arg(long, conflicts_with = "limited")]
     workflows: bool,
+
+    /// With --batches or --workflows: exactly N jobs in each batch or
+    /// workflow (group k is jobs k·N..(k+1)·N, the last group what is left),
+    /// each dispatched once its last job is due; a workflow is then
+    /// 1 → N−2 → 1 (N of 3 or more). The audit also checks every batch is one of those
+    /// groups. Without it, a group is whatever became due since the last
+    /// dispatch (at most 2,000 jobs).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "grouped",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    group_size: Option<u64>,
 
     /// Keep each child process's log (RUST_LOG, default warn) in this folder.
     #[arg(long)]
@@ -222,6 +248,7 @@ async fn control(args: RunArgs) -> Result<ExitCode> {
         }),
         batches: args.batches,
         workflows: args.workflows,
+        group_size: args.group_size,
     };
     let outcome = run::run(&args.database_url, &plan).await?;
     let report = audit::audit(&outcome, &plan).await;

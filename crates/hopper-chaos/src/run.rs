@@ -65,6 +65,11 @@ pub struct Plan {
     /// success and a completion callback, and audit the batches and the
     /// order the steps ran in.
     pub workflows: bool,
+    /// In a batched or workflow run: exactly this many jobs in each batch
+    /// or workflow (group `k` is jobs `k·n..(k+1)·n`, the last group what
+    /// is left), each dispatched once its last job is due (`None`: each
+    /// group holds what became due since the last one).
+    pub group_size: Option<u64>,
 }
 
 /// The limited workload: jobs spread over keys, the queue limited per key
@@ -299,6 +304,12 @@ impl Controller<'_> {
             ])
             .args(self.plan.batches.then_some("--batches"))
             .args(self.plan.workflows.then_some("--workflows"))
+            .args(
+                self.plan
+                    .group_size
+                    .iter()
+                    .flat_map(|size| ["--group-size".to_owned(), size.to_string()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(self.stderr(&format!("dispatch-{}", self.dispatchers))?)
@@ -707,6 +718,16 @@ pub async fn run(url: &str, plan: &Plan) -> Result<Outcome> {
         }
         if plan.restart && backend == Backend::Postgres {
             postgres_version()?;
+        }
+        if let Some(size) = plan.group_size {
+            log(&format!(
+                "{} of {size} jobs each",
+                if plan.workflows {
+                    "workflows"
+                } else {
+                    "batches"
+                }
+            ));
         }
         log(&format!(
             "chaos on {} with {} jobs, {} worker processes (one's clock {:?} ahead), for {:?}",

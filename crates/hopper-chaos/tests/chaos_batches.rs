@@ -18,7 +18,7 @@ use common::{MYSQL_URL, POSTGRES_URL, batched_run};
 const JOBS: u64 = 2_000;
 
 fn batched(url: &str) -> serde_json::Value {
-    batched_run(url, JOBS, "--batches")
+    batched_run(url, JOBS, "12s", &["--batches"], 10)
 }
 
 #[test]

@@ -616,7 +616,7 @@ fn write_atomically(path: &Path, text: &str, new_only: bool) -> Result<(), Gener
 fn rustfmt(text: &str) -> String {
     let program = std::env::var_os("RUSTFMT").unwrap_or_else(|| "rustfmt".into());
     let child = std::process::Command::new(program)
-        .args(["--edition", "2021", "--emit", "stdout"])
+        .args(["--edition", "2024", "--emit", "stdout"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -679,8 +679,8 @@ pub fn add_to_block(text: &str, block: &str, entry: &str) -> Option<String> {
     Some(joined)
 }
 
-/// Orders block lines as rustfmt orders `mod` and `use` items: by path,
-/// segment by segment.
+/// Orders block lines as rustfmt's 2024 style orders `mod` and `use`
+/// items: by path, segment by segment, each segment in version order.
 fn compare_entries(a: &str, b: &str) -> Ordering {
     fn key(line: &str) -> Vec<&str> {
         let item = line
@@ -692,7 +692,49 @@ fn compare_entries(a: &str, b: &str) -> Ordering {
             None => vec![line],
         }
     }
-    key(a).cmp(&key(b))
+    let (a, b) = (key(a), key(b));
+    a.iter()
+        .zip(&b)
+        .map(|(a, b)| version_order(a, b))
+        .find(|order| order.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
+}
+
+/// The 2024 style's version order of two names: runs of digits compare as
+/// numbers, `_` comes before every other character, and the rest compare
+/// as characters (`email_job` < `email2_job`, `a9` < `a10` < `ab`).
+fn version_order(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.chars().peekable(), b.chars().peekable());
+    loop {
+        let (x, y) = match (a.peek().copied(), b.peek().copied()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => (x, y),
+        };
+        let order = if x.is_ascii_digit() && y.is_ascii_digit() {
+            let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+                let mut digits = String::new();
+                while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                    digits.push(digit);
+                }
+                digits.trim_start_matches('0').to_owned()
+            };
+            let (m, n) = (number(&mut a), number(&mut b));
+            m.len().cmp(&n.len()).then_with(|| m.cmp(&n))
+        } else {
+            a.next();
+            b.next();
+            match (x == '_', y == '_') {
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+                _ => x.cmp(&y),
+            }
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -727,8 +769,12 @@ mod tests {
         let out = add_to_block(&out, "m", "pub mod a10;").unwrap();
         assert_eq!(
             out,
-            "x\n    // hopper:m:begin\n    pub mod a;\n    pub mod a10;\n    pub mod a9;\n    pub mod a_b;\n    pub mod ab;\n    // hopper:m:end\ny"
+            "x\n    // hopper:m:begin\n    pub mod a;\n    pub mod a_b;\n    pub mod a9;\n    pub mod a10;\n    pub mod ab;\n    // hopper:m:end\ny"
         );
+        // As rustfmt 2024 orders them: `_` first, numbers as numbers.
+        let jobs = "// hopper:j:begin\npub mod email_job;\n// hopper:j:end\n";
+        let out = add_to_block(jobs, "j", "pub mod email2_job;").unwrap();
+        assert!(out.find("email_job").unwrap() < out.find("email2_job").unwrap());
         let uses = "// hopper:u:begin\npub use ab::Ab;\n// hopper:u:end\n";
         let out = add_to_block(uses, "u", "pub use a::A;").unwrap();
         assert!(out.find("a::A").unwrap() < out.find("ab::Ab").unwrap());

@@ -56,6 +56,21 @@ pub struct Builder {
     state: State,
     clock: Arc<dyn Clock>,
     max_payload_bytes: usize,
+    /// The direct URL a PostgreSQL store listens and migrates on.
+    #[cfg(feature = "postgres")]
+    listen_url: Option<ListenUrl>,
+}
+
+/// [`Builder::listen_url`]'s URL, which a builder's `Debug` leaves out
+/// (it may hold a password).
+#[cfg(feature = "postgres")]
+struct ListenUrl(String);
+
+#[cfg(feature = "postgres")]
+impl std::fmt::Debug for ListenUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenUrl(..)")
+    }
 }
 
 impl Builder {
@@ -120,6 +135,26 @@ impl Builder {
         self
     }
 
+    /// PostgreSQL behind a transaction pooler (PgBouncer's `pool_mode =
+    /// transaction`, with `pooler=transaction` in the URL given to
+    /// [`Builder::connect`]): `url` is the database's direct URL, where
+    /// the store listens for notifications (LISTEN needs a session of its
+    /// own) and migrates. It takes the place of the `HOPPER_LISTEN_URL`
+    /// environment variable; without either, workers poll for due jobs.
+    /// Other databases do not use it. See
+    /// [`PostgresStore::open_with_listen_url`](crate::store::postgres::PostgresStore::open_with_listen_url).
+    ///
+    /// ```
+    /// let builder = hopper::Hopper::builder().listen_url("postgres://app@db.internal:5432/app");
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn listen_url(mut self, url: impl Into<String>) -> Self {
+        self.listen_url = Some(ListenUrl(url.into()));
+        self
+    }
+
     /// Opens the database at `url` (creating and migrating it) and builds the handle.
     ///
     /// ```
@@ -128,6 +163,15 @@ impl Builder {
     /// # });
     /// ```
     pub async fn connect(self, url: &str) -> Result<Hopper, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Some(ListenUrl(listen_url)) = &self.listen_url {
+            if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+                use crate::store::postgres::PostgresStore;
+                let store = PostgresStore::open_with_listen_url(url, listen_url).await?;
+                store.migrate().await?;
+                return Ok(self.build(Arc::new(store)));
+            }
+        }
         let store = crate::store::open(url).await?;
         Ok(self.build(store))
     }
@@ -165,6 +209,8 @@ impl Hopper {
             state: State::new(),
             clock: Arc::new(SystemClock),
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            #[cfg(feature = "postgres")]
+            listen_url: None,
         }
     }
 

@@ -8,8 +8,17 @@
 //! process, which then claim what is due and sleep until the next job is.
 //! Asking a running job to stop sends `NOTIFY hopper_cancels` with its id,
 //! which the pools running jobs answer by looking for such requests at once.
+//!
+//! Behind a transaction pooler (PgBouncer's `pool_mode = transaction`), add
+//! `pooler=transaction` to the URL: statements then run without a session
+//! to lean on, and the store's session-bound work (LISTEN, the migrations'
+//! lock) goes to a direct URL given in [`LISTEN_URL_VAR`] or to
+//! [`PostgresStore::open_with_listen_url`]; without one, workers poll
+//! instead of listening, and migrations lock in their transaction.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,9 +46,12 @@ use crate::job::{JobId, JobState};
 
 mod batches;
 mod flow;
+mod pooled;
 mod sequences;
 mod sql;
 mod workflows;
+
+use pooled::Db;
 
 /// The channel every wake-up for due jobs is sent on; the payload is the queue's name.
 pub const CHANNEL: &str = "hopper_jobs";
@@ -59,6 +71,20 @@ pub const CANCEL_CHANNEL: &str = "hopper_cancels";
 /// assert_eq!(hopper::store::postgres::RESULT_CHANNEL, "hopper_results");
 /// ```
 pub const RESULT_CHANNEL: &str = "hopper_results";
+
+/// The environment variable [`PostgresStore::open`] reads a direct URL from:
+/// the database's own server, or a pooler in session mode, where the store
+/// listens for notifications and migrates when its URL goes through a
+/// transaction pooler (`pooler=transaction`). Without that parameter the
+/// store does not use it.
+///
+/// ```
+/// assert_eq!(hopper::store::postgres::LISTEN_URL_VAR, "HOPPER_LISTEN_URL");
+/// ```
+pub const LISTEN_URL_VAR: &str = "HOPPER_LISTEN_URL";
+/// The URL parameter that says what pools connections between the store
+/// and the server; Hopper's own, taken off before sqlx reads the URL.
+const POOLER_PARAM: &str = "pooler";
 
 /// The `application_name` of the store's connections, unless the URL sets one.
 const APPLICATION_NAME: &str = "hopper";
@@ -102,27 +128,58 @@ fn migrator() -> Migrator {
 /// ```
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Db,
     options: PgConnectOptions,
+    /// Where the listener and the migrations connect, when not through
+    /// `options`: the direct URL given beside a transaction pooler's.
+    direct: Option<PgConnectOptions>,
+    /// Whether the warning that notifications are off was logged.
+    polling_told: Arc<AtomicBool>,
     flow_queues: super::FlowQueues,
 }
 
 impl PostgresStore {
     /// A listener on its own connection, subscribed to `channels`, whose
-    /// wake-ups come on the receiver for as long as it is kept.
-    fn listen_on(&self, channels: &'static [&'static str]) -> mpsc::Receiver<Wakeup> {
+    /// wake-ups come on the receiver for as long as it is kept; `None`
+    /// behind a transaction pooler without a direct URL, where LISTEN
+    /// cannot work (said once, in a warning).
+    fn listen_on(&self, channels: &'static [&'static str]) -> Option<mpsc::Receiver<Wakeup>> {
+        let options = match &self.direct {
+            Some(direct) => direct,
+            None if self.pool.pooled() => {
+                if !self.polling_told.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "job notifications are off: the PostgreSQL URL goes through a transaction \
+                         pooler (pooler=transaction), where LISTEN cannot hold a session, and no \
+                         direct URL was given for it ({LISTEN_URL_VAR} or Builder::listen_url); \
+                         workers poll for due jobs instead"
+                    );
+                }
+                return None;
+            }
+            None => &self.options,
+        };
         let (sender, receiver) = mpsc::channel(WAKEUP_BUFFER);
-        let name = match self.options.get_application_name() {
+        let name = match options.get_application_name() {
             Some(name) if name != APPLICATION_NAME => name.to_owned(),
             _ => LISTENER_NAME.to_owned(),
         };
-        let options = self.options.clone().application_name(&name);
+        let options = options.clone().application_name(&name);
         tokio::spawn(listen_loop(options, channels, sender));
-        receiver
+        Some(receiver)
     }
 
     /// Connects to the database at `url`, e.g. `postgres://user@host:5432/app`.
     /// The database must exist; [`Store::migrate`] creates the tables.
+    ///
+    /// Through a transaction pooler (PgBouncer's `pool_mode = transaction`),
+    /// add `pooler=transaction` to the URL's parameters, and give the
+    /// database's direct URL in the environment variable
+    /// [`LISTEN_URL_VAR`] (`HOPPER_LISTEN_URL`) for what needs a session
+    /// of its own: listening for notifications, and migrating. Without it,
+    /// workers poll for due jobs (a warning says so when they start), and
+    /// migrations take a lock that ends with their transaction. See
+    /// [`PostgresStore::open_with_listen_url`] to give it in code.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -132,29 +189,116 @@ impl PostgresStore {
     /// # });
     /// ```
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
-            url: url.to_owned(),
-            source,
+        let direct = std::env::var(LISTEN_URL_VAR)
+            .ok()
+            .filter(|url| !url.trim().is_empty());
+        Self::connect(url, direct.as_deref()).await
+    }
+
+    /// Connects like [`PostgresStore::open`], with `listen_url` (not the
+    /// environment's [`LISTEN_URL_VAR`]) as the direct URL where the store
+    /// listens for notifications and migrates: the database's own server,
+    /// or a pooler in session mode, beside a `url` that goes through a
+    /// transaction pooler (`pooler=transaction`).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hopper::store::postgres::PostgresStore;
+    /// let store = PostgresStore::open_with_listen_url(
+    ///     "postgres://postgres@127.0.0.1:5432/test?pooler=transaction",
+    ///     "postgres://postgres@127.0.0.1:5432/test",
+    /// )
+    /// .await;
+    /// assert!(store.is_ok());
+    /// let refused = PostgresStore::open("postgres://postgres@127.0.0.1:5432/test?pooler=statement").await;
+    /// assert!(refused.unwrap_err().to_string().contains("pooler=transaction"));
+    /// # });
+    /// ```
+    pub async fn open_with_listen_url(url: &str, listen_url: &str) -> Result<Self, StoreError> {
+        Self::connect(url, Some(listen_url)).await
+    }
+
+    /// Connects to `url`, with `direct` for the listener and the migrations.
+    async fn connect(url: &str, direct: Option<&str>) -> Result<Self, StoreError> {
+        let open_error =
+            |url: &str, source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+                url: url.to_owned(),
+                source,
+            };
+        let (sqlx_url, pooler) = take_param(url, POOLER_PARAM);
+        let pooled = match pooler.as_deref() {
+            None | Some("none") => false,
+            Some("transaction") => true,
+            Some(other) => {
+                let reason = format!(
+                    "unknown {POOLER_PARAM}={other}: pooler=transaction is for a pooler in \
+                     transaction mode; leave it out for a direct connection or a pooler in \
+                     session mode"
+                );
+                return Err(open_error(url, reason.into()));
+            }
         };
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| open_error(e.into()))?;
+        let mut options =
+            PgConnectOptions::from_str(&sqlx_url).map_err(|e| open_error(url, e.into()))?;
         if options.get_application_name().is_none() {
             options = options.application_name(APPLICATION_NAME);
         }
+        if pooled {
+            // No statement outlives its transaction there (see `pooled`).
+            options = options.statement_cache_capacity(0);
+        }
+        let direct = match direct {
+            Some(_) if !pooled => {
+                tracing::warn!(
+                    "a direct URL for notifications was given ({LISTEN_URL_VAR} or \
+                     Builder::listen_url), but the PostgreSQL URL has no pooler=transaction: \
+                     the store connects through that URL for everything and leaves the direct \
+                     one unused"
+                );
+                None
+            }
+            Some(direct) => {
+                let (direct_url, _) = take_param(direct, POOLER_PARAM);
+                let mut direct_options = PgConnectOptions::from_str(&direct_url)
+                    .map_err(|e| open_error(direct, e.into()))?;
+                if direct_options.get_application_name().is_none() {
+                    direct_options = direct_options.application_name(APPLICATION_NAME);
+                }
+                if direct_options.get_database() != options.get_database() {
+                    tracing::warn!(
+                        database = options.get_database(),
+                        listen_database = direct_options.get_database(),
+                        "the direct URL for notifications names another database than the \
+                         store's: workers are woken only by notifications sent there"
+                    );
+                }
+                Some(direct_options)
+            }
+            None => None,
+        };
         let pool = super::pool::options::<Postgres>()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
-            .map_err(|e| open_error(e.into()))?;
+            .map_err(|e| open_error(url, e.into()))?;
         Ok(Self {
-            pool,
+            pool: Db::new(pool, pooled),
             options,
+            direct,
+            polling_told: Arc::default(),
             flow_queues: super::FlowQueues::default(),
         })
     }
 
     /// The connection pool, for the application's own queries and
     /// transactions (see [`Hopper::transaction`](crate::Hopper::transaction)).
+    ///
+    /// Through a transaction pooler (`pooler=transaction`) its connections
+    /// cache no statements, but sqlx still prepares each one under a name,
+    /// in an exchange of its own: run statements in transactions, begun
+    /// with `pool.begin_with("BEGIN; DEALLOCATE ALL")` so that no name left
+    /// on the server connection collides with theirs.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -164,7 +308,7 @@ impl PostgresStore {
     /// # });
     /// ```
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pool.raw()
     }
 
     /// Claims from a queue with flow settings ([`super::flow`]) in a
@@ -211,6 +355,29 @@ impl PostgresStore {
             Vec::new()
         };
         Ok(super::MigrationStatus::of(&migrator(), &applied))
+    }
+}
+
+/// `url` without its parameter `name`, and that parameter's value, if it has it.
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, params)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut value = None;
+    let kept: Vec<&str> = params
+        .split('&')
+        .filter(|param| match param.split_once('=') {
+            Some((key, found)) if key == name => {
+                value = Some(found.to_owned());
+                false
+            }
+            _ => *param != name,
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_owned(), value)
+    } else {
+        (format!("{base}?{}", kept.join("&")), value)
     }
 }
 
@@ -567,12 +734,18 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
+        let options = match &self.direct {
+            Some(direct) => direct,
+            // A session lock cannot be held through the pooler.
+            None if self.pool.pooled() => return pooled::migrate(&self.pool, migrator()).await,
+            None => &self.options,
+        };
         // The migrator holds a session advisory lock while it runs, so
         // instances starting together apply each migration once. Its own
         // connection, closed after, cannot leave that lock held in the pool.
         let single = PgPoolOptions::new()
             .max_connections(1)
-            .connect_with(self.options.clone())
+            .connect_with(options.clone())
             .await?;
         let result = migrator().run(&single).await;
         single.close().await;
@@ -584,8 +757,10 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         if let [job] = jobs {
-            if job.unique_key.is_none() && job.sequence.is_none() {
-                let mut conn = self.pool.acquire().await?;
+            // Through a transaction pooler, every statement needs the
+            // transaction below (see `pooled`).
+            if job.unique_key.is_none() && job.sequence.is_none() && !self.pool.pooled() {
+                let mut conn = self.pool.raw().acquire().await?;
                 return Ok(vec![insert_one(&mut conn, job).await?]);
             }
         }
@@ -667,8 +842,7 @@ impl Store for PostgresStore {
     async fn flow_usage(&self, now: DateTime<Utc>) -> Result<Vec<super::FlowUsage>, StoreError> {
         // One snapshot for every read, so a claim between them cannot show
         // its jobs gone from the due ones before their starts count.
-        let mut conn = self.pool.begin().await?;
-        sqlx::query(sql::SNAPSHOT).execute(&mut *conn).await?;
+        let mut conn = self.pool.begin_snapshot().await?;
         let settings = sqlx::query(sql::FLOW_QUEUES)
             .fetch_all(&mut *conn)
             .await?
@@ -935,14 +1109,20 @@ impl Store for PostgresStore {
     }
 
     async fn publish_concurrency(&self, report: ConcurrencyReport<'_>) -> Result<(), StoreError> {
-        super::concurrency::postgres::publish(&self.pool, report).await
+        if self.pool.pooled() {
+            return pooled::publish_concurrency(&self.pool, report).await;
+        }
+        super::concurrency::postgres::publish(self.pool.raw(), report).await
     }
 
     async fn worker_concurrency(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
-        super::concurrency::postgres::live(&self.pool, now).await
+        if self.pool.pooled() {
+            return pooled::worker_concurrency(&self.pool, now).await;
+        }
+        super::concurrency::postgres::live(self.pool.raw(), now).await
     }
 
     async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {
@@ -1361,10 +1541,10 @@ impl Store for PostgresStore {
     }
 
     fn listen(&self) -> Option<mpsc::Receiver<Wakeup>> {
-        Some(self.listen_on(&[CHANNEL, CANCEL_CHANNEL]))
+        self.listen_on(&[CHANNEL, CANCEL_CHANNEL])
     }
 
     fn listen_results(&self) -> Option<mpsc::Receiver<Wakeup>> {
-        Some(self.listen_on(&[RESULT_CHANNEL]))
+        self.listen_on(&[RESULT_CHANNEL])
     }
 }

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, Row};
 
 use super::insert_in;
 use crate::job::JobId;
@@ -209,7 +209,7 @@ impl BatchTx for PgBatch<'_> {
 }
 
 /// Batch `id` as stored.
-pub(super) async fn read(pool: &PgPool, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
+pub(super) async fn read(pool: &super::Db, id: BatchId) -> Result<Option<BatchRecord>, StoreError> {
     let Some(row) = sqlx::query(GET).bind(id).fetch_optional(pool).await? else {
         return Ok(None);
     };

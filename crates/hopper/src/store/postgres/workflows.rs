@@ -3,7 +3,7 @@
 //! another transaction holds, dependents locked in id order.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
 use super::batches::PgBatch;
 use crate::job::JobId;
@@ -170,7 +170,7 @@ impl WorkflowTx for PgBatch<'_> {
 
 /// The dependencies of the jobs `ids`.
 pub(super) async fn dependencies(
-    pool: &PgPool,
+    pool: &super::Db,
     ids: &[JobId],
 ) -> Result<Vec<Dependency>, StoreError> {
     let rows: Vec<DependencyColumns> = sqlx::query_as(DEPENDENCIES)

@@ -35,7 +35,9 @@ pub mod workflows;
 pub use batches::{
     BatchAdd, BatchCallback, BatchCounts, BatchEvent, BatchId, BatchRecord, NewBatch,
 };
-pub(crate) use batches::{BatchTx, CallbackColumns, DueBatch};
+pub(crate) use batches::{BatchTx, DueBatch};
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) use batches::CallbackColumns;
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) use flow::{Candidate, FlowQueues, FlowTx, LockedFlow};

@@ -3,7 +3,6 @@
 
 use std::fmt::Display;
 
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
 use chrono::{DateTime, Utc};
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 use sqlx::{Database, Encode, QueryBuilder, Type};
@@ -116,6 +115,7 @@ pub(crate) type FilterTerms<'a> = Vec<(&'static str, FilterValue<'a>)>;
 
 /// A job listing's filter as its terms, and its page size (refused when out
 /// of range: [`JobFilter::page_size`]).
+#[cfg(feature = "sqlite")]
 pub(crate) fn filter_terms(filter: &JobFilter) -> Result<(FilterTerms<'_>, u32), StoreError> {
     Ok((conditions(filter), filter.page_size()?))
 }

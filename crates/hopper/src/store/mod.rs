@@ -32,12 +32,12 @@ pub mod sequences;
 pub mod sqlite;
 pub mod workflows;
 
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) use batches::CallbackColumns;
 pub use batches::{
     BatchAdd, BatchCallback, BatchCounts, BatchEvent, BatchId, BatchRecord, NewBatch,
 };
 pub(crate) use batches::{BatchTx, DueBatch};
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
-pub(crate) use batches::CallbackColumns;
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) use flow::{Candidate, FlowQueues, FlowTx, LockedFlow};

@@ -143,12 +143,13 @@ pub(crate) mod mysql {
 pub(crate) mod postgres {
     use super::*;
 
+    /// Replaces the report's worker's rows (and drops expired ones), on
+    /// `tx`, a connection in a transaction the caller commits.
     pub(crate) async fn publish(
-        pool: &sqlx::PgPool,
+        tx: &mut sqlx::PgConnection,
         report: ConcurrencyReport<'_>,
     ) -> Result<(), StoreError> {
         let ConcurrencyReport { worker, rows, now } = report;
-        let mut tx = pool.begin().await?;
         sqlx::query("DELETE FROM worker_concurrency WHERE worker = $1 OR expires_at < $2")
             .bind(worker)
             .bind(now)
@@ -170,12 +171,12 @@ pub(crate) mod postgres {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
-    pub(crate) async fn live(
-        pool: &sqlx::PgPool,
+    /// The rows not expired at `now`, read through `executor`.
+    pub(crate) async fn live<'e>(
+        executor: impl sqlx::PgExecutor<'e>,
         now: DateTime<Utc>,
     ) -> Result<Vec<WorkerConcurrency>, StoreError> {
         let rows = sqlx::query(
@@ -184,7 +185,7 @@ pub(crate) mod postgres {
              FROM worker_concurrency WHERE expires_at >= $1 ORDER BY queue, worker",
         )
         .bind(now)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await?;
         rows.iter()
             .map(|row| {

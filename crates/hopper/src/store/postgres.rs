@@ -1109,20 +1109,17 @@ impl Store for PostgresStore {
     }
 
     async fn publish_concurrency(&self, report: ConcurrencyReport<'_>) -> Result<(), StoreError> {
-        if self.pool.pooled() {
-            return pooled::publish_concurrency(&self.pool, report).await;
-        }
-        super::concurrency::postgres::publish(self.pool.raw(), report).await
+        let mut tx = self.pool.begin().await?;
+        super::concurrency::postgres::publish(&mut tx, report).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn worker_concurrency(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<super::WorkerConcurrency>, StoreError> {
-        if self.pool.pooled() {
-            return pooled::worker_concurrency(&self.pool, now).await;
-        }
-        super::concurrency::postgres::live(self.pool.raw(), now).await
+        super::concurrency::postgres::live(&self.pool, now).await
     }
 
     async fn drop_lease(&self, lease: LeaseHolder<'_>) -> Result<(), StoreError> {

@@ -25,14 +25,13 @@
 
 use std::ops::{Deref, DerefMut};
 
-use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnection, PgPool, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Describe, Either, Execute, Executor, Postgres, Row, Transaction};
+use sqlx::{Describe, Either, Execute, Executor, Postgres, Transaction};
 
-use crate::store::{ConcurrencyReport, StoreError, WorkerConcurrency};
+use crate::store::StoreError;
 
 /// Begins a transaction on a pooled server connection, clearing the named
 /// statements left on it (by aborted transactions, or by other clients).
@@ -237,69 +236,6 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
-}
-
-/// `Store::publish_concurrency` through the pooler: the statements of
-/// `store::concurrency::postgres::publish`, which takes the pool itself.
-pub(super) async fn publish_concurrency(
-    db: &Db,
-    report: ConcurrencyReport<'_>,
-) -> Result<(), StoreError> {
-    let ConcurrencyReport { worker, rows, now } = report;
-    let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM worker_concurrency WHERE worker = $1 OR expires_at < $2")
-        .bind(worker)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    for row in rows {
-        sqlx::query(
-            "INSERT INTO worker_concurrency \
-             (worker, queue, concurrency, min_workers, max_workers, running, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(worker)
-        .bind(&row.queue)
-        .bind(super::to_i32(row.concurrency))
-        .bind(super::to_i32(row.min))
-        .bind(super::to_i32(row.max))
-        .bind(super::to_i32(row.running))
-        .bind(row.expires_at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `Store::worker_concurrency` through the pooler: the statement of
-/// `store::concurrency::postgres::live`, which takes the pool itself.
-pub(super) async fn worker_concurrency(
-    db: &Db,
-    now: DateTime<Utc>,
-) -> Result<Vec<WorkerConcurrency>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT worker, queue, concurrency::BIGINT AS concurrency, min_workers::BIGINT AS min_workers, \
-                max_workers::BIGINT AS max_workers, running::BIGINT AS running, expires_at \
-         FROM worker_concurrency WHERE expires_at >= $1 ORDER BY queue, worker",
-    )
-    .bind(now)
-    .fetch_all(db)
-    .await?;
-    let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
-    rows.iter()
-        .map(|row| {
-            Ok(WorkerConcurrency {
-                worker: row.try_get("worker")?,
-                queue: row.try_get("queue")?,
-                concurrency: count(row.try_get("concurrency")?),
-                min: count(row.try_get("min_workers")?),
-                max: count(row.try_get("max_workers")?),
-                running: count(row.try_get("running")?),
-                expires_at: row.try_get("expires_at")?,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

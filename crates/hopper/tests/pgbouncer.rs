@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::postgres::{Database, admin, database};
+use common::{Count, Tally};
 use hopper::store::Store;
 use hopper::store::postgres::{LISTEN_URL_VAR, LISTENER_NAME, PostgresStore};
-use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
+use hopper::{DispatchOptions, Hopper, JobState, WorkerConfig};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, Row};
-use tokio::sync::Notify;
 
 /// Where `.ci/run` starts PgBouncer.
 const PGBOUNCER: &str = "127.0.0.1:6432";
@@ -89,47 +89,6 @@ fn no_listen_url_in_the_environment() {
         std::env::var_os(LISTEN_URL_VAR).is_none(),
         "unset {LISTEN_URL_VAR}: these tests choose the direct URL themselves"
     );
-}
-
-/// How many times each job ran, by its payload; wakes waiters on every run.
-#[derive(Clone, Default)]
-struct Tally {
-    runs: Arc<Mutex<HashMap<u32, u32>>>,
-    changed: Arc<Notify>,
-}
-
-impl Tally {
-    fn total(&self) -> u32 {
-        self.runs.lock().unwrap().values().sum()
-    }
-
-    /// Waits until `n` runs in all were counted, at most `limit`.
-    async fn wait_for(&self, n: u32, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let changed = self.changed.notified();
-            if self.total() >= n {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                panic!("{} of {n} runs after {limit:?}", self.total());
-            }
-        }
-    }
-}
-
-/// Counts its run in the shared [`Tally`].
-struct Count;
-
-impl Job for Count {
-    const TYPE: &'static str = "count";
-    type Payload = u32;
-    async fn handle(&self, n: u32, ctx: JobContext) -> JobResult {
-        let tally = ctx.state::<Tally>()?;
-        *tally.runs.lock().unwrap().entry(n).or_default() += 1;
-        tally.changed.notify_waiters();
-        Ok(())
-    }
 }
 
 fn counting(tally: &Tally) -> hopper::Builder {

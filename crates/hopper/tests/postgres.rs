@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::postgres::{Database, database};
@@ -19,47 +18,6 @@ use hopper::store::{
 use hopper::{DispatchOptions, Hopper, Job, JobContext, JobResult, JobState, WorkerConfig};
 use sqlx::postgres::PgListener;
 use tokio::sync::{Barrier, Notify};
-
-/// How many times each job ran, by its payload; wakes waiters on every run.
-#[derive(Clone, Default)]
-struct Tally {
-    runs: Arc<Mutex<HashMap<u32, u32>>>,
-    changed: Arc<Notify>,
-}
-
-impl Tally {
-    fn total(&self) -> u32 {
-        self.runs.lock().unwrap().values().sum()
-    }
-
-    /// Waits until `n` runs in all were counted, at most `limit`.
-    async fn wait_for(&self, n: u32, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let changed = self.changed.notified();
-            if self.total() >= n {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                panic!("only {} of {n} runs after {limit:?}", self.total());
-            }
-        }
-    }
-}
-
-/// Counts its run in the shared [`Tally`].
-struct Count;
-
-impl Job for Count {
-    const TYPE: &'static str = "count";
-    type Payload = u32;
-    async fn handle(&self, n: u32, ctx: JobContext) -> JobResult {
-        let tally = ctx.state::<Tally>()?;
-        *tally.runs.lock().unwrap().entry(n).or_default() += 1;
-        tally.changed.notify_waiters();
-        Ok(())
-    }
-}
 
 fn counting(tally: &Tally) -> hopper::Builder {
     builder().register(Count).unwrap().state(tally.clone())

@@ -6,12 +6,14 @@ pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hopper::store::NewJob;
 use hopper::{Job, JobContext, JobError, JobResult};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 /// Does nothing.
 pub struct Noop;
@@ -201,5 +203,46 @@ pub async fn wait_finished(
             .await
             .expect("the workers kept going")
             .unwrap();
+    }
+}
+
+/// How many times each job ran, by its payload; wakes waiters on every run.
+#[derive(Clone, Default)]
+pub struct Tally {
+    pub runs: Arc<Mutex<HashMap<u32, u32>>>,
+    pub changed: Arc<Notify>,
+}
+
+impl Tally {
+    pub fn total(&self) -> u32 {
+        self.runs.lock().unwrap().values().sum()
+    }
+
+    /// Waits until `n` runs in all were counted, at most `limit`.
+    pub async fn wait_for(&self, n: u32, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.changed.notified();
+            if self.total() >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("only {} of {n} runs after {limit:?}", self.total());
+            }
+        }
+    }
+}
+
+/// Counts its run in the shared [`Tally`].
+pub struct Count;
+
+impl Job for Count {
+    const TYPE: &'static str = "count";
+    type Payload = u32;
+    async fn handle(&self, n: u32, ctx: JobContext) -> JobResult {
+        let tally = ctx.state::<Tally>()?;
+        *tally.runs.lock().unwrap().entry(n).or_default() += 1;
+        tally.changed.notify_waiters();
+        Ok(())
     }
 }

@@ -224,18 +224,7 @@ fn migration_lock(database: &str) -> i64 {
 
 /// CRC-32 (ISO HDLC, as zlib's), the checksum sqlx's lock key is made of.
 fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(bytes)
 }
 
 #[cfg(test)]

@@ -1106,21 +1106,23 @@ impl Store for MysqlStore {
 
     async fn prune_schedule_runs(&self, limit: u32) -> Result<u64, StoreError> {
         // No DELETE here may read the table it deletes from: the rows are
-        // locked first, then deleted one by one.
+        // locked first, then deleted in one statement.
         let mut tx = self.pool.begin().await?;
         let gone = sqlx::query(sql::LOCK_GONE_RUNS)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-        let mut pruned = 0;
-        for row in &gone {
-            pruned += sqlx::query(sql::FORGET_RUN)
-                .bind(text(row, "name")?)
-                .bind(row.try_get::<JobId, _>("job_id")?)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        if gone.is_empty() {
+            return Ok(0);
         }
+        let statement = sql::forget_runs(gone.len());
+        let mut delete = sqlx::query(&statement);
+        for row in &gone {
+            delete = delete
+                .bind(text(row, "name")?)
+                .bind(row.try_get::<JobId, _>("job_id")?);
+        }
+        let pruned = delete.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(pruned)
     }

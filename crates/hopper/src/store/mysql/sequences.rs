@@ -140,20 +140,22 @@ pub(super) async fn skip_wait(
 
 /// Forgets up to `limit` sequences whose last job is gone, in `conn`'s
 /// open transaction: locked first (no DELETE here may read the table it
-/// deletes from), then deleted.
+/// deletes from), then deleted in one statement.
 pub(super) async fn prune(conn: &mut MySqlConnection, limit: u32) -> Result<u64, StoreError> {
     let rows = sqlx::query(LOCK_GONE)
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-    let mut pruned = 0;
-    for row in &rows {
-        let name = text(row, "name")?;
-        pruned += sqlx::query("DELETE FROM sequences WHERE name = ?")
-            .bind(name)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+    if rows.is_empty() {
+        return Ok(0);
     }
-    Ok(pruned)
+    let statement = format!(
+        "DELETE FROM sequences WHERE name IN ({})",
+        super::sql::placeholders(rows.len())
+    );
+    let mut delete = sqlx::query(&statement);
+    for row in &rows {
+        delete = delete.bind(text(row, "name")?);
+    }
+    Ok(delete.execute(&mut *conn).await?.rows_affected())
 }

@@ -616,8 +616,13 @@ pub(super) const SCHEDULE_RUNS: &str = "SELECT r.fire_at, r.job_id, j.state FROM
 pub(super) const LOCK_GONE_RUNS: &str = "SELECT name, job_id FROM schedule_runs AS r \
      WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = r.job_id) LIMIT ? FOR UPDATE SKIP LOCKED";
 
-/// Forgets one schedule run; `?`: name, job id.
-pub(super) const FORGET_RUN: &str = "DELETE FROM schedule_runs WHERE name = ? AND job_id = ?";
+/// Forgets `n` schedule runs; `?` per run: name, job id.
+pub(super) fn forget_runs(n: usize) -> String {
+    format!(
+        "DELETE FROM schedule_runs WHERE {}",
+        vec!["(name = ? AND job_id = ?)"; n].join(" OR ")
+    )
+}
 
 // --- publish_concurrency, worker_concurrency: in store/concurrency.rs (`mysql`)
 

@@ -756,14 +756,19 @@ impl Schedules {
         let mut infos = Vec::new();
         for schedule in self.iter() {
             let state = states.get(&schedule.name);
-            let last_job = match state.and_then(|s| s.last_job_id) {
-                Some(id) => hopper.job(id).await?.map(|job| (id, job.state)),
-                None => None,
-            };
             let recent = hopper
                 .store()
                 .schedule_runs(&schedule.name, RECENT_RUNS)
                 .await?;
+            // The latest run is usually the latest tick's job, read already;
+            // a tick from before runs were recorded is read on its own.
+            let last_job = match state.and_then(|s| s.last_job_id) {
+                Some(id) => match recent.first().filter(|run| run.job_id == id) {
+                    Some(run) => run.state.map(|state| (id, state)),
+                    None => hopper.job(id).await?.map(|job| (id, job.state)),
+                },
+                None => None,
+            };
             infos.push(ScheduleInfo {
                 recent,
                 name: schedule.name.clone(),

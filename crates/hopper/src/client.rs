@@ -762,13 +762,11 @@ impl Hopper {
     /// # });
     /// ```
     pub async fn skip_wait(&self, id: JobId) -> Result<bool, StoreError> {
-        let skipped = self.store().skip_wait(id, self.now()).await?;
-        if skipped {
-            if let Some(job) = self.store().get(id).await? {
-                self.wake(&job.queue);
-            }
+        let released = self.store().skip_wait(id, self.now()).await?;
+        if let Some(queue) = &released {
+            self.wake(queue);
         }
-        Ok(skipped)
+        Ok(released.is_some())
     }
 
     /// Tells every worker, in every process, to claim nothing more from

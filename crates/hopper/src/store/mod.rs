@@ -1503,8 +1503,8 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
 
     /// Stops the pending job `id` waiting on its dependencies (a sequence
     /// held by a failed job, a workflow step), in one transaction: it is
-    /// due at `now` and its edges are gone. Whether it was waiting.
-    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// due at `now` and its edges are gone. Its queue, if it was waiting.
+    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<String>, StoreError>;
 
     /// How many jobs match `filter`'s conditions (its page size is not
     /// checked and does not count; its cursor does).

@@ -1269,7 +1269,7 @@ impl Store for PostgresStore {
         workflows::dependencies(&self.pool, ids).await
     }
 
-    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let skipped = sequences::skip_wait(&mut tx, id, now).await?;
         tx.commit().await?;

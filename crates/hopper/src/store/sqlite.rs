@@ -938,7 +938,7 @@ impl Store for SqliteStore {
         self.read(|conn| workflows::dependencies(conn, ids)).await
     }
 
-    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn skip_wait(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
         self.transaction(|tx| sequences::skip_wait(tx, id, now))
             .await
     }

@@ -33,9 +33,12 @@ const ADD_EDGE: &str = "INSERT INTO job_deps (depends_on, job_id, step, any_outc
 /// Records a sequence's last job: the job, whether it goes on after a failure, the key.
 const SET_TAIL: &str = "UPDATE sequences SET last_job = ?, continue_on_failure = ? WHERE name = ?";
 
-/// Makes a pending job, if waiting, due at a time (µs): the time, the id.
-const SKIP_WAIT: &str = "UPDATE jobs SET waiting_on = 0, available_at = ? \
-     WHERE id = ? AND state = 'pending' AND waiting_on > 0";
+/// Locks a pending job if it waits on others: its queue; `?`: the id.
+const LOCK_WAITING: &str =
+    "SELECT queue FROM jobs WHERE id = ? AND state = 'pending' AND waiting_on > 0 FOR UPDATE";
+
+/// Makes a job due at a time (µs) with nothing to wait on: the time, the id.
+const SKIP_WAIT: &str = "UPDATE jobs SET waiting_on = 0, available_at = ? WHERE id = ?";
 
 /// Forgets the edges into a job.
 const FORGET_EDGES: &str = "DELETE FROM job_deps WHERE job_id = ?";
@@ -121,21 +124,24 @@ pub(super) async fn skip_wait(
     conn: &mut MySqlConnection,
     id: JobId,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let skipped = sqlx::query(SKIP_WAIT)
+) -> Result<Option<String>, StoreError> {
+    let Some(row) = sqlx::query(LOCK_WAITING)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    sqlx::query(SKIP_WAIT)
         .bind(micros(now))
         .bind(id)
         .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    if skipped {
-        sqlx::query(FORGET_EDGES)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(skipped)
+        .await?;
+    sqlx::query(FORGET_EDGES)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(text(&row, "queue")?))
 }
 
 /// Forgets up to `limit` sequences whose last job is gone, in `conn`'s

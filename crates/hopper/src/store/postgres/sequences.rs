@@ -33,9 +33,9 @@ const ADD_EDGE: &str = "INSERT INTO job_deps (depends_on, job_id, step, any_outc
 const SET_TAIL: &str =
     "UPDATE sequences SET last_job = $2, continue_on_failure = $3 WHERE name = $1";
 
-/// Makes the pending job $1, if waiting, due at $2 with nothing to wait on.
+/// Makes the pending job $1, if waiting, due at $2 with nothing to wait on: its queue.
 const SKIP_WAIT: &str = "UPDATE jobs SET waiting_on = 0, available_at = $2 \
-     WHERE id = $1 AND state = 'pending' AND waiting_on > 0";
+     WHERE id = $1 AND state = 'pending' AND waiting_on > 0 RETURNING queue";
 
 /// Forgets the edges into job $1.
 const FORGET_EDGES: &str = "DELETE FROM job_deps WHERE job_id = $1";
@@ -116,19 +116,17 @@ pub(super) async fn skip_wait(
     conn: &mut PgConnection,
     id: JobId,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let skipped = sqlx::query(SKIP_WAIT)
+) -> Result<Option<String>, StoreError> {
+    let queue: Option<String> = sqlx::query_scalar(SKIP_WAIT)
         .bind(id)
         .bind(now)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    if skipped {
+        .fetch_optional(&mut *conn)
+        .await?;
+    if queue.is_some() {
         sqlx::query(FORGET_EDGES)
             .bind(id)
             .execute(&mut *conn)
             .await?;
     }
-    Ok(skipped)
+    Ok(queue)
 }

@@ -30,9 +30,9 @@ const SET_TAIL: &str = "INSERT INTO sequences (name, last_job, continue_on_failu
     VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE \
     SET last_job = excluded.last_job, continue_on_failure = excluded.continue_on_failure";
 
-/// Makes the pending job `?1`, if waiting, due at `?2` with nothing to wait on.
+/// Makes the pending job `?1`, if waiting, due at `?2` with nothing to wait on: its queue.
 const SKIP_WAIT: &str = "UPDATE jobs SET waiting_on = 0, available_at = ?2 \
-    WHERE id = ?1 AND state = 'pending' AND waiting_on > 0";
+    WHERE id = ?1 AND state = 'pending' AND waiting_on > 0 RETURNING queue";
 
 /// Forgets the edges into job `?1`.
 const FORGET_EDGES: &str = "DELETE FROM job_deps WHERE job_id = ?1";
@@ -110,13 +110,13 @@ pub(super) fn skip_wait(
     conn: &Connection,
     id: JobId,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let skipped = conn
+) -> Result<Option<String>, StoreError> {
+    let queue: Option<String> = conn
         .prepare_cached(SKIP_WAIT)?
-        .execute(params![id, micros(now)])?
-        == 1;
-    if skipped {
+        .query_row(params![id, micros(now)], |row| row.get(0))
+        .optional()?;
+    if queue.is_some() {
         conn.prepare_cached(FORGET_EDGES)?.execute([id])?;
     }
-    Ok(skipped)
+    Ok(queue)
 }

@@ -11,9 +11,14 @@
 //!
 //! Keys are served round-robin: the `queue_keys` table lists each queue's
 //! keys that may have pending jobs (triggers mark a key ready whenever one
-//! of its jobs becomes pending), and a claim takes keys lowest turn first,
-//! giving each key it serves the queue's next turn. A key at its limit is
-//! passed over without reading its jobs, so it blocks no other key.
+//! of its jobs becomes pending), and claims go round them in key order
+//! from the queue's cursor, the last key a claim passed. A claim moves the
+//! cursor past every key it served, found at its limit or found with
+//! nothing due, and stops it before the first key with due jobs it had no
+//! room for, which is served first next time. Every key with due jobs and
+//! room is served once per round, and a claim writes one cursor, not a
+//! row per key it served. A key at its limit is passed over without
+//! reading its jobs, so it blocks no other key.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -24,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use super::{ClaimRequest, ClaimedJob, StoreError};
 use crate::job::JobId;
 
-/// How many keys past the room a keyed claim looks at, so keys found
-/// without a due job do not leave the claim short.
+/// How many keys past the room and the running keys a keyed claim looks
+/// at, so keys found without a due job do not leave the claim short.
 const SPARE_KEYS: usize = 8;
 
 /// How many of the queue's first due jobs a keyed claim looks through for
@@ -250,8 +255,9 @@ pub(crate) struct Candidate {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct LockedFlow {
     pub(crate) flow: QueueFlow,
-    /// The last turn given to one of its keys.
-    pub(crate) key_turn: i64,
+    /// The last key a claim passed in the round of the queue's keys (empty
+    /// before the first).
+    pub(crate) key_cursor: String,
     /// The claim's now: the request's, or the database server's.
     pub(crate) now: DateTime<Utc>,
 }
@@ -280,10 +286,13 @@ pub(crate) trait FlowTx {
         keys: Option<&[String]>,
     ) -> Result<Vec<(Option<String>, i64)>, StoreError>;
 
-    /// Up to `limit` of `queue`'s ready keys, lowest turn first, with their versions.
+    /// Up to `limit` of `queue`'s ready keys in the order of the round from
+    /// `after`: the keys after it in key order, then from the first key
+    /// round to it; with their versions.
     async fn ready_keys(
         &mut self,
         queue: &str,
+        after: &str,
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError>;
 
@@ -343,15 +352,13 @@ pub(crate) trait FlowTx {
             .await
     }
 
-    /// Gives each key of `turns` its new turn, makes each key of `idle` not
-    /// ready if its version is still the one given, and records
-    /// `key_turn` as the queue's last turn.
+    /// Makes each key of `idle` not ready if its version is still the one
+    /// given, and records `cursor`, if any, as the last key passed.
     async fn settle_keys(
         &mut self,
         queue: &str,
-        turns: &[(String, i64)],
         idle: &[(String, i64)],
-        key_turn: i64,
+        cursor: Option<&str>,
     ) -> Result<(), StoreError>;
 
     /// Records one start at `at` per entry of `keys` (`None`: per queue).
@@ -408,6 +415,7 @@ pub(crate) async fn claim<T: FlowTx>(
         let keys = tx
             .ready_keys(
                 request.queue,
+                &locked.key_cursor,
                 room as usize + counts.running.len() + SPARE_KEYS,
             )
             .await?;
@@ -453,35 +461,38 @@ pub(crate) async fn claim<T: FlowTx>(
                 .copied()
                 .unwrap_or(0)
         });
-        // A served key goes to the back of the line, as does one with
-        // nothing due yet; one with nothing pending stops being ready.
-        // A key with due jobs the room left out keeps its place.
+        let served: HashSet<&str> = chosen.iter().filter_map(|c| c.key.as_deref()).collect();
+        // The round moves on past the keys served, at their limit or with
+        // nothing due, up to the first with due jobs the room left out.
+        settle.cursor = keys
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .take_while(|key| served.contains(key) || !with_due.contains(*key))
+            .last()
+            .map(str::to_owned);
+        // A key with nothing pending, due or not, stops being ready.
         let nothing_due: Vec<String> = heads
             .iter()
             .map(|(key, _)| key)
             .filter(|key| !with_due.contains(*key))
             .cloned()
             .collect();
-        let waiting: HashSet<String> = if nothing_due.is_empty() {
-            HashSet::new()
-        } else {
-            tx.keys_pending(request.queue, &nothing_due)
+        if !nothing_due.is_empty() {
+            let waiting: HashSet<String> = tx
+                .keys_pending(request.queue, &nothing_due)
                 .await?
                 .into_iter()
-                .collect()
-        };
-        let served: HashSet<&str> = chosen.iter().filter_map(|c| c.key.as_deref()).collect();
-        let idle: HashSet<&str> = nothing_due.iter().map(String::as_str).collect();
-        let mut turn = locked.key_turn;
-        for (key, version) in &keys {
-            if served.contains(key.as_str()) || waiting.contains(key) {
-                turn += 1;
-                settle.turns.push((key.clone(), turn));
-            } else if idle.contains(key.as_str()) {
-                settle.idle.push((key.clone(), *version));
-            }
+                .collect();
+            let idle: HashSet<&String> = nothing_due
+                .iter()
+                .filter(|key| !waiting.contains(*key))
+                .collect();
+            settle.idle = keys
+                .iter()
+                .filter(|(key, _)| idle.contains(key))
+                .cloned()
+                .collect();
         }
-        settle.key_turn = turn;
         chosen
     } else if flow.rate.is_none() {
         // Oldest first, no start to record: the database's usual claim,
@@ -502,10 +513,9 @@ pub(crate) async fn claim<T: FlowTx>(
         };
         tx.start(request, &ids, start_now, locked.now).await?
     };
-    if flow.is_keyed() && (!settle.turns.is_empty() || !settle.idle.is_empty()) {
-        settle.turns.sort();
+    if flow.is_keyed() && (settle.cursor.is_some() || !settle.idle.is_empty()) {
         settle.idle.sort();
-        tx.settle_keys(request.queue, &settle.turns, &settle.idle, settle.key_turn)
+        tx.settle_keys(request.queue, &settle.idle, settle.cursor.as_deref())
             .await?;
     }
     if let Some(rate) = flow.rate {
@@ -528,9 +538,10 @@ pub(crate) async fn claim<T: FlowTx>(
 /// What a claim writes back about keys.
 #[derive(Debug, Default)]
 struct Settle {
-    turns: Vec<(String, i64)>,
+    /// Keys found with nothing pending, and the versions they were read at.
     idle: Vec<(String, i64)>,
-    key_turn: i64,
+    /// The last key the round passed, if it moved.
+    cursor: Option<String>,
 }
 
 /// What a flow-controlled claim counted: started jobs and starts in the

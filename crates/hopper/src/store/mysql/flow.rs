@@ -67,7 +67,7 @@ impl FlowTx for MysqlFlow<'_> {
         };
         Ok(Some(LockedFlow {
             flow: flow_of(&row)?,
-            key_turn: row.try_get("key_turn")?,
+            key_cursor: text(&row, "key_cursor")?,
             now: from_micros(0, row.try_get("now")?)?,
         }))
     }
@@ -102,11 +102,18 @@ impl FlowTx for MysqlFlow<'_> {
     async fn ready_keys(
         &mut self,
         queue: &str,
+        after: &str,
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = sqlx::query(sql::READY_KEYS)
             .bind(queue)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(after)
+            .bind(limit)
+            .bind(queue)
+            .bind(after)
+            .bind(limit)
+            .bind(limit)
             .fetch_all(&mut *self.0)
             .await?;
         Ok(rows
@@ -213,45 +220,34 @@ impl FlowTx for MysqlFlow<'_> {
     async fn settle_keys(
         &mut self,
         queue: &str,
-        turns: &[(String, i64)],
         idle: &[(String, i64)],
-        key_turn: i64,
+        cursor: Option<&str>,
     ) -> Result<(), StoreError> {
-        let keys: Vec<&String> = turns.iter().chain(idle).map(|(key, _)| key).collect();
-        let statement = sql::lock_keys(keys.len());
-        let mut lock = sqlx::query(&statement).bind(queue);
-        for key in &keys {
-            lock = lock.bind(*key);
-        }
-        let free = self::keys(&lock.fetch_all(&mut *self.0).await?)?;
-        let turns: Vec<&(String, i64)> =
-            turns.iter().filter(|(key, _)| free.contains(key)).collect();
-        if !turns.is_empty() {
-            let statement = sql::set_key_turns(turns.len());
-            let mut update = sqlx::query(&statement);
-            for (key, turn) in &turns {
-                update = update.bind(key).bind(turn);
-            }
-            update = update.bind(queue);
-            for (key, _) in &turns {
-                update = update.bind(key);
-            }
-            update.execute(&mut *self.0).await?;
-        }
-        let idle: Vec<&(String, i64)> = idle.iter().filter(|(key, _)| free.contains(key)).collect();
         if !idle.is_empty() {
-            let statement = sql::keys_idle(idle.len());
-            let mut update = sqlx::query(&statement).bind(queue);
-            for (key, version) in &idle {
-                update = update.bind(key).bind(version);
+            let statement = sql::lock_keys(idle.len());
+            let mut lock = sqlx::query(&statement).bind(queue);
+            for (key, _) in idle {
+                lock = lock.bind(key);
             }
-            update.execute(&mut *self.0).await?;
+            let free = self::keys(&lock.fetch_all(&mut *self.0).await?)?;
+            let idle: Vec<&(String, i64)> =
+                idle.iter().filter(|(key, _)| free.contains(key)).collect();
+            if !idle.is_empty() {
+                let statement = sql::keys_idle(idle.len());
+                let mut update = sqlx::query(&statement).bind(queue);
+                for (key, version) in &idle {
+                    update = update.bind(key).bind(version);
+                }
+                update.execute(&mut *self.0).await?;
+            }
         }
-        sqlx::query(sql::SET_QUEUE_TURN)
-            .bind(key_turn)
-            .bind(queue)
-            .execute(&mut *self.0)
-            .await?;
+        if let Some(cursor) = cursor {
+            sqlx::query(sql::SET_KEY_CURSOR)
+                .bind(cursor)
+                .bind(queue)
+                .execute(&mut *self.0)
+                .await?;
+        }
         Ok(())
     }
 

@@ -170,9 +170,9 @@ pub(super) const CLAIM_SELECT: &str = claim_select!(
 
 // --- claim, of a queue with flow settings (`super::flow`)
 
-/// Locks a queue's row and answers its flow settings (as [`FLOW`]), last key turn and the claim's now, if it has any and is not paused; `?`: now or NULL, queue.
+/// Locks a queue's row and answers its flow settings (as [`FLOW`]), the last key its round passed and the claim's now, if it has any and is not paused; `?`: now or NULL, queue.
 pub(super) const LOCK_FLOW: &str = concat!(
-    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_turn, \
+    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_cursor, \
         COALESCE(?, ",
     server_now!(),
     ") AS now FROM queues WHERE name = ? AND NOT paused AND ",
@@ -202,9 +202,14 @@ pub(super) fn starts_since(keys: Option<usize>) -> String {
     )
 }
 
-/// A queue's ready keys, lowest turn first, with their versions; `?`: queue, how many.
-pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM queue_keys \
-    WHERE queue = ? AND ready = TRUE ORDER BY turn LIMIT ?";
+/// A queue's ready keys in the round from a key: those after it in key order, then from the first round to it; with their versions; `?`: queue, key, how many, queue, key, how many, how many.
+pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM ( \
+        (SELECT 0 AS lap, partition_key, version FROM queue_keys \
+            WHERE queue = ? AND ready = TRUE AND partition_key > ? ORDER BY partition_key LIMIT ?) \
+        UNION ALL \
+        (SELECT 1 AS lap, partition_key, version FROM queue_keys \
+            WHERE queue = ? AND ready = TRUE AND partition_key <= ? ORDER BY partition_key LIMIT ?)) AS round \
+    ORDER BY lap, partition_key LIMIT ?";
 
 /// The due pending jobs at the head of `n` keys of a queue, best first: id, key, priority; `?` per key: queue, key, due by, how many.
 pub(super) fn key_heads(n: usize) -> String {
@@ -242,23 +247,12 @@ pub(super) fn lock_pending(n: usize) -> String {
 
 // Key rows a dispatch is marking ready are skipped, not waited for: a
 // claim holding its queue's row never waits on an application's
-// transaction, and a key left as it was is only served a turn early or
-// looked at again.
+// transaction, and a key left ready is only looked at again.
 /// Locks those of `n` keys of a queue no one else holds; `?`: queue, the keys.
 pub(super) fn lock_keys(n: usize) -> String {
     format!(
         "SELECT partition_key FROM queue_keys WHERE queue = ? AND partition_key IN ({}) \
          FOR UPDATE SKIP LOCKED",
-        placeholders(n)
-    )
-}
-
-/// Gives `n` keys of a queue their turns; `?`: per key the key and its turn, then the queue, then the keys.
-pub(super) fn set_key_turns(n: usize) -> String {
-    format!(
-        "UPDATE queue_keys SET turn = CASE partition_key {} END \
-         WHERE queue = ? AND partition_key IN ({})",
-        vec!["WHEN ? THEN ?"; n].join(" "),
         placeholders(n)
     )
 }
@@ -283,8 +277,8 @@ pub(super) fn delete_idle_keys(n: usize) -> String {
     )
 }
 
-/// Records a queue's last key turn; `?`: turn, queue.
-pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ? WHERE name = ?";
+/// Records the last key a queue's round passed; `?`: key, queue.
+pub(super) const SET_KEY_CURSOR: &str = "UPDATE queues SET key_cursor = ? WHERE name = ?";
 
 /// Records `n` starts of a queue; `?` per start: queue, key or NULL, time.
 pub(super) fn record_starts(n: usize) -> String {

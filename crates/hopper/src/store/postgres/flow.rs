@@ -38,7 +38,7 @@ impl FlowTx for PgFlow<'_> {
         };
         Ok(Some(LockedFlow {
             flow: flow_of(&row)?,
-            key_turn: row.try_get("key_turn")?,
+            key_cursor: row.try_get("key_cursor")?,
             now: row.try_get("now")?,
         }))
     }
@@ -72,10 +72,12 @@ impl FlowTx for PgFlow<'_> {
     async fn ready_keys(
         &mut self,
         queue: &str,
+        after: &str,
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(sqlx::query_as(sql::READY_KEYS)
             .bind(queue)
+            .bind(after)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *self.0)
             .await?)
@@ -184,28 +186,26 @@ impl FlowTx for PgFlow<'_> {
     async fn settle_keys(
         &mut self,
         queue: &str,
-        turns: &[(String, i64)],
         idle: &[(String, i64)],
-        key_turn: i64,
+        cursor: Option<&str>,
     ) -> Result<(), StoreError> {
-        for (statement, pairs) in [(sql::SET_KEY_TURNS, turns), (sql::KEYS_IDLE, idle)] {
-            if pairs.is_empty() {
-                continue;
-            }
-            let (keys, values): (Vec<&str>, Vec<i64>) =
-                pairs.iter().map(|(key, v)| (key.as_str(), *v)).unzip();
-            sqlx::query(statement)
+        if !idle.is_empty() {
+            let (keys, versions): (Vec<&str>, Vec<i64>) =
+                idle.iter().map(|(key, v)| (key.as_str(), *v)).unzip();
+            sqlx::query(sql::KEYS_IDLE)
                 .bind(queue)
                 .bind(keys)
-                .bind(values)
+                .bind(versions)
                 .execute(&mut *self.0)
                 .await?;
         }
-        sqlx::query(sql::SET_QUEUE_TURN)
-            .bind(queue)
-            .bind(key_turn)
-            .execute(&mut *self.0)
-            .await?;
+        if let Some(cursor) = cursor {
+            sqlx::query(sql::SET_KEY_CURSOR)
+                .bind(queue)
+                .bind(cursor)
+                .execute(&mut *self.0)
+                .await?;
+        }
         Ok(())
     }
 

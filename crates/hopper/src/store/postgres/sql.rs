@@ -159,9 +159,9 @@ pub(super) const QUEUE_HAS_FLOW: &str = concat!(
 // as the usual claim does (see `CLAIM`): a server crash can forget the
 // last claims, whose jobs then run again, and with them the starts they
 // recorded.
-/// Locks queue $1's row and answers its flow settings (as [`FLOW`]), last key turn and the claim's now ($2, or the server's), if it has any and is not paused.
+/// Locks queue $1's row and answers its flow settings (as [`FLOW`]), the last key its round passed and the claim's now ($2, or the server's), if it has any and is not paused.
 pub(super) const LOCK_FLOW: &str = concat!(
-    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_turn, \
+    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_cursor, \
          COALESCE($2::timestamptz, now()) AS now \
      FROM queues, (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
      WHERE name = $1 AND NOT paused AND relaxed.setting = 'off' AND ",
@@ -182,9 +182,14 @@ pub(super) const STARTS_SINCE: &str = "SELECT partition_key, count(*) FROM queue
          AND ($3::text[] IS NULL OR partition_key IS NULL OR partition_key = ANY($3)) \
      GROUP BY partition_key";
 
-/// Up to $2 of queue $1's ready keys, lowest turn first, with their versions.
-pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM queue_keys \
-     WHERE queue = $1 AND ready ORDER BY turn LIMIT $2";
+/// Up to $3 of queue $1's ready keys, in the round from key $2: those after it in key order, then from the first round to it; with their versions.
+pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM ( \
+         (SELECT 0 AS lap, partition_key, version FROM queue_keys \
+             WHERE queue = $1 AND ready AND partition_key > $2 ORDER BY partition_key LIMIT $3) \
+         UNION ALL \
+         (SELECT 1 AS lap, partition_key, version FROM queue_keys \
+             WHERE queue = $1 AND ready AND partition_key <= $2 ORDER BY partition_key LIMIT $3)) AS round \
+     ORDER BY lap, partition_key LIMIT $3";
 
 /// The due (by $4) pending jobs of queue $1 at the head of each key of $2 (text[]), up to $3 (int[]) each, best first, skipping locked rows: id, key, priority.
 pub(super) const KEY_HEADS: &str = "SELECT h.id, k.key, h.priority \
@@ -215,17 +220,6 @@ pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts
      RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
          jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started";
 
-// Key rows a dispatch is marking ready are skipped, not waited for: a
-// claim holding its queue's row never waits on an application's
-// transaction, and a key left as it was is only served a turn early or
-// looked at again.
-/// Gives the keys $2 (text[]) of queue $1 the turns $3 (bigint[]), skipping locked rows.
-pub(super) const SET_KEY_TURNS: &str = "UPDATE queue_keys SET turn = t.turn \
-     FROM (SELECT q.partition_key, t.turn FROM UNNEST($2::text[], $3::bigint[]) AS t(key, turn) \
-         JOIN queue_keys AS q ON q.queue = $1 AND q.partition_key = t.key \
-         FOR UPDATE OF q SKIP LOCKED) AS t \
-     WHERE queue_keys.queue = $1 AND queue_keys.partition_key = t.partition_key";
-
 /// Deletes up to `$1` keys marked not ready, skipping rows another
 /// transaction holds (a dispatch marking one ready again, say).
 pub(super) const PRUNE_IDLE_KEYS: &str = "DELETE FROM queue_keys \
@@ -233,6 +227,9 @@ pub(super) const PRUNE_IDLE_KEYS: &str = "DELETE FROM queue_keys \
          WHERE NOT ready LIMIT $1 FOR UPDATE SKIP LOCKED) \
        AND NOT ready";
 
+// Key rows a dispatch is marking ready are skipped, not waited for: a
+// claim holding its queue's row never waits on an application's
+// transaction, and a key left ready is only looked at again.
 /// Makes the keys $2 (text[]) of queue $1 not ready where their versions are still $3 (bigint[]), skipping locked rows.
 pub(super) const KEYS_IDLE: &str = "UPDATE queue_keys SET ready = FALSE \
      FROM (SELECT q.partition_key FROM UNNEST($2::text[], $3::bigint[]) AS t(key, version) \
@@ -240,8 +237,8 @@ pub(super) const KEYS_IDLE: &str = "UPDATE queue_keys SET ready = FALSE \
          FOR UPDATE OF q SKIP LOCKED) AS t \
      WHERE queue_keys.queue = $1 AND queue_keys.partition_key = t.partition_key";
 
-/// Records $2 as queue $1's last key turn.
-pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = $2 WHERE name = $1";
+/// Records key $2 as the last one queue $1's round passed.
+pub(super) const SET_KEY_CURSOR: &str = "UPDATE queues SET key_cursor = $2 WHERE name = $1";
 
 /// Records a start of queue $1 at $3 per key of $2 (text[], NULL elements: per queue).
 pub(super) const RECORD_STARTS: &str = "INSERT INTO queue_starts (queue, partition_key, at) \

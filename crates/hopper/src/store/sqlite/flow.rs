@@ -41,15 +41,21 @@ impl FlowTx for SqliteFlow<'_, '_> {
             self.0,
             sql::LOCK_FLOW,
             params![queue, now.map(micros)],
-            |row| Ok((flow_of(row)?, row.get::<_, i64>(6)?, row.get::<_, i64>(7)?)),
+            |row| {
+                Ok((
+                    flow_of(row)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, i64>(7)?,
+                ))
+            },
         )?;
         found
             .into_iter()
             .next()
-            .map(|(flow, key_turn, now)| {
+            .map(|(flow, key_cursor, now)| {
                 Ok(LockedFlow {
                     flow,
-                    key_turn,
+                    key_cursor,
                     now: from_micros(0, now)?,
                 })
             })
@@ -83,12 +89,16 @@ impl FlowTx for SqliteFlow<'_, '_> {
     async fn ready_keys(
         &mut self,
         queue: &str,
+        after: &str,
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        all(self.0, sql::READY_KEYS, params![queue, limit], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        all(
+            self.0,
+            sql::READY_KEYS,
+            params![queue, after, limit],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 
     async fn key_heads(
@@ -178,24 +188,23 @@ impl FlowTx for SqliteFlow<'_, '_> {
     async fn settle_keys(
         &mut self,
         queue: &str,
-        turns: &[(String, i64)],
         idle: &[(String, i64)],
-        key_turn: i64,
+        cursor: Option<&str>,
     ) -> Result<(), StoreError> {
         // One indexed statement per key: joined to a JSON list instead,
         // the planner walks every key of the queue and parses the list
         // again for each.
-        for (statement, pairs) in [(sql::SET_KEY_TURN, turns), (sql::KEY_IDLE, idle)] {
-            if !pairs.is_empty() {
-                let mut statement = self.0.prepare_cached(statement)?;
-                for (key, value) in pairs {
-                    statement.execute(params![queue, key, value])?;
-                }
+        if !idle.is_empty() {
+            let mut statement = self.0.prepare_cached(sql::KEY_IDLE)?;
+            for (key, version) in idle {
+                statement.execute(params![queue, key, version])?;
             }
         }
-        self.0
-            .prepare_cached(sql::SET_QUEUE_TURN)?
-            .execute(params![queue, key_turn])?;
+        if let Some(cursor) = cursor {
+            self.0
+                .prepare_cached(sql::SET_KEY_CURSOR)?
+                .execute(params![queue, cursor])?;
+        }
         Ok(())
     }
 

@@ -139,9 +139,9 @@ pub(super) const QUEUE_HAS_FLOW: &str = concat!(
     sqlite_flow_controlled!()
 );
 
-/// Queue `?1`'s flow settings (as [`FLOW`]), last key turn and the claim's now (`?2`, or the database's), if it has any and is not paused.
+/// Queue `?1`'s flow settings (as [`FLOW`]), the last key its round passed and the claim's now (`?2`, or the database's), if it has any and is not paused.
 pub(super) const LOCK_FLOW: &str = concat!(
-    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_turn, \
+    "SELECT concurrency_limit, key_limit, rate_limit, rate_period_ms, rate_per_key, fair, key_cursor, \
         COALESCE(?2, ",
     sqlite_now!(),
     ") FROM queues WHERE name = ?1 AND paused = 0 AND ",
@@ -161,9 +161,14 @@ pub(super) const STARTS_SINCE: &str = "SELECT partition_key, count(*) FROM queue
         AND (?3 IS NULL OR partition_key IS NULL OR partition_key IN (SELECT value FROM json_each(?3))) \
     GROUP BY partition_key";
 
-/// Up to `?2` of queue `?1`'s ready keys, lowest turn first, with their versions.
-pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM queue_keys \
-    WHERE queue = ?1 AND ready = 1 ORDER BY turn LIMIT ?2";
+/// Up to `?3` of queue `?1`'s ready keys, in the round from key `?2`: those after it in key order, then from the first round to it; with their versions.
+pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM ( \
+        SELECT * FROM (SELECT 0 AS lap, partition_key, version FROM queue_keys \
+            WHERE queue = ?1 AND ready = 1 AND partition_key > ?2 ORDER BY partition_key LIMIT ?3) \
+        UNION ALL \
+        SELECT * FROM (SELECT 1 AS lap, partition_key, version FROM queue_keys \
+            WHERE queue = ?1 AND ready = 1 AND partition_key <= ?2 ORDER BY partition_key LIMIT ?3)) \
+    ORDER BY lap, partition_key LIMIT ?3";
 
 /// Up to `?4` due (by `?3`) pending jobs of key `?2` in queue `?1`, best first: id, priority.
 pub(super) const KEY_HEADS: &str = "SELECT id, priority FROM jobs \
@@ -187,10 +192,6 @@ pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts
     WHERE id IN (SELECT value FROM json_each(?6)) AND state = 'pending' \
     RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, run_started";
 
-/// Gives key `?2` of queue `?1` turn `?3`.
-pub(super) const SET_KEY_TURN: &str =
-    "UPDATE queue_keys SET turn = ?3 WHERE queue = ?1 AND partition_key = ?2";
-
 /// Makes key `?2` of queue `?1` not ready if its version is still `?3`.
 pub(super) const KEY_IDLE: &str =
     "UPDATE queue_keys SET ready = 0 WHERE queue = ?1 AND partition_key = ?2 AND version = ?3";
@@ -199,8 +200,8 @@ pub(super) const KEY_IDLE: &str =
 pub(super) const PRUNE_IDLE_KEYS: &str = "DELETE FROM queue_keys \
     WHERE (queue, partition_key) IN (SELECT queue, partition_key FROM queue_keys WHERE ready = 0 LIMIT ?1)";
 
-/// Records `?2` as queue `?1`'s last key turn.
-pub(super) const SET_QUEUE_TURN: &str = "UPDATE queues SET key_turn = ?2 WHERE name = ?1";
+/// Records key `?2` as the last one queue `?1`'s round passed.
+pub(super) const SET_KEY_CURSOR: &str = "UPDATE queues SET key_cursor = ?2 WHERE name = ?1";
 
 /// Records a start of queue `?1` (key `?2`, or NULL) at `?3`.
 pub(super) const RECORD_START: &str =

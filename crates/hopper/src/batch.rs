@@ -418,14 +418,22 @@ pub(crate) fn set_callback(
 /// process gets there first). A failure is logged and left for the next
 /// look: the rescuer's pass settles whatever is left.
 pub(crate) async fn settle(hopper: &Hopper) {
-    match hopper.store().release_dependents(hopper.now()).await {
-        Ok(queues) => {
-            for queue in &queues {
-                hopper.wake(queue);
+    // Step by step: each wakes the queues it made due, so a wide fan-out's
+    // first dependents run while the rest are released.
+    loop {
+        match hopper.store().release_dependents(hopper.now()).await {
+            Ok(released) => {
+                for queue in &released.queues {
+                    hopper.wake(queue);
+                }
+                if !released.more {
+                    break;
+                }
             }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "releasing workflow steps failed; the next pass releases them");
+            Err(error) => {
+                tracing::warn!(%error, "releasing workflow steps failed; the next pass releases them");
+                break;
+            }
         }
     }
     fire_callbacks(hopper).await;

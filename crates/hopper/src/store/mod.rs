@@ -48,7 +48,7 @@ pub(crate) use flow_usage::{UsageRows, draft};
 pub use sequences::{MAX_SEQUENCE_KEY, Sequence};
 pub(crate) use sequences::{SequenceTx, Tail};
 pub(crate) use workflows::{DepEvent, Dependent, Waiting, WorkflowTx};
-pub use workflows::{Dependency, NewStep, NewWorkflow, WAITING_UNTIL};
+pub use workflows::{Dependency, NewStep, NewWorkflow, Released, WAITING_UNTIL};
 
 /// Refuses a name holding a NUL character, before it reaches a database.
 ///
@@ -1494,8 +1494,11 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Applies the endings of jobs others depend on (see
     /// [`workflows`](self::workflows)): releases the dependents none of whose
     /// dependencies are left, due at `now`, and cancels those whose
-    /// dependency failed or was cancelled. The queues of the jobs it made due.
-    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    /// dependency failed or was cancelled. One step, in one transaction,
+    /// settles at most [`workflows::DEPENDENTS_PER_STEP`] dependents: the
+    /// answer says which queues got due jobs and whether endings are left
+    /// for the next call.
+    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Released, StoreError>;
 
     /// The dependencies of the jobs `ids`, in one read: each one's job
     /// waiting, step name, job, state and output.

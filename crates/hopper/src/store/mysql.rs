@@ -33,7 +33,8 @@ use super::{
     TickRequest, TypeCount, TypeOutcomes,
 };
 use super::{
-    Dependency, FailedJob, NewWorkflow, RetriedFailed, RetryFailed, batch_keys, plan_retry,
+    Dependency, FailedJob, NewWorkflow, Released, RetriedFailed, RetryFailed, batch_keys,
+    plan_retry,
 };
 use crate::job::{JobId, JobState};
 
@@ -1178,13 +1179,13 @@ impl Store for MysqlStore {
         .await
     }
 
-    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Released, StoreError> {
         // Most looks find nothing to release: one read says so, without a transaction.
         let any: bool = sqlx::query_scalar(super::workflows::ANY_EVENT)
             .fetch_one(&self.pool)
             .await?;
         if !any {
-            return Ok(Vec::new());
+            return Ok(Released::default());
         }
         retry_deadlocks(|| async {
             let mut tx = self.pool.begin().await?;

@@ -40,7 +40,8 @@ use super::{
     TickRequest, TypeCount, TypeOutcomes, Wakeup,
 };
 use super::{
-    Dependency, FailedJob, NewWorkflow, RetriedFailed, RetryFailed, batch_keys, plan_retry,
+    Dependency, FailedJob, NewWorkflow, Released, RetriedFailed, RetryFailed, batch_keys,
+    plan_retry,
 };
 use crate::job::{JobId, JobState};
 
@@ -1244,17 +1245,17 @@ impl Store for PostgresStore {
         Ok(created)
     }
 
-    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Released, StoreError> {
         // Most looks find nothing to release: one read says so, without a transaction.
         let any: bool = sqlx::query_scalar(super::workflows::ANY_EVENT)
             .fetch_one(&self.pool)
             .await?;
         if !any {
-            return Ok(Vec::new());
+            return Ok(Released::default());
         }
         let mut tx = self.pool.begin().await?;
-        let due = super::workflows::release(&mut batches::PgBatch(&mut tx), now).await?;
-        for queue in &due {
+        let released = super::workflows::release(&mut batches::PgBatch(&mut tx), now).await?;
+        for queue in &released.queues {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
                 .bind(queue)
@@ -1262,7 +1263,7 @@ impl Store for PostgresStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(due)
+        Ok(released)
     }
 
     async fn dependencies(&self, ids: &[JobId]) -> Result<Vec<Dependency>, StoreError> {

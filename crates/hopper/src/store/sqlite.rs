@@ -37,7 +37,7 @@ use super::{
     RetryRequest, ScheduleRun, ScheduleState, StateCount, Store, StoreError, Tick, TickRequest,
     TypeCount, TypeOutcomes, batch_keys, plan_retry,
 };
-use super::{Dependency, NewWorkflow};
+use super::{Dependency, NewWorkflow, Released};
 use crate::job::{JobId, JobState};
 
 mod batches;
@@ -915,7 +915,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Released, StoreError> {
         // Most looks find nothing to release: a read says so without the writer.
         let any = self
             .read(|conn| {
@@ -923,7 +923,7 @@ impl Store for SqliteStore {
             })
             .await?;
         if !any {
-            return Ok(Vec::new());
+            return Ok(Released::default());
         }
         self.transaction(|tx| {
             run_now(super::workflows::release(

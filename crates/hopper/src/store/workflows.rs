@@ -8,6 +8,13 @@
 //! dependent under its row's lock, and deletes the events: each ending is
 //! applied once, so a dependent is released once however many processes
 //! finish its dependencies at the same moment.
+//!
+//! One step settles at most [`DEPENDENTS_PER_STEP`] dependents. An ending
+//! with more (a fan-out of 10,000) is applied over several steps, each its
+//! own transaction: its event records the last dependent settled
+//! (`dep_events.through`, dependents taken in id order) and is deleted with
+//! the step that settles its last one, so the first dependents run while
+//! the rest are being released.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +44,25 @@ const EVENTS_PER_ROUND: u32 = 500;
 /// How many rounds one release runs at most: each round can cancel
 /// dependents whose own endings are the next round's events.
 const ROUNDS: usize = 20;
+
+/// The most dependents one release step settles, in one transaction.
+pub(crate) const DEPENDENTS_PER_STEP: usize = 2_000;
+
+/// What one release step did: the queues of the jobs it made due, and
+/// whether endings were left for another step.
+///
+/// ```
+/// let released = hopper::store::Released::default();
+/// assert!(released.queues.is_empty() && !released.more);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// The queues of the jobs made due, each once.
+    pub queues: Vec<String>,
+    /// Whether recorded endings are left to apply: the step reached its
+    /// bound; calling again goes on.
+    pub more: bool,
+}
 
 /// One step of a workflow to create: its job, and the steps before it
 /// (indexes into the workflow's steps) it waits on.
@@ -132,6 +158,8 @@ pub(crate) struct DepEvent {
     pub(crate) id: i64,
     pub(crate) job_id: JobId,
     pub(crate) state: JobState,
+    /// The last dependent (by id) an earlier step settled for it; 0: none.
+    pub(crate) through: JobId,
 }
 
 /// An edge as the release step reads it: the dependency, the dependent,
@@ -164,9 +192,17 @@ pub(crate) trait WorkflowTx: BatchTx {
     /// transaction holds.
     async fn take_events(&mut self, limit: u32) -> Result<Vec<DepEvent>, StoreError>;
 
-    /// The edges out of the jobs `ended`: (dependency, dependent, any
-    /// outcome, holds on a failure).
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError>;
+    /// The edges out of each job of `from` to dependents after the id
+    /// given, up to `limit` per job, each job's in dependent id order:
+    /// (dependency, dependent, any outcome, holds on a failure).
+    async fn edges(
+        &mut self,
+        from: &[(JobId, JobId)],
+        limit: u32,
+    ) -> Result<Vec<EdgeOut>, StoreError>;
+
+    /// Records `through` as the last dependent settled for the events `ids`.
+    async fn set_through(&mut self, ids: &[i64], through: JobId) -> Result<(), StoreError>;
 
     /// Locks the jobs `ids` in id order and reads them.
     async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError>;
@@ -266,24 +302,50 @@ pub(crate) async fn create(
 /// satisfies has one dependency fewer to wait on, and is due at `now` when
 /// none is left; one whose dependency failed or was cancelled is
 /// cancelled, or keeps waiting if its edge holds (a sequence held until
-/// the failed job is retried and finishes, or the wait is skipped). The
-/// queues of the jobs it made due.
+/// the failed job is retried and finishes, or the wait is skipped). Stops
+/// after [`DEPENDENTS_PER_STEP`] dependents, saying whether more is left.
 pub(crate) async fn release(
     tx: &mut impl WorkflowTx,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, StoreError> {
-    let mut due = Vec::new();
+) -> Result<Released, StoreError> {
+    let mut released = Released::default();
+    let mut budget = DEPENDENTS_PER_STEP;
     for _ in 0..ROUNDS {
         let events = tx.take_events(EVENTS_PER_ROUND).await?;
         if events.is_empty() {
-            break;
+            return Ok(released);
         }
-        let ended: BTreeMap<JobId, JobState> = events.iter().map(|e| (e.job_id, e.state)).collect();
-        let ids: Vec<JobId> = ended.keys().copied().collect();
+        let ended = Ended::of(&events);
+        let from: Vec<(JobId, JobId)> = ended.iter().map(|(id, e)| (*id, e.through)).collect();
+        let limit = u32::try_from(budget).unwrap_or(u32::MAX);
+        let mut out: BTreeMap<JobId, Vec<EdgeOut>> = BTreeMap::new();
+        for edge in tx.edges(&from, limit).await? {
+            out.entry(edge.0).or_default().push(edge);
+        }
+        // Each ended job's edges, in order, while the budget lasts; the
+        // job where it runs out keeps its events, marked how far it got.
+        let (mut taken, mut settled, mut cut) = (Vec::new(), Vec::new(), None);
+        for (job, ending) in &ended {
+            let mut edges = out.remove(job).unwrap_or_default();
+            edges.sort_by_key(|edge| edge.1);
+            let all = edges.len() < limit as usize && edges.len() <= budget;
+            edges.truncate(budget);
+            budget -= edges.len();
+            if all {
+                settled.extend_from_slice(&ending.events);
+            } else {
+                let through = edges.last().map_or(ending.through, |edge| edge.1);
+                cut = Some((ending.events.clone(), through));
+            }
+            taken.extend(edges.into_iter().map(|edge| (edge, ending.state)));
+            if cut.is_some() || budget == 0 {
+                break;
+            }
+        }
         // Per dependent: dependencies satisfied, and the one that cancels it.
         let mut effects: BTreeMap<JobId, (i64, Option<JobId>)> = BTreeMap::new();
-        for (dependency, dependent, any_outcome, holds) in tx.edges(&ids).await? {
-            let finished = ended.get(&dependency) == Some(&JobState::Finished);
+        for ((dependency, dependent, any_outcome, holds), state) in taken {
+            let finished = state == JobState::Finished;
             if !finished && !any_outcome && holds {
                 continue;
             }
@@ -309,19 +371,58 @@ pub(crate) async fn release(
                 continue;
             }
             let left = (job.waiting_on - satisfied).max(0);
-            let released = left == 0;
-            waiting.push((job.id, left, released.then_some(now)));
-            if released && !due.contains(&job.queue) {
-                due.push(job.queue);
+            let due = left == 0;
+            waiting.push((job.id, left, due.then_some(now)));
+            if due && !released.queues.contains(&job.queue) {
+                released.queues.push(job.queue);
             }
         }
         if !waiting.is_empty() {
             tx.set_waiting(&waiting).await?;
         }
-        let event_ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-        tx.delete_events(&event_ids).await?;
+        if !settled.is_empty() {
+            tx.delete_events(&settled).await?;
+        }
+        if let Some((events, through)) = &cut {
+            tx.set_through(events, *through).await?;
+        }
+        if cut.is_some() || budget == 0 {
+            released.more = true;
+            return Ok(released);
+        }
     }
-    Ok(due)
+    // The rounds ran out with events perhaps left.
+    released.more = true;
+    Ok(released)
+}
+
+/// A job's recorded endings as one release round applies them: its last
+/// state (a job retried and ended again before the release counts as it
+/// ended last), the events recording them, and the last dependent an
+/// earlier step settled.
+#[derive(Debug)]
+struct Ended {
+    state: JobState,
+    events: Vec<i64>,
+    through: JobId,
+}
+
+impl Ended {
+    /// The ended jobs of `events`, by job id.
+    fn of(events: &[DepEvent]) -> BTreeMap<JobId, Self> {
+        let mut ended: BTreeMap<JobId, Self> = BTreeMap::new();
+        for event in events {
+            let entry = ended.entry(event.job_id).or_insert(Self {
+                state: event.state,
+                events: Vec::new(),
+                through: event.through,
+            });
+            entry.state = event.state;
+            entry.events.push(event.id);
+            entry.through = entry.through.max(event.through);
+        }
+        ended
+    }
 }
 
 /// An edge of a workflow being created: the dependency's index, the

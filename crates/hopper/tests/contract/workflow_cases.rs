@@ -228,7 +228,11 @@ pub async fn two_dependencies_ending_at_once_in_two_processes_release_their_depe
                 })
                 .await
                 .unwrap();
-            store.release_dependents(chrono::Utc::now()).await.unwrap()
+            store
+                .release_dependents(chrono::Utc::now())
+                .await
+                .unwrap()
+                .queues
         };
         let (one, two) = tokio::join!(
             end(store.clone(), ending(claimed[0].claim())),
@@ -247,9 +251,130 @@ pub async fn two_dependencies_ending_at_once_in_two_processes_release_their_depe
                 .release_dependents(chrono::Utc::now())
                 .await
                 .unwrap()
+                .queues
                 .is_empty()
         );
     }
+}
+
+/// A fan-out wider than one release step settles is released over several
+/// steps, each its own transaction, that can be taken by different
+/// processes: every dependent exactly once, the fan-in once all ended.
+pub async fn a_wide_fan_out_is_released_in_bounded_steps_each_dependent_once(db: &TestDb) {
+    const WIDTH: usize = 2_500;
+    let runs = Runs::default();
+    let hopper = handle(db, &runs).await;
+    let other = hopper::store::open(db.url()).await.unwrap();
+    let store = hopper.store().clone();
+    let options = DispatchOptions::new().queue("wide");
+    let job = |name: &str| {
+        hopper
+            .prepare::<StageJob>(stage(name, 1, false), options.clone())
+            .unwrap()
+    };
+    let mut workflow = hopper
+        .workflow("wide")
+        .step(&[], false, "root", job("root"))
+        .unwrap();
+    let middle: Vec<String> = (0..WIDTH).map(|n| format!("m{n}")).collect();
+    for name in &middle {
+        workflow = workflow.step(&["root"], false, name, job(name)).unwrap();
+    }
+    let names: Vec<&str> = middle.iter().map(String::as_str).collect();
+    let workflow = workflow
+        .step(&names, false, "last", job("last"))
+        .unwrap()
+        .dispatch()
+        .await
+        .unwrap();
+    let claim = |limit: u32| {
+        let store = store.clone();
+        async move {
+            store
+                .claim(ClaimRequest {
+                    queue: "wide",
+                    worker: "wide",
+                    token: new_claim_token(),
+                    limit,
+                    lease: Duration::from_secs(60),
+                    now: None,
+                    due_by: chrono::Utc::now(),
+                    start_now: limit,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let finish = |claimed: Vec<hopper::store::ClaimedJob>| {
+        let store = store.clone();
+        async move {
+            let completions: Vec<Completion> = claimed
+                .iter()
+                .map(|job| Completion {
+                    claim: job.claim(),
+                    attempt: job.attempt,
+                    outcome: Outcome::Finished,
+                })
+                .collect();
+            store
+                .complete(CompleteRequest {
+                    completions: &completions,
+                    ended_at: chrono::Utc::now(),
+                })
+                .await
+                .unwrap();
+        }
+    };
+    let root = claim(10).await;
+    assert_eq!(root.len(), 1, "only the root is due");
+    finish(root).await;
+
+    // The first step settles one step's worth and says more is left; the
+    // next, in another process, settles the rest.
+    let first = store.release_dependents(chrono::Utc::now()).await.unwrap();
+    assert!(first.more, "a step settles at most its bound");
+    assert_eq!(first.queues, ["wide"]);
+    let due = claim(u32::try_from(WIDTH).unwrap()).await;
+    assert!(
+        !due.is_empty() && due.len() < WIDTH,
+        "the first dependents are due before the rest are released: {}",
+        due.len()
+    );
+    let mut steps = 1;
+    loop {
+        let released = other.release_dependents(chrono::Utc::now()).await.unwrap();
+        steps += 1;
+        if !released.more {
+            break;
+        }
+        assert!(steps < 10, "the release goes on");
+    }
+    let rest = claim(u32::try_from(WIDTH).unwrap()).await;
+    let mut ids: Vec<_> = due.iter().chain(&rest).map(|job| job.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), WIDTH, "every middle step released once");
+    assert!(claim(10).await.is_empty(), "the last step still waits");
+
+    // Their endings release the fan-in once, over steps too.
+    finish(due).await;
+    finish(rest).await;
+    while store
+        .release_dependents(chrono::Utc::now())
+        .await
+        .unwrap()
+        .more
+    {}
+    let last = store.get(workflow.jobs["last"]).await.unwrap().unwrap();
+    assert_eq!((last.state, last.waiting_on), (JobState::Pending, 0));
+    assert_eq!(claim(10).await.len(), 1, "the fan-in is due once");
+    assert!(
+        !other
+            .release_dependents(chrono::Utc::now())
+            .await
+            .unwrap()
+            .more
+    );
 }
 
 pub async fn a_workflow_that_cannot_be_one_is_refused_and_stores_nothing(db: &TestDb) {

@@ -13,11 +13,18 @@ use crate::store::rows::{micros, state_of};
 use crate::store::workflows::{EdgeOut, shape};
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
+/// The edges out of a job to dependents after an id, up to a limit, in dependent id order; `?`: job, after, limit.
+const EDGES_AFTER: &str = "(SELECT depends_on, job_id, any_outcome, holds FROM job_deps \
+     WHERE depends_on = ? AND job_id > ? ORDER BY job_id LIMIT ?)";
+
+/// How many jobs' edges one statement reads.
+const EDGE_READS: usize = 100;
+
 /// Sets a job's waiting count and whether others depend on it: waiting, depended, id.
 const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?, has_dependents = ? WHERE id = ?";
 
 /// Up to `?` events, oldest first, skipping rows another transaction holds.
-const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT ? \
+const TAKE_EVENTS: &str = "SELECT id, job_id, state, settled_through FROM dep_events ORDER BY id LIMIT ? \
      FOR UPDATE SKIP LOCKED";
 
 /// Sets `n` jobs their waiting counts, each due at a time if given: (id,
@@ -93,25 +100,42 @@ impl WorkflowTx for MySqlBatch<'_> {
                     id: row.try_get("id")?,
                     job_id,
                     state: state_of(job_id, &text(row, "state")?)?,
+                    through: row.try_get("settled_through")?,
                 })
             })
             .collect()
     }
 
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError> {
+    async fn edges(
+        &mut self,
+        from: &[(JobId, JobId)],
+        limit: u32,
+    ) -> Result<Vec<EdgeOut>, StoreError> {
         let mut edges = Vec::new();
-        for chunk in ended.chunks(INSERT_CHUNK) {
-            let statement = format!(
-                "SELECT depends_on, job_id, any_outcome, holds FROM job_deps WHERE depends_on IN ({})",
-                placeholders(chunk.len())
-            );
+        for chunk in from.chunks(EDGE_READS) {
+            let statement = vec![EDGES_AFTER; chunk.len()].join(" UNION ALL ");
             let mut query = sqlx::query_as::<_, EdgeOut>(&statement);
-            for id in chunk {
-                query = query.bind(id);
+            for (job, after) in chunk {
+                query = query.bind(job).bind(after).bind(limit);
             }
             edges.extend(query.fetch_all(&mut *self.0).await?);
         }
         Ok(edges)
+    }
+
+    async fn set_through(&mut self, ids: &[i64], through: JobId) -> Result<(), StoreError> {
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let statement = format!(
+                "UPDATE dep_events SET settled_through = ? WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(&statement).bind(through);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&mut *self.0).await?;
+        }
+        Ok(())
     }
 
     async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError> {

@@ -21,11 +21,17 @@ const ADD_EDGES: &str = "INSERT INTO job_deps (depends_on, job_id, step, any_out
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bool[])";
 
 /// Up to $1 events, oldest first, skipping rows another transaction holds.
-const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT $1 \
+const TAKE_EVENTS: &str = "SELECT id, job_id, state, settled_through FROM dep_events ORDER BY id LIMIT $1 \
      FOR UPDATE SKIP LOCKED";
 
-/// The edges out of the jobs $1 (bigint[]).
-const EDGES: &str = "SELECT depends_on, job_id, any_outcome, holds FROM job_deps WHERE depends_on = ANY($1::bigint[])";
+/// The edges out of each job of $1 (bigint[]) to dependents after the id at the same place in $2 (bigint[]), up to $3 per job, in dependent id order.
+const EDGES: &str = "SELECT d.depends_on, d.job_id, d.any_outcome, d.holds \
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS e(dep, after) \
+     CROSS JOIN LATERAL (SELECT depends_on, job_id, any_outcome, holds FROM job_deps \
+         WHERE depends_on = e.dep AND job_id > e.after ORDER BY job_id LIMIT $3) AS d";
+
+/// Records $2 as the last dependent settled for the events $1 (bigint[]).
+const SET_THROUGH: &str = "UPDATE dep_events SET settled_through = $2 WHERE id = ANY($1::bigint[])";
 
 /// Locks the jobs $1 (bigint[]) in id order: id, queue, waiting count, state.
 const DEPENDENTS: &str = "SELECT id, queue, waiting_on::bigint AS waiting_on, state FROM jobs \
@@ -87,26 +93,43 @@ impl WorkflowTx for PgBatch<'_> {
     }
 
     async fn take_events(&mut self, limit: u32) -> Result<Vec<DepEvent>, StoreError> {
-        let rows: Vec<(i64, JobId, String)> = sqlx::query_as(TAKE_EVENTS)
+        let rows: Vec<(i64, JobId, String, JobId)> = sqlx::query_as(TAKE_EVENTS)
             .bind(i64::from(limit))
             .fetch_all(&mut *self.0)
             .await?;
         rows.into_iter()
-            .map(|(id, job_id, state)| {
+            .map(|(id, job_id, state, through)| {
                 Ok(DepEvent {
                     id,
                     job_id,
                     state: state_of(job_id, &state)?,
+                    through,
                 })
             })
             .collect()
     }
 
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError> {
+    async fn edges(
+        &mut self,
+        from: &[(JobId, JobId)],
+        limit: u32,
+    ) -> Result<Vec<EdgeOut>, StoreError> {
+        let (jobs, after): (Vec<JobId>, Vec<JobId>) = from.iter().copied().unzip();
         Ok(sqlx::query_as(EDGES)
-            .bind(ended)
+            .bind(jobs)
+            .bind(after)
+            .bind(i64::from(limit))
             .fetch_all(&mut *self.0)
             .await?)
+    }
+
+    async fn set_through(&mut self, ids: &[i64], through: JobId) -> Result<(), StoreError> {
+        sqlx::query(SET_THROUGH)
+            .bind(ids)
+            .bind(through)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
     }
 
     async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError> {

@@ -20,11 +20,16 @@ const ADD_EDGE: &str =
     "INSERT INTO job_deps (depends_on, job_id, step, any_outcome) VALUES (?1, ?2, ?3, ?4)";
 
 /// Up to `?1` events, oldest first.
-const TAKE_EVENTS: &str = "SELECT id, job_id, state FROM dep_events ORDER BY id LIMIT ?1";
+const TAKE_EVENTS: &str =
+    "SELECT id, job_id, state, settled_through FROM dep_events ORDER BY id LIMIT ?1";
 
-/// The edges out of the jobs of the JSON array `?1`.
+/// The edges out of job `?1` to dependents after `?2`, up to `?3`, in dependent id order.
 const EDGES: &str = "SELECT depends_on, job_id, any_outcome, holds FROM job_deps \
-    WHERE depends_on IN (SELECT value FROM json_each(?1))";
+    WHERE depends_on = ?1 AND job_id > ?2 ORDER BY job_id LIMIT ?3";
+
+/// Records `?2` as the last dependent settled for the events of the JSON array `?1`.
+const SET_THROUGH: &str = "UPDATE dep_events SET settled_through = ?2 \
+    WHERE id IN (SELECT value FROM json_each(?1))";
 
 /// The jobs of the JSON array `?1`, in id order: id, queue, waiting count, state.
 const DEPENDENTS: &str = "SELECT id, queue, waiting_on, state FROM jobs \
@@ -70,23 +75,41 @@ impl WorkflowTx for SqliteBatch<'_, '_> {
                 row.get::<_, i64>(0)?,
                 row.get::<_, JobId>(1)?,
                 row.get::<_, String>(2)?,
+                row.get::<_, JobId>(3)?,
             ))
         })?;
         rows.into_iter()
-            .map(|(id, job_id, state)| {
+            .map(|(id, job_id, state, through)| {
                 Ok(DepEvent {
                     id,
                     job_id,
                     state: state_of(job_id, &state)?,
+                    through,
                 })
             })
             .collect()
     }
 
-    async fn edges(&mut self, ended: &[JobId]) -> Result<Vec<EdgeOut>, StoreError> {
-        all(self.0, EDGES, [json_list(ended)?], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })
+    async fn edges(
+        &mut self,
+        from: &[(JobId, JobId)],
+        limit: u32,
+    ) -> Result<Vec<EdgeOut>, StoreError> {
+        // One indexed read per job: each walks its own edges in order.
+        let mut edges = Vec::new();
+        for (job, after) in from {
+            edges.extend(all(self.0, EDGES, params![job, after, limit], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?);
+        }
+        Ok(edges)
+    }
+
+    async fn set_through(&mut self, ids: &[i64], through: JobId) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(SET_THROUGH)?
+            .execute(params![json_list(ids)?, through])?;
+        Ok(())
     }
 
     async fn lock_dependents(&mut self, ids: &[JobId]) -> Result<Vec<Dependent>, StoreError> {

@@ -7,9 +7,10 @@
 //! job the list's filter matches (confirmed on a page showing the count
 //! first), a page per batch with its counts and callbacks, queues with
 //! pause/resume, and schedules (with each one's latest runs and their
-//! outcomes). Every page
-//! refreshes its content every two seconds with a few lines of plain
-//! JavaScript.
+//! outcomes). Every page but the confirmations updates its
+//! content as jobs change, without a reload: it follows the server-sent
+//! events of `/admin/queue/live` ([`crate::live`]) and fetches a fresh copy
+//! of itself on each.
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use hopper::{JobFilter, JobId, JobState, StoreError};
 use serde::Deserialize;
 
 use crate::auth::{self, Caller, Refused};
-use crate::html::{age, button, escape, hidden_fields, page, state, time};
+use crate::html::{age, button, escape, hidden_fields, page, state, still_page, time};
 use crate::{DASHBOARD_PATH, Web};
 
 /// Jobs per page of the job list.
@@ -72,7 +73,7 @@ impl IntoResponse for DashboardError {
             }
         };
         let body = format!(r#"<p class="error">{}</p>"#, escape(&self.to_string()));
-        (status, page("Error", "", &body)).into_response()
+        (status, still_page("Error", "", &body)).into_response()
     }
 }
 
@@ -94,6 +95,7 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/queues"), get(queues))
         .route(&p("/queues/{action}"), post(queue_action))
         .route(&p("/schedules"), get(schedules))
+        .route(&p("/live"), get(crate::live::stream))
 }
 
 async fn overview(State(web): State<Web>, caller: Caller) -> Result<Html<String>> {
@@ -944,7 +946,7 @@ async fn bulk_confirm(
         r#"<div id="bulk-confirm">{confirm} <a href="{}">Back to the jobs</a></div>"#,
         escape(&back)
     ));
-    Ok(page(
+    Ok(still_page(
         &format!("{} all matching jobs?", action.title()),
         csrf,
         &body,

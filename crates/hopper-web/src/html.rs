@@ -73,14 +73,22 @@ a.card:hover{border-color:#8a96a8}.note{background:#eef6ff;border:1px solid #cfe
 svg{background:#fff;border:1px solid #e3e6eb}
 "#;
 
-/// Replaces `#live` with the same element of a fresh copy of the page
-/// every two seconds (or three times as long as the page took to build,
-/// when that is longer), so the page updates without a reload; not while
-/// a form field in it has the focus or holds an edit, which the fresh copy
-/// would wipe out.
+/// Follows the dashboard's live stream ([`crate::live`]) and, on each
+/// `change` event, replaces `#live` with the same element of a fresh copy
+/// of the page, so the page updates without a reload. Not while a form
+/// field in it has the focus or holds an edit, which the fresh copy would
+/// wipe out (it tries again two seconds later), nor while the tab is
+/// hidden (it catches up when shown). `EventSource` reconnects on its own
+/// when the stream drops; a stream refused for good is opened again after
+/// five seconds. The page's root element carries `data-stream="open"`
+/// while the stream is open, `"down"` while it is not. A page whose `#live` is not marked `data-live="on"` (a
+/// confirmation) stays as it is.
 const LIVE: &str = r#"
 (function(){
-  let wait = 2000;
+  const current = () => document.getElementById('live');
+  const main = current();
+  if(!main || main.dataset.live !== 'on' || !window.EventSource) return;
+  let busy = false, again = false, stale = false, retry = null;
   function editing(live){
     const focused = document.activeElement;
     if(focused && live.contains(focused) && focused.matches('input,select,textarea')) return true;
@@ -90,27 +98,46 @@ const LIVE: &str = r#"
       || [...live.querySelectorAll('select')].some((s) => s.selectedIndex !== chosen(s));
   }
   async function refresh(){
-    const started = performance.now();
+    if(busy){ again = true; return; }
+    clearTimeout(retry);
+    if(document.hidden){ stale = true; return; }
+    const live = current();
+    if(!live || editing(live)){ retry = setTimeout(refresh, 2000); return; }
+    busy = true;
     try{
-      const live = document.getElementById('live');
-      if(!document.hidden && !(live && editing(live))){
-        const r = await fetch(location.href,{headers:{'x-hopper-live':'1'},credentials:'same-origin'});
-        if(r.ok){
-          const doc = new DOMParser().parseFromString(await r.text(),'text/html');
-          const fresh = doc.getElementById('live'), old = document.getElementById('live');
-          if(fresh && old) old.replaceWith(fresh);
-        }
+      const r = await fetch(location.href,{headers:{'x-hopper-live':'1'},credentials:'same-origin'});
+      if(r.ok){
+        const doc = new DOMParser().parseFromString(await r.text(),'text/html');
+        const fresh = doc.getElementById('live'), old = current();
+        if(fresh && old && !editing(old)) old.replaceWith(fresh);
       }
     }catch(e){}
-    wait = Math.max(2000, 3 * (performance.now() - started));
-    setTimeout(refresh, wait);
+    busy = false;
+    if(again){ again = false; refresh(); }
   }
-  setTimeout(refresh, wait);
+  document.addEventListener('visibilitychange', () => {
+    if(!document.hidden && stale){ stale = false; refresh(); }
+  });
+  function connect(){
+    const events = new EventSource(main.dataset.source);
+    let dropped = false;
+    events.addEventListener('change', refresh);
+    events.addEventListener('open', () => {
+      document.documentElement.dataset.stream = 'open';
+      if(dropped){ dropped = false; refresh(); }
+    });
+    events.addEventListener('error', () => {
+      document.documentElement.dataset.stream = 'down';
+      dropped = true;
+      if(events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+    });
+  }
+  connect();
 })();
 "#;
 
-/// A dashboard page: the frame, the navigation and `body` (already escaped
-/// HTML) inside `<main id="live">`.
+/// A dashboard page that updates itself: the frame, the navigation and
+/// `body` (already escaped HTML) inside `<main id="live">`.
 ///
 /// ```
 /// let page = hopper_web::html::page("Jobs", "abc", "<p>hi</p>");
@@ -118,7 +145,22 @@ const LIVE: &str = r#"
 /// assert!(page.0.contains("value=\"abc\""));
 /// ```
 pub fn page(title: &str, csrf: &str, body: &str) -> Html<String> {
+    frame(title, csrf, body, true)
+}
+
+/// A dashboard page that stays as it was rendered, as a confirmation does.
+///
+/// ```
+/// let page = hopper_web::html::still_page("Delete?", "abc", "<p>sure?</p>");
+/// assert!(page.0.contains(r#"data-live="off""#));
+/// ```
+pub fn still_page(title: &str, csrf: &str, body: &str) -> Html<String> {
+    frame(title, csrf, body, false)
+}
+
+fn frame(title: &str, csrf: &str, body: &str, live: bool) -> Html<String> {
     let base = DASHBOARD_PATH;
+    let live = if live { "on" } else { "off" };
     let title = escape(title);
     let csrf = escape(csrf);
     Html(format!(
@@ -129,7 +171,7 @@ pub fn page(title: &str, csrf: &str, body: &str) -> Html<String> {
 <a href="{base}">Overview</a><a href="{base}/jobs">Jobs</a><a href="{base}/queues">Queues</a><a href="{base}/schedules">Schedules</a>
 <form method="post" action="{base}/logout"><input type="hidden" name="csrf" value="{csrf}"><button>Log out</button></form>
 </header>
-<main id="live"><h1>{title}</h1>
+<main id="live" data-live="{live}" data-source="{base}/live"><h1>{title}</h1>
 {body}
 </main><script>{LIVE}</script></body></html>"#
     ))

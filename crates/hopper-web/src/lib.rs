@@ -1,7 +1,8 @@
 //! # hopper-web
 //!
 //! See and steer a [Hopper](hopper) queue over HTTP: an admin dashboard
-//! (server-rendered HTML that refreshes itself), a JSON API with an OpenAPI
+//! (server-rendered HTML that updates itself as jobs change, over
+//! server-sent events), a JSON API with an OpenAPI
 //! document, and Prometheus metrics — one axum [`Router`] any application
 //! can merge into its own.
 //!
@@ -32,6 +33,7 @@ pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod html;
+pub mod live;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -100,6 +102,8 @@ pub(crate) struct Inner {
     /// Queues `/metrics` has reported flow figures of, so a queue whose
     /// settings were lifted reads zero.
     pub(crate) metric_flow_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Tells the dashboard's live streams when the pages may have changed.
+    pub(crate) live: Arc<live::Watcher>,
 }
 
 impl Web {
@@ -122,6 +126,7 @@ impl Web {
                 body_limit: DEFAULT_BODY_LIMIT,
                 metric_queues: Default::default(),
                 metric_flow_queues: Default::default(),
+                live: Default::default(),
             }),
         }
     }
@@ -165,6 +170,7 @@ impl Web {
                 body_limit: shared.body_limit,
                 metric_queues: Default::default(),
                 metric_flow_queues: Default::default(),
+                live: Default::default(),
             },
         };
         change(&mut inner);

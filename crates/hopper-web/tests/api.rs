@@ -36,6 +36,7 @@ async fn without_the_token_every_route_is_401_and_shows_nothing() {
         "/admin/queue/jobs/1",
         "/admin/queue/jobs/bulk?action=delete",
         "/admin/queue/batches/1",
+        "/admin/queue/live",
     ] {
         for auth in [None, Some("Bearer wrong-token"), Some("Basic dGVzdA==")] {
             let mut request = Request::get(uri);

@@ -2,8 +2,10 @@
 //! failed job raised, then on a second instance serving the same database
 //! with the same admin token see the failed job, retry it and see it finish,
 //! page through the job list to older jobs and back, then save a screenshot
-//! of the overview; last, cancel the paused queue's jobs with the job list's
-//! bulk form, through its confirmation page.
+//! of the overview; with the job list open, see a job this test dispatches
+//! come up and then its cancel, pushed over the live stream with no reload;
+//! last, cancel the paused queue's jobs with the job list's bulk form,
+//! through its confirmation page.
 //!
 //! Needs Debian's `chromium` and the `playwright-core` package installed in
 //! `tests/browser` (`npm install` there; `.ci/run` does both). Without them
@@ -12,11 +14,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use hopper::{DispatchOptions, JobState};
+use hopper::{DispatchOptions, Hopper, JobState};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 fn chromium() -> PathBuf {
     PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
@@ -118,7 +122,8 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
 
     let screenshot = screenshot_path();
     let _ = std::fs::remove_file(&screenshot);
-    let run = tokio::process::Command::new("node")
+    hopper.pause("live").await.unwrap();
+    let mut child = tokio::process::Command::new("node")
         .arg("dashboard.mjs")
         .current_dir(&script_dir)
         .env("BASE_URL", format!("http://{address}"))
@@ -127,18 +132,25 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
         .env("JOB_ID", failing.to_string())
         .env("SCREENSHOT", &screenshot)
         .env("CHROMIUM", chromium())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the browser run did not end within 120 s")
+        .spawn()
         .expect("node could not be started");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let answering = tokio::spawn(answer(hopper.clone(), stdin, stdout));
+    let status = tokio::time::timeout(Duration::from_secs(150), child.wait())
+        .await
+        .expect("the browser run did not end within 150 s")
+        .unwrap();
+    let stdout = answering.await.unwrap();
+    let mut stderr = String::new();
+    let _ = stderr_pipe.read_to_string(&mut stderr).await;
     assert!(
-        output.status.success() && stdout.contains("ok"),
-        "the browser run failed ({}):\n{stdout}\n{stderr}",
-        output.status
+        status.success() && stdout.lines().any(|line| line == "ok"),
+        "the browser run failed ({status}):\n{stdout}\n{stderr}"
     );
 
     assert_eq!(
@@ -156,4 +168,44 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
     server.abort();
     other_server.abort();
     queue.stop().await.unwrap();
+}
+
+/// Answers the script's requests (`ask: dispatch`, `ask: cancel ID`) with
+/// `hopper`, as another process beside the dashboard would act, and returns
+/// everything the script printed.
+async fn answer(
+    hopper: Hopper,
+    mut stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+) -> String {
+    let mut printed = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        printed.push_str(&line);
+        printed.push('\n');
+        let reply = match line.strip_prefix("ask: ") {
+            Some("dispatch") => {
+                let options = DispatchOptions::new().queue("live");
+                let mail = Mail {
+                    to: "live@example.com".into(),
+                };
+                let id = hopper.dispatch_with::<MailJob>(mail, options).await;
+                id.map(|id| id.to_string())
+                    .unwrap_or_else(|e| e.to_string())
+            }
+            Some(request) => match request.strip_prefix("cancel ").map(str::parse) {
+                Some(Ok(id)) => format!("{:?}", hopper.cancel(id).await),
+                _ => format!("unknown request {request:?}"),
+            },
+            None => continue,
+        };
+        if stdin
+            .write_all(format!("{reply}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    printed
 }

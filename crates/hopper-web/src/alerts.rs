@@ -8,14 +8,12 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use chrono::{DateTime, Utc};
 use hopper::store::{AlertRecord, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::Web;
 use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::html::{age, escape, time};
 
 /// Resolved incidents the overview shows.
 pub const OVERVIEW_RESOLVED: u32 = 10;
@@ -78,40 +76,4 @@ pub(crate) async fn api(
         )));
     }
     Ok(Json(list(web.hopper(), resolved).await?))
-}
-
-/// The overview's alerts section: a table of firing incidents, then the
-/// latest resolved ones.
-///
-/// ```
-/// let list = hopper_web::alerts::AlertList { firing: vec![], resolved: vec![] };
-/// let html = hopper_web::alerts::section(chrono::Utc::now(), &list);
-/// assert!(html.contains("No alert is firing."));
-/// ```
-pub fn section(now: DateTime<Utc>, list: &AlertList) -> String {
-    let mut html = String::from(
-        r#"<h2>Alerts</h2><table id="alerts"><tr><th>state</th><th>rule</th><th>subject</th><th>summary</th><th>fired</th><th>resolved</th></tr>"#,
-    );
-    let row = |alert: &AlertRecord| {
-        let (class, label, resolved) = match alert.resolved_at {
-            None => ("state-failed", "firing", String::new()),
-            Some(at) => ("state-finished", "resolved", time(at)),
-        };
-        format!(
-            r#"<tr class="alert-{label}"><td><span class="state {class}">{label}</span></td><td>{}</td><td>{}</td><td>{}</td><td title="{}">{} ago</td><td>{resolved}</td></tr>"#,
-            escape(&alert.rule),
-            escape(&alert.subject),
-            escape(&alert.summary),
-            time(alert.fired_at),
-            age((now - alert.fired_at).num_seconds()),
-        )
-    };
-    if list.firing.is_empty() {
-        html.push_str(r#"<tr><td colspan="6" class="muted">No alert is firing.</td></tr>"#);
-    }
-    for alert in list.firing.iter().chain(&list.resolved) {
-        html.push_str(&row(alert));
-    }
-    html.push_str("</table>");
-    html
 }

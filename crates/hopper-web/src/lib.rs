@@ -35,6 +35,7 @@ pub mod dashboard;
 pub mod html;
 pub mod live;
 pub mod metrics;
+pub(crate) mod pages;
 
 use std::sync::Arc;
 

@@ -136,6 +136,7 @@ try {
   await page.goto(`${base}/admin/queue`);
   await page.waitForSelector('#throughput');
   await page.evaluate(() => { window.sameDocument = true; });
+  await streaming(page);
   const before = Number(await page.textContent('#count-finished'));
   const dispatched = await fetch(`${base}/api/jobs`, {
     method: 'POST',
@@ -148,6 +149,9 @@ try {
   if (!(await page.evaluate(() => window.sameDocument === true))) {
     throw new Error('the page was reloaded');
   }
+
+  step(`screenshot to ${screenshot}`);
+  await page.screenshot({ path: screenshot, fullPage: true });
 
   step('a job dispatched elsewhere comes up in the job list, then its cancel, without a reload');
   await page.goto(`${base}/admin/queue/jobs?queue=live`);
@@ -162,9 +166,6 @@ try {
   if (!(await page.evaluate(() => window.sameDocument === true))) {
     throw new Error('the job list was reloaded');
   }
-
-  step(`screenshot to ${screenshot}`);
-  await page.screenshot({ path: screenshot, fullPage: true });
 
   step('a bulk cancel shows the count to confirm, then says what it did');
   await page.goto(`${base}/admin/queue/jobs?state=pending&queue=reports`);

@@ -10,9 +10,11 @@ use axum::Json;
 use axum::extract::{Query, State};
 use hopper::store::{AlertRecord, StoreError};
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use crate::Web;
-use crate::api::ApiError;
+use crate::api::views::Alerts;
+use crate::api::{ApiError, ErrorBody};
 use crate::auth::Caller;
 
 /// Resolved incidents the overview shows.
@@ -57,23 +59,40 @@ pub async fn list(hopper: &hopper::Hopper, resolved: u32) -> Result<AlertList, S
     Ok(AlertList { firing, resolved })
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /api/alerts`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AlertsQuery {
+    /// How many resolved incidents, latest first (default 20).
+    #[param(minimum = 0, maximum = 200)]
     resolved: Option<u32>,
 }
 
 /// `GET /api/alerts`.
+#[utoipa::path(
+    get,
+    path = "/api/alerts",
+    operation_id = "list_alerts",
+    tag = "alerts",
+    summary = "Alert incidents firing now, and the latest resolved",
+    params(AlertsQuery),
+    responses(
+        (status = 200, description = "Incidents", body = Alerts),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+    )
+)]
 pub(crate) async fn api(
     State(web): State<Web>,
     _caller: Caller,
     Query(query): Query<AlertsQuery>,
-) -> Result<Json<AlertList>, ApiError> {
+) -> Result<Json<Alerts>, ApiError> {
     let resolved = query.resolved.unwrap_or(DEFAULT_RESOLVED);
     if resolved > MAX_RESOLVED {
         return Err(ApiError::BadRequest(format!(
             "resolved must be at most {MAX_RESOLVED}"
         )));
     }
-    Ok(Json(list(web.hopper(), resolved).await?))
+    Ok(Json(list(web.hopper(), resolved).await?.into()))
 }

@@ -264,14 +264,20 @@ pub(crate) fn filter(
 /// The jobs a bulk action or its count takes: the job list's filter (state,
 /// queue, type) and an age, as the dashboard's bulk form and the API send
 /// them. Empty values count as left out.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Selection {
+    /// Only jobs in this state.
+    #[param(schema_with = crate::api::views::job_state_schema)]
     pub(crate) state: Option<String>,
+    /// Only jobs of this queue.
     pub(crate) queue: Option<String>,
+    /// Only jobs of this type.
     #[serde(rename = "type")]
     pub(crate) job_type: Option<String>,
     /// Only jobs created longer ago than this: `10m`, `2h`, `7d`, as
     /// `queue:bulk --older-than` reads it ([`hopper_cli::duration::parse`]).
+    #[param(schema_with = crate::api::views::older_than_schema)]
     pub(crate) older_than: Option<String>,
 }
 

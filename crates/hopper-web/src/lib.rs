@@ -171,7 +171,7 @@ impl Web {
                 body_limit: shared.body_limit,
                 metric_queues: Default::default(),
                 metric_flow_queues: Default::default(),
-                live: Default::default(),
+                live: Arc::clone(&shared.live),
             },
         };
         change(&mut inner);
@@ -197,6 +197,30 @@ impl Web {
             .merge(metrics::router())
             .layer(DefaultBodyLimit::max(self.inner.body_limit))
             .with_state(self.clone())
+    }
+
+    /// Ends the dashboard's open live streams, and any opened later, so a
+    /// graceful shutdown need not wait for them: each stream stays open for
+    /// as long as its page does. Call it as the server starts shutting down.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let web = hopper_web::Web::new(hopper, hopper_web::AdminToken::new("t0ken").unwrap());
+    /// let app = web.router();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let stop = tokio::time::sleep(std::time::Duration::from_millis(10));
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         stop.await;
+    ///         web.close_live_streams();
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// # });
+    /// ```
+    pub fn close_live_streams(&self) {
+        self.inner.live.close();
     }
 
     pub(crate) fn hopper(&self) -> &Hopper {

@@ -10,6 +10,12 @@
 //! change every [`REFRESH_EVERY`] even when the marker stayed, so what the
 //! marker does not see (a running job's progress, the ages shown) still
 //! comes up to date. With no stream open it stops reading.
+//!
+//! A stream stays open for as long as the page does, so a server shutting
+//! down gracefully would wait for it: call
+//! [`Web::close_live_streams`](crate::Web::close_live_streams) as the
+//! shutdown starts, and the streams end (the pages reconnect to whichever
+//! instance answers next).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -80,6 +86,8 @@ impl Marker {
 pub(crate) struct Watcher {
     /// The number of changes seen so far; each stream follows it.
     changes: watch::Sender<u64>,
+    /// Set once the streams are to end ([`Watcher::close`]).
+    closed: watch::Sender<bool>,
     /// Whether a task is reading the marker; set and cleared under the
     /// lock, so a stream that subscribes as the last one closes either is
     /// seen by the task or starts a new one.
@@ -90,6 +98,7 @@ impl Default for Watcher {
     fn default() -> Self {
         Self {
             changes: watch::Sender::new(0),
+            closed: watch::Sender::new(false),
             running: Mutex::new(false),
         }
     }
@@ -108,6 +117,20 @@ impl Watcher {
             tokio::spawn(Arc::clone(self).watch(hopper.clone()));
         }
         receiver
+    }
+
+    /// Ends every open stream and each one opened from now on.
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`Watcher::close`] was called.
+    fn closing(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut closed = self.closed.subscribe();
+        async move {
+            // An error means the watcher is gone, and its streams with it.
+            let _ = closed.wait_for(|closed| *closed).await;
+        }
     }
 
     /// Reads the marker every [`POLL_EVERY`] until no stream is left.
@@ -149,13 +172,16 @@ impl Watcher {
 
 /// `GET /admin/queue/live`: a `change` event (its data the number of
 /// changes seen) each time the pages may have changed, and a comment every
-/// 15 seconds that keeps idle connections open.
+/// 15 seconds that keeps idle connections open; it ends when
+/// [`Web::close_live_streams`](crate::Web::close_live_streams) is called.
 pub(crate) async fn stream(
     State(web): State<Web>,
     _caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let changes = web.inner.live.subscribe(web.hopper());
+    let live = &web.inner.live;
+    let changes = live.subscribe(web.hopper());
     let events = WatchStream::from_changes(changes)
+        .take_until(live.closing())
         .map(|count| Ok(Event::default().event(CHANGE_EVENT).data(count.to_string())));
     Sse::new(events).keep_alive(KeepAlive::default())
 }
@@ -182,5 +208,18 @@ mod tests {
         assert!(!running(&watcher), "the task stopped with the last stream");
         let _third = watcher.subscribe(&hopper);
         assert!(running(&watcher), "a new stream starts it again");
+    }
+
+    #[tokio::test]
+    async fn closing_ends_the_streams() {
+        let watcher = Watcher::default();
+        let closing = watcher.closing();
+        watcher.close();
+        tokio::time::timeout(Duration::from_secs(1), closing)
+            .await
+            .expect("closing resolves once closed");
+        tokio::time::timeout(Duration::from_secs(1), watcher.closing())
+            .await
+            .expect("and at once for a stream opened after");
     }
 }

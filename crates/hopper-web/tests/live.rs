@@ -124,3 +124,47 @@ async fn get_without_token(router: &axum::Router, uri: &str) -> StatusCode {
     let request = Request::get(uri).body(Body::empty()).unwrap();
     send(router, request).await.status
 }
+
+#[tokio::test]
+async fn closing_the_streams_lets_a_graceful_shutdown_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let token = hopper_web::AdminToken::new(TOKEN).unwrap();
+    let web = hopper_web::Web::new(queue.hopper().clone(), token);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let closer = web.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, web.router())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                closer.close_live_streams();
+            })
+            .into_future(),
+    );
+
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /admin/queue/live HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 256];
+    let read = stream.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..read]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "the server did not finish: {finished:?}"
+    );
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the stream was not closed");
+    queue.stop().await.unwrap();
+}

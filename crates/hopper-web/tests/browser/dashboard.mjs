@@ -3,12 +3,15 @@
 // find the failed job, retry it, see it finish; page through the job list
 // and back; see the overview update itself, and save a screenshot of it;
 // see a job the test dispatches (in a paused queue) come up in the open job
-// list and then its cancel, with no reload; then cancel the paused queue's
+// list and then its cancel, with no reload, and, when the instance restarts,
+// reconnect and show a job dispatched while it was down; then cancel the paused queue's
 // jobs in bulk, confirming the count first.
 //
 // The test answers requests on standard input: this script prints
-// `ask: dispatch` (answered with the new job's id) or `ask: cancel ID`
-// (answered once the job is cancelled), and reads one line back.
+// `ask: dispatch` (answered with the new job's id), `ask: cancel ID`
+// (answered once the job is cancelled) or `ask: restart` (the first
+// instance shuts down, a job is dispatched, a new instance starts on the
+// same address; answered with the job's id), and reads one line back.
 //
 // Settings come from the environment: BASE_URL and OTHER_URL (the two
 // instances), ADMIN_TOKEN, JOB_ID, SCREENSHOT (a PNG path) and CHROMIUM
@@ -163,6 +166,14 @@ try {
   await liveRow.locator('.state-pending').waitFor();
   await ask(`cancel ${liveId}`);
   await liveRow.locator('.state-cancelled').waitFor();
+  if (!(await page.evaluate(() => window.sameDocument === true))) {
+    throw new Error('the job list was reloaded');
+  }
+
+  step('the instance restarts: the page reconnects and shows a job dispatched meanwhile, without a reload');
+  const missedId = (await ask('restart')).trim();
+  await page.locator(`#jobs tr[data-id="${missedId}"] .state-pending`).waitFor({ timeout: 12000 });
+  await page.waitForSelector('html[data-stream="open"]', { state: 'attached' });
   if (!(await page.evaluate(() => window.sameDocument === true))) {
     throw new Error('the job list was reloaded');
   }

@@ -10,7 +10,9 @@
 //! outcomes). Every page but the confirmations updates its
 //! content as jobs change, without a reload: it follows the server-sent
 //! events of `/admin/queue/live` ([`crate::live`]) and fetches a fresh copy
-//! of itself on each.
+//! of itself on each. Each page is a template in the crate's `templates/`
+//! folder, filled in from one view model per page, and every value it
+//! shows is HTML-escaped as the template writes it out.
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! have changed. A page subscribes with `EventSource`, fetches a fresh copy
 //! of itself on each event and swaps its content in without a reload.
 //!
-//! One watcher per [`Web`](crate::Web) serves every open stream: while at
+//! One watcher per [`Web`] serves every open stream: while at
 //! least one stream is open it reads a small change marker once a second
 //! (the job counts per queue and state, the newest job's id and the newest
 //! alert) and tells every stream when the marker moved. It also announces a

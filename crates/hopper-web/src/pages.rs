@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::DASHBOARD_PATH;
 
-/// Renders `page`, or answers 500 if that fails.
+/// Renders `page` as HTML.
 pub(crate) fn render(page: &impl Template) -> Result<Html<String>, askama::Error> {
     page.render().map(Html)
 }

@@ -5,11 +5,12 @@
 //!
 //! One watcher per [`Web`] serves every open stream: while at
 //! least one stream is open it reads a small change marker once a second
-//! (the job counts per queue and state, the newest job's id and the newest
-//! alert) and tells every stream when the marker moved. It also announces a
-//! change every [`REFRESH_EVERY`] even when the marker stayed, so what the
-//! marker does not see (a running job's progress, the ages shown) still
-//! comes up to date. With no stream open it stops reading.
+//! (the job counts per queue and state, the newest job's id, the alerts
+//! firing and the latest resolved) and tells every stream when the marker
+//! moved. It also announces a change every [`REFRESH_EVERY`] even when the
+//! marker stayed, so what the marker does not see (a running job's
+//! progress, a queue paused elsewhere, the ages shown) still comes up to
+//! date. With no stream open it stops reading.
 //!
 //! A stream stays open for as long as the page does, so a server shutting
 //! down gracefully would wait for it: call
@@ -58,12 +59,13 @@ pub enum LiveError {
 struct Marker {
     counts: Vec<StateCount>,
     newest_job: Option<JobId>,
-    newest_alert: Option<AlertRecord>,
+    alerts: Vec<AlertRecord>,
 }
 
 impl Marker {
     /// Three small reads: counts per queue and state, the newest job's id
-    /// (one row by the primary key) and the newest alert.
+    /// (one row by the primary key), and the alerts firing with the latest
+    /// resolved one.
     async fn read(hopper: &Hopper) -> Result<Self, LiveError> {
         let store = hopper.store();
         let counts = store.counts().await?;
@@ -72,11 +74,11 @@ impl Marker {
             ..JobFilter::default()
         };
         let newest_job = store.list(&newest).await?.jobs.first().map(|job| job.id);
-        let newest_alert = store.alerts(1).await?.into_iter().max_by_key(|a| a.id);
+        let alerts = store.alerts(1).await?;
         Ok(Self {
             counts,
             newest_job,
-            newest_alert,
+            alerts,
         })
     }
 }

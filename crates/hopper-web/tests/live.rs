@@ -168,3 +168,40 @@ async fn closing_the_streams_lets_a_graceful_shutdown_finish() {
     assert!(ended.is_ok(), "the stream was not closed");
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_alert_firing_and_resolving_is_a_change() {
+    let flaky = FlakyJob::default();
+    flaky
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let queue = queue(&flaky).await;
+    let hopper = queue.hopper();
+    let alerts = hopper::alerts::Alerts::from_json(
+        r#"{"flaky-failed": {"kind": "job_failed", "job_type": "flaky", "window": "10m"}}"#,
+    )
+    .unwrap();
+    hopper
+        .dispatch::<FlakyJob>(serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    queue.wait_idle().await.unwrap();
+    let router = router(hopper);
+    let request = Request::get("/admin/queue/live")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let mut body = router.clone().oneshot(request).await.unwrap().into_body();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    assert_eq!(alerts.check(hopper).await.unwrap().len(), 1, "it fires");
+    let event = next_change(&mut body, Duration::from_secs(5)).await;
+    assert!(event.is_some(), "no change event when the alert fired");
+
+    queue.advance(Duration::from_secs(601));
+    assert_eq!(alerts.check(hopper).await.unwrap().len(), 1, "it resolves");
+    let event = next_change(&mut body, Duration::from_secs(5)).await;
+    assert!(event.is_some(), "no change event when the alert resolved");
+    drop(body);
+    queue.stop().await.unwrap();
+}

@@ -5,10 +5,12 @@
 // edit, which the fresh copy would wipe out (it tries again two seconds
 // later), nor while the tab is hidden (it catches up when shown).
 // EventSource reconnects on its own when the stream drops, and the page
-// catches up once it is back; a stream refused for good is opened again
-// after five seconds. The root element carries data-stream="open" while
-// the stream is open, "down" while it is not. A page whose #live is not
-// marked data-live="on" (a confirmation) stays as it is.
+// catches up once it is back; a stream refused for good (an error answer
+// instead of the stream) is opened again after five seconds, then twice as
+// long each time it is refused again, at most a minute apart. The root
+// element carries data-stream="open" while the stream is open, "down"
+// while it is not. A page whose #live is not marked data-live="on" (a
+// confirmation) stays as it is.
 (function(){
   const current = () => document.getElementById('live');
   const main = current();
@@ -43,18 +45,22 @@
   document.addEventListener('visibilitychange', () => {
     if(!document.hidden && stale){ stale = false; refresh(); }
   });
+  let dropped = false, wait = 5000;
   function connect(){
     const events = new EventSource(main.dataset.source);
-    let dropped = false;
     events.addEventListener('change', refresh);
     events.addEventListener('open', () => {
       document.documentElement.dataset.stream = 'open';
+      wait = 5000;
       if(dropped){ dropped = false; refresh(); }
     });
     events.addEventListener('error', () => {
       document.documentElement.dataset.stream = 'down';
       dropped = true;
-      if(events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+      if(events.readyState === EventSource.CLOSED){
+        setTimeout(connect, wait);
+        wait = Math.min(2 * wait, 60000);
+      }
     });
   }
   connect();

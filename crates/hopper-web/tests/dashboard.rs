@@ -1191,3 +1191,30 @@ async fn a_held_jobs_page_shows_what_it_waits_on_and_skips_the_wait() {
     );
     queue.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn pages_follow_the_live_stream_but_confirmations_and_errors_stay_still() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let cookie = log_in(&router).await;
+    let live = r#"<main id="live" data-live="on" data-source="/admin/queue/live">"#;
+    let still = r#"<main id="live" data-live="off" data-source="/admin/queue/live">"#;
+    for uri in [
+        "/admin/queue",
+        "/admin/queue/jobs",
+        "/admin/queue/queues",
+        "/admin/queue/schedules",
+    ] {
+        let reply = page(&router, &cookie, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert!(reply.body.contains(live), "{uri}: {}", reply.body);
+        assert!(reply.body.contains("new EventSource("), "{uri}");
+    }
+    let confirm = page(&router, &cookie, "/admin/queue/jobs/bulk?action=cancel").await;
+    assert!(confirm.body.contains(still), "{}", confirm.body);
+    let missing = page(&router, &cookie, "/admin/queue/jobs/999999").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains(still), "{}", missing.body);
+    queue.stop().await.unwrap();
+}

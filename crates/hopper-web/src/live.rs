@@ -34,9 +34,17 @@ use crate::Web;
 use crate::auth::Caller;
 
 /// How often the watcher reads the change marker while a stream is open.
+///
+/// ```
+/// assert_eq!(hopper_web::live::POLL_EVERY, std::time::Duration::from_secs(1));
+/// ```
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// The longest the streams go without a `change` event while open.
+///
+/// ```
+/// assert!(hopper_web::live::REFRESH_EVERY > hopper_web::live::POLL_EVERY);
+/// ```
 pub const REFRESH_EVERY: Duration = Duration::from_secs(15);
 
 /// The name of the event a stream sends when the pages may have changed.
@@ -46,7 +54,13 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(15);
 /// ```
 pub const CHANGE_EVENT: &str = "change";
 
-/// What can go wrong reading the change marker.
+/// What can go wrong reading the change marker (the watcher logs it and
+/// tries again at its next read).
+///
+/// ```
+/// let error = hopper_web::live::LiveError::from(hopper::StoreError::Closed);
+/// assert!(error.to_string().starts_with("reading the dashboard's change marker failed"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     /// The database failed.
@@ -63,9 +77,9 @@ struct Marker {
 }
 
 impl Marker {
-    /// Three small reads: counts per queue and state, the newest job's id
-    /// (one row by the primary key), and the alerts firing with the latest
-    /// resolved one.
+    /// Three reads: the counts per queue and state (the read the overview
+    /// makes), the newest job's id (one row by the primary key), and the
+    /// alerts firing with the latest resolved one (a handful of rows).
     async fn read(hopper: &Hopper) -> Result<Self, LiveError> {
         let store = hopper.store();
         let counts = store.counts().await?;

@@ -248,9 +248,12 @@ pub async fn serve(
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let router = routes::router(AppState { hopper }).merge(admin.router());
+    let close_live_streams = admin.live_closer();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new HTTP requests accepted");
+        // Open dashboard pages hold their live streams open; end them.
+        close_live_streams();
         let _ = stopping_tx.send(true);
     });
     let drain_limit = config.shutdown_timeout;

@@ -331,6 +331,40 @@ async fn serve_with_admin_token_prints_no_token() {
 }
 
 #[tokio::test]
+async fn an_open_dashboard_does_not_hold_up_a_graceful_stop() {
+    let secret = "a-configured-admin-token";
+    let mut app = App::spawn(
+        "serve",
+        tempfile::tempdir().unwrap(),
+        &[("ADMIN_TOKEN", secret)],
+    );
+    app.wait_healthy().await;
+    // A dashboard page's live stream, open until the page closes.
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let request = format!(
+        "GET /admin/queue/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 512];
+    let read = stream.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..read]).into_owned();
+    if !head.starts_with("HTTP/1.1 200") || !head.contains("text/event-stream") {
+        app.fail(format!("the live stream did not open: {head}"));
+    }
+
+    let started = Instant::now();
+    app.signal(libc::SIGTERM);
+    assert_eq!(app.wait_exit().await.code(), Some(0));
+    let log = app.log();
+    assert!(
+        !log.contains("did not finish in time"),
+        "the stop waited for the stream: {log}"
+    );
+    // HOPPER_SHUTDOWN_TIMEOUT is 10 s: the stop did not run it out.
+    assert!(started.elapsed() < Duration::from_secs(8), "{log}");
+}
+
+#[tokio::test]
 async fn alert_rules_from_the_environment_fire_and_resolve_at_the_webhook() {
     // A webhook endpoint that hands every body it receives to the test.
     let (bodies_tx, mut bodies) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();

@@ -8,14 +8,14 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use chrono::{DateTime, Utc};
 use hopper::store::{AlertRecord, StoreError};
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use crate::Web;
-use crate::api::ApiError;
+use crate::api::views::Alerts;
+use crate::api::{ApiError, ErrorBody};
 use crate::auth::Caller;
-use crate::html::{age, escape, time};
 
 /// Resolved incidents the overview shows.
 pub const OVERVIEW_RESOLVED: u32 = 10;
@@ -59,59 +59,40 @@ pub async fn list(hopper: &hopper::Hopper, resolved: u32) -> Result<AlertList, S
     Ok(AlertList { firing, resolved })
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /api/alerts`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AlertsQuery {
+    /// How many resolved incidents, latest first (default 20).
+    #[param(minimum = 0, maximum = 200)]
     resolved: Option<u32>,
 }
 
 /// `GET /api/alerts`.
+#[utoipa::path(
+    get,
+    path = "/api/alerts",
+    operation_id = "list_alerts",
+    tag = "alerts",
+    summary = "Alert incidents firing now, and the latest resolved",
+    params(AlertsQuery),
+    responses(
+        (status = 200, description = "Incidents", body = Alerts),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+    )
+)]
 pub(crate) async fn api(
     State(web): State<Web>,
     _caller: Caller,
     Query(query): Query<AlertsQuery>,
-) -> Result<Json<AlertList>, ApiError> {
+) -> Result<Json<Alerts>, ApiError> {
     let resolved = query.resolved.unwrap_or(DEFAULT_RESOLVED);
     if resolved > MAX_RESOLVED {
         return Err(ApiError::BadRequest(format!(
             "resolved must be at most {MAX_RESOLVED}"
         )));
     }
-    Ok(Json(list(web.hopper(), resolved).await?))
-}
-
-/// The overview's alerts section: a table of firing incidents, then the
-/// latest resolved ones.
-///
-/// ```
-/// let list = hopper_web::alerts::AlertList { firing: vec![], resolved: vec![] };
-/// let html = hopper_web::alerts::section(chrono::Utc::now(), &list);
-/// assert!(html.contains("No alert is firing."));
-/// ```
-pub fn section(now: DateTime<Utc>, list: &AlertList) -> String {
-    let mut html = String::from(
-        r#"<h2>Alerts</h2><table id="alerts"><tr><th>state</th><th>rule</th><th>subject</th><th>summary</th><th>fired</th><th>resolved</th></tr>"#,
-    );
-    let row = |alert: &AlertRecord| {
-        let (class, label, resolved) = match alert.resolved_at {
-            None => ("state-failed", "firing", String::new()),
-            Some(at) => ("state-finished", "resolved", time(at)),
-        };
-        format!(
-            r#"<tr class="alert-{label}"><td><span class="state {class}">{label}</span></td><td>{}</td><td>{}</td><td>{}</td><td title="{}">{} ago</td><td>{resolved}</td></tr>"#,
-            escape(&alert.rule),
-            escape(&alert.subject),
-            escape(&alert.summary),
-            time(alert.fired_at),
-            age((now - alert.fired_at).num_seconds()),
-        )
-    };
-    if list.firing.is_empty() {
-        html.push_str(r#"<tr><td colspan="6" class="muted">No alert is firing.</td></tr>"#);
-    }
-    for alert in list.firing.iter().chain(&list.resolved) {
-        html.push_str(&row(alert));
-    }
-    html.push_str("</table>");
-    html
+    Ok(Json(list(web.hopper(), resolved).await?.into()))
 }

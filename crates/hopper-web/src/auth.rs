@@ -43,6 +43,7 @@ use ring::hmac;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::pages::LoginPage;
 use crate::{DASHBOARD_PATH, Web};
 
 /// The session cookie's name.
@@ -275,7 +276,7 @@ impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
             Refused::Unauthorized { dashboard: true } => {
-                (StatusCode::UNAUTHORIZED, crate::html::login_page(None)).into_response()
+                crate::pages::respond(StatusCode::UNAUTHORIZED, &LoginPage::new(None))
             }
             Refused::Unauthorized { dashboard: false } => {
                 let mut response = (
@@ -382,7 +383,7 @@ pub(crate) async fn login_page(
 ) -> Response {
     match login.token {
         Some(token) => log_in(&web, &token, came_over_https(&uri, &headers)),
-        None => crate::html::login_page(None).into_response(),
+        None => crate::pages::respond(StatusCode::OK, &LoginPage::new(None)),
     }
 }
 
@@ -399,11 +400,8 @@ pub(crate) async fn login(
 
 fn log_in(web: &Web, token: &str, secure: bool) -> Response {
     if !web.inner.token.matches(token) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            crate::html::login_page(Some("That token is not right.")),
-        )
-            .into_response();
+        let page = LoginPage::new(Some("That token is not right."));
+        return crate::pages::respond(StatusCode::UNAUTHORIZED, &page);
     }
     let cookie = match web.inner.session_key.issue(unix_now()) {
         Ok(cookie) => cookie,

@@ -7,9 +7,12 @@
 //! job the list's filter matches (confirmed on a page showing the count
 //! first), a page per batch with its counts and callbacks, queues with
 //! pause/resume, and schedules (with each one's latest runs and their
-//! outcomes). Every page
-//! refreshes its content every two seconds with a few lines of plain
-//! JavaScript.
+//! outcomes). Every page but the confirmations updates its
+//! content as jobs change, without a reload: it follows the server-sent
+//! events of `/admin/queue/live` ([`crate::live`]) and fetches a fresh copy
+//! of itself on each. Each page is a template in the crate's `templates/`
+//! folder, filled in from one view model per page, and every value it
+//! shows is HTML-escaped as the template writes it out.
 
 use std::time::Duration;
 
@@ -20,12 +23,13 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hopper::bulk::{BulkAction, BulkOutcome};
-use hopper::store::{BatchCallback, BatchCounts, BatchRecord, Dependency, ScheduleRun};
+use hopper::store::{BatchRecord, Dependency, ScheduleRun};
 use hopper::{JobFilter, JobId, JobState, StoreError};
 use serde::Deserialize;
 
 use crate::auth::{self, Caller, Refused};
-use crate::html::{age, button, escape, hidden_fields, page, state, time};
+use crate::html::{age, time};
+use crate::pages::{self, Button, Field, Frame};
 use crate::{DASHBOARD_PATH, Web};
 
 /// Jobs per page of the job list.
@@ -52,6 +56,9 @@ pub enum DashboardError {
     /// A value in the request that makes no sense.
     #[error("{0}")]
     BadRequest(String),
+    /// A page's template failed to render.
+    #[error("the page failed to render: {0}")]
+    Render(#[from] askama::Error),
 }
 
 impl IntoResponse for DashboardError {
@@ -66,13 +73,16 @@ impl IntoResponse for DashboardError {
             }
             DashboardError::NotFound(_) | DashboardError::BatchNotFound(_) => StatusCode::NOT_FOUND,
             DashboardError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            DashboardError::Store(_) | DashboardError::Schedule(_) => {
+            DashboardError::Store(_) | DashboardError::Schedule(_) | DashboardError::Render(_) => {
                 tracing::error!(error = %self, "dashboard request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let body = format!(r#"<p class="error">{}</p>"#, escape(&self.to_string()));
-        (status, page("Error", "", &body)).into_response()
+        let page = pages::ErrorPage {
+            frame: Frame::still("Error", ""),
+            message: self.to_string(),
+        };
+        pages::respond(status, &page)
     }
 }
 
@@ -94,6 +104,7 @@ pub(crate) fn router() -> Router<Web> {
         .route(&p("/queues"), get(queues))
         .route(&p("/queues/{action}"), post(queue_action))
         .route(&p("/schedules"), get(schedules))
+        .route(&p("/live"), get(crate::live::stream))
 }
 
 async fn overview(State(web): State<Web>, caller: Caller) -> Result<Html<String>> {
@@ -101,64 +112,70 @@ async fn overview(State(web): State<Web>, caller: Caller) -> Result<Html<String>
     let status = hopper.status(Duration::from_secs(3600)).await?;
     let now = status.now;
     let totals = status.totals();
-    let oldest = status
-        .oldest_due_at()
-        .map(|at| age((now - at).num_seconds()))
-        .unwrap_or_else(|| "none waiting".into());
-    let finished_hour = status.finished();
-    let failed_hour = status.failed();
-
-    let mut body = String::from(r#"<div class="cards">"#);
-    for s in JobState::ALL {
-        body.push_str(&format!(
-            r#"<a class="card" href="{DASHBOARD_PATH}/jobs?state={name}"><b id="count-{name}">{}</b>{name}</a>"#,
-            totals.get(s),
-            name = s.as_str()
-        ));
-    }
-    body.push_str(&format!(
-        r#"<div class="card"><b id="oldest-pending">{}</b>oldest pending</div>
-<div class="card"><b>{finished_hour}</b>finished, last hour</div>
-<div class="card"><b>{failed_hour}</b>failed, last hour</div></div>"#,
-        escape(&oldest)
-    ));
-
     let alerts = crate::alerts::list(hopper, crate::alerts::OVERVIEW_RESOLVED).await?;
-    body.push_str(&crate::alerts::section(now, &alerts));
-
-    body.push_str("<h2>Finished and failed per minute, last hour</h2>");
-    body.push_str(&chart(now, &status.throughput));
-
-    body.push_str("<h2>Queues</h2><table><tr><th>queue</th>");
-    for s in JobState::ALL {
-        body.push_str(&format!("<th>{}</th>", s.as_str()));
-    }
-    body.push_str("</tr>");
-    // Queues with jobs; a queue known only by its pause row has none to count.
-    let with_jobs: Vec<_> = status
-        .queues
-        .iter()
-        .filter(|queue| queue.counts.total() > 0)
-        .collect();
-    for queue in &with_jobs {
-        body.push_str(&format!(
-            r#"<tr><td><a href="{DASHBOARD_PATH}/jobs?queue={q}">{q}</a></td>"#,
-            q = escape(&queue.queue)
-        ));
-        for s in JobState::ALL {
-            body.push_str(&format!("<td>{}</td>", queue.counts.get(s)));
-        }
-        body.push_str("</tr>");
-    }
-    if with_jobs.is_empty() {
-        body.push_str(r#"<tr><td colspan="6" class="muted">No jobs yet.</td></tr>"#);
-    }
-    body.push_str("</table>");
-    Ok(page("Overview", caller.csrf_token(), &body))
+    let page = pages::OverviewPage {
+        frame: Frame::live("Overview", caller.csrf_token()),
+        cards: JobState::ALL
+            .into_iter()
+            .map(|s| pages::StateCard {
+                state: s.as_str(),
+                count: totals.get(s),
+            })
+            .collect(),
+        oldest_pending: status
+            .oldest_due_at()
+            .map(|at| age((now - at).num_seconds()))
+            .unwrap_or_else(|| "none waiting".into()),
+        finished_last_hour: status.finished(),
+        failed_last_hour: status.failed(),
+        any_firing: !alerts.firing.is_empty(),
+        alerts: alert_rows(now, &alerts),
+        chart: chart(now, &status.throughput),
+        states: JobState::ALL.into_iter().map(JobState::as_str).collect(),
+        // Queues with jobs; a queue known only by its pause row has none to count.
+        queues: status
+            .queues
+            .iter()
+            .filter(|queue| queue.counts.total() > 0)
+            .map(|queue| pages::QueueCounts {
+                name: queue.queue.clone(),
+                query: url_encode(&queue.queue),
+                counts: JobState::ALL
+                    .into_iter()
+                    .map(|s| queue.counts.get(s))
+                    .collect(),
+            })
+            .collect(),
+    };
+    Ok(pages::render(&page)?)
 }
 
-/// An SVG bar chart of the last 60 minutes: finished (green) and failed (red) stacked.
-fn chart(now: chrono::DateTime<chrono::Utc>, minutes: &[hopper::store::MinuteCount]) -> String {
+/// The overview's alert rows: firing incidents, then the latest resolved.
+fn alert_rows(now: DateTime<Utc>, list: &crate::alerts::AlertList) -> Vec<pages::AlertRow> {
+    list.firing
+        .iter()
+        .chain(&list.resolved)
+        .map(|alert| {
+            let (badge, label, resolved_at) = match alert.resolved_at {
+                None => ("state-failed", "firing", String::new()),
+                Some(at) => ("state-finished", "resolved", time(at)),
+            };
+            pages::AlertRow {
+                label,
+                badge,
+                rule: alert.rule.clone(),
+                subject: alert.subject.clone(),
+                summary: alert.summary.clone(),
+                fired_at: time(alert.fired_at),
+                fired_ago: age((now - alert.fired_at).num_seconds()),
+                resolved_at,
+            }
+        })
+        .collect()
+}
+
+/// A bar chart of the last 60 minutes: finished (green) and failed (red) stacked.
+fn chart(now: DateTime<Utc>, minutes: &[hopper::store::MinuteCount]) -> pages::Chart {
     let this_minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
     let mut slots = [(0u64, 0u64); 60];
     for m in minutes {
@@ -171,36 +188,35 @@ fn chart(now: chrono::DateTime<chrono::Utc>, minutes: &[hopper::store::MinuteCou
     }
     let peak = slots.iter().map(|(f, x)| f + x).max().unwrap_or(0).max(1);
     let (width, height, bar) = (720.0, 120.0, 12.0);
-    let mut svg = format!(
-        r#"<svg id="throughput" width="{width}" height="{}" viewBox="0 0 {width} {}" role="img" aria-label="finished and failed jobs per minute">"#,
-        height + 16.0,
-        height + 16.0
-    );
-    for (i, (finished, failed)) in slots.iter().enumerate() {
-        let x = i as f64 * bar;
-        let hf = *finished as f64 / peak as f64 * height;
-        let hx = *failed as f64 / peak as f64 * height;
-        let minute = this_minute - TimeDelta::minutes(59 - i as i64);
-        let label = format!(
-            "{}: {finished} finished, {failed} failed",
-            minute.format("%H:%M")
-        );
-        svg.push_str(&format!(
-            r##"<g><title>{}</title><rect x="{x}" y="{}" width="{}" height="{hf}" fill="#3aa55d"/><rect x="{x}" y="{}" width="{}" height="{hx}" fill="#d64545"/></g>"##,
-            escape(&label),
-            height - hf,
-            bar - 2.0,
-            height - hf - hx,
-            bar - 2.0,
-        ));
-    }
-    svg.push_str(&format!(
-        r##"<text x="0" y="{}" font-size="11" fill="#6b7587">−60 min</text><text x="{}" y="{}" font-size="11" fill="#6b7587" text-anchor="end">now · peak {peak}/min</text></svg>"##,
-        height + 13.0,
+    let bars = slots
+        .iter()
+        .enumerate()
+        .map(|(i, (finished, failed))| {
+            let x = i as f64 * bar;
+            let hf = *finished as f64 / peak as f64 * height;
+            let hx = *failed as f64 / peak as f64 * height;
+            let minute = this_minute - TimeDelta::minutes(59 - i as i64);
+            pages::Bar {
+                label: format!(
+                    "{}: {finished} finished, {failed} failed",
+                    minute.format("%H:%M")
+                ),
+                x,
+                finished_y: height - hf,
+                finished_height: hf,
+                failed_y: height - hf - hx,
+                failed_height: hx,
+            }
+        })
+        .collect();
+    pages::Chart {
         width,
-        height + 13.0
-    ));
-    svg
+        height: height + 16.0,
+        bar_width: bar - 2.0,
+        label_y: height + 13.0,
+        peak,
+        bars,
+    }
 }
 
 /// The job list's query: filters and the page boundary.
@@ -250,14 +266,20 @@ pub(crate) fn filter(
 /// The jobs a bulk action or its count takes: the job list's filter (state,
 /// queue, type) and an age, as the dashboard's bulk form and the API send
 /// them. Empty values count as left out.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Selection {
+    /// Only jobs in this state.
+    #[param(schema_with = crate::api::views::job_state_schema)]
     pub(crate) state: Option<String>,
+    /// Only jobs of this queue.
     pub(crate) queue: Option<String>,
+    /// Only jobs of this type.
     #[serde(rename = "type")]
     pub(crate) job_type: Option<String>,
     /// Only jobs created longer ago than this: `10m`, `2h`, `7d`, as
     /// `queue:bulk --older-than` reads it ([`hopper_cli::duration::parse`]).
+    #[param(schema_with = crate::api::views::older_than_schema)]
     pub(crate) older_than: Option<String>,
 }
 
@@ -347,99 +369,69 @@ async fn jobs(
     let listed = hopper.jobs(&filter).await?;
     let rows = listed.jobs;
     let now = hopper.now();
-    let csrf = caller.csrf_token();
-
-    let mut body = String::new();
-    if let Some(note) = non_empty(&query.note) {
-        body.push_str(&format!(r#"<p class="note">{}</p>"#, escape(&note)));
-    }
-    body.push_str(&format!(
-        r#"<form method="get" action="{DASHBOARD_PATH}/jobs"><label>state <select name="state"><option value="">any</option>"#
-    ));
-    for s in JobState::ALL {
-        let selected = if state_q.as_deref() == Some(s.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        body.push_str(&format!(r#"<option{selected}>{}</option>"#, s.as_str()));
-    }
-    let types: Vec<&str> = hopper.registry().types().collect();
-    body.push_str(&format!(
-        r#"</select></label> <label>queue <input name="queue" value="{}" list="queues"></label>
-<label>type <input name="type" value="{}" list="types"></label> <button type="submit">Filter</button>
-<datalist id="queues">{}</datalist><datalist id="types">{}</datalist></form>"#,
-        escape(queue_q.as_deref().unwrap_or("")),
-        escape(type_q.as_deref().unwrap_or("")),
-        queue_names(&rows)
-            .iter()
-            .map(|q| format!("<option>{}</option>", escape(q)))
-            .collect::<String>(),
-        types
-            .iter()
-            .map(|t| format!("<option>{}</option>", escape(t)))
-            .collect::<String>(),
-    ));
-    if state_q.as_deref() == Some("failed") {
-        if let Some(job_type) = &type_q {
-            body.push_str(&format!(
-                "<p>{}</p>",
-                button(
-                    &format!("{DASHBOARD_PATH}/jobs/retry-failed"),
-                    csrf,
-                    &format!("Retry all failed {job_type} jobs"),
-                    &[("type", job_type)],
-                )
-            ));
-        }
-    }
+    let retry_failed = match (state_q.as_deref(), &type_q) {
+        (Some("failed"), Some(job_type)) => Some(
+            Button::new(
+                format!("{DASHBOARD_PATH}/jobs/retry-failed"),
+                format!("Retry all failed {job_type} jobs"),
+            )
+            .with_fields(vec![Field {
+                name: "type",
+                value: job_type.clone(),
+            }]),
+        ),
+        _ => None,
+    };
     let filters = [("state", &state_q), ("queue", &queue_q), ("type", &type_q)];
-    body.push_str(&bulk_form(&filters));
-    body.push_str(
-        "<table id=\"jobs\"><tr><th>id</th><th>type</th><th>queue</th><th>state</th><th>attempts</th><th>created</th><th>last error</th><th></th></tr>",
-    );
-    for job in &rows {
-        let actions = actions(job.id, job.state, job.waiting_on, csrf);
-        body.push_str(&format!(
-            r#"<tr data-id="{id}"><td><a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td title="{}">{} ago</td><td>{}</td><td>{actions}</td></tr>"#,
-            escape(&job.job_type),
-            escape(&job.queue),
-            state(job.state),
-            job.attempts,
-            job.max_attempts,
-            time(job.created_at),
-            age((now - job.created_at).num_seconds()),
-            escape(&truncate(job.last_error.as_deref().unwrap_or(""), 120)),
-            id = job.id,
-        ));
-    }
-    if rows.is_empty() {
-        body.push_str(r#"<tr><td colspan="8" class="muted">No jobs match.</td></tr>"#);
-    }
-    body.push_str("</table>");
-    let mut links = Vec::new();
-    if before.is_some() {
-        let newest = jobs_link(None, &filters);
-        links.push(format!(
-            r#"<a id="first-page" href="{newest}">← Newest jobs</a>"#
-        ));
-    }
-    if let Some(cursor) = listed.next {
-        let older = jobs_link(Some(cursor), &filters);
-        links.push(format!(
-            r#"<a id="next-page" href="{older}">Older jobs →</a>"#
-        ));
-    }
-    if !links.is_empty() {
-        body.push_str(&format!("<p>{}</p>", links.join(" · ")));
-    }
-    Ok(page("Jobs", csrf, &body))
-}
-
-/// The job list's address for the page below `before` (the newest page
-/// when `None`) with the filters given, HTML-escaped for an attribute.
-fn jobs_link(before: Option<i64>, filters: &[(&str, &Option<String>)]) -> String {
-    escape(&jobs_url(before, filters))
+    let page = pages::JobsPage {
+        frame: Frame::live("Jobs", caller.csrf_token()).with_note(non_empty(&query.note)),
+        states: JobState::ALL
+            .into_iter()
+            .map(|s| pages::StateOption {
+                state: s.as_str(),
+                selected: state_q.as_deref() == Some(s.as_str()),
+            })
+            .collect(),
+        queue: queue_q.clone().unwrap_or_default(),
+        job_type: type_q.clone().unwrap_or_default(),
+        queue_names: queue_names(&rows),
+        types: hopper.registry().types().map(str::to_owned).collect(),
+        retry_failed,
+        bulk_fields: filters
+            .iter()
+            .filter_map(|(name, value)| {
+                value.as_ref().map(|value| Field {
+                    name,
+                    value: value.clone(),
+                })
+            })
+            .collect(),
+        bulk_actions: BulkAction::ALL
+            .into_iter()
+            .map(|action| pages::BulkChoice {
+                value: action.as_str(),
+                title: action.title(),
+            })
+            .collect(),
+        rows: rows
+            .iter()
+            .map(|job| pages::JobRow {
+                id: job.id,
+                job_type: job.job_type.clone(),
+                queue: job.queue.clone(),
+                state: job.state.as_str(),
+                attempts: job.attempts,
+                max_attempts: job.max_attempts,
+                created_at: time(job.created_at),
+                age: age((now - job.created_at).num_seconds()),
+                last_error: truncate(job.last_error.as_deref().unwrap_or(""), 120),
+                actions: actions(job.id, job.state, job.waiting_on),
+            })
+            .collect(),
+        newest_page: before.map(|_| jobs_url(None, &filters)),
+        older_page: listed.next.map(|cursor| jobs_url(Some(cursor), &filters)),
+    };
+    Ok(pages::render(&page)?)
 }
 
 /// The job list's address for the page below `before` (the newest page
@@ -455,30 +447,6 @@ fn jobs_url(before: Option<i64>, filters: &[(&str, &Option<String>)]) -> String 
         }
     }
     format!("{DASHBOARD_PATH}/jobs?{}", query.join("&"))
-}
-
-/// The bulk form under the job list's filter: the filter as hidden fields,
-/// an optional age, and a button per action, each leading to the
-/// confirmation page ([`bulk_confirm`]); nothing changes before that.
-fn bulk_form(filters: &[(&str, &Option<String>)]) -> String {
-    let given: Vec<(&str, &str)> = filters
-        .iter()
-        .filter_map(|(name, value)| value.as_deref().map(|value| (*name, value)))
-        .collect();
-    let hidden = hidden_fields(&given);
-    let buttons: String = BulkAction::ALL
-        .into_iter()
-        .map(|action| {
-            format!(
-                r#" <button type="submit" name="action" value="{}">{} all</button>"#,
-                action.as_str(),
-                action.title()
-            )
-        })
-        .collect();
-    format!(
-        r#"<form id="bulk" method="get" action="{DASHBOARD_PATH}/jobs/bulk">{hidden}Every job this filter matches: <label>older than <input name="older_than" placeholder="2h, 7d" size="8"></label>{buttons}</form>"#
-    )
 }
 
 /// The default queue and the queues of the jobs shown, for the filter's
@@ -513,25 +481,20 @@ fn url_encode(value: &str) -> String {
 }
 
 /// The buttons a job in `state`, waiting on `waiting_on` others, offers.
-fn actions(id: i64, job_state: JobState, waiting_on: u32, csrf: &str) -> String {
+fn actions(id: i64, job_state: JobState, waiting_on: u32) -> Vec<Button> {
     let base = format!("{DASHBOARD_PATH}/jobs/{id}");
-    let mut out = String::new();
+    let mut out = Vec::new();
     if matches!(job_state, JobState::Failed | JobState::Cancelled) {
-        out.push_str(&button(&format!("{base}/retry"), csrf, "Retry", &[]));
+        out.push(Button::new(format!("{base}/retry"), "Retry"));
     }
     if matches!(job_state, JobState::Pending | JobState::Started) {
-        out.push_str(&button(&format!("{base}/cancel"), csrf, "Cancel", &[]));
+        out.push(Button::new(format!("{base}/cancel"), "Cancel"));
     }
     if job_state == JobState::Pending && waiting_on > 0 {
-        out.push_str(&button(
-            &format!("{base}/skip-wait"),
-            csrf,
-            "Skip wait",
-            &[],
-        ));
+        out.push(Button::new(format!("{base}/skip-wait"), "Skip wait"));
     }
     if job_state != JobState::Started {
-        out.push_str(&button(&format!("{base}/delete"), csrf, "Delete", &[]));
+        out.push(Button::new(format!("{base}/delete"), "Delete"));
     }
     out
 }
@@ -550,113 +513,69 @@ async fn job(
 ) -> Result<Html<String>> {
     let hopper = web.hopper();
     let job = hopper.job(id).await?.ok_or(DashboardError::NotFound(id))?;
-    let csrf = caller.csrf_token();
-    let payload = serde_json::from_str::<serde_json::Value>(&job.payload)
-        .ok()
-        .and_then(|value| serde_json::to_string_pretty(&value).ok())
-        .unwrap_or_else(|| job.payload.clone());
-    let output = job.output.as_deref().map(|output| {
-        serde_json::from_str::<serde_json::Value>(output)
+    let pretty = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
             .ok()
             .and_then(|value| serde_json::to_string_pretty(&value).ok())
-            .unwrap_or_else(|| output.to_owned())
-    });
-    let progress = match &job.progress {
-        Some(progress) => format!(
-            r#"<progress max="100" value="{p}">{p}%</progress> {p}% {}"#,
-            escape(&progress.message),
-            p = progress.percent,
-        ),
-        None => "—".into(),
+            .unwrap_or_else(|| text.to_owned())
     };
-    let when =
-        |at: Option<chrono::DateTime<chrono::Utc>>| at.map(time).unwrap_or_else(|| "—".into());
-    let waits = if job.state == JobState::Pending && job.waiting_on > 0 {
-        waits_on(job.waiting_on, &hopper.store().dependencies(&[id]).await?)
+    let when = |at: Option<DateTime<Utc>>| at.map(time).unwrap_or_else(|| "—".into());
+    let waits_on = if job.state == JobState::Pending && job.waiting_on > 0 {
+        let dependencies = hopper.store().dependencies(&[id]).await?;
+        Some(pages::WaitsOn {
+            count: job.waiting_on,
+            jobs: dependencies.iter().map(waited).collect(),
+        })
     } else {
-        String::new()
+        None
     };
-
-    let mut body = String::new();
-    if let Some(note) = non_empty(&query.note) {
-        body.push_str(&format!(r#"<p class="note">{}</p>"#, escape(&note)));
-    }
-    body.push_str(&format!(
-        r#"<p>{}</p><table>
-<tr><th>state</th><td id="job-state" data-state="{st}">{}</td></tr>
-<tr><th>type</th><td>{}</td></tr><tr><th>queue</th><td>{}</td></tr>
-<tr><th>priority</th><td>{}</td></tr><tr><th>attempts</th><td>{} of {}</td></tr>
-<tr><th>created</th><td>{}</td></tr><tr><th>due</th><td>{}</td></tr>
-<tr><th>started</th><td>{}</td></tr><tr><th>ended</th><td>{}</td></tr>
-<tr><th>lease</th><td>{} {}</td></tr><tr><th>unique key</th><td>{}</td></tr>
-<tr><th>progress</th><td id="job-progress">{}</td></tr>
-<tr><th>batch</th><td id="job-batch">{}</td></tr>
-</table>{waits}<h2>Payload</h2><pre id="payload">{}</pre>{}<h2>Errors</h2>"#,
-        actions(job.id, job.state, job.waiting_on, csrf),
-        state(job.state),
-        escape(&job.job_type),
-        escape(&job.queue),
-        job.priority,
-        job.attempts,
-        job.max_attempts,
-        time(job.created_at),
-        time(job.available_at),
-        when(job.started_at),
-        when(job.finished_at),
-        escape(job.locked_by.as_deref().unwrap_or("—")),
-        job.locked_until
+    let frame = Frame::live(format!("Job {}", job.id), caller.csrf_token())
+        .with_note(non_empty(&query.note));
+    let page = pages::JobPage {
+        frame,
+        actions: actions(job.id, job.state, job.waiting_on),
+        state: job.state.as_str(),
+        job_type: job.job_type.clone(),
+        queue: job.queue.clone(),
+        priority: job.priority,
+        attempts: job.attempts,
+        max_attempts: job.max_attempts,
+        created_at: time(job.created_at),
+        available_at: time(job.available_at),
+        started_at: when(job.started_at),
+        finished_at: when(job.finished_at),
+        locked_by: job.locked_by.clone().unwrap_or_else(|| "—".into()),
+        locked_until: job
+            .locked_until
             .map(|t| format!("until {}", time(t)))
             .unwrap_or_default(),
-        escape(job.unique_key.as_deref().unwrap_or("—")),
-        progress,
-        job.batch_id
-            .map(|id| format!(r#"<a href="{DASHBOARD_PATH}/batches/{id}">{id}</a>"#))
-            .unwrap_or_else(|| "—".into()),
-        escape(&payload),
-        output
-            .map(|output| format!(
-                r#"<h2>Output</h2><pre id="output">{}</pre>"#,
-                escape(&output)
-            ))
-            .unwrap_or_default(),
-        st = job.state.as_str(),
-    ));
-    if job.errors.is_empty() {
-        body.push_str(r#"<p class="muted">No errors.</p>"#);
-    } else {
-        body.push_str("<table id=\"errors\"><tr><th>attempt</th><th>at</th><th>error</th></tr>");
-        for error in &job.errors {
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
-                error.attempt,
-                time(error.at),
-                escape(&error.error)
-            ));
-        }
-        body.push_str("</table>");
-    }
-    Ok(page(&format!("Job {}", job.id), csrf, &body))
+        unique_key: job.unique_key.clone().unwrap_or_else(|| "—".into()),
+        progress: job.progress.clone(),
+        batch_id: job.batch_id,
+        waits_on,
+        payload: pretty(&job.payload),
+        output: job.output.as_deref().map(pretty),
+        errors: job
+            .errors
+            .iter()
+            .map(|error| pages::ErrorRow {
+                attempt: error.attempt,
+                at: time(error.at),
+                error: error.error.clone(),
+            })
+            .collect(),
+    };
+    Ok(pages::render(&page)?)
 }
 
-/// What a pending job waits on: each job it waits on, linked, with its
-/// state and its step name (a workflow) or sequence key (a sequence).
-fn waits_on(waiting_on: u32, dependencies: &[Dependency]) -> String {
-    let mut table = format!(
-        r#"<h2>Waits on</h2><p class="muted" id="waiting-on">Still waiting on {waiting_on}: not due until then, unless Skip wait runs it now. A sequence stays held behind a job that failed for good or was cancelled until that job is retried and finishes or the next job's wait is skipped.</p><table id="waits-on"><tr><th>job</th><th>state</th><th>step or sequence</th></tr>"#
-    );
-    for dependency in dependencies {
-        table.push_str(&format!(
-            r#"<tr data-id="{id}"><td><a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a></td><td>{}</td><td>{}</td></tr>"#,
-            state(dependency.state),
-            escape(&dependency.step),
-            id = dependency.job_id,
-        ));
+/// A job waited on: linked, with its state and its step name (a workflow)
+/// or sequence key (a sequence).
+fn waited(dependency: &Dependency) -> pages::WaitedJob {
+    pages::WaitedJob {
+        id: dependency.job_id,
+        state: dependency.state.as_str(),
+        step: dependency.step.clone(),
     }
-    if dependencies.is_empty() {
-        table.push_str(r#"<tr><td colspan="3" class="muted">No jobs left to wait on.</td></tr>"#);
-    }
-    table.push_str("</table>");
-    table
 }
 
 async fn batch(
@@ -669,55 +588,41 @@ async fn batch(
         .batch_status(id)
         .await?
         .ok_or(DashboardError::BatchNotFound(id))?;
-    let mut body = batch_summary(&batch);
-    body.push_str(&batch_counts(&batch.counts));
-    body.push_str(&callback_table(&batch.callbacks));
-    body.push_str(&batch_jobs(web.hopper(), &batch).await?);
-    Ok(page(
-        &format!("Batch {}", batch.id),
-        caller.csrf_token(),
-        &body,
-    ))
-}
-
-/// A batch's name, creation, seal, completion and progress.
-fn batch_summary(batch: &BatchRecord) -> String {
-    let yes_no = |yes: bool| if yes { "yes" } else { "no" };
     let counts = &batch.counts;
-    let progress = match counts.total {
-        0 => "no jobs".to_owned(),
-        total => format!(
-            r#"<progress max="{total}" value="{ended}">{percent}%</progress> {ended} of {total} ended ({percent}%)"#,
-            ended = counts.ended(),
-            percent = counts.ended().min(total) * 100 / total,
-        ),
+    let total = counts.total;
+    let ended = counts.ended();
+    let page = pages::BatchPage {
+        frame: Frame::live(format!("Batch {}", batch.id), caller.csrf_token()),
+        name: batch.name.clone(),
+        created_at: time(batch.created_at),
+        sealed: batch.sealed,
+        complete: batch.is_complete(),
+        total,
+        ended,
+        percent: (ended.min(total) * 100).checked_div(total).unwrap_or(0),
+        cards: [
+            ("total", counts.total),
+            ("pending", counts.pending()),
+            ("finished", counts.finished),
+            ("failed", counts.failed),
+            ("cancelled", counts.cancelled),
+        ]
+        .into_iter()
+        .map(|(name, count)| pages::CountCard { name, count })
+        .collect(),
+        callbacks: batch
+            .callbacks
+            .iter()
+            .map(|callback| pages::CallbackRow {
+                event: callback.event.to_string(),
+                job_type: callback.job_type.clone(),
+                job_id: callback.job_id,
+            })
+            .collect(),
+        jobs_shown_max: u64::from(BATCH_JOBS_SHOWN),
+        jobs: batch_jobs(web.hopper(), &batch).await?,
     };
-    format!(
-        r#"<table>
-<tr><th>name</th><td id="batch-name">{}</td></tr><tr><th>created</th><td>{}</td></tr>
-<tr><th>sealed</th><td id="batch-sealed">{}</td></tr><tr><th>complete</th><td id="batch-complete">{}</td></tr>
-<tr><th>progress</th><td id="batch-progress">{progress}</td></tr>
-</table>"#,
-        escape(&batch.name),
-        time(batch.created_at),
-        yes_no(batch.sealed),
-        yes_no(batch.is_complete()),
-    )
-}
-
-/// A batch's counts as cards: total, then pending and each way of ending.
-fn batch_counts(counts: &BatchCounts) -> String {
-    let cards: String = [
-        ("total", counts.total),
-        ("pending", counts.pending()),
-        ("finished", counts.finished),
-        ("failed", counts.failed),
-        ("cancelled", counts.cancelled),
-    ]
-    .into_iter()
-    .map(|(name, n)| format!(r#"<div class="card"><b id="batch-{name}">{n}</b>{name}</div>"#))
-    .collect();
-    format!(r#"<div class="cards">{cards}</div>"#)
+    Ok(pages::render(&page)?)
 }
 
 /// The most jobs of a batch its page lists.
@@ -726,7 +631,10 @@ const BATCH_JOBS_SHOWN: u32 = 100;
 /// A batch's jobs (its latest [`BATCH_JOBS_SHOWN`], oldest first, as a
 /// workflow's steps were added), each with its state and, in a workflow,
 /// the steps it waits on.
-async fn batch_jobs(hopper: &hopper::Hopper, batch: &BatchRecord) -> Result<String> {
+async fn batch_jobs(
+    hopper: &hopper::Hopper,
+    batch: &BatchRecord,
+) -> Result<Vec<pages::BatchJobRow>> {
     let filter = JobFilter {
         batch_id: Some(batch.id),
         limit: Some(BATCH_JOBS_SHOWN),
@@ -734,79 +642,23 @@ async fn batch_jobs(hopper: &hopper::Hopper, batch: &BatchRecord) -> Result<Stri
     };
     let mut jobs = hopper.jobs(&filter).await?.jobs;
     jobs.reverse();
-    let mut table = String::from("<h2>Jobs</h2>");
-    if batch.counts.total > u64::from(BATCH_JOBS_SHOWN) {
-        table.push_str(&format!(
-            r#"<p class="muted">The latest {BATCH_JOBS_SHOWN} of {} jobs.</p>"#,
-            batch.counts.total
-        ));
-    }
-    table.push_str(
-        "<table id=\"batch-jobs\"><tr><th>id</th><th>type</th><th>state</th><th>waits on</th></tr>",
-    );
     // One read for the whole page.
     let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
     let dependencies = hopper.store().dependencies(&ids).await?;
-    for job in &jobs {
-        let waited: Vec<&Dependency> = dependencies
-            .iter()
-            .filter(|d| d.dependent == job.id)
-            .collect();
-        let waits_on = if waited.is_empty() {
-            "—".to_owned()
-        } else {
-            waited
+    Ok(jobs
+        .iter()
+        .map(|job| pages::BatchJobRow {
+            id: job.id,
+            job_type: job.job_type.clone(),
+            state: job.state.as_str(),
+            waiting_on: job.waiting_on,
+            waits_on: dependencies
                 .iter()
-                .map(|d| {
-                    format!(
-                        r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{}</a> {}"#,
-                        escape(&d.step),
-                        state(d.state),
-                        id = d.job_id,
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let waiting = match job.waiting_on {
-            0 => String::new(),
-            n => format!(r#" <span class="muted">(waiting on {n})</span>"#),
-        };
-        table.push_str(&format!(
-            r#"<tr data-id="{id}"><td><a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a></td><td>{}</td><td>{}{waiting}</td><td>{waits_on}</td></tr>"#,
-            escape(&job.job_type),
-            state(job.state),
-            id = job.id,
-        ));
-    }
-    if jobs.is_empty() {
-        table.push_str(r#"<tr><td colspan="4" class="muted">No jobs.</td></tr>"#);
-    }
-    table.push_str("</table>");
-    Ok(table)
-}
-
-/// A batch's callbacks, each with a link to its job once fired.
-fn callback_table(callbacks: &[BatchCallback]) -> String {
-    let mut table = String::from(
-        "<h2>Callbacks</h2><table id=\"callbacks\"><tr><th>event</th><th>job type</th><th>job</th></tr>",
-    );
-    for callback in callbacks {
-        let job = match callback.job_id {
-            Some(id) => format!(r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a>"#),
-            None => r#"<span class="muted">not fired</span>"#.to_owned(),
-        };
-        table.push_str(&format!(
-            r#"<tr data-event="{event}"><td>{event}</td><td>{}</td><td>{job}</td></tr>"#,
-            escape(&callback.job_type),
-            event = callback.event,
-        ));
-    }
-    if callbacks.is_empty() {
-        table.push_str(r#"<tr><td colspan="3" class="muted">No callbacks.</td></tr>"#);
-    }
-    table.push_str("</table>");
-    table
+                .filter(|d| d.dependent == job.id)
+                .map(waited)
+                .collect(),
+        })
+        .collect())
 }
 
 /// A form that carries only its CSRF token.
@@ -917,38 +769,34 @@ async fn bulk_confirm(
         .filter(hopper.now())
         .map_err(DashboardError::BadRequest)?;
     let count = hopper.count_jobs(&filter).await?;
-    let csrf = caller.csrf_token();
-    let mut body = format!(
-        r#"<p>{} every job matching: <b id="bulk-filter">{}</b>.</p>
-<div class="cards"><div class="card"><b id="bulk-count">{count}</b>jobs match now</div></div>
-<p class="muted">{}; jobs in other states are skipped.</p>"#,
-        action.title(),
-        escape(&form.selection.describe()),
-        applies(action),
-    );
-    let back = list_url(&form.selection, None);
-    let confirm = if count == 0 {
-        "No jobs match: nothing to do.".to_owned()
-    } else {
-        let mut fields = form.selection.fields();
-        fields.push(("action", action.as_str().to_owned()));
-        let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        button(
-            &format!("{DASHBOARD_PATH}/jobs/bulk"),
-            csrf,
-            &format!("{} {count} jobs", action.title()),
-            &fields,
+    let confirm = (count > 0).then(|| {
+        let mut fields: Vec<Field> = form
+            .selection
+            .fields()
+            .into_iter()
+            .map(|(name, value)| Field { name, value })
+            .collect();
+        fields.push(Field {
+            name: "action",
+            value: action.as_str().to_owned(),
+        });
+        Button::new(
+            format!("{DASHBOARD_PATH}/jobs/bulk"),
+            format!("{} {count} jobs", action.title()),
         )
+        .with_fields(fields)
+    });
+    let title = format!("{} all matching jobs?", action.title());
+    let page = pages::BulkConfirmPage {
+        frame: Frame::still(title, caller.csrf_token()),
+        action_title: action.title(),
+        selection: form.selection.describe(),
+        count,
+        applies: applies(action),
+        confirm,
+        back: list_url(&form.selection, None),
     };
-    body.push_str(&format!(
-        r#"<div id="bulk-confirm">{confirm} <a href="{}">Back to the jobs</a></div>"#,
-        escape(&back)
-    ));
-    Ok(page(
-        &format!("{} all matching jobs?", action.title()),
-        csrf,
-        &body,
-    ))
+    Ok(pages::render(&page)?)
 }
 
 /// `POST /admin/queue/jobs/bulk`: applies the action to every matching
@@ -1016,120 +864,88 @@ async fn queues(
     let hopper = web.hopper();
     let status = hopper.status(Duration::ZERO).await?;
     let now = status.now;
-    let csrf = caller.csrf_token();
-    let mut body = String::new();
-    if let Some(note) = non_empty(&query.note) {
-        body.push_str(&format!(r#"<p class="note">{}</p>"#, escape(&note)));
-    }
-    body.push_str(
-        "<table id=\"queues\"><tr><th>queue</th><th>due now</th><th>oldest due</th><th>status</th><th></th></tr>",
-    );
-    for s in &status.queues {
-        let (shown, action, label) = if s.paused {
-            ("paused", "resume", "Resume")
-        } else {
-            ("running", "pause", "Pause")
-        };
-        body.push_str(&format!(
-            r#"<tr data-queue="{q}"><td><a href="{DASHBOARD_PATH}/jobs?queue={qu}">{q}</a></td><td>{}</td><td>{}</td><td>{shown}</td><td>{}</td></tr>"#,
-            s.due,
-            s.oldest_due_at
-                .map(|at| format!("{} ago", age((now - at).num_seconds())))
-                .unwrap_or_else(|| "—".into()),
-            button(
-                &format!("{DASHBOARD_PATH}/queues/{action}"),
-                csrf,
-                label,
-                &[("queue", &s.queue)]
-            ),
-            q = escape(&s.queue),
-            qu = escape(&url_encode(&s.queue)),
-        ));
-    }
-    if status.queues.is_empty() {
-        body.push_str(r#"<tr><td colspan="5" class="muted">No queues yet.</td></tr>"#);
-    }
-    body.push_str("</table>");
-    body.push_str(&flow_table(&hopper.flow_usage().await?));
-    body.push_str(&worker_table(&status));
-    Ok(page("Queues", csrf, &body))
-}
-
-/// Each flow-controlled queue's limits and their use, as the library reads them.
-fn flow_table(usage: &[hopper::store::FlowUsage]) -> String {
-    let mut table = String::from(
-        "<h2>Flow control</h2><table id=\"flow\"><tr><th>queue</th><th>limits</th><th>running</th><th>starts in window</th><th>due</th><th>waiting on a limit</th><th>busiest keys</th></tr>",
-    );
-    for u in usage {
-        let flow = &u.flow;
-        let running = match flow.concurrency {
-            Some(limit) => format!("{} / {limit}", u.running),
-            None => u.running.to_string(),
-        };
-        let starts = match (u.starts_in_window, flow.rate) {
-            (Some(n), Some(rate)) if !rate.per_key => format!("{n} / {}", rate.starts),
-            (Some(n), _) => n.to_string(),
-            (None, _) => "—".to_owned(),
-        };
-        let keys: Vec<String> = u
-            .busiest_keys
+    let page = pages::QueuesPage {
+        frame: Frame::live("Queues", caller.csrf_token()).with_note(non_empty(&query.note)),
+        queues: status
+            .queues
             .iter()
-            .map(|key| {
-                let name = key
-                    .key
-                    .as_deref()
-                    .map_or_else(|| "(no key)".to_owned(), escape);
-                let starts = key
-                    .starts_in_window
-                    .map(|n| format!(", {n} started"))
-                    .unwrap_or_default();
-                let full = if key.full { " (full)" } else { "" };
-                format!("{name}: {} running{starts}{full}", key.running)
+            .map(|s| {
+                let (action, label) = if s.paused {
+                    ("resume", "Resume")
+                } else {
+                    ("pause", "Pause")
+                };
+                pages::QueueRow {
+                    name: s.queue.clone(),
+                    query: url_encode(&s.queue),
+                    due: s.due,
+                    oldest_due_age: s.oldest_due_at.map(|at| age((now - at).num_seconds())),
+                    paused: s.paused,
+                    toggle: Button::new(format!("{DASHBOARD_PATH}/queues/{action}"), label)
+                        .with_fields(vec![Field {
+                            name: "queue",
+                            value: s.queue.clone(),
+                        }]),
+                }
             })
-            .collect();
-        let waiting = if u.full {
-            format!("{} (queue full)", u.waiting)
-        } else {
-            u.waiting.to_string()
-        };
-        table.push_str(&format!(
-            r#"<tr data-queue="{q}"><td>{q}</td><td>{}</td><td class="running">{running}</td><td class="starts">{starts}</td><td>{}</td><td class="waiting">{waiting}</td><td class="keys">{}</td></tr>"#,
-            escape(&flow.to_string()),
-            u.due,
-            if keys.is_empty() { "—".to_owned() } else { keys.join("<br>") },
-            q = escape(&u.queue),
-        ));
-    }
-    if usage.is_empty() {
-        table
-            .push_str(r#"<tr><td colspan="7" class="muted">No queue has flow settings.</td></tr>"#);
-    }
-    table.push_str("</table>");
-    table
+            .collect(),
+        flows: hopper.flow_usage().await?.iter().map(flow_row).collect(),
+        workers: status
+            .queues
+            .iter()
+            .flat_map(|q| &q.workers)
+            .map(|row| pages::WorkerRow {
+                queue: row.queue.clone(),
+                worker: row.worker.clone(),
+                running: row.running,
+                concurrency: row.concurrency,
+                min: row.min,
+                max: row.max,
+            })
+            .collect(),
+    };
+    Ok(pages::render(&page)?)
 }
 
-/// Each running worker pool's concurrency per queue, as its autoscaler chose.
-fn worker_table(status: &hopper::status::Status) -> String {
-    let rows: Vec<_> = status.queues.iter().flat_map(|q| &q.workers).collect();
-    let mut table = String::from(
-        "<h2>Workers</h2><table id=\"workers\"><tr><th>queue</th><th>worker</th><th>running</th><th>concurrency</th><th>min–max</th></tr>",
-    );
-    for row in &rows {
-        table.push_str(&format!(
-            r#"<tr data-queue="{q}" data-worker="{w}"><td>{q}</td><td>{w}</td><td>{}</td><td class="concurrency">{}</td><td>{}–{}</td></tr>"#,
-            row.running,
-            row.concurrency,
-            row.min,
-            row.max,
-            q = escape(&row.queue),
-            w = escape(&row.worker),
-        ));
+/// A flow-controlled queue's limits and their use, as the library reads them.
+fn flow_row(u: &hopper::store::FlowUsage) -> pages::FlowRow {
+    let flow = &u.flow;
+    let running = match flow.concurrency {
+        Some(limit) => format!("{} / {limit}", u.running),
+        None => u.running.to_string(),
+    };
+    let starts = match (u.starts_in_window, flow.rate) {
+        (Some(n), Some(rate)) if !rate.per_key => format!("{n} / {}", rate.starts),
+        (Some(n), _) => n.to_string(),
+        (None, _) => "—".to_owned(),
+    };
+    let keys = u
+        .busiest_keys
+        .iter()
+        .map(|key| {
+            let name = key.key.as_deref().unwrap_or("(no key)");
+            let starts = key
+                .starts_in_window
+                .map(|n| format!(", {n} started"))
+                .unwrap_or_default();
+            let full = if key.full { " (full)" } else { "" };
+            format!("{name}: {} running{starts}{full}", key.running)
+        })
+        .collect();
+    let waiting = if u.full {
+        format!("{} (queue full)", u.waiting)
+    } else {
+        u.waiting.to_string()
+    };
+    pages::FlowRow {
+        queue: u.queue.clone(),
+        limits: flow.to_string(),
+        running,
+        starts,
+        due: u.due,
+        waiting,
+        keys,
     }
-    if rows.is_empty() {
-        table.push_str(r#"<tr><td colspan="5" class="muted">No workers running.</td></tr>"#);
-    }
-    table.push_str("</table>");
-    table
 }
 
 /// The pause/resume form.
@@ -1168,65 +984,45 @@ async fn queue_action(
     )))
 }
 
-/// A schedule's latest runs, newest first, one a line: the tick, the job
-/// linked to its page and its state badge; a job pruned or deleted since
-/// keeps its id, unlinked, with a `gone` badge.
-fn recent_runs(runs: &[ScheduleRun]) -> String {
-    if runs.is_empty() {
-        return "—".into();
-    }
+/// A schedule's latest runs, newest first: the tick, the job and its
+/// state; a job pruned or deleted since has no state.
+fn recent_runs(runs: &[ScheduleRun]) -> Vec<pages::RunRow> {
     runs.iter()
-        .map(|run| {
-            let id = run.job_id;
-            let job = match run.state {
-                Some(job_state) => format!(
-                    r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a> {}"#,
-                    state(job_state)
-                ),
-                None => format!(
-                    r#"<span class="muted">{id}</span> <span class="state state-gone" title="the job was pruned or deleted">gone</span>"#
-                ),
-            };
-            format!(
-                r#"<span class="run" data-job="{id}">{} · {job}</span>"#,
-                time(run.fire_at)
-            )
+        .map(|run| pages::RunRow {
+            fire_at: time(run.fire_at),
+            job_id: run.job_id,
+            state: run.state.map(JobState::as_str),
         })
-        .collect::<Vec<_>>()
-        .join("<br>")
+        .collect()
 }
 
 async fn schedules(State(web): State<Web>, caller: Caller) -> Result<Html<String>> {
-    let mut body = String::new();
-    match &web.inner.schedules {
-        None => body.push_str(r#"<p class="muted">No schedules are configured.</p>"#),
-        Some(schedules) => {
-            let list = schedules.list(web.hopper()).await?;
-            body.push_str("<table id=\"schedules\"><tr><th>name</th><th>expression</th><th>zone</th><th>job type</th><th>next</th><th>last tick</th><th>last job</th><th>recent runs</th></tr>");
-            for s in &list {
-                let last_job = match s.last_job {
-                    Some((id, job_state)) => format!(
-                        r#"<a href="{DASHBOARD_PATH}/jobs/{id}">{id}</a> {}"#,
-                        state(job_state)
-                    ),
-                    None => "—".into(),
-                };
-                body.push_str(&format!(
-                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{last_job}</td><td class=\"recent-runs\">{}</td></tr>",
-                    escape(&s.name),
-                    escape(&s.expression),
-                    escape(&s.zone),
-                    escape(&s.job_type),
-                    s.next.iter().map(|t| time(*t)).collect::<Vec<_>>().join("<br>"),
-                    s.last_fire_at.map(time).unwrap_or_else(|| "—".into()),
-                    recent_runs(&s.recent),
-                ));
-            }
-            if list.is_empty() {
-                body.push_str(r#"<tr><td colspan="8" class="muted">No schedules.</td></tr>"#);
-            }
-            body.push_str("</table>");
-        }
-    }
-    Ok(page("Schedules", caller.csrf_token(), &body))
+    let schedules = match &web.inner.schedules {
+        None => None,
+        Some(schedules) => Some(
+            schedules
+                .list(web.hopper())
+                .await?
+                .iter()
+                .map(|s| pages::ScheduleRow {
+                    name: s.name.clone(),
+                    expression: s.expression.clone(),
+                    zone: s.zone.clone(),
+                    job_type: s.job_type.clone(),
+                    next: s.next.iter().map(|t| time(*t)).collect(),
+                    last_tick: s.last_fire_at.map(time).unwrap_or_else(|| "—".into()),
+                    last_job: s.last_job.map(|(id, state)| pages::JobBadge {
+                        id,
+                        state: state.as_str(),
+                    }),
+                    recent: recent_runs(&s.recent),
+                })
+                .collect(),
+        ),
+    };
+    let page = pages::SchedulesPage {
+        frame: Frame::live("Schedules", caller.csrf_token()),
+        schedules,
+    };
+    Ok(pages::render(&page)?)
 }

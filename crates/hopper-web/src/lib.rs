@@ -1,7 +1,8 @@
 //! # hopper-web
 //!
 //! See and steer a [Hopper](hopper) queue over HTTP: an admin dashboard
-//! (server-rendered HTML that refreshes itself), a JSON API with an OpenAPI
+//! (server-rendered HTML that updates itself as jobs change, over
+//! server-sent events), a JSON API with an OpenAPI
 //! document, and Prometheus metrics — one axum [`Router`] any application
 //! can merge into its own.
 //!
@@ -32,7 +33,9 @@ pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod html;
+pub mod live;
 pub mod metrics;
+pub(crate) mod pages;
 
 use std::sync::Arc;
 
@@ -100,6 +103,8 @@ pub(crate) struct Inner {
     /// Queues `/metrics` has reported flow figures of, so a queue whose
     /// settings were lifted reads zero.
     pub(crate) metric_flow_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Tells the dashboard's live streams when the pages may have changed.
+    pub(crate) live: Arc<live::Watcher>,
 }
 
 impl Web {
@@ -122,6 +127,7 @@ impl Web {
                 body_limit: DEFAULT_BODY_LIMIT,
                 metric_queues: Default::default(),
                 metric_flow_queues: Default::default(),
+                live: Default::default(),
             }),
         }
     }
@@ -165,6 +171,7 @@ impl Web {
                 body_limit: shared.body_limit,
                 metric_queues: Default::default(),
                 metric_flow_queues: Default::default(),
+                live: Arc::clone(&shared.live),
             },
         };
         change(&mut inner);
@@ -190,6 +197,30 @@ impl Web {
             .merge(metrics::router())
             .layer(DefaultBodyLimit::max(self.inner.body_limit))
             .with_state(self.clone())
+    }
+
+    /// Ends the dashboard's open live streams, and any opened later, so a
+    /// graceful shutdown need not wait for them: each stream stays open for
+    /// as long as its page does. Call it as the server starts shutting down.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
+    /// let web = hopper_web::Web::new(hopper, hopper_web::AdminToken::new("t0ken").unwrap());
+    /// let app = web.router();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let stop = tokio::time::sleep(std::time::Duration::from_millis(10));
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         stop.await;
+    ///         web.close_live_streams();
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// # });
+    /// ```
+    pub fn close_live_streams(&self) {
+        self.inner.live.close();
     }
 
     pub(crate) fn hopper(&self) -> &Hopper {

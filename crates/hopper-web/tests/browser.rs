@@ -2,8 +2,12 @@
 //! failed job raised, then on a second instance serving the same database
 //! with the same admin token see the failed job, retry it and see it finish,
 //! page through the job list to older jobs and back, then save a screenshot
-//! of the overview; last, cancel the paused queue's jobs with the job list's
-//! bulk form, through its confirmation page.
+//! of the overview; with the job list open, see a job this test dispatches
+//! come up and then its cancel, pushed over the live stream with no reload,
+//! and, when the first instance restarts, the page reconnect and show a job
+//! dispatched while it was down;
+//! last, cancel the paused queue's jobs with the job list's bulk form,
+//! through its confirmation page.
 //!
 //! Needs Debian's `chromium` and the `playwright-core` package installed in
 //! `tests/browser` (`npm install` there; `.ci/run` does both). Without them
@@ -12,11 +16,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use hopper::{DispatchOptions, JobState};
+use hopper::{DispatchOptions, Hopper, JobState};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 fn chromium() -> PathBuf {
     PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
@@ -102,7 +108,7 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(axum::serve(listener, router(hopper)).into_future());
+    let mut first = Instance::start(hopper.clone(), listener);
     // A second instance, as a load balancer would put beside the first: its
     // own `Hopper` on the same database (and the test's clock) and its own
     // `Web`, sharing nothing with the first but the database and the token.
@@ -118,7 +124,8 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
 
     let screenshot = screenshot_path();
     let _ = std::fs::remove_file(&screenshot);
-    let run = tokio::process::Command::new("node")
+    hopper.pause("live").await.unwrap();
+    let mut child = tokio::process::Command::new("node")
         .arg("dashboard.mjs")
         .current_dir(&script_dir)
         .env("BASE_URL", format!("http://{address}"))
@@ -127,18 +134,28 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
         .env("JOB_ID", failing.to_string())
         .env("SCREENSHOT", &screenshot)
         .env("CHROMIUM", chromium())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the browser run did not end within 120 s")
+        .spawn()
         .expect("node could not be started");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let answering = tokio::spawn(async move {
+        let printed = answer(&mut first, stdin, stdout).await;
+        (printed, first)
+    });
+    let status = tokio::time::timeout(Duration::from_secs(150), child.wait())
+        .await
+        .expect("the browser run did not end within 150 s")
+        .unwrap();
+    let (stdout, first) = answering.await.unwrap();
+    let mut stderr = String::new();
+    let _ = stderr_pipe.read_to_string(&mut stderr).await;
     assert!(
-        output.status.success() && stdout.contains("ok"),
-        "the browser run failed ({}):\n{stdout}\n{stderr}",
-        output.status
+        status.success() && stdout.lines().any(|line| line == "ok"),
+        "the browser run failed ({status}):\n{stdout}\n{stderr}"
     );
 
     assert_eq!(
@@ -153,7 +170,100 @@ async fn log_in_on_one_instance_retry_a_failed_job_on_another_and_see_it_finish(
     assert_eq!(hopper.count_jobs(&cancelled_reports).await.unwrap(), 3);
     let png = std::fs::read(&screenshot).expect("a screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
-    server.abort();
+    first.server.abort();
     other_server.abort();
     queue.stop().await.unwrap();
+}
+
+/// The first instance: its own `Web` on the test's queue, served until it
+/// is restarted.
+struct Instance {
+    hopper: Hopper,
+    address: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Instance {
+    /// Serves a fresh `Web` over `hopper` on `listener`, shutting down
+    /// gracefully (its live streams closed) when told to.
+    fn start(hopper: Hopper, listener: tokio::net::TcpListener) -> Self {
+        let address = listener.local_addr().unwrap();
+        let token = hopper_web::AdminToken::new(TOKEN).unwrap();
+        let web = hopper_web::Web::new(hopper.clone(), token);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let closer = web.clone();
+        let server = tokio::spawn(
+            axum::serve(listener, web.router())
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                    closer.close_live_streams();
+                })
+                .into_future(),
+        );
+        Self {
+            hopper,
+            address,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    /// Shuts the instance down, dispatches a job while it is down, and
+    /// starts a new one on the same address; answers the job's id.
+    async fn restart(&mut self) -> String {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
+        assert!(ended.is_ok(), "the first instance did not shut down");
+        let id = dispatch_live(&self.hopper).await;
+        let listener = tokio::net::TcpListener::bind(self.address).await.unwrap();
+        *self = Self::start(self.hopper.clone(), listener);
+        id
+    }
+}
+
+/// Dispatches a mail job to the paused queue `live`; its id, or the error.
+async fn dispatch_live(hopper: &Hopper) -> String {
+    let options = DispatchOptions::new().queue("live");
+    let mail = Mail {
+        to: "live@example.com".into(),
+    };
+    let id = hopper.dispatch_with::<MailJob>(mail, options).await;
+    id.map(|id| id.to_string())
+        .unwrap_or_else(|e| e.to_string())
+}
+
+/// Answers the script's requests (`ask: dispatch`, `ask: cancel ID`,
+/// `ask: restart`) as another process beside the dashboard would act, and
+/// returns everything the script printed.
+async fn answer(
+    first: &mut Instance,
+    mut stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+) -> String {
+    let mut printed = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        printed.push_str(&line);
+        printed.push('\n');
+        let reply = match line.strip_prefix("ask: ") {
+            Some("dispatch") => dispatch_live(&first.hopper).await,
+            Some("restart") => first.restart().await,
+            Some(request) => match request.strip_prefix("cancel ").map(str::parse) {
+                Some(Ok(id)) => format!("{:?}", first.hopper.cancel(id).await),
+                _ => format!("unknown request {request:?}"),
+            },
+            None => continue,
+        };
+        if stdin
+            .write_all(format!("{reply}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    printed
 }

@@ -105,7 +105,8 @@ async fn pages_render_with_the_session_and_escape_every_value() {
     let job = page(&router, &cookie, &format!("/admin/queue/jobs/{id}")).await;
     assert_eq!(job.status, StatusCode::OK);
     assert!(
-        job.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        job.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
         "{}",
         job.body
     );
@@ -140,7 +141,7 @@ fn link(html: &str, id: &str) -> Option<String> {
     let anchor = format!(r#"id="{id}" href=""#);
     let start = html.find(&anchor)? + anchor.len();
     let href = html[start..].split('"').next()?;
-    Some(href.replace("&amp;", "&"))
+    Some(href.replace("&#38;", "&"))
 }
 
 /// The job ids a job list page shows, in order.
@@ -500,7 +501,7 @@ async fn schedules_show_their_next_fire_times_last_outcome_and_recent_runs() {
     let reply = get(&router, "/admin/queue/schedules").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(
-        reply.body.contains("nightly &lt;report&gt;"),
+        reply.body.contains("nightly &#60;report&#62;"),
         "{}",
         reply.body
     );
@@ -518,7 +519,7 @@ async fn schedules_show_their_next_fire_times_last_outcome_and_recent_runs() {
             .unwrap_or_else(|| panic!("no row for {name}: {}", reply.body))
             .to_owned()
     };
-    let nightly_row = row("nightly &lt;report&gt;");
+    let nightly_row = row("nightly &#60;report&#62;");
     let nightly_runs = list
         .iter()
         .find(|s| s.name == "nightly <report>")
@@ -735,7 +736,7 @@ async fn the_queues_page_shows_each_queues_limits_and_their_use() {
         "{body}"
     );
     assert!(
-        body.contains("&lt;b&gt;acme: 1 running, 1 started (full)"),
+        body.contains("&#60;b&#62;acme: 1 running, 1 started (full)"),
         "{body}"
     );
     assert!(!body.contains("<b>acme"), "keys are escaped");
@@ -757,14 +758,14 @@ async fn the_job_page_shows_progress_and_output_escaped() {
     assert_eq!(job.status, StatusCode::OK);
     assert!(
         job.body.contains(
-            r#"<progress max="100" value="100">100%</progress> 100% &lt;counted&gt; 7 rows"#
+            r#"<progress max="100" value="100">100%</progress> 100% &#60;counted&#62; 7 rows"#
         ),
         "{}",
         job.body
     );
     assert!(job.body.contains(r#"<h2>Output</h2><pre id="output">"#));
-    assert!(job.body.contains("&quot;rows&quot;: 7") || job.body.contains("\"rows\": 7"));
-    assert!(job.body.contains("&lt;b&gt;rows&lt;/b&gt;"));
+    assert!(job.body.contains("&#34;rows&#34;: 7") || job.body.contains("\"rows\": 7"));
+    assert!(job.body.contains("&#60;b&#62;rows&#60;/b&#62;"));
     assert!(!job.body.contains("<b>rows</b>"));
     queue.stop().await.unwrap();
 }
@@ -806,7 +807,7 @@ async fn the_batch_page_shows_its_counts_and_callbacks_escaped() {
     };
     assert!(body.contains("<title>Batch "), "{body}");
     assert!(
-        body.contains(r#"<td id="batch-name">&lt;b&gt;import&lt;/b&gt;</td>"#),
+        body.contains(r#"<td id="batch-name">&#60;b&#62;import&#60;/b&#62;</td>"#),
         "{body}"
     );
     assert!(!body.contains("<b>import"), "the name is escaped");
@@ -942,7 +943,7 @@ async fn a_bulk_action_shows_the_count_to_confirm_then_applies_and_says_what_it_
     assert!(none.body.contains("No jobs match: nothing to do."));
     let escaped = confirm("queue=%3Cb%3Ex&action=delete").await;
     assert!(
-        escaped.body.contains("queue &lt;b&gt;x"),
+        escaped.body.contains("queue &#60;b&#62;x"),
         "{}",
         escaped.body
     );
@@ -1084,7 +1085,7 @@ async fn a_workflows_page_lists_its_steps_with_what_each_waits_on() {
     assert!(first.is_some() && first < second, "{body}");
     assert!(
         body.contains(&format!(
-            r#"<a href="/admin/queue/jobs/{charge}">&lt;b&gt;charge&lt;/b&gt;</a> <span class="state state-pending">pending</span>"#
+            r#"<a href="/admin/queue/jobs/{charge}">&#60;b&#62;charge&#60;/b&#62;</a> <span class="state state-pending">pending</span>"#
         )),
         "the step waited on, escaped, with its state: {body}"
     );
@@ -1129,7 +1130,7 @@ async fn a_held_jobs_page_shows_what_it_waits_on_and_skips_the_wait() {
     assert!(body.contains("Still waiting on 1"), "{body}");
     assert!(
         body.contains(&format!(
-            r#"<tr data-id="{first}"><td><a href="/admin/queue/jobs/{first}">{first}</a></td><td><span class="state state-pending">pending</span></td><td>&lt;b&gt;ledger&lt;/b&gt;</td></tr>"#
+            r#"<tr data-id="{first}"><td><a href="/admin/queue/jobs/{first}">{first}</a></td><td><span class="state state-pending">pending</span></td><td>&#60;b&#62;ledger&#60;/b&#62;</td></tr>"#
         )),
         "the job waited on, linked, with its state and escaped sequence key: {body}"
     );
@@ -1188,5 +1189,32 @@ async fn a_held_jobs_page_shows_what_it_waits_on_and_skips_the_wait() {
         note.contains("The job could not be released from its wait in its current state."),
         "{note}"
     );
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pages_follow_the_live_stream_but_confirmations_and_errors_stay_still() {
+    let flaky = FlakyJob::default();
+    let queue = queue(&flaky).await;
+    let router = router(queue.hopper());
+    let cookie = log_in(&router).await;
+    let live = r#"<main id="live" data-live="on" data-source="/admin/queue/live">"#;
+    let still = r#"<main id="live" data-live="off" data-source="/admin/queue/live">"#;
+    for uri in [
+        "/admin/queue",
+        "/admin/queue/jobs",
+        "/admin/queue/queues",
+        "/admin/queue/schedules",
+    ] {
+        let reply = page(&router, &cookie, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert!(reply.body.contains(live), "{uri}: {}", reply.body);
+        assert!(reply.body.contains("new EventSource("), "{uri}");
+    }
+    let confirm = page(&router, &cookie, "/admin/queue/jobs/bulk?action=cancel").await;
+    assert!(confirm.body.contains(still), "{}", confirm.body);
+    let missing = page(&router, &cookie, "/admin/queue/jobs/999999").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains(still), "{}", missing.body);
     queue.stop().await.unwrap();
 }

@@ -2,7 +2,16 @@
 // firing alert, then on a second instance (same database, same admin token)
 // find the failed job, retry it, see it finish; page through the job list
 // and back; see the overview update itself, and save a screenshot of it;
-// then cancel the paused queue's jobs in bulk, confirming the count first.
+// see a job the test dispatches (in a paused queue) come up in the open job
+// list and then its cancel, with no reload, and, when the instance restarts,
+// reconnect and show a job dispatched while it was down; then cancel the paused queue's
+// jobs in bulk, confirming the count first.
+//
+// The test answers requests on standard input: this script prints
+// `ask: dispatch` (answered with the new job's id), `ask: cancel ID`
+// (answered once the job is cancelled) or `ask: restart` (the first
+// instance shuts down, a job is dispatched, a new instance starts on the
+// same address; answered with the job's id), and reads one line back.
 //
 // Settings come from the environment: BASE_URL and OTHER_URL (the two
 // instances), ADMIN_TOKEN, JOB_ID, SCREENSHOT (a PNG path) and CHROMIUM
@@ -11,6 +20,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 const need = (name) => {
@@ -25,6 +35,25 @@ const jobId = need('JOB_ID');
 const screenshot = need('SCREENSHOT');
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const step = (what) => console.log(`step: ${what}`);
+
+const answers = createInterface({ input: process.stdin });
+const pending = [];
+const unread = [];
+answers.on('line', (line) => {
+  const waiter = pending.shift();
+  if (waiter) waiter(line); else unread.push(line);
+});
+const ask = (request) => {
+  console.log(`ask: ${request}`);
+  if (unread.length) return Promise.resolve(unread.shift());
+  return new Promise((resolve) => pending.push(resolve));
+};
+// The dashboard's live stream is open, and the server has read what it
+// compares changes against.
+const streaming = async (page) => {
+  await page.waitForSelector('html[data-stream="open"]', { state: 'attached' });
+  await page.waitForTimeout(1500);
+};
 
 const profile = mkdtempSync(join(tmpdir(), 'hopper-chromium-'));
 let context;
@@ -110,6 +139,7 @@ try {
   await page.goto(`${base}/admin/queue`);
   await page.waitForSelector('#throughput');
   await page.evaluate(() => { window.sameDocument = true; });
+  await streaming(page);
   const before = Number(await page.textContent('#count-finished'));
   const dispatched = await fetch(`${base}/api/jobs`, {
     method: 'POST',
@@ -126,12 +156,37 @@ try {
   step(`screenshot to ${screenshot}`);
   await page.screenshot({ path: screenshot, fullPage: true });
 
+  step('a job dispatched elsewhere comes up in the job list, then its cancel, without a reload');
+  await page.goto(`${base}/admin/queue/jobs?queue=live`);
+  await page.waitForSelector('#jobs');
+  await page.evaluate(() => { window.sameDocument = true; });
+  await streaming(page);
+  const liveId = (await ask('dispatch')).trim();
+  const liveRow = page.locator(`#jobs tr[data-id="${liveId}"]`);
+  await liveRow.locator('.state-pending').waitFor();
+  await ask(`cancel ${liveId}`);
+  await liveRow.locator('.state-cancelled').waitFor();
+  if (!(await page.evaluate(() => window.sameDocument === true))) {
+    throw new Error('the job list was reloaded');
+  }
+
+  step('the instance restarts: the page reconnects and shows a job dispatched meanwhile, without a reload');
+  const missedId = (await ask('restart')).trim();
+  await page.locator(`#jobs tr[data-id="${missedId}"] .state-pending`).waitFor({ timeout: 12000 });
+  await page.waitForSelector('html[data-stream="open"]', { state: 'attached' });
+  if (!(await page.evaluate(() => window.sameDocument === true))) {
+    throw new Error('the job list was reloaded');
+  }
+
   step('a bulk cancel shows the count to confirm, then says what it did');
   await page.goto(`${base}/admin/queue/jobs?state=pending&queue=reports`);
   const age = page.locator('#bulk input[name=older_than]');
   await age.fill('1m');
   await age.evaluate((field) => field.blur());
-  await page.waitForTimeout(2500);
+  await streaming(page);
+  // A change elsewhere while the age is typed: the page must not swap.
+  await ask('dispatch');
+  await page.waitForTimeout(3000);
   if (await age.inputValue() !== '1m') throw new Error('the live refresh wiped the age typed in the bulk form');
   await Promise.all([page.waitForURL(/\/jobs\/bulk\?/), page.click('#bulk button[value=cancel]')]);
   const counted = (await page.textContent('#bulk-count')).trim();
@@ -143,6 +198,8 @@ try {
   }
   console.log('ok');
 } finally {
+  answers.close();
+  process.stdin.destroy();
   if (context) await context.close();
   rmSync(profile, { recursive: true, force: true });
 }

@@ -128,7 +128,7 @@ mod otel {
             Err(_) => Err(TraceContextError::Started),
         });
         if let Err(error) = followed {
-            tracing::debug!(target: "hopper::events", %error, "trace context not followed");
+            tracing::debug!(%error, "trace context not followed");
         }
     }
 

@@ -129,6 +129,15 @@ async fn a_dispatch_stores_its_trace_and_none_outside_any(url: &str) {
             .dispatch_many::<Noop>([(), (), ()], traced.clone())
             .await
             .unwrap();
+        hopper
+            .batch("traced")
+            .dispatch_many::<Noop>([(), ()], traced.clone())
+            .await
+            .unwrap();
+        hopper
+            .dispatch_with::<Noop>((), traced.clone().sequence("traced"))
+            .await
+            .unwrap();
         current_span_context()
     }
     .instrument(tracing::info_span!("request"))
@@ -143,8 +152,9 @@ async fn a_dispatch_stores_its_trace_and_none_outside_any(url: &str) {
         dispatched_in.trace_id(),
         dispatched_in.span_id()
     );
+    // One job, three at once, a batch of two and one in a sequence.
     let traced = claim_all(&hopper, "traced").await;
-    assert_eq!(traced.len(), 4);
+    assert_eq!(traced.len(), 7);
     for job in &traced {
         assert_eq!(job.trace_context.as_deref(), Some(expected.as_str()));
     }
@@ -220,3 +230,31 @@ on!(mysql, {
     let database = crate::common::mysql::database().await;
     (database.url.clone(), database)
 });
+
+/// A dispatch in the application's SQLite transaction stores the trace too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_in_a_sqlite_transaction_stores_its_trace() {
+    exporter();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("otel.db").display());
+    let hopper = builder().connect(&url).await.unwrap();
+    let dispatched_in = async {
+        hopper
+            .sqlite_transaction(|tx| tx.dispatch::<Noop>(()))
+            .await
+            .unwrap();
+        current_span_context()
+    }
+    .instrument(tracing::info_span!("request"))
+    .await;
+    let claimed = claim_all(&hopper, "default").await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        claimed[0].trace_context,
+        Some(format!(
+            "00-{}-{}-01",
+            dispatched_in.trace_id(),
+            dispatched_in.span_id()
+        ))
+    );
+}

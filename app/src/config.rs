@@ -17,6 +17,7 @@
 //! | `LOG_FILE` | `true` | JSON log lines in a daily file under `LOG_DIR` (`serve` and `work`) |
 //! | `LOG_DIR` | `storage/logs` | the folder of the daily log files |
 //! | `LOG_MAX_FILES` | `14` | daily log files kept; older ones are deleted |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | none | an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`, spans are exported to (see [`LogConfig::otlp_endpoint`]); none when unset |
 //! | `HOPPER_ALERT_RULES` | none | a JSON file of alert rules (see [`hopper::alerts`]); no alerts when unset |
 //! | `HOPPER_ALERT_WEBHOOK` | none | an `http://` or `https://` URL every alert firing and resolving is POSTed to |
 //! | `HOPPER_ALERT_INTERVAL` | `30` | seconds between checks of the alert rules |
@@ -165,6 +166,8 @@ impl Config {
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from(crate::logging::DEFAULT_DIR)),
                 max_files: parse(&get, "LOG_MAX_FILES", crate::logging::DEFAULT_MAX_FILES)?,
+                otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .filter(|url| !url.trim().is_empty()),
             },
             alert_rules: get("HOPPER_ALERT_RULES").map(PathBuf::from),
             alert_webhook: get("HOPPER_ALERT_WEBHOOK"),
@@ -267,6 +270,7 @@ mod tests {
             ("LOG_FILE", "0"),
             ("LOG_DIR", "/var/log/app"),
             ("LOG_MAX_FILES", "3"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
         ])
         .unwrap();
         assert_eq!(
@@ -277,6 +281,7 @@ mod tests {
                 file: false,
                 dir: PathBuf::from("/var/log/app"),
                 max_files: 3,
+                otlp_endpoint: Some("http://127.0.0.1:4318".into()),
             }
         );
         let both = config(&[("RUST_LOG", "debug"), ("LOG_LEVEL", "warn")]).unwrap();

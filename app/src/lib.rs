@@ -16,6 +16,8 @@ pub mod hooks;
 pub mod jobs;
 pub mod logging;
 pub mod mailer;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod routes;
 pub mod seeders;
 
@@ -38,7 +40,7 @@ use crate::mailer::Mailer;
     after_help = "Settings come from the environment or a .env file: DATABASE_URL, APP_HOST, \
                   APP_PORT, HOPPER_WORKERS, HOPPER_SHUTDOWN_TIMEOUT, MAIL_LOG, ADMIN_TOKEN, LOG_LEVEL, \
                   LOG_TERMINAL, LOG_FILE, LOG_DIR, LOG_MAX_FILES, HOPPER_ALERT_RULES, \
-                  HOPPER_ALERT_WEBHOOK, HOPPER_ALERT_INTERVAL."
+                  HOPPER_ALERT_WEBHOOK, HOPPER_ALERT_INTERVAL, OTEL_EXPORTER_OTLP_ENDPOINT."
 )]
 pub struct Cli {
     /// What to run.

@@ -49,6 +49,10 @@ pub struct LogConfig {
     /// How many daily files are kept; older ones are deleted when the file
     /// rolls over (`LOG_MAX_FILES`).
     pub max_files: usize,
+    /// The OTLP collector spans are exported to, over HTTP with protobuf
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`); none when unset. Builds without the
+    /// `otel` feature export nothing.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogConfig {
@@ -59,6 +63,7 @@ impl Default for LogConfig {
             file: true,
             dir: PathBuf::from(DEFAULT_DIR),
             max_files: DEFAULT_MAX_FILES,
+            otlp_endpoint: None,
         }
     }
 }
@@ -69,6 +74,8 @@ impl Default for LogConfig {
 #[must_use = "dropping the guard stops writing the log file"]
 pub struct LogGuard {
     _writer: Option<WorkerGuard>,
+    #[cfg(feature = "otel")]
+    _traces: Option<crate::otel::TraceGuard>,
 }
 
 /// The subscriber `config` describes, and the guard of its file writer.
@@ -121,7 +128,19 @@ pub fn subscriber(
         .with(filter)
         .with(terminal)
         .with(file);
-    Ok((subscriber, LogGuard { _writer: guard }))
+    #[cfg(feature = "otel")]
+    let (subscriber, traces) = {
+        let (layer, traces) = crate::otel::layer(config.otlp_endpoint.as_deref())?.unzip();
+        (subscriber.with(layer), traces)
+    };
+    Ok((
+        subscriber,
+        LogGuard {
+            _writer: guard,
+            #[cfg(feature = "otel")]
+            _traces: traces,
+        },
+    ))
 }
 
 /// Installs [`subscriber`] for the whole process. A subscriber already

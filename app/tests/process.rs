@@ -417,6 +417,7 @@ async fn alert_rules_from_the_environment_fire_and_resolve_at_the_webhook() {
             unique_key: None,
             partition_key: None,
             sequence: None,
+            trace_context: None,
         }])
         .await
         .unwrap();

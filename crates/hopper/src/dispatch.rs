@@ -258,6 +258,7 @@ impl DispatchOptions {
                 key: key.clone(),
                 continue_on_failure: self.continue_sequence,
             }),
+            trace_context: crate::trace::current(),
         }
     }
 }
@@ -273,6 +274,7 @@ impl DispatchOptions {
 ///     job_type: "mail".into(), queue: "default".into(), payload: r#""\u0000""#.into(),
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
 ///     sequence: None,
+///     trace_context: None,
 /// };
 /// assert!(hopper::dispatch::check_text(&job).is_ok());
 /// job.queue = "de\0fault".into();

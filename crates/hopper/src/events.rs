@@ -21,6 +21,11 @@
 //! Their target is `hopper::events`: `RUST_LOG=info,hopper::events=warn`
 //! keeps only retries, failures and rescues.
 //!
+//! With the `otel` feature, the span of a run is a child of the span its job
+//! was dispatched in (an OpenTelemetry trace stored with the job), so a
+//! `tracing-opentelemetry` layer shows the run inside the trace of whatever
+//! dispatched it, even from another process.
+//!
 //! ```
 //! assert_eq!(hopper::events::SPAN, "job");
 //! ```

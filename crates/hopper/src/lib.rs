@@ -92,6 +92,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod testing;
+mod trace;
 pub mod transaction;
 pub mod worker;
 pub mod workflow;

@@ -65,6 +65,7 @@ impl JobOutcome {
     /// #     job_type: "n".into(), queue: "default".into(), payload: "null".into(),
     /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
     /// #     sequence: None,
+    /// #     trace_context: None,
     /// # }]).await.unwrap();
     /// let record = store.get(ids[0]).await.unwrap().unwrap();
     /// assert_eq!(hopper::JobOutcome::of(&record), None);

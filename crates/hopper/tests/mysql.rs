@@ -34,6 +34,7 @@ fn job(unique_key: Option<&str>) -> NewJob {
         unique_key: unique_key.map(str::to_owned),
         partition_key: None,
         sequence: None,
+        trace_context: None,
     }
 }
 

@@ -362,6 +362,7 @@ impl Alerts {
     ///     job_type: "x".into(), queue: "default".into(), payload: "null".into(),
     ///     priority: 0, max_attempts: 1, available_at: now, created_at: now, unique_key: None, partition_key: None,
     ///     sequence: None,
+    ///     trace_context: None,
     /// }]).await.unwrap();
     /// let alerts = Alerts::new().rule("waiting", Condition::QueueDepth { queue: None, above: 0 }).unwrap();
     /// let changes = alerts.check(&hopper).await.unwrap();

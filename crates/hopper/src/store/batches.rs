@@ -316,6 +316,7 @@ pub(crate) fn callback(
         unique_key,
         partition_key,
         sequence: None,
+        trace_context: None,
     };
     Ok((event, job))
 }

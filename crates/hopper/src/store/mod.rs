@@ -124,6 +124,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 ///     created_at: chrono::Utc::now(),
 ///     unique_key: None, partition_key: None,
 ///     sequence: None,
+///     trace_context: None,
 /// };
 /// assert_eq!(job.queue, "default");
 /// ```
@@ -152,6 +153,11 @@ pub struct NewJob {
     /// The sequence the job joins: it runs after every job dispatched
     /// before it with the same key has ended ([`sequences`]).
     pub sequence: Option<Sequence>,
+    /// The trace the dispatch happened in, as a W3C `traceparent` value
+    /// (followed by a newline and the `tracestate` value when that is not
+    /// empty), for the job's runs to continue. Only the `otel` feature sets
+    /// it; `None` stores NULL.
+    pub trace_context: Option<String>,
 }
 
 /// A claim's fencing token: written to every job one claim takes, and
@@ -201,6 +207,7 @@ impl NewJob {
             unique_key: None,
             partition_key: None,
             sequence: None,
+            trace_context: None,
         }
     }
 }
@@ -420,6 +427,7 @@ pub struct PruneRequest {
 /// let job = hopper::store::ClaimedJob {
 ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
 ///     priority: 0, attempt: 1, max_attempts: 3, batch: None, has_dependents: false, run_started: true,
+///     trace_context: None,
 /// };
 /// assert_eq!(job.attempt, 1);
 /// ```
@@ -453,6 +461,9 @@ pub struct ClaimedJob {
     /// claim; otherwise its start is to be recorded with
     /// [`Store::mark_started`].
     pub run_started: bool,
+    /// The trace its dispatch happened in ([`NewJob::trace_context`]):
+    /// with the `otel` feature, the run's span continues it.
+    pub trace_context: Option<String>,
 }
 
 /// One recorded failure of a job.
@@ -545,6 +556,7 @@ impl ClaimedJob {
     /// let job = hopper::store::ClaimedJob {
     ///     id: 1, token: 9, job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
     ///     priority: 0, attempt: 1, max_attempts: 3, batch: None, has_dependents: false, run_started: false,
+    ///     trace_context: None,
     /// };
     /// assert_eq!(job.claim(), hopper::store::Claim { id: 1, token: 9 });
     /// ```
@@ -587,6 +599,7 @@ pub struct Completion {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
 ///     sequence: None,
+///     trace_context: None,
 /// }]).await.unwrap();
 /// let record = store.get(ids[0]).await.unwrap().unwrap();
 /// assert_eq!(record.state, hopper::JobState::Pending);
@@ -712,6 +725,7 @@ impl JobRecord {
     /// #     job_type: "n".into(), queue: "default".into(), payload: "[1,2]".into(),
     /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
     /// #     sequence: None,
+    /// #     trace_context: None,
     /// # }]).await.unwrap();
     /// let record = store.get(ids[0]).await.unwrap().unwrap();
     /// assert_eq!(record.payload_as::<Vec<u8>>().unwrap(), [1, 2]);
@@ -731,6 +745,7 @@ impl JobRecord {
     /// #     job_type: "n".into(), queue: "default".into(), payload: "null".into(),
     /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
     /// #     sequence: None,
+    /// #     trace_context: None,
     /// # }]).await.unwrap();
     /// let mut record = store.get(ids[0]).await.unwrap().unwrap();
     /// assert!(record.output_as::<u32>().is_none());
@@ -1150,6 +1165,7 @@ impl JobFilter {
 ///     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
 ///     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
 ///     sequence: None,
+///     trace_context: None,
 /// };
 /// let ids = store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
 /// let first = store.list(&JobFilter { limit: Some(2), ..Default::default() }).await.unwrap();
@@ -1183,6 +1199,7 @@ impl JobPage {
     /// #     job_type: "ping".into(), queue: "default".into(), payload: "null".into(),
     /// #     priority: 0, max_attempts: 3, available_at: now, created_at: now, unique_key: None, partition_key: None,
     /// #     sequence: None,
+    /// #     trace_context: None,
     /// # };
     /// # store.insert(&[job.clone(), job.clone(), job]).await.unwrap();
     /// use hopper::store::JobPage;

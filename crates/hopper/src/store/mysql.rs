@@ -44,7 +44,7 @@ mod sequences;
 mod sql;
 mod workflows;
 
-/// Jobs per statement in a bulk insert: 7 bound values each, well under the
+/// Jobs per statement in a bulk insert: 9 bound values each, well under the
 /// 65,535 placeholders a prepared statement may hold.
 const INSERT_CHUNK: usize = 2_000;
 /// How long an instance waits for another one's migrations to finish.
@@ -271,6 +271,7 @@ pub(super) fn locked_job(
         batch: row.try_get("batch_id")?,
         has_dependents: row.try_get("has_dependents")?,
         run_started,
+        trace_context: optional_text(row, "trace_context")?,
     })
 }
 
@@ -367,7 +368,8 @@ pub(crate) async fn insert_in(
                 .bind(job.max_attempts)
                 .bind(micros(job.available_at))
                 .bind(micros(job.created_at))
-                .bind(&job.partition_key);
+                .bind(&job.partition_key)
+                .bind(&job.trace_context);
         }
         let done = query.execute(&mut *conn).await?;
         // A multi-row INSERT … VALUES is a "simple insert": InnoDB hands it a
@@ -396,6 +398,7 @@ async fn insert_one(conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId, S
         .bind(micros(job.created_at))
         .bind(&job.unique_key)
         .bind(&job.partition_key)
+        .bind(&job.trace_context)
         .execute(&mut *conn)
         .await?;
     // On a clash MariaDB reports no insert id in its reply when the table

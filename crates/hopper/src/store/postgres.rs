@@ -447,6 +447,7 @@ fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
         batch: row.try_get("batch_id")?,
         has_dependents: row.try_get("has_dependents")?,
         run_started: row.try_get("run_started")?,
+        trace_context: row.try_get("trace_context")?,
     })
 }
 
@@ -515,6 +516,7 @@ pub(crate) async fn insert_in(
             && job.available_at == first.available_at
             && job.created_at == first.created_at
             && job.partition_key.is_none()
+            && job.trace_context == first.trace_context
     }) {
         let insert = sql::insert_jobs_alike();
         for chunk in jobs.chunks(INSERT_CHUNK) {
@@ -531,6 +533,7 @@ pub(crate) async fn insert_in(
                 .bind(to_i32(first.max_attempts))
                 .bind(first.available_at)
                 .bind(first.created_at)
+                .bind(&first.trace_context)
                 .fetch_one(&mut *conn)
                 .await?;
             ids.extend(chunk_ids);
@@ -559,6 +562,12 @@ pub(crate) async fn insert_in(
                     .map(|job| job.partition_key.as_deref())
                     .collect::<Vec<_>>(),
             )
+            .bind(
+                chunk
+                    .iter()
+                    .map(|job| job.trace_context.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&mut *conn)
             .await?;
         ids.extend(chunk_ids);
@@ -580,6 +589,7 @@ async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, Stor
             .bind(job.created_at)
             .bind(&job.unique_key)
             .bind(&job.partition_key)
+            .bind(&job.trace_context)
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(row) = inserted {

@@ -117,7 +117,7 @@ pub(crate) trait SequenceTx {
 /// released).
 ///
 /// ```
-/// # let mut job = hopper::store::NewJob { job_type: "t".into(), queue: "default".into(), payload: "null".into(), priority: 0, max_attempts: 1, available_at: chrono::Utc::now(), created_at: chrono::Utc::now(), unique_key: None, partition_key: None, sequence: None };
+/// # let mut job = hopper::store::NewJob { job_type: "t".into(), queue: "default".into(), payload: "null".into(), priority: 0, max_attempts: 1, available_at: chrono::Utc::now(), created_at: chrono::Utc::now(), unique_key: None, partition_key: None, sequence: None, trace_context: None };
 /// job.sequence = Some(hopper::store::Sequence::new("customer:42"));
 /// assert!(hopper::store::sequences::check(&job).is_ok());
 /// job.unique_key = Some("once".into());

@@ -202,7 +202,7 @@ pub(super) fn all<T>(
 }
 
 /// The job a claim's `RETURNING id, lease_token, type, queue, payload,
-/// priority, attempts, max_attempts, batch_id, has_dependents` row took,
+/// priority, attempts, max_attempts, batch_id, has_dependents, trace_context` row took,
 /// its run started or not.
 fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
     let id = row.get(0)?;
@@ -218,6 +218,7 @@ fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
         batch: row.get(8)?,
         has_dependents: row.get(9)?,
         run_started,
+        trace_context: row.get(10)?,
     })
 }
 
@@ -288,6 +289,7 @@ fn insert_plain(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreE
             micros(job.created_at),
             job.unique_key,
             job.partition_key,
+            job.trace_context,
         ])?;
         ids.push(if inserted == 1 {
             conn.last_insert_rowid()
@@ -300,7 +302,7 @@ fn insert_plain(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreE
     Ok(ids)
 }
 
-/// Jobs per statement in a bulk insert: 8 bound values each, well under
+/// Jobs per statement in a bulk insert: 9 bound values each, well under
 /// SQLite's limit of 32,766 per statement.
 const INSERT_CHUNK: usize = 1_000;
 
@@ -314,7 +316,7 @@ fn insert_rows(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreEr
             .iter()
             .map(|job| [micros(job.available_at), micros(job.created_at)])
             .collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 9);
         for (job, [available_at, created_at]) in chunk.iter().zip(&times) {
             values.extend([
                 &job.job_type as &dyn rusqlite::ToSql,
@@ -325,6 +327,7 @@ fn insert_rows(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreEr
                 available_at,
                 created_at,
                 &job.partition_key,
+                &job.trace_context,
             ]);
         }
         let start = ids.len();

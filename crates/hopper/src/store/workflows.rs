@@ -68,7 +68,7 @@ pub struct Released {
 /// (indexes into the workflow's steps) it waits on.
 ///
 /// ```
-/// # let job = hopper::store::NewJob { job_type: "t".into(), queue: "default".into(), payload: "null".into(), priority: 0, max_attempts: 1, available_at: chrono::Utc::now(), created_at: chrono::Utc::now(), unique_key: None, partition_key: None , sequence: None};
+/// # let job = hopper::store::NewJob { job_type: "t".into(), queue: "default".into(), payload: "null".into(), priority: 0, max_attempts: 1, available_at: chrono::Utc::now(), created_at: chrono::Utc::now(), unique_key: None, partition_key: None , sequence: None, trace_context: None };
 /// let step = hopper::store::NewStep { name: "charge".into(), job, after: vec![] };
 /// assert!(step.after.is_empty());
 /// ```

@@ -113,6 +113,7 @@ pub(super) fn bounded(message: &str) -> String {
 /// loss of its claim cancel; `None` if either cut it off.
 async fn run(shared: &Shared, job: ClaimedJob, token: CancellationToken) -> Option<Completion> {
     let span = crate::events::span(job.id, &job.job_type, &job.queue, job.attempt);
+    crate::trace::follow(&span, job.trace_context.as_deref());
     span.in_scope(crate::events::started);
     let started = Instant::now();
     let _busy = crate::metrics::busy();

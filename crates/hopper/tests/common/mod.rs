@@ -162,6 +162,7 @@ pub fn new_job(job_type: &str, queue: &str, at: chrono::DateTime<chrono::Utc>) -
         unique_key: None,
         partition_key: None,
         sequence: None,
+        trace_context: None,
     }
 }
 

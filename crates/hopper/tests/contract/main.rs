@@ -114,6 +114,7 @@ macro_rules! contract_for {
             migrating_a_migrated_store_again_changes_nothing,
             inserting_no_jobs_stores_nothing,
             inserted_jobs_get_ids_in_order_and_a_live_unique_key_stands_for_its_job,
+            a_jobs_trace_context_comes_back_with_its_claim,
             a_stored_job_reads_back_whole_and_a_missing_one_is_none,
             listing_filters_by_state_queue_type_and_id_newest_first,
             queue_stats_count_due_pending_jobs_and_show_paused_queues,

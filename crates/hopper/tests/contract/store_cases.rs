@@ -8,9 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hopper::store::{
     AttemptError, Claim, ClaimedJob, CompleteRequest, Completion, ConcurrencyReport,
-    DEFAULT_PAGE_SIZE, JobFilter, JobRecord, MAX_PAGE_SIZE, MinuteCount, NewAlert, NewJob, Outcome,
-    PauseRequest, PruneRequest, QueueStats, RetryRequest, ScheduleState, Store, Tick, TickRequest,
-    TypeOutcomes, Wakeup, WorkerConcurrency,
+    DEFAULT_PAGE_SIZE, FlowRequest, JobFilter, JobRecord, MAX_PAGE_SIZE, MinuteCount, NewAlert,
+    NewJob, Outcome, PauseRequest, PruneRequest, QueueFlow, QueueStats, RetryRequest,
+    ScheduleState, Sequence, Store, Tick, TickRequest, TypeOutcomes, Wakeup, WorkerConcurrency,
 };
 use hopper::{JobId, JobState};
 
@@ -306,6 +306,7 @@ pub async fn a_stored_job_reads_back_whole_and_a_missing_one_is_none(db: &TestDb
         unique_key: Some("report:1".into()),
         partition_key: None,
         sequence: None,
+        trace_context: None,
     };
     let id = stored(&*store, job.clone()).await;
     let pending = JobRecord {
@@ -1277,4 +1278,100 @@ pub async fn a_schedules_runs_are_recorded_once_each_newest_first_and_pruned_wit
     );
     assert_eq!(store.prune_schedule_runs(100).await.unwrap(), 1);
     assert_eq!(store.schedule_runs("report", 5).await.unwrap().len(), 2);
+}
+
+/// The trace context a dispatch stores comes back with the job's claim, on
+/// every way in (one job, jobs alike, jobs that differ, a unique key, a
+/// sequence) and both ways out (a plain claim, a flow-controlled one); a
+/// job stored without one is claimed without one.
+pub async fn a_jobs_trace_context_comes_back_with_its_claim(db: &TestDb) {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\nvendor=abc";
+    let store = hopper::store::open(db.url()).await.unwrap();
+    store
+        .set_flow(FlowRequest {
+            queue: "limited",
+            flow: &QueueFlow::default().concurrency(10),
+            now: t0(),
+        })
+        .await
+        .unwrap();
+    let traced = |queue: &str, payload: &str| NewJob {
+        payload: payload.into(),
+        trace_context: Some(TRACE.into()),
+        ..new_job("noop", queue, t0())
+    };
+    let untraced = |queue: &str, payload: &str| NewJob {
+        payload: payload.into(),
+        ..new_job("noop", queue, t0())
+    };
+    let dispatches: Vec<(&str, Vec<NewJob>)> = vec![
+        ("one", vec![traced("one", "1")]),
+        (
+            "alike",
+            (0..3).map(|i| traced("alike", &i.to_string())).collect(),
+        ),
+        (
+            "varied",
+            (0..3)
+                .map(|i| NewJob {
+                    partition_key: Some(format!("k{i}")),
+                    priority: i,
+                    ..traced("varied", "null")
+                })
+                .collect(),
+        ),
+        (
+            "unique",
+            vec![NewJob {
+                unique_key: Some("u".into()),
+                ..traced("unique", "null")
+            }],
+        ),
+        (
+            "sequenced",
+            vec![NewJob {
+                sequence: Some(Sequence {
+                    key: "s".into(),
+                    continue_on_failure: false,
+                }),
+                ..traced("sequenced", "null")
+            }],
+        ),
+        (
+            "mixed",
+            vec![
+                traced("mixed", "1"),
+                untraced("mixed", "2"),
+                traced("mixed", "3"),
+            ],
+        ),
+        (
+            "limited",
+            vec![traced("limited", "1"), untraced("limited", "2")],
+        ),
+        ("plain", vec![untraced("plain", "1")]),
+    ];
+    for (queue, jobs) in dispatches {
+        let ids = store.insert(&jobs).await.unwrap();
+        let mut claimed = store
+            .claim(claim_at(queue, "w", 10, t0(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        claimed.sort_by_key(|job| job.id);
+        assert_eq!(
+            claimed.iter().map(|job| job.id).collect::<Vec<_>>(),
+            ids,
+            "queue {queue}"
+        );
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|job| job.trace_context.as_deref())
+                .collect::<Vec<_>>(),
+            jobs.iter()
+                .map(|job| job.trace_context.as_deref())
+                .collect::<Vec<_>>(),
+            "queue {queue}"
+        );
+    }
 }

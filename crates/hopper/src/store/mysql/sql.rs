@@ -107,21 +107,22 @@ pub(super) const APPLIED_MIGRATIONS: &str =
 
 // On a clash of the live key the row is left as it is and `LAST_INSERT_ID`
 // names it, all under the row lock the clash took: no read-then-write race.
-/// Inserts one job, or names the live job holding its unique key; `?`: type, queue, payload, priority, max attempts, available at, created at, unique key, partition key.
+/// Inserts one job, or names the live job holding its unique key; `?`: type, queue, payload, priority, max attempts, available at, created at, unique key, partition key, trace context.
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
-        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key, \
+         trace_context) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
     ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)";
 
 /// The session's last insert id (after [`INSERT_JOB`], the holder of a clashing key).
 pub(super) const LAST_INSERT_ID: &str = "SELECT LAST_INSERT_ID()";
 
-/// Inserts `n` jobs without unique keys; `?` per job: type, queue, payload, priority, max attempts, available at, created at, partition key.
+/// Inserts `n` jobs without unique keys; `?` per job: type, queue, payload, priority, max attempts, available at, created at, partition key, trace context.
 pub(super) fn insert_jobs(n: usize) -> String {
     format!(
         "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at, \
-         partition_key) VALUES {}",
-        vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
+         partition_key, trace_context) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
     )
 }
 
@@ -144,7 +145,8 @@ pub(super) const AUTO_INCREMENT_STEP: &str = "SELECT CAST(@@auto_increment_incre
 macro_rules! claim_select {
     ($guard:literal) => {
         concat!(
-            "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents \
+            "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, \
+                trace_context \
             FROM jobs \
             WHERE state = 'pending' AND queue = ? AND available_at <= ? ",
             $guard,
@@ -239,7 +241,8 @@ pub(super) fn keys_pending(n: usize) -> String {
 /// Locks those of `n` jobs still pending, skipping locked ones; `?`: the ids.
 pub(super) fn lock_pending(n: usize) -> String {
     format!(
-        "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents FROM jobs \
+        "SELECT id, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, \
+         trace_context FROM jobs \
          WHERE id IN ({}) AND state = 'pending' FOR UPDATE SKIP LOCKED",
         placeholders(n)
     )
@@ -748,7 +751,8 @@ mod tests {
         assert_eq!(
             insert_jobs(2),
             "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, \
-             created_at, partition_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)"
+             created_at, partition_key, trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), \
+             (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         assert_eq!(
             claim_update(3, 1),

@@ -53,10 +53,11 @@ pub(super) const APPLIED_MIGRATIONS: &str =
 
 // --- insert
 
-/// Inserts one job unless a live job holds its unique key: $1 type, $2 queue, $3 payload, $4 priority, $5 max attempts, $6 available at, $7 created at, $8 unique key (or NULL), $9 partition key (or NULL).
+/// Inserts one job unless a live job holds its unique key: $1 type, $2 queue, $3 payload, $4 priority, $5 max attempts, $6 available at, $7 created at, $8 unique key (or NULL), $9 partition key (or NULL), $10 trace context (or NULL).
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
-        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key, \
+         trace_context) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
      DO NOTHING \
      RETURNING id, queue, TRUE AS due";
@@ -70,9 +71,10 @@ pub(super) fn insert_job() -> String {
 pub(super) const FIND_KEY_HOLDER: &str = "SELECT id FROM jobs \
      WHERE unique_key = $1 AND state IN ('pending', 'started')";
 
-/// Inserts one job per payload, all else shared: $1 type, $2 queue, $3 payloads (text[]), $4 priority, $5 max attempts, $6 available at, $7 created at.
-pub(super) const INSERT_JOBS_ALIKE: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at) \
-     SELECT $1, $2, payload, $4, $5, $6, $7 FROM UNNEST($3::text[]) AS payload \
+/// Inserts one job per payload, all else shared: $1 type, $2 queue, $3 payloads (text[]), $4 priority, $5 max attempts, $6 available at, $7 created at, $8 trace context (or NULL).
+pub(super) const INSERT_JOBS_ALIKE: &str = "INSERT INTO jobs \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, trace_context) \
+     SELECT $1, $2, payload, $4, $5, $6, $7, $8 FROM UNNEST($3::text[]) AS payload \
      RETURNING id, queue, TRUE AS due";
 
 /// [`INSERT_JOBS_ALIKE`], waking the queue on commit; answers one row, `ids`: the new ids in row order.
@@ -80,10 +82,11 @@ pub(super) fn insert_jobs_alike() -> String {
     inserting_ids(INSERT_JOBS_ALIKE)
 }
 
-/// Inserts one job per array element (UNNEST): $1 types, $2 queues, $3 payloads, $4 priorities, $5 max attempts, $6 available at, $7 created at, $8 partition keys.
-pub(super) const INSERT_JOBS: &str = "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at, partition_key) \
+/// Inserts one job per array element (UNNEST): $1 types, $2 queues, $3 payloads, $4 priorities, $5 max attempts, $6 available at, $7 created at, $8 partition keys, $9 trace contexts.
+pub(super) const INSERT_JOBS: &str = "INSERT INTO jobs \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, partition_key, trace_context) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], \
-         $6::timestamptz[], $7::timestamptz[], $8::text[]) \
+         $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[]) \
      RETURNING id, queue, TRUE AS due";
 
 /// [`INSERT_JOBS`], waking their queues on commit; answers one row, `ids`: the new ids in row order.
@@ -116,7 +119,8 @@ macro_rules! pg_claim {
                  (SELECT set_config('synchronous_commit', 'off', true) AS setting) AS relaxed \
              WHERE jobs.id = due.id AND relaxed.setting = 'off' \
              RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-                 jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started"
+                 jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started, \
+                 jobs.trace_context"
         )
     };
 }
@@ -218,7 +222,8 @@ pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts
      FROM UNNEST($5::bigint[]) AS c(id) \
      WHERE jobs.id = c.id AND jobs.state = 'pending' \
      RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
-         jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started";
+         jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started, \
+         jobs.trace_context";
 
 /// Deletes up to `$1` keys marked not ready, skipping rows another
 /// transaction holds (a dispatch marking one ready again, say).

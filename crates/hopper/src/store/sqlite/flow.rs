@@ -178,7 +178,7 @@ impl FlowTx for SqliteFlow<'_, '_> {
             json_list(&ids[..start_now.min(ids.len())])?,
         ];
         let mut jobs = all(self.0, sql::START_JOBS, params, |row| {
-            claimed(row, row.get(10)?)
+            claimed(row, row.get(11)?)
         })?;
         // RETURNING's order is unspecified: answer them in the order chosen.
         crate::store::flow::in_chosen_order(&mut jobs, ids);

@@ -82,10 +82,11 @@ pub(super) const RECORD_MIGRATION: &str = "INSERT INTO _sqlx_migrations (version
 
 // --- insert
 
-/// Inserts one job (type, queue, payload, priority, max attempts, available at, created at, unique key, partition key) unless a live job holds its key.
+/// Inserts one job (type, queue, payload, priority, max attempts, available at, created at, unique key, partition key, trace context) unless a live job holds its key.
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
-            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            (type, queue, payload, priority, max_attempts, available_at, created_at, unique_key, partition_key, \
+             trace_context) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'started') \
         DO NOTHING";
 
@@ -93,16 +94,17 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
 pub(super) const FIND_LIVE_UNIQUE_KEY: &str = "SELECT id FROM jobs \
         WHERE unique_key = ? AND state IN ('pending', 'started')";
 
-/// Inserts `rows` jobs without unique keys, eight values each (type, queue, payload, priority, max attempts, available at, created at, partition key), answering their ids.
+/// Inserts `rows` jobs without unique keys, nine values each (type, queue, payload, priority, max attempts, available at, created at, partition key, trace context), answering their ids.
 pub(super) fn insert_jobs(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at, partition_key) VALUES ",
+        "INSERT INTO jobs (type, queue, payload, priority, max_attempts, available_at, created_at, partition_key, \
+         trace_context) VALUES ",
     );
     for row in 0..rows {
         sql.push_str(if row == 0 {
-            "(?,?,?,?,?,?,?,?)"
+            "(?,?,?,?,?,?,?,?,?)"
         } else {
-            ",(?,?,?,?,?,?,?,?)"
+            ",(?,?,?,?,?,?,?,?,?)"
         });
     }
     sql.push_str(" RETURNING id");
@@ -124,7 +126,8 @@ pub(super) const CLAIM: &str = concat!(
     sqlite_flow_controlled!(),
     ")) \
         ORDER BY priority DESC, available_at, id LIMIT ?5) \
-    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents"
+    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, \
+        trace_context"
 );
 
 /// Records the just-claimed jobs whose ids are in the JSON array `?1`, under token `?2`, as started.
@@ -190,7 +193,8 @@ pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts
         run_started = id IN (SELECT value FROM json_each(?7)), \
         locked_until = ?4 + ?5 \
     WHERE id IN (SELECT value FROM json_each(?6)) AND state = 'pending' \
-    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, run_started";
+    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, \
+        trace_context, run_started";
 
 /// Makes key `?2` of queue `?1` not ready if its version is still `?3`.
 pub(super) const KEY_IDLE: &str =

@@ -46,6 +46,7 @@ use super::{
 use crate::job::{JobId, JobState};
 
 mod batches;
+mod copy;
 mod flow;
 mod pooled;
 mod sequences;
@@ -504,6 +505,9 @@ pub(crate) async fn insert_in(
             ids.push(insert_one(conn, job).await?);
         }
         return Ok(ids);
+    }
+    if jobs.len() >= copy::COPY_FROM {
+        return copy::insert(conn, jobs, CHANNEL).await;
     }
     // A bulk dispatch usually gives every job the same type, queue, options
     // and times: then only the payloads travel as an array.

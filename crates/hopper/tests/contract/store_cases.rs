@@ -1375,3 +1375,92 @@ pub async fn a_jobs_trace_context_comes_back_with_its_claim(db: &TestDb) {
         );
     }
 }
+
+/// A bulk insert large enough to go by the database's fastest path (a
+/// binary `COPY` on PostgreSQL) keeps every field of every job, gives ids
+/// in order, and marks keyed jobs' keys as any insert does.
+pub async fn a_large_bulk_insert_keeps_every_job_whole_and_in_order(db: &TestDb) {
+    const JOBS: i64 = 600;
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let store = hopper::store::open(db.url()).await.unwrap();
+    store
+        .set_flow(FlowRequest {
+            queue: "keyed",
+            flow: &QueueFlow::default().per_key(1),
+            now: t0(),
+        })
+        .await
+        .unwrap();
+    let jobs: Vec<NewJob> = (0..JOBS)
+        .map(|i| NewJob {
+            job_type: ["mail", "report"][(i % 2) as usize].into(),
+            queue: ["plain", "keyed"][(i % 2) as usize].into(),
+            payload: format!(r#"{{"n":{i},"to":"zoë \"{i}\""}}"#),
+            priority: i32::try_from(i % 7).unwrap() - 3,
+            max_attempts: u32::try_from(1 + i % 5).unwrap(),
+            available_at: at(-i),
+            created_at: at(-1000 - i),
+            unique_key: None,
+            partition_key: (i % 2 == 1).then(|| format!("k{}", i % 10)),
+            sequence: None,
+            trace_context: (i % 3 == 0).then(|| TRACE.to_owned()),
+        })
+        .collect();
+    let ids = store.insert(&jobs).await.unwrap();
+    assert_eq!(ids.len(), jobs.len());
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids rise in job order");
+    for (job, id) in jobs.iter().zip(&ids) {
+        let stored = record(&*store, *id).await;
+        assert_eq!(
+            (
+                &stored.job_type,
+                &stored.queue,
+                &stored.payload,
+                stored.priority,
+                stored.max_attempts,
+                stored.available_at,
+                stored.created_at,
+                stored.state,
+            ),
+            (
+                &job.job_type,
+                &job.queue,
+                &job.payload,
+                job.priority,
+                job.max_attempts,
+                job.available_at,
+                job.created_at,
+                JobState::Pending,
+            ),
+            "job {id}"
+        );
+    }
+    // The keyed jobs' five keys were marked ready: a claim under the
+    // per-key limit finds one job of each.
+    let claimed = store
+        .claim(claim_at("keyed", "w", 1000, t0(), Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = claimed
+        .iter()
+        .map(|job| {
+            let n: i64 = serde_json::from_str::<serde_json::Value>(&job.payload).unwrap()["n"]
+                .as_i64()
+                .unwrap();
+            format!("k{}", n % 10)
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["k1", "k3", "k5", "k7", "k9"]);
+    let traced = claimed.iter().filter(|job| job.trace_context.is_some()).count();
+    let expected = claimed
+        .iter()
+        .filter(|job| {
+            let n = serde_json::from_str::<serde_json::Value>(&job.payload).unwrap()["n"]
+                .as_i64()
+                .unwrap();
+            n % 3 == 0
+        })
+        .count();
+    assert_eq!(traced, expected, "trace contexts kept");
+}

@@ -494,3 +494,23 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         workflow,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn w9_process_counts_are_a_list_of_one_to_ten() -> Result<()> {
+        let args = Args::try_parse_from(["hopper-bench"])?;
+        assert_eq!(
+            (args.w9, args.w9_processes, args.w8_tasks),
+            (false, vec![1, 2, 3], 50)
+        );
+        let args = Args::try_parse_from(["hopper-bench", "--w9", "--w9-processes", "4,1"])?;
+        assert_eq!((args.w9, args.w9_processes), (true, vec![4, 1]));
+        for wrong in ["0", "11", "1,x"] {
+            assert!(Args::try_parse_from(["hopper-bench", "--w9-processes", wrong]).is_err());
+        }
+        Ok(())
+    }
+}

@@ -63,6 +63,24 @@ pub struct SpreadCheck {
 }
 
 impl SpreadCheck {
+    /// The check of a drain of `jobs` that left `finished` rows finished,
+    /// from the reports of the processes that drained it.
+    fn new(jobs: u32, finished: u64, shares: &[Share]) -> Self {
+        let runs: u64 = shares.iter().map(|share| share.ran).sum();
+        let own_duplicates: u64 = shares.iter().map(|share| share.duplicates).sum();
+        Self {
+            ran_per_process: shares.iter().map(|share| share.ran).collect(),
+            runs,
+            finished,
+            lost: u64::from(jobs).saturating_sub(finished),
+            duplicates: runs.saturating_sub(finished).max(own_duplicates),
+            worker_peak_rss_mb: shares
+                .iter()
+                .filter_map(|share| share.peak_rss_mb)
+                .reduce(f64::max),
+        }
+    }
+
     /// Every one of `jobs` finished after exactly one run.
     pub fn ok(&self, jobs: u32) -> bool {
         let jobs = u64::from(jobs);
@@ -113,21 +131,9 @@ pub async fn hopper(db: &FreshDb, jobs: u32, workers: usize, processes: u32) -> 
         (Some(first), Some(last)) => u64::try_from(last - first).unwrap_or(0),
         _ => 0,
     };
-    let runs: u64 = shares.iter().map(|share| share.ran).sum();
-    let own_duplicates: u64 = shares.iter().map(|share| share.duplicates).sum();
     Ok(Spread {
         jobs_per_s: rate(jobs, Duration::from_micros(span)),
-        check: SpreadCheck {
-            ran_per_process: shares.iter().map(|share| share.ran).collect(),
-            runs,
-            finished,
-            lost: u64::from(jobs).saturating_sub(finished),
-            duplicates: runs.saturating_sub(finished).max(own_duplicates),
-            worker_peak_rss_mb: shares
-                .iter()
-                .filter_map(|share| share.peak_rss_mb)
-                .reduce(f64::max),
-        },
+        check: SpreadCheck::new(jobs, finished, &shares),
     })
 }
 
@@ -281,5 +287,45 @@ async fn wait_queue_empty(pool: &hopper::WorkerPool, bench: &Bench, job: &NoopJo
             );
         }
         let _ = tokio::time::timeout(Duration::from_millis(5), activity.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(ran: u64, duplicates: u64) -> Share {
+        Share {
+            ran,
+            duplicates,
+            started_us: 0,
+            ended_us: 1,
+            peak_rss_mb: Some(ran as f64),
+        }
+    }
+
+    #[test]
+    fn runs_and_finished_rows_are_summed_across_processes() {
+        let check = SpreadCheck::new(10, 10, &[share(6, 0), share(4, 0)]);
+        assert_eq!((check.runs, check.lost, check.duplicates), (10, 0, 0));
+        assert_eq!(check.ran_per_process, [6, 4]);
+        assert_eq!(check.worker_peak_rss_mb, Some(6.0));
+        assert!(check.ok(10));
+    }
+
+    #[test]
+    fn a_job_run_twice_or_never_finished_fails_the_check() {
+        // One job run in both processes.
+        let twice = SpreadCheck::new(10, 10, &[share(6, 0), share(5, 0)]);
+        assert_eq!(twice.duplicates, 1);
+        assert!(!twice.ok(10));
+        // One job run twice in one process, another never.
+        let swapped = SpreadCheck::new(10, 9, &[share(6, 1), share(4, 0)]);
+        assert_eq!((swapped.lost, swapped.duplicates), (1, 1));
+        assert!(!swapped.ok(10));
+        // One job never finished.
+        let lost = SpreadCheck::new(10, 9, &[share(5, 0), share(4, 0)]);
+        assert_eq!((lost.lost, lost.duplicates), (1, 0));
+        assert!(!lost.ok(10));
     }
 }

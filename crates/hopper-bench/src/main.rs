@@ -7,16 +7,25 @@
 //!     [--jobs 20000] [--workers 10] [--repeat 1]
 //!     [--raw-claim-batch 100] [--raw-best-batch 1000] [--raw-best-loops 2] [--w4 [--w4-jobs 1000000]]
 //!     [--w5-keys 1000] [--w5g-limit 1000] [--w6-big 100000] [--w6-small-keys 10]
-//!     [--w6-small-jobs 100] [--json]
+//!     [--w6-small-jobs 100] [--w8-tasks 50] [--w9 [--w9-processes 1,2,3]] [--json]
 //! ```
 //!
 //! `<url>` is `sqlite://dir/bench.db`, `postgres://user@host/db` or
 //! `mysql://user@host/db`; on a server the benchmark creates (and drops) a
 //! database of its own for each workload.
+//!
+//! W8 dispatches `--jobs` single jobs from `--w8-tasks` tasks at once
+//! through one Hopper handle, against as many tasks making raw single-row
+//! inserts. W9 (with `--w9`, on PostgreSQL and MySQL only) drains `--jobs`
+//! with as many worker processes of `--workers` each on one database as
+//! each of `--w9-processes` says (1, 2 and 3), against the raw best drain
+//! on as many connections.
 
+mod concurrent;
 mod db;
 mod raw;
 mod report;
+mod scale;
 mod usage;
 mod workloads;
 
@@ -25,8 +34,9 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Parser;
 
-use crate::db::Databases;
-use crate::report::{Idle, Pass, Report, Setup, W4};
+use crate::concurrent::Concurrent;
+use crate::db::{Databases, Kind};
+use crate::report::{Idle, Pass, Report, ScaleOut, Setup, W4, W9Report};
 use crate::workloads::{FairShape, Setup as Queued};
 use hopper::store::QueueFlow;
 
@@ -109,6 +119,27 @@ struct Args {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..100_000))]
     w6_small_jobs: u32,
 
+    /// Tasks dispatching at once in W8, through one Hopper handle (and, for
+    /// the raw limit, making single-row inserts).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..10_000))]
+    w8_tasks: u32,
+
+    /// Also run W9: the W2 drain by several worker processes at once on one
+    /// database (run once, after the passes; PostgreSQL and MySQL only).
+    #[arg(long)]
+    w9: bool,
+
+    /// W9's counts of worker processes, each with `--workers` workers, drained
+    /// against the raw best drain on as many connections (at most 10, the
+    /// size of the store's pool those connections come from).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values_t = [1, 2, 3],
+        value_parser = clap::value_parser!(u32).range(1..=10)
+    )]
+    w9_processes: Vec<u32>,
+
     /// Seconds an idle pool's CPU time is measured over.
     #[arg(long, default_value_t = 5.0)]
     idle_secs: f64,
@@ -121,26 +152,45 @@ struct Args {
     /// and print the drain's figures as JSON.
     #[arg(long, hide = true)]
     drain_worker: bool,
+
+    /// Internal: one of W9's worker processes on `--database-url`: say
+    /// `ready`, start its pool on `go` (stdin), run jobs until none is
+    /// live, and print what it ran as JSON.
+    #[arg(long, hide = true)]
+    scale_worker: bool,
+}
+
+/// Sends Hopper's warnings (a claim that failed, say) to stderr, which the
+/// benchmark shows if a worker process fails.
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     if args.drain_worker {
-        // Hopper's warnings (a claim that failed, say) go to stderr, which
-        // the benchmark shows if this process fails.
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .try_init();
+        log_to_stderr();
         let Some(url) = args.database_url.as_deref() else {
             bail!("--drain-worker needs --database-url");
         };
         let drain = workloads::drain_worker(url, args.jobs, args.workers as usize).await?;
         println!("{}", serde_json::to_string(&drain)?);
+        return Ok(());
+    }
+    if args.scale_worker {
+        log_to_stderr();
+        let Some(url) = args.database_url.as_deref() else {
+            bail!("--scale-worker needs --database-url");
+        };
+        let share = scale::worker(url, args.jobs, args.workers as usize).await?;
+        println!("{}", serde_json::to_string(&share)?);
         return Ok(());
     }
     if !(args.idle_secs.is_finite() && args.idle_secs > 0.0 && args.idle_secs < 3600.0) {
@@ -158,18 +208,19 @@ async fn main() -> Result<()> {
     }
     if !report.drain_ok() {
         bail!(
-            "a drain did not run every job exactly once: W2 {:?}, W4 {:?}, W5 {:?}, W5g {:?}, W6 {:?}",
+            "a drain did not run every job exactly once: W2 {:?}, W4 {:?}, W5 {:?}, W5g {:?}, W6 {:?}, W9 {:?}",
             report.drain_check,
             report.w4,
             report.w5,
             report.w5g,
-            report.w6
+            report.w6,
+            report.w9
         );
     }
     Ok(())
 }
 
-/// Every pass, then W6, the idle pool and W4.
+/// Every pass, then W6, the idle pool, W4 and W9.
 async fn run(args: &Args, databases: &Databases) -> Result<Report> {
     let mut passes = Vec::new();
     for pass in 1..=args.repeat {
@@ -194,6 +245,11 @@ async fn run(args: &Args, databases: &Databases) -> Result<Report> {
     } else {
         None
     };
+    let w9 = if args.w9 {
+        Some(w9(args, databases).await?)
+    } else {
+        None
+    };
     Ok(Report::new(
         Setup {
             database: databases.kind().name(),
@@ -206,12 +262,50 @@ async fn run(args: &Args, databases: &Databases) -> Result<Report> {
             w4_jobs: args.w4_jobs,
             w5: (args.w5_keys, W5_KEY_LIMIT),
             w5g_limit: args.w5g_limit,
+            w8_tasks: args.w8_tasks,
         },
         &passes,
         idle,
         w4,
         w6,
+        w9,
     ))
+}
+
+/// W9: W2's drain by each of `--w9-processes` worker processes at once,
+/// against the raw best drain on as many connections (run once; skipped
+/// on SQLite, whose one file has one writer).
+async fn w9(args: &Args, dbs: &Databases) -> Result<W9Report> {
+    let workers = args.workers as usize;
+    if dbs.kind() == Kind::Sqlite {
+        eprintln!("W9 scale-out skipped on SQLite: one file has one writer");
+        return Ok(W9Report::skipped(
+            args.jobs,
+            workers,
+            "sqlite: one file has one writer",
+        ));
+    }
+    let mut counts = args.w9_processes.clone();
+    counts.sort_unstable();
+    counts.dedup();
+    let mut rows = Vec::new();
+    for processes in counts {
+        eprintln!(
+            "W9 drain, {processes} processes x {workers} workers (raw: {processes} connections)"
+        );
+        let db = dbs.fresh(&format!("w9-{processes}p")).await?;
+        let spread = scale::hopper(&db, args.jobs, workers, processes).await?;
+        db.finish().await?;
+        let db = dbs.fresh(&format!("raw-w9-{processes}")).await?;
+        let raw = raw::drain(&db, args.jobs, args.raw_best_batch, processes).await?;
+        db.finish().await?;
+        eprintln!(
+            "  hopper {:.0} jobs/s (runs per process {:?}), raw {raw:.0} jobs/s",
+            spread.jobs_per_s, spread.check.ran_per_process
+        );
+        rows.push(ScaleOut::new(processes, spread, raw));
+    }
+    Ok(W9Report::new(args.jobs, workers, args.raw_best_batch, rows))
 }
 
 /// W5's per-key limit.
@@ -313,6 +407,26 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     db.finish().await?;
     eprintln!("  hopper {hopper_bulk:.0} jobs/s, raw {raw_bulk:.0} jobs/s");
 
+    step(&format!(
+        "W8 concurrent dispatch, {} tasks, one per transaction",
+        args.w8_tasks
+    ));
+    let db = dbs.fresh("w8-concurrent").await?;
+    let hopper_concurrent = concurrent::hopper(&db, n, args.w8_tasks).await?;
+    db.finish().await?;
+    let db = dbs.fresh("raw-concurrent").await?;
+    let raw_concurrent = concurrent::raw(&db, n, args.w8_tasks).await?;
+    db.finish().await?;
+    eprintln!(
+        "  hopper {:.0} jobs/s (p50 {:.2} ms, p99 {:.2} ms), raw {:.0} jobs/s (p50 {:.2} ms, p99 {:.2} ms)",
+        hopper_concurrent.jobs_per_s,
+        hopper_concurrent.p50_ms,
+        hopper_concurrent.p99_ms,
+        raw_concurrent.jobs_per_s,
+        raw_concurrent.p50_ms,
+        raw_concurrent.p99_ms
+    );
+
     step("W2 drain");
     let db = dbs.fresh("w2-drain").await?;
     let drain = workloads::drain(&db, n, args.workers as usize, Queued::Dispatched).await?;
@@ -366,6 +480,10 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     Ok(Pass {
         enqueue_one: (hopper_one, raw_one),
         enqueue_bulk: (hopper_bulk, raw_bulk),
+        concurrent: Concurrent {
+            hopper: hopper_concurrent,
+            raw: raw_concurrent,
+        },
         drain,
         raw_drain,
         raw_drain_best,
@@ -375,4 +493,24 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
         batch,
         workflow,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn w9_process_counts_are_a_list_of_one_to_ten() -> Result<()> {
+        let args = Args::try_parse_from(["hopper-bench"])?;
+        assert_eq!(
+            (args.w9, args.w9_processes, args.w8_tasks),
+            (false, vec![1, 2, 3], 50)
+        );
+        let args = Args::try_parse_from(["hopper-bench", "--w9", "--w9-processes", "4,1"])?;
+        assert_eq!((args.w9, args.w9_processes), (true, vec![4, 1]));
+        for wrong in ["0", "11", "1,x"] {
+            assert!(Args::try_parse_from(["hopper-bench", "--w9-processes", wrong]).is_err());
+        }
+        Ok(())
+    }
 }

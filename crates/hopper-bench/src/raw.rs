@@ -13,8 +13,16 @@ use sqlx::{Connection, MySql, QueryBuilder};
 use crate::db::{Bench, FreshDb};
 use crate::workloads::{NoopJob, rate};
 
-const COLUMNS: &str = "INSERT INTO jobs \
-    (type, queue, payload, priority, max_attempts, available_at, created_at, state, finished_at) ";
+/// The head of every raw INSERT, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "INSERT INTO jobs \
+        (type, queue, payload, priority, max_attempts, available_at, created_at, state, finished_at) "
+    };
+}
+
+/// The head of every raw INSERT: the columns a job's row is given.
+const COLUMNS: &str = columns!();
 
 /// Rows per multi-row INSERT on SQLite: 9 bound values each, under its
 /// limit of 32,766 variables per statement.
@@ -50,60 +58,86 @@ pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
     match &bench {
         Bench::Sqlite(store) => {
             let conn = store.writer().await?;
-            let mut insert = conn.prepare_cached(&format!(
-                "{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)"
-            ))?;
+            let mut insert = conn.prepare_cached(SQLITE_INSERT_ONE)?;
             for index in 0..jobs {
-                let now = micros(Utc::now());
-                insert.execute(params![
-                    job_type(),
-                    hopper::DEFAULT_QUEUE,
-                    index.to_string(),
-                    0,
-                    3,
-                    now,
-                    now
-                ])?;
+                insert_one_sqlite(&mut insert, index)?;
             }
         }
-        Bench::Postgres(store) => {
-            let sql = format!(
-                "{COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL) RETURNING id"
-            );
+        Bench::Postgres(_) | Bench::Mysql(_) => {
             for index in 0..jobs {
-                let now = Utc::now();
-                let _id: i64 = sqlx::query_scalar(&sql)
-                    .bind(job_type())
-                    .bind(hopper::DEFAULT_QUEUE)
-                    .bind(index.to_string())
-                    .bind(0)
-                    .bind(3)
-                    .bind(now)
-                    .bind(now)
-                    .fetch_one(store.pool())
-                    .await?;
-            }
-        }
-        Bench::Mysql(store) => {
-            let sql = format!("{COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)");
-            for index in 0..jobs {
-                let now = micros(Utc::now());
-                sqlx::query(&sql)
-                    .bind(job_type())
-                    .bind(hopper::DEFAULT_QUEUE)
-                    .bind(index.to_string())
-                    .bind(0)
-                    .bind(3)
-                    .bind(now)
-                    .bind(now)
-                    .execute(store.pool())
-                    .await?;
+                insert_single(&bench, index).await?;
             }
         }
     }
     let elapsed = start.elapsed();
     bench.close().await;
     Ok(rate(jobs, elapsed))
+}
+
+/// One job's INSERT on SQLite.
+const SQLITE_INSERT_ONE: &str =
+    concat!(columns!(), "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)");
+/// One job's INSERT on PostgreSQL, answering its id as Hopper's does.
+const POSTGRES_INSERT_ONE: &str = concat!(
+    columns!(),
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL) RETURNING id"
+);
+/// One job's INSERT on MySQL.
+const MYSQL_INSERT_ONE: &str = concat!(columns!(), "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)");
+
+/// Runs SQLite's prepared single INSERT ([`SQLITE_INSERT_ONE`]) for job
+/// `index`, committed on its own.
+fn insert_one_sqlite(insert: &mut rusqlite::CachedStatement<'_>, index: u32) -> Result<()> {
+    let now = micros(Utc::now());
+    insert.execute(params![
+        job_type(),
+        hopper::DEFAULT_QUEUE,
+        index.to_string(),
+        0,
+        3,
+        now,
+        now
+    ])?;
+    Ok(())
+}
+
+/// One single-row INSERT of job `index`, committed on its own: W1's raw
+/// statement, on a connection of the store's pool (on SQLite, its writing
+/// connection, locked for this one insert).
+pub async fn insert_single(bench: &Bench, index: u32) -> Result<()> {
+    match bench {
+        Bench::Sqlite(store) => {
+            let conn = store.writer().await?;
+            insert_one_sqlite(&mut conn.prepare_cached(SQLITE_INSERT_ONE)?, index)?;
+        }
+        Bench::Postgres(store) => {
+            let now = Utc::now();
+            let _id: i64 = sqlx::query_scalar(POSTGRES_INSERT_ONE)
+                .bind(job_type())
+                .bind(hopper::DEFAULT_QUEUE)
+                .bind(index.to_string())
+                .bind(0)
+                .bind(3)
+                .bind(now)
+                .bind(now)
+                .fetch_one(store.pool())
+                .await?;
+        }
+        Bench::Mysql(store) => {
+            let now = micros(Utc::now());
+            sqlx::query(MYSQL_INSERT_ONE)
+                .bind(job_type())
+                .bind(hopper::DEFAULT_QUEUE)
+                .bind(index.to_string())
+                .bind(0)
+                .bind(3)
+                .bind(now)
+                .bind(now)
+                .execute(store.pool())
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Inserts rows with payloads `indexes` (each index as JSON) in `state`

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::concurrent::Concurrent;
+use crate::scale::{Spread, SpreadCheck};
 use crate::usage::peak_rss_mb;
 use crate::workloads::{Drain, Fairness, Latency};
 
@@ -13,6 +15,8 @@ pub struct Pass {
     pub enqueue_one: (f64, f64),
     /// W1, bulk dispatch: (hopper, raw) jobs/s.
     pub enqueue_bulk: (f64, f64),
+    /// W8, single dispatches from many tasks at once.
+    pub concurrent: Concurrent,
     /// W2 drain through Hopper.
     pub drain: Drain,
     /// The raw claim/complete loop, jobs/s.
@@ -49,6 +53,102 @@ impl Versus {
             raw_jobs_per_s: raw,
             ratio: hopper / raw,
         }
+    }
+}
+
+/// W8: single dispatches from many tasks at once, beside raw single-row
+/// inserts from as many tasks.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct W8Report {
+    /// Tasks dispatching at once.
+    pub tasks: u32,
+    /// Jobs dispatched between them.
+    pub jobs: u32,
+    /// Jobs/s through Hopper and raw, and their ratio.
+    #[serde(flatten)]
+    pub versus: Versus,
+    /// Median time one `Hopper::dispatch` call took, ms.
+    pub hopper_p50_ms: f64,
+    /// 99th percentile of that time, ms.
+    pub hopper_p99_ms: f64,
+    /// Median time one raw INSERT took, ms.
+    pub raw_p50_ms: f64,
+    /// 99th percentile of that time, ms.
+    pub raw_p99_ms: f64,
+}
+
+/// One W9 drain: several worker processes on one database, beside the raw
+/// best drain on as many connections.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleOut {
+    /// Worker processes draining at once.
+    pub processes: u32,
+    /// Jobs/s through Hopper and raw, and their ratio.
+    #[serde(flatten)]
+    pub versus: Versus,
+    /// Every job finished after exactly one run, across the processes.
+    #[serde(flatten)]
+    pub check: SpreadCheck,
+}
+
+impl ScaleOut {
+    /// `spread`, the drain by `processes` worker processes, beside the raw
+    /// drain's `raw` jobs/s.
+    pub fn new(processes: u32, spread: Spread, raw: f64) -> Self {
+        Self {
+            processes,
+            versus: Versus::new(spread.jobs_per_s, raw),
+            check: spread.check,
+        }
+    }
+}
+
+/// W9: W2's drain by several worker processes at once on one database.
+#[derive(Clone, Debug, Serialize)]
+pub struct W9Report {
+    /// Run once, after the repeated passes.
+    pub passes: usize,
+    /// Jobs drained each time.
+    pub jobs: u32,
+    /// Workers per process.
+    pub workers_per_process: usize,
+    /// Jobs per claim in the raw drain (the raw best drain's).
+    pub raw_claim_batch: Option<u32>,
+    /// Why W9 did not run, if it did not.
+    pub skipped: Option<&'static str>,
+    /// One drain per process count, fewest processes first.
+    pub runs: Vec<ScaleOut>,
+}
+
+impl W9Report {
+    /// The drains `runs` of `jobs` each, by processes of `workers`, against
+    /// raw loops claiming `raw_claim_batch` at a time.
+    pub fn new(jobs: u32, workers: usize, raw_claim_batch: u32, runs: Vec<ScaleOut>) -> Self {
+        Self {
+            passes: 1,
+            jobs,
+            workers_per_process: workers,
+            raw_claim_batch: Some(raw_claim_batch),
+            skipped: None,
+            runs,
+        }
+    }
+
+    /// W9 not run, for `reason`.
+    pub fn skipped(jobs: u32, workers: usize, reason: &'static str) -> Self {
+        Self {
+            passes: 0,
+            jobs,
+            workers_per_process: workers,
+            raw_claim_batch: None,
+            skipped: Some(reason),
+            runs: Vec::new(),
+        }
+    }
+
+    /// Every drain ran every job exactly once.
+    fn ok(&self) -> bool {
+        self.runs.iter().all(|run| run.check.ok(self.jobs))
     }
 }
 
@@ -160,6 +260,9 @@ pub struct Report {
     pub enqueue_one: Versus,
     /// W1, one `dispatch_many` call vs one multi-row INSERT transaction.
     pub enqueue_bulk: Versus,
+    /// W8, single dispatches from many tasks at once vs raw single-row
+    /// inserts from as many tasks.
+    pub w8: W8Report,
     /// W2 vs one loop claiming and finishing `raw_claim_batch` jobs a round.
     pub drain: Versus,
     /// Jobs per claim in the raw best drain.
@@ -195,6 +298,8 @@ pub struct Report {
     /// W6: small keys queued behind one big key's backlog on a fair queue
     /// (run once, after the passes).
     pub w6: Fairness,
+    /// W9, when asked for with `--w9`: drains by several worker processes.
+    pub w9: Option<W9Report>,
     /// The benchmark process's own peak resident memory (it makes the
     /// payloads and runs W1 and W3), MB.
     pub bench_peak_rss_mb: Option<f64>,
@@ -223,11 +328,20 @@ pub struct Setup {
     pub w5: (u32, u32),
     /// W5g's concurrency limit.
     pub w5g_limit: u32,
+    /// W8's tasks.
+    pub w8_tasks: u32,
 }
 
 impl Report {
     /// Takes the median of every figure over `passes` (at least one).
-    pub fn new(setup: Setup, passes: &[Pass], idle: Idle, w4: Option<W4>, w6: Fairness) -> Self {
+    pub fn new(
+        setup: Setup,
+        passes: &[Pass],
+        idle: Idle,
+        w4: Option<W4>,
+        w6: Fairness,
+        w9: Option<W9Report>,
+    ) -> Self {
         let med = |figure: fn(&Pass) -> f64| median(passes.iter().map(figure).collect());
         let w2_rate = med(|p| p.drain.jobs_per_s);
         let limited = |drain: fn(&Pass) -> Drain, keys, key_limit, concurrency_limit| {
@@ -263,6 +377,18 @@ impl Report {
             databases: setup.databases,
             enqueue_one: Versus::new(med(|p| p.enqueue_one.0), med(|p| p.enqueue_one.1)),
             enqueue_bulk: Versus::new(med(|p| p.enqueue_bulk.0), med(|p| p.enqueue_bulk.1)),
+            w8: W8Report {
+                tasks: setup.w8_tasks,
+                jobs: setup.jobs,
+                versus: Versus::new(
+                    med(|p| p.concurrent.hopper.jobs_per_s),
+                    med(|p| p.concurrent.raw.jobs_per_s),
+                ),
+                hopper_p50_ms: med(|p| p.concurrent.hopper.p50_ms),
+                hopper_p99_ms: med(|p| p.concurrent.hopper.p99_ms),
+                raw_p50_ms: med(|p| p.concurrent.raw.p50_ms),
+                raw_p99_ms: med(|p| p.concurrent.raw.p99_ms),
+            },
             drain: Versus::new(med(|p| p.drain.jobs_per_s), med(|p| p.raw_drain)),
             raw_best_claim_batch: setup.raw_best.0,
             raw_best_loops: setup.raw_best.1,
@@ -290,12 +416,13 @@ impl Report {
             w7_batch: limited(|p| p.batch, None, None, None),
             w7_workflow: limited(|p| p.workflow, None, None, None),
             w6,
+            w9,
             bench_peak_rss_mb: peak_rss_mb(),
         }
     }
 
-    /// Whether W2, W4, W5, W5g, W6 and W7 ran every job exactly once and the
-    /// database agrees.
+    /// Whether W2, W4, W5, W5g, W6, W7 and W9 ran every job exactly once and
+    /// the database agrees.
     pub fn drain_ok(&self) -> bool {
         let check = self.drain_check;
         let w4_ok = self.w4.is_none_or(|w4| {
@@ -314,6 +441,7 @@ impl Report {
             && self.w7_batch.ok()
             && self.w7_workflow.ok()
             && self.w6.ok()
+            && self.w9.as_ref().is_none_or(W9Report::ok)
     }
 
     /// The human table.
@@ -424,6 +552,46 @@ impl Report {
                 format!("{:.2} of W2", limited.ratio_to_w2)
             );
         }
+        let w8 = &self.w8;
+        let name = format!("W8 dispatch, {} tasks, one per transaction", w8.tasks);
+        out += &format!(
+            "{name:<44} {:>16} {:>16} {:>11.2}\n",
+            per_s(w8.versus.hopper_jobs_per_s),
+            per_s(w8.versus.raw_jobs_per_s),
+            w8.versus.ratio
+        );
+        out += &format!(
+            "{:<44} {:>16} {:>16} {:>11}\n",
+            format!("W8 dispatch time p50/p99 ({} tasks)", w8.tasks),
+            format!("{:.2}/{:.2} ms", w8.hopper_p50_ms, w8.hopper_p99_ms),
+            format!("{:.2}/{:.2} ms", w8.raw_p50_ms, w8.raw_p99_ms),
+            "-"
+        );
+        if let Some(w9) = &self.w9 {
+            for run in &w9.runs {
+                let name = format!(
+                    "W9 drain, {} process(es) x {} workers",
+                    run.processes, w9.workers_per_process
+                );
+                out += &format!(
+                    "{name:<44} {:>16} {:>16} {:>11.2}\n",
+                    per_s(run.versus.hopper_jobs_per_s),
+                    per_s(run.versus.raw_jobs_per_s),
+                    run.versus.ratio
+                );
+            }
+            match (w9.skipped, w9.raw_claim_batch) {
+                (Some(reason), _) => out += &format!("W9 scale-out skipped ({reason})\n"),
+                (None, Some(batch)) => {
+                    out += &format!(
+                        "W9: {} jobs drained by worker processes started together on one database; \
+                         raw: the best drain, {batch}/claim, one connection per process\n",
+                        g_count(w9.jobs)
+                    );
+                }
+                (None, None) => {}
+            }
+        }
         let w6 = &self.w6;
         let rows = [
             (
@@ -490,6 +658,27 @@ impl Report {
             w6.duplicates,
             if w6.ok() { "" } else { "  <-- FAILED" }
         );
+        if let Some(w9) = &self.w9 {
+            for run in &w9.runs {
+                let check = &run.check;
+                out += &format!(
+                    "W9 check, {} process(es): {} of {} finished, {} runs (per process {:?}), \
+                     {} lost, {} run more than once{}\n",
+                    run.processes,
+                    check.finished,
+                    w9.jobs,
+                    check.runs,
+                    check.ran_per_process,
+                    check.lost,
+                    check.duplicates,
+                    if check.ok(w9.jobs) {
+                        ""
+                    } else {
+                        "  <-- FAILED"
+                    }
+                );
+            }
+        }
         let mb =
             |mb: Option<f64>| mb.map_or_else(|| "unknown".to_owned(), |mb| format!("{mb:.1} MB"));
         out += &format!("worker peak RSS (W2): {}\n", mb(self.worker_peak_rss_mb));

@@ -27,7 +27,7 @@ pub struct NoopJob {
 
 impl NoopJob {
     /// A job counting runs of payloads `0..jobs`.
-    fn new(jobs: u32) -> Self {
+    pub fn new(jobs: u32) -> Self {
         Self {
             runs: Arc::new((0..jobs).map(|_| AtomicU32::new(0)).collect()),
             total: Arc::default(),
@@ -35,8 +35,13 @@ impl NoopJob {
     }
 
     /// (never run, run more than once) over payloads `0..jobs`.
-    fn lost_and_duplicates(&self) -> (u64, u64) {
+    pub fn lost_and_duplicates(&self) -> (u64, u64) {
         lost_and_duplicates(&self.runs)
+    }
+
+    /// Handler runs so far, every payload's counted.
+    pub fn runs(&self) -> usize {
+        self.total.load(Ordering::Acquire)
     }
 }
 
@@ -79,7 +84,7 @@ impl Job for LatencyJob {
 }
 
 /// A Hopper handle over `bench`'s store, with `job` registered.
-fn hopper_on<J: Job>(bench: &Bench, job: J) -> Result<Hopper> {
+pub fn hopper_on<J: Job>(bench: &Bench, job: J) -> Result<Hopper> {
     Ok(Hopper::builder().register(job)?.build(bench.store()))
 }
 
@@ -227,7 +232,8 @@ pub async fn drain(db: &FreshDb, jobs: u32, workers: usize, setup: Setup) -> Res
     Ok(drain)
 }
 
-async fn dispatch_all(bench: &Bench, jobs: u32) -> Result<()> {
+/// Queues no-op jobs `0..jobs` through one `Hopper::dispatch_many` call.
+pub async fn dispatch_all(bench: &Bench, jobs: u32) -> Result<()> {
     let hopper = hopper_on(bench, NoopJob::new(0))?;
     let ids = hopper
         .dispatch_many::<NoopJob>(0..jobs, DispatchOptions::new())
@@ -307,7 +313,7 @@ pub async fn drain_worker(url: &str, jobs: u32, workers: usize) -> Result<Drain>
 
     let start = Instant::now();
     let pool = hopper.start(WorkerConfig::new(workers))?;
-    let waited = wait_all_done(&pool, &bench, || job.total.load(Ordering::Acquire), jobs).await;
+    let waited = wait_all_done(&pool, &bench, || job.runs(), jobs).await;
     let elapsed = start.elapsed();
     pool.stop().await?;
     waited?;
@@ -638,7 +644,7 @@ fn lost_and_duplicates(runs: &[AtomicU32]) -> (u64, u64) {
 }
 
 /// The nearest-rank `p` percentile of sorted, non-empty `values`, in ms.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let rank = (p * sorted.len() as f64).ceil() as usize;
     let value = sorted
         .get(rank.clamp(1, sorted.len().max(1)) - 1)

@@ -15,7 +15,8 @@ fn bench(args: &[&str]) -> std::process::Output {
         .expect("the benchmark binary runs")
 }
 
-/// Runs a small benchmark (with W4 at a small size) on `url` and returns its report.
+/// Runs a small benchmark (with W4 at a small size, and W9 with 1 and 2
+/// worker processes) on `url` and returns its report.
 fn small_run(url: &str) -> serde_json::Value {
     let out = bench(&[
         "--database-url",
@@ -39,6 +40,9 @@ fn small_run(url: &str) -> serde_json::Value {
         "3",
         "--w6-small-jobs",
         "10",
+        "--w9",
+        "--w9-processes",
+        "1,2",
         "--json",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -107,6 +111,42 @@ fn check(report: &serde_json::Value, database: &str) {
         "jobs_per_s",
     ] {
         positive(report, &format!("/w6/{figure}"));
+    }
+
+    let w8 = &report["w8"];
+    assert_eq!(w8["tasks"], 50);
+    assert_eq!(w8["jobs"], 200);
+    for figure in [
+        "hopper_jobs_per_s",
+        "raw_jobs_per_s",
+        "ratio",
+        "hopper_p50_ms",
+        "hopper_p99_ms",
+    ] {
+        positive(report, &format!("/w8/{figure}"));
+    }
+
+    let w9 = &report["w9"];
+    if database == "sqlite" {
+        assert!(w9["skipped"].is_string(), "{w9}");
+        assert_eq!(w9["runs"], serde_json::json!([]));
+    } else {
+        assert!(w9["skipped"].is_null(), "{w9}");
+        let runs = w9["runs"].as_array().expect("W9 runs");
+        assert_eq!(runs.len(), 2);
+        for (index, run) in runs.iter().enumerate() {
+            assert_eq!(run["processes"], index + 1);
+            assert_eq!(
+                run["ran_per_process"].as_array().map(Vec::len),
+                Some(index + 1)
+            );
+            assert_eq!(run["runs"], 200);
+            assert_eq!(run["finished"], 200);
+            assert_eq!(run["lost"], 0);
+            assert_eq!(run["duplicates"], 0);
+            positive(run, "/hopper_jobs_per_s");
+            positive(run, "/raw_jobs_per_s");
+        }
     }
 
     for (growth, jobs, kept) in [("queued", 300, 0), ("finished_kept", 200, 300)] {

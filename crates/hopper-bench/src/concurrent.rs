@@ -13,7 +13,8 @@ use tokio::task::JoinSet;
 
 use crate::db::FreshDb;
 use crate::raw;
-use crate::workloads::{NoopJob, hopper_on, percentile_ms, rate};
+use crate::workloads::{NoopJob, percentile_ms, rate};
+use hopper::Hopper;
 
 /// What one side of W8 measured.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -27,21 +28,29 @@ pub struct Dispatches {
     pub p99_ms: f64,
 }
 
-/// W8's figures from one pass: Hopper and the raw inserts.
+/// W8's figures from one pass: Hopper with and without group commit, and
+/// the raw inserts.
 #[derive(Clone, Copy, Debug)]
 pub struct Concurrent {
-    /// `Hopper::dispatch` from every task.
+    /// `Hopper::dispatch` from every task, group commit on (the default):
+    /// dispatches made at once share transactions.
     pub hopper: Dispatches,
+    /// The same with group commit off: one transaction per dispatch.
+    pub alone: Dispatches,
     /// Raw single-row INSERT commits from every task.
     pub raw: Dispatches,
 }
 
 /// W8 through Hopper: `tasks` tokio tasks share one `Hopper` handle and
-/// dispatch no-op jobs `0..jobs` between them, one awaited `dispatch` (one
-/// transaction) at a time each.
-pub async fn hopper(db: &FreshDb, jobs: u32, tasks: u32) -> Result<Dispatches> {
+/// dispatch no-op jobs `0..jobs` between them, one awaited `dispatch` at a
+/// time each; with `group_commit`, dispatches made at once share
+/// transactions, else each is one.
+pub async fn hopper(db: &FreshDb, jobs: u32, tasks: u32, group_commit: bool) -> Result<Dispatches> {
     let bench = db.open().await?;
-    let handle = hopper_on(&bench, NoopJob::new(0))?;
+    let handle = Hopper::builder()
+        .register(NoopJob::new(0))?
+        .group_commit(group_commit)
+        .build(bench.store());
     let measured = run_tasks(jobs, tasks, move |index| {
         let handle = handle.clone();
         async move {

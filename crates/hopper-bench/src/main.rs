@@ -405,23 +405,35 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     let db = dbs.fresh("raw-bulk").await?;
     let raw_bulk = raw::insert_bulk(&db, n).await?;
     db.finish().await?;
+    let db = dbs.fresh("raw-copy").await?;
+    let raw_copy = raw::insert_copy(&db, n).await?;
+    db.finish().await?;
     eprintln!("  hopper {hopper_bulk:.0} jobs/s, raw {raw_bulk:.0} jobs/s");
+    if let Some(raw_copy) = raw_copy {
+        eprintln!("  raw COPY {raw_copy:.0} jobs/s");
+    }
 
     step(&format!(
         "W8 concurrent dispatch, {} tasks, one per transaction",
         args.w8_tasks
     ));
     let db = dbs.fresh("w8-concurrent").await?;
-    let hopper_concurrent = concurrent::hopper(&db, n, args.w8_tasks).await?;
+    let hopper_concurrent = concurrent::hopper(&db, n, args.w8_tasks, true).await?;
+    db.finish().await?;
+    let db = dbs.fresh("w8-alone").await?;
+    let hopper_alone = concurrent::hopper(&db, n, args.w8_tasks, false).await?;
     db.finish().await?;
     let db = dbs.fresh("raw-concurrent").await?;
     let raw_concurrent = concurrent::raw(&db, n, args.w8_tasks).await?;
     db.finish().await?;
     eprintln!(
-        "  hopper {:.0} jobs/s (p50 {:.2} ms, p99 {:.2} ms), raw {:.0} jobs/s (p50 {:.2} ms, p99 {:.2} ms)",
+        "  hopper {:.0} jobs/s (p50 {:.2} ms, p99 {:.2} ms), without group commit {:.0} jobs/s (p50 {:.2} ms, p99 {:.2} ms), raw {:.0} jobs/s (p50 {:.2} ms, p99 {:.2} ms)",
         hopper_concurrent.jobs_per_s,
         hopper_concurrent.p50_ms,
         hopper_concurrent.p99_ms,
+        hopper_alone.jobs_per_s,
+        hopper_alone.p50_ms,
+        hopper_alone.p99_ms,
         raw_concurrent.jobs_per_s,
         raw_concurrent.p50_ms,
         raw_concurrent.p99_ms
@@ -480,8 +492,10 @@ async fn run_pass(args: &Args, dbs: &Databases, pass: u64) -> Result<Pass> {
     Ok(Pass {
         enqueue_one: (hopper_one, raw_one),
         enqueue_bulk: (hopper_bulk, raw_bulk),
+        raw_copy,
         concurrent: Concurrent {
             hopper: hopper_concurrent,
+            alone: hopper_alone,
             raw: raw_concurrent,
         },
         drain,

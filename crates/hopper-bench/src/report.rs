@@ -15,6 +15,8 @@ pub struct Pass {
     pub enqueue_one: (f64, f64),
     /// W1, bulk dispatch: (hopper, raw) jobs/s.
     pub enqueue_bulk: (f64, f64),
+    /// W1's raw bulk limit by COPY, on PostgreSQL.
+    pub raw_copy: Option<f64>,
     /// W8, single dispatches from many tasks at once.
     pub concurrent: Concurrent,
     /// W2 drain through Hopper.
@@ -64,13 +66,21 @@ pub struct W8Report {
     pub tasks: u32,
     /// Jobs dispatched between them.
     pub jobs: u32,
-    /// Jobs/s through Hopper and raw, and their ratio.
+    /// Jobs/s through Hopper (group commit on, the default) and raw, and
+    /// their ratio.
     #[serde(flatten)]
     pub versus: Versus,
     /// Median time one `Hopper::dispatch` call took, ms.
     pub hopper_p50_ms: f64,
     /// 99th percentile of that time, ms.
     pub hopper_p99_ms: f64,
+    /// Jobs/s through Hopper with group commit off (one transaction per
+    /// dispatch) and raw, and their ratio.
+    pub alone: Versus,
+    /// Median dispatch time with group commit off, ms.
+    pub alone_p50_ms: f64,
+    /// 99th percentile of that time, ms.
+    pub alone_p99_ms: f64,
     /// Median time one raw INSERT took, ms.
     pub raw_p50_ms: f64,
     /// 99th percentile of that time, ms.
@@ -260,6 +270,8 @@ pub struct Report {
     pub enqueue_one: Versus,
     /// W1, one `dispatch_many` call vs one multi-row INSERT transaction.
     pub enqueue_bulk: Versus,
+    /// W1, one `dispatch_many` call vs one COPY, on PostgreSQL.
+    pub enqueue_copy: Option<Versus>,
     /// W8, single dispatches from many tasks at once vs raw single-row
     /// inserts from as many tasks.
     pub w8: W8Report,
@@ -377,6 +389,12 @@ impl Report {
             databases: setup.databases,
             enqueue_one: Versus::new(med(|p| p.enqueue_one.0), med(|p| p.enqueue_one.1)),
             enqueue_bulk: Versus::new(med(|p| p.enqueue_bulk.0), med(|p| p.enqueue_bulk.1)),
+            enqueue_copy: passes.iter().all(|p| p.raw_copy.is_some()).then(|| {
+                Versus::new(
+                    med(|p| p.enqueue_bulk.0),
+                    med(|p| p.raw_copy.unwrap_or_default()),
+                )
+            }),
             w8: W8Report {
                 tasks: setup.w8_tasks,
                 jobs: setup.jobs,
@@ -386,6 +404,12 @@ impl Report {
                 ),
                 hopper_p50_ms: med(|p| p.concurrent.hopper.p50_ms),
                 hopper_p99_ms: med(|p| p.concurrent.hopper.p99_ms),
+                alone: Versus::new(
+                    med(|p| p.concurrent.alone.jobs_per_s),
+                    med(|p| p.concurrent.raw.jobs_per_s),
+                ),
+                alone_p50_ms: med(|p| p.concurrent.alone.p50_ms),
+                alone_p99_ms: med(|p| p.concurrent.alone.p99_ms),
                 raw_p50_ms: med(|p| p.concurrent.raw.p50_ms),
                 raw_p99_ms: med(|p| p.concurrent.raw.p99_ms),
             },
@@ -472,7 +496,10 @@ impl Report {
                 self.drain_best,
             ),
         ];
-        for (name, v) in rows {
+        let copy = self
+            .enqueue_copy
+            .map(|copy| ("W1 enqueue, one bulk call vs raw COPY", copy));
+        for (name, v) in rows.into_iter().chain(copy) {
             out += &format!(
                 "{name:<44} {:>16} {:>16} {:>11.2}\n",
                 per_s(v.hopper_jobs_per_s),
@@ -553,20 +580,35 @@ impl Report {
             );
         }
         let w8 = &self.w8;
-        let name = format!("W8 dispatch, {} tasks, one per transaction", w8.tasks);
-        out += &format!(
-            "{name:<44} {:>16} {:>16} {:>11.2}\n",
-            per_s(w8.versus.hopper_jobs_per_s),
-            per_s(w8.versus.raw_jobs_per_s),
-            w8.versus.ratio
-        );
-        out += &format!(
-            "{:<44} {:>16} {:>16} {:>11}\n",
-            format!("W8 dispatch time p50/p99 ({} tasks)", w8.tasks),
-            format!("{:.2}/{:.2} ms", w8.hopper_p50_ms, w8.hopper_p99_ms),
-            format!("{:.2}/{:.2} ms", w8.raw_p50_ms, w8.raw_p99_ms),
-            "-"
-        );
+        for (how, versus, p50, p99) in [
+            (
+                "group commit",
+                &w8.versus,
+                w8.hopper_p50_ms,
+                w8.hopper_p99_ms,
+            ),
+            (
+                "one per commit",
+                &w8.alone,
+                w8.alone_p50_ms,
+                w8.alone_p99_ms,
+            ),
+        ] {
+            let name = format!("W8 dispatch, {} tasks, {how}", w8.tasks);
+            out += &format!(
+                "{name:<44} {:>16} {:>16} {:>11.2}\n",
+                per_s(versus.hopper_jobs_per_s),
+                per_s(versus.raw_jobs_per_s),
+                versus.ratio
+            );
+            out += &format!(
+                "{:<44} {:>16} {:>16} {:>11}\n",
+                format!("W8 dispatch time p50/p99, {how}"),
+                format!("{p50:.2}/{p99:.2} ms"),
+                format!("{:.2}/{:.2} ms", w8.raw_p50_ms, w8.raw_p99_ms),
+                "-"
+            );
+        }
         if let Some(w9) = &self.w9 {
             for run in &w9.runs {
                 let name = format!(

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::{Clock, SystemClock};
 pub use crate::core::Hopper;
 use crate::dispatch::{DispatchError, DispatchOptions};
+use crate::group_commit::GroupCommit;
 use crate::job::{Job, JobId};
 use crate::maintenance::Retention;
 use crate::registry::{JobDefaults, Registry, RegistryError};
@@ -56,6 +57,7 @@ pub struct Builder {
     state: State,
     clock: Arc<dyn Clock>,
     max_payload_bytes: usize,
+    group_commit: bool,
     /// The direct URL a PostgreSQL store listens and migrates on.
     #[cfg(feature = "postgres")]
     listen_url: Option<ListenUrl>,
@@ -135,6 +137,27 @@ impl Builder {
         self
     }
 
+    /// Whether single dispatches made at once from many tasks share one
+    /// transaction (on by default). Under load, jobs dispatched while
+    /// earlier transactions are being written go into the next one
+    /// together, up to 500 of them, so a busy server stores many more jobs
+    /// per second than it could commit one by one; a dispatch alone still
+    /// goes straight through. Every caller gets its id only after the
+    /// commit that stored its job; when that commit fails, every caller in
+    /// it gets the error ([`StoreError::SharedCommit`]) and none of the
+    /// jobs is stored. Jobs with a unique key or a sequence never share.
+    /// Dispatches inside [`Hopper::transaction`] are the caller's own
+    /// transaction and are not affected.
+    ///
+    /// ```
+    /// let builder = hopper::Hopper::builder().group_commit(false);
+    /// # let _ = builder;
+    /// ```
+    pub fn group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
+    }
+
     /// PostgreSQL behind a transaction pooler (PgBouncer's `pool_mode =
     /// transaction`, with `pooler=transaction` in the URL given to
     /// [`Builder::connect`]): `url` is the database's direct URL, where
@@ -192,6 +215,7 @@ impl Builder {
             self.clock,
             self.state,
             self.max_payload_bytes,
+            self.group_commit,
         )
     }
 }
@@ -209,6 +233,7 @@ impl Hopper {
             state: State::new(),
             clock: Arc::new(SystemClock),
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            group_commit: true,
             #[cfg(feature = "postgres")]
             listen_url: None,
         }
@@ -437,7 +462,12 @@ impl Hopper {
     }
 
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
-        let ids = self.store().insert(&jobs).await?;
+        let ids = match (self.group_commit(), jobs.as_slice()) {
+            (Some(group), [job]) if GroupCommit::takes(job) => {
+                vec![group.insert(job.clone()).await?]
+            }
+            _ => self.store().insert(&jobs).await?,
+        };
         self.dispatched(&ids, &jobs);
         Ok(ids)
     }

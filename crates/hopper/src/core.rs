@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::group_commit::GroupCommit;
 use crate::registry::Registry;
 use crate::state::State;
 use crate::store::Store;
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     max_payload_bytes: usize,
     /// Who waits on which job's end ([`Hopper::wait_for`]).
     waiters: crate::results::Waiters,
+    /// Where single dispatches share transactions, when group commit is on.
+    group_commit: Option<GroupCommit>,
 }
 
 impl Hopper {
@@ -64,9 +67,11 @@ impl Hopper {
         clock: Arc<dyn Clock>,
         state: State,
         max_payload_bytes: usize,
+        group_commit: bool,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                group_commit: group_commit.then(|| GroupCommit::new(Arc::clone(&store))),
                 store,
                 registry: Arc::new(registry),
                 clock,
@@ -109,6 +114,11 @@ impl Hopper {
     /// Who waits on which job's end, to wake when jobs end in this process.
     pub(crate) fn waiters(&self) -> &crate::results::Waiters {
         &self.inner.waiters
+    }
+
+    /// Where single dispatches share transactions, when group commit is on.
+    pub(crate) fn group_commit(&self) -> Option<&GroupCommit> {
+        self.inner.group_commit.as_ref()
     }
 
     /// The largest payload, in bytes, a dispatch accepts.

@@ -75,6 +75,7 @@ pub mod clock;
 mod core;
 pub mod dispatch;
 pub mod events;
+mod group_commit;
 pub mod hooks;
 pub mod job;
 mod lease;

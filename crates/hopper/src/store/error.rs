@@ -32,6 +32,16 @@ pub enum StoreError {
     /// period).
     #[error("invalid flow settings: {0}")]
     InvalidFlow(String),
+    /// The transaction a dispatch shared with other callers' dispatches
+    /// (group commit, see [`Builder::group_commit`](crate::client::Builder::group_commit))
+    /// failed: none of its jobs was stored.
+    #[error("the transaction storing this job and {others} other callers' jobs failed: {source}", others = .jobs - 1)]
+    SharedCommit {
+        /// Jobs the transaction held, this caller's among them.
+        jobs: usize,
+        /// Why it failed, the same error for every caller.
+        source: std::sync::Arc<StoreError>,
+    },
     /// The store was closed; nothing more goes through it.
     #[error("the database store is closed")]
     Closed,

@@ -45,6 +45,7 @@ use super::{
 };
 use crate::job::{JobId, JobState};
 
+mod announce;
 mod batches;
 mod copy;
 mod flow;
@@ -138,6 +139,8 @@ pub struct PostgresStore {
     /// Whether the warning that notifications are off was logged.
     polling_told: Arc<AtomicBool>,
     flow_queues: super::FlowQueues,
+    /// Wakes the queues of the store's own single dispatches after they commit.
+    announcer: announce::Announcer,
 }
 
 impl PostgresStore {
@@ -284,8 +287,10 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| open_error(url, e.into()))?;
+        let pool = Db::new(pool, pooled);
         Ok(Self {
-            pool: Db::new(pool, pooled),
+            announcer: announce::Announcer::new(pool.clone(), CHANNEL),
+            pool,
             options,
             direct,
             polling_told: Arc::default(),
@@ -501,8 +506,9 @@ pub(crate) async fn insert_in(
     }
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
+        let insert = sql::insert_job();
         for job in jobs {
-            ids.push(insert_one(conn, job).await?);
+            ids.push(insert_one(conn, job, &insert).await?);
         }
         return Ok(ids);
     }
@@ -579,11 +585,16 @@ pub(crate) async fn insert_in(
     Ok(ids)
 }
 
-/// Inserts one job; with a unique key held by a live job, returns that job's id instead.
-async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> Result<JobId, StoreError> {
-    let insert = sql::insert_job();
+/// Inserts one job by `insert` ([`sql::INSERT_JOB`], or it wrapped to wake
+/// the queue on commit); with a unique key held by a live job, returns that
+/// job's id instead.
+async fn insert_one(
+    conn: &mut PgConnection,
+    job: &NewJob,
+    insert: &str,
+) -> Result<JobId, StoreError> {
     for _ in 0..UNIQUE_TRIES {
-        let inserted: Option<PgRow> = sqlx::query(&insert)
+        let inserted: Option<PgRow> = sqlx::query(insert)
             .bind(&job.job_type)
             .bind(&job.queue)
             .bind(&job.payload)
@@ -773,10 +784,20 @@ impl Store for PostgresStore {
         }
         if let [job] = jobs {
             // Through a transaction pooler, every statement needs the
-            // transaction below (see `pooled`).
+            // transaction below (see `pooled`). Beside other dispatches, its
+            // queue is woken after the commit, not in it (see `announce`).
             if job.unique_key.is_none() && job.sequence.is_none() && !self.pool.pooled() {
+                let dispatch = self.announcer.dispatch();
+                let insert = if dispatch.alone() {
+                    sql::insert_job()
+                } else {
+                    sql::INSERT_JOB.to_owned()
+                };
                 let mut conn = self.pool.raw().acquire().await?;
-                return Ok(vec![insert_one(&mut conn, job).await?]);
+                let id = insert_one(&mut conn, job, &insert).await?;
+                drop(conn);
+                dispatch.committed(&job.queue);
+                return Ok(vec![id]);
             }
         }
         let mut tx = self.pool.begin().await?;
@@ -1166,7 +1187,7 @@ impl Store for PostgresStore {
             tx.commit().await?;
             return Ok(Tick::Passed);
         };
-        let id = insert_one(&mut tx, job).await?;
+        let id = insert_one(&mut tx, job, &sql::insert_job()).await?;
         sqlx::query(sql::SET_TICK_JOB)
             .bind(id)
             .bind(name)

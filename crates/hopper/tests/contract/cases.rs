@@ -9,6 +9,7 @@ pub use crate::batch_cases::*;
 pub use crate::bulk_cases::*;
 pub use crate::flow_cases::*;
 pub use crate::flow_usage_cases::*;
+pub use crate::group_commit_cases::*;
 pub use crate::paging_cases::*;
 pub use crate::results_cases::*;
 pub use crate::sequence_cases::*;

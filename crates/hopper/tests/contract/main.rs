@@ -13,6 +13,7 @@ mod bulk_cases;
 mod cases;
 mod flow_cases;
 mod flow_usage_cases;
+mod group_commit_cases;
 mod paging_cases;
 mod pool_cases;
 mod results_cases;
@@ -41,6 +42,8 @@ macro_rules! contract_for {
     ($($backend:ident),* $(,)?) => {
         $(contract!($backend:
             a_dispatched_job_is_processed_and_finished,
+            dispatches_made_at_once_each_get_their_own_stored_job,
+            a_shared_commit_that_fails_fails_every_caller_in_it_and_stores_none,
             a_failing_job_is_retried_after_its_delay_then_succeeds,
             a_job_that_uses_up_its_attempts_fails_with_every_error_kept,
             a_permanent_error_fails_the_job_after_one_attempt,

@@ -1408,7 +1408,10 @@ pub async fn a_large_bulk_insert_keeps_every_job_whole_and_in_order(db: &TestDb)
         .collect();
     let ids = store.insert(&jobs).await.unwrap();
     assert_eq!(ids.len(), jobs.len());
-    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids rise in job order");
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids rise in job order"
+    );
     for (job, id) in jobs.iter().zip(&ids) {
         let stored = record(&*store, *id).await;
         assert_eq!(
@@ -1452,7 +1455,10 @@ pub async fn a_large_bulk_insert_keeps_every_job_whole_and_in_order(db: &TestDb)
         .collect();
     keys.sort();
     assert_eq!(keys, ["k1", "k3", "k5", "k7", "k9"]);
-    let traced = claimed.iter().filter(|job| job.trace_context.is_some()).count();
+    let traced = claimed
+        .iter()
+        .filter(|job| job.trace_context.is_some())
+        .count();
     let expected = claimed
         .iter()
         .filter(|job| {

@@ -80,23 +80,32 @@ fn store_error(error: sqlx::Error) -> DispatchError {
     DispatchError::Store(error.into())
 }
 
-/// Creates the application's own table (outside any transaction: MySQL
-/// commits at every schema change).
+/// Creates the application's own table.
 async fn create_signups(hopper: &Hopper) {
-    let create = "CREATE TABLE signups (email TEXT)";
+    change_schema(hopper, "CREATE TABLE signups (email TEXT)").await;
+}
+
+/// Runs the schema change `statement` on `hopper`'s database, outside any
+/// transaction (MySQL commits at every schema change).
+pub async fn change_schema(hopper: &Hopper, statement: &str) {
     #[cfg(feature = "sqlite")]
     if let Some(store) = hopper.store_as::<hopper::store::sqlite::SqliteStore>() {
-        store.writer().await.unwrap().execute_batch(create).unwrap();
+        store
+            .writer()
+            .await
+            .unwrap()
+            .execute_batch(statement)
+            .unwrap();
         return;
     }
     #[cfg(feature = "postgres")]
     if let Some(store) = hopper.store_as::<hopper::store::postgres::PostgresStore>() {
-        sqlx::query(create).execute(store.pool()).await.unwrap();
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
         return;
     }
     #[cfg(feature = "mysql")]
     if let Some(store) = hopper.store_as::<hopper::store::mysql::MysqlStore>() {
-        sqlx::query(create).execute(store.pool()).await.unwrap();
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
         return;
     }
     panic!("no writer for the store behind {hopper:?}")

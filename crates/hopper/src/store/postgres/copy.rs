@@ -34,9 +34,6 @@ const NEXT_IDS: &str = "SELECT nextval(s.id) FROM \
 const COPY_JOBS: &str = "COPY jobs (id, type, queue, payload, priority, max_attempts, \
      available_at, created_at, partition_key, trace_context) FROM STDIN (FORMAT binary)";
 
-/// Wakes the queues `$1` (text[]) on commit.
-const NOTIFY_QUEUES: &str = "SELECT count(pg_notify($1, q)) FROM UNNEST($2::text[]) AS q";
-
 /// The start of binary copy data: its signature, no flags, no extension.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
@@ -75,7 +72,7 @@ pub(super) async fn insert(
     let mut queues: Vec<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
     queues.sort_unstable();
     queues.dedup();
-    sqlx::query(NOTIFY_QUEUES)
+    sqlx::query(super::sql::NOTIFY_QUEUES)
         .bind(channel)
         .bind(queues)
         .execute(&mut *conn)

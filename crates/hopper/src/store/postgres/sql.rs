@@ -67,6 +67,10 @@ pub(super) fn insert_job() -> String {
     notifying(INSERT_JOB, "id")
 }
 
+/// Wakes the queues $2 (text[]) on channel $1, once each, on commit.
+pub(super) const NOTIFY_QUEUES: &str =
+    "SELECT count(pg_notify($1, q)) FROM UNNEST($2::text[]) AS q";
+
 /// The id of the pending or started job holding unique key $1.
 pub(super) const FIND_KEY_HOLDER: &str = "SELECT id FROM jobs \
      WHERE unique_key = $1 AND state IN ('pending', 'started')";

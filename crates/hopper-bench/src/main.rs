@@ -7,7 +7,7 @@
 //!     [--jobs 20000] [--workers 10] [--repeat 1]
 //!     [--raw-claim-batch 100] [--raw-best-batch 1000] [--raw-best-loops 2] [--w4 [--w4-jobs 1000000]]
 //!     [--w5-keys 1000] [--w5g-limit 1000] [--w6-big 100000] [--w6-small-keys 10]
-//!     [--w6-small-jobs 100] [--w8-tasks 50] [--w9 [--w9-processes 1,2,3]] [--json]
+//!     [--w6-small-jobs 100] [--w8-tasks 50] [--w9 [--w9-processes 1,2,3] [--w9-jobs N]] [--json]
 //! ```
 //!
 //! `<url>` is `sqlite://dir/bench.db`, `postgres://user@host/db` or
@@ -139,6 +139,11 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..=10)
     )]
     w9_processes: Vec<u32>,
+
+    /// Jobs each W9 drain takes (default: `--jobs`); more makes each
+    /// drain long enough to watch the server's and the workers' CPU.
+    #[arg(long)]
+    w9_jobs: Option<u32>,
 
     /// Seconds an idle pool's CPU time is measured over.
     #[arg(long, default_value_t = 5.0)]
@@ -277,10 +282,11 @@ async fn run(args: &Args, databases: &Databases) -> Result<Report> {
 /// on SQLite, whose one file has one writer).
 async fn w9(args: &Args, dbs: &Databases) -> Result<W9Report> {
     let workers = args.workers as usize;
+    let jobs = args.w9_jobs.unwrap_or(args.jobs);
     if dbs.kind() == Kind::Sqlite {
         eprintln!("W9 scale-out skipped on SQLite: one file has one writer");
         return Ok(W9Report::skipped(
-            args.jobs,
+            jobs,
             workers,
             "sqlite: one file has one writer",
         ));
@@ -294,10 +300,10 @@ async fn w9(args: &Args, dbs: &Databases) -> Result<W9Report> {
             "W9 drain, {processes} processes x {workers} workers (raw: {processes} connections)"
         );
         let db = dbs.fresh(&format!("w9-{processes}p")).await?;
-        let spread = scale::hopper(&db, args.jobs, workers, processes).await?;
+        let spread = scale::hopper(&db, jobs, workers, processes).await?;
         db.finish().await?;
         let db = dbs.fresh(&format!("raw-w9-{processes}")).await?;
-        let raw = raw::drain(&db, args.jobs, args.raw_best_batch, processes).await?;
+        let raw = raw::drain(&db, jobs, args.raw_best_batch, processes).await?;
         db.finish().await?;
         eprintln!(
             "  hopper {:.0} jobs/s (runs per process {:?}), raw {raw:.0} jobs/s",
@@ -305,7 +311,7 @@ async fn w9(args: &Args, dbs: &Databases) -> Result<W9Report> {
         );
         rows.push(ScaleOut::new(processes, spread, raw));
     }
-    Ok(W9Report::new(args.jobs, workers, args.raw_best_batch, rows))
+    Ok(W9Report::new(jobs, workers, args.raw_best_batch, rows))
 }
 
 /// W5's per-key limit.

@@ -115,10 +115,13 @@ pub async fn hopper(db: &FreshDb, jobs: u32, workers: usize, processes: u32) -> 
     tokio::time::timeout(START_TIMEOUT, ready)
         .await
         .map_err(|_| anyhow!("the worker processes did not connect within {START_TIMEOUT:?}"))??;
+    // Marks for whoever watches the machine's CPU during the drain.
+    eprintln!("  {processes} worker process(es) draining");
     for worker in &mut started {
         worker.go().await?;
     }
     let shares = futures::future::try_join_all(started.into_iter().map(Worker::finish)).await?;
+    eprintln!("  drained");
 
     let bench = db.open().await?;
     let finished = bench.count_finished().await;

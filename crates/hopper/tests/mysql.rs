@@ -501,3 +501,105 @@ async fn a_deadlock_the_server_breaks_is_told_apart_from_other_errors() {
     );
     assert!(error.to_string().starts_with("database error: "), "{error}");
 }
+
+/// MySQL cannot tell other processes of new jobs, so a pool reads, in one
+/// statement for all its idle queues, which have a due job: only those are
+/// woken to claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_idle_queues_with_a_due_job_are_reported_due() {
+    let db = database().await;
+    let store = MysqlStore::open(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = chrono::Utc::now();
+    let in_queue = |queue: &str, at| NewJob {
+        queue: queue.into(),
+        available_at: at,
+        ..job(None)
+    };
+    store
+        .insert(&[
+            in_queue("due", now - chrono::Duration::seconds(1)),
+            in_queue("later", now + chrono::Duration::hours(1)),
+            in_queue("taken", now),
+        ])
+        .await
+        .unwrap();
+    let taken = store
+        .claim(hopper::store::ClaimRequest {
+            queue: "taken",
+            worker: "w",
+            limit: 1,
+            start_now: 1,
+            token: 1,
+            due_by: now,
+            lease: Duration::from_secs(30),
+            now: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let due = store
+        .due_queues(&["due", "later", "taken", "empty"], now)
+        .await
+        .unwrap();
+    assert_eq!(due, ["due"]);
+    assert!(store.due_queues(&[], now).await.unwrap().is_empty());
+}
+
+/// An idle pool whose longest sleep is a minute still takes, within a few
+/// poll intervals, a job another process dispatched and a job another
+/// process retried: its look for due jobs wakes the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pool_takes_other_processes_jobs_within_its_poll_interval() {
+    let db = database().await;
+    let runs = Runs::new();
+    let worker = Hopper::builder()
+        .register(Counted)
+        .unwrap()
+        .state(runs.clone())
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let pool = worker
+        .start(
+            WorkerConfig::new(2)
+                .poll_interval(Duration::from_millis(200))
+                .notified_poll_interval(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let other = Hopper::builder()
+        .register(Counted)
+        .unwrap()
+        .connect(&db.url)
+        .await
+        .unwrap();
+    // Let the pool find its queue empty and go idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = std::time::Instant::now();
+    let id = other.dispatch::<Counted>(()).await.unwrap();
+    runs.wait_for(1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    wait_state(&other, id, JobState::Finished).await;
+
+    // A finished job cannot be retried; a cancelled one can, from anywhere.
+    let later = other
+        .dispatch_with::<Counted>((), DispatchOptions::new().delay(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert!(other.cancel(later).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    assert!(other.retry(later).await.unwrap());
+    runs.wait_for(2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    pool.stop().await.unwrap();
+}

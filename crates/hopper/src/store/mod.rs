@@ -1301,6 +1301,19 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// of new and rescheduled jobs sleeps until then instead of polling.
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Which of `queues` hold a pending job due by `now`: one cheap read
+    /// that pools on a database without [`Store::listen`] make for all
+    /// their idle queues at once, instead of each queue claiming in turn.
+    /// Default: all of them (each is then claimed from, as if polled).
+    async fn due_queues(
+        &self,
+        queues: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let _ = now;
+        Ok(queues.iter().map(|queue| (*queue).to_owned()).collect())
+    }
+
     /// Records, for the claims listed that are still held, that their
     /// handlers started: a rescue then counts the attempt, where a claim
     /// whose handler never started gets its attempt back. Returns how many

@@ -778,6 +778,31 @@ impl Store for MysqlStore {
         optional_time(0, earliest)
     }
 
+    async fn due_queues(
+        &self,
+        queues: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One probe per queue, each stopping at its first due job: a queue
+        // with a backlog (paused, or at a limit) costs one index entry.
+        let mut query = QueryBuilder::<MySql>::new("");
+        for (n, queue) in queues.iter().enumerate() {
+            if n > 0 {
+                query.push(" UNION ALL ");
+            }
+            query
+                .push("(SELECT CAST(queue AS CHAR) FROM jobs WHERE state = 'pending' AND queue = ")
+                .push_bind(*queue)
+                .push(" AND available_at <= ")
+                .push_bind(micros(now))
+                .push(" LIMIT 1)");
+        }
+        Ok(query.build_query_scalar().fetch_all(&self.pool).await?)
+    }
+
     async fn mark_started(&self, claims: &[Claim]) -> Result<u64, StoreError> {
         if claims.is_empty() {
             return Ok(0);

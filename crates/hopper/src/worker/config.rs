@@ -242,8 +242,13 @@ impl WorkerConfig {
         self
     }
 
-    /// How often an idle worker looks for jobs that no in-process wake-up
-    /// announced: delayed jobs coming due, other processes' dispatches (default 1 s).
+    /// How often, at most, an idle queue is looked at again for jobs that
+    /// no wake-up announced: a due job that was not claimable (a paused
+    /// queue, a limit), and under a manual clock. Where the database does
+    /// not notify (MySQL, SQLite in memory), it is also how often the pool
+    /// reads, in one statement for all its idle queues, whether any has a
+    /// due job (other processes' dispatches, retries, rescues), and wakes
+    /// those that do (default 1 s).
     ///
     /// ```
     /// let c = hopper::WorkerConfig::new(1).poll_interval(std::time::Duration::from_millis(200));
@@ -254,13 +259,13 @@ impl WorkerConfig {
         self
     }
 
-    /// Where every process learns of new and rescheduled jobs (PostgreSQL's
-    /// notifications; on an SQLite file, the operating system's report that
-    /// the file changed), an idle worker sleeps until its queue's next job is
-    /// due or a wake-up comes; this is the longest such sleep, a safety net
-    /// for wake-ups lost with a connection or an overflowing watch (default
-    /// 30 s). Elsewhere (MySQL, SQLite in memory), and with a clock that does
-    /// not move by itself, idle workers poll every [`WorkerConfig::poll_interval`].
+    /// An idle worker sleeps until its queue's next job is due or a wake-up
+    /// comes (PostgreSQL's notifications; on an SQLite file, the operating
+    /// system's report that the file changed; elsewhere the pool's look for
+    /// due jobs every [`WorkerConfig::poll_interval`]); this is the longest
+    /// such sleep, a safety net for wake-ups lost with a connection or an
+    /// overflowing watch (default 30 s). With a clock that does not move by
+    /// itself, idle workers poll every [`WorkerConfig::poll_interval`].
     ///
     /// ```
     /// let c = hopper::WorkerConfig::new(1).notified_poll_interval(std::time::Duration::from_secs(60));

@@ -20,6 +20,7 @@ mod callbacks;
 mod claims;
 mod completer;
 mod config;
+mod due_watch;
 mod executor;
 mod heartbeat;
 mod producer;
@@ -153,8 +154,6 @@ struct Shared {
     claims: Claims,
     /// Bumped on every claim and every written completion batch.
     activity: watch::Sender<u64>,
-    /// Whether the database wakes this pool for jobs any process adds.
-    notified: bool,
     /// The database changed in ways it does not tell apart (see
     /// [`Wakeup::All`]), one of which may be a cancel from another process:
     /// the heartbeat looks for cancels, no more often than
@@ -180,7 +179,6 @@ impl Shared {
             .collect();
         let wakeups = hopper.store().listen();
         let shared = Self {
-            notified: wakeups.is_some(),
             hopper,
             worker_id,
             config,
@@ -248,11 +246,12 @@ impl WorkerPool {
                 shared.stops.background.clone(),
             )));
         }
-        if let Some(wakeups) = wakeups {
-            background.push(tokio::spawn(producer::forward_wakeups(
+        match wakeups {
+            Some(wakeups) => background.push(tokio::spawn(producer::forward_wakeups(
                 shared.clone(),
                 wakeups,
-            )));
+            ))),
+            None => background.push(tokio::spawn(due_watch::run(shared.clone()))),
         }
         tracing::info!(
             worker = %shared.worker_id,

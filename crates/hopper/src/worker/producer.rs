@@ -115,11 +115,13 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
                     failures = 0;
                     drop(permit);
                     let wait = idle_wait(&shared, &queue).await;
+                    slots.idle.store(true, Ordering::SeqCst);
                     tokio::select! {
                         _ = shared.stops.claiming.cancelled() => break,
                         _ = wake.notified() => {}
                         _ = tokio::time::sleep(wait) => {}
                     }
+                    slots.idle.store(false, Ordering::SeqCst);
                     continue;
                 }
                 Ok(claimed) => {
@@ -170,30 +172,28 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
 
 /// How long a queue that found nothing due sleeps, unless woken first.
 ///
-/// Where the database notifies every process of new and rescheduled jobs,
-/// until the queue's next job is due, within the notified poll interval;
-/// with a job due already but not claimable (a paused queue, or taken by
-/// another worker meanwhile), and everywhere else, the poll interval.
+/// Until the queue's next job is due, within the notified poll interval:
+/// new and rescheduled jobs wake it sooner, told by the database where it
+/// notifies every process, else found by the pool's due watcher
+/// ([`super::due_watch`]) within a poll interval. With a job due already
+/// but not claimable (a paused queue, or taken by another worker
+/// meanwhile), and under a manual clock, the poll interval.
 async fn idle_wait(shared: &Shared, queue: &str) -> Duration {
     let poll = shared.config.poll_interval;
     if !shared.hopper.clock_moves_by_itself() {
         return poll;
     }
-    let wait = if shared.notified {
-        let longest = shared.config.notified_poll_interval;
-        match shared.hopper.store().next_due(queue).await {
-            Ok(None) => return longest,
-            Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
-                Ok(until) if !until.is_zero() => return until.min(longest),
-                _ => poll,
-            },
-            Err(error) => {
-                tracing::warn!(%queue, %error, "reading when the next job is due failed");
-                return poll;
-            }
+    let longest = shared.config.notified_poll_interval;
+    let wait = match shared.hopper.store().next_due(queue).await {
+        Ok(None) => return longest,
+        Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
+            Ok(until) if !until.is_zero() => return until.min(longest),
+            _ => poll,
+        },
+        Err(error) => {
+            tracing::warn!(%queue, %error, "reading when the next job is due failed");
+            return poll;
         }
-    } else {
-        poll
     };
     // A job is due but was not claimed: if a rate's window is full, look
     // again as it reopens rather than a poll interval later.

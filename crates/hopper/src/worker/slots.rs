@@ -2,7 +2,7 @@
 //! autoscaler moves), how many slots are taken, and how many claimed jobs
 //! wait for one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -27,6 +27,9 @@ pub(super) struct Slots {
     /// Jobs whose task is running; unlike the used slots, this leaves out
     /// the slot a claim in progress holds.
     pub(super) running: AtomicUsize,
+    /// Whether the queue's producer found nothing to claim and waits to be
+    /// woken (which the due watcher does, on a database that cannot).
+    pub(super) idle: AtomicBool,
 }
 
 /// A queue's limit and how many slots are taken.
@@ -52,6 +55,7 @@ impl Slots {
             changed: Notify::new(),
             buffered: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
+            idle: AtomicBool::new(false),
         }
     }
 

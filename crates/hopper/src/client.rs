@@ -146,8 +146,12 @@ impl Builder {
     /// commit that stored its job; when that commit fails, every caller in
     /// it gets the error ([`StoreError::SharedCommit`]) and none of the
     /// jobs is stored. Jobs with a unique key or a sequence never share.
-    /// Dispatches inside [`Hopper::transaction`] are the caller's own
-    /// transaction and are not affected.
+    /// A caller that stops waiting (its request timed out, say) may still
+    /// have its job stored, as a dispatch cut short after its commit was
+    /// sent may be without group commit; a shared transaction is written
+    /// by a task of its own, so the other callers' jobs are not cut short
+    /// with it. Dispatches inside [`Hopper::transaction`] are the caller's
+    /// own transaction and are not affected.
     ///
     /// ```
     /// let builder = hopper::Hopper::builder().group_commit(false);

@@ -1,4 +1,4 @@
-//! Metrics: what the library counts, through the [`metrics`](::metrics)
+//! Metrics: what the library counts, through the [`metrics`]
 //! facade. Nothing is kept unless the application installs a recorder (an
 //! exporter such as Prometheus); without one every call is a no-op.
 //!

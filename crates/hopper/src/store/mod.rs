@@ -1522,10 +1522,10 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     ) -> Result<(BatchId, Vec<JobId>), StoreError>;
 
     /// Applies the endings of jobs others depend on (see
-    /// [`workflows`](self::workflows)): releases the dependents none of whose
+    /// [`workflows`]): releases the dependents none of whose
     /// dependencies are left, due at `now`, and cancels those whose
     /// dependency failed or was cancelled. One step, in one transaction,
-    /// settles at most [`workflows::DEPENDENTS_PER_STEP`] dependents: the
+    /// settles at most 2,000 dependents: the
     /// answer says which queues got due jobs and whether endings are left
     /// for the next call.
     async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Released, StoreError>;

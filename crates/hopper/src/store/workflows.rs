@@ -3,13 +3,13 @@
 //! ([`WAITING_UNTIL`]) with `waiting_on` counting the dependencies not yet
 //! satisfied, and `job_deps` holding the edges. When a job others depend on
 //! ends, the database's trigger records it in `dep_events`; the release
-//! step here ([`release`]) then, in one transaction, takes those events
+//! step here (`release`) then, in one transaction, takes those events
 //! (skipping ones another transaction holds), satisfies or cancels each
 //! dependent under its row's lock, and deletes the events: each ending is
 //! applied once, so a dependent is released once however many processes
 //! finish its dependencies at the same moment.
 //!
-//! One step settles at most [`DEPENDENTS_PER_STEP`] dependents. An ending
+//! One step settles at most `DEPENDENTS_PER_STEP` (2,000) dependents. An ending
 //! with more (a fan-out of 10,000) is applied over several steps, each its
 //! own transaction: its event records the last dependent settled
 //! (`dep_events.through`, dependents taken in id order) and is deleted with

@@ -276,7 +276,7 @@ impl WorkerConfig {
         self
     }
 
-    /// How long [`WorkerPool::stop`] lets running jobs finish (default 30 s).
+    /// How long [`WorkerPool::stop`](crate::WorkerPool::stop) lets running jobs finish (default 30 s).
     ///
     /// ```
     /// let c = hopper::WorkerConfig::new(1).shutdown_timeout(std::time::Duration::from_secs(5));

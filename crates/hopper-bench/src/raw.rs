@@ -58,7 +58,7 @@ pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
     match &bench {
         Bench::Sqlite(store) => {
             let conn = store.writer().await?;
-            let mut insert = conn.prepare_cached(SQLITE_INSERT_ONE)?;
+            let mut insert = conn.prepare_cached(INSERT_ONE)?;
             for index in 0..jobs {
                 insert_one_sqlite(&mut insert, index)?;
             }
@@ -74,18 +74,15 @@ pub async fn insert_one(db: &FreshDb, jobs: u32) -> Result<f64> {
     Ok(rate(jobs, elapsed))
 }
 
-/// One job's INSERT on SQLite.
-const SQLITE_INSERT_ONE: &str =
-    concat!(columns!(), "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)");
+/// One job's INSERT on SQLite and MySQL.
+const INSERT_ONE: &str = concat!(columns!(), "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)");
 /// One job's INSERT on PostgreSQL, answering its id as Hopper's does.
 const POSTGRES_INSERT_ONE: &str = concat!(
     columns!(),
     "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL) RETURNING id"
 );
-/// One job's INSERT on MySQL.
-const MYSQL_INSERT_ONE: &str = concat!(columns!(), "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL)");
 
-/// Runs SQLite's prepared single INSERT ([`SQLITE_INSERT_ONE`]) for job
+/// Runs SQLite's prepared single INSERT ([`INSERT_ONE`]) for job
 /// `index`, committed on its own.
 fn insert_one_sqlite(insert: &mut rusqlite::CachedStatement<'_>, index: u32) -> Result<()> {
     let now = micros(Utc::now());
@@ -108,7 +105,7 @@ pub async fn insert_single(bench: &Bench, index: u32) -> Result<()> {
     match bench {
         Bench::Sqlite(store) => {
             let conn = store.writer().await?;
-            insert_one_sqlite(&mut conn.prepare_cached(SQLITE_INSERT_ONE)?, index)?;
+            insert_one_sqlite(&mut conn.prepare_cached(INSERT_ONE)?, index)?;
         }
         Bench::Postgres(store) => {
             let now = Utc::now();
@@ -125,7 +122,7 @@ pub async fn insert_single(bench: &Bench, index: u32) -> Result<()> {
         }
         Bench::Mysql(store) => {
             let now = micros(Utc::now());
-            sqlx::query(MYSQL_INSERT_ONE)
+            sqlx::query(INSERT_ONE)
                 .bind(job_type())
                 .bind(hopper::DEFAULT_QUEUE)
                 .bind(index.to_string())

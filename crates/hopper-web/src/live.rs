@@ -220,7 +220,10 @@ mod tests {
         assert!(running(&watcher));
         assert_eq!(watcher.changes.receiver_count(), 2);
         drop((first, second));
-        tokio::time::sleep(POLL_EVERY * 2 + Duration::from_millis(500)).await;
+        let deadline = tokio::time::Instant::now() + POLL_EVERY * 5;
+        while running(&watcher) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(!running(&watcher), "the task stopped with the last stream");
         let _third = watcher.subscribe(&hopper);
         assert!(running(&watcher), "a new stream starts it again");

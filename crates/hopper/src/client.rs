@@ -468,7 +468,7 @@ impl Hopper {
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, DispatchError> {
         let ids = match (self.group_commit(), jobs.as_slice()) {
             (Some(group), [job]) if GroupCommit::takes(job) => {
-                vec![group.insert(job.clone()).await?]
+                vec![group.insert(job).await?]
             }
             _ => self.store().insert(&jobs).await?,
         };

@@ -74,15 +74,16 @@ impl GroupCommit {
     }
 
     /// Stores `job`, alone or in a transaction shared with other callers'
-    /// jobs; its id once that transaction committed.
-    pub(crate) async fn insert(&self, job: NewJob) -> Result<JobId, StoreError> {
+    /// jobs (a copy of it, then); its id once that transaction committed.
+    pub(crate) async fn insert(&self, job: &NewJob) -> Result<JobId, StoreError> {
         let turn = {
             let mut queue = lock(&self.shared);
             if queue.writers < WRITERS && queue.waiting.is_empty() {
                 queue.writers += 1;
-                Turn::Write(job)
+                Turn::Write
             } else {
                 let (reply, id) = oneshot::channel();
+                let job = job.clone();
                 queue.waiting.push_back(Waiting { job, reply });
                 if queue.writers < WRITERS {
                     queue.writers += 1;
@@ -96,12 +97,12 @@ impl GroupCommit {
         };
         match turn {
             Turn::Wait(id) => id.await.map_err(|_| StoreError::Closed)?,
-            Turn::Write(job) => {
+            Turn::Write => {
                 let _slot = Slot {
                     store: &self.store,
                     shared: &self.shared,
                 };
-                let ids = self.store.insert(std::slice::from_ref(&job)).await?;
+                let ids = self.store.insert(std::slice::from_ref(job)).await?;
                 ids.into_iter().next().ok_or(StoreError::Closed)
             }
         }
@@ -111,7 +112,7 @@ impl GroupCommit {
 /// What a dispatch does with its job.
 enum Turn {
     /// A writer was free and no job waiting: write it, on the caller's task.
-    Write(NewJob),
+    Write,
     /// Wait for the transaction a writing task stores it in.
     Wait(oneshot::Receiver<Result<JobId, StoreError>>),
 }

@@ -218,6 +218,17 @@ impl Job for Counted {
     }
 }
 
+/// A handle on `url` running [`Counted`], counting into `runs`.
+async fn counted(url: &str, runs: &Runs) -> Hopper {
+    Hopper::builder()
+        .register(Counted)
+        .unwrap()
+        .state(runs.clone())
+        .connect(url)
+        .await
+        .unwrap()
+}
+
 /// Finished jobs, or `None` when the count failed: a connection the test
 /// killed less than a second after its last use goes out unchecked, and
 /// fails once.
@@ -239,13 +250,7 @@ async fn four_pools_share_one_database_and_run_every_job_once() {
     let runs = Runs::new();
     let mut instances = Vec::new();
     for _ in 0..4 {
-        let hopper = Hopper::builder()
-            .register(Counted)
-            .unwrap()
-            .state(runs.clone())
-            .connect(&db.url)
-            .await
-            .unwrap();
+        let hopper = counted(&db.url, &runs).await;
         let pool = hopper
             .start(WorkerConfig::new(5).poll_interval(Duration::from_millis(50)))
             .unwrap();
@@ -295,13 +300,7 @@ async fn workers_outlive_their_connections_being_killed() {
     const JOBS: usize = 600;
     let db = database().await;
     let runs = Runs::new();
-    let hopper = Hopper::builder()
-        .register(Counted)
-        .unwrap()
-        .state(runs.clone())
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let hopper = counted(&db.url, &runs).await;
     let pool = hopper
         .start(
             WorkerConfig::new(5)
@@ -553,13 +552,7 @@ async fn only_idle_queues_with_a_due_job_are_reported_due() {
 async fn an_idle_pool_takes_other_processes_jobs_within_its_poll_interval() {
     let db = database().await;
     let runs = Runs::new();
-    let worker = Hopper::builder()
-        .register(Counted)
-        .unwrap()
-        .state(runs.clone())
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let worker = counted(&db.url, &runs).await;
     let pool = worker
         .start(
             WorkerConfig::new(2)
@@ -567,12 +560,7 @@ async fn an_idle_pool_takes_other_processes_jobs_within_its_poll_interval() {
                 .notified_poll_interval(Duration::from_secs(60)),
         )
         .unwrap();
-    let other = Hopper::builder()
-        .register(Counted)
-        .unwrap()
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let other = counted(&db.url, &Runs::new()).await;
     // Let the pool find its queue empty and go idle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -289,7 +289,7 @@ impl PostgresStore {
             .map_err(|e| open_error(url, e.into()))?;
         let pool = Db::new(pool, pooled);
         Ok(Self {
-            announcer: announce::Announcer::new(pool.clone(), CHANNEL),
+            announcer: announce::Announcer::start(pool.clone(), CHANNEL),
             pool,
             options,
             direct,
@@ -506,9 +506,8 @@ pub(crate) async fn insert_in(
     }
     let mut ids = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 || jobs.iter().any(|job| job.unique_key.is_some()) {
-        let insert = sql::insert_job();
         for job in jobs {
-            ids.push(insert_one(conn, job, &insert).await?);
+            ids.push(insert_one(conn, job, sql::insert_job()).await?);
         }
         return Ok(ids);
     }
@@ -791,10 +790,10 @@ impl Store for PostgresStore {
                 let insert = if dispatch.alone() {
                     sql::insert_job()
                 } else {
-                    sql::INSERT_JOB.to_owned()
+                    sql::INSERT_JOB
                 };
                 let mut conn = self.pool.raw().acquire().await?;
-                let id = insert_one(&mut conn, job, &insert).await?;
+                let id = insert_one(&mut conn, job, insert).await?;
                 drop(conn);
                 dispatch.committed(&job.queue);
                 return Ok(vec![id]);
@@ -1187,7 +1186,7 @@ impl Store for PostgresStore {
             tx.commit().await?;
             return Ok(Tick::Passed);
         };
-        let id = insert_one(&mut tx, job, &sql::insert_job()).await?;
+        let id = insert_one(&mut tx, job, sql::insert_job()).await?;
         sqlx::query(sql::SET_TICK_JOB)
             .bind(id)
             .bind(name)

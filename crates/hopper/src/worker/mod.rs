@@ -154,6 +154,9 @@ struct Shared {
     claims: Claims,
     /// Bumped on every claim and every written completion batch.
     activity: watch::Sender<u64>,
+    /// Whether the pool's due watcher, not the database, wakes idle queues
+    /// when their jobs come due (see [`due_watch`]).
+    watched: bool,
     /// The database changed in ways it does not tell apart (see
     /// [`Wakeup::All`]), one of which may be a cancel from another process:
     /// the heartbeat looks for cancels, no more often than
@@ -179,6 +182,7 @@ impl Shared {
             .collect();
         let wakeups = hopper.store().listen();
         let shared = Self {
+            watched: wakeups.is_none(),
             hopper,
             worker_id,
             config,

@@ -172,27 +172,33 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
 
 /// How long a queue that found nothing due sleeps, unless woken first.
 ///
-/// Until the queue's next job is due, within the notified poll interval:
-/// new and rescheduled jobs wake it sooner, told by the database where it
-/// notifies every process, else found by the pool's due watcher
-/// ([`super::due_watch`]) within a poll interval. With a job due already
-/// but not claimable (a paused queue, or taken by another worker
-/// meanwhile), and under a manual clock, the poll interval.
+/// Where the database notifies every process of new and rescheduled jobs,
+/// until the queue's next job is due, within the notified poll interval;
+/// with a job due already but not claimable (a paused queue, or taken by
+/// another worker meanwhile), the poll interval. Elsewhere the pool's due
+/// watcher ([`super::due_watch`]) wakes the queue within a poll interval
+/// of any of its jobs being due, delayed ones included, so it sleeps the
+/// notified poll interval without reading when its next job is due. Under
+/// a manual clock, the poll interval.
 async fn idle_wait(shared: &Shared, queue: &str) -> Duration {
     let poll = shared.config.poll_interval;
     if !shared.hopper.clock_moves_by_itself() {
         return poll;
     }
     let longest = shared.config.notified_poll_interval;
-    let wait = match shared.hopper.store().next_due(queue).await {
-        Ok(None) => return longest,
-        Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
-            Ok(until) if !until.is_zero() => return until.min(longest),
-            _ => poll,
-        },
-        Err(error) => {
-            tracing::warn!(%queue, %error, "reading when the next job is due failed");
-            return poll;
+    let wait = if shared.watched {
+        longest
+    } else {
+        match shared.hopper.store().next_due(queue).await {
+            Ok(None) => return longest,
+            Ok(Some(at)) => match (at - shared.hopper.now()).to_std() {
+                Ok(until) if !until.is_zero() => return until.min(longest),
+                _ => poll,
+            },
+            Err(error) => {
+                tracing::warn!(%queue, %error, "reading when the next job is due failed");
+                return poll;
+            }
         }
     };
     // A job is due but was not claimed: if a rate's window is full, look

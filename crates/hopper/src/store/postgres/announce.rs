@@ -37,24 +37,20 @@ struct Inner {
     queues: Mutex<BTreeSet<String>>,
     /// Rings the task; one ring waiting is enough, so it holds one.
     bell: mpsc::Sender<()>,
-    /// The task's end of the bell until the first announcement starts it
-    /// (a store may be made outside a runtime).
-    task: Mutex<Option<(mpsc::Receiver<()>, Db, &'static str)>>,
 }
 
 impl Announcer {
-    /// An announcer notifying on `channel` through `pool`; its task starts
-    /// at the first announcement and ends when the last clone is dropped.
-    pub(super) fn new(pool: Db, channel: &'static str) -> Self {
+    /// An announcer notifying on `channel` through `pool`, its task started
+    /// on the current runtime; the task ends when the last clone is dropped.
+    pub(super) fn start(pool: Db, channel: &'static str) -> Self {
         let (bell, rung) = mpsc::channel(1);
-        Announcer {
-            inner: Arc::new(Inner {
-                under_way: AtomicUsize::new(0),
-                queues: Mutex::new(BTreeSet::new()),
-                bell,
-                task: Mutex::new(Some((rung, pool, channel))),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            under_way: AtomicUsize::new(0),
+            queues: Mutex::new(BTreeSet::new()),
+            bell,
+        });
+        tokio::spawn(run(Arc::downgrade(&inner), rung, pool, channel));
+        Announcer { inner }
     }
 
     /// Starts a single dispatch: [`Dispatch::alone`] says whether it wakes
@@ -76,14 +72,6 @@ impl Announcer {
             if !queues.contains(queue) {
                 queues.insert(queue.to_owned());
             }
-        }
-        if let Some((rung, pool, channel)) = inner
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            tokio::spawn(run(Arc::downgrade(inner), rung, pool, channel));
         }
         // Full means a ring is already waiting, which will take this queue too.
         let _ = inner.bell.try_send(());

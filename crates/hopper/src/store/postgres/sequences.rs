@@ -70,7 +70,7 @@ impl SequenceTx for PgSequence<'_> {
     }
 
     async fn insert(&mut self, job: &NewJob) -> Result<JobId, StoreError> {
-        insert_one(self.0, job, &super::sql::insert_job()).await
+        insert_one(self.0, job, super::sql::insert_job()).await
     }
 
     async fn depend(&mut self, id: JobId, waiting_on: i64) -> Result<(), StoreError> {

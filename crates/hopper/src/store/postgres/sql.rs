@@ -63,8 +63,11 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
      RETURNING id, queue, TRUE AS due";
 
 /// [`INSERT_JOB`], waking its queue on commit; answers the new job's `id`, or no row when the key is held.
-pub(super) fn insert_job() -> String {
-    notifying(INSERT_JOB, "id")
+/// Built once: single dispatches run it one after another.
+pub(super) fn insert_job() -> &'static str {
+    static WAKING: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| notifying(INSERT_JOB, "id"));
+    &WAKING
 }
 
 /// Wakes the queues $2 (text[]) on channel $1, once each, on commit.

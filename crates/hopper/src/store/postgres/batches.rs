@@ -28,10 +28,10 @@ const ADD_CALLBACK: &str = "INSERT INTO batch_callbacks \
 const LOCK: &str = "SELECT total, finished, failed, cancelled, sealed FROM batches \
      WHERE id = $1 FOR UPDATE";
 
-// Joined to the unnested ids, as completions are: a plain `id = ANY($2)`
-// can lead the planner to scan the whole table.
+// The ids read through a sub-select, as every array joined to a table is
+// (see `sql`).
 /// Puts the live jobs of $2 (bigint[]) that are in no batch into batch $1.
-const JOIN: &str = "UPDATE jobs SET batch_id = $1 FROM UNNEST($2::bigint[]) AS c(id) \
+const JOIN: &str = "UPDATE jobs SET batch_id = $1 FROM UNNEST((SELECT $2::bigint[])) AS c(id) \
      WHERE jobs.id = c.id AND jobs.batch_id IS NULL AND jobs.state IN ('pending', 'started')";
 
 /// Adds $2 jobs to batch $1's total, sealing it if $3.

@@ -13,7 +13,7 @@ use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting
 
 /// Sets each job of $1 (bigint[]) its waiting count ($2, int[]) and whether others depend on it ($3, bool[]).
 const LINK_JOBS: &str = "UPDATE jobs SET waiting_on = c.waiting, has_dependents = c.depended \
-     FROM UNNEST($1::bigint[], $2::int[], $3::bool[]) AS c(id, waiting, depended) \
+     FROM UNNEST((SELECT $1::bigint[]), (SELECT $2::int[]), (SELECT $3::bool[])) AS c(id, waiting, depended) \
      WHERE jobs.id = c.id";
 
 /// Records the edges: dependencies $1, dependents $2 (bigint[]), steps $3 (text[]), any outcome $4 (bool[]).
@@ -35,12 +35,12 @@ const SET_THROUGH: &str = "UPDATE dep_events SET settled_through = $2 WHERE id =
 
 /// Locks the jobs $1 (bigint[]) in id order: id, queue, waiting count, state.
 const DEPENDENTS: &str = "SELECT id, queue, waiting_on::bigint AS waiting_on, state FROM jobs \
-     WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
+     WHERE id = ANY((SELECT $1::bigint[])::bigint[]) ORDER BY id FOR UPDATE";
 
 /// Sets each job of $1 (bigint[]) its waiting count ($2, int[]), due at $3 (timestamptz[]) where given.
 const SET_WAITING: &str = "UPDATE jobs SET waiting_on = c.waiting, \
          available_at = COALESCE(c.due, jobs.available_at) \
-     FROM UNNEST($1::bigint[], $2::int[], $3::timestamptz[]) AS c(id, waiting, due) \
+     FROM UNNEST((SELECT $1::bigint[]), (SELECT $2::int[]), (SELECT $3::timestamptz[])) AS c(id, waiting, due) \
      WHERE jobs.id = c.id";
 
 /// Cancels the pending job $1 at $2 with error $3.
@@ -53,7 +53,7 @@ const DELETE_EVENTS: &str = "DELETE FROM dep_events WHERE id = ANY($1::bigint[])
 /// The dependencies of the jobs $1 (bigint[]): job waiting, step, job, state, output.
 const DEPENDENCIES: &str = "SELECT d.job_id, d.step, j.id, j.state, j.output FROM job_deps AS d \
      JOIN jobs AS j ON j.id = d.depends_on \
-     WHERE d.job_id = ANY($1::bigint[]) ORDER BY d.job_id, j.id";
+     WHERE d.job_id = ANY((SELECT $1::bigint[])::bigint[]) ORDER BY d.job_id, j.id";
 
 impl WorkflowTx for PgBatch<'_> {
     async fn link(&mut self, ids: &[JobId], steps: &[NewStep]) -> Result<(), StoreError> {

@@ -625,6 +625,39 @@ pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb)
     assert_eq!(again.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
 }
 
+pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own(db: &TestDb) {
+    use hopper::store::QueueFlow;
+    let (_clock, hopper) = on_test_clock(db).await;
+    hopper
+        .set_queue_flow("default", QueueFlow::default().per_key(1))
+        .await
+        .unwrap();
+    let store = hopper.store().clone();
+    let now = hopper.now();
+    // (MySQL/MariaDB collations ignore trailing spaces: docs/guarantees.md.)
+    let keys = ["acme", "ACME", "Acme", "acmé", "acme\u{301}"];
+    let jobs: Vec<_> = keys
+        .iter()
+        .flat_map(|key| {
+            (0..2).map(move |_| {
+                let mut job = crate::common::new_job("ping", "default", now);
+                job.partition_key = Some((*key).into());
+                job
+            })
+        })
+        .collect();
+    let ids = store.insert(&jobs).await.unwrap();
+    let claimed = store
+        .claim(claim_at("default", "w", 20, now, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    // One job of each key, its first: each key is held by its own job only.
+    let mut got: Vec<_> = claimed.iter().map(|job| job.id).collect();
+    got.sort_unstable();
+    let firsts: Vec<_> = ids.iter().step_by(2).copied().collect();
+    assert_eq!(got, firsts);
+}
+
 pub async fn idle_partition_keys_are_pruned_and_come_back_with_their_next_job(db: &TestDb) {
     use hopper::store::{CompleteRequest, Completion, Outcome, QueueFlow};
     let (clock, hopper) = on_test_clock(db).await;

@@ -109,6 +109,7 @@ macro_rules! contract_for {
             a_rate_limit_under_a_backlog_starts_its_rate_over_thirty_seconds,
             a_per_key_rate_limits_each_key_alone,
             a_keyed_job_retried_after_its_key_went_idle_still_runs,
+            keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own,
             idle_partition_keys_are_pruned_and_come_back_with_their_next_job,
             flow_settings_round_trip_and_nonsense_is_refused,
             bulk_dispatches_sharing_keys_in_opposite_orders_do_not_deadlock,

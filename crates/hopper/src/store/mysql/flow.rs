@@ -128,15 +128,28 @@ impl FlowTx for MysqlFlow<'_> {
         due_by: DateTime<Utc>,
         heads: &[(String, u32)],
     ) -> Result<Vec<Candidate>, StoreError> {
-        if heads.is_empty() {
-            return Ok(Vec::new());
+        let (firsts, more): (Vec<_>, Vec<_>) = heads.iter().partition(|(_, n)| *n == 1);
+        let mut found = Vec::new();
+        if !firsts.is_empty() {
+            let keys: Vec<&str> = firsts.iter().map(|(key, _)| key.as_str()).collect();
+            let keys = serde_json::Value::from(keys).to_string();
+            let rows = sqlx::query(sql::KEY_FIRSTS)
+                .bind(keys)
+                .bind(queue)
+                .bind(micros(due_by))
+                .fetch_all(&mut *self.0)
+                .await?;
+            found.extend(candidates(&rows)?);
         }
-        let statement = sql::key_heads(heads.len());
-        let mut query = sqlx::query(&statement);
-        for (key, n) in heads {
-            query = query.bind(queue).bind(key).bind(micros(due_by)).bind(*n);
+        if !more.is_empty() {
+            let statement = sql::key_heads(more.len());
+            let mut query = sqlx::query(&statement);
+            for (key, n) in more {
+                query = query.bind(queue).bind(key).bind(micros(due_by)).bind(*n);
+            }
+            found.extend(candidates(&query.fetch_all(&mut *self.0).await?)?);
         }
-        Ok(candidates(&query.fetch_all(&mut *self.0).await?)?)
+        Ok(found)
     }
 
     async fn queue_heads(

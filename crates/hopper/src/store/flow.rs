@@ -37,6 +37,11 @@ const SPARE_KEYS: usize = 8;
 /// jobs without a key (which share one partition).
 const UNKEYED_WINDOW: u32 = 64;
 
+/// The most keys one keyed claim looks at, window after window, while its
+/// room is not filled: a queue with more keys gone dry than this has them
+/// passed over several claims.
+const MAX_KEYS_LOOKED: usize = 4_096;
+
 /// A queue's flow settings: how many of its jobs may start, at once and
 /// per period, across every process sharing the database, and whether its
 /// keys are served in turn.
@@ -412,88 +417,17 @@ pub(crate) async fn claim<T: FlowTx>(
     }
     let mut settle = Settle::default();
     let chosen = if flow.is_keyed() {
-        let keys = tx
-            .ready_keys(
-                request.queue,
-                &locked.key_cursor,
-                room as usize + counts.running.len() + SPARE_KEYS,
-            )
-            .await?;
-        if let (Some(rate), Some(since)) = (flow.rate, window_start) {
-            if rate.per_key && !keys.is_empty() {
-                let mut names: Vec<String> = keys.iter().map(|(key, _)| key.clone()).collect();
-                names.sort();
-                counts.starts = tx
-                    .starts_since(request.queue, since, Some(&names))
-                    .await?
-                    .into_iter()
-                    .collect();
-            }
-        }
-        // Keys at a limit are passed over without reading their jobs.
-        let heads: Vec<(String, u32)> = keys
-            .iter()
-            .filter_map(|(key, _)| {
-                let open = counts.key_room(&flow, Some(key));
-                (open > 0).then(|| (key.clone(), open.min(room)))
-            })
-            .collect();
-        let mut candidates = tx.key_heads(request.queue, request.due_by, &heads).await?;
-        let unkeyed_room = counts.key_room(&flow, None).min(room);
-        if unkeyed_room > 0 {
-            let unkeyed = tx
-                .queue_heads(request.queue, request.due_by, UNKEYED_WINDOW, true)
-                .await?;
-            candidates.extend(unkeyed.into_iter().take(unkeyed_room as usize));
-        }
-        let turn_of: HashMap<&str, usize> = keys
-            .iter()
-            .enumerate()
-            .map(|(n, (key, _))| (key.as_str(), n))
-            .collect();
-        let with_due: HashSet<String> = candidates.iter().filter_map(|c| c.key.clone()).collect();
-        // Jobs without a key take the first turn: they are few, or the
-        // queue has no keys at all.
-        let chosen = pick(candidates, room, |c| {
-            c.key
-                .as_deref()
-                .and_then(|key| turn_of.get(key))
-                .copied()
-                .unwrap_or(0)
-        });
-        let served: HashSet<&str> = chosen.iter().filter_map(|c| c.key.as_deref()).collect();
-        // The round moves on past the keys served, at their limit or with
-        // nothing due, up to the first with due jobs the room left out.
-        settle.cursor = keys
-            .iter()
-            .map(|(key, _)| key.as_str())
-            .take_while(|key| served.contains(key) || !with_due.contains(*key))
-            .last()
-            .map(str::to_owned);
-        // A key with nothing pending, due or not, stops being ready.
-        let nothing_due: Vec<String> = heads
-            .iter()
-            .map(|(key, _)| key)
-            .filter(|key| !with_due.contains(*key))
-            .cloned()
-            .collect();
-        if !nothing_due.is_empty() {
-            let waiting: HashSet<String> = tx
-                .keys_pending(request.queue, &nothing_due)
-                .await?
-                .into_iter()
-                .collect();
-            let idle: HashSet<&String> = nothing_due
-                .iter()
-                .filter(|key| !waiting.contains(*key))
-                .collect();
-            settle.idle = keys
-                .iter()
-                .filter(|(key, _)| idle.contains(key))
-                .cloned()
-                .collect();
-        }
-        chosen
+        claim_keyed(
+            tx,
+            request,
+            &flow,
+            window_start,
+            &locked.key_cursor,
+            &mut counts,
+            room,
+            &mut settle,
+        )
+        .await?
     } else if flow.rate.is_none() {
         // Oldest first, no start to record: the database's usual claim,
         // under the room the limit leaves.
@@ -533,6 +467,126 @@ pub(crate) async fn claim<T: FlowTx>(
         }
     }
     Ok(Some(jobs))
+}
+
+/// Chooses up to `room` jobs of a keyed queue, going round its ready keys
+/// from `cursor` a window at a time: each window holds as many keys as the
+/// room left and the running keys could need, and the next is read only
+/// while the room is not filled and the round is not done. Keys found with
+/// nothing pending fill no window twice: after a burst of keys runs dry,
+/// one claim passes them all and reaches a key with a due job, instead of
+/// one window per claim (and a poll interval between claims that found
+/// nothing), up to [`MAX_KEYS_LOOKED`] keys. Records in `settle` the keys
+/// gone idle and the last key passed.
+#[allow(clippy::too_many_arguments)]
+async fn claim_keyed<T: FlowTx>(
+    tx: &mut T,
+    request: &ClaimRequest<'_>,
+    flow: &QueueFlow,
+    window_start: Option<DateTime<Utc>>,
+    cursor: &str,
+    counts: &mut Counts,
+    room: u32,
+    settle: &mut Settle,
+) -> Result<Vec<Candidate>, StoreError> {
+    let mut chosen: Vec<Candidate> = Vec::new();
+    let mut looked: HashSet<String> = HashSet::new();
+    let mut after = cursor.to_owned();
+    loop {
+        let want = room.saturating_sub(u32::try_from(chosen.len()).unwrap_or(u32::MAX));
+        let limit = want as usize + counts.running.len() + SPARE_KEYS;
+        let read = tx.ready_keys(request.queue, &after, limit).await?;
+        let complete = read.len() < limit;
+        // Keys met again have come round: the round is done.
+        let keys: Vec<(String, i64)> = read
+            .into_iter()
+            .take_while(|(key, _)| !looked.contains(key))
+            .collect();
+        let wrapped = keys.len() < limit && !complete;
+        if let (Some(rate), Some(since)) = (flow.rate, window_start) {
+            if rate.per_key && !keys.is_empty() {
+                let mut names: Vec<String> = keys.iter().map(|(key, _)| key.clone()).collect();
+                names.sort();
+                counts
+                    .starts
+                    .extend(tx.starts_since(request.queue, since, Some(&names)).await?);
+            }
+        }
+        // Keys at a limit are passed over without reading their jobs.
+        let heads: Vec<(String, u32)> = keys
+            .iter()
+            .filter_map(|(key, _)| {
+                let open = counts.key_room(flow, Some(key));
+                (open > 0).then(|| (key.clone(), open.min(want)))
+            })
+            .collect();
+        let mut candidates = tx.key_heads(request.queue, request.due_by, &heads).await?;
+        let unkeyed_room = counts.key_room(flow, None).min(want);
+        if looked.is_empty() && unkeyed_room > 0 {
+            let unkeyed = tx
+                .queue_heads(request.queue, request.due_by, UNKEYED_WINDOW, true)
+                .await?;
+            candidates.extend(unkeyed.into_iter().take(unkeyed_room as usize));
+        }
+        let turn_of: HashMap<&str, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, (key, _))| (key.as_str(), n))
+            .collect();
+        let with_due: HashSet<String> = candidates.iter().filter_map(|c| c.key.clone()).collect();
+        // Jobs without a key take the first turn: they are few, or the
+        // queue has no keys at all.
+        let picked = pick(candidates, want, |c| {
+            c.key
+                .as_deref()
+                .and_then(|key| turn_of.get(key))
+                .copied()
+                .unwrap_or(0)
+        });
+        let served: HashSet<&str> = picked.iter().filter_map(|c| c.key.as_deref()).collect();
+        // The round moves on past the keys served, at their limit or with
+        // nothing due, up to the first with due jobs the room left out.
+        let passed = keys
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .take_while(|key| served.contains(key) || !with_due.contains(*key))
+            .last()
+            .map(str::to_owned);
+        // A key with nothing pending, due or not, stops being ready.
+        let nothing_due: Vec<String> = heads
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| !with_due.contains(*key))
+            .cloned()
+            .collect();
+        if !nothing_due.is_empty() {
+            let waiting: HashSet<String> = tx
+                .keys_pending(request.queue, &nothing_due)
+                .await?
+                .into_iter()
+                .collect();
+            let idle: HashSet<&String> = nothing_due
+                .iter()
+                .filter(|key| !waiting.contains(*key))
+                .collect();
+            settle
+                .idle
+                .extend(keys.iter().filter(|(key, _)| idle.contains(key)).cloned());
+        }
+        chosen.extend(picked);
+        let passed_all = passed.as_deref() == keys.last().map(|(key, _)| key.as_str());
+        if passed.is_some() {
+            settle.cursor.clone_from(&passed);
+        }
+        looked.extend(keys.into_iter().map(|(key, _)| key));
+        let enough = chosen.len() >= room as usize || looked.len() >= MAX_KEYS_LOOKED;
+        if enough || complete || wrapped || !passed_all {
+            return Ok(chosen);
+        }
+        if let Some(key) = passed {
+            after = key;
+        }
+    }
 }
 
 /// What a claim writes back about keys.

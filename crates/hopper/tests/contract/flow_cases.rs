@@ -625,6 +625,55 @@ pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb)
     assert_eq!(again.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
 }
 
+pub async fn a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job(db: &TestDb) {
+    use hopper::store::{CompleteRequest, Completion, Outcome, QueueFlow};
+    let (_clock, hopper) = on_test_clock(db).await;
+    hopper
+        .set_queue_flow("default", QueueFlow::default().per_key(1))
+        .await
+        .unwrap();
+    let store = hopper.store().clone();
+    let now = hopper.now();
+    // Fifty keys of one job each, and a last key with two.
+    let mut jobs: Vec<_> = (0..50).map(|n| format!("k{n:02}")).collect();
+    jobs.push("k50".into());
+    jobs.push("k50".into());
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .map(|key| {
+            let mut job = crate::common::new_job("ping", "default", now);
+            job.partition_key = Some(key);
+            job
+        })
+        .collect();
+    let ids = store.insert(&jobs).await.unwrap();
+    let first = store
+        .claim(claim_at("default", "w", 100, now, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 51, "one job of each key");
+    let done: Vec<Completion> = first
+        .iter()
+        .map(|job| Completion {
+            claim: job.claim(),
+            attempt: 1,
+            outcome: Outcome::Finished,
+        })
+        .collect();
+    let request = CompleteRequest {
+        completions: &done,
+        ended_at: now,
+    };
+    assert_eq!(store.complete(request).await.unwrap(), 51);
+    // Every key but the last has run dry, and none is known to be yet: a
+    // claim for one job goes round them all to the last key's second job.
+    let next = store
+        .claim(claim_at("default", "w", 1, now, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|job| job.id).collect::<Vec<_>>(), [ids[51]]);
+}
+
 pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own(db: &TestDb) {
     use hopper::store::QueueFlow;
     let (_clock, hopper) = on_test_clock(db).await;

@@ -638,9 +638,8 @@ async fn claims_and_completions_of_hundreds_of_jobs_never_scan_the_whole_table()
     store.migrate().await.unwrap();
     let jobs: Vec<_> = (0..100_000)
         .map(|n| {
-            let mut job = new_job("count", if n % 2 == 0 { "plain" } else { "fair" }, now);
-            job.partition_key = Some(format!("k{}", n % 7));
-            job
+            let queue = if n % 2 == 0 { "plain" } else { "fair" };
+            keyed_job(queue, &format!("k{}", n % 7), now)
         })
         .collect();
     store.insert(&jobs).await.unwrap();
@@ -675,19 +674,7 @@ async fn claims_and_completions_of_hundreds_of_jobs_never_scan_the_whole_table()
         assert_eq!(claimed.len(), 500);
         let claims: Vec<_> = claimed.iter().map(|job| job.claim()).collect();
         store.mark_started(&claims).await.unwrap();
-        let done: Vec<Completion> = claimed
-            .iter()
-            .map(|job| Completion {
-                claim: job.claim(),
-                attempt: job.attempt,
-                outcome: Outcome::Finished,
-            })
-            .collect();
-        let request = CompleteRequest {
-            completions: &done,
-            ended_at: now,
-        };
-        assert_eq!(store.complete(request).await.unwrap(), 500);
+        assert_eq!(finish_all(&store, &claimed, now).await, 500);
     }
     store.pool().close().await;
     drop(store);

@@ -166,6 +166,36 @@ pub fn new_job(job_type: &str, queue: &str, at: chrono::DateTime<chrono::Utc>) -
     }
 }
 
+/// [`new_job`] with partition key `key`.
+pub fn keyed_job(queue: &str, key: &str, at: chrono::DateTime<chrono::Utc>) -> NewJob {
+    NewJob {
+        partition_key: Some(key.into()),
+        ..new_job("ping", queue, at)
+    }
+}
+
+/// Records every job of `claimed` as finished in its first attempt, at
+/// `at`; how many outcomes applied.
+pub async fn finish_all(
+    store: &dyn hopper::store::Store,
+    claimed: &[hopper::store::ClaimedJob],
+    at: chrono::DateTime<chrono::Utc>,
+) -> u64 {
+    let done: Vec<hopper::store::Completion> = claimed
+        .iter()
+        .map(|job| hopper::store::Completion {
+            claim: job.claim(),
+            attempt: job.attempt,
+            outcome: hopper::store::Outcome::Finished,
+        })
+        .collect();
+    let request = hopper::store::CompleteRequest {
+        completions: &done,
+        ended_at: at,
+    };
+    store.complete(request).await.unwrap()
+}
+
 /// Waits (at most 60 s) until job `id` is in `state`, looking every 20 ms.
 pub async fn wait_state(hopper: &hopper::Hopper, id: hopper::JobId, state: hopper::JobState) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

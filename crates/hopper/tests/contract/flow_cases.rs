@@ -626,7 +626,7 @@ pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb)
 }
 
 pub async fn a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job(db: &TestDb) {
-    use hopper::store::{CompleteRequest, Completion, Outcome, QueueFlow};
+    use hopper::store::QueueFlow;
     let (_clock, hopper) = on_test_clock(db).await;
     hopper
         .set_queue_flow("default", QueueFlow::default().per_key(1))
@@ -635,36 +635,20 @@ pub async fn a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job(db: &Test
     let store = hopper.store().clone();
     let now = hopper.now();
     // Fifty keys of one job each, and a last key with two.
-    let mut jobs: Vec<_> = (0..50).map(|n| format!("k{n:02}")).collect();
-    jobs.push("k50".into());
-    jobs.push("k50".into());
-    let jobs: Vec<_> = jobs
-        .into_iter()
-        .map(|key| {
-            let mut job = crate::common::new_job("ping", "default", now);
-            job.partition_key = Some(key);
-            job
-        })
+    let mut jobs: Vec<_> = (0..50)
+        .map(|n| keyed_job("default", &format!("k{n:02}"), now))
         .collect();
+    jobs.extend([
+        keyed_job("default", "k50", now),
+        keyed_job("default", "k50", now),
+    ]);
     let ids = store.insert(&jobs).await.unwrap();
     let first = store
         .claim(claim_at("default", "w", 100, now, Duration::from_secs(30)))
         .await
         .unwrap();
     assert_eq!(first.len(), 51, "one job of each key");
-    let done: Vec<Completion> = first
-        .iter()
-        .map(|job| Completion {
-            claim: job.claim(),
-            attempt: 1,
-            outcome: Outcome::Finished,
-        })
-        .collect();
-    let request = CompleteRequest {
-        completions: &done,
-        ended_at: now,
-    };
-    assert_eq!(store.complete(request).await.unwrap(), 51);
+    assert_eq!(finish_all(&*store, &first, now).await, 51);
     // Every key but the last has run dry, and none is known to be yet: a
     // claim for one job goes round them all to the last key's second job.
     let next = store
@@ -688,11 +672,10 @@ pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_ow
     let jobs: Vec<_> = keys
         .iter()
         .flat_map(|key| {
-            (0..2).map(move |_| {
-                let mut job = crate::common::new_job("ping", "default", now);
-                job.partition_key = Some((*key).into());
-                job
-            })
+            [
+                keyed_job("default", key, now),
+                keyed_job("default", key, now),
+            ]
         })
         .collect();
     let ids = store.insert(&jobs).await.unwrap();
@@ -708,18 +691,14 @@ pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_ow
 }
 
 pub async fn idle_partition_keys_are_pruned_and_come_back_with_their_next_job(db: &TestDb) {
-    use hopper::store::{CompleteRequest, Completion, Outcome, QueueFlow};
+    use hopper::store::QueueFlow;
     let (clock, hopper) = on_test_clock(db).await;
     hopper
         .set_queue_flow("default", QueueFlow::default().per_key(1))
         .await
         .unwrap();
     let store = hopper.store().clone();
-    let keyed = |key: &str| {
-        let mut job = crate::common::new_job("ping", "default", hopper.now());
-        job.partition_key = Some(key.into());
-        job
-    };
+    let keyed = |key: &str| keyed_job("default", key, hopper.now());
     let claim = || {
         let store = store.clone();
         let due_by = hopper.now();
@@ -742,19 +721,7 @@ pub async fn idle_partition_keys_are_pruned_and_come_back_with_their_next_job(db
         .unwrap();
     let ran = claim().await;
     assert_eq!(ran.len(), 3);
-    let done: Vec<Completion> = ran
-        .iter()
-        .map(|job| Completion {
-            claim: job.claim(),
-            attempt: 1,
-            outcome: Outcome::Finished,
-        })
-        .collect();
-    let request = CompleteRequest {
-        completions: &done,
-        ended_at: hopper.now(),
-    };
-    assert_eq!(store.complete(request).await.unwrap(), 3);
+    assert_eq!(finish_all(&*store, &ran, hopper.now()).await, 3);
     // Nothing is pending under any key: this claim finds each key empty
     // and marks it idle, and the pruner forgets idle keys.
     assert!(claim().await.is_empty());

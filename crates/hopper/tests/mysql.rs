@@ -561,8 +561,12 @@ async fn an_idle_pool_takes_other_processes_jobs_within_its_poll_interval() {
         )
         .unwrap();
     let other = counted(&db.url, &Runs::new()).await;
-    // Let the pool find its queue empty and go idle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The pool's first claim finds the queue empty, and its producer idles.
+    let mut activity = pool.activity();
+    tokio::time::timeout(Duration::from_secs(10), activity.wait_for(|n| *n > 0))
+        .await
+        .expect("the pool claimed within 10 s")
+        .unwrap();
 
     let started = std::time::Instant::now();
     let id = other.dispatch::<Counted>(()).await.unwrap();
@@ -580,7 +584,6 @@ async fn an_idle_pool_takes_other_processes_jobs_within_its_poll_interval() {
         .await
         .unwrap();
     assert!(other.cancel(later).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
     assert!(other.retry(later).await.unwrap());
     runs.wait_for(2).await;

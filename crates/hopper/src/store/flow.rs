@@ -267,6 +267,15 @@ pub(crate) struct LockedFlow {
     pub(crate) now: DateTime<Utc>,
 }
 
+impl LockedFlow {
+    /// Where the rate's window starts, at the claim's now, under a rate.
+    fn window_start(&self) -> Option<DateTime<Utc>> {
+        self.flow
+            .rate
+            .map(|rate| crate::clock::sub(self.now, rate.period))
+    }
+}
+
 /// The reads and writes a flow-controlled claim asks of a database, all in
 /// one transaction that holds the queue's row from [`FlowTx::lock_flow`] on.
 pub(crate) trait FlowTx {
@@ -395,9 +404,7 @@ pub(crate) async fn claim<T: FlowTx>(
     if flow.concurrency.is_some() || flow.key_concurrency.is_some() {
         counts.running = tx.running(request.queue).await?.into_iter().collect();
     }
-    let window_start = flow
-        .rate
-        .map(|rate| crate::clock::sub(locked.now, rate.period));
+    let window_start = locked.window_start();
     if let (Some(rate), Some(since)) = (flow.rate, window_start) {
         if !rate.per_key {
             counts.starts = tx
@@ -417,17 +424,7 @@ pub(crate) async fn claim<T: FlowTx>(
     }
     let mut settle = Settle::default();
     let chosen = if flow.is_keyed() {
-        claim_keyed(
-            tx,
-            request,
-            &flow,
-            window_start,
-            &locked.key_cursor,
-            &mut counts,
-            room,
-            &mut settle,
-        )
-        .await?
+        claim_keyed(tx, request, &locked, &mut counts, room, &mut settle).await?
     } else if flow.rate.is_none() {
         // Oldest first, no start to record: the database's usual claim,
         // under the room the limit leaves.
@@ -470,7 +467,7 @@ pub(crate) async fn claim<T: FlowTx>(
 }
 
 /// Chooses up to `room` jobs of a keyed queue, going round its ready keys
-/// from `cursor` a window at a time: each window holds as many keys as the
+/// from the queue's cursor a window at a time: each window holds as many keys as the
 /// room left and the running keys could need, and the next is read only
 /// while the room is not filled and the round is not done. Keys found with
 /// nothing pending fill no window twice: after a burst of keys runs dry,
@@ -478,20 +475,22 @@ pub(crate) async fn claim<T: FlowTx>(
 /// one window per claim (and a poll interval between claims that found
 /// nothing), up to [`MAX_KEYS_LOOKED`] keys. Records in `settle` the keys
 /// gone idle and the last key passed.
-#[allow(clippy::too_many_arguments)]
 async fn claim_keyed<T: FlowTx>(
     tx: &mut T,
     request: &ClaimRequest<'_>,
-    flow: &QueueFlow,
-    window_start: Option<DateTime<Utc>>,
-    cursor: &str,
+    locked: &LockedFlow,
     counts: &mut Counts,
     room: u32,
     settle: &mut Settle,
 ) -> Result<Vec<Candidate>, StoreError> {
+    let flow = &locked.flow;
+    let window_start = locked.window_start();
     let mut chosen: Vec<Candidate> = Vec::new();
+    // The keys of the windows before this one, kept only once a claim
+    // reads a second window, and how many there were.
     let mut looked: HashSet<String> = HashSet::new();
-    let mut after = cursor.to_owned();
+    let mut seen = 0;
+    let mut after = locked.key_cursor.clone();
     loop {
         let want = room.saturating_sub(u32::try_from(chosen.len()).unwrap_or(u32::MAX));
         let limit = want as usize + counts.running.len() + SPARE_KEYS;
@@ -522,7 +521,7 @@ async fn claim_keyed<T: FlowTx>(
             .collect();
         let mut candidates = tx.key_heads(request.queue, request.due_by, &heads).await?;
         let unkeyed_room = counts.key_room(flow, None).min(want);
-        if looked.is_empty() && unkeyed_room > 0 {
+        if seen == 0 && unkeyed_room > 0 {
             let unkeyed = tx
                 .queue_heads(request.queue, request.due_by, UNKEYED_WINDOW, true)
                 .await?;
@@ -578,11 +577,12 @@ async fn claim_keyed<T: FlowTx>(
         if passed.is_some() {
             settle.cursor.clone_from(&passed);
         }
-        looked.extend(keys.into_iter().map(|(key, _)| key));
-        let enough = chosen.len() >= room as usize || looked.len() >= MAX_KEYS_LOOKED;
+        seen += keys.len();
+        let enough = chosen.len() >= room as usize || seen >= MAX_KEYS_LOOKED;
         if enough || complete || wrapped || !passed_all {
             return Ok(chosen);
         }
+        looked.extend(keys.into_iter().map(|(key, _)| key));
         if let Some(key) = passed {
             after = key;
         }

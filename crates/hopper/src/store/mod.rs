@@ -1525,9 +1525,8 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// [`workflows`]): releases the dependents none of whose
     /// dependencies are left, due at `now`, and cancels those whose
     /// dependency failed or was cancelled. One step, in one transaction,
-    /// settles at most 2,000 dependents: the
-    /// answer says which queues got due jobs and whether endings are left
-    /// for the next call.
+    /// settles a bounded number of dependents: the answer says which
+    /// queues got due jobs and whether endings are left for the next call.
     async fn release_dependents(&self, now: DateTime<Utc>) -> Result<Released, StoreError>;
 
     /// The dependencies of the jobs `ids`, in one read: each one's job

@@ -573,13 +573,22 @@ pub async fn a_per_key_rate_limits_each_key_alone(db: &TestDb) {
     assert_eq!(pending, 6);
 }
 
-pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb) {
-    use hopper::store::QueueFlow;
+/// A handle on `db` on a test clock, and that clock, with the `default`
+/// queue running at most `limit` jobs of one key at once.
+async fn per_key_queue(db: &TestDb, limit: u32) -> (hopper::clock::ManualClock, hopper::Hopper) {
     let (clock, hopper) = on_test_clock(db).await;
     hopper
-        .set_queue_flow("default", QueueFlow::default().per_key(2))
+        .set_queue_flow(
+            "default",
+            hopper::store::QueueFlow::default().per_key(limit),
+        )
         .await
         .unwrap();
+    (clock, hopper)
+}
+
+pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb) {
+    let (clock, hopper) = per_key_queue(db, 2).await;
     let store = hopper.store().clone();
     let now = hopper.now();
     let mut job = crate::common::new_job("ping", "default", now);
@@ -626,12 +635,7 @@ pub async fn a_keyed_job_retried_after_its_key_went_idle_still_runs(db: &TestDb)
 }
 
 pub async fn a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job(db: &TestDb) {
-    use hopper::store::QueueFlow;
-    let (_clock, hopper) = on_test_clock(db).await;
-    hopper
-        .set_queue_flow("default", QueueFlow::default().per_key(1))
-        .await
-        .unwrap();
+    let (_clock, hopper) = per_key_queue(db, 1).await;
     let store = hopper.store().clone();
     let now = hopper.now();
     // Fifty keys of one job each, and a last key with two.
@@ -659,12 +663,7 @@ pub async fn a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job(db: &Test
 }
 
 pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own(db: &TestDb) {
-    use hopper::store::QueueFlow;
-    let (_clock, hopper) = on_test_clock(db).await;
-    hopper
-        .set_queue_flow("default", QueueFlow::default().per_key(1))
-        .await
-        .unwrap();
+    let (_clock, hopper) = per_key_queue(db, 1).await;
     let store = hopper.store().clone();
     let now = hopper.now();
     // (MySQL/MariaDB collations ignore trailing spaces: docs/guarantees.md.)
@@ -691,12 +690,7 @@ pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_ow
 }
 
 pub async fn idle_partition_keys_are_pruned_and_come_back_with_their_next_job(db: &TestDb) {
-    use hopper::store::QueueFlow;
-    let (clock, hopper) = on_test_clock(db).await;
-    hopper
-        .set_queue_flow("default", QueueFlow::default().per_key(1))
-        .await
-        .unwrap();
+    let (clock, hopper) = per_key_queue(db, 1).await;
     let store = hopper.store().clone();
     let keyed = |key: &str| keyed_job("default", key, hopper.now());
     let claim = || {

@@ -17,6 +17,14 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
+/// A JSON array of `values`: how statements are given a list of rows
+/// (SQLite's `json_each`, MySQL's `JSON_TABLE`) with one statement text
+/// for any length.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(values).map_err(|error| StoreError::Internal(error.to_string()))
+}
+
 /// The timestamp stored as `value` microseconds in job `id`'s row.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn from_micros(id: JobId, value: i64) -> Result<DateTime<Utc>, StoreError> {

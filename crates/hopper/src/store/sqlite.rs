@@ -113,11 +113,6 @@ impl SqliteStore {
     }
 }
 
-/// A JSON array of `values`, as statements read lists with `json_each`.
-pub(super) fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(values).map_err(|error| StoreError::Internal(error.to_string()))
-}
-
 /// Claims as the JSON array of `[id, token]` pairs statements read with `json_each`.
 fn claim_list(claims: &[Claim]) -> String {
     let pairs: Vec<(JobId, ClaimToken)> = claims.iter().map(|c| (c.id, c.token)).collect();

@@ -160,6 +160,7 @@ macro_rules! contract_for {
             a_failed_step_cancels_its_dependents_and_an_any_outcome_step_still_runs,
             two_dependencies_ending_at_once_in_two_processes_release_their_dependent_once,
             a_wide_fan_out_is_released_in_bounded_steps_each_dependent_once,
+            fan_outs_ending_in_one_step_are_each_released_whole_once,
             a_large_bulk_insert_keeps_every_job_whole_and_in_order,
             a_sequences_jobs_run_one_at_a_time_in_dispatch_order_and_keys_in_parallel,
             a_failed_job_holds_its_sequence_until_skipped_or_retried_unless_it_lets_it_go_on,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hopper::store::{
-    Claim, ClaimRequest, CompleteRequest, Completion, Outcome, Store, new_claim_token,
+    Claim, ClaimRequest, ClaimedJob, CompleteRequest, Completion, Outcome, Store, new_claim_token,
 };
 use hopper::{
     DispatchError, DispatchOptions, Hopper, Job, JobContext, JobError, JobResult, JobState,
@@ -16,7 +16,7 @@ use hopper::{
 };
 
 use crate::backends::TestDb;
-use crate::common::wait_state;
+use crate::common::{finish_all, wait_state};
 
 /// How many times each step ran.
 #[derive(Clone, Default)]
@@ -287,43 +287,10 @@ pub async fn a_wide_fan_out_is_released_in_bounded_steps_each_dependent_once(db:
         .dispatch()
         .await
         .unwrap();
-    let claim = |limit: u32| {
+    let claim = |limit: u32| claim_started(&*store, "wide", limit);
+    let finish = |claimed: Vec<ClaimedJob>| {
         let store = store.clone();
-        async move {
-            store
-                .claim(ClaimRequest {
-                    queue: "wide",
-                    worker: "wide",
-                    token: new_claim_token(),
-                    limit,
-                    lease: Duration::from_secs(60),
-                    now: None,
-                    due_by: chrono::Utc::now(),
-                    start_now: limit,
-                })
-                .await
-                .unwrap()
-        }
-    };
-    let finish = |claimed: Vec<hopper::store::ClaimedJob>| {
-        let store = store.clone();
-        async move {
-            let completions: Vec<Completion> = claimed
-                .iter()
-                .map(|job| Completion {
-                    claim: job.claim(),
-                    attempt: job.attempt,
-                    outcome: Outcome::Finished,
-                })
-                .collect();
-            store
-                .complete(CompleteRequest {
-                    completions: &completions,
-                    ended_at: chrono::Utc::now(),
-                })
-                .await
-                .unwrap();
-        }
+        async move { finish_all(&*store, &claimed, chrono::Utc::now()).await }
     };
     let root = claim(10).await;
     assert_eq!(root.len(), 1, "only the root is due");
@@ -377,6 +344,64 @@ pub async fn a_wide_fan_out_is_released_in_bounded_steps_each_dependent_once(db:
     );
 }
 
+pub async fn fan_outs_ending_in_one_step_are_each_released_whole_once(db: &TestDb) {
+    // Two roots whose dependents together pass a step's bound: the step
+    // reads both roots' edges at once, takes all of the first's and the
+    // start of the second's, and the next step goes on from there.
+    const WIDTH: usize = 2_100;
+    let runs = Runs::default();
+    let hopper = handle(db, &runs).await;
+    let store = hopper.store().clone();
+    let options = DispatchOptions::new().queue("two-fans");
+    let job = |name: &str| {
+        hopper
+            .prepare::<StageJob>(stage(name, 1, false), options.clone())
+            .unwrap()
+    };
+    let mut workflow = hopper
+        .workflow("two fans")
+        .step(&[], false, "a", job("a"))
+        .unwrap()
+        .step(&[], false, "b", job("b"))
+        .unwrap();
+    let dependents: Vec<(String, &str)> = ["a", "b"]
+        .into_iter()
+        .flat_map(|root| (0..WIDTH).map(move |n| (format!("{root}{n}"), root)))
+        .collect();
+    for (name, root) in &dependents {
+        workflow = workflow.step(&[root], false, name, job(name)).unwrap();
+    }
+    let workflow = workflow.dispatch().await.unwrap();
+    let roots = claim_started(&*store, "two-fans", 10).await;
+    assert_eq!(roots.len(), 2, "only the roots are due");
+    finish_all(&*store, &roots, chrono::Utc::now()).await;
+
+    let mut steps = 0;
+    while store
+        .release_dependents(chrono::Utc::now())
+        .await
+        .unwrap()
+        .more
+    {
+        steps += 1;
+        assert!(steps < 10, "the release goes on");
+    }
+    assert!(
+        steps >= 1,
+        "{} dependents took more than one step",
+        2 * WIDTH
+    );
+    let due = claim_started(&*store, "two-fans", u32::try_from(3 * WIDTH).unwrap()).await;
+    let mut ids: Vec<_> = due.iter().map(|job| job.id).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<_> = dependents
+        .iter()
+        .map(|(name, _)| workflow.jobs[name.as_str()])
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "every dependent of both roots released once");
+}
+
 pub async fn a_workflow_that_cannot_be_one_is_refused_and_stores_nothing(db: &TestDb) {
     let runs = Runs::default();
     let hopper = handle(db, &runs).await;
@@ -417,4 +442,21 @@ pub async fn a_workflow_that_cannot_be_one_is_refused_and_stores_nothing(db: &Te
         0,
         "nothing stored"
     );
+}
+
+/// Claims up to `limit` due jobs of `queue`, each started at once.
+async fn claim_started(store: &dyn Store, queue: &str, limit: u32) -> Vec<ClaimedJob> {
+    store
+        .claim(ClaimRequest {
+            queue,
+            worker: queue,
+            token: new_claim_token(),
+            limit,
+            lease: Duration::from_secs(60),
+            now: None,
+            due_by: chrono::Utc::now(),
+            start_now: limit,
+        })
+        .await
+        .unwrap()
 }

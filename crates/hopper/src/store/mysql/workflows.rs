@@ -9,16 +9,28 @@ use super::batches::MySqlBatch;
 use super::sql::placeholders;
 use super::{INSERT_CHUNK, optional_text, text};
 use crate::job::JobId;
-use crate::store::rows::{micros, state_of};
+use crate::store::rows::{json_list, micros, state_of};
 use crate::store::workflows::{EdgeOut, shape};
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 
-/// The edges out of a job to dependents after an id, up to a limit, in dependent id order; `?`: job, after, limit.
-const EDGES_AFTER: &str = "(SELECT depends_on, job_id, any_outcome, holds FROM job_deps \
-     WHERE depends_on = ? AND job_id > ? ORDER BY job_id LIMIT ?)";
+// Lists of rows reach these statements as one JSON array read with
+// `JSON_TABLE`, so each has one text for any length: a statement with a
+// placeholder or a `UNION ALL` branch per row is parsed, planned and
+// prepared anew for every length, branch by branch.
 
-/// How many jobs' edges one statement reads.
-const EDGE_READS: usize = 100;
+/// The edges out of a job to dependents after an id, up to a limit, in dependent id order; `?`: job, after, limit.
+const EDGES_AFTER: &str = "SELECT depends_on, job_id, any_outcome, holds FROM job_deps \
+     WHERE depends_on = ? AND job_id > ? ORDER BY job_id LIMIT ?";
+
+/// The edges out of each job of a JSON array of `[job, after]` pairs to
+/// its dependents after `after`, up to a limit per job: those up to the
+/// job's limit-th one; `?`: the pairs, the limit less one.
+const EDGES_OF: &str = "SELECT d.depends_on, d.job_id, d.any_outcome, d.holds \
+     FROM JSON_TABLE(?, '$[*]' COLUMNS (dep BIGINT PATH '$[0]', after BIGINT PATH '$[1]')) AS e \
+     JOIN job_deps AS d ON d.depends_on = e.dep AND d.job_id > e.after \
+         AND d.job_id <= COALESCE((SELECT b.job_id FROM job_deps AS b \
+             WHERE b.depends_on = e.dep AND b.job_id > e.after ORDER BY b.job_id LIMIT 1 OFFSET ?), \
+             9223372036854775807)";
 
 /// Sets a job's waiting count and whether others depend on it: waiting, depended, id.
 const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?, has_dependents = ? WHERE id = ?";
@@ -27,15 +39,22 @@ const LINK_JOB: &str = "UPDATE jobs SET waiting_on = ?, has_dependents = ? WHERE
 const TAKE_EVENTS: &str = "SELECT id, job_id, state, settled_through FROM dep_events ORDER BY id LIMIT ? \
      FOR UPDATE SKIP LOCKED";
 
-/// Sets `n` jobs their waiting counts, each due at a time if given: (id,
-/// waiting, due) per job, joined as a derived table.
-fn set_waiting(n: usize) -> String {
-    let rows = vec!["SELECT ? AS id, ? AS waiting, ? AS due"; n].join(" UNION ALL ");
-    format!(
-        "UPDATE jobs JOIN ({rows}) AS c ON jobs.id = c.id \
-         SET jobs.waiting_on = c.waiting, jobs.available_at = COALESCE(c.due, jobs.available_at)"
-    )
-}
+/// Sets jobs their waiting counts, each due at a time if given; `?`: a
+/// JSON array of `[id, waiting, due or null]`.
+const SET_WAITING: &str = "UPDATE jobs \
+     JOIN JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$[0]', waiting BIGINT PATH '$[1]', due BIGINT PATH '$[2]')) AS c \
+         ON jobs.id = c.id \
+     SET jobs.waiting_on = c.waiting, jobs.available_at = COALESCE(c.due, jobs.available_at)";
+
+/// Records a dependent as the last settled for events; `?`: the
+/// dependent, a JSON array of the events' ids.
+const SET_THROUGH: &str = "UPDATE dep_events \
+     JOIN JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS e ON dep_events.id = e.id \
+     SET dep_events.settled_through = ?";
+
+/// Deletes events; `?`: a JSON array of their ids.
+const DELETE_EVENTS: &str = "DELETE dep_events FROM dep_events \
+     JOIN JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS e ON dep_events.id = e.id";
 
 /// Cancels a pending job: finished at, error, id.
 const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?, last_error = ? \
@@ -111,30 +130,29 @@ impl WorkflowTx for MySqlBatch<'_> {
         from: &[(JobId, JobId)],
         limit: u32,
     ) -> Result<Vec<EdgeOut>, StoreError> {
-        let mut edges = Vec::new();
-        for chunk in from.chunks(EDGE_READS) {
-            let statement = vec![EDGES_AFTER; chunk.len()].join(" UNION ALL ");
-            let mut query = sqlx::query_as::<_, EdgeOut>(&statement);
-            for (job, after) in chunk {
-                query = query.bind(job).bind(after).bind(limit);
-            }
-            edges.extend(query.fetch_all(&mut *self.0).await?);
+        if limit == 0 {
+            return Ok(Vec::new());
         }
-        Ok(edges)
+        // One job (a fan-out's step) reads just its next edges by index.
+        let query = match from {
+            [] => return Ok(Vec::new()),
+            [(job, after)] => sqlx::query_as(EDGES_AFTER)
+                .bind(job)
+                .bind(after)
+                .bind(limit),
+            from => sqlx::query_as(EDGES_OF)
+                .bind(json_list(from)?)
+                .bind(limit - 1),
+        };
+        Ok(query.fetch_all(&mut *self.0).await?)
     }
 
     async fn set_through(&mut self, ids: &[i64], through: JobId) -> Result<(), StoreError> {
-        for chunk in ids.chunks(INSERT_CHUNK) {
-            let statement = format!(
-                "UPDATE dep_events SET settled_through = ? WHERE id IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut query = sqlx::query(&statement).bind(through);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            query.execute(&mut *self.0).await?;
-        }
+        sqlx::query(SET_THROUGH)
+            .bind(json_list(ids)?)
+            .bind(through)
+            .execute(&mut *self.0)
+            .await?;
         Ok(())
     }
 
@@ -164,15 +182,14 @@ impl WorkflowTx for MySqlBatch<'_> {
     }
 
     async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError> {
-        // A thousand jobs a statement, not a round trip each.
-        for chunk in jobs.chunks(1_000) {
-            let statement = set_waiting(chunk.len());
-            let mut query = sqlx::query(&statement);
-            for (id, waiting_on, due) in chunk {
-                query = query.bind(id).bind(waiting_on).bind(due.map(micros));
-            }
-            query.execute(&mut *self.0).await?;
-        }
+        let rows: Vec<(JobId, i64, Option<i64>)> = jobs
+            .iter()
+            .map(|(id, waiting_on, due)| (*id, *waiting_on, due.map(micros)))
+            .collect();
+        sqlx::query(SET_WAITING)
+            .bind(json_list(&rows)?)
+            .execute(&mut *self.0)
+            .await?;
         Ok(())
     }
 
@@ -192,17 +209,10 @@ impl WorkflowTx for MySqlBatch<'_> {
     }
 
     async fn delete_events(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        for chunk in ids.chunks(INSERT_CHUNK) {
-            let statement = format!(
-                "DELETE FROM dep_events WHERE id IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut query = sqlx::query(&statement);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            query.execute(&mut *self.0).await?;
-        }
+        sqlx::query(DELETE_EVENTS)
+            .bind(json_list(ids)?)
+            .execute(&mut *self.0)
+            .await?;
         Ok(())
     }
 }

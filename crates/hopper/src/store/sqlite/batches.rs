@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, params};
 
-use super::{all, insert_in, json_list};
+use super::{all, insert_in};
 use crate::job::JobId;
-use crate::store::rows::{from_count, from_micros, micros};
+use crate::store::rows::{from_count, from_micros, json_list, micros};
 use crate::store::{
     BatchCallback, BatchCounts, BatchEvent, BatchId, BatchRecord, BatchTx, CallbackColumns,
     DueBatch, NewBatch, NewJob, StoreError, batches,

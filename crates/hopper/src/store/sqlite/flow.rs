@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, params};
 
-use super::{all, claimed, json_list, sql};
+use super::{all, claimed, sql};
 use crate::job::JobId;
-use crate::store::rows::{from_micros, lease_micros, micros};
+use crate::store::rows::{from_micros, json_list, lease_micros, micros};
 use crate::store::{
     Candidate, ClaimRequest, ClaimedJob, FlowTx, LockedFlow, QueueFlow, Rate, StoreError,
 };

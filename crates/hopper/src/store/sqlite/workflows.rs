@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::batches::SqliteBatch;
-use super::{all, json_list, state_of};
+use super::{all, state_of};
 use crate::job::JobId;
-use crate::store::rows::micros;
+use crate::store::rows::{json_list, micros};
 use crate::store::workflows::{EdgeOut, shape};
 use crate::store::{DepEvent, Dependency, Dependent, NewStep, StoreError, Waiting, WorkflowTx};
 

@@ -40,7 +40,9 @@ const TAKE_EVENTS: &str = "SELECT id, job_id, state, settled_through FROM dep_ev
      FOR UPDATE SKIP LOCKED";
 
 /// Sets jobs their waiting counts, each due at a time if given; `?`: a
-/// JSON array of `[id, waiting, due or null]`.
+/// JSON array of `[id, waiting]`, or `[id, waiting, due]` for a job made
+/// due: a missing element reads as NULL (`JSON_TABLE`'s default on
+/// empty), where a JSON `null` would be a value to convert.
 const SET_WAITING: &str = "UPDATE jobs \
      JOIN JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$[0]', waiting BIGINT PATH '$[1]', due BIGINT PATH '$[2]')) AS c \
          ON jobs.id = c.id \
@@ -182,9 +184,13 @@ impl WorkflowTx for MySqlBatch<'_> {
     }
 
     async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError> {
-        let rows: Vec<(JobId, i64, Option<i64>)> = jobs
+        let rows: Vec<Vec<i64>> = jobs
             .iter()
-            .map(|(id, waiting_on, due)| (*id, *waiting_on, due.map(micros)))
+            .map(|(id, waiting_on, due)| {
+                let mut row = vec![*id, *waiting_on];
+                row.extend(due.map(micros));
+                row
+            })
             .collect();
         sqlx::query(SET_WAITING)
             .bind(json_list(&rows)?)

@@ -177,7 +177,7 @@ impl Services {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let hopper = hopper::Hopper::builder().connect("sqlite::memory:").await.unwrap();
 /// let running = hopper::services::Services::new(hopper::WorkerConfig::new(1)).start(&hopper).unwrap();
-/// assert_eq!(running.pool().in_flight(), 0);
+/// assert_eq!(running.pool().concurrency("default"), Some(1));
 /// running.stop().await.unwrap();
 /// # });
 /// ```

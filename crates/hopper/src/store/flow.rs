@@ -19,6 +19,11 @@
 //! room is served once per round, and a claim writes one cursor, not a
 //! row per key it served. A key at its limit is passed over without
 //! reading its jobs, so it blocks no other key.
+//!
+//! A queue with only a per-key limit (no fairness, no per-key rate) is
+//! claimed oldest first: from a window of its first due jobs, each whose
+//! key has room, with the round filling the room left, so a window full of
+//! one key's jobs holds no other key back.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -41,6 +46,10 @@ const UNKEYED_WINDOW: u32 = 64;
 /// room is not filled: a queue with more keys gone dry than this has them
 /// passed over several claims.
 const MAX_KEYS_LOOKED: usize = 4_096;
+
+/// The most due jobs an oldest-first claim looks through before going
+/// round the keys for the room it has left.
+const MAX_OLDEST_WINDOW: u32 = 2_000;
 
 /// A queue's flow settings: how many of its jobs may start, at once and
 /// per period, across every process sharing the database, and whether its
@@ -66,9 +75,11 @@ pub struct QueueFlow {
     pub key_concurrency: Option<u32>,
     /// The most job starts per period.
     pub rate: Option<Rate>,
-    /// Serve keys with due jobs in turn instead of strictly oldest job
-    /// first, so one key's backlog does not hold the others back. A queue
-    /// with a per-key limit or rate is always served in turn.
+    /// Serve keys with due jobs in turn instead of oldest job first, so one
+    /// key's backlog does not hold the others back. A queue with a per-key
+    /// rate is always served in turn; one with only a per-key limit takes
+    /// its oldest jobs whose keys have room, then goes round the keys for
+    /// the room left.
     pub fair: bool,
 }
 
@@ -424,7 +435,22 @@ pub(crate) async fn claim<T: FlowTx>(
     }
     let mut settle = Settle::default();
     let chosen = if flow.is_keyed() {
-        claim_keyed(tx, request, &locked, &mut counts, room, &mut settle).await?
+        // Oldest first where that is the order asked for; the round of
+        // keys fills what room that leaves (jobs of keys at their limit
+        // filling the window hold no other key back) and marks the keys
+        // found empty.
+        let mut chosen = if takes_oldest_first(&flow) {
+            claim_oldest(tx, request, &flow, &mut counts, room).await?
+        } else {
+            Vec::new()
+        };
+        let rest = room.saturating_sub(u32::try_from(chosen.len()).unwrap_or(u32::MAX));
+        if rest > 0 {
+            let taken: HashSet<JobId> = chosen.iter().map(|c| c.id).collect();
+            let round = claim_keyed(tx, request, &locked, &mut counts, rest, &mut settle).await?;
+            chosen.extend(round.into_iter().filter(|c| !taken.contains(&c.id)));
+        }
+        chosen
     } else if flow.rate.is_none() {
         // Oldest first, no start to record: the database's usual claim,
         // under the room the limit leaves.
@@ -464,6 +490,42 @@ pub(crate) async fn claim<T: FlowTx>(
         }
     }
     Ok(Some(jobs))
+}
+
+/// Whether a keyed queue's claims take its due jobs oldest first, passing
+/// over those whose key is at its limit: a per-key limit on a queue that
+/// is not fair and has no per-key rate.
+fn takes_oldest_first(flow: &QueueFlow) -> bool {
+    flow.key_concurrency.is_some() && !flow.fair && !flow.rate.is_some_and(|rate| rate.per_key)
+}
+
+/// Chooses up to `room` of the queue's first due jobs, best first, passing
+/// over each whose key has no room left (counted in `counts` as it goes),
+/// from a window of twice the room.
+async fn claim_oldest<T: FlowTx>(
+    tx: &mut T,
+    request: &ClaimRequest<'_>,
+    flow: &QueueFlow,
+    counts: &mut Counts,
+    room: u32,
+) -> Result<Vec<Candidate>, StoreError> {
+    let window = room
+        .saturating_mul(2)
+        .clamp(UNKEYED_WINDOW, MAX_OLDEST_WINDOW);
+    let heads = tx
+        .queue_heads(request.queue, request.due_by, window, false)
+        .await?;
+    let mut chosen = Vec::new();
+    for candidate in heads {
+        if chosen.len() >= room as usize {
+            break;
+        }
+        if counts.key_room(flow, candidate.key.as_deref()) > 0 {
+            *counts.running.entry(candidate.key.clone()).or_default() += 1;
+            chosen.push(candidate);
+        }
+    }
+    Ok(chosen)
 }
 
 /// Chooses up to `room` jobs of a keyed queue, going round its ready keys

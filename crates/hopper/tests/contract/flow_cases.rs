@@ -662,6 +662,39 @@ pub async fn a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job(db: &Test
     assert_eq!(next.iter().map(|job| job.id).collect::<Vec<_>>(), [ids[51]]);
 }
 
+pub async fn a_per_key_limit_takes_jobs_oldest_first_and_a_window_of_one_full_key_holds_no_other_back(
+    db: &TestDb,
+) {
+    let (_clock, hopper) = per_key_queue(db, 2).await;
+    let store = hopper.store().clone();
+    let now = hopper.now();
+    // One key's hundred jobs, more than a claim's window of the oldest,
+    // then one of another key.
+    let mut jobs: Vec<_> = (0..100).map(|_| keyed_job("default", "big", now)).collect();
+    jobs.push(keyed_job("default", "small", now));
+    let ids = store.insert(&jobs).await.unwrap();
+    let claim = |limit| {
+        store.claim(claim_at(
+            "default",
+            "w",
+            limit,
+            now,
+            Duration::from_secs(30),
+        ))
+    };
+    // Without fairness asked for, the oldest jobs go first: both of the
+    // big key's, not one of each key.
+    let mut first: Vec<hopper::JobId> = claim(2).await.unwrap().iter().map(|job| job.id).collect();
+    first.sort_unstable();
+    assert_eq!(first, ids[..2]);
+    // The big key is at its limit and fills the window: the claim passes
+    // over it to the other key's job.
+    let next: Vec<hopper::JobId> = claim(1).await.unwrap().iter().map(|job| job.id).collect();
+    assert_eq!(next, [ids[100]]);
+    // Room for more, but every key is at its limit or empty.
+    assert!(claim(5).await.unwrap().is_empty());
+}
+
 pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own(db: &TestDb) {
     let (_clock, hopper) = per_key_queue(db, 1).await;
     let store = hopper.store().clone();

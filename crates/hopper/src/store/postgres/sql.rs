@@ -212,18 +212,18 @@ pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM ( \
              WHERE queue = $1 AND ready AND partition_key <= $2 ORDER BY partition_key LIMIT $3)) AS round \
      ORDER BY lap, partition_key LIMIT $3";
 
-/// The due (by $4) pending jobs of queue $1 at the head of each key of $2 (text[]), up to $3 (int[]) each, best first, skipping locked rows: id, key, priority.
+/// The due (by $4) pending jobs of queue $1 at the head of each key of $2 (text[]), up to $3 (int[]) each, best first: id, key, priority. Read without locks: the claim's start takes each row's lock and skips a job no longer pending.
 pub(super) const KEY_HEADS: &str = "SELECT h.id, k.key, h.priority \
      FROM UNNEST($2::text[], $3::int[]) WITH ORDINALITY AS k(key, n, place) \
      CROSS JOIN LATERAL (SELECT id, priority, available_at FROM jobs \
          WHERE state = 'pending' AND queue = $1 AND partition_key = k.key AND available_at <= $4 \
-         ORDER BY priority DESC, available_at, id LIMIT k.n FOR UPDATE SKIP LOCKED) AS h \
+         ORDER BY priority DESC, available_at, id LIMIT k.n) AS h \
      ORDER BY k.place, h.priority DESC, h.available_at, h.id";
 
-/// Up to $3 due (by $2) pending jobs of queue $1, best first, skipping locked rows: id, partition key, priority.
+/// Up to $3 due (by $2) pending jobs of queue $1, best first, read without locks as [`KEY_HEADS`] is: id, partition key, priority.
 pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jobs \
      WHERE state = 'pending' AND queue = $1 AND available_at <= $2 \
-     ORDER BY priority DESC, available_at, id LIMIT $3 FOR UPDATE SKIP LOCKED";
+     ORDER BY priority DESC, available_at, id LIMIT $3";
 
 /// Which keys of $2 (text[]) in queue $1 have a pending job, due or not.
 pub(super) const KEYS_PENDING: &str = "SELECT k FROM UNNEST((SELECT $2::text[])) AS k \

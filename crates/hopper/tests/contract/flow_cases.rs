@@ -695,6 +695,88 @@ pub async fn a_per_key_limit_takes_jobs_oldest_first_and_a_window_of_one_full_ke
     assert!(claim(5).await.unwrap().is_empty());
 }
 
+/// A transaction of the application's holding job `id`'s row locked, as a
+/// sequence dispatch holds its key's last job; `None` on SQLite, whose one
+/// writer lets no claim run beside another transaction's writes.
+enum HeldRow {
+    None,
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    #[cfg(feature = "mysql")]
+    Mysql(sqlx::Transaction<'static, sqlx::MySql>),
+}
+
+impl HeldRow {
+    /// Ends the transaction, letting the row go.
+    async fn release(self) {
+        match self {
+            Self::None => {}
+            #[cfg(feature = "postgres")]
+            Self::Postgres(tx) => tx.rollback().await.unwrap(),
+            #[cfg(feature = "mysql")]
+            Self::Mysql(tx) => tx.rollback().await.unwrap(),
+        }
+    }
+}
+
+async fn hold_row(hopper: &hopper::Hopper, id: hopper::JobId) -> HeldRow {
+    const LOCK: &str = "SELECT id FROM jobs WHERE id = ? FOR UPDATE";
+    #[cfg(feature = "postgres")]
+    if let Some(store) = hopper.store_as::<hopper::store::postgres::PostgresStore>() {
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query(&LOCK.replace('?', "$1"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        return HeldRow::Postgres(tx);
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(store) = hopper.store_as::<hopper::store::mysql::MysqlStore>() {
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query(LOCK).bind(id).execute(&mut *tx).await.unwrap();
+        return HeldRow::Mysql(tx);
+    }
+    let _ = (hopper, id);
+    HeldRow::None
+}
+
+pub async fn a_flow_claim_passes_over_a_job_another_transaction_holds(db: &TestDb) {
+    let (_clock, hopper) = per_key_queue(db, 1).await;
+    let store = hopper.store().clone();
+    let now = hopper.now();
+    let ids = store
+        .insert(&[
+            keyed_job("default", "a", now),
+            keyed_job("default", "b", now),
+        ])
+        .await
+        .unwrap();
+    let held = hold_row(&hopper, ids[0]).await;
+    let claim = store.claim(claim_at("default", "w", 5, now, Duration::from_secs(30)));
+    let claimed = tokio::time::timeout(Duration::from_secs(10), claim)
+        .await
+        .expect("the claim waited for the transaction holding a job")
+        .unwrap();
+    let mut taken: Vec<hopper::JobId> = claimed.iter().map(|job| job.id).collect();
+    taken.sort_unstable();
+    match held {
+        HeldRow::None => assert_eq!(taken, ids),
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        held => {
+            // The held job is passed over, not waited on; once let go, the
+            // next claim takes it.
+            assert_eq!(taken, [ids[1]]);
+            held.release().await;
+            let next = store
+                .claim(claim_at("default", "w", 5, now, Duration::from_secs(30)))
+                .await
+                .unwrap();
+            assert_eq!(next.iter().map(|job| job.id).collect::<Vec<_>>(), [ids[0]]);
+        }
+    }
+}
+
 pub async fn keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own(db: &TestDb) {
     let (_clock, hopper) = per_key_queue(db, 1).await;
     let store = hopper.store().clone();

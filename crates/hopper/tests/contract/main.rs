@@ -112,6 +112,7 @@ macro_rules! contract_for {
             keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own,
             a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job,
             a_per_key_limit_takes_jobs_oldest_first_and_a_window_of_one_full_key_holds_no_other_back,
+            a_flow_claim_passes_over_a_job_another_transaction_holds,
             idle_partition_keys_are_pruned_and_come_back_with_their_next_job,
             flow_settings_round_trip_and_nonsense_is_refused,
             bulk_dispatches_sharing_keys_in_opposite_orders_do_not_deadlock,

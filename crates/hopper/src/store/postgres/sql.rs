@@ -212,7 +212,7 @@ pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM ( \
              WHERE queue = $1 AND ready AND partition_key <= $2 ORDER BY partition_key LIMIT $3)) AS round \
      ORDER BY lap, partition_key LIMIT $3";
 
-/// The due (by $4) pending jobs of queue $1 at the head of each key of $2 (text[]), up to $3 (int[]) each, best first: id, key, priority. Read without locks: the claim's start takes each row's lock and skips a job no longer pending.
+/// The due (by $4) pending jobs of queue $1 at the head of each key of $2 (text[]), up to $3 (int[]) each, best first: id, key, priority. Read without locks: the claim's start ([`START_JOBS`]) locks the jobs it takes, skipping those no longer pending or held elsewhere.
 pub(super) const KEY_HEADS: &str = "SELECT h.id, k.key, h.priority \
      FROM UNNEST($2::text[], $3::int[]) WITH ORDINALITY AS k(key, n, place) \
      CROSS JOIN LATERAL (SELECT id, priority, available_at FROM jobs \
@@ -229,13 +229,15 @@ pub(super) const QUEUE_HEADS: &str = "SELECT id, partition_key, priority FROM jo
 pub(super) const KEYS_PENDING: &str = "SELECT k FROM UNNEST((SELECT $2::text[])) AS k \
      WHERE EXISTS (SELECT 1 FROM jobs WHERE state = 'pending' AND queue = $1 AND partition_key = k)";
 
-/// Claims the still-pending jobs $5 (bigint[]) at $1 for worker $2 under token $3, leased $4 microseconds from $1, those of $6 (bigint[]) starting at once; answers them.
+/// Claims the still-pending jobs $5 (bigint[]) at $1 for worker $2 under token $3, leased $4 microseconds from $1, those of $6 (bigint[]) starting at once; answers them. Each job is looked up by its id and locked, skipping one another transaction holds (an application's transaction dispatching into a sequence holds its key's last job): the claim, which holds its queue's row, never waits on it.
 pub(super) const START_JOBS: &str = "UPDATE jobs SET state = 'started', attempts = jobs.attempts + 1, \
          started_at = $1, locked_by = $2, lease_token = $3, run_started = jobs.id = ANY($6), \
          cancel_requested = FALSE, \
          locked_until = $1 + $4::bigint * interval '1 microsecond' \
      FROM UNNEST((SELECT $5::bigint[])) AS c(id) \
-     WHERE jobs.id = c.id AND jobs.state = 'pending' \
+     CROSS JOIN LATERAL (SELECT id FROM jobs AS p WHERE p.id = c.id AND p.state = 'pending' \
+         FOR UPDATE SKIP LOCKED) AS l \
+     WHERE jobs.id = l.id \
      RETURNING jobs.id, jobs.lease_token, jobs.type, jobs.queue, jobs.payload, jobs.priority, \
          jobs.attempts, jobs.max_attempts, jobs.batch_id, jobs.has_dependents, jobs.run_started, \
          jobs.trace_context";

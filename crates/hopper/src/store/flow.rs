@@ -582,8 +582,10 @@ async fn claim_keyed<T: FlowTx>(
             })
             .collect();
         let mut candidates = tx.key_heads(request.queue, request.due_by, &heads).await?;
+        // An oldest-first claim read the queue's first due jobs, keyless
+        // ones among them, in its window (at least as long as this look).
         let unkeyed_room = counts.key_room(flow, None).min(want);
-        if seen == 0 && unkeyed_room > 0 {
+        if seen == 0 && unkeyed_room > 0 && !takes_oldest_first(flow) {
             let unkeyed = tx
                 .queue_heads(request.queue, request.due_by, UNKEYED_WINDOW, true)
                 .await?;

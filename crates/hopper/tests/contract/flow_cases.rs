@@ -720,11 +720,10 @@ impl HeldRow {
 }
 
 async fn hold_row(hopper: &hopper::Hopper, id: hopper::JobId) -> HeldRow {
-    const LOCK: &str = "SELECT id FROM jobs WHERE id = ? FOR UPDATE";
     #[cfg(feature = "postgres")]
     if let Some(store) = hopper.store_as::<hopper::store::postgres::PostgresStore>() {
         let mut tx = store.pool().begin().await.unwrap();
-        sqlx::query(&LOCK.replace('?', "$1"))
+        sqlx::query("SELECT id FROM jobs WHERE id = $1 FOR UPDATE")
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -734,7 +733,11 @@ async fn hold_row(hopper: &hopper::Hopper, id: hopper::JobId) -> HeldRow {
     #[cfg(feature = "mysql")]
     if let Some(store) = hopper.store_as::<hopper::store::mysql::MysqlStore>() {
         let mut tx = store.pool().begin().await.unwrap();
-        sqlx::query(LOCK).bind(id).execute(&mut *tx).await.unwrap();
+        sqlx::query("SELECT id FROM jobs WHERE id = ? FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
         return HeldRow::Mysql(tx);
     }
     let _ = (hopper, id);

@@ -1237,3 +1237,53 @@ fn retry_failed_batch(
     }
     Ok(Some((last, done)))
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// Steps SQLite's virtual machine takes for one claim of a paused
+    /// queue holding `backlog` due jobs.
+    async fn paused_claim_steps(backlog: usize) -> i32 {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let jobs: Vec<NewJob> = (0..backlog).map(|_| NewJob::ping("paused", now)).collect();
+        store.insert(&jobs).await.unwrap();
+        let pause = PauseRequest {
+            queue: "paused",
+            paused: true,
+            now,
+        };
+        store.set_paused(pause).await.unwrap();
+        let conn = store.writer().await.unwrap();
+        let mut claim = conn.prepare(sql::CLAIM).unwrap();
+        let lease = super::super::rows::lease_micros(std::time::Duration::from_secs(30));
+        let mut rows = claim
+            .query(params![
+                micros(now),
+                "w1",
+                lease,
+                "paused",
+                10,
+                1,
+                None::<i64>
+            ])
+            .unwrap();
+        assert!(
+            rows.next().unwrap().is_none(),
+            "a paused queue was claimed from"
+        );
+        drop(rows);
+        claim.get_status(StatementStatus::VmStep)
+    }
+
+    #[tokio::test]
+    async fn a_paused_queues_claim_does_not_walk_its_backlog() {
+        let few = paused_claim_steps(10).await;
+        let many = paused_claim_steps(2_000).await;
+        assert_eq!(few, many, "the claim's work grew with the paused backlog");
+    }
+}

@@ -113,6 +113,11 @@ pub(super) fn insert_jobs(rows: usize) -> String {
 
 // --- claim
 
+// Whether the queue may be claimed from here is the claim's LIMIT (none
+// while it is paused or flow-controlled), not a condition beside the due
+// jobs: SQLite tests such a condition, constant though it is, on every row
+// it reads, so a paused queue's claim walked its whole backlog to take
+// nothing, holding the write lock meanwhile.
 /// Claims up to `?5` jobs of queue `?4` due by `?1` (none while it is paused or has flow settings: see [`super::flow`]) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
 pub(super) const CLAIM: &str = concat!(
     "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
@@ -122,10 +127,10 @@ pub(super) const CLAIM: &str = concat!(
     ") + ?3 \
     WHERE id IN (SELECT id FROM jobs \
         WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
-            AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND (paused = 1 OR ",
+        ORDER BY priority DESC, available_at, id \
+        LIMIT (SELECT CASE WHEN EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND (paused = 1 OR ",
     sqlite_flow_controlled!(),
-    ")) \
-        ORDER BY priority DESC, available_at, id LIMIT ?5) \
+    ")) THEN 0 ELSE ?5 END)) \
     RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, \
         trace_context"
 );

@@ -708,6 +708,7 @@ enum HeldRow {
 
 impl HeldRow {
     /// Ends the transaction, letting the row go.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     async fn release(self) {
         match self {
             Self::None => {}

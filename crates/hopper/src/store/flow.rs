@@ -733,10 +733,10 @@ pub(crate) fn pick(
         .collect()
 }
 
-/// The queues a store last found with flow settings: their claims go
-/// straight to the flow-controlled claim, without first trying the usual
-/// one (which skips such queues) and asking whether the queue has any.
-/// A claim that finds the settings gone forgets the queue.
+/// The queues a store last found with flow settings, or set them on: their
+/// claims go straight to the flow-controlled claim, without first trying
+/// the usual one (which skips such queues) and asking whether the queue
+/// has any. A claim that finds the settings gone forgets the queue.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FlowQueues(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);

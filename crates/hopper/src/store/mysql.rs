@@ -1016,6 +1016,7 @@ impl Store for MysqlStore {
             .bind(micros(request.now))
             .execute(&self.pool)
             .await?;
+        self.flow_queues.set(request.queue, flow.is_controlled());
         Ok(())
     }
 

@@ -847,6 +847,7 @@ impl Store for PostgresStore {
             .bind(request.now)
             .execute(&self.pool)
             .await?;
+        self.flow_queues.set(request.queue, flow.is_controlled());
         Ok(())
     }
 

@@ -715,7 +715,9 @@ impl Store for SqliteStore {
             )?;
             Ok(())
         })
-        .await
+        .await?;
+        self.flow_queues.set(request.queue, flow.is_controlled());
+        Ok(())
     }
 
     async fn flow(&self, queue: &str) -> Result<QueueFlow, StoreError> {

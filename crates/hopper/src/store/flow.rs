@@ -23,7 +23,8 @@
 //! A queue with only a per-key limit (no fairness, no per-key rate) is
 //! claimed oldest first: from a window of its first due jobs, each whose
 //! key has room, with the round filling the room left, so a window full of
-//! one key's jobs holds no other key back.
+//! one key's jobs holds no other key back. A window that held a job of
+//! every ready key leaves the round nothing to find, and skips it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -321,6 +322,9 @@ pub(crate) trait FlowTx {
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError>;
 
+    /// How many of `queue`'s keys are ready (may have pending jobs).
+    async fn ready_key_count(&mut self, queue: &str) -> Result<u64, StoreError>;
+
     /// The first due pending jobs of each key in `heads` (up to its count), best first.
     async fn key_heads(
         &mut self,
@@ -439,13 +443,13 @@ pub(crate) async fn claim<T: FlowTx>(
         // keys fills what room that leaves (jobs of keys at their limit
         // filling the window hold no other key back) and marks the keys
         // found empty.
-        let mut chosen = if takes_oldest_first(&flow) {
+        let (mut chosen, window_keys) = if takes_oldest_first(&flow) {
             claim_oldest(tx, request, &flow, &mut counts, room).await?
         } else {
-            Vec::new()
+            (Vec::new(), 0)
         };
         let rest = room.saturating_sub(u32::try_from(chosen.len()).unwrap_or(u32::MAX));
-        if rest > 0 {
+        if rest > 0 && !holds_every_ready_key(tx, request.queue, window_keys).await? {
             let taken: HashSet<JobId> = chosen.iter().map(|c| c.id).collect();
             let round = claim_keyed(tx, request, &locked, &mut counts, rest, &mut settle).await?;
             chosen.extend(round.into_iter().filter(|c| !taken.contains(&c.id)));
@@ -499,22 +503,42 @@ fn takes_oldest_first(flow: &QueueFlow) -> bool {
     flow.key_concurrency.is_some() && !flow.fair && !flow.rate.is_some_and(|rate| rate.per_key)
 }
 
+/// Whether an oldest-first window that held `window_keys` distinct keys
+/// held every ready key of `queue`: then the round has nothing to find
+/// (each of them got its room, or has none left) and no key gone idle to
+/// settle. A per-key limit over many keys, each with due jobs, then costs
+/// a count instead of a read of every key.
+async fn holds_every_ready_key<T: FlowTx>(
+    tx: &mut T,
+    queue: &str,
+    window_keys: usize,
+) -> Result<bool, StoreError> {
+    if window_keys == 0 {
+        return Ok(false);
+    }
+    let held = u64::try_from(window_keys).unwrap_or(u64::MAX);
+    Ok(held >= tx.ready_key_count(queue).await?)
+}
+
 /// Chooses up to `room` of the queue's first due jobs, best first, passing
 /// over each whose key has no room left (counted in `counts` as it goes),
-/// from a window of twice the room.
+/// from a window of twice the room. Answers them, and how many distinct
+/// keys the window held.
 async fn claim_oldest<T: FlowTx>(
     tx: &mut T,
     request: &ClaimRequest<'_>,
     flow: &QueueFlow,
     counts: &mut Counts,
     room: u32,
-) -> Result<Vec<Candidate>, StoreError> {
+) -> Result<(Vec<Candidate>, usize), StoreError> {
     let window = room
         .saturating_mul(2)
         .clamp(UNKEYED_WINDOW, MAX_OLDEST_WINDOW);
     let heads = tx
         .queue_heads(request.queue, request.due_by, window, false)
         .await?;
+    let keys: HashSet<&str> = heads.iter().filter_map(|c| c.key.as_deref()).collect();
+    let window_keys = keys.len();
     let mut chosen = Vec::new();
     for candidate in heads {
         if chosen.len() >= room as usize {
@@ -525,7 +549,7 @@ async fn claim_oldest<T: FlowTx>(
             chosen.push(candidate);
         }
     }
-    Ok(chosen)
+    Ok((chosen, window_keys))
 }
 
 /// Chooses up to `room` jobs of a keyed queue, going round its ready keys

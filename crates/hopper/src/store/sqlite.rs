@@ -1283,6 +1283,66 @@ mod tests {
             .get_status(StatementStatus::VmStep)
     }
 
+    /// One claim of up to 100 jobs ([`Store::claim`]) from a queue limited to
+    /// one running job per key, holding two due jobs of each of 50 keys,
+    /// and with `later` one more key whose only job is not yet due: how
+    /// many jobs it took, and the steps SQLite's virtual machine took for
+    /// the read of the queue's ready keys (the round after the window).
+    async fn keyed_claim(later: bool) -> (usize, i32) {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let flow = QueueFlow::default().per_key(1);
+        let request = FlowRequest {
+            queue: "keyed",
+            flow: &flow,
+            now,
+        };
+        store.set_flow(request).await.unwrap();
+        let keyed = |key: String, at| NewJob {
+            partition_key: Some(key),
+            ..NewJob::ping("keyed", at)
+        };
+        let mut jobs: Vec<NewJob> = (0..100)
+            .map(|n| keyed(format!("k{}", n % 50), now))
+            .collect();
+        if later {
+            jobs.push(keyed("later".into(), now + chrono::Duration::hours(1)));
+        }
+        store.insert(&jobs).await.unwrap();
+        let claimed = store
+            .claim(ClaimRequest {
+                queue: "keyed",
+                worker: "w1",
+                limit: 100,
+                start_now: 0,
+                token: super::super::new_claim_token(),
+                due_by: now,
+                lease: std::time::Duration::from_secs(30),
+                now: None,
+            })
+            .await
+            .unwrap();
+        let conn = store.writer().await.unwrap();
+        let steps = conn
+            .prepare_cached(sql::READY_KEYS)
+            .unwrap()
+            .get_status(StatementStatus::VmStep);
+        (claimed.len(), steps)
+    }
+
+    #[tokio::test]
+    async fn a_window_holding_every_ready_key_leaves_the_round_unread() {
+        // Every key's jobs are in the window: one job per key, and the
+        // ready keys are counted, not read.
+        assert_eq!(keyed_claim(false).await, (50, 0));
+        // A key whose job is not due is ready but not in the window: the
+        // round reads the keys, and still finds nothing more to take.
+        let (taken, steps) = keyed_claim(true).await;
+        assert_eq!(taken, 50);
+        assert!(steps > 0, "the round did not read the ready keys");
+    }
+
     #[tokio::test]
     async fn a_paused_queues_claim_does_not_walk_its_backlog() {
         let few = paused_claim_steps(10).await;

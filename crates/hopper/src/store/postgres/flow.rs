@@ -83,6 +83,14 @@ impl FlowTx for PgFlow<'_> {
             .await?)
     }
 
+    async fn ready_key_count(&mut self, queue: &str) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(sql::READY_KEY_COUNT)
+            .bind(queue)
+            .fetch_one(&mut *self.0)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn key_heads(
         &mut self,
         queue: &str,

@@ -101,6 +101,14 @@ impl FlowTx for SqliteFlow<'_, '_> {
         )
     }
 
+    async fn ready_key_count(&mut self, queue: &str) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .0
+            .prepare_cached(sql::READY_KEY_COUNT)?
+            .query_row([queue], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn key_heads(
         &mut self,
         queue: &str,

@@ -322,8 +322,9 @@ pub(crate) trait FlowTx {
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError>;
 
-    /// How many of `queue`'s keys are ready (may have pending jobs).
-    async fn ready_key_count(&mut self, queue: &str) -> Result<u64, StoreError>;
+    /// How many of `queue`'s keys are ready (may have pending jobs),
+    /// counting no further than `at_most`.
+    async fn ready_key_count(&mut self, queue: &str, at_most: u64) -> Result<u64, StoreError>;
 
     /// The first due pending jobs of each key in `heads` (up to its count), best first.
     async fn key_heads(
@@ -507,7 +508,8 @@ fn takes_oldest_first(flow: &QueueFlow) -> bool {
 /// held every ready key of `queue`: then the round has nothing to find
 /// (each of them got its room, or has none left) and no key gone idle to
 /// settle. A per-key limit over many keys, each with due jobs, then costs
-/// a count instead of a read of every key.
+/// a count instead of a read of every key; the count stops one past the
+/// window's keys, so a queue with far more keys pays no more for it.
 async fn holds_every_ready_key<T: FlowTx>(
     tx: &mut T,
     queue: &str,
@@ -516,8 +518,10 @@ async fn holds_every_ready_key<T: FlowTx>(
     if window_keys == 0 {
         return Ok(false);
     }
+    // Counting one past the keys held answers the question however many
+    // keys the queue has.
     let held = u64::try_from(window_keys).unwrap_or(u64::MAX);
-    Ok(held >= tx.ready_key_count(queue).await?)
+    Ok(held >= tx.ready_key_count(queue, held.saturating_add(1)).await?)
 }
 
 /// Chooses up to `room` of the queue's first due jobs, best first, passing

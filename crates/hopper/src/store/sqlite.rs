@@ -1283,12 +1283,20 @@ mod tests {
             .get_status(StatementStatus::VmStep)
     }
 
-    /// One claim of up to 100 jobs ([`Store::claim`]) from a queue limited to
-    /// one running job per key, holding two due jobs of each of 50 keys,
-    /// and with `later` one more key whose only job is not yet due: how
-    /// many jobs it took, and the steps SQLite's virtual machine took for
-    /// the read of the queue's ready keys (the round after the window).
-    async fn keyed_claim(later: bool) -> (usize, i32) {
+    /// What one claim of up to 100 jobs ([`Store::claim`]) did on a queue
+    /// limited to one running job per key, holding two due jobs of each of
+    /// 50 keys and `later` more keys whose only job is not yet due.
+    struct KeyedClaim {
+        /// Jobs it took.
+        taken: usize,
+        /// Steps SQLite's virtual machine took to read the ready keys (the
+        /// round after the window).
+        round_steps: i32,
+        /// Steps it took to count them.
+        count_steps: i32,
+    }
+
+    async fn keyed_claim(later: usize) -> KeyedClaim {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
         let now = Utc::now();
@@ -1306,9 +1314,8 @@ mod tests {
         let mut jobs: Vec<NewJob> = (0..100)
             .map(|n| keyed(format!("k{}", n % 50), now))
             .collect();
-        if later {
-            jobs.push(keyed("later".into(), now + chrono::Duration::hours(1)));
-        }
+        let tomorrow = now + chrono::Duration::days(1);
+        jobs.extend((0..later).map(|n| keyed(format!("later{n}"), tomorrow)));
         store.insert(&jobs).await.unwrap();
         let claimed = store
             .claim(ClaimRequest {
@@ -1324,23 +1331,42 @@ mod tests {
             .await
             .unwrap();
         let conn = store.writer().await.unwrap();
-        let steps = conn
-            .prepare_cached(sql::READY_KEYS)
-            .unwrap()
-            .get_status(StatementStatus::VmStep);
-        (claimed.len(), steps)
+        let steps = |statement| {
+            conn.prepare_cached(statement)
+                .unwrap()
+                .get_status(StatementStatus::VmStep)
+        };
+        KeyedClaim {
+            taken: claimed.len(),
+            round_steps: steps(sql::READY_KEYS),
+            count_steps: steps(sql::READY_KEY_COUNT),
+        }
     }
 
     #[tokio::test]
     async fn a_window_holding_every_ready_key_leaves_the_round_unread() {
         // Every key's jobs are in the window: one job per key, and the
         // ready keys are counted, not read.
-        assert_eq!(keyed_claim(false).await, (50, 0));
+        let all_held = keyed_claim(0).await;
+        assert_eq!(all_held.taken, 50);
+        assert!(all_held.count_steps > 0, "the ready keys were not counted");
+        assert_eq!(all_held.round_steps, 0, "the round read the ready keys");
         // A key whose job is not due is ready but not in the window: the
         // round reads the keys, and still finds nothing more to take.
-        let (taken, steps) = keyed_claim(true).await;
-        assert_eq!(taken, 50);
-        assert!(steps > 0, "the round did not read the ready keys");
+        let one_later = keyed_claim(1).await;
+        assert_eq!(one_later.taken, 50);
+        assert!(
+            one_later.round_steps > 0,
+            "the round did not read the ready keys"
+        );
+    }
+
+    #[tokio::test]
+    async fn counting_the_ready_keys_stops_past_the_windows_keys() {
+        let few = keyed_claim(10).await.count_steps;
+        let many = keyed_claim(2_000).await.count_steps;
+        assert!(few > 0, "the ready keys were not counted");
+        assert_eq!(few, many, "the count grew with the queue's keys");
     }
 
     #[tokio::test]

@@ -204,9 +204,8 @@ pub(super) fn starts_since(keys: Option<usize>) -> String {
     )
 }
 
-/// How many of a queue's keys are ready; `?`: the queue.
-pub(super) const READY_KEY_COUNT: &str =
-    "SELECT count(*) FROM queue_keys WHERE queue = ? AND ready = TRUE";
+/// How many of a queue's keys are ready, counting at most a number; `?`: the queue, the number.
+pub(super) const READY_KEY_COUNT: &str = "SELECT count(*) FROM (SELECT 1 FROM queue_keys WHERE queue = ? AND ready = TRUE LIMIT ?) AS ready";
 
 /// A queue's ready keys in the round from a key: those after it in key order, then from the first round to it; with their versions; `?`: queue, key, how many, queue, key, how many, how many.
 pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM ( \

@@ -83,9 +83,10 @@ impl FlowTx for PgFlow<'_> {
             .await?)
     }
 
-    async fn ready_key_count(&mut self, queue: &str) -> Result<u64, StoreError> {
+    async fn ready_key_count(&mut self, queue: &str, at_most: u64) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(sql::READY_KEY_COUNT)
             .bind(queue)
+            .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
             .fetch_one(&mut *self.0)
             .await?;
         Ok(u64::try_from(count).unwrap_or(0))

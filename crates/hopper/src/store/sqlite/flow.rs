@@ -101,11 +101,12 @@ impl FlowTx for SqliteFlow<'_, '_> {
         )
     }
 
-    async fn ready_key_count(&mut self, queue: &str) -> Result<u64, StoreError> {
+    async fn ready_key_count(&mut self, queue: &str, at_most: u64) -> Result<u64, StoreError> {
+        let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
         let count: i64 = self
             .0
             .prepare_cached(sql::READY_KEY_COUNT)?
-            .query_row([queue], |row| row.get(0))?;
+            .query_row(params![queue, at_most], |row| row.get(0))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 

@@ -169,9 +169,9 @@ pub(super) const STARTS_SINCE: &str = "SELECT partition_key, count(*) FROM queue
         AND (?3 IS NULL OR partition_key IS NULL OR partition_key IN (SELECT value FROM json_each(?3))) \
     GROUP BY partition_key";
 
-/// How many of queue `?1`'s keys are ready.
+/// How many of queue `?1`'s keys are ready, counting at most `?2`.
 pub(super) const READY_KEY_COUNT: &str =
-    "SELECT count(*) FROM queue_keys WHERE queue = ?1 AND ready = 1";
+    "SELECT count(*) FROM (SELECT 1 FROM queue_keys WHERE queue = ?1 AND ready = 1 LIMIT ?2)";
 
 /// Up to `?3` of queue `?1`'s ready keys, in the round from key `?2`: those after it in key order, then from the first round to it; with their versions.
 pub(super) const READY_KEYS: &str = "SELECT partition_key, version FROM ( \

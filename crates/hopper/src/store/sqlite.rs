@@ -1246,6 +1246,20 @@ mod tests {
 
     use super::*;
 
+    /// A producer's request for up to `limit` jobs of `queue` due by `now`.
+    fn claim_from(queue: &str, limit: u32, now: DateTime<Utc>) -> ClaimRequest<'_> {
+        ClaimRequest {
+            queue,
+            worker: "w1",
+            limit,
+            start_now: 0,
+            token: super::super::new_claim_token(),
+            due_by: now,
+            lease: std::time::Duration::from_secs(30),
+            now: None,
+        }
+    }
+
     /// Steps SQLite's virtual machine takes for the claim statement of one
     /// claim ([`Store::claim`], as a producer makes it) of a paused queue
     /// holding `backlog` due jobs.
@@ -1261,19 +1275,7 @@ mod tests {
             now,
         };
         store.set_paused(pause).await.unwrap();
-        let claimed = store
-            .claim(ClaimRequest {
-                queue: "paused",
-                worker: "w1",
-                limit: 10,
-                start_now: 0,
-                token: super::super::new_claim_token(),
-                due_by: now,
-                lease: std::time::Duration::from_secs(30),
-                now: None,
-            })
-            .await
-            .unwrap();
+        let claimed = store.claim(claim_from("paused", 10, now)).await.unwrap();
         assert!(claimed.is_empty(), "a paused queue was claimed from");
         // The claim ran its statement through the writer's cache, which
         // keeps the statement and its counters.
@@ -1317,19 +1319,7 @@ mod tests {
         let tomorrow = now + chrono::Duration::days(1);
         jobs.extend((0..later).map(|n| keyed(format!("later{n}"), tomorrow)));
         store.insert(&jobs).await.unwrap();
-        let claimed = store
-            .claim(ClaimRequest {
-                queue: "keyed",
-                worker: "w1",
-                limit: 100,
-                start_now: 0,
-                token: super::super::new_claim_token(),
-                due_by: now,
-                lease: std::time::Duration::from_secs(30),
-                now: None,
-            })
-            .await
-            .unwrap();
+        let claimed = store.claim(claim_from("keyed", 100, now)).await.unwrap();
         let conn = store.writer().await.unwrap();
         let steps = |statement| {
             conn.prepare_cached(statement)

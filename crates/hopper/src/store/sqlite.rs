@@ -1298,6 +1298,8 @@ mod tests {
         count_steps: i32,
     }
 
+    /// Sets up that queue in a fresh database, claims once as a producer
+    /// does, and reads the statements' counters from the writer's cache.
     async fn keyed_claim(later: usize) -> KeyedClaim {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();

@@ -211,6 +211,27 @@ pub(crate) trait WorkflowTx: BatchTx {
     /// at the time given (once its count reached zero).
     async fn set_waiting(&mut self, jobs: &[Waiting]) -> Result<(), StoreError>;
 
+    /// Satisfies dependencies of the jobs `jobs` (sorted by id): each one
+    /// still pending and waiting has the number given fewer to wait on, and
+    /// is due at `now` once none is left. Answers the queue of each job made
+    /// due. Its rows are held in id order, as [`WorkflowTx::lock_dependents`]
+    /// holds them; a store that can write and read them back in one
+    /// statement answers it in one.
+    async fn satisfy(
+        &mut self,
+        jobs: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>
+    where
+        Self: Sized,
+    {
+        let effects: BTreeMap<JobId, Effect> = jobs
+            .iter()
+            .map(|&(id, satisfied)| (id, (satisfied, None)))
+            .collect();
+        settle_locked(self, &effects, now).await
+    }
+
     /// Cancels the pending job `id` at `now`, saying why.
     async fn cancel_dependent(
         &mut self,
@@ -342,8 +363,7 @@ pub(crate) async fn release(
                 break;
             }
         }
-        // Per dependent: dependencies satisfied, and the one that cancels it.
-        let mut effects: BTreeMap<JobId, (i64, Option<JobId>)> = BTreeMap::new();
+        let mut effects: BTreeMap<JobId, Effect> = BTreeMap::new();
         for ((dependency, dependent, any_outcome, holds), state) in taken {
             let finished = state == JobState::Finished;
             if !finished && !any_outcome && holds {
@@ -356,29 +376,25 @@ pub(crate) async fn release(
                 effect.1.get_or_insert(dependency);
             }
         }
-        let dependents: Vec<JobId> = effects.keys().copied().collect();
-        let mut waiting = Vec::new();
-        for job in tx.lock_dependents(&dependents).await? {
-            let Some((satisfied, cancelled_by)) = effects.get(&job.id) else {
-                continue;
-            };
-            if job.state != JobState::Pending || job.waiting_on <= 0 {
-                continue;
+        // Without a cancellation, every effect is a count to lower, which
+        // a store may write in one statement; a cancellation needs each
+        // dependent read under its lock first.
+        let made_due = if effects
+            .values()
+            .any(|(_, cancelled_by)| cancelled_by.is_some())
+        {
+            settle_locked(tx, &effects, now).await?
+        } else if effects.is_empty() {
+            Vec::new()
+        } else {
+            let satisfied: Vec<(JobId, i64)> =
+                effects.iter().map(|(&id, &(n, _))| (id, n)).collect();
+            tx.satisfy(&satisfied, now).await?
+        };
+        for queue in made_due {
+            if !released.queues.contains(&queue) {
+                released.queues.push(queue);
             }
-            if let Some(dependency) = cancelled_by {
-                let reason = format!("dependency {dependency} failed or was cancelled");
-                tx.cancel_dependent(job.id, now, &reason).await?;
-                continue;
-            }
-            let left = (job.waiting_on - satisfied).max(0);
-            let due = left == 0;
-            waiting.push((job.id, left, due.then_some(now)));
-            if due && !released.queues.contains(&job.queue) {
-                released.queues.push(job.queue);
-            }
-        }
-        if !waiting.is_empty() {
-            tx.set_waiting(&waiting).await?;
         }
         if !settled.is_empty() {
             tx.delete_events(&settled).await?;
@@ -394,6 +410,48 @@ pub(crate) async fn release(
     // The rounds ran out with events perhaps left.
     released.more = true;
     Ok(released)
+}
+
+/// What one round's endings do to a dependent: how many of its
+/// dependencies they satisfy, and the dependency whose failure or
+/// cancellation cancels it, if any.
+type Effect = (i64, Option<JobId>);
+
+/// Applies `effects` to the dependents they name, each read under its row's
+/// lock (taken in id order): a dependent no longer pending and waiting is
+/// left alone, one with a cancelling dependency is cancelled, the others
+/// wait on fewer dependencies and are due at `now` once none is left.
+/// Answers the queue of each dependent made due.
+async fn settle_locked<T: WorkflowTx>(
+    tx: &mut T,
+    effects: &BTreeMap<JobId, Effect>,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let dependents: Vec<JobId> = effects.keys().copied().collect();
+    let (mut waiting, mut made_due) = (Vec::new(), Vec::new());
+    for job in tx.lock_dependents(&dependents).await? {
+        let Some((satisfied, cancelled_by)) = effects.get(&job.id) else {
+            continue;
+        };
+        if job.state != JobState::Pending || job.waiting_on <= 0 {
+            continue;
+        }
+        if let Some(dependency) = cancelled_by {
+            let reason = format!("dependency {dependency} failed or was cancelled");
+            tx.cancel_dependent(job.id, now, &reason).await?;
+            continue;
+        }
+        let left = (job.waiting_on - satisfied).max(0);
+        let due = left == 0;
+        waiting.push((job.id, left, due.then_some(now)));
+        if due {
+            made_due.push(job.queue);
+        }
+    }
+    if !waiting.is_empty() {
+        tx.set_waiting(&waiting).await?;
+    }
+    Ok(made_due)
 }
 
 /// A job's recorded endings as one release round applies them: its last

@@ -43,6 +43,14 @@ const SET_WAITING: &str = "UPDATE jobs SET waiting_on = c.waiting, \
      FROM UNNEST((SELECT $1::bigint[]), (SELECT $2::int[]), (SELECT $3::timestamptz[])) AS c(id, waiting, due) \
      WHERE jobs.id = c.id";
 
+/// Lowers by $2 (bigint[]) the waiting count of each job of $1 (bigint[], sorted) still pending and waiting, making it due at $3 once none is left: each job's queue and new count.
+/// The ids, a parameter of unknown length to the planner, drive a nested loop over the primary key, so the rows are locked in id order.
+const SATISFY: &str = "UPDATE jobs SET waiting_on = GREATEST(jobs.waiting_on - c.n, 0), \
+         available_at = CASE WHEN jobs.waiting_on <= c.n THEN $3 ELSE jobs.available_at END \
+     FROM UNNEST((SELECT $1::bigint[]), (SELECT $2::bigint[])) AS c(id, n) \
+     WHERE jobs.id = c.id AND jobs.state = 'pending' AND jobs.waiting_on > 0 \
+     RETURNING jobs.queue, jobs.waiting_on::bigint AS waiting_on";
+
 /// Cancels the pending job $1 at $2 with error $3.
 const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $2, last_error = $3 \
      WHERE id = $1 AND state = 'pending'";
@@ -165,6 +173,24 @@ impl WorkflowTx for PgBatch<'_> {
             .execute(&mut *self.0)
             .await?;
         Ok(())
+    }
+
+    async fn satisfy(
+        &mut self,
+        jobs: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let (ids, satisfied): (Vec<JobId>, Vec<i64>) = jobs.iter().copied().unzip();
+        let rows: Vec<(String, i64)> = sqlx::query_as(SATISFY)
+            .bind(ids)
+            .bind(satisfied)
+            .bind(now)
+            .fetch_all(&mut *self.0)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(queue, left)| (left == 0).then_some(queue))
+            .collect())
     }
 
     async fn cancel_dependent(

@@ -15,6 +15,7 @@
 //! the thread. Reads use read-only connections, except in memory, where the
 //! one connection does everything.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,8 +26,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::Mutex;
 
 use super::rows::{
-    FilterTerms, FilterValue, conditions, filter_terms, from_count, from_micros, micros, open_key,
-    opened, optional_time, rows_to_read, state_of, to_u32,
+    FilterTerms, FilterValue, conditions, filter_terms, from_count, from_micros, json_list, micros,
+    open_key, opened, optional_time, rows_to_read, state_of, to_u32,
 };
 use super::{
     AlertId, AlertRecord, AttemptError, BatchAdd, BatchId, BatchRecord, Claim, ClaimRequest,
@@ -113,38 +114,83 @@ impl SqliteStore {
     }
 }
 
-/// Claims as the JSON array of `[id, token]` pairs statements read with `json_each`.
-fn claim_list(claims: &[Claim]) -> String {
-    let pairs: Vec<(JobId, ClaimToken)> = claims.iter().map(|c| (c.id, c.token)).collect();
-    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+/// Claims grouped by their token, each group as its token and the JSON
+/// array of its jobs' ids, in token order: a claim-guarded statement (one
+/// ending in `sqlite_held_claims!`) runs once per group. A list mostly
+/// holds the jobs of one or two claims, and ids read with `json_each` and
+/// looked up by primary key cost about a fifth less per job than a join on
+/// `[id, token]` pairs, whose every element is taken apart twice.
+fn by_token(claims: &[Claim]) -> Result<Vec<(ClaimToken, String)>, StoreError> {
+    let mut groups: BTreeMap<ClaimToken, Vec<JobId>> = BTreeMap::new();
+    for claim in claims {
+        groups.entry(claim.token).or_default().push(claim.id);
+    }
+    groups
+        .into_iter()
+        .map(|(token, ids)| Ok((token, json_list(&ids)?)))
+        .collect()
 }
 
-/// The finished runs of `completions`, as the statement that finishes
-/// them and the JSON list it reads; `None` when none finished. Most runs
-/// set no output: their list is the `[id, token]` pairs of
-/// [`sql::COMPLETE_FINISHED`], which leaves `output` alone; where any run
-/// set one, every finished run is an `[id, token, output]` triple of
-/// [`sql::COMPLETE_FINISHED_WITH_OUTPUT`] (output: JSON text or null).
-fn finished_list(completions: &[Completion]) -> Option<(&'static str, String)> {
-    use serde_json::Value;
-    let finished = completions.iter().filter(|c| c.outcome.is_finished());
-    if !finished.clone().any(|c| c.outcome.output().is_some()) {
-        let claims: Vec<Claim> = finished.map(|c| c.claim).collect();
-        return (!claims.is_empty()).then(|| (sql::COMPLETE_FINISHED, claim_list(&claims)));
+/// How the finished runs of a completion are written.
+enum Finishing {
+    /// None set an output: [`sql::COMPLETE_FINISHED`] once per claim token
+    /// ([`by_token`]), leaving `output` alone.
+    Held(Vec<(ClaimToken, String)>),
+    /// Some set one: [`sql::COMPLETE_FINISHED_WITH_OUTPUT`] once, over the
+    /// `[id, token, output]` triples of every finished run (output: JSON
+    /// text or null).
+    WithOutput(String),
+}
+
+impl Finishing {
+    /// The finished runs of `completions`; `None` when none finished.
+    fn of(completions: &[Completion]) -> Result<Option<Self>, StoreError> {
+        use serde_json::Value;
+        let finished = completions.iter().filter(|c| c.outcome.is_finished());
+        if !finished.clone().any(|c| c.outcome.output().is_some()) {
+            let claims: Vec<Claim> = finished.map(|c| c.claim).collect();
+            return Ok((!claims.is_empty())
+                .then(|| by_token(&claims))
+                .transpose()?
+                .map(Self::Held));
+        }
+        let triples: Vec<Value> = finished
+            .map(|c| {
+                Value::Array(vec![
+                    c.claim.id.into(),
+                    c.claim.token.into(),
+                    c.outcome.output().map_or(Value::Null, Value::from),
+                ])
+            })
+            .collect();
+        Ok(Some(Self::WithOutput(Value::Array(triples).to_string())))
     }
-    let triples: Vec<Value> = finished
-        .map(|c| {
-            Value::Array(vec![
-                c.claim.id.into(),
-                c.claim.token.into(),
-                c.outcome.output().map_or(Value::Null, Value::from),
-            ])
-        })
-        .collect();
-    Some((
-        sql::COMPLETE_FINISHED_WITH_OUTPUT,
-        Value::Array(triples).to_string(),
-    ))
+
+    /// How many statements write them.
+    fn statements(&self) -> usize {
+        match self {
+            Self::Held(groups) => groups.len(),
+            Self::WithOutput(_) => 1,
+        }
+    }
+
+    /// Writes them at `now` on `conn`; answers how many rows changed.
+    fn write(&self, conn: &Connection, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        match self {
+            Self::Held(groups) => {
+                let mut statement = conn.prepare_cached(sql::COMPLETE_FINISHED)?;
+                let mut applied = 0;
+                for (token, ids) in groups {
+                    applied += changed(statement.execute(params![micros(now), ids, token])?);
+                }
+                Ok(applied)
+            }
+            Self::WithOutput(list) => Ok(changed(
+                conn.prepare_cached(sql::COMPLETE_FINISHED_WITH_OUTPUT)?
+                    .execute(params![micros(now), list])?,
+            )),
+        }
+    }
 }
 
 /// Runs a future that never waits to its end, on the thread that holds the
@@ -495,11 +541,14 @@ impl Store for SqliteStore {
         if claims.is_empty() {
             return Ok(0);
         }
-        let claims = claim_list(claims);
-        self.write(|conn| {
-            Ok(changed(
-                conn.prepare_cached(sql::MARK_STARTED)?.execute([&claims])?,
-            ))
+        let groups = by_token(claims)?;
+        self.write_all(groups.len(), |conn| {
+            let mut statement = conn.prepare_cached(sql::MARK_STARTED)?;
+            let mut marked = 0;
+            for (token, ids) in &groups {
+                marked += changed(statement.execute(params![ids, token])?);
+            }
+            Ok(marked)
         })
         .await
     }
@@ -511,7 +560,7 @@ impl Store for SqliteStore {
             completions,
             ended_at: now,
         } = request;
-        let finished = finished_list(completions);
+        let finished = Finishing::of(completions)?;
         let ended: Vec<(&Completion, &str, DateTime<Utc>, &String)> = completions
             .iter()
             .filter_map(|completion| match &completion.outcome {
@@ -530,13 +579,10 @@ impl Store for SqliteStore {
             })
             .collect();
         let write = |conn: &Connection| -> Result<u64, StoreError> {
-            let mut applied = 0;
-            if let Some((statement, list)) = &finished {
-                applied += changed(
-                    conn.prepare_cached(statement)?
-                        .execute(params![micros(now), list])?,
-                );
-            }
+            let mut applied = match &finished {
+                Some(finishing) => finishing.write(conn, now)?,
+                None => 0,
+            };
             for (completion, sql, at, error) in &ended {
                 applied += changed(conn.prepare_cached(sql)?.execute(params![
                     micros(*at),
@@ -555,12 +601,9 @@ impl Store for SqliteStore {
             }
             Ok(applied)
         };
-        if ended.is_empty() && set_back.is_empty() {
-            // One statement commits on its own, without BEGIN and COMMIT.
-            self.write(|conn| write(conn)).await
-        } else {
-            self.transaction(|tx| write(tx)).await
-        }
+        let statements =
+            finished.as_ref().map_or(0, Finishing::statements) + ended.len() + set_back.len();
+        self.write_all(statements, write).await
     }
 
     async fn record_progress(&self, request: ProgressRequest<'_>) -> Result<bool, StoreError> {
@@ -581,24 +624,29 @@ impl Store for SqliteStore {
         if request.claims.is_empty() {
             return Ok(Vec::new());
         }
-        let claims = claim_list(request.claims);
+        let groups = by_token(request.claims)?;
         let mut held = self
-            .write(|conn| {
-                all(
-                    conn,
-                    sql::EXTEND_LEASES,
-                    params![
-                        claims,
-                        request.now.map(micros),
-                        super::rows::lease_micros(request.lease)
-                    ],
-                    |row| {
-                        Ok(Claim {
-                            id: row.get(0)?,
-                            token: row.get(1)?,
-                        })
-                    },
-                )
+            .write_all(groups.len(), |conn| {
+                let mut held = Vec::new();
+                for (token, ids) in &groups {
+                    held.extend(all(
+                        conn,
+                        sql::EXTEND_LEASES,
+                        params![
+                            ids,
+                            request.now.map(micros),
+                            super::rows::lease_micros(request.lease),
+                            token
+                        ],
+                        |row| {
+                            Ok(Claim {
+                                id: row.get(0)?,
+                                token: row.get(1)?,
+                            })
+                        },
+                    )?);
+                }
+                Ok(held)
             })
             .await?;
         held.sort_unstable();
@@ -609,11 +657,14 @@ impl Store for SqliteStore {
         if claims.is_empty() {
             return Ok(0);
         }
-        let claims = claim_list(claims);
-        self.write(|conn| {
-            Ok(changed(
-                conn.prepare_cached(sql::RELEASE)?.execute([&claims])?,
-            ))
+        let groups = by_token(claims)?;
+        self.write_all(groups.len(), |conn| {
+            let mut statement = conn.prepare_cached(sql::RELEASE)?;
+            let mut released = 0;
+            for (token, ids) in &groups {
+                released += changed(statement.execute(params![ids, token])?);
+            }
+            Ok(released)
         })
         .await
     }
@@ -1087,16 +1138,28 @@ impl Store for SqliteStore {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let claims = claim_list(claims);
-        self.read(|conn| {
-            all(conn, sql::CANCELS_REQUESTED, [&claims], |row| {
-                Ok(Claim {
-                    id: row.get(0)?,
-                    token: row.get(1)?,
-                })
+        let groups = by_token(claims)?;
+        let mut asked = self
+            .read(|conn| {
+                let mut asked = Vec::new();
+                for (token, ids) in &groups {
+                    asked.extend(all(
+                        conn,
+                        sql::CANCELS_REQUESTED,
+                        params![ids, token],
+                        |row| {
+                            Ok(Claim {
+                                id: row.get(0)?,
+                                token: row.get(1)?,
+                            })
+                        },
+                    )?);
+                }
+                Ok(asked)
             })
-        })
-        .await
+            .await?;
+        asked.sort_unstable();
+        Ok(asked)
     }
 
     async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {
@@ -1258,6 +1321,60 @@ mod tests {
             lease: std::time::Duration::from_secs(30),
             now: None,
         }
+    }
+
+    #[tokio::test]
+    async fn claim_guarded_writes_apply_to_each_claims_jobs_under_its_own_token() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let jobs: Vec<NewJob> = (0..4).map(|_| NewJob::ping("q", now)).collect();
+        store.insert(&jobs).await.unwrap();
+        // Two claims, so every list below holds two tokens.
+        let mut claims: Vec<Claim> = Vec::new();
+        for _ in 0..2 {
+            let claimed = store.claim(claim_from("q", 2, now)).await.unwrap();
+            claims.extend(claimed.iter().map(ClaimedJob::claim));
+        }
+        claims.sort_unstable();
+        assert_eq!(claims.len(), 4);
+        assert_ne!(claims[0].token, claims[3].token);
+        // A claim on a held job under a token it does not carry.
+        let stale = Claim {
+            id: claims[0].id,
+            token: claims[0].token.wrapping_add(1),
+        };
+        let mut listed = claims.clone();
+        listed.push(stale);
+        let renew = RenewRequest {
+            claims: &listed,
+            lease: std::time::Duration::from_secs(60),
+            now: None,
+        };
+        assert_eq!(store.extend_leases(renew).await.unwrap(), claims);
+        assert_eq!(store.mark_started(&listed).await.unwrap(), 4);
+        // One job of each claim finishes, and the stale claim's outcome is refused.
+        let finished = |claim: Claim| Completion {
+            claim,
+            attempt: 1,
+            outcome: Outcome::Finished,
+        };
+        let ended = [finished(claims[0]), finished(claims[3]), finished(stale)];
+        let request = CompleteRequest {
+            completions: &ended,
+            ended_at: now,
+        };
+        assert_eq!(store.complete(request).await.unwrap(), 2);
+        for (claim, state) in claims.iter().zip([
+            JobState::Finished,
+            JobState::Started,
+            JobState::Started,
+            JobState::Finished,
+        ]) {
+            let job = store.get(claim.id).await.unwrap().unwrap();
+            assert_eq!(job.state, state, "job {}", claim.id);
+        }
+        assert_eq!(store.release(&listed).await.unwrap(), 2);
     }
 
     /// Steps SQLite's virtual machine takes for the claim statement of one

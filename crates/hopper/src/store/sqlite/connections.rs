@@ -430,6 +430,21 @@ impl SqliteStore {
         retry_busy(|| work(&mut conn)).await
     }
 
+    /// Runs `work`, which makes `statements` statements, on the writing
+    /// connection: one statement on its own, as it commits alone without
+    /// BEGIN and COMMIT, and more in a transaction, so they commit once.
+    pub(super) async fn write_all<T>(
+        &self,
+        statements: usize,
+        work: impl Fn(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if statements <= 1 {
+            self.write(|conn| work(conn)).await
+        } else {
+            self.transaction(|tx| work(tx)).await
+        }
+    }
+
     /// A connection to read with (for checks and ad-hoc queries): a
     /// read-only one, or in memory the locked writing connection.
     ///

@@ -2,8 +2,9 @@
 //! [`Store`](crate::store::Store) operations that run them.
 //!
 //! Parameters are `?N` (or bare `?`) placeholders, bound by the code in
-//! [`super`]; timestamps are microseconds since the epoch, and a claim list
-//! is the JSON array of `[id, token]` pairs [`super::claim_list`] makes.
+//! [`super`]; timestamps are microseconds since the epoch, and the claims a
+//! claim-guarded statement applies to are one claim token and the JSON
+//! array of its jobs' ids, a group of [`super::by_token`].
 //! Statements whose text depends on the call (how many rows, which filters)
 //! are built by the functions next to the constants.
 //!
@@ -18,16 +19,17 @@ macro_rules! sqlite_now {
     };
 }
 
-/// The join every claim-guarded write ends with: the `[id, token]` pairs of
-/// the JSON array bound at `$claims` (see [`claim_list`](super::claim_list)),
-/// each applying only to the job still carrying that claim's token. The
-/// unary `+` keeps the planner on primary-key lookups per claim.
+/// The condition every claim-guarded statement ends with: the jobs of the
+/// JSON array of ids bound at `$ids` that still carry the claim token bound
+/// at `$token` (one group of [`by_token`](super::by_token)). The unary `+`
+/// keeps the planner on primary-key lookups of the ids.
 macro_rules! sqlite_held_claims {
-    ($claims:literal) => {
+    ($ids:literal, $token:literal) => {
         concat!(
-            " FROM (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(",
-            $claims,
-            ")) AS c WHERE jobs.id = c.cid AND +jobs.lease_token = c.ctoken"
+            " WHERE jobs.id IN (SELECT value FROM json_each(",
+            $ids,
+            ")) AND +jobs.lease_token = ",
+            $token
         )
     };
 }
@@ -233,17 +235,19 @@ pub(super) fn next_due() -> String {
 
 // --- mark_started
 
-/// Records the runs of the claim list `?1` as started.
-pub(super) const MARK_STARTED: &str =
-    concat!("UPDATE jobs SET run_started = 1", sqlite_held_claims!("?1"));
+/// Records the runs of the jobs `?1` (JSON ids) held under claim token `?2` as started.
+pub(super) const MARK_STARTED: &str = concat!(
+    "UPDATE jobs SET run_started = 1",
+    sqlite_held_claims!("?1", "?2")
+);
 
 // --- complete
 
-/// Finishes the jobs of the claim list `?2` at `?1`.
+/// Finishes at `?1` the jobs `?2` (JSON ids) held under claim token `?3`.
 pub(super) const COMPLETE_FINISHED: &str = concat!(
     "UPDATE jobs SET state = 'finished', finished_at = ?1, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL",
-    sqlite_held_claims!("?2")
+    sqlite_held_claims!("?2", "?3")
 );
 
 /// Finishes the jobs of the JSON array `?2` of `[id, token, output]` triples at `?1`, each storing its output (JSON text, or NULL).
@@ -282,18 +286,18 @@ pub(super) const RECORD_PROGRESS: &str = "UPDATE jobs SET progress = ?3, progres
 
 // --- extend_leases
 
-/// Extends the leases of the claim list `?1` to `?3` µs past `?2` (or the database's now); answers the claims still held.
+/// Extends the leases of the jobs `?1` (JSON ids) held under claim token `?4` to `?3` µs past `?2` (or the database's now); answers the claims still held.
 pub(super) const EXTEND_LEASES: &str = concat!(
     "UPDATE jobs SET locked_until = COALESCE(?2, ",
     sqlite_now!(),
     ") + ?3",
-    sqlite_held_claims!("?1"),
+    sqlite_held_claims!("?1", "?4"),
     " RETURNING id, lease_token"
 );
 
 // --- release
 
-/// Hands the jobs of the claim list `?1` back to pending, their attempt not counted (or ends them cancelled, if asked to stop).
+/// Hands the jobs `?1` (JSON ids) held under claim token `?2` back to pending, their attempt not counted (or ends them cancelled, if asked to stop).
 pub(super) const RELEASE: &str = concat!(
     "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, \
         finished_at = CASE WHEN cancel_requested THEN ",
@@ -301,7 +305,7 @@ pub(super) const RELEASE: &str = concat!(
     " ELSE finished_at END, \
         attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL",
-    sqlite_held_claims!("?1")
+    sqlite_held_claims!("?1", "?2")
 );
 
 // --- rescue
@@ -551,11 +555,12 @@ pub(super) const REQUEST_CANCEL: &str =
 
 // --- cancels_requested
 
-/// The claims of the claim list `?1` still held whose job was asked to stop; answers `id`, `lease_token`.
-pub(super) const CANCELS_REQUESTED: &str = "SELECT jobs.id, jobs.lease_token FROM jobs JOIN \
-        (SELECT value ->> 0 AS cid, value ->> 1 AS ctoken FROM json_each(?1)) AS c \
-        ON jobs.id = c.cid AND +jobs.lease_token = c.ctoken \
-    WHERE jobs.cancel_requested = 1 ORDER BY jobs.id";
+/// The claims of the jobs `?1` (JSON ids) still held under claim token `?2` whose job was asked to stop; answers `id`, `lease_token`.
+pub(super) const CANCELS_REQUESTED: &str = concat!(
+    "SELECT jobs.id, jobs.lease_token FROM jobs",
+    sqlite_held_claims!("?1", "?2"),
+    " AND jobs.cancel_requested = 1"
+);
 
 // --- retry
 

@@ -166,9 +166,17 @@ impl Waiting {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn wake(&self, id: JobId) {
-        if let Some((_, notify)) = self.jobs().get(&id) {
-            notify.notify_waiters();
+    /// Wakes whoever waits on the jobs `ids`: one look at the waiting jobs
+    /// for the whole list, none of it read when no one waits.
+    fn wake_each(&self, ids: impl IntoIterator<Item = JobId>) {
+        let jobs = self.jobs();
+        if jobs.is_empty() {
+            return;
+        }
+        for id in ids {
+            if let Some((_, notify)) = jobs.get(&id) {
+                notify.notify_waiters();
+            }
         }
     }
 
@@ -199,19 +207,10 @@ impl Drop for Registered<'_> {
 }
 
 impl Waiters {
-    /// Wakes whoever waits on the jobs `ids` (they ended, or may have).
-    /// One look at the waiting jobs for the whole list, none of it read
-    /// when no one waits: the completer calls this for every batch it writes.
+    /// Wakes whoever waits on the jobs `ids` (they ended, or may have): the
+    /// completer calls this for every batch it writes.
     pub(crate) fn ended(&self, ids: impl IntoIterator<Item = JobId>) {
-        let jobs = self.shared.jobs();
-        if jobs.is_empty() {
-            return;
-        }
-        for id in ids {
-            if let Some((_, notify)) = jobs.get(&id) {
-                notify.notify_waiters();
-            }
-        }
+        self.shared.wake_each(ids);
     }
 
     fn register(&self, id: JobId) -> Registered<'_> {
@@ -268,7 +267,7 @@ async fn forward(
             return;
         };
         match wakeup {
-            Some(Wakeup::Ended(id)) => waiting.wake(id),
+            Some(Wakeup::Ended(ids)) => waiting.wake_each(ids),
             Some(Wakeup::All) => waiting.wake_all(),
             Some(Wakeup::Queue(_) | Wakeup::Cancels) => {}
             None => {

@@ -1265,10 +1265,10 @@ pub enum Wakeup {
     /// A running job was asked to stop ([`Store::request_cancel`]): look
     /// for cancels of the jobs running.
     Cancels,
-    /// This job ended (finished, failed or cancelled): what
-    /// [`Store::listen_results`] tells of, for those waiting on it
+    /// These jobs ended (finished, failed or cancelled): what
+    /// [`Store::listen_results`] tells of, for those waiting on them
     /// ([`Hopper::wait_for`](crate::Hopper::wait_for)).
-    Ended(JobId),
+    Ended(Vec<JobId>),
 }
 
 /// The database side of Hopper. Every method is one short transaction.
@@ -1580,7 +1580,7 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     }
 
     /// Wake-ups the database sends when jobs end, in any process, for as
-    /// long as the receiver is kept: [`Wakeup::Ended`] with the job's id,
+    /// long as the receiver is kept: [`Wakeup::Ended`] with the jobs' ids,
     /// or [`Wakeup::All`] where the database only says that something
     /// changed (and after a reconnection). `None` where the database has no
     /// such signal (waiters then look again at a short interval).

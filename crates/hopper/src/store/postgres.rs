@@ -103,8 +103,8 @@ const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const INSERT_CHUNK: usize = 5_000;
 /// Tries at inserting a job with a unique key whose holder keeps changing.
 const UNIQUE_TRIES: usize = 100;
-/// Wake-ups buffered for a slow receiver; past that they are dropped (the
-/// receiver is behind and will find the jobs anyway).
+/// Wake-ups buffered for a slow receiver; past that, the listener waits
+/// for room and sends [`Wakeup::All`] in place of what it could not send.
 const WAKEUP_BUFFER: usize = 256;
 
 /// The schema migrations this build carries. A database a newer build has
@@ -673,8 +673,9 @@ async fn listen_loop(
                     Wakeup::Cancels
                 }
                 Ok(Some(notification)) if notification.channel() == RESULT_CHANNEL => {
-                    match notification.payload().parse() {
-                        Ok(id) => Wakeup::Ended(id),
+                    // One id, or several comma-separated (a completion batch).
+                    match notification.payload().split(',').map(str::parse).collect() {
+                        Ok(ids) => Wakeup::Ended(ids),
                         Err(_) => Wakeup::All,
                     }
                 }
@@ -690,7 +691,17 @@ async fn listen_loop(
                 }
             };
             match wakeups.try_send(wakeup) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Ok(()) => {}
+                // The receiver is behind: what could not be sent is told
+                // as `All` once there is room, which every receiver answers
+                // by looking again at everything (a pool claims in every
+                // queue, a waiter reads its job). Meanwhile the server
+                // holds the notifications.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if wakeups.send(Wakeup::All).await.is_err() {
+                        return;
+                    }
+                }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }

@@ -144,6 +144,7 @@ macro_rules! contract_for {
             a_page_size_out_of_range_is_refused,
             job_counts_per_type_and_state_match_the_dispatched_jobs,
             a_store_that_listens_hears_of_a_job_another_instance_inserts,
+            a_store_that_tells_of_endings_names_every_job_a_large_batch_ended,
             an_output_is_stored_with_the_job_and_wait_for_returns_it_in_another_process,
             wait_for_times_out_clearly_and_tells_failed_cancelled_and_missing_jobs,
             an_output_over_the_size_limit_or_not_json_is_refused_to_the_handler,

@@ -1470,3 +1470,71 @@ pub async fn a_large_bulk_insert_keeps_every_job_whole_and_in_order(db: &TestDb)
         .count();
     assert_eq!(traced, expected, "trace contexts kept");
 }
+
+pub async fn a_store_that_tells_of_endings_names_every_job_a_large_batch_ended(db: &TestDb) {
+    let store = hopper::store::open(db.url()).await.unwrap();
+    let other = hopper::store::open(db.url()).await.unwrap();
+    let Some(mut endings) = store.listen_results() else {
+        // A database without such a signal: waiters look again instead.
+        return;
+    };
+    // Finishes, in `other`, every job of `jobs` (claimed together) at once.
+    async fn finish_all(other: &dyn Store, jobs: usize) -> Vec<JobId> {
+        let new: Vec<NewJob> = (0..jobs).map(|_| new_job("noop", "mail", t0())).collect();
+        other.insert(&new).await.unwrap();
+        let request = claim_at("mail", "w1", 2_000, t0(), Duration::from_secs(60));
+        let claimed = other.claim(request).await.unwrap();
+        assert_eq!(claimed.len(), jobs);
+        let ended: Vec<Completion> = claimed
+            .iter()
+            .map(|job| Completion {
+                claim: job.claim(),
+                attempt: 1,
+                outcome: Outcome::Finished,
+            })
+            .collect();
+        let request = CompleteRequest {
+            completions: &ended,
+            ended_at: t0(),
+        };
+        assert_eq!(other.complete(request).await.unwrap(), jobs as u64);
+        claimed.iter().map(|job| job.id).collect()
+    }
+    // Until every job of `ids` was named, or the database said only that
+    // something changed (every waiter then looks): whether it named them all.
+    async fn told(endings: &mut tokio::sync::mpsc::Receiver<Wakeup>, ids: &[JobId]) -> bool {
+        let mut untold: std::collections::HashSet<JobId> = ids.iter().copied().collect();
+        while !untold.is_empty() {
+            let wakeup = tokio::time::timeout(Duration::from_secs(10), endings.recv())
+                .await
+                .expect("a wake-up within 10 s")
+                .expect("the wake-ups go on while the receiver is kept");
+            match wakeup {
+                Wakeup::Ended(ids) => ids.iter().for_each(|id| {
+                    untold.remove(id);
+                }),
+                Wakeup::All => return false,
+                Wakeup::Queue(_) | Wakeup::Cancels => {}
+            }
+        }
+        true
+    }
+    // One ending, heard (by name or not) once the listener runs.
+    let first = finish_all(&*other, 1).await;
+    told(&mut endings, &first).await;
+    // More endings in one batch than one notification names on
+    // PostgreSQL: each is named all the same.
+    let batch = finish_all(&*other, 1_000).await;
+    let named = told(&mut endings, &batch).await;
+    if db.url().starts_with("postgres") {
+        assert!(named, "the endings were not named");
+    }
+    // More endings, each its own notification, than the listener holds
+    // for a receiver that does not read: once it reads, each is named or
+    // it is told that anything may have changed, never left untold.
+    let mut one_by_one = Vec::new();
+    for _ in 0..300 {
+        one_by_one.extend(finish_all(&*other, 1).await);
+    }
+    told(&mut endings, &one_by_one).await;
+}

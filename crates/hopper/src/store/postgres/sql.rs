@@ -314,14 +314,24 @@ pub(super) const COMPLETE: &str = "UPDATE jobs SET \
      WHERE jobs.id = c.id AND jobs.lease_token = c.token \
      RETURNING jobs.id, jobs.queue, jobs.state = 'pending' AS due, jobs.state <> 'pending' AS ended";
 
+/// The most job ids one notification on the results channel lists: each
+/// at most 19 digits and a comma, under the 8,000 bytes PostgreSQL allows
+/// a payload.
+const IDS_PER_NOTICE: usize = 390;
+
 /// [`COMPLETE`], waking the queues of retried jobs and, on the results
-/// channel, those waiting on each job that ended, on commit; answers a row
-/// (`queue`) per completion applied.
+/// channel, those waiting on the jobs that ended, on commit: one
+/// notification lists up to [`IDS_PER_NOTICE`] ids, comma-separated, so a
+/// batch of hundreds of endings queues one or two notifications, not one
+/// each. Answers a row (`queue`) per completion applied.
 pub(super) fn complete() -> String {
     format!(
-        "WITH changed AS ({COMPLETE}) \
+        "WITH changed AS ({COMPLETE}), \
+         ended AS (SELECT string_agg(id::text, ',') AS ids FROM \
+             (SELECT id, (row_number() OVER ()) / {IDS_PER_NOTICE} AS notice FROM changed WHERE ended) AS e \
+             GROUP BY notice) \
          SELECT queue, (CASE WHEN due THEN pg_notify('{CHANNEL}', queue) END) IS NULL AS quiet, \
-             (CASE WHEN ended THEN pg_notify('{RESULT_CHANNEL}', id::text) END) IS NULL AS unheard \
+             (SELECT count(pg_notify('{RESULT_CHANNEL}', ids)) FROM ended) AS notices \
          FROM changed"
     )
 }

@@ -131,6 +131,30 @@ fn by_token(claims: &[Claim]) -> Result<Vec<(ClaimToken, String)>, StoreError> {
         .collect()
 }
 
+/// Runs the claim-guarded `statement`, whose parameters are a group's ids
+/// and token, once per group of `groups` on `conn`; answers how many rows
+/// it changed in all.
+fn apply_per_token(
+    conn: &Connection,
+    statement: &str,
+    groups: &[(ClaimToken, String)],
+) -> Result<u64, StoreError> {
+    let mut statement = conn.prepare_cached(statement)?;
+    let mut applied = 0;
+    for (token, ids) in groups {
+        applied += changed(statement.execute(params![ids, token])?);
+    }
+    Ok(applied)
+}
+
+/// The claim in the first two columns of `row`: a job's id and its token.
+fn claim_of(row: &Row<'_>) -> Result<Claim, StoreError> {
+    Ok(Claim {
+        id: row.get(0)?,
+        token: row.get(1)?,
+    })
+}
+
 /// How the finished runs of a completion are written.
 enum Finishing {
     /// None set an output: [`sql::COMPLETE_FINISHED`] once per claim token
@@ -543,12 +567,7 @@ impl Store for SqliteStore {
         }
         let groups = by_token(claims)?;
         self.write_all(groups.len(), |conn| {
-            let mut statement = conn.prepare_cached(sql::MARK_STARTED)?;
-            let mut marked = 0;
-            for (token, ids) in &groups {
-                marked += changed(statement.execute(params![ids, token])?);
-            }
-            Ok(marked)
+            apply_per_token(conn, sql::MARK_STARTED, &groups)
         })
         .await
     }
@@ -638,12 +657,7 @@ impl Store for SqliteStore {
                             super::rows::lease_micros(request.lease),
                             token
                         ],
-                        |row| {
-                            Ok(Claim {
-                                id: row.get(0)?,
-                                token: row.get(1)?,
-                            })
-                        },
+                        claim_of,
                     )?);
                 }
                 Ok(held)
@@ -659,12 +673,7 @@ impl Store for SqliteStore {
         }
         let groups = by_token(claims)?;
         self.write_all(groups.len(), |conn| {
-            let mut statement = conn.prepare_cached(sql::RELEASE)?;
-            let mut released = 0;
-            for (token, ids) in &groups {
-                released += changed(statement.execute(params![ids, token])?);
-            }
-            Ok(released)
+            apply_per_token(conn, sql::RELEASE, &groups)
         })
         .await
     }
@@ -1147,12 +1156,7 @@ impl Store for SqliteStore {
                         conn,
                         sql::CANCELS_REQUESTED,
                         params![ids, token],
-                        |row| {
-                            Ok(Claim {
-                                id: row.get(0)?,
-                                token: row.get(1)?,
-                            })
-                        },
+                        claim_of,
                     )?);
                 }
                 Ok(asked)

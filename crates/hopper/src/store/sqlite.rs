@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params, params_from_iter};
 use tokio::sync::Mutex;
 
 use super::rows::{
@@ -131,28 +131,54 @@ fn by_token(claims: &[Claim]) -> Result<Vec<(ClaimToken, String)>, StoreError> {
         .collect()
 }
 
-/// Runs the claim-guarded `statement`, whose parameters are a group's ids
-/// and token, once per group of `groups` on `conn`; answers how many rows
-/// it changed in all.
+/// The parameters of a claim-guarded statement for one group of
+/// [`by_token`]: its ids and token, then the statement's own `rest`.
+fn group_params<'p>(
+    (token, ids): &'p (ClaimToken, String),
+    rest: &[&'p dyn ToSql],
+) -> Vec<&'p dyn ToSql> {
+    let mut params: Vec<&dyn ToSql> = vec![ids, token];
+    params.extend_from_slice(rest);
+    params
+}
+
+/// Runs the claim-guarded `statement` (see `sqlite_held_claims!`) once per
+/// group of `groups` on `conn`, with its own parameters `rest` after each
+/// group's; answers how many rows it changed in all.
 fn apply_per_token(
     conn: &Connection,
     statement: &str,
     groups: &[(ClaimToken, String)],
+    rest: &[&dyn ToSql],
 ) -> Result<u64, StoreError> {
     let mut statement = conn.prepare_cached(statement)?;
     let mut applied = 0;
-    for (token, ids) in groups {
-        applied += changed(statement.execute(params![ids, token])?);
+    for group in groups {
+        applied += changed(statement.execute(&*group_params(group, rest))?);
     }
     Ok(applied)
 }
 
-/// The claim in the first two columns of `row`: a job's id and its token.
-fn claim_of(row: &Row<'_>) -> Result<Claim, StoreError> {
-    Ok(Claim {
-        id: row.get(0)?,
-        token: row.get(1)?,
-    })
+/// Runs the claim-guarded `statement`, which answers a job's id and token
+/// per row, once per group of `groups` on `conn`, with its own parameters
+/// `rest` after each group's; answers the claims of every group, in order.
+fn claims_per_token(
+    conn: &Connection,
+    statement: &str,
+    groups: &[(ClaimToken, String)],
+    rest: &[&dyn ToSql],
+) -> Result<Vec<Claim>, StoreError> {
+    let mut claims = Vec::new();
+    for group in groups {
+        claims.extend(all(conn, statement, &*group_params(group, rest), |row| {
+            Ok(Claim {
+                id: row.get(0)?,
+                token: row.get(1)?,
+            })
+        })?);
+    }
+    claims.sort_unstable();
+    Ok(claims)
 }
 
 /// How the finished runs of a completion are written.
@@ -202,12 +228,7 @@ impl Finishing {
     fn write(&self, conn: &Connection, now: DateTime<Utc>) -> Result<u64, StoreError> {
         match self {
             Self::Held(groups) => {
-                let mut statement = conn.prepare_cached(sql::COMPLETE_FINISHED)?;
-                let mut applied = 0;
-                for (token, ids) in groups {
-                    applied += changed(statement.execute(params![micros(now), ids, token])?);
-                }
-                Ok(applied)
+                apply_per_token(conn, sql::COMPLETE_FINISHED, groups, &[&micros(now)])
             }
             Self::WithOutput(list) => Ok(changed(
                 conn.prepare_cached(sql::COMPLETE_FINISHED_WITH_OUTPUT)?
@@ -567,7 +588,7 @@ impl Store for SqliteStore {
         }
         let groups = by_token(claims)?;
         self.write_all(groups.len(), |conn| {
-            apply_per_token(conn, sql::MARK_STARTED, &groups)
+            apply_per_token(conn, sql::MARK_STARTED, &groups, &[])
         })
         .await
     }
@@ -644,27 +665,12 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let groups = by_token(request.claims)?;
-        let mut held = self
-            .write_all(groups.len(), |conn| {
-                let mut held = Vec::new();
-                for (token, ids) in &groups {
-                    held.extend(all(
-                        conn,
-                        sql::EXTEND_LEASES,
-                        params![
-                            ids,
-                            request.now.map(micros),
-                            super::rows::lease_micros(request.lease),
-                            token
-                        ],
-                        claim_of,
-                    )?);
-                }
-                Ok(held)
-            })
-            .await?;
-        held.sort_unstable();
-        Ok(held)
+        let now = request.now.map(micros);
+        let lease = super::rows::lease_micros(request.lease);
+        self.write_all(groups.len(), |conn| {
+            claims_per_token(conn, sql::EXTEND_LEASES, &groups, &[&now, &lease])
+        })
+        .await
     }
 
     async fn release(&self, claims: &[Claim]) -> Result<u64, StoreError> {
@@ -673,7 +679,7 @@ impl Store for SqliteStore {
         }
         let groups = by_token(claims)?;
         self.write_all(groups.len(), |conn| {
-            apply_per_token(conn, sql::RELEASE, &groups)
+            apply_per_token(conn, sql::RELEASE, &groups, &[])
         })
         .await
     }
@@ -1148,22 +1154,8 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let groups = by_token(claims)?;
-        let mut asked = self
-            .read(|conn| {
-                let mut asked = Vec::new();
-                for (token, ids) in &groups {
-                    asked.extend(all(
-                        conn,
-                        sql::CANCELS_REQUESTED,
-                        params![ids, token],
-                        claim_of,
-                    )?);
-                }
-                Ok(asked)
-            })
-            .await?;
-        asked.sort_unstable();
-        Ok(asked)
+        self.read(|conn| claims_per_token(conn, sql::CANCELS_REQUESTED, &groups, &[]))
+            .await
     }
 
     async fn retry(&self, request: RetryRequest) -> Result<bool, StoreError> {

@@ -128,7 +128,7 @@ impl FlowTx for MysqlFlow<'_> {
             .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
             .fetch_one(&mut *self.0)
             .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(crate::store::rows::from_count(count))
     }
 
     async fn key_heads(

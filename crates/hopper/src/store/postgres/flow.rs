@@ -89,7 +89,7 @@ impl FlowTx for PgFlow<'_> {
             .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
             .fetch_one(&mut *self.0)
             .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(crate::store::rows::from_count(count))
     }
 
     async fn key_heads(

@@ -107,7 +107,7 @@ impl FlowTx for SqliteFlow<'_, '_> {
             .0
             .prepare_cached(sql::READY_KEY_COUNT)?
             .query_row(params![queue, at_most], |row| row.get(0))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(crate::store::rows::from_count(count))
     }
 
     async fn key_heads(

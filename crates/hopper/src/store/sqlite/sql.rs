@@ -20,17 +20,13 @@ macro_rules! sqlite_now {
 }
 
 /// The condition every claim-guarded statement ends with: the jobs of the
-/// JSON array of ids bound at `$ids` that still carry the claim token bound
-/// at `$token` (one group of [`by_token`](super::by_token)). The unary `+`
-/// keeps the planner on primary-key lookups of the ids.
+/// JSON array of ids bound at `?1` that still carry the claim token bound
+/// at `?2` (one group of [`by_token`](super::by_token)); the statement's
+/// own parameters come after. The unary `+` keeps the planner on
+/// primary-key lookups of the ids.
 macro_rules! sqlite_held_claims {
-    ($ids:literal, $token:literal) => {
-        concat!(
-            " WHERE jobs.id IN (SELECT value FROM json_each(",
-            $ids,
-            ")) AND +jobs.lease_token = ",
-            $token
-        )
+    () => {
+        " WHERE jobs.id IN (SELECT value FROM json_each(?1)) AND +jobs.lease_token = ?2"
     };
 }
 
@@ -236,18 +232,16 @@ pub(super) fn next_due() -> String {
 // --- mark_started
 
 /// Records the runs of the jobs `?1` (JSON ids) held under claim token `?2` as started.
-pub(super) const MARK_STARTED: &str = concat!(
-    "UPDATE jobs SET run_started = 1",
-    sqlite_held_claims!("?1", "?2")
-);
+pub(super) const MARK_STARTED: &str =
+    concat!("UPDATE jobs SET run_started = 1", sqlite_held_claims!());
 
 // --- complete
 
-/// Finishes at `?1` the jobs `?2` (JSON ids) held under claim token `?3`.
+/// Finishes at `?3` the jobs `?1` (JSON ids) held under claim token `?2`.
 pub(super) const COMPLETE_FINISHED: &str = concat!(
-    "UPDATE jobs SET state = 'finished', finished_at = ?1, \
+    "UPDATE jobs SET state = 'finished', finished_at = ?3, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL",
-    sqlite_held_claims!("?2", "?3")
+    sqlite_held_claims!()
 );
 
 /// Finishes the jobs of the JSON array `?2` of `[id, token, output]` triples at `?1`, each storing its output (JSON text, or NULL).
@@ -286,12 +280,12 @@ pub(super) const RECORD_PROGRESS: &str = "UPDATE jobs SET progress = ?3, progres
 
 // --- extend_leases
 
-/// Extends the leases of the jobs `?1` (JSON ids) held under claim token `?4` to `?3` µs past `?2` (or the database's now); answers the claims still held.
+/// Extends the leases of the jobs `?1` (JSON ids) held under claim token `?2` to `?4` µs past `?3` (or the database's now); answers the claims still held.
 pub(super) const EXTEND_LEASES: &str = concat!(
-    "UPDATE jobs SET locked_until = COALESCE(?2, ",
+    "UPDATE jobs SET locked_until = COALESCE(?3, ",
     sqlite_now!(),
-    ") + ?3",
-    sqlite_held_claims!("?1", "?4"),
+    ") + ?4",
+    sqlite_held_claims!(),
     " RETURNING id, lease_token"
 );
 
@@ -305,7 +299,7 @@ pub(super) const RELEASE: &str = concat!(
     " ELSE finished_at END, \
         attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END, \
         locked_by = NULL, locked_until = NULL, lease_token = NULL",
-    sqlite_held_claims!("?1", "?2")
+    sqlite_held_claims!()
 );
 
 // --- rescue
@@ -558,7 +552,7 @@ pub(super) const REQUEST_CANCEL: &str =
 /// The claims of the jobs `?1` (JSON ids) still held under claim token `?2` whose job was asked to stop; answers `id`, `lease_token`.
 pub(super) const CANCELS_REQUESTED: &str = concat!(
     "SELECT jobs.id, jobs.lease_token FROM jobs",
-    sqlite_held_claims!("?1", "?2"),
+    sqlite_held_claims!(),
     " AND jobs.cancel_requested = 1"
 );
 

@@ -290,6 +290,40 @@ pub(super) fn all<T>(
 /// The job a claim's `RETURNING id, lease_token, type, queue, payload,
 /// priority, attempts, max_attempts, batch_id, has_dependents, trace_context` row took,
 /// its run started or not.
+/// Claims up to `limit` of the request's queue's due jobs with `statement`
+/// ([`sql::CLAIM`] or [`sql::CLAIM_IN_ORDER`]), leased from `now` (`None`:
+/// the database's), best first; the first `start_now` start at once.
+fn claim_in(
+    conn: &Connection,
+    statement: &str,
+    request: &ClaimRequest<'_>,
+    limit: u32,
+    now: Option<DateTime<Utc>>,
+) -> Result<Vec<ClaimedJob>, StoreError> {
+    let params = params![
+        micros(request.due_by),
+        request.worker,
+        super::rows::lease_micros(request.lease),
+        request.queue,
+        limit,
+        request.token,
+        now.map(micros),
+    ];
+    let mut jobs = all(conn, statement, params, |row| claimed(row, false))?;
+    // RETURNING's order is unspecified.
+    jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
+    let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
+    let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();
+    if !starting.is_empty() {
+        conn.prepare_cached(sql::CLAIM_START_NOW)?
+            .execute(params![json_list(&starting)?, request.token])?;
+        for job in jobs.iter_mut().take(start_now) {
+            job.run_started = true;
+        }
+    }
+    Ok(jobs)
+}
+
 fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
     let id = row.get(0)?;
     Ok(ClaimedJob {
@@ -505,32 +539,8 @@ impl Store for SqliteStore {
         // transaction: written on their own, another process could take the
         // write lock between them, and the claim, tried again whole, would
         // find nothing left to take and never answer the jobs it took.
-        let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
         let jobs = self
-            .transaction(|conn| {
-                let params = params![
-                    micros(request.due_by),
-                    request.worker,
-                    super::rows::lease_micros(request.lease),
-                    request.queue,
-                    request.limit,
-                    request.token,
-                    request.now.map(micros),
-                ];
-                let mut jobs = all(conn, sql::CLAIM, params, |row| claimed(row, false))?;
-                // RETURNING's order is unspecified.
-                jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.id));
-                let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();
-                if !starting.is_empty() {
-                    let ids = serde_json::to_string(&starting).unwrap_or_else(|_| "[]".into());
-                    conn.prepare_cached(sql::CLAIM_START_NOW)?
-                        .execute(params![ids, request.token])?;
-                    for job in jobs.iter_mut().take(start_now) {
-                        job.run_started = true;
-                    }
-                }
-                Ok(jobs)
-            })
+            .transaction(|conn| claim_in(conn, sql::CLAIM, &request, request.limit, request.now))
             .await?;
         if !jobs.is_empty() {
             return Ok(jobs);

@@ -194,6 +194,15 @@ impl FlowTx for SqliteFlow<'_, '_> {
         Ok(jobs)
     }
 
+    async fn claim_in_order(
+        &mut self,
+        request: &ClaimRequest<'_>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        super::claim_in(self.0, sql::CLAIM_IN_ORDER, request, limit, Some(now))
+    }
+
     async fn settle_keys(
         &mut self,
         queue: &str,

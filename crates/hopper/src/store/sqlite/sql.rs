@@ -116,22 +116,36 @@ pub(super) fn insert_jobs(rows: usize) -> String {
 // jobs: SQLite tests such a condition, constant though it is, on every row
 // it reads, so a paused queue's claim walked its whole backlog to take
 // nothing, holding the write lock meanwhile.
+// The claim statement, with `$limit` (an expression) for the most jobs it takes.
+macro_rules! sqlite_claim {
+    ($($limit:expr),+) => {
+        concat!(
+            "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
+                started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, cancel_requested = 0, \
+                locked_until = COALESCE(?7, ",
+            sqlite_now!(),
+            ") + ?3 \
+            WHERE id IN (SELECT id FROM jobs \
+                WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
+                ORDER BY priority DESC, available_at, id \
+                LIMIT ",
+            $($limit,)+
+            ") \
+            RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, \
+                trace_context"
+        )
+    };
+}
+
 /// Claims up to `?5` jobs of queue `?4` due by `?1` (none while it is paused or has flow settings: see [`super::flow`]) for worker `?2` under token `?6`, leased `?3` µs past `?7` (or the database's now); answers them.
-pub(super) const CLAIM: &str = concat!(
-    "UPDATE jobs SET state = 'started', attempts = attempts + 1, \
-        started_at = ?1, locked_by = ?2, lease_token = ?6, run_started = 0, cancel_requested = 0, \
-        locked_until = COALESCE(?7, ",
-    sqlite_now!(),
-    ") + ?3 \
-    WHERE id IN (SELECT id FROM jobs \
-        WHERE state = 'pending' AND queue = ?4 AND available_at <= ?1 \
-        ORDER BY priority DESC, available_at, id \
-        LIMIT (SELECT CASE WHEN EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND (paused = 1 OR ",
+pub(super) const CLAIM: &str = sqlite_claim!(
+    "(SELECT CASE WHEN EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND (paused = 1 OR ",
     sqlite_flow_controlled!(),
-    ")) THEN 0 ELSE ?5 END)) \
-    RETURNING id, lease_token, type, queue, payload, priority, attempts, max_attempts, batch_id, has_dependents, \
-        trace_context"
+    ")) THEN 0 ELSE ?5 END)"
 );
+
+/// [`CLAIM`] for a flow-controlled queue whose claim holds the write lock; `?5` is the room its limits leave.
+pub(super) const CLAIM_IN_ORDER: &str = sqlite_claim!("?5");
 
 /// Records the just-claimed jobs whose ids are in the JSON array `?1`, under token `?2`, as started.
 pub(super) const CLAIM_START_NOW: &str = "UPDATE jobs SET run_started = 1 \

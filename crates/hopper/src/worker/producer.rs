@@ -25,9 +25,15 @@ const PREFETCH_HORIZON: Duration = Duration::from_millis(25);
 /// about [`PREFETCH_HORIZON`] of work, so fast jobs are claimed hundreds per
 /// statement while slow jobs are claimed only as slots free up (and never
 /// wait long in one process while another sits idle).
+///
+/// The rate is counted from the last claim's answer, not its call: the
+/// time a claim takes is no time the pool could have run jobs in, and
+/// counted in, it held the first claims of a busy queue to a few more jobs
+/// each than the one before (and, with the database far away, held every
+/// claim to a few jobs however fast they ran).
 #[derive(Debug)]
 struct Prefetch {
-    /// When the rate was last read.
+    /// When the rate was last read, or the last claim answered since.
     since: Instant,
     /// Jobs started since then.
     started: usize,
@@ -42,6 +48,12 @@ impl Prefetch {
     /// No starts yet, counted from `since`.
     fn at(since: Instant) -> Self {
         Self { since, started: 0 }
+    }
+
+    /// Counts the rate from `now`, when a claim answered, keeping the
+    /// starts counted since it was asked for.
+    fn answered_at(&mut self, now: Instant) {
+        self.since = now;
     }
 
     /// How many jobs beyond the free slots the next claim should ask for.
@@ -98,6 +110,7 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
             };
             shared.claims.reserve(limit);
             let mut result = shared.hopper.store().claim(request).await;
+            prefetch.answered_at(Instant::now());
             if let Ok(claimed) = &mut result {
                 // The jobs whose attempt counted from the claim go first:
                 // they are the ones to start at once.
@@ -304,6 +317,22 @@ mod tests {
         // Slow jobs (10 a second) claim only as slots free up.
         prefetch.started = 10;
         assert_eq!(prefetch.next_extra_at(start + Duration::from_secs(4)), 0);
+    }
+
+    #[test]
+    fn the_time_a_claim_takes_does_not_lower_the_rate() {
+        let start = Instant::now();
+        let mut prefetch = Prefetch::at(start);
+        prefetch.next_extra_at(start);
+        // The claim took 50 ms; its 11 jobs then ran in 1 ms: 11,000 a
+        // second, so 275 jobs beyond the free slots, not the 5 that
+        // counting the claim's 50 ms would give.
+        prefetch.answered_at(start + Duration::from_millis(50));
+        prefetch.started = 11;
+        assert_eq!(
+            prefetch.next_extra_at(start + Duration::from_millis(51)),
+            275
+        );
     }
 
     #[test]

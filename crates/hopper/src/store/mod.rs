@@ -1588,6 +1588,20 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     fn listen_results(&self) -> Option<tokio::sync::mpsc::Receiver<Wakeup>> {
         self.listen()
     }
+
+    /// Whether a pool should claim half as far ahead from `queue`: yes on
+    /// a server for a queue this store last found with flow settings (a
+    /// limit, a rate or fair claims), from its own claims and settings,
+    /// without reading the database. Jobs claimed ahead count against the
+    /// limits from their claim, and a server writes outcomes beside the
+    /// next claim, so half leave room for the jobs ending meanwhile (and
+    /// for other processes) instead of one claim taking all the room. One
+    /// SQLite writer runs claims and outcomes one after the other, and a
+    /// claim taking more costs less there. Default: `false`.
+    fn halve_claims_ahead(&self, queue: &str) -> bool {
+        let _ = queue;
+        false
+    }
 }
 
 /// One schema migration this build carries, and when the database applied it.

@@ -742,6 +742,10 @@ impl Store for MysqlStore {
         retry_deadlocks(|| self.try_insert(jobs)).await
     }
 
+    fn halve_claims_ahead(&self, queue: &str) -> bool {
+        self.flow_queues.contains(queue)
+    }
+
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
         retry_deadlocks(|| self.try_claim(&request)).await
     }

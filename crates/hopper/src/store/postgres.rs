@@ -816,6 +816,10 @@ impl Store for PostgresStore {
         Ok(ids)
     }
 
+    fn halve_claims_ahead(&self, queue: &str) -> bool {
+        self.flow_queues.contains(queue)
+    }
+
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedJob>, StoreError> {
         if self.flow_queues.contains(request.queue) {
             if let Some(jobs) = self.claim_flow(&request).await? {

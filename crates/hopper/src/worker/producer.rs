@@ -97,7 +97,11 @@ pub(super) async fn run(shared: Arc<Shared>, slots: Arc<Slots>, reports: mpsc::S
         if buffer.is_empty() {
             let free = slots.free();
             let start_now = claim_limit(free, 0);
-            let limit = claim_limit(free, prefetch.next_extra());
+            let mut extra = prefetch.next_extra();
+            if shared.hopper.store().halve_claims_ahead(&queue) {
+                extra /= 2;
+            }
+            let limit = claim_limit(free, extra);
             let request = ClaimRequest {
                 queue: &queue,
                 worker: &shared.worker_id,

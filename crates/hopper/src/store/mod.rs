@@ -1598,6 +1598,14 @@ pub trait Store: std::any::Any + Send + Sync + std::fmt::Debug {
     /// for other processes) instead of one claim taking all the room. One
     /// SQLite writer runs claims and outcomes one after the other, and a
     /// claim taking more costs less there. Default: `false`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = hopper::store::open("sqlite::memory:").await.unwrap();
+    /// store.migrate().await.unwrap();
+    /// assert!(!store.halve_claims_ahead(hopper::DEFAULT_QUEUE));
+    /// # });
+    /// ```
     fn halve_claims_ahead(&self, queue: &str) -> bool {
         let _ = queue;
         false

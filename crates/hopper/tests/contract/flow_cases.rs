@@ -979,3 +979,42 @@ pub async fn bulk_dispatches_sharing_keys_in_opposite_orders_do_not_deadlock(db:
         .sum();
     assert_eq!(pending, 2 * 20 * 50);
 }
+
+pub async fn a_server_store_halves_claims_ahead_only_from_queues_with_flow_settings(db: &TestDb) {
+    let (_clock, hopper) = on_test_clock(db).await;
+    let store = hopper.store().clone();
+    // Another process's store, which learns the settings from its claims.
+    let other = hopper::store::open(db.url()).await.unwrap();
+    let server = !db.url().starts_with("sqlite:");
+    let now = hopper.now();
+    let claim = |store: Arc<dyn hopper::store::Store>| async move {
+        store
+            .claim(claim_at("default", "w", 1, now, Duration::from_secs(30)))
+            .await
+            .unwrap()
+    };
+    assert!(!store.halve_claims_ahead("default"));
+    claim(other.clone()).await;
+    assert!(!other.halve_claims_ahead("default"), "no settings yet");
+    hopper
+        .set_queue_flow(
+            "default",
+            hopper::store::QueueFlow::default().concurrency(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.halve_claims_ahead("default"), server);
+    claim(other.clone()).await;
+    assert_eq!(other.halve_claims_ahead("default"), server);
+    assert!(
+        !other.halve_claims_ahead("another"),
+        "a queue never claimed from"
+    );
+    hopper
+        .set_queue_flow("default", hopper::store::QueueFlow::default())
+        .await
+        .unwrap();
+    assert!(!store.halve_claims_ahead("default"));
+    claim(other.clone()).await;
+    assert!(!other.halve_claims_ahead("default"), "settings removed");
+}

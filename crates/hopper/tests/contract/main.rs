@@ -111,6 +111,7 @@ macro_rules! contract_for {
             a_keyed_job_retried_after_its_key_went_idle_still_runs,
             keys_that_differ_only_in_case_or_accents_are_partitions_of_their_own,
             a_keyed_claim_passes_keys_that_ran_dry_to_reach_a_due_job,
+            a_server_store_halves_claims_ahead_only_from_queues_with_flow_settings,
             a_per_key_limit_takes_jobs_oldest_first_and_a_window_of_one_full_key_holds_no_other_back,
             a_flow_claim_passes_over_a_job_another_transaction_holds,
             idle_partition_keys_are_pruned_and_come_back_with_their_next_job,

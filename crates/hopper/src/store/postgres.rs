@@ -961,7 +961,7 @@ impl Store for PostgresStore {
         if completions.is_empty() {
             return Ok(0);
         }
-        let update = sql::complete();
+        static UPDATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(sql::complete);
         // Rows are locked in id order, the same order in every batch.
         let mut sorted: Vec<&Completion> = completions.iter().collect();
         sorted.sort_by_key(|c| c.claim.id);
@@ -988,7 +988,7 @@ impl Store for PostgresStore {
             errors.push(error);
             outputs.push(completion.outcome.output());
         }
-        let rows = sqlx::query(&update)
+        let rows = sqlx::query(&UPDATE)
             .bind(now)
             .bind(entry_time(now))
             .bind(ids)

@@ -287,12 +287,10 @@ pub(super) fn all<T>(
     Ok(all)
 }
 
-/// The job a claim's `RETURNING id, lease_token, type, queue, payload,
-/// priority, attempts, max_attempts, batch_id, has_dependents, trace_context` row took,
-/// its run started or not.
 /// Claims up to `limit` of the request's queue's due jobs with `statement`
 /// ([`sql::CLAIM`] or [`sql::CLAIM_IN_ORDER`]), leased from `now` (`None`:
-/// the database's), best first; the first `start_now` start at once.
+/// the database's), best first; the first `start_now` start at once,
+/// recorded as [`Store::mark_started`] records a later start.
 fn claim_in(
     conn: &Connection,
     statement: &str,
@@ -315,7 +313,7 @@ fn claim_in(
     let start_now = usize::try_from(request.start_now).unwrap_or(usize::MAX);
     let starting: Vec<JobId> = jobs.iter().take(start_now).map(|job| job.id).collect();
     if !starting.is_empty() {
-        conn.prepare_cached(sql::CLAIM_START_NOW)?
+        conn.prepare_cached(sql::MARK_STARTED)?
             .execute(params![json_list(&starting)?, request.token])?;
         for job in jobs.iter_mut().take(start_now) {
             job.run_started = true;
@@ -324,6 +322,9 @@ fn claim_in(
     Ok(jobs)
 }
 
+/// The job a claim's `RETURNING id, lease_token, type, queue, payload,
+/// priority, attempts, max_attempts, batch_id, has_dependents, trace_context` row took,
+/// its run started or not.
 fn claimed(row: &Row<'_>, run_started: bool) -> Result<ClaimedJob, StoreError> {
     let id = row.get(0)?;
     Ok(ClaimedJob {

@@ -147,10 +147,6 @@ pub(super) const CLAIM: &str = sqlite_claim!(
 /// [`CLAIM`] for a flow-controlled queue whose claim holds the write lock; `?5` is the room its limits leave.
 pub(super) const CLAIM_IN_ORDER: &str = sqlite_claim!("?5");
 
-/// Records the just-claimed jobs whose ids are in the JSON array `?1`, under token `?2`, as started.
-pub(super) const CLAIM_START_NOW: &str = "UPDATE jobs SET run_started = 1 \
-            WHERE id IN (SELECT value FROM json_each(?1)) AND lease_token = ?2";
-
 // --- claim, of a queue with flow settings (`super::flow`)
 
 /// Answers 1 if queue `?1` has flow settings and is not paused.
